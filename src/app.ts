@@ -1,0 +1,139 @@
+/**
+ * The ordered mount table (style C2): reading it top to bottom is reading the flow. Never
+ * listens (src/server.ts does). Body parsers sit only on our own POST routes, never in front of
+ * the provider's (deps.md gotcha 7).
+ */
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import { fileURLToPath } from 'node:url';
+import type { Runtime } from './server.js';
+import { requestContextMiddleware } from './http/request-context.js';
+import { noStore, securityHeaders } from './http/security-headers.js';
+import { limiter } from './http/rate-limit.js';
+import { pinToPublicUrl, providerAlias, providerMount } from './http/provider-mount.js';
+import { bearerChallenge, protectedResourceMetadataPaths, servePrm } from './flow/0-discover.js';
+import { registrationGate } from './flow/1-register.js';
+import { authorizationPreflight } from './flow/2-authorize.js';
+import { offeredScopes, PROVIDER_ROUTES } from './provider/configuration.js';
+import { errorHandler, errorPageHtml, notFound } from './errors/render.js';
+
+export type AppDeps = Omit<Runtime, 'app' | 'dispose'>;
+
+const ASSETS_DIR = fileURLToPath(new URL('../views/assets/', import.meta.url));
+
+export function buildApp(deps: AppDeps): Express {
+  const { config, log, audit, provider, views, db } = deps;
+  const { urls } = config;
+  const oidc = provider.callback();
+  const toProvider = (req: Request, res: Response) => {
+    pinToPublicUrl(req, urls);
+    oidc(req, res);
+  };
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', config.trustProxy);
+  app.set('etag', false);
+
+  // ── Every request ──────────────────────────────────────────────────────────────────────────
+  app.use(requestContextMiddleware(log));
+  app.use(securityHeaders(urls.origin.startsWith('https:')));
+
+  // ── Step 0: discovery at the origin root (RFC 9728; RFC 8414 path insertion) ───────────────
+  for (const path of protectedResourceMetadataPaths(config)) app.get(path, servePrm(config));
+  if (urls.basePath) {
+    for (const doc of ['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration']) {
+      app.get(`${doc}${urls.basePath}`, providerAlias(oidc, urls, doc));
+    }
+  }
+
+  // Everything else lives under PUBLIC_URL's base path.
+  const r = express.Router();
+  app.use(urls.basePath || '/', r);
+
+  // ── Operations ─────────────────────────────────────────────────────────────────────────────
+  r.get('/healthz', (_req, res) => {
+    res.setHeader('Cache-Control', 'no-store');
+    res.json({ status: 'ok' });
+  });
+  r.get('/readyz', (_req, res) => {
+    res.setHeader('Cache-Control', 'no-store');
+    let database = false;
+    try {
+      database = db.prepare('SELECT 1 AS ok').get() !== undefined;
+    } catch {
+      database = false;
+    }
+    res.status(database ? 200 : 503).json({ ready: database, checks: { database } });
+  });
+  r.use('/assets', express.static(ASSETS_DIR, { maxAge: '1h', index: false, fallthrough: false }));
+
+  // ── Step 1: Dynamic Client Registration (admission policy, then the provider) ──────────────
+  const registrationCors = (_req: Request, res: Response, next: NextFunction) => {
+    res.setHeader('Access-Control-Allow-Origin', '*');
+    next();
+  };
+  r.options(PROVIDER_ROUTES.registration, registrationCors, (_req, res) => {
+    res.setHeader('Access-Control-Allow-Methods', 'POST');
+    res.setHeader('Access-Control-Allow-Headers', 'content-type');
+    res.setHeader('Access-Control-Max-Age', '600');
+    res.status(204).end();
+  });
+  r.post(
+    PROVIDER_ROUTES.registration,
+    registrationCors,
+    limiter(config.rateLimits.register, () => audit.record({ event: 'registration.rejected', reason: 'rate_limited' })),
+    noStore,
+    ...registrationGate({ redirectSchemes: config.redirectSchemes, supportedScopes: offeredScopes(config) }, audit),
+    toProvider,
+  );
+
+  // ── Step 2: authorization request (default scope, then the provider's checks) ──────────────
+  const authorizeBudget = limiter(config.rateLimits.authorize, () => audit.record({ event: 'authorization.rejected', reason: 'rate_limited' }));
+  r.all(PROVIDER_ROUTES.authorization, authorizeBudget, authorizationPreflight(config.mcpScopes.join(' ')), toProvider);
+  r.get(`${PROVIDER_ROUTES.authorization}/:uid`, authorizeBudget, toProvider); // resume after the interaction
+
+  // ── Steps 3–6: consent, upstream redirect and callback ─────────────────────────────────────
+  r.get('/interaction/:uid', authorizeBudget, (req, res) => {
+    res.status(503).setHeader('Cache-Control', 'no-store');
+    res.type('html').send(
+      errorPageHtml(
+        views,
+        {
+          status: 503,
+          code: 'temporarily_unavailable',
+          title: 'Consent is not available yet',
+          message: 'This server cannot ask for your approval yet, so no application can be authorized. Nothing was shared.',
+        },
+        req.id,
+      ),
+    );
+  });
+
+  // ── Step 7: token and revocation ───────────────────────────────────────────────────────────
+  const tokenBudget = limiter(config.rateLimits.token, () => audit.record({ event: 'token.rejected', reason: 'rate_limited' }));
+  r.post(PROVIDER_ROUTES.token, tokenBudget, toProvider);
+  r.options(PROVIDER_ROUTES.token, toProvider);
+  r.post(PROVIDER_ROUTES.revocation, tokenBudget, toProvider);
+
+  // ── Step 8: the MCP endpoint (RFC 9728 challenge) ──────────────────────────────────────────
+  r.all('/mcp', (req, res) => {
+    res.setHeader('Cache-Control', 'no-store');
+    const presented = /^bearer\s/i.test(req.headers.authorization ?? '');
+    res.setHeader('WWW-Authenticate', bearerChallenge(config, presented ? 'invalid_token' : undefined, presented ? 'the access token is not valid for this resource' : undefined));
+    res.status(401).json({ jsonrpc: '2.0', id: null, error: { code: -32001, message: 'Unauthorized' } });
+  });
+
+  // ── The provider's remaining endpoints: metadata, JWKS ─────────────────────────────────────
+  r.use(
+    providerMount(oidc, urls, [
+      '/.well-known/openid-configuration',
+      '/.well-known/oauth-authorization-server',
+      PROVIDER_ROUTES.jwks,
+    ]),
+  );
+
+  // ── Fallthrough ────────────────────────────────────────────────────────────────────────────
+  app.use(notFound);
+  app.use(errorHandler(views, log));
+  return app;
+}

@@ -1,0 +1,114 @@
+/**
+ * The audit service: the one way anything is written to the audit log (style C8).
+ * - `record()` commits before returning: every authorization, consent, token and admin decision
+ *   is durable before its response is sent (DESIGN §3).
+ * - `defer()` queues gateway request records and commits them in groups (at most
+ *   GROUP_COMMIT_MS later or GROUP_COMMIT_ROWS rows at once); `flush()` on shutdown.
+ * Details are masked at this boundary: no key that can carry a credential reaches a row.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Logger } from 'pino';
+import { AUDIT_EVENTS, isAuditEvent, type AuditEvent } from './events.js';
+import { canonicalJson, type AuditRow } from './chain.js';
+import type { AuditLogStore, NewAuditRow } from '../store/audit-log.js';
+
+/** Gateway records wait at most this long before they are committed. */
+export const GROUP_COMMIT_MS = 200;
+/** ...or are committed as soon as this many are queued. */
+export const GROUP_COMMIT_ROWS = 500;
+
+export interface AuditEntry {
+  event: AuditEvent;
+  reason?: string | undefined;
+  subject?: string | undefined;
+  clientId?: string | undefined;
+  ip?: string | undefined;
+  requestId?: string | undefined;
+  details?: Record<string, unknown> | undefined;
+}
+
+/** Per-request context (request id, client IP) for records written deep inside a flow. */
+export interface RequestContext {
+  requestId: string;
+  ip: string | undefined;
+}
+export const requestContext = new AsyncLocalStorage<RequestContext>();
+
+const SECRET_KEY = /token|secret|password|passwd|verifier|cookie|authorization|assertion|^code$|^state$|nonce|^jti$/i;
+
+/** Replace values under credential-like keys, at any depth. */
+export function maskDetails(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(maskDetails);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value as Record<string, unknown>)
+        .filter(([, v]) => v !== undefined)
+        .map(([k, v]) => [k, SECRET_KEY.test(k) ? '[masked]' : maskDetails(v)]),
+    );
+  }
+  if (typeof value === 'string' && value.length > 2000) return `${value.slice(0, 2000)}…`;
+  return value;
+}
+
+export class Audit {
+  private queue: NewAuditRow[] = [];
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly store: AuditLogStore,
+    private readonly log: Logger,
+  ) {}
+
+  private toRow(entry: AuditEntry): NewAuditRow {
+    if (!isAuditEvent(entry.event)) throw new Error(`unknown audit event ${String(entry.event)}`);
+    const ctx = requestContext.getStore();
+    const details = entry.details && Object.keys(entry.details).length ? canonicalJson(maskDetails(entry.details)) : null;
+    return {
+      ts: new Date().toISOString(),
+      event: entry.event,
+      outcome: AUDIT_EVENTS[entry.event],
+      reason: entry.reason ?? null,
+      subject: entry.subject ?? null,
+      client_id: entry.clientId ?? null,
+      ip: entry.ip ?? ctx?.ip ?? null,
+      request_id: entry.requestId ?? ctx?.requestId ?? null,
+      details,
+    };
+  }
+
+  /** Commit one record now (decisions). Queued gateway records are committed first, in order. */
+  record(entry: AuditEntry): AuditRow {
+    const row = this.toRow(entry);
+    const pending = this.takeQueue();
+    const written = this.store.append([...pending, row]);
+    return written[written.length - 1] as AuditRow;
+  }
+
+  /** Queue a record for group commit (gateway traffic). */
+  defer(entry: AuditEntry): void {
+    this.queue.push(this.toRow(entry));
+    if (this.queue.length >= GROUP_COMMIT_ROWS) this.flush();
+    else this.timer ??= setTimeout(() => this.flush(), GROUP_COMMIT_MS).unref();
+  }
+
+  /** Commit everything queued. */
+  flush(): void {
+    const pending = this.takeQueue();
+    if (!pending.length) return;
+    try {
+      this.store.append(pending);
+    } catch (err) {
+      this.log.error({ err, rows: pending.length }, 'audit group commit failed');
+    }
+  }
+
+  private takeQueue(): NewAuditRow[] {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    const pending = this.queue;
+    this.queue = [];
+    return pending;
+  }
+}

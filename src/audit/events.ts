@@ -1,0 +1,63 @@
+/**
+ * The closed list of audit events (DESIGN §3, style C8). Names are `area.outcome`; each maps to
+ * the coarse outcome stored next to it. Adding an event means adding it here; the store rejects
+ * any other name.
+ */
+export const AUDIT_EVENTS = {
+  'system.started': 'info',
+  'system.stopped': 'info',
+
+  'registration.accepted': 'allow',
+  'registration.rejected': 'deny',
+  'client.expired': 'info',
+
+  'authorization.rejected': 'deny',
+
+  'consent.shown': 'info',
+  'consent.approved': 'allow',
+  'consent.denied': 'deny',
+  'consent.skipped': 'allow',
+  'consent.recorded': 'allow',
+  'consent.rejected': 'deny',
+  'consent.revoked': 'info',
+
+  'upstream.redirected': 'info',
+  'upstream.callback_succeeded': 'allow',
+  'upstream.callback_failed': 'deny',
+  'upstream.token_refreshed': 'info',
+  'upstream.refresh_failed': 'error',
+  'upstream.token_revoked': 'info',
+
+  'token.issued': 'allow',
+  'token.rejected': 'deny',
+  'token.revoked': 'info',
+  'grant.revoked': 'info',
+
+  'gateway.forwarded': 'allow',
+  'gateway.rejected': 'deny',
+  'gateway.upstream_failed': 'error',
+
+  'admin.login': 'allow',
+  'admin.login_denied': 'deny',
+  'admin.logout': 'info',
+  'admin.client_disabled': 'info',
+  'admin.client_enabled': 'info',
+  'admin.client_deleted': 'info',
+  'admin.consent_revoked': 'info',
+  'admin.audit_verified': 'info',
+  'admin.audit_exported': 'info',
+  'admin.rejected': 'deny',
+
+  'account.consent_revoked': 'info',
+
+  'cli.client_disabled': 'info',
+  'cli.client_deleted': 'info',
+  'cli.consent_revoked': 'info',
+} as const satisfies Record<string, Outcome>;
+
+export type Outcome = 'allow' | 'deny' | 'error' | 'info';
+export type AuditEvent = keyof typeof AUDIT_EVENTS;
+
+export function isAuditEvent(name: string): name is AuditEvent {
+  return Object.hasOwn(AUDIT_EVENTS, name);
+}

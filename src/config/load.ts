@@ -1,0 +1,205 @@
+/**
+ * Loads the configuration from the environment and an optional JSON/YAML file (CONFIG_FILE),
+ * validates every key against the schema, reports every problem at once and returns a frozen
+ * object. Nothing else in the code base reads process.env (style C5).
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, extname, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { RateBudget } from './duration.js';
+import { CONFIG_KEYS, SCHEMA, type ConfigKey, type KeyDef, type Preset } from './schema.js';
+import { derivePublicUrls, isLoopbackHost, type PublicUrls } from './urls.js';
+
+export interface UpstreamConfig {
+  preset: Preset;
+  /** issuer (oidc, google) or web base URL (github) */
+  issuer: URL;
+  clientId: string;
+  clientSecret: string | undefined;
+  scopes: string[];
+  name: string;
+}
+
+export interface Config {
+  urls: PublicUrls;
+  port: number;
+  host: string;
+  trustProxy: boolean | number | string[];
+  databasePath: string;
+  dataDir: string;
+  databaseSynchronous: 'NORMAL' | 'FULL';
+  secretKey: Buffer | undefined;
+  secretKeyPrevious: Buffer | undefined;
+  /** true when no upstream is configured: the embedded demo IdP and MCP server are used */
+  demo: boolean;
+  upstream: UpstreamConfig | undefined;
+  mcpUpstreamUrl: URL | undefined;
+  mcpScopes: string[];
+  ttl: { consent: number; session: number; accessToken: number; refreshToken: number; clientIdle: number };
+  redirectSchemes: string[];
+  rateLimits: { register: RateBudget; token: RateBudget; authorize: RateBudget };
+  adminSubjects: string[];
+  gateway: { timeoutMs: number; maxBodyBytes: number };
+  logLevel: string;
+  dangerouslyAllowInsecureHttp: boolean;
+  /** non-fatal remarks to log at start (insecure switches, generated defaults) */
+  warnings: string[];
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const PRESET_DEFAULTS: Record<Preset, { issuer?: string; scopes: string[]; name?: string }> = {
+  oidc: { scopes: ['openid'] },
+  github: { issuer: 'https://github.com', scopes: ['read:user'], name: 'GitHub' },
+  google: { issuer: 'https://accounts.google.com', scopes: ['openid', 'email'], name: 'Google' },
+};
+
+type Source = Record<string, string | undefined>;
+
+function readConfigFile(path: string, problems: string[]): Source {
+  let raw: string;
+  try {
+    raw = readFileSync(path, 'utf8');
+  } catch (err) {
+    problems.push(`CONFIG_FILE: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    return {};
+  }
+  let data: unknown;
+  try {
+    data = ['.yaml', '.yml'].includes(extname(path).toLowerCase()) ? parseYaml(raw) : JSON.parse(raw);
+  } catch (err) {
+    problems.push(`CONFIG_FILE: ${path} is not valid ${extname(path).toLowerCase() === '.json' ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`);
+    return {};
+  }
+  if (!data || typeof data !== 'object' || Array.isArray(data)) {
+    problems.push(`CONFIG_FILE: ${path} must contain an object of settings`);
+    return {};
+  }
+  const out: Source = {};
+  for (const [name, value] of Object.entries(data)) {
+    if (!(CONFIG_KEYS as string[]).includes(name)) {
+      problems.push(`CONFIG_FILE: unknown setting ${name} in ${path}`);
+      continue;
+    }
+    out[name] = Array.isArray(value) ? value.join(' ') : value === null || value === undefined ? undefined : String(value);
+  }
+  return out;
+}
+
+/**
+ * Parse and validate the configuration. Throws ConfigError listing every problem; secret values
+ * are never echoed.
+ */
+export interface LoadOptions {
+  /**
+   * false for commands that only touch the database (migrate, audit): missing upstream settings
+   * are then not problems.
+   */
+  requireUpstream?: boolean;
+}
+
+export function loadConfig(env: Source = process.env, options: LoadOptions = {}): Readonly<Config> {
+  const requireUpstream = options.requireUpstream ?? true;
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  const file = env.CONFIG_FILE ? readConfigFile(resolve(env.CONFIG_FILE), problems) : {};
+
+  const values = new Map<ConfigKey, unknown>();
+  for (const name of CONFIG_KEYS) {
+    const def = SCHEMA[name] as KeyDef<unknown>;
+    const raw = env[name] ?? file[name] ?? def.fallback;
+    if (raw === undefined || (raw === '' && def.fallback === undefined)) continue;
+    const parsed = def.parse(raw);
+    if (parsed.ok) values.set(name, parsed.value);
+    else problems.push(`${name}: ${parsed.problem}${def.secret ? '' : ` (got ${JSON.stringify(raw.length > 80 ? `${raw.slice(0, 80)}…` : raw)})`}`);
+  }
+  const get = <T>(name: ConfigKey) => values.get(name) as T;
+
+  const port = get<number>('PORT') ?? 8080;
+  const publicUrl = get<URL>('PUBLIC_URL') ?? (values.has('PUBLIC_URL') || env.PUBLIC_URL ? undefined : new URL(`http://localhost:${port}`));
+  const insecureOk = get<boolean>('DANGEROUSLY_ALLOW_INSECURE_HTTP') ?? false;
+  if (insecureOk) warnings.push('DANGEROUSLY_ALLOW_INSECURE_HTTP is on: plain http is accepted for non-loopback hosts; tokens may travel unencrypted');
+
+  // DISC-14: https everywhere; http only for loopback hosts unless the DANGEROUSLY_ switch is on.
+  for (const name of ['PUBLIC_URL', 'UPSTREAM_ISSUER', 'MCP_UPSTREAM_URL'] as const) {
+    const value = name === 'PUBLIC_URL' ? publicUrl : get<URL>(name);
+    if (value && value.protocol === 'http:' && !isLoopbackHost(value.hostname) && !insecureOk) {
+      problems.push(`${name}: plain http is only allowed for loopback hosts (localhost, 127.0.0.0/8, [::1]); use https or set DANGEROUSLY_ALLOW_INSECURE_HTTP=true`);
+    }
+  }
+
+  const preset = get<Preset>('UPSTREAM_PRESET') ?? 'oidc';
+  const issuerSetting = get<URL>('UPSTREAM_ISSUER');
+  const demo = preset === 'oidc' && !issuerSetting && !env.UPSTREAM_ISSUER && !file.UPSTREAM_ISSUER;
+  let upstream: UpstreamConfig | undefined;
+  if (!demo) {
+    const defaults = PRESET_DEFAULTS[preset];
+    const issuer = issuerSetting ?? (defaults.issuer ? new URL(defaults.issuer) : undefined);
+    const clientId = get<string>('UPSTREAM_CLIENT_ID');
+    const clientSecret = get<string>('UPSTREAM_CLIENT_SECRET');
+    if (!clientId && requireUpstream) problems.push(`UPSTREAM_CLIENT_ID: required with an upstream (register ${publicUrl ? derivePublicUrls(publicUrl).upstreamCallback : 'PUBLIC_URL/upstream/callback'} as the callback URL at the upstream and put its client id here)`);
+    if (!clientSecret && preset !== 'oidc' && requireUpstream) problems.push(`UPSTREAM_CLIENT_SECRET: required for the ${preset} preset`);
+    if (requireUpstream && !get('MCP_UPSTREAM_URL') && !env.MCP_UPSTREAM_URL && !file.MCP_UPSTREAM_URL) problems.push('MCP_UPSTREAM_URL: required with an upstream (the MCP server the gateway forwards to)');
+    if (issuer && clientId) {
+      upstream = {
+        preset,
+        issuer,
+        clientId,
+        clientSecret,
+        scopes: get<string[]>('UPSTREAM_SCOPES') ?? defaults.scopes,
+        name: get<string>('UPSTREAM_NAME') ?? defaults.name ?? issuer.host,
+      };
+    }
+  } else {
+    for (const name of ['UPSTREAM_CLIENT_ID', 'UPSTREAM_CLIENT_SECRET'] as const) {
+      if (values.has(name)) problems.push(`${name}: set, but UPSTREAM_ISSUER is not (preset oidc needs UPSTREAM_ISSUER; without it the proxy runs the demo upstream)`);
+    }
+  }
+
+  if (problems.length) throw new ConfigError(problems);
+
+  const databasePath = resolve(get<string>('DATABASE_PATH'));
+  const config: Config = {
+    urls: derivePublicUrls(publicUrl as URL),
+    port,
+    host: get<string>('HOST'),
+    trustProxy: get('TRUST_PROXY'),
+    databasePath,
+    dataDir: dirname(databasePath),
+    databaseSynchronous: get('DATABASE_SYNCHRONOUS'),
+    secretKey: get('SECRET_KEY'),
+    secretKeyPrevious: get('SECRET_KEY_PREVIOUS'),
+    demo,
+    upstream,
+    mcpUpstreamUrl: get('MCP_UPSTREAM_URL'),
+    mcpScopes: get('MCP_SCOPES'),
+    ttl: {
+      consent: get('CONSENT_TTL'),
+      session: get('SESSION_TTL'),
+      accessToken: get('ACCESS_TOKEN_TTL'),
+      refreshToken: get('REFRESH_TOKEN_TTL'),
+      clientIdle: get('CLIENT_IDLE_TTL'),
+    },
+    redirectSchemes: get('REDIRECT_SCHEMES'),
+    rateLimits: { register: get('RATE_LIMIT_REGISTER'), token: get('RATE_LIMIT_TOKEN'), authorize: get('RATE_LIMIT_AUTHORIZE') },
+    adminSubjects: get('ADMIN_SUBJECTS'),
+    gateway: { timeoutMs: get<number>('GATEWAY_TIMEOUT') * 1000, maxBodyBytes: get('GATEWAY_MAX_BODY') },
+    logLevel: get('LOG_LEVEL'),
+    dangerouslyAllowInsecureHttp: insecureOk,
+    warnings,
+  };
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value) && !(value instanceof URL) && !Buffer.isBuffer(value)) {
+    Object.freeze(value);
+    for (const inner of Object.values(value)) deepFreeze(inner);
+  }
+  return value;
+}

@@ -1,0 +1,344 @@
+/**
+ * The configuration schema: the single source of every setting, its default and its meaning.
+ * README's configuration reference is generated from this table (`renderConfigReference`), and a
+ * test fails when the two disagree. Nothing outside src/config reads process.env.
+ */
+import { isIP } from 'node:net';
+import { parseByteSize, parseDurationSeconds, parseRateBudget, type RateBudget } from './duration.js';
+
+export type Preset = 'oidc' | 'github' | 'google';
+
+/** Outcome of parsing one raw value: the value, or a sentence saying what is wrong. */
+type Parsed<T> = { ok: true; value: T } | { ok: false; problem: string };
+const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
+const bad = (problem: string): Parsed<never> => ({ ok: false, problem });
+
+interface KeyDef<T> {
+  /** one or two sentences for the reference table */
+  doc: string;
+  /** the default as shown in the reference */
+  defaultText: string;
+  /** the value used when the key is absent (undefined = stays unset) */
+  fallback?: string;
+  /** never echo the value in messages or logs */
+  secret?: boolean;
+  /** grouping in the reference */
+  group: string;
+  parse(raw: string): Parsed<T>;
+}
+
+function key<T>(def: KeyDef<T>): KeyDef<T> {
+  return def;
+}
+
+const text = (raw: string): Parsed<string> => (raw.trim() ? ok(raw.trim()) : bad('must not be empty'));
+
+function url(raw: string): Parsed<URL> {
+  let parsed: URL;
+  try {
+    parsed = new URL(raw.trim());
+  } catch {
+    return bad('must be an absolute URL such as https://mcp.example.com');
+  }
+  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') return bad('must use https (or http on a loopback host)');
+  if (parsed.username || parsed.password) return bad('must not contain a user name or password');
+  if (parsed.search || parsed.hash) return bad('must not contain a query or fragment');
+  return ok(parsed);
+}
+
+function duration(raw: string): Parsed<number> {
+  const seconds = parseDurationSeconds(raw);
+  return seconds ? ok(seconds) : bad('must be a duration such as 30s, 10m, 12h or 90d');
+}
+
+function rate(raw: string): Parsed<RateBudget> {
+  const budget = parseRateBudget(raw);
+  return budget ? ok(budget) : bad('must be a budget such as 30/1m (30 requests per minute)');
+}
+
+function bool(raw: string): Parsed<boolean> {
+  const v = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return ok(true);
+  if (['0', 'false', 'no', 'off', ''].includes(v)) return ok(false);
+  return bad('must be true or false');
+}
+
+function list(raw: string): string[] {
+  return raw.split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);
+}
+
+const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/; // RFC 6749 §3.3 scope-token
+
+function secretKey(raw: string): Parsed<Buffer> {
+  const trimmed = raw.trim();
+  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(trimmed)) return bad('must be base64 (generate one with: openssl rand -base64 32)');
+  const bytes = Buffer.from(trimmed, 'base64');
+  if (bytes.length < 32) return bad(`must decode to at least 32 bytes (it decodes to ${bytes.length})`);
+  return ok(bytes);
+}
+
+/** Private-use URI schemes that must never be accepted as redirect targets (REG-05). */
+export const FORBIDDEN_SCHEMES = new Set(['http', 'https', 'javascript', 'data', 'file', 'vbscript', 'blob', 'about', 'ftp', 'ws', 'wss']);
+
+export const SCHEMA = {
+  PUBLIC_URL: key({
+    group: 'Server',
+    doc: 'The URL clients use to reach this proxy: an origin, optionally with a base path. Issuer, MCP resource (`PUBLIC_URL/mcp`), metadata and callback URLs all derive from it. Plain http only for loopback hosts.',
+    defaultText: '`http://localhost:$PORT`',
+    parse: url,
+  }),
+  PORT: key({
+    group: 'Server',
+    doc: 'TCP port to listen on.',
+    defaultText: '`8080`',
+    fallback: '8080',
+    parse: (raw) => {
+      const n = Number(raw);
+      return Number.isInteger(n) && n >= 0 && n <= 65535 ? ok(n) : bad('must be a port number between 0 and 65535');
+    },
+  }),
+  HOST: key({
+    group: 'Server',
+    doc: 'Address to listen on. Use `0.0.0.0` only behind a reverse proxy or in a container.',
+    defaultText: '`127.0.0.1`',
+    fallback: '127.0.0.1',
+    parse: text,
+  }),
+  TRUST_PROXY: key({
+    group: 'Server',
+    doc: "Express `trust proxy`: `false`, `true`, a hop count, or addresses/subnets of your reverse proxies. Decides the client IP used for rate limits and the audit log. Set it when running behind a proxy, or every client shares the proxy's budget.",
+    defaultText: '`false`',
+    fallback: 'false',
+    parse: (raw): Parsed<boolean | number | string[]> => {
+      const v = raw.trim().toLowerCase();
+      if (v === 'false' || v === '') return ok(false);
+      if (v === 'true') return ok(true);
+      if (/^\d+$/.test(v)) return ok(Number(v));
+      const entries = list(raw);
+      const invalid = entries.filter((e) => !isIP(e.split('/')[0] ?? '') && !['loopback', 'linklocal', 'uniquelocal'].includes(e));
+      return invalid.length ? bad(`has entries that are neither addresses nor subnets: ${invalid.join(', ')}`) : ok(entries);
+    },
+  }),
+  DATABASE_PATH: key({
+    group: 'Storage',
+    doc: 'SQLite database file. Its directory is the data directory (it also holds a generated `secret.key`).',
+    defaultText: '`./data/mcp-consent-proxy.db`',
+    fallback: './data/mcp-consent-proxy.db',
+    parse: text,
+  }),
+  DATABASE_SYNCHRONOUS: key({
+    group: 'Storage',
+    doc: 'SQLite `synchronous` mode. `NORMAL` (WAL): commits survive a process crash; a power loss may lose the last transactions. `FULL`: every commit is fsynced (~10x slower writes).',
+    defaultText: '`NORMAL`',
+    fallback: 'NORMAL',
+    parse: (raw): Parsed<'NORMAL' | 'FULL'> => {
+      const v = raw.trim().toUpperCase();
+      return v === 'NORMAL' || v === 'FULL' ? ok(v) : bad('must be NORMAL or FULL');
+    },
+  }),
+  SECRET_KEY: key({
+    group: 'Secrets',
+    doc: 'Master secret, base64, at least 32 bytes. Cookie signing and the AES-256-GCM sealing keys (upstream tokens, signing keys) are derived from it. Keep it out of the database backups.',
+    defaultText: 'generated once into `<data dir>/secret.key`, with a warning',
+    secret: true,
+    parse: secretKey,
+  }),
+  SECRET_KEY_PREVIOUS: key({
+    group: 'Secrets',
+    doc: 'The previous master secret during a rotation: still accepted to open sealed values and verify cookies; everything new uses `SECRET_KEY`.',
+    defaultText: '—',
+    secret: true,
+    parse: secretKey,
+  }),
+  UPSTREAM_PRESET: key({
+    group: 'Upstream (U)',
+    doc: '`oidc` (any OpenID Connect provider, by discovery), `github` (OAuth 2 endpoints of github.com) or `google`.',
+    defaultText: '`oidc`',
+    fallback: 'oidc',
+    parse: (raw): Parsed<Preset> => {
+      const v = raw.trim().toLowerCase();
+      return v === 'oidc' || v === 'github' || v === 'google' ? ok(v) : bad('must be oidc, github or google');
+    },
+  }),
+  UPSTREAM_ISSUER: key({
+    group: 'Upstream (U)',
+    doc: 'Issuer URL of the upstream provider (preset `oidc`; discovery at `<issuer>/.well-known/openid-configuration`). Unset with preset `oidc` ⇒ demo mode.',
+    defaultText: '— (demo mode)',
+    parse: url,
+  }),
+  UPSTREAM_CLIENT_ID: key({
+    group: 'Upstream (U)',
+    doc: "This proxy's one static client id at the upstream.",
+    defaultText: '—',
+    parse: text,
+  }),
+  UPSTREAM_CLIENT_SECRET: key({
+    group: 'Upstream (U)',
+    doc: 'The client secret that goes with `UPSTREAM_CLIENT_ID` (sent with `client_secret_basic`; never shown or logged).',
+    defaultText: '—',
+    secret: true,
+    parse: text,
+  }),
+  UPSTREAM_SCOPES: key({
+    group: 'Upstream (U)',
+    doc: "Scopes requested from the upstream, space-separated. Shown verbatim on the consent page.",
+    defaultText: "preset's: oidc `openid`, github `read:user`, google `openid email`",
+    parse: (raw) => {
+      const scopes = list(raw);
+      if (!scopes.length) return bad('must name at least one scope');
+      const invalid = scopes.filter((s) => !SCOPE_TOKEN.test(s));
+      return invalid.length ? bad(`has invalid scope tokens: ${invalid.join(' ')}`) : ok(scopes);
+    },
+  }),
+  UPSTREAM_NAME: key({
+    group: 'Upstream (U)',
+    doc: 'Name of the upstream shown to users on the consent page.',
+    defaultText: "preset's (`GitHub`, `Google`) or the issuer's host",
+    parse: text,
+  }),
+  MCP_UPSTREAM_URL: key({
+    group: 'Gateway',
+    doc: 'The MCP server (Streamable HTTP endpoint) that `/mcp` forwards to, with the upstream token. Plain http only for loopback hosts.',
+    defaultText: '— (demo mode: the built-in demo MCP server)',
+    parse: url,
+  }),
+  MCP_SCOPES: key({
+    group: 'Authorization server (P)',
+    doc: 'Scopes this proxy offers for the MCP resource, space-separated. The first is required by `/mcp`; a request without `scope` gets all of them.',
+    defaultText: '`mcp:tools`',
+    fallback: 'mcp:tools',
+    parse: (raw) => {
+      const scopes = list(raw);
+      if (!scopes.length) return bad('must name at least one scope');
+      const invalid = scopes.filter((s) => !SCOPE_TOKEN.test(s));
+      if (invalid.length) return bad(`has invalid scope tokens: ${invalid.join(' ')}`);
+      const reserved = scopes.filter((s) => s === 'openid' || s === 'offline_access');
+      if (reserved.length) return bad(`must not contain ${reserved.join(', ')} (always offered by the authorization server)`);
+      return ok([...new Set(scopes)]);
+    },
+  }),
+  CONSENT_TTL: key({
+    group: 'Authorization server (P)',
+    doc: 'How long an approval is remembered for the same user, browser session, client, redirect URI and resource.',
+    defaultText: '`90d`',
+    fallback: '90d',
+    parse: duration,
+  }),
+  SESSION_TTL: key({
+    group: 'Authorization server (P)',
+    doc: "Lifetime of this proxy's own browser session (the `__Host-` session cookie).",
+    defaultText: '`14d`',
+    fallback: '14d',
+    parse: duration,
+  }),
+  ACCESS_TOKEN_TTL: key({
+    group: 'Authorization server (P)',
+    doc: 'Lifetime of access tokens issued to MCP clients (TOK-11: short-lived).',
+    defaultText: '`1h`',
+    fallback: '1h',
+    parse: duration,
+  }),
+  REFRESH_TOKEN_TTL: key({
+    group: 'Authorization server (P)',
+    doc: 'Lifetime of refresh tokens (rotated on every use; a reused one revokes the grant).',
+    defaultText: '`30d`',
+    fallback: '30d',
+    parse: duration,
+  }),
+  CLIENT_IDLE_TTL: key({
+    group: 'Authorization server (P)',
+    doc: 'Dynamically registered clients not used for this long are deleted (REG-11).',
+    defaultText: '`30d`',
+    fallback: '30d',
+    parse: duration,
+  }),
+  REDIRECT_SCHEMES: key({
+    group: 'Authorization server (P)',
+    doc: 'Private-use URI schemes accepted in registered redirect URIs (e.g. `cursor vscode`); such clients are registered as native apps. https and loopback http are always accepted.',
+    defaultText: '— (none)',
+    fallback: '',
+    parse: (raw): Parsed<string[]> => {
+      const schemes = list(raw).map((s) => s.toLowerCase().replace(/:$/, ''));
+      const invalid = schemes.filter((s) => !/^[a-z][a-z0-9+.-]*$/.test(s) || FORBIDDEN_SCHEMES.has(s));
+      return invalid.length ? bad(`has schemes that cannot be allowed: ${invalid.join(', ')}`) : ok(schemes);
+    },
+  }),
+  RATE_LIMIT_REGISTER: key({
+    group: 'Rate limits',
+    doc: 'Per client IP budget for `POST /register`.',
+    defaultText: '`30/1m`',
+    fallback: '30/1m',
+    parse: rate,
+  }),
+  RATE_LIMIT_TOKEN: key({
+    group: 'Rate limits',
+    doc: 'Per client IP budget for `POST /token` and `POST /revoke`.',
+    defaultText: '`300/1m`',
+    fallback: '300/1m',
+    parse: rate,
+  }),
+  RATE_LIMIT_AUTHORIZE: key({
+    group: 'Rate limits',
+    doc: 'Per client IP budget for `/authorize`, the consent pages and the upstream callback.',
+    defaultText: '`120/1m`',
+    fallback: '120/1m',
+    parse: rate,
+  }),
+  ADMIN_SUBJECTS: key({
+    group: 'Admin',
+    doc: 'Upstream subjects (e.g. GitHub numeric user ids) allowed into `/admin`, space- or comma-separated.',
+    defaultText: '— (admin closed)',
+    fallback: '',
+    parse: (raw) => ok(list(raw)),
+  }),
+  GATEWAY_TIMEOUT: key({
+    group: 'Gateway',
+    doc: 'How long the gateway waits for the upstream MCP server to start answering before replying 504.',
+    defaultText: '`30s`',
+    fallback: '30s',
+    parse: duration,
+  }),
+  GATEWAY_MAX_BODY: key({
+    group: 'Gateway',
+    doc: 'Largest request body the gateway forwards; larger bodies get 413.',
+    defaultText: '`4mb`',
+    fallback: '4mb',
+    parse: (raw) => {
+      const bytes = parseByteSize(raw);
+      return bytes ? ok(bytes) : bad('must be a size such as 512kb or 4mb');
+    },
+  }),
+  LOG_LEVEL: key({
+    group: 'Operations',
+    doc: 'pino log level: `trace`, `debug`, `info`, `warn`, `error`, `fatal` or `silent`.',
+    defaultText: '`info`',
+    fallback: 'info',
+    parse: (raw) => {
+      const v = raw.trim().toLowerCase();
+      return ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(v) ? ok(v) : bad('must be one of trace, debug, info, warn, error, fatal, silent');
+    },
+  }),
+  DANGEROUSLY_ALLOW_INSECURE_HTTP: key({
+    group: 'Operations',
+    doc: 'Allow plain http for non-loopback `PUBLIC_URL`, `UPSTREAM_ISSUER` and `MCP_UPSTREAM_URL`. Tokens then travel unencrypted; for closed test networks only. Logged as a warning on every start.',
+    defaultText: '`false`',
+    fallback: 'false',
+    parse: bool,
+  }),
+} as const;
+
+export type ConfigKey = keyof typeof SCHEMA;
+export const CONFIG_KEYS = Object.keys(SCHEMA) as ConfigKey[];
+
+/** Markdown table of every key, for README's configuration reference. */
+export function renderConfigReference(): string {
+  const lines = ['| variable | meaning | default |', '|---|---|---|'];
+  for (const name of CONFIG_KEYS) {
+    const def = SCHEMA[name] as KeyDef<unknown>;
+    lines.push(`| \`${name}\` | ${def.doc.replace(/\|/g, '\\|')} | ${def.defaultText} |`);
+  }
+  lines.push('| `CONFIG_FILE` | Optional JSON or YAML file with the same keys; environment variables win over it. | — |');
+  return lines.join('\n');
+}
+
+export type { KeyDef, Parsed };

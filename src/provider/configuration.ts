@@ -1,0 +1,170 @@
+/**
+ * oidc-provider as P's authorization-server engine, configured for MCP clients. Each choice
+ * names the rule it implements; interop.md §4 (F1–F19) lists the defaults this replaces.
+ */
+import Provider, { errors, type Configuration, type KoaContextWithOIDC, type ErrorOut, type Adapter, type AdapterPayload } from 'oidc-provider';
+import type { Config } from '../config/load.js';
+import type { KeyRing } from '../crypto/keys.js';
+import type { OidcModelStore } from '../store/oidc-models.js';
+import { createInteractionPolicy } from './policy.js';
+
+/** Scopes always offered besides MCP_SCOPES: `openid` (ID token) and `offline_access` (RT-06). */
+export const BASE_SCOPES = ['openid', 'offline_access'];
+/** Codes live one minute: clients redeem at once; OAuth 2.1 §4.1.2 allows at most ten (TOK-03). */
+export const AUTHORIZATION_CODE_TTL = 60;
+/** An unfinished authorization (consent + upstream login) may take ten minutes. */
+export const INTERACTION_TTL = 600;
+export const ID_TOKEN_TTL = 3600;
+
+/** Paths of the provider's endpoints (relative to PUBLIC_URL). /authorize, /token and /register
+ * are also the 2025-03-26 MCP fallback paths (DISC-15). */
+export const PROVIDER_ROUTES = {
+  authorization: '/authorize',
+  token: '/token',
+  registration: '/register',
+  revocation: '/revoke',
+  jwks: '/jwks',
+} as const;
+
+export interface ProviderDeps {
+  config: Readonly<Config>;
+  keys: KeyRing;
+  models: OidcModelStore;
+  jwks: { keys: Record<string, unknown>[] };
+  /** writes P's error page for oidc-provider's rendered errors */
+  renderError(ctx: KoaContextWithOIDC, out: ErrorOut, error: Error): void;
+}
+
+export function offeredScopes(config: Readonly<Config>): string[] {
+  return [...BASE_SCOPES, ...config.mcpScopes];
+}
+
+function adapterClass(models: OidcModelStore) {
+  return class SqliteAdapter implements Adapter {
+    constructor(private readonly name: string) {}
+    async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
+      models.upsert(this.name, id, payload as Record<string, unknown>, expiresIn);
+    }
+    async find(id: string): Promise<AdapterPayload | undefined> {
+      return models.find(this.name, id) as AdapterPayload | undefined;
+    }
+    async findByUserCode(): Promise<AdapterPayload | undefined> {
+      return undefined; // device flow is disabled
+    }
+    async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+      return models.findByUid(this.name, uid) as AdapterPayload | undefined;
+    }
+    async consume(id: string): Promise<void> {
+      models.consume(this.name, id);
+    }
+    async destroy(id: string): Promise<void> {
+      models.destroy(this.name, id);
+    }
+    async revokeByGrantId(grantId: string): Promise<void> {
+      models.revokeByGrantId(grantId);
+    }
+  };
+}
+
+export function createProvider(deps: ProviderDeps): Provider {
+  const { config, keys, models } = deps;
+  const { urls } = config;
+  const scopes = offeredScopes(config);
+
+  const configuration: Configuration = {
+    adapter: adapterClass(models),
+    jwks: deps.jwks as Configuration['jwks'],
+    cookies: {
+      keys: keys.oidcCookieKeys(),
+      long: { httpOnly: true, sameSite: 'lax', signed: true },
+      short: { httpOnly: true, sameSite: 'lax', signed: true },
+    },
+    routes: PROVIDER_ROUTES,
+    scopes,
+    claims: { openid: ['sub'] },
+    // F11: authorization code only; no implicit or hybrid leftovers in metadata.
+    responseTypes: ['code'],
+    // F10, AUTHZ-03/04: PKCE for every client, S256 only (oidc-provider 9 supports no other method).
+    pkce: { required: () => true },
+    clientDefaults: {
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'none',
+      id_token_signed_response_alg: 'RS256',
+    },
+    // Only the methods the admission policy accepts (src/flow/1-register.ts).
+    clientAuthMethods: ['none', 'client_secret_basic', 'client_secret_post'],
+    extraClientMetadata: { properties: ['software_id', 'software_version'] },
+    features: {
+      devInteractions: { enabled: false },
+      // REG-13: no RFC 7592 management, so no registration access token or client URI.
+      registration: { enabled: true, initialAccessToken: false, issueRegistrationAccessToken: false },
+      registrationManagement: { enabled: false },
+      revocation: { enabled: true },
+      introspection: { enabled: false },
+      userinfo: { enabled: false },
+      rpInitiatedLogout: { enabled: false },
+      pushedAuthorizationRequests: { enabled: false },
+      dPoP: { enabled: false },
+      claimsParameter: { enabled: false },
+      clientCredentials: { enabled: false },
+      // RFC 8707 / F3, F4: the MCP resource is the only resource, the default when a client sends
+      // none (AUTHZ-06), the access-token audience (TOK-07), and the granted resource is reused at
+      // the token endpoint.
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => urls.mcpResource,
+        useGrantedResource: () => true,
+        getResourceServerInfo: (_ctx, resourceIndicator) => {
+          if (resourceIndicator !== urls.mcpResource) {
+            // AUTHZ-05: anything else is invalid_target.
+            throw new errors.InvalidTarget();
+          }
+          return {
+            scope: config.mcpScopes.join(' '),
+            audience: urls.mcpResource,
+            accessTokenTTL: config.ttl.accessToken,
+            accessTokenFormat: 'opaque',
+          };
+        },
+      },
+    },
+    ttl: {
+      AccessToken: config.ttl.accessToken,
+      AuthorizationCode: AUTHORIZATION_CODE_TTL,
+      Grant: config.ttl.consent,
+      IdToken: ID_TOKEN_TTL,
+      Interaction: INTERACTION_TTL,
+      RefreshToken: config.ttl.refreshToken,
+      Session: config.ttl.session,
+    },
+    // F8: refresh tokens for every client that registered the refresh_token grant, whether or
+    // not it asked for offline_access (SDK v1 never does).
+    issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+    // RT-01: rotate on every use; oidc-provider revokes the grant when a rotated token is reused (RT-02).
+    rotateRefreshToken: () => true,
+    // Tokens live by the grant (consent), not by oidc-provider's browser session.
+    expiresWithSession: async () => false,
+    interactions: {
+      url: (_ctx, interaction) => urls.path(`/interaction/${interaction.uid}`),
+      policy: createInteractionPolicy(scopes),
+    },
+    // DESIGN §7: only the grant named by P's own interaction result is ever loaded; the
+    // provider's session never shortcuts the consent page.
+    loadExistingGrant: async (ctx) => {
+      const grantId = ctx.oidc.result?.consent?.grantId;
+      return grantId ? ctx.oidc.provider.Grant.find(grantId) : undefined;
+    },
+    findAccount: async (_ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
+    renderError: async (ctx, out, error) => deps.renderError(ctx, out, error),
+    // AUTHZ-02: a client with several redirect URIs must name one.
+    allowOmittingSingleRegisteredRedirectUri: true,
+    discovery: { service_documentation: undefined },
+  };
+
+  const provider = new Provider(urls.issuer, configuration);
+  // Endpoint URLs in metadata come from the request; the express layer pins host and protocol
+  // to PUBLIC_URL (src/http/provider-mount.ts), so the provider trusts those headers.
+  provider.proxy = true;
+  return provider;
+}

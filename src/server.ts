@@ -1,0 +1,143 @@
+/**
+ * The runtime: configuration → logger → secret → database → migrations → stores → audit →
+ * provider → app. `createRuntime` never listens; `startServer` does, and returns a graceful
+ * `close()` (finish in-flight requests, flush the audit queue, close the database).
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type Provider from 'oidc-provider';
+import type { Logger } from 'pino';
+import type { Express } from 'express';
+import type { Config } from './config/load.js';
+import { KeyRing } from './crypto/keys.js';
+import { resolveSecretKey } from './crypto/secret-file.js';
+import { openDatabase, type Db } from './db/open.js';
+import { migrate } from './db/migrate.js';
+import { createLogger } from './log/logger.js';
+import { createAuditLogStore, type AuditLogStore } from './store/audit-log.js';
+import { createOidcModelStore, type OidcModelStore } from './store/oidc-models.js';
+import { createClientsMetaStore, type ClientsMetaStore } from './store/clients-meta.js';
+import { createSealedSecretStore } from './store/sealed-secrets.js';
+import { Audit } from './audit/audit.js';
+import { generateJwks } from './provider/keys.js';
+import { createProvider } from './provider/configuration.js';
+import { bridgeProviderEvents } from './provider/events.js';
+import { createViews, type Views } from './views/render.js';
+import { providerErrorRenderer } from './errors/render.js';
+import { buildApp } from './app.js';
+import { scheduleMaintenance } from './maintenance.js';
+
+export interface RuntimeOptions {
+  /** a ready logger (tests capture lines); default: pino on stdout at LOG_LEVEL */
+  log?: Logger;
+  /** run housekeeping on a timer (off in tests that drive it themselves) */
+  maintenance?: boolean;
+}
+
+export interface Runtime {
+  config: Readonly<Config>;
+  log: Logger;
+  db: Db;
+  keys: KeyRing;
+  stores: { auditLog: AuditLogStore; models: OidcModelStore; clientsMeta: ClientsMetaStore };
+  audit: Audit;
+  provider: Provider;
+  views: Views;
+  app: Express;
+  /** stop timers, flush the audit queue, close the database */
+  dispose(): void;
+}
+
+export async function createRuntime(config: Readonly<Config>, options: RuntimeOptions = {}): Promise<Runtime> {
+  const log = options.log ?? createLogger(config.logLevel);
+  for (const warning of config.warnings) log.warn(warning);
+
+  const secret = resolveSecretKey(config.secretKey, config.dataDir);
+  if (secret.generatedFile) {
+    log.warn(
+      { file: secret.generatedFile },
+      secret.created
+        ? 'SECRET_KEY is not set: generated a new one into the data directory. Set SECRET_KEY (and back it up) for production.'
+        : 'SECRET_KEY is not set: using the one generated earlier in the data directory. Set SECRET_KEY for production.',
+    );
+  }
+  const keys = new KeyRing(secret.key, config.secretKeyPrevious);
+
+  const db = openDatabase(config.databasePath, { synchronous: config.databaseSynchronous });
+  try {
+    const { applied } = migrate(db);
+    if (applied.length) log.info({ applied }, 'database migrated');
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+
+  const stores = {
+    auditLog: createAuditLogStore(db),
+    models: createOidcModelStore(db, keys),
+    clientsMeta: createClientsMetaStore(db),
+  };
+  const audit = new Audit(stores.auditLog, log);
+  const sealed = createSealedSecretStore(db, keys);
+  let jwksJson = sealed.get('jwks');
+  if (!jwksJson) {
+    jwksJson = JSON.stringify(await generateJwks());
+    sealed.put('jwks', jwksJson);
+  }
+
+  const views = createViews({ base: config.urls.basePath, demo: config.demo });
+  const provider = createProvider({
+    config,
+    keys,
+    models: stores.models,
+    jwks: JSON.parse(jwksJson),
+    renderError: providerErrorRenderer(views),
+  });
+  bridgeProviderEvents(provider, { audit, clientsMeta: stores.clientsMeta, log });
+
+  const partial = { config, log, db, keys, stores, audit, provider, views };
+  const app = buildApp(partial);
+
+  const stopMaintenance =
+    options.maintenance === false
+      ? () => {}
+      : scheduleMaintenance({ models: stores.models, clientsMeta: stores.clientsMeta, audit, log, clientIdleSeconds: config.ttl.clientIdle });
+
+  return {
+    ...partial,
+    app,
+    dispose() {
+      stopMaintenance();
+      audit.flush();
+      if (db.open) db.close();
+    },
+  };
+}
+
+export interface RunningServer {
+  server: Server;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Listen on HOST:PORT; resolves once listening. */
+export function listen(runtime: Runtime, port = runtime.config.port, host = runtime.config.host): Promise<RunningServer> {
+  const server = createServer(runtime.app);
+  server.keepAliveTimeout = 65_000;
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const address = server.address() as AddressInfo;
+      resolve({
+        server,
+        url: `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            server.closeIdleConnections();
+          }),
+      });
+    });
+  });
+}

@@ -1,0 +1,61 @@
+/**
+ * clients_meta table: provenance and lifecycle of registered clients (REG-11, CONS-19).
+ * `last_used_at` is written at most once per USE_WRITE_INTERVAL_MS per client, so the token
+ * endpoint and the gateway do not write on every request.
+ */
+import type { Db } from '../db/open.js';
+
+/** Precision of last_used_at; idle expiry is measured in days. */
+export const USE_WRITE_INTERVAL_MS = 60_000;
+
+export interface ClientMeta {
+  client_id: string;
+  registered_at: number;
+  ip: string | null;
+  user_agent: string | null;
+  client_name: string | null;
+  redirect_hosts: string;
+  last_used_at: number | null;
+  disabled_at: number | null;
+}
+
+export function createClientsMetaStore(db: Db) {
+  const insert = db.prepare(`INSERT OR REPLACE INTO clients_meta
+    (client_id, registered_at, ip, user_agent, client_name, redirect_hosts, last_used_at, disabled_at)
+    VALUES (@client_id, @registered_at, @ip, @user_agent, @client_name, @redirect_hosts, NULL, NULL)`);
+  const touch = db.prepare('UPDATE clients_meta SET last_used_at = ? WHERE client_id = ?');
+  const get = db.prepare('SELECT * FROM clients_meta WHERE client_id = ?');
+  const idle = db.prepare('SELECT client_id FROM clients_meta WHERE coalesce(last_used_at, registered_at) < ?');
+  const remove = db.prepare('DELETE FROM clients_meta WHERE client_id = ?');
+  const setDisabled = db.prepare('UPDATE clients_meta SET disabled_at = ? WHERE client_id = ?');
+  const lastWrite = new Map<string, number>();
+
+  return {
+    record(meta: Omit<ClientMeta, 'last_used_at' | 'disabled_at'>): void {
+      insert.run(meta);
+    },
+    /** Note a use (authorization, token, gateway call); throttled. */
+    touch(clientId: string, now = Date.now()): void {
+      const previous = lastWrite.get(clientId);
+      if (previous !== undefined && now - previous < USE_WRITE_INTERVAL_MS) return;
+      lastWrite.set(clientId, now);
+      touch.run(now, clientId);
+    },
+    get(clientId: string): ClientMeta | undefined {
+      return get.get(clientId) as ClientMeta | undefined;
+    },
+    /** Clients unused since `before` (ms). */
+    idleSince(before: number): string[] {
+      return (idle.all(before) as { client_id: string }[]).map((r) => r.client_id);
+    },
+    remove(clientId: string): void {
+      lastWrite.delete(clientId);
+      remove.run(clientId);
+    },
+    setDisabled(clientId: string, disabledAt: number | null): void {
+      setDisabled.run(disabledAt, clientId);
+    },
+  };
+}
+
+export type ClientsMetaStore = ReturnType<typeof createClientsMetaStore>;

@@ -1,0 +1,121 @@
+/**
+ * Starts P in-process for a test: a fresh database in a temporary directory, a fixed
+ * SECRET_KEY, logs captured in memory (so tests can assert what was, and was not, logged), and
+ * a real listening socket on 127.0.0.1 so PUBLIC_URL is exactly what clients dial (interop F12).
+ */
+import { createServer, type Server } from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import type { AddressInfo } from 'node:net';
+import { pino } from 'pino';
+import { loadConfig, type Config } from '../../src/config/load.js';
+import { createRuntime, type Runtime } from '../../src/server.js';
+import { REDACT_PATHS } from '../../src/log/logger.js';
+
+export interface TestApp {
+  runtime: Runtime;
+  config: Readonly<Config>;
+  /** PUBLIC_URL, e.g. http://127.0.0.1:41234 */
+  url: string;
+  server: Server;
+  dir: string;
+  /** every log line written so far, raw JSON */
+  logLines: string[];
+  close(): Promise<void>;
+}
+
+export interface TestAppOptions {
+  env?: Record<string, string | undefined>;
+  /** base path appended to the origin for PUBLIC_URL */
+  basePath?: string;
+  /** reuse this directory (restart tests) */
+  dir?: string;
+}
+
+const SECRET = randomBytes(32).toString('base64');
+
+export async function listenLoopback(server: Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as AddressInfo).port;
+}
+
+export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
+  const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'mcp-proxy-test-'));
+  const server = createServer();
+  const port = await listenLoopback(server);
+  const url = `http://127.0.0.1:${port}${options.basePath ?? ''}`;
+  const config = loadConfig({
+    PUBLIC_URL: url,
+    PORT: String(port),
+    DATABASE_PATH: join(dir, 'proxy.db'),
+    SECRET_KEY: SECRET,
+    UPSTREAM_ISSUER: 'http://127.0.0.1:1/unused',
+    UPSTREAM_CLIENT_ID: 'proxy-client',
+    UPSTREAM_CLIENT_SECRET: 'proxy-secret',
+    MCP_UPSTREAM_URL: 'http://127.0.0.1:1/mcp',
+    LOG_LEVEL: 'debug',
+    ...options.env,
+  });
+  const logLines: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      logLines.push(...String(chunk).split('\n').filter(Boolean));
+      done();
+    },
+  });
+  const log = pino({ level: 'debug', redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, sink);
+  const runtime = await createRuntime(config, { log, maintenance: false });
+  server.on('request', runtime.app);
+  return {
+    runtime,
+    config,
+    url,
+    server,
+    dir,
+    logLines,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      runtime.dispose();
+      if (!options.dir) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A client registration body as real MCP clients send it (interop §3). */
+export function mcpClientMetadata(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    client_name: 'Test MCP client',
+    redirect_uris: ['http://127.0.0.1:33418/callback'],
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'none',
+    ...overrides,
+  };
+}
+
+export async function registerClient(app: TestApp, overrides: Record<string, unknown> = {}): Promise<Record<string, any>> {
+  const res = await fetch(`${app.url}/register`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(mcpClientMetadata(overrides)),
+  });
+  const body = await res.json();
+  if (res.status !== 201) throw new Error(`registration failed: ${res.status} ${JSON.stringify(body)}`);
+  return body as Record<string, any>;
+}
+
+/** Rows of a table, for asserting side effects (or their absence). */
+export function rows(app: TestApp, sql: string, ...params: unknown[]): any[] {
+  return app.runtime.db.prepare(sql).all(...params);
+}
+
+export function auditEvents(app: TestApp): { event: string; reason: string | null; client_id: string | null; subject: string | null; details: string | null }[] {
+  app.runtime.audit.flush();
+  return rows(app, 'SELECT event, reason, client_id, subject, details FROM audit_log ORDER BY seq');
+}

@@ -1,0 +1,164 @@
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, loadConfig } from '../../src/config/load.js';
+import { renderConfigReference, SCHEMA } from '../../src/config/schema.js';
+
+const UPSTREAM = {
+  UPSTREAM_ISSUER: 'https://idp.example.com',
+  UPSTREAM_CLIENT_ID: 'proxy',
+  UPSTREAM_CLIENT_SECRET: 'shh-upstream-secret',
+  MCP_UPSTREAM_URL: 'https://mcp.internal.example.com/mcp',
+};
+
+function problemsOf(env: Record<string, string | undefined>): string[] {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  return [];
+}
+
+describe('config › loadConfig', () => {
+  it('applies documented defaults', () => {
+    const config = loadConfig({ ...UPSTREAM });
+    expect(config.port).toBe(8080);
+    expect(config.host).toBe('127.0.0.1');
+    expect(config.urls.issuer).toBe('http://localhost:8080');
+    expect(config.urls.mcpResource).toBe('http://localhost:8080/mcp');
+    expect(config.mcpScopes).toEqual(['mcp:tools']);
+    expect(config.ttl.consent).toBe(90 * 86_400);
+    expect(config.rateLimits.register).toEqual({ limit: 30, windowMs: 60_000 });
+    expect(config.upstream?.scopes).toEqual(['openid']);
+    expect(config.demo).toBe(false);
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it('derives every URL from PUBLIC_URL, including a base path', () => {
+    const config = loadConfig({ ...UPSTREAM, PUBLIC_URL: 'https://Proxy.Example.com/mcp-auth/' });
+    expect(config.urls.issuer).toBe('https://proxy.example.com/mcp-auth');
+    expect(config.urls.mcpResource).toBe('https://proxy.example.com/mcp-auth/mcp');
+    expect(config.urls.mcpResourceMetadata).toBe('https://proxy.example.com/.well-known/oauth-protected-resource/mcp-auth/mcp');
+    expect(config.urls.upstreamCallback).toBe('https://proxy.example.com/mcp-auth/upstream/callback');
+  });
+
+  it('runs in demo mode when no upstream issuer is configured', () => {
+    const config = loadConfig({});
+    expect(config.demo).toBe(true);
+    expect(config.upstream).toBeUndefined();
+  });
+
+  it('lists every problem at once', () => {
+    const problems = problemsOf({
+      ...UPSTREAM,
+      PORT: '99999',
+      CONSENT_TTL: 'forever',
+      RATE_LIMIT_TOKEN: 'lots',
+      MCP_SCOPES: 'mcp:tools offline_access',
+      UPSTREAM_PRESET: 'facebook',
+      DATABASE_SYNCHRONOUS: 'OFF',
+      LOG_LEVEL: 'chatty',
+      TRUST_PROXY: 'my-proxy',
+      REDIRECT_SCHEMES: 'cursor javascript',
+      GATEWAY_MAX_BODY: 'huge',
+      DANGEROUSLY_ALLOW_INSECURE_HTTP: 'maybe',
+    });
+    expect(problems).toEqual([
+      'PORT: must be a port number between 0 and 65535 (got "99999")',
+      'TRUST_PROXY: has entries that are neither addresses nor subnets: my-proxy (got "my-proxy")',
+      'DATABASE_SYNCHRONOUS: must be NORMAL or FULL (got "OFF")',
+      'UPSTREAM_PRESET: must be oidc, github or google (got "facebook")',
+      'MCP_SCOPES: must not contain offline_access (always offered by the authorization server) (got "mcp:tools offline_access")',
+      'CONSENT_TTL: must be a duration such as 30s, 10m, 12h or 90d (got "forever")',
+      'REDIRECT_SCHEMES: has schemes that cannot be allowed: javascript (got "cursor javascript")',
+      'RATE_LIMIT_TOKEN: must be a budget such as 30/1m (30 requests per minute) (got "lots")',
+      'GATEWAY_MAX_BODY: must be a size such as 512kb or 4mb (got "huge")',
+      'LOG_LEVEL: must be one of trace, debug, info, warn, error, fatal, silent (got "chatty")',
+      'DANGEROUSLY_ALLOW_INSECURE_HTTP: must be true or false (got "maybe")',
+    ]);
+  });
+
+  it.each([
+    ['PUBLIC_URL', 'not a url', 'PUBLIC_URL: must be an absolute URL such as https://mcp.example.com (got "not a url")'],
+    ['PUBLIC_URL', 'ftp://example.com', 'PUBLIC_URL: must use https (or http on a loopback host) (got "ftp://example.com")'],
+    ['PUBLIC_URL', 'https://user:pw@example.com', 'PUBLIC_URL: must not contain a user name or password (got "https://user:pw@example.com")'],
+    ['PUBLIC_URL', 'https://example.com/?x=1', 'PUBLIC_URL: must not contain a query or fragment (got "https://example.com/?x=1")'],
+    ['MCP_SCOPES', 'mcp:tools bad"scope', 'MCP_SCOPES: has invalid scope tokens: bad"scope (got "mcp:tools bad\\"scope")'],
+    ['UPSTREAM_SCOPES', ' ', 'UPSTREAM_SCOPES: must name at least one scope (got " ")'],
+  ])('rejects %s=%j', (name, value, message) => {
+    expect(problemsOf({ ...UPSTREAM, [name]: value })).toContain(message);
+  });
+
+  it('allows plain http only for loopback hosts unless the DANGEROUSLY_ switch is on', () => {
+    const env = { ...UPSTREAM, PUBLIC_URL: 'http://proxy.example.com', UPSTREAM_ISSUER: 'http://idp.example.com', MCP_UPSTREAM_URL: 'http://10.0.0.5/mcp' };
+    const problems = problemsOf(env);
+    for (const name of ['PUBLIC_URL', 'UPSTREAM_ISSUER', 'MCP_UPSTREAM_URL']) {
+      expect(problems).toContain(`${name}: plain http is only allowed for loopback hosts (localhost, 127.0.0.0/8, [::1]); use https or set DANGEROUSLY_ALLOW_INSECURE_HTTP=true`);
+    }
+    for (const host of ['localhost', '127.0.0.1', '127.8.9.10', '[::1]']) {
+      expect(problemsOf({ ...UPSTREAM, PUBLIC_URL: `http://${host}:8080` })).toEqual([]);
+    }
+    const config = loadConfig({ ...env, DANGEROUSLY_ALLOW_INSECURE_HTTP: 'true' });
+    expect(config.warnings.join(' ')).toMatch(/DANGEROUSLY_ALLOW_INSECURE_HTTP is on/);
+  });
+
+  it('requires the upstream client and the MCP server outside demo mode', () => {
+    expect(problemsOf({ UPSTREAM_ISSUER: 'https://idp.example.com' })).toEqual([
+      'UPSTREAM_CLIENT_ID: required with an upstream (register http://localhost:8080/upstream/callback as the callback URL at the upstream and put its client id here)',
+      'MCP_UPSTREAM_URL: required with an upstream (the MCP server the gateway forwards to)',
+    ]);
+    expect(problemsOf({ UPSTREAM_PRESET: 'github', UPSTREAM_CLIENT_ID: 'x', MCP_UPSTREAM_URL: 'https://m.example.com/mcp' })).toEqual([
+      'UPSTREAM_CLIENT_SECRET: required for the github preset',
+    ]);
+    expect(problemsOf({ UPSTREAM_CLIENT_ID: 'x' })[0]).toMatch(/^UPSTREAM_CLIENT_ID: set, but UPSTREAM_ISSUER is not/);
+  });
+
+  it('gives presets their endpoints, scopes and names', () => {
+    const github = loadConfig({ UPSTREAM_PRESET: 'github', UPSTREAM_CLIENT_ID: 'x', UPSTREAM_CLIENT_SECRET: 'y', MCP_UPSTREAM_URL: 'https://m.example.com/mcp' });
+    expect(github.upstream).toMatchObject({ preset: 'github', name: 'GitHub', scopes: ['read:user'] });
+    expect(github.upstream?.issuer.href).toBe('https://github.com/');
+    const google = loadConfig({ UPSTREAM_PRESET: 'google', UPSTREAM_CLIENT_ID: 'x', UPSTREAM_CLIENT_SECRET: 'y', MCP_UPSTREAM_URL: 'https://m.example.com/mcp' });
+    expect(google.upstream).toMatchObject({ name: 'Google', scopes: ['openid', 'email'] });
+  });
+
+  it('never prints secret values', () => {
+    const problems = problemsOf({ ...UPSTREAM, SECRET_KEY: 'too-short-secret-value', SECRET_KEY_PREVIOUS: '%%%not-base64%%%' });
+    expect(problems).toEqual([
+      'SECRET_KEY: must decode to at least 32 bytes (it decodes to 16)',
+      'SECRET_KEY_PREVIOUS: must be base64 (generate one with: openssl rand -base64 32)',
+    ]);
+    expect(problems.join('\n')).not.toContain('too-short-secret-value');
+    let message = '';
+    try {
+      loadConfig({ ...UPSTREAM, SECRET_KEY: 'too-short-secret-value', PORT: 'x' });
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toContain('PORT');
+    expect(message).not.toContain('too-short-secret-value');
+    expect(message).not.toContain(UPSTREAM.UPSTREAM_CLIENT_SECRET);
+  });
+
+  it('reads a JSON or YAML file with the same keys; the environment wins', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+    writeFileSync(join(dir, 'c.yaml'), 'UPSTREAM_ISSUER: https://idp.example.com\nUPSTREAM_CLIENT_ID: from-file\nMCP_UPSTREAM_URL: https://m.example.com/mcp\nMCP_SCOPES: [mcp:tools, mcp:read]\nPORT: 9000\n');
+    const config = loadConfig({ CONFIG_FILE: join(dir, 'c.yaml'), PORT: '9100' });
+    expect(config.upstream?.clientId).toBe('from-file');
+    expect(config.mcpScopes).toEqual(['mcp:tools', 'mcp:read']);
+    expect(config.port).toBe(9100);
+    writeFileSync(join(dir, 'c.json'), JSON.stringify({ PORTT: 1, ...UPSTREAM }));
+    expect(problemsOf({ CONFIG_FILE: join(dir, 'c.json') })).toEqual([`CONFIG_FILE: unknown setting PORTT in ${join(dir, 'c.json')}`]);
+    writeFileSync(join(dir, 'bad.json'), '{ nope');
+    expect(problemsOf({ CONFIG_FILE: join(dir, 'bad.json'), ...UPSTREAM })[0]).toMatch(/^CONFIG_FILE: .*bad.json is not valid JSON/);
+    expect(problemsOf({ CONFIG_FILE: join(dir, 'missing.json'), ...UPSTREAM })[0]).toMatch(/^CONFIG_FILE: cannot read .*missing.json \(ENOENT\)/);
+  });
+
+  it('documents every key with a default in the reference table', () => {
+    const table = renderConfigReference();
+    for (const name of Object.keys(SCHEMA)) expect(table).toContain(`| \`${name}\` |`);
+    for (const line of table.split('\n').slice(2)) expect(line.split(' | ').length).toBeGreaterThanOrEqual(3);
+  });
+});
