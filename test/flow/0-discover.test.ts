@@ -45,14 +45,14 @@ describe.each([
       const res = await fetch(u);
       expect(res.status, u).toBe(200);
       expect(res.headers.get('content-type')).toMatch(/^application\/json/);
-      return res.json();
+      return res.json() as Promise<any>;
     }));
     for (const doc of docs) expect(doc.issuer).toBe(app.url);
   });
 
   it('pins endpoint URLs to PUBLIC_URL whatever Host header arrives (F12)', async () => {
     const res = await fetch(`${app.url}/.well-known/openid-configuration`, { headers: { host: 'evil.example', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https' } });
-    const doc = await res.json();
+    const doc = (await res.json()) as any;
     expect(doc.token_endpoint).toBe(`${app.url}/token`);
   });
 

@@ -1,0 +1,148 @@
+/**
+ * The command line as an operator uses it: `serve` started with only the documented settings
+ * (accepts a registration from the MCP SDK, stops cleanly on SIGTERM), `migrate`, `audit verify`,
+ * `audit export`, and bad usage.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer } from 'node:net';
+import { registerClient, discoverAuthorizationServerMetadata } from '@modelcontextprotocol/sdk/client/auth.js';
+import { run, type Io } from '../../src/cli/index.js';
+import { openDatabase } from '../../src/db/open.js';
+
+const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
+
+function capture(env: Record<string, string | undefined>): Io & { stdout: string[]; stderr: string[] } {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  return { stdout, stderr, env, out: (t) => stdout.push(t), err: (t) => stderr.push(t) };
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+const children: ChildProcess[] = [];
+afterAll(() => children.forEach((c) => c.kill('SIGKILL')));
+
+describe('cli › serve', () => {
+  it('starts with only PUBLIC_URL, DATABASE_PATH, UPSTREAM_* and MCP_UPSTREAM_URL, registers an SDK client, stops on SIGTERM', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'serve-'));
+    const port = await freePort();
+    const publicUrl = `http://127.0.0.1:${port}`;
+    const child = spawn(process.execPath, [BIN, 'serve'], {
+      env: {
+        PATH: process.env.PATH,
+        PUBLIC_URL: publicUrl,
+        PORT: String(port),
+        DATABASE_PATH: join(dir, 'db.sqlite'),
+        UPSTREAM_ISSUER: 'https://idp.example.com',
+        UPSTREAM_CLIENT_ID: 'proxy',
+        UPSTREAM_CLIENT_SECRET: 'upstream-client-secret-value',
+        MCP_UPSTREAM_URL: 'http://127.0.0.1:9/mcp',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(child);
+    let output = '';
+    child.stdout?.on('data', (d) => (output += d));
+    child.stderr?.on('data', (d) => (output += d));
+    for (let i = 0; i < 200 && !output.includes('MCP Consent Proxy listening'); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(output).toContain(`MCP endpoint:  ${publicUrl}/mcp`);
+
+    const metadata = await discoverAuthorizationServerMetadata(publicUrl);
+    expect(metadata?.issuer).toBe(publicUrl);
+    const info = await registerClient(publicUrl, { metadata, clientMetadata: { client_name: 'sdk', redirect_uris: ['http://127.0.0.1:5555/cb'] } });
+    expect(info.client_id).toBeTruthy();
+
+    const exit = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    child.kill('SIGTERM');
+    expect(await exit).toBe(0);
+    expect(output).toContain('SECRET_KEY is not set: generated a new one');
+    expect(output).not.toContain('upstream-client-secret-value');
+    const db = openDatabase(join(dir, 'db.sqlite'));
+    const events = (db.prepare('SELECT event FROM audit_log ORDER BY seq').all() as { event: string }[]).map((r) => r.event);
+    expect(events).toEqual(['system.started', 'registration.accepted', 'system.stopped']);
+    expect(readFileSync(join(dir, 'secret.key'), 'utf8').trim()).toMatch(/^[A-Za-z0-9+/=]{44}$/);
+  }, 30_000);
+
+  it('exits 1 with every configuration problem listed', async () => {
+    const io = capture({ PUBLIC_URL: 'nope', UPSTREAM_ISSUER: 'https://idp.example.com' });
+    expect(await run(['serve'], io)).toBe(1);
+    expect(io.stderr.join('\n')).toMatch(/^invalid configuration:\n {2}- PUBLIC_URL: must be an absolute URL/);
+    expect(io.stderr.join('\n')).toContain('UPSTREAM_CLIENT_ID: required');
+  });
+});
+
+describe('cli › migrate and audit', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cli-'));
+  const env = { DATABASE_PATH: join(dir, 'p.db') };
+
+  it('migrate creates the database and is idempotent', async () => {
+    const io = capture(env);
+    expect(await run(['migrate'], io)).toBe(0);
+    expect(io.stdout[0]).toMatch(/^applied 0001-oidc-models.sql, /);
+    const again = capture(env);
+    expect(await run(['migrate'], again)).toBe(0);
+    expect(again.stdout[0]).toMatch(/is up to date/);
+  });
+
+  it('audit verify exits 0 on an intact chain and 1 naming the first bad row', async () => {
+    const db = openDatabase(env.DATABASE_PATH);
+    const { createAuditLogStore } = await import('../../src/store/audit-log.js');
+    const { Audit } = await import('../../src/audit/audit.js');
+    const { pino } = await import('pino');
+    const audit = new Audit(createAuditLogStore(db), pino({ level: 'silent' }));
+    for (let i = 0; i < 3; i++) audit.record({ event: 'registration.accepted', clientId: `c${i}` });
+    const ok = capture(env);
+    expect(await run(['audit', 'verify'], ok)).toBe(0);
+    expect(ok.stdout[0]).toMatch(/^audit log intact: 3 rows, chain verified up to row 3/);
+    db.exec('DROP TRIGGER audit_log_no_update');
+    db.prepare("UPDATE audit_log SET client_id = 'x' WHERE seq = 2").run();
+    db.close();
+    const bad = capture(env);
+    expect(await run(['audit', 'verify'], bad)).toBe(1);
+    expect(bad.stderr[0]).toBe('audit log BROKEN at row 2: row 2 was altered (its hash does not match its content)');
+    const json = capture(env);
+    expect(await run(['audit', 'verify', '--json'], json)).toBe(1);
+    expect(JSON.parse(json.stdout[0] as string)).toMatchObject({ ok: false, firstBadSeq: 2 });
+  });
+
+  it('audit export writes NDJSON, optionally since a time', async () => {
+    const io = capture(env);
+    expect(await run(['audit', 'export'], io)).toBe(0);
+    const lines = io.stdout.map((l) => JSON.parse(l));
+    expect(lines.map((l) => l.seq)).toEqual([1, 2, 3]);
+    expect(lines[0]).toMatchObject({ event: 'registration.accepted', client_id: 'c0', outcome: 'allow' });
+    const later = capture(env);
+    expect(await run(['audit', 'export', '--since', '2999-01-01T00:00:00Z'], later)).toBe(0);
+    expect(later.stdout).toEqual([]);
+    const file = join(dir, 'out.ndjson');
+    expect(await run(['audit', 'export', '-o', file], capture(env))).toBe(0);
+    expect(readFileSync(file, 'utf8').trim().split('\n')).toHaveLength(3);
+  });
+
+  it('reports a missing database, unknown commands and flags with exit codes 1 and 2', async () => {
+    const missing = capture({ DATABASE_PATH: join(dir, 'nope', 'missing.db') });
+    expect(await run(['audit', 'verify'], missing)).toBe(1);
+    expect(missing.stderr[0]).toMatch(/^no database at .*missing.db; start the server once or run "mcp-consent-proxy migrate"/);
+    const unknown = capture(env);
+    expect(await run(['frobnicate'], unknown)).toBe(2);
+    expect(unknown.stderr[0]).toMatch(/unknown command "frobnicate"/);
+    const flag = capture(env);
+    expect(await run(['audit', 'verify', '--colour'], flag)).toBe(2);
+    expect(flag.stderr[0]).toMatch(/Unknown option '--colour'/);
+    const since = capture(env);
+    expect(await run(['audit', 'export', '--since', 'yesterday'], since)).toBe(2);
+    const help = capture(env);
+    expect(await run(['--help'], help)).toBe(0);
+    expect(help.stdout[0]).toContain('audit verify');
+  });
+});
