@@ -14,7 +14,11 @@ import { bearerChallenge, protectedResourceMetadataPaths, servePrm } from './flo
 import { registrationGate } from './flow/1-register.js';
 import { authorizationPreflight } from './flow/2-authorize.js';
 import { offeredScopes, PROVIDER_ROUTES } from './provider/configuration.js';
-import { errorHandler, errorPageHtml, notFound } from './errors/render.js';
+import { errorHandler, notFound } from './errors/render.js';
+import { ERRORS } from './errors/oauth-error.js';
+import { decideOnConsent, showConsent } from './flow/3-consent.js';
+import { upstreamCallback } from './flow/5-upstream-callback.js';
+import { tokenPreflight } from './flow/7-token.js';
 
 export type AppDeps = Omit<Runtime, 'app' | 'dispose'>;
 
@@ -93,25 +97,14 @@ export function buildApp(deps: AppDeps): Express {
   r.get(`${PROVIDER_ROUTES.authorization}/:uid`, authorizeBudget, toProvider); // resume after the interaction
 
   // ── Steps 3–6: consent, upstream redirect and callback ─────────────────────────────────────
-  r.get('/interaction/:uid', authorizeBudget, (req, res) => {
-    res.status(503).setHeader('Cache-Control', 'no-store');
-    res.type('html').send(
-      errorPageHtml(
-        views,
-        {
-          status: 503,
-          code: 'temporarily_unavailable',
-          title: 'Consent is not available yet',
-          message: 'This server cannot ask for your approval yet, so no application can be authorized. Nothing was shared.',
-        },
-        req.id,
-      ),
-    );
-  });
+  r.get('/interaction/:uid', authorizeBudget, showConsent(deps));
+  r.post('/interaction/:uid/decision', authorizeBudget, ...decideOnConsent(deps));
+  r.get('/upstream/callback', authorizeBudget, upstreamCallback(deps));
+  r.all('/upstream/callback', (_req, _res, next) => next(ERRORS.methodNotAllowed('GET'))); // STATE-08
 
   // ── Step 7: token and revocation ───────────────────────────────────────────────────────────
   const tokenBudget = limiter(config.rateLimits.token, () => audit.record({ event: 'token.rejected', reason: 'rate_limited' }));
-  r.post(PROVIDER_ROUTES.token, tokenBudget, toProvider);
+  r.post(PROVIDER_ROUTES.token, tokenBudget, ...tokenPreflight([config.urls.mcpResource], audit), toProvider);
   r.options(PROVIDER_ROUTES.token, toProvider);
   r.post(PROVIDER_ROUTES.revocation, tokenBudget, toProvider);
 

@@ -18,6 +18,13 @@ import { createAuditLogStore, type AuditLogStore } from './store/audit-log.js';
 import { createOidcModelStore, type OidcModelStore } from './store/oidc-models.js';
 import { createClientsMetaStore, type ClientsMetaStore } from './store/clients-meta.js';
 import { createSealedSecretStore } from './store/sealed-secrets.js';
+import { createConsentStore, type ConsentStore } from './store/consents.js';
+import { createBrowserSessionStore, type BrowserSessionStore } from './store/browser-sessions.js';
+import { createUpstreamTransactionStore, type UpstreamTransactionStore } from './store/upstream-transactions.js';
+import { createUpstreamTokenStore, type UpstreamTokenStore } from './store/upstream-tokens.js';
+import { createCookieJar, type CookieJar } from './http/cookies.js';
+import { createUpstreamClient, UpstreamError, type UpstreamClient } from './upstream/presets.js';
+import { createRevocation, type Revocation } from './flow/revocation.js';
 import { Audit } from './audit/audit.js';
 import { generateJwks } from './provider/keys.js';
 import { createProvider } from './provider/configuration.js';
@@ -39,8 +46,20 @@ export interface Runtime {
   log: Logger;
   db: Db;
   keys: KeyRing;
-  stores: { auditLog: AuditLogStore; models: OidcModelStore; clientsMeta: ClientsMetaStore };
+  stores: {
+    auditLog: AuditLogStore;
+    models: OidcModelStore;
+    clientsMeta: ClientsMetaStore;
+    consents: ConsentStore;
+    browserSessions: BrowserSessionStore;
+    transactions: UpstreamTransactionStore;
+    upstreamTokens: UpstreamTokenStore;
+  };
   audit: Audit;
+  cookies: CookieJar;
+  /** the upstream client (U); throws when none is configured */
+  upstream(): UpstreamClient;
+  revocation: Revocation;
   provider: Provider;
   views: Views;
   app: Express;
@@ -76,6 +95,10 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     auditLog: createAuditLogStore(db),
     models: createOidcModelStore(db, keys),
     clientsMeta: createClientsMetaStore(db),
+    consents: createConsentStore(db),
+    browserSessions: createBrowserSessionStore(db),
+    transactions: createUpstreamTransactionStore(db, keys),
+    upstreamTokens: createUpstreamTokenStore(db, keys),
   };
   const audit = new Audit(stores.auditLog, log);
   const sealed = createSealedSecretStore(db, keys);
@@ -85,6 +108,16 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     sealed.put('jwks', jwksJson);
   }
 
+  const upstreamClient = config.upstream
+    ? createUpstreamClient(config.upstream, config.urls.upstreamCallback, { dangerouslyAllowInsecureHttp: config.dangerouslyAllowInsecureHttp })
+    : undefined;
+  const upstream = () => {
+    if (!upstreamClient) throw new UpstreamError('unreachable', 'no upstream is configured');
+    return upstreamClient;
+  };
+  const revocation = createRevocation({ db, consents: stores.consents, models: stores.models, upstreamTokens: stores.upstreamTokens, audit, log, upstream: () => upstreamClient });
+  const cookies = createCookieJar(keys, config.urls.secureContext);
+
   const views = createViews({ base: config.urls.basePath, demo: config.demo });
   const provider = createProvider({
     config,
@@ -93,15 +126,28 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     jwks: JSON.parse(jwksJson),
     renderError: providerErrorRenderer(views),
   });
-  bridgeProviderEvents(provider, { audit, clientsMeta: stores.clientsMeta, log });
+  bridgeProviderEvents(provider, {
+    audit,
+    clientsMeta: stores.clientsMeta,
+    log,
+    onGrantRevoked: (grantId) => revocation.revokeGrant(grantId, 'grant_revoked'),
+  });
 
-  const partial = { config, log, db, keys, stores, audit, provider, views };
+  const partial = { config, log, db, keys, stores, audit, provider, views, cookies, upstream, revocation };
   const app = buildApp(partial);
 
   const stopMaintenance =
     options.maintenance === false
       ? () => {}
-      : scheduleMaintenance({ models: stores.models, clientsMeta: stores.clientsMeta, audit, log, clientIdleSeconds: config.ttl.clientIdle });
+      : scheduleMaintenance({
+          models: stores.models,
+          clientsMeta: stores.clientsMeta,
+          audit,
+          log,
+          clientIdleSeconds: config.ttl.clientIdle,
+          extraPurges: [() => stores.transactions.purgeExpired(), () => stores.browserSessions.purgeExpired()],
+          onClientExpired: (clientId) => revocation.revokeClient(clientId, 'client_deleted'),
+        });
 
   return {
     ...partial,

@@ -7,7 +7,7 @@
  */
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 
-export type KeyPurpose = 'seal' | 'cookie' | 'oidc-cookie';
+export type KeyPurpose = 'seal' | 'cookie' | 'oidc-cookie' | 'csrf';
 
 interface KeyGeneration {
   kid: string;
@@ -19,7 +19,7 @@ function derive(master: Buffer, purpose: KeyPurpose): Buffer {
 }
 
 function generation(master: Buffer): KeyGeneration {
-  const keys = { seal: derive(master, 'seal'), cookie: derive(master, 'cookie'), 'oidc-cookie': derive(master, 'oidc-cookie') };
+  const keys = { seal: derive(master, 'seal'), cookie: derive(master, 'cookie'), 'oidc-cookie': derive(master, 'oidc-cookie'), csrf: derive(master, 'csrf') };
   return { kid: createHash('sha256').update(keys.seal).digest('hex').slice(0, 12), keys };
 }
 
@@ -75,6 +75,20 @@ export class KeyRing {
   /** Whether a sealed value was made with the previous key (to re-seal it). */
   isStale(sealed: string): boolean {
     return sealed.split('.')[1] !== this.current.kid;
+  }
+
+  /** HMAC-SHA256 of `value` under the current CSRF key, base64url (CSRF tokens, CONS-08). */
+  csrfMac(value: string): string {
+    return b64u(createHmac('sha256', this.current.keys.csrf).update(value).digest());
+  }
+
+  /** Whether `mac` is csrfMac(value) under the current or previous key. */
+  checkCsrfMac(value: string, mac: string): boolean {
+    const given = Buffer.from(mac, 'base64url');
+    return this.generations().some((gen) => {
+      const expected = createHmac('sha256', gen.keys.csrf).update(value).digest();
+      return given.length === expected.length && timingSafeEqual(given, expected);
+    });
   }
 
   /** `value.signature` with the current cookie key. */

@@ -5,7 +5,11 @@
  * - Host and protocol are pinned to PUBLIC_URL before the provider sees the request, so every
  *   endpoint URL in metadata and every redirect derives from the one configured URL (DESIGN §1),
  *   whatever Host header a client or proxy sent;
- * - the client IP the provider sees is express's (TRUST_PROXY-aware).
+ * - the client IP the provider sees is express's (TRUST_PROXY-aware);
+ * - oidc-provider's own browser session cookie is never passed back to it (DESIGN §7): every
+ *   authorization starts without a provider session, so nothing the provider remembers can
+ *   shortcut P's consent page or clash with the account of a later sign-in. P's own session
+ *   (browser_sessions) is the only one that carries over.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
@@ -19,6 +23,12 @@ export function pinToPublicUrl(req: Request, urls: PublicUrls): void {
   req.headers['x-forwarded-proto'] = origin.protocol.slice(0, -1);
   req.headers['x-forwarded-for'] = req.ip ?? req.socket.remoteAddress ?? '';
   delete req.headers.forwarded;
+  if (req.headers.cookie) {
+    req.headers.cookie = req.headers.cookie
+      .split(/;\s*/)
+      .filter((c) => !/^_session(\.legacy)?(\.sig)?=/.test(c))
+      .join('; ');
+  }
 }
 
 /**

@@ -136,7 +136,8 @@ export function createProvider(deps: ProviderDeps): Provider {
       IdToken: ID_TOKEN_TTL,
       Interaction: INTERACTION_TTL,
       RefreshToken: config.ttl.refreshToken,
-      Session: config.ttl.session,
+      // The provider's session lives for one authorization only (src/http/provider-mount.ts).
+      Session: INTERACTION_TTL,
     },
     // F8: refresh tokens for every client that registered the refresh_token grant, whether or
     // not it asked for offline_access (SDK v1 never does).

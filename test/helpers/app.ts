@@ -33,19 +33,21 @@ export interface TestAppOptions {
   basePath?: string;
   /** reuse this directory (restart tests) */
   dir?: string;
+  /** listen on this port (default: any free one) */
+  port?: number;
 }
 
 const SECRET = randomBytes(32).toString('base64');
 
-export async function listenLoopback(server: Server): Promise<number> {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+export async function listenLoopback(server: Server, port = 0): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   return (server.address() as AddressInfo).port;
 }
 
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'mcp-proxy-test-'));
   const server = createServer();
-  const port = await listenLoopback(server);
+  const port = await listenLoopback(server, options.port);
   const url = `http://127.0.0.1:${port}${options.basePath ?? ''}`;
   const config = loadConfig({
     PUBLIC_URL: url,

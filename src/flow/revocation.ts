@@ -1,0 +1,98 @@
+/**
+ * Revocation cascades (DESIGN §2 "Revocation cascades", CONS-19, UP-08): revoking a consent —
+ * by the user on /account, an admin, the CLI, a newer approval that supersedes it, a disabled or
+ * expired client, or oidc-provider itself after refresh-token reuse — revokes, in one database
+ * transaction:
+ *   the consent row → its grant and every code and token issued under it → the stored upstream
+ *   token;
+ * then asks U to revoke the upstream token where U has a revocation endpoint (best effort, after
+ * the commit, audited). The gateway checks the consent on every request, so the very next call
+ * with any token of that grant is refused.
+ */
+import type { Logger } from 'pino';
+import type { Db } from '../db/open.js';
+import type { Audit } from '../audit/audit.js';
+import type { ConsentStore } from '../store/consents.js';
+import type { OidcModelStore } from '../store/oidc-models.js';
+import type { UpstreamTokenStore } from '../store/upstream-tokens.js';
+import type { UpstreamClient } from '../upstream/presets.js';
+
+export type RevocationReason =
+  | 'user' // the user, on /account
+  | 'admin' // an admin, on /admin
+  | 'cli' // mcp-consent-proxy consents revoke
+  | 'superseded' // a newer approval for the same key
+  | 'client_disabled'
+  | 'client_deleted'
+  | 'grant_revoked' // oidc-provider revoked the grant (refresh-token reuse, code replay)
+  | 'upstream_invalid_grant'; // U no longer honours the upstream grant (AT-22)
+
+export interface RevocationDeps {
+  db: Db;
+  consents: ConsentStore;
+  models: OidcModelStore;
+  upstreamTokens: UpstreamTokenStore;
+  audit: Audit;
+  log: Logger;
+  /** U, when one is configured; its revocation endpoint is called where it exists */
+  upstream?: () => UpstreamClient | undefined;
+}
+
+export function createRevocation(deps: RevocationDeps) {
+  const { db, consents, models, upstreamTokens, audit, log } = deps;
+
+  /** The synchronous part; call inside a transaction. Returns the upstream token to revoke at U. */
+  function revokeInTransaction(grantId: string, reason: RevocationReason, now = Date.now()) {
+    const consent = consents.byGrant(grantId);
+    const wasActive = consents.revoke(grantId, reason, now);
+    const tokens = upstreamTokens.get(grantId);
+    upstreamTokens.remove(grantId);
+    models.destroyGrant(grantId);
+    return { consent, wasActive, tokens };
+  }
+
+  async function revokeAtUpstream(grantId: string, token: string, hint: 'access_token' | 'refresh_token', clientId?: string, subject?: string) {
+    const upstream = deps.upstream?.();
+    if (!upstream) return;
+    try {
+      const done = await upstream.revoke(token, hint);
+      if (done) audit.record({ event: 'upstream.token_revoked', clientId, subject, details: { grant_id: grantId, token_type_hint: hint } });
+    } catch (err) {
+      log.warn({ err: (err as Error).message, grantId }, 'upstream token revocation failed');
+    }
+  }
+
+  return {
+    revokeInTransaction,
+
+    /** Revoke one consent (by grant id) with the whole cascade. Returns whether it was active. */
+    revokeGrant(grantId: string, reason: RevocationReason, actor?: { event?: 'consent.revoked' | 'admin.consent_revoked' | 'account.consent_revoked' | 'cli.consent_revoked'; subject?: string }): boolean {
+      const result = db.transaction(() => revokeInTransaction(grantId, reason))();
+      if (result.consent) {
+        audit.record({
+          event: actor?.event ?? 'consent.revoked',
+          reason,
+          subject: actor?.subject ?? result.consent.subject,
+          clientId: result.consent.client_id,
+          details: { grant_id: grantId, consent_id: result.consent.id, was_active: result.wasActive, consent_subject: result.consent.subject },
+        });
+      }
+      if (result.tokens) {
+        const { refreshToken, accessToken } = result.tokens;
+        void revokeAtUpstream(grantId, refreshToken ?? accessToken, refreshToken ? 'refresh_token' : 'access_token', result.consent?.client_id, result.consent?.subject);
+      }
+      return result.wasActive;
+    },
+
+    /** Revoke every active consent of a client (disable, delete, idle expiry). */
+    revokeClient(clientId: string, reason: 'client_disabled' | 'client_deleted'): number {
+      let n = 0;
+      for (const consent of consents.activeForClient(clientId)) {
+        if (this.revokeGrant(consent.grant_id, reason)) n += 1;
+      }
+      return n;
+    },
+  };
+}
+
+export type Revocation = ReturnType<typeof createRevocation>;

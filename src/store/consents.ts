@@ -1,0 +1,98 @@
+/**
+ * consents table: approvals given on P's consent page. Rows are never deleted: a revoked or
+ * superseded consent stays as history (the admin and account pages show it). The decision
+ * whether a consent covers a request lives in src/flow/3-consent.ts, not here.
+ */
+import type { Db } from '../db/open.js';
+
+export interface ConsentKey {
+  subject: string;
+  clientId: string;
+  redirectUri: string;
+  resource: string;
+}
+
+export interface Consent {
+  id: number;
+  subject: string;
+  client_id: string;
+  redirect_uri: string;
+  resource: string;
+  scopes: string;
+  upstream_scopes: string;
+  granted_at: number;
+  expires_at: number;
+  revoked_at: number | null;
+  revoked_reason: string | null;
+  grant_id: string;
+  last_used_at: number | null;
+}
+
+export interface NewConsent extends ConsentKey {
+  scopes: readonly string[];
+  upstreamScopes: readonly string[];
+  grantedAt: number;
+  expiresAt: number;
+  grantId: string;
+}
+
+export function normaliseScopes(scopes: readonly string[]): string {
+  return [...new Set(scopes.filter(Boolean))].sort().join(' ');
+}
+
+export function createConsentStore(db: Db) {
+  const latest = db.prepare(`SELECT * FROM consents WHERE subject = ? AND client_id = ? AND redirect_uri = ? AND resource = ?
+    ORDER BY id DESC LIMIT 1`);
+  const active = db.prepare(`SELECT * FROM consents WHERE subject = ? AND client_id = ? AND redirect_uri = ? AND resource = ?
+    AND revoked_at IS NULL`);
+  const insert = db.prepare(`INSERT INTO consents (subject, client_id, redirect_uri, resource, scopes, upstream_scopes, granted_at, expires_at, grant_id)
+    VALUES (@subject, @clientId, @redirectUri, @resource, @scopes, @upstreamScopes, @grantedAt, @expiresAt, @grantId)`);
+  const byGrant = db.prepare('SELECT * FROM consents WHERE grant_id = ?');
+  const byId = db.prepare('SELECT * FROM consents WHERE id = ?');
+  const revoke = db.prepare('UPDATE consents SET revoked_at = ?, revoked_reason = ? WHERE grant_id = ? AND revoked_at IS NULL');
+  const activeByClient = db.prepare('SELECT * FROM consents WHERE client_id = ? AND revoked_at IS NULL');
+  const touch = db.prepare('UPDATE consents SET last_used_at = ? WHERE grant_id = ?');
+  const isActive = db.prepare('SELECT expires_at FROM consents WHERE grant_id = ? AND revoked_at IS NULL');
+
+  return {
+    /** The most recent consent for the key, active or not. */
+    latest(key: ConsentKey): Consent | undefined {
+      return latest.get(key.subject, key.clientId, key.redirectUri, key.resource) as Consent | undefined;
+    },
+    /** The unrevoked consent for the key (possibly expired). */
+    active(key: ConsentKey): Consent | undefined {
+      return active.get(key.subject, key.clientId, key.redirectUri, key.resource) as Consent | undefined;
+    },
+    insert(consent: NewConsent): Consent {
+      const { lastInsertRowid } = insert.run({
+        ...consent,
+        scopes: normaliseScopes(consent.scopes),
+        upstreamScopes: consent.upstreamScopes.join(' '),
+      });
+      return byId.get(lastInsertRowid) as Consent;
+    },
+    byGrant(grantId: string): Consent | undefined {
+      return byGrant.get(grantId) as Consent | undefined;
+    },
+    byId(id: number): Consent | undefined {
+      return byId.get(id) as Consent | undefined;
+    },
+    /** Mark revoked; true if it was active. */
+    revoke(grantId: string, reason: string, now = Date.now()): boolean {
+      return revoke.run(now, reason, grantId).changes === 1;
+    },
+    activeForClient(clientId: string): Consent[] {
+      return activeByClient.all(clientId) as Consent[];
+    },
+    /** Whether the grant's consent is unrevoked and unexpired (the gateway's per-request check). */
+    isLive(grantId: string, now = Date.now()): boolean {
+      const row = isActive.get(grantId) as { expires_at: number } | undefined;
+      return row !== undefined && row.expires_at > now;
+    },
+    touch(grantId: string, now = Date.now()): void {
+      touch.run(now, grantId);
+    },
+  };
+}
+
+export type ConsentStore = ReturnType<typeof createConsentStore>;

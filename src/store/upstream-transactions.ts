@@ -1,0 +1,53 @@
+/**
+ * upstream_transactions table: one pending upstream authorization per Approve (STATE-01..07).
+ * Looked up by SHA-256 of the upstream `state`; the rest is sealed. `consume` is atomic: the
+ * first caller wins, every later one learns why it lost.
+ */
+import type { Db } from '../db/open.js';
+import { sha256, type KeyRing } from '../crypto/keys.js';
+
+export interface UpstreamTransaction {
+  interactionUid: string;
+  clientId: string;
+  redirectUri: string;
+  resource: string;
+  scopes: string[];
+  upstreamScopes: string[];
+  nonce: string;
+  codeVerifier: string;
+}
+
+export type ConsumeResult =
+  | { ok: true; transaction: UpstreamTransaction }
+  | { ok: false; reason: 'unknown_state' | 'replayed' | 'expired' };
+
+export function createUpstreamTransactionStore(db: Db, keys: KeyRing) {
+  const insert = db.prepare(`INSERT INTO upstream_transactions (state_hash, sealed, client_id, created_at, expires_at)
+    VALUES (?, ?, ?, ?, ?)`);
+  const consume = db.prepare(`UPDATE upstream_transactions SET consumed_at = ?
+    WHERE state_hash = ? AND consumed_at IS NULL AND expires_at > ? RETURNING sealed`);
+  const inspect = db.prepare('SELECT consumed_at, expires_at FROM upstream_transactions WHERE state_hash = ?');
+  const purge = db.prepare('DELETE FROM upstream_transactions WHERE expires_at <= ?');
+  const context = (stateHash: string) => `upstream_tx:${stateHash}`;
+
+  return {
+    create(state: string, tx: UpstreamTransaction, ttlSeconds: number, now = Date.now()): void {
+      const stateHash = sha256(state);
+      insert.run(stateHash, keys.seal(JSON.stringify(tx), context(stateHash)), tx.clientId, now, now + ttlSeconds * 1000);
+    },
+    consume(state: string, now = Date.now()): ConsumeResult {
+      const stateHash = sha256(state);
+      const row = consume.get(now, stateHash, now) as { sealed: string } | undefined;
+      if (row) return { ok: true, transaction: JSON.parse(keys.unseal(row.sealed, context(stateHash))) as UpstreamTransaction };
+      const existing = inspect.get(stateHash) as { consumed_at: number | null; expires_at: number } | undefined;
+      if (!existing) return { ok: false, reason: 'unknown_state' };
+      return { ok: false, reason: existing.consumed_at !== null ? 'replayed' : 'expired' };
+    },
+    /** Delete transactions past their expiry (kept until then so a replay is named as such). */
+    purgeExpired(now = Date.now()): number {
+      return purge.run(now - 24 * 3600_000).changes;
+    },
+  };
+}
+
+export type UpstreamTransactionStore = ReturnType<typeof createUpstreamTransactionStore>;

@@ -1,0 +1,232 @@
+/**
+ * P as an OAuth client of the upstream U (openid-client), one module for all presets:
+ * - `oidc`: any OpenID Connect provider, by discovery of UPSTREAM_ISSUER (UP-06: issuer must
+ *   match; ID token iss/aud/exp/nonce validated by openid-client).
+ * - `google`: the same, with Google's issuer.
+ * - `github`: OAuth 2 endpoints without discovery (`/login/oauth/authorize`,
+ *   `/login/oauth/access_token`), identity from the user API, the numeric id as subject. The
+ *   base URL may be GitHub Enterprise (UPSTREAM_ISSUER), whose API lives under `/api/v3`.
+ * Every authorization uses P's fixed callback (UP-01), P's own PKCE S256 verifier (UP-02) and
+ * exactly the configured upstream scopes (UP-03); nothing from the MCP client is sent (UP-04).
+ * U's `iss` on the authorization response is checked when U sends it or advertises it (RFC
+ * 9207, UP-05). The client secret never leaves this module (UP-10).
+ */
+import * as client from 'openid-client';
+import type { UpstreamConfig } from '../config/load.js';
+import { isLoopbackHost } from '../config/urls.js';
+
+/** Upstream HTTP calls give up after this long. */
+export const UPSTREAM_TIMEOUT_MS = 10_000;
+
+export interface UpstreamIdentity {
+  subject: string;
+  displayName?: string | undefined;
+}
+
+export interface UpstreamTokens {
+  accessToken: string;
+  refreshToken?: string | undefined;
+  /** ms since epoch */
+  expiresAt?: number | undefined;
+  scope?: string | undefined;
+}
+
+export interface AuthorizationChecks {
+  state: string;
+  nonce: string;
+  codeVerifier: string;
+}
+
+/** Why a callback or refresh failed, as audit reason codes. */
+export type UpstreamFailure = 'upstream_error' | 'iss_mismatch' | 'exchange_failed' | 'identity_failed' | 'invalid_grant' | 'unreachable';
+
+export class UpstreamError extends Error {
+  constructor(
+    readonly reason: UpstreamFailure,
+    message: string,
+    /** U's own error code, when it sent one (sanitised) */
+    readonly upstreamCode?: string,
+  ) {
+    super(message);
+    this.name = 'UpstreamError';
+  }
+}
+
+export interface UpstreamClient {
+  readonly name: string;
+  readonly scopes: readonly string[];
+  /** U's metadata is loaded (discovery done); throws UpstreamError('unreachable') otherwise. */
+  ready(): Promise<void>;
+  /** Origin of U's authorization endpoint (for the consent page's CSP form-action). */
+  authorizationOrigin(): Promise<string>;
+  authorizationUrl(checks: AuthorizationChecks): Promise<URL>;
+  /** Redeem the code on the callback URL; returns who logged in and their tokens. */
+  exchange(callbackUrl: URL, checks: AuthorizationChecks): Promise<{ identity: UpstreamIdentity; tokens: UpstreamTokens }>;
+  refresh(refreshToken: string): Promise<UpstreamTokens>;
+  /** RFC 7009 revocation where U has an endpoint; false when it has none. */
+  revoke(token: string, hint: 'access_token' | 'refresh_token'): Promise<boolean>;
+}
+
+const safeCode = (value: unknown) => (typeof value === 'string' ? value.replace(/[^\w.-]/g, '').slice(0, 64) : undefined);
+
+function timedFetch(url: string, init?: RequestInit): Promise<Response> {
+  return fetch(url, { ...init, signal: AbortSignal.timeout(UPSTREAM_TIMEOUT_MS) });
+}
+
+function tokensOf(response: client.TokenEndpointResponse): UpstreamTokens {
+  return {
+    accessToken: response.access_token,
+    refreshToken: response.refresh_token,
+    expiresAt: typeof response.expires_in === 'number' ? Date.now() + response.expires_in * 1000 : undefined,
+    scope: response.scope,
+  };
+}
+
+/** Map openid-client errors to our reasons, without echoing U's free text (UP-09). */
+function classify(err: unknown, during: 'exchange' | 'refresh'): UpstreamError {
+  if (err instanceof UpstreamError) return err;
+  if (err instanceof client.AuthorizationResponseError) {
+    return new UpstreamError('upstream_error', 'the upstream refused the authorization', safeCode(err.error));
+  }
+  if (err instanceof client.ResponseBodyError) {
+    const code = safeCode(err.error);
+    return new UpstreamError(code === 'invalid_grant' ? 'invalid_grant' : during === 'exchange' ? 'exchange_failed' : 'upstream_error', `the upstream token endpoint answered ${code}`, code);
+  }
+  const e = err as { code?: string; message?: string; cause?: { message?: string; code?: string }; name?: string };
+  // openid-client wraps oauth4webapi's precise message in `cause`.
+  const detail = `${e.message ?? ''} ${e.cause?.message ?? ''}`;
+  if (/"iss" \(issuer\) response parameter|response parameter "iss"/.test(detail)) {
+    return new UpstreamError('iss_mismatch', 'the authorization response came from another issuer (RFC 9207)');
+  }
+  if (e.name === 'TimeoutError' || e.name === 'AbortError' || e.code === 'ECONNREFUSED' || e.cause?.code === 'ECONNREFUSED' || /fetch failed|aborted due to timeout/.test(detail)) {
+    return new UpstreamError('unreachable', 'the upstream did not answer');
+  }
+  return new UpstreamError(during === 'exchange' ? 'exchange_failed' : 'upstream_error', detail.trim() || 'upstream request failed');
+}
+
+function insecureAllowed(url: URL, dangerously: boolean): boolean {
+  return url.protocol === 'http:' && (isLoopbackHost(url.hostname) || dangerously);
+}
+
+/** Lazily discovered/constructed openid-client Configuration with retry on the next call. */
+function lazyConfiguration(load: () => Promise<client.Configuration>) {
+  let pending: Promise<client.Configuration> | undefined;
+  return () => {
+    pending ??= load().catch((err) => {
+      pending = undefined;
+      throw err instanceof UpstreamError ? err : new UpstreamError('unreachable', `upstream discovery failed: ${(err as Error).message}`);
+    });
+    return pending;
+  };
+}
+
+export function createUpstreamClient(upstream: UpstreamConfig, callbackUrl: string, options: { dangerouslyAllowInsecureHttp: boolean }): UpstreamClient {
+  const insecure = insecureAllowed(upstream.issuer, options.dangerouslyAllowInsecureHttp);
+  const auth = upstream.clientSecret ? client.ClientSecretBasic(upstream.clientSecret) : client.None();
+  const isGithub = upstream.preset === 'github';
+  const base = upstream.issuer.href.replace(/\/$/, '');
+  const githubApi = upstream.issuer.hostname === 'github.com' ? 'https://api.github.com' : `${base}/api/v3`;
+
+  const configuration = lazyConfiguration(async () => {
+    let config: client.Configuration;
+    if (isGithub) {
+      config = new client.Configuration(
+        { issuer: base, authorization_endpoint: `${base}/login/oauth/authorize`, token_endpoint: `${base}/login/oauth/access_token` },
+        upstream.clientId,
+        undefined,
+        auth,
+      );
+    } else {
+      config = await client.discovery(upstream.issuer, upstream.clientId, undefined, auth, {
+        execute: insecure ? [client.allowInsecureRequests] : [],
+        timeout: UPSTREAM_TIMEOUT_MS / 1000,
+      });
+    }
+    if (insecure) client.allowInsecureRequests(config);
+    config[client.customFetch] = timedFetch;
+    config.timeout = UPSTREAM_TIMEOUT_MS / 1000;
+    return config;
+  });
+
+  async function githubIdentity(accessToken: string): Promise<UpstreamIdentity> {
+    let res: Response;
+    try {
+      res = await timedFetch(`${githubApi}/user`, {
+        headers: { authorization: `Bearer ${accessToken}`, accept: 'application/vnd.github+json', 'user-agent': 'mcp-consent-proxy' },
+      });
+    } catch {
+      throw new UpstreamError('unreachable', 'the GitHub user API did not answer');
+    }
+    const body = (await res.json().catch(() => undefined)) as { id?: unknown; login?: unknown } | undefined;
+    if (!res.ok || (typeof body?.id !== 'number' && typeof body?.id !== 'string')) {
+      throw new UpstreamError('identity_failed', `the GitHub user API answered ${res.status}`);
+    }
+    return { subject: String(body.id), displayName: typeof body.login === 'string' ? body.login : undefined };
+  }
+
+  return {
+    name: upstream.name,
+    scopes: upstream.scopes,
+    async ready() {
+      await configuration();
+    },
+    async authorizationOrigin() {
+      const config = await configuration();
+      return new URL(config.serverMetadata().authorization_endpoint as string).origin;
+    },
+    async authorizationUrl(checks) {
+      const config = await configuration();
+      const params: Record<string, string> = {
+        redirect_uri: callbackUrl,
+        scope: upstream.scopes.join(' '),
+        state: checks.state,
+        code_challenge: await client.calculatePKCECodeChallenge(checks.codeVerifier),
+        code_challenge_method: 'S256',
+      };
+      if (!isGithub) params.nonce = checks.nonce;
+      if (isGithub) params.allow_signup = 'false';
+      return client.buildAuthorizationUrl(config, params);
+    },
+    async exchange(currentUrl, checks) {
+      const config = await configuration();
+      let response;
+      try {
+        response = await client.authorizationCodeGrant(config, currentUrl, {
+          pkceCodeVerifier: checks.codeVerifier,
+          expectedState: checks.state,
+          ...(isGithub ? {} : { expectedNonce: checks.nonce }),
+          idTokenExpected: !isGithub && upstream.scopes.includes('openid'),
+        });
+      } catch (err) {
+        throw classify(err, 'exchange');
+      }
+      const tokens = tokensOf(response);
+      if (isGithub) return { identity: await githubIdentity(tokens.accessToken), tokens };
+      const claims = response.claims();
+      if (claims?.sub) {
+        const name = [claims.preferred_username, claims.email, claims.name].find((v) => typeof v === 'string') as string | undefined;
+        return { identity: { subject: claims.sub, displayName: name }, tokens };
+      }
+      try {
+        const info = await client.fetchUserInfo(config, tokens.accessToken, client.skipSubjectCheck);
+        return { identity: { subject: info.sub, displayName: (info.preferred_username ?? info.email) as string | undefined }, tokens };
+      } catch (err) {
+        throw new UpstreamError('identity_failed', `could not learn the upstream subject: ${(err as Error).message}`);
+      }
+    },
+    async refresh(refreshToken) {
+      const config = await configuration();
+      try {
+        return tokensOf(await client.refreshTokenGrant(config, refreshToken));
+      } catch (err) {
+        throw classify(err, 'refresh');
+      }
+    },
+    async revoke(token, hint) {
+      const config = await configuration();
+      if (!config.serverMetadata().revocation_endpoint) return false;
+      await client.tokenRevocation(config, token, { token_type_hint: hint });
+      return true;
+    },
+  };
+}

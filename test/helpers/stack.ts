@@ -1,0 +1,162 @@
+/**
+ * The whole cast on loopback: P (127.0.0.1) in front of a fake upstream U (localhost), plus a
+ * "user" that drives a Browser through P's consent page and U's login, for flow and security
+ * tests.
+ */
+import { createServer } from 'node:http';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startFakeGithub, startFakeOidcUpstream, type FakeUpstream } from './fake-upstream.js';
+import { listenLoopback, registerClient, startTestApp, type TestApp } from './app.js';
+import { authorizeUrl, pkcePair } from './pkce.js';
+import { Browser, type Page } from './browser.js';
+
+export interface Stack {
+  app: TestApp;
+  upstream: FakeUpstream;
+  close(): Promise<void>;
+}
+
+export interface StackOptions {
+  upstream?: 'oidc' | 'github';
+  env?: Record<string, string | undefined>;
+  upstreamAccessTokenTtl?: number;
+}
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  // P's port must be known before U registers P's callback: reserve it first.
+  const probe = createServer();
+  const port = await listenLoopback(probe);
+  await new Promise((r) => probe.close(r));
+  const callbackUrl = `http://127.0.0.1:${port}/upstream/callback`;
+  const upstream =
+    options.upstream === 'github'
+      ? await startFakeGithub({ callbackUrl })
+      : await startFakeOidcUpstream({ callbackUrl, accessTokenTtl: options.upstreamAccessTokenTtl });
+  const app = await startTestApp({
+    port,
+    dir: mkdtempSync(join(tmpdir(), 'mcp-stack-')),
+    env: {
+      UPSTREAM_PRESET: options.upstream === 'github' ? 'github' : 'oidc',
+      UPSTREAM_ISSUER: upstream.issuer,
+      UPSTREAM_CLIENT_ID: upstream.clientId,
+      UPSTREAM_CLIENT_SECRET: upstream.clientSecret,
+      UPSTREAM_SCOPES: options.upstream === 'github' ? 'read:user' : 'openid email',
+      UPSTREAM_NAME: options.upstream === 'github' ? 'GitHub' : 'Fake Upstream',
+      ...options.env,
+    },
+  });
+  return {
+    app,
+    upstream,
+    async close() {
+      await app.close();
+      await upstream.close();
+    },
+  };
+}
+
+export const CLIENT_REDIRECT = 'http://127.0.0.1:33418/callback';
+
+export interface AuthorizationRequest {
+  clientId: string;
+  redirectUri?: string;
+  scope?: string;
+  resource?: string;
+  state?: string;
+  prompt?: string;
+  verifier?: string;
+  challenge?: string;
+}
+
+export function buildAuthorization(app: TestApp, request: AuthorizationRequest) {
+  const pkce = pkcePair();
+  const verifier = request.verifier ?? pkce.verifier;
+  const challenge = request.challenge ?? (request.verifier ? undefined : pkce.challenge);
+  const state = request.state ?? `state-${Math.random().toString(36).slice(2)}`;
+  const redirectUri = request.redirectUri ?? CLIENT_REDIRECT;
+  const url = authorizeUrl(app.url, {
+    response_type: 'code',
+    client_id: request.clientId,
+    redirect_uri: redirectUri,
+    code_challenge: challenge ?? pkce.challenge,
+    code_challenge_method: 'S256',
+    state,
+    scope: request.scope,
+    resource: request.resource,
+    prompt: request.prompt,
+  });
+  return { url, verifier: request.verifier ? request.verifier : pkce.verifier, state, redirectUri };
+}
+
+export const isConsentPage = (page: Page) => page.html.includes('name="action" value="approve"');
+const isUpstreamLogin = (page: Page) => /name="login"/.test(page.html);
+const isUpstreamConsent = (page: Page) => page.html.includes('name="allow"');
+
+export interface DriveResult {
+  /** the URL the browser was sent to at the client (not requested) */
+  callback: URL;
+  /** pages seen on the way, in order: 'consent', 'upstream-login', 'upstream-consent' */
+  seen: string[];
+  consentPage: Page | undefined;
+}
+
+/**
+ * Play the user: open the authorization URL and click through P's consent (Approve, or Deny)
+ * and U's login (as `login`) until the browser is sent to the client's redirect URI.
+ */
+export async function drive(browser: Browser, url: string, redirectUri: string, options: { login?: string; deny?: boolean; initiator?: string; expectConsent?: boolean } = {}): Promise<DriveResult> {
+  const stopAt = (u: string) => u.startsWith(redirectUri);
+  const seen: string[] = [];
+  let consentPage: Page | undefined;
+  let page = await browser.navigate(url, { stopAt, initiator: options.initiator });
+  for (let i = 0; i < 10; i++) {
+    if (page.status === 0) return { callback: new URL(page.url), seen, consentPage };
+    if (isConsentPage(page)) {
+      seen.push('consent');
+      consentPage = page;
+      page = await browser.submit(page, { action: options.deny ? 'deny' : 'approve' }, { stopAt });
+    } else if (isUpstreamLogin(page)) {
+      seen.push('upstream-login');
+      page = await browser.submit(page, { login: options.login ?? 'alice' }, { stopAt });
+    } else if (isUpstreamConsent(page)) {
+      seen.push('upstream-consent');
+      page = await browser.submit(page, { allow: 'yes' }, { stopAt });
+    } else {
+      throw new Error(`unexpected page ${page.status} at ${page.url}: ${page.html.replace(/\s+/g, ' ').slice(0, 600)}`);
+    }
+  }
+  throw new Error(`the flow did not end: ${seen.join(' > ')} at ${page.url} ${page.status} ${page.html.replace(/\s+/g, ' ').slice(0, 400)}`);
+}
+
+/** Register a client, authorize it as `login` in `browser`, redeem the code; returns tokens. */
+export async function authorizeClient(stack: Stack, browser: Browser, options: { login?: string; clientId?: string; scope?: string; register?: Record<string, unknown> } = {}) {
+  const clientId = options.clientId ?? (await registerClient(stack.app, options.register)).client_id;
+  const auth = buildAuthorization(stack.app, { clientId, scope: options.scope });
+  const result = await drive(browser, auth.url, auth.redirectUri, { login: options.login });
+  const code = result.callback.searchParams.get('code');
+  if (!code) throw new Error(`no code: ${result.callback.href}`);
+  const tokens = await redeem(stack.app, clientId, code, auth.verifier, auth.redirectUri);
+  return { clientId, tokens, result, auth };
+}
+
+export async function redeem(app: TestApp, clientId: string, code: string, verifier: string, redirectUri = CLIENT_REDIRECT, extra: Record<string, string> = {}) {
+  const res = await fetch(`${app.url}/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'authorization_code', code, code_verifier: verifier, client_id: clientId, redirect_uri: redirectUri, ...extra }),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, any> };
+}
+
+export async function refresh(app: TestApp, clientId: string, refreshToken: string, extra: Record<string, string> = {}) {
+  const res = await fetch(`${app.url}/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken, client_id: clientId, ...extra }),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, any> };
+}
+
+export { Browser };
