@@ -10,7 +10,9 @@ import { requestContextMiddleware } from './http/request-context.js';
 import { noStore, securityHeaders } from './http/security-headers.js';
 import { limiter } from './http/rate-limit.js';
 import { pinToPublicUrl, providerAlias, providerMount } from './http/provider-mount.js';
-import { bearerChallenge, protectedResourceMetadataPaths, servePrm } from './flow/0-discover.js';
+import { protectedResourceMetadataPaths, servePrm } from './flow/0-discover.js';
+import { gateway } from './flow/8-gateway.js';
+import { jsonRpcError, type Forwarder } from './gateway/forward.js';
 import { registrationGate } from './flow/1-register.js';
 import { authorizationPreflight } from './flow/2-authorize.js';
 import { offeredScopes, PROVIDER_ROUTES } from './provider/configuration.js';
@@ -43,7 +45,7 @@ export function buildApp(deps: AppDeps): Express {
   app.use(securityHeaders(urls.origin.startsWith('https:')));
 
   // ── Step 0: discovery at the origin root (RFC 9728; RFC 8414 path insertion) ───────────────
-  for (const path of protectedResourceMetadataPaths(config)) app.get(path, servePrm(config));
+  for (const { path, resource } of protectedResourceMetadataPaths(config)) app.get(path, servePrm(config, resource));
   if (urls.basePath) {
     for (const doc of ['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration']) {
       app.get(`${doc}${urls.basePath}`, providerAlias(oidc, urls, doc));
@@ -104,17 +106,23 @@ export function buildApp(deps: AppDeps): Express {
 
   // ── Step 7: token and revocation ───────────────────────────────────────────────────────────
   const tokenBudget = limiter(config.rateLimits.token, () => audit.record({ event: 'token.rejected', reason: 'rate_limited' }));
-  r.post(PROVIDER_ROUTES.token, tokenBudget, ...tokenPreflight([config.urls.mcpResource], audit), toProvider);
+  r.post(PROVIDER_ROUTES.token, tokenBudget, ...tokenPreflight(config.resources, audit), toProvider);
   r.options(PROVIDER_ROUTES.token, toProvider);
   r.post(PROVIDER_ROUTES.revocation, tokenBudget, toProvider);
 
-  // ── Step 8: the MCP endpoint (RFC 9728 challenge) ──────────────────────────────────────────
-  r.all('/mcp', (req, res) => {
-    res.setHeader('Cache-Control', 'no-store');
-    const presented = /^bearer\s/i.test(req.headers.authorization ?? '');
-    res.setHeader('WWW-Authenticate', bearerChallenge(config, presented ? 'invalid_token' : undefined, presented ? 'the access token is not valid for this resource' : undefined));
-    res.status(401).json({ jsonrpc: '2.0', id: null, error: { code: -32001, message: 'Unauthorized' } });
+  // ── Step 8: the gateway: /mcp and the API routes ───────────────────────────────────────────
+  const gatewayDeps = { config, audit, stores: deps.stores, log, ...deps.gateway };
+  const mcpForwarder = deps.gateway.forwarders.get(config.urls.mcpResource);
+  r.use('/mcp', (req, res, next) => {
+    if (req.path !== '/') return next();
+    if (!mcpForwarder) return jsonRpcError(res, 503, 'No MCP server is configured (MCP_UPSTREAM_URL)');
+    return mcpGateway(req, res, next);
   });
+  const mcpGateway = gateway(gatewayDeps, { resource: config.urls.mcpResource, forwarder: mcpForwarder as Forwarder, methods: ['GET', 'POST', 'DELETE'], mcp: true });
+  for (const route of config.gateway.routes) {
+    const forwarder = deps.gateway.forwarders.get(route.resource) as Forwarder;
+    r.use(route.prefix, gateway(gatewayDeps, { resource: route.resource, forwarder, methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'], mcp: false }));
+  }
 
   // ── The provider's remaining endpoints: metadata, JWKS ─────────────────────────────────────
   r.use(

@@ -25,6 +25,10 @@ import { createUpstreamTokenStore, type UpstreamTokenStore } from './store/upstr
 import { createCookieJar, type CookieJar } from './http/cookies.js';
 import { createUpstreamClient, UpstreamError, type UpstreamClient } from './upstream/presets.js';
 import { createRevocation, type Revocation } from './flow/revocation.js';
+import { createTokenCheck, type TokenCheck } from './gateway/token-check.js';
+import { createUpstreamTokenSource, type UpstreamTokenSource } from './gateway/upstream-token.js';
+import { createSessionBinding, type SessionBinding } from './gateway/sessions.js';
+import { createForwarder, type Forwarder } from './gateway/forward.js';
 import { Audit } from './audit/audit.js';
 import { generateJwks } from './provider/keys.js';
 import { createProvider } from './provider/configuration.js';
@@ -60,6 +64,13 @@ export interface Runtime {
   /** the upstream client (U); throws when none is configured */
   upstream(): UpstreamClient;
   revocation: Revocation;
+  gateway: {
+    checkToken: TokenCheck;
+    upstreamTokens: UpstreamTokenSource;
+    sessions: SessionBinding;
+    /** forwarder per resource (MCP first, then GATEWAY_ROUTES) */
+    forwarders: Map<string, Forwarder>;
+  };
   provider: Provider;
   views: Views;
   app: Express;
@@ -133,7 +144,18 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     onGrantRevoked: (grantId) => revocation.revokeGrant(grantId, 'grant_revoked'),
   });
 
-  const partial = { config, log, db, keys, stores, audit, provider, views, cookies, upstream, revocation };
+  const forwarders = new Map<string, Forwarder>();
+  const forwardOptions = { timeoutMs: config.gateway.timeoutMs, maxBodyBytes: config.gateway.maxBodyBytes };
+  if (config.mcpUpstreamUrl) forwarders.set(config.urls.mcpResource, createForwarder(config.mcpUpstreamUrl, forwardOptions));
+  for (const route of config.gateway.routes) forwarders.set(route.resource, createForwarder(route.target, forwardOptions));
+  const gateway = {
+    checkToken: createTokenCheck(stores.models, stores.consents),
+    upstreamTokens: createUpstreamTokenSource({ store: stores.upstreamTokens, upstream, revocation, audit }),
+    sessions: createSessionBinding(),
+    forwarders,
+  };
+
+  const partial = { config, log, db, keys, stores, audit, provider, views, cookies, upstream, revocation, gateway };
   const app = buildApp(partial);
 
   const stopMaintenance =
@@ -154,6 +176,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     app,
     dispose() {
       stopMaintenance();
+      for (const forwarder of forwarders.values()) void forwarder.close();
       audit.flush();
       if (db.open) db.close();
     },

@@ -39,7 +39,14 @@ export interface Config {
   redirectSchemes: string[];
   rateLimits: { register: RateBudget; token: RateBudget; authorize: RateBudget };
   adminSubjects: string[];
-  gateway: { timeoutMs: number; maxBodyBytes: number };
+  /** every protected resource: the MCP resource first, then one per GATEWAY_ROUTES prefix */
+  resources: string[];
+  gateway: {
+    timeoutMs: number;
+    maxBodyBytes: number;
+    routes: { prefix: string; target: URL; resource: string }[];
+    allowedOrigins: string[];
+  };
   logLevel: string;
   dangerouslyAllowInsecureHttp: boolean;
   /** non-fatal remarks to log at start (insecure switches, generated defaults) */
@@ -133,6 +140,12 @@ export function loadConfig(env: Source = process.env, options: LoadOptions = {})
     }
   }
 
+  for (const route of get<{ prefix: string; target: URL }[]>('GATEWAY_ROUTES') ?? []) {
+    if (route.target.protocol === 'http:' && !isLoopbackHost(route.target.hostname) && !insecureOk) {
+      problems.push(`GATEWAY_ROUTES: target of ${route.prefix} uses plain http on a non-loopback host; use https or set DANGEROUSLY_ALLOW_INSECURE_HTTP=true`);
+    }
+  }
+
   const preset = get<Preset>('UPSTREAM_PRESET') ?? 'oidc';
   const issuerSetting = get<URL>('UPSTREAM_ISSUER');
   const demo = preset === 'oidc' && !issuerSetting && !env.UPSTREAM_ISSUER && !file.UPSTREAM_ISSUER;
@@ -164,8 +177,9 @@ export function loadConfig(env: Source = process.env, options: LoadOptions = {})
   if (problems.length) throw new ConfigError(problems);
 
   const databasePath = resolve(get<string>('DATABASE_PATH'));
+  const urls = derivePublicUrls(publicUrl as URL);
   const config: Config = {
-    urls: derivePublicUrls(publicUrl as URL),
+    urls,
     port,
     host: get<string>('HOST'),
     trustProxy: get('TRUST_PROXY'),
@@ -188,7 +202,13 @@ export function loadConfig(env: Source = process.env, options: LoadOptions = {})
     redirectSchemes: get('REDIRECT_SCHEMES'),
     rateLimits: { register: get('RATE_LIMIT_REGISTER'), token: get('RATE_LIMIT_TOKEN'), authorize: get('RATE_LIMIT_AUTHORIZE') },
     adminSubjects: get('ADMIN_SUBJECTS'),
-    gateway: { timeoutMs: get<number>('GATEWAY_TIMEOUT') * 1000, maxBodyBytes: get('GATEWAY_MAX_BODY') },
+    resources: [urls.mcpResource, ...(get<{ prefix: string }[]>('GATEWAY_ROUTES') ?? []).map((r) => urls.url(r.prefix))],
+    gateway: {
+      timeoutMs: get<number>('GATEWAY_TIMEOUT') * 1000,
+      maxBodyBytes: get('GATEWAY_MAX_BODY'),
+      routes: (get<{ prefix: string; target: URL }[]>('GATEWAY_ROUTES') ?? []).map((r) => ({ ...r, resource: urls.url(r.prefix) })),
+      allowedOrigins: get<string[]>('ALLOWED_ORIGINS') ?? [urls.origin],
+    },
     logLevel: get('LOG_LEVEL'),
     dangerouslyAllowInsecureHttp: insecureOk,
     warnings,

@@ -291,6 +291,41 @@ export const SCHEMA = {
     fallback: '',
     parse: (raw) => ok(list(raw)),
   }),
+  GATEWAY_ROUTES: key({
+    group: 'Gateway',
+    doc: 'Extra plain-API routes with the same token swap: `prefix=url` pairs, comma-separated (e.g. `/api/github=https://api.github.com`). Each prefix is its own protected resource (`PUBLIC_URL/<prefix>`, with its own RFC 9728 metadata); requests under it go to the URL with the upstream token.',
+    defaultText: '— (none)',
+    fallback: '',
+    parse: (raw): Parsed<{ prefix: string; target: URL }[]> => {
+      const routes: { prefix: string; target: URL }[] = [];
+      for (const entry of raw.split(',').map((e) => e.trim()).filter(Boolean)) {
+        const eq = entry.indexOf('=');
+        const prefix = entry.slice(0, eq).trim().replace(/\/+$/, '');
+        const target = url(entry.slice(eq + 1));
+        if (eq <= 0 || !/^\/[a-z0-9][a-z0-9._~/-]*$/i.test(prefix) || prefix.includes('..')) return bad(`has an invalid prefix in "${entry}" (use /path=https://host/base)`);
+        if (['/mcp', '/authorize', '/token', '/register', '/revoke', '/jwks', '/interaction', '/upstream', '/admin', '/account', '/assets', '/healthz', '/readyz', '/metrics', '/.well-known'].some((r) => prefix === r || prefix.startsWith(`${r}/`))) {
+          return bad(`prefix ${prefix} collides with one of the proxy's own paths`);
+        }
+        if (!target.ok) return bad(`target of ${prefix} ${target.problem}`);
+        routes.push({ prefix, target: target.value });
+      }
+      return ok(routes);
+    },
+  }),
+  ALLOWED_ORIGINS: key({
+    group: 'Gateway',
+    doc: 'Browser origins allowed to call `/mcp` and the API routes (the `Origin` header; requests without one, like most MCP clients, are unaffected). Any other origin gets 403 (DNS-rebinding defence, GW-10).',
+    defaultText: "PUBLIC_URL's origin",
+    parse: (raw): Parsed<string[]> => {
+      const origins: string[] = [];
+      for (const entry of list(raw)) {
+        const parsed = url(entry);
+        if (!parsed.ok || parsed.value.pathname !== '/') return bad(`has an entry that is not an origin: ${entry}`);
+        origins.push(parsed.value.origin);
+      }
+      return ok(origins);
+    },
+  }),
   GATEWAY_TIMEOUT: key({
     group: 'Gateway',
     doc: 'How long the gateway waits for the upstream MCP server to start answering before replying 504.',

@@ -11,28 +11,40 @@
 import type { Request, Response } from 'express';
 import type { Config } from '../config/load.js';
 
-export function protectedResourceMetadata(config: Readonly<Config>) {
+export function protectedResourceMetadata(config: Readonly<Config>, resource = config.urls.mcpResource) {
   const { urls } = config;
   // DISC-01: no null values or empty arrays; DISC-04: no offline_access, no omnibus scopes.
   return {
-    resource: urls.mcpResource,
+    resource,
     authorization_servers: [urls.issuer],
     scopes_supported: [...config.mcpScopes],
     bearer_methods_supported: ['header'],
-    resource_name: 'MCP server (via MCP Consent Proxy)',
+    resource_name: resource === urls.mcpResource ? 'MCP server (via MCP Consent Proxy)' : `API ${new URL(resource).pathname} (via MCP Consent Proxy)`,
   };
 }
 
-/** Paths (at the origin root) answering with the PRM document. */
-export function protectedResourceMetadataPaths(config: Readonly<Config>): string[] {
-  const base = config.urls.basePath;
-  const paths = [`/.well-known/oauth-protected-resource${base}/mcp`, '/.well-known/oauth-protected-resource'];
-  if (base) paths.push(`/.well-known/oauth-protected-resource${base}`, `${base}/.well-known/oauth-protected-resource`, `${base}/.well-known/oauth-protected-resource/mcp`);
-  return paths;
+/** RFC 9728 §3.1: the well-known URL of a resource's metadata (path-inserted). */
+export function resourceMetadataUrl(config: Readonly<Config>, resource: string): string {
+  return `${config.urls.origin}/.well-known/oauth-protected-resource${new URL(resource).pathname}`;
 }
 
-export function servePrm(config: Readonly<Config>) {
-  const body = JSON.stringify(protectedResourceMetadata(config));
+/** Paths (at the origin root) answering with a PRM document, and the resource each describes. */
+export function protectedResourceMetadataPaths(config: Readonly<Config>): { path: string; resource: string }[] {
+  const { basePath: base, mcpResource } = config.urls;
+  const out = config.resources.map((resource) => ({ path: new URL(resourceMetadataUrl(config, resource)).pathname, resource }));
+  out.push({ path: '/.well-known/oauth-protected-resource', resource: mcpResource });
+  if (base) {
+    out.push(
+      { path: `/.well-known/oauth-protected-resource${base}`, resource: mcpResource },
+      { path: `${base}/.well-known/oauth-protected-resource`, resource: mcpResource },
+      { path: `${base}/.well-known/oauth-protected-resource/mcp`, resource: mcpResource },
+    );
+  }
+  return out;
+}
+
+export function servePrm(config: Readonly<Config>, resource: string) {
+  const body = JSON.stringify(protectedResourceMetadata(config, resource));
   return (_req: Request, res: Response) => {
     res.setHeader('Access-Control-Allow-Origin', '*');
     res.setHeader('Cache-Control', 'public, max-age=300');
@@ -42,9 +54,9 @@ export function servePrm(config: Readonly<Config>) {
 
 export type ChallengeError = 'invalid_token' | 'insufficient_scope' | 'invalid_request';
 
-/** RFC 6750 §3 challenge value. */
-export function bearerChallenge(config: Readonly<Config>, error?: ChallengeError, description?: string, scope?: string): string {
-  const parts = [`resource_metadata="${config.urls.mcpResourceMetadata}"`, `scope="${scope ?? config.mcpScopes.join(' ')}"`];
+/** RFC 6750 §3 challenge value, pointing at the resource's RFC 9728 metadata. */
+export function bearerChallenge(config: Readonly<Config>, error?: ChallengeError, description?: string, scope?: string, resource = config.urls.mcpResource): string {
+  const parts = [`resource_metadata="${resourceMetadataUrl(config, resource)}"`, `scope="${scope ?? config.mcpScopes.join(' ')}"`];
   if (error) parts.push(`error="${error}"`);
   if (description) parts.push(`error_description="${description.replace(/["\\]/g, '')}"`);
   return `Bearer ${parts.join(', ')}`;

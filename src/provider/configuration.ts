@@ -108,21 +108,22 @@ export function createProvider(deps: ProviderDeps): Provider {
       dPoP: { enabled: false },
       claimsParameter: { enabled: false },
       clientCredentials: { enabled: false },
-      // RFC 8707 / F3, F4: the MCP resource is the only resource, the default when a client sends
-      // none (AUTHZ-06), the access-token audience (TOK-07), and the granted resource is reused at
-      // the token endpoint.
+      // RFC 8707 / F3, F4: the MCP resource (and one per GATEWAY_ROUTES prefix) are the only
+      // resources; the MCP resource is the default when a client sends none (AUTHZ-06); the
+      // resource is the access-token audience (TOK-07), and the granted resource is reused at the
+      // token endpoint.
       resourceIndicators: {
         enabled: true,
         defaultResource: () => urls.mcpResource,
         useGrantedResource: () => true,
         getResourceServerInfo: (_ctx, resourceIndicator) => {
-          if (resourceIndicator !== urls.mcpResource) {
+          if (!config.resources.includes(resourceIndicator)) {
             // AUTHZ-05: anything else is invalid_target.
             throw new errors.InvalidTarget();
           }
           return {
             scope: config.mcpScopes.join(' '),
-            audience: urls.mcpResource,
+            audience: resourceIndicator,
             accessTokenTTL: config.ttl.accessToken,
             accessTokenFormat: 'opaque',
           };

@@ -35,6 +35,12 @@ export function createUpstreamTokenStore(db: Db, keys: KeyRing) {
         now,
       });
     },
+    /** The access token and expiry only (the gateway's per-request read: one decryption). */
+    access(grantId: string): { accessToken: string; expiresAt: number | undefined; hasRefresh: boolean } | undefined {
+      const row = get.get(grantId) as { sealed_access: string; sealed_refresh: string | null; expires_at: number | null } | undefined;
+      if (!row) return undefined;
+      return { accessToken: keys.unseal(row.sealed_access, ctx(grantId, 'access')), expiresAt: row.expires_at ?? undefined, hasRefresh: row.sealed_refresh !== null };
+    },
     get(grantId: string): (UpstreamTokenSet & { subject: string }) | undefined {
       const row = get.get(grantId) as
         | { subject: string; sealed_access: string; sealed_refresh: string | null; expires_at: number | null; scopes: string | null }

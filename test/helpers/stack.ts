@@ -8,6 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startFakeGithub, startFakeOidcUpstream, type FakeUpstream } from './fake-upstream.js';
+import { startFakeMcp, type FakeMcp } from './fake-mcp.js';
 import { listenLoopback, registerClient, startTestApp, type TestApp } from './app.js';
 import { authorizeUrl, pkcePair } from './pkce.js';
 import { Browser, type Page } from './browser.js';
@@ -15,6 +16,8 @@ import { Browser, type Page } from './browser.js';
 export interface Stack {
   app: TestApp;
   upstream: FakeUpstream;
+  /** the MCP server behind the gateway */
+  mcp: FakeMcp;
   close(): Promise<void>;
 }
 
@@ -22,6 +25,7 @@ export interface StackOptions {
   upstream?: 'oidc' | 'github';
   env?: Record<string, string | undefined>;
   upstreamAccessTokenTtl?: number;
+  countdownDelayMs?: number;
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
@@ -34,6 +38,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     options.upstream === 'github'
       ? await startFakeGithub({ callbackUrl })
       : await startFakeOidcUpstream({ callbackUrl, accessTokenTtl: options.upstreamAccessTokenTtl });
+  const mcp = await startFakeMcp({ countdownDelayMs: options.countdownDelayMs });
   const app = await startTestApp({
     port,
     dir: mkdtempSync(join(tmpdir(), 'mcp-stack-')),
@@ -44,15 +49,18 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       UPSTREAM_CLIENT_SECRET: upstream.clientSecret,
       UPSTREAM_SCOPES: options.upstream === 'github' ? 'read:user' : 'openid email',
       UPSTREAM_NAME: options.upstream === 'github' ? 'GitHub' : 'Fake Upstream',
+      MCP_UPSTREAM_URL: mcp.url,
       ...options.env,
     },
   });
   return {
     app,
     upstream,
+    mcp,
     async close() {
       await app.close();
       await upstream.close();
+      await mcp.close();
     },
   };
 }

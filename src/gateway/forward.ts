@@ -1,0 +1,146 @@
+/**
+ * The streaming forwarder (undici Pool per upstream origin; DESIGN §2 step 8):
+ * - GW-04/GW-11: only an allowlist of request headers is forwarded (content negotiation and the
+ *   MCP headers `Mcp-Session-Id`, `MCP-Protocol-Version`, `Last-Event-ID`); the client's
+ *   `Authorization`, cookies, `Origin`, forwarding and hop-by-hop headers never are. The
+ *   upstream token goes in `Authorization: Bearer`.
+ * - GW-12: the target origin and base path come from configuration only; the request path is
+ *   appended below the configured base, after normalisation, and cannot climb out of it.
+ * - Request bodies stream through with a size limit (413); responses stream back as they arrive,
+ *   so `text/event-stream` events are flushed one by one (no buffering).
+ * - Response headers: hop-by-hop headers, `Set-Cookie` and CORS headers of R are dropped.
+ * - R not reachable ⇒ 502; no response headers within GATEWAY_TIMEOUT ⇒ 504; both with a
+ *   JSON-RPC-shaped error body and nothing of R's or U's details.
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+import type { Request, Response } from 'express';
+import { Pool, errors as undiciErrors } from 'undici';
+
+const FORWARDED_REQUEST_HEADERS = ['accept', 'accept-encoding', 'accept-language', 'content-type', 'content-length', 'content-encoding', 'mcp-session-id', 'mcp-protocol-version', 'last-event-id', 'user-agent', 'if-none-match', 'if-modified-since'];
+const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'set-cookie', 'www-authenticate', 'strict-transport-security', 'alt-svc']);
+
+export class BodyTooLargeError extends Error {
+  constructor(readonly limit: number) {
+    super(`request body exceeds ${limit} bytes`);
+  }
+}
+
+class ByteLimit extends Transform {
+  private seen = 0;
+  constructor(private readonly limit: number) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback) {
+    this.seen += chunk.length;
+    if (this.seen > this.limit) done(new BodyTooLargeError(this.limit));
+    else done(null, chunk);
+  }
+}
+
+export type ForwardOutcome =
+  | { kind: 'response'; status: number; sessionId: string | undefined }
+  /** R answered 401 to U's token; nothing was sent to the client yet (GW-14) */
+  | { kind: 'upstream_unauthorized' }
+  | { kind: 'error'; status: 413 | 502 | 504; reason: 'body_too_large' | 'upstream_unreachable' | 'upstream_timeout' | 'client_closed' };
+
+export interface ForwardOptions {
+  timeoutMs: number;
+  maxBodyBytes: number;
+}
+
+export function jsonRpcError(res: Response, status: number, message: string, code = -32000): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.status(status).setHeader('Cache-Control', 'no-store');
+  res.json({ jsonrpc: '2.0', id: null, error: { code, message } });
+}
+
+export function createForwarder(target: URL, options: ForwardOptions) {
+  const pool = new Pool(target.origin, {
+    connections: 256,
+    pipelining: 1,
+    headersTimeout: options.timeoutMs,
+    bodyTimeout: 0, // SSE streams may be quiet for long; the client decides when to hang up
+    keepAliveTimeout: 30_000,
+  });
+  const base = target.pathname.replace(/\/+$/, '');
+
+  /** `suffix` is the path below the route (already normalised by express), with its query. */
+  async function forward(req: Request, res: Response, upstreamToken: string, suffix: string): Promise<ForwardOutcome> {
+    const headers: Record<string, string> = { authorization: `Bearer ${upstreamToken}` };
+    for (const name of FORWARDED_REQUEST_HEADERS) {
+      const value = req.headers[name];
+      if (typeof value === 'string') headers[name] = value;
+    }
+    const hasBody = ['POST', 'PUT', 'PATCH'].includes(req.method) || Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+    if (!hasBody) delete headers['content-length']; // a body without a length is sent chunked by undici
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > options.maxBodyBytes) return { kind: 'error', status: 413, reason: 'body_too_large' };
+
+    const abort = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) abort.abort();
+    };
+    res.on('close', onClose);
+    const limiter = hasBody ? req.pipe(new ByteLimit(options.maxBodyBytes)) : undefined;
+    let bodyError: Error | undefined;
+    limiter?.on('error', (err) => {
+      bodyError = err;
+      abort.abort(err);
+    });
+
+    let upstream;
+    try {
+      upstream = await pool.request({
+        method: req.method as 'GET' | 'POST' | 'DELETE' | 'PUT' | 'PATCH' | 'HEAD',
+        path: `${base}${suffix}`,
+        headers,
+        body: limiter ?? null,
+        signal: abort.signal,
+      });
+    } catch (err) {
+      res.off('close', onClose);
+      if (bodyError instanceof BodyTooLargeError) return { kind: 'error', status: 413, reason: 'body_too_large' };
+      if (abort.signal.aborted && !bodyError) return { kind: 'error', status: 502, reason: 'client_closed' };
+      if (err instanceof undiciErrors.HeadersTimeoutError) return { kind: 'error', status: 504, reason: 'upstream_timeout' };
+      return { kind: 'error', status: 502, reason: 'upstream_unreachable' };
+    }
+
+    if (upstream.statusCode === 401) {
+      upstream.body.resume();
+      res.off('close', onClose);
+      return { kind: 'upstream_unauthorized' };
+    }
+
+    const outHeaders: Record<string, string | string[]> = {};
+    for (const [name, value] of Object.entries(upstream.headers)) {
+      if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name) || name.startsWith('access-control-')) continue;
+      outHeaders[name] = value;
+    }
+    const sessionHeader = upstream.headers['mcp-session-id'];
+    const sessionId = typeof sessionHeader === 'string' ? sessionHeader : undefined;
+    const isStream = String(upstream.headers['content-type'] ?? '').startsWith('text/event-stream');
+    if (isStream) outHeaders['x-accel-buffering'] = 'no';
+    res.writeHead(upstream.statusCode, outHeaders);
+    if (isStream) res.flushHeaders();
+    await new Promise<void>((resolve) => {
+      upstream.body.on('error', () => {
+        res.destroy();
+        resolve();
+      });
+      res.on('close', () => {
+        upstream.body.destroy();
+        resolve();
+      });
+      upstream.body.pipe(res);
+    });
+    res.off('close', onClose);
+    return { kind: 'response', status: upstream.statusCode, sessionId };
+  }
+
+  return { forward, close: () => pool.close() };
+}
+
+export type Forwarder = ReturnType<typeof createForwarder>;

@@ -1,0 +1,82 @@
+/**
+ * The gateway's token check — the one module that decides whether a request to `/mcp` (or an API
+ * route) carries a usable P access token (DESIGN §2 step 8):
+ * - GW-08: the token comes from the `Authorization: Bearer` header only, never the query;
+ * - GW-01: it exists (looked up by SHA-256), is unexpired, and its consent is neither revoked
+ *   nor expired — checked on every request, so a revocation applies to the very next one;
+ * - GW-02/GW-03, AT-14: its audience is exactly this resource, so a token for another resource
+ *   of P, or any token P did not issue (an upstream token sent directly), is refused;
+ * - GW-06/07: the required scope is present, else 403 `insufficient_scope` naming it (step-up);
+ * - GW-05: no token ⇒ 401 with no error code; a bad one ⇒ 401 `invalid_token`.
+ * Pure with respect to HTTP: it returns a decision; src/gateway/gateway.ts writes the response.
+ */
+import type { ConsentStore } from '../store/consents.js';
+import type { OidcModelStore } from '../store/oidc-models.js';
+
+export interface TokenGrant {
+  ok: true;
+  grantId: string;
+  subject: string;
+  clientId: string;
+  scopes: Set<string>;
+}
+
+export interface TokenRefusal {
+  ok: false;
+  status: 401 | 403;
+  /** RFC 6750 error code; undefined when no token was presented (GW-05) */
+  error: 'invalid_token' | 'insufficient_scope' | 'invalid_request' | undefined;
+  /** stable audit reason */
+  reason: 'no_token' | 'malformed' | 'query_token' | 'unknown_token' | 'expired' | 'wrong_audience' | 'consent_revoked' | 'insufficient_scope';
+  description: string | undefined;
+}
+
+export type TokenDecision = TokenGrant | TokenRefusal;
+
+const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/; // RFC 6750 §2.1
+
+export interface TokenCheckInput {
+  authorization: string | undefined;
+  /** true when the URL carries access_token (never accepted, GW-08) */
+  queryToken: boolean;
+  resource: string;
+  requiredScope: string;
+  now?: number;
+}
+
+const refuse = (status: 401 | 403, reason: TokenRefusal['reason'], error: TokenRefusal['error'], description?: string): TokenRefusal => ({
+  ok: false,
+  status,
+  reason,
+  error,
+  description,
+});
+
+export function createTokenCheck(models: OidcModelStore, consents: ConsentStore) {
+  return function checkToken(input: TokenCheckInput): TokenDecision {
+    const now = input.now ?? Date.now();
+    if (input.queryToken) return refuse(401, 'query_token', 'invalid_request', 'send the access token in the Authorization header, not the URL');
+    const header = input.authorization;
+    if (!header) return refuse(401, 'no_token', undefined);
+    const match = /^Bearer +(\S+)$/i.exec(header);
+    if (!match || !B64TOKEN.test(match[1] as string)) return refuse(401, 'malformed', 'invalid_token', 'the Authorization header must be "Bearer <token>"');
+    const token = models.findAccessToken(match[1] as string);
+    if (!token) return refuse(401, 'unknown_token', 'invalid_token', 'the access token is not valid');
+    if (typeof token.exp === 'number' && token.exp * 1000 <= now) return refuse(401, 'expired', 'invalid_token', 'the access token expired');
+    const audience = token.aud;
+    if (audience !== input.resource && !(Array.isArray(audience) && audience.length === 1 && audience[0] === input.resource)) {
+      return refuse(401, 'wrong_audience', 'invalid_token', 'the access token is for another resource');
+    }
+    const grantId = token.grantId;
+    if (typeof grantId !== 'string' || !consents.isLive(grantId, now)) {
+      return refuse(401, 'consent_revoked', 'invalid_token', 'the authorization behind this token was revoked or expired');
+    }
+    const scopes = new Set(String(token.scope ?? '').split(' ').filter(Boolean));
+    if (!scopes.has(input.requiredScope)) {
+      return refuse(403, 'insufficient_scope', 'insufficient_scope', `this resource requires the scope ${input.requiredScope}`);
+    }
+    return { ok: true, grantId, subject: String(token.accountId), clientId: String(token.clientId), scopes };
+  };
+}
+
+export type TokenCheck = ReturnType<typeof createTokenCheck>;
