@@ -13,6 +13,9 @@ import { pinToPublicUrl, providerAlias, providerMount } from './http/provider-mo
 import { protectedResourceMetadataPaths, servePrm } from './flow/0-discover.js';
 import { gateway } from './flow/8-gateway.js';
 import { jsonRpcError, type Forwarder } from './gateway/forward.js';
+import { createDispatcher, type DispatchRoute } from './gateway/dispatch.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import proxyaddr from 'proxy-addr';
 import { registrationGate } from './flow/1-register.js';
 import { authorizationPreflight } from './flow/2-authorize.js';
 import { offeredScopes, PROVIDER_ROUTES } from './provider/configuration.js';
@@ -22,7 +25,7 @@ import { decideOnConsent, showConsent } from './flow/3-consent.js';
 import { upstreamCallback } from './flow/5-upstream-callback.js';
 import { tokenPreflight } from './flow/7-token.js';
 
-export type AppDeps = Omit<Runtime, 'app' | 'dispose'>;
+export type AppDeps = Omit<Runtime, 'app' | 'handler' | 'dispose'>;
 
 const ASSETS_DIR = fileURLToPath(new URL('../views/assets/', import.meta.url));
 
@@ -110,19 +113,7 @@ export function buildApp(deps: AppDeps): Express {
   r.options(PROVIDER_ROUTES.token, toProvider);
   r.post(PROVIDER_ROUTES.revocation, tokenBudget, toProvider);
 
-  // ── Step 8: the gateway: /mcp and the API routes ───────────────────────────────────────────
-  const gatewayDeps = { config, audit, stores: deps.stores, log, ...deps.gateway };
-  const mcpForwarder = deps.gateway.forwarders.get(config.urls.mcpResource);
-  r.use('/mcp', (req, res, next) => {
-    if (req.path !== '/') return next();
-    if (!mcpForwarder) return jsonRpcError(res, 503, 'No MCP server is configured (MCP_UPSTREAM_URL)');
-    return mcpGateway(req, res, next);
-  });
-  const mcpGateway = gateway(gatewayDeps, { resource: config.urls.mcpResource, forwarder: mcpForwarder as Forwarder, methods: ['GET', 'POST', 'DELETE'], mcp: true });
-  for (const route of config.gateway.routes) {
-    const forwarder = deps.gateway.forwarders.get(route.resource) as Forwarder;
-    r.use(route.prefix, gateway(gatewayDeps, { resource: route.resource, forwarder, methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'], mcp: false }));
-  }
+  // ── Step 8: the gateway (/mcp, API routes) is served in front of this app: see gatewayFront ──
 
   // ── The provider's remaining endpoints: metadata, JWKS ─────────────────────────────────────
   r.use(
@@ -137,4 +128,30 @@ export function buildApp(deps: AppDeps): Express {
   app.use(notFound);
   app.use(errorHandler(views, log));
   return app;
+}
+
+/**
+ * The server's request listener: step 8, the gateway — the hot path — answers `/mcp` and the
+ * GATEWAY_ROUTES prefixes on Node's raw request and response (src/flow/8-gateway.ts); every other
+ * request goes to the express app above.
+ */
+export function gatewayFront(deps: AppDeps, app: Express): (req: IncomingMessage, res: ServerResponse) => void {
+  const { config, audit, log } = deps;
+  const trust = app.get('trust proxy fn') as (addr: string, i: number) => boolean;
+  const gatewayDeps = { config, audit, log, stores: deps.stores, ...deps.gateway, clientIp: (req: IncomingMessage) => proxyaddr(req, trust) };
+  const routes: DispatchRoute[] = [];
+  const mcpForwarder = deps.gateway.forwarders.get(config.urls.mcpResource);
+  const mcp = mcpForwarder
+    ? gateway(gatewayDeps, { resource: config.urls.mcpResource, forwarder: mcpForwarder, methods: ['GET', 'POST', 'DELETE', 'OPTIONS'], mcp: true })
+    : (_req: IncomingMessage, res: ServerResponse) => jsonRpcError(res, 503, 'No MCP server is configured (MCP_UPSTREAM_URL)');
+  routes.push({ path: config.urls.path('/mcp'), exact: true, handle: mcp });
+  for (const route of config.gateway.routes) {
+    const forwarder = deps.gateway.forwarders.get(route.resource) as Forwarder;
+    routes.push({
+      path: config.urls.path(route.prefix),
+      exact: false,
+      handle: gateway(gatewayDeps, { resource: route.resource, forwarder, methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], mcp: false }),
+    });
+  }
+  return createDispatcher(routes, app);
 }

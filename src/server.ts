@@ -3,7 +3,7 @@
  * provider → app. `createRuntime` never listens; `startServer` does, and returns a graceful
  * `close()` (finish in-flight requests, flush the audit queue, close the database).
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type Provider from 'oidc-provider';
 import type { Logger } from 'pino';
@@ -29,13 +29,14 @@ import { createTokenCheck, type TokenCheck } from './gateway/token-check.js';
 import { createUpstreamTokenSource, type UpstreamTokenSource } from './gateway/upstream-token.js';
 import { createSessionBinding, type SessionBinding } from './gateway/sessions.js';
 import { createForwarder, type Forwarder } from './gateway/forward.js';
+import { createGeneration } from './gateway/cache.js';
 import { Audit } from './audit/audit.js';
 import { generateJwks } from './provider/keys.js';
 import { createProvider } from './provider/configuration.js';
 import { bridgeProviderEvents } from './provider/events.js';
 import { createViews, type Views } from './views/render.js';
 import { providerErrorRenderer } from './errors/render.js';
-import { buildApp } from './app.js';
+import { buildApp, gatewayFront } from './app.js';
 import { scheduleMaintenance } from './maintenance.js';
 
 export interface RuntimeOptions {
@@ -70,10 +71,13 @@ export interface Runtime {
     sessions: SessionBinding;
     /** forwarder per resource (MCP first, then GATEWAY_ROUTES) */
     forwarders: Map<string, Forwarder>;
+    generation: () => string;
   };
   provider: Provider;
   views: Views;
   app: Express;
+  /** the HTTP request listener: the gateway in front of the express app */
+  handler: (req: IncomingMessage, res: ServerResponse) => void;
   /** stop timers, flush the audit queue, close the database */
   dispose(): void;
 }
@@ -148,15 +152,18 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
   const forwardOptions = { timeoutMs: config.gateway.timeoutMs, maxBodyBytes: config.gateway.maxBodyBytes };
   if (config.mcpUpstreamUrl) forwarders.set(config.urls.mcpResource, createForwarder(config.mcpUpstreamUrl, forwardOptions));
   for (const route of config.gateway.routes) forwarders.set(route.resource, createForwarder(route.target, forwardOptions));
+  const generation = createGeneration(db);
   const gateway = {
-    checkToken: createTokenCheck(stores.models, stores.consents),
-    upstreamTokens: createUpstreamTokenSource({ store: stores.upstreamTokens, upstream, revocation, audit }),
+    checkToken: createTokenCheck(stores.models, stores.consents, generation),
+    upstreamTokens: createUpstreamTokenSource({ store: stores.upstreamTokens, upstream, revocation, audit, generation }),
     sessions: createSessionBinding(),
     forwarders,
+    generation,
   };
 
   const partial = { config, log, db, keys, stores, audit, provider, views, cookies, upstream, revocation, gateway };
   const app = buildApp(partial);
+  const handler = gatewayFront(partial, app);
 
   const stopMaintenance =
     options.maintenance === false
@@ -174,6 +181,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
   return {
     ...partial,
     app,
+    handler,
     dispose() {
       stopMaintenance();
       for (const forwarder of forwarders.values()) void forwarder.close();
@@ -191,7 +199,7 @@ export interface RunningServer {
 
 /** Listen on HOST:PORT; resolves once listening. */
 export function listen(runtime: Runtime, port = runtime.config.port, host = runtime.config.host): Promise<RunningServer> {
-  const server = createServer(runtime.app);
+  const server = createServer(runtime.handler);
   server.keepAliveTimeout = 65_000;
   return new Promise((resolve, reject) => {
     server.once('error', reject);

@@ -9,7 +9,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from 'pino';
 import { AUDIT_EVENTS, isAuditEvent, type AuditEvent } from './events.js';
-import { canonicalJson, type AuditRow } from './chain.js';
+import type { AuditRow } from './chain.js';
 import type { AuditLogStore, NewAuditRow } from '../store/audit-log.js';
 
 /** Gateway records wait at most this long before they are committed. */
@@ -35,6 +35,25 @@ export interface RequestContext {
 export const requestContext = new AsyncLocalStorage<RequestContext>();
 
 const SECRET_KEY = /token|secret|password|passwd|verifier|cookie|authorization|assertion|^code$|^state$|nonce|^jti$/i;
+
+/**
+ * Canonical JSON (object keys sorted at every level) with values under credential-like keys
+ * masked and over-long strings cut — one pass, as it runs for every gateway request.
+ */
+export function maskedCanonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') {
+    if (typeof value === 'string' && value.length > 2000) return JSON.stringify(`${value.slice(0, 2000)}…`);
+    return JSON.stringify(value) ?? 'null';
+  }
+  if (Array.isArray(value)) return `[${value.map(maskedCanonicalJson).join(',')}]`;
+  const record = value as Record<string, unknown>;
+  const parts: string[] = [];
+  for (const key of Object.keys(record).sort()) {
+    if (record[key] === undefined) continue;
+    parts.push(`${JSON.stringify(key)}:${SECRET_KEY.test(key) ? '"[masked]"' : maskedCanonicalJson(record[key])}`);
+  }
+  return `{${parts.join(',')}}`;
+}
 
 /** Replace values under credential-like keys, at any depth. */
 export function maskDetails(value: unknown): unknown {
@@ -62,7 +81,7 @@ export class Audit {
   private toRow(entry: AuditEntry): NewAuditRow {
     if (!isAuditEvent(entry.event)) throw new Error(`unknown audit event ${String(entry.event)}`);
     const ctx = requestContext.getStore();
-    const details = entry.details && Object.keys(entry.details).length ? canonicalJson(maskDetails(entry.details)) : null;
+    const details = entry.details && Object.keys(entry.details).length ? maskedCanonicalJson(entry.details) : null;
     return {
       ts: new Date().toISOString(),
       event: entry.event,

@@ -3,7 +3,7 @@
  * The canonical row is a JSON array of the stored columns in a fixed order, with `details`
  * already in canonical form (object keys sorted), so the same row always hashes the same.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -26,20 +26,5 @@ export function rowHash(prevHash: string, row: Omit<AuditRow, 'prev_hash' | 'has
   const canonical = JSON.stringify([
     row.seq, row.ts, row.event, row.outcome, row.reason, row.subject, row.client_id, row.ip, row.request_id, row.details,
   ]);
-  return createHash('sha256').update(prevHash).update('\n').update(canonical).digest('hex');
-}
-
-/** JSON with object keys sorted at every level. */
-export function canonicalJson(value: unknown): string {
-  return JSON.stringify(sortKeys(value));
-}
-
-function sortKeys(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(sortKeys);
-  if (value && typeof value === 'object') {
-    return Object.fromEntries(
-      Object.keys(value as object).sort().map((k) => [k, sortKeys((value as Record<string, unknown>)[k])]),
-    );
-  }
-  return value;
+  return hash('sha256', `${prevHash}\n${canonical}`, 'hex');
 }

@@ -5,7 +5,7 @@
  * - sign/verify: HMAC-SHA256 for cookie values (CONS-12: signed cookies).
  * Each purpose gets its own HKDF-derived key, so a leak of one never weakens another.
  */
-import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, hash, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export type KeyPurpose = 'seal' | 'cookie' | 'oidc-cookie' | 'csrf';
 
@@ -118,7 +118,7 @@ export function randomToken(bytes = 32): string {
 
 /** SHA-256, base64url: how bearer values are stored and compared at rest. */
 export function sha256(value: string): string {
-  return createHash('sha256').update(value).digest('base64url');
+  return hash('sha256', value, 'base64url');
 }
 
 /** Constant-time comparison of two strings. */

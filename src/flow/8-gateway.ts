@@ -11,9 +11,18 @@
  *      streamed back.
  * Every refusal is audited as gateway.rejected with its reason; every forwarded request as
  * gateway.forwarded (group-committed, src/audit/audit.ts).
+ *
+ * This is the hot path, so it runs on Node's raw request and response, in front of express
+ * (src/app.ts): no router, no per-request middleware stack, no async context; the few headers a
+ * JSON or SSE answer needs are set here.
  */
-import type { NextFunction, Request, Response, RequestHandler } from 'express';
-import type { FlowDeps } from './deps.js';
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { Config } from '../config/load.js';
+import type { Audit } from '../audit/audit.js';
+import type { ConsentStore } from '../store/consents.js';
+import type { ClientsMetaStore } from '../store/clients-meta.js';
 import { bearerChallenge } from './0-discover.js';
 import type { TokenCheck } from '../gateway/token-check.js';
 import type { UpstreamTokenSource } from '../gateway/upstream-token.js';
@@ -22,11 +31,20 @@ import { jsonRpcError, type Forwarder } from '../gateway/forward.js';
 
 /** consents.last_used_at is written at most once a minute per grant. */
 const TOUCH_INTERVAL_MS = 60_000;
+const CORS_ALLOW_HEADERS = 'authorization, content-type, accept, mcp-session-id, mcp-protocol-version, last-event-id';
 
-export interface GatewayDeps extends Pick<FlowDeps, 'config' | 'audit' | 'stores' | 'log'> {
+export interface GatewayDeps {
+  config: Readonly<Config>;
+  audit: Audit;
+  stores: { consents: ConsentStore; clientsMeta: ClientsMetaStore };
   checkToken: TokenCheck;
   upstreamTokens: UpstreamTokenSource;
   sessions: SessionBinding;
+  /** the database generation (src/gateway/cache.ts), read once per request */
+  generation: () => string;
+  /** the client address, as TRUST_PROXY says */
+  clientIp: (req: IncomingMessage) => string | undefined;
+  log: Logger;
   /** observe each forwarded request (metrics) */
   onForwarded?: (resource: string, status: number, seconds: number) => void;
 }
@@ -38,104 +56,115 @@ export interface GatewayRoute {
   mcp: boolean;
 }
 
-const CORS_ALLOW_HEADERS = 'authorization, content-type, accept, mcp-session-id, mcp-protocol-version, last-event-id';
+export type GatewayHandler = (req: IncomingMessage, res: ServerResponse, suffix: string) => void;
 
-export function gateway(deps: GatewayDeps, route: GatewayRoute): RequestHandler {
+export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler {
   const { config, audit } = deps;
   const requiredScope = config.mcpScopes[0] as string;
   const touched = new Map<string, number>();
+  const allowMethods = route.methods.join(', ');
+  const messages = {
+    body_too_large: `Request body exceeds ${config.gateway.maxBodyBytes} bytes`,
+    upstream_unreachable: 'The MCP server is not reachable',
+    upstream_timeout: 'The MCP server did not answer in time',
+  } as const;
 
-  function reject(req: Request, res: Response, reason: string, extra: { subject?: string; clientId?: string } = {}) {
-    audit.defer({ event: 'gateway.rejected', reason, ...extra, details: { method: req.method, resource: route.resource, origin: req.headers.origin } });
-  }
+  async function handle(req: IncomingMessage, res: ServerResponse, suffix: string, requestId: string): Promise<void> {
+    const started = process.hrtime.bigint();
+    const ip = deps.clientIp(req);
+    const context = () => ({ requestId, ip });
+    const reject = (reason: string, who: { subject?: string; clientId?: string } = {}) =>
+      audit.defer({ event: 'gateway.rejected', reason, ...who, ...context(), details: { method: req.method, resource: route.resource, origin: req.headers.origin } });
 
-  return async (req: Request, res: Response, next: NextFunction) => {
-    try {
-      const started = process.hrtime.bigint();
-      const origin = req.headers.origin;
-      if (origin !== undefined) {
-        if (!config.gateway.allowedOrigins.includes(origin)) {
-          reject(req, res, 'origin_not_allowed');
-          return jsonRpcError(res, 403, 'Forbidden: origin not allowed');
-        }
-        res.setHeader('Access-Control-Allow-Origin', origin);
-        res.setHeader('Vary', 'Origin');
-        res.setHeader('Access-Control-Expose-Headers', 'mcp-session-id, www-authenticate');
+    const origin = req.headers.origin;
+    if (origin !== undefined) {
+      if (!config.gateway.allowedOrigins.includes(origin)) {
+        reject('origin_not_allowed');
+        return jsonRpcError(res, 403, 'Forbidden: origin not allowed');
       }
-      if (req.method === 'OPTIONS') {
-        res.setHeader('Access-Control-Allow-Methods', route.methods.join(', '));
-        res.setHeader('Access-Control-Allow-Headers', CORS_ALLOW_HEADERS);
-        res.setHeader('Access-Control-Max-Age', '600');
-        res.status(204).end();
-        return;
-      }
-      if (!route.methods.includes(req.method)) {
-        res.setHeader('Allow', route.methods.join(', '));
-        return jsonRpcError(res, 405, 'Method not allowed');
-      }
+      res.setHeader('Access-Control-Allow-Origin', origin);
+      res.setHeader('Vary', 'Origin');
+      res.setHeader('Access-Control-Expose-Headers', 'mcp-session-id, www-authenticate');
+    }
+    if (req.method === 'OPTIONS') {
+      res.writeHead(204, { 'Access-Control-Allow-Methods': allowMethods, 'Access-Control-Allow-Headers': CORS_ALLOW_HEADERS, 'Access-Control-Max-Age': '600' });
+      res.end();
+      return;
+    }
+    if (!route.methods.includes(req.method as string)) {
+      res.setHeader('Allow', allowMethods);
+      return jsonRpcError(res, 405, 'Method not allowed');
+    }
 
-      const decision = deps.checkToken({
-        authorization: req.headers.authorization,
-        queryToken: 'access_token' in (req.query as object),
-        resource: route.resource,
-        requiredScope,
-      });
-      if (!decision.ok) {
-        reject(req, res, decision.reason);
-        res.setHeader('WWW-Authenticate', bearerChallenge(config, decision.error, decision.description, decision.status === 403 ? requiredScope : undefined, route.resource));
-        return jsonRpcError(res, decision.status, decision.status === 403 ? 'Forbidden: insufficient scope' : 'Unauthorized', decision.status === 403 ? -32003 : -32001);
-      }
-      const who = { subject: decision.subject, clientId: decision.clientId };
+    const generation = deps.generation();
+    const decision = deps.checkToken({
+      generation,
+      authorization: req.headers.authorization,
+      queryToken: /[?&]access_token=/.test(suffix),
+      resource: route.resource,
+      requiredScope,
+    });
+    if (!decision.ok) {
+      reject(decision.reason);
+      res.setHeader('WWW-Authenticate', bearerChallenge(config, decision.error, decision.description, decision.status === 403 ? requiredScope : undefined, route.resource));
+      return jsonRpcError(res, decision.status, decision.status === 403 ? 'Forbidden: insufficient scope' : 'Unauthorized', decision.status === 403 ? -32003 : -32001);
+    }
+    const who = { subject: decision.subject, clientId: decision.clientId };
 
-      const sessionId = req.headers['mcp-session-id'];
-      if (route.mcp && typeof sessionId === 'string' && !deps.sessions.allows(sessionId, decision.subject)) {
-        reject(req, res, 'foreign_session', who);
-        return jsonRpcError(res, 404, 'Session not found', -32001);
-      }
+    const sessionId = req.headers['mcp-session-id'];
+    if (route.mcp && typeof sessionId === 'string' && !deps.sessions.allows(sessionId, decision.subject)) {
+      reject('foreign_session', who);
+      return jsonRpcError(res, 404, 'Session not found', -32001);
+    }
 
-      const upstream = await deps.upstreamTokens.get(decision.grantId, who);
-      if (!upstream.ok) {
-        reject(req, res, `upstream_token_${upstream.failure}`, who);
-        if (upstream.failure === 'revoked') {
-          res.setHeader('WWW-Authenticate', bearerChallenge(config, 'invalid_token', 'the upstream authorization ended; authorize again', undefined, route.resource));
-          return jsonRpcError(res, 401, 'Unauthorized', -32001);
-        }
-        return jsonRpcError(res, upstream.failure === 'unreachable' ? 504 : 502, 'The upstream identity provider is not available');
-      }
-
-      const now = Date.now();
-      if ((touched.get(decision.grantId) ?? 0) < now - TOUCH_INTERVAL_MS) {
-        touched.set(decision.grantId, now);
-        deps.stores.consents.touch(decision.grantId, now);
-        deps.stores.clientsMeta.touch(decision.clientId, now);
-      }
-
-      const suffix = req.url === '/' ? '' : req.url;
-      const outcome = await route.forwarder.forward(req, res, upstream.accessToken, suffix.startsWith('/?') ? suffix.slice(1) : suffix);
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      if (outcome.kind === 'error') {
-        if (outcome.reason === 'client_closed') return;
-        audit.defer({ event: 'gateway.upstream_failed', reason: outcome.reason, ...who, details: { method: req.method, resource: route.resource } });
-        const messages = { body_too_large: `Request body exceeds ${config.gateway.maxBodyBytes} bytes`, upstream_unreachable: 'The MCP server is not reachable', upstream_timeout: 'The MCP server did not answer in time' };
-        deps.onForwarded?.(route.resource, outcome.status, seconds);
-        return jsonRpcError(res, outcome.status, messages[outcome.reason]);
-      }
-      if (outcome.kind === 'upstream_unauthorized') {
-        // GW-14: R refused U's token. Refresh it (or end the grant when U refuses too); the
-        // client retries after refreshing its own token.
-        reject(req, res, 'upstream_rejected_token', who);
-        const refreshed = await deps.upstreamTokens.get(decision.grantId, who, true);
-        res.setHeader('WWW-Authenticate', bearerChallenge(config, 'invalid_token', refreshed.ok ? 'the upstream credential was renewed; retry' : 'the upstream authorization ended; authorize again', undefined, route.resource));
+    const upstream = await deps.upstreamTokens.get(decision.grantId, who, false, generation);
+    if (!upstream.ok) {
+      reject(`upstream_token_${upstream.failure}`, who);
+      if (upstream.failure === 'revoked') {
+        res.setHeader('WWW-Authenticate', bearerChallenge(config, 'invalid_token', 'the upstream authorization ended; authorize again', undefined, route.resource));
         return jsonRpcError(res, 401, 'Unauthorized', -32001);
       }
-      if (route.mcp && outcome.sessionId) {
-        if (req.method === 'DELETE' && outcome.status < 300) deps.sessions.forget(outcome.sessionId);
-        else deps.sessions.bind(outcome.sessionId, decision.subject);
-      }
-      deps.onForwarded?.(route.resource, outcome.status, seconds);
-      audit.defer({ event: 'gateway.forwarded', ...who, details: { method: req.method, resource: route.resource, status: outcome.status, ms: Math.round(seconds * 10_000) / 10 } });
-    } catch (err) {
-      next(err);
+      return jsonRpcError(res, upstream.failure === 'unreachable' ? 504 : 502, 'The upstream identity provider is not available');
     }
+
+    const now = Date.now();
+    if ((touched.get(decision.grantId) ?? 0) < now - TOUCH_INTERVAL_MS) {
+      touched.set(decision.grantId, now);
+      deps.stores.consents.touch(decision.grantId, now);
+      deps.stores.clientsMeta.touch(decision.clientId, now);
+    }
+
+    const outcome = await route.forwarder.forward(req, res, upstream.accessToken, suffix);
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    if (outcome.kind === 'error') {
+      if (outcome.reason === 'client_closed') return;
+      audit.defer({ event: 'gateway.upstream_failed', reason: outcome.reason, ...who, ...context(), details: { method: req.method, resource: route.resource } });
+      deps.onForwarded?.(route.resource, outcome.status, seconds);
+      return jsonRpcError(res, outcome.status, messages[outcome.reason]);
+    }
+    if (outcome.kind === 'upstream_unauthorized') {
+      // GW-14: R refused U's token. Refresh it (or end the grant when U refuses too); the
+      // client retries after refreshing its own token.
+      reject('upstream_rejected_token', who);
+      const refreshed = await deps.upstreamTokens.get(decision.grantId, who, true);
+      res.setHeader('WWW-Authenticate', bearerChallenge(config, 'invalid_token', refreshed.ok ? 'the upstream credential was renewed; retry' : 'the upstream authorization ended; authorize again', undefined, route.resource));
+      return jsonRpcError(res, 401, 'Unauthorized', -32001);
+    }
+    if (route.mcp && outcome.sessionId) {
+      if (req.method === 'DELETE' && outcome.status < 300) deps.sessions.forget(outcome.sessionId);
+      else deps.sessions.bind(outcome.sessionId, decision.subject);
+    }
+    deps.onForwarded?.(route.resource, outcome.status, seconds);
+    audit.defer({ event: 'gateway.forwarded', ...who, ...context(), details: { method: req.method, resource: route.resource, status: outcome.status, ms: Math.round(seconds * 10_000) / 10 } });
+  }
+
+  return (req, res, suffix) => {
+    const requestId = randomUUID();
+    res.setHeader('X-Request-Id', requestId);
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    handle(req, res, suffix, requestId).catch((err: unknown) => {
+      deps.log.error({ err, requestId, resource: route.resource }, 'gateway error');
+      jsonRpcError(res, 500, `An unexpected error occurred (request ${requestId}).`);
+    });
   };
 }

@@ -13,8 +13,8 @@
  *   JSON-RPC-shaped error body and nothing of R's or U's details.
  */
 import { Transform, type TransformCallback } from 'node:stream';
-import type { Request, Response } from 'express';
-import { Pool, errors as undiciErrors } from 'undici';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 
 const FORWARDED_REQUEST_HEADERS = ['accept', 'accept-encoding', 'accept-language', 'content-type', 'content-length', 'content-encoding', 'mcp-session-id', 'mcp-protocol-version', 'last-event-id', 'user-agent', 'if-none-match', 'if-modified-since'];
 const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'set-cookie', 'www-authenticate', 'strict-transport-security', 'alt-svc']);
@@ -48,13 +48,14 @@ export interface ForwardOptions {
   maxBodyBytes: number;
 }
 
-export function jsonRpcError(res: Response, status: number, message: string, code = -32000): void {
+export function jsonRpcError(res: ServerResponse, status: number, message: string, code = -32000): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  res.status(status).setHeader('Cache-Control', 'no-store');
-  res.json({ jsonrpc: '2.0', id: null, error: { code, message } });
+  const body = JSON.stringify({ jsonrpc: '2.0', id: null, error: { code, message } });
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store' });
+  res.end(body);
 }
 
 export function createForwarder(target: URL, options: ForwardOptions) {
@@ -66,78 +67,70 @@ export function createForwarder(target: URL, options: ForwardOptions) {
     keepAliveTimeout: 30_000,
   });
   const base = target.pathname.replace(/\/+$/, '');
+  const pathFor = (suffix: string) => {
+    const path = `${base}${suffix}`;
+    return path.startsWith('/') ? path : `/${path}`;
+  };
 
-  /** `suffix` is the path below the route (already normalised by express), with its query. */
-  async function forward(req: Request, res: Response, upstreamToken: string, suffix: string): Promise<ForwardOutcome> {
+  /** `suffix` is the path below the route with its query, checked by src/gateway/dispatch.ts. */
+  async function forward(req: IncomingMessage, res: ServerResponse, upstreamToken: string, suffix: string): Promise<ForwardOutcome> {
     const headers: Record<string, string> = { authorization: `Bearer ${upstreamToken}` };
     for (const name of FORWARDED_REQUEST_HEADERS) {
       const value = req.headers[name];
       if (typeof value === 'string') headers[name] = value;
     }
-    const hasBody = ['POST', 'PUT', 'PATCH'].includes(req.method) || Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+    const hasBody = ['POST', 'PUT', 'PATCH'].includes(req.method as string) || Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
     if (!hasBody) delete headers['content-length']; // a body without a length is sent chunked by undici
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > options.maxBodyBytes) return { kind: 'error', status: 413, reason: 'body_too_large' };
 
-    const abort = new AbortController();
-    const onClose = () => {
-      if (!res.writableFinished) abort.abort();
-    };
-    res.on('close', onClose);
-    const limiter = hasBody ? req.pipe(new ByteLimit(options.maxBodyBytes)) : undefined;
+    // A declared length was checked above and Node's parser enforces it; only a body without
+    // one (chunked) needs counting as it streams. A body stream that errors fails the request.
+    const limiter = hasBody && req.headers['content-length'] === undefined ? req.pipe(new ByteLimit(options.maxBodyBytes)) : undefined;
     let bodyError: Error | undefined;
     limiter?.on('error', (err) => {
       bodyError = err;
-      abort.abort(err);
     });
 
-    let upstream;
+    let upstream: Dispatcher.ResponseData;
     try {
       upstream = await pool.request({
-        method: req.method as 'GET' | 'POST' | 'DELETE' | 'PUT' | 'PATCH' | 'HEAD',
-        path: `${base}${suffix}`,
+        method: req.method as Dispatcher.HttpMethod,
+        path: pathFor(suffix),
         headers,
-        body: limiter ?? null,
-        signal: abort.signal,
+        body: limiter ?? (hasBody ? req : null),
       });
     } catch (err) {
-      res.off('close', onClose);
       if (bodyError instanceof BodyTooLargeError) return { kind: 'error', status: 413, reason: 'body_too_large' };
-      if (abort.signal.aborted && !bodyError) return { kind: 'error', status: 502, reason: 'client_closed' };
+      if (res.destroyed) return { kind: 'error', status: 502, reason: 'client_closed' };
       if (err instanceof undiciErrors.HeadersTimeoutError) return { kind: 'error', status: 504, reason: 'upstream_timeout' };
       return { kind: 'error', status: 502, reason: 'upstream_unreachable' };
     }
 
     if (upstream.statusCode === 401) {
       upstream.body.resume();
-      res.off('close', onClose);
       return { kind: 'upstream_unauthorized' };
     }
 
     const outHeaders: Record<string, string | string[]> = {};
-    for (const [name, value] of Object.entries(upstream.headers)) {
+    for (const name in upstream.headers) {
+      const value = upstream.headers[name];
       if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name) || name.startsWith('access-control-')) continue;
       outHeaders[name] = value;
     }
     const sessionHeader = upstream.headers['mcp-session-id'];
-    const sessionId = typeof sessionHeader === 'string' ? sessionHeader : undefined;
     const isStream = String(upstream.headers['content-type'] ?? '').startsWith('text/event-stream');
     if (isStream) outHeaders['x-accel-buffering'] = 'no';
     res.writeHead(upstream.statusCode, outHeaders);
     if (isStream) res.flushHeaders();
-    await new Promise<void>((resolve) => {
-      upstream.body.on('error', () => {
-        res.destroy();
-        resolve();
-      });
-      res.on('close', () => {
-        upstream.body.destroy();
-        resolve();
-      });
-      upstream.body.pipe(res);
+    const body = upstream.body;
+    body.on('error', () => res.destroy());
+    // The client hanging up (an SSE stream left open, say) closes the upstream response too.
+    res.on('close', () => {
+      if (!body.destroyed) body.destroy();
     });
-    res.off('close', onClose);
-    return { kind: 'response', status: upstream.statusCode, sessionId };
+    body.pipe(res);
+    return { kind: 'response', status: upstream.statusCode, sessionId: typeof sessionHeader === 'string' ? sessionHeader : undefined };
   }
 
   return { forward, close: () => pool.close() };

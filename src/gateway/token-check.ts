@@ -8,10 +8,14 @@
  *   of P, or any token P did not issue (an upstream token sent directly), is refused;
  * - GW-06/07: the required scope is present, else 403 `insufficient_scope` naming it (step-up);
  * - GW-05: no token ⇒ 401 with no error code; a bad one ⇒ 401 `invalid_token`.
- * Pure with respect to HTTP: it returns a decision; src/gateway/gateway.ts writes the response.
+ * Pure with respect to HTTP: it returns a decision; src/flow/8-gateway.ts writes the response.
+ * The token row and its consent's expiry are read through the generation cache
+ * (src/gateway/cache.ts): any database write invalidates them, so revocation stays immediate.
  */
 import type { ConsentStore } from '../store/consents.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
+import { sha256 } from '../crypto/keys.js';
+import { createGenerationCache } from './cache.js';
 
 export interface TokenGrant {
   ok: true;
@@ -42,6 +46,8 @@ export interface TokenCheckInput {
   resource: string;
   requiredScope: string;
   now?: number;
+  /** the database generation, when the caller already read it for this request */
+  generation?: string;
 }
 
 const refuse = (status: 401 | 403, reason: TokenRefusal['reason'], error: TokenRefusal['error'], description?: string): TokenRefusal => ({
@@ -52,7 +58,19 @@ const refuse = (status: 401 | 403, reason: TokenRefusal['reason'], error: TokenR
   description,
 });
 
-export function createTokenCheck(models: OidcModelStore, consents: ConsentStore) {
+interface TokenFacts {
+  token: Record<string, unknown> | undefined;
+  /** ms; 0 when the consent is revoked or gone */
+  consentExpiresAt: number;
+}
+
+export function createTokenCheck(models: OidcModelStore, consents: ConsentStore, generation: () => string) {
+  const cache = createGenerationCache<TokenFacts>(generation);
+  const facts = (hash: string): TokenFacts => {
+    const token = models.findAccessTokenByHash(hash);
+    const grantId = token?.grantId;
+    return { token, consentExpiresAt: typeof grantId === 'string' ? consents.liveUntil(grantId) : 0 };
+  };
   return function checkToken(input: TokenCheckInput): TokenDecision {
     const now = input.now ?? Date.now();
     if (input.queryToken) return refuse(401, 'query_token', 'invalid_request', 'send the access token in the Authorization header, not the URL');
@@ -60,7 +78,8 @@ export function createTokenCheck(models: OidcModelStore, consents: ConsentStore)
     if (!header) return refuse(401, 'no_token', undefined);
     const match = /^Bearer +(\S+)$/i.exec(header);
     if (!match || !B64TOKEN.test(match[1] as string)) return refuse(401, 'malformed', 'invalid_token', 'the Authorization header must be "Bearer <token>"');
-    const token = models.findAccessToken(match[1] as string);
+    const hash = sha256(match[1] as string);
+    const { token, consentExpiresAt } = cache.get(hash, () => facts(hash), input.generation);
     if (!token) return refuse(401, 'unknown_token', 'invalid_token', 'the access token is not valid');
     if (typeof token.exp === 'number' && token.exp * 1000 <= now) return refuse(401, 'expired', 'invalid_token', 'the access token expired');
     const audience = token.aud;
@@ -68,7 +87,7 @@ export function createTokenCheck(models: OidcModelStore, consents: ConsentStore)
       return refuse(401, 'wrong_audience', 'invalid_token', 'the access token is for another resource');
     }
     const grantId = token.grantId;
-    if (typeof grantId !== 'string' || !consents.isLive(grantId, now)) {
+    if (typeof grantId !== 'string' || consentExpiresAt <= now) {
       return refuse(401, 'consent_revoked', 'invalid_token', 'the authorization behind this token was revoked or expired');
     }
     const scopes = new Set(String(token.scope ?? '').split(' ').filter(Boolean));

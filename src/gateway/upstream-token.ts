@@ -6,11 +6,14 @@
  *   whole cascade, so the client gets 401 and must authorize again;
  * - U unreachable or failing: the request fails with 502/504; a token that is still valid is
  *   used meanwhile.
+ * The decrypted token is kept in the generation cache (src/gateway/cache.ts) between database
+ * writes, so most requests skip the lookup and the AES-GCM decryption.
  */
 import type { Audit } from '../audit/audit.js';
 import type { Revocation } from '../flow/revocation.js';
 import type { UpstreamTokenStore } from '../store/upstream-tokens.js';
 import { UpstreamError, type UpstreamClient } from '../upstream/presets.js';
+import { createGenerationCache } from './cache.js';
 
 /** Refresh U's token when it has less than this left. */
 export const REFRESH_SKEW_MS = 60_000;
@@ -24,10 +27,12 @@ export interface UpstreamTokenDeps {
   upstream: () => UpstreamClient;
   revocation: Revocation;
   audit: Audit;
+  generation: () => string;
 }
 
 export function createUpstreamTokenSource(deps: UpstreamTokenDeps) {
   const inflight = new Map<string, Promise<UpstreamTokenResult>>();
+  const cache = createGenerationCache<ReturnType<UpstreamTokenStore['access']>>(deps.generation);
 
   async function refresh(grantId: string, who: { subject: string; clientId: string }): Promise<UpstreamTokenResult> {
     const current = deps.store.get(grantId);
@@ -52,8 +57,8 @@ export function createUpstreamTokenSource(deps: UpstreamTokenDeps) {
 
   return {
     /** U's access token for the grant, refreshed first when due (or when `forceRefresh`). */
-    async get(grantId: string, who: { subject: string; clientId: string }, forceRefresh = false): Promise<UpstreamTokenResult> {
-      const access = deps.store.access(grantId);
+    async get(grantId: string, who: { subject: string; clientId: string }, forceRefresh = false, generation?: string): Promise<UpstreamTokenResult> {
+      const access = cache.get(grantId, () => deps.store.access(grantId), generation);
       if (!access) return { ok: false, failure: 'revoked' };
       const due = forceRefresh || (access.expiresAt !== undefined && access.expiresAt - Date.now() < REFRESH_SKEW_MS);
       if (!due) return { ok: true, accessToken: access.accessToken };

@@ -56,7 +56,7 @@ export function createAuditLogStore(db: Db) {
   const last = db.prepare('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1');
   const insert = db.prepare(`INSERT INTO audit_log
     (seq, ts, event, outcome, reason, subject, client_id, ip, request_id, details, prev_hash, hash)
-    VALUES (@seq, @ts, @event, @outcome, @reason, @subject, @client_id, @ip, @request_id, @details, @prev_hash, @hash)`);
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
 
   const appendTx = db.transaction((rows: NewAuditRow[]): AuditRow[] => {
     const tip = last.get() as { seq: number; hash: string } | undefined;
@@ -67,7 +67,7 @@ export function createAuditLogStore(db: Db) {
       seq += 1;
       const full = { ...row, seq, prev_hash: prev, hash: '' };
       full.hash = rowHash(prev, full);
-      insert.run(full);
+      insert.run(seq, full.ts, full.event, full.outcome, full.reason, full.subject, full.client_id, full.ip, full.request_id, full.details, prev, full.hash);
       prev = full.hash;
       written.push(full);
     }

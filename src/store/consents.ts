@@ -89,6 +89,10 @@ export function createConsentStore(db: Db) {
       const row = isActive.get(grantId) as { expires_at: number } | undefined;
       return row !== undefined && row.expires_at > now;
     },
+    /** When the grant's consent expires (ms), or 0 when it is revoked or unknown. */
+    liveUntil(grantId: string): number {
+      return (isActive.get(grantId) as { expires_at: number } | undefined)?.expires_at ?? 0;
+    },
     touch(grantId: string, now = Date.now()): void {
       touch.run(now, grantId);
     },

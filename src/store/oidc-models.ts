@@ -115,6 +115,10 @@ export function createOidcModelStore(db: Db, keys: KeyRing) {
     findAccessToken(value: string): Payload | undefined {
       return live(findStmt.get('AccessToken', sha256(value)) as Row | undefined);
     },
+    /** Same, for a value already hashed (sha256, base64url). */
+    findAccessTokenByHash(hash: string): Payload | undefined {
+      return live(findStmt.get('AccessToken', hash) as Row | undefined);
+    },
     grantExists(grantId: string): boolean {
       return live(findStmt.get('Grant', grantId) as Row | undefined) !== undefined;
     },

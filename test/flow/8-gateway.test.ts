@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
+import Database from 'better-sqlite3';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { auditEvents, listenLoopback, rows } from '../helpers/app.js';
@@ -217,5 +218,24 @@ describe('gateway › U token lifecycle', () => {
       stack.upstream.setTokenEndpointFault(undefined);
     }
     expect((await callTool(`${stack.app.url}/mcp`, s.token, s.sessionId, 'whoami')).status).toBe(200);
+  });
+});
+
+describe('gateway › revocation from another process', () => {
+  it('sees a consent revoked through another database connection (the CLI) on the next request', async () => {
+    const stack = await startStack();
+    try {
+      const { tokens, clientId } = await authorizeClient(stack, new Browser());
+      const token = tokens.body.access_token as string;
+      const sessionId = await openSession(`${stack.app.url}/mcp`, token);
+      expect((await callTool(`${stack.app.url}/mcp`, token, sessionId, 'echo', { message: 'cached' })).status).toBe(200);
+      expect((await callTool(`${stack.app.url}/mcp`, token, sessionId, 'echo', { message: 'cached' })).status).toBe(200);
+      const other = new Database(stack.app.config.databasePath);
+      other.prepare('UPDATE consents SET revoked_at = ?, revoked_reason = ? WHERE client_id = ?').run(Date.now(), 'cli', clientId);
+      other.close();
+      expect((await callTool(`${stack.app.url}/mcp`, token, sessionId, 'echo', { message: 'now refused' })).status).toBe(401);
+    } finally {
+      await stack.close();
+    }
   });
 });

@@ -68,9 +68,9 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       done();
     },
   });
-  const log = pino({ level: 'debug', redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, sink);
+  const log = pino({ level: config.logLevel, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, sink);
   const runtime = await createRuntime(config, { log, maintenance: false });
-  server.on('request', runtime.app);
+  server.on('request', runtime.handler);
   return {
     runtime,
     config,
