@@ -28,6 +28,14 @@ import { tokenPreflight } from './flow/7-token.js';
 export type AppDeps = Omit<Runtime, 'app' | 'handler' | 'dispose'>;
 
 const ASSETS_DIR = fileURLToPath(new URL('../views/assets/', import.meta.url));
+/** /readyz waits this long for the upstream's metadata before answering not ready. */
+const READY_UPSTREAM_TIMEOUT_MS = 2000;
+
+/** A bounded route label for metrics: the matched route pattern, never the raw path. */
+function routeLabel(req: Request): string {
+  const pattern = (req.route as { path?: string } | undefined)?.path;
+  return pattern ? `${req.baseUrl}${pattern}` : req.res?.statusCode === 404 ? 'unmatched' : 'other';
+}
 
 export function buildApp(deps: AppDeps): Express {
   const { config, log, audit, provider, views, db } = deps;
@@ -44,7 +52,7 @@ export function buildApp(deps: AppDeps): Express {
   app.set('etag', false);
 
   // ── Every request ──────────────────────────────────────────────────────────────────────────
-  app.use(requestContextMiddleware(log));
+  app.use(requestContextMiddleware(log, (req, res) => deps.metrics.observeRequest(routeLabel(req), req.method, res.statusCode)));
   app.use(securityHeaders(urls.origin.startsWith('https:')));
 
   // ── Step 0: discovery at the origin root (RFC 9728; RFC 8414 path insertion) ───────────────
@@ -64,7 +72,7 @@ export function buildApp(deps: AppDeps): Express {
     res.setHeader('Cache-Control', 'no-store');
     res.json({ status: 'ok' });
   });
-  r.get('/readyz', (_req, res) => {
+  r.get('/readyz', async (_req, res) => {
     res.setHeader('Cache-Control', 'no-store');
     let database = false;
     try {
@@ -72,9 +80,27 @@ export function buildApp(deps: AppDeps): Express {
     } catch {
       database = false;
     }
-    res.status(database ? 200 : 503).json({ ready: database, checks: { database } });
+    // The upstream's metadata must load (discovery); a failure is retried on the next probe.
+    const upstream = await Promise.race([
+      deps.upstream().ready().then(() => true, () => false),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), READY_UPSTREAM_TIMEOUT_MS).unref()),
+    ]).catch(() => false);
+    const ready = database && upstream;
+    res.status(ready ? 200 : 503).json({ ready, checks: { database, upstream } });
+  });
+  r.get('/metrics', async (req, res) => {
+    if (config.metricsToken && req.headers.authorization !== `Bearer ${config.metricsToken}`) {
+      res.setHeader('WWW-Authenticate', 'Bearer');
+      res.status(401).json({ error: 'invalid_token', error_description: 'metrics need the METRICS_TOKEN bearer token' });
+      return;
+    }
+    res.setHeader('Cache-Control', 'no-store');
+    res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
   r.use('/assets', express.static(ASSETS_DIR, { maxAge: '1h', index: false, fallthrough: false }));
+
+  // ── Demo mode: the embedded upstream identity provider ────────────────────────────────────
+  if (deps.demo) r.use('/demo-idp', deps.demo.idpRouter);
 
   // ── Step 1: Dynamic Client Registration (admission policy, then the provider) ──────────────
   const registrationCors = (_req: Request, res: Response, next: NextFunction) => {
@@ -138,7 +164,15 @@ export function buildApp(deps: AppDeps): Express {
 export function gatewayFront(deps: AppDeps, app: Express): (req: IncomingMessage, res: ServerResponse) => void {
   const { config, audit, log } = deps;
   const trust = app.get('trust proxy fn') as (addr: string, i: number) => boolean;
-  const gatewayDeps = { config, audit, log, stores: deps.stores, ...deps.gateway, clientIp: (req: IncomingMessage) => proxyaddr(req, trust) };
+  const gatewayDeps = {
+    config,
+    audit,
+    log,
+    stores: deps.stores,
+    ...deps.gateway,
+    clientIp: (req: IncomingMessage) => proxyaddr(req, trust),
+    onForwarded: (resource: string, status: number, seconds: number) => deps.metrics.observeGateway(resource, status, seconds),
+  };
   const routes: DispatchRoute[] = [];
   const mcpForwarder = deps.gateway.forwarders.get(config.urls.mcpResource);
   const mcp = mcpForwarder

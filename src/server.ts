@@ -7,7 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type Provider from 'oidc-provider';
 import type { Logger } from 'pino';
-import type { Express } from 'express';
+import type { Express, Router } from 'express';
 import type { Config } from './config/load.js';
 import { KeyRing } from './crypto/keys.js';
 import { resolveSecretKey } from './crypto/secret-file.js';
@@ -38,6 +38,9 @@ import { createViews, type Views } from './views/render.js';
 import { providerErrorRenderer } from './errors/render.js';
 import { buildApp, gatewayFront } from './app.js';
 import { scheduleMaintenance } from './maintenance.js';
+import { createDemoIdp, DEMO_SCOPES, type DemoIdp } from './demo/idp.js';
+import { createDemoMcpApp } from './demo/mcp-server.js';
+import { createMetrics, type Metrics } from './http/metrics.js';
 
 export interface RuntimeOptions {
   /** a ready logger (tests capture lines); default: pino on stdout at LOG_LEVEL */
@@ -61,6 +64,7 @@ export interface Runtime {
     upstreamTokens: UpstreamTokenStore;
   };
   audit: Audit;
+  metrics: Metrics;
   cookies: CookieJar;
   /** the upstream client (U); throws when none is configured */
   upstream(): UpstreamClient;
@@ -72,9 +76,13 @@ export interface Runtime {
     /** forwarder per resource (MCP first, then GATEWAY_ROUTES) */
     forwarders: Map<string, Forwarder>;
     generation: () => string;
+    /** open server-sent streams, ended at shutdown */
+    streams: Set<ServerResponse>;
   };
   provider: Provider;
   views: Views;
+  /** demo mode: the embedded IdP's routes and the demo MCP server's internal URL */
+  demo: { idpRouter: Router; mcpUrl: string | undefined } | undefined;
   app: Express;
   /** the HTTP request listener: the gateway in front of the express app */
   handler: (req: IncomingMessage, res: ServerResponse) => void;
@@ -115,7 +123,8 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     transactions: createUpstreamTransactionStore(db, keys),
     upstreamTokens: createUpstreamTokenStore(db, keys),
   };
-  const audit = new Audit(stores.auditLog, log);
+  const metrics = createMetrics();
+  const audit = new Audit(stores.auditLog, log, (row) => metrics.observeAudit(row));
   const sealed = createSealedSecretStore(db, keys);
   let jwksJson = sealed.get('jwks');
   if (!jwksJson) {
@@ -123,8 +132,29 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     sealed.put('jwks', jwksJson);
   }
 
-  const upstreamClient = config.upstream
-    ? createUpstreamClient(config.upstream, config.urls.upstreamCallback, { dangerouslyAllowInsecureHttp: config.dangerouslyAllowInsecureHttp })
+  const views = createViews({ base: config.urls.basePath, demo: config.demo });
+
+  // Demo mode (no UPSTREAM_ISSUER): the embedded demo IdP is the upstream, and — unless
+  // MCP_UPSTREAM_URL names a real one — the demo MCP server, on an internal loopback port, is R.
+  let demoIdp: DemoIdp | undefined;
+  let demoMcp: Server | undefined;
+  let mcpUpstreamUrl = config.mcpUpstreamUrl;
+  if (config.demo) {
+    let demoJwks = sealed.get('demo-idp-jwks');
+    if (!demoJwks) {
+      demoJwks = JSON.stringify(await generateJwks());
+      sealed.put('demo-idp-jwks', demoJwks);
+    }
+    demoIdp = createDemoIdp({ config, keys, models: stores.models, views, jwks: JSON.parse(demoJwks) });
+    if (!mcpUpstreamUrl) {
+      demoMcp = createServer(createDemoMcpApp({ path: '/mcp' }));
+      const port = await new Promise<number>((resolve) => demoMcp?.listen(0, '127.0.0.1', () => resolve((demoMcp?.address() as AddressInfo).port)));
+      mcpUpstreamUrl = new URL(`http://127.0.0.1:${port}/mcp`);
+    }
+  }
+  const upstreamConfig = config.upstream ?? (demoIdp ? { preset: 'oidc' as const, issuer: new URL(demoIdp.issuer), clientId: demoIdp.clientId, clientSecret: demoIdp.clientSecret, scopes: DEMO_SCOPES, name: 'Demo IdP' } : undefined);
+  const upstreamClient = upstreamConfig
+    ? createUpstreamClient(upstreamConfig, config.urls.upstreamCallback, { dangerouslyAllowInsecureHttp: config.dangerouslyAllowInsecureHttp })
     : undefined;
   const upstream = () => {
     if (!upstreamClient) throw new UpstreamError('unreachable', 'no upstream is configured');
@@ -132,12 +162,11 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
   };
   const revocation = createRevocation({ db, consents: stores.consents, models: stores.models, upstreamTokens: stores.upstreamTokens, audit, log, upstream: () => upstreamClient });
   const cookies = createCookieJar(keys, config.urls.secureContext);
-
-  const views = createViews({ base: config.urls.basePath, demo: config.demo });
   const provider = createProvider({
     config,
     keys,
     models: stores.models,
+    isClientDisabled: (clientId) => stores.clientsMeta.isDisabled(clientId),
     jwks: JSON.parse(jwksJson),
     renderError: providerErrorRenderer(views),
   });
@@ -150,7 +179,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
 
   const forwarders = new Map<string, Forwarder>();
   const forwardOptions = { timeoutMs: config.gateway.timeoutMs, maxBodyBytes: config.gateway.maxBodyBytes };
-  if (config.mcpUpstreamUrl) forwarders.set(config.urls.mcpResource, createForwarder(config.mcpUpstreamUrl, forwardOptions));
+  if (mcpUpstreamUrl) forwarders.set(config.urls.mcpResource, createForwarder(mcpUpstreamUrl, forwardOptions));
   for (const route of config.gateway.routes) forwarders.set(route.resource, createForwarder(route.target, forwardOptions));
   const generation = createGeneration(db);
   const gateway = {
@@ -159,9 +188,10 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     sessions: createSessionBinding(),
     forwarders,
     generation,
+    streams: new Set<ServerResponse>(),
   };
 
-  const partial = { config, log, db, keys, stores, audit, provider, views, cookies, upstream, revocation, gateway };
+  const partial = { config, log, db, keys, stores, audit, metrics, provider, views, cookies, upstream, revocation, gateway, demo: demoIdp ? { idpRouter: demoIdp.router, mcpUrl: mcpUpstreamUrl?.href } : undefined };
   const app = buildApp(partial);
   const handler = gatewayFront(partial, app);
 
@@ -185,6 +215,8 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     dispose() {
       stopMaintenance();
       for (const forwarder of forwarders.values()) void forwarder.close();
+      demoMcp?.closeAllConnections();
+      demoMcp?.close();
       audit.flush();
       if (db.open) db.close();
     },
@@ -209,9 +241,15 @@ export function listen(runtime: Runtime, port = runtime.config.port, host = runt
       resolve({
         server,
         url: `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
+        // Stop accepting, let in-flight requests finish, and close each keep-alive connection
+        // as soon as it falls idle (Node closes only the ones idle at the moment of close()).
         close: () =>
           new Promise<void>((done) => {
-            server.close(() => done());
+            const sweep = setInterval(() => server.closeIdleConnections(), 50);
+            server.close(() => {
+              clearInterval(sweep);
+              done();
+            });
             server.closeIdleConnections();
           }),
       });

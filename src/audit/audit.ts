@@ -76,6 +76,8 @@ export class Audit {
   constructor(
     private readonly store: AuditLogStore,
     private readonly log: Logger,
+    /** sees every record as it is made (metrics) */
+    private readonly observe?: (row: NewAuditRow) => void,
   ) {}
 
   private toRow(entry: AuditEntry): NewAuditRow {
@@ -98,6 +100,7 @@ export class Audit {
   /** Commit one record now (decisions). Queued gateway records are committed first, in order. */
   record(entry: AuditEntry): AuditRow {
     const row = this.toRow(entry);
+    this.observe?.(row);
     const pending = this.takeQueue();
     const written = this.store.append([...pending, row]);
     return written[written.length - 1] as AuditRow;
@@ -105,7 +108,9 @@ export class Audit {
 
   /** Queue a record for group commit (gateway traffic). */
   defer(entry: AuditEntry): void {
-    this.queue.push(this.toRow(entry));
+    const row = this.toRow(entry);
+    this.observe?.(row);
+    this.queue.push(row);
     if (this.queue.length >= GROUP_COMMIT_ROWS) this.flush();
     else this.timer ??= setTimeout(() => this.flush(), GROUP_COMMIT_MS).unref();
   }

@@ -51,6 +51,7 @@ export const AUDIT_EVENTS = {
   'account.consent_revoked': 'info',
 
   'cli.client_disabled': 'info',
+  'cli.client_enabled': 'info',
   'cli.client_deleted': 'info',
   'cli.consent_revoked': 'info',
 } as const satisfies Record<string, Outcome>;

@@ -9,6 +9,7 @@ import { DatabaseMissingError, openDatabase } from '../db/open.js';
 import { migrate, MigrationError } from '../db/migrate.js';
 import { createAuditLogStore } from '../store/audit-log.js';
 import { verifyChain } from '../audit/verify.js';
+import { openCliContext, type CliContext } from './context.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -32,6 +33,8 @@ interface Command {
   summary: string;
   usage: string;
   options: NonNullable<ParseArgsConfig['options']>;
+  /** positional arguments it takes (names, for usage) */
+  positionals?: string[];
   run(args: { values: Record<string, unknown>; positionals: string[] }, io: Io): Promise<number>;
 }
 
@@ -114,6 +117,149 @@ const COMMANDS: Record<string, Command> = {
   },
 };
 
+/** Plain-text table for list output. */
+function table(rows: Record<string, unknown>[], columns: string[]): string {
+  if (!rows.length) return '(none)';
+  const cells = rows.map((r) => columns.map((c) => (r[c] === null || r[c] === undefined ? '' : String(r[c]))));
+  const widths = columns.map((c, i) => Math.min(48, Math.max(c.length, ...cells.map((row) => (row[i] as string).length))));
+  const line = (values: string[]) => values.map((v, i) => (v.length > (widths[i] as number) ? `${v.slice(0, (widths[i] as number) - 1)}…` : v.padEnd(widths[i] as number))).join('  ').trimEnd();
+  return [line(columns), ...cells.map(line)].join('\n');
+}
+
+const iso = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z') : null);
+
+async function withContext<T>(io: Io, work: (ctx: CliContext) => Promise<T> | T): Promise<T> {
+  const ctx = openCliContext(io.env, (t) => io.err(`warning: ${t}`));
+  try {
+    return await work(ctx);
+  } finally {
+    await ctx.close();
+  }
+}
+
+function requirePositional(positionals: string[], name: string): string {
+  const value = positionals[0];
+  if (!value || positionals.length > 1) throw new UsageError(`expected exactly one ${name}`);
+  return value;
+}
+
+const DATA_COMMANDS: Record<string, Command> = {
+  'clients list': {
+    summary: 'list registered clients with provenance and active consents',
+    usage: 'mcp-consent-proxy clients list [--search <text>] [--disabled | --active] [--limit N] [--json]',
+    options: { search: { type: 'string' }, disabled: { type: 'boolean' }, active: { type: 'boolean' }, limit: { type: 'string' }, json: { type: 'boolean' } },
+    async run({ values }, io) {
+      const limit = values.limit === undefined ? 100 : Number(values.limit);
+      if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a positive whole number');
+      return withContext(io, (ctx) => {
+        const rows = ctx.stores.clientsMeta.list({ q: values.search as string | undefined, status: values.disabled ? 'disabled' : values.active ? 'active' : undefined, limit });
+        const out = rows.map((r) => ({ client_id: r.client_id, client_name: r.client_name, registered_at: iso(r.registered_at), ip: r.ip, redirect_hosts: r.redirect_hosts, last_used_at: iso(r.last_used_at), active_consents: r.active_consents, status: r.disabled_at ? 'disabled' : 'active' }));
+        io.out(values.json ? JSON.stringify(out) : table(out, ['client_id', 'client_name', 'registered_at', 'redirect_hosts', 'last_used_at', 'active_consents', 'status']));
+        return EXIT_OK;
+      });
+    },
+  },
+  'clients disable': {
+    summary: 'refuse a client from now on and revoke its consents, grants and tokens',
+    usage: 'mcp-consent-proxy clients disable <client_id>',
+    options: {},
+    positionals: ['client_id'],
+    async run({ positionals }, io) {
+      const clientId = requirePositional(positionals, 'client_id');
+      return withContext(io, (ctx) => {
+        const result = ctx.ops.disableClient(clientId, { actor: 'cli' });
+        if (!result) {
+          io.err(`no client ${clientId}`);
+          return EXIT_FAILURE;
+        }
+        io.out(`disabled ${clientId}; revoked ${result.revokedConsents} consent(s)`);
+        return EXIT_OK;
+      });
+    },
+  },
+  'clients enable': {
+    summary: 'allow a disabled client again (its revoked consents stay revoked)',
+    usage: 'mcp-consent-proxy clients enable <client_id>',
+    options: {},
+    positionals: ['client_id'],
+    async run({ positionals }, io) {
+      const clientId = requirePositional(positionals, 'client_id');
+      return withContext(io, (ctx) => {
+        if (!ctx.ops.enableClient(clientId, { actor: 'cli' })) {
+          io.err(`no client ${clientId}`);
+          return EXIT_FAILURE;
+        }
+        io.out(`enabled ${clientId}`);
+        return EXIT_OK;
+      });
+    },
+  },
+  'clients delete': {
+    summary: 'delete a client registration, revoking its consents, grants and tokens',
+    usage: 'mcp-consent-proxy clients delete <client_id>',
+    options: {},
+    positionals: ['client_id'],
+    async run({ positionals }, io) {
+      const clientId = requirePositional(positionals, 'client_id');
+      return withContext(io, (ctx) => {
+        const result = ctx.ops.deleteClient(clientId, { actor: 'cli' });
+        if (!result) {
+          io.err(`no client ${clientId}`);
+          return EXIT_FAILURE;
+        }
+        io.out(`deleted ${clientId}; revoked ${result.revokedConsents} consent(s)`);
+        return EXIT_OK;
+      });
+    },
+  },
+  'consents list': {
+    summary: 'list consents (active ones unless --all)',
+    usage: 'mcp-consent-proxy consents list [--subject <sub>] [--client <client_id>] [--all] [--limit N] [--json]',
+    options: { subject: { type: 'string' }, client: { type: 'string' }, all: { type: 'boolean' }, limit: { type: 'string' }, json: { type: 'boolean' } },
+    async run({ values }, io) {
+      const limit = values.limit === undefined ? 100 : Number(values.limit);
+      if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a positive whole number');
+      return withContext(io, (ctx) => {
+        const rows = ctx.stores.consents.list({ subject: values.subject as string | undefined, clientId: values.client as string | undefined, active: !values.all, limit });
+        const now = Date.now();
+        const out = rows.map((c) => ({
+          id: c.id,
+          subject: c.subject,
+          client_id: c.client_id,
+          redirect_uri: c.redirect_uri,
+          scopes: c.scopes,
+          granted_at: iso(c.granted_at),
+          expires_at: iso(c.expires_at),
+          status: c.revoked_at ? `revoked (${c.revoked_reason})` : c.expires_at <= now ? 'expired' : 'active',
+        }));
+        io.out(values.json ? JSON.stringify(out) : table(out, ['id', 'subject', 'client_id', 'redirect_uri', 'scopes', 'granted_at', 'expires_at', 'status']));
+        return EXIT_OK;
+      });
+    },
+  },
+  'consents revoke': {
+    summary: 'revoke a consent: its grant, the tokens issued under it and the upstream token',
+    usage: 'mcp-consent-proxy consents revoke <consent_id>',
+    options: {},
+    positionals: ['consent_id'],
+    async run({ positionals }, io) {
+      const raw = requirePositional(positionals, 'consent_id');
+      const id = Number(raw);
+      if (!Number.isInteger(id) || id < 1) throw new UsageError(`consent_id must be a number (got "${raw}")`);
+      return withContext(io, (ctx) => {
+        const consent = ctx.ops.revokeConsent(id, { actor: 'cli' });
+        if (!consent) {
+          io.err(`no consent ${id}`);
+          return EXIT_FAILURE;
+        }
+        io.out(`revoked consent ${id} (${consent.subject} → ${consent.client_id})`);
+        return EXIT_OK;
+      });
+    },
+  },
+};
+Object.assign(COMMANDS, DATA_COMMANDS);
+
 function topHelp(): string {
   const lines = ['usage: mcp-consent-proxy <command> [options]', '', 'commands:'];
   for (const [name, cmd] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(18)} ${cmd.summary}`);
@@ -144,7 +290,7 @@ export async function run(argv: string[], io: Io = defaultIo): Promise<number> {
   const command = COMMANDS[found.name] as Command;
   let parsed;
   try {
-    parsed = parseArgs({ args: found.rest, options: { ...command.options, ...HELP_OPTION }, strict: true, allowPositionals: false });
+    parsed = parseArgs({ args: found.rest, options: { ...command.options, ...HELP_OPTION }, strict: true, allowPositionals: Boolean(command.positionals) });
   } catch (err) {
     io.err(`${(err as Error).message.replace(/\. To specify.*$/s, '')}\nusage: ${command.usage}`);
     return EXIT_USAGE;

@@ -48,6 +48,7 @@ export interface Config {
     allowedOrigins: string[];
   };
   logLevel: string;
+  metricsToken: string | undefined;
   dangerouslyAllowInsecureHttp: boolean;
   /** non-fatal remarks to log at start (insecure switches, generated defaults) */
   warnings: string[];
@@ -201,7 +202,8 @@ export function loadConfig(env: Source = process.env, options: LoadOptions = {})
     },
     redirectSchemes: get('REDIRECT_SCHEMES'),
     rateLimits: { register: get('RATE_LIMIT_REGISTER'), token: get('RATE_LIMIT_TOKEN'), authorize: get('RATE_LIMIT_AUTHORIZE') },
-    adminSubjects: get('ADMIN_SUBJECTS'),
+    // Demo mode: whoever signs in at the demo IdP as "admin" may open /admin.
+    adminSubjects: get<string[]>('ADMIN_SUBJECTS')?.length ? get('ADMIN_SUBJECTS') : demo ? ['admin'] : [],
     resources: [urls.mcpResource, ...(get<{ prefix: string }[]>('GATEWAY_ROUTES') ?? []).map((r) => urls.url(r.prefix))],
     gateway: {
       timeoutMs: get<number>('GATEWAY_TIMEOUT') * 1000,
@@ -210,6 +212,7 @@ export function loadConfig(env: Source = process.env, options: LoadOptions = {})
       allowedOrigins: get<string[]>('ALLOWED_ORIGINS') ?? [urls.origin],
     },
     logLevel: get('LOG_LEVEL'),
+    metricsToken: get('METRICS_TOKEN'),
     dangerouslyAllowInsecureHttp: insecureOk,
     warnings,
   };

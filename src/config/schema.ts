@@ -287,7 +287,7 @@ export const SCHEMA = {
   ADMIN_SUBJECTS: key({
     group: 'Admin',
     doc: 'Upstream subjects (e.g. GitHub numeric user ids) allowed into `/admin`, space- or comma-separated.',
-    defaultText: '— (admin closed)',
+    defaultText: '— (admin closed); `admin` in demo mode',
     fallback: '',
     parse: (raw) => ok(list(raw)),
   }),
@@ -342,6 +342,13 @@ export const SCHEMA = {
       const bytes = parseByteSize(raw);
       return bytes ? ok(bytes) : bad('must be a size such as 512kb or 4mb');
     },
+  }),
+  METRICS_TOKEN: key({
+    group: 'Operations',
+    doc: 'When set, `/metrics` requires `Authorization: Bearer <METRICS_TOKEN>`; otherwise it is open (keep it off the public internet at your proxy).',
+    defaultText: '— (open)',
+    secret: true,
+    parse: text,
   }),
   LOG_LEVEL: key({
     group: 'Operations',

@@ -42,6 +42,8 @@ export interface GatewayDeps {
   sessions: SessionBinding;
   /** the database generation (src/gateway/cache.ts), read once per request */
   generation: () => string;
+  /** open server-sent streams (GET), ended at shutdown so it does not wait on them */
+  streams: Set<ServerResponse>;
   /** the client address, as TRUST_PROXY says */
   clientIp: (req: IncomingMessage) => string | undefined;
   log: Logger;
@@ -134,6 +136,10 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
       deps.stores.clientsMeta.touch(decision.clientId, now);
     }
 
+    if (req.method === 'GET') {
+      deps.streams.add(res);
+      res.on('close', () => deps.streams.delete(res));
+    }
     const outcome = await route.forwarder.forward(req, res, upstream.accessToken, suffix);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     if (outcome.kind === 'error') {

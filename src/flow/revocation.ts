@@ -40,12 +40,18 @@ export interface RevocationDeps {
 
 export function createRevocation(deps: RevocationDeps) {
   const { db, consents, models, upstreamTokens, audit, log } = deps;
+  const pending = new Set<Promise<void>>();
 
   /** The synchronous part; call inside a transaction. Returns the upstream token to revoke at U. */
   function revokeInTransaction(grantId: string, reason: RevocationReason, now = Date.now()) {
     const consent = consents.byGrant(grantId);
     const wasActive = consents.revoke(grantId, reason, now);
-    const tokens = upstreamTokens.get(grantId);
+    let tokens: ReturnType<UpstreamTokenStore['get']>;
+    try {
+      tokens = upstreamTokens.get(grantId);
+    } catch {
+      tokens = undefined; // sealed under a key this process does not have: delete, cannot revoke at U
+    }
     upstreamTokens.remove(grantId);
     models.destroyGrant(grantId);
     return { consent, wasActive, tokens };
@@ -79,9 +85,16 @@ export function createRevocation(deps: RevocationDeps) {
       }
       if (result.tokens) {
         const { refreshToken, accessToken } = result.tokens;
-        void revokeAtUpstream(grantId, refreshToken ?? accessToken, refreshToken ? 'refresh_token' : 'access_token', result.consent?.client_id, result.consent?.subject);
+        const call = revokeAtUpstream(grantId, refreshToken ?? accessToken, refreshToken ? 'refresh_token' : 'access_token', result.consent?.client_id, result.consent?.subject);
+        pending.add(call);
+        void call.finally(() => pending.delete(call));
       }
       return result.wasActive;
+    },
+
+    /** Resolves when every upstream revocation started so far has finished (the CLI waits). */
+    async settled(): Promise<void> {
+      await Promise.allSettled([...pending]);
     },
 
     /** Revoke every active consent of a client (disable, delete, idle expiry). */

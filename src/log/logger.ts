@@ -30,7 +30,9 @@ export const REDACT_PATHS = [
   'token',
 ];
 
+/** JSON lines; in an interactive terminal, pretty-printed (pino-pretty). */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
+  const target = destination ?? (process.stdout.isTTY ? pino.transport({ target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' } }) : undefined);
   return pino(
     {
       level,
@@ -38,7 +40,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
-    destination,
+    target,
   );
 }
 

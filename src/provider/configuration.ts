@@ -30,6 +30,8 @@ export interface ProviderDeps {
   config: Readonly<Config>;
   keys: KeyRing;
   models: OidcModelStore;
+  /** clients an admin disabled (clients_meta.disabled_at) */
+  isClientDisabled: (clientId: string) => boolean;
   jwks: { keys: Record<string, unknown>[] };
   /** writes P's error page for oidc-provider's rendered errors */
   renderError(ctx: KoaContextWithOIDC, out: ErrorOut, error: Error): void;
@@ -39,13 +41,23 @@ export function offeredScopes(config: Readonly<Config>): string[] {
   return [...BASE_SCOPES, ...config.mcpScopes];
 }
 
-function adapterClass(models: OidcModelStore) {
+/**
+ * oidc-provider's Adapter over the oidc_models store. `prefix` keeps another provider's models
+ * apart (the demo IdP); `isClientDisabled` makes a client disabled by an admin unknown to the
+ * provider, so it can neither authorize nor redeem anything.
+ */
+export function adapterClass(models: OidcModelStore, options: { prefix?: string; isClientDisabled?: (clientId: string) => boolean } = {}) {
+  const prefix = options.prefix ?? '';
   return class SqliteAdapter implements Adapter {
-    constructor(private readonly name: string) {}
+    private readonly name: string;
+    constructor(model: string) {
+      this.name = `${prefix}${model}`;
+    }
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
       models.upsert(this.name, id, payload as Record<string, unknown>, expiresIn);
     }
     async find(id: string): Promise<AdapterPayload | undefined> {
+      if (this.name === 'Client' && options.isClientDisabled?.(id)) return undefined;
       return models.find(this.name, id) as AdapterPayload | undefined;
     }
     async findByUserCode(): Promise<AdapterPayload | undefined> {
@@ -72,7 +84,7 @@ export function createProvider(deps: ProviderDeps): Provider {
   const scopes = offeredScopes(config);
 
   const configuration: Configuration = {
-    adapter: adapterClass(models),
+    adapter: adapterClass(models, { isClientDisabled: deps.isClientDisabled }),
     jwks: deps.jwks as Configuration['jwks'],
     cookies: {
       keys: keys.oidcCookieKeys(),

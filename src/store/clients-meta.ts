@@ -19,6 +19,18 @@ export interface ClientMeta {
   disabled_at: number | null;
 }
 
+export interface ClientListFilter {
+  /** substring of the name, client id or a redirect host */
+  q?: string | undefined;
+  status?: 'active' | 'disabled' | undefined;
+  limit?: number;
+  offset?: number;
+}
+
+export interface ClientListRow extends ClientMeta {
+  active_consents: number;
+}
+
 export function createClientsMetaStore(db: Db) {
   const insert = db.prepare(`INSERT OR REPLACE INTO clients_meta
     (client_id, registered_at, ip, user_agent, client_name, redirect_hosts, last_used_at, disabled_at)
@@ -28,6 +40,7 @@ export function createClientsMetaStore(db: Db) {
   const idle = db.prepare('SELECT client_id FROM clients_meta WHERE coalesce(last_used_at, registered_at) < ?');
   const remove = db.prepare('DELETE FROM clients_meta WHERE client_id = ?');
   const setDisabled = db.prepare('UPDATE clients_meta SET disabled_at = ? WHERE client_id = ?');
+  const disabled = db.prepare('SELECT disabled_at FROM clients_meta WHERE client_id = ?').pluck();
   const lastWrite = new Map<string, number>();
 
   return {
@@ -51,6 +64,28 @@ export function createClientsMetaStore(db: Db) {
     remove(clientId: string): void {
       lastWrite.delete(clientId);
       remove.run(clientId);
+    },
+    /** Newest first, with the number of active consents (admin pages, CLI). */
+    list(filter: ClientListFilter = {}): ClientListRow[] {
+      const where: string[] = [];
+      const params: unknown[] = [];
+      if (filter.q) {
+        where.push("(m.client_name LIKE ? ESCAPE '\\' OR m.client_id LIKE ? ESCAPE '\\' OR m.redirect_hosts LIKE ? ESCAPE '\\')");
+        const like = `%${filter.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+        params.push(like, like, like);
+      }
+      if (filter.status === 'active') where.push('m.disabled_at IS NULL');
+      if (filter.status === 'disabled') where.push('m.disabled_at IS NOT NULL');
+      const sql = `SELECT m.*, (SELECT count(*) FROM consents c WHERE c.client_id = m.client_id AND c.revoked_at IS NULL) AS active_consents
+        FROM clients_meta m ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+        ORDER BY m.registered_at DESC LIMIT ? OFFSET ?`;
+      return db.prepare(sql).all(...params, filter.limit ?? 100, filter.offset ?? 0) as ClientListRow[];
+    },
+    count(): { total: number; disabled: number } {
+      return db.prepare('SELECT count(*) AS total, count(disabled_at) AS disabled FROM clients_meta').get() as { total: number; disabled: number };
+    },
+    isDisabled(clientId: string): boolean {
+      return typeof disabled.get(clientId) === 'number';
     },
     setDisabled(clientId: string, disabledAt: number | null): void {
       setDisabled.run(disabledAt, clientId);

@@ -40,6 +40,15 @@ export function normaliseScopes(scopes: readonly string[]): string {
   return [...new Set(scopes.filter(Boolean))].sort().join(' ');
 }
 
+export interface ConsentListFilter {
+  subject?: string | undefined;
+  clientId?: string | undefined;
+  /** only unrevoked, unexpired consents */
+  active?: boolean;
+  limit?: number;
+  offset?: number;
+}
+
 export function createConsentStore(db: Db) {
   const latest = db.prepare(`SELECT * FROM consents WHERE subject = ? AND client_id = ? AND redirect_uri = ? AND resource = ?
     ORDER BY id DESC LIMIT 1`);
@@ -88,6 +97,28 @@ export function createConsentStore(db: Db) {
     isLive(grantId: string, now = Date.now()): boolean {
       const row = isActive.get(grantId) as { expires_at: number } | undefined;
       return row !== undefined && row.expires_at > now;
+    },
+    /** Newest first (admin pages, /account, CLI). */
+    list(filter: ConsentListFilter = {}, now = Date.now()): Consent[] {
+      const where: string[] = [];
+      const params: unknown[] = [];
+      if (filter.subject) {
+        where.push('subject = ?');
+        params.push(filter.subject);
+      }
+      if (filter.clientId) {
+        where.push('client_id = ?');
+        params.push(filter.clientId);
+      }
+      if (filter.active) {
+        where.push('revoked_at IS NULL AND expires_at > ?');
+        params.push(now);
+      }
+      const sql = `SELECT * FROM consents ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ? OFFSET ?`;
+      return db.prepare(sql).all(...params, filter.limit ?? 100, filter.offset ?? 0) as Consent[];
+    },
+    countActive(now = Date.now()): number {
+      return (db.prepare('SELECT count(*) AS n FROM consents WHERE revoked_at IS NULL AND expires_at > ?').get(now) as { n: number }).n;
     },
     /** When the grant's consent expires (ms), or 0 when it is revoked or unknown. */
     liveUntil(grantId: string): number {

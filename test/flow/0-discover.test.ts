@@ -95,11 +95,18 @@ describe('discovery › operations endpoints and headers', () => {
   });
   afterAll(() => app.close());
 
-  it('answers /healthz and /readyz', async () => {
+  it('answers /healthz, and /readyz false while the upstream cannot be discovered', async () => {
     expect(await (await fetch(`${app.url}/healthz`)).json()).toEqual({ status: 'ok' });
     const ready = await fetch(`${app.url}/readyz`);
-    expect(ready.status).toBe(200);
-    expect(await ready.json()).toMatchObject({ ready: true, checks: { database: true } });
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toEqual({ ready: false, checks: { database: true, upstream: false } });
+  });
+
+  it('serves Prometheus metrics', async () => {
+    await fetch(`${app.url}/.well-known/oauth-authorization-server`);
+    const text = await (await fetch(`${app.url}/metrics`)).text();
+    expect(text).toContain('mcp_proxy_http_requests_total');
+    expect(text).toContain('mcp_proxy_process_cpu_seconds_total');
   });
 
   it('sends security headers and a request id on every response, and its own 404 page', async () => {

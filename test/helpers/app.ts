@@ -37,7 +37,8 @@ export interface TestAppOptions {
   port?: number;
 }
 
-const SECRET = randomBytes(32).toString('base64');
+export const TEST_SECRET_KEY = randomBytes(32).toString('base64');
+const SECRET = TEST_SECRET_KEY;
 
 export async function listenLoopback(server: Server, port = 0): Promise<number> {
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));

@@ -1,0 +1,46 @@
+/**
+ * Prometheus metrics (prom-client) at `/metrics`: requests by route and status, consent
+ * decisions, token issuance, the gateway's latency, upstream refreshes — the last three fed from
+ * the audit log's events, so a metric never disagrees with the record — plus Node's defaults.
+ * Guarded by METRICS_TOKEN when set.
+ */
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { NewAuditRow } from '../store/audit-log.js';
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'mcp_proxy_' });
+  const httpRequests = new Counter({ name: 'mcp_proxy_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['route', 'method', 'status'] as const, registers: [registry] });
+  const consent = new Counter({ name: 'mcp_proxy_consent_decisions_total', help: 'Consent page decisions (shown, approved, denied, skipped, rejected)', labelNames: ['decision', 'reason'] as const, registers: [registry] });
+  const tokens = new Counter({ name: 'mcp_proxy_tokens_total', help: 'Token endpoint outcomes', labelNames: ['outcome', 'grant_type'] as const, registers: [registry] });
+  const refreshes = new Counter({ name: 'mcp_proxy_upstream_refreshes_total', help: 'Refreshes of upstream tokens', labelNames: ['outcome'] as const, registers: [registry] });
+  const audit = new Counter({ name: 'mcp_proxy_audit_events_total', help: 'Audit log records by event', labelNames: ['event'] as const, registers: [registry] });
+  const gateway = new Histogram({
+    name: 'mcp_proxy_gateway_request_duration_seconds',
+    help: 'Gateway requests: time to the upstream answer (headers), by resource and status',
+    labelNames: ['resource', 'status'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+
+  return {
+    registry,
+    observeRequest(route: string, method: string, status: number): void {
+      httpRequests.inc({ route, method, status: String(status) });
+    },
+    observeGateway(resource: string, status: number, seconds: number): void {
+      gateway.observe({ resource: new URL(resource).pathname, status: String(status) }, seconds);
+    },
+    observeAudit(row: NewAuditRow): void {
+      audit.inc({ event: row.event });
+      const [area, outcome] = row.event.split('.') as [string, string];
+      if (area === 'consent' && outcome !== 'recorded' && outcome !== 'revoked') consent.inc({ decision: outcome, reason: row.reason ?? '' });
+      else if (row.event === 'token.issued') tokens.inc({ outcome: 'issued', grant_type: row.reason ?? 'unknown' });
+      else if (row.event === 'token.rejected') tokens.inc({ outcome: 'rejected', grant_type: '' });
+      else if (row.event === 'upstream.token_refreshed') refreshes.inc({ outcome: 'refreshed' });
+      else if (row.event === 'upstream.refresh_failed') refreshes.inc({ outcome: row.reason ?? 'failed' });
+    },
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
