@@ -24,6 +24,8 @@ import { ERRORS } from './errors/oauth-error.js';
 import { decideOnConsent, showConsent } from './flow/3-consent.js';
 import { upstreamCallback } from './flow/5-upstream-callback.js';
 import { tokenPreflight } from './flow/7-token.js';
+import { adminRouter } from './admin/pages.js';
+import { accountRouter } from './account/pages.js';
 
 export type AppDeps = Omit<Runtime, 'app' | 'handler' | 'dispose'>;
 
@@ -132,6 +134,10 @@ export function buildApp(deps: AppDeps): Express {
   r.post('/interaction/:uid/decision', authorizeBudget, ...decideOnConsent(deps));
   r.get('/upstream/callback', authorizeBudget, upstreamCallback(deps));
   r.all('/upstream/callback', (_req, _res, next) => next(ERRORS.methodNotAllowed('GET'))); // STATE-08
+
+  // ── Admin console and connected apps (their own guards: src/admin/pages.ts, src/account/pages.ts)
+  r.use('/admin', adminRouter(deps));
+  r.use('/account', accountRouter(deps));
 
   // ── Step 7: token and revocation ───────────────────────────────────────────────────────────
   const tokenBudget = limiter(config.rateLimits.token, () => audit.record({ event: 'token.rejected', reason: 'rate_limited' }));

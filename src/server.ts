@@ -22,6 +22,7 @@ import { createConsentStore, type ConsentStore } from './store/consents.js';
 import { createBrowserSessionStore, type BrowserSessionStore } from './store/browser-sessions.js';
 import { createUpstreamTransactionStore, type UpstreamTransactionStore } from './store/upstream-transactions.js';
 import { createUpstreamTokenStore, type UpstreamTokenStore } from './store/upstream-tokens.js';
+import { createAdminSessionStore, type AdminSessionStore } from './store/admin-sessions.js';
 import { createCookieJar, type CookieJar } from './http/cookies.js';
 import { createUpstreamClient, UpstreamError, type UpstreamClient } from './upstream/presets.js';
 import { createRevocation, type Revocation } from './flow/revocation.js';
@@ -41,6 +42,7 @@ import { scheduleMaintenance } from './maintenance.js';
 import { createDemoIdp, DEMO_SCOPES, type DemoIdp } from './demo/idp.js';
 import { createDemoMcpApp } from './demo/mcp-server.js';
 import { createMetrics, type Metrics } from './http/metrics.js';
+import { createAdminOps, type AdminOps } from './admin/ops.js';
 
 export interface RuntimeOptions {
   /** a ready logger (tests capture lines); default: pino on stdout at LOG_LEVEL */
@@ -62,6 +64,7 @@ export interface Runtime {
     browserSessions: BrowserSessionStore;
     transactions: UpstreamTransactionStore;
     upstreamTokens: UpstreamTokenStore;
+    adminSessions: AdminSessionStore;
   };
   audit: Audit;
   metrics: Metrics;
@@ -69,6 +72,7 @@ export interface Runtime {
   /** the upstream client (U); throws when none is configured */
   upstream(): UpstreamClient;
   revocation: Revocation;
+  ops: AdminOps;
   gateway: {
     checkToken: TokenCheck;
     upstreamTokens: UpstreamTokenSource;
@@ -122,6 +126,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     browserSessions: createBrowserSessionStore(db),
     transactions: createUpstreamTransactionStore(db, keys),
     upstreamTokens: createUpstreamTokenStore(db, keys),
+    adminSessions: createAdminSessionStore(db),
   };
   const metrics = createMetrics();
   const audit = new Audit(stores.auditLog, log, (row) => metrics.observeAudit(row));
@@ -191,7 +196,8 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     streams: new Set<ServerResponse>(),
   };
 
-  const partial = { config, log, db, keys, stores, audit, metrics, provider, views, cookies, upstream, revocation, gateway, demo: demoIdp ? { idpRouter: demoIdp.router, mcpUrl: mcpUpstreamUrl?.href } : undefined };
+  const ops = createAdminOps({ stores, revocation, audit });
+  const partial = { config, log, db, keys, stores, audit, metrics, provider, views, cookies, upstream, revocation, ops, gateway, demo: demoIdp ? { idpRouter: demoIdp.router, mcpUrl: mcpUpstreamUrl?.href } : undefined };
   const app = buildApp(partial);
   const handler = gatewayFront(partial, app);
 
@@ -204,7 +210,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
           audit,
           log,
           clientIdleSeconds: config.ttl.clientIdle,
-          extraPurges: [() => stores.transactions.purgeExpired(), () => stores.browserSessions.purgeExpired()],
+          extraPurges: [() => stores.transactions.purgeExpired(), () => stores.browserSessions.purgeExpired(), () => stores.adminSessions.purgeExpired(config.ttl.adminIdle)],
           onClientExpired: (clientId) => revocation.revokeClient(clientId, 'client_deleted'),
         });
 

@@ -48,6 +48,7 @@ export const AUDIT_EVENTS = {
   'admin.audit_exported': 'info',
   'admin.rejected': 'deny',
 
+  'account.signed_in': 'allow',
   'account.consent_revoked': 'info',
 
   'cli.client_disabled': 'info',

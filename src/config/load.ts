@@ -35,7 +35,7 @@ export interface Config {
   upstream: UpstreamConfig | undefined;
   mcpUpstreamUrl: URL | undefined;
   mcpScopes: string[];
-  ttl: { consent: number; session: number; accessToken: number; refreshToken: number; clientIdle: number };
+  ttl: { consent: number; session: number; accessToken: number; refreshToken: number; clientIdle: number; adminIdle: number; adminSession: number };
   redirectSchemes: string[];
   rateLimits: { register: RateBudget; token: RateBudget; authorize: RateBudget };
   adminSubjects: string[];
@@ -199,6 +199,8 @@ export function loadConfig(env: Source = process.env, options: LoadOptions = {})
       accessToken: get('ACCESS_TOKEN_TTL'),
       refreshToken: get('REFRESH_TOKEN_TTL'),
       clientIdle: get('CLIENT_IDLE_TTL'),
+      adminIdle: get('ADMIN_IDLE_TTL'),
+      adminSession: get('ADMIN_SESSION_TTL'),
     },
     redirectSchemes: get('REDIRECT_SCHEMES'),
     rateLimits: { register: get('RATE_LIMIT_REGISTER'), token: get('RATE_LIMIT_TOKEN'), authorize: get('RATE_LIMIT_AUTHORIZE') },

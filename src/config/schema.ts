@@ -291,6 +291,20 @@ export const SCHEMA = {
     fallback: '',
     parse: (raw) => ok(list(raw)),
   }),
+  ADMIN_IDLE_TTL: key({
+    group: 'Admin',
+    doc: 'An admin session ends after this long without a request.',
+    defaultText: '`30m`',
+    fallback: '30m',
+    parse: duration,
+  }),
+  ADMIN_SESSION_TTL: key({
+    group: 'Admin',
+    doc: 'An admin session ends this long after sign-in, however active.',
+    defaultText: '`8h`',
+    fallback: '8h',
+    parse: duration,
+  }),
   GATEWAY_ROUTES: key({
     group: 'Gateway',
     doc: 'Extra plain-API routes with the same token swap: `prefix=url` pairs, comma-separated (e.g. `/api/github=https://api.github.com`). Each prefix is its own protected resource (`PUBLIC_URL/<prefix>`, with its own RFC 9728 metadata); requests under it go to the URL with the upstream token.',

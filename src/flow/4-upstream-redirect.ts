@@ -15,6 +15,7 @@ import { randomToken, sha256 } from '../crypto/keys.js';
 import { ERRORS } from '../errors/oauth-error.js';
 import type { FlowDeps } from './deps.js';
 import type { ConsentRequest } from './3-consent.js';
+import type { AuthorizeTransaction, SignInTransaction, UpstreamTransaction } from '../store/upstream-transactions.js';
 
 /** STATE-06: the upstream login must complete within ten minutes (the SBP example). */
 export const UPSTREAM_TRANSACTION_TTL = 600;
@@ -26,6 +27,17 @@ export function boundStateHashes(deps: FlowDeps, req: Request): string[] {
 }
 
 export async function startUpstreamAuthorization(deps: FlowDeps, req: Request, res: Response, interactionUid: string, request: ConsentRequest): Promise<void> {
+  await redirectToUpstream(deps, req, res, { interactionUid, ...request }, request.clientId);
+}
+
+/** Create the transaction, bind it to this browser and send the browser to U (303). */
+export async function redirectToUpstream(
+  deps: FlowDeps,
+  req: Request,
+  res: Response,
+  purpose: Omit<AuthorizeTransaction, 'nonce' | 'codeVerifier' | 'upstreamScopes'> | Omit<SignInTransaction, 'nonce' | 'codeVerifier' | 'upstreamScopes'>,
+  clientId: string | undefined,
+): Promise<void> {
   const upstream = deps.upstream();
   const state = randomToken();
   const nonce = randomToken();
@@ -36,14 +48,10 @@ export async function startUpstreamAuthorization(deps: FlowDeps, req: Request, r
   } catch {
     throw ERRORS.temporarilyUnavailable(`${upstream.name} cannot be reached right now; try again in a moment`, 'upstream_unreachable');
   }
-  deps.stores.transactions.create(
-    state,
-    { interactionUid, ...request, upstreamScopes: [...upstream.scopes], nonce, codeVerifier },
-    UPSTREAM_TRANSACTION_TTL,
-  );
+  deps.stores.transactions.create(state, { ...purpose, upstreamScopes: [...upstream.scopes], nonce, codeVerifier } as UpstreamTransaction, UPSTREAM_TRANSACTION_TTL);
   const bound = [...boundStateHashes(deps, req), sha256(state)].slice(-MAX_BOUND_TRANSACTIONS);
   deps.cookies.write(res, 'tx', bound.join('~'), UPSTREAM_TRANSACTION_TTL);
-  deps.audit.record({ event: 'upstream.redirected', clientId: request.clientId, details: { upstream: url.host, upstream_scopes: upstream.scopes.join(' ') } });
+  deps.audit.record({ event: 'upstream.redirected', clientId, details: { upstream: url.host, upstream_scopes: upstream.scopes.join(' '), purpose: purpose.purpose ?? 'authorize' } });
   res.setHeader('Cache-Control', 'no-store');
   res.redirect(303, url.href);
 }

@@ -24,6 +24,8 @@ import { UpstreamError } from '../upstream/presets.js';
 import type { FlowDeps } from './deps.js';
 import { boundStateHashes, UPSTREAM_TRANSACTION_TTL } from './4-upstream-redirect.js';
 import { completeNewAuthorization, failInteraction } from './6-issue-code.js';
+import { completeSignIn } from './sign-in.js';
+import type { AuthorizeTransaction } from '../store/upstream-transactions.js';
 
 type Refusal = 'missing_state' | 'missing_cookie' | 'state_mismatch' | 'unknown_state' | 'replayed' | 'expired';
 
@@ -68,11 +70,15 @@ export function upstreamCallback(deps: FlowDeps): RequestHandler {
       else deps.cookies.clear(res, 'tx');
       const tx = consumed.transaction;
       const upstream = deps.upstream();
+      const signIn = tx.purpose === 'admin' || tx.purpose === 'account' ? tx : undefined;
+      const clientId = signIn ? undefined : (tx as AuthorizeTransaction).clientId;
+      const fail = (error: 'access_denied' | 'server_error', description: string) =>
+        signIn ? Promise.resolve(undefined) : failInteraction(deps, (tx as AuthorizeTransaction).interactionUid, error, description);
 
       if (typeof req.query.error === 'string') {
         const code = req.query.error.replace(/[^\w.-]/g, '').slice(0, 64);
-        audit.record({ event: 'upstream.callback_failed', reason: 'upstream_error', clientId: tx.clientId, details: { upstream_error: code } });
-        const returnTo = await failInteraction(deps, tx.interactionUid, 'access_denied', `The sign-in at ${upstream.name} did not complete.`);
+        audit.record({ event: 'upstream.callback_failed', reason: 'upstream_error', clientId, details: { upstream_error: code, purpose: tx.purpose ?? 'authorize' } });
+        const returnTo = await fail('access_denied', `The sign-in at ${upstream.name} did not complete.`);
         return showFailure(req, res, returnTo, `${upstream.name} did not complete the sign-in (it answered “${code}”). No access was granted.`);
       }
 
@@ -84,8 +90,8 @@ export function upstreamCallback(deps: FlowDeps): RequestHandler {
       } catch (err) {
         const failure = err instanceof UpstreamError ? err : new UpstreamError('exchange_failed', (err as Error).message);
         deps.log.warn({ reason: failure.reason, message: failure.message, requestId: req.id }, 'upstream callback failed');
-        audit.record({ event: 'upstream.callback_failed', reason: failure.reason, clientId: tx.clientId, details: { upstream_error: failure.upstreamCode } });
-        const returnTo = await failInteraction(deps, tx.interactionUid, 'server_error', `The sign-in at ${upstream.name} could not be completed.`);
+        audit.record({ event: 'upstream.callback_failed', reason: failure.reason, clientId, details: { upstream_error: failure.upstreamCode, purpose: tx.purpose ?? 'authorize' } });
+        const returnTo = await fail('server_error', `The sign-in at ${upstream.name} could not be completed.`);
         const message =
           failure.reason === 'iss_mismatch'
             ? `The answer did not come from ${upstream.name} (issuer mismatch), so it was discarded. No access was granted.`
@@ -93,16 +99,18 @@ export function upstreamCallback(deps: FlowDeps): RequestHandler {
         return showFailure(req, res, returnTo, message);
       }
 
-      const completed = await completeNewAuthorization(deps, deps.cookies.read(req, 'session'), tx, result.identity, result.tokens);
+      if (signIn) return completeSignIn(deps, req, res, signIn, result.identity);
+      const authorization = tx as AuthorizeTransaction;
+      const completed = await completeNewAuthorization(deps, deps.cookies.read(req, 'session'), authorization, result.identity, result.tokens);
       if (!completed) throw ERRORS.invalidRequest('this sign-in has expired; start again from your application', 'interaction_expired');
       if (completed.sessionId) deps.cookies.write(res, 'session', completed.sessionId, config.ttl.session);
-      const who = { subject: result.identity.subject, clientId: tx.clientId };
-      audit.record({ event: 'upstream.callback_succeeded', ...who, details: { upstream_scopes: result.tokens.scope ?? tx.upstreamScopes.join(' ') } });
+      const who = { subject: result.identity.subject, clientId: authorization.clientId };
+      audit.record({ event: 'upstream.callback_succeeded', ...who, details: { upstream_scopes: result.tokens.scope ?? authorization.upstreamScopes.join(' ') } });
       if (completed.superseded) audit.record({ event: 'consent.revoked', reason: 'superseded', ...who, details: { grant_id: completed.superseded } });
       audit.record({
         event: 'consent.recorded',
         ...who,
-        details: { consent_id: completed.consent.id, grant_id: completed.grantId, scopes: completed.consent.scopes, redirect_uri: tx.redirectUri, resource: tx.resource, expires_at: new Date(completed.consent.expires_at).toISOString() },
+        details: { consent_id: completed.consent.id, grant_id: completed.grantId, scopes: completed.consent.scopes, redirect_uri: authorization.redirectUri, resource: authorization.resource, expires_at: new Date(completed.consent.expires_at).toISOString() },
       });
       res.setHeader('Cache-Control', 'no-store');
       res.redirect(303, completed.returnTo);

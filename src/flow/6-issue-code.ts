@@ -13,7 +13,7 @@
  */
 import type { Request, Response } from 'express';
 import type { Consent } from '../store/consents.js';
-import type { UpstreamTransaction } from '../store/upstream-transactions.js';
+import type { AuthorizeTransaction } from '../store/upstream-transactions.js';
 import type { UpstreamIdentity, UpstreamTokens } from '../upstream/presets.js';
 import { BASE_SCOPES } from '../provider/configuration.js';
 import type { FlowDeps } from './deps.js';
@@ -37,7 +37,7 @@ export interface CompletedAuthorization {
 export async function completeNewAuthorization(
   deps: FlowDeps,
   currentSessionId: string | undefined,
-  tx: UpstreamTransaction,
+  tx: AuthorizeTransaction,
   identity: UpstreamIdentity,
   tokens: UpstreamTokens,
 ): Promise<CompletedAuthorization | undefined> {

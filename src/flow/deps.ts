@@ -13,6 +13,8 @@ import type { OidcModelStore } from '../store/oidc-models.js';
 import type { ClientsMetaStore } from '../store/clients-meta.js';
 import type { UpstreamTransactionStore } from '../store/upstream-transactions.js';
 import type { UpstreamTokenStore } from '../store/upstream-tokens.js';
+import type { AdminSessionStore } from '../store/admin-sessions.js';
+import type { AuditLogStore } from '../store/audit-log.js';
 import type { UpstreamClient } from '../upstream/presets.js';
 import type { Revocation } from './revocation.js';
 
@@ -32,6 +34,8 @@ export interface FlowDeps {
     clientsMeta: ClientsMetaStore;
     transactions: UpstreamTransactionStore;
     upstreamTokens: UpstreamTokenStore;
+    adminSessions: AdminSessionStore;
+    auditLog: AuditLogStore;
   };
   /** the upstream client (U) */
   upstream(): UpstreamClient;

@@ -33,15 +33,28 @@ export interface AuditFilter {
   afterSeq?: number;
 }
 
-function where(filter: AuditFilter): { sql: string; params: unknown[] } {
+/**
+ * Rows are appended with their timestamp taken when the event happened; a record waits at most
+ * GROUP_COMMIT_MS (200 ms) before its insert, and the CLI writes directly. So for any two rows
+ * seq a < seq b we rely on ts(b) >= ts(a) - TS_REORDER_MARGIN_MS. Time ranges are turned into seq
+ * ranges with that margin (see rangeBounds), and rows near the edges are checked exactly.
+ */
+const TS_REORDER_MARGIN_MS = 5000;
+
+function shiftIso(iso: string, ms: number): string {
+  const t = Date.parse(iso);
+  return Number.isNaN(t) ? iso : new Date(t + ms).toISOString();
+}
+
+function where(filter: AuditFilter, tsPrefix = ''): { sql: string; params: unknown[] } {
   const clauses: string[] = [];
   const params: unknown[] = [];
   const add = (clause: string, value: unknown) => {
     clauses.push(clause);
     params.push(value);
   };
-  if (filter.from) add('ts >= ?', filter.from);
-  if (filter.to) add('ts < ?', filter.to);
+  if (filter.from) add(`${tsPrefix}ts >= ?`, filter.from);
+  if (filter.to) add(`${tsPrefix}ts < ?`, filter.to);
   if (filter.event) add('event = ?', filter.event);
   if (filter.outcome) add('outcome = ?', filter.outcome);
   if (filter.subject) add('subject = ?', filter.subject);
@@ -57,6 +70,47 @@ export function createAuditLogStore(db: Db) {
   const insert = db.prepare(`INSERT INTO audit_log
     (seq, ts, event, outcome, reason, subject, client_id, ip, request_id, details, prev_hash, hash)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+
+  // Both are single seeks on the ts index.
+  const firstAtOrAfter = db.prepare('SELECT seq FROM audit_log WHERE ts >= ? ORDER BY ts ASC LIMIT 1').pluck();
+  const lastBefore = db.prepare('SELECT seq FROM audit_log WHERE ts < ? ORDER BY ts DESC LIMIT 1').pluck();
+  const seek = (stmt: typeof firstAtOrAfter, iso: string) => stmt.get(iso) as number | undefined;
+
+  /**
+   * seq bounds of a time range [from, to), using the reorder margin M:
+   * - outer [outerMin, outerMax] holds every row of the range. A row e with ts(e) < from - M has,
+   *   before it, only rows with ts <= ts(e) + M < from: so outerMin = seq(e) + 1 for the newest such
+   *   e. Symmetrically a row f with ts(f) >= to + M has, after it, only rows with ts >= to.
+   * - inner [innerMin, innerMax] holds only rows of the range: after a row with ts >= from + M
+   *   every row has ts >= from; before a row with ts < to - M every row has ts < to.
+   * Rows between outer and inner are the few written within M of an edge.
+   */
+  function rangeBounds(filter: AuditFilter) {
+    const max = Number.MAX_SAFE_INTEGER;
+    const b = { outerMin: 0, outerMax: max, innerMin: 0, innerMax: max };
+    if (filter.from) {
+      const e = seek(lastBefore, shiftIso(filter.from, -TS_REORDER_MARGIN_MS));
+      b.outerMin = e === undefined ? 0 : e + 1;
+      b.innerMin = seek(firstAtOrAfter, shiftIso(filter.from, TS_REORDER_MARGIN_MS)) ?? max;
+    }
+    if (filter.to) {
+      const f = seek(firstAtOrAfter, shiftIso(filter.to, TS_REORDER_MARGIN_MS));
+      b.outerMax = f === undefined ? max : f - 1;
+      b.innerMax = seek(lastBefore, shiftIso(filter.to, -TS_REORDER_MARGIN_MS)) ?? -1;
+    }
+    b.innerMin = Math.max(b.innerMin, b.outerMin);
+    b.innerMax = Math.min(b.innerMax, b.outerMax);
+    return b;
+  }
+
+  /** count(*) of rows matching the non-time filters (and, when `exactTs`, the time range) within seq [lo, hi]. */
+  function countIn(filter: AuditFilter, lo: number, hi: number, exactTs: boolean): number {
+    if (lo > hi) return 0;
+    const w = where({ ...filter, from: exactTs ? filter.from : undefined, to: exactTs ? filter.to : undefined, beforeSeq: undefined, afterSeq: undefined }, '+');
+    const clauses = w.sql ? [w.sql.slice('WHERE '.length)] : [];
+    clauses.push('seq BETWEEN ? AND ?');
+    return (db.prepare(`SELECT count(*) AS n FROM audit_log WHERE ${clauses.join(' AND ')}`).get(...w.params, lo, hi) as { n: number }).n;
+  }
 
   const appendTx = db.transaction((rows: NewAuditRow[]): AuditRow[] => {
     const tip = last.get() as { seq: number; hash: string } | undefined;
@@ -80,6 +134,30 @@ export function createAuditLogStore(db: Db) {
       return rows.length ? appendTx.immediate(rows) : [];
     },
 
+    /**
+     * One page for the admin audit view: newest first; `beforeSeq` pages to older rows,
+     * `afterSeq` to newer ones. Time ranges become seq ranges, so every page is an index range
+     * scan whatever the size of the log.
+     */
+    page(filter: AuditFilter, limit: number): AuditRow[] {
+      const bounds = rangeBounds(filter);
+      const w = where({ ...filter, beforeSeq: undefined, afterSeq: undefined }, '+');
+      const clauses = w.sql ? [w.sql.slice('WHERE '.length)] : [];
+      const params = [...w.params];
+      const lower = Math.max(bounds.outerMin, filter.afterSeq !== undefined ? filter.afterSeq + 1 : 0);
+      const upper = Math.min(bounds.outerMax, filter.beforeSeq !== undefined ? filter.beforeSeq - 1 : Number.MAX_SAFE_INTEGER);
+      clauses.push('seq BETWEEN ? AND ?');
+      params.push(lower, upper);
+      const ascending = filter.afterSeq !== undefined && filter.beforeSeq === undefined;
+      const rows = db.prepare(`SELECT * FROM audit_log WHERE ${clauses.join(' AND ')} ORDER BY seq ${ascending ? 'ASC' : 'DESC'} LIMIT ?`).all(...params, limit) as AuditRow[];
+      return ascending ? rows.reverse() : rows;
+    },
+
+    /** The newest rows with one of these outcomes (security events on the overview). */
+    listOutcomes(outcomes: string[], limit: number): AuditRow[] {
+      return db.prepare(`SELECT * FROM audit_log WHERE outcome IN (${outcomes.map(() => '?').join(',')}) ORDER BY seq DESC LIMIT ?`).all(...outcomes, limit) as AuditRow[];
+    },
+
     /** Newest first, at most `limit` rows. */
     list(filter: AuditFilter, limit: number): AuditRow[] {
       const w = where(filter);
@@ -96,9 +174,22 @@ export function createAuditLogStore(db: Db) {
       return db.prepare('SELECT * FROM audit_log WHERE seq = ?').get(seq) as AuditRow | undefined;
     },
 
+    /**
+     * Exact count. The middle of a time range is counted on the (event|outcome|…, seq) index alone;
+     * only the rows near its edges are read to check their ts.
+     */
     count(filter: AuditFilter = {}): number {
-      const w = where(filter);
-      return (db.prepare(`SELECT count(*) AS n FROM audit_log ${w.sql}`).get(...w.params) as { n: number }).n;
+      if (!filter.from && !filter.to) {
+        const w = where(filter);
+        return (db.prepare(`SELECT count(*) AS n FROM audit_log ${w.sql}`).get(...w.params) as { n: number }).n;
+      }
+      const b = rangeBounds(filter);
+      const lo = Math.max(b.outerMin, filter.afterSeq !== undefined ? filter.afterSeq + 1 : 0);
+      const hi = Math.min(b.outerMax, filter.beforeSeq !== undefined ? filter.beforeSeq - 1 : Number.MAX_SAFE_INTEGER);
+      const innerLo = Math.max(b.innerMin, lo);
+      const innerHi = Math.min(b.innerMax, hi);
+      if (innerLo > innerHi) return countIn(filter, lo, hi, true);
+      return countIn(filter, lo, innerLo - 1, true) + countIn(filter, innerLo, innerHi, false) + countIn(filter, innerHi + 1, hi, true);
     },
 
     tip(): { seq: number; hash: string } | undefined {

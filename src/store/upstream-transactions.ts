@@ -6,16 +6,30 @@
 import type { Db } from '../db/open.js';
 import { sha256, type KeyRing } from '../crypto/keys.js';
 
-export interface UpstreamTransaction {
+interface TransactionSecrets {
+  upstreamScopes: string[];
+  nonce: string;
+  codeVerifier: string;
+}
+
+/** An upstream login on behalf of an MCP client's authorization (after P's consent). */
+export interface AuthorizeTransaction extends TransactionSecrets {
+  purpose?: 'authorize';
   interactionUid: string;
   clientId: string;
   redirectUri: string;
   resource: string;
   scopes: string[];
-  upstreamScopes: string[];
-  nonce: string;
-  codeVerifier: string;
 }
+
+/** An upstream login to P itself: the admin pages or the user's /account page. */
+export interface SignInTransaction extends TransactionSecrets {
+  purpose: 'admin' | 'account';
+  /** a local path to return to after signing in */
+  returnTo: string;
+}
+
+export type UpstreamTransaction = AuthorizeTransaction | SignInTransaction;
 
 export type ConsumeResult =
   | { ok: true; transaction: UpstreamTransaction }
@@ -33,7 +47,7 @@ export function createUpstreamTransactionStore(db: Db, keys: KeyRing) {
   return {
     create(state: string, tx: UpstreamTransaction, ttlSeconds: number, now = Date.now()): void {
       const stateHash = sha256(state);
-      insert.run(stateHash, keys.seal(JSON.stringify(tx), context(stateHash)), tx.clientId, now, now + ttlSeconds * 1000);
+      insert.run(stateHash, keys.seal(JSON.stringify(tx), context(stateHash)), tx.purpose === 'admin' || tx.purpose === 'account' ? `(${tx.purpose} sign-in)` : (tx as AuthorizeTransaction).clientId, now, now + ttlSeconds * 1000);
     },
     consume(state: string, now = Date.now()): ConsumeResult {
       const stateHash = sha256(state);

@@ -1,0 +1,87 @@
+/**
+ * Connected apps (/account, CONS-19): a user signed in to P (its browser session, opened by the
+ * consent flow or by signing in here through the upstream) sees the applications they approved —
+ * name (unverified), where answers go, scopes, when granted, last used, when it expires — and
+ * revokes any of them with the full cascade. Only the signed-in subject's own consents can be
+ * revoked; every POST carries a CSRF token bound to the session.
+ */
+import express, { type NextFunction, type Request, type Response, type Router } from 'express';
+import type { FlowDeps } from '../flow/deps.js';
+import type { AdminOps } from '../admin/ops.js';
+import { presentConsent } from '../admin/pages.js';
+import { startSignIn } from '../flow/sign-in.js';
+import { ERRORS } from '../errors/oauth-error.js';
+
+export function accountRouter(deps: FlowDeps & { ops: AdminOps }): Router {
+  const { config, views, keys, stores, audit } = deps;
+  const base = config.urls.basePath;
+  const router = express.Router();
+  const csrfFor = (sessionId: string) => keys.csrfMac(`account:${sessionId}`);
+  const form = express.urlencoded({ extended: false, limit: 2048, parameterLimit: 10 });
+
+  router.use((_req, res, next) => {
+    res.setHeader('Content-Security-Policy', "default-src 'self';base-uri 'none';script-src 'none';style-src 'self';img-src 'self' data:;object-src 'none';frame-ancestors 'none';form-action 'self'");
+    res.setHeader('Cache-Control', 'no-store');
+    next();
+  });
+
+  router.get('/login', (req, res, next) => startSignIn(deps, req, res, 'account', `${base}/account`).catch(next));
+
+  function session(req: Request) {
+    const id = deps.cookies.read(req, 'session');
+    const found = stores.browserSessions.find(id);
+    return found && id ? { id, ...found } : undefined;
+  }
+
+  router.get('/', (req, res) => {
+    const current = session(req);
+    if (!current) {
+      res.status(401).type('html').send(views.render('signin', { title: 'Sign in', purpose: 'your connected applications', href: `${base}/account/login` }, req.id));
+      return;
+    }
+    const consents = stores.consents.list({ subject: current.subject, active: true, limit: 200 }).map((c) => ({
+      ...presentConsent(c),
+      clientName: stores.clientsMeta.get(c.client_id)?.client_name ?? null,
+    }));
+    res.type('html').send(
+      views.render(
+        'account',
+        {
+          title: 'Connected applications',
+          user: current.display_name ?? current.subject,
+          consents,
+          csrf: csrfFor(current.id),
+          base,
+          revoked: typeof req.query.revoked === 'string' ? req.query.revoked : undefined,
+        },
+        req.id,
+      ),
+    );
+  });
+
+  const checked = (req: Request, res: Response, next: NextFunction) => {
+    const current = session(req);
+    const token = typeof req.body?.csrf === 'string' ? req.body.csrf : '';
+    if (!current || !token || !keys.checkCsrfMac(`account:${current.id}`, token)) {
+      audit.record({ event: 'consent.rejected', reason: current ? 'account_csrf' : 'account_not_signed_in', subject: current?.subject });
+      return next(ERRORS.accessDenied('The request could not be verified as coming from your account page. Reload it and try again.', 'csrf'));
+    }
+    res.locals.account = current;
+    next();
+  };
+
+  router.post('/consents/:id/revoke', form, checked, (req, res, next) => {
+    const current = res.locals.account as { subject: string };
+    const consent = deps.ops.revokeConsent(Number(req.params.id), { actor: 'account', subject: current.subject, requestId: req.id, ip: req.ip }, current.subject);
+    if (!consent) return next(ERRORS.notFound());
+    res.redirect(303, `${base}/account?revoked=${consent.id}`);
+  });
+
+  router.post('/logout', form, checked, (req, res) => {
+    stores.browserSessions.close(deps.cookies.read(req, 'session') as string);
+    deps.cookies.clear(res, 'session');
+    res.redirect(303, `${base}/account`);
+  });
+
+  return router;
+}

@@ -1,0 +1,66 @@
+/**
+ * Connected apps (/account, CONS-19): a user sees the applications they approved and revokes
+ * them; the next authorization asks again and the old tokens stop working. Only their own.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { auditEvents, rows } from '../helpers/app.js';
+import { Browser, authorizeClient, buildAuthorization, drive, startStack, type Stack } from '../helpers/stack.js';
+import { csrfOf, signIn } from '../helpers/admin.js';
+import { mcpPost, INITIALIZE } from '../helpers/mcp-http.js';
+
+let stack: Stack;
+beforeAll(async () => {
+  stack = await startStack();
+});
+afterAll(() => stack.close());
+
+describe('/account', () => {
+  it('lists the user\'s approvals and revokes one with the cascade; the next authorization asks again', async () => {
+    const browser = new Browser('alice');
+    const first = await authorizeClient(stack, browser, { login: 'alice', register: { client_name: 'Notes App' } });
+    await authorizeClient(stack, browser, { login: 'alice', register: { client_name: 'Calendar App' } });
+    await authorizeClient(stack, new Browser('mallory'), { login: 'mallory', register: { client_name: 'Mallory App' } });
+
+    const page = await browser.navigate(`${stack.app.url}/account`); // the consent flow opened P's session
+    expect(page.status).toBe(200);
+    expect(page.html).toContain('Notes App');
+    expect(page.html).toContain('Calendar App');
+    expect(page.html).not.toContain('Mallory App');
+    expect(page.html).toContain('<strong>127.0.0.1:33418</strong>');
+    const [consent] = rows(stack.app, 'SELECT id FROM consents WHERE client_id = ?', first.clientId);
+    const revoked = await browser.navigate(`${stack.app.url}/account/consents/${consent.id}/revoke`, { method: 'POST', body: new URLSearchParams({ csrf: csrfOf(page) }), initiator: stack.app.url });
+    expect(revoked.hops[0]?.status).toBe(303);
+    expect(revoked.html).toContain('Revoked.');
+    expect(revoked.html).not.toContain('Notes App');
+    expect((await mcpPost(`${stack.app.url}/mcp`, first.tokens.body.access_token, INITIALIZE)).status).toBe(401);
+    expect(auditEvents(stack.app).find((e) => e.event === 'account.consent_revoked')).toMatchObject({ subject: 'alice', client_id: first.clientId });
+    const again = buildAuthorization(stack.app, { clientId: first.clientId });
+    // P asks again (and so does U: its grant was revoked at its revocation endpoint).
+    expect((await drive(browser, again.url, again.redirectUri)).seen[0]).toBe('consent');
+  });
+
+  it('cannot revoke someone else\'s consent, and needs the CSRF token', async () => {
+    const victim = await authorizeClient(stack, new Browser('victim'), { login: 'victim' });
+    const [consent] = rows(stack.app, 'SELECT id FROM consents WHERE client_id = ?', victim.clientId);
+    const attacker = new Browser('eve');
+    const page = await signIn(stack, attacker, 'account', 'eve');
+    expect(page.status).toBe(200);
+    const res = await attacker.navigate(`${stack.app.url}/account/consents/${consent.id}/revoke`, { method: 'POST', body: new URLSearchParams({ csrf: csrfOf(page) }), initiator: stack.app.url });
+    expect(res.status).toBe(404);
+    const noToken = await attacker.navigate(`${stack.app.url}/account/consents/${consent.id}/revoke`, { method: 'POST', body: new URLSearchParams({}), initiator: stack.app.url });
+    expect(noToken.status).toBe(403);
+    expect(rows(stack.app, 'SELECT revoked_at FROM consents WHERE id = ?', consent.id)).toEqual([{ revoked_at: null }]);
+  });
+
+  it('asks an anonymous visitor to sign in, and signs them in through the upstream', async () => {
+    const browser = new Browser('newbie');
+    const anonymous = await browser.navigate(`${stack.app.url}/account`);
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.html).toContain('/account/login');
+    const page = await signIn(stack, browser, 'account', 'newbie');
+    expect(page.status).toBe(200);
+    expect(page.html).toContain('You have not approved any application');
+    const out = await browser.navigate(`${stack.app.url}/account/logout`, { method: 'POST', body: new URLSearchParams({ csrf: csrfOf(page) }), initiator: stack.app.url });
+    expect(out.status).toBe(401);
+  });
+});
