@@ -13,7 +13,7 @@ import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { registerClient } from '../helpers/app.js';
+import { registerClient, rows } from '../helpers/app.js';
 import { Browser, drive, startStack, type Stack } from '../helpers/stack.js';
 import { node22 } from '../helpers/node22.js';
 
@@ -27,9 +27,9 @@ beforeAll(async () => {
   stack = await startStack();
   out = mkdtempSync(join(tmpdir(), 'mcp-conformance-'));
 });
-afterAll(() => {
-  stack.close();
+afterAll(async () => {
   rmSync(out, { recursive: true, force: true });
+  await stack.close();
 });
 
 function freePort(): Promise<number> {
@@ -90,9 +90,17 @@ describe('MCP conformance suite, authorization', () => {
       expect(url.searchParams.has('scope')).toBe(false); // the suite sends none; P's default applies
       const result = await drive(new Browser('conformance-user'), url.href, redirectUri, { login: 'conformance' });
       expect(result.seen).toEqual(['consent', 'upstream-login', 'upstream-consent']);
-      // The browser lands on the suite's own loopback callback server.
-      const landing = await fetch(result.callback);
-      await landing.arrayBuffer();
+      // The browser lands on the suite's own loopback callback server, which the suite starts only
+      // after printing the URL: wait for it to listen (bounded).
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await (await fetch(result.callback)).arrayBuffer();
+          break;
+        } catch (error) {
+          if (attempt >= 50) throw error;
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      }
       const code = await exited;
       const checks = readChecks(out);
       expect(checks.filter((c) => c.status === 'FAILURE'), output).toEqual([]);
@@ -101,6 +109,9 @@ describe('MCP conformance suite, authorization', () => {
       // The one warning: we do not offer Client ID Metadata Documents (no client_id_metadata_document_supported).
       expect(checks.filter((c) => c.status !== 'SUCCESS').map((c) => c.id)).toEqual(['authorization-server-metadata-cimd']);
       expect(code, output).toBe(0);
+      // The token the suite received is P's, for the MCP resource, for the user who approved.
+      const tokens = rows(stack.app, "SELECT payload FROM oidc_models WHERE model = 'AccessToken' AND json_extract(payload, '$.clientId') = ?", client.client_id);
+      expect(tokens.map((t) => JSON.parse(t.payload))).toMatchObject([{ aud: mcpUrl, accountId: 'conformance', scope: 'mcp:tools' }]);
     } finally {
       clearTimeout(timer);
       child.kill('SIGKILL');
