@@ -8,7 +8,7 @@
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { FlowDeps } from '../flow/deps.js';
 import type { AdminOps } from '../admin/ops.js';
-import { presentConsent } from '../admin/pages.js';
+import { consentWithClientName } from '../admin/pages.js';
 import { startSignIn } from '../flow/sign-in.js';
 import { ERRORS } from '../errors/oauth-error.js';
 
@@ -39,10 +39,7 @@ export function accountRouter(deps: FlowDeps & { ops: AdminOps }): Router {
       res.status(401).type('html').send(views.render('signin', { title: 'Sign in', purpose: 'your connected applications', href: `${base}/account/login` }, req.id));
       return;
     }
-    const consents = stores.consents.list({ subject: current.subject, active: true, limit: 200 }).map((c) => ({
-      ...presentConsent(c),
-      clientName: stores.clientsMeta.get(c.client_id)?.client_name ?? null,
-    }));
+    const consents = stores.consents.list({ subject: current.subject, active: true, limit: 200 }).map(consentWithClientName(stores));
     res.type('html').send(
       views.render(
         'account',

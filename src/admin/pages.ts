@@ -43,8 +43,7 @@ export function adminRouter(deps: AdminDeps): Router {
   let lastVerification: (VerifyResult & { at: string; by: string }) | undefined;
 
   const csrfFor = (sessionId: string) => keys.csrfMac(`admin:${sessionId}`);
-  /** A consent as shown, with its client's (self-asserted) name. */
-  const withName = (c: Parameters<typeof presentConsent>[0]) => ({ ...presentConsent(c), clientName: stores.clientsMeta.get(c.client_id)?.client_name ?? null });
+  const withName = consentWithClientName(stores);
 
   function render(req: Request, res: Response, template: string, title: string, data: Record<string, unknown>, status = 200) {
     const admin = res.locals.admin as AdminLocals;
@@ -281,4 +280,9 @@ function presentConsent(c: ReturnType<FlowDeps['stores']['consents']['list']>[nu
   };
 }
 
-export { presentConsent, fmt };
+/** A consent as shown, with its client's (self-asserted) name: for the admin and account pages. */
+function consentWithClientName(stores: FlowDeps['stores']) {
+  return (c: Parameters<typeof presentConsent>[0]) => ({ ...presentConsent(c), clientName: stores.clientsMeta.get(c.client_id)?.client_name ?? null });
+}
+
+export { presentConsent, consentWithClientName, fmt };

@@ -12,8 +12,11 @@ import type { Db } from '../db/open.js';
 export const GATEWAY_CACHE_ENTRIES = 10_000;
 
 export function createGeneration(db: Db): () => string {
-  const stmt = db.prepare("SELECT total_changes() || ':' || (SELECT data_version FROM pragma_data_version()) AS g").pluck();
-  return () => stmt.get() as string;
+  // Two plain statements: the pragma table-valued function in one query costs about 4.3 µs per
+  // call, `SELECT total_changes()` plus `PRAGMA data_version` about 3 µs (hot path, once a request).
+  const changes = db.prepare('SELECT total_changes()').pluck();
+  const dataVersion = db.prepare('PRAGMA data_version').pluck();
+  return () => `${changes.get() as number}:${dataVersion.get() as number}`;
 }
 
 export function createGenerationCache<V>(generation: () => string, max = GATEWAY_CACHE_ENTRIES) {

@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
+import { freePort } from '../helpers/app.js';
 import { registerClient, discoverAuthorizationServerMetadata } from '@modelcontextprotocol/sdk/client/auth.js';
 import { run, type Io } from '../../src/cli/index.js';
 import { openDatabase } from '../../src/db/open.js';
@@ -19,14 +19,6 @@ function capture(env: Record<string, string | undefined>): Io & { stdout: string
   const stdout: string[] = [];
   const stderr: string[] = [];
   return { stdout, stderr, env, out: (t) => stdout.push(t), err: (t) => stderr.push(t) };
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((r) => server.close(r));
-  return port;
 }
 
 const children: ChildProcess[] = [];

@@ -10,10 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { registerClient, rows } from '../helpers/app.js';
+import { freePort, registerClient, rows } from '../helpers/app.js';
 import { Browser, drive, startStack, type Stack } from '../helpers/stack.js';
 import { node22 } from '../helpers/node22.js';
 
@@ -31,17 +30,6 @@ afterAll(async () => {
   rmSync(out, { recursive: true, force: true });
   await stack.close();
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** checks.json files the suite wrote under `dir` (one per scenario), flattened. */
 function readChecks(dir: string): { id: string; name?: string; status: string; errorMessage?: string }[] {

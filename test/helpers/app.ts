@@ -45,6 +45,14 @@ export async function listenLoopback(server: Server, port = 0): Promise<number> 
   return (server.address() as AddressInfo).port;
 }
 
+/** A loopback port that was free a moment ago (for processes that must be told their port). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  const port = await listenLoopback(server);
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'mcp-proxy-test-'));
   const server = createServer();
