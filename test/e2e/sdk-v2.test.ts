@@ -5,7 +5,7 @@
  * equal to our issuer. Driven unattended through P's consent page and U's login.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   Client,
   StreamableHTTPClientTransport,
@@ -36,7 +36,7 @@ class V2Provider implements OAuthClientProvider {
     return { client_name: 'SDK v2 e2e', redirect_uris: [this.callbackUrl], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' };
   }
   state() {
-    this.lastState = `v2-${Math.random().toString(36).slice(2)}`;
+    this.lastState = `v2-${randomBytes(16).toString('base64url')}`;
     return this.lastState;
   }
   clientInformation() {

@@ -2,6 +2,7 @@
  * An in-memory OAuthClientProvider for the MCP TypeScript SDK (v1), as hosts implement it:
  * it records the authorization URL the SDK wants opened, so a driver can play the user.
  */
+import { randomBytes } from 'node:crypto';
 import type { OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
 import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
 
@@ -32,7 +33,7 @@ export class MemoryOAuthProvider implements OAuthClientProvider {
   }
 
   state(): string {
-    this.lastState = `sdk-${Math.random().toString(36).slice(2)}`;
+    this.lastState = `sdk-${randomBytes(16).toString('base64url')}`;
     return this.lastState;
   }
 

@@ -4,6 +4,7 @@
  * tests.
  */
 import { createServer } from 'node:http';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -82,7 +83,7 @@ export function buildAuthorization(app: TestApp, request: AuthorizationRequest) 
   const pkce = pkcePair();
   const verifier = request.verifier ?? pkce.verifier;
   const challenge = request.challenge ?? (request.verifier ? undefined : pkce.challenge);
-  const state = request.state ?? `state-${Math.random().toString(36).slice(2)}`;
+  const state = request.state ?? `state-${randomBytes(16).toString('base64url')}`;
   const redirectUri = request.redirectUri ?? CLIENT_REDIRECT;
   const url = authorizeUrl(app.url, {
     response_type: 'code',
