@@ -102,8 +102,7 @@ export class Audit {
     const row = this.toRow(entry);
     this.observe?.(row);
     const pending = this.takeQueue();
-    const written = this.store.append([...pending, row]);
-    return written[written.length - 1] as AuditRow;
+    return this.store.append([...pending, row]) as AuditRow;
   }
 
   /** Queue a record for group commit (gateway traffic). */

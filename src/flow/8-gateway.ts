@@ -16,7 +16,7 @@
  * (src/app.ts): no router, no per-request middleware stack, no async context; the few headers a
  * JSON or SSE answer needs are set here.
  */
-import { randomUUID } from 'node:crypto';
+import { newRequestId } from '../http/request-id.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.js';
@@ -165,7 +165,7 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
   }
 
   return (req, res, suffix) => {
-    const requestId = randomUUID();
+    const requestId = newRequestId();
     res.setHeader('X-Request-Id', requestId);
     res.setHeader('X-Content-Type-Options', 'nosniff');
     handle(req, res, suffix, requestId).catch((err: unknown) => {

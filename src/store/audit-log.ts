@@ -112,26 +112,26 @@ export function createAuditLogStore(db: Db) {
     return (db.prepare(`SELECT count(*) AS n FROM audit_log WHERE ${clauses.join(' AND ')}`).get(...w.params, lo, hi) as { n: number }).n;
   }
 
-  const appendTx = db.transaction((rows: NewAuditRow[]): AuditRow[] => {
+  const appendTx = db.transaction((rows: NewAuditRow[]): AuditRow => {
     const tip = last.get() as { seq: number; hash: string } | undefined;
     let seq = tip?.seq ?? 0;
     let prev = tip?.hash ?? GENESIS_HASH;
-    const written: AuditRow[] = [];
+    let lastRow: AuditRow | undefined;
     for (const row of rows) {
       seq += 1;
-      const full = { ...row, seq, prev_hash: prev, hash: '' };
-      full.hash = rowHash(prev, full);
-      insert.run(seq, full.ts, full.event, full.outcome, full.reason, full.subject, full.client_id, full.ip, full.request_id, full.details, prev, full.hash);
-      prev = full.hash;
-      written.push(full);
+      const hash = rowHash(prev, { ...row, seq });
+      insert.run(seq, row.ts, row.event, row.outcome, row.reason, row.subject, row.client_id, row.ip, row.request_id, row.details, prev, hash);
+      // Only the last row is returned (record() answers with it); group commits skip the copies.
+      if (seq - (tip?.seq ?? 0) === rows.length) lastRow = { ...row, seq, prev_hash: prev, hash };
+      prev = hash;
     }
-    return written;
+    return lastRow as AuditRow;
   });
 
   return {
-    /** Append rows to the chain in one transaction; returns them with seq and hashes. */
-    append(rows: NewAuditRow[]): AuditRow[] {
-      return rows.length ? appendTx.immediate(rows) : [];
+    /** Append rows to the chain in one transaction; returns the last one with its seq and hash. */
+    append(rows: NewAuditRow[]): AuditRow | undefined {
+      return rows.length ? appendTx.immediate(rows) : undefined;
     },
 
     /**

@@ -5,6 +5,7 @@
  * upstream token of each grant the one (a) expects. Prints them, then serves until killed.
  */
 import { Browser, authorizeClient, startStack } from '../helpers/stack.js';
+import { serveCpuStats } from './cpu-stats.js';
 
 const count = Number(process.env.BENCH_TOKENS ?? 20);
 const stack = await startStack({
@@ -29,7 +30,8 @@ stack.app.logLines.length = 0;
 setInterval(() => {
   stack.app.logLines.length = 0;
 }, 1000).unref();
-process.stdout.write(`${JSON.stringify({ ready: true, url: stack.app.url, tokens })}\n`);
+const cpuPort = await serveCpuStats();
+process.stdout.write(`${JSON.stringify({ ready: true, url: stack.app.url, tokens, cpuPort })}\n`);
 process.on('SIGTERM', async () => {
   await stack.close();
   process.exit(0);

@@ -3,6 +3,7 @@
  * same transport as P's gateway, without token check, U token lookup or audit.
  */
 import { createServer } from 'node:http';
+import { serveCpuStats } from './cpu-stats.js';
 import { Pool } from 'undici';
 
 const target = new URL(process.env.TARGET as string);
@@ -26,6 +27,8 @@ const server = createServer((req, res) => {
     });
 });
 server.keepAliveTimeout = 65_000;
+const cpuPort = await serveCpuStats();
 server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
-  process.stdout.write(`${JSON.stringify({ ready: true, port: (server.address() as { port: number }).port })}\n`);
+  process.stdout.write(`${JSON.stringify({ ready: true, port: (server.address() as { port: number }).port, cpuPort })}\n`);
 });
+process.on('SIGTERM', () => process.exit(0));

@@ -5,10 +5,12 @@
  *   (b) a minimal Node passthrough proxy (undici, no checks),
  *   (c) P's /mcp: token check, consent check, sealed upstream token, forward, audit.
  * Concurrency 10 and 100, ROUNDS rounds of SECONDS each; servers pinned to CPU 0 and the load
- * generator to CPU 1 when `taskset` exists. Prints medians, ratios c/b and c/a, then the token
- * endpoint (refresh grant, rotating) and DCR rates. Loopback only; bounded time (~3 minutes).
+ * generator to CPU 1 when `taskset` exists. Prints medians (rates, latencies, and the CPU time the
+ * server under test spent per request), ratios c/b and c/a, then the token endpoint (refresh
+ * grant, rotating) and DCR rates. Loopback only; bounded time (~3 minutes).
  *   --readme   also rewrite README.md's Performance block
- *   --profile  run P with --cpu-prof (profile written to test/artifacts/)
+ *   --profile  run P and (b) with --cpu-prof (profiles written to test/artifacts/ and
+ *              test/artifacts/b/)
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -58,7 +60,7 @@ const profile = process.argv.includes('--profile');
 console.log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}; servers ${hasTaskset ? 'on CPU 0, load on CPU 1' : 'unpinned'}; ${ROUNDS} rounds × ${SECONDS} s`);
 const upstream = await start('test/bench/upstream.ts', {});
 const target = `http://127.0.0.1:${upstream.port}/mcp`;
-const proxy = await start('test/bench/passthrough.ts', { TARGET: target });
+const proxy = await start('test/bench/passthrough.ts', { TARGET: target }, profile ? ['--cpu-prof', `--cpu-prof-dir=${root}test/artifacts/b`] : []);
 if (profile) mkdirSync(`${root}test/artifacts`, { recursive: true });
 const p = await start('test/bench/p-server.ts', { TARGET: target, BENCH_TOKENS: '20' }, profile ? ['--cpu-prof', `--cpu-prof-dir=${root}test/artifacts`] : []);
 const tokens = p.tokens as { access: string; refresh: string; clientId: string }[];
@@ -67,9 +69,15 @@ type Config = 'a' | 'b' | 'c';
 const urls: Record<Config, string> = { a: target, b: `http://127.0.0.1:${proxy.port}/mcp`, c: `${p.url}/mcp` };
 const labels: Record<Config, string> = { a: '(a) MCP server direct', b: '(b) Node passthrough proxy', c: "(c) P's /mcp (check + audit)" };
 
-function load(config: Config, connections: number, seconds: number): Promise<LoadResult> {
+const cpuPorts: Record<Config, number> = { a: upstream.cpuPort as number, b: proxy.cpuPort as number, c: p.cpuPort as number };
+const cpuOf = async (config: Config) => ((await (await fetch(`http://127.0.0.1:${cpuPorts[config]}/`)).json()) as { cpu: number }).cpu;
+
+type Measured = LoadResult & { cpuPerRequest: number };
+/** One load run; also the CPU time (µs) the server under test spent per request (for (b) and (c), the proxy alone). */
+async function load(config: Config, connections: number, seconds: number): Promise<Measured> {
   const url = new URL(urls[config]);
-  return runLoad({
+  const cpuBefore = await cpuOf(config);
+  const result = await runLoad({
     url: url.href,
     connections,
     durationMs: seconds * 1000,
@@ -84,12 +92,13 @@ function load(config: Config, connections: number, seconds: number): Promise<Loa
       body: body(n),
     }),
   });
+  return { ...result, cpuPerRequest: ((await cpuOf(config)) - cpuBefore) / Math.max(1, result.requests) };
 }
 
 // Warm-up: JIT, connection pools, SQLite page cache.
 for (const config of (process.env.BENCH_ONLY?.split(',') as Config[] | undefined) ?? (['a', 'b', 'c'] as Config[])) await load(config, 10, 1);
 
-const results = new Map<string, LoadResult[]>();
+const results = new Map<string, Measured[]>();
 const configs: Config[] = (process.env.BENCH_ONLY?.split(',') as Config[] | undefined) ?? ['a', 'b', 'c'];
 for (let round = 0; round < ROUNDS; round++) {
   for (const connections of CONCURRENCY) {
@@ -98,25 +107,26 @@ for (let round = 0; round < ROUNDS; round++) {
       const r = await load(config, connections, SECONDS);
       const key = `${config}@${connections}`;
       results.set(key, [...(results.get(key) ?? []), r]);
-      process.stderr.write(`round ${round + 1} c=${connections} ${config}: ${Math.round(r.rps)} req/s p50 ${r.p50.toFixed(2)} ms p99 ${r.p99.toFixed(2)} ms errors ${r.errors}\n`);
+      process.stderr.write(`round ${round + 1} c=${connections} ${config}: ${Math.round(r.rps)} req/s p50 ${r.p50.toFixed(2)} ms p99 ${r.p99.toFixed(2)} ms errors ${r.errors} server CPU ${r.cpuPerRequest.toFixed(1)} µs/req\n`);
     }
   }
 }
 
 const lines: string[] = [];
-lines.push('| config | concurrency | req/s (median) | p50 ms | p99 ms | errors |', '|---|---|---|---|---|---|');
-const med = (key: string, f: (r: LoadResult) => number) => median((results.get(key) ?? []).map(f));
+lines.push('| config | concurrency | req/s (median) | p50 ms | p99 ms | server CPU µs/req | errors |', '|---|---|---|---|---|---|---|');
+const med = (key: string, f: (r: Measured) => number) => median((results.get(key) ?? []).map(f));
 for (const connections of CONCURRENCY) {
   for (const config of configs) {
     const key = `${config}@${connections}`;
-    lines.push(`| ${labels[config]} | ${connections} | ${Math.round(med(key, (r) => r.rps))} | ${med(key, (r) => r.p50).toFixed(2)} | ${med(key, (r) => r.p99).toFixed(2)} | ${(results.get(key) ?? []).reduce((n, r) => n + r.errors, 0)} |`);
+    lines.push(`| ${labels[config]} | ${connections} | ${Math.round(med(key, (r) => r.rps))} | ${med(key, (r) => r.p50).toFixed(2)} | ${med(key, (r) => r.p99).toFixed(2)} | ${med(key, (r) => r.cpuPerRequest).toFixed(1)} | ${(results.get(key) ?? []).reduce((n, r) => n + r.errors, 0)} |`);
   }
 }
 lines.push('', '| ratio (medians, same run) | c=10 | c=100 | target |', '|---|---|---|---|');
-const ratio = (x: string, y: string, f: (r: LoadResult) => number) => CONCURRENCY.map((c) => (med(`${x}@${c}`, f) / med(`${y}@${c}`, f)).toFixed(2));
+const ratio = (x: string, y: string, f: (r: Measured) => number) => CONCURRENCY.map((c) => (med(`${x}@${c}`, f) / med(`${y}@${c}`, f)).toFixed(2));
 lines.push(`| req/s c/b | ${ratio('c', 'b', (r) => r.rps).join(' | ')} | ≥ 0.85 |`);
 lines.push(`| req/s c/a | ${ratio('c', 'a', (r) => r.rps).join(' | ')} | — |`);
 lines.push(`| p50 c/b | ${ratio('c', 'b', (r) => r.p50).join(' | ')} | ≤ 1.2 at c=10 |`);
+lines.push(`| CPU µs/req c − b (the gateway's own cost) | ${CONCURRENCY.map((c) => (med(`c@${c}`, (r) => r.cpuPerRequest) - med(`b@${c}`, (r) => r.cpuPerRequest)).toFixed(1)).join(' | ')} | — |`);
 
 if (process.env.BENCH_ONLY) {
   console.log(lines.join('\n'));

@@ -3,6 +3,7 @@
  * "floor" of shared/perf-baselines.md). It checks the upstream token the gateway must send.
  */
 import { createServer } from 'node:http';
+import { serveCpuStats } from './cpu-stats.js';
 
 const TOKEN = process.env.BENCH_UPSTREAM_TOKEN ?? 'upstream-bench-token';
 const RESULT = { tools: [{ name: 'whoami', description: 'bench', inputSchema: { type: 'object', properties: {} } }] };
@@ -28,6 +29,7 @@ const server = createServer((req, res) => {
   });
 });
 server.keepAliveTimeout = 65_000;
+const cpuPort = await serveCpuStats();
 server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
-  process.stdout.write(`${JSON.stringify({ ready: true, port: (server.address() as { port: number }).port })}\n`);
+  process.stdout.write(`${JSON.stringify({ ready: true, port: (server.address() as { port: number }).port, cpuPort })}\n`);
 });
