@@ -24,10 +24,10 @@ import type { Audit } from '../audit/audit.js';
 import type { ConsentStore } from '../store/consents.js';
 import type { ClientsMetaStore } from '../store/clients-meta.js';
 import { bearerChallenge } from './0-discover.js';
-import type { TokenCheck } from '../gateway/token-check.js';
-import type { UpstreamTokenSource } from '../gateway/upstream-token.js';
+import type { TokenCheck, TokenGrant } from '../gateway/token-check.js';
+import type { UpstreamTokenResult, UpstreamTokenSource } from '../gateway/upstream-token.js';
 import type { SessionBinding } from '../gateway/sessions.js';
-import { jsonRpcError, type Forwarder } from '../gateway/forward.js';
+import { jsonRpcError, type ForwardOutcome, type Forwarder } from '../gateway/forward.js';
 
 /** consents.last_used_at is written at most once a minute per grant. */
 const TOUCH_INTERVAL_MS = 60_000;
@@ -71,17 +71,34 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
     upstream_timeout: 'The MCP server did not answer in time',
   } as const;
 
-  async function handle(req: IncomingMessage, res: ServerResponse, suffix: string, requestId: string): Promise<void> {
-    const started = process.hrtime.bigint();
-    const ip = deps.clientIp(req);
-    const context = () => ({ requestId, ip });
-    const reject = (reason: string, who: { subject?: string; clientId?: string } = {}) =>
-      audit.defer({ event: 'gateway.rejected', reason, ...who, ...context(), details: { method: req.method, resource: route.resource, origin: req.headers.origin } });
+  /** A request in flight: what every later step needs to know about it. */
+  interface Exchange {
+    req: IncomingMessage;
+    res: ServerResponse;
+    suffix: string;
+    requestId: string;
+    ip: string | undefined;
+    started: bigint;
+  }
 
+  const reject = (x: Exchange, reason: string, who: { subject?: string; clientId?: string } = {}) =>
+    audit.defer({ event: 'gateway.rejected', reason, ...who, requestId: x.requestId, ip: x.ip, details: { method: x.req.method, resource: route.resource, origin: x.req.headers.origin } });
+
+  const fail = (x: Exchange, err: unknown) => {
+    deps.log.error({ err, requestId: x.requestId, resource: route.resource }, 'gateway error');
+    jsonRpcError(x.res, 500, `An unexpected error occurred (request ${x.requestId}).`);
+  };
+
+  /**
+   * Steps 1–4, synchronous: no promise is made on the way to R unless U's token must be
+   * refreshed first (this is the hot path; every await costs a turn of the microtask queue).
+   */
+  function handle(x: Exchange): void {
+    const { req, res } = x;
     const origin = req.headers.origin;
     if (origin !== undefined) {
       if (!config.gateway.allowedOrigins.includes(origin)) {
-        reject('origin_not_allowed');
+        reject(x, 'origin_not_allowed');
         return jsonRpcError(res, 403, 'Forbidden: origin not allowed');
       }
       res.setHeader('Access-Control-Allow-Origin', origin);
@@ -102,26 +119,36 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
     const decision = deps.checkToken({
       generation,
       authorization: req.headers.authorization,
-      queryToken: /[?&]access_token=/.test(suffix),
+      queryToken: /[?&]access_token=/.test(x.suffix),
       resource: route.resource,
       requiredScope,
     });
     if (!decision.ok) {
-      reject(decision.reason);
+      reject(x, decision.reason);
       res.setHeader('WWW-Authenticate', bearerChallenge(config, decision.error, decision.description, decision.status === 403 ? requiredScope : undefined, route.resource));
       return jsonRpcError(res, decision.status, decision.status === 403 ? 'Forbidden: insufficient scope' : 'Unauthorized', decision.status === 403 ? -32003 : -32001);
     }
-    const who = { subject: decision.subject, clientId: decision.clientId };
 
     const sessionId = req.headers['mcp-session-id'];
     if (route.mcp && typeof sessionId === 'string' && !deps.sessions.allows(sessionId, decision.subject)) {
-      reject('foreign_session', who);
+      reject(x, 'foreign_session', { subject: decision.subject, clientId: decision.clientId });
       return jsonRpcError(res, 404, 'Session not found', -32001);
     }
 
-    const upstream = await deps.upstreamTokens.get(decision.grantId, who, false, generation);
+    const upstream = deps.upstreamTokens.get(decision.grantId, { subject: decision.subject, clientId: decision.clientId }, false, generation);
+    if (upstream instanceof Promise) {
+      upstream.then((u) => withUpstreamToken(x, decision, u)).catch((err: unknown) => fail(x, err));
+    } else {
+      withUpstreamToken(x, decision, upstream);
+    }
+  }
+
+  /** Step 5: forward with U's token; audit and observe the outcome. */
+  function withUpstreamToken(x: Exchange, decision: TokenGrant, upstream: UpstreamTokenResult): void {
+    const { req, res } = x;
+    const who = { subject: decision.subject, clientId: decision.clientId };
     if (!upstream.ok) {
-      reject(`upstream_token_${upstream.failure}`, who);
+      reject(x, `upstream_token_${upstream.failure}`, who);
       if (upstream.failure === 'revoked') {
         res.setHeader('WWW-Authenticate', bearerChallenge(config, 'invalid_token', 'the upstream authorization ended; authorize again', undefined, route.resource));
         return jsonRpcError(res, 401, 'Unauthorized', -32001);
@@ -140,37 +167,53 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
       deps.streams.add(res);
       res.on('close', () => deps.streams.delete(res));
     }
-    const outcome = await route.forwarder.forward(req, res, upstream.accessToken, suffix);
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    route.forwarder.forward(req, res, upstream.accessToken, x.suffix, (outcome) => {
+      try {
+        forwarded(x, decision, outcome);
+      } catch (err) {
+        fail(x, err);
+      }
+    });
+  }
+
+  function forwarded(x: Exchange, decision: TokenGrant, outcome: ForwardOutcome): void {
+    const { req, res } = x;
+    const who = { subject: decision.subject, clientId: decision.clientId };
+    const seconds = Number(process.hrtime.bigint() - x.started) / 1e9;
     if (outcome.kind === 'error') {
       if (outcome.reason === 'client_closed') return;
-      audit.defer({ event: 'gateway.upstream_failed', reason: outcome.reason, ...who, ...context(), details: { method: req.method, resource: route.resource } });
+      audit.defer({ event: 'gateway.upstream_failed', reason: outcome.reason, ...who, requestId: x.requestId, ip: x.ip, details: { method: req.method, resource: route.resource } });
       deps.onForwarded?.(route.resource, outcome.status, seconds);
       return jsonRpcError(res, outcome.status, messages[outcome.reason]);
     }
     if (outcome.kind === 'upstream_unauthorized') {
       // GW-14: R refused U's token. Refresh it (or end the grant when U refuses too); the
       // client retries after refreshing its own token.
-      reject('upstream_rejected_token', who);
-      const refreshed = await deps.upstreamTokens.get(decision.grantId, who, true);
-      res.setHeader('WWW-Authenticate', bearerChallenge(config, 'invalid_token', refreshed.ok ? 'the upstream credential was renewed; retry' : 'the upstream authorization ended; authorize again', undefined, route.resource));
-      return jsonRpcError(res, 401, 'Unauthorized', -32001);
+      reject(x, 'upstream_rejected_token', who);
+      Promise.resolve(deps.upstreamTokens.get(decision.grantId, who, true))
+        .then((refreshed) => {
+          res.setHeader('WWW-Authenticate', bearerChallenge(config, 'invalid_token', refreshed.ok ? 'the upstream credential was renewed; retry' : 'the upstream authorization ended; authorize again', undefined, route.resource));
+          jsonRpcError(res, 401, 'Unauthorized', -32001);
+        })
+        .catch((err: unknown) => fail(x, err));
+      return;
     }
     if (route.mcp && outcome.sessionId) {
       if (req.method === 'DELETE' && outcome.status < 300) deps.sessions.forget(outcome.sessionId);
       else deps.sessions.bind(outcome.sessionId, decision.subject);
     }
     deps.onForwarded?.(route.resource, outcome.status, seconds);
-    audit.defer({ event: 'gateway.forwarded', ...who, ...context(), details: { method: req.method, resource: route.resource, status: outcome.status, ms: Math.round(seconds * 10_000) / 10 } });
+    audit.defer({ event: 'gateway.forwarded', ...who, requestId: x.requestId, ip: x.ip, details: { method: req.method, resource: route.resource, status: outcome.status, ms: Math.round(seconds * 10_000) / 10 } });
   }
 
   return (req, res, suffix) => {
-    const requestId = newRequestId();
-    res.setHeader('X-Request-Id', requestId);
+    const x: Exchange = { req, res, suffix, requestId: newRequestId(), ip: deps.clientIp(req), started: process.hrtime.bigint() };
+    res.setHeader('X-Request-Id', x.requestId);
     res.setHeader('X-Content-Type-Options', 'nosniff');
-    handle(req, res, suffix, requestId).catch((err: unknown) => {
-      deps.log.error({ err, requestId, resource: route.resource }, 'gateway error');
-      jsonRpcError(res, 500, `An unexpected error occurred (request ${requestId}).`);
-    });
+    try {
+      handle(x);
+    } catch (err) {
+      fail(x, err);
+    }
   };
 }

@@ -12,7 +12,7 @@
  * - R not reachable ⇒ 502; no response headers within GATEWAY_TIMEOUT ⇒ 504; both with a
  *   JSON-RPC-shaped error body and nothing of R's or U's details.
  */
-import { Transform, type TransformCallback } from 'node:stream';
+import { Transform, Writable, type TransformCallback } from 'node:stream';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 
@@ -58,6 +58,14 @@ export function jsonRpcError(res: ServerResponse, status: number, message: strin
   res.end(body);
 }
 
+/** Where R's body goes when R refused U's token: nowhere (the client gets P's own 401). */
+const discard = () =>
+  new Writable({
+    write(_chunk, _encoding, done) {
+      done();
+    },
+  });
+
 export function createForwarder(target: URL, options: ForwardOptions) {
   const pool = new Pool(target.origin, {
     connections: 256,
@@ -72,17 +80,27 @@ export function createForwarder(target: URL, options: ForwardOptions) {
     return path.startsWith('/') ? path : `/${path}`;
   };
 
-  /** `suffix` is the path below the route with its query, checked by src/gateway/dispatch.ts. */
-  async function forward(req: IncomingMessage, res: ServerResponse, upstreamToken: string, suffix: string): Promise<ForwardOutcome> {
+  /**
+   * Sends the request to R and streams R's answer into `res`. `done` is called once: when R's
+   * status and headers are in and the response has started (the body keeps streaming after it),
+   * or with the failure when no response could be started. `suffix` is the path below the route
+   * with its query, checked by src/gateway/dispatch.ts.
+   *
+   * undici's `stream()` writes R's body chunks straight into `res` (no intermediate Readable),
+   * honours `res`'s backpressure, ends `res` when R's body ends, destroys it when R's body fails,
+   * and aborts the request to R when the client hangs up (an SSE stream left open, say).
+   */
+  function forward(req: IncomingMessage, res: ServerResponse, upstreamToken: string, suffix: string, done: (outcome: ForwardOutcome) => void): void {
     const headers: Record<string, string> = { authorization: `Bearer ${upstreamToken}` };
     for (const name of FORWARDED_REQUEST_HEADERS) {
       const value = req.headers[name];
       if (typeof value === 'string') headers[name] = value;
     }
-    const hasBody = ['POST', 'PUT', 'PATCH'].includes(req.method as string) || Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+    const method = req.method as string;
+    const hasBody = method === 'POST' || method === 'PUT' || method === 'PATCH' || Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
     if (!hasBody) delete headers['content-length']; // a body without a length is sent chunked by undici
     const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > options.maxBodyBytes) return { kind: 'error', status: 413, reason: 'body_too_large' };
+    if (declared > options.maxBodyBytes) return done({ kind: 'error', status: 413, reason: 'body_too_large' });
 
     // A declared length was checked above and Node's parser enforces it; only a body without
     // one (chunked) needs counting as it streams. A body stream that errors fails the request.
@@ -92,45 +110,37 @@ export function createForwarder(target: URL, options: ForwardOptions) {
       bodyError = err;
     });
 
-    let upstream: Dispatcher.ResponseData;
-    try {
-      upstream = await pool.request({
-        method: req.method as Dispatcher.HttpMethod,
-        path: pathFor(suffix),
-        headers,
-        body: limiter ?? (hasBody ? req : null),
-      });
-    } catch (err) {
-      if (bodyError instanceof BodyTooLargeError) return { kind: 'error', status: 413, reason: 'body_too_large' };
-      if (res.destroyed) return { kind: 'error', status: 502, reason: 'client_closed' };
-      if (err instanceof undiciErrors.HeadersTimeoutError) return { kind: 'error', status: 504, reason: 'upstream_timeout' };
-      return { kind: 'error', status: 502, reason: 'upstream_unreachable' };
-    }
-
-    if (upstream.statusCode === 401) {
-      upstream.body.resume();
-      return { kind: 'upstream_unauthorized' };
-    }
-
-    const outHeaders: Record<string, string | string[]> = {};
-    for (const name in upstream.headers) {
-      const value = upstream.headers[name];
-      if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name) || name.startsWith('access-control-')) continue;
-      outHeaders[name] = value;
-    }
-    const sessionHeader = upstream.headers['mcp-session-id'];
-    const isStream = String(upstream.headers['content-type'] ?? '').startsWith('text/event-stream');
-    if (isStream) outHeaders['x-accel-buffering'] = 'no';
-    res.writeHead(upstream.statusCode, outHeaders);
-    if (isStream) res.flushHeaders();
-    const body = upstream.body;
-    body.on('error', () => res.destroy());
-    // The client hanging up (an SSE stream left open, say) closes the upstream response too.
-    res.on('close', () => {
-      if (!body.destroyed) body.destroy();
-    });
-    body.pipe(res);
-    return { kind: 'response', status: upstream.statusCode, sessionId: typeof sessionHeader === 'string' ? sessionHeader : undefined };
+    let started = false;
+    pool.stream(
+      { method: method as Dispatcher.HttpMethod, path: pathFor(suffix), headers, body: limiter ?? (hasBody ? req : null) },
+      ({ statusCode, headers: upstreamHeaders }) => {
+        started = true;
+        if (statusCode === 401) {
+          done({ kind: 'upstream_unauthorized' });
+          return discard();
+        }
+        const outHeaders: Record<string, string | string[]> = {};
+        for (const name in upstreamHeaders) {
+          const value = upstreamHeaders[name];
+          if (value === undefined || DROPPED_RESPONSE_HEADERS.has(name) || name.startsWith('access-control-')) continue;
+          outHeaders[name] = value;
+        }
+        const sessionHeader = upstreamHeaders['mcp-session-id'];
+        const isStream = String(upstreamHeaders['content-type'] ?? '').startsWith('text/event-stream');
+        if (isStream) outHeaders['x-accel-buffering'] = 'no';
+        res.writeHead(statusCode, outHeaders);
+        if (isStream) res.flushHeaders();
+        done({ kind: 'response', status: statusCode, sessionId: typeof sessionHeader === 'string' ? sessionHeader : undefined });
+        return res;
+      },
+      (err) => {
+        if (!err || started) return; // once started, undici has ended or destroyed `res` itself
+        if (bodyError instanceof BodyTooLargeError) return done({ kind: 'error', status: 413, reason: 'body_too_large' });
+        if (res.destroyed) return done({ kind: 'error', status: 502, reason: 'client_closed' });
+        if (err instanceof undiciErrors.HeadersTimeoutError) return done({ kind: 'error', status: 504, reason: 'upstream_timeout' });
+        done({ kind: 'error', status: 502, reason: 'upstream_unreachable' });
+      },
+    );
   }
 
   return { forward, close: () => pool.close() };

@@ -56,8 +56,11 @@ export function createUpstreamTokenSource(deps: UpstreamTokenDeps) {
   }
 
   return {
-    /** U's access token for the grant, refreshed first when due (or when `forceRefresh`). */
-    async get(grantId: string, who: { subject: string; clientId: string }, forceRefresh = false, generation?: string): Promise<UpstreamTokenResult> {
+    /**
+     * U's access token for the grant, refreshed first when due (or when `forceRefresh`). The
+     * answer is immediate (no promise) unless a refresh has to wait for U.
+     */
+    get(grantId: string, who: { subject: string; clientId: string }, forceRefresh = false, generation?: string): UpstreamTokenResult | Promise<UpstreamTokenResult> {
       const access = cache.get(grantId, () => deps.store.access(grantId), generation);
       if (!access) return { ok: false, failure: 'revoked' };
       const due = forceRefresh || (access.expiresAt !== undefined && access.expiresAt - Date.now() < REFRESH_SKEW_MS);

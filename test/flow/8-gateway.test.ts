@@ -8,8 +8,8 @@ import { createServer, type Server } from 'node:http';
 import Database from 'better-sqlite3';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { auditEvents, listenLoopback, rows } from '../helpers/app.js';
-import { Browser, authorizeClient, startStack, type Stack } from '../helpers/stack.js';
+import { auditEvents, listenLoopback, registerClient, rows } from '../helpers/app.js';
+import { Browser, authorizeClient, buildAuthorization, drive, redeem, startStack, type Stack } from '../helpers/stack.js';
 import { callTool, mcpPost, openSession, INITIALIZE } from '../helpers/mcp-http.js';
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -162,6 +162,69 @@ describe('gateway › upstream failures', () => {
       hanging.closeAllConnections();
       hanging.close();
     }
+  });
+});
+
+describe('gateway › R refusing U\'s token, clients hanging up', () => {
+  // A scripted R: answers 401 to every request carrying `refuse` in its path, otherwise opens a
+  // server-sent stream that never ends on its own and reports when its request is closed.
+  let r: Server;
+  let stack: Stack;
+  let token: string;
+  const closed: string[] = [];
+  const seen: string[] = [];
+  beforeAll(async () => {
+    r = createServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`);
+      if (req.url?.includes('refuse')) {
+        res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer error="invalid_token"' });
+        res.end('{"error":"invalid_token","detail":"R\'s own words"}');
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('event: ping\ndata: {}\n\n');
+      res.on('close', () => closed.push(req.url as string));
+    });
+    const port = await listenLoopback(r);
+    stack = await startStack({ env: { GATEWAY_ROUTES: `/api/r=http://127.0.0.1:${port}` } });
+    const client = await registerClient(stack.app);
+    const resource = `${stack.app.url}/api/r`;
+    const auth = buildAuthorization(stack.app, { clientId: client.client_id, resource });
+    const { callback } = await drive(new Browser(), auth.url, auth.redirectUri, { login: 'hangs-up' });
+    token = (await redeem(stack.app, client.client_id, callback.searchParams.get('code') as string, auth.verifier, auth.redirectUri, { resource })).body.access_token;
+  });
+  afterAll(async () => {
+    await stack.close();
+    r.closeAllConnections();
+    r.close();
+  });
+
+  it('answers 401 invalid_token when R refuses U\'s token, renews U\'s token, and passes none of R\'s answer on (GW-14)', async () => {
+    const refreshesBefore = stack.upstream.tokenRequests.filter((t) => t.grant_type.startsWith('refresh_token')).length;
+    const res = await fetch(`${stack.app.url}/api/r/refuse`, { headers: { authorization: `Bearer ${token}` } });
+    const text = await res.text();
+    expect(res.status).toBe(401);
+    expect(res.headers.get('www-authenticate')).toContain('error="invalid_token"');
+    expect(res.headers.get('www-authenticate')).toContain('renewed');
+    expect(text).not.toContain('own words');
+    expect(seen).toContain('GET /refuse');
+    expect(stack.upstream.tokenRequests.filter((t) => t.grant_type.startsWith('refresh_token')).length).toBe(refreshesBefore + 1);
+    expect(auditEvents(stack.app).filter((e) => e.event === 'gateway.rejected').map((e) => e.reason)).toContain('upstream_rejected_token');
+  });
+
+  it('ends the request to R when the client hangs up on a server-sent stream', async () => {
+    const abort = new AbortController();
+    const res = await fetch(`${stack.app.url}/api/r/stream`, { headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' }, signal: abort.signal });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('text/event-stream');
+    const reader = res.body!.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toContain('event: ping');
+    expect(closed).toEqual([]);
+    abort.abort();
+    const deadline = Date.now() + 5000;
+    while (!closed.includes('/stream') && Date.now() < deadline) await new Promise((done) => setImmediate(done));
+    expect(closed).toEqual(['/stream']);
+    expect(stack.app.runtime.gateway.streams.size).toBe(0);
   });
 });
 
