@@ -79,7 +79,7 @@ export interface Runtime {
     sessions: SessionBinding;
     /** forwarder per resource (MCP first, then GATEWAY_ROUTES) */
     forwarders: Map<string, Forwarder>;
-    generation: () => string;
+    generation: () => number;
     /** open server-sent streams, ended at shutdown */
     streams: Set<ServerResponse>;
   };

@@ -41,7 +41,7 @@ export interface GatewayDeps {
   upstreamTokens: UpstreamTokenSource;
   sessions: SessionBinding;
   /** the database generation (src/gateway/cache.ts), read once per request */
-  generation: () => string;
+  generation: () => number;
   /** open server-sent streams (GET), ended at shutdown so it does not wait on them */
   streams: Set<ServerResponse>;
   /** the client address, as TRUST_PROXY says */

@@ -10,7 +10,8 @@
  * - GW-05: no token ⇒ 401 with no error code; a bad one ⇒ 401 `invalid_token`.
  * Pure with respect to HTTP: it returns a decision; src/flow/8-gateway.ts writes the response.
  * The token row and its consent's expiry are read through the generation cache
- * (src/gateway/cache.ts): any database write invalidates them, so revocation stays immediate.
+ * (src/gateway/cache.ts): any change to tokens or consents, in any process, invalidates them,
+ * so revocation stays immediate.
  */
 import type { ConsentStore } from '../store/consents.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
@@ -47,7 +48,7 @@ export interface TokenCheckInput {
   requiredScope: string;
   now?: number;
   /** the database generation, when the caller already read it for this request */
-  generation?: string;
+  generation?: number;
 }
 
 const refuse = (status: 401 | 403, reason: TokenRefusal['reason'], error: TokenRefusal['error'], description?: string): TokenRefusal => ({
@@ -64,8 +65,9 @@ interface TokenFacts {
   consentExpiresAt: number;
 }
 
-export function createTokenCheck(models: OidcModelStore, consents: ConsentStore, generation: () => string) {
-  const cache = createGenerationCache<TokenFacts>(generation);
+export function createTokenCheck(models: OidcModelStore, consents: ConsentStore, generation: () => number) {
+  // Unknown tokens are not remembered: a new token row does not move the generation.
+  const cache = createGenerationCache<TokenFacts>(generation, { keep: (facts) => facts.token !== undefined });
   const facts = (hash: string): TokenFacts => {
     const token = models.findAccessTokenByHash(hash);
     const grantId = token?.grantId;

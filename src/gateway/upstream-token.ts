@@ -6,8 +6,8 @@
  *   whole cascade, so the client gets 401 and must authorize again;
  * - U unreachable or failing: the request fails with 502/504; a token that is still valid is
  *   used meanwhile.
- * The decrypted token is kept in the generation cache (src/gateway/cache.ts) between database
- * writes, so most requests skip the lookup and the AES-GCM decryption.
+ * The decrypted token is kept in the generation cache (src/gateway/cache.ts) until tokens or
+ * consents change, so most requests skip the lookup and the AES-GCM decryption.
  */
 import type { Audit } from '../audit/audit.js';
 import type { Revocation } from '../flow/revocation.js';
@@ -27,7 +27,7 @@ export interface UpstreamTokenDeps {
   upstream: () => UpstreamClient;
   revocation: Revocation;
   audit: Audit;
-  generation: () => string;
+  generation: () => number;
 }
 
 export function createUpstreamTokenSource(deps: UpstreamTokenDeps) {
@@ -60,7 +60,7 @@ export function createUpstreamTokenSource(deps: UpstreamTokenDeps) {
      * U's access token for the grant, refreshed first when due (or when `forceRefresh`). The
      * answer is immediate (no promise) unless a refresh has to wait for U.
      */
-    get(grantId: string, who: { subject: string; clientId: string }, forceRefresh = false, generation?: string): UpstreamTokenResult | Promise<UpstreamTokenResult> {
+    get(grantId: string, who: { subject: string; clientId: string }, forceRefresh = false, generation?: number): UpstreamTokenResult | Promise<UpstreamTokenResult> {
       const access = cache.get(grantId, () => deps.store.access(grantId), generation);
       if (!access) return { ok: false, failure: 'revoked' };
       const due = forceRefresh || (access.expiresAt !== undefined && access.expiresAt - Date.now() < REFRESH_SKEW_MS);
