@@ -60,6 +60,16 @@ export interface GatewayRoute {
 
 export type GatewayHandler = (req: IncomingMessage, res: ServerResponse, suffix: string) => void;
 
+/** A request in flight: what every later step needs to know about it. */
+interface Exchange {
+  req: IncomingMessage;
+  res: ServerResponse;
+  suffix: string;
+  requestId: string;
+  ip: string | undefined;
+  started: bigint;
+}
+
 export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler {
   const { config, audit } = deps;
   const requiredScope = config.mcpScopes[0] as string;
@@ -70,16 +80,6 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
     upstream_unreachable: 'The MCP server is not reachable',
     upstream_timeout: 'The MCP server did not answer in time',
   } as const;
-
-  /** A request in flight: what every later step needs to know about it. */
-  interface Exchange {
-    req: IncomingMessage;
-    res: ServerResponse;
-    suffix: string;
-    requestId: string;
-    ip: string | undefined;
-    started: bigint;
-  }
 
   const reject = (x: Exchange, reason: string, who: { subject?: string; clientId?: string } = {}) =>
     audit.defer({ event: 'gateway.rejected', reason, ...who, requestId: x.requestId, ip: x.ip, details: { method: x.req.method, resource: route.resource, origin: x.req.headers.origin } });
