@@ -24,7 +24,7 @@ import type { Audit } from '../audit/audit.js';
 import type { ConsentStore } from '../store/consents.js';
 import type { ClientsMetaStore } from '../store/clients-meta.js';
 import { bearerChallenge } from './0-discover.js';
-import type { TokenCheck, TokenGrant } from '../gateway/token-check.js';
+import type { TokenCheck } from '../gateway/token-check.js';
 import type { UpstreamTokenResult, UpstreamTokenSource } from '../gateway/upstream-token.js';
 import type { SessionBinding } from '../gateway/sessions.js';
 import { jsonRpcError, type ForwardOutcome, type Forwarder } from '../gateway/forward.js';
@@ -59,6 +59,9 @@ export interface GatewayRoute {
 }
 
 export type GatewayHandler = (req: IncomingMessage, res: ServerResponse, suffix: string) => void;
+
+/** Whose request it is, once the token check has passed (audit rows, refresh, session binding). */
+type Who = { subject: string; clientId: string };
 
 /** A request in flight: what every later step needs to know about it. */
 interface Exchange {
@@ -129,24 +132,24 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
       return jsonRpcError(res, decision.status, decision.status === 403 ? 'Forbidden: insufficient scope' : 'Unauthorized', decision.status === 403 ? -32003 : -32001);
     }
 
+    const who: Who = { subject: decision.subject, clientId: decision.clientId };
     const sessionId = req.headers['mcp-session-id'];
-    if (route.mcp && typeof sessionId === 'string' && !deps.sessions.allows(sessionId, decision.subject)) {
-      reject(x, 'foreign_session', { subject: decision.subject, clientId: decision.clientId });
+    if (route.mcp && typeof sessionId === 'string' && !deps.sessions.allows(sessionId, who.subject)) {
+      reject(x, 'foreign_session', who);
       return jsonRpcError(res, 404, 'Session not found', -32001);
     }
 
-    const upstream = deps.upstreamTokens.get(decision.grantId, { subject: decision.subject, clientId: decision.clientId }, false, generation);
+    const upstream = deps.upstreamTokens.get(decision.grantId, who, false, generation);
     if (upstream instanceof Promise) {
-      upstream.then((u) => withUpstreamToken(x, decision, u)).catch((err: unknown) => fail(x, err));
+      upstream.then((u) => withUpstreamToken(x, decision.grantId, who, u)).catch((err: unknown) => fail(x, err));
     } else {
-      withUpstreamToken(x, decision, upstream);
+      withUpstreamToken(x, decision.grantId, who, upstream);
     }
   }
 
   /** Step 5: forward with U's token; audit and observe the outcome. */
-  function withUpstreamToken(x: Exchange, decision: TokenGrant, upstream: UpstreamTokenResult): void {
+  function withUpstreamToken(x: Exchange, grantId: string, who: Who, upstream: UpstreamTokenResult): void {
     const { req, res } = x;
-    const who = { subject: decision.subject, clientId: decision.clientId };
     if (!upstream.ok) {
       reject(x, `upstream_token_${upstream.failure}`, who);
       if (upstream.failure === 'revoked') {
@@ -157,10 +160,10 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
     }
 
     const now = Date.now();
-    if ((touched.get(decision.grantId) ?? 0) < now - TOUCH_INTERVAL_MS) {
-      touched.set(decision.grantId, now);
-      deps.stores.consents.touch(decision.grantId, now);
-      deps.stores.clientsMeta.touch(decision.clientId, now);
+    if ((touched.get(grantId) ?? 0) < now - TOUCH_INTERVAL_MS) {
+      touched.set(grantId, now);
+      deps.stores.consents.touch(grantId, now);
+      deps.stores.clientsMeta.touch(who.clientId, now);
     }
 
     if (req.method === 'GET') {
@@ -169,16 +172,15 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
     }
     route.forwarder.forward(req, res, upstream.accessToken, x.suffix, (outcome) => {
       try {
-        forwarded(x, decision, outcome);
+        forwarded(x, grantId, who, outcome);
       } catch (err) {
         fail(x, err);
       }
     });
   }
 
-  function forwarded(x: Exchange, decision: TokenGrant, outcome: ForwardOutcome): void {
+  function forwarded(x: Exchange, grantId: string, who: Who, outcome: ForwardOutcome): void {
     const { req, res } = x;
-    const who = { subject: decision.subject, clientId: decision.clientId };
     const seconds = Number(process.hrtime.bigint() - x.started) / 1e9;
     if (outcome.kind === 'error') {
       if (outcome.reason === 'client_closed') return;
@@ -190,7 +192,7 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
       // GW-14: R refused U's token. Refresh it (or end the grant when U refuses too); the
       // client retries after refreshing its own token.
       reject(x, 'upstream_rejected_token', who);
-      Promise.resolve(deps.upstreamTokens.get(decision.grantId, who, true))
+      Promise.resolve(deps.upstreamTokens.get(grantId, who, true))
         .then((refreshed) => {
           res.setHeader('WWW-Authenticate', bearerChallenge(config, 'invalid_token', refreshed.ok ? 'the upstream credential was renewed; retry' : 'the upstream authorization ended; authorize again', undefined, route.resource));
           jsonRpcError(res, 401, 'Unauthorized', -32001);
@@ -200,7 +202,7 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
     }
     if (route.mcp && outcome.sessionId) {
       if (req.method === 'DELETE' && outcome.status < 300) deps.sessions.forget(outcome.sessionId);
-      else deps.sessions.bind(outcome.sessionId, decision.subject);
+      else deps.sessions.bind(outcome.sessionId, who.subject);
     }
     deps.onForwarded?.(route.resource, outcome.status, seconds);
     audit.defer({ event: 'gateway.forwarded', ...who, requestId: x.requestId, ip: x.ip, details: { method: req.method, resource: route.resource, status: outcome.status, ms: Math.round(seconds * 10_000) / 10 } });

@@ -116,16 +116,16 @@ export function createAuditLogStore(db: Db) {
     const tip = last.get() as { seq: number; hash: string } | undefined;
     let seq = tip?.seq ?? 0;
     let prev = tip?.hash ?? GENESIS_HASH;
-    let lastRow: AuditRow | undefined;
+    let prevOfLast = prev;
     for (const row of rows) {
       seq += 1;
       const hash = rowHash(prev, { ...row, seq });
       insert.run(seq, row.ts, row.event, row.outcome, row.reason, row.subject, row.client_id, row.ip, row.request_id, row.details, prev, hash);
-      // Only the last row is returned (record() answers with it); group commits skip the copies.
-      if (seq - (tip?.seq ?? 0) === rows.length) lastRow = { ...row, seq, prev_hash: prev, hash };
+      prevOfLast = prev;
       prev = hash;
     }
-    return lastRow as AuditRow;
+    // Only the last row is returned (record() answers with it); group commits make no copies.
+    return { ...(rows[rows.length - 1] as NewAuditRow), seq, prev_hash: prevOfLast, hash: prev };
   });
 
   return {
