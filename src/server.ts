@@ -139,8 +139,10 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
 
   const views = createViews({ base: config.urls.basePath, demo: config.demo });
 
-  // Demo mode (no UPSTREAM_ISSUER): the embedded demo IdP is the upstream, and — unless
-  // MCP_UPSTREAM_URL names a real one — the demo MCP server, on an internal loopback port, is R.
+  // Demo mode (decided in src/config/load.ts only: no upstream and no production signal, or
+  // DEMO=true — DESIGN §4): the embedded demo IdP is the upstream, and — unless MCP_UPSTREAM_URL
+  // names a real one (possible with DEMO=true only) — the demo MCP server, on an internal
+  // loopback port, is R.
   let demoIdp: DemoIdp | undefined;
   let demoMcp: Server | undefined;
   let mcpUpstreamUrl = config.mcpUpstreamUrl;
