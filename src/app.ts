@@ -99,7 +99,13 @@ export function buildApp(deps: AppDeps): Express {
     res.setHeader('Cache-Control', 'no-store');
     res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
-  r.use('/assets', express.static(ASSETS_DIR, { maxAge: '1h', index: false, fallthrough: false }));
+  // Static assets: GET/HEAD only (serve-static answers other methods with a bare 405); its
+  // errors (undecodable or `..` paths, missing files) go to the error handler as 4xx (DESIGN §9).
+  r.use(
+    '/assets',
+    (req, _res, next) => (req.method === 'GET' || req.method === 'HEAD' ? next() : next(ERRORS.methodNotAllowed('GET, HEAD'))),
+    express.static(ASSETS_DIR, { maxAge: '1h', index: false, fallthrough: false }),
+  );
 
   // ── Demo mode: the embedded upstream identity provider ────────────────────────────────────
   if (deps.demo) r.use('/demo-idp', deps.demo.idpRouter);

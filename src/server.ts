@@ -3,8 +3,8 @@
  * provider → app. `createRuntime` never listens; `startServer` does, and returns a graceful
  * `close()` (finish in-flight requests, flush the audit queue, close the database).
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import type Provider from 'oidc-provider';
 import type { Logger } from 'pino';
 import type { Express, Router } from 'express';
@@ -139,8 +139,10 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
 
   const views = createViews({ base: config.urls.basePath, demo: config.demo });
 
-  // Demo mode (no UPSTREAM_ISSUER): the embedded demo IdP is the upstream, and — unless
-  // MCP_UPSTREAM_URL names a real one — the demo MCP server, on an internal loopback port, is R.
+  // Demo mode (decided in src/config/load.ts only: no upstream and no production signal, or
+  // DEMO=true — DESIGN §4): the embedded demo IdP is the upstream, and — unless MCP_UPSTREAM_URL
+  // names a real one (possible with DEMO=true only) — the demo MCP server, on an internal
+  // loopback port, is R.
   let demoIdp: DemoIdp | undefined;
   let demoMcp: Server | undefined;
   let mcpUpstreamUrl = config.mcpUpstreamUrl;
@@ -235,9 +237,38 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+const CLIENT_ERROR_TEXT: Record<number, string> = {
+  400: 'The request is malformed.',
+  408: 'The request took too long to arrive.',
+  413: 'The request is too large.',
+  431: 'The request headers are too large.',
+};
+
+/**
+ * Node's HTTP parser refuses a request before any handler sees it (a malformed request line,
+ * header or chunk, headers or URL over 16 KiB): answer with a JSON 4xx like every other refusal
+ * (DESIGN §9), instead of Node's bare 400 without a content type. Attached to every server that
+ * serves `runtime.handler`.
+ */
+export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  // A response already under way on this connection (keep-alive) cannot be replaced.
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW' ? 413 : 400;
+  const body = JSON.stringify({ error: 'invalid_request', error_description: CLIENT_ERROR_TEXT[status] });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
 /** Listen on HOST:PORT; resolves once listening. */
 export function listen(runtime: Runtime, port = runtime.config.port, host = runtime.config.host): Promise<RunningServer> {
   const server = createServer(runtime.handler);
+  server.on('clientError', answerClientError);
   server.keepAliveTimeout = 65_000;
   return new Promise((resolve, reject) => {
     server.once('error', reject);

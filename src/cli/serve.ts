@@ -49,9 +49,12 @@ export function startupBanner(config: Readonly<Config>, listening: string): stri
     lines.push(
       '',
       '  ======================== DEMO MODE ========================',
-      '  No UPSTREAM_ISSUER is set, so this DEMO runs an embedded identity provider',
-      '  (any user name signs in, no password) and a DEMO MCP server (tools: whoami,',
-      '  echo, countdown). Not for real accounts. See README "Deploy" to front GitHub.',
+      '  No upstream is configured (or DEMO=true), so this DEMO runs an embedded identity',
+      '  provider: any user name signs in, no password, and "admin" opens /admin.',
+      config.mcpUpstreamUrl
+        ? `  /mcp forwards to MCP_UPSTREAM_URL (${config.mcpUpstreamUrl.href}) with DEMO tokens.`
+        : '  /mcp reaches a DEMO MCP server (tools: whoami, echo, countdown).',
+      '  Not for real accounts. See README "Deploy" to front GitHub.',
       '  ============================================================',
     );
   }

@@ -2,6 +2,12 @@
  * Loads the configuration from the environment and an optional JSON/YAML file (CONFIG_FILE),
  * validates every key against the schema, reports every problem at once and returns a frozen
  * object. Nothing else in the code base reads process.env (style C5).
+ *
+ * It is also the one place that decides demo mode (DESIGN §4 "Demo mode only when safe"): the
+ * embedded IdP where any user name signs in runs only when no upstream is configured and nothing
+ * says production (`productionSignals`), or when DEMO=true; a production signal without an
+ * upstream is a configuration problem, so `serve` exits 1 before opening the database or a port.
+ * ADMIN_SUBJECTS is never honoured in demo mode.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, extname, resolve } from 'node:path';
@@ -30,7 +36,10 @@ export interface Config {
   databaseSynchronous: 'NORMAL' | 'FULL';
   secretKey: Buffer | undefined;
   secretKeyPrevious: Buffer | undefined;
-  /** true when no upstream is configured: the embedded demo IdP and MCP server are used */
+  /**
+   * demo mode: the embedded demo IdP (and, without MCP_UPSTREAM_URL, the demo MCP server). Only
+   * with no upstream configured and no production signal, or DEMO=true (DESIGN §4).
+   */
   demo: boolean;
   upstream: UpstreamConfig | undefined;
   mcpUpstreamUrl: URL | undefined;
@@ -68,6 +77,27 @@ const PRESET_DEFAULTS: Record<Preset, { issuer?: string; scopes: string[]; name?
 };
 
 type Source = Record<string, string | undefined>;
+
+/** Settings whose mere presence says "this is a real deployment" (DESIGN §4). */
+const PRODUCTION_KEYS = ['MCP_UPSTREAM_URL', 'UPSTREAM_CLIENT_ID', 'UPSTREAM_CLIENT_SECRET', 'GATEWAY_ROUTES', 'ADMIN_SUBJECTS'] as const;
+
+/**
+ * DESIGN §4 "Demo mode only when safe": every sign that this configuration is meant for real
+ * users, named for the operator (values only where they are not secret). Demo mode with any of
+ * these would put an IdP where anyone signs in as anyone — `admin` included — in front of them.
+ */
+function productionSignals(env: Source, file: Source, publicUrl: URL | undefined, host: string | undefined): string[] {
+  const isSet = (name: string) => Boolean((env[name] ?? file[name])?.trim());
+  const signals: string[] = [];
+  if (publicUrl && !isLoopbackHost(publicUrl.hostname)) signals.push(`PUBLIC_URL=${publicUrl.origin} (not a loopback host)`);
+  if (host !== undefined && !isLoopbackHost(host)) signals.push(`HOST=${host} (not a loopback address)`);
+  if (env.NODE_ENV?.trim().toLowerCase() === 'production') signals.push('NODE_ENV=production');
+  for (const name of PRODUCTION_KEYS) if (isSet(name)) signals.push(name);
+  // DATABASE_URL is not a configuration key yet (PostgreSQL for replicas comes later, DESIGN §8),
+  // but a deployment that sets it is a production one: read it from the same source as the rest.
+  if (env.DATABASE_URL?.trim()) signals.push('DATABASE_URL');
+  return signals;
+}
 
 function readConfigFile(path: string, problems: string[]): Source {
   let raw: string;
@@ -149,9 +179,31 @@ export function loadConfig(env: Source = process.env, options: LoadOptions = {})
 
   const preset = get<Preset>('UPSTREAM_PRESET') ?? 'oidc';
   const issuerSetting = get<URL>('UPSTREAM_ISSUER');
-  const demo = preset === 'oidc' && !issuerSetting && !env.UPSTREAM_ISSUER && !file.UPSTREAM_ISSUER;
+  // DESIGN §4: an upstream is configured by UPSTREAM_ISSUER (preset oidc) or UPSTREAM_CLIENT_ID
+  // (github, google: their issuers are built in).
+  const upstreamKey = preset === 'oidc' ? 'UPSTREAM_ISSUER' : 'UPSTREAM_CLIENT_ID';
+  const upstreamConfigured = Boolean((env[upstreamKey] ?? file[upstreamKey])?.trim());
+  const demoSetting = get<boolean | undefined>('DEMO');
+  const signals = productionSignals(env, file, publicUrl, get<string | undefined>('HOST'));
+  // DESIGN §4 "Demo mode only when safe": DEMO=true, or no upstream and no production signal.
+  const demo = demoSetting === true || (!upstreamConfigured && demoSetting !== false && signals.length === 0);
+  if (demoSetting === true && upstreamConfigured) {
+    problems.push(`DEMO: true, but an upstream is configured (${upstreamKey}); demo mode would replace it with an identity provider where any user name signs in. Unset DEMO or ${upstreamKey}`);
+  } else if (!demo && !upstreamConfigured && requireUpstream) {
+    const how = 'set UPSTREAM_ISSUER (preset oidc), or UPSTREAM_PRESET=github|google with UPSTREAM_CLIENT_ID and UPSTREAM_CLIENT_SECRET';
+    problems.push(
+      demoSetting === false
+        ? `${upstreamKey}: required — DEMO=false forbids demo mode and no upstream is configured (UPSTREAM_PRESET=${preset}); ${how}`
+        : `${upstreamKey}: not set, so no upstream is configured (UPSTREAM_PRESET=${preset}), but this looks like a production configuration: ${signals.join(', ')}. ` +
+            `Refusing to start demo mode (any user name signs in, admin included): ${how} — or set DEMO=true to run the demo anyway`,
+    );
+  }
+  if (demo && !upstreamConfigured && preset !== 'oidc') warnings.push(`UPSTREAM_PRESET=${preset} without UPSTREAM_CLIENT_ID: running the demo upstream instead`);
+  if (demo && values.get('ADMIN_SUBJECTS') && (values.get('ADMIN_SUBJECTS') as string[]).length) {
+    warnings.push('ADMIN_SUBJECTS is ignored in demo mode: the demo user "admin" is the admin');
+  }
   let upstream: UpstreamConfig | undefined;
-  if (!demo) {
+  if (!demo && upstreamConfigured) {
     const defaults = PRESET_DEFAULTS[preset];
     const issuer = issuerSetting ?? (defaults.issuer ? new URL(defaults.issuer) : undefined);
     const clientId = get<string>('UPSTREAM_CLIENT_ID');
@@ -169,9 +221,9 @@ export function loadConfig(env: Source = process.env, options: LoadOptions = {})
         name: get<string>('UPSTREAM_NAME') ?? defaults.name ?? issuer.host,
       };
     }
-  } else {
+  } else if (demo) {
     for (const name of ['UPSTREAM_CLIENT_ID', 'UPSTREAM_CLIENT_SECRET'] as const) {
-      if (values.has(name)) problems.push(`${name}: set, but UPSTREAM_ISSUER is not (preset oidc needs UPSTREAM_ISSUER; without it the proxy runs the demo upstream)`);
+      if (values.has(name)) problems.push(`${name}: set, but no upstream is configured (preset ${preset} needs ${upstreamKey}); demo mode runs its own identity provider`);
     }
   }
 
@@ -204,8 +256,9 @@ export function loadConfig(env: Source = process.env, options: LoadOptions = {})
     },
     redirectSchemes: get('REDIRECT_SCHEMES'),
     rateLimits: { register: get('RATE_LIMIT_REGISTER'), token: get('RATE_LIMIT_TOKEN'), authorize: get('RATE_LIMIT_AUTHORIZE') },
-    // Demo mode: whoever signs in at the demo IdP as "admin" may open /admin.
-    adminSubjects: get<string[]>('ADMIN_SUBJECTS')?.length ? get('ADMIN_SUBJECTS') : demo ? ['admin'] : [],
+    // DESIGN §4: in demo mode whoever signs in at the demo IdP as "admin" may open /admin, and
+    // ADMIN_SUBJECTS is never honoured (anyone can sign in there under any name).
+    adminSubjects: demo ? ['admin'] : (get<string[]>('ADMIN_SUBJECTS') ?? []),
     resources: [urls.mcpResource, ...(get<{ prefix: string }[]>('GATEWAY_ROUTES') ?? []).map((r) => urls.url(r.prefix))],
     gateway: {
       timeoutMs: get<number>('GATEWAY_TIMEOUT') * 1000,

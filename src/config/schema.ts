@@ -162,9 +162,15 @@ export const SCHEMA = {
   }),
   UPSTREAM_ISSUER: key({
     group: 'Upstream (U)',
-    doc: 'Issuer URL of the upstream provider (preset `oidc`; discovery at `<issuer>/.well-known/openid-configuration`). Unset with preset `oidc` ⇒ demo mode.',
-    defaultText: '— (demo mode)',
+    doc: 'Issuer URL of the upstream provider (preset `oidc`; discovery at `<issuer>/.well-known/openid-configuration`). Unset with preset `oidc` ⇒ demo mode, but only when no production setting is present (see `DEMO`).',
+    defaultText: '— (demo mode when safe)',
     parse: url,
+  }),
+  DEMO: key({
+    group: 'Upstream (U)',
+    doc: 'Demo mode: an embedded identity provider where any user name signs in (`admin` opens `/admin`) and, unless `MCP_UPSTREAM_URL` is set, a demo MCP server. Without this key it starts only when no upstream is configured and nothing says production: `PUBLIC_URL` and `HOST` loopback, `NODE_ENV` not `production`, and none of `MCP_UPSTREAM_URL`, `UPSTREAM_CLIENT_ID`, `UPSTREAM_CLIENT_SECRET`, `GATEWAY_ROUTES`, `ADMIN_SUBJECTS`, `DATABASE_URL` set; otherwise `serve` exits 1. `true` forces it (with no upstream configured); `false` forbids it. `ADMIN_SUBJECTS` is ignored in demo mode.',
+    defaultText: '— (demo mode only when safe)',
+    parse: bool,
   }),
   UPSTREAM_CLIENT_ID: key({
     group: 'Upstream (U)',
@@ -286,7 +292,7 @@ export const SCHEMA = {
   }),
   ADMIN_SUBJECTS: key({
     group: 'Admin',
-    doc: 'Upstream subjects (e.g. GitHub numeric user ids) allowed into `/admin`, space- or comma-separated.',
+    doc: 'Upstream subjects (e.g. GitHub numeric user ids) allowed into `/admin`, space- or comma-separated. Never honoured in demo mode, where the demo user `admin` is the admin.',
     defaultText: '— (admin closed); `admin` in demo mode',
     fallback: '',
     parse: (raw) => ok(list(raw)),

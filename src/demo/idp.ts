@@ -1,5 +1,5 @@
 /**
- * The demo upstream identity provider (U) embedded in demo mode (no UPSTREAM_ISSUER): an
+ * The demo upstream identity provider (U) embedded in demo mode (decided in src/config/load.ts): an
  * oidc-provider at `PUBLIC_URL/demo-idp` with its own sign-in form (any user name, no password)
  * and its own consent, which it remembers per browser like GitHub or Google do — so the demo
  * shows exactly the situation P's consent page exists for. P is its one static client.

@@ -1,8 +1,19 @@
 /**
  * One error model (style C3): an OAuth error code for the wire, an HTTP status, a wire-safe
- * description, and a private reason for logs and the audit log. Anything that is not an
- * OAuthError becomes `server_error` with a fixed message (src/errors/render.ts).
+ * description, and a private reason for logs and the audit log.
+ *
+ * `refusalOf` is the one place that decides which thrown errors are the client's fault
+ * (DESIGN §9 "Hostile input": no request, however malformed, yields a 5xx). Errors from the
+ * libraries under us that say the input was bad — oidc-provider's exposed errors (an unknown or
+ * expired interaction: SessionNotFound), body-parser's typed errors (too large, too many
+ * parameters, unparsable, unsupported encoding or charset), the router's and the static-file
+ * server's 4xx (undecodable path parameters, `..` paths, missing files), a URIError from
+ * percent-decoding — become a 4xx OAuthError with our own fixed wording (never the library's
+ * message, which may echo the input or name internals). Anything else is a bug: it stays a
+ * `server_error` 500 and is logged with its stack (src/errors/render.ts).
  */
+import { errors as oidcErrors } from 'oidc-provider';
+
 export class OAuthError extends Error {
   constructor(
     /** RFC error code (RFC 6749 §5.2, RFC 6750 §3.1, RFC 7591 §3.2.2) */
@@ -34,5 +45,56 @@ export const ERRORS = {
       'Retry-After': String(retryAfterSeconds),
     }),
   serverError: () => new OAuthError('server_error', 'An unexpected error occurred.', 500, 'unexpected'),
+  /** an unknown, expired or finished interaction or sign-in (its page: src/errors/render.ts) */
+  signInExpired: () => new OAuthError('invalid_request', 'This sign-in has expired, start again from your application.', 400, 'session_not_found'),
   temporarilyUnavailable: (description: string, reason?: string) => new OAuthError('temporarily_unavailable', description, 503, reason),
 };
+
+/** body-parser's error types (body-parser 2 `err.type`) that a client's request causes. */
+const BODY_ERRORS: Record<string, (err: { limit?: number }) => OAuthError> = {
+  'entity.too.large': (err) => ERRORS.bodyTooLarge(err.limit ?? 0),
+  'parameters.too.many': () => new OAuthError('invalid_request', 'The request body has too many parameters.', 413, 'too_many_parameters'),
+  'entity.parse.failed': () => new OAuthError('invalid_request', 'The request body could not be parsed.', 400, 'malformed_body'),
+  'querystring.parse.rangeError': () => new OAuthError('invalid_request', 'The request body could not be parsed.', 400, 'malformed_body'),
+  'entity.verify.failed': () => new OAuthError('invalid_request', 'The request body was refused.', 403, 'body_refused'),
+  'encoding.unsupported': () => new OAuthError('invalid_request', 'The request body uses an unsupported content encoding.', 415, 'unsupported_encoding'),
+  'charset.unsupported': () => new OAuthError('invalid_request', 'The request body uses an unsupported charset.', 415, 'unsupported_charset'),
+  'request.aborted': () => new OAuthError('invalid_request', 'The request body was not received completely.', 400, 'request_aborted'),
+  'request.size.invalid': () => new OAuthError('invalid_request', 'The request body does not match its Content-Length.', 400, 'body_size_mismatch'),
+};
+
+/** Wording for other 4xx errors of http-errors shape (router, static files, decompression). */
+function byStatus(status: number): OAuthError {
+  if (status === 404 || status === 410) return ERRORS.notFound();
+  if (status === 403) return new OAuthError('access_denied', 'The request was refused.', 403, 'forbidden');
+  if (status === 413) return new OAuthError('invalid_request', 'The request body is too large.', 413, 'body_too_large');
+  if (status === 415) return new OAuthError('invalid_request', 'The request body has an unsupported type or encoding.', 415, 'unsupported_media_type');
+  return new OAuthError('invalid_request', 'The request is malformed.', status, `http_${status}`);
+}
+
+type Thrown = { type?: unknown; status?: unknown; statusCode?: unknown; limit?: number };
+
+/**
+ * The 4xx answer for an error the client's input caused, or undefined for anything else (a bug:
+ * 500, logged). See the module comment.
+ */
+export function refusalOf(err: unknown): OAuthError | undefined {
+  if (err instanceof OAuthError) return err;
+  if (!err || typeof err !== 'object') return undefined;
+  const e = err as Thrown;
+  const status = typeof e.status === 'number' ? e.status : typeof e.statusCode === 'number' ? e.statusCode : undefined;
+  const clientStatus = status !== undefined && status >= 400 && status < 500 ? status : undefined;
+  if (err instanceof oidcErrors.OIDCProviderError) {
+    if (!clientStatus || !err.expose) return undefined;
+    // An unknown, expired or already finished interaction: the user reloaded the consent page
+    // after ten minutes, or submitted it twice.
+    if (err.name === 'SessionNotFound') return ERRORS.signInExpired();
+    return new OAuthError(err.error, err.error_description ?? 'The request is not valid.', clientStatus, err.error);
+  }
+  if (typeof e.type === 'string' && Object.hasOwn(BODY_ERRORS, e.type)) return (BODY_ERRORS[e.type] as (x: Thrown) => OAuthError)(e);
+  // http-errors' `expose` says whether the message may be shown (never, here), not whose fault
+  // it is: the static-file server marks its 404 for a missing file `expose: false`.
+  if (clientStatus) return byStatus(clientStatus);
+  if (err instanceof URIError) return new OAuthError('invalid_request', 'The request contains malformed percent-encoding.', 400, 'malformed_encoding');
+  return undefined;
+}

@@ -1,13 +1,17 @@
 /**
- * The only place that writes an error to a response (style C3). OAuthErrors go out with their
- * RFC code and description (JSON for API clients, P's error page for browsers); anything else is
- * logged with its stack and answered `server_error` with the request id and a generic message.
+ * The only place that writes an error to a response (style C3). OAuthErrors — and every error a
+ * client's input caused, mapped once by `refusalOf` (src/errors/oauth-error.ts; DESIGN §9: no
+ * 5xx for bad input) — go out with their RFC code and our own description: JSON for API clients,
+ * P's error page for browsers, never a stack trace or a library's message. Anything else is a bug:
+ * logged with its stack and answered `server_error` 500 with the request id and a generic message.
+ * The same holds for oidc-provider's endpoints (`providerErrorRenderer` for its pages,
+ * `providerErrorBodies` for its JSON).
  */
 import type { NextFunction, Request, Response } from 'express';
-import type { ErrorOut, KoaContextWithOIDC } from 'oidc-provider';
+import { errors as oidcErrors, type ErrorOut, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
 import type { Views } from '../views/render.js';
-import { ERRORS, OAuthError } from './oauth-error.js';
+import { ERRORS, OAuthError, refusalOf } from './oauth-error.js';
 
 const TITLES: Record<string, string> = {
   invalid_request: 'The request is not valid',
@@ -30,7 +34,13 @@ const MESSAGES: Record<string, string> = {
   server_error: 'An unexpected error occurred. Nothing was shared with the application.',
   temporarily_unavailable: 'The service cannot complete this request right now. Try again in a moment.',
   too_many_requests: 'Too many requests came from your network. Wait a minute and try again.',
-  session_not_found: 'This sign-in session has expired or was already used. Start again from your application.',
+  session_not_found: 'This sign-in has expired, start again from your application. Nothing was shared with it.',
+};
+
+/** Pages for particular refusals, by their reason. */
+const PAGES: Record<string, { title: string; message: string }> = {
+  session_not_found: { title: 'This sign-in has expired', message: MESSAGES.session_not_found as string },
+  interaction_expired: { title: 'This sign-in has expired', message: MESSAGES.session_not_found as string },
 };
 
 export interface ErrorPageModel {
@@ -55,7 +65,11 @@ export function errorPageHtml(views: Views, model: ErrorPageModel, requestId?: s
 }
 
 function wantsHtml(req: Request): boolean {
-  return req.accepts(['json', 'html']) === 'html';
+  try {
+    return req.accepts(['json', 'html']) === 'html';
+  } catch {
+    return false; // an unparsable Accept header: JSON
+  }
 }
 
 /** Express 404 fallthrough. */
@@ -66,12 +80,9 @@ export function notFound(_req: Request, _res: Response, next: NextFunction) {
 /** Express terminal error handler. */
 export function errorHandler(views: Views, log: Logger) {
   return (err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    let error: OAuthError;
-    if (err instanceof OAuthError) {
-      error = err;
-      log.info({ requestId: req.id, code: error.code, reason: error.reason, path: req.path }, 'request refused');
-    } else if ((err as { type?: string }).type === 'entity.too.large') {
-      error = ERRORS.bodyTooLarge((err as { limit?: number }).limit ?? 0);
+    let error = refusalOf(err);
+    if (error) {
+      log.info({ requestId: req.id, code: error.code, reason: error.reason, status: error.status, path: req.path }, 'request refused');
     } else {
       error = ERRORS.serverError();
       log.error({ err, requestId: req.id, path: req.path }, 'unexpected error');
@@ -84,23 +95,66 @@ export function errorHandler(views: Views, log: Logger) {
     for (const [name, value] of Object.entries(error.headers)) res.setHeader(name, value);
     res.setHeader('Cache-Control', 'no-store');
     if (wantsHtml(req)) {
-      res.type('html').send(errorPageHtml(views, { status: error.status, code: error.code, description: error.status < 500 ? error.description : undefined }, req.id));
+      const page = PAGES[error.reason];
+      res.type('html').send(errorPageHtml(views, { status: error.status, code: error.code, description: error.status < 500 ? error.description : undefined, ...page }, req.id));
     } else {
       res.json({ error: error.code, error_description: error.status < 500 ? error.description : `An unexpected error occurred (request ${req.id}).` });
     }
   };
 }
 
+/**
+ * What oidc-provider's own error handler sends for an error that is not one of its OAuth errors:
+ * a 4xx it did not raise itself keeps its status but gets our wording (its `error` would be the
+ * thrown message), and a 500 says only that it was unexpected, with the request id (the error is
+ * logged by the `server_error` event bridge, src/provider/events.ts).
+ */
+function providerOut(status: number, out: ErrorOut, error: Error, requestId: string | undefined): { out: ErrorOut; reason: string } {
+  if (status >= 500) return { out: { error: 'server_error', error_description: `An unexpected error occurred (request ${requestId ?? 'unknown'}).` }, reason: 'unexpected' };
+  if (error instanceof oidcErrors.OIDCProviderError) return { out, reason: error.name === 'SessionNotFound' ? 'session_not_found' : out.error };
+  const refusal = refusalOf(error) ?? ERRORS.invalidRequest('The request is malformed.');
+  return { out: { error: refusal.code, error_description: refusal.description }, reason: refusal.reason };
+}
+
 /** oidc-provider's renderError hook: the same page, never a redirect (AUTHZ-02). */
 export function providerErrorRenderer(views: Views) {
-  return (ctx: KoaContextWithOIDC, out: ErrorOut, error: Error) => {
-    const code = (error as { name?: string }).name === 'SessionNotFound' ? 'session_not_found' : out.error;
+  return (ctx: KoaContextWithOIDC, given: ErrorOut, error: Error) => {
+    const requestId = (ctx.req as { id?: string }).id;
+    const { out, reason } = providerOut(ctx.status, given, error, requestId);
+    const page = PAGES[reason];
     ctx.type = 'html';
     ctx.set('Cache-Control', 'no-store');
     ctx.body = errorPageHtml(
       views,
-      { status: ctx.status, code: out.error, description: out.error_description, message: MESSAGES[code], title: code === 'session_not_found' ? 'This sign-in has expired' : undefined },
-      (ctx.req as { id?: string }).id,
+      { status: ctx.status, code: out.error, description: ctx.status < 500 ? out.error_description : undefined, message: page?.message ?? MESSAGES[out.error], title: page?.title },
+      requestId,
     );
+  };
+}
+
+/** The shape of an OAuth error code (RFC 6749 §5.2); a thrown library message has spaces. */
+const OAUTH_ERROR_CODE = /^[a-z][a-z_]*$/;
+
+/**
+ * Koa middleware for the provider (`provider.use`, src/provider/configuration.ts): its JSON error
+ * bodies get the treatment of its pages (`providerOut`) — a 500 names only the request id, and a
+ * 4xx whose `error` is not an OAuth code (a non-OAuth error's message) gets our wording.
+ */
+export function providerErrorBodies() {
+  return async (ctx: KoaContextWithOIDC, next: () => Promise<void>) => {
+    await next();
+    if (ctx.status === 404 && (ctx.body === undefined || ctx.body === null)) {
+      // No provider route answered (e.g. OPTIONS without a CORS preflight): JSON, not koa's text.
+      ctx.body = { error: 'not_found', error_description: 'The requested page does not exist.' };
+      ctx.status = 404;
+      return;
+    }
+    const body = ctx.body as { error?: unknown } | undefined;
+    if (ctx.status < 400 || !body || typeof body !== 'object' || Buffer.isBuffer(body) || typeof body.error !== 'string') return;
+    if (ctx.status >= 500) {
+      ctx.body = { error: 'server_error', error_description: `An unexpected error occurred (request ${(ctx.req as { id?: string }).id ?? 'unknown'}).` };
+    } else if (!OAUTH_ERROR_CODE.test(body.error)) {
+      ctx.body = { error: 'invalid_request', error_description: 'The request is malformed.' };
+    }
   };
 }

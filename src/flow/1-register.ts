@@ -19,6 +19,7 @@
  */
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { Audit } from '../audit/audit.js';
+import { refusalOf } from '../errors/oauth-error.js';
 
 /** RFC 8252 §7.3 loopback hosts, as oidc-provider matches them. */
 export const LOOPBACK_REDIRECT_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
@@ -238,10 +239,15 @@ export function registrationGate(policy: AdmissionPolicy, audit: Audit): Request
       }
       parse(req, res, (err?: unknown) => {
         if (!err) return next();
-        const tooLarge = (err as { type?: string }).type === 'entity.too.large';
-        audit.record({ event: 'registration.rejected', reason: tooLarge ? 'body_too_large' : 'malformed_json' });
+        // DESIGN §9: the status comes from the one error mapping; anything it does not know is a
+        // bug and goes to the error handler (500, logged).
+        const refusal = refusalOf(err);
+        if (!refusal) return next(err);
+        const tooLarge = refusal.reason === 'body_too_large';
+        const malformed = refusal.reason === 'malformed_body';
+        audit.record({ event: 'registration.rejected', reason: malformed ? 'malformed_json' : refusal.reason });
         if (tooLarge) return refuse(res, 413, 'invalid_client_metadata', `registration body exceeds ${MAX_REGISTRATION_BODY} bytes`);
-        return refuse(res, 400, 'invalid_client_metadata', 'registration body is not valid JSON');
+        return refuse(res, refusal.status, 'invalid_client_metadata', malformed ? 'registration body is not valid JSON' : refusal.description);
       });
     },
     (req: Request, res: Response, next: NextFunction) => {

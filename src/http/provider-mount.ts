@@ -14,6 +14,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import type { PublicUrls } from '../config/urls.js';
+import { ERRORS } from '../errors/oauth-error.js';
 
 export type ProviderCallback = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -31,9 +32,13 @@ export function pinToPublicUrl(req: Request, urls: PublicUrls): void {
   }
 }
 
+/** The provider's mounted documents (metadata, JWKS) are read-only; OPTIONS is its CORS preflight. */
+const DOCUMENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
 /**
  * Dispatch `paths` (exact, or prefix when ending in '/') to the provider; express `next()` for
- * anything else. Mount it inside the base-path router.
+ * anything else. Mount it inside the base-path router. Other methods than GET, HEAD and OPTIONS
+ * get our 405 (DESIGN §9), not the provider's plain-text 404.
  */
 export function providerMount(callback: ProviderCallback, urls: PublicUrls, paths: string[]) {
   const exact = new Set(paths.filter((p) => !p.endsWith('/')));
@@ -41,6 +46,7 @@ export function providerMount(callback: ProviderCallback, urls: PublicUrls, path
   return (req: Request, res: Response, next: NextFunction) => {
     const path = req.path;
     if (!exact.has(path) && !prefixes.some((p) => path.startsWith(p))) return next();
+    if (!DOCUMENT_METHODS.has(req.method)) return next(ERRORS.methodNotAllowed('GET, HEAD'));
     pinToPublicUrl(req, urls);
     callback(req, res);
   };

@@ -7,6 +7,7 @@ import type { Config } from '../config/load.js';
 import type { KeyRing } from '../crypto/keys.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
 import { createInteractionPolicy } from './policy.js';
+import { providerErrorBodies } from '../errors/render.js';
 
 /** Scopes always offered besides MCP_SCOPES: `openid` (ID token) and `offline_access` (RT-06). */
 export const BASE_SCOPES = ['openid', 'offline_access'];
@@ -177,6 +178,8 @@ export function createProvider(deps: ProviderDeps): Provider {
   };
 
   const provider = new Provider(urls.issuer, configuration);
+  // DESIGN §9: its JSON errors, like its pages (renderError), carry no library message or stack.
+  provider.use(providerErrorBodies());
   // Endpoint URLs in metadata come from the request; the express layer pins host and protocol
   // to PUBLIC_URL (src/http/provider-mount.ts), so the provider trusts those headers.
   provider.proxy = true;

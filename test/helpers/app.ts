@@ -12,7 +12,7 @@ import { Writable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { loadConfig, type Config } from '../../src/config/load.js';
-import { createRuntime, type Runtime } from '../../src/server.js';
+import { answerClientError, createRuntime, type Runtime } from '../../src/server.js';
 import { REDACT_PATHS } from '../../src/log/logger.js';
 
 export interface TestApp {
@@ -80,6 +80,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const log = pino({ level: config.logLevel, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, sink);
   const runtime = await createRuntime(config, { log, maintenance: false });
   server.on('request', runtime.handler);
+  server.on('clientError', answerClientError);
   return {
     runtime,
     config,

@@ -113,7 +113,7 @@ describe('config › loadConfig', () => {
     expect(problemsOf({ UPSTREAM_PRESET: 'github', UPSTREAM_CLIENT_ID: 'x', MCP_UPSTREAM_URL: 'https://m.example.com/mcp' })).toEqual([
       'UPSTREAM_CLIENT_SECRET: required for the github preset',
     ]);
-    expect(problemsOf({ UPSTREAM_CLIENT_ID: 'x' })[0]).toMatch(/^UPSTREAM_CLIENT_ID: set, but UPSTREAM_ISSUER is not/);
+    expect(problemsOf({ UPSTREAM_CLIENT_ID: 'x' })[0]).toMatch(/^UPSTREAM_ISSUER: not set, so no upstream is configured \(UPSTREAM_PRESET=oidc\), but this looks like a production configuration: UPSTREAM_CLIENT_ID/);
   });
 
   it('gives presets their endpoints, scopes and names', () => {
