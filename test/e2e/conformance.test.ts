@@ -1,7 +1,7 @@
 /**
  * The MCP conformance suite's `authorization` command against P (issue 5, interop.md §2, §8.1):
  * it checks our authorization server metadata, then runs one PKCE code grant with no `scope` (our
- * default applies, AUTHZ-13) and checks the callback (`state`, `iss`) and the token response
+ * default applies, interop F6) and checks the callback (`state`, `iss`) and the token response
  * (200, JSON, `Cache-Control: no-store`). It prints the authorization URL and waits for its own
  * loopback callback; the fetch driver plays the user through P's consent page and U's login.
  * Pinned at 0.2.0-alpha.12 (the only release with `authorization`); it needs Node 22.

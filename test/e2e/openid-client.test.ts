@@ -70,7 +70,7 @@ describe('openid-client', () => {
     const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token as string, { resource: mcpUrl });
     expect(refreshed.refresh_token).not.toBe(tokens.refresh_token);
     expect(stack.app.runtime.stores.models.findAccessToken(refreshed.access_token)).toMatchObject({ aud: mcpUrl });
-    // The rotated-out refresh token is dead, and using it revokes the grant (RT-03).
+    // The rotated-out refresh token is dead, and using it revokes the grant (RT-01/02).
     await expect(client.refreshTokenGrant(config, tokens.refresh_token as string, { resource: mcpUrl })).rejects.toMatchObject({ error: 'invalid_grant' });
   });
 
