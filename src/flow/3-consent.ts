@@ -7,6 +7,13 @@
  *   - S has an unrevoked, unexpired consent for exactly this client_id, redirect_uri and
  *     resource whose scopes include every requested scope (`coversRequest`);
  *   - the consent's grant still exists;
+ *   - the consent was approved in THIS browser: its `browser_hash` equals SHA-256 of the
+ *     `__Host-mcp-browser` id this request carries (CONS-02 "per user" made per browser, as
+ *     SECURITY.md promises: another browser of the same user, or a session opened there by any
+ *     other means, is asked again). The id is a random 256-bit value in a signed, HttpOnly,
+ *     SameSite=Lax `__Host-` cookie (CONS-10/11/12), created or renewed at the Approve POST
+ *     and carried to the consent row through the sealed upstream transaction. Consents without
+ *     a binding (written before migration 0009) never skip the page;
  *   - the navigation was not initiated by another site: `Sec-Fetch-Site` is `none` or
  *     `same-origin`; absent ⇒ ask (AT-06, FastMCP GHSA-6x8h-498w-gv8c);
  *   - the client did not ask for `prompt=consent` or `prompt=login`.
@@ -24,7 +31,7 @@
  */
 import express, { type NextFunction, type Request, type Response, type RequestHandler } from 'express';
 import type Provider from 'oidc-provider';
-import { randomToken } from '../crypto/keys.js';
+import { randomToken, safeEqual, sha256 } from '../crypto/keys.js';
 import type { Consent } from '../store/consents.js';
 import { lookalikeOf } from './lookalike.js';
 import { isLoopbackHost } from '../config/urls.js';
@@ -50,6 +57,8 @@ export type ShowReason =
   | 'expired'
   | 'scopes_not_covered'
   | 'grant_missing'
+  | 'browser_unbound'
+  | 'other_browser'
   | 'fetch_metadata_absent'
   | 'cross_site';
 
@@ -69,6 +78,8 @@ export function decideConsent(input: {
   subject: string | undefined;
   latest: Consent | undefined;
   request: ConsentRequest;
+  /** SHA-256 of this request's browser id (`browserHashOf`), undefined when it carries none */
+  browserHash: string | undefined;
   secFetchSite: string | undefined;
   promptRequested: boolean;
   grantExists: (grantId: string) => boolean;
@@ -82,6 +93,9 @@ export function decideConsent(input: {
   if (latest.expires_at <= now) return { skip: false, reason: 'expired' };
   if (!coversRequest(latest, subject, request, now)) return { skip: false, reason: 'scopes_not_covered' };
   if (!input.grantExists(latest.grant_id)) return { skip: false, reason: 'grant_missing' };
+  // CONS-02/CONS-16: remembered only in the browser that approved; legacy rows never skip.
+  if (latest.browser_hash === null) return { skip: false, reason: 'browser_unbound' };
+  if (input.browserHash === undefined || !safeEqual(latest.browser_hash, input.browserHash)) return { skip: false, reason: 'other_browser' };
   if (input.secFetchSite === undefined) return { skip: false, reason: 'fetch_metadata_absent' };
   if (input.secFetchSite !== 'none' && input.secFetchSite !== 'same-origin') return { skip: false, reason: 'cross_site' };
   return { skip: true, consent: latest };
@@ -133,6 +147,22 @@ function browserSecret(deps: FlowDeps, req: Request, res: Response): string {
   return created;
 }
 
+/** A browser id cookie lives as long as browsers allow (400 days) and is renewed at every Approve. */
+export const BROWSER_ID_MAX_AGE = 400 * 86_400;
+
+/** SHA-256 of the browser id this request carries (signed cookie), or undefined. */
+export function browserHashOf(deps: FlowDeps, req: Request): string | undefined {
+  const id = deps.cookies.read(req, 'browser');
+  return id ? sha256(id) : undefined;
+}
+
+/** At Approve: this browser's id (created once, renewed), as the hash the consent will record. */
+function bindBrowser(deps: FlowDeps, req: Request, res: Response): string {
+  const id = deps.cookies.read(req, 'browser') ?? randomToken();
+  deps.cookies.write(res, 'browser', id, BROWSER_ID_MAX_AGE);
+  return sha256(id);
+}
+
 function promptRequested(params: Record<string, unknown>): boolean {
   const prompt = String(params.prompt ?? '').split(' ');
   return prompt.includes('consent') || prompt.includes('login');
@@ -163,6 +193,7 @@ export function showConsent(deps: FlowDeps): RequestHandler {
         subject: session?.subject,
         latest,
         request,
+        browserHash: browserHashOf(deps, req),
         secFetchSite,
         promptRequested: promptRequested(params),
         grantExists: (id) => stores.models.grantExists(id),
@@ -251,7 +282,7 @@ export function decideOnConsent(deps: FlowDeps): RequestHandler[] {
         }
         if (action !== 'approve') throw ERRORS.invalidRequest('unknown decision', 'bad_action');
         audit.record({ event: 'consent.approved', clientId: request.clientId, details: { scopes: request.scopes, redirect_uri: request.redirectUri, resource: request.resource } });
-        await startUpstreamAuthorization(deps, req, res, details.uid, request);
+        await startUpstreamAuthorization(deps, req, res, details.uid, request, bindBrowser(deps, req, res));
       } catch (err) {
         next(err);
       }

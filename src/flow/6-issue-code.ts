@@ -4,8 +4,9 @@
  * bound to the client, redirect URI, PKCE challenge, resource, scopes and grant).
  *
  * After a fresh upstream login, ONE database transaction:
- *   records the consent for (subject, client, redirect URI, resource) — superseding an older one
- *   for the same key, whose grant and tokens are revoked —, creates the grant with exactly the
+ *   records the consent for (subject, client, redirect URI, resource), bound to the browser that
+ *   clicked Approve (CONS-02/16, see 3-consent.ts) — superseding an older one for the same key,
+ *   whose grant and tokens are revoked —, creates the grant with exactly the
  *   consented scopes (AT-23), seals U's tokens against the grant (UP-07), opens or renews P's
  *   browser session for the subject, and stores the interaction result (login + consent).
  * Everything awaited inside the transaction resolves without I/O (oidc-provider's models write
@@ -75,6 +76,7 @@ export async function completeNewAuthorization(
       grantedAt: now,
       expiresAt: now + config.ttl.consent * 1000,
       grantId,
+      browserHash: tx.browserHash ?? null,
     });
     stores.upstreamTokens.save(grantId, subject, { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, expiresAt: tokens.expiresAt, scopes: tokens.scope });
     const current = stores.browserSessions.find(currentSessionId, now);
