@@ -4,7 +4,8 @@
  * Access (one guard for every route, `requireAdmin`):
  * - an admin session (`__Host-mcp-admin`, idle and absolute timeouts) of a subject still listed
  *   in ADMIN_SUBJECTS ⇒ allowed; a signed-in non-admin ⇒ 403; nobody signed in ⇒ 401 with a
- *   sign-in link. Every refusal is audited (admin.rejected).
+ *   sign-in button (a POST from this page; a GET of /admin/login starts nothing,
+ *   src/flow/sign-in.ts). Every refusal is audited (admin.rejected).
  * - every POST carries a CSRF token bound to the admin session (HMAC), checked before anything;
  * - every action is audited (admin.client_disabled, admin.consent_revoked, …).
  */
@@ -16,7 +17,7 @@ import type { AuditFilter } from '../store/audit-log.js';
 import type { AuditRow } from '../audit/chain.js';
 import { verifyChainInWorker } from '../audit/verify-async.js';
 import type { VerifyResult } from '../audit/verify.js';
-import { startSignIn } from '../flow/sign-in.js';
+import { showSignIn, startSignInFromPage } from '../flow/sign-in.js';
 import { ERRORS } from '../errors/oauth-error.js';
 import { redirectHosts } from '../flow/1-register.js';
 import { csvLine, auditFilterFromQuery, type AuditQuery } from './audit-query.js';
@@ -53,8 +54,10 @@ export function adminRouter(deps: AdminDeps): Router {
     );
   }
 
-  // Login and logout are reachable without an admin session.
-  router.get('/login', (req, res, next) => startSignIn(deps, req, res, 'admin', req.query.return).catch(next));
+  // Login is reachable without an admin session; it starts only from the button on P's own
+  // page (POST + token, src/flow/sign-in.ts), never from a GET another site can trigger.
+  router.get('/login', (req, res, next) => showSignIn(deps, req, res, 'admin', req.query.return).catch(next));
+  router.post('/login', ...startSignInFromPage(deps, 'admin'));
 
   // The guard: every route below needs an admin session.
   router.use((req: Request, res: Response, next: NextFunction) => {
@@ -74,7 +77,7 @@ export function adminRouter(deps: AdminDeps): Router {
       return;
     }
     const returnTo = req.method === 'GET' ? `${base}/admin${req.path === '/' ? '' : req.path}` : `${base}/admin`;
-    res.status(401).type('html').send(views.render('signin', { title: 'Sign in', purpose: 'the admin pages', href: `${base}/admin/login?return=${encodeURIComponent(returnTo)}` }, req.id));
+    showSignIn(deps, req, res, 'admin', returnTo, 401).catch(next);
   });
 
   const form = express.urlencoded({ extended: false, limit: 4096, parameterLimit: 20 });

@@ -138,8 +138,11 @@ export function cspSourceOf(uri: string): string {
   return url.protocol === 'http:' || url.protocol === 'https:' ? url.origin : url.protocol;
 }
 
-/** The browser secret behind CSRF tokens; created once per browser, reused. */
-function browserSecret(deps: FlowDeps, req: Request, res: Response): string {
+/**
+ * The browser secret behind CSRF tokens; created once per browser, reused. Also behind the
+ * sign-in button of /admin/login and /account/login (src/flow/sign-in.ts), with its own label.
+ */
+export function browserSecret(deps: FlowDeps, req: Request, res: Response): string {
   const existing = deps.cookies.read(req, 'csrf');
   if (existing) return existing;
   const created = randomToken();

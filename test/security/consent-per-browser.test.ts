@@ -111,3 +111,87 @@ describe('consent per browser', () => {
     expect(setCookie).not.toMatch(/Domain=/i);
   });
 });
+
+describe('consent per browser › P\'s session opens only from a click on P\'s own sign-in page', () => {
+  const EVIL = 'https://evil.example';
+
+  function sideEffects() {
+    return {
+      transactions: rows(stack.app, 'SELECT count(*) AS n FROM upstream_transactions')[0].n as number,
+      upstream: stack.upstream.authorizations.length,
+      sessions: rows(stack.app, 'SELECT count(*) AS n FROM browser_sessions')[0].n as number,
+      adminSessions: rows(stack.app, 'SELECT count(*) AS n FROM admin_sessions')[0].n as number,
+    };
+  }
+
+  /** A victim whose browser U already remembers (a later visit to U is approved silently). */
+  async function victimKnownToU(name: string, login: string) {
+    const victim = new Browser(name);
+    await approvedIn(victim, login);
+    return victim;
+  }
+
+  it.each(['account', 'admin'] as const)('a cross-site GET of /%s/login shows a button and starts nothing (no transaction, no redirect to U, no session)', async (purpose) => {
+    const victim = await victimKnownToU(`victim-get-${purpose}`, purpose === 'admin' ? 'root' : 'alice');
+    const before = sideEffects();
+    const page = await victim.navigate(`${stack.app.url}/${purpose}/login`, { initiator: EVIL });
+    expect(page.status).toBe(200);
+    expect(page.html).toMatch(/<form method="post" action="[^"]*\/login[^"]*">/);
+    expect(page.html).toContain('id="sign-in"');
+    expect(page.hops.filter((h) => h.location)).toEqual([]);
+    expect(page.hops.flatMap((h) => h.setCookies).some((c) => /^__Host-mcp-(tx|session|admin)=/.test(c))).toBe(false);
+    expect(sideEffects()).toEqual(before);
+  });
+
+  it.each(['account', 'admin'] as const)('a cross-site POST to /%s/login without the page\'s token starts nothing (403)', async (purpose) => {
+    const victim = await victimKnownToU(`victim-post-${purpose}`, purpose === 'admin' ? 'root' : 'alice');
+    await victim.navigate(`${stack.app.url}/${purpose}/login`); // the victim holds a csrf cookie of their own
+    const attacker = new Browser(`attacker-${purpose}`);
+    const attackersPage = await attacker.navigate(`${stack.app.url}/${purpose}/login`);
+    const attackersToken = /name="csrf" value="([^"]+)"/.exec(attackersPage.html)?.[1] as string;
+    const before = sideEffects();
+    const auditBefore = auditEvents(stack.app).length;
+    for (const body of [{}, { csrf: attackersToken }] as Record<string, string>[]) {
+      const res = await victim.navigate(`${stack.app.url}/${purpose}/login`, { method: 'POST', body: new URLSearchParams(body), initiator: EVIL });
+      expect(res.status).toBe(403);
+      expect(res.hops.filter((h) => h.location)).toEqual([]);
+      expect(res.hops.flatMap((h) => h.setCookies).some((c) => c.startsWith('__Host-mcp-tx='))).toBe(false);
+    }
+    expect(sideEffects()).toEqual(before);
+    const refusals = auditEvents(stack.app).slice(auditBefore).filter((e) => e.event === (purpose === 'admin' ? 'admin.rejected' : 'account.signin_rejected'));
+    expect(refusals.map((e) => e.reason)).toEqual(['signin_cross_site', 'signin_cross_site']);
+  });
+
+  it('a POST with this browser\'s cookie and token but another site\'s Fetch Metadata is refused; a token of another browser is refused', async () => {
+    const victim = new Browser('victim-fetch-metadata');
+    const page = await victim.navigate(`${stack.app.url}/account/login`);
+    const token = /name="csrf" value="([^"]+)"/.exec(page.html)?.[1] as string;
+    const cookie = `__Host-mcp-csrf=${victim.cookie('127.0.0.1', '__Host-mcp-csrf')}`;
+    const other = new Browser('other-browser');
+    const othersToken = /name="csrf" value="([^"]+)"/.exec((await other.navigate(`${stack.app.url}/account/login`)).html)?.[1] as string;
+    const before = sideEffects();
+    const post = (headers: Record<string, string>, csrf: string) =>
+      fetch(`${stack.app.url}/account/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded', cookie, ...headers }, body: new URLSearchParams({ csrf }) });
+    for (const site of ['cross-site', 'same-site', 'none']) {
+      const res = await post({ 'sec-fetch-site': site }, token);
+      expect(res.status, site).toBe(403);
+      expect(res.headers.get('location')).toBeNull();
+    }
+    const foreign = await post({ 'sec-fetch-site': 'same-origin' }, othersToken);
+    expect(foreign.status).toBe(403);
+    expect(foreign.headers.get('location')).toBeNull();
+    expect(sideEffects()).toEqual(before);
+  });
+
+  it('the click on P\'s page starts the sign-in: 303 to U with the transaction cookie', async () => {
+    const browser = new Browser('clicks');
+    const page = await browser.navigate(`${stack.app.url}/account/login`);
+    expect(page.headers.get('content-security-policy')).toContain(`form-action 'self' ${stack.upstream.issuer}`);
+    const before = sideEffects();
+    const atU = await browser.submit(page, {}, { stopAt: (u) => u.startsWith(stack.upstream.issuer) });
+    expect(atU.hops[0]).toMatchObject({ method: 'POST', status: 303, secFetchSite: 'same-origin' });
+    expect(atU.hops[0]?.location?.startsWith(`${stack.upstream.issuer}/`)).toBe(true);
+    expect(atU.hops[0]?.setCookies.some((c) => c.startsWith('__Host-mcp-tx='))).toBe(true);
+    expect(sideEffects().transactions).toBe(before.transactions + 1);
+  });
+});
