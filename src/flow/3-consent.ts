@@ -20,7 +20,11 @@
  * Otherwise the page is shown: the client's self-asserted name marked unverified, a warning
  * when it imitates a well-known client (AT-17), the client id and registration date, the
  * redirect URI with its host prominent and a note for loopback (CONS-07), the scopes in plain
- * words, the upstream and the exact upstream scopes (CONS-06, UP-03), the resource.
+ * words, the upstream and the exact upstream scopes (CONS-06, UP-03), the resource, and how long
+ * the client stays connected (`connectionTerms`): a client that registered the `refresh_token`
+ * grant gets refresh tokens (F8, src/provider/configuration.ts) and so can keep going without
+ * the user for up to CONSENT_TTL, renewing at least every REFRESH_TOKEN_TTL; one without it gets
+ * access for ACCESS_TOKEN_TTL at a time.
  *
  * CSRF (CONS-08, AT-04): the form token is HMAC(csrf key, browser secret ‖ interaction uid).
  * The browser secret lives in a `__Host-` SameSite=Lax cookie set by this page, created once
@@ -109,6 +113,27 @@ export const SCOPE_DESCRIPTIONS: Record<string, string> = {
 
 export function describeScope(scope: string): string {
   return SCOPE_DESCRIPTIONS[scope] ?? `Access granted under the scope “${scope}”`;
+}
+
+/** Plain words for a duration in seconds: "90 days", "1 hour", "45 seconds". */
+export function durationInWords(seconds: number): string {
+  for (const [unit, size] of [['day', 86_400], ['hour', 3600], ['minute', 60], ['second', 1]] as const) {
+    if (seconds >= size && seconds % size === 0) {
+      const n = seconds / size;
+      return `${n} ${unit}${n === 1 ? '' : 's'}`;
+    }
+  }
+  return `${seconds} seconds`;
+}
+
+/**
+ * What the page says about how long the client stays connected. With refresh tokens: until the
+ * consent (and its grant) expires, CONSENT_TTL after approval, as long as it renews within each
+ * refresh token's REFRESH_TOKEN_TTL (they rotate, each with a fresh lifetime); or until revoked.
+ */
+export function connectionTerms(refreshable: boolean, ttl: { consent: number; refreshToken: number; accessToken: number }) {
+  if (!refreshable) return { refreshable: false as const, access: durationInWords(ttl.accessToken) };
+  return { refreshable: true as const, upTo: durationInWords(ttl.consent), renewEvery: ttl.refreshToken < ttl.consent ? durationInWords(ttl.refreshToken) : undefined };
 }
 
 export function requestOf(params: Record<string, unknown>, defaultResource: string): ConsentRequest {
@@ -247,6 +272,8 @@ export function showConsent(deps: FlowDeps): RequestHandler {
             },
             scopes: request.scopes.map((s) => ({ name: s, description: describeScope(s) })),
             resource: request.resource,
+            connection: connectionTerms(client.grantTypeAllowed('refresh_token'), config.ttl),
+            accountUrl: config.urls.path('/account'),
             upstream: { name: upstream.name, scopes: upstream.scopes },
             signedInAs: session?.display_name ?? undefined,
           },
