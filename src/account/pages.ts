@@ -4,7 +4,8 @@
  * name (unverified), where answers go, scopes, when granted, last used, when it expires — and
  * revokes any of them with the full cascade. Only the signed-in subject's own consents can be
  * revoked; every POST carries a CSRF token bound to the session. Signing in is a button (a POST
- * from this page, src/flow/sign-in.ts): a GET of /account/login starts nothing.
+ * from this page, src/flow/sign-in.ts): a GET of /account/login starts nothing. The "Revoked."
+ * notice shows only for a consent of this user that is revoked (src/views/page-messages.ts).
  */
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { FlowDeps } from '../flow/deps.js';
@@ -12,6 +13,7 @@ import type { AdminOps } from '../admin/ops.js';
 import { consentWithClientName } from '../admin/pages.js';
 import { showSignIn, startSignInFromPage } from '../flow/sign-in.js';
 import { ERRORS } from '../errors/oauth-error.js';
+import { revokedConsentId } from '../views/page-messages.js';
 
 export function accountRouter(deps: FlowDeps & { ops: AdminOps }): Router {
   const { config, views, keys, stores, audit } = deps;
@@ -52,7 +54,7 @@ export function accountRouter(deps: FlowDeps & { ops: AdminOps }): Router {
           consents,
           csrf: csrfFor(current.id),
           base,
-          revoked: typeof req.query.revoked === 'string' ? req.query.revoked : undefined,
+          revoked: revokedConsentId(req.query.revoked, (id) => stores.consents.byId(id), current.subject) !== undefined,
         },
         req.id,
       ),

@@ -7,7 +7,9 @@
  *   sign-in button (a POST from this page; a GET of /admin/login starts nothing,
  *   src/flow/sign-in.ts). Every refusal is audited (admin.rejected).
  * - every POST carries a CSRF token bound to the admin session (HMAC), checked before anything;
- * - every action is audited (admin.client_disabled, admin.consent_revoked, …).
+ * - every action is audited (admin.client_disabled, admin.consent_revoked, …);
+ * - the notices after an action (`?done=`, `?revoked=`) are only our own fixed words, shown when
+ *   true (src/views/page-messages.ts): a link cannot make these pages say what it likes.
  */
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { FlowDeps } from '../flow/deps.js';
@@ -21,6 +23,7 @@ import { showSignIn, startSignInFromPage } from '../flow/sign-in.js';
 import { ERRORS } from '../errors/oauth-error.js';
 import { redirectHosts } from '../flow/1-register.js';
 import { csvLine, auditFilterFromQuery, type AuditQuery } from './audit-query.js';
+import { clientDoneMessage, revokedConsentId } from '../views/page-messages.js';
 
 export const AUDIT_PAGE_SIZE = 50;
 
@@ -146,7 +149,7 @@ export function adminRouter(deps: AdminDeps): Router {
       lastUsed: fmt(detail.meta?.last_used_at),
       disabled: detail.meta?.disabled_at ? fmt(detail.meta.disabled_at) : undefined,
       consents: stores.consents.list({ clientId: detail.clientId, limit: 200 }).map(withName),
-      done: typeof req.query.done === 'string' ? req.query.done : undefined,
+      done: clientDoneMessage(req.query.done, { disabled: Boolean(detail.meta?.disabled_at) }),
     });
   });
 
@@ -175,7 +178,7 @@ export function adminRouter(deps: AdminDeps): Router {
       client,
       all,
       consents: stores.consents.list({ subject: subject || undefined, clientId: client || undefined, active: !all, limit: 200 }).map(withName),
-      revoked: typeof req.query.revoked === 'string' ? req.query.revoked : undefined,
+      revoked: revokedConsentId(req.query.revoked, (id) => stores.consents.byId(id)),
     });
   });
   router.post('/consents/:id/revoke', form, checkCsrf, (req, res, next) => {
