@@ -3,14 +3,17 @@
  * consent flow or by signing in here through the upstream) sees the applications they approved —
  * name (unverified), where answers go, scopes, when granted, last used, when it expires — and
  * revokes any of them with the full cascade. Only the signed-in subject's own consents can be
- * revoked; every POST carries a CSRF token bound to the session.
+ * revoked; every POST carries a CSRF token bound to the session. Signing in is a button (a POST
+ * from this page, src/flow/sign-in.ts): a GET of /account/login starts nothing. The "Revoked."
+ * notice shows only for a consent of this user that is revoked (src/views/page-messages.ts).
  */
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { FlowDeps } from '../flow/deps.js';
 import type { AdminOps } from '../admin/ops.js';
 import { consentWithClientName } from '../admin/pages.js';
-import { startSignIn } from '../flow/sign-in.js';
+import { showSignIn, startSignInFromPage } from '../flow/sign-in.js';
 import { ERRORS } from '../errors/oauth-error.js';
+import { revokedConsentId } from '../views/page-messages.js';
 
 export function accountRouter(deps: FlowDeps & { ops: AdminOps }): Router {
   const { config, views, keys, stores, audit } = deps;
@@ -25,7 +28,9 @@ export function accountRouter(deps: FlowDeps & { ops: AdminOps }): Router {
     next();
   });
 
-  router.get('/login', (req, res, next) => startSignIn(deps, req, res, 'account', `${base}/account`).catch(next));
+  // Signing in starts only from the button on P's own page (POST + token), never from a GET.
+  router.get('/login', (req, res, next) => showSignIn(deps, req, res, 'account', `${base}/account`).catch(next));
+  router.post('/login', ...startSignInFromPage(deps, 'account'));
 
   function session(req: Request) {
     const id = deps.cookies.read(req, 'session');
@@ -33,10 +38,10 @@ export function accountRouter(deps: FlowDeps & { ops: AdminOps }): Router {
     return found && id ? { id, ...found } : undefined;
   }
 
-  router.get('/', (req, res) => {
+  router.get('/', (req, res, next) => {
     const current = session(req);
     if (!current) {
-      res.status(401).type('html').send(views.render('signin', { title: 'Sign in', purpose: 'your connected applications', href: `${base}/account/login` }, req.id));
+      showSignIn(deps, req, res, 'account', `${base}/account`, 401).catch(next);
       return;
     }
     const consents = stores.consents.list({ subject: current.subject, active: true, limit: 200 }).map(consentWithClientName(stores));
@@ -49,7 +54,7 @@ export function accountRouter(deps: FlowDeps & { ops: AdminOps }): Router {
           consents,
           csrf: csrfFor(current.id),
           base,
-          revoked: typeof req.query.revoked === 'string' ? req.query.revoked : undefined,
+          revoked: revokedConsentId(req.query.revoked, (id) => stores.consents.byId(id), current.subject) !== undefined,
         },
         req.id,
       ),

@@ -4,9 +4,12 @@
  * Access (one guard for every route, `requireAdmin`):
  * - an admin session (`__Host-mcp-admin`, idle and absolute timeouts) of a subject still listed
  *   in ADMIN_SUBJECTS ⇒ allowed; a signed-in non-admin ⇒ 403; nobody signed in ⇒ 401 with a
- *   sign-in link. Every refusal is audited (admin.rejected).
+ *   sign-in button (a POST from this page; a GET of /admin/login starts nothing,
+ *   src/flow/sign-in.ts). Every refusal is audited (admin.rejected).
  * - every POST carries a CSRF token bound to the admin session (HMAC), checked before anything;
- * - every action is audited (admin.client_disabled, admin.consent_revoked, …).
+ * - every action is audited (admin.client_disabled, admin.consent_revoked, …);
+ * - the notices after an action (`?done=`, `?revoked=`) are only our own fixed words, shown when
+ *   true (src/views/page-messages.ts): a link cannot make these pages say what it likes.
  */
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { FlowDeps } from '../flow/deps.js';
@@ -16,10 +19,11 @@ import type { AuditFilter } from '../store/audit-log.js';
 import type { AuditRow } from '../audit/chain.js';
 import { verifyChainInWorker } from '../audit/verify-async.js';
 import type { VerifyResult } from '../audit/verify.js';
-import { startSignIn } from '../flow/sign-in.js';
+import { showSignIn, startSignInFromPage } from '../flow/sign-in.js';
 import { ERRORS } from '../errors/oauth-error.js';
 import { redirectHosts } from '../flow/1-register.js';
 import { csvLine, auditFilterFromQuery, type AuditQuery } from './audit-query.js';
+import { clientDoneMessage, revokedConsentId } from '../views/page-messages.js';
 
 export const AUDIT_PAGE_SIZE = 50;
 
@@ -53,8 +57,10 @@ export function adminRouter(deps: AdminDeps): Router {
     );
   }
 
-  // Login and logout are reachable without an admin session.
-  router.get('/login', (req, res, next) => startSignIn(deps, req, res, 'admin', req.query.return).catch(next));
+  // Login is reachable without an admin session; it starts only from the button on P's own
+  // page (POST + token, src/flow/sign-in.ts), never from a GET another site can trigger.
+  router.get('/login', (req, res, next) => showSignIn(deps, req, res, 'admin', req.query.return).catch(next));
+  router.post('/login', ...startSignInFromPage(deps, 'admin'));
 
   // The guard: every route below needs an admin session.
   router.use((req: Request, res: Response, next: NextFunction) => {
@@ -74,7 +80,7 @@ export function adminRouter(deps: AdminDeps): Router {
       return;
     }
     const returnTo = req.method === 'GET' ? `${base}/admin${req.path === '/' ? '' : req.path}` : `${base}/admin`;
-    res.status(401).type('html').send(views.render('signin', { title: 'Sign in', purpose: 'the admin pages', href: `${base}/admin/login?return=${encodeURIComponent(returnTo)}` }, req.id));
+    showSignIn(deps, req, res, 'admin', returnTo, 401).catch(next);
   });
 
   const form = express.urlencoded({ extended: false, limit: 4096, parameterLimit: 20 });
@@ -143,7 +149,7 @@ export function adminRouter(deps: AdminDeps): Router {
       lastUsed: fmt(detail.meta?.last_used_at),
       disabled: detail.meta?.disabled_at ? fmt(detail.meta.disabled_at) : undefined,
       consents: stores.consents.list({ clientId: detail.clientId, limit: 200 }).map(withName),
-      done: typeof req.query.done === 'string' ? req.query.done : undefined,
+      done: clientDoneMessage(req.query.done, { disabled: Boolean(detail.meta?.disabled_at) }),
     });
   });
 
@@ -172,7 +178,7 @@ export function adminRouter(deps: AdminDeps): Router {
       client,
       all,
       consents: stores.consents.list({ subject: subject || undefined, clientId: client || undefined, active: !all, limit: 200 }).map(withName),
-      revoked: typeof req.query.revoked === 'string' ? req.query.revoked : undefined,
+      revoked: revokedConsentId(req.query.revoked, (id) => stores.consents.byId(id)),
     });
   });
   router.post('/consents/:id/revoke', form, checkCsrf, (req, res, next) => {

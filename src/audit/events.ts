@@ -49,6 +49,7 @@ export const AUDIT_EVENTS = {
   'admin.rejected': 'deny',
 
   'account.signed_in': 'allow',
+  'account.signin_rejected': 'deny',
   'account.consent_revoked': 'info',
 
   'cli.client_disabled': 'info',

@@ -7,13 +7,24 @@
  *   - S has an unrevoked, unexpired consent for exactly this client_id, redirect_uri and
  *     resource whose scopes include every requested scope (`coversRequest`);
  *   - the consent's grant still exists;
+ *   - the consent was approved in THIS browser: its `browser_hash` equals SHA-256 of the
+ *     `__Host-mcp-browser` id this request carries (CONS-02 "per user" made per browser, as
+ *     SECURITY.md promises: another browser of the same user, or a session opened there by any
+ *     other means, is asked again). The id is a random 256-bit value in a signed, HttpOnly,
+ *     SameSite=Lax `__Host-` cookie (CONS-10/11/12), created or renewed at the Approve POST
+ *     and carried to the consent row through the sealed upstream transaction. Consents without
+ *     a binding (written before migration 0009) never skip the page;
  *   - the navigation was not initiated by another site: `Sec-Fetch-Site` is `none` or
  *     `same-origin`; absent ⇒ ask (AT-06, FastMCP GHSA-6x8h-498w-gv8c);
  *   - the client did not ask for `prompt=consent` or `prompt=login`.
  * Otherwise the page is shown: the client's self-asserted name marked unverified, a warning
  * when it imitates a well-known client (AT-17), the client id and registration date, the
  * redirect URI with its host prominent and a note for loopback (CONS-07), the scopes in plain
- * words, the upstream and the exact upstream scopes (CONS-06, UP-03), the resource.
+ * words, the upstream and the exact upstream scopes (CONS-06, UP-03), the resource, and how long
+ * the client stays connected (`connectionTerms`): a client that registered the `refresh_token`
+ * grant gets refresh tokens (F8, src/provider/configuration.ts) and so can keep going without
+ * the user for up to CONSENT_TTL, renewing at least every REFRESH_TOKEN_TTL; one without it gets
+ * access for ACCESS_TOKEN_TTL at a time.
  *
  * CSRF (CONS-08, AT-04): the form token is HMAC(csrf key, browser secret ‖ interaction uid).
  * The browser secret lives in a `__Host-` SameSite=Lax cookie set by this page, created once
@@ -24,7 +35,7 @@
  */
 import express, { type NextFunction, type Request, type Response, type RequestHandler } from 'express';
 import type Provider from 'oidc-provider';
-import { randomToken } from '../crypto/keys.js';
+import { randomToken, safeEqual, sha256 } from '../crypto/keys.js';
 import type { Consent } from '../store/consents.js';
 import { lookalikeOf } from './lookalike.js';
 import { isLoopbackHost } from '../config/urls.js';
@@ -50,6 +61,8 @@ export type ShowReason =
   | 'expired'
   | 'scopes_not_covered'
   | 'grant_missing'
+  | 'browser_unbound'
+  | 'other_browser'
   | 'fetch_metadata_absent'
   | 'cross_site';
 
@@ -69,6 +82,8 @@ export function decideConsent(input: {
   subject: string | undefined;
   latest: Consent | undefined;
   request: ConsentRequest;
+  /** SHA-256 of this request's browser id (`browserHashOf`), undefined when it carries none */
+  browserHash: string | undefined;
   secFetchSite: string | undefined;
   promptRequested: boolean;
   grantExists: (grantId: string) => boolean;
@@ -82,6 +97,9 @@ export function decideConsent(input: {
   if (latest.expires_at <= now) return { skip: false, reason: 'expired' };
   if (!coversRequest(latest, subject, request, now)) return { skip: false, reason: 'scopes_not_covered' };
   if (!input.grantExists(latest.grant_id)) return { skip: false, reason: 'grant_missing' };
+  // CONS-02/CONS-16: remembered only in the browser that approved; legacy rows never skip.
+  if (latest.browser_hash === null) return { skip: false, reason: 'browser_unbound' };
+  if (input.browserHash === undefined || !safeEqual(latest.browser_hash, input.browserHash)) return { skip: false, reason: 'other_browser' };
   if (input.secFetchSite === undefined) return { skip: false, reason: 'fetch_metadata_absent' };
   if (input.secFetchSite !== 'none' && input.secFetchSite !== 'same-origin') return { skip: false, reason: 'cross_site' };
   return { skip: true, consent: latest };
@@ -95,6 +113,27 @@ export const SCOPE_DESCRIPTIONS: Record<string, string> = {
 
 export function describeScope(scope: string): string {
   return SCOPE_DESCRIPTIONS[scope] ?? `Access granted under the scope “${scope}”`;
+}
+
+/** Plain words for a duration in seconds: "90 days", "1 hour", "45 seconds". */
+export function durationInWords(seconds: number): string {
+  for (const [unit, size] of [['day', 86_400], ['hour', 3600], ['minute', 60], ['second', 1]] as const) {
+    if (seconds >= size && seconds % size === 0) {
+      const n = seconds / size;
+      return `${n} ${unit}${n === 1 ? '' : 's'}`;
+    }
+  }
+  return `${seconds} seconds`;
+}
+
+/**
+ * What the page says about how long the client stays connected. With refresh tokens: until the
+ * consent (and its grant) expires, CONSENT_TTL after approval, as long as it renews within each
+ * refresh token's REFRESH_TOKEN_TTL (they rotate, each with a fresh lifetime); or until revoked.
+ */
+export function connectionTerms(refreshable: boolean, ttl: { consent: number; refreshToken: number; accessToken: number }) {
+  if (!refreshable) return { refreshable: false as const, access: durationInWords(ttl.accessToken) };
+  return { refreshable: true as const, upTo: durationInWords(ttl.consent), renewEvery: ttl.refreshToken < ttl.consent ? durationInWords(ttl.refreshToken) : undefined };
 }
 
 export function requestOf(params: Record<string, unknown>, defaultResource: string): ConsentRequest {
@@ -124,13 +163,32 @@ export function cspSourceOf(uri: string): string {
   return url.protocol === 'http:' || url.protocol === 'https:' ? url.origin : url.protocol;
 }
 
-/** The browser secret behind CSRF tokens; created once per browser, reused. */
-function browserSecret(deps: FlowDeps, req: Request, res: Response): string {
+/**
+ * The browser secret behind CSRF tokens; created once per browser, reused. Also behind the
+ * sign-in button of /admin/login and /account/login (src/flow/sign-in.ts), with its own label.
+ */
+export function browserSecret(deps: FlowDeps, req: Request, res: Response): string {
   const existing = deps.cookies.read(req, 'csrf');
   if (existing) return existing;
   const created = randomToken();
   deps.cookies.write(res, 'csrf', created, 24 * 3600);
   return created;
+}
+
+/** A browser id cookie lives as long as browsers allow (400 days) and is renewed at every Approve. */
+export const BROWSER_ID_MAX_AGE = 400 * 86_400;
+
+/** SHA-256 of the browser id this request carries (signed cookie), or undefined. */
+export function browserHashOf(deps: FlowDeps, req: Request): string | undefined {
+  const id = deps.cookies.read(req, 'browser');
+  return id ? sha256(id) : undefined;
+}
+
+/** At Approve: this browser's id (created once, renewed), as the hash the consent will record. */
+function bindBrowser(deps: FlowDeps, req: Request, res: Response): string {
+  const id = deps.cookies.read(req, 'browser') ?? randomToken();
+  deps.cookies.write(res, 'browser', id, BROWSER_ID_MAX_AGE);
+  return sha256(id);
 }
 
 function promptRequested(params: Record<string, unknown>): boolean {
@@ -163,6 +221,7 @@ export function showConsent(deps: FlowDeps): RequestHandler {
         subject: session?.subject,
         latest,
         request,
+        browserHash: browserHashOf(deps, req),
         secFetchSite,
         promptRequested: promptRequested(params),
         grantExists: (id) => stores.models.grantExists(id),
@@ -213,6 +272,8 @@ export function showConsent(deps: FlowDeps): RequestHandler {
             },
             scopes: request.scopes.map((s) => ({ name: s, description: describeScope(s) })),
             resource: request.resource,
+            connection: connectionTerms(client.grantTypeAllowed('refresh_token'), config.ttl),
+            accountUrl: config.urls.path('/account'),
             upstream: { name: upstream.name, scopes: upstream.scopes },
             signedInAs: session?.display_name ?? undefined,
           },
@@ -251,7 +312,7 @@ export function decideOnConsent(deps: FlowDeps): RequestHandler[] {
         }
         if (action !== 'approve') throw ERRORS.invalidRequest('unknown decision', 'bad_action');
         audit.record({ event: 'consent.approved', clientId: request.clientId, details: { scopes: request.scopes, redirect_uri: request.redirectUri, resource: request.resource } });
-        await startUpstreamAuthorization(deps, req, res, details.uid, request);
+        await startUpstreamAuthorization(deps, req, res, details.uid, request, bindBrowser(deps, req, res));
       } catch (err) {
         next(err);
       }

@@ -26,8 +26,9 @@ export function boundStateHashes(deps: FlowDeps, req: Request): string[] {
   return (deps.cookies.read(req, 'tx') ?? '').split('~').filter(Boolean);
 }
 
-export async function startUpstreamAuthorization(deps: FlowDeps, req: Request, res: Response, interactionUid: string, request: ConsentRequest): Promise<void> {
-  await redirectToUpstream(deps, req, res, { interactionUid, ...request }, request.clientId);
+/** `browserHash`: the approving browser, recorded with the consent at the callback (CONS-02/16). */
+export async function startUpstreamAuthorization(deps: FlowDeps, req: Request, res: Response, interactionUid: string, request: ConsentRequest, browserHash: string): Promise<void> {
+  await redirectToUpstream(deps, req, res, { interactionUid, ...request, browserHash }, request.clientId);
 }
 
 /** Create the transaction, bind it to this browser and send the browser to U (303). */

@@ -4,8 +4,9 @@
  * bound to the client, redirect URI, PKCE challenge, resource, scopes and grant).
  *
  * After a fresh upstream login, ONE database transaction:
- *   records the consent for (subject, client, redirect URI, resource) — superseding an older one
- *   for the same key, whose grant and tokens are revoked —, creates the grant with exactly the
+ *   records the consent for (subject, client, redirect URI, resource), bound to the browser that
+ *   clicked Approve (CONS-02/16, see 3-consent.ts) — superseding an older one for the same key,
+ *   whose grant and tokens are revoked (its upstream token at U after the commit) —, creates the grant with exactly the
  *   consented scopes (AT-23), seals U's tokens against the grant (UP-07), opens or renews P's
  *   browser session for the subject, and stores the interaction result (login + consent).
  * Everything awaited inside the transaction resolves without I/O (oidc-provider's models write
@@ -61,8 +62,9 @@ export async function completeNewAuthorization(
     const grantId = await grant.save();
     const previous = stores.consents.active({ subject, clientId: tx.clientId, redirectUri: tx.redirectUri, resource: tx.resource });
     let superseded: string | undefined;
+    let supersededRevocation: ReturnType<FlowDeps['revocation']['revokeInTransaction']> | undefined;
     if (previous) {
-      deps.revocation.revokeInTransaction(previous.grant_id, 'superseded', now);
+      supersededRevocation = deps.revocation.revokeInTransaction(previous.grant_id, 'superseded', now);
       superseded = previous.grant_id;
     }
     const consent = stores.consents.insert({
@@ -75,6 +77,7 @@ export async function completeNewAuthorization(
       grantedAt: now,
       expiresAt: now + config.ttl.consent * 1000,
       grantId,
+      browserHash: tx.browserHash ?? null,
     });
     stores.upstreamTokens.save(grantId, subject, { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, expiresAt: tokens.expiresAt, scopes: tokens.scope });
     const current = stores.browserSessions.find(currentSessionId, now);
@@ -89,6 +92,9 @@ export async function completeNewAuthorization(
     interaction.result = { login: { accountId: subject }, consent: { grantId } };
     await interaction.save(Math.max(1, interaction.exp - Math.floor(now / 1000)));
     db.exec('COMMIT');
+    // The superseded grant's upstream token is revoked at U too, after the commit, like every
+    // other cascade (src/flow/revocation.ts).
+    if (superseded && supersededRevocation) deps.revocation.revokeAtUpstreamAfterCommit(superseded, supersededRevocation);
     return { returnTo: interaction.returnTo, grantId, consent, sessionId, superseded };
   } catch (err) {
     if (db.inTransaction) db.exec('ROLLBACK');

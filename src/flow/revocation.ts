@@ -68,8 +68,23 @@ export function createRevocation(deps: RevocationDeps) {
     }
   }
 
+  /**
+   * After the commit of a transaction that called revokeInTransaction: ask U to revoke the
+   * upstream token it returned (UP-08; best effort, audited, awaited by `settled()`). Every
+   * cascade goes through here — revokeGrant below and the superseding approval
+   * (src/flow/6-issue-code.ts) — so none leaves a live upstream token behind at U.
+   */
+  function revokeAtUpstreamAfterCommit(grantId: string, result: ReturnType<typeof revokeInTransaction>): void {
+    if (!result.tokens) return;
+    const { refreshToken, accessToken } = result.tokens;
+    const call = revokeAtUpstream(grantId, refreshToken ?? accessToken, refreshToken ? 'refresh_token' : 'access_token', result.consent?.client_id, result.consent?.subject);
+    pending.add(call);
+    void call.finally(() => pending.delete(call));
+  }
+
   return {
     revokeInTransaction,
+    revokeAtUpstreamAfterCommit,
 
     /** Revoke one consent (by grant id) with the whole cascade. Returns whether it was active. */
     revokeGrant(grantId: string, reason: RevocationReason, actor?: { event?: 'consent.revoked' | 'admin.consent_revoked' | 'account.consent_revoked' | 'cli.consent_revoked'; subject?: string }): boolean {
@@ -83,12 +98,7 @@ export function createRevocation(deps: RevocationDeps) {
           details: { grant_id: grantId, consent_id: result.consent.id, was_active: result.wasActive, consent_subject: result.consent.subject },
         });
       }
-      if (result.tokens) {
-        const { refreshToken, accessToken } = result.tokens;
-        const call = revokeAtUpstream(grantId, refreshToken ?? accessToken, refreshToken ? 'refresh_token' : 'access_token', result.consent?.client_id, result.consent?.subject);
-        pending.add(call);
-        void call.finally(() => pending.delete(call));
-      }
+      revokeAtUpstreamAfterCommit(grantId, result);
       return result.wasActive;
     },
 

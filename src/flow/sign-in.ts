@@ -7,13 +7,26 @@
  *   `__Host-` cookie with idle and absolute timeouts. Anyone else is refused (403) and audited.
  * - account: P's browser session is opened (or renewed) for the subject.
  * The return path is always one of P's own pages, never a URL from the request.
+ *
+ * Started only by a click on P's own page (AT-12 login CSRF; CONS-02/16: another site must not
+ * be able to open P's session in this browser behind the user's back). `GET /admin/login` and
+ * `GET /account/login` (and the 401 pages) only show a "Sign in" button: a form POST carrying
+ * the double-submit token of the consent page's scheme — HMAC(csrf key, label ‖ the browser
+ * secret in the `__Host-mcp-csrf` SameSite=Lax cookie), CONS-08 — labelled for this purpose.
+ * `startSignInFromPage` refuses (403, audited, nothing created, no redirect) a POST whose
+ * `Sec-Fetch-Site` is present and not `same-origin`, that lacks the cookie, or whose token does
+ * not match it; only then is the upstream transaction created and the browser sent to U.
  */
-import type { Request, Response } from 'express';
+import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { SignInTransaction } from '../store/upstream-transactions.js';
 import type { UpstreamIdentity } from '../upstream/presets.js';
 import { errorPageHtml } from '../errors/render.js';
+import { ERRORS } from '../errors/oauth-error.js';
 import type { FlowDeps } from './deps.js';
 import { redirectToUpstream } from './4-upstream-redirect.js';
+import { browserSecret, formActionCsp } from './3-consent.js';
+
+export type SignInPurpose = 'admin' | 'account';
 
 /** Only P's own admin and account pages are return targets (no open redirect). */
 export function safeReturnTo(deps: FlowDeps, purpose: 'admin' | 'account', requested: unknown): string {
@@ -25,8 +38,61 @@ export function safeReturnTo(deps: FlowDeps, purpose: 'admin' | 'account', reque
   return requested.split('#')[0] as string;
 }
 
-export async function startSignIn(deps: FlowDeps, req: Request, res: Response, purpose: 'admin' | 'account', returnTo: unknown): Promise<void> {
-  await redirectToUpstream(deps, req, res, { purpose, returnTo: safeReturnTo(deps, purpose, returnTo) }, undefined);
+/** What the sign-in token is a MAC of: this purpose and this browser's secret (AT-12). */
+function signInCsrfValue(purpose: SignInPurpose, secret: string): string {
+  return `signin:${purpose}:${secret}`;
+}
+
+const PAGE_PURPOSE: Record<SignInPurpose, string> = { admin: 'the admin pages', account: 'your connected applications' };
+
+/**
+ * The sign-in page (GET /admin/login, GET /account/login, and the 401 answers of /admin and
+ * /account): a button that POSTs to the login route with this browser's token. Creates nothing.
+ * Its CSP `form-action` lets the browser follow the POST's 303 to U (deps.md gotcha 6).
+ */
+export async function showSignIn(deps: FlowDeps, req: Request, res: Response, purpose: SignInPurpose, returnTo: unknown, status = 200): Promise<void> {
+  const base = deps.config.urls.basePath;
+  const target = safeReturnTo(deps, purpose, returnTo);
+  const action = purpose === 'admin' ? `${base}/admin/login?return=${encodeURIComponent(target)}` : `${base}/account/login`;
+  const formTargets: string[] = [];
+  try {
+    formTargets.push(await deps.upstream().authorizationOrigin());
+  } catch {
+    // U unreachable: the button's POST will say so (503); the page itself still renders.
+  }
+  res.setHeader('Content-Security-Policy', formActionCsp(formTargets));
+  res.setHeader('Cache-Control', 'no-store');
+  const csrf = deps.keys.csrfMac(signInCsrfValue(purpose, browserSecret(deps, req, res)));
+  res.status(status).type('html').send(deps.views.render('signin', { title: 'Sign in', purpose: PAGE_PURPOSE[purpose], action, csrf }, req.id));
+}
+
+/** POST /admin/login, POST /account/login: the button's form; see the module comment. */
+export function startSignInFromPage(deps: FlowDeps, purpose: SignInPurpose): RequestHandler[] {
+  return [
+    express.urlencoded({ extended: false, limit: 2048, parameterLimit: 10 }),
+    async (req: Request, res: Response, next: NextFunction) => {
+      try {
+        const site = req.get('sec-fetch-site');
+        const secret = deps.cookies.read(req, 'csrf');
+        const token = typeof req.body?.csrf === 'string' ? req.body.csrf : '';
+        const refusal =
+          site !== undefined && site !== 'same-origin'
+            ? 'signin_cross_site'
+            : !secret
+              ? 'signin_csrf_cookie_missing'
+              : !token || !deps.keys.checkCsrfMac(signInCsrfValue(purpose, secret), token)
+                ? 'signin_csrf_mismatch'
+                : undefined;
+        if (refusal) {
+          deps.audit.record({ event: purpose === 'admin' ? 'admin.rejected' : 'account.signin_rejected', reason: refusal, details: { sec_fetch_site: site } });
+          throw ERRORS.accessDenied('This sign-in was not started from this server\'s own page. Open the page and press “Sign in”.', 'csrf');
+        }
+        await redirectToUpstream(deps, req, res, { purpose, returnTo: safeReturnTo(deps, purpose, req.query.return) }, undefined);
+      } catch (err) {
+        next(err);
+      }
+    },
+  ];
 }
 
 export function completeSignIn(deps: FlowDeps, req: Request, res: Response, tx: SignInTransaction, identity: UpstreamIdentity): void {

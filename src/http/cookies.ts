@@ -10,7 +10,7 @@ import { parse, serialize } from 'cookie';
 import type { Request, Response } from 'express';
 import type { KeyRing } from '../crypto/keys.js';
 
-export type CookieName = 'session' | 'csrf' | 'tx' | 'admin';
+export type CookieName = 'session' | 'csrf' | 'tx' | 'admin' | 'browser';
 
 export function createCookieJar(keys: KeyRing, secureContext: boolean) {
   const name = (n: CookieName) => (secureContext ? `__Host-mcp-${n}` : `mcp-${n}`);

@@ -1,7 +1,9 @@
 /**
  * consents table: approvals given on P's consent page. Rows are never deleted: a revoked or
- * superseded consent stays as history (the admin and account pages show it). The decision
- * whether a consent covers a request lives in src/flow/3-consent.ts, not here.
+ * superseded consent stays as history (the admin and account pages show it). Each row records
+ * which browser approved it (`browser_hash`, SHA-256 of the `__Host-mcp-browser` id; CONS-02,
+ * CONS-16). The decision whether a consent covers a request — and for which browser — lives in
+ * src/flow/3-consent.ts, not here.
  */
 import type { Db } from '../db/open.js';
 
@@ -26,6 +28,8 @@ export interface Consent {
   revoked_reason: string | null;
   grant_id: string;
   last_used_at: number | null;
+  /** SHA-256 of the approving browser's id (CONS-02/16); NULL for consents from before 0009 */
+  browser_hash: string | null;
 }
 
 export interface NewConsent extends ConsentKey {
@@ -34,6 +38,8 @@ export interface NewConsent extends ConsentKey {
   grantedAt: number;
   expiresAt: number;
   grantId: string;
+  /** SHA-256 of the approving browser's id, when it is known */
+  browserHash: string | null;
 }
 
 export function normaliseScopes(scopes: readonly string[]): string {
@@ -54,8 +60,8 @@ export function createConsentStore(db: Db) {
     ORDER BY id DESC LIMIT 1`);
   const active = db.prepare(`SELECT * FROM consents WHERE subject = ? AND client_id = ? AND redirect_uri = ? AND resource = ?
     AND revoked_at IS NULL`);
-  const insert = db.prepare(`INSERT INTO consents (subject, client_id, redirect_uri, resource, scopes, upstream_scopes, granted_at, expires_at, grant_id)
-    VALUES (@subject, @clientId, @redirectUri, @resource, @scopes, @upstreamScopes, @grantedAt, @expiresAt, @grantId)`);
+  const insert = db.prepare(`INSERT INTO consents (subject, client_id, redirect_uri, resource, scopes, upstream_scopes, granted_at, expires_at, grant_id, browser_hash)
+    VALUES (@subject, @clientId, @redirectUri, @resource, @scopes, @upstreamScopes, @grantedAt, @expiresAt, @grantId, @browserHash)`);
   const byGrant = db.prepare('SELECT * FROM consents WHERE grant_id = ?');
   const byId = db.prepare('SELECT * FROM consents WHERE id = ?');
   const revoke = db.prepare('UPDATE consents SET revoked_at = ?, revoked_reason = ? WHERE grant_id = ? AND revoked_at IS NULL');

@@ -20,6 +20,8 @@ export interface AuthorizeTransaction extends TransactionSecrets {
   redirectUri: string;
   resource: string;
   scopes: string[];
+  /** SHA-256 of the approving browser's id (absent in transactions from before 0009) */
+  browserHash?: string;
 }
 
 /** An upstream login to P itself: the admin pages or the user's /account page. */

@@ -3,15 +3,20 @@ import { Browser, type Page } from './browser.js';
 import { parseForm } from './browser.js';
 import type { Stack } from './stack.js';
 
-/** Sign in at `${url}/admin/login` (or /account/login) as `login`; returns the landing page. */
+/** Sign in at `${url}/admin/login` (or /account/login) as `login` — press its Sign in button; returns the landing page. */
 export async function signIn(stack: Stack, browser: Browser, purpose: 'admin' | 'account', login: string): Promise<Page> {
-  let page = await browser.navigate(`${stack.app.url}/${purpose}/login`);
+  let page = await clickSignIn(browser, await browser.navigate(`${stack.app.url}/${purpose}/login`));
   for (let i = 0; i < 5; i++) {
     if (/name="login"/.test(page.html)) page = await browser.submit(page, { login });
     else if (page.html.includes('name="allow"')) page = await browser.submit(page, { allow: 'yes' });
     else return page;
   }
   return page;
+}
+
+/** Press the Sign in button of P's sign-in page (a form POST to …/login). */
+export function clickSignIn(browser: Browser, page: Page, options: { stopAt?: (url: string) => boolean } = {}): Promise<Page> {
+  return browser.submit(page, {}, { actionPart: '/login', stopAt: options.stopAt });
 }
 
 /** The CSRF token of the first form on a page. */

@@ -33,6 +33,8 @@ export interface FakeUpstream {
   tokenRequests: { grant_type: string; at: number }[];
   /** every revocation request */
   revocations: string[];
+  /** the token value of every revocation request, in order */
+  revokedTokens: string[];
   /** access tokens issued, with their subject */
   issued: { token: string; sub: string }[];
   /** make the token endpoint fail (5xx) or hang (ms) */
@@ -67,6 +69,7 @@ export async function startFakeOidcUpstream(options: FakeUpstreamOptions): Promi
   const authorizations: AuthorizationLogEntry[] = [];
   const tokenRequests: { grant_type: string; at: number }[] = [];
   const revocations: string[] = [];
+  const revokedTokens: string[] = [];
   const issued: { token: string; sub: string }[] = [];
   let fault: { status?: number; delayMs?: number } | undefined;
   const { privateKey } = await generateKeyPair('RS256', { extractable: true });
@@ -151,8 +154,9 @@ export async function startFakeOidcUpstream(options: FakeUpstreamOptions): Promi
     if (body?.access_token && at?.accountId) issued.push({ token: body.access_token, sub: at.accountId });
   });
   provider.on('grant.error', (ctx) => tokenRequests.push({ grant_type: `${String(ctx.oidc.params?.grant_type)}:error`, at: Date.now() }));
-  app.use('/token/revocation', (req, _res, next) => {
+  app.use('/token/revocation', express.urlencoded({ extended: false }), (req, _res, next) => {
     revocations.push(req.method);
+    if (typeof req.body?.token === 'string') revokedTokens.push(req.body.token);
     next();
   });
   app.use(provider.callback());
@@ -165,6 +169,7 @@ export async function startFakeOidcUpstream(options: FakeUpstreamOptions): Promi
     authorizations,
     tokenRequests,
     revocations,
+    revokedTokens,
     issued,
     setTokenEndpointFault(f) {
       fault = f;
@@ -282,6 +287,7 @@ export async function startFakeGithub(options: FakeUpstreamOptions): Promise<Fak
     authorizations,
     tokenRequests,
     revocations: [],
+    revokedTokens: [],
     issued,
     setTokenEndpointFault(f) {
       fault = f;

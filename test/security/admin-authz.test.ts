@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { auditEvents, rows } from '../helpers/app.js';
 import { Browser, authorizeClient, refresh, startStack, type Stack } from '../helpers/stack.js';
-import { csrfOf, signIn } from '../helpers/admin.js';
+import { clickSignIn, csrfOf, signIn } from '../helpers/admin.js';
 import { mcpPost, INITIALIZE } from '../helpers/mcp-http.js';
 
 let stack: Stack;
@@ -148,7 +148,7 @@ describe('admin sign-in › where it may lead', () => {
     ];
     for (const [requested, landing] of tries) {
       const browser = new Browser(`return-${requested}`);
-      let page = await browser.navigate(`${stack.app.url}/admin/login?return=${encodeURIComponent(requested)}`);
+      let page = await clickSignIn(browser, await browser.navigate(`${stack.app.url}/admin/login?return=${encodeURIComponent(requested)}`));
       page = await browser.submit(page, { login: 'root' });
       if (page.html.includes('name="allow"')) page = await browser.submit(page, { allow: 'yes' });
       expect(page.hops.some((h) => (h.location ?? '').includes('evil.example')), requested).toBe(false);
@@ -159,7 +159,7 @@ describe('admin sign-in › where it may lead', () => {
   it('a sign-in callback completed by another browser does not sign this one in (login CSRF, AT-12)', async () => {
     const isCallback = (u: string) => u.includes('/upstream/callback');
     const attacker = new Browser('admin-login-attacker');
-    let atU = await attacker.navigate(`${stack.app.url}/admin/login`, { stopAt: isCallback });
+    let atU = await clickSignIn(attacker, await attacker.navigate(`${stack.app.url}/admin/login`), { stopAt: isCallback });
     atU = await attacker.submit(atU, { login: 'root' }, { stopAt: isCallback });
     if (atU.status !== 0) atU = await attacker.submit(atU, { allow: 'yes' }, { stopAt: isCallback });
     expect(atU.url).toContain('/upstream/callback');

@@ -86,8 +86,8 @@ describe('remembered consent', () => {
   });
 
   it('another resource is never covered (unit: the decision rule)', () => {
-    const consent = { id: 1, subject: 's', client_id: 'c', redirect_uri: 'r', resource: 'https://p/mcp', scopes: 'mcp:tools', upstream_scopes: 'openid', granted_at: 0, expires_at: Date.now() + 1000, revoked_at: null, revoked_reason: null, grant_id: 'g', last_used_at: null };
-    const base = { subject: 's', latest: consent, secFetchSite: 'none', promptRequested: false, grantExists: () => true, now: Date.now() };
+    const consent = { id: 1, subject: 's', client_id: 'c', redirect_uri: 'r', resource: 'https://p/mcp', scopes: 'mcp:tools', upstream_scopes: 'openid', granted_at: 0, expires_at: Date.now() + 1000, revoked_at: null, revoked_reason: null, grant_id: 'g', last_used_at: null, browser_hash: 'b' };
+    const base = { subject: 's', latest: consent, browserHash: 'b', secFetchSite: 'none', promptRequested: false, grantExists: () => true, now: Date.now() };
     expect(decideConsent({ ...base, request: { clientId: 'c', redirectUri: 'r', resource: 'https://p/mcp', scopes: ['mcp:tools'] } })).toMatchObject({ skip: true });
     expect(decideConsent({ ...base, request: { clientId: 'c', redirectUri: 'r', resource: 'https://p/other', scopes: ['mcp:tools'] } })).toEqual({ skip: false, reason: 'scopes_not_covered' });
     expect(decideConsent({ ...base, grantExists: () => false, request: { clientId: 'c', redirectUri: 'r', resource: 'https://p/mcp', scopes: ['mcp:tools'] } })).toEqual({ skip: false, reason: 'grant_missing' });
