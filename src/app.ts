@@ -175,6 +175,7 @@ export function gatewayFront(deps: AppDeps, app: Express): (req: IncomingMessage
     audit,
     log,
     stores: deps.stores,
+    refusals: deps.refusals,
     ...deps.gateway,
     clientIp: (req: IncomingMessage) => proxyaddr(req, trust),
     onForwarded: (resource: string, status: number, seconds: number) => deps.metrics.observeGateway(resource, status, seconds),

@@ -43,12 +43,16 @@ import { createDemoIdp, DEMO_SCOPES, type DemoIdp } from './demo/idp.js';
 import { createDemoMcpApp } from './demo/mcp-server.js';
 import { createMetrics, type Metrics } from './http/metrics.js';
 import { createAdminOps, type AdminOps } from './admin/ops.js';
+import { createRefusalTally } from './audit/refusal-tally.js';
+import { createRefusalBudget, type RefusalBudget } from './http/refusal-budget.js';
 
 export interface RuntimeOptions {
   /** a ready logger (tests capture lines); default: pino on stdout at LOG_LEVEL */
   log?: Logger;
   /** run housekeeping on a timer (off in tests that drive it themselves) */
   maintenance?: boolean;
+  /** the clock of time-bucketed records (the refusal tally's minutes); tests pass a fake one */
+  now?: () => number;
 }
 
 export interface Runtime {
@@ -67,6 +71,8 @@ export interface Runtime {
     adminSessions: AdminSessionStore;
   };
   audit: Audit;
+  /** the budget for unauthenticated refusals (RATE_LIMIT_REJECTED) and their audit tally */
+  refusals: RefusalBudget;
   metrics: Metrics;
   cookies: CookieJar;
   /** the upstream client (U); throws when none is configured */
@@ -130,6 +136,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
   };
   const metrics = createMetrics();
   const audit = new Audit(stores.auditLog, log, (row) => metrics.observeAudit(row));
+  const refusals = createRefusalBudget({ budget: config.rateLimits.rejected, tally: createRefusalTally(audit, { now: options.now }), log });
   const sealed = createSealedSecretStore(db, keys);
   let jwksJson = sealed.get('jwks');
   if (!jwksJson) {
@@ -197,7 +204,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
   };
 
   const ops = createAdminOps({ stores, revocation, audit });
-  const partial = { config, log, db, keys, stores, audit, metrics, provider, views, cookies, upstream, revocation, ops, gateway, demo: demoIdp ? { idpRouter: demoIdp.router, mcpUrl: mcpUpstreamUrl?.href } : undefined };
+  const partial = { config, log, db, keys, stores, audit, refusals, metrics, provider, views, cookies, upstream, revocation, ops, gateway, demo: demoIdp ? { idpRouter: demoIdp.router, mcpUrl: mcpUpstreamUrl?.href } : undefined };
   const app = buildApp(partial);
   const handler = gatewayFront(partial, app);
 
@@ -223,6 +230,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
       for (const forwarder of forwarders.values()) void forwarder.close();
       demoMcp?.closeAllConnections();
       demoMcp?.close();
+      refusals.close();
       audit.flush();
       if (db.open) db.close();
     },

@@ -37,7 +37,7 @@ export interface Config {
   mcpScopes: string[];
   ttl: { consent: number; session: number; accessToken: number; refreshToken: number; clientIdle: number; adminIdle: number; adminSession: number };
   redirectSchemes: string[];
-  rateLimits: { register: RateBudget; token: RateBudget; authorize: RateBudget };
+  rateLimits: { register: RateBudget; token: RateBudget; authorize: RateBudget; rejected: RateBudget };
   adminSubjects: string[];
   /** every protected resource: the MCP resource first, then one per GATEWAY_ROUTES prefix */
   resources: string[];
@@ -203,7 +203,7 @@ export function loadConfig(env: Source = process.env, options: LoadOptions = {})
       adminSession: get('ADMIN_SESSION_TTL'),
     },
     redirectSchemes: get('REDIRECT_SCHEMES'),
-    rateLimits: { register: get('RATE_LIMIT_REGISTER'), token: get('RATE_LIMIT_TOKEN'), authorize: get('RATE_LIMIT_AUTHORIZE') },
+    rateLimits: { register: get('RATE_LIMIT_REGISTER'), token: get('RATE_LIMIT_TOKEN'), authorize: get('RATE_LIMIT_AUTHORIZE'), rejected: get('RATE_LIMIT_REJECTED') },
     // Demo mode: whoever signs in at the demo IdP as "admin" may open /admin.
     adminSubjects: get<string[]>('ADMIN_SUBJECTS')?.length ? get('ADMIN_SUBJECTS') : demo ? ['admin'] : [],
     resources: [urls.mcpResource, ...(get<{ prefix: string }[]>('GATEWAY_ROUTES') ?? []).map((r) => urls.url(r.prefix))],

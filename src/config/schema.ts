@@ -284,6 +284,13 @@ export const SCHEMA = {
     fallback: '120/1m',
     parse: rate,
   }),
+  RATE_LIMIT_REJECTED: key({
+    group: 'Rate limits',
+    doc: 'Per client IP budget for unauthenticated refusals at `/mcp`, the `GATEWAY_ROUTES` and `/admin` (no or invalid token, a foreign `Origin` without a valid token, no admin session); beyond it such a refusal is `429`. A request with a valid token or admin session never counts and is never refused by it.',
+    defaultText: '`60/1m`',
+    fallback: '60/1m',
+    parse: rate,
+  }),
   ADMIN_SUBJECTS: key({
     group: 'Admin',
     doc: 'Upstream subjects (e.g. GitHub numeric user ids) allowed into `/admin`, space- or comma-separated.',

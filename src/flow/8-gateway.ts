@@ -9,8 +9,12 @@
  *   4. U's token for the grant, refreshed when due (src/gateway/upstream-token.ts);
  *   5. the request is streamed to R with U's token (src/gateway/forward.ts), the response
  *      streamed back.
- * Every refusal is audited as gateway.rejected with its reason; every forwarded request as
- * gateway.forwarded (group-committed, src/audit/audit.ts).
+ * A refusal of a request without a valid token (steps 1–2: no, malformed or invalid token; a
+ * foreign Origin without a valid token) is counted against the client address's
+ * RATE_LIMIT_REJECTED budget — 429 beyond it — and tallied into one gateway.rejected_aggregate row
+ * per address, reason and minute (DESIGN §9; src/http/refusal-budget.ts). Every other refusal is
+ * audited as gateway.rejected with its reason, every forwarded request as gateway.forwarded
+ * (both group-committed, src/audit/audit.ts). Requests with a valid token never touch the budget.
  *
  * This is the hot path, so it runs on Node's raw request and response, in front of express
  * (src/app.ts): no router, no per-request middleware stack, no async context; the few headers a
@@ -27,6 +31,7 @@ import { bearerChallenge } from './0-discover.js';
 import type { TokenCheck } from '../gateway/token-check.js';
 import type { UpstreamTokenResult, UpstreamTokenSource } from '../gateway/upstream-token.js';
 import type { SessionBinding } from '../gateway/sessions.js';
+import type { RefusalBudget } from '../http/refusal-budget.js';
 import { jsonRpcError, type ForwardOutcome, type Forwarder } from '../gateway/forward.js';
 
 /** consents.last_used_at is written at most once a minute per grant. */
@@ -44,6 +49,8 @@ export interface GatewayDeps {
   generation: () => number;
   /** open server-sent streams (GET), ended at shutdown so it does not wait on them */
   streams: Set<ServerResponse>;
+  /** the budget and audit tally for refusals of requests without a valid token */
+  refusals: RefusalBudget;
   /** the client address, as TRUST_PROXY says */
   clientIp: (req: IncomingMessage) => string | undefined;
   log: Logger;
@@ -87,6 +94,22 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
   const reject = (x: Exchange, reason: string, who: { subject?: string; clientId?: string } = {}) =>
     audit.defer({ event: 'gateway.rejected', reason, ...who, requestId: x.requestId, ip: x.ip, details: { method: x.req.method, resource: route.resource, origin: x.req.headers.origin } });
 
+  /**
+   * A refusal of a request without a valid token (DESIGN §9): counted against the address's
+   * RATE_LIMIT_REJECTED budget and tallied into one audit row per address, reason and minute
+   * (src/http/refusal-budget.ts); beyond the budget the answer is 429 instead of `answer`.
+   */
+  const refuseAnonymous = (x: Exchange, reason: string, answer: () => void) => {
+    deps.refusals
+      .refuse('gateway.rejected_aggregate', x.ip, reason, { method: x.req.method, resource: route.resource, origin: x.req.headers.origin })
+      .then((verdict) => {
+        if (!verdict.limited) return answer();
+        x.res.setHeader('Retry-After', String(verdict.retryAfterSeconds));
+        jsonRpcError(x.res, 429, 'Too many refused requests from this address; try again later');
+      })
+      .catch((err: unknown) => fail(x, err));
+  };
+
   const fail = (x: Exchange, err: unknown) => {
     deps.log.error({ err, requestId: x.requestId, resource: route.resource }, 'gateway error');
     jsonRpcError(x.res, 500, `An unexpected error occurred (request ${x.requestId}).`);
@@ -99,21 +122,18 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
   function handle(x: Exchange): void {
     const { req, res } = x;
     const origin = req.headers.origin;
-    if (origin !== undefined) {
-      if (!config.gateway.allowedOrigins.includes(origin)) {
-        reject(x, 'origin_not_allowed');
-        return jsonRpcError(res, 403, 'Forbidden: origin not allowed');
-      }
+    const foreignOrigin = origin !== undefined && !config.gateway.allowedOrigins.includes(origin);
+    if (origin !== undefined && !foreignOrigin) {
       res.setHeader('Access-Control-Allow-Origin', origin);
       res.setHeader('Vary', 'Origin');
       res.setHeader('Access-Control-Expose-Headers', 'mcp-session-id, www-authenticate');
     }
-    if (req.method === 'OPTIONS') {
+    if (!foreignOrigin && req.method === 'OPTIONS') {
       res.writeHead(204, { 'Access-Control-Allow-Methods': allowMethods, 'Access-Control-Allow-Headers': CORS_ALLOW_HEADERS, 'Access-Control-Max-Age': '600' });
       res.end();
       return;
     }
-    if (!route.methods.includes(req.method as string)) {
+    if (!foreignOrigin && !route.methods.includes(req.method as string)) {
       res.setHeader('Allow', allowMethods);
       return jsonRpcError(res, 405, 'Method not allowed');
     }
@@ -126,10 +146,24 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
       resource: route.resource,
       requiredScope,
     });
+    // A token that is valid but lacks the scope still names its user: not an anonymous request.
+    const authenticated = decision.ok || decision.reason === 'insufficient_scope';
+    if (foreignOrigin) {
+      // GW-10, AT-21: a browser Origin not in ALLOWED_ORIGINS is refused whatever the token
+      // (DNS rebinding); without a valid token it is an unauthenticated refusal (DESIGN §9).
+      const forbidden = () => jsonRpcError(res, 403, 'Forbidden: origin not allowed');
+      if (!authenticated) return refuseAnonymous(x, 'origin_not_allowed', forbidden);
+      reject(x, 'origin_not_allowed', decision.ok ? { subject: decision.subject, clientId: decision.clientId } : {});
+      return forbidden();
+    }
     if (!decision.ok) {
+      const challenge = () => {
+        res.setHeader('WWW-Authenticate', bearerChallenge(config, decision.error, decision.description, decision.status === 403 ? requiredScope : undefined, route.resource));
+        jsonRpcError(res, decision.status, decision.status === 403 ? 'Forbidden: insufficient scope' : 'Unauthorized', decision.status === 403 ? -32003 : -32001);
+      };
+      if (!authenticated) return refuseAnonymous(x, decision.reason, challenge);
       reject(x, decision.reason);
-      res.setHeader('WWW-Authenticate', bearerChallenge(config, decision.error, decision.description, decision.status === 403 ? requiredScope : undefined, route.resource));
-      return jsonRpcError(res, decision.status, decision.status === 403 ? 'Forbidden: insufficient scope' : 'Unauthorized', decision.status === 403 ? -32003 : -32001);
+      return challenge();
     }
 
     const who: Who = { subject: decision.subject, clientId: decision.clientId };

@@ -27,6 +27,8 @@ export interface StackOptions {
   env?: Record<string, string | undefined>;
   upstreamAccessTokenTtl?: number;
   countdownDelayMs?: number;
+  /** the runtime's clock for time-bucketed records (RuntimeOptions.now) */
+  now?: () => number;
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
@@ -42,6 +44,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const mcp = await startFakeMcp({ countdownDelayMs: options.countdownDelayMs });
   const app = await startTestApp({
     port,
+    now: options.now,
     dir: mkdtempSync(join(tmpdir(), 'mcp-stack-')),
     env: {
       UPSTREAM_PRESET: options.upstream === 'github' ? 'github' : 'oidc',
