@@ -23,6 +23,7 @@ import { createBrowserSessionStore, type BrowserSessionStore } from './store/bro
 import { createUpstreamTransactionStore, type UpstreamTransactionStore } from './store/upstream-transactions.js';
 import { createUpstreamTokenStore, type UpstreamTokenStore } from './store/upstream-tokens.js';
 import { createAdminSessionStore, type AdminSessionStore } from './store/admin-sessions.js';
+import { createMcpSessionStore, type McpSessionStore } from './store/mcp-sessions.js';
 import { createCookieJar, type CookieJar } from './http/cookies.js';
 import { createUpstreamClient, UpstreamError, type UpstreamClient } from './upstream/presets.js';
 import { createRevocation, type Revocation } from './flow/revocation.js';
@@ -69,6 +70,7 @@ export interface Runtime {
     transactions: UpstreamTransactionStore;
     upstreamTokens: UpstreamTokenStore;
     adminSessions: AdminSessionStore;
+    mcpSessions: McpSessionStore;
   };
   audit: Audit;
   /** the budget for unauthenticated refusals (RATE_LIMIT_REJECTED) and their audit tally */
@@ -133,6 +135,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     transactions: createUpstreamTransactionStore(db, keys),
     upstreamTokens: createUpstreamTokenStore(db, keys),
     adminSessions: createAdminSessionStore(db),
+    mcpSessions: createMcpSessionStore(db),
   };
   const metrics = createMetrics();
   const audit = new Audit(stores.auditLog, log, (row) => metrics.observeAudit(row));
@@ -197,7 +200,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
   const gateway = {
     checkToken: createTokenCheck(stores.models, stores.consents, generation),
     upstreamTokens: createUpstreamTokenSource({ store: stores.upstreamTokens, upstream, revocation, audit, generation }),
-    sessions: createSessionBinding(),
+    sessions: createSessionBinding(stores.mcpSessions),
     forwarders,
     generation,
     streams: new Set<ServerResponse>(),
@@ -217,7 +220,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
           audit,
           log,
           clientIdleSeconds: config.ttl.clientIdle,
-          extraPurges: [() => stores.transactions.purgeExpired(), () => stores.browserSessions.purgeExpired(), () => stores.adminSessions.purgeExpired(config.ttl.adminIdle)],
+          extraPurges: [() => stores.transactions.purgeExpired(), () => stores.browserSessions.purgeExpired(), () => stores.adminSessions.purgeExpired(config.ttl.adminIdle), () => gateway.sessions.purgeIdle()],
           onClientExpired: (clientId) => revocation.revokeClient(clientId, 'client_deleted'),
         });
 

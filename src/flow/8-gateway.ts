@@ -5,7 +5,8 @@
  *   1. GW-10, AT-21: a browser `Origin` not in ALLOWED_ORIGINS ⇒ 403 (DNS rebinding);
  *   2. the token check (src/gateway/token-check.ts): 401 with `WWW-Authenticate` pointing at the
  *      resource's RFC 9728 metadata, or 403 `insufficient_scope` naming the scope;
- *   3. GW-09: an MCP session id issued to another user ⇒ 404;
+ *   3. GW-09: an MCP session id that is unknown, or was issued to another user or client ⇒ 404,
+ *      without contacting R (src/gateway/sessions.ts);
  *   4. U's token for the grant, refreshed when due (src/gateway/upstream-token.ts);
  *   5. the request is streamed to R with U's token (src/gateway/forward.ts), the response
  *      streamed back.
@@ -168,9 +169,14 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
 
     const who: Who = { subject: decision.subject, clientId: decision.clientId };
     const sessionId = req.headers['mcp-session-id'];
-    if (route.mcp && typeof sessionId === 'string' && !deps.sessions.allows(sessionId, who.subject)) {
-      reject(x, 'foreign_session', who);
-      return jsonRpcError(res, 404, 'Session not found', -32001);
+    if (route.mcp && typeof sessionId === 'string') {
+      // GW-09, AT-15: only the user and client the session was issued to; an unknown id fails
+      // closed (src/gateway/sessions.ts). R is not contacted either way.
+      const verdict = deps.sessions.check(sessionId, who);
+      if (verdict !== 'ok') {
+        reject(x, verdict === 'unknown' ? 'unknown_session' : 'foreign_session', who);
+        return jsonRpcError(res, 404, 'Session not found', -32001);
+      }
     }
 
     const upstream = deps.upstreamTokens.get(decision.grantId, who, false, generation);
@@ -234,9 +240,14 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
         .catch((err: unknown) => fail(x, err));
       return;
     }
-    if (route.mcp && outcome.sessionId) {
-      if (req.method === 'DELETE' && outcome.status < 300) deps.sessions.forget(outcome.sessionId);
-      else deps.sessions.bind(outcome.sessionId, who.subject);
+    if (route.mcp) {
+      const asked = req.headers['mcp-session-id'];
+      const sent = typeof asked === 'string' ? asked : undefined;
+      // The session ended: R accepted its DELETE, or R no longer knows it (404, MCP Streamable HTTP).
+      if (sent !== undefined && ((req.method === 'DELETE' && outcome.status < 300) || outcome.status === 404)) deps.sessions.forget(sent);
+      else if (outcome.sessionId !== undefined && outcome.sessionId !== sent && !deps.sessions.bind(outcome.sessionId, who)) {
+        deps.log.warn({ requestId: x.requestId }, 'R issued a session id that is bound to another user or client; it stays theirs');
+      }
     }
     deps.onForwarded?.(route.resource, outcome.status, seconds);
     audit.defer({ event: 'gateway.forwarded', ...who, requestId: x.requestId, ip: x.ip, details: { method: req.method, resource: route.resource, status: outcome.status, ms: Math.round(seconds * 10_000) / 10 } });
