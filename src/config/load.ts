@@ -132,6 +132,9 @@ export function loadConfig(env: Source = process.env, options: LoadOptions = {})
   const publicUrl = get<URL>('PUBLIC_URL') ?? (values.has('PUBLIC_URL') || env.PUBLIC_URL ? undefined : new URL(`http://localhost:${port}`));
   const insecureOk = get<boolean>('DANGEROUSLY_ALLOW_INSECURE_HTTP') ?? false;
   if (insecureOk) warnings.push('DANGEROUSLY_ALLOW_INSECURE_HTTP is on: plain http is accepted for non-loopback hosts; tokens may travel unencrypted');
+  if (!get('METRICS_TOKEN') && publicUrl && !isLoopbackHost(publicUrl.hostname)) {
+    warnings.push('METRICS_TOKEN is not set and PUBLIC_URL is not a loopback address: /metrics is open to anyone who can reach this server; set METRICS_TOKEN or keep /metrics off the public internet at your reverse proxy');
+  }
 
   // DISC-14: https everywhere; http only for loopback hosts unless the DANGEROUSLY_ switch is on.
   for (const name of ['PUBLIC_URL', 'UPSTREAM_ISSUER', 'MCP_UPSTREAM_URL'] as const) {

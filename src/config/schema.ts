@@ -366,7 +366,7 @@ export const SCHEMA = {
   }),
   METRICS_TOKEN: key({
     group: 'Operations',
-    doc: 'When set, `/metrics` requires `Authorization: Bearer <METRICS_TOKEN>`; otherwise it is open (keep it off the public internet at your proxy).',
+    doc: 'When set, `/metrics` requires `Authorization: Bearer <METRICS_TOKEN>` (compared in constant time); otherwise it is open (keep it off the public internet at your proxy) and the start logs a warning when `PUBLIC_URL` is not loopback.',
     defaultText: '— (open)',
     secret: true,
     parse: text,

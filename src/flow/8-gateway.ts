@@ -33,6 +33,7 @@ import type { TokenCheck } from '../gateway/token-check.js';
 import type { UpstreamTokenResult, UpstreamTokenSource } from '../gateway/upstream-token.js';
 import type { SessionBinding } from '../gateway/sessions.js';
 import type { RefusalBudget } from '../http/refusal-budget.js';
+import { createTouchThrottle } from '../gateway/throttle.js';
 import { jsonRpcError, type ForwardOutcome, type Forwarder } from '../gateway/forward.js';
 
 /** consents.last_used_at is written at most once a minute per grant. */
@@ -84,7 +85,7 @@ interface Exchange {
 export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler {
   const { config, audit } = deps;
   const requiredScope = config.mcpScopes[0] as string;
-  const touched = new Map<string, number>();
+  const touched = createTouchThrottle(TOUCH_INTERVAL_MS); // bounded (src/gateway/throttle.ts)
   const allowMethods = route.methods.join(', ');
   const messages = {
     body_too_large: `Request body exceeds ${config.gateway.maxBodyBytes} bytes`,
@@ -200,8 +201,7 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
     }
 
     const now = Date.now();
-    if ((touched.get(grantId) ?? 0) < now - TOUCH_INTERVAL_MS) {
-      touched.set(grantId, now);
+    if (touched.due(grantId, now)) {
       deps.stores.consents.touch(grantId, now);
       deps.stores.clientsMeta.touch(who.clientId, now);
     }
