@@ -14,6 +14,7 @@ import { protectedResourceMetadataPaths, servePrm } from './flow/0-discover.js';
 import { gateway } from './flow/8-gateway.js';
 import { jsonRpcError, type Forwarder } from './gateway/forward.js';
 import { createDispatcher, type DispatchRoute } from './gateway/dispatch.js';
+import { metricsAuthorized } from './http/metrics.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import proxyaddr from 'proxy-addr';
 import { registrationGate } from './flow/1-register.js';
@@ -91,7 +92,7 @@ export function buildApp(deps: AppDeps): Express {
     res.status(ready ? 200 : 503).json({ ready, checks: { database, upstream } });
   });
   r.get('/metrics', async (req, res) => {
-    if (config.metricsToken && req.headers.authorization !== `Bearer ${config.metricsToken}`) {
+    if (!metricsAuthorized(req.headers.authorization, config.metricsToken)) {
       res.setHeader('WWW-Authenticate', 'Bearer');
       res.status(401).json({ error: 'invalid_token', error_description: 'metrics need the METRICS_TOKEN bearer token' });
       return;
@@ -181,6 +182,7 @@ export function gatewayFront(deps: AppDeps, app: Express): (req: IncomingMessage
     audit,
     log,
     stores: deps.stores,
+    refusals: deps.refusals,
     ...deps.gateway,
     clientIp: (req: IncomingMessage) => proxyaddr(req, trust),
     onForwarded: (resource: string, status: number, seconds: number) => deps.metrics.observeGateway(resource, status, seconds),

@@ -2,7 +2,10 @@
  * Scheduled housekeeping (retention, README "Retention"):
  * - expired codes, tokens, sessions and interactions are deleted from oidc_models;
  * - dynamically registered clients unused for CLIENT_IDLE_TTL are deleted (REG-11), audited as
- *   client.expired.
+ *   client.expired;
+ * - the purges other modules contribute (`extraPurges`, wired in src/server.ts): expired upstream
+ *   transactions, browser and admin sessions, and MCP session bindings unused for 24 hours
+ *   (src/gateway/sessions.ts, MCP_SESSION_IDLE_MS).
  * Audit rows are never deleted by the application.
  */
 import type { Logger } from 'pino';

@@ -23,6 +23,7 @@ import { createBrowserSessionStore, type BrowserSessionStore } from './store/bro
 import { createUpstreamTransactionStore, type UpstreamTransactionStore } from './store/upstream-transactions.js';
 import { createUpstreamTokenStore, type UpstreamTokenStore } from './store/upstream-tokens.js';
 import { createAdminSessionStore, type AdminSessionStore } from './store/admin-sessions.js';
+import { createMcpSessionStore, type McpSessionStore } from './store/mcp-sessions.js';
 import { createCookieJar, type CookieJar } from './http/cookies.js';
 import { createUpstreamClient, UpstreamError, type UpstreamClient } from './upstream/presets.js';
 import { createRevocation, type Revocation } from './flow/revocation.js';
@@ -43,12 +44,16 @@ import { createDemoIdp, DEMO_SCOPES, type DemoIdp } from './demo/idp.js';
 import { createDemoMcpApp } from './demo/mcp-server.js';
 import { createMetrics, type Metrics } from './http/metrics.js';
 import { createAdminOps, type AdminOps } from './admin/ops.js';
+import { createRefusalTally } from './audit/refusal-tally.js';
+import { createRefusalBudget, type RefusalBudget } from './http/refusal-budget.js';
 
 export interface RuntimeOptions {
   /** a ready logger (tests capture lines); default: pino on stdout at LOG_LEVEL */
   log?: Logger;
   /** run housekeeping on a timer (off in tests that drive it themselves) */
   maintenance?: boolean;
+  /** the clock of time-bucketed records (the refusal tally's minutes); tests pass a fake one */
+  now?: () => number;
 }
 
 export interface Runtime {
@@ -65,8 +70,11 @@ export interface Runtime {
     transactions: UpstreamTransactionStore;
     upstreamTokens: UpstreamTokenStore;
     adminSessions: AdminSessionStore;
+    mcpSessions: McpSessionStore;
   };
   audit: Audit;
+  /** the budget for unauthenticated refusals (RATE_LIMIT_REJECTED) and their audit tally */
+  refusals: RefusalBudget;
   metrics: Metrics;
   cookies: CookieJar;
   /** the upstream client (U); throws when none is configured */
@@ -127,9 +135,11 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     transactions: createUpstreamTransactionStore(db, keys),
     upstreamTokens: createUpstreamTokenStore(db, keys),
     adminSessions: createAdminSessionStore(db),
+    mcpSessions: createMcpSessionStore(db),
   };
   const metrics = createMetrics();
   const audit = new Audit(stores.auditLog, log, (row) => metrics.observeAudit(row));
+  const refusals = createRefusalBudget({ budget: config.rateLimits.rejected, tally: createRefusalTally(audit, { now: options.now }), log });
   const sealed = createSealedSecretStore(db, keys);
   let jwksJson = sealed.get('jwks');
   if (!jwksJson) {
@@ -192,14 +202,14 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
   const gateway = {
     checkToken: createTokenCheck(stores.models, stores.consents, generation),
     upstreamTokens: createUpstreamTokenSource({ store: stores.upstreamTokens, upstream, revocation, audit, generation }),
-    sessions: createSessionBinding(),
+    sessions: createSessionBinding(stores.mcpSessions),
     forwarders,
     generation,
     streams: new Set<ServerResponse>(),
   };
 
   const ops = createAdminOps({ stores, revocation, audit });
-  const partial = { config, log, db, keys, stores, audit, metrics, provider, views, cookies, upstream, revocation, ops, gateway, demo: demoIdp ? { idpRouter: demoIdp.router, mcpUrl: mcpUpstreamUrl?.href } : undefined };
+  const partial = { config, log, db, keys, stores, audit, refusals, metrics, provider, views, cookies, upstream, revocation, ops, gateway, demo: demoIdp ? { idpRouter: demoIdp.router, mcpUrl: mcpUpstreamUrl?.href } : undefined };
   const app = buildApp(partial);
   const handler = gatewayFront(partial, app);
 
@@ -212,7 +222,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
           audit,
           log,
           clientIdleSeconds: config.ttl.clientIdle,
-          extraPurges: [() => stores.transactions.purgeExpired(), () => stores.browserSessions.purgeExpired(), () => stores.adminSessions.purgeExpired(config.ttl.adminIdle)],
+          extraPurges: [() => stores.transactions.purgeExpired(), () => stores.browserSessions.purgeExpired(), () => stores.adminSessions.purgeExpired(config.ttl.adminIdle), () => gateway.sessions.purgeIdle()],
           onClientExpired: (clientId) => revocation.revokeClient(clientId, 'client_deleted'),
         });
 
@@ -225,6 +235,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
       for (const forwarder of forwarders.values()) void forwarder.close();
       demoMcp?.closeAllConnections();
       demoMcp?.close();
+      refusals.close();
       audit.flush();
       if (db.open) db.close();
     },

@@ -5,7 +5,9 @@
  * - an admin session (`__Host-mcp-admin`, idle and absolute timeouts) of a subject still listed
  *   in ADMIN_SUBJECTS ⇒ allowed; a signed-in non-admin ⇒ 403; nobody signed in ⇒ 401 with a
  *   sign-in button (a POST from this page; a GET of /admin/login starts nothing,
- *   src/flow/sign-in.ts). Every refusal is audited (admin.rejected).
+ *   src/flow/sign-in.ts). A refusal of a signed-in user is audited as admin.rejected; one of
+ *   nobody is budgeted (RATE_LIMIT_REJECTED: 429 beyond it) and counted per address, reason and
+ *   minute (admin.rejected_aggregate; src/http/refusal-budget.ts).
  * - every POST carries a CSRF token bound to the admin session (HMAC), checked before anything;
  * - every action is audited (admin.client_disabled, admin.consent_revoked, …);
  * - the notices after an action (`?done=`, `?revoked=`) are only our own fixed words, shown when
@@ -14,6 +16,7 @@
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { FlowDeps } from '../flow/deps.js';
 import type { AdminOps } from './ops.js';
+import type { RefusalBudget } from '../http/refusal-budget.js';
 import { AUDIT_EVENTS } from '../audit/events.js';
 import type { AuditFilter } from '../store/audit-log.js';
 import type { AuditRow } from '../audit/chain.js';
@@ -36,6 +39,7 @@ interface AdminLocals {
 
 export interface AdminDeps extends FlowDeps {
   ops: AdminOps;
+  refusals: RefusalBudget;
 }
 
 const SECURITY_OUTCOMES = ['deny', 'error'];
@@ -73,14 +77,27 @@ export function adminRouter(deps: AdminDeps): Router {
     }
     const browser = stores.browserSessions.find(deps.cookies.read(req, 'session'));
     const who = session?.subject ?? browser?.subject;
-    audit.record({ event: 'admin.rejected', reason: who ? 'not_an_admin' : 'not_signed_in', subject: who, details: { method: req.method, path: req.path } });
     res.setHeader('Cache-Control', 'no-store');
     if (who) {
+      // A signed-in user who is not an admin: one audit row per refusal, naming them.
+      audit.record({ event: 'admin.rejected', reason: 'not_an_admin', subject: who, details: { method: req.method, path: req.path } });
       res.status(403).type('html').send(views.render('error', { title: 'Not an administrator', message: 'Your account is not allowed into the admin pages of this server.', code: 'access_denied' }, req.id));
       return;
     }
-    const returnTo = req.method === 'GET' ? `${base}/admin${req.path === '/' ? '' : req.path}` : `${base}/admin`;
-    showSignIn(deps, req, res, 'admin', returnTo, 401).catch(next);
+    // Nobody signed in: an unauthenticated refusal (DESIGN §9), counted against the address's
+    // RATE_LIMIT_REJECTED budget (429 beyond it) and tallied per address, reason and minute.
+    deps.refusals
+      .refuse('admin.rejected_aggregate', req.ip, 'not_signed_in', { method: req.method, path: req.path })
+      .then(async (verdict) => {
+        if (verdict.limited) {
+          res.setHeader('Retry-After', String(verdict.retryAfterSeconds));
+          res.status(429).type('html').send(views.render('error', { title: 'Too many requests', message: 'Too many refused requests came from this address. Try again later.', code: 'too_many_requests' }, req.id));
+          return;
+        }
+        const returnTo = req.method === 'GET' ? `${base}/admin${req.path === '/' ? '' : req.path}` : `${base}/admin`;
+        await showSignIn(deps, req, res, 'admin', returnTo, 401);
+      })
+      .catch(next);
   });
 
   const form = express.urlencoded({ extended: false, limit: 4096, parameterLimit: 20 });

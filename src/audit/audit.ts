@@ -5,12 +5,15 @@
  * - `defer()` queues gateway request records and commits them in groups (at most
  *   GROUP_COMMIT_MS later or GROUP_COMMIT_ROWS rows at once); `flush()` on shutdown.
  * Details are masked at this boundary: no key that can carry a credential reaches a row.
+ * Every string column and every string inside details is cut to MAX_STORED_STRING (256)
+ * characters, marked with a trailing `…` (DESIGN §9, src/audit/limits.ts).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from 'pino';
 import { AUDIT_EVENTS, isAuditEvent, type AuditEvent } from './events.js';
 import type { AuditRow } from './chain.js';
 import type { AuditLogStore, NewAuditRow } from '../store/audit-log.js';
+import { capOptional, capString, MAX_STORED_STRING } from './limits.js';
 
 /** Gateway records wait at most this long before they are committed. */
 export const GROUP_COMMIT_MS = 200;
@@ -42,7 +45,7 @@ const SECRET_KEY = /token|secret|password|passwd|verifier|cookie|authorization|a
  */
 export function maskedCanonicalJson(value: unknown): string {
   if (value === null || typeof value !== 'object') {
-    if (typeof value === 'string' && value.length > 2000) return JSON.stringify(`${value.slice(0, 2000)}…`);
+    if (typeof value === 'string' && value.length > MAX_STORED_STRING) return JSON.stringify(capString(value));
     return JSON.stringify(value) ?? 'null';
   }
   if (Array.isArray(value)) return `[${value.map(maskedCanonicalJson).join(',')}]`;
@@ -65,7 +68,7 @@ export function maskDetails(value: unknown): unknown {
         .map(([k, v]) => [k, SECRET_KEY.test(k) ? '[masked]' : maskDetails(v)]),
     );
   }
-  if (typeof value === 'string' && value.length > 2000) return `${value.slice(0, 2000)}…`;
+  if (typeof value === 'string' && value.length > MAX_STORED_STRING) return capString(value);
   return value;
 }
 
@@ -88,11 +91,11 @@ export class Audit {
       ts: new Date().toISOString(),
       event: entry.event,
       outcome: AUDIT_EVENTS[entry.event],
-      reason: entry.reason ?? null,
-      subject: entry.subject ?? null,
-      client_id: entry.clientId ?? null,
-      ip: entry.ip ?? ctx?.ip ?? null,
-      request_id: entry.requestId ?? ctx?.requestId ?? null,
+      reason: capOptional(entry.reason),
+      subject: capOptional(entry.subject),
+      client_id: capOptional(entry.clientId),
+      ip: capOptional(entry.ip ?? ctx?.ip),
+      request_id: capOptional(entry.requestId ?? ctx?.requestId),
       details,
     };
   }

@@ -35,6 +35,8 @@ export const AUDIT_EVENTS = {
 
   'gateway.forwarded': 'allow',
   'gateway.rejected': 'deny',
+  /** unauthenticated refusals, one row per address, reason and minute (src/audit/refusal-tally.ts) */
+  'gateway.rejected_aggregate': 'deny',
   'gateway.upstream_failed': 'error',
 
   'admin.login': 'allow',
@@ -47,6 +49,7 @@ export const AUDIT_EVENTS = {
   'admin.audit_verified': 'info',
   'admin.audit_exported': 'info',
   'admin.rejected': 'deny',
+  'admin.rejected_aggregate': 'deny',
 
   'account.signed_in': 'allow',
   'account.signin_rejected': 'deny',

@@ -125,6 +125,7 @@ export async function serve(io: Io): Promise<number> {
       for (const stream of runtime.gateway.streams) stream.end();
       await running.close();
       clearTimeout(force);
+      runtime.refusals.tally.flush(); // the current minute's refusal counts, before the last row
       runtime.audit.record({ event: 'system.stopped', reason: signal });
       runtime.dispose();
       log.info('stopped');

@@ -46,7 +46,7 @@ export interface Config {
   mcpScopes: string[];
   ttl: { consent: number; session: number; accessToken: number; refreshToken: number; clientIdle: number; adminIdle: number; adminSession: number };
   redirectSchemes: string[];
-  rateLimits: { register: RateBudget; token: RateBudget; authorize: RateBudget };
+  rateLimits: { register: RateBudget; token: RateBudget; authorize: RateBudget; rejected: RateBudget };
   adminSubjects: string[];
   /** every protected resource: the MCP resource first, then one per GATEWAY_ROUTES prefix */
   resources: string[];
@@ -162,6 +162,9 @@ export function loadConfig(env: Source = process.env, options: LoadOptions = {})
   const publicUrl = get<URL>('PUBLIC_URL') ?? (values.has('PUBLIC_URL') || env.PUBLIC_URL ? undefined : new URL(`http://localhost:${port}`));
   const insecureOk = get<boolean>('DANGEROUSLY_ALLOW_INSECURE_HTTP') ?? false;
   if (insecureOk) warnings.push('DANGEROUSLY_ALLOW_INSECURE_HTTP is on: plain http is accepted for non-loopback hosts; tokens may travel unencrypted');
+  if (!get('METRICS_TOKEN') && publicUrl && !isLoopbackHost(publicUrl.hostname)) {
+    warnings.push('METRICS_TOKEN is not set and PUBLIC_URL is not a loopback address: /metrics is open to anyone who can reach this server; set METRICS_TOKEN or keep /metrics off the public internet at your reverse proxy');
+  }
 
   // DISC-14: https everywhere; http only for loopback hosts unless the DANGEROUSLY_ switch is on.
   for (const name of ['PUBLIC_URL', 'UPSTREAM_ISSUER', 'MCP_UPSTREAM_URL'] as const) {
@@ -255,7 +258,7 @@ export function loadConfig(env: Source = process.env, options: LoadOptions = {})
       adminSession: get('ADMIN_SESSION_TTL'),
     },
     redirectSchemes: get('REDIRECT_SCHEMES'),
-    rateLimits: { register: get('RATE_LIMIT_REGISTER'), token: get('RATE_LIMIT_TOKEN'), authorize: get('RATE_LIMIT_AUTHORIZE') },
+    rateLimits: { register: get('RATE_LIMIT_REGISTER'), token: get('RATE_LIMIT_TOKEN'), authorize: get('RATE_LIMIT_AUTHORIZE'), rejected: get('RATE_LIMIT_REJECTED') },
     // DESIGN §4: in demo mode whoever signs in at the demo IdP as "admin" may open /admin, and
     // ADMIN_SUBJECTS is never honoured (anyone can sign in there under any name).
     adminSubjects: demo ? ['admin'] : (get<string[]>('ADMIN_SUBJECTS') ?? []),

@@ -290,6 +290,13 @@ export const SCHEMA = {
     fallback: '120/1m',
     parse: rate,
   }),
+  RATE_LIMIT_REJECTED: key({
+    group: 'Rate limits',
+    doc: 'Per client IP budget for unauthenticated refusals at `/mcp`, the `GATEWAY_ROUTES` and `/admin` (no or invalid token, a foreign `Origin` without a valid token, no admin session); beyond it such a refusal is `429`. A request with a valid token or admin session never counts and is never refused by it.',
+    defaultText: '`60/1m`',
+    fallback: '60/1m',
+    parse: rate,
+  }),
   ADMIN_SUBJECTS: key({
     group: 'Admin',
     doc: 'Upstream subjects (e.g. GitHub numeric user ids) allowed into `/admin`, space- or comma-separated. Never honoured in demo mode, where the demo user `admin` is the admin.',
@@ -365,7 +372,7 @@ export const SCHEMA = {
   }),
   METRICS_TOKEN: key({
     group: 'Operations',
-    doc: 'When set, `/metrics` requires `Authorization: Bearer <METRICS_TOKEN>`; otherwise it is open (keep it off the public internet at your proxy).',
+    doc: 'When set, `/metrics` requires `Authorization: Bearer <METRICS_TOKEN>` (compared in constant time); otherwise it is open (keep it off the public internet at your proxy) and the start logs a warning when `PUBLIC_URL` is not loopback.',
     defaultText: '— (open)',
     secret: true,
     parse: text,

@@ -5,12 +5,17 @@
  *   1. GW-10, AT-21: a browser `Origin` not in ALLOWED_ORIGINS ⇒ 403 (DNS rebinding);
  *   2. the token check (src/gateway/token-check.ts): 401 with `WWW-Authenticate` pointing at the
  *      resource's RFC 9728 metadata, or 403 `insufficient_scope` naming the scope;
- *   3. GW-09: an MCP session id issued to another user ⇒ 404;
+ *   3. GW-09: an MCP session id that is unknown, or was issued to another user or client ⇒ 404,
+ *      without contacting R (src/gateway/sessions.ts);
  *   4. U's token for the grant, refreshed when due (src/gateway/upstream-token.ts);
  *   5. the request is streamed to R with U's token (src/gateway/forward.ts), the response
  *      streamed back.
- * Every refusal is audited as gateway.rejected with its reason; every forwarded request as
- * gateway.forwarded (group-committed, src/audit/audit.ts).
+ * A refusal of a request without a valid token (steps 1–2: no, malformed or invalid token; a
+ * foreign Origin without a valid token) is counted against the client address's
+ * RATE_LIMIT_REJECTED budget — 429 beyond it — and tallied into one gateway.rejected_aggregate row
+ * per address, reason and minute (DESIGN §9; src/http/refusal-budget.ts). Every other refusal is
+ * audited as gateway.rejected with its reason, every forwarded request as gateway.forwarded
+ * (both group-committed, src/audit/audit.ts). Requests with a valid token never touch the budget.
  *
  * This is the hot path, so it runs on Node's raw request and response, in front of express
  * (src/app.ts): no router, no per-request middleware stack, no async context; the few headers a
@@ -27,6 +32,8 @@ import { bearerChallenge } from './0-discover.js';
 import type { TokenCheck } from '../gateway/token-check.js';
 import type { UpstreamTokenResult, UpstreamTokenSource } from '../gateway/upstream-token.js';
 import type { SessionBinding } from '../gateway/sessions.js';
+import type { RefusalBudget } from '../http/refusal-budget.js';
+import { createTouchThrottle } from '../gateway/throttle.js';
 import { jsonRpcError, type ForwardOutcome, type Forwarder } from '../gateway/forward.js';
 
 /** consents.last_used_at is written at most once a minute per grant. */
@@ -44,6 +51,8 @@ export interface GatewayDeps {
   generation: () => number;
   /** open server-sent streams (GET), ended at shutdown so it does not wait on them */
   streams: Set<ServerResponse>;
+  /** the budget and audit tally for refusals of requests without a valid token */
+  refusals: RefusalBudget;
   /** the client address, as TRUST_PROXY says */
   clientIp: (req: IncomingMessage) => string | undefined;
   log: Logger;
@@ -76,7 +85,7 @@ interface Exchange {
 export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler {
   const { config, audit } = deps;
   const requiredScope = config.mcpScopes[0] as string;
-  const touched = new Map<string, number>();
+  const touched = createTouchThrottle(TOUCH_INTERVAL_MS); // bounded (src/gateway/throttle.ts)
   const allowMethods = route.methods.join(', ');
   const messages = {
     body_too_large: `Request body exceeds ${config.gateway.maxBodyBytes} bytes`,
@@ -86,6 +95,22 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
 
   const reject = (x: Exchange, reason: string, who: { subject?: string; clientId?: string } = {}) =>
     audit.defer({ event: 'gateway.rejected', reason, ...who, requestId: x.requestId, ip: x.ip, details: { method: x.req.method, resource: route.resource, origin: x.req.headers.origin } });
+
+  /**
+   * A refusal of a request without a valid token (DESIGN §9): counted against the address's
+   * RATE_LIMIT_REJECTED budget and tallied into one audit row per address, reason and minute
+   * (src/http/refusal-budget.ts); beyond the budget the answer is 429 instead of `answer`.
+   */
+  const refuseAnonymous = (x: Exchange, reason: string, answer: () => void) => {
+    deps.refusals
+      .refuse('gateway.rejected_aggregate', x.ip, reason, { method: x.req.method, resource: route.resource, origin: x.req.headers.origin })
+      .then((verdict) => {
+        if (!verdict.limited) return answer();
+        x.res.setHeader('Retry-After', String(verdict.retryAfterSeconds));
+        jsonRpcError(x.res, 429, 'Too many refused requests from this address; try again later');
+      })
+      .catch((err: unknown) => fail(x, err));
+  };
 
   const fail = (x: Exchange, err: unknown) => {
     deps.log.error({ err, requestId: x.requestId, resource: route.resource }, 'gateway error');
@@ -99,21 +124,18 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
   function handle(x: Exchange): void {
     const { req, res } = x;
     const origin = req.headers.origin;
-    if (origin !== undefined) {
-      if (!config.gateway.allowedOrigins.includes(origin)) {
-        reject(x, 'origin_not_allowed');
-        return jsonRpcError(res, 403, 'Forbidden: origin not allowed');
-      }
+    const foreignOrigin = origin !== undefined && !config.gateway.allowedOrigins.includes(origin);
+    if (origin !== undefined && !foreignOrigin) {
       res.setHeader('Access-Control-Allow-Origin', origin);
       res.setHeader('Vary', 'Origin');
       res.setHeader('Access-Control-Expose-Headers', 'mcp-session-id, www-authenticate');
     }
-    if (req.method === 'OPTIONS') {
+    if (!foreignOrigin && req.method === 'OPTIONS') {
       res.writeHead(204, { 'Access-Control-Allow-Methods': allowMethods, 'Access-Control-Allow-Headers': CORS_ALLOW_HEADERS, 'Access-Control-Max-Age': '600' });
       res.end();
       return;
     }
-    if (!route.methods.includes(req.method as string)) {
+    if (!foreignOrigin && !route.methods.includes(req.method as string)) {
       res.setHeader('Allow', allowMethods);
       return jsonRpcError(res, 405, 'Method not allowed');
     }
@@ -126,17 +148,36 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
       resource: route.resource,
       requiredScope,
     });
+    // A token that is valid but lacks the scope still names its user: not an anonymous request.
+    const authenticated = decision.ok || decision.reason === 'insufficient_scope';
+    if (foreignOrigin) {
+      // GW-10, AT-21: a browser Origin not in ALLOWED_ORIGINS is refused whatever the token
+      // (DNS rebinding); without a valid token it is an unauthenticated refusal (DESIGN §9).
+      const forbidden = () => jsonRpcError(res, 403, 'Forbidden: origin not allowed');
+      if (!authenticated) return refuseAnonymous(x, 'origin_not_allowed', forbidden);
+      reject(x, 'origin_not_allowed', decision.ok ? { subject: decision.subject, clientId: decision.clientId } : {});
+      return forbidden();
+    }
     if (!decision.ok) {
+      const challenge = () => {
+        res.setHeader('WWW-Authenticate', bearerChallenge(config, decision.error, decision.description, decision.status === 403 ? requiredScope : undefined, route.resource));
+        jsonRpcError(res, decision.status, decision.status === 403 ? 'Forbidden: insufficient scope' : 'Unauthorized', decision.status === 403 ? -32003 : -32001);
+      };
+      if (!authenticated) return refuseAnonymous(x, decision.reason, challenge);
       reject(x, decision.reason);
-      res.setHeader('WWW-Authenticate', bearerChallenge(config, decision.error, decision.description, decision.status === 403 ? requiredScope : undefined, route.resource));
-      return jsonRpcError(res, decision.status, decision.status === 403 ? 'Forbidden: insufficient scope' : 'Unauthorized', decision.status === 403 ? -32003 : -32001);
+      return challenge();
     }
 
     const who: Who = { subject: decision.subject, clientId: decision.clientId };
     const sessionId = req.headers['mcp-session-id'];
-    if (route.mcp && typeof sessionId === 'string' && !deps.sessions.allows(sessionId, who.subject)) {
-      reject(x, 'foreign_session', who);
-      return jsonRpcError(res, 404, 'Session not found', -32001);
+    if (route.mcp && typeof sessionId === 'string') {
+      // GW-09, AT-15: only the user and client the session was issued to; an unknown id fails
+      // closed (src/gateway/sessions.ts). R is not contacted either way.
+      const verdict = deps.sessions.check(sessionId, who);
+      if (verdict !== 'ok') {
+        reject(x, verdict === 'unknown' ? 'unknown_session' : 'foreign_session', who);
+        return jsonRpcError(res, 404, 'Session not found', -32001);
+      }
     }
 
     const upstream = deps.upstreamTokens.get(decision.grantId, who, false, generation);
@@ -160,8 +201,7 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
     }
 
     const now = Date.now();
-    if ((touched.get(grantId) ?? 0) < now - TOUCH_INTERVAL_MS) {
-      touched.set(grantId, now);
+    if (touched.due(grantId, now)) {
       deps.stores.consents.touch(grantId, now);
       deps.stores.clientsMeta.touch(who.clientId, now);
     }
@@ -200,9 +240,14 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
         .catch((err: unknown) => fail(x, err));
       return;
     }
-    if (route.mcp && outcome.sessionId) {
-      if (req.method === 'DELETE' && outcome.status < 300) deps.sessions.forget(outcome.sessionId);
-      else deps.sessions.bind(outcome.sessionId, who.subject);
+    if (route.mcp) {
+      const asked = req.headers['mcp-session-id'];
+      const sent = typeof asked === 'string' ? asked : undefined;
+      // The session ended: R accepted its DELETE, or R no longer knows it (404, MCP Streamable HTTP).
+      if (sent !== undefined && ((req.method === 'DELETE' && outcome.status < 300) || outcome.status === 404)) deps.sessions.forget(sent);
+      else if (outcome.sessionId !== undefined && outcome.sessionId !== sent && !deps.sessions.bind(outcome.sessionId, who)) {
+        deps.log.warn({ requestId: x.requestId }, 'R issued a session id that is bound to another user or client; it stays theirs');
+      }
     }
     deps.onForwarded?.(route.resource, outcome.status, seconds);
     audit.defer({ event: 'gateway.forwarded', ...who, requestId: x.requestId, ip: x.ip, details: { method: req.method, resource: route.resource, status: outcome.status, ms: Math.round(seconds * 10_000) / 10 } });

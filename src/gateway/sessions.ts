@@ -1,29 +1,82 @@
 /**
- * GW-09, AT-15: an MCP session id returned by R belongs to the user whose request created it.
- * A request carrying a session id that this gateway saw issued to another subject is refused
- * (404, as for an unknown session). Remembered in memory, bounded; ids stored as SHA-256.
+ * GW-09, AT-15: MCP session bindings — the one module that decides whether a request may use the
+ * `Mcp-Session-Id` it carries. An id R returned belongs to the user (subject) and the client
+ * (client_id) whose request created it:
+ * - an id that is not bound ⇒ `unknown`: the gateway answers 404 without contacting R (fail
+ *   closed; MCP Streamable HTTP: the client then starts a new session with `initialize`);
+ * - an id bound to another subject or another client ⇒ `foreign`: 404 too, without contacting R.
+ * Bindings live in the database (mcp_sessions, id as SHA-256 only), so they survive a restart and
+ * can be shared by replicas. A binding never changes owner, so a positive answer is cached in
+ * process (at most MAX_CACHED_SESSIONS, oldest dropped first) for SESSION_RECHECK_MS; the next
+ * request after that re-reads the binding and notes its use in one statement, so a binding ended
+ * elsewhere (another replica, housekeeping) stops passing within SESSION_RECHECK_MS. Unknown ids
+ * are never cached: each is looked up in the database again.
+ * A DELETE that R accepts (2xx), or any answer 404 of R to a session's request, ends the binding;
+ * bindings unused for MCP_SESSION_IDLE_MS are purged by housekeeping (src/maintenance.ts).
  */
 import { sha256 } from '../crypto/keys.js';
+import type { McpSessionStore } from '../store/mcp-sessions.js';
 
-/** Sessions remembered at once; the oldest are forgotten first (then R alone decides). */
-export const MAX_TRACKED_SESSIONS = 50_000;
+/** Bindings unused this long are purged (the client then gets 404 and re-initializes). */
+export const MCP_SESSION_IDLE_MS = 24 * 3600_000;
+/** A cached binding is re-read (and its use noted) after this long. */
+export const SESSION_RECHECK_MS = 60_000;
+/** Positive lookups kept in process at most. */
+export const MAX_CACHED_SESSIONS = 10_000;
 
-export function createSessionBinding(max = MAX_TRACKED_SESSIONS) {
-  const owners = new Map<string, string>();
+export type SessionVerdict = 'ok' | 'unknown' | 'foreign';
+
+export interface SessionOwner {
+  subject: string;
+  clientId: string;
+}
+
+export function createSessionBinding(store: McpSessionStore, options: { max?: number; now?: () => number } = {}) {
+  const max = options.max ?? MAX_CACHED_SESSIONS;
+  const clock = options.now ?? Date.now;
+  const cache = new Map<string, { subject: string; clientId: string; checkedAt: number }>();
+
+  const remember = (key: string, subject: string, clientId: string, at: number) => {
+    cache.delete(key);
+    cache.set(key, { subject, clientId, checkedAt: at });
+    if (cache.size > max) cache.delete(cache.keys().next().value as string);
+  };
+
   return {
-    bind(sessionId: string, subject: string): void {
+    /** May `who` use this session id? */
+    check(sessionId: string, who: SessionOwner): SessionVerdict {
       const key = sha256(sessionId);
-      owners.delete(key);
-      owners.set(key, subject);
-      if (owners.size > max) owners.delete(owners.keys().next().value as string);
+      const now = clock();
+      let owner = cache.get(key);
+      if (!owner || now - owner.checkedAt >= SESSION_RECHECK_MS) {
+        const row = store.use(key, now);
+        if (!row) {
+          cache.delete(key);
+          return 'unknown';
+        }
+        remember(key, row.subject, row.client_id, now);
+        owner = { subject: row.subject, clientId: row.client_id, checkedAt: now };
+      }
+      return owner.subject === who.subject && owner.clientId === who.clientId ? 'ok' : 'foreign';
     },
-    /** false when the session is known to belong to someone else */
-    allows(sessionId: string, subject: string): boolean {
-      const owner = owners.get(sha256(sessionId));
-      return owner === undefined || owner === subject;
+    /** R issued this session id in answer to `who`'s request; returns false if it was already someone else's. */
+    bind(sessionId: string, who: SessionOwner): boolean {
+      const key = sha256(sessionId);
+      const now = clock();
+      const owner = store.bind(key, who.subject, who.clientId, now);
+      remember(key, owner.subject, owner.client_id, now);
+      return owner.subject === who.subject && owner.client_id === who.clientId;
     },
+    /** The session ended (DELETE, or R no longer knows it). */
     forget(sessionId: string): void {
-      owners.delete(sha256(sessionId));
+      const key = sha256(sessionId);
+      cache.delete(key);
+      store.remove(key);
+    },
+    /** Housekeeping: delete bindings unused for MCP_SESSION_IDLE_MS; returns how many. */
+    purgeIdle(now = clock()): number {
+      cache.clear();
+      return store.purgeIdle(now - MCP_SESSION_IDLE_MS);
     },
   };
 }

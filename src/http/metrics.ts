@@ -2,10 +2,24 @@
  * Prometheus metrics (prom-client) at `/metrics`: requests by route and status, consent
  * decisions, token issuance, the gateway's latency, upstream refreshes — the last three fed from
  * the audit log's events, so a metric never disagrees with the record — plus Node's defaults.
- * Guarded by METRICS_TOKEN when set.
+ * Guarded by METRICS_TOKEN when set, compared in constant time (`metricsAuthorized`); open
+ * otherwise, with a warning at start when PUBLIC_URL is not loopback (src/config/load.ts).
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { NewAuditRow } from '../store/audit-log.js';
+
+/**
+ * Does this Authorization header carry METRICS_TOKEN? Compared in constant time: both sides are
+ * hashed to SHA-256 first, so timingSafeEqual always sees equal lengths and the time taken says
+ * nothing about how much of the token was right, or how long it is.
+ */
+export function metricsAuthorized(authorization: string | undefined, token: string | undefined): boolean {
+  if (token === undefined) return true;
+  const expected = createHash('sha256').update(`Bearer ${token}`).digest();
+  const given = createHash('sha256').update(authorization ?? '').digest();
+  return timingSafeEqual(given, expected);
+}
 
 export function createMetrics() {
   const registry = new Registry();

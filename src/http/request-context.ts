@@ -26,6 +26,6 @@ export function requestContextMiddleware(log: Logger, onFinish?: (req: Request, 
       onFinish?.(req, res, ms);
       log.debug({ requestId: id, method: req.method, path: req.path, status: res.statusCode, ms: Math.round(ms * 10) / 10 }, 'request');
     });
-    if (process.env.X_NO_ALS) next(); else requestContext.run({ requestId: id, ip: req.ip }, next);
+    requestContext.run({ requestId: id, ip: req.ip }, next);
   };
 }

@@ -15,6 +15,7 @@ import type { Logger } from 'pino';
 import { requestContext, type Audit } from '../audit/audit.js';
 import type { ClientsMetaStore } from '../store/clients-meta.js';
 import { redirectHosts } from '../flow/1-register.js';
+import { capOptional, capString } from '../audit/limits.js';
 
 export interface EventDeps {
   audit: Audit;
@@ -46,8 +47,9 @@ export function bridgeProviderEvents(provider: Provider, deps: EventDeps): void 
     clientsMeta.record({
       client_id: client.clientId,
       registered_at: Date.now(),
-      ip: requestContext.getStore()?.ip ?? null,
-      user_agent: ctx.get('user-agent').slice(0, 300) || null,
+      // Request-derived strings at rest are capped (DESIGN §9, src/audit/limits.ts).
+      ip: capOptional(requestContext.getStore()?.ip),
+      user_agent: capString(ctx.get('user-agent')) || null,
       client_name: typeof metadata.client_name === 'string' ? metadata.client_name : null,
       redirect_hosts: redirectHosts(uris).join(' '),
     });

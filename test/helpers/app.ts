@@ -35,6 +35,8 @@ export interface TestAppOptions {
   dir?: string;
   /** listen on this port (default: any free one) */
   port?: number;
+  /** the runtime's clock for time-bucketed records (RuntimeOptions.now) */
+  now?: () => number;
 }
 
 export const TEST_SECRET_KEY = randomBytes(32).toString('base64');
@@ -78,7 +80,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     },
   });
   const log = pino({ level: config.logLevel, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, sink);
-  const runtime = await createRuntime(config, { log, maintenance: false });
+  const runtime = await createRuntime(config, { log, maintenance: false, now: options.now });
   server.on('request', runtime.handler);
   server.on('clientError', answerClientError);
   return {

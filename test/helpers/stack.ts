@@ -19,6 +19,8 @@ export interface Stack {
   upstream: FakeUpstream;
   /** the MCP server behind the gateway */
   mcp: FakeMcp;
+  /** stop P and start a new runtime on the same port, database file and configuration (U and R keep running) */
+  restart(): Promise<TestApp>;
   close(): Promise<void>;
 }
 
@@ -27,6 +29,8 @@ export interface StackOptions {
   env?: Record<string, string | undefined>;
   upstreamAccessTokenTtl?: number;
   countdownDelayMs?: number;
+  /** the runtime's clock for time-bucketed records (RuntimeOptions.now) */
+  now?: () => number;
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
@@ -40,8 +44,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       ? await startFakeGithub({ callbackUrl })
       : await startFakeOidcUpstream({ callbackUrl, accessTokenTtl: options.upstreamAccessTokenTtl });
   const mcp = await startFakeMcp({ countdownDelayMs: options.countdownDelayMs });
-  const app = await startTestApp({
+  const appOptions = {
     port,
+    now: options.now,
     dir: mkdtempSync(join(tmpdir(), 'mcp-stack-')),
     env: {
       UPSTREAM_PRESET: options.upstream === 'github' ? 'github' : 'oidc',
@@ -53,17 +58,26 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       MCP_UPSTREAM_URL: mcp.url,
       ...options.env,
     },
-  });
-  return {
-    app,
+  };
+  const stack: Stack = {
+    app: await startTestApp(appOptions),
     upstream,
     mcp,
+    async restart() {
+      await stack.app.close();
+      // One turn of the event loop's poll phase, so this process's clients (fetch's keep-alive
+      // pool) see the old server's connections end before a request could pick one of them.
+      await new Promise((resolve) => setImmediate(resolve));
+      stack.app = await startTestApp(appOptions);
+      return stack.app;
+    },
     async close() {
-      await app.close();
+      await stack.app.close();
       await upstream.close();
       await mcp.close();
     },
   };
+  return stack;
 }
 
 export const CLIENT_REDIRECT = 'http://127.0.0.1:33418/callback';

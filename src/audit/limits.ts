@@ -1,0 +1,27 @@
+/**
+ * Hostile input at rest (DESIGN §9): every stored string that a request can put there — audit
+ * row columns, every string inside an audit row's details, a client's user agent — is cut to
+ * MAX_STORED_STRING characters. A cut string ends in `…` (and is then exactly that long).
+ */
+
+/** Longest request-derived string stored, in UTF-16 code units, the `…` mark included. */
+export const MAX_STORED_STRING = 256;
+export const CUT_MARK = '…';
+
+/**
+ * `value` unchanged when it fits, otherwise its first MAX_STORED_STRING - 1 code units and `…`.
+ * Never splits a surrogate pair: a lone surrogate would not survive the round trip through the
+ * database as UTF-8, and the audit chain hashes what it inserts.
+ */
+export function capString(value: string, max = MAX_STORED_STRING): string {
+  if (value.length <= max) return value;
+  let end = max - CUT_MARK.length;
+  const last = value.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end -= 1;
+  return `${value.slice(0, end)}${CUT_MARK}`;
+}
+
+/** capString for optional values. */
+export function capOptional(value: string | null | undefined): string | null {
+  return value === null || value === undefined ? null : capString(value);
+}

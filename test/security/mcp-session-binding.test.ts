@@ -1,0 +1,110 @@
+/**
+ * Issue 9 item 5, "MCP session bindings fail open" (GW-09, AT-15): an Mcp-Session-Id the gateway
+ * does not know used to pass to R, bindings lived in memory (lost at restart, oldest dropped past
+ * 50k) and named only the user. Now they are stored (SHA-256 of the id) and bound to the user AND
+ * the client; an unknown id, or one of another user or client, is answered 404 without
+ * contacting R; they survive a restart; DELETE ends them; idle ones are purged.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHash, randomUUID } from 'node:crypto';
+import { auditEvents, registerClient, rows } from '../helpers/app.js';
+import { Browser, authorizeClient, startStack, type Stack } from '../helpers/stack.js';
+import { callTool, openSession } from '../helpers/mcp-http.js';
+import { MCP_SESSION_IDLE_MS } from '../../src/gateway/sessions.js';
+
+const sha = (s: string) => createHash('sha256').update(s).digest('base64url');
+const NOT_FOUND = { jsonrpc: '2.0', id: null, error: { code: -32001, message: 'Session not found' } };
+
+let stack: Stack;
+/** alice through client A and client B; bob through client A */
+let aliceA: string;
+let aliceB: string;
+let bobA: string;
+const mcp = () => `${stack.app.url}/mcp`;
+
+beforeAll(async () => {
+  stack = await startStack();
+  const clientA = (await registerClient(stack.app)).client_id as string;
+  const alice = new Browser('alice');
+  aliceA = (await authorizeClient(stack, alice, { login: 'alice', clientId: clientA })).tokens.body.access_token;
+  aliceB = (await authorizeClient(stack, alice, { login: 'alice' })).tokens.body.access_token;
+  bobA = (await authorizeClient(stack, new Browser('bob'), { login: 'bob', clientId: clientA })).tokens.body.access_token;
+});
+afterAll(() => stack.close());
+
+/** Every way to use a session id: a POST, the GET stream, DELETE. */
+async function everyMethod(token: string, sessionId: string) {
+  const headers = { authorization: `Bearer ${token}`, 'mcp-session-id': sessionId, accept: 'application/json, text/event-stream' };
+  const post = await callTool(mcp(), token, sessionId, 'whoami');
+  const get = await fetch(mcp(), { headers });
+  const del = await fetch(mcp(), { method: 'DELETE', headers });
+  return [
+    { status: post.status, body: post.messages[0] },
+    { status: get.status, body: await get.json() },
+    { status: del.status, body: await del.json() },
+  ];
+}
+
+describe('MCP session bindings fail open', () => {
+  it('answers 404 to an unknown session id, on POST, GET and DELETE, and R gets no request', async () => {
+    const before = stack.mcp.received.length;
+    const unknown = randomUUID();
+    for (const answer of await everyMethod(aliceA, unknown)) expect(answer).toEqual({ status: 404, body: NOT_FOUND });
+    expect(stack.mcp.received.length).toBe(before);
+    expect(auditEvents(stack.app).filter((e) => e.event === 'gateway.rejected' && e.reason === 'unknown_session' && e.subject === 'alice')).toHaveLength(3);
+  });
+
+  it('answers 404 to a session of the same user through another client, and of another user through the same client', async () => {
+    const sessionId = await openSession(mcp(), aliceA);
+    const before = stack.mcp.received.length;
+    for (const token of [aliceB, bobA]) {
+      for (const answer of await everyMethod(token, sessionId)) expect(answer).toEqual({ status: 404, body: NOT_FOUND });
+    }
+    expect(stack.mcp.received.length).toBe(before);
+    expect(auditEvents(stack.app).filter((e) => e.event === 'gateway.rejected' && e.reason === 'foreign_session')).toHaveLength(6);
+    // Its owner still uses it.
+    const own = await callTool(mcp(), aliceA, sessionId, 'whoami');
+    expect(own.status).toBe(200);
+    expect(own.messages[0].result.structuredContent.upstream_user).toBe('alice');
+  });
+
+  it('stores the binding as a hash, and it survives a restart (a new runtime on the same database)', async () => {
+    const sessionId = await openSession(mcp(), aliceA);
+    const [row] = rows(stack.app, 'SELECT * FROM mcp_sessions WHERE id_hash = ?', sha(sessionId));
+    expect(row).toMatchObject({ subject: 'alice' });
+    expect(JSON.stringify(rows(stack.app, 'SELECT * FROM mcp_sessions'))).not.toContain(sessionId);
+
+    await stack.restart();
+    const before = stack.mcp.received.length;
+    for (const answer of await everyMethod(bobA, sessionId)) expect(answer).toEqual({ status: 404, body: NOT_FOUND });
+    expect(stack.mcp.received.length).toBe(before);
+    const own = await callTool(mcp(), aliceA, sessionId, 'echo', { message: 'after restart' });
+    expect(own.status).toBe(200);
+    expect(own.messages[0].result.content[0].text).toBe('after restart');
+  });
+
+  it('ends the binding on DELETE: the id is then refused without contacting R', async () => {
+    const sessionId = await openSession(mcp(), aliceA);
+    const end = await fetch(mcp(), { method: 'DELETE', headers: { authorization: `Bearer ${aliceA}`, 'mcp-session-id': sessionId } });
+    expect(end.status).toBe(200);
+    expect(rows(stack.app, 'SELECT * FROM mcp_sessions WHERE id_hash = ?', sha(sessionId))).toEqual([]);
+    const before = stack.mcp.received.length;
+    const reuse = await callTool(mcp(), aliceA, sessionId, 'whoami');
+    expect(reuse.status).toBe(404);
+    expect(reuse.messages[0]).toEqual(NOT_FOUND);
+    expect(stack.mcp.received.length).toBe(before);
+  });
+
+  it('purges bindings unused for 24 hours in housekeeping; the client then gets 404 and starts a new session', async () => {
+    const sessionId = await openSession(mcp(), aliceA);
+    const sessions = stack.app.runtime.gateway.sessions;
+    expect(sessions.purgeIdle(Date.now() + MCP_SESSION_IDLE_MS - 60_000)).toBe(0);
+    expect((await callTool(mcp(), aliceA, sessionId, 'whoami')).status).toBe(200);
+    expect(sessions.purgeIdle(Date.now() + MCP_SESSION_IDLE_MS + 1)).toBeGreaterThanOrEqual(1);
+    const before = stack.mcp.received.length;
+    expect((await callTool(mcp(), aliceA, sessionId, 'whoami')).status).toBe(404);
+    expect(stack.mcp.received.length).toBe(before);
+    const fresh = await openSession(mcp(), aliceA);
+    expect((await callTool(mcp(), aliceA, fresh, 'whoami')).status).toBe(200);
+  });
+});
