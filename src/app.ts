@@ -141,7 +141,7 @@ export function buildApp(deps: AppDeps): Express {
 
   // ── Step 7: token and revocation ───────────────────────────────────────────────────────────
   const tokenBudget = limiter(config.rateLimits.token, () => audit.record({ event: 'token.rejected', reason: 'rate_limited' }));
-  r.post(PROVIDER_ROUTES.token, tokenBudget, ...tokenPreflight(config.resources, audit), toProvider);
+  r.post(PROVIDER_ROUTES.token, tokenBudget, ...tokenPreflight(config.resources, audit, deps.stores.models), toProvider);
   r.options(PROVIDER_ROUTES.token, toProvider);
   r.post(PROVIDER_ROUTES.revocation, tokenBudget, toProvider);
 
