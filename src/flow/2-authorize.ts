@@ -9,8 +9,9 @@
  *
  * Error redirects (documented policy for AUTHZ-12 / AT-09): errors found after the client and
  * its exact registered redirect URI are validated go back to that URI with `error`, `state` and
- * `iss`, as RFC 6749 §4.1.2.1 prescribes and clients rely on. They carry nothing else — no code,
- * no user data — and a registered redirect URI is the only place they can go.
+ * `iss`, as RFC 6749 §4.1.2.1 prescribes and clients rely on, plus a description in P's own fixed
+ * wording. They carry nothing else — no code, no user data, no text from the request
+ * (src/provider/error-redirect.ts) — and a registered redirect URI is the only place they can go.
  */
 import type { NextFunction, Request, Response } from 'express';
 import { ERRORS } from '../errors/oauth-error.js';

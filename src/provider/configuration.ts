@@ -7,6 +7,7 @@ import type { Config } from '../config/load.js';
 import type { KeyRing } from '../crypto/keys.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
 import { createInteractionPolicy } from './policy.js';
+import { ProviderWithSafeErrorRedirects } from './error-redirect.js';
 
 /** Scopes always offered besides MCP_SCOPES: `openid` (ID token) and `offline_access` (RT-06). */
 export const BASE_SCOPES = ['openid', 'offline_access'];
@@ -176,7 +177,8 @@ export function createProvider(deps: ProviderDeps): Provider {
     discovery: { service_documentation: undefined },
   };
 
-  const provider = new Provider(urls.issuer, configuration);
+  // AUTHZ-12: error redirects to the client carry only error, our description, state and iss.
+  const provider: Provider = new ProviderWithSafeErrorRedirects(urls.issuer, configuration);
   // Endpoint URLs in metadata come from the request; the express layer pins host and protocol
   // to PUBLIC_URL (src/http/provider-mount.ts), so the provider trusts those headers.
   provider.proxy = true;
