@@ -126,7 +126,7 @@ export function buildApp(deps: AppDeps): Express {
 
   // ── Step 2: authorization request (default scope, then the provider's checks) ──────────────
   const authorizeBudget = limiter(config.rateLimits.authorize, () => audit.record({ event: 'authorization.rejected', reason: 'rate_limited' }));
-  r.all(PROVIDER_ROUTES.authorization, authorizeBudget, authorizationPreflight(config.mcpScopes.join(' ')), toProvider);
+  r.all(PROVIDER_ROUTES.authorization, authorizeBudget, authorizationPreflight(config.mcpScopes.join(' '), audit), toProvider);
   r.get(`${PROVIDER_ROUTES.authorization}/:uid`, authorizeBudget, toProvider); // resume after the interaction
 
   // ── Steps 3–6: consent, upstream redirect and callback ─────────────────────────────────────
