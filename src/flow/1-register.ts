@@ -6,6 +6,13 @@
  * - REG-04/05: redirect URIs are absolute https, or http on a loopback host; no fragment, no
  *   userinfo, no wildcard, no dot segments, no control characters; javascript:, data:, file:…
  *   never; at most MAX_REDIRECT_URIS.
+ * - AUTHZ-01 / REG-05: redirect URIs only in canonical form — the string must equal its WHATWG URL
+ *   serialisation (lower-case scheme and host, no default port, `/` not `\`, `scheme://` spelled
+ *   out, ASCII (punycode) host, canonical IPv4/IPv6, percent-encoded path and query); the only
+ *   difference allowed is the `/` of an empty path (`http://127.0.0.1:8080`). /authorize compares
+ *   the client's string with the registered one exactly, and P, the browser and the client must all
+ *   read one URL with one host from it. Non-canonical forms are refused, not rewritten: a client
+ *   keeps sending its own spelling, which would then never match.
  * - REG-06: private-use schemes only from the configured allowlist (REDIRECT_SCHEMES).
  * - REG-12 / interop F9: clients with loopback or private-use redirect URIs are registered as
  *   native, which gives them RFC 8252 §7.3 loopback-port matching at /authorize (oidc-provider
@@ -84,6 +91,10 @@ export function checkRedirectUri(raw: string, policy: Pick<AdmissionPolicy, 'red
   }
   if (/(^|\/)(\.|%2e){1,2}(\/|\?|$)/i.test(raw.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/]*/i, ''))) {
     return no('dot_segments', 'redirect URI must not contain "." or ".." path segments');
+  }
+  // AUTHZ-01: one spelling per URL (see the header); `${raw}/` is the empty path, e.g. http://127.0.0.1:8080.
+  if (raw !== url.href && `${raw}/` !== url.href) {
+    return no('not_canonical', `redirect URI must be written in canonical form (register ${JSON.stringify(url.href.slice(0, 200))})`);
   }
   if (scheme === 'https') {
     if (!url.hostname) return no('not_absolute', 'https redirect URI needs a host');
