@@ -11,8 +11,9 @@
  *     `same-origin`; absent ⇒ ask (AT-06, FastMCP GHSA-6x8h-498w-gv8c);
  *   - the client did not ask for `prompt=consent` or `prompt=login`.
  * Otherwise the page is shown: the client's self-asserted name marked unverified, a warning
- * when it imitates a well-known client (AT-17), the client id and registration date, the
- * redirect URI with its host prominent and a note for loopback (CONS-07), the scopes in plain
+ * when it imitates a well-known client or mixes scripts in a word (AT-17, src/flow/lookalike.ts),
+ * the client id and registration date, the redirect URI with its host prominent and a note for
+ * loopback (CONS-07), the scopes in plain
  * words, the upstream and the exact upstream scopes (CONS-06, UP-03), the resource.
  *
  * CSRF (CONS-08, AT-04): the form token is HMAC(csrf key, browser secret ‖ interaction uid).
