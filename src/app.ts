@@ -133,7 +133,7 @@ export function buildApp(deps: AppDeps): Express {
 
   // ── Step 2: authorization request (default scope, then the provider's checks) ──────────────
   const authorizeBudget = limiter(config.rateLimits.authorize, () => audit.record({ event: 'authorization.rejected', reason: 'rate_limited' }));
-  r.all(PROVIDER_ROUTES.authorization, authorizeBudget, authorizationPreflight(config.mcpScopes.join(' ')), toProvider);
+  r.all(PROVIDER_ROUTES.authorization, authorizeBudget, authorizationPreflight(config.mcpScopes.join(' '), audit), toProvider);
   r.get(`${PROVIDER_ROUTES.authorization}/:uid`, authorizeBudget, toProvider); // resume after the interaction
 
   // ── Steps 3–6: consent, upstream redirect and callback ─────────────────────────────────────
@@ -148,7 +148,7 @@ export function buildApp(deps: AppDeps): Express {
 
   // ── Step 7: token and revocation ───────────────────────────────────────────────────────────
   const tokenBudget = limiter(config.rateLimits.token, () => audit.record({ event: 'token.rejected', reason: 'rate_limited' }));
-  r.post(PROVIDER_ROUTES.token, tokenBudget, ...tokenPreflight(config.resources, audit), toProvider);
+  r.post(PROVIDER_ROUTES.token, tokenBudget, ...tokenPreflight(config.resources, audit, deps.stores.models), toProvider);
   r.options(PROVIDER_ROUTES.token, toProvider);
   r.post(PROVIDER_ROUTES.revocation, tokenBudget, toProvider);
 

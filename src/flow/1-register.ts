@@ -6,11 +6,26 @@
  * - REG-04/05: redirect URIs are absolute https, or http on a loopback host; no fragment, no
  *   userinfo, no wildcard, no dot segments, no control characters; javascript:, data:, file:…
  *   never; at most MAX_REDIRECT_URIS.
+ * - AUTHZ-01 / REG-05: redirect URIs only in canonical form — the string must equal its WHATWG URL
+ *   serialisation (lower-case scheme and host, no default port, `/` not `\`, `scheme://` spelled
+ *   out, ASCII (punycode) host, canonical IPv4/IPv6, percent-encoded path and query); the only
+ *   difference allowed is the `/` of an empty path (`http://127.0.0.1:8080`). /authorize compares
+ *   the client's string with the registered one exactly, and P, the browser and the client must all
+ *   read one URL with one host from it. Non-canonical forms are refused, not rewritten: a client
+ *   keeps sending its own spelling, which would then never match.
  * - REG-06: private-use schemes only from the configured allowlist (REDIRECT_SCHEMES).
  * - REG-12 / interop F9: clients with loopback or private-use redirect URIs are registered as
  *   native, which gives them RFC 8252 §7.3 loopback-port matching at /authorize (oidc-provider
  *   Client#redirectUriAllowed: exact string match, only the port of a loopback URI may vary).
- * - REG-10 / AT-17: client_name length-limited and free of control and bidi-override characters.
+ * - REG-10 / AT-17: client_name length-limited; it and the other displayed text members
+ *   (software_id, software_version, contacts) pass `checkDisplayText`: stored in NFC; no control,
+ *   format, private-use or lone-surrogate characters, nothing Default_Ignorable (invisible: U+3164,
+ *   U+00AD, U+180E, tag characters, variation selectors, ZWJ/ZWNJ…), no Bidi_Control (U+061C,
+ *   U+202E…), no line or paragraph separator (U+2028/2029); combining marks only on a base
+ *   character, at most 4 nonspacing marks in a row and never the same one twice (UTS #39 §5.4),
+ *   which refuses zalgo and stacked marks but keeps names in scripts that need marks (Devanagari,
+ *   Thai, Vietnamese, Hebrew, Arabic, Tibetan). Look-alike names are warned about on the consent
+ *   page (src/flow/lookalike.ts), not refused here.
  * - REG-02/09: unknown members dropped; grant_types and response_types narrowed to what P
  *   supports; requested scopes narrowed to P's; the response echoes what was stored.
  * - interop F7: empty-string members dropped (real clients send them).
@@ -86,6 +101,10 @@ export function checkRedirectUri(raw: string, policy: Pick<AdmissionPolicy, 'red
   if (/(^|\/)(\.|%2e){1,2}(\/|\?|$)/i.test(raw.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/]*/i, ''))) {
     return no('dot_segments', 'redirect URI must not contain "." or ".." path segments');
   }
+  // AUTHZ-01: one spelling per URL (see the header); `${raw}/` is the empty path, e.g. http://127.0.0.1:8080.
+  if (raw !== url.href && `${raw}/` !== url.href) {
+    return no('not_canonical', `redirect URI must be written in canonical form (register ${JSON.stringify(url.href.slice(0, 200))})`);
+  }
   if (scheme === 'https') {
     if (!url.hostname) return no('not_absolute', 'https redirect URI needs a host');
     return { ok: true, kind: 'https' };
@@ -102,11 +121,40 @@ export function checkRedirectUri(raw: string, policy: Pick<AdmissionPolicy, 'red
   return { ok: true, kind: 'private' };
 }
 
+/**
+ * REG-10: characters that are invisible, reorder or break the text around them, or render as
+ * anything at all: control (Cc), format (Cf), lone surrogate (Cs), private use (Co), line and
+ * paragraph separators (Zl, Zp: U+2028/2029), every Default_Ignorable_Code_Point (U+3164 Hangul
+ * filler, U+00AD soft hyphen, U+180E, tag characters U+E0000–E007F, variation selectors, joiners)
+ * and every Bidi_Control (U+061C, U+200E/F, U+202A–202E, U+2066–2069).
+ */
+const HIDDEN_OR_CONTROL = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}\p{Bidi_Control}]/u;
+/** UTS #39 §5.4: more than four nonspacing marks in a row, or the same one twice in a row (on NFD). */
+const STACKED_MARKS = /[\p{Mn}\p{Me}]{5}|([\p{Mn}\p{Me}])\1/u;
+/** A combining mark with no base: at the start, or after a space, punctuation or symbol. */
+const DETACHED_MARK = /(^|[^\p{L}\p{N}\p{M}])\p{M}/u;
+
+/**
+ * The displayed-text rule (REG-10, AT-17): NFC first, then the checks above on the text and on
+ * its NFD form (where the mark rules of UTS #39 §5.4 apply). Returns the NFC text to store.
+ */
+export function checkDisplayText(value: unknown, max: number): { ok: true; text: string } | { ok: false; problem: string } {
+  if (typeof value !== 'string') return { ok: false, problem: 'must be a string' };
+  const text = value.normalize('NFC');
+  if (text.length > max) return { ok: false, problem: `must be at most ${max} characters` };
+  if (HIDDEN_OR_CONTROL.test(text)) {
+    return { ok: false, problem: 'must not contain control, format, invisible or bidirectional-control characters, or line/paragraph separators' };
+  }
+  const decomposed = text.normalize('NFD');
+  if (DETACHED_MARK.test(decomposed) || STACKED_MARKS.test(decomposed)) {
+    return { ok: false, problem: 'must not contain combining marks without a base letter, stacked more than four deep, or repeated' };
+  }
+  return { ok: true, text };
+}
+
 function checkText(value: unknown, max: number): string | undefined {
-  if (typeof value !== 'string') return 'must be a string';
-  if (value.length > max) return `must be at most ${max} characters`;
-  if (CONTROL_CHARS.test(value)) return 'must not contain control or bidirectional-override characters';
-  return undefined;
+  const result = checkDisplayText(value, max);
+  return result.ok ? undefined : result.problem;
 }
 
 function isWebUrl(value: unknown): boolean {
@@ -147,14 +195,15 @@ export function admitRegistration(body: unknown, policy: AdmissionPolicy): Admis
   const metadata: Record<string, unknown> = { ...input, redirect_uris: [...new Set(uris as string[])] };
 
   if (input.client_name !== undefined) {
-    const problem = checkText(input.client_name, MAX_CLIENT_NAME);
-    if (problem) return reject('invalid_client_metadata', 'client_name', `client_name ${problem}`);
-    metadata.client_name = (input.client_name as string).trim();
+    const name = checkDisplayText(input.client_name, MAX_CLIENT_NAME);
+    if (!name.ok) return reject('invalid_client_metadata', 'client_name', `client_name ${name.problem}`);
+    metadata.client_name = name.text.trim();
   }
-  for (const name of ['software_id', 'software_version']) {
-    if (input[name] !== undefined) {
-      const problem = checkText(input[name], 200);
-      if (problem) return reject('invalid_client_metadata', name, `${name} ${problem}`);
+  for (const member of ['software_id', 'software_version']) {
+    if (input[member] !== undefined) {
+      const text = checkDisplayText(input[member], 200);
+      if (!text.ok) return reject('invalid_client_metadata', member, `${member} ${text.problem}`);
+      metadata[member] = text.text;
     }
   }
   for (const name of ['client_uri', 'logo_uri', 'tos_uri', 'policy_uri']) {

@@ -18,13 +18,14 @@
  *     `same-origin`; absent ⇒ ask (AT-06, FastMCP GHSA-6x8h-498w-gv8c);
  *   - the client did not ask for `prompt=consent` or `prompt=login`.
  * Otherwise the page is shown: the client's self-asserted name marked unverified, a warning
- * when it imitates a well-known client (AT-17), the client id and registration date, the
- * redirect URI with its host prominent and a note for loopback (CONS-07), the scopes in plain
- * words, the upstream and the exact upstream scopes (CONS-06, UP-03), the resource, and how long
- * the client stays connected (`connectionTerms`): a client that registered the `refresh_token`
- * grant gets refresh tokens (F8, src/provider/configuration.ts) and so can keep going without
- * the user for up to CONSENT_TTL, renewing at least every REFRESH_TOKEN_TTL; one without it gets
- * access for ACCESS_TOKEN_TTL at a time.
+ * when it imitates a well-known client or mixes scripts in a word (AT-17, src/flow/lookalike.ts),
+ * the client id and registration date, the redirect URI with its host prominent and a note for
+ * loopback (CONS-07), the scopes in plain words, the upstream and the exact upstream scopes
+ * (CONS-06, UP-03), the resource, and how long the client stays connected (`connectionTerms`): a
+ * client that registered the `refresh_token` grant gets refresh tokens (F8,
+ * src/provider/configuration.ts) and so can keep going without the user for up to CONSENT_TTL,
+ * renewing at least every REFRESH_TOKEN_TTL; one without it gets access for ACCESS_TOKEN_TTL at a
+ * time.
  *
  * CSRF (CONS-08, AT-04): the form token is HMAC(csrf key, browser secret ‖ interaction uid).
  * The browser secret lives in a `__Host-` SameSite=Lax cookie set by this page, created once

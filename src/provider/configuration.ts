@@ -8,6 +8,7 @@ import type { KeyRing } from '../crypto/keys.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
 import { createInteractionPolicy } from './policy.js';
 import { providerErrorBodies } from '../errors/render.js';
+import { ProviderWithSafeErrorRedirects } from './error-redirect.js';
 
 /** Scopes always offered besides MCP_SCOPES: `openid` (ID token) and `offline_access` (RT-06). */
 export const BASE_SCOPES = ['openid', 'offline_access'];
@@ -177,7 +178,8 @@ export function createProvider(deps: ProviderDeps): Provider {
     discovery: { service_documentation: undefined },
   };
 
-  const provider = new Provider(urls.issuer, configuration);
+  // AUTHZ-12: error redirects to the client carry only error, our description, state and iss.
+  const provider: Provider = new ProviderWithSafeErrorRedirects(urls.issuer, configuration);
   // DESIGN §9: its JSON errors, like its pages (renderError), carry no library message or stack.
   provider.use(providerErrorBodies());
   // Endpoint URLs in metadata come from the request; the express layer pins host and protocol

@@ -7,7 +7,8 @@
  *   login check asks for an interaction until the interaction has produced a result, and
  *   `loadExistingGrant` (configuration.ts) only loads the grant that result names.
  * - AUTHZ-07: a scope P does not offer is refused with `invalid_scope` (oidc-provider alone would
- *   ignore it). The error reaches the client's validated redirect URI with state and iss.
+ *   ignore it). The error reaches the client's validated redirect URI with state, iss and P's fixed
+ *   description only (src/provider/error-redirect.ts); the scopes named here reach the audit row.
  * - AUTHZ-13: `prompt=none` never yields a code, because an interaction is always required.
  */
 import { errors, interactionPolicy, type KoaContextWithOIDC } from 'oidc-provider';

@@ -111,6 +111,19 @@ export function createOidcModelStore(db: Db, keys: KeyRing) {
         destroyGrantStmt.run(grantId);
       })();
     },
+    /**
+     * What the live code or refresh token with this value grants, read the way the provider will
+     * find it (by the hash of the value): its resource indicators and whether it was already
+     * consumed. The token endpoint's preflight compares a requested `resource` with it before the
+     * provider consumes anything (TOK-07, RT-04; src/flow/7-token.ts).
+     */
+    grantSource(model: 'AuthorizationCode' | 'RefreshToken', value: string): { resources: string[]; consumed: boolean } | undefined {
+      const payload = live(findStmt.get(model, modelKey(model, value)) as Row | undefined);
+      if (!payload) return undefined;
+      const resource = payload.resource;
+      const resources = resource === undefined ? [] : Array.isArray(resource) ? resource.map(String) : [String(resource)];
+      return { resources, consumed: payload.consumed !== undefined };
+    },
     /** The live access token with this value (gateway, GW-01), looked up by its hash. */
     findAccessToken(value: string): Payload | undefined {
       return live(findStmt.get('AccessToken', sha256(value)) as Row | undefined);

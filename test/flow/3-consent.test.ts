@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditEvents, registerClient, rows } from '../helpers/app.js';
 import { Browser, buildAuthorization, drive, isConsentPage, startStack, type Stack } from '../helpers/stack.js';
 import { parseForm } from '../helpers/browser.js';
+import { CLIENT_ERROR_DESCRIPTIONS } from '../../src/provider/error-redirect.js';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -106,7 +107,7 @@ describe('consent page › deny', () => {
     const browser = new Browser();
     const { client, auth } = await openConsent(browser);
     const result = await drive(browser, auth.url, auth.redirectUri, { deny: true });
-    expect(Object.fromEntries(result.callback.searchParams)).toEqual({ error: 'access_denied', error_description: 'The user denied the request.', state: auth.state, iss: stack.app.url });
+    expect(Object.fromEntries(result.callback.searchParams)).toEqual({ error: 'access_denied', error_description: CLIENT_ERROR_DESCRIPTIONS.access_denied, state: auth.state, iss: stack.app.url });
     expect(stack.upstream.authorizations.length).toBe(before);
     expect(rows(stack.app, 'SELECT count(*) AS n FROM consents WHERE client_id = ?', client.client_id)[0].n).toBe(0);
     expect(auditEvents(stack.app).filter((e) => e.client_id === client.client_id).map((e) => e.event)).toEqual([

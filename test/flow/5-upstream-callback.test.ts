@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditEvents, registerClient, rows } from '../helpers/app.js';
 import { Browser, authorizeClient, buildAuthorization, drive, isConsentPage, startStack, type Stack } from '../helpers/stack.js';
+import { CLIENT_ERROR_DESCRIPTIONS } from '../../src/provider/error-redirect.js';
 
 describe('upstream callback › OIDC upstream', () => {
   let stack: Stack;
@@ -49,7 +50,7 @@ describe('upstream callback › OIDC upstream', () => {
     expect(errorPage.html).toContain('Fake Upstream did not complete the sign-in (it answered “access_denied”)');
     expect(errorPage.html).not.toContain('<script>alert(1)');
     const back = await drive(browser, new URL(/href="([^"]+)" id="return"/.exec(errorPage.html)?.[1] as string, stack.app.url).href, auth.redirectUri);
-    expect(Object.fromEntries(back.callback.searchParams)).toEqual({ error: 'access_denied', error_description: 'The sign-in at Fake Upstream did not complete.', state: auth.state, iss: stack.app.url });
+    expect(Object.fromEntries(back.callback.searchParams)).toEqual({ error: 'access_denied', error_description: CLIENT_ERROR_DESCRIPTIONS.access_denied, state: auth.state, iss: stack.app.url });
     expect(auditEvents(stack.app).filter((e) => e.client_id === client.client_id).map((e) => `${e.event}:${e.reason}`)).toContain('upstream.callback_failed:upstream_error');
   });
 
