@@ -33,6 +33,7 @@ import { createSessionBinding, type SessionBinding } from './gateway/sessions.js
 import { createForwarder, type Forwarder } from './gateway/forward.js';
 import { createGeneration } from './gateway/cache.js';
 import { Audit } from './audit/audit.js';
+import { checkpointPath, createCheckpointWriter, scheduleCheckpointLog } from './audit/checkpoint.js';
 import { generateJwks } from './provider/keys.js';
 import { createProvider } from './provider/configuration.js';
 import { bridgeProviderEvents } from './provider/events.js';
@@ -126,8 +127,11 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     throw err;
   }
 
+  // The audit chain's MAC key (DESIGN §9): in memory only, never in the database.
+  const auditKey = keys.auditKey;
+  const auditCheckpoint = checkpointPath(config);
   const stores = {
-    auditLog: createAuditLogStore(db),
+    auditLog: createAuditLogStore(db, { key: auditKey }),
     models: createOidcModelStore(db, keys),
     clientsMeta: createClientsMetaStore(db),
     consents: createConsentStore(db),
@@ -138,7 +142,12 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     mcpSessions: createMcpSessionStore(db),
   };
   const metrics = createMetrics();
-  const audit = new Audit(stores.auditLog, log, (row) => metrics.observeAudit(row));
+  const audit = new Audit(stores.auditLog, log, {
+    observe: (row) => metrics.observeAudit(row),
+    checkpoint: auditCheckpoint ? createCheckpointWriter(auditCheckpoint, auditKey, log) : undefined,
+  });
+  // The head in the logs too, for log shipping: a checkpoint a database writer cannot reach.
+  const stopCheckpointLog = scheduleCheckpointLog(() => stores.auditLog.tip(), log);
   const refusals = createRefusalBudget({ budget: config.rateLimits.rejected, tally: createRefusalTally(audit, { now: options.now }), log });
   const sealed = createSealedSecretStore(db, keys);
   let jwksJson = sealed.get('jwks');
@@ -237,6 +246,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
       demoMcp?.close();
       refusals.close();
       audit.flush();
+      stopCheckpointLog(db.open);
       if (db.open) db.close();
     },
   };

@@ -21,7 +21,8 @@ import { AUDIT_EVENTS } from '../audit/events.js';
 import type { AuditFilter } from '../store/audit-log.js';
 import type { AuditRow } from '../audit/chain.js';
 import { verifyChainInWorker } from '../audit/verify-async.js';
-import type { VerifyResult } from '../audit/verify.js';
+import { describeVerification, type VerifyResult } from '../audit/verify.js';
+import { checkpointPath } from '../audit/checkpoint.js';
 import { showSignIn, startSignInFromPage } from '../flow/sign-in.js';
 import { ERRORS } from '../errors/oauth-error.js';
 import { redirectHosts } from '../flow/1-register.js';
@@ -48,7 +49,7 @@ export function adminRouter(deps: AdminDeps): Router {
   const { config, audit, views, keys, stores } = deps;
   const base = config.urls.basePath;
   const router = express.Router();
-  let lastVerification: (VerifyResult & { at: string; by: string }) | undefined;
+  let lastVerification: (VerifyResult & { at: string; by: string; facts: string[] }) | undefined;
 
   const csrfFor = (sessionId: string) => keys.csrfMac(`admin:${sessionId}`);
   const withName = consentWithClientName(stores);
@@ -236,7 +237,7 @@ export function adminRouter(deps: AdminDeps): Router {
     res.setHeader('Cache-Control', 'no-store');
     res.setHeader('Content-Type', csv ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8');
     res.setHeader('Content-Disposition', `attachment; filename="audit-${stamp}.${csv ? 'csv' : 'ndjson'}"`);
-    const columns: (keyof AuditRow)[] = ['seq', 'ts', 'event', 'outcome', 'reason', 'subject', 'client_id', 'ip', 'request_id', 'details', 'prev_hash', 'hash'];
+    const columns: (keyof AuditRow)[] = ['seq', 'ts', 'event', 'outcome', 'reason', 'subject', 'client_id', 'ip', 'request_id', 'details', 'prev_hash', 'hash', 'key_id'];
     if (csv) res.write(`${csvLine(columns)}\n`);
     for (const row of stores.auditLog.iterate(filter)) {
       res.write(csv ? `${csvLine(columns.map((c) => row[c]))}\n` : `${JSON.stringify({ ...row, details: row.details ? JSON.parse(row.details) : null })}\n`);
@@ -248,9 +249,12 @@ export function adminRouter(deps: AdminDeps): Router {
     try {
       const admin = res.locals.admin as AdminLocals;
       audit.flush();
-      const result = await verifyChainInWorker(config.databasePath);
-      lastVerification = { ...result, at: new Date().toISOString(), by: admin.displayName ?? admin.subject };
-      audit.record({ event: 'admin.audit_verified', subject: admin.subject, reason: result.ok ? 'intact' : 'broken', details: result.ok ? { rows: result.rows, tip_seq: result.tipSeq } : { first_bad_seq: result.firstBadSeq, problem: result.problem } });
+      // The same verification as `audit verify` (DESIGN §9): keyed MACs and the checkpoint file.
+      // The worker gets the derived audit keys only, never SECRET_KEY.
+      const result = await verifyChainInWorker(config.databasePath, { keys: keys.auditKeys(), checkpointFile: checkpointPath(config) });
+      lastVerification = { ...result, at: new Date().toISOString(), by: admin.displayName ?? admin.subject, facts: [...describeVerification(result), ...result.warnings.map((w) => `warning: ${w}`)] };
+      const checkpoint = result.checkpointFile?.status;
+      audit.record({ event: 'admin.audit_verified', subject: admin.subject, reason: result.ok ? 'intact' : 'broken', details: result.ok ? { rows: result.rows, tip_seq: result.tipSeq, keyed_from: result.keyedFrom, checkpoint } : { first_bad_seq: result.firstBadSeq, problem: result.problem, checkpoint } });
       res.redirect(303, `${base}/admin/audit?verified=1`);
     } catch (err) {
       next(err);

@@ -7,11 +7,15 @@
  * Details are masked at this boundary: no key that can carry a credential reaches a row.
  * Every string column and every string inside details is cut to MAX_STORED_STRING (256)
  * characters, marked with a trailing `…` (DESIGN §9, src/audit/limits.ts).
+ * After every commit the head goes to the checkpoint file (DESIGN §9, src/audit/checkpoint.ts):
+ * at most one small atomic file write per commit, never per row, off the event loop; `flush()`
+ * writes it synchronously.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from 'pino';
 import { AUDIT_EVENTS, isAuditEvent, type AuditEvent } from './events.js';
 import type { AuditRow } from './chain.js';
+import type { CheckpointWriter } from './checkpoint.js';
 import type { AuditLogStore, NewAuditRow } from '../store/audit-log.js';
 import { capOptional, capString, MAX_STORED_STRING } from './limits.js';
 
@@ -72,16 +76,27 @@ export function maskDetails(value: unknown): unknown {
   return value;
 }
 
+export interface AuditOptions {
+  /** sees every record as it is made (metrics) */
+  observe?: ((row: NewAuditRow) => void) | undefined;
+  /** the checkpoint file, rewritten after every commit; none for ':memory:' databases */
+  checkpoint?: CheckpointWriter | undefined;
+}
+
 export class Audit {
   private queue: NewAuditRow[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private readonly observe: ((row: NewAuditRow) => void) | undefined;
+  private readonly checkpoint: CheckpointWriter | undefined;
 
   constructor(
     private readonly store: AuditLogStore,
     private readonly log: Logger,
-    /** sees every record as it is made (metrics) */
-    private readonly observe?: (row: NewAuditRow) => void,
-  ) {}
+    options: AuditOptions = {},
+  ) {
+    this.observe = options.observe;
+    this.checkpoint = options.checkpoint;
+  }
 
   private toRow(entry: AuditEntry): NewAuditRow {
     if (!isAuditEvent(entry.event)) throw new Error(`unknown audit event ${String(entry.event)}`);
@@ -105,7 +120,9 @@ export class Audit {
     const row = this.toRow(entry);
     this.observe?.(row);
     const pending = this.takeQueue();
-    return this.store.append([...pending, row]) as AuditRow;
+    const last = this.store.append([...pending, row]) as AuditRow;
+    this.writeCheckpoint(last);
+    return last;
   }
 
   /** Queue a record for group commit (gateway traffic). */
@@ -113,19 +130,41 @@ export class Audit {
     const row = this.toRow(entry);
     this.observe?.(row);
     this.queue.push(row);
-    if (this.queue.length >= GROUP_COMMIT_ROWS) this.flush();
-    else this.timer ??= setTimeout(() => this.flush(), GROUP_COMMIT_MS).unref();
+    if (this.queue.length >= GROUP_COMMIT_ROWS) this.commitQueue();
+    else this.timer ??= setTimeout(() => this.commitQueue(), GROUP_COMMIT_MS).unref();
   }
 
-  /** Commit everything queued. */
+  /** Commit everything queued, and put the head in the checkpoint file now (shutdown, verify). */
   flush(): void {
+    this.commitQueue();
+    if (!this.store.inTransaction()) this.checkpoint?.flushSync();
+  }
+
+  private commitQueue(): void {
     const pending = this.takeQueue();
     if (!pending.length) return;
+    let last: AuditRow | undefined;
     try {
-      this.store.append(pending);
+      last = this.store.append(pending);
     } catch (err) {
       this.log.error({ err, rows: pending.length }, 'audit group commit failed');
     }
+    if (last) this.writeCheckpoint(last);
+  }
+
+  /**
+   * The head to the checkpoint file, once `row` is committed. Inside an outer transaction it is
+   * not committed yet (and may roll back): skip, the next commit notes a newer head — a
+   * checkpoint must never name a row that is not in the database.
+   * An older checkpoint may overwrite a newer one: two processes (server and CLI) append to the
+   * same chain — one commits row n, the other n+1 and writes its checkpoint, then the first
+   * writes n over it — and a synchronous flush can race an asynchronous write. Harmless: row n
+   * is committed and stays in the chain, so the older file is still true; it only covers less
+   * of the tail until the next commit. A failed write does not undo the committed row: the
+   * writer logs it, and `audit verify` then sees an older or missing file.
+   */
+  private writeCheckpoint(row: AuditRow): void {
+    if (this.checkpoint && !this.store.inTransaction()) this.checkpoint.update(row);
   }
 
   private takeQueue(): NewAuditRow[] {

@@ -1,10 +1,15 @@
 /** Verify the audit chain off the main thread (src/audit/verify-worker.ts). */
 import { Worker } from 'node:worker_threads';
-import type { VerifyResult } from './verify.js';
+import type { VerifyOptions, VerifyResult } from './verify.js';
 
-export function verifyChainInWorker(databasePath: string): Promise<VerifyResult> {
+/**
+ * The worker gets the derived audit MAC keys (KeyRing.auditKeys()), never SECRET_KEY: that is
+ * all verification needs, and nothing else derived from SECRET_KEY crosses into it.
+ */
+export function verifyChainInWorker(databasePath: string, options: VerifyOptions): Promise<VerifyResult> {
+  const workerData = { path: databasePath, keys: options.keys.map((k) => ({ kid: k.kid, key: k.key })), checkpointFile: options.checkpointFile, checkpoint: options.checkpoint };
   return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL('./verify-worker-entry.js', import.meta.url), { workerData: { path: databasePath } });
+    const worker = new Worker(new URL('./verify-worker-entry.js', import.meta.url), { workerData });
     worker.once('message', (result: VerifyResult) => resolve(result));
     worker.once('error', reject);
     worker.once('exit', (code) => {

@@ -8,8 +8,10 @@ import { ConfigError, loadConfig } from '../config/load.js';
 import { DatabaseMissingError, openDatabase } from '../db/open.js';
 import { migrate, MigrationError } from '../db/migrate.js';
 import { createAuditLogStore } from '../store/audit-log.js';
-import { verifyChain } from '../audit/verify.js';
-import { openCliContext, type CliContext } from './context.js';
+import { describeVerification, verifyChain } from '../audit/verify.js';
+import { checkpointPath, parseCheckpointArg } from '../audit/checkpoint.js';
+import { KeyRing } from '../crypto/keys.js';
+import { cliSecret, MissingSecretError, openCliContext, type CliContext } from './context.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -71,17 +73,28 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   'audit verify': {
-    summary: 'recompute the audit log hash chain; exit 1 and name the first bad row if broken',
-    usage: 'mcp-consent-proxy audit verify [--json]',
-    options: { json: { type: 'boolean' } },
+    summary: 'verify the audit chain (keyed MACs) and the checkpoint file; exit 1 naming the problem if broken',
+    usage: 'mcp-consent-proxy audit verify [--checkpoint <seq>:<mac>] [--json]',
+    options: { json: { type: 'boolean' }, checkpoint: { type: 'string' } },
     async run({ values }, io) {
-      const { db } = storageDb(io, true);
+      const given = values.checkpoint === undefined ? undefined : parseCheckpointArg(values.checkpoint as string);
+      if (values.checkpoint !== undefined && !given) throw new UsageError(`--checkpoint must be <seq>:<mac>, a row number and its 64-hex-digit MAC, as in an audit.checkpoint log line (got "${values.checkpoint as string}")`);
+      const { config, db } = storageDb(io, true);
       try {
         migrate(db);
-        const result = verifyChain(createAuditLogStore(db));
-        if (values.json) io.out(JSON.stringify(result));
-        else if (result.ok) io.out(`audit log intact: ${result.rows} rows, chain verified up to row ${result.tipSeq} (hash ${result.tipHash})`);
-        else io.err(`audit log BROKEN at row ${result.firstBadSeq}: ${result.problem}`);
+        // DESIGN §9: keyed rows verify with SECRET_KEY's audit key, rows from before a rotation
+        // with SECRET_KEY_PREVIOUS's. Without any, legacy rows still verify; keyed ones cannot.
+        const secret = cliSecret(config);
+        const keys = secret ? new KeyRing(secret, config.secretKeyPrevious).auditKeys() : [];
+        const result = verifyChain(createAuditLogStore(db), { keys, checkpointFile: checkpointPath(config), checkpoint: given });
+        if (values.json) {
+          io.out(JSON.stringify(result));
+        } else {
+          if (result.ok) io.out(`audit log intact: ${result.rows} rows, chain verified up to row ${result.tipSeq} (hash ${result.tipHash})`);
+          else io.err(`audit log BROKEN${result.firstBadSeq === null ? '' : ` at row ${result.firstBadSeq}`}: ${result.problem}`);
+          for (const line of describeVerification(result)) io.out(`  ${line}`);
+          for (const warning of result.warnings) io.err(`warning: ${warning}`);
+        }
         return result.ok ? EXIT_OK : EXIT_FAILURE;
       } finally {
         db.close();
@@ -129,7 +142,7 @@ function table(rows: Record<string, unknown>[], columns: string[]): string {
 const iso = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z') : null);
 
 async function withContext<T>(io: Io, work: (ctx: CliContext) => Promise<T> | T): Promise<T> {
-  const ctx = openCliContext(io.env, (t) => io.err(`warning: ${t}`));
+  const ctx = openCliContext(io.env);
   try {
     return await work(ctx);
   } finally {
@@ -306,7 +319,7 @@ export async function run(argv: string[], io: Io = defaultIo): Promise<number> {
       io.err(`${err.message}\nusage: ${command.usage}`);
       return EXIT_USAGE;
     }
-    if (err instanceof ConfigError || err instanceof MigrationError || err instanceof DatabaseMissingError) {
+    if (err instanceof ConfigError || err instanceof MigrationError || err instanceof DatabaseMissingError || err instanceof MissingSecretError) {
       io.err(err.message);
       return EXIT_FAILURE;
     }

@@ -138,14 +138,14 @@ export const SCHEMA = {
   }),
   SECRET_KEY: key({
     group: 'Secrets',
-    doc: 'Master secret, base64, at least 32 bytes. Cookie signing and the AES-256-GCM sealing keys (upstream tokens, signing keys) are derived from it. Keep it out of the database backups.',
+    doc: 'Master secret, base64, at least 32 bytes. Cookie signing, the AES-256-GCM sealing keys (upstream tokens, signing keys) and the audit chain\'s HMAC key are derived from it. Keep it out of the database backups.',
     defaultText: 'generated once into `<data dir>/secret.key`, with a warning',
     secret: true,
     parse: secretKey,
   }),
   SECRET_KEY_PREVIOUS: key({
     group: 'Secrets',
-    doc: 'The previous master secret during a rotation: still accepted to open sealed values and verify cookies; everything new uses `SECRET_KEY`.',
+    doc: 'The previous master secret during a rotation: still accepted to open sealed values, verify cookies and verify audit rows made before the rotation; everything new uses `SECRET_KEY`.',
     defaultText: '—',
     secret: true,
     parse: secretKey,

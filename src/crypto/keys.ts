@@ -2,12 +2,14 @@
  * Key material derived from SECRET_KEY, and the two primitives built on it:
  * - seal/unseal: AES-256-GCM with a key id, so SECRET_KEY_PREVIOUS can still open old values
  *   during a rotation (upstream tokens, signing keys, upstream transaction verifiers: UP-07);
- * - sign/verify: HMAC-SHA256 for cookie values (CONS-12: signed cookies).
+ * - sign/verify: HMAC-SHA256 for cookie values (CONS-12: signed cookies);
+ * - auditKeys: the audit chain's MAC keys (DESIGN §9), current first, each with the key id stored
+ *   in the rows it makes, so SECRET_KEY_PREVIOUS still verifies rows from before a rotation.
  * Each purpose gets its own HKDF-derived key, so a leak of one never weakens another.
  */
 import { createCipheriv, createDecipheriv, createHash, createHmac, hash, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 
-export type KeyPurpose = 'seal' | 'cookie' | 'oidc-cookie' | 'csrf';
+export type KeyPurpose = 'seal' | 'cookie' | 'oidc-cookie' | 'csrf' | 'audit';
 
 interface KeyGeneration {
   kid: string;
@@ -19,7 +21,7 @@ function derive(master: Buffer, purpose: KeyPurpose): Buffer {
 }
 
 function generation(master: Buffer): KeyGeneration {
-  const keys = { seal: derive(master, 'seal'), cookie: derive(master, 'cookie'), 'oidc-cookie': derive(master, 'oidc-cookie'), csrf: derive(master, 'csrf') };
+  const keys = { seal: derive(master, 'seal'), cookie: derive(master, 'cookie'), 'oidc-cookie': derive(master, 'oidc-cookie'), csrf: derive(master, 'csrf'), audit: derive(master, 'audit') };
   return { kid: createHash('sha256').update(keys.seal).digest('hex').slice(0, 12), keys };
 }
 
@@ -41,6 +43,19 @@ export class KeyRing {
 
   private generations(): KeyGeneration[] {
     return this.previous ? [this.current, this.previous] : [this.current];
+  }
+
+  /** The current audit key: new audit rows and checkpoints are MAC'd with it. */
+  get auditKey(): { kid: string; key: Buffer } {
+    return { kid: this.current.kid, key: this.current.keys.audit };
+  }
+
+  /**
+   * The audit chain's HMAC keys, current first (DESIGN §9). Derived keys only: this is what a
+   * verification worker receives, never SECRET_KEY itself.
+   */
+  auditKeys(): { kid: string; key: Buffer }[] {
+    return this.generations().map((g) => ({ kid: g.kid, key: g.keys.audit }));
   }
 
   /** Keys for oidc-provider's Keygrip (current first). */

@@ -1,7 +1,8 @@
 /**
  * Opens the SQLite database with the settings every connection needs: WAL (readers never block
  * the writer), foreign keys enforced, a busy timeout so a second process (the CLI next to a
- * running server) waits instead of failing, and the configured durability.
+ * running server) waits instead of failing, the configured durability, and temporary storage
+ * in memory.
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -36,5 +37,10 @@ export function openDatabase(path: string, options: OpenOptions = {}): Db {
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
   db.pragma(`synchronous = ${options.synchronous ?? 'NORMAL'}`);
+  // Statement journals in memory: SQLite opens one for every statement that may abort halfway,
+  // which includes every insert into a table with triggers (audit_log, migration 0011). As temp
+  // files they cost ~11 µs per statement on the audit path; in memory ~3 µs
+  // (npm run bench:audit-mac compares the insert with and without the triggers).
+  db.pragma('temp_store = MEMORY');
   return db;
 }

@@ -13,7 +13,7 @@
  *     other means, is asked again). The id is a random 256-bit value in a signed, HttpOnly,
  *     SameSite=Lax `__Host-` cookie (CONS-10/11/12), created or renewed at the Approve POST
  *     and carried to the consent row through the sealed upstream transaction. Consents without
- *     a binding (written before migration 0009) never skip the page;
+ *     a binding (written before migration 0009-consent-browser-binding) never skip the page;
  *   - the navigation was not initiated by another site: `Sec-Fetch-Site` is `none` or
  *     `same-origin`; absent ⇒ ask (AT-06, FastMCP GHSA-6x8h-498w-gv8c);
  *   - the client did not ask for `prompt=consent` or `prompt=login`.

@@ -1,10 +1,12 @@
 /**
- * audit_log table: append (hash-chained, one immediate transaction per batch so concurrent
- * writers — the server and the CLI — never fork the chain) and read. There is no update or
- * delete path; the database triggers refuse them anyway.
+ * audit_log table: append (chained with the keyed MAC of src/audit/chain.ts, one immediate
+ * transaction per batch so concurrent writers — the server and the CLI — never fork the chain)
+ * and read. There is no update or delete path; the database triggers refuse them anyway, and
+ * refuse any insert that is not at the head (migrations/0011-audit-keyed-chain.sql).
+ * A store opened without the audit key can read, not append (verify, export).
  */
 import type { Db } from '../db/open.js';
-import { GENESIS_HASH, rowHash, type AuditRow } from '../audit/chain.js';
+import { GENESIS_HASH, rowMac, type AuditKey, type AuditRow } from '../audit/chain.js';
 
 export interface NewAuditRow {
   ts: string;
@@ -65,11 +67,16 @@ function where(filter: AuditFilter, tsPrefix = ''): { sql: string; params: unkno
   return { sql: clauses.length ? `WHERE ${clauses.join(' AND ')}` : '', params };
 }
 
-export function createAuditLogStore(db: Db) {
-  const last = db.prepare('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1');
+export interface AuditLogWriter {
+  /** the current audit MAC key (KeyRing.auditKeys()[0]); it never touches the database */
+  key: AuditKey;
+}
+
+export function createAuditLogStore(db: Db, writer?: AuditLogWriter) {
+  const last = db.prepare('SELECT seq, hash, key_id FROM audit_log ORDER BY seq DESC LIMIT 1');
   const insert = db.prepare(`INSERT INTO audit_log
-    (seq, ts, event, outcome, reason, subject, client_id, ip, request_id, details, prev_hash, hash)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    (seq, ts, event, outcome, reason, subject, client_id, ip, request_id, details, prev_hash, hash, key_id)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
 
   // Both are single seeks on the ts index.
   const firstAtOrAfter = db.prepare('SELECT seq FROM audit_log WHERE ts >= ? ORDER BY ts ASC LIMIT 1').pluck();
@@ -112,26 +119,37 @@ export function createAuditLogStore(db: Db) {
     return (db.prepare(`SELECT count(*) AS n FROM audit_log WHERE ${clauses.join(' AND ')}`).get(...w.params, lo, hi) as { n: number }).n;
   }
 
-  const appendTx = db.transaction((rows: NewAuditRow[]): AuditRow => {
+  const appendTx = db.transaction((key: AuditKey, rows: NewAuditRow[]): AuditRow => {
+    // The head, read inside the immediate transaction: a legacy head (plain SHA-256) is linked
+    // to like any other, so the first keyed row's MAC covers the legacy prefix.
     const tip = last.get() as { seq: number; hash: string } | undefined;
     let seq = tip?.seq ?? 0;
     let prev = tip?.hash ?? GENESIS_HASH;
     let prevOfLast = prev;
     for (const row of rows) {
       seq += 1;
-      const hash = rowHash(prev, { ...row, seq });
-      insert.run(seq, row.ts, row.event, row.outcome, row.reason, row.subject, row.client_id, row.ip, row.request_id, row.details, prev, hash);
+      const mac = rowMac(key, prev, { ...row, seq });
+      insert.run(seq, row.ts, row.event, row.outcome, row.reason, row.subject, row.client_id, row.ip, row.request_id, row.details, prev, mac, key.kid);
       prevOfLast = prev;
-      prev = hash;
+      prev = mac;
     }
     // Only the last row is returned (record() answers with it); group commits make no copies.
-    return { ...(rows[rows.length - 1] as NewAuditRow), seq, prev_hash: prevOfLast, hash: prev };
+    return { ...(rows[rows.length - 1] as NewAuditRow), seq, prev_hash: prevOfLast, hash: prev, key_id: key.kid };
   });
 
   return {
-    /** Append rows to the chain in one transaction; returns the last one with its seq and hash. */
+    /**
+     * Append rows to the chain in one transaction; returns the last one with its seq and MAC.
+     * Committed on return unless called inside an outer transaction (see `inTransaction`).
+     */
     append(rows: NewAuditRow[]): AuditRow | undefined {
-      return rows.length ? appendTx.immediate(rows) : undefined;
+      if (!writer) throw new Error('this audit log store was opened without the audit key: it can read, not append');
+      return rows.length ? appendTx.immediate(writer.key, rows) : undefined;
+    },
+
+    /** Whether an outer transaction is open (then nothing appended is committed yet). */
+    inTransaction(): boolean {
+      return db.inTransaction;
     },
 
     /**
@@ -192,8 +210,8 @@ export function createAuditLogStore(db: Db) {
       return countIn(filter, lo, innerLo - 1, true) + countIn(filter, innerLo, innerHi, false) + countIn(filter, innerHi + 1, hi, true);
     },
 
-    tip(): { seq: number; hash: string } | undefined {
-      return last.get() as { seq: number; hash: string } | undefined;
+    tip(): { seq: number; hash: string; key_id: string | null } | undefined {
+      return last.get() as { seq: number; hash: string; key_id: string | null } | undefined;
     },
   };
 }

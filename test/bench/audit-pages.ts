@@ -10,12 +10,13 @@ import { openDatabase } from '../../src/db/open.js';
 import { migrate } from '../../src/db/migrate.js';
 import { createAuditLogStore, type NewAuditRow, type AuditFilter } from '../../src/store/audit-log.js';
 import { AUDIT_PAGE_SIZE } from '../../src/admin/pages.js';
+import { KeyRing } from '../../src/crypto/keys.js';
 
 const ROWS = Number(process.env.BENCH_AUDIT_ROWS ?? 1_000_000);
 const dir = mkdtempSync(join(tmpdir(), 'audit-bench-'));
 const db = openDatabase(join(dir, 'audit.db'));
 migrate(db);
-const store = createAuditLogStore(db);
+const store = createAuditLogStore(db, { key: new KeyRing(Buffer.alloc(32, 7)).auditKey });
 const EVENTS = ['gateway.forwarded', 'gateway.forwarded', 'gateway.forwarded', 'token.issued', 'consent.shown', 'gateway.rejected', 'registration.accepted', 'consent.approved'];
 const T0 = Date.now() - ROWS * 200; // one row every 200 ms, ending now
 let t = process.hrtime.bigint();

@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../helpers/app.js';
+import { freePort, TEST_SECRET_KEY } from '../helpers/app.js';
 import { registerClient, discoverAuthorizationServerMetadata } from '@modelcontextprotocol/sdk/client/auth.js';
 import { run, type Io } from '../../src/cli/index.js';
 import { openDatabase } from '../../src/db/open.js';
@@ -75,7 +75,7 @@ describe('cli › serve', () => {
 
 describe('cli › migrate and audit', () => {
   const dir = mkdtempSync(join(tmpdir(), 'cli-'));
-  const env = { DATABASE_PATH: join(dir, 'p.db') };
+  const env = { DATABASE_PATH: join(dir, 'p.db'), SECRET_KEY: TEST_SECRET_KEY };
 
   it('migrate creates the database and is idempotent', async () => {
     const io = capture(env);
@@ -90,9 +90,14 @@ describe('cli › migrate and audit', () => {
     const db = openDatabase(env.DATABASE_PATH);
     const { createAuditLogStore } = await import('../../src/store/audit-log.js');
     const { Audit } = await import('../../src/audit/audit.js');
+    const { createCheckpointWriter } = await import('../../src/audit/checkpoint.js');
+    const { KeyRing } = await import('../../src/crypto/keys.js');
     const { pino } = await import('pino');
-    const audit = new Audit(createAuditLogStore(db), pino({ level: 'silent' }));
+    const { auditKey } = new KeyRing(Buffer.from(TEST_SECRET_KEY, 'base64'));
+    const log = pino({ level: 'silent' });
+    const audit = new Audit(createAuditLogStore(db, { key: auditKey }), log, { checkpoint: createCheckpointWriter(join(dir, 'audit-checkpoint.json'), auditKey, log) });
     for (let i = 0; i < 3; i++) audit.record({ event: 'registration.accepted', clientId: `c${i}` });
+    audit.flush();
     const ok = capture(env);
     expect(await run(['audit', 'verify'], ok)).toBe(0);
     expect(ok.stdout[0]).toMatch(/^audit log intact: 3 rows, chain verified up to row 3/);
@@ -101,7 +106,7 @@ describe('cli › migrate and audit', () => {
     db.close();
     const bad = capture(env);
     expect(await run(['audit', 'verify'], bad)).toBe(1);
-    expect(bad.stderr[0]).toBe('audit log BROKEN at row 2: row 2 was altered (its hash does not match its content)');
+    expect(bad.stderr[0]).toBe('audit log BROKEN at row 2: row 2 was altered (its MAC does not match its content)');
     const json = capture(env);
     expect(await run(['audit', 'verify', '--json'], json)).toBe(1);
     expect(JSON.parse(json.stdout[0] as string)).toMatchObject({ ok: false, firstBadSeq: 2 });

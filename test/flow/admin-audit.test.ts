@@ -76,7 +76,7 @@ describe('admin audit view at 100k rows', () => {
     expect(lines).toEqual([expect.objectContaining({ request_id: 'req-42', event: 'gateway.rejected', outcome: 'deny' })]);
     const csv = await fetch(`${stack.app.url}/admin/audit/export?format=csv&client=client-5&from=2026-11-01T00:00:00&to=2026-11-01T00:01:00`, { headers: { cookie: `__Host-mcp-admin=${admin.cookie('127.0.0.1', '__Host-mcp-admin')}` } });
     const text = (await csv.text()).trim().split('\n');
-    expect(text[0]).toBe('seq,ts,event,outcome,reason,subject,client_id,ip,request_id,details,prev_hash,hash');
+    expect(text[0]).toBe('seq,ts,event,outcome,reason,subject,client_id,ip,request_id,details,prev_hash,hash,key_id');
     expect(text.length - 1).toBe(5); // seconds 5, 18, 31, 44, 57
     expect(csvLine(['=cmd()', 'a,b', 'say "hi"', null])).toBe(`'=cmd(),"a,b","say ""hi""",`);
   });

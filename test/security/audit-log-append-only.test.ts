@@ -5,17 +5,22 @@
 import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { tmpdir } from 'node:os';
+import { randomBytes } from 'node:crypto';
 import { openDatabase } from '../../src/db/open.js';
 import { migrate } from '../../src/db/migrate.js';
 import { createAuditLogStore } from '../../src/store/audit-log.js';
 import { Audit, GROUP_COMMIT_ROWS, maskDetails } from '../../src/audit/audit.js';
 import { verifyChain } from '../../src/audit/verify.js';
 import { GENESIS_HASH } from '../../src/audit/chain.js';
+import { KeyRing } from '../../src/crypto/keys.js';
+
+const ring = new KeyRing(randomBytes(32));
+const keys = ring.auditKeys();
 
 function setup() {
   const db = openDatabase(':memory:');
   migrate(db);
-  const store = createAuditLogStore(db);
+  const store = createAuditLogStore(db, { key: ring.auditKey });
   const audit = new Audit(store, pino({ level: 'silent' }));
   return { db, store, audit };
 }
@@ -29,7 +34,8 @@ describe('audit log', () => {
     expect(a.prev_hash).toBe(GENESIS_HASH);
     expect(b.prev_hash).toBe(a.hash);
     expect(b.outcome).toBe('deny');
-    expect(verifyChain(store)).toEqual({ ok: true, rows: 2, tipSeq: 2, tipHash: b.hash });
+    expect(b.key_id).toBe(ring.kid);
+    expect(verifyChain(store, { keys })).toEqual({ ok: true, rows: 2, tipSeq: 2, tipHash: b.hash, legacyRows: 0, keyedFrom: 1, keyIds: [ring.kid], checkpointFile: null, checkpoint: null, warnings: [] });
   });
 
   it('refuses UPDATE and DELETE at the database', () => {
@@ -45,7 +51,7 @@ describe('audit log', () => {
     for (let i = 0; i < 5; i++) audit.record({ event: 'token.issued', clientId: `c${i}` });
     db.exec('DROP TRIGGER audit_log_no_update');
     db.prepare("UPDATE audit_log SET client_id = 'attacker' WHERE seq = 3").run();
-    expect(verifyChain(store)).toEqual({ ok: false, rows: 2, firstBadSeq: 3, problem: 'row 3 was altered (its hash does not match its content)' });
+    expect(verifyChain(store, { keys })).toMatchObject({ ok: false, rows: 2, firstBadSeq: 3, problem: 'row 3 was altered (its MAC does not match its content)' });
   });
 
   it('detects a deleted row and a re-hashed row that breaks the link', () => {
@@ -53,9 +59,9 @@ describe('audit log', () => {
     for (let i = 0; i < 4; i++) audit.record({ event: 'token.issued', clientId: `c${i}` });
     db.exec('DROP TRIGGER audit_log_no_delete; DROP TRIGGER audit_log_no_update');
     db.prepare('DELETE FROM audit_log WHERE seq = 2').run();
-    expect(verifyChain(store)).toMatchObject({ ok: false, firstBadSeq: 2, problem: 'row 2 is missing (next row is 3)' });
+    expect(verifyChain(store, { keys })).toMatchObject({ ok: false, firstBadSeq: 2, problem: 'row 2 is missing (next row is 3)' });
     db.prepare("UPDATE audit_log SET seq = 2, prev_hash = 'x' WHERE seq = 3").run();
-    expect(verifyChain(store)).toMatchObject({ ok: false, firstBadSeq: 2, problem: 'row 2 does not link to row 1 (prev_hash differs)' });
+    expect(verifyChain(store, { keys })).toMatchObject({ ok: false, firstBadSeq: 2, problem: 'row 2 does not link to row 1 (prev_hash differs)' });
   });
 
   it('rejects event names outside the closed list', () => {
@@ -86,7 +92,7 @@ describe('audit log', () => {
     audit.defer({ event: 'gateway.forwarded' });
     audit.flush();
     expect(store.count()).toBe(4 + GROUP_COMMIT_ROWS);
-    expect(verifyChain(store).ok).toBe(true);
+    expect(verifyChain(store, { keys }).ok).toBe(true);
   });
 
   it('keeps one chain when two connections append (server and CLI)', () => {
@@ -94,9 +100,9 @@ describe('audit log', () => {
     const one = openDatabase(path);
     migrate(one);
     const two = openDatabase(path);
-    const a1 = new Audit(createAuditLogStore(one), pino({ level: 'silent' }));
-    const a2 = new Audit(createAuditLogStore(two), pino({ level: 'silent' }));
+    const a1 = new Audit(createAuditLogStore(one, { key: ring.auditKey }), pino({ level: 'silent' }));
+    const a2 = new Audit(createAuditLogStore(two, { key: ring.auditKey }), pino({ level: 'silent' }));
     for (let i = 0; i < 10; i++) (i % 2 ? a1 : a2).record({ event: 'token.issued' });
-    expect(verifyChain(createAuditLogStore(one))).toMatchObject({ ok: true, rows: 10 });
+    expect(verifyChain(createAuditLogStore(one), { keys })).toMatchObject({ ok: true, rows: 10 });
   });
 });

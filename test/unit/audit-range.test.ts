@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/open.js';
 import { migrate } from '../../src/db/migrate.js';
 import { createAuditLogStore, type AuditFilter, type NewAuditRow } from '../../src/store/audit-log.js';
+import { KeyRing } from '../../src/crypto/keys.js';
 
 /** Small deterministic PRNG (mulberry32) so a failure reproduces. */
 function prng(seed: number) {
@@ -25,7 +26,7 @@ const T0 = Date.parse('2026-11-20T00:00:00.000Z');
 function setup(seed: number, n = 3000) {
   const db = openDatabase(':memory:');
   migrate(db);
-  const log = createAuditLogStore(db);
+  const log = createAuditLogStore(db, { key: new KeyRing(Buffer.alloc(32, 7)).auditKey });
   const rnd = prng(seed);
   let clock = T0;
   const rows: NewAuditRow[] = [];

@@ -41,7 +41,7 @@ describe('gateway › generation cache', () => {
     expect(moves(() => consent(db, 'g1'))).toBe(true);
     expect(moves(() => token('t1'))).toBe(false); // a new token cannot be in the cache (misses are not kept)
     expect(moves(() => db.prepare("UPDATE consents SET last_used_at = 5 WHERE grant_id = 'g1'").run())).toBe(false);
-    expect(moves(() => db.prepare("INSERT INTO audit_log (seq, ts, event, outcome, prev_hash, hash) VALUES (1, 't', 'e', 'info', 'p', 'h')").run())).toBe(false);
+    expect(moves(() => db.prepare("INSERT INTO audit_log (seq, ts, event, outcome, prev_hash, hash, key_id) VALUES (1, 't', 'e', 'info', 'p', 'h', 'k')").run())).toBe(false);
     expect(moves(() => db.prepare("INSERT INTO oidc_models (model, key, payload) VALUES ('Session', 's1', '{}')").run())).toBe(false);
     expect(moves(() => db.prepare("UPDATE oidc_models SET payload = '{\"x\":1}' WHERE model = 'Session'").run())).toBe(false);
 

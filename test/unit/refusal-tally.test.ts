@@ -13,7 +13,7 @@ import type { AuditLogStore, NewAuditRow } from '../../src/store/audit-log.js';
 
 function harness(start: number) {
   const written: NewAuditRow[] = [];
-  const store = { append: (rows: NewAuditRow[]) => void written.push(...rows) } as unknown as AuditLogStore;
+  const store = { append: (rows: NewAuditRow[]) => void written.push(...rows), inTransaction: () => false } as unknown as AuditLogStore;
   const audit = new Audit(store, pino({ level: 'silent' }));
   const clock = { t: start };
   const tally = createRefusalTally(audit, { now: () => clock.t });
