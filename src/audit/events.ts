@@ -36,6 +36,10 @@ export const AUDIT_EVENTS = {
   'gateway.forwarded': 'allow',
   'gateway.rejected': 'deny',
   'gateway.upstream_failed': 'error',
+  // GW-13: R echoed U's token and it was redacted. 'deny': what was withheld is exactly what an
+  // attacking client (or a prompt steering a tool that reflects requests) would be after, so it
+  // belongs with the blocked attempts an admin reviews.
+  'gateway.leak_blocked': 'deny',
 
   'admin.login': 'allow',
   'admin.login_denied': 'deny',
