@@ -21,6 +21,7 @@ const stack = await startStack({
     MCP_UPSTREAM_URL: process.env.TARGET,
     RATE_LIMIT_REGISTER: '100000000/1m',
     RATE_LIMIT_TOKEN: '100000000/1m',
+    RATE_LIMIT_AUTHORIZE: '100000000/1m', // two sets of tokens are seeded through /authorize
     LOG_LEVEL: 'warn',
   },
 });
