@@ -38,6 +38,10 @@ export const AUDIT_EVENTS = {
   /** unauthenticated refusals, one row per address, reason and minute (src/audit/refusal-tally.ts) */
   'gateway.rejected_aggregate': 'deny',
   'gateway.upstream_failed': 'error',
+  // GW-13: R echoed U's token and it was redacted. 'deny': what was withheld is exactly what an
+  // attacking client (or a prompt steering a tool that reflects requests) would be after, so it
+  // belongs with the blocked attempts an admin reviews.
+  'gateway.leak_blocked': 'deny',
 
   'admin.login': 'allow',
   'admin.login_denied': 'deny',

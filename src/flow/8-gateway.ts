@@ -9,13 +9,15 @@
  *      without contacting R (src/gateway/sessions.ts);
  *   4. U's token for the grant, refreshed when due (src/gateway/upstream-token.ts);
  *   5. the request is streamed to R with U's token (src/gateway/forward.ts), the response
- *      streamed back.
+ *      streamed back with U's access and refresh tokens redacted (GW-13, src/gateway/redact.ts).
  * A refusal of a request without a valid token (steps 1–2: no, malformed or invalid token; a
  * foreign Origin without a valid token) is counted against the client address's
  * RATE_LIMIT_REJECTED budget — 429 beyond it — and tallied into one gateway.rejected_aggregate row
  * per address, reason and minute (DESIGN §9; src/http/refusal-budget.ts). Every other refusal is
  * audited as gateway.rejected with its reason, every forwarded request as gateway.forwarded
- * (both group-committed, src/audit/audit.ts). Requests with a valid token never touch the budget.
+ * (both group-committed, src/audit/audit.ts); a response in which R echoed U's token as
+ * gateway.leak_blocked (committed at once: rare, and an admin wants it durable), with where it
+ * was found and never the value. Requests with a valid token never touch the budget.
  *
  * This is the hot path, so it runs on Node's raw request and response, in front of express
  * (src/app.ts): no router, no per-request middleware stack, no async context; the few headers a
@@ -91,6 +93,7 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
     body_too_large: `Request body exceeds ${config.gateway.maxBodyBytes} bytes`,
     upstream_unreachable: 'The MCP server is not reachable',
     upstream_timeout: 'The MCP server did not answer in time',
+    upstream_encoding: 'The MCP server answered in an encoding the gateway cannot check',
   } as const;
 
   const reject = (x: Exchange, reason: string, who: { subject?: string; clientId?: string } = {}) =>
@@ -210,13 +213,31 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
       deps.streams.add(res);
       res.on('close', () => deps.streams.delete(res));
     }
-    route.forwarder.forward(req, res, upstream.accessToken, x.suffix, (outcome) => {
-      try {
-        forwarded(x, grantId, who, outcome);
-      } catch (err) {
-        fail(x, err);
-      }
-    });
+    route.forwarder.forward(
+      req,
+      res,
+      upstream,
+      x.suffix,
+      (outcome) => {
+        try {
+          forwarded(x, grantId, who, outcome);
+        } catch (err) {
+          fail(x, err);
+        }
+      },
+      (found) => leakBlocked(x, who, found),
+    );
+  }
+
+  /** GW-13: R's response carried U's token; it was redacted before the client got it. */
+  function leakBlocked(x: Exchange, who: Who, found: string[]): void {
+    try {
+      deps.log.warn({ requestId: x.requestId, resource: route.resource, found }, 'the upstream server echoed the upstream token; redacted');
+      audit.record({ event: 'gateway.leak_blocked', reason: 'upstream_token_in_response', ...who, requestId: x.requestId, ip: x.ip, details: { method: x.req.method, resource: route.resource, status: x.res.statusCode, found } });
+    } catch (err) {
+      // The response is already over (or going): nothing to answer, but never crash the server.
+      deps.log.error({ err, requestId: x.requestId, resource: route.resource }, 'could not audit a blocked token leak');
+    }
   }
 
   function forwarded(x: Exchange, grantId: string, who: Who, outcome: ForwardOutcome): void {

@@ -35,11 +35,18 @@ export function createUpstreamTokenStore(db: Db, keys: KeyRing) {
         now,
       });
     },
-    /** The access token and expiry only (the gateway's per-request read: one decryption). */
-    access(grantId: string): { accessToken: string; expiresAt: number | undefined; hasRefresh: boolean } | undefined {
+    /**
+     * The tokens and expiry (the gateway's read, cached until the upstream tokens change). The
+     * refresh token is opened too: the gateway must recognise it in R's responses (GW-13).
+     */
+    access(grantId: string): { accessToken: string; refreshToken: string | undefined; expiresAt: number | undefined } | undefined {
       const row = get.get(grantId) as { sealed_access: string; sealed_refresh: string | null; expires_at: number | null } | undefined;
       if (!row) return undefined;
-      return { accessToken: keys.unseal(row.sealed_access, ctx(grantId, 'access')), expiresAt: row.expires_at ?? undefined, hasRefresh: row.sealed_refresh !== null };
+      return {
+        accessToken: keys.unseal(row.sealed_access, ctx(grantId, 'access')),
+        refreshToken: row.sealed_refresh ? keys.unseal(row.sealed_refresh, ctx(grantId, 'refresh')) : undefined,
+        expiresAt: row.expires_at ?? undefined,
+      };
     },
     get(grantId: string): (UpstreamTokenSet & { subject: string }) | undefined {
       const row = get.get(grantId) as

@@ -3,7 +3,8 @@
  * configurations alternating (shared/perf-baselines.md method, simplified):
  *   (a) the MCP server stand-in directly,
  *   (b) a minimal Node passthrough proxy (undici, no checks),
- *   (c) P's /mcp: token check, consent check, sealed upstream token, forward, audit.
+ *   (c) P's /mcp: token check, consent check, sealed upstream token, forward, GW-13 scrubber, audit;
+ *   (d) the same P without the GW-13 scrubber (a bench-only ablation, see p-server.ts).
  * Concurrency 10 and 100, ROUNDS rounds of SECONDS each; servers pinned to CPU 0 and the load
  * generator to CPU 1 when `taskset` exists. Prints medians (rates, latencies, and the CPU time the
  * server under test spent per request), ratios c/b and c/a, then the token endpoint (refresh
@@ -64,12 +65,13 @@ const proxy = await start('test/bench/passthrough.ts', { TARGET: target }, profi
 if (profile) mkdirSync(`${root}test/artifacts`, { recursive: true });
 const p = await start('test/bench/p-server.ts', { TARGET: target, BENCH_TOKENS: '20' }, profile ? ['--cpu-prof', `--cpu-prof-dir=${root}test/artifacts`] : []);
 const tokens = p.tokens as { access: string; refresh: string; clientId: string }[];
+const ablatedTokens = p.ablatedTokens as { access: string }[];
 
-type Config = 'a' | 'b' | 'c';
-const urls: Record<Config, string> = { a: target, b: `http://127.0.0.1:${proxy.port}/mcp`, c: `${p.url}/mcp` };
-const labels: Record<Config, string> = { a: '(a) MCP server direct', b: '(b) Node passthrough proxy', c: "(c) P's /mcp (check + audit)" };
+type Config = 'a' | 'b' | 'c' | 'd';
+const urls: Record<Config, string> = { a: target, b: `http://127.0.0.1:${proxy.port}/mcp`, c: `${p.url}/mcp`, d: `${p.url}/mcp` };
+const labels: Record<Config, string> = { a: '(a) MCP server direct', b: '(b) Node passthrough proxy', c: "(c) P's /mcp (check + scrub + audit)", d: '(d) (c) without the GW-13 scrubber (ablation)' };
 
-const cpuPorts: Record<Config, number> = { a: upstream.cpuPort as number, b: proxy.cpuPort as number, c: p.cpuPort as number };
+const cpuPorts: Record<Config, number> = { a: upstream.cpuPort as number, b: proxy.cpuPort as number, c: p.cpuPort as number, d: p.cpuPort as number };
 const cpuOf = async (config: Config) => ((await (await fetch(`http://127.0.0.1:${cpuPorts[config]}/`)).json()) as { cpu: number }).cpu;
 
 type Measured = LoadResult & { cpuPerRequest: number };
@@ -87,7 +89,7 @@ async function load(config: Config, connections: number, seconds: number): Promi
       headers: {
         'content-type': 'application/json',
         accept: 'application/json, text/event-stream',
-        authorization: `Bearer ${config === 'c' ? (tokens[(worker + n) % tokens.length] as { access: string }).access : 'upstream-bench-token'}`,
+        authorization: `Bearer ${config === 'c' ? (tokens[(worker + n) % tokens.length] as { access: string }).access : config === 'd' ? (ablatedTokens[(worker + n) % ablatedTokens.length] as { access: string }).access : 'upstream-bench-token'}`,
       },
       body: body(n),
     }),
@@ -96,10 +98,10 @@ async function load(config: Config, connections: number, seconds: number): Promi
 }
 
 // Warm-up: JIT, connection pools, SQLite page cache.
-for (const config of (process.env.BENCH_ONLY?.split(',') as Config[] | undefined) ?? (['a', 'b', 'c'] as Config[])) await load(config, 10, 1);
+for (const config of (process.env.BENCH_ONLY?.split(',') as Config[] | undefined) ?? (['a', 'b', 'c', 'd'] as Config[])) await load(config, 10, 1);
 
 const results = new Map<string, Measured[]>();
-const configs: Config[] = (process.env.BENCH_ONLY?.split(',') as Config[] | undefined) ?? ['a', 'b', 'c'];
+const configs: Config[] = (process.env.BENCH_ONLY?.split(',') as Config[] | undefined) ?? ['a', 'b', 'c', 'd'];
 for (let round = 0; round < ROUNDS; round++) {
   for (const connections of CONCURRENCY) {
     const order = configs.map((_, i) => configs[(i + round) % configs.length] as Config);
@@ -127,6 +129,10 @@ lines.push(`| req/s c/b | ${ratio('c', 'b', (r) => r.rps).join(' | ')} | ≥ 0.8
 lines.push(`| req/s c/a | ${ratio('c', 'a', (r) => r.rps).join(' | ')} | — |`);
 lines.push(`| p50 c/b | ${ratio('c', 'b', (r) => r.p50).join(' | ')} | ≤ 1.2 at c=10 |`);
 lines.push(`| CPU µs/req c − b (the gateway's own cost) | ${CONCURRENCY.map((c) => (med(`c@${c}`, (r) => r.cpuPerRequest) - med(`b@${c}`, (r) => r.cpuPerRequest)).toFixed(1)).join(' | ')} | — |`);
+if (configs.includes('c') && configs.includes('d')) {
+  lines.push(`| req/s c/d (with / without the GW-13 scrubber) | ${ratio('c', 'd', (r) => r.rps).join(' | ')} | — |`);
+  lines.push(`| CPU µs/req c − d (the GW-13 scrubber's cost) | ${CONCURRENCY.map((c) => (med(`c@${c}`, (r) => r.cpuPerRequest) - med(`d@${c}`, (r) => r.cpuPerRequest)).toFixed(1)).join(' | ')} | — |`);
+}
 
 if (process.env.BENCH_ONLY) {
   console.log(lines.join('\n'));

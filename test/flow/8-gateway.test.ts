@@ -173,9 +173,32 @@ describe('gateway › R refusing U\'s token, clients hanging up', () => {
   let token: string;
   const closed: string[] = [];
   const seen: string[] = [];
+  /** what R sends on `/big`: 8 MiB in 64 KiB chunks */
+  const big = Array.from({ length: 128 }, (_, i) => Buffer.alloc(65_536, `chunk ${i} of R's big answer;`));
   beforeAll(async () => {
     r = createServer((req, res) => {
       seen.push(`${req.method} ${req.url}`);
+      if (req.url?.includes('big')) {
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': big.length * 65_536 });
+        let i = 0;
+        const pump = () => {
+          while (i < big.length) if (!res.write(big[i++])) return void res.once('drain', pump);
+          res.end();
+        };
+        pump();
+        return;
+      }
+      if (req.url?.includes('ticking')) {
+        // an event on every turn of R's event loop, until the request is closed
+        let open = true;
+        res.on('close', () => (open = false));
+        const tick = () => {
+          if (!open) return;
+          res.write('event: tick\ndata: {}\n\n');
+          setImmediate(tick);
+        };
+        setImmediate(tick);
+      }
       if (req.url?.includes('refuse')) {
         res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Bearer error="invalid_token"' });
         res.end('{"error":"invalid_token","detail":"R\'s own words"}');
@@ -225,6 +248,28 @@ describe('gateway › R refusing U\'s token, clients hanging up', () => {
     while (!closed.includes('/stream') && Date.now() < deadline) await new Promise((done) => setImmediate(done));
     expect(closed).toEqual(['/stream']);
     expect(stack.app.runtime.gateway.streams.size).toBe(0);
+  });
+
+  it('ends the request to R when the server ends a busy stream (shutdown), and carries on', async () => {
+    const res = await fetch(`${stack.app.url}/api/r/ticking`, { headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' } });
+    const reader = res.body!.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toContain('event: ping');
+    for (const stream of stack.app.runtime.gateway.streams) stream.end(); // as src/cli/serve.ts does at shutdown
+    // R keeps sending; the client's stream ends and the request to R is closed.
+    for (let i = 0; i < 100_000; i++) if ((await reader.read()).done) break;
+    const deadline = Date.now() + 5000;
+    while (!closed.includes('/ticking') && Date.now() < deadline) await new Promise((done) => setImmediate(done));
+    expect(closed).toContain('/ticking');
+    expect((await fetch(`${stack.app.url}/api/r/refuse`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(401);
+  });
+
+  it('passes a large body through intact while the client reads it (backpressure: R paused, resumed)', async () => {
+    const res = await fetch(`${stack.app.url}/api/r/big`, { headers: { authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-length')).toBe(String(big.length * 65_536));
+    const body = Buffer.from(await res.arrayBuffer());
+    expect(body.length).toBe(big.length * 65_536);
+    expect(sha(body.toString('latin1'))).toBe(sha(Buffer.concat(big).toString('latin1')));
   });
 });
 
