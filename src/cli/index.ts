@@ -288,6 +288,38 @@ function findCommand(argv: string[]): { name: string; rest: string[] } | undefin
   return undefined;
 }
 
+/**
+ * Client ids are random base64url and may start with "-" (1 in 64), as may consent subjects:
+ * such a value is data, not an option. A value after a string option is joined to it
+ * (`--client=-abc`), and any other word starting with "-" that names no declared option goes
+ * after `--` as a positional.
+ */
+export function normaliseArgs(args: string[], options: NonNullable<ParseArgsConfig['options']>): string[] {
+  const known = new Map<string, { name: string; type: string }>();
+  for (const [name, def] of Object.entries(options)) {
+    known.set(`--${name}`, { name, type: def.type });
+    if (def.short) known.set(`-${def.short}`, { name, type: def.type });
+  }
+  const flags: string[] = [];
+  const positionals: string[] = [];
+  for (let i = 0; i < args.length; i += 1) {
+    const arg = args[i] as string;
+    if (arg === '--') {
+      positionals.push(...args.slice(i + 1));
+      break;
+    }
+    const def = known.get(arg.split('=')[0] as string);
+    if (def) {
+      if (def.type === 'string' && !arg.includes('=') && i + 1 < args.length) {
+        flags.push(`--${def.name}=${args[i + 1] as string}`);
+        i += 1;
+      } else flags.push(arg);
+    } else if (arg.startsWith('--')) flags.push(arg); // an unknown option: parseArgs names it
+    else positionals.push(arg);
+  }
+  return positionals.length ? [...flags, '--', ...positionals] : flags;
+}
+
 /** Run the CLI; resolves with the exit code. */
 export async function run(argv: string[], io: Io = defaultIo): Promise<number> {
   if (argv.length === 0) argv = ['serve'];
@@ -303,7 +335,7 @@ export async function run(argv: string[], io: Io = defaultIo): Promise<number> {
   const command = COMMANDS[found.name] as Command;
   let parsed;
   try {
-    parsed = parseArgs({ args: found.rest, options: { ...command.options, ...HELP_OPTION }, strict: true, allowPositionals: Boolean(command.positionals) });
+    parsed = parseArgs({ args: normaliseArgs(found.rest, { ...command.options, ...HELP_OPTION }), options: { ...command.options, ...HELP_OPTION }, strict: true, allowPositionals: Boolean(command.positionals) });
   } catch (err) {
     io.err(`${(err as Error).message.replace(/\. To specify.*$/s, '')}\nusage: ${command.usage}`);
     return EXIT_USAGE;
