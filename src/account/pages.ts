@@ -4,14 +4,14 @@
  * name (unverified), where answers go, scopes, when granted, last used, when it expires — and
  * revokes any of them with the full cascade. Only the signed-in subject's own consents can be
  * revoked; every POST carries a CSRF token bound to the session. Signing in is a button (a POST
- * from this page, src/flow/sign-in.ts): a GET of /account/login starts nothing. The "Revoked."
+ * from this page, src/session/sign-in.ts): a GET of /account/login starts nothing. The "Revoked."
  * notice shows only for a consent of this user that is revoked (src/views/page-messages.ts).
  */
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { FlowDeps } from '../flow/deps.js';
 import type { AdminOps } from '../admin/ops.js';
 import { consentWithClientName } from '../admin/pages.js';
-import { showSignIn, startSignInFromPage } from '../flow/sign-in.js';
+import { showSignIn, startSignInFromPage } from '../session/sign-in.js';
 import { ERRORS } from '../errors/oauth-error.js';
 import { revokedConsentId } from '../views/page-messages.js';
 

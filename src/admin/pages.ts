@@ -5,9 +5,9 @@
  * - an admin session (`__Host-mcp-admin`, idle and absolute timeouts) of a subject still listed
  *   in ADMIN_SUBJECTS ⇒ allowed; a signed-in non-admin ⇒ 403; nobody signed in ⇒ 401 with a
  *   sign-in button (a POST from this page; a GET of /admin/login starts nothing,
- *   src/flow/sign-in.ts). A refusal of a signed-in user is audited as admin.rejected; one of
+ *   src/session/sign-in.ts). A refusal of a signed-in user is audited as admin.rejected; one of
  *   nobody is budgeted (RATE_LIMIT_REJECTED: 429 beyond it) and counted per address, reason and
- *   minute (admin.rejected_aggregate; src/http/refusal-budget.ts).
+ *   minute (admin.rejected_aggregate; src/audit/refusal-budget.ts).
  * - every POST carries a CSRF token bound to the admin session (HMAC), checked before anything;
  * - every action is audited (admin.client_disabled, admin.consent_revoked, …);
  * - the notices after an action (`?done=`, `?revoked=`) are only our own fixed words, shown when
@@ -16,16 +16,16 @@
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { FlowDeps } from '../flow/deps.js';
 import type { AdminOps } from './ops.js';
-import type { RefusalBudget } from '../http/refusal-budget.js';
+import type { RefusalBudget } from '../audit/refusal-budget.js';
 import { AUDIT_EVENTS } from '../audit/events.js';
 import type { AuditFilter } from '../store/audit-log.js';
-import type { AuditRow } from '../audit/chain.js';
+import type { AuditRow } from '../store/audit-chain.js';
 import { verifyChainInWorker } from '../audit/verify-async.js';
 import { describeVerification, type VerifyResult } from '../audit/verify.js';
 import { checkpointPath } from '../audit/checkpoint.js';
-import { showSignIn, startSignInFromPage } from '../flow/sign-in.js';
+import { showSignIn, startSignInFromPage } from '../session/sign-in.js';
 import { ERRORS } from '../errors/oauth-error.js';
-import { redirectHosts } from '../flow/1-register.js';
+import { redirectHosts } from '../flow/2-register.js';
 import { csvLine, auditFilterFromQuery, type AuditQuery } from './audit-query.js';
 import { clientDoneMessage, revokedConsentId } from '../views/page-messages.js';
 
@@ -63,7 +63,7 @@ export function adminRouter(deps: AdminDeps): Router {
   }
 
   // Login is reachable without an admin session; it starts only from the button on P's own
-  // page (POST + token, src/flow/sign-in.ts), never from a GET another site can trigger.
+  // page (POST + token, src/session/sign-in.ts), never from a GET another site can trigger.
   router.get('/login', (req, res, next) => showSignIn(deps, req, res, 'admin', req.query.return).catch(next));
   router.post('/login', ...startSignInFromPage(deps, 'admin'));
 

@@ -14,7 +14,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from 'pino';
 import { AUDIT_EVENTS, isAuditEvent, type AuditEvent } from './events.js';
-import type { AuditRow } from './chain.js';
+import type { AuditRow } from '../store/audit-chain.js';
 import type { CheckpointWriter } from './checkpoint.js';
 import type { AuditLogStore, NewAuditRow } from '../store/audit-log.js';
 import { capOptional, capString, MAX_STORED_STRING } from './limits.js';

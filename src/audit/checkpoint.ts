@@ -16,7 +16,7 @@ import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { AuditKey } from './chain.js';
+import type { AuditKey } from '../store/audit-chain.js';
 
 export const CHECKPOINT_FILE = 'audit-checkpoint.json';
 /** `audit.checkpoint` log lines come at least this often while serving. */

@@ -13,7 +13,7 @@
  *   the database was copied without it) — and deleting it is the one step that would hide a
  *   truncated tail. With no keyed row yet (right after the upgrade) it is a warning.
  */
-import { GENESIS_HASH, rowHash, rowMac, type AuditKey, type AuditRow } from './chain.js';
+import { GENESIS_HASH, rowHash, rowMac, type AuditKey, type AuditRow } from '../store/audit-chain.js';
 import { readCheckpointFile, unknownKey, type CheckpointFileRead, type GivenCheckpoint } from './checkpoint.js';
 import type { AuditLogStore } from '../store/audit-log.js';
 

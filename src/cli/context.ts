@@ -20,7 +20,7 @@ import { createOidcModelStore } from '../store/oidc-models.js';
 import { createClientsMetaStore } from '../store/clients-meta.js';
 import { createConsentStore } from '../store/consents.js';
 import { createUpstreamTokenStore } from '../store/upstream-tokens.js';
-import { createRevocation } from '../flow/revocation.js';
+import { createRevocation } from '../consent/revocation.js';
 import { createUpstreamClient } from '../upstream/presets.js';
 import { createAdminOps, type AdminOps } from '../admin/ops.js';
 

@@ -13,14 +13,14 @@
  * A refusal of a request without a valid token (steps 1–2: no, malformed or invalid token; a
  * foreign Origin without a valid token) is counted against the client address's
  * RATE_LIMIT_REJECTED budget — 429 beyond it — and tallied into one gateway.rejected_aggregate row
- * per address, reason and minute (DESIGN §9; src/http/refusal-budget.ts). Every other refusal is
+ * per address, reason and minute (DESIGN §9; src/audit/refusal-budget.ts). Every other refusal is
  * audited as gateway.rejected with its reason, every forwarded request as gateway.forwarded
  * (both group-committed, src/audit/audit.ts); a response in which R echoed U's token as
  * gateway.leak_blocked (committed at once: rare, and an admin wants it durable), with where it
  * was found and never the value. Requests with a valid token never touch the budget.
  *
  * This is the hot path, so it runs on Node's raw request and response, in front of express
- * (src/app.ts): no router, no per-request middleware stack, no async context; the few headers a
+ * (src/runtime/app.ts): no router, no per-request middleware stack, no async context; the few headers a
  * JSON or SSE answer needs are set here.
  */
 import { newRequestId } from '../http/request-id.js';
@@ -30,11 +30,11 @@ import type { Config } from '../config/load.js';
 import type { Audit } from '../audit/audit.js';
 import type { ConsentStore } from '../store/consents.js';
 import type { ClientsMetaStore } from '../store/clients-meta.js';
-import { bearerChallenge } from './0-discover.js';
+import { bearerChallenge } from './1-discover.js';
 import type { TokenCheck } from '../gateway/token-check.js';
 import type { UpstreamTokenResult, UpstreamTokenSource } from '../gateway/upstream-token.js';
 import type { SessionBinding } from '../gateway/sessions.js';
-import type { RefusalBudget } from '../http/refusal-budget.js';
+import type { RefusalBudget } from '../audit/refusal-budget.js';
 import { createTouchThrottle } from '../gateway/throttle.js';
 import { jsonRpcError, type ForwardOutcome, type Forwarder } from '../gateway/forward.js';
 
@@ -102,7 +102,7 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
   /**
    * A refusal of a request without a valid token (DESIGN §9): counted against the address's
    * RATE_LIMIT_REJECTED budget and tallied into one audit row per address, reason and minute
-   * (src/http/refusal-budget.ts); beyond the budget the answer is 429 instead of `answer`.
+   * (src/audit/refusal-budget.ts); beyond the budget the answer is 429 instead of `answer`.
    */
   const refuseAnonymous = (x: Exchange, reason: string, answer: () => void) => {
     deps.refusals

@@ -16,7 +16,7 @@ import type { UpstreamTokenStore } from '../store/upstream-tokens.js';
 import type { AdminSessionStore } from '../store/admin-sessions.js';
 import type { AuditLogStore } from '../store/audit-log.js';
 import type { UpstreamClient } from '../upstream/presets.js';
-import type { Revocation } from './revocation.js';
+import type { Revocation } from '../consent/revocation.js';
 
 export interface FlowDeps {
   config: Readonly<Config>;

@@ -12,7 +12,7 @@
  * elsewhere (another replica, housekeeping) stops passing within SESSION_RECHECK_MS. Unknown ids
  * are never cached: each is looked up in the database again.
  * A DELETE that R accepts (2xx), or any answer 404 of R to a session's request, ends the binding;
- * bindings unused for MCP_SESSION_IDLE_MS are purged by housekeeping (src/maintenance.ts).
+ * bindings unused for MCP_SESSION_IDLE_MS are purged by housekeeping (src/runtime/maintenance.ts).
  */
 import { sha256 } from '../crypto/keys.js';
 import type { McpSessionStore } from '../store/mcp-sessions.js';

@@ -106,7 +106,7 @@ export function createProvider(deps: ProviderDeps): Provider {
       token_endpoint_auth_method: 'none',
       id_token_signed_response_alg: 'RS256',
     },
-    // Only the methods the admission policy accepts (src/flow/1-register.ts).
+    // Only the methods the admission policy accepts (src/flow/2-register.ts).
     clientAuthMethods: ['none', 'client_secret_basic', 'client_secret_post'],
     extraClientMetadata: { properties: ['software_id', 'software_version'] },
     features: {

@@ -14,7 +14,7 @@ import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
 import { requestContext, type Audit } from '../audit/audit.js';
 import type { ClientsMetaStore } from '../store/clients-meta.js';
-import { redirectHosts } from '../flow/1-register.js';
+import { redirectHosts } from '../flow/2-register.js';
 import { capOptional, capString } from '../audit/limits.js';
 
 export interface EventDeps {

@@ -1,12 +1,12 @@
 /**
- * audit_log table: append (chained with the keyed MAC of src/audit/chain.ts, one immediate
+ * audit_log table: append (chained with the keyed MAC of src/store/audit-chain.ts, one immediate
  * transaction per batch so concurrent writers — the server and the CLI — never fork the chain)
  * and read. There is no update or delete path; the database triggers refuse them anyway, and
  * refuse any insert that is not at the head (migrations/0011-audit-keyed-chain.sql).
  * A store opened without the audit key can read, not append (verify, export).
  */
 import type { Db } from '../db/open.js';
-import { GENESIS_HASH, rowMac, type AuditKey, type AuditRow } from '../audit/chain.js';
+import { GENESIS_HASH, rowMac, type AuditKey, type AuditRow } from './audit-chain.js';
 
 export interface NewAuditRow {
   ts: string;

@@ -3,7 +3,7 @@
  * superseded consent stays as history (the admin and account pages show it). Each row records
  * which browser approved it (`browser_hash`, SHA-256 of the `__Host-mcp-browser` id; CONS-02,
  * CONS-16). The decision whether a consent covers a request — and for which browser — lives in
- * src/flow/3-consent.ts, not here.
+ * src/flow/4-consent.ts, not here.
  */
 import type { Db } from '../db/open.js';
 

@@ -11,7 +11,7 @@ import { migrate } from '../../src/db/migrate.js';
 import { createAuditLogStore } from '../../src/store/audit-log.js';
 import { Audit, GROUP_COMMIT_ROWS, maskDetails } from '../../src/audit/audit.js';
 import { verifyChain } from '../../src/audit/verify.js';
-import { GENESIS_HASH } from '../../src/audit/chain.js';
+import { GENESIS_HASH } from '../../src/store/audit-chain.js';
 import { KeyRing } from '../../src/crypto/keys.js';
 
 const ring = new KeyRing(randomBytes(32));

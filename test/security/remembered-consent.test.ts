@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { auditEvents, registerClient } from '../helpers/app.js';
 import { Browser, buildAuthorization, drive, startStack, type Stack } from '../helpers/stack.js';
-import { decideConsent } from '../../src/flow/3-consent.js';
+import { decideConsent } from '../../src/flow/4-consent.js';
 
 let stack: Stack;
 beforeAll(async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { admitRegistration, checkRedirectUri, MAX_REDIRECT_URIS, redirectHosts } from '../../src/flow/1-register.js';
+import { admitRegistration, checkRedirectUri, MAX_REDIRECT_URIS, redirectHosts } from '../../src/flow/2-register.js';
 
 const policy = { redirectSchemes: ['cursor', 'com.example.app'], supportedScopes: ['openid', 'offline_access', 'mcp:tools'] };
 const base = { redirect_uris: ['https://app.example.com/cb'] };

@@ -22,9 +22,9 @@ import { ERRORS } from '../errors/oauth-error.js';
 import { errorPageHtml } from '../errors/render.js';
 import { UpstreamError } from '../upstream/presets.js';
 import type { FlowDeps } from './deps.js';
-import { boundStateHashes, UPSTREAM_TRANSACTION_TTL } from './4-upstream-redirect.js';
-import { completeNewAuthorization, failInteraction } from './6-issue-code.js';
-import { completeSignIn } from './sign-in.js';
+import { boundStateHashes, UPSTREAM_TRANSACTION_TTL } from './5-upstream-redirect.js';
+import { completeNewAuthorization, failInteraction } from '../consent/record.js';
+import { completeSignIn } from '../session/sign-in.js';
 import type { AuthorizeTransaction } from '../store/upstream-transactions.js';
 
 type Refusal = 'missing_state' | 'missing_cookie' | 'state_mismatch' | 'unknown_state' | 'replayed' | 'expired';

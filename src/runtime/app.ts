@@ -1,36 +1,36 @@
 /**
  * The ordered mount table (style C2): reading it top to bottom is reading the flow. Never
- * listens (src/server.ts does). Body parsers sit only on our own POST routes, never in front of
+ * listens (src/runtime/server.ts does). Body parsers sit only on our own POST routes, never in front of
  * the provider's (deps.md gotcha 7).
  */
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import { fileURLToPath } from 'node:url';
 import type { Runtime } from './server.js';
-import { requestContextMiddleware } from './http/request-context.js';
-import { noStore, securityHeaders } from './http/security-headers.js';
-import { limiter } from './http/rate-limit.js';
-import { pinToPublicUrl, providerAlias, providerMount } from './http/provider-mount.js';
-import { protectedResourceMetadataPaths, servePrm } from './flow/0-discover.js';
-import { gateway } from './flow/8-gateway.js';
-import { jsonRpcError, type Forwarder } from './gateway/forward.js';
-import { createDispatcher, type DispatchRoute } from './gateway/dispatch.js';
-import { metricsAuthorized } from './http/metrics.js';
+import { requestContextMiddleware } from '../http/request-context.js';
+import { noStore, securityHeaders } from '../http/security-headers.js';
+import { limiter } from '../http/rate-limit.js';
+import { pinToPublicUrl, providerAlias, providerMount } from '../http/provider-mount.js';
+import { protectedResourceMetadataPaths, servePrm } from '../flow/1-discover.js';
+import { gateway } from '../flow/8-gateway.js';
+import { jsonRpcError, type Forwarder } from '../gateway/forward.js';
+import { createDispatcher, type DispatchRoute } from '../gateway/dispatch.js';
+import { metricsAuthorized } from '../http/metrics.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import proxyaddr from 'proxy-addr';
-import { registrationGate } from './flow/1-register.js';
-import { authorizationPreflight } from './flow/2-authorize.js';
-import { offeredScopes, PROVIDER_ROUTES } from './provider/configuration.js';
-import { errorHandler, notFound } from './errors/render.js';
-import { ERRORS } from './errors/oauth-error.js';
-import { decideOnConsent, showConsent } from './flow/3-consent.js';
-import { upstreamCallback } from './flow/5-upstream-callback.js';
-import { tokenPreflight } from './flow/7-token.js';
-import { adminRouter } from './admin/pages.js';
-import { accountRouter } from './account/pages.js';
+import { registrationGate } from '../flow/2-register.js';
+import { authorizationPreflight } from '../flow/3-authorize.js';
+import { offeredScopes, PROVIDER_ROUTES } from '../provider/configuration.js';
+import { errorHandler, notFound } from '../errors/render.js';
+import { ERRORS } from '../errors/oauth-error.js';
+import { decideOnConsent, showConsent } from '../flow/4-consent.js';
+import { upstreamCallback } from '../flow/6-upstream-callback.js';
+import { tokenPreflight } from '../flow/7-token.js';
+import { adminRouter } from '../admin/pages.js';
+import { accountRouter } from '../account/pages.js';
 
 export type AppDeps = Omit<Runtime, 'app' | 'handler' | 'dispose'>;
 
-const ASSETS_DIR = fileURLToPath(new URL('../views/assets/', import.meta.url));
+const ASSETS_DIR = fileURLToPath(new URL('../../views/assets/', import.meta.url));
 /** /readyz waits this long for the upstream's metadata before answering not ready. */
 const READY_UPSTREAM_TIMEOUT_MS = 2000;
 

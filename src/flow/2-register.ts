@@ -25,7 +25,7 @@
  *   character, at most 4 nonspacing marks in a row and never the same one twice (UTS #39 §5.4),
  *   which refuses zalgo and stacked marks but keeps names in scripts that need marks (Devanagari,
  *   Thai, Vietnamese, Hebrew, Arabic, Tibetan). Look-alike names are warned about on the consent
- *   page (src/flow/lookalike.ts), not refused here.
+ *   page (src/oauth/lookalike.ts), not refused here.
  * - REG-02/09: unknown members dropped; grant_types and response_types narrowed to what P
  *   supports; requested scopes narrowed to P's; the response echoes what was stored.
  * - interop F7: empty-string members dropped (real clients send them).

@@ -22,9 +22,9 @@ import type { SignInTransaction } from '../store/upstream-transactions.js';
 import type { UpstreamIdentity } from '../upstream/presets.js';
 import { errorPageHtml } from '../errors/render.js';
 import { ERRORS } from '../errors/oauth-error.js';
-import type { FlowDeps } from './deps.js';
-import { redirectToUpstream } from './4-upstream-redirect.js';
-import { browserSecret, formActionCsp } from './3-consent.js';
+import type { FlowDeps } from '../flow/deps.js';
+import { redirectToUpstream } from '../flow/5-upstream-redirect.js';
+import { browserSecret, formActionCsp } from '../flow/4-consent.js';
 
 export type SignInPurpose = 'admin' | 'account';
 

@@ -18,7 +18,7 @@
  *     `same-origin`; absent ⇒ ask (AT-06, FastMCP GHSA-6x8h-498w-gv8c);
  *   - the client did not ask for `prompt=consent` or `prompt=login`.
  * Otherwise the page is shown: the client's self-asserted name marked unverified, a warning
- * when it imitates a well-known client or mixes scripts in a word (AT-17, src/flow/lookalike.ts),
+ * when it imitates a well-known client or mixes scripts in a word (AT-17, src/oauth/lookalike.ts),
  * the client id and registration date, the redirect URI with its host prominent and a note for
  * loopback (CONS-07), the scopes in plain words, the upstream and the exact upstream scopes
  * (CONS-06, UP-03), the resource, and how long the client stays connected (`connectionTerms`): a
@@ -38,12 +38,12 @@ import express, { type NextFunction, type Request, type Response, type RequestHa
 import type Provider from 'oidc-provider';
 import { randomToken, safeEqual, sha256 } from '../crypto/keys.js';
 import type { Consent } from '../store/consents.js';
-import { lookalikeOf } from './lookalike.js';
+import { lookalikeOf } from '../oauth/lookalike.js';
 import { isLoopbackHost } from '../config/urls.js';
 import { BASE_CSP_DIRECTIVES } from '../http/security-headers.js';
 import type { FlowDeps } from './deps.js';
-import { startUpstreamAuthorization } from './4-upstream-redirect.js';
-import { finishWithExistingGrant } from './6-issue-code.js';
+import { startUpstreamAuthorization } from './5-upstream-redirect.js';
+import { finishWithExistingGrant } from '../consent/record.js';
 import { ERRORS } from '../errors/oauth-error.js';
 
 /** What the client asked for, as the interaction recorded it after oidc-provider validated it. */
@@ -166,7 +166,7 @@ export function cspSourceOf(uri: string): string {
 
 /**
  * The browser secret behind CSRF tokens; created once per browser, reused. Also behind the
- * sign-in button of /admin/login and /account/login (src/flow/sign-in.ts), with its own label.
+ * sign-in button of /admin/login and /account/login (src/session/sign-in.ts), with its own label.
  */
 export function browserSecret(deps: FlowDeps, req: Request, res: Response): string {
   const existing = deps.cookies.read(req, 'csrf');

@@ -21,7 +21,7 @@
 import { MemoryStore, ipKeyGenerator, type Options, type Store } from 'express-rate-limit';
 import type { Logger } from 'pino';
 import type { RateBudget } from '../config/duration.js';
-import type { RefusalSample, RefusalTally, TallyEvent } from '../audit/refusal-tally.js';
+import type { RefusalSample, RefusalTally, TallyEvent } from './refusal-tally.js';
 
 export interface RefusalVerdict {
   /** answer 429 instead of the refusal */

@@ -14,7 +14,7 @@ import type { Request, Response } from 'express';
 import { randomToken, sha256 } from '../crypto/keys.js';
 import { ERRORS } from '../errors/oauth-error.js';
 import type { FlowDeps } from './deps.js';
-import type { ConsentRequest } from './3-consent.js';
+import type { ConsentRequest } from './4-consent.js';
 import type { AuthorizeTransaction, SignInTransaction, UpstreamTransaction } from '../store/upstream-transactions.js';
 
 /** STATE-06: the upstream login must complete within ten minutes (the SBP example). */

@@ -72,7 +72,7 @@ export function createRevocation(deps: RevocationDeps) {
    * After the commit of a transaction that called revokeInTransaction: ask U to revoke the
    * upstream token it returned (UP-08; best effort, audited, awaited by `settled()`). Every
    * cascade goes through here — revokeGrant below and the superseding approval
-   * (src/flow/6-issue-code.ts) — so none leaves a live upstream token behind at U.
+   * (src/consent/record.ts) — so none leaves a live upstream token behind at U.
    */
   function revokeAtUpstreamAfterCommit(grantId: string, result: ReturnType<typeof revokeInTransaction>): void {
     if (!result.tokens) return;

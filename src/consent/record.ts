@@ -17,7 +17,7 @@ import type { Consent } from '../store/consents.js';
 import type { AuthorizeTransaction } from '../store/upstream-transactions.js';
 import type { UpstreamIdentity, UpstreamTokens } from '../upstream/presets.js';
 import { BASE_SCOPES } from '../provider/configuration.js';
-import type { FlowDeps } from './deps.js';
+import type { FlowDeps } from '../flow/deps.js';
 
 /** Skip path: the remembered consent's grant serves this authorization too. */
 export async function finishWithExistingGrant(deps: FlowDeps, req: Request, res: Response, consent: Consent): Promise<void> {
@@ -93,7 +93,7 @@ export async function completeNewAuthorization(
     await interaction.save(Math.max(1, interaction.exp - Math.floor(now / 1000)));
     db.exec('COMMIT');
     // The superseded grant's upstream token is revoked at U too, after the commit, like every
-    // other cascade (src/flow/revocation.ts).
+    // other cascade (src/consent/revocation.ts).
     if (superseded && supersededRevocation) deps.revocation.revokeAtUpstreamAfterCommit(superseded, supersededRevocation);
     return { returnTo: interaction.returnTo, grantId, consent, sessionId, superseded };
   } catch (err) {
