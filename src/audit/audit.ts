@@ -11,13 +11,13 @@
  * at most one small atomic file write per commit, never per row, off the event loop; `flush()`
  * writes it synchronously.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from 'pino';
 import { AUDIT_EVENTS, isAuditEvent, type AuditEvent } from './events.js';
 import type { AuditRow } from '../store/audit-chain.js';
 import type { CheckpointWriter } from './checkpoint.js';
 import type { AuditLogStore, NewAuditRow } from '../store/audit-log.js';
 import { capOptional, capString, MAX_STORED_STRING } from './limits.js';
+import { requestContext } from '../http/request-context.js';
 
 /** Gateway records wait at most this long before they are committed. */
 export const GROUP_COMMIT_MS = 200;
@@ -34,12 +34,6 @@ export interface AuditEntry {
   details?: Record<string, unknown> | undefined;
 }
 
-/** Per-request context (request id, client IP) for records written deep inside a flow. */
-export interface RequestContext {
-  requestId: string;
-  ip: string | undefined;
-}
-export const requestContext = new AsyncLocalStorage<RequestContext>();
 
 const SECRET_KEY = /token|secret|password|passwd|verifier|cookie|authorization|assertion|^code$|^state$|nonce|^jti$/i;
 

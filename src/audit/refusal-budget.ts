@@ -5,7 +5,7 @@
  * - It is consulted only where a request is refused anyway: at the gateway for no, malformed,
  *   unknown, expired or otherwise invalid tokens and for a foreign `Origin` without a valid token
  *   (src/flow/8-gateway.ts), at /admin for a request without an admin session or a signed-in
- *   user (src/admin/pages.ts). A request with a valid token or admin session never counts and is
+ *   user (src/admin/guard.ts). A request with a valid token or admin session never counts and is
  *   never refused by it; the gateway's path for valid tokens does not call it.
  * - Every refusal counts against the client address's budget (one budget for /mcp, the API
  *   routes and /admin); beyond it the answer is 429 with Retry-After (seconds until the window

@@ -17,7 +17,7 @@
  * gateway record, what waits in the group-commit queue (≤ 200 ms).
  */
 import type { Audit } from './audit.js';
-import { requestContext } from './audit.js';
+import { requestContext } from '../http/request-context.js';
 import { capString } from './limits.js';
 
 export const TALLY_MINUTE_MS = 60_000;

@@ -4,6 +4,7 @@
  * test fails when the two disagree. Nothing outside src/config reads process.env.
  */
 import { isIP } from 'node:net';
+import { NEVER_REDIRECT_SCHEMES } from './urls.js';
 import { parseByteSize, parseDurationSeconds, parseRateBudget, type RateBudget } from './duration.js';
 
 export type Preset = 'oidc' | 'github' | 'google';
@@ -78,7 +79,8 @@ function secretKey(raw: string): Parsed<Buffer> {
 }
 
 /** Private-use URI schemes that must never be accepted as redirect targets (REG-05). */
-export const FORBIDDEN_SCHEMES = new Set(['http', 'https', 'javascript', 'data', 'file', 'vbscript', 'blob', 'about', 'ftp', 'ws', 'wss']);
+/** Not private-use schemes: http(s) have their own rules, the rest are never redirect targets. */
+export const FORBIDDEN_SCHEMES: ReadonlySet<string> = new Set(['http', 'https', ...NEVER_REDIRECT_SCHEMES]);
 
 export const SCHEMA = {
   PUBLIC_URL: key({

@@ -10,7 +10,6 @@
  * with any token of that grant is refused.
  */
 import type { Logger } from 'pino';
-import type { Db } from '../db/open.js';
 import type { Audit } from '../audit/audit.js';
 import type { ConsentStore } from '../store/consents.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
@@ -28,7 +27,8 @@ export type RevocationReason =
   | 'upstream_invalid_grant'; // U no longer honours the upstream grant (AT-22)
 
 export interface RevocationDeps {
-  db: Db;
+  /** one transaction around the cascade's writes (src/store/index.ts) */
+  transaction: <T>(work: () => T) => T;
   consents: ConsentStore;
   models: OidcModelStore;
   upstreamTokens: UpstreamTokenStore;
@@ -39,7 +39,7 @@ export interface RevocationDeps {
 }
 
 export function createRevocation(deps: RevocationDeps) {
-  const { db, consents, models, upstreamTokens, audit, log } = deps;
+  const { transaction, consents, models, upstreamTokens, audit, log } = deps;
   const pending = new Set<Promise<void>>();
 
   /** The synchronous part; call inside a transaction. Returns the upstream token to revoke at U. */
@@ -88,7 +88,7 @@ export function createRevocation(deps: RevocationDeps) {
 
     /** Revoke one consent (by grant id) with the whole cascade. Returns whether it was active. */
     revokeGrant(grantId: string, reason: RevocationReason, actor?: { event?: 'consent.revoked' | 'admin.consent_revoked' | 'account.consent_revoked' | 'cli.consent_revoked'; subject?: string }): boolean {
-      const result = db.transaction(() => revokeInTransaction(grantId, reason))();
+      const result = transaction(() => revokeInTransaction(grantId, reason));
       if (result.consent) {
         audit.record({
           event: actor?.event ?? 'consent.revoked',
@@ -110,7 +110,7 @@ export function createRevocation(deps: RevocationDeps) {
     /** Revoke every active consent of a client (disable, delete, idle expiry). */
     revokeClient(clientId: string, reason: 'client_disabled' | 'client_deleted'): number {
       let n = 0;
-      for (const consent of consents.activeForClient(clientId)) {
+      for (const consent of consents.unrevokedForClient(clientId)) {
         if (this.revokeGrant(consent.grant_id, reason)) n += 1;
       }
       return n;

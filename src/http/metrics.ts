@@ -7,7 +7,6 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { NewAuditRow } from '../store/audit-log.js';
 
 /**
  * Does this Authorization header carry METRICS_TOKEN? Compared in constant time: both sides are
@@ -45,7 +44,7 @@ export function createMetrics() {
     observeGateway(resource: string, status: number, seconds: number): void {
       gateway.observe({ resource: new URL(resource).pathname, status: String(status) }, seconds);
     },
-    observeAudit(row: NewAuditRow): void {
+    observeAudit(row: { event: string; reason: string | null }): void {
       audit.inc({ event: row.event });
       const [area, outcome] = row.event.split('.') as [string, string];
       if (area === 'consent' && outcome !== 'recorded' && outcome !== 'revoked') consent.inc({ decision: outcome, reason: row.reason ?? '' });

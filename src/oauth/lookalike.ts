@@ -14,7 +14,7 @@
  *   Korean is allowed (the "highly restrictive" level of UTS #39 §5.2), and a multilingual name
  *   with one script per word gets no warning.
  * Invisible, format and bidi characters never get this far: registration refuses them
- * (src/flow/2-register.ts `checkDisplayText`).
+ * (src/oauth/display-text.ts `checkDisplayText`).
  */
 import unhomoglyph from 'unhomoglyph';
 

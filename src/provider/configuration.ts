@@ -7,11 +7,10 @@ import type { Config } from '../config/load.js';
 import type { KeyRing } from '../crypto/keys.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
 import { createInteractionPolicy } from './policy.js';
+import { offeredScopes } from '../oauth/scopes.js';
 import { providerErrorBodies } from '../errors/render.js';
 import { ProviderWithSafeErrorRedirects } from './error-redirect.js';
 
-/** Scopes always offered besides MCP_SCOPES: `openid` (ID token) and `offline_access` (RT-06). */
-export const BASE_SCOPES = ['openid', 'offline_access'];
 /** Codes live one minute: clients redeem at once; OAuth 2.1 §4.1.2 allows at most ten (TOK-03). */
 export const AUTHORIZATION_CODE_TTL = 60;
 /** An unfinished authorization (consent + upstream login) may take ten minutes. */
@@ -37,10 +36,6 @@ export interface ProviderDeps {
   jwks: { keys: Record<string, unknown>[] };
   /** writes P's error page for oidc-provider's rendered errors */
   renderError(ctx: KoaContextWithOIDC, out: ErrorOut, error: Error): void;
-}
-
-export function offeredScopes(config: Readonly<Config>): string[] {
-  return [...BASE_SCOPES, ...config.mcpScopes];
 }
 
 /**

@@ -12,9 +12,10 @@
 import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
-import { requestContext, type Audit } from '../audit/audit.js';
+import type { Audit } from '../audit/audit.js';
+import { requestContext } from '../http/request-context.js';
 import type { ClientsMetaStore } from '../store/clients-meta.js';
-import { redirectHosts } from '../flow/2-register.js';
+import { redirectHosts } from '../oauth/redirect-uri.js';
 import { capOptional, capString } from '../audit/limits.js';
 
 export interface EventDeps {

@@ -1,34 +1,60 @@
 /**
- * The ordered mount table (style C2): reading it top to bottom is reading the flow. Never
- * listens (src/runtime/server.ts does). Body parsers sit only on our own POST routes, never in front of
- * the provider's (deps.md gotcha 7).
+ * The ordered mount table (style C2): reading `buildApp` top to bottom is reading the flow of
+ * DESIGN §2. Never listens (src/runtime/server.ts does). Body parsers sit only on our own POST
+ * routes, never in front of the provider's (deps.md gotcha 7). `AppDeps` is what the app needs,
+ * declared here (the composition root provides it).
  */
-import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import express, { type Express, type NextFunction, type Request, type Response, type Router } from 'express';
 import { fileURLToPath } from 'node:url';
-import type { Runtime } from './server.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import proxyaddr from 'proxy-addr';
+import type { Logger } from 'pino';
+import type { KeyRing } from '../crypto/keys.js';
+import type { Stores } from '../store/index.js';
+import type { RefusalBudget } from '../audit/refusal-budget.js';
+import type { Revocation } from '../consent/revocation.js';
+import type { Metrics } from '../http/metrics.js';
+import type { CookieJar } from '../http/cookies.js';
 import { requestContextMiddleware } from '../http/request-context.js';
 import { noStore, securityHeaders } from '../http/security-headers.js';
 import { limiter } from '../http/rate-limit.js';
 import { pinToPublicUrl, providerAlias, providerMount } from '../http/provider-mount.js';
-import { protectedResourceMetadataPaths, servePrm } from '../flow/1-discover.js';
-import { gateway } from '../flow/8-gateway.js';
-import { jsonRpcError, type Forwarder } from '../gateway/forward.js';
-import { createDispatcher, type DispatchRoute } from '../gateway/dispatch.js';
 import { metricsAuthorized } from '../http/metrics.js';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import proxyaddr from 'proxy-addr';
+import { protectedResourceMetadataPaths, servePrm } from '../flow/1-discover.js';
 import { registrationGate } from '../flow/2-register.js';
 import { authorizationPreflight } from '../flow/3-authorize.js';
-import { offeredScopes, PROVIDER_ROUTES } from '../provider/configuration.js';
+import { decideOnConsent, showConsent, type ConsentStepDeps } from '../flow/4-consent.js';
+import { upstreamCallback, type CallbackDeps } from '../flow/6-upstream-callback.js';
+import { tokenPreflight } from '../flow/7-token.js';
+import { gateway, type GatewayDeps } from '../flow/8-gateway.js';
+import { jsonRpcError, type Forwarder } from '../gateway/forward.js';
+import { createDispatcher, type DispatchRoute } from '../gateway/dispatch.js';
+import { PROVIDER_ROUTES } from '../provider/configuration.js';
+import { offeredScopes } from '../oauth/scopes.js';
 import { errorHandler, notFound } from '../errors/render.js';
 import { ERRORS } from '../errors/oauth-error.js';
-import { decideOnConsent, showConsent } from '../flow/4-consent.js';
-import { upstreamCallback } from '../flow/6-upstream-callback.js';
-import { tokenPreflight } from '../flow/7-token.js';
-import { adminRouter } from '../admin/pages.js';
-import { accountRouter } from '../account/pages.js';
+import { adminRouter, type AdminDeps } from '../admin/router.js';
+import { accountRouter, type AccountDeps } from '../account/pages.js';
 
-export type AppDeps = Omit<Runtime, 'app' | 'handler' | 'dispose'>;
+/** The gateway's services (src/runtime/server.ts makes them). */
+export type GatewayServices = Pick<GatewayDeps, 'checkToken' | 'upstreamTokens' | 'sessions' | 'generation' | 'streams'> & {
+  /** forwarder per resource (MCP first, then GATEWAY_ROUTES) */
+  forwarders: Map<string, Forwarder>;
+};
+
+/** What the app needs. */
+export interface AppDeps extends ConsentStepDeps, CallbackDeps, AdminDeps, AccountDeps {
+  log: Logger;
+  keys: KeyRing;
+  stores: Stores;
+  metrics: Metrics;
+  cookies: CookieJar;
+  refusals: RefusalBudget;
+  revocation: Revocation;
+  gateway: GatewayServices;
+  /** demo mode: the embedded IdP's routes and the demo MCP server's internal URL */
+  demo: { idpRouter: Router; mcpUrl: string | undefined } | undefined;
+}
 
 const ASSETS_DIR = fileURLToPath(new URL('../../views/assets/', import.meta.url));
 /** /readyz waits this long for the upstream's metadata before answering not ready. */
@@ -40,49 +66,30 @@ function routeLabel(req: Request): string {
   return pattern ? `${req.baseUrl}${pattern}` : req.res?.statusCode === 404 ? 'unmatched' : 'other';
 }
 
-export function buildApp(deps: AppDeps): Express {
-  const { config, log, audit, provider, views, db } = deps;
+type ProviderHandler = (req: Request, res: Response) => void;
+
+/** Step 1: discovery at the origin root (RFC 9728; RFC 8414 path insertion). */
+function mountDiscovery(app: Express, deps: AppDeps, oidc: ReturnType<AppDeps['provider']['callback']>): void {
+  const { config } = deps;
   const { urls } = config;
-  const oidc = provider.callback();
-  const toProvider = (req: Request, res: Response) => {
-    pinToPublicUrl(req, urls);
-    oidc(req, res);
-  };
-
-  const app = express();
-  app.disable('x-powered-by');
-  app.set('trust proxy', config.trustProxy);
-  app.set('etag', false);
-
-  // ── Every request ──────────────────────────────────────────────────────────────────────────
-  app.use(requestContextMiddleware(log, (req, res) => deps.metrics.observeRequest(routeLabel(req), req.method, res.statusCode)));
-  app.use(securityHeaders(urls.origin.startsWith('https:')));
-
-  // ── Step 0: discovery at the origin root (RFC 9728; RFC 8414 path insertion) ───────────────
   for (const { path, resource } of protectedResourceMetadataPaths(config)) app.get(path, servePrm(config, resource));
   if (urls.basePath) {
     for (const doc of ['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration']) {
       app.get(`${doc}${urls.basePath}`, providerAlias(oidc, urls, doc));
     }
   }
+}
 
-  // Everything else lives under PUBLIC_URL's base path.
-  const r = express.Router();
-  app.use(urls.basePath || '/', r);
-
-  // ── Operations ─────────────────────────────────────────────────────────────────────────────
+/** /healthz, /readyz (database and U's metadata), /metrics (METRICS_TOKEN), /assets. */
+function mountOperations(r: Router, deps: AppDeps): void {
+  const { config } = deps;
   r.get('/healthz', (_req, res) => {
     res.setHeader('Cache-Control', 'no-store');
     res.json({ status: 'ok' });
   });
   r.get('/readyz', async (_req, res) => {
     res.setHeader('Cache-Control', 'no-store');
-    let database = false;
-    try {
-      database = db.prepare('SELECT 1 AS ok').get() !== undefined;
-    } catch {
-      database = false;
-    }
+    const database = deps.stores.healthy();
     // The upstream's metadata must load (discovery); a failure is retried on the next probe.
     const upstream = await Promise.race([
       deps.upstream().ready().then(() => true, () => false),
@@ -91,11 +98,9 @@ export function buildApp(deps: AppDeps): Express {
     const ready = database && upstream;
     res.status(ready ? 200 : 503).json({ ready, checks: { database, upstream } });
   });
-  r.get('/metrics', async (req, res) => {
+  r.get('/metrics', async (req, res, next) => {
     if (!metricsAuthorized(req.headers.authorization, config.metricsToken)) {
-      res.setHeader('WWW-Authenticate', 'Bearer');
-      res.status(401).json({ error: 'invalid_token', error_description: 'metrics need the METRICS_TOKEN bearer token' });
-      return;
+      return next(ERRORS.invalidToken('metrics need the METRICS_TOKEN bearer token'));
     }
     res.setHeader('Cache-Control', 'no-store');
     res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
@@ -107,11 +112,11 @@ export function buildApp(deps: AppDeps): Express {
     (req, _res, next) => (req.method === 'GET' || req.method === 'HEAD' ? next() : next(ERRORS.methodNotAllowed('GET, HEAD'))),
     express.static(ASSETS_DIR, { maxAge: '1h', index: false, fallthrough: false }),
   );
+}
 
-  // ── Demo mode: the embedded upstream identity provider ────────────────────────────────────
-  if (deps.demo) r.use('/demo-idp', deps.demo.idpRouter);
-
-  // ── Step 1: Dynamic Client Registration (admission policy, then the provider) ──────────────
+/** Step 2: Dynamic Client Registration (admission policy, then the provider). */
+function mountRegistration(r: Router, deps: AppDeps, toProvider: ProviderHandler): void {
+  const { config, audit } = deps;
   const registrationCors = (_req: Request, res: Response, next: NextFunction) => {
     res.setHeader('Access-Control-Allow-Origin', '*');
     next();
@@ -130,40 +135,62 @@ export function buildApp(deps: AppDeps): Express {
     ...registrationGate({ redirectSchemes: config.redirectSchemes, supportedScopes: offeredScopes(config) }, audit),
     toProvider,
   );
+}
 
-  // ── Step 2: authorization request (default scope, then the provider's checks) ──────────────
+/** Steps 3–6: the authorization request, consent, upstream redirect and callback. */
+function mountAuthorization(r: Router, deps: AppDeps, toProvider: ProviderHandler): void {
+  const { config, audit } = deps;
   const authorizeBudget = limiter(config.rateLimits.authorize, () => audit.record({ event: 'authorization.rejected', reason: 'rate_limited' }));
   r.all(PROVIDER_ROUTES.authorization, authorizeBudget, authorizationPreflight(config.mcpScopes.join(' '), audit), toProvider);
   r.get(`${PROVIDER_ROUTES.authorization}/:uid`, authorizeBudget, toProvider); // resume after the interaction
-
-  // ── Steps 3–6: consent, upstream redirect and callback ─────────────────────────────────────
   r.get('/interaction/:uid', authorizeBudget, showConsent(deps));
   r.post('/interaction/:uid/decision', authorizeBudget, ...decideOnConsent(deps));
   r.get('/upstream/callback', authorizeBudget, upstreamCallback(deps));
   r.all('/upstream/callback', (_req, _res, next) => next(ERRORS.methodNotAllowed('GET'))); // STATE-08
+}
 
-  // ── Admin console and connected apps (their own guards: src/admin/pages.ts, src/account/pages.ts)
-  r.use('/admin', adminRouter(deps));
-  r.use('/account', accountRouter(deps));
-
-  // ── Step 7: token and revocation ───────────────────────────────────────────────────────────
+/** Step 7: token and revocation. */
+function mountToken(r: Router, deps: AppDeps, toProvider: ProviderHandler): void {
+  const { config, audit } = deps;
   const tokenBudget = limiter(config.rateLimits.token, () => audit.record({ event: 'token.rejected', reason: 'rate_limited' }));
   r.post(PROVIDER_ROUTES.token, tokenBudget, ...tokenPreflight(config.resources, audit, deps.stores.models), toProvider);
   r.options(PROVIDER_ROUTES.token, toProvider);
   r.post(PROVIDER_ROUTES.revocation, tokenBudget, toProvider);
+}
 
-  // ── Step 8: the gateway (/mcp, API routes) is served in front of this app: see gatewayFront ──
+export function buildApp(deps: AppDeps): Express {
+  const { config, log, provider, views } = deps;
+  const { urls } = config;
+  const oidc = provider.callback();
+  const toProvider: ProviderHandler = (req, res) => {
+    pinToPublicUrl(req, urls);
+    oidc(req, res);
+  };
 
-  // ── The provider's remaining endpoints: metadata, JWKS ─────────────────────────────────────
-  r.use(
-    providerMount(oidc, urls, [
-      '/.well-known/openid-configuration',
-      '/.well-known/oauth-authorization-server',
-      PROVIDER_ROUTES.jwks,
-    ]),
-  );
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', config.trustProxy);
+  app.set('etag', false);
+  // Every request: a request id and its context, metrics, security headers.
+  app.use(requestContextMiddleware(log, (req, res) => deps.metrics.observeRequest(routeLabel(req), req.method, res.statusCode)));
+  app.use(securityHeaders(urls.origin.startsWith('https:')));
+  mountDiscovery(app, deps, oidc);
 
-  // ── Fallthrough ────────────────────────────────────────────────────────────────────────────
+  // Everything else lives under PUBLIC_URL's base path.
+  const r = express.Router();
+  app.use(urls.basePath || '/', r);
+  mountOperations(r, deps);
+  if (deps.demo) r.use('/demo-idp', deps.demo.idpRouter); // demo mode: the embedded upstream IdP
+  mountRegistration(r, deps, toProvider);
+  mountAuthorization(r, deps, toProvider);
+  // Admin console and connected apps (their own guards: src/admin/guard.ts, src/account/pages.ts)
+  r.use('/admin', adminRouter(deps));
+  r.use('/account', accountRouter(deps));
+  mountToken(r, deps, toProvider);
+  // Step 8, the gateway (/mcp, API routes), is served in front of this app: see gatewayFront.
+  // The provider's remaining endpoints: metadata, JWKS.
+  r.use(providerMount(oidc, urls, ['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server', PROVIDER_ROUTES.jwks]));
+
   app.use(notFound);
   app.use(errorHandler(views, log));
   return app;
@@ -177,7 +204,7 @@ export function buildApp(deps: AppDeps): Express {
 export function gatewayFront(deps: AppDeps, app: Express): (req: IncomingMessage, res: ServerResponse) => void {
   const { config, audit, log } = deps;
   const trust = app.get('trust proxy fn') as (addr: string, i: number) => boolean;
-  const gatewayDeps = {
+  const gatewayDeps: GatewayDeps = {
     config,
     audit,
     log,

@@ -1,52 +1,36 @@
 /**
- * The runtime: configuration → logger → secret → database → migrations → stores → audit →
- * provider → app. `createRuntime` never listens; `startServer` does, and returns a graceful
- * `close()` (finish in-flight requests, flush the audit queue, close the database).
+ * The server's composition root: configuration → logger → storage (secret, database,
+ * migrations, stores) → demo mode when on → the core (audit, U, revocation, operator actions) →
+ * provider → gateway services → app. `createRuntime` never listens; `listen` does, and returns a
+ * graceful `close()` (finish in-flight requests); `dispose()` stops timers, flushes the audit
+ * queue and closes the database.
  */
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import type Provider from 'oidc-provider';
 import type { Logger } from 'pino';
-import type { Express, Router } from 'express';
+import type { Express } from 'express';
 import type { Config } from '../config/load.js';
-import { KeyRing } from '../crypto/keys.js';
-import { resolveSecretKey } from '../crypto/secret-file.js';
-import { openDatabase, type Db } from '../db/open.js';
-import { migrate } from '../db/migrate.js';
+import type { Db } from '../db/open.js';
 import { createLogger } from '../log/logger.js';
-import { createAuditLogStore, type AuditLogStore } from '../store/audit-log.js';
-import { createOidcModelStore, type OidcModelStore } from '../store/oidc-models.js';
-import { createClientsMetaStore, type ClientsMetaStore } from '../store/clients-meta.js';
-import { createSealedSecretStore } from '../store/sealed-secrets.js';
-import { createConsentStore, type ConsentStore } from '../store/consents.js';
-import { createBrowserSessionStore, type BrowserSessionStore } from '../store/browser-sessions.js';
-import { createUpstreamTransactionStore, type UpstreamTransactionStore } from '../store/upstream-transactions.js';
-import { createUpstreamTokenStore, type UpstreamTokenStore } from '../store/upstream-tokens.js';
-import { createAdminSessionStore, type AdminSessionStore } from '../store/admin-sessions.js';
-import { createMcpSessionStore, type McpSessionStore } from '../store/mcp-sessions.js';
-import { createCookieJar, type CookieJar } from '../http/cookies.js';
-import { createUpstreamClient, UpstreamError, type UpstreamClient } from '../upstream/presets.js';
-import { createRevocation, type Revocation } from '../consent/revocation.js';
-import { createTokenCheck, type TokenCheck } from '../gateway/token-check.js';
-import { createUpstreamTokenSource, type UpstreamTokenSource } from '../gateway/upstream-token.js';
-import { createSessionBinding, type SessionBinding } from '../gateway/sessions.js';
+import { createCookieJar } from '../http/cookies.js';
+import { createCsrf } from '../http/csrf.js';
+import { createMetrics, type Metrics } from '../http/metrics.js';
+import { createTokenCheck } from '../gateway/token-check.js';
+import { createUpstreamTokenSource } from '../gateway/upstream-token.js';
+import { createSessionBinding } from '../gateway/sessions.js';
 import { createForwarder, type Forwarder } from '../gateway/forward.js';
-import { createGeneration } from '../gateway/cache.js';
-import { Audit } from '../audit/audit.js';
-import { checkpointPath, createCheckpointWriter, scheduleCheckpointLog } from '../audit/checkpoint.js';
-import { generateJwks } from '../provider/keys.js';
+import { scheduleCheckpointLog } from '../audit/checkpoint.js';
+import { createRefusalTally } from '../audit/refusal-tally.js';
+import { createRefusalBudget } from '../audit/refusal-budget.js';
 import { createProvider } from '../provider/configuration.js';
 import { bridgeProviderEvents } from '../provider/events.js';
-import { createViews, type Views } from '../views/render.js';
+import { createViews } from '../views/render.js';
 import { providerErrorRenderer } from '../errors/render.js';
-import { buildApp, gatewayFront } from './app.js';
+import { buildApp, gatewayFront, type AppDeps, type GatewayServices } from './app.js';
 import { scheduleMaintenance } from './maintenance.js';
-import { createDemoIdp, DEMO_SCOPES, type DemoIdp } from '../demo/idp.js';
-import { createDemoMcpApp } from '../demo/mcp-server.js';
-import { createMetrics, type Metrics } from '../http/metrics.js';
-import { createAdminOps, type AdminOps } from '../admin/ops.js';
-import { createRefusalTally } from '../audit/refusal-tally.js';
-import { createRefusalBudget, type RefusalBudget } from '../audit/refusal-budget.js';
+import { createCore, openStorage, type Core } from './core.js';
+import { startDemo } from './demo.js';
+import { loadOrCreateJwks } from './jwks.js';
 
 export interface RuntimeOptions {
   /** a ready logger (tests capture lines); default: pino on stdout at LOG_LEVEL */
@@ -57,45 +41,10 @@ export interface RuntimeOptions {
   now?: () => number;
 }
 
-export interface Runtime {
-  config: Readonly<Config>;
-  log: Logger;
+export interface Runtime extends AppDeps {
+  /** the database connection (tests and the benchmark read it directly) */
   db: Db;
-  keys: KeyRing;
-  stores: {
-    auditLog: AuditLogStore;
-    models: OidcModelStore;
-    clientsMeta: ClientsMetaStore;
-    consents: ConsentStore;
-    browserSessions: BrowserSessionStore;
-    transactions: UpstreamTransactionStore;
-    upstreamTokens: UpstreamTokenStore;
-    adminSessions: AdminSessionStore;
-    mcpSessions: McpSessionStore;
-  };
-  audit: Audit;
-  /** the budget for unauthenticated refusals (RATE_LIMIT_REJECTED) and their audit tally */
-  refusals: RefusalBudget;
   metrics: Metrics;
-  cookies: CookieJar;
-  /** the upstream client (U); throws when none is configured */
-  upstream(): UpstreamClient;
-  revocation: Revocation;
-  ops: AdminOps;
-  gateway: {
-    checkToken: TokenCheck;
-    upstreamTokens: UpstreamTokenSource;
-    sessions: SessionBinding;
-    /** forwarder per resource (MCP first, then GATEWAY_ROUTES) */
-    forwarders: Map<string, Forwarder>;
-    generation: () => number;
-    /** open server-sent streams, ended at shutdown */
-    streams: Set<ServerResponse>;
-  };
-  provider: Provider;
-  views: Views;
-  /** demo mode: the embedded IdP's routes and the demo MCP server's internal URL */
-  demo: { idpRouter: Router; mcpUrl: string | undefined } | undefined;
   app: Express;
   /** the HTTP request listener: the gateway in front of the express app */
   handler: (req: IncomingMessage, res: ServerResponse) => void;
@@ -103,125 +52,51 @@ export interface Runtime {
   dispose(): void;
 }
 
+/** Gateway services: the token check, U's tokens, MCP session bindings and a forwarder per resource. */
+function createGatewayServices(core: Core, mcpUrl: URL | undefined): GatewayServices {
+  const { config, stores, audit } = core;
+  const forwarders = new Map<string, Forwarder>();
+  const forwardOptions = { timeoutMs: config.gateway.timeoutMs, maxBodyBytes: config.gateway.maxBodyBytes };
+  if (mcpUrl) forwarders.set(config.urls.mcpResource, createForwarder(mcpUrl, forwardOptions));
+  for (const route of config.gateway.routes) forwarders.set(route.resource, createForwarder(route.target, forwardOptions));
+  const generation = () => stores.generation.current();
+  return {
+    checkToken: createTokenCheck(stores.models, stores.consents, generation),
+    upstreamTokens: createUpstreamTokenSource({ store: stores.upstreamTokens, upstream: core.upstream, revocation: core.revocation, audit, generation }),
+    sessions: createSessionBinding(stores.mcpSessions),
+    forwarders,
+    generation,
+    streams: new Set<ServerResponse>(),
+  };
+}
+
 export async function createRuntime(config: Readonly<Config>, options: RuntimeOptions = {}): Promise<Runtime> {
   const log = options.log ?? createLogger(config.logLevel);
   for (const warning of config.warnings) log.warn(warning);
-
-  const secret = resolveSecretKey(config.secretKey, config.dataDir);
-  if (secret.generatedFile) {
-    log.warn(
-      { file: secret.generatedFile },
-      secret.created
-        ? 'SECRET_KEY is not set: generated a new one into the data directory. Set SECRET_KEY (and back it up) for production.'
-        : 'SECRET_KEY is not set: using the one generated earlier in the data directory. Set SECRET_KEY for production.',
-    );
-  }
-  const keys = new KeyRing(secret.key, config.secretKeyPrevious);
-
-  const db = openDatabase(config.databasePath, { synchronous: config.databaseSynchronous });
-  try {
-    const { applied } = migrate(db);
-    if (applied.length) log.info({ applied }, 'database migrated');
-  } catch (err) {
-    db.close();
-    throw err;
-  }
-
-  // The audit chain's MAC key (DESIGN §9): in memory only, never in the database.
-  const auditKey = keys.auditKey;
-  const auditCheckpoint = checkpointPath(config);
-  const stores = {
-    auditLog: createAuditLogStore(db, { key: auditKey }),
-    models: createOidcModelStore(db, keys),
-    clientsMeta: createClientsMetaStore(db),
-    consents: createConsentStore(db),
-    browserSessions: createBrowserSessionStore(db),
-    transactions: createUpstreamTransactionStore(db, keys),
-    upstreamTokens: createUpstreamTokenStore(db, keys),
-    adminSessions: createAdminSessionStore(db),
-    mcpSessions: createMcpSessionStore(db),
-  };
+  const storage = openStorage(config, { log });
+  const { stores, keys, db } = storage;
+  const views = createViews({ base: config.urls.basePath, demo: config.demo });
+  const demo = config.demo ? await startDemo(config, storage, views) : undefined;
   const metrics = createMetrics();
-  const audit = new Audit(stores.auditLog, log, {
-    observe: (row) => metrics.observeAudit(row),
-    checkpoint: auditCheckpoint ? createCheckpointWriter(auditCheckpoint, auditKey, log) : undefined,
-  });
+  const core = createCore(config, storage, { log, upstream: demo?.upstream, observeAudit: (row) => metrics.observeAudit(row) });
+  const { audit, revocation } = core;
   // The head in the logs too, for log shipping: a checkpoint a database writer cannot reach.
   const stopCheckpointLog = scheduleCheckpointLog(() => stores.auditLog.tip(), log);
   const refusals = createRefusalBudget({ budget: config.rateLimits.rejected, tally: createRefusalTally(audit, { now: options.now }), log });
-  const sealed = createSealedSecretStore(db, keys);
-  let jwksJson = sealed.get('jwks');
-  if (!jwksJson) {
-    jwksJson = JSON.stringify(await generateJwks());
-    sealed.put('jwks', jwksJson);
-  }
-
-  const views = createViews({ base: config.urls.basePath, demo: config.demo });
-
-  // Demo mode (decided in src/config/load.ts only: no upstream and no production signal, or
-  // DEMO=true — DESIGN §4): the embedded demo IdP is the upstream, and — unless MCP_UPSTREAM_URL
-  // names a real one (possible with DEMO=true only) — the demo MCP server, on an internal
-  // loopback port, is R.
-  let demoIdp: DemoIdp | undefined;
-  let demoMcp: Server | undefined;
-  let mcpUpstreamUrl = config.mcpUpstreamUrl;
-  if (config.demo) {
-    let demoJwks = sealed.get('demo-idp-jwks');
-    if (!demoJwks) {
-      demoJwks = JSON.stringify(await generateJwks());
-      sealed.put('demo-idp-jwks', demoJwks);
-    }
-    demoIdp = createDemoIdp({ config, keys, models: stores.models, views, jwks: JSON.parse(demoJwks) });
-    if (!mcpUpstreamUrl) {
-      demoMcp = createServer(createDemoMcpApp({ path: '/mcp' }));
-      const port = await new Promise<number>((resolve) => demoMcp?.listen(0, '127.0.0.1', () => resolve((demoMcp?.address() as AddressInfo).port)));
-      mcpUpstreamUrl = new URL(`http://127.0.0.1:${port}/mcp`);
-    }
-  }
-  const upstreamConfig = config.upstream ?? (demoIdp ? { preset: 'oidc' as const, issuer: new URL(demoIdp.issuer), clientId: demoIdp.clientId, clientSecret: demoIdp.clientSecret, scopes: DEMO_SCOPES, name: 'Demo IdP' } : undefined);
-  const upstreamClient = upstreamConfig
-    ? createUpstreamClient(upstreamConfig, config.urls.upstreamCallback, { dangerouslyAllowInsecureHttp: config.dangerouslyAllowInsecureHttp })
-    : undefined;
-  const upstream = () => {
-    if (!upstreamClient) throw new UpstreamError('unreachable', 'no upstream is configured');
-    return upstreamClient;
-  };
-  const revocation = createRevocation({ db, consents: stores.consents, models: stores.models, upstreamTokens: stores.upstreamTokens, audit, log, upstream: () => upstreamClient });
   const cookies = createCookieJar(keys, config.urls.secureContext);
   const provider = createProvider({
     config,
     keys,
     models: stores.models,
     isClientDisabled: (clientId) => stores.clientsMeta.isDisabled(clientId),
-    jwks: JSON.parse(jwksJson),
+    jwks: await loadOrCreateJwks(stores.sealed, 'jwks'),
     renderError: providerErrorRenderer(views),
   });
-  bridgeProviderEvents(provider, {
-    audit,
-    clientsMeta: stores.clientsMeta,
-    log,
-    onGrantRevoked: (grantId) => revocation.revokeGrant(grantId, 'grant_revoked'),
-  });
-
-  const forwarders = new Map<string, Forwarder>();
-  const forwardOptions = { timeoutMs: config.gateway.timeoutMs, maxBodyBytes: config.gateway.maxBodyBytes };
-  if (mcpUpstreamUrl) forwarders.set(config.urls.mcpResource, createForwarder(mcpUpstreamUrl, forwardOptions));
-  for (const route of config.gateway.routes) forwarders.set(route.resource, createForwarder(route.target, forwardOptions));
-  const generation = createGeneration(db);
-  const gateway = {
-    checkToken: createTokenCheck(stores.models, stores.consents, generation),
-    upstreamTokens: createUpstreamTokenSource({ store: stores.upstreamTokens, upstream, revocation, audit, generation }),
-    sessions: createSessionBinding(stores.mcpSessions),
-    forwarders,
-    generation,
-    streams: new Set<ServerResponse>(),
-  };
-
-  const ops = createAdminOps({ stores, revocation, audit });
-  const partial = { config, log, db, keys, stores, audit, refusals, metrics, provider, views, cookies, upstream, revocation, ops, gateway, demo: demoIdp ? { idpRouter: demoIdp.router, mcpUrl: mcpUpstreamUrl?.href } : undefined };
-  const app = buildApp(partial);
-  const handler = gatewayFront(partial, app);
-
+  bridgeProviderEvents(provider, { audit, clientsMeta: stores.clientsMeta, log, onGrantRevoked: (grantId) => revocation.revokeGrant(grantId, 'grant_revoked') });
+  const gateway = createGatewayServices(core, demo ? demo.mcpUrl : config.mcpUpstreamUrl);
+  const deps: AppDeps = { ...core, refusals, metrics, cookies, csrf: createCsrf(keys, cookies), provider, views, gateway, demo: demo ? { idpRouter: demo.idpRouter, mcpUrl: demo.mcpUrl?.href } : undefined };
+  const app = buildApp(deps);
+  const handler = gatewayFront(deps, app);
   const stopMaintenance =
     options.maintenance === false
       ? () => {}
@@ -236,14 +111,14 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
         });
 
   return {
-    ...partial,
+    ...deps,
+    db,
     app,
     handler,
     dispose() {
       stopMaintenance();
-      for (const forwarder of forwarders.values()) void forwarder.close();
-      demoMcp?.closeAllConnections();
-      demoMcp?.close();
+      for (const forwarder of gateway.forwarders.values()) void forwarder.close();
+      demo?.close();
       refusals.close();
       audit.flush();
       stopCheckpointLog(db.open);

@@ -1,8 +1,9 @@
 /**
  * Signing in to P itself — a consent-free upstream login, for the admin pages and for the user's
- * /account page (CONS-19). It reuses the browser-bound upstream transaction of steps 4–5 (fresh
- * state, nonce and PKCE; `__Host-` binding cookie; single use; ten minutes), so a sign-in link
- * started elsewhere cannot log this browser in (login CSRF, AT-12).
+ * /account page (CONS-19). It reuses the browser-bound upstream transaction of steps 5–6
+ * (src/session/upstream-login.ts: fresh state, nonce and PKCE; `__Host-` binding cookie; single
+ * use; ten minutes), so a sign-in link started elsewhere cannot log this browser in (login CSRF,
+ * AT-12).
  * - admin: the upstream subject must be listed in ADMIN_SUBJECTS; the admin session gets its own
  *   `__Host-` cookie with idle and absolute timeouts. Anyone else is refused (403) and audited.
  * - account: P's browser session is opened (or renewed) for the subject.
@@ -10,27 +11,36 @@
  *
  * Started only by a click on P's own page (AT-12 login CSRF; CONS-02/16: another site must not
  * be able to open P's session in this browser behind the user's back). `GET /admin/login` and
- * `GET /account/login` (and the 401 pages) only show a "Sign in" button: a form POST carrying
- * the double-submit token of the consent page's scheme — HMAC(csrf key, label ‖ the browser
- * secret in the `__Host-mcp-csrf` SameSite=Lax cookie), CONS-08 — labelled for this purpose.
- * `startSignInFromPage` refuses (403, audited, nothing created, no redirect) a POST whose
- * `Sec-Fetch-Site` is present and not `same-origin`, that lacks the cookie, or whose token does
- * not match it; only then is the upstream transaction created and the browser sent to U.
+ * `GET /account/login` (and the 401 pages) only show a "Sign in" button: a form POST carrying a
+ * browser-bound CSRF token (src/http/csrf.ts, CONS-08) for this purpose. `startSignInFromPage`
+ * refuses (403, audited, nothing created, no redirect) a POST whose `Sec-Fetch-Site` is present
+ * and not `same-origin`, that lacks the cookie, or whose token does not match it; only then is the
+ * upstream transaction created and the browser sent to U.
  */
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import type { Config } from '../config/load.js';
+import type { Views } from '../views/render.js';
+import type { Csrf } from '../http/csrf.js';
+import { pageCsp } from '../http/csp.js';
+import type { Stores } from '../store/index.js';
 import type { SignInTransaction } from '../store/upstream-transactions.js';
 import type { UpstreamIdentity } from '../upstream/presets.js';
-import { errorPageHtml } from '../errors/render.js';
 import { ERRORS } from '../errors/oauth-error.js';
-import type { FlowDeps } from '../flow/deps.js';
-import { redirectToUpstream } from '../flow/5-upstream-redirect.js';
-import { browserSecret, formActionCsp } from '../flow/4-consent.js';
+import { currentSession } from './browser.js';
+import { startUpstreamLogin, type UpstreamLoginDeps } from './upstream-login.js';
 
 export type SignInPurpose = 'admin' | 'account';
 
+export interface SignInDeps extends UpstreamLoginDeps {
+  config: Readonly<Config>;
+  views: Views;
+  csrf: Csrf;
+  stores: Pick<Stores, 'transactions' | 'adminSessions' | 'browserSessions'>;
+}
+
 /** Only P's own admin and account pages are return targets (no open redirect). */
-export function safeReturnTo(deps: FlowDeps, purpose: 'admin' | 'account', requested: unknown): string {
-  const base = deps.config.urls.basePath;
+export function safeReturnTo(config: Readonly<Config>, purpose: SignInPurpose, requested: unknown): string {
+  const base = config.urls.basePath;
   const home = `${base}/${purpose}`;
   if (typeof requested !== 'string') return home;
   if (!requested.startsWith(`${home}/`) && requested !== home) return home;
@@ -38,10 +48,8 @@ export function safeReturnTo(deps: FlowDeps, purpose: 'admin' | 'account', reque
   return requested.split('#')[0] as string;
 }
 
-/** What the sign-in token is a MAC of: this purpose and this browser's secret (AT-12). */
-function signInCsrfValue(purpose: SignInPurpose, secret: string): string {
-  return `signin:${purpose}:${secret}`;
-}
+/** The CSRF purpose of a sign-in button (AT-12). */
+const csrfPurpose = (purpose: SignInPurpose) => `signin-${purpose}`;
 
 const PAGE_PURPOSE: Record<SignInPurpose, string> = { admin: 'the admin pages', account: 'your connected applications' };
 
@@ -50,9 +58,9 @@ const PAGE_PURPOSE: Record<SignInPurpose, string> = { admin: 'the admin pages', 
  * /account): a button that POSTs to the login route with this browser's token. Creates nothing.
  * Its CSP `form-action` lets the browser follow the POST's 303 to U (deps.md gotcha 6).
  */
-export async function showSignIn(deps: FlowDeps, req: Request, res: Response, purpose: SignInPurpose, returnTo: unknown, status = 200): Promise<void> {
+export async function showSignIn(deps: SignInDeps, req: Request, res: Response, purpose: SignInPurpose, returnTo: unknown, status = 200): Promise<void> {
   const base = deps.config.urls.basePath;
-  const target = safeReturnTo(deps, purpose, returnTo);
+  const target = safeReturnTo(deps.config, purpose, returnTo);
   const action = purpose === 'admin' ? `${base}/admin/login?return=${encodeURIComponent(target)}` : `${base}/account/login`;
   const formTargets: string[] = [];
   try {
@@ -60,34 +68,33 @@ export async function showSignIn(deps: FlowDeps, req: Request, res: Response, pu
   } catch {
     // U unreachable: the button's POST will say so (503); the page itself still renders.
   }
-  res.setHeader('Content-Security-Policy', formActionCsp(formTargets));
+  res.setHeader('Content-Security-Policy', pageCsp(formTargets));
   res.setHeader('Cache-Control', 'no-store');
-  const csrf = deps.keys.csrfMac(signInCsrfValue(purpose, browserSecret(deps, req, res)));
+  const csrf = deps.csrf.forBrowser(req, res, csrfPurpose(purpose));
   res.status(status).type('html').send(deps.views.render('signin', { title: 'Sign in', purpose: PAGE_PURPOSE[purpose], action, csrf }, req.id));
 }
 
+/** Why a sign-in POST is refused, or undefined when it came from P's own page. */
+function refusalOf(deps: SignInDeps, req: Request, purpose: SignInPurpose): string | undefined {
+  const site = req.get('sec-fetch-site');
+  if (site !== undefined && site !== 'same-origin') return 'signin_cross_site';
+  const check = deps.csrf.checkBrowser(req, csrfPurpose(purpose), '', req.body?.csrf);
+  if (check === 'cookie_missing') return 'signin_csrf_cookie_missing';
+  return check === 'mismatch' ? 'signin_csrf_mismatch' : undefined;
+}
+
 /** POST /admin/login, POST /account/login: the button's form; see the module comment. */
-export function startSignInFromPage(deps: FlowDeps, purpose: SignInPurpose): RequestHandler[] {
+export function startSignInFromPage(deps: SignInDeps, purpose: SignInPurpose): RequestHandler[] {
   return [
     express.urlencoded({ extended: false, limit: 2048, parameterLimit: 10 }),
     async (req: Request, res: Response, next: NextFunction) => {
       try {
-        const site = req.get('sec-fetch-site');
-        const secret = deps.cookies.read(req, 'csrf');
-        const token = typeof req.body?.csrf === 'string' ? req.body.csrf : '';
-        const refusal =
-          site !== undefined && site !== 'same-origin'
-            ? 'signin_cross_site'
-            : !secret
-              ? 'signin_csrf_cookie_missing'
-              : !token || !deps.keys.checkCsrfMac(signInCsrfValue(purpose, secret), token)
-                ? 'signin_csrf_mismatch'
-                : undefined;
+        const refusal = refusalOf(deps, req, purpose);
         if (refusal) {
-          deps.audit.record({ event: purpose === 'admin' ? 'admin.rejected' : 'account.signin_rejected', reason: refusal, details: { sec_fetch_site: site } });
+          deps.audit.record({ event: purpose === 'admin' ? 'admin.rejected' : 'account.signin_rejected', reason: refusal, details: { sec_fetch_site: req.get('sec-fetch-site') } });
           throw ERRORS.accessDenied('This sign-in was not started from this server\'s own page. Open the page and press “Sign in”.', 'csrf');
         }
-        await redirectToUpstream(deps, req, res, { purpose, returnTo: safeReturnTo(deps, purpose, req.query.return) }, undefined);
+        await startUpstreamLogin(deps, req, res, { purpose, returnTo: safeReturnTo(deps.config, purpose, req.query.return) }, undefined);
       } catch (err) {
         next(err);
       }
@@ -95,25 +102,15 @@ export function startSignInFromPage(deps: FlowDeps, purpose: SignInPurpose): Req
   ];
 }
 
-export function completeSignIn(deps: FlowDeps, req: Request, res: Response, tx: SignInTransaction, identity: UpstreamIdentity): void {
+/** At U's callback: open the admin session (an ADMIN_SUBJECTS subject only) or P's browser session. */
+export function completeSignIn(deps: SignInDeps, req: Request, res: Response, tx: SignInTransaction, identity: UpstreamIdentity): void {
   const { config, audit } = deps;
   res.setHeader('Cache-Control', 'no-store');
   if (tx.purpose === 'admin') {
     if (!config.adminSubjects.includes(identity.subject)) {
       audit.record({ event: 'admin.login_denied', subject: identity.subject, reason: 'not_an_admin' });
-      res.status(403).type('html').send(
-        errorPageHtml(
-          deps.views,
-          {
-            status: 403,
-            code: 'access_denied',
-            title: 'Not an administrator',
-            message: `You signed in as ${identity.displayName ?? identity.subject} (subject ${identity.subject}), which is not listed in ADMIN_SUBJECTS on this server.`,
-          },
-          req.id,
-        ),
-      );
-      return;
+      const who = `${identity.displayName ?? identity.subject} (subject ${identity.subject})`;
+      throw ERRORS.forbiddenPage('Not an administrator', `You signed in as ${who}, which is not listed in ADMIN_SUBJECTS on this server.`, 'not_an_admin');
     }
     const id = deps.stores.adminSessions.open(identity.subject, identity.displayName, config.ttl.adminSession);
     deps.cookies.write(res, 'admin', id, config.ttl.adminSession);
@@ -121,8 +118,8 @@ export function completeSignIn(deps: FlowDeps, req: Request, res: Response, tx: 
     res.redirect(303, tx.returnTo);
     return;
   }
-  const current = deps.stores.browserSessions.find(deps.cookies.read(req, 'session'));
-  if (!current || current.subject !== identity.subject) {
+  const current = currentSession(deps, req);
+  if (!current || current.session.subject !== identity.subject) {
     const id = deps.stores.browserSessions.open(identity.subject, identity.displayName, config.ttl.session);
     deps.cookies.write(res, 'session', id, config.ttl.session);
   }

@@ -4,6 +4,7 @@
  * endpoint and the gateway do not write on every request.
  */
 import type { Db } from '../db/open.js';
+import { LIVE_CONSENT_SQL } from './consents.js';
 
 /** Precision of last_used_at; idle expiry is measured in days. */
 export const USE_WRITE_INTERVAL_MS = 60_000;
@@ -66,7 +67,8 @@ export function createClientsMetaStore(db: Db) {
       remove.run(clientId);
     },
     /** Newest first, with the number of active consents (admin pages, CLI). */
-    list(filter: ClientListFilter = {}): ClientListRow[] {
+    /** `active_consents` counts active consents (src/consent/status.ts) of each client. */
+    list(filter: ClientListFilter = {}, now = Date.now()): ClientListRow[] {
       const where: string[] = [];
       const params: unknown[] = [];
       if (filter.q) {
@@ -76,10 +78,10 @@ export function createClientsMetaStore(db: Db) {
       }
       if (filter.status === 'active') where.push('m.disabled_at IS NULL');
       if (filter.status === 'disabled') where.push('m.disabled_at IS NOT NULL');
-      const sql = `SELECT m.*, (SELECT count(*) FROM consents c WHERE c.client_id = m.client_id AND c.revoked_at IS NULL) AS active_consents
+      const sql = `SELECT m.*, (SELECT count(*) FROM consents c WHERE c.client_id = m.client_id AND ${LIVE_CONSENT_SQL}) AS active_consents
         FROM clients_meta m ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
         ORDER BY m.registered_at DESC LIMIT ? OFFSET ?`;
-      return db.prepare(sql).all(...params, filter.limit ?? 100, filter.offset ?? 0) as ClientListRow[];
+      return db.prepare(sql).all(now, ...params, filter.limit ?? 100, filter.offset ?? 0) as ClientListRow[];
     },
     count(): { total: number; disabled: number } {
       return db.prepare('SELECT count(*) AS total, count(disabled_at) AS disabled FROM clients_meta').get() as { total: number; disabled: number };

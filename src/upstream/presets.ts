@@ -31,6 +31,12 @@ export interface UpstreamTokens {
   scope?: string | undefined;
 }
 
+/** What a successful code exchange at U yields. */
+export interface UpstreamExchange {
+  identity: UpstreamIdentity;
+  tokens: UpstreamTokens;
+}
+
 export interface AuthorizationChecks {
   state: string;
   nonce: string;
@@ -61,7 +67,7 @@ export interface UpstreamClient {
   authorizationOrigin(): Promise<string>;
   authorizationUrl(checks: AuthorizationChecks): Promise<URL>;
   /** Redeem the code on the callback URL; returns who logged in and their tokens. */
-  exchange(callbackUrl: URL, checks: AuthorizationChecks): Promise<{ identity: UpstreamIdentity; tokens: UpstreamTokens }>;
+  exchange(callbackUrl: URL, checks: AuthorizationChecks): Promise<UpstreamExchange>;
   refresh(refreshToken: string): Promise<UpstreamTokens>;
   /** RFC 7009 revocation where U has an endpoint; false when it has none. */
   revoke(token: string, hint: 'access_token' | 'refresh_token'): Promise<boolean>;

@@ -3,10 +3,10 @@
  * SIGTERM/SIGINT (stop accepting, finish in-flight requests, flush the audit log, close the
  * database).
  */
-import { ConfigError, loadConfig, type Config } from '../config/load.js';
-import { bridgeProviderConsole, createLogger } from '../log/logger.js';
-import type { Io } from './index.js';
-import type { Runtime } from '../runtime/server.js';
+import { ConfigError, loadConfig, type Config } from '../../config/load.js';
+import { bridgeProviderConsole, createLogger } from '../../log/logger.js';
+import type { Io } from '../command.js';
+import type { Runtime } from '../../runtime/server.js';
 
 /** Backoff between attempts to reach the upstream at start: 1 s, 2 s, 4 s … at most 30 s. */
 export const UPSTREAM_RETRY_MAX_MS = 30_000;
@@ -86,7 +86,7 @@ export async function serve(io: Io): Promise<number> {
   }
   const log = createLogger(config.logLevel);
   bridgeProviderConsole(log);
-  const { createRuntime, listen } = await import('../runtime/server.js');
+  const { createRuntime, listen } = await import('../../runtime/server.js');
   const runtime = await createRuntime(config, { log });
 
   let running;
