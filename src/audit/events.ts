@@ -56,7 +56,8 @@ export const AUDIT_EVENTS = {
   'admin.rejected_aggregate': 'deny',
 
   'account.signed_in': 'allow',
-  'account.signin_rejected': 'deny',
+  /** refusals without a session at /account and its sign-in button, per address, reason and minute */
+  'account.rejected_aggregate': 'deny',
   'account.consent_revoked': 'info',
 
   'cli.client_disabled': 'info',

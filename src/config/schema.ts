@@ -292,7 +292,7 @@ export const SCHEMA = {
   }),
   RATE_LIMIT_REJECTED: key({
     group: 'Rate limits',
-    doc: 'Per client IP budget for unauthenticated refusals at `/mcp`, the `GATEWAY_ROUTES` and `/admin` (no or invalid token, a foreign `Origin` without a valid token, no admin session); beyond it such a refusal is `429`. A request with a valid token or admin session never counts and is never refused by it.',
+    doc: 'Per client IP budget for unauthenticated refusals at `/mcp`, the `GATEWAY_ROUTES`, `/admin` and `/account` (no or invalid token, a foreign `Origin` without a valid token, nobody signed in, a sign-in POST without the page\'s token); beyond it such a refusal is `429`. A request with a valid token or session never counts and is never refused by it.',
     defaultText: '`60/1m`',
     fallback: '60/1m',
     parse: rate,
