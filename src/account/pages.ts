@@ -9,15 +9,13 @@
  * notice shows only for a consent of this user that is revoked (src/views/page-messages.ts).
  */
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
-import type { FlowDeps } from '../flow/deps.js';
 import type { AdminOps } from '../admin/ops.js';
-import type { RefusalBudget } from '../http/refusal-budget.js';
 import { consentWithClientName } from '../admin/pages.js';
-import { showSignIn, startSignInFromPage } from '../flow/sign-in.js';
+import { showSignIn, startSignInFromPage, type SignInDeps } from '../flow/sign-in.js';
 import { ERRORS } from '../errors/oauth-error.js';
 import { revokedConsentId } from '../views/page-messages.js';
 
-export function accountRouter(deps: FlowDeps & { ops: AdminOps; refusals: RefusalBudget }): Router {
+export function accountRouter(deps: SignInDeps & { ops: AdminOps }): Router {
   const { config, views, keys, stores, audit } = deps;
   const base = config.urls.basePath;
   const router = express.Router();

@@ -285,7 +285,7 @@ export const SCHEMA = {
   }),
   RATE_LIMIT_AUTHORIZE: key({
     group: 'Rate limits',
-    doc: 'Per client IP budget for `/authorize`, the consent pages and the upstream callback.',
+    doc: 'Per client IP budget for `/authorize`, the consent pages, the upstream callback and the sign-in buttons of `/admin/login` and `/account/login` (a POST with the page\'s token).',
     defaultText: '`120/1m`',
     fallback: '120/1m',
     parse: rate,

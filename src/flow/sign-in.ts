@@ -18,8 +18,9 @@
  * not match it; only then is the upstream transaction created and the browser sent to U. Such a
  * refusal has nobody signed in: it counts against the address's RATE_LIMIT_REJECTED budget (429
  * beyond) and is tallied into one admin/account `rejected_aggregate` row per address, reason and
- * minute (DESIGN §9, src/http/refusal-budget.ts). The POST that does start a sign-in is under
- * RATE_LIMIT_AUTHORIZE, like the consent page's Approve (src/app.ts).
+ * minute (DESIGN §9, src/http/refusal-budget.ts). A POST that passes starts an upstream login and
+ * writes rows, so it counts against RATE_LIMIT_AUTHORIZE like the consent page's Approve
+ * (`signInBudget`, src/app.ts): 429 beyond it, tallied per address and minute.
  */
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { SignInTransaction } from '../store/upstream-transactions.js';
@@ -71,11 +72,17 @@ export async function showSignIn(deps: FlowDeps, req: Request, res: Response, pu
   res.status(status).type('html').send(deps.views.render('signin', { title: 'Sign in', purpose: PAGE_PURPOSE[purpose], action, csrf }, req.id));
 }
 
+export interface SignInDeps extends FlowDeps {
+  refusals: RefusalBudget;
+  /** the per-address budget of a sign-in that passed the check (RATE_LIMIT_AUTHORIZE, src/app.ts) */
+  signInBudget: RequestHandler;
+}
+
 /** POST /admin/login, POST /account/login: the button's form; see the module comment. */
-export function startSignInFromPage(deps: FlowDeps & { refusals: RefusalBudget }, purpose: SignInPurpose): RequestHandler[] {
+export function startSignInFromPage(deps: SignInDeps, purpose: SignInPurpose): RequestHandler[] {
   return [
     express.urlencoded({ extended: false, limit: 2048, parameterLimit: 10 }),
-    async (req: Request, res: Response, next: NextFunction) => {
+    async (req: Request, _res: Response, next: NextFunction) => {
       try {
         const site = req.get('sec-fetch-site');
         const secret = deps.cookies.read(req, 'csrf');
@@ -97,6 +104,16 @@ export function startSignInFromPage(deps: FlowDeps & { refusals: RefusalBudget }
           if (verdict.limited) throw ERRORS.tooManyRequests(verdict.retryAfterSeconds);
           throw ERRORS.accessDenied('This sign-in was not started from this server\'s own page. Open the page and press “Sign in”.', 'csrf');
         }
+        next();
+      } catch (err) {
+        next(err);
+      }
+    },
+    // Only a sign-in from this browser's own page counts here (a forged POST never does, so a
+    // flood of them cannot use up the budget of the address's real users).
+    deps.signInBudget,
+    async (req: Request, res: Response, next: NextFunction) => {
+      try {
         await redirectToUpstream(deps, req, res, { purpose, returnTo: safeReturnTo(deps, purpose, req.query.return) }, undefined);
       } catch (err) {
         next(err);

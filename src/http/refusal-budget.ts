@@ -40,6 +40,11 @@ export interface RefusalBudgetDeps {
   store?: Store;
 }
 
+/** The address a budget and a tally count under: the client IP, IPv6 by its /56. */
+export function refusalAddress(ip: string | undefined): string {
+  return ip ? ipKeyGenerator(ip) : 'unknown';
+}
+
 export function createRefusalBudget(deps: RefusalBudgetDeps) {
   const { budget, tally, log } = deps;
   const store = deps.store ?? new MemoryStore();
@@ -52,7 +57,7 @@ export function createRefusalBudget(deps: RefusalBudgetDeps) {
      * is to be answered 429. `area` names the audit row its count goes to.
      */
     async refuse(area: TallyEvent, ip: string | undefined, reason: string, sample: RefusalSample): Promise<RefusalVerdict> {
-      const address = ip ? ipKeyGenerator(ip) : 'unknown';
+      const address = refusalAddress(ip);
       let verdict: RefusalVerdict = { limited: false, retryAfterSeconds: windowSeconds };
       try {
         const { totalHits, resetTime } = await store.increment(address);
