@@ -225,7 +225,7 @@ export const SCHEMA = {
   }),
   CONSENT_TTL: key({
     group: 'Authorization server (P)',
-    doc: 'How long an approval is remembered for the same user, browser session, client, redirect URI and resource.',
+    doc: 'How long an approval is remembered for the same user, browser (the one that approved), client, redirect URI and resource; also the longest a client with refresh tokens stays connected without asking.',
     defaultText: '`90d`',
     fallback: '90d',
     parse: duration,
