@@ -9,6 +9,8 @@ import type { Runtime } from './server.js';
 import { requestContextMiddleware } from './http/request-context.js';
 import { noStore, securityHeaders } from './http/security-headers.js';
 import { limiter } from './http/rate-limit.js';
+import { refusalAddress } from './http/refusal-budget.js';
+import type { TallyEvent } from './audit/refusal-tally.js';
 import { pinToPublicUrl, providerAlias, providerMount } from './http/provider-mount.js';
 import { protectedResourceMetadataPaths, servePrm } from './flow/0-discover.js';
 import { gateway } from './flow/8-gateway.js';
@@ -111,6 +113,11 @@ export function buildApp(deps: AppDeps): Express {
   // ── Demo mode: the embedded upstream identity provider ────────────────────────────────────
   if (deps.demo) r.use('/demo-idp', deps.demo.idpRouter);
 
+  // Requests beyond a per-IP budget (SEC-01) are answered 429 and tallied into one audit row per
+  // address and minute (DESIGN §9, src/audit/refusal-tally.ts): a flood adds no row per request.
+  const tallyLimited = (event: TallyEvent) => (req: Request) =>
+    deps.refusals.tally.note(event, refusalAddress(req.ip), 'rate_limited', true, { method: req.method, path: req.path });
+
   // ── Step 1: Dynamic Client Registration (admission policy, then the provider) ──────────────
   const registrationCors = (_req: Request, res: Response, next: NextFunction) => {
     res.setHeader('Access-Control-Allow-Origin', '*');
@@ -125,14 +132,14 @@ export function buildApp(deps: AppDeps): Express {
   r.post(
     PROVIDER_ROUTES.registration,
     registrationCors,
-    limiter(config.rateLimits.register, () => audit.record({ event: 'registration.rejected', reason: 'rate_limited' })),
+    limiter(config.rateLimits.register, tallyLimited('registration.rejected_aggregate')),
     noStore,
     ...registrationGate({ redirectSchemes: config.redirectSchemes, supportedScopes: offeredScopes(config) }, audit),
     toProvider,
   );
 
   // ── Step 2: authorization request (default scope, then the provider's checks) ──────────────
-  const authorizeBudget = limiter(config.rateLimits.authorize, () => audit.record({ event: 'authorization.rejected', reason: 'rate_limited' }));
+  const authorizeBudget = limiter(config.rateLimits.authorize, tallyLimited('authorization.rejected_aggregate'));
   r.all(PROVIDER_ROUTES.authorization, authorizeBudget, authorizationPreflight(config.mcpScopes.join(' '), audit), toProvider);
   r.get(`${PROVIDER_ROUTES.authorization}/:uid`, authorizeBudget, toProvider); // resume after the interaction
 
@@ -143,11 +150,13 @@ export function buildApp(deps: AppDeps): Express {
   r.all('/upstream/callback', (_req, _res, next) => next(ERRORS.methodNotAllowed('GET'))); // STATE-08
 
   // ── Admin console and connected apps (their own guards: src/admin/pages.ts, src/account/pages.ts)
-  r.use('/admin', adminRouter(deps));
-  r.use('/account', accountRouter(deps));
+  // Their sign-in buttons start an upstream login like Approve does: the same budget, counted only
+  // for a POST that carries the page's token (a forged one is a refusal: src/flow/sign-in.ts).
+  r.use('/admin', adminRouter({ ...deps, signInBudget: authorizeBudget }));
+  r.use('/account', accountRouter({ ...deps, signInBudget: authorizeBudget }));
 
   // ── Step 7: token and revocation ───────────────────────────────────────────────────────────
-  const tokenBudget = limiter(config.rateLimits.token, () => audit.record({ event: 'token.rejected', reason: 'rate_limited' }));
+  const tokenBudget = limiter(config.rateLimits.token, tallyLimited('token.rejected_aggregate'));
   r.post(PROVIDER_ROUTES.token, tokenBudget, ...tokenPreflight(config.resources, audit, deps.stores.models), toProvider);
   r.options(PROVIDER_ROUTES.token, toProvider);
   r.post(PROVIDER_ROUTES.revocation, tokenBudget, toProvider);

@@ -144,7 +144,8 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
   const metrics = createMetrics();
   const audit = new Audit(stores.auditLog, log, {
     observe: (row) => metrics.observeAudit(row),
-    checkpoint: auditCheckpoint ? createCheckpointWriter(auditCheckpoint, auditKey, log) : undefined,
+    // The file moves only forward along the chain it recorded (a cut log never overwrites it).
+    checkpoint: auditCheckpoint ? createCheckpointWriter(auditCheckpoint, auditKey, log, { keys: keys.auditKeys(), holds: (seq, mac) => stores.auditLog.hashAt(seq) === mac }) : undefined,
   });
   // The head in the logs too, for log shipping: a checkpoint a database writer cannot reach.
   const stopCheckpointLog = scheduleCheckpointLog(() => stores.auditLog.tip(), log);

@@ -3,19 +3,19 @@
  * consent flow or by signing in here through the upstream) sees the applications they approved —
  * name (unverified), where answers go, scopes, when granted, last used, when it expires — and
  * revokes any of them with the full cascade. Only the signed-in subject's own consents can be
- * revoked; every POST carries a CSRF token bound to the session. Signing in is a button (a POST
+ * revoked; every POST carries a CSRF token bound to the session (a POST with nobody signed in is
+ * an unauthenticated refusal: budgeted and tallied, src/http/refusal-budget.ts). Signing in is a button (a POST
  * from this page, src/flow/sign-in.ts): a GET of /account/login starts nothing. The "Revoked."
  * notice shows only for a consent of this user that is revoked (src/views/page-messages.ts).
  */
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
-import type { FlowDeps } from '../flow/deps.js';
 import type { AdminOps } from '../admin/ops.js';
 import { consentWithClientName } from '../admin/pages.js';
-import { showSignIn, startSignInFromPage } from '../flow/sign-in.js';
+import { showSignIn, startSignInFromPage, type SignInDeps } from '../flow/sign-in.js';
 import { ERRORS } from '../errors/oauth-error.js';
 import { revokedConsentId } from '../views/page-messages.js';
 
-export function accountRouter(deps: FlowDeps & { ops: AdminOps }): Router {
+export function accountRouter(deps: SignInDeps & { ops: AdminOps }): Router {
   const { config, views, keys, stores, audit } = deps;
   const base = config.urls.basePath;
   const router = express.Router();
@@ -64,9 +64,19 @@ export function accountRouter(deps: FlowDeps & { ops: AdminOps }): Router {
   const checked = (req: Request, res: Response, next: NextFunction) => {
     const current = session(req);
     const token = typeof req.body?.csrf === 'string' ? req.body.csrf : '';
-    if (!current || !token || !keys.checkCsrfMac(`account:${current.id}`, token)) {
-      audit.record({ event: 'consent.rejected', reason: current ? 'account_csrf' : 'account_not_signed_in', subject: current?.subject });
-      return next(ERRORS.accessDenied('The request could not be verified as coming from your account page. Reload it and try again.', 'csrf'));
+    const denied = () => ERRORS.accessDenied('The request could not be verified as coming from your account page. Reload it and try again.', 'csrf');
+    if (!current) {
+      // Nobody signed in: an unauthenticated refusal (DESIGN §9) — budgeted (429 beyond
+      // RATE_LIMIT_REJECTED) and tallied per address, reason and minute, not a row per request.
+      deps.refusals
+        .refuse('account.rejected_aggregate', req.ip, 'not_signed_in', { method: req.method, path: req.path })
+        .then((verdict) => next(verdict.limited ? ERRORS.tooManyRequests(verdict.retryAfterSeconds) : denied()))
+        .catch(next);
+      return;
+    }
+    if (!token || !keys.checkCsrfMac(`account:${current.id}`, token)) {
+      audit.record({ event: 'consent.rejected', reason: 'account_csrf', subject: current.subject });
+      return next(denied());
     }
     res.locals.account = current;
     next();

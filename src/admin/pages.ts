@@ -16,14 +16,13 @@
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { FlowDeps } from '../flow/deps.js';
 import type { AdminOps } from './ops.js';
-import type { RefusalBudget } from '../http/refusal-budget.js';
 import { AUDIT_EVENTS } from '../audit/events.js';
 import type { AuditFilter } from '../store/audit-log.js';
 import type { AuditRow } from '../audit/chain.js';
 import { verifyChainInWorker } from '../audit/verify-async.js';
 import { describeVerification, type VerifyResult } from '../audit/verify.js';
 import { checkpointPath } from '../audit/checkpoint.js';
-import { showSignIn, startSignInFromPage } from '../flow/sign-in.js';
+import { showSignIn, startSignInFromPage, type SignInDeps } from '../flow/sign-in.js';
 import { ERRORS } from '../errors/oauth-error.js';
 import { redirectHosts } from '../flow/1-register.js';
 import { csvLine, auditFilterFromQuery, type AuditQuery } from './audit-query.js';
@@ -38,9 +37,8 @@ interface AdminLocals {
   csrf: string;
 }
 
-export interface AdminDeps extends FlowDeps {
+export interface AdminDeps extends SignInDeps {
   ops: AdminOps;
-  refusals: RefusalBudget;
 }
 
 const SECURITY_OUTCOMES = ['deny', 'error'];

@@ -55,7 +55,9 @@ export function openCliContext(env: Record<string, string | undefined>): CliCont
   const keys = new KeyRing(secret, config.secretKeyPrevious);
   const log = pino({ level: 'warn' }, pino.destination(2));
   const checkpoint = checkpointPath(config);
-  const audit = new Audit(createAuditLogStore(db, { key: keys.auditKey }), log, { checkpoint: checkpoint ? createCheckpointWriter(checkpoint, keys.auditKey, log) : undefined });
+  const auditLog = createAuditLogStore(db, { key: keys.auditKey });
+  // As in the server: the file moves only forward along the chain it recorded.
+  const audit = new Audit(auditLog, log, { checkpoint: checkpoint ? createCheckpointWriter(checkpoint, keys.auditKey, log, { keys: keys.auditKeys(), holds: (seq, mac) => auditLog.hashAt(seq) === mac }) : undefined });
   const stores = {
     models: createOidcModelStore(db, keys),
     clientsMeta: createClientsMetaStore(db),

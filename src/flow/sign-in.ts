@@ -13,9 +13,14 @@
  * `GET /account/login` (and the 401 pages) only show a "Sign in" button: a form POST carrying
  * the double-submit token of the consent page's scheme — HMAC(csrf key, label ‖ the browser
  * secret in the `__Host-mcp-csrf` SameSite=Lax cookie), CONS-08 — labelled for this purpose.
- * `startSignInFromPage` refuses (403, audited, nothing created, no redirect) a POST whose
+ * `startSignInFromPage` refuses (403, nothing created, no redirect) a POST whose
  * `Sec-Fetch-Site` is present and not `same-origin`, that lacks the cookie, or whose token does
- * not match it; only then is the upstream transaction created and the browser sent to U.
+ * not match it; only then is the upstream transaction created and the browser sent to U. Such a
+ * refusal has nobody signed in: it counts against the address's RATE_LIMIT_REJECTED budget (429
+ * beyond) and is tallied into one admin/account `rejected_aggregate` row per address, reason and
+ * minute (DESIGN §9, src/http/refusal-budget.ts). A POST that passes starts an upstream login and
+ * writes rows, so it counts against RATE_LIMIT_AUTHORIZE like the consent page's Approve
+ * (`signInBudget`, src/app.ts): 429 beyond it, tallied per address and minute.
  */
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { SignInTransaction } from '../store/upstream-transactions.js';
@@ -25,6 +30,7 @@ import { ERRORS } from '../errors/oauth-error.js';
 import type { FlowDeps } from './deps.js';
 import { redirectToUpstream } from './4-upstream-redirect.js';
 import { browserSecret, formActionCsp } from './3-consent.js';
+import type { RefusalBudget } from '../http/refusal-budget.js';
 
 export type SignInPurpose = 'admin' | 'account';
 
@@ -66,11 +72,17 @@ export async function showSignIn(deps: FlowDeps, req: Request, res: Response, pu
   res.status(status).type('html').send(deps.views.render('signin', { title: 'Sign in', purpose: PAGE_PURPOSE[purpose], action, csrf }, req.id));
 }
 
+export interface SignInDeps extends FlowDeps {
+  refusals: RefusalBudget;
+  /** the per-address budget of a sign-in that passed the check (RATE_LIMIT_AUTHORIZE, src/app.ts) */
+  signInBudget: RequestHandler;
+}
+
 /** POST /admin/login, POST /account/login: the button's form; see the module comment. */
-export function startSignInFromPage(deps: FlowDeps, purpose: SignInPurpose): RequestHandler[] {
+export function startSignInFromPage(deps: SignInDeps, purpose: SignInPurpose): RequestHandler[] {
   return [
     express.urlencoded({ extended: false, limit: 2048, parameterLimit: 10 }),
-    async (req: Request, res: Response, next: NextFunction) => {
+    async (req: Request, _res: Response, next: NextFunction) => {
       try {
         const site = req.get('sec-fetch-site');
         const secret = deps.cookies.read(req, 'csrf');
@@ -84,9 +96,24 @@ export function startSignInFromPage(deps: FlowDeps, purpose: SignInPurpose): Req
                 ? 'signin_csrf_mismatch'
                 : undefined;
         if (refusal) {
-          deps.audit.record({ event: purpose === 'admin' ? 'admin.rejected' : 'account.signin_rejected', reason: refusal, details: { sec_fetch_site: site } });
+          // Nobody is signed in here: an unauthenticated refusal (DESIGN §9), counted against the
+          // address's RATE_LIMIT_REJECTED budget (429 beyond) and tallied per address, reason and
+          // minute — never one audit row per request (src/http/refusal-budget.ts).
+          const area = purpose === 'admin' ? 'admin.rejected_aggregate' : 'account.rejected_aggregate';
+          const verdict = await deps.refusals.refuse(area, req.ip, refusal, { method: req.method, path: req.path });
+          if (verdict.limited) throw ERRORS.tooManyRequests(verdict.retryAfterSeconds);
           throw ERRORS.accessDenied('This sign-in was not started from this server\'s own page. Open the page and press “Sign in”.', 'csrf');
         }
+        next();
+      } catch (err) {
+        next(err);
+      }
+    },
+    // Only a sign-in from this browser's own page counts here (a forged POST never does, so a
+    // flood of them cannot use up the budget of the address's real users).
+    deps.signInBudget,
+    async (req: Request, res: Response, next: NextFunction) => {
+      try {
         await redirectToUpstream(deps, req, res, { purpose, returnTo: safeReturnTo(deps, purpose, req.query.return) }, undefined);
       } catch (err) {
         next(err);
