@@ -4,7 +4,8 @@
  * name (unverified), where answers go, scopes, when granted, last used, when it expires — and
  * revokes any of them with the full cascade (src/consent/operations.ts). Only the signed-in
  * subject's own consents can be revoked; every POST carries a CSRF token bound to the session
- * (src/http/csrf.ts). Signing in is a button (a POST from this page, src/session/sign-in.ts): a GET
+ * (src/http/csrf.ts), and a POST with nobody signed in is an unauthenticated refusal: budgeted
+ * and tallied (src/audit/refusal-budget.ts). Signing in is a button (a POST from this page, src/session/sign-in.ts): a GET
  * of /account/login starts nothing. The "Revoked." notice shows only for a consent of this user
  * that is revoked (src/views/page-messages.ts).
  */
@@ -57,9 +58,19 @@ export function accountRouter(deps: AccountDeps): Router {
 
   const checked = (req: Request, res: Response, next: NextFunction) => {
     const current = currentSession(deps, req);
-    if (!current || !deps.csrf.checkSession(CSRF_PURPOSE, current.id, req.body?.csrf)) {
-      audit.record({ event: 'consent.rejected', reason: current ? 'account_csrf' : 'account_not_signed_in', subject: current?.session.subject });
-      return next(ERRORS.accessDenied('The request could not be verified as coming from your account page. Reload it and try again.', 'csrf'));
+    const denied = () => ERRORS.accessDenied('The request could not be verified as coming from your account page. Reload it and try again.', 'csrf');
+    if (!current) {
+      // Nobody signed in: an unauthenticated refusal (DESIGN §9) — budgeted (429 beyond
+      // RATE_LIMIT_REJECTED) and tallied per address, reason and minute, not a row per request.
+      deps.refusals
+        .refuse('account.rejected_aggregate', req.ip, 'not_signed_in', { method: req.method, path: req.path })
+        .then((verdict) => next(verdict.limited ? ERRORS.tooManyRequests(verdict.retryAfterSeconds) : denied()))
+        .catch(next);
+      return;
+    }
+    if (!deps.csrf.checkSession(CSRF_PURPOSE, current.id, req.body?.csrf)) {
+      audit.record({ event: 'consent.rejected', reason: 'account_csrf', subject: current.session.subject });
+      return next(denied());
     }
     res.locals.account = current;
     next();

@@ -7,6 +7,13 @@
  *   forged or edited without SECRET_KEY — only deleted, or replaced by an older genuine one.
  *   Noted by `Audit` after every commit (server and CLI) and written atomically off the event
  *   loop (see createCheckpointWriter). Not written for ':memory:' databases.
+ * - The file only ever moves forward along the chain it recorded (`CheckpointAnchor`): a writer
+ *   replaces it only while the database still holds the recorded row with the recorded MAC. If
+ *   the log was cut or rewritten behind the writer's back (or a backup restored), appending to
+ *   what is left would otherwise put the shortened head in the file at the next commit — after a
+ *   restart at once — and erase the one trace of the cut. Instead the file is kept as it is, an
+ *   error is logged, and `audit verify` goes on naming the problem until the operator moves the
+ *   file aside.
  * - `audit.checkpoint` log lines (info: seq, mac, key_id, ts) at start, at least every
  *   CHECKPOINT_LOG_INTERVAL_MS while serving and at stop: shipped with the logs, they are a
  *   checkpoint a database writer cannot reach, checked with `audit verify --checkpoint <seq>:<mac>`.
@@ -59,8 +66,18 @@ export interface Head {
   key_id: string | null;
 }
 
+/** What a writer checks before it replaces the file: the chain the file recorded still stands. */
+export interface CheckpointAnchor {
+  /** the audit keys that may have made the file (current first; KeyRing.auditKeys()) */
+  keys: AuditKey[];
+  /** does the database hold row `seq` with MAC `mac`? (one indexed read) */
+  holds(seq: number, mac: string): boolean;
+}
+
 export interface CheckpointWriter {
   path: string;
+  /** why the file is no longer replaced (the log was cut or rewritten), undefined while it is */
+  readonly diverged: string | undefined;
   /**
    * Note a committed head. It is written off the event loop (the file system's thread pool) —
    * a decision's response does not wait for the disk — and heads committed while a write is in
@@ -80,7 +97,7 @@ export interface CheckpointWriter {
  * Audit) or, with DATABASE_SYNCHRONOUS=NORMAL, newer than what the database kept — then verify
  * reports the lost rows, which is true.
  */
-export function createCheckpointWriter(path: string, key: AuditKey, log: Logger): CheckpointWriter {
+export function createCheckpointWriter(path: string, key: AuditKey, log: Logger, guard?: CheckpointAnchor): CheckpointWriter {
   let latest: Head | undefined; // the newest committed head noted
   let writtenSeq = 0; // the newest head this process has put on disk
   let attempted = 0; // the newest head an asynchronous write was started for
@@ -102,6 +119,30 @@ export function createCheckpointWriter(path: string, key: AuditKey, log: Logger)
   const failed = (err: unknown) => {
     if (!failing) log.error({ err, file: path }, 'audit checkpoint file could not be written');
     failing = true;
+  };
+
+  // The row the file records (read at start, then each head this writer put there): the file is
+  // replaced only while the database still holds it with the same MAC (see the module comment).
+  let anchor: { seq: number; mac: string } | undefined;
+  let diverged: string | undefined;
+  const diverge = (problem: string) => {
+    diverged = problem;
+    latest = undefined;
+    log.error({ file: path, problem }, 'audit checkpoint file kept as it is: the audit log was cut or rewritten (or a backup restored) — run `mcp-consent-proxy audit verify`; after a deliberate restore, move the file aside');
+  };
+  if (guard) {
+    const read = readCheckpointFile(path, guard.keys);
+    if (read.status === 'ok') anchor = { seq: read.checkpoint.seq, mac: read.checkpoint.mac };
+    else if (read.status === 'invalid') diverge(read.problem);
+    if (anchor && !guard.holds(anchor.seq, anchor.mac)) diverge(`the audit log does not hold row ${anchor.seq} as the checkpoint file recorded it`);
+  }
+  /** May the file move on to `head`? Only along the chain it recorded. */
+  const extendsAnchor = (head: Head): boolean => {
+    if (diverged) return false;
+    if (!guard || !anchor) return true;
+    if (head.seq >= anchor.seq && guard.holds(anchor.seq, anchor.mac)) return true;
+    diverge(`the audit log no longer holds row ${anchor.seq} as the checkpoint file recorded it (the new head is row ${head.seq})`);
+    return false;
   };
 
   const due = () => latest !== undefined && latest.seq > writtenSeq && latest.seq > attempted;
@@ -127,6 +168,7 @@ export function createCheckpointWriter(path: string, key: AuditKey, log: Logger)
         }
         await rename(tmp, path);
         writtenSeq = Math.max(writtenSeq, head.seq);
+        if (!anchor || head.seq > anchor.seq) anchor = { seq: head.seq, mac: head.hash };
         succeeded();
       } catch (err) {
         await rm(tmp, { force: true }).catch(() => undefined);
@@ -137,18 +179,23 @@ export function createCheckpointWriter(path: string, key: AuditKey, log: Logger)
 
   return {
     path,
+    get diverged() {
+      return diverged;
+    },
     update(head) {
+      if (!extendsAnchor(head)) return;
       if (!latest || head.seq > latest.seq) latest = head;
       kick();
     },
     flushSync() {
       const head = latest;
-      if (!head || head.seq <= writtenSeq) return;
+      if (!head || head.seq <= writtenSeq || !extendsAnchor(head)) return;
       const tmp = nextTmp();
       try {
         writeFileSync(tmp, render(head));
         renameSync(tmp, path);
         writtenSeq = head.seq;
+        if (!anchor || head.seq > anchor.seq) anchor = { seq: head.seq, mac: head.hash };
         succeeded();
       } catch (err) {
         rmSync(tmp, { force: true });

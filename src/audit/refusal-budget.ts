@@ -5,10 +5,12 @@
  * - It is consulted only where a request is refused anyway: at the gateway for no, malformed,
  *   unknown, expired or otherwise invalid tokens and for a foreign `Origin` without a valid token
  *   (src/flow/8-gateway.ts), at /admin for a request without an admin session or a signed-in
- *   user (src/admin/guard.ts). A request with a valid token or admin session never counts and is
- *   never refused by it; the gateway's path for valid tokens does not call it.
+ *   user (src/admin/guard.ts), at the sign-in buttons of /admin/login and /account/login for a
+ *   POST without this browser's token (src/session/sign-in.ts), and at /account for a POST with
+ *   nobody signed in (src/account/pages.ts). A request with a valid token or session never counts
+ *   and is never refused by it; the gateway's path for valid tokens does not call it.
  * - Every refusal counts against the client address's budget (one budget for /mcp, the API
- *   routes and /admin); beyond it the answer is 429 with Retry-After (seconds until the window
+ *   routes, /admin and /account); beyond it the answer is 429 with Retry-After (seconds until the window
  *   resets). Every refusal, 429 or not, goes to the refusal tally (src/audit/refusal-tally.ts):
  *   one audit row per address, reason and minute.
  * - The address is the client IP as TRUST_PROXY says, IPv6 by its /56 (express-rate-limit's
@@ -21,7 +23,7 @@
 import { MemoryStore, ipKeyGenerator, type Options, type Store } from 'express-rate-limit';
 import type { Logger } from 'pino';
 import type { RateBudget } from '../config/duration.js';
-import type { RefusalSample, RefusalTally, TallyEvent } from './refusal-tally.js';
+import type { RefusalSample, RefusalTally, TallyEvent } from '../audit/refusal-tally.js';
 
 export interface RefusalVerdict {
   /** answer 429 instead of the refusal */
@@ -38,6 +40,11 @@ export interface RefusalBudgetDeps {
   store?: Store;
 }
 
+/** The address a budget and a tally count under: the client IP, IPv6 by its /56. */
+export function refusalAddress(ip: string | undefined): string {
+  return ip ? ipKeyGenerator(ip) : 'unknown';
+}
+
 export function createRefusalBudget(deps: RefusalBudgetDeps) {
   const { budget, tally, log } = deps;
   const store = deps.store ?? new MemoryStore();
@@ -50,7 +57,7 @@ export function createRefusalBudget(deps: RefusalBudgetDeps) {
      * is to be answered 429. `area` names the audit row its count goes to.
      */
     async refuse(area: TallyEvent, ip: string | undefined, reason: string, sample: RefusalSample): Promise<RefusalVerdict> {
-      const address = ip ? ipKeyGenerator(ip) : 'unknown';
+      const address = refusalAddress(ip);
       let verdict: RefusalVerdict = { limited: false, retryAfterSeconds: windowSeconds };
       try {
         const { totalHits, resetTime } = await store.increment(address);

@@ -3,7 +3,9 @@
  * address, reason and minute, with a count, instead of one row per refused request — so a flood
  * of refused requests adds a bounded number of rows.
  * - A bucket is (event, address, reason, minute of the injected clock). Its row
- *   (`gateway.rejected_aggregate` / `admin.rejected_aggregate`, outcome deny) is queued for the
+ *   (`gateway.rejected_aggregate` / `admin.rejected_aggregate` / `account.rejected_aggregate`, and
+ *   `registration|authorization|token.rejected_aggregate` for requests beyond the budgets of
+ *   src/runtime/app.ts, reason `rate_limited`; outcome deny) is queued for the
  *   audit log's group commit once its minute has ended: at the first refusal noted in a later
  *   minute, by a timer set for the end of the minute, and at shutdown (`flush`, which also closes
  *   the current minute's buckets).
@@ -24,7 +26,14 @@ export const TALLY_MINUTE_MS = 60_000;
 /** Buckets (event × address × reason) per minute before further addresses share one. */
 export const MAX_TALLY_BUCKETS = 1000;
 
-export type TallyEvent = 'gateway.rejected_aggregate' | 'admin.rejected_aggregate';
+export type TallyEvent =
+  | 'gateway.rejected_aggregate'
+  | 'admin.rejected_aggregate'
+  | 'account.rejected_aggregate'
+  // requests answered 429 by the /register, /authorize (consent, callback, sign-in) and /token budgets
+  | 'registration.rejected_aggregate'
+  | 'authorization.rejected_aggregate'
+  | 'token.rejected_aggregate';
 
 /** The first refused request of a bucket, as it will be shown in the row. */
 export interface RefusalSample {

@@ -227,7 +227,7 @@ export const SCHEMA = {
   }),
   CONSENT_TTL: key({
     group: 'Authorization server (P)',
-    doc: 'How long an approval is remembered for the same user, browser session, client, redirect URI and resource.',
+    doc: 'How long an approval is remembered for the same user, browser (the one that approved), client, redirect URI and resource; also the longest a client with refresh tokens stays connected without asking.',
     defaultText: '`90d`',
     fallback: '90d',
     parse: duration,
@@ -287,14 +287,14 @@ export const SCHEMA = {
   }),
   RATE_LIMIT_AUTHORIZE: key({
     group: 'Rate limits',
-    doc: 'Per client IP budget for `/authorize`, the consent pages and the upstream callback.',
+    doc: 'Per client IP budget for `/authorize`, the consent pages, the upstream callback and the sign-in buttons of `/admin/login` and `/account/login` (a POST with the page\'s token).',
     defaultText: '`120/1m`',
     fallback: '120/1m',
     parse: rate,
   }),
   RATE_LIMIT_REJECTED: key({
     group: 'Rate limits',
-    doc: 'Per client IP budget for unauthenticated refusals at `/mcp`, the `GATEWAY_ROUTES` and `/admin` (no or invalid token, a foreign `Origin` without a valid token, no admin session); beyond it such a refusal is `429`. A request with a valid token or admin session never counts and is never refused by it.',
+    doc: 'Per client IP budget for unauthenticated refusals at `/mcp`, the `GATEWAY_ROUTES`, `/admin` and `/account` (no or invalid token, a foreign `Origin` without a valid token, nobody signed in, a sign-in POST without the page\'s token); beyond it such a refusal is `429`. A request with a valid token or session never counts and is never refused by it.',
     defaultText: '`60/1m`',
     fallback: '60/1m',
     parse: rate,

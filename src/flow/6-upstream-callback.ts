@@ -25,17 +25,17 @@ import type { Audit } from '../audit/audit.js';
 import { ERRORS } from '../errors/oauth-error.js';
 import { UpstreamError, type UpstreamClient, type UpstreamExchange } from '../upstream/presets.js';
 import { recordAuthorization, type RecordDeps } from '../consent/record.js';
-import { completeSignIn, type SignInDeps } from '../session/sign-in.js';
+import { completeSignIn, type SignInCompletionDeps } from '../session/sign-in.js';
 import { takeUpstreamLogin, type TakeRefusal, type UpstreamLoginDeps } from '../session/upstream-login.js';
 import type { AuthorizeTransaction, UpstreamTransaction } from '../store/upstream-transactions.js';
 
-export interface CallbackDeps extends RecordDeps, SignInDeps, Pick<UpstreamLoginDeps, 'cookies'> {
+export interface CallbackDeps extends RecordDeps, SignInCompletionDeps, Pick<UpstreamLoginDeps, 'cookies'> {
   config: Readonly<Config>;
   provider: Provider;
   audit: Audit;
   log: Logger;
   upstream(): UpstreamClient;
-  stores: RecordDeps['stores'] & SignInDeps['stores'] & UpstreamLoginDeps['stores'];
+  stores: RecordDeps['stores'] & SignInCompletionDeps['stores'] & UpstreamLoginDeps['stores'];
 }
 
 const REFUSAL_TEXT: Record<TakeRefusal, string> = {

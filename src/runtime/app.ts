@@ -4,14 +4,15 @@
  * routes, never in front of the provider's (deps.md gotcha 7). `AppDeps` is what the app needs,
  * declared here (the composition root provides it).
  */
-import express, { type Express, type NextFunction, type Request, type Response, type Router } from 'express';
+import express, { type Express, type NextFunction, type Request, type RequestHandler, type Response, type Router } from 'express';
 import { fileURLToPath } from 'node:url';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import proxyaddr from 'proxy-addr';
 import type { Logger } from 'pino';
 import type { KeyRing } from '../crypto/keys.js';
 import type { Stores } from '../store/index.js';
-import type { RefusalBudget } from '../audit/refusal-budget.js';
+import { refusalAddress, type RefusalBudget } from '../audit/refusal-budget.js';
+import type { TallyEvent } from '../audit/refusal-tally.js';
 import type { Revocation } from '../consent/revocation.js';
 import type { Metrics } from '../http/metrics.js';
 import type { CookieJar } from '../http/cookies.js';
@@ -42,8 +43,11 @@ export type GatewayServices = Pick<GatewayDeps, 'checkToken' | 'upstreamTokens' 
   forwarders: Map<string, Forwarder>;
 };
 
+/** What the pages need; the sign-in budget is the app's own (the /authorize budget). */
+type PageDeps = Omit<ConsentStepDeps & CallbackDeps & AdminDeps & AccountDeps, 'signInBudget'>;
+
 /** What the app needs. */
-export interface AppDeps extends ConsentStepDeps, CallbackDeps, AdminDeps, AccountDeps {
+export interface AppDeps extends PageDeps {
   log: Logger;
   keys: KeyRing;
   stores: Stores;
@@ -67,6 +71,14 @@ function routeLabel(req: Request): string {
 }
 
 type ProviderHandler = (req: Request, res: Response) => void;
+
+/**
+ * A per-IP budget (SEC-01): requests beyond it are answered 429 and tallied into one audit row per
+ * address and minute (DESIGN §9, src/audit/refusal-tally.ts) — a flood adds no row per request.
+ */
+function budget(deps: AppDeps, rate: AppDeps['config']['rateLimits']['register'], event: TallyEvent) {
+  return limiter(rate, (req) => deps.refusals.tally.note(event, refusalAddress(req.ip), 'rate_limited', true, { method: req.method, path: req.path }));
+}
 
 /** Step 1: discovery at the origin root (RFC 9728; RFC 8414 path insertion). */
 function mountDiscovery(app: Express, deps: AppDeps, oidc: ReturnType<AppDeps['provider']['callback']>): void {
@@ -130,7 +142,7 @@ function mountRegistration(r: Router, deps: AppDeps, toProvider: ProviderHandler
   r.post(
     PROVIDER_ROUTES.registration,
     registrationCors,
-    limiter(config.rateLimits.register, () => audit.record({ event: 'registration.rejected', reason: 'rate_limited' })),
+    budget(deps, config.rateLimits.register, 'registration.rejected_aggregate'),
     noStore,
     ...registrationGate({ redirectSchemes: config.redirectSchemes, supportedScopes: offeredScopes(config) }, audit),
     toProvider,
@@ -138,9 +150,8 @@ function mountRegistration(r: Router, deps: AppDeps, toProvider: ProviderHandler
 }
 
 /** Steps 3–6: the authorization request, consent, upstream redirect and callback. */
-function mountAuthorization(r: Router, deps: AppDeps, toProvider: ProviderHandler): void {
+function mountAuthorization(r: Router, deps: AppDeps, toProvider: ProviderHandler, authorizeBudget: RequestHandler): void {
   const { config, audit } = deps;
-  const authorizeBudget = limiter(config.rateLimits.authorize, () => audit.record({ event: 'authorization.rejected', reason: 'rate_limited' }));
   r.all(PROVIDER_ROUTES.authorization, authorizeBudget, authorizationPreflight(config.mcpScopes.join(' '), audit), toProvider);
   r.get(`${PROVIDER_ROUTES.authorization}/:uid`, authorizeBudget, toProvider); // resume after the interaction
   r.get('/interaction/:uid', authorizeBudget, showConsent(deps));
@@ -152,7 +163,7 @@ function mountAuthorization(r: Router, deps: AppDeps, toProvider: ProviderHandle
 /** Step 7: token and revocation. */
 function mountToken(r: Router, deps: AppDeps, toProvider: ProviderHandler): void {
   const { config, audit } = deps;
-  const tokenBudget = limiter(config.rateLimits.token, () => audit.record({ event: 'token.rejected', reason: 'rate_limited' }));
+  const tokenBudget = budget(deps, config.rateLimits.token, 'token.rejected_aggregate');
   r.post(PROVIDER_ROUTES.token, tokenBudget, ...tokenPreflight(config.resources, audit, deps.stores.models), toProvider);
   r.options(PROVIDER_ROUTES.token, toProvider);
   r.post(PROVIDER_ROUTES.revocation, tokenBudget, toProvider);
@@ -182,10 +193,13 @@ export function buildApp(deps: AppDeps): Express {
   mountOperations(r, deps);
   if (deps.demo) r.use('/demo-idp', deps.demo.idpRouter); // demo mode: the embedded upstream IdP
   mountRegistration(r, deps, toProvider);
-  mountAuthorization(r, deps, toProvider);
-  // Admin console and connected apps (their own guards: src/admin/guard.ts, src/account/pages.ts)
-  r.use('/admin', adminRouter(deps));
-  r.use('/account', accountRouter(deps));
+  const authorizeBudget = budget(deps, config.rateLimits.authorize, 'authorization.rejected_aggregate');
+  mountAuthorization(r, deps, toProvider, authorizeBudget);
+  // Admin console and connected apps (their own guards: src/admin/guard.ts, src/account/pages.ts).
+  // Their sign-in buttons start an upstream login like Approve does: the same budget, counted only
+  // for a POST that carries the page's token (a forged one is a refusal: src/session/sign-in.ts).
+  r.use('/admin', adminRouter({ ...deps, signInBudget: authorizeBudget }));
+  r.use('/account', accountRouter({ ...deps, signInBudget: authorizeBudget }));
   mountToken(r, deps, toProvider);
   // Step 8, the gateway (/mcp, API routes), is served in front of this app: see gatewayFront.
   // The provider's remaining endpoints: metadata, JWKS.

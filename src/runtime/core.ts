@@ -90,7 +90,8 @@ export function createCore(config: Readonly<Config>, storage: Storage, options: 
   const checkpoint = checkpointPath(config);
   const audit = new Audit(stores.auditLog, log, {
     observe: options.observeAudit,
-    checkpoint: checkpoint ? createCheckpointWriter(checkpoint, keys.auditKey, log) : undefined,
+    // The file moves only forward along the chain it recorded (a cut log never overwrites it).
+    checkpoint: checkpoint ? createCheckpointWriter(checkpoint, keys.auditKey, log, { keys: keys.auditKeys(), holds: (seq, mac) => stores.auditLog.hashAt(seq) === mac }) : undefined,
   });
   const upstreamConfig = config.upstream ?? options.upstream;
   const upstreamClient = upstreamConfig ? createUpstreamClient(upstreamConfig, config.urls.upstreamCallback, { dangerouslyAllowInsecureHttp: config.dangerouslyAllowInsecureHttp }) : undefined;

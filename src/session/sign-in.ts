@@ -13,9 +13,14 @@
  * be able to open P's session in this browser behind the user's back). `GET /admin/login` and
  * `GET /account/login` (and the 401 pages) only show a "Sign in" button: a form POST carrying a
  * browser-bound CSRF token (src/http/csrf.ts, CONS-08) for this purpose. `startSignInFromPage`
- * refuses (403, audited, nothing created, no redirect) a POST whose `Sec-Fetch-Site` is present
- * and not `same-origin`, that lacks the cookie, or whose token does not match it; only then is the
- * upstream transaction created and the browser sent to U.
+ * refuses (403, nothing created, no redirect) a POST whose `Sec-Fetch-Site` is present and not
+ * `same-origin`, that lacks the cookie, or whose token does not match it; only then is the upstream
+ * transaction created and the browser sent to U. Such a refusal has nobody signed in: it counts
+ * against the address's RATE_LIMIT_REJECTED budget (429 beyond) and is tallied into one
+ * admin/account `rejected_aggregate` row per address, reason and minute (DESIGN §9,
+ * src/audit/refusal-budget.ts). A POST that passes starts an upstream login and writes rows, so it
+ * counts against RATE_LIMIT_AUTHORIZE like the consent page's Approve (`signInBudget`,
+ * src/runtime/app.ts): 429 beyond it, tallied per address and minute.
  */
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { Config } from '../config/load.js';
@@ -26,6 +31,7 @@ import type { Stores } from '../store/index.js';
 import type { SignInTransaction } from '../store/upstream-transactions.js';
 import type { UpstreamIdentity } from '../upstream/presets.js';
 import { ERRORS } from '../errors/oauth-error.js';
+import type { RefusalBudget } from '../audit/refusal-budget.js';
 import { currentSession } from './browser.js';
 import { startUpstreamLogin, type UpstreamLoginDeps } from './upstream-login.js';
 
@@ -35,6 +41,9 @@ export interface SignInDeps extends UpstreamLoginDeps {
   config: Readonly<Config>;
   views: Views;
   csrf: Csrf;
+  refusals: RefusalBudget;
+  /** the per-address budget of a sign-in that passed the check (RATE_LIMIT_AUTHORIZE, src/runtime/app.ts) */
+  signInBudget: RequestHandler;
   stores: Pick<Stores, 'transactions' | 'adminSessions' | 'browserSessions'>;
 }
 
@@ -87,13 +96,28 @@ function refusalOf(deps: SignInDeps, req: Request, purpose: SignInPurpose): stri
 export function startSignInFromPage(deps: SignInDeps, purpose: SignInPurpose): RequestHandler[] {
   return [
     express.urlencoded({ extended: false, limit: 2048, parameterLimit: 10 }),
-    async (req: Request, res: Response, next: NextFunction) => {
+    async (req: Request, _res: Response, next: NextFunction) => {
       try {
         const refusal = refusalOf(deps, req, purpose);
         if (refusal) {
-          deps.audit.record({ event: purpose === 'admin' ? 'admin.rejected' : 'account.signin_rejected', reason: refusal, details: { sec_fetch_site: req.get('sec-fetch-site') } });
+          // Nobody is signed in here: an unauthenticated refusal (DESIGN §9), counted against the
+          // address's RATE_LIMIT_REJECTED budget (429 beyond) and tallied per address, reason and
+          // minute — never one audit row per request (src/audit/refusal-budget.ts).
+          const area = purpose === 'admin' ? 'admin.rejected_aggregate' : 'account.rejected_aggregate';
+          const verdict = await deps.refusals.refuse(area, req.ip, refusal, { method: req.method, path: req.path });
+          if (verdict.limited) throw ERRORS.tooManyRequests(verdict.retryAfterSeconds);
           throw ERRORS.accessDenied('This sign-in was not started from this server\'s own page. Open the page and press “Sign in”.', 'csrf');
         }
+        next();
+      } catch (err) {
+        next(err);
+      }
+    },
+    // Only a sign-in from this browser's own page counts here (a forged POST never does, so a
+    // flood of them cannot use up the budget of the address's real users).
+    deps.signInBudget,
+    async (req: Request, res: Response, next: NextFunction) => {
+      try {
         await startUpstreamLogin(deps, req, res, { purpose, returnTo: safeReturnTo(deps.config, purpose, req.query.return) }, undefined);
       } catch (err) {
         next(err);
@@ -102,8 +126,11 @@ export function startSignInFromPage(deps: SignInDeps, purpose: SignInPurpose): R
   ];
 }
 
+/** What completing a sign-in at U's callback needs. */
+export type SignInCompletionDeps = Pick<SignInDeps, 'config' | 'audit' | 'cookies' | 'stores'>;
+
 /** At U's callback: open the admin session (an ADMIN_SUBJECTS subject only) or P's browser session. */
-export function completeSignIn(deps: SignInDeps, req: Request, res: Response, tx: SignInTransaction, identity: UpstreamIdentity): void {
+export function completeSignIn(deps: SignInCompletionDeps, req: Request, res: Response, tx: SignInTransaction, identity: UpstreamIdentity): void {
   const { config, audit } = deps;
   res.setHeader('Cache-Control', 'no-store');
   if (tx.purpose === 'admin') {

@@ -74,6 +74,7 @@ export interface AuditLogWriter {
 
 export function createAuditLogStore(db: Db, writer?: AuditLogWriter) {
   const last = db.prepare('SELECT seq, hash, key_id FROM audit_log ORDER BY seq DESC LIMIT 1');
+  const hashAt = db.prepare('SELECT hash FROM audit_log WHERE seq = ?').pluck();
   const insert = db.prepare(`INSERT INTO audit_log
     (seq, ts, event, outcome, reason, subject, client_id, ip, request_id, details, prev_hash, hash, key_id)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
@@ -186,6 +187,11 @@ export function createAuditLogStore(db: Db, writer?: AuditLogWriter) {
     iterate(filter: AuditFilter = {}): IterableIterator<AuditRow> {
       const w = where(filter);
       return db.prepare(`SELECT * FROM audit_log ${w.sql} ORDER BY seq ASC`).iterate(...w.params) as IterableIterator<AuditRow>;
+    },
+
+    /** The hash/MAC of row `seq` (the checkpoint file's anchor check: one indexed read). */
+    hashAt(seq: number): string | undefined {
+      return hashAt.get(seq) as string | undefined;
     },
 
     get(seq: number): AuditRow | undefined {

@@ -130,7 +130,7 @@ describe('registration › refused, with the RFC 7591 error, no client written, 
 });
 
 describe('registration › rate limit (REG-11, SEC-01)', () => {
-  it('answers 429 with Retry-After once the per-IP budget is spent, and audits it', async () => {
+  it('answers 429 with Retry-After once the per-IP budget is spent, and audits it (tallied per address and minute)', async () => {
     const limited = await startTestApp({ env: { RATE_LIMIT_REGISTER: '3/1m' } });
     try {
       const statuses: number[] = [];
@@ -143,7 +143,11 @@ describe('registration › rate limit (REG-11, SEC-01)', () => {
       expect(Number(last?.headers.get('retry-after'))).toBeGreaterThan(0);
       expect(await last?.json()).toMatchObject({ error: 'too_many_requests' });
       expect(rows(limited, "SELECT count(*) AS n FROM oidc_models WHERE model = 'Client'")[0].n).toBe(3);
-      expect(auditEvents(limited).filter((e) => e.reason === 'rate_limited')).toHaveLength(2);
+      // Requests beyond the budget: one row per address and minute with the count (DESIGN §9).
+      expect(auditEvents(limited).filter((e) => e.reason === 'rate_limited')).toHaveLength(0);
+      limited.runtime.refusals.tally.flush();
+      const tallied = auditEvents(limited).filter((e) => e.reason === 'rate_limited');
+      expect(tallied.map((e) => [e.event, JSON.parse(e.details as string).count])).toEqual([['registration.rejected_aggregate', 2]]);
     } finally {
       await limited.close();
     }

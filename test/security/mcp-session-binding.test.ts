@@ -95,6 +95,21 @@ describe('MCP session bindings fail open', () => {
     expect(stack.mcp.received.length).toBe(before);
   });
 
+  it('forgets a binding when R answers 404 for it (R ended the session itself): the next use is refused without contacting R', async () => {
+    const sessionId = await openSession(mcp(), aliceA);
+    const ended = await fetch(stack.mcp.url, { method: 'DELETE', headers: { 'mcp-session-id': sessionId } }); // at R, not through P
+    expect(ended.status).toBe(200);
+    const first = await callTool(mcp(), aliceA, sessionId, 'whoami');
+    expect(first.status).toBe(404); // R's own answer, passed on
+    expect(first.messages[0].error.code).toBe(-32000);
+    expect(rows(stack.app, 'SELECT * FROM mcp_sessions WHERE id_hash = ?', sha(sessionId))).toEqual([]);
+    const before = stack.mcp.received.length;
+    const again = await callTool(mcp(), aliceA, sessionId, 'whoami');
+    expect(again.status).toBe(404);
+    expect(again.messages[0]).toEqual(NOT_FOUND);
+    expect(stack.mcp.received.length).toBe(before);
+  });
+
   it('purges bindings unused for 24 hours in housekeeping; the client then gets 404 and starts a new session', async () => {
     const sessionId = await openSession(mcp(), aliceA);
     const sessions = stack.app.runtime.gateway.sessions;
