@@ -56,20 +56,6 @@ export function maskedCanonicalJson(value: unknown): string {
   return `{${parts.join(',')}}`;
 }
 
-/** Replace values under credential-like keys, at any depth. */
-export function maskDetails(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(maskDetails);
-  if (value && typeof value === 'object') {
-    return Object.fromEntries(
-      Object.entries(value as Record<string, unknown>)
-        .filter(([, v]) => v !== undefined)
-        .map(([k, v]) => [k, SECRET_KEY.test(k) ? '[masked]' : maskDetails(v)]),
-    );
-  }
-  if (typeof value === 'string' && value.length > MAX_STORED_STRING) return capString(value);
-  return value;
-}
-
 export interface AuditOptions {
   /** sees every record as it is made (metrics) */
   observe?: ((row: NewAuditRow) => void) | undefined;

@@ -46,8 +46,6 @@ export class OAuthError extends Error {
 /** Named factories: call sites never spell codes or statuses themselves. */
 export const ERRORS = {
   invalidRequest: (description: string, reason?: string) => new OAuthError('invalid_request', description, 400, reason),
-  invalidClientMetadata: (description: string, reason?: string) => new OAuthError('invalid_client_metadata', description, 400, reason),
-  invalidRedirectUri: (description: string, reason?: string) => new OAuthError('invalid_redirect_uri', description, 400, reason),
   bodyTooLarge: (limit: number) => new OAuthError('invalid_request', `request body exceeds ${limit} bytes`, 413, 'body_too_large'),
   accessDenied: (description: string, reason?: string) => new OAuthError('access_denied', description, 403, reason),
   notFound: () => new OAuthError('not_found', 'The requested page does not exist.', 404, 'not_found'),
@@ -64,7 +62,7 @@ export const ERRORS = {
   /** RFC 8707 §2: a resource this authorization does not cover */
   invalidTarget: (description: string) => new OAuthError('invalid_target', description, 400, 'invalid_target'),
   /** a registration the admission policy refuses (RFC 7591 §3.2.2) */
-  registrationRefused: (error: 'invalid_redirect_uri' | 'invalid_client_metadata', description: string, reason: string) => new OAuthError(error, description, 400, reason),
+  registrationRefused: (error: 'invalid_redirect_uri' | 'invalid_client_metadata', description: string, reason: string, status = 400) => new OAuthError(error, description, status, reason),
   /** U's callback refused before anything is trusted (STATE-04..07): P's page, no redirect */
   callbackRefused: (reason: string, text: string) =>
     new OAuthError('invalid_request', text, 400, reason, {}, { title: 'This sign-in cannot be completed', message: `${text} Nothing was shared with any application. Start again from your application.` }),

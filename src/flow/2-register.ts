@@ -37,22 +37,17 @@
  */
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { Audit } from '../audit/audit.js';
-import { refusalOf } from '../errors/oauth-error.js';
+import { ERRORS, refusalOf } from '../errors/oauth-error.js';
 import { admitRegistration, MAX_REGISTRATION_BODY, type AdmissionPolicy } from '../oauth/admission.js';
 
-function refuse(res: Response, status: number, error: string, description: string): void {
-  res.status(status).setHeader('Cache-Control', 'no-store');
-  res.json({ error, error_description: description });
-}
-
-/** Parse, check and normalise a registration; answers RFC 7591 §3.2.2 errors itself. */
+/** Parse, check and normalise a registration; refusals are RFC 7591 §3.2.2 errors. */
 export function registrationGate(policy: AdmissionPolicy, audit: Audit): RequestHandler[] {
   const parse = express.json({ limit: MAX_REGISTRATION_BODY, type: () => true });
   return [
     (req: Request, res: Response, next: NextFunction) => {
       if (!req.is('application/json')) {
         audit.record({ event: 'registration.rejected', reason: 'content_type' });
-        return refuse(res, 400, 'invalid_client_metadata', 'registration requests must be application/json (RFC 7591 §3.1)');
+        return next(ERRORS.registrationRefused('invalid_client_metadata', 'registration requests must be application/json (RFC 7591 §3.1)', 'content_type'));
       }
       parse(req, res, (err?: unknown) => {
         if (!err) return next();
@@ -60,14 +55,13 @@ export function registrationGate(policy: AdmissionPolicy, audit: Audit): Request
         // bug and goes to the error handler (500, logged).
         const refusal = refusalOf(err);
         if (!refusal) return next(err);
-        const tooLarge = refusal.reason === 'body_too_large';
         const malformed = refusal.reason === 'malformed_body';
         audit.record({ event: 'registration.rejected', reason: malformed ? 'malformed_json' : refusal.reason });
-        if (tooLarge) return refuse(res, 413, 'invalid_client_metadata', `registration body exceeds ${MAX_REGISTRATION_BODY} bytes`);
-        return refuse(res, refusal.status, 'invalid_client_metadata', malformed ? 'registration body is not valid JSON' : refusal.description);
+        if (refusal.reason === 'body_too_large') return next(ERRORS.registrationRefused('invalid_client_metadata', `registration body exceeds ${MAX_REGISTRATION_BODY} bytes`, refusal.reason, 413));
+        next(ERRORS.registrationRefused('invalid_client_metadata', malformed ? 'registration body is not valid JSON' : refusal.description, refusal.reason, refusal.status));
       });
     },
-    (req: Request, res: Response, next: NextFunction) => {
+    (req: Request, _res: Response, next: NextFunction) => {
       const result = admitRegistration(req.body, policy);
       if (!result.ok) {
         audit.record({
@@ -75,7 +69,7 @@ export function registrationGate(policy: AdmissionPolicy, audit: Audit): Request
           reason: `${result.error}:${result.reason}`,
           details: { error_description: result.description, client_name: typeof req.body?.client_name === 'string' ? req.body.client_name.slice(0, 200) : undefined },
         });
-        return refuse(res, 400, result.error, result.description);
+        return next(ERRORS.registrationRefused(result.error, result.description, result.reason));
       }
       req.body = result.metadata;
       next();

@@ -88,8 +88,32 @@ function tokensOf(response: client.TokenEndpointResponse): UpstreamTokens {
   };
 }
 
-/** Map openid-client errors to our reasons, without echoing U's free text (UP-09). */
-function classify(err: unknown, during: 'exchange' | 'refresh'): UpstreamError {
+/** oauth4webapi's code for a refused response, which openid-client passes on (ClientError.code). */
+const INVALID_RESPONSE = 'OAUTH_INVALID_RESPONSE';
+
+/**
+ * RFC 9207 / UP-05: is the authorization response's `iss` wrong — present and not U's issuer, or
+ * absent while U says it sends one? oauth4webapi checks this before anything else in the
+ * response, so when it refused the response and this holds, the refusal was about `iss`.
+ */
+function issuerProblem(callbackUrl: URL | undefined, metadata: client.ServerMetadata | undefined): boolean {
+  if (!callbackUrl || !metadata) return false;
+  const iss = callbackUrl.searchParams.get('iss');
+  return iss === null ? metadata.authorization_response_iss_parameter_supported === true : iss !== metadata.issuer;
+}
+
+/** A network failure: undici's fetch error carries the system or undici error code in `cause`. */
+function isNetworkFailure(e: { name?: string; code?: unknown; cause?: { code?: unknown } }): boolean {
+  if (e.name === 'TimeoutError' || e.name === 'AbortError') return true;
+  const code = typeof e.code === 'string' ? e.code : typeof e.cause?.code === 'string' ? e.cause.code : '';
+  return /^(E[A-Z]+|UND_ERR_\w+)$/.test(code);
+}
+
+/**
+ * Map openid-client errors to our reasons by their type and code — never by their message text —
+ * without echoing U's free text (UP-09).
+ */
+function classify(err: unknown, during: 'exchange' | 'refresh', response?: { callbackUrl: URL; metadata: client.ServerMetadata }): UpstreamError {
   if (err instanceof UpstreamError) return err;
   if (err instanceof client.AuthorizationResponseError) {
     return new UpstreamError('upstream_error', 'the upstream refused the authorization', safeCode(err.error));
@@ -98,16 +122,14 @@ function classify(err: unknown, during: 'exchange' | 'refresh'): UpstreamError {
     const code = safeCode(err.error);
     return new UpstreamError(code === 'invalid_grant' ? 'invalid_grant' : during === 'exchange' ? 'exchange_failed' : 'upstream_error', `the upstream token endpoint answered ${code}`, code);
   }
-  const e = err as { code?: string; message?: string; cause?: { message?: string; code?: string }; name?: string };
-  // openid-client wraps oauth4webapi's precise message in `cause`.
-  const detail = `${e.message ?? ''} ${e.cause?.message ?? ''}`;
-  if (/"iss" \(issuer\) response parameter|response parameter "iss"/.test(detail)) {
+  const e = err as { code?: unknown; name?: string; message?: string; cause?: { code?: unknown; message?: string } };
+  if (e.code === INVALID_RESPONSE && issuerProblem(response?.callbackUrl, response?.metadata)) {
     return new UpstreamError('iss_mismatch', 'the authorization response came from another issuer (RFC 9207)');
   }
-  if (e.name === 'TimeoutError' || e.name === 'AbortError' || e.code === 'ECONNREFUSED' || e.cause?.code === 'ECONNREFUSED' || /fetch failed|aborted due to timeout/.test(detail)) {
-    return new UpstreamError('unreachable', 'the upstream did not answer');
-  }
-  return new UpstreamError(during === 'exchange' ? 'exchange_failed' : 'upstream_error', detail.trim() || 'upstream request failed');
+  if (isNetworkFailure(e)) return new UpstreamError('unreachable', 'the upstream did not answer');
+  // openid-client wraps oauth4webapi's precise message in `cause`: logged, never shown.
+  const detail = `${e.message ?? ''} ${e.cause?.message ?? ''}`.trim();
+  return new UpstreamError(during === 'exchange' ? 'exchange_failed' : 'upstream_error', detail || 'upstream request failed', typeof e.code === 'string' ? e.code : undefined);
 }
 
 function insecureAllowed(url: URL, dangerously: boolean): boolean {
@@ -204,7 +226,7 @@ export function createUpstreamClient(upstream: UpstreamConfig, callbackUrl: stri
           idTokenExpected: !isGithub && upstream.scopes.includes('openid'),
         });
       } catch (err) {
-        throw classify(err, 'exchange');
+        throw classify(err, 'exchange', { callbackUrl: currentUrl, metadata: config.serverMetadata() });
       }
       const tokens = tokensOf(response);
       if (isGithub) return { identity: await githubIdentity(tokens.accessToken), tokens };
