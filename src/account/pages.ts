@@ -51,9 +51,15 @@ export function accountRouter(deps: AccountDeps): Router {
     const { session } = current;
     const consents = stores.consents.list({ subject: session.subject, status: 'active', limit: 200 }).map(consentWithClientName(stores.clientsMeta));
     const revoked = revokedConsentId(req.query.revoked, (id) => stores.consents.byId(id), session.subject) !== undefined;
-    res.type('html').send(
-      views.render('account', { title: 'Connected applications', user: session.display_name ?? session.subject, consents, csrf: deps.csrf.forSession(CSRF_PURPOSE, current.id), base, revoked }, req.id),
-    );
+    res
+      .type('html')
+      .send(
+        views.render(
+          'account',
+          { title: 'Connected applications', user: session.display_name ?? session.subject, consents, csrf: deps.csrf.forSession(CSRF_PURPOSE, current.id), base, revoked },
+          req.id,
+        ),
+      );
   });
 
   const checked = (req: Request, res: Response, next: NextFunction) => {

@@ -67,7 +67,12 @@ export function adminGuard(deps: AdminGuardDeps) {
       .then(async (verdict) => {
         if (verdict.limited) {
           const refusal = ERRORS.tooManyRequests(verdict.retryAfterSeconds);
-          return next(new OAuthError(refusal.code, refusal.description, 429, 'refusals_limited', refusal.headers, { title: 'Too many requests', message: 'Too many refused requests came from this address. Try again later.' }));
+          return next(
+            new OAuthError(refusal.code, refusal.description, 429, 'refusals_limited', refusal.headers, {
+              title: 'Too many requests',
+              message: 'Too many refused requests came from this address. Try again later.',
+            }),
+          );
         }
         const returnTo = req.method === 'GET' ? `${base}/admin${req.path === '/' ? '' : req.path}` : `${base}/admin`;
         await showSignIn(deps, req, res, 'admin', returnTo, 401);

@@ -34,7 +34,6 @@ export interface AuditEntry {
   details?: Record<string, unknown> | undefined;
 }
 
-
 const SECRET_KEY = /token|secret|password|passwd|verifier|cookie|authorization|assertion|^code$|^state$|nonce|^jti$/i;
 
 /**

@@ -45,10 +45,7 @@ export interface GivenCheckpoint {
   mac: string;
 }
 
-export type CheckpointFileRead =
-  | { status: 'missing' }
-  | { status: 'invalid'; problem: string }
-  | { status: 'ok'; checkpoint: Checkpoint };
+export type CheckpointFileRead = { status: 'missing' } | { status: 'invalid'; problem: string } | { status: 'ok'; checkpoint: Checkpoint };
 
 /** Where the checkpoint file lives; undefined for an in-memory database. */
 export function checkpointPath(config: { databasePath: string; dataDir: string }): string | undefined {
@@ -56,7 +53,9 @@ export function checkpointPath(config: { databasePath: string; dataDir: string }
 }
 
 function checkpointMac(key: Buffer, cp: Checkpoint): string {
-  return createHmac('sha256', key).update(`mcp-consent-proxy/audit-checkpoint/v1\n${JSON.stringify([cp.seq, cp.mac, cp.key_id, cp.ts])}`).digest('hex');
+  return createHmac('sha256', key)
+    .update(`mcp-consent-proxy/audit-checkpoint/v1\n${JSON.stringify([cp.seq, cp.mac, cp.key_id, cp.ts])}`)
+    .digest('hex');
 }
 
 /** A committed head to record. */
@@ -128,7 +127,10 @@ export function createCheckpointWriter(path: string, key: AuditKey, log: Logger,
   const diverge = (problem: string) => {
     diverged = problem;
     latest = undefined;
-    log.error({ file: path, problem }, 'audit checkpoint file kept as it is: the audit log was cut or rewritten (or a backup restored) — run `mcp-consent-proxy audit verify`; after a deliberate restore, move the file aside');
+    log.error(
+      { file: path, problem },
+      'audit checkpoint file kept as it is: the audit log was cut or rewritten (or a backup restored) — run `mcp-consent-proxy audit verify`; after a deliberate restore, move the file aside',
+    );
   };
   if (guard) {
     const read = readCheckpointFile(path, guard.keys);
@@ -224,7 +226,17 @@ export function readCheckpointFile(path: string, keys: AuditKey[]): CheckpointFi
     return { status: 'invalid', problem: `the checkpoint file ${path} is not valid JSON` };
   }
   const { v, seq, mac, key_id: kid, ts, checkpoint_mac: given } = parsed ?? {};
-  if (v !== 1 || !Number.isSafeInteger(seq) || (seq as number) < 1 || typeof mac !== 'string' || !HEX64.test(mac) || typeof kid !== 'string' || typeof ts !== 'string' || typeof given !== 'string' || !HEX64.test(given)) {
+  if (
+    v !== 1 ||
+    !Number.isSafeInteger(seq) ||
+    (seq as number) < 1 ||
+    typeof mac !== 'string' ||
+    !HEX64.test(mac) ||
+    typeof kid !== 'string' ||
+    typeof ts !== 'string' ||
+    typeof given !== 'string' ||
+    !HEX64.test(given)
+  ) {
     return { status: 'invalid', problem: `the checkpoint file ${path} does not have the fields of a checkpoint (v, seq, mac, key_id, ts, checkpoint_mac)` };
   }
   const key = keys.find((k) => k.kid === kid);
@@ -238,7 +250,7 @@ export function readCheckpointFile(path: string, keys: AuditKey[]): CheckpointFi
 
 /** The end of a sentence about a key id that none of `keys` has. */
 export function unknownKey(keys: AuditKey[]): string {
-  if (!keys.length) return 'and no SECRET_KEY is available to check it: run with the server\'s SECRET_KEY';
+  if (!keys.length) return "and no SECRET_KEY is available to check it: run with the server's SECRET_KEY";
   return `which is neither SECRET_KEY's (${keys[0]?.kid}) nor SECRET_KEY_PREVIOUS's (${keys[1]?.kid ?? 'not set'}): after a rotation, set SECRET_KEY_PREVIOUS to the key in use before it`;
 }
 

@@ -96,7 +96,8 @@ export function verifyChain(store: AuditLogStore, options: VerifyOptions = { key
     if (row.seq !== expectedSeq) return broken(expectedSeq, `row ${expectedSeq} is missing (next row is ${row.seq})`);
     if (row.prev_hash !== prev) return broken(row.seq, `row ${row.seq} does not link to row ${row.seq - 1} (prev_hash differs)`);
     if (row.key_id === null) {
-      if (keyedFrom !== null) return broken(row.seq, `row ${row.seq} is a plain SHA-256 (legacy) row after the keyed chain began at row ${keyedFrom}: every row since is keyed, so this one was rewritten`);
+      if (keyedFrom !== null)
+        return broken(row.seq, `row ${row.seq} is a plain SHA-256 (legacy) row after the keyed chain began at row ${keyedFrom}: every row since is keyed, so this one was rewritten`);
       if (rowHash(prev, row) !== row.hash) return broken(row.seq, `row ${row.seq} was altered (its hash does not match its content)`);
       legacyRows += 1;
     } else {
@@ -123,9 +124,14 @@ export function verifyChain(store: AuditLogStore, options: VerifyOptions = { key
       problems.push({ seq: null, text: fileRead.problem });
     } else if (fileRead?.status === 'missing') {
       if (keyedFrom !== null) {
-        problems.push({ seq: null, text: `the checkpoint file ${path} is missing although the log has keyed rows (the server and the CLI rewrite it at every commit): deleting it is how a truncated tail would be hidden. If this database was copied, copy the file with it` });
+        problems.push({
+          seq: null,
+          text: `the checkpoint file ${path} is missing although the log has keyed rows (the server and the CLI rewrite it at every commit): deleting it is how a truncated tail would be hidden. If this database was copied, copy the file with it`,
+        });
       } else if (rows > 0) {
-        result.warnings.push(`no row is keyed yet and there is no checkpoint file ${path}: expected only right after upgrading, before the first new row. Otherwise the keyed rows and the checkpoint were removed — check against a shipped audit.checkpoint line with --checkpoint <seq>:<mac>`);
+        result.warnings.push(
+          `no row is keyed yet and there is no checkpoint file ${path}: expected only right after upgrading, before the first new row. Otherwise the keyed rows and the checkpoint were removed — check against a shipped audit.checkpoint line with --checkpoint <seq>:<mac>`,
+        );
       }
     } else if (fileCp) {
       if (fileCp.seq > tip) {
@@ -166,7 +172,14 @@ export function describeVerification(result: VerifyResult): string[] {
   if (result.keyedFrom !== null) lines.push(`${span(result.keyedFrom, result.tipSeq)}: keyed (HMAC-SHA-256, audit key ${result.keyIds.join(', ')})`);
   const describe = (name: string, c: CheckpointCheck) => {
     const at = c.seq !== undefined ? `row ${c.seq}${c.ts ? ` (written ${c.ts})` : ''} ` : '';
-    const what = { matches: 'matches the chain', missing: 'missing', invalid: 'not valid', beyond_chain: 'is beyond the end of the chain', differs: 'differs from the chain', not_checked: 'not checked (the chain broke first)' }[c.status];
+    const what = {
+      matches: 'matches the chain',
+      missing: 'missing',
+      invalid: 'not valid',
+      beyond_chain: 'is beyond the end of the chain',
+      differs: 'differs from the chain',
+      not_checked: 'not checked (the chain broke first)',
+    }[c.status];
     lines.push(`${name}: ${at}${what}`);
   };
   if (result.checkpointFile) describe(`checkpoint file ${result.checkpointFile.path}`, result.checkpointFile);

@@ -69,7 +69,8 @@ export function normaliseArgs(args: string[], options: NonNullable<ParseArgsConf
         flags.push(`--${def.name}=${args[i + 1] as string}`);
         i += 1;
       } else flags.push(arg);
-    } else if (arg.startsWith('--')) flags.push(arg); // an unknown option: parseArgs names it
+    } else if (arg.startsWith('--'))
+      flags.push(arg); // an unknown option: parseArgs names it
     else positionals.push(arg);
   }
   return positionals.length ? [...flags, '--', ...positionals] : flags;
@@ -84,13 +85,23 @@ export async function run(argv: string[], io: Io = defaultIo): Promise<number> {
   }
   const found = findCommand(argv);
   if (!found) {
-    io.err(`unknown command "${argv.filter((a) => !a.startsWith('-')).slice(0, 2).join(' ')}"; run 'mcp-consent-proxy --help' for the list`);
+    io.err(
+      `unknown command "${argv
+        .filter((a) => !a.startsWith('-'))
+        .slice(0, 2)
+        .join(' ')}"; run 'mcp-consent-proxy --help' for the list`,
+    );
     return EXIT_USAGE;
   }
   const command = COMMANDS[found.name] as Command;
   let parsed;
   try {
-    parsed = parseArgs({ args: normaliseArgs(found.rest, { ...command.options, ...HELP_OPTION }), options: { ...command.options, ...HELP_OPTION }, strict: true, allowPositionals: Boolean(command.positionals) });
+    parsed = parseArgs({
+      args: normaliseArgs(found.rest, { ...command.options, ...HELP_OPTION }),
+      options: { ...command.options, ...HELP_OPTION },
+      strict: true,
+      allowPositionals: Boolean(command.positionals),
+    });
   } catch (err) {
     io.err(`${(err as Error).message.replace(/\. To specify.*$/s, '')}\nusage: ${command.usage}`);
     return EXIT_USAGE;

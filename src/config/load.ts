@@ -163,7 +163,9 @@ export function loadConfig(env: Source = process.env, options: LoadOptions = {})
   const insecureOk = get<boolean>('DANGEROUSLY_ALLOW_INSECURE_HTTP') ?? false;
   if (insecureOk) warnings.push('DANGEROUSLY_ALLOW_INSECURE_HTTP is on: plain http is accepted for non-loopback hosts; tokens may travel unencrypted');
   if (!get('METRICS_TOKEN') && publicUrl && !isLoopbackHost(publicUrl.hostname)) {
-    warnings.push('METRICS_TOKEN is not set and PUBLIC_URL is not a loopback address: /metrics is open to anyone who can reach this server; set METRICS_TOKEN or keep /metrics off the public internet at your reverse proxy');
+    warnings.push(
+      'METRICS_TOKEN is not set and PUBLIC_URL is not a loopback address: /metrics is open to anyone who can reach this server; set METRICS_TOKEN or keep /metrics off the public internet at your reverse proxy',
+    );
   }
 
   // DISC-14: https everywhere; http only for loopback hosts unless the DANGEROUSLY_ switch is on.
@@ -211,9 +213,13 @@ export function loadConfig(env: Source = process.env, options: LoadOptions = {})
     const issuer = issuerSetting ?? (defaults.issuer ? new URL(defaults.issuer) : undefined);
     const clientId = get<string>('UPSTREAM_CLIENT_ID');
     const clientSecret = get<string>('UPSTREAM_CLIENT_SECRET');
-    if (!clientId && requireUpstream) problems.push(`UPSTREAM_CLIENT_ID: required with an upstream (register ${publicUrl ? derivePublicUrls(publicUrl).upstreamCallback : 'PUBLIC_URL/upstream/callback'} as the callback URL at the upstream and put its client id here)`);
+    if (!clientId && requireUpstream)
+      problems.push(
+        `UPSTREAM_CLIENT_ID: required with an upstream (register ${publicUrl ? derivePublicUrls(publicUrl).upstreamCallback : 'PUBLIC_URL/upstream/callback'} as the callback URL at the upstream and put its client id here)`,
+      );
     if (!clientSecret && preset !== 'oidc' && requireUpstream) problems.push(`UPSTREAM_CLIENT_SECRET: required for the ${preset} preset`);
-    if (requireUpstream && !get('MCP_UPSTREAM_URL') && !env.MCP_UPSTREAM_URL && !file.MCP_UPSTREAM_URL) problems.push('MCP_UPSTREAM_URL: required with an upstream (the MCP server the gateway forwards to)');
+    if (requireUpstream && !get('MCP_UPSTREAM_URL') && !env.MCP_UPSTREAM_URL && !file.MCP_UPSTREAM_URL)
+      problems.push('MCP_UPSTREAM_URL: required with an upstream (the MCP server the gateway forwards to)');
     if (issuer && clientId) {
       upstream = {
         preset,

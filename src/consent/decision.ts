@@ -60,7 +60,9 @@ export function requestOf(params: Record<string, unknown>, defaultResource: stri
     clientId: String(params.client_id),
     redirectUri: String(params.redirect_uri),
     resource: typeof params.resource === 'string' ? params.resource : defaultResource,
-    scopes: String(params.scope ?? '').split(' ').filter(Boolean),
+    scopes: String(params.scope ?? '')
+      .split(' ')
+      .filter(Boolean),
   };
 }
 

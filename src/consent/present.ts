@@ -19,7 +19,12 @@ import type { ConsentRequest } from './decision.js';
 
 /** Plain words for a duration in seconds: "90 days", "1 hour", "45 seconds". */
 export function durationInWords(seconds: number): string {
-  for (const [unit, size] of [['day', 86_400], ['hour', 3600], ['minute', 60], ['second', 1]] as const) {
+  for (const [unit, size] of [
+    ['day', 86_400],
+    ['hour', 3600],
+    ['minute', 60],
+    ['second', 1],
+  ] as const) {
     if (seconds >= size && seconds % size === 0) {
       const n = seconds / size;
       return `${n} ${unit}${n === 1 ? '' : 's'}`;
@@ -75,7 +80,12 @@ export function consentPageView(facts: ConsentPageFacts) {
 
 /** A time for tables: ISO, UTC, to the second. */
 export function fmt(ms: number | null | undefined): string {
-  return ms ? new Date(ms).toISOString().replace('T', ' ').replace(/\.\d{3}Z$/, ' UTC') : '—';
+  return ms
+    ? new Date(ms)
+        .toISOString()
+        .replace('T', ' ')
+        .replace(/\.\d{3}Z$/, ' UTC')
+    : '—';
 }
 
 /** One row of a consents table (admin pages, /account). */

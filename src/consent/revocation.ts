@@ -87,7 +87,11 @@ export function createRevocation(deps: RevocationDeps) {
     revokeAtUpstreamAfterCommit,
 
     /** Revoke one consent (by grant id) with the whole cascade. Returns whether it was active. */
-    revokeGrant(grantId: string, reason: RevocationReason, actor?: { event?: 'consent.revoked' | 'admin.consent_revoked' | 'account.consent_revoked' | 'cli.consent_revoked'; subject?: string }): boolean {
+    revokeGrant(
+      grantId: string,
+      reason: RevocationReason,
+      actor?: { event?: 'consent.revoked' | 'admin.consent_revoked' | 'account.consent_revoked' | 'cli.consent_revoked'; subject?: string },
+    ): boolean {
       const result = transaction(() => revokeInTransaction(grantId, reason));
       if (result.consent) {
         audit.record({

@@ -29,7 +29,13 @@ export interface DemoIdp {
 
 /** Keep sign-in names short and printable. */
 function cleanLogin(value: unknown): string {
-  const login = typeof value === 'string' ? value.trim().replace(/[^\w.@-]/g, '').slice(0, 40) : '';
+  const login =
+    typeof value === 'string'
+      ? value
+          .trim()
+          .replace(/[^\w.@-]/g, '')
+          .slice(0, 40)
+      : '';
   return login || 'demo-user';
 }
 
@@ -97,7 +103,15 @@ export function createDemoIdp(deps: { config: Readonly<Config>; keys: KeyRing; m
       if (details.prompt.name === 'login') {
         res.type('html').send(views.render('demo-idp-login', { title: 'Sign in to the Demo IdP', action: `${action}/login` }, req.id));
       } else {
-        res.type('html').send(views.render('demo-idp-consent', { title: 'Demo IdP: allow access', action: `${action}/confirm`, user: details.session?.accountId, scopes: String(details.params.scope ?? '').split(' ') }, req.id));
+        res
+          .type('html')
+          .send(
+            views.render(
+              'demo-idp-consent',
+              { title: 'Demo IdP: allow access', action: `${action}/confirm`, user: details.session?.accountId, scopes: String(details.params.scope ?? '').split(' ') },
+              req.id,
+            ),
+          );
       }
     } catch (err) {
       next(err);

@@ -65,9 +65,17 @@ export const ERRORS = {
   registrationRefused: (error: 'invalid_redirect_uri' | 'invalid_client_metadata', description: string, reason: string, status = 400) => new OAuthError(error, description, status, reason),
   /** U's callback refused before anything is trusted (STATE-04..07): P's page, no redirect */
   callbackRefused: (reason: string, text: string) =>
-    new OAuthError('invalid_request', text, 400, reason, {}, { title: 'This sign-in cannot be completed', message: `${text} Nothing was shared with any application. Start again from your application.` }),
+    new OAuthError(
+      'invalid_request',
+      text,
+      400,
+      reason,
+      {},
+      { title: 'This sign-in cannot be completed', message: `${text} Nothing was shared with any application. Start again from your application.` },
+    ),
   /** the login at U failed (its error, a failed exchange): P's page with the way back (UP-09) */
-  upstreamFailed: (message: string, returnTo: string | undefined) => new OAuthError('access_denied', message, 502, 'upstream_failed', {}, { title: 'Sign-in failed', message, returnTo, upstream: true }),
+  upstreamFailed: (message: string, returnTo: string | undefined) =>
+    new OAuthError('access_denied', message, 502, 'upstream_failed', {}, { title: 'Sign-in failed', message, returnTo, upstream: true }),
   /** a signed-in user who may not use this page (admin) */
   forbiddenPage: (title: string, message: string, reason: string) => new OAuthError('access_denied', message, 403, reason, {}, { title, message }),
   temporarilyUnavailable: (description: string, reason?: string) => new OAuthError('temporarily_unavailable', description, 503, reason),

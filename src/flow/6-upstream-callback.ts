@@ -59,7 +59,14 @@ async function failInteraction(provider: Provider, interactionUid: string, error
 const isSignIn = (tx: UpstreamTransaction) => tx.purpose === 'admin' || tx.purpose === 'account';
 
 /** U said no, or the exchange failed: audit, end the interaction with an error, explain (UP-09). */
-async function upstreamFailure(deps: CallbackDeps, req: Request, tx: UpstreamTransaction, failure: { reason: string; upstreamCode?: string | undefined }, error: 'access_denied' | 'server_error', message: string) {
+async function upstreamFailure(
+  deps: CallbackDeps,
+  req: Request,
+  tx: UpstreamTransaction,
+  failure: { reason: string; upstreamCode?: string | undefined },
+  error: 'access_denied' | 'server_error',
+  message: string,
+) {
   const upstream = deps.upstream();
   const clientId = isSignIn(tx) ? undefined : (tx as AuthorizeTransaction).clientId;
   deps.audit.record({ event: 'upstream.callback_failed', reason: failure.reason, clientId, details: { upstream_error: failure.upstreamCode, purpose: tx.purpose ?? 'authorize' } });
@@ -98,7 +105,14 @@ async function completeAuthorization(deps: CallbackDeps, req: Request, res: Resp
   audit.record({
     event: 'consent.recorded',
     ...who,
-    details: { consent_id: recorded.consent.id, grant_id: recorded.grantId, scopes: recorded.consent.scopes, redirect_uri: tx.redirectUri, resource: tx.resource, expires_at: new Date(recorded.consent.expires_at).toISOString() },
+    details: {
+      consent_id: recorded.consent.id,
+      grant_id: recorded.grantId,
+      scopes: recorded.consent.scopes,
+      redirect_uri: tx.redirectUri,
+      resource: tx.resource,
+      expires_at: new Date(recorded.consent.expires_at).toISOString(),
+    },
   });
   res.setHeader('Cache-Control', 'no-store');
   res.redirect(303, recorded.returnTo);
@@ -117,7 +131,14 @@ export function upstreamCallback(deps: CallbackDeps): RequestHandler {
       if (typeof req.query.error === 'string') {
         const code = req.query.error.replace(/[^\w.-]/g, '').slice(0, 64);
         const name = deps.upstream().name;
-        throw await upstreamFailure(deps, req, tx, { reason: 'upstream_error', upstreamCode: code }, 'access_denied', `${name} did not complete the sign-in (it answered “${code}”). No access was granted.`);
+        throw await upstreamFailure(
+          deps,
+          req,
+          tx,
+          { reason: 'upstream_error', upstreamCode: code },
+          'access_denied',
+          `${name} did not complete the sign-in (it answered “${code}”). No access was granted.`,
+        );
       }
       const result = await exchange(deps, req, tx, state as string);
       if (isSignIn(tx)) return completeSignIn(deps, req, res, tx as Extract<UpstreamTransaction, { purpose: 'admin' | 'account' }>, result.identity);

@@ -233,7 +233,14 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
   function leakBlocked(x: Exchange, who: Who, found: string[]): void {
     try {
       deps.log.warn({ requestId: x.requestId, resource: route.resource, found }, 'the upstream server echoed the upstream token; redacted');
-      audit.record({ event: 'gateway.leak_blocked', reason: 'upstream_token_in_response', ...who, requestId: x.requestId, ip: x.ip, details: { method: x.req.method, resource: route.resource, status: x.res.statusCode, found } });
+      audit.record({
+        event: 'gateway.leak_blocked',
+        reason: 'upstream_token_in_response',
+        ...who,
+        requestId: x.requestId,
+        ip: x.ip,
+        details: { method: x.req.method, resource: route.resource, status: x.res.statusCode, found },
+      });
     } catch (err) {
       // The response is already over (or going): nothing to answer, but never crash the server.
       deps.log.error({ err, requestId: x.requestId, resource: route.resource }, 'could not audit a blocked token leak');
@@ -255,7 +262,10 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
       reject(x, 'upstream_rejected_token', who);
       Promise.resolve(deps.upstreamTokens.get(grantId, who, true))
         .then((refreshed) => {
-          res.setHeader('WWW-Authenticate', bearerChallenge(config, 'invalid_token', refreshed.ok ? 'the upstream credential was renewed; retry' : 'the upstream authorization ended; authorize again', undefined, route.resource));
+          res.setHeader(
+            'WWW-Authenticate',
+            bearerChallenge(config, 'invalid_token', refreshed.ok ? 'the upstream credential was renewed; retry' : 'the upstream authorization ended; authorize again', undefined, route.resource),
+          );
           jsonRpcError(res, 401, 'Unauthorized', -32001);
         })
         .catch((err: unknown) => fail(x, err));
@@ -271,7 +281,13 @@ export function gateway(deps: GatewayDeps, route: GatewayRoute): GatewayHandler 
       }
     }
     deps.onForwarded?.(route.resource, outcome.status, seconds);
-    audit.defer({ event: 'gateway.forwarded', ...who, requestId: x.requestId, ip: x.ip, details: { method: req.method, resource: route.resource, status: outcome.status, ms: Math.round(seconds * 10_000) / 10 } });
+    audit.defer({
+      event: 'gateway.forwarded',
+      ...who,
+      requestId: x.requestId,
+      ip: x.ip,
+      details: { method: req.method, resource: route.resource, status: outcome.status, ms: Math.round(seconds * 10_000) / 10 },
+    });
   }
 
   return (req, res, suffix) => {

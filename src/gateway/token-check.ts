@@ -93,7 +93,11 @@ export function createTokenCheck(models: OidcModelStore, consents: ConsentStore,
     if (typeof grantId !== 'string' || !consent || !isActive(consent, now)) {
       return refuse(401, 'consent_revoked', 'invalid_token', 'the authorization behind this token was revoked or expired');
     }
-    const scopes = new Set(String(token.scope ?? '').split(' ').filter(Boolean));
+    const scopes = new Set(
+      String(token.scope ?? '')
+        .split(' ')
+        .filter(Boolean),
+    );
     if (!scopes.has(input.requiredScope)) {
       return refuse(403, 'insufficient_scope', 'insufficient_scope', `this resource requires the scope ${input.requiredScope}`);
     }

@@ -28,9 +28,7 @@ export interface UpstreamCredential {
   secrets: Secrets;
 }
 
-export type UpstreamTokenResult =
-  | ({ ok: true } & UpstreamCredential)
-  | { ok: false; failure: 'revoked' | 'unreachable' | 'failed' };
+export type UpstreamTokenResult = ({ ok: true } & UpstreamCredential) | { ok: false; failure: 'revoked' | 'unreachable' | 'failed' };
 
 export interface UpstreamTokenDeps {
   store: UpstreamTokenStore;

@@ -16,7 +16,9 @@ import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client
 export function metricsAuthorized(authorization: string | undefined, token: string | undefined): boolean {
   if (token === undefined) return true;
   const expected = createHash('sha256').update(`Bearer ${token}`).digest();
-  const given = createHash('sha256').update(authorization ?? '').digest();
+  const given = createHash('sha256')
+    .update(authorization ?? '')
+    .digest();
   return timingSafeEqual(given, expected);
 }
 
@@ -24,7 +26,12 @@ export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'mcp_proxy_' });
   const httpRequests = new Counter({ name: 'mcp_proxy_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['route', 'method', 'status'] as const, registers: [registry] });
-  const consent = new Counter({ name: 'mcp_proxy_consent_decisions_total', help: 'Consent page decisions (shown, approved, denied, skipped, rejected)', labelNames: ['decision', 'reason'] as const, registers: [registry] });
+  const consent = new Counter({
+    name: 'mcp_proxy_consent_decisions_total',
+    help: 'Consent page decisions (shown, approved, denied, skipped, rejected)',
+    labelNames: ['decision', 'reason'] as const,
+    registers: [registry],
+  });
   const tokens = new Counter({ name: 'mcp_proxy_tokens_total', help: 'Token endpoint outcomes', labelNames: ['outcome', 'grant_type'] as const, registers: [registry] });
   const refreshes = new Counter({ name: 'mcp_proxy_upstream_refreshes_total', help: 'Refreshes of upstream tokens', labelNames: ['outcome'] as const, registers: [registry] });
   const audit = new Counter({ name: 'mcp_proxy_audit_events_total', help: 'Audit log records by event', labelNames: ['event'] as const, registers: [registry] });

@@ -9,7 +9,6 @@ import helmet from 'helmet';
 import type { RequestHandler } from 'express';
 import { BASE_CSP_DIRECTIVES } from './csp.js';
 
-
 export function securityHeaders(https: boolean): RequestHandler {
   return helmet({
     contentSecurityPolicy: { useDefaults: false, directives: { ...BASE_CSP_DIRECTIVES } },

@@ -44,9 +44,7 @@ export interface AdmissionPolicy {
 
 type AdmissionError = 'invalid_redirect_uri' | 'invalid_client_metadata';
 
-export type AdmissionResult =
-  | { ok: true; metadata: Record<string, unknown>; native: boolean }
-  | { ok: false; error: AdmissionError; description: string; reason: string };
+export type AdmissionResult = { ok: true; metadata: Record<string, unknown>; native: boolean } | { ok: false; error: AdmissionError; description: string; reason: string };
 
 type Refusal = Extract<AdmissionResult, { ok: false }>;
 

@@ -83,7 +83,11 @@ export function bridgeProviderEvents(provider: Provider, deps: EventDeps): void 
   });
 
   provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
-    const { AccessToken: at, RefreshToken: rt, Client: client } = ctx.oidc.entities as Record<string, { accountId?: string; clientId?: string; scope?: string; aud?: string | string[]; grantId?: string } | undefined>;
+    const {
+      AccessToken: at,
+      RefreshToken: rt,
+      Client: client,
+    } = ctx.oidc.entities as Record<string, { accountId?: string; clientId?: string; scope?: string; aud?: string | string[]; grantId?: string } | undefined>;
     const clientId = client?.clientId;
     if (clientId) clientsMeta.touch(clientId);
     audit.record({

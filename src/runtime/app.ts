@@ -104,7 +104,13 @@ function mountOperations(r: Router, deps: AppDeps): void {
     const database = deps.stores.healthy();
     // The upstream's metadata must load (discovery); a failure is retried on the next probe.
     const upstream = await Promise.race([
-      deps.upstream().ready().then(() => true, () => false),
+      deps
+        .upstream()
+        .ready()
+        .then(
+          () => true,
+          () => false,
+        ),
       new Promise<boolean>((resolve) => setTimeout(() => resolve(false), READY_UPSTREAM_TIMEOUT_MS).unref()),
     ]).catch(() => false);
     const ready = database && upstream;

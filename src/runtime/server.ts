@@ -94,7 +94,17 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
   });
   bridgeProviderEvents(provider, { audit, clientsMeta: stores.clientsMeta, log, onGrantRevoked: (grantId) => revocation.revokeGrant(grantId, 'grant_revoked') });
   const gateway = createGatewayServices(core, demo ? demo.mcpUrl : config.mcpUpstreamUrl);
-  const deps: AppDeps = { ...core, refusals, metrics, cookies, csrf: createCsrf(keys, cookies), provider, views, gateway, demo: demo ? { idpRouter: demo.idpRouter, mcpUrl: demo.mcpUrl?.href } : undefined };
+  const deps: AppDeps = {
+    ...core,
+    refusals,
+    metrics,
+    cookies,
+    csrf: createCsrf(keys, cookies),
+    provider,
+    views,
+    gateway,
+    demo: demo ? { idpRouter: demo.idpRouter, mcpUrl: demo.mcpUrl?.href } : undefined,
+  };
   const app = buildApp(deps);
   const handler = gatewayFront(deps, app);
   const stopMaintenance =
@@ -106,7 +116,12 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
           audit,
           log,
           clientIdleSeconds: config.ttl.clientIdle,
-          extraPurges: [() => stores.transactions.purgeExpired(), () => stores.browserSessions.purgeExpired(), () => stores.adminSessions.purgeExpired(config.ttl.adminIdle), () => gateway.sessions.purgeIdle()],
+          extraPurges: [
+            () => stores.transactions.purgeExpired(),
+            () => stores.browserSessions.purgeExpired(),
+            () => stores.adminSessions.purgeExpired(config.ttl.adminIdle),
+            () => gateway.sessions.purgeIdle(),
+          ],
           onClientExpired: (clientId) => revocation.revokeClient(clientId, 'client_deleted'),
         });
 

@@ -80,7 +80,10 @@ export async function showSignIn(deps: SignInDeps, req: Request, res: Response, 
   res.setHeader('Content-Security-Policy', pageCsp(formTargets));
   res.setHeader('Cache-Control', 'no-store');
   const csrf = deps.csrf.forBrowser(req, res, csrfPurpose(purpose));
-  res.status(status).type('html').send(deps.views.render('signin', { title: 'Sign in', purpose: PAGE_PURPOSE[purpose], action, csrf }, req.id));
+  res
+    .status(status)
+    .type('html')
+    .send(deps.views.render('signin', { title: 'Sign in', purpose: PAGE_PURPOSE[purpose], action, csrf }, req.id));
 }
 
 /** Why a sign-in POST is refused, or undefined when it came from P's own page. */
@@ -106,7 +109,7 @@ export function startSignInFromPage(deps: SignInDeps, purpose: SignInPurpose): R
           const area = purpose === 'admin' ? 'admin.rejected_aggregate' : 'account.rejected_aggregate';
           const verdict = await deps.refusals.refuse(area, req.ip, refusal, { method: req.method, path: req.path });
           if (verdict.limited) throw ERRORS.tooManyRequests(verdict.retryAfterSeconds);
-          throw ERRORS.accessDenied('This sign-in was not started from this server\'s own page. Open the page and press “Sign in”.', 'csrf');
+          throw ERRORS.accessDenied("This sign-in was not started from this server's own page. Open the page and press “Sign in”.", 'csrf');
         }
         next();
       } catch (err) {

@@ -35,9 +35,7 @@ export function createOidcModelStore(db: Db, keys: KeyRing) {
       uid = excluded.uid, expires_at = excluded.expires_at`);
   const findStmt = db.prepare('SELECT payload, expires_at FROM oidc_models WHERE model = ? AND key = ?');
   const findByUidStmt = db.prepare('SELECT payload, expires_at FROM oidc_models WHERE model = ? AND uid = ?');
-  const consumeStmt = db.prepare(
-    "UPDATE oidc_models SET consumed_at = ?, payload = json_set(payload, '$.consumed', ?) WHERE model = ? AND key = ?",
-  );
+  const consumeStmt = db.prepare("UPDATE oidc_models SET consumed_at = ?, payload = json_set(payload, '$.consumed', ?) WHERE model = ? AND key = ?");
   const destroyStmt = db.prepare('DELETE FROM oidc_models WHERE model = ? AND key = ?');
   const revokeGrantStmt = db.prepare('DELETE FROM oidc_models WHERE grant_id = ?');
   const destroyGrantStmt = db.prepare("DELETE FROM oidc_models WHERE model = 'Grant' AND key = ?");

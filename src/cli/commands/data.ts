@@ -16,7 +16,16 @@ export const DATA_COMMANDS: Record<string, Command> = {
       if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a positive whole number');
       return withContext(io, (ctx) => {
         const rows = ctx.stores.clientsMeta.list({ q: values.search as string | undefined, status: values.disabled ? 'disabled' : values.active ? 'active' : undefined, limit });
-        const out = rows.map((r) => ({ client_id: r.client_id, client_name: r.client_name, registered_at: iso(r.registered_at), ip: r.ip, redirect_hosts: r.redirect_hosts, last_used_at: iso(r.last_used_at), active_consents: r.active_consents, status: r.disabled_at ? 'disabled' : 'active' }));
+        const out = rows.map((r) => ({
+          client_id: r.client_id,
+          client_name: r.client_name,
+          registered_at: iso(r.registered_at),
+          ip: r.ip,
+          redirect_hosts: r.redirect_hosts,
+          last_used_at: iso(r.last_used_at),
+          active_consents: r.active_consents,
+          status: r.disabled_at ? 'disabled' : 'active',
+        }));
         io.out(values.json ? JSON.stringify(out) : table(out, ['client_id', 'client_name', 'registered_at', 'redirect_hosts', 'last_used_at', 'active_consents', 'status']));
         return EXIT_OK;
       });

@@ -51,9 +51,7 @@ export function startupBanner(config: Readonly<Config>, listening: string): stri
       '  ======================== DEMO MODE ========================',
       '  No upstream is configured (or DEMO=true), so this DEMO runs an embedded identity',
       '  provider: any user name signs in, no password, and "admin" opens /admin.',
-      config.mcpUpstreamUrl
-        ? `  /mcp forwards to MCP_UPSTREAM_URL (${config.mcpUpstreamUrl.href}) with DEMO tokens.`
-        : '  /mcp reaches a DEMO MCP server (tools: whoami, echo, countdown).',
+      config.mcpUpstreamUrl ? `  /mcp forwards to MCP_UPSTREAM_URL (${config.mcpUpstreamUrl.href}) with DEMO tokens.` : '  /mcp reaches a DEMO MCP server (tools: whoami, echo, countdown).',
       '  Not for real accounts. See README "Deploy" to front GitHub.',
       '  ============================================================',
     );

@@ -33,7 +33,8 @@ export const STORAGE_COMMANDS: Record<string, Command> = {
     options: { json: { type: 'boolean' }, checkpoint: { type: 'string' } },
     async run({ values }, io) {
       const given = values.checkpoint === undefined ? undefined : parseCheckpointArg(values.checkpoint as string);
-      if (values.checkpoint !== undefined && !given) throw new UsageError(`--checkpoint must be <seq>:<mac>, a row number and its 64-hex-digit MAC, as in an audit.checkpoint log line (got "${values.checkpoint as string}")`);
+      if (values.checkpoint !== undefined && !given)
+        throw new UsageError(`--checkpoint must be <seq>:<mac>, a row number and its 64-hex-digit MAC, as in an audit.checkpoint log line (got "${values.checkpoint as string}")`);
       const { config, db } = storageDb(io, true);
       try {
         migrate(db);
