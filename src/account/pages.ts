@@ -26,8 +26,36 @@ export interface AccountDeps extends SignInDeps {
 
 const CSRF_PURPOSE = 'account';
 
+/**
+ * Every /account POST: a signed-in user whose form carries this session's token. Nobody signed in
+ * is an unauthenticated refusal (DESIGN §9): budgeted (429 beyond RATE_LIMIT_REJECTED) and
+ * tallied per address, reason and minute, not a row per request.
+ */
+function signedInWithToken(deps: AccountDeps) {
+  const { audit } = deps;
+  return (req: Request, res: Response, next: NextFunction) => {
+    const current = currentSession(deps, req);
+    const denied = () => ERRORS.accessDenied('The request could not be verified as coming from your account page. Reload it and try again.', 'csrf');
+    if (!current) {
+      // Nobody signed in: an unauthenticated refusal (DESIGN §9) — budgeted (429 beyond
+      // RATE_LIMIT_REJECTED) and tallied per address, reason and minute, not a row per request.
+      deps.refusals
+        .refuse('account.rejected_aggregate', req.ip, 'not_signed_in', { method: req.method, path: req.path })
+        .then((verdict) => next(verdict.limited ? ERRORS.tooManyRequests(verdict.retryAfterSeconds) : denied()))
+        .catch(next);
+      return;
+    }
+    if (!deps.csrf.checkSession(CSRF_PURPOSE, current.id, req.body?.csrf)) {
+      audit.record({ event: 'consent.rejected', reason: 'account_csrf', subject: current.session.subject });
+      return next(denied());
+    }
+    res.locals.account = current;
+    next();
+  };
+}
+
 export function accountRouter(deps: AccountDeps): Router {
-  const { config, views, stores, audit } = deps;
+  const { config, views, stores } = deps;
   const base = config.urls.basePath;
   const router = express.Router();
   const form = express.urlencoded({ extended: false, limit: 2048, parameterLimit: 10 });
@@ -62,25 +90,7 @@ export function accountRouter(deps: AccountDeps): Router {
       );
   });
 
-  const checked = (req: Request, res: Response, next: NextFunction) => {
-    const current = currentSession(deps, req);
-    const denied = () => ERRORS.accessDenied('The request could not be verified as coming from your account page. Reload it and try again.', 'csrf');
-    if (!current) {
-      // Nobody signed in: an unauthenticated refusal (DESIGN §9) — budgeted (429 beyond
-      // RATE_LIMIT_REJECTED) and tallied per address, reason and minute, not a row per request.
-      deps.refusals
-        .refuse('account.rejected_aggregate', req.ip, 'not_signed_in', { method: req.method, path: req.path })
-        .then((verdict) => next(verdict.limited ? ERRORS.tooManyRequests(verdict.retryAfterSeconds) : denied()))
-        .catch(next);
-      return;
-    }
-    if (!deps.csrf.checkSession(CSRF_PURPOSE, current.id, req.body?.csrf)) {
-      audit.record({ event: 'consent.rejected', reason: 'account_csrf', subject: current.session.subject });
-      return next(denied());
-    }
-    res.locals.account = current;
-    next();
-  };
+  const checked = signedInWithToken(deps);
 
   router.post('/consents/:id/revoke', form, checked, (req, res, next) => {
     const { session } = res.locals.account as NonNullable<ReturnType<typeof currentSession>>;

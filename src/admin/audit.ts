@@ -40,15 +40,18 @@ function withParam(query: URLSearchParams, name: string, value: string): string 
   return copy.toString();
 }
 
-export function mountAudit(router: Router, ctx: AdminContext): void {
-  const { deps, base, render, form, csrf } = ctx;
-  const { stores, audit, config, keys } = deps;
-  let lastVerification: Verification | undefined;
+/** The state both pages show: the last chain verification made from the console. */
+interface AuditPagesState {
+  lastVerification: Verification | undefined;
+}
 
+/** The overview: counts, the chain's head, the last verification, recent security events. */
+function mountOverview(router: Router, ctx: AdminContext, state: AuditPagesState): void {
+  const { stores } = ctx.deps;
   router.get('/', (req, res) => {
     const since = new Date(Date.now() - 86_400_000).toISOString();
     const clients = stores.clientsMeta.count();
-    render(req, res, 'admin/overview', 'Overview', {
+    ctx.render(req, res, 'admin/overview', 'Overview', {
       counts: {
         clients: clients.total,
         disabled: clients.disabled,
@@ -57,11 +60,42 @@ export function mountAudit(router: Router, ctx: AdminContext): void {
         denials24h: stores.auditLog.count({ outcome: 'deny', from: since }),
       },
       tip: stores.auditLog.tip(),
-      verification: lastVerification,
+      verification: state.lastVerification,
       recent: stores.auditLog.listOutcomes(SECURITY_OUTCOMES, 12).map(presentRow),
     });
   });
+}
 
+/** Verify the chain (POST): the same verification as `audit verify`, in a worker. */
+function mountVerify(router: Router, ctx: AdminContext, state: AuditPagesState): void {
+  const { deps, base, form, csrf } = ctx;
+  const { audit, config, keys } = deps;
+  router.post('/audit/verify', form, csrf, async (req, res, next) => {
+    try {
+      const admin = adminOf(res);
+      audit.flush();
+      const result = await verifyChainInWorker(config.databasePath, { keys: keys.auditKeys(), checkpointFile: checkpointPath(config) });
+      state.lastVerification = {
+        ...result,
+        at: new Date().toISOString(),
+        by: admin.displayName ?? admin.subject,
+        facts: [...describeVerification(result), ...result.warnings.map((w) => `warning: ${w}`)],
+      };
+      const checkpoint = result.checkpointFile?.status;
+      const details = result.ok ? { rows: result.rows, tip_seq: result.tipSeq, keyed_from: result.keyedFrom, checkpoint } : { first_bad_seq: result.firstBadSeq, problem: result.problem, checkpoint };
+      audit.record({ event: 'admin.audit_verified', subject: admin.subject, reason: result.ok ? 'intact' : 'broken', details });
+      res.redirect(303, `${base}/admin/audit?verified=1`);
+    } catch (err) {
+      next(err);
+    }
+  });
+}
+
+export function mountAudit(router: Router, ctx: AdminContext): void {
+  const { deps, base, render } = ctx;
+  const { stores, audit } = deps;
+  const state: AuditPagesState = { lastVerification: undefined };
+  mountOverview(router, ctx, state);
   router.get('/audit', (req, res) => {
     const { filter, form: values } = auditFilterFromQuery(req.query as AuditQuery);
     const rows = stores.auditLog.page(filter, PAGE_SIZE);
@@ -76,7 +110,7 @@ export function mountAudit(router: Router, ctx: AdminContext): void {
       older: last && rows.length === PAGE_SIZE ? `${base}/admin/audit?${withParam(query, 'before', String(last.seq))}` : undefined,
       exportNdjson: `${base}/admin/audit/export?${withParam(query, 'format', 'ndjson')}`,
       exportCsv: `${base}/admin/audit/export?${withParam(query, 'format', 'csv')}`,
-      verification: lastVerification,
+      verification: state.lastVerification,
       tip: stores.auditLog.tip(),
     });
   });
@@ -98,18 +132,5 @@ export function mountAudit(router: Router, ctx: AdminContext): void {
     res.end();
   });
 
-  router.post('/audit/verify', form, csrf, async (req, res, next) => {
-    try {
-      const admin = adminOf(res);
-      audit.flush();
-      const result = await verifyChainInWorker(config.databasePath, { keys: keys.auditKeys(), checkpointFile: checkpointPath(config) });
-      lastVerification = { ...result, at: new Date().toISOString(), by: admin.displayName ?? admin.subject, facts: [...describeVerification(result), ...result.warnings.map((w) => `warning: ${w}`)] };
-      const checkpoint = result.checkpointFile?.status;
-      const details = result.ok ? { rows: result.rows, tip_seq: result.tipSeq, keyed_from: result.keyedFrom, checkpoint } : { first_bad_seq: result.firstBadSeq, problem: result.problem, checkpoint };
-      audit.record({ event: 'admin.audit_verified', subject: admin.subject, reason: result.ok ? 'intact' : 'broken', details });
-      res.redirect(303, `${base}/admin/audit?verified=1`);
-    } catch (err) {
-      next(err);
-    }
-  });
+  mountVerify(router, ctx, state);
 }

@@ -23,9 +23,10 @@ import type { Csrf } from '../http/csrf.js';
 import { cspSourceOf, pageCsp } from '../http/csp.js';
 import type { Stores } from '../store/index.js';
 import type { Consent } from '../store/consents.js';
+import type { BrowserSession } from '../store/browser-sessions.js';
 import type { UpstreamClient } from '../upstream/presets.js';
 import { ERRORS } from '../errors/oauth-error.js';
-import { decideConsent, promptRequested, requestOf } from '../consent/decision.js';
+import { decideConsent, promptRequested, requestOf, type ConsentRequest } from '../consent/decision.js';
 import { consentPageView } from '../consent/present.js';
 import { bindBrowser, browserHashOf, currentSession } from '../session/browser.js';
 import { startUpstreamAuthorization, type UpstreamRedirectDeps } from './5-upstream-redirect.js';
@@ -65,9 +66,43 @@ async function upstreamOrigin(upstream: UpstreamClient): Promise<string> {
   }
 }
 
+/** The consent page (the decision said: show it). */
+async function renderConsentPage(
+  deps: ConsentStepDeps,
+  req: Request,
+  res: Response,
+  page: { uid: string; request: ConsentRequest; reason: string; session: BrowserSession | undefined },
+): Promise<void> {
+  const { provider, config, stores, audit, views } = deps;
+  const { request, session } = page;
+  const client = await provider.Client.find(request.clientId);
+  if (!client) throw ERRORS.invalidRequest('the application is no longer registered', 'client_gone');
+  const upstream = deps.upstream();
+  const formTarget = await upstreamOrigin(upstream);
+  const view = consentPageView({
+    request,
+    client: {
+      name: typeof client.clientName === 'string' ? client.clientName : undefined,
+      registeredAt: stores.clientsMeta.get(request.clientId)?.registered_at,
+      redirectUris: (client.metadata().redirect_uris as string[] | undefined) ?? [],
+      refreshable: client.grantTypeAllowed('refresh_token'),
+    },
+    upstream,
+    ttl: config.ttl,
+    signedInAs: session?.display_name ?? undefined,
+  });
+  audit.record({ event: 'consent.shown', reason: page.reason, subject: session?.subject, clientId: request.clientId, details: { scopes: request.scopes, redirect_uri: request.redirectUri } });
+  res.setHeader('Content-Security-Policy', pageCsp([formTarget, cspSourceOf(request.redirectUri)]));
+  res.setHeader('Cache-Control', 'no-store');
+  const csrf = deps.csrf.forBrowser(req, res, CSRF_PURPOSE, page.uid);
+  res
+    .type('html')
+    .send(views.render('consent', { title: 'Authorize access', action: config.urls.path(`/interaction/${page.uid}/decision`), csrf, accountUrl: config.urls.path('/account'), ...view }, req.id));
+}
+
 /** GET /interaction/:uid */
 export function showConsent(deps: ConsentStepDeps): RequestHandler {
-  const { provider, config, stores, audit, views } = deps;
+  const { provider, config, stores, audit } = deps;
   return async (req, res, next) => {
     try {
       const details = await loadInteraction(provider, req, res);
@@ -87,44 +122,10 @@ export function showConsent(deps: ConsentStepDeps): RequestHandler {
         grantExists: (id) => stores.models.grantExists(id),
         now: Date.now(),
       });
-      if (decision.skip) {
-        audit.record({ event: 'consent.skipped', reason: 'remembered', subject, clientId: request.clientId, details: { consent_id: decision.consent.id, sec_fetch_site: secFetchSite } });
-        stores.browserSessions.seen((current as { id: string }).id);
-        return await finishWithExistingGrant(deps, req, res, decision.consent);
-      }
-
-      const client = await provider.Client.find(request.clientId);
-      if (!client) throw ERRORS.invalidRequest('the application is no longer registered', 'client_gone');
-      const upstream = deps.upstream();
-      const formTarget = await upstreamOrigin(upstream);
-      const view = consentPageView({
-        request,
-        client: {
-          name: typeof client.clientName === 'string' ? client.clientName : undefined,
-          registeredAt: stores.clientsMeta.get(request.clientId)?.registered_at,
-          redirectUris: (client.metadata().redirect_uris as string[] | undefined) ?? [],
-          refreshable: client.grantTypeAllowed('refresh_token'),
-        },
-        upstream,
-        ttl: config.ttl,
-        signedInAs: current?.session.display_name ?? undefined,
-      });
-      audit.record({ event: 'consent.shown', reason: decision.reason, subject, clientId: request.clientId, details: { scopes: request.scopes, redirect_uri: request.redirectUri } });
-      res.setHeader('Content-Security-Policy', pageCsp([formTarget, cspSourceOf(request.redirectUri)]));
-      res.setHeader('Cache-Control', 'no-store');
-      res.type('html').send(
-        views.render(
-          'consent',
-          {
-            title: 'Authorize access',
-            action: config.urls.path(`/interaction/${details.uid}/decision`),
-            csrf: deps.csrf.forBrowser(req, res, CSRF_PURPOSE, details.uid),
-            accountUrl: config.urls.path('/account'),
-            ...view,
-          },
-          req.id,
-        ),
-      );
+      if (!decision.skip) return await renderConsentPage(deps, req, res, { uid: details.uid, request, reason: decision.reason, session: current?.session });
+      audit.record({ event: 'consent.skipped', reason: 'remembered', subject, clientId: request.clientId, details: { consent_id: decision.consent.id, sec_fetch_site: secFetchSite } });
+      stores.browserSessions.seen((current as { id: string }).id);
+      await finishWithExistingGrant(deps, req, res, decision.consent);
     } catch (err) {
       next(err);
     }

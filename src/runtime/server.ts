@@ -24,7 +24,8 @@ import { createRefusalTally } from '../audit/refusal-tally.js';
 import { createRefusalBudget } from '../audit/refusal-budget.js';
 import { createProvider } from '../provider/configuration.js';
 import { bridgeProviderEvents } from '../provider/events.js';
-import { createViews } from '../views/render.js';
+import { createViews, type Views } from '../views/render.js';
+import type Provider from 'oidc-provider';
 import { providerErrorRenderer } from '../errors/render.js';
 import { buildApp, gatewayFront, type AppDeps, type GatewayServices } from './app.js';
 import { scheduleMaintenance } from './maintenance.js';
@@ -70,20 +71,28 @@ function createGatewayServices(core: Core, mcpUrl: URL | undefined): GatewayServ
   };
 }
 
-export async function createRuntime(config: Readonly<Config>, options: RuntimeOptions = {}): Promise<Runtime> {
-  const log = options.log ?? createLogger(config.logLevel);
-  for (const warning of config.warnings) log.warn(warning);
-  const storage = openStorage(config, { log });
-  const { stores, keys, db } = storage;
-  const views = createViews({ base: config.urls.basePath, demo: config.demo });
-  const demo = config.demo ? await startDemo(config, storage, views) : undefined;
-  const metrics = createMetrics();
-  const core = createCore(config, storage, { log, upstream: demo?.upstream, observeAudit: (row) => metrics.observeAudit(row) });
-  const { audit, revocation } = core;
-  // The head in the logs too, for log shipping: a checkpoint a database writer cannot reach.
-  const stopCheckpointLog = scheduleCheckpointLog(() => stores.auditLog.tip(), log);
-  const refusals = createRefusalBudget({ budget: config.rateLimits.rejected, tally: createRefusalTally(audit, { now: options.now }), log });
-  const cookies = createCookieJar(keys, config.urls.secureContext);
+/** Housekeeping on a timer (src/runtime/maintenance.ts); returns the function that stops it. */
+function startMaintenance(core: Core, gateway: GatewayServices): () => void {
+  const { stores, config, audit, log, revocation } = core;
+  return scheduleMaintenance({
+    models: stores.models,
+    clientsMeta: stores.clientsMeta,
+    audit,
+    log,
+    clientIdleSeconds: config.ttl.clientIdle,
+    extraPurges: [
+      () => stores.transactions.purgeExpired(),
+      () => stores.browserSessions.purgeExpired(),
+      () => stores.adminSessions.purgeExpired(config.ttl.adminIdle),
+      () => gateway.sessions.purgeIdle(),
+    ],
+    onClientExpired: (clientId) => revocation.revokeClient(clientId, 'client_deleted'),
+  });
+}
+
+/** The authorization-server engine, its signing keys and its events bridged to the audit log. */
+async function startProvider(core: Core, views: Views): Promise<Provider> {
+  const { config, keys, stores, audit, log, revocation } = core;
   const provider = createProvider({
     config,
     keys,
@@ -93,6 +102,24 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     renderError: providerErrorRenderer(views),
   });
   bridgeProviderEvents(provider, { audit, clientsMeta: stores.clientsMeta, log, onGrantRevoked: (grantId) => revocation.revokeGrant(grantId, 'grant_revoked') });
+  return provider;
+}
+
+export async function createRuntime(config: Readonly<Config>, options: RuntimeOptions = {}): Promise<Runtime> {
+  const log = options.log ?? createLogger(config.logLevel);
+  for (const warning of config.warnings) log.warn(warning);
+  const storage = openStorage(config, { log });
+  const { stores, keys, db } = storage;
+  const views = createViews({ base: config.urls.basePath, demo: config.demo });
+  const demo = config.demo ? await startDemo(config, storage, views) : undefined;
+  const metrics = createMetrics();
+  const core = createCore(config, storage, { log, upstream: demo?.upstream, observeAudit: (row) => metrics.observeAudit(row) });
+  const { audit } = core;
+  // The head in the logs too, for log shipping: a checkpoint a database writer cannot reach.
+  const stopCheckpointLog = scheduleCheckpointLog(() => stores.auditLog.tip(), log);
+  const refusals = createRefusalBudget({ budget: config.rateLimits.rejected, tally: createRefusalTally(audit, { now: options.now }), log });
+  const cookies = createCookieJar(keys, config.urls.secureContext);
+  const provider = await startProvider(core, views);
   const gateway = createGatewayServices(core, demo ? demo.mcpUrl : config.mcpUpstreamUrl);
   const deps: AppDeps = {
     ...core,
@@ -107,24 +134,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
   };
   const app = buildApp(deps);
   const handler = gatewayFront(deps, app);
-  const stopMaintenance =
-    options.maintenance === false
-      ? () => {}
-      : scheduleMaintenance({
-          models: stores.models,
-          clientsMeta: stores.clientsMeta,
-          audit,
-          log,
-          clientIdleSeconds: config.ttl.clientIdle,
-          extraPurges: [
-            () => stores.transactions.purgeExpired(),
-            () => stores.browserSessions.purgeExpired(),
-            () => stores.adminSessions.purgeExpired(config.ttl.adminIdle),
-            () => gateway.sessions.purgeIdle(),
-          ],
-          onClientExpired: (clientId) => revocation.revokeClient(clientId, 'client_deleted'),
-        });
-
+  const stopMaintenance = options.maintenance === false ? () => {} : startMaintenance(core, gateway);
   return {
     ...deps,
     db,
