@@ -11,7 +11,7 @@
  */
 import type { Logger } from 'pino';
 import type { Audit } from '../audit/audit.js';
-import type { ConsentStore } from '../store/consents.js';
+import type { Consent, ConsentStore } from '../store/consents.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
 import type { UpstreamTokenStore } from '../store/upstream-tokens.js';
 import type { UpstreamClient } from '../upstream/presets.js';
@@ -38,12 +38,23 @@ export interface RevocationDeps {
   upstream?: () => UpstreamClient | undefined;
 }
 
-export function createRevocation(deps: RevocationDeps) {
-  const { transaction, consents, models, upstreamTokens, audit, log } = deps;
-  const pending = new Set<Promise<void>>();
+/** What revokeInTransaction revoked: the consent, whether it was active, the upstream token to revoke at U. */
+export interface RevokedInTransaction {
+  consent: Consent | undefined;
+  wasActive: boolean;
+  tokens: ReturnType<UpstreamTokenStore['get']>;
+}
+
+/** The revocation cascade over the stores, and U's revocation endpoint after the commit. */
+export class Revocation {
+  /** upstream revocations started and not finished yet */
+  private readonly pending = new Set<Promise<void>>();
+
+  constructor(private readonly deps: RevocationDeps) {}
 
   /** The synchronous part; call inside a transaction. Returns the upstream token to revoke at U. */
-  function revokeInTransaction(grantId: string, reason: RevocationReason, now = Date.now()) {
+  revokeInTransaction(grantId: string, reason: RevocationReason, now = Date.now()): RevokedInTransaction {
+    const { consents, models, upstreamTokens } = this.deps;
     const consent = consents.byGrant(grantId);
     const wasActive = consents.revoke(grantId, reason, now);
     let tokens: ReturnType<UpstreamTokenStore['get']>;
@@ -57,69 +68,66 @@ export function createRevocation(deps: RevocationDeps) {
     return { consent, wasActive, tokens };
   }
 
-  async function revokeAtUpstream(grantId: string, token: string, hint: 'access_token' | 'refresh_token', clientId?: string, subject?: string) {
-    const upstream = deps.upstream?.();
-    if (!upstream) return;
-    try {
-      const done = await upstream.revoke(token, hint);
-      if (done) audit.record({ event: 'upstream.token_revoked', clientId, subject, details: { grant_id: grantId, token_type_hint: hint } });
-    } catch (err) {
-      log.warn({ err: (err as Error).message, grantId }, 'upstream token revocation failed');
-    }
-  }
-
   /**
    * After the commit of a transaction that called revokeInTransaction: ask U to revoke the
    * upstream token it returned (UP-08; best effort, audited, awaited by `settled()`). Every
    * cascade goes through here — revokeGrant below and the superseding approval
    * (src/consent/record.ts) — so none leaves a live upstream token behind at U.
    */
-  function revokeAtUpstreamAfterCommit(grantId: string, result: ReturnType<typeof revokeInTransaction>): void {
+  revokeAtUpstreamAfterCommit(grantId: string, result: RevokedInTransaction): void {
     if (!result.tokens) return;
     const { refreshToken, accessToken } = result.tokens;
-    const call = revokeAtUpstream(grantId, refreshToken ?? accessToken, refreshToken ? 'refresh_token' : 'access_token', result.consent?.client_id, result.consent?.subject);
-    pending.add(call);
-    void call.finally(() => pending.delete(call));
+    const call = this.revokeAtUpstream(grantId, refreshToken ?? accessToken, refreshToken ? 'refresh_token' : 'access_token', result.consent?.client_id, result.consent?.subject);
+    this.pending.add(call);
+    void call.finally(() => this.pending.delete(call));
   }
 
-  return {
-    revokeInTransaction,
-    revokeAtUpstreamAfterCommit,
+  /** Revoke one consent (by grant id) with the whole cascade. Returns whether it was active. */
+  revokeGrant(
+    grantId: string,
+    reason: RevocationReason,
+    actor?: { event?: 'consent.revoked' | 'admin.consent_revoked' | 'account.consent_revoked' | 'cli.consent_revoked'; subject?: string },
+  ): boolean {
+    const result = this.deps.transaction(() => this.revokeInTransaction(grantId, reason));
+    if (result.consent) {
+      this.deps.audit.record({
+        event: actor?.event ?? 'consent.revoked',
+        reason,
+        subject: actor?.subject ?? result.consent.subject,
+        clientId: result.consent.client_id,
+        details: { grant_id: grantId, consent_id: result.consent.id, was_active: result.wasActive, consent_subject: result.consent.subject },
+      });
+    }
+    this.revokeAtUpstreamAfterCommit(grantId, result);
+    return result.wasActive;
+  }
 
-    /** Revoke one consent (by grant id) with the whole cascade. Returns whether it was active. */
-    revokeGrant(
-      grantId: string,
-      reason: RevocationReason,
-      actor?: { event?: 'consent.revoked' | 'admin.consent_revoked' | 'account.consent_revoked' | 'cli.consent_revoked'; subject?: string },
-    ): boolean {
-      const result = transaction(() => revokeInTransaction(grantId, reason));
-      if (result.consent) {
-        audit.record({
-          event: actor?.event ?? 'consent.revoked',
-          reason,
-          subject: actor?.subject ?? result.consent.subject,
-          clientId: result.consent.client_id,
-          details: { grant_id: grantId, consent_id: result.consent.id, was_active: result.wasActive, consent_subject: result.consent.subject },
-        });
-      }
-      revokeAtUpstreamAfterCommit(grantId, result);
-      return result.wasActive;
-    },
+  /** Resolves when every upstream revocation started so far has finished (the CLI waits). */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.pending]);
+  }
 
-    /** Resolves when every upstream revocation started so far has finished (the CLI waits). */
-    async settled(): Promise<void> {
-      await Promise.allSettled([...pending]);
-    },
+  /** Revoke every active consent of a client (disable, delete, idle expiry). */
+  revokeClient(clientId: string, reason: 'client_disabled' | 'client_deleted'): number {
+    let n = 0;
+    for (const consent of this.deps.consents.unrevokedForClient(clientId)) {
+      if (this.revokeGrant(consent.grant_id, reason)) n += 1;
+    }
+    return n;
+  }
 
-    /** Revoke every active consent of a client (disable, delete, idle expiry). */
-    revokeClient(clientId: string, reason: 'client_disabled' | 'client_deleted'): number {
-      let n = 0;
-      for (const consent of consents.unrevokedForClient(clientId)) {
-        if (this.revokeGrant(consent.grant_id, reason)) n += 1;
-      }
-      return n;
-    },
-  };
+  private async revokeAtUpstream(grantId: string, token: string, hint: 'access_token' | 'refresh_token', clientId?: string, subject?: string): Promise<void> {
+    const upstream = this.deps.upstream?.();
+    if (!upstream) return;
+    try {
+      const done = await upstream.revoke(token, hint);
+      if (done) this.deps.audit.record({ event: 'upstream.token_revoked', clientId, subject, details: { grant_id: grantId, token_type_hint: hint } });
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message, grantId }, 'upstream token revocation failed');
+    }
+  }
 }
 
-export type Revocation = ReturnType<typeof createRevocation>;
+export function createRevocation(deps: RevocationDeps): Revocation {
+  return new Revocation(deps);
+}

@@ -148,7 +148,17 @@ function lazyConfiguration(load: () => Promise<client.Configuration>) {
   };
 }
 
-export function createUpstreamClient(upstream: UpstreamConfig, callbackUrl: string, options: { dangerouslyAllowInsecureHttp: boolean }): UpstreamClient {
+/** What every call to U shares: its settings, P's callback, and the configuration loaded once. */
+interface UpstreamContext {
+  upstream: UpstreamConfig;
+  callbackUrl: string;
+  isGithub: boolean;
+  /** GitHub's REST API (github.com or GitHub Enterprise's `/api/v3`) */
+  githubApi: string;
+  configuration: () => Promise<client.Configuration>;
+}
+
+function upstreamContext(upstream: UpstreamConfig, callbackUrl: string, options: { dangerouslyAllowInsecureHttp: boolean }): UpstreamContext {
   const insecure = insecureAllowed(upstream.issuer, options.dangerouslyAllowInsecureHttp);
   const auth = upstream.clientSecret ? client.ClientSecretBasic(upstream.clientSecret) : client.None();
   const isGithub = upstream.preset === 'github';
@@ -175,86 +185,104 @@ export function createUpstreamClient(upstream: UpstreamConfig, callbackUrl: stri
     config.timeout = UPSTREAM_TIMEOUT_MS / 1000;
     return config;
   });
+  return { upstream, callbackUrl, isGithub, githubApi, configuration };
+}
 
-  async function githubIdentity(accessToken: string): Promise<UpstreamIdentity> {
-    let res: Response;
-    try {
-      res = await timedFetch(`${githubApi}/user`, {
-        headers: { authorization: `Bearer ${accessToken}`, accept: 'application/vnd.github+json', 'user-agent': 'mcp-consent-proxy' },
-      });
-    } catch {
-      throw new UpstreamError('unreachable', 'the GitHub user API did not answer');
-    }
-    const body = (await res.json().catch(() => undefined)) as { id?: unknown; login?: unknown } | undefined;
-    if (!res.ok || (typeof body?.id !== 'number' && typeof body?.id !== 'string')) {
-      throw new UpstreamError('identity_failed', `the GitHub user API answered ${res.status}`);
-    }
-    return { subject: String(body.id), displayName: typeof body.login === 'string' ? body.login : undefined };
+/** GitHub: the user API names who logged in; the numeric id is the subject. */
+async function githubIdentity(githubApi: string, accessToken: string): Promise<UpstreamIdentity> {
+  let res: Response;
+  try {
+    res = await timedFetch(`${githubApi}/user`, {
+      headers: { authorization: `Bearer ${accessToken}`, accept: 'application/vnd.github+json', 'user-agent': 'mcp-consent-proxy' },
+    });
+  } catch {
+    throw new UpstreamError('unreachable', 'the GitHub user API did not answer');
   }
+  const body = (await res.json().catch(() => undefined)) as { id?: unknown; login?: unknown } | undefined;
+  if (!res.ok || (typeof body?.id !== 'number' && typeof body?.id !== 'string')) {
+    throw new UpstreamError('identity_failed', `the GitHub user API answered ${res.status}`);
+  }
+  return { subject: String(body.id), displayName: typeof body.login === 'string' ? body.login : undefined };
+}
 
+/** OpenID Connect: the subject from the ID token, else from the userinfo endpoint. */
+async function oidcIdentity(config: client.Configuration, response: Awaited<ReturnType<typeof client.authorizationCodeGrant>>, accessToken: string): Promise<UpstreamIdentity> {
+  const claims = response.claims();
+  if (claims?.sub) {
+    const name = [claims.preferred_username, claims.email, claims.name].find((v) => typeof v === 'string') as string | undefined;
+    return { subject: claims.sub, displayName: name };
+  }
+  try {
+    const info = await client.fetchUserInfo(config, accessToken, client.skipSubjectCheck);
+    return { subject: info.sub, displayName: (info.preferred_username ?? info.email) as string | undefined };
+  } catch (err) {
+    throw new UpstreamError('identity_failed', `could not learn the upstream subject: ${(err as Error).message}`);
+  }
+}
+
+async function authorizationUrl(ctx: UpstreamContext, checks: AuthorizationChecks): Promise<URL> {
+  const config = await ctx.configuration();
+  const params: Record<string, string> = {
+    redirect_uri: ctx.callbackUrl,
+    scope: ctx.upstream.scopes.join(' '),
+    state: checks.state,
+    code_challenge: await client.calculatePKCECodeChallenge(checks.codeVerifier),
+    code_challenge_method: 'S256',
+  };
+  if (!ctx.isGithub) params.nonce = checks.nonce;
+  if (ctx.isGithub) params.allow_signup = 'false';
+  return client.buildAuthorizationUrl(config, params);
+}
+
+async function exchange(ctx: UpstreamContext, currentUrl: URL, checks: AuthorizationChecks): Promise<UpstreamExchange> {
+  const config = await ctx.configuration();
+  let response;
+  try {
+    response = await client.authorizationCodeGrant(config, currentUrl, {
+      pkceCodeVerifier: checks.codeVerifier,
+      expectedState: checks.state,
+      ...(ctx.isGithub ? {} : { expectedNonce: checks.nonce }),
+      idTokenExpected: !ctx.isGithub && ctx.upstream.scopes.includes('openid'),
+    });
+  } catch (err) {
+    throw classify(err, 'exchange', { callbackUrl: currentUrl, metadata: config.serverMetadata() });
+  }
+  const tokens = tokensOf(response);
+  const identity = ctx.isGithub ? await githubIdentity(ctx.githubApi, tokens.accessToken) : await oidcIdentity(config, response, tokens.accessToken);
+  return { identity, tokens };
+}
+
+async function refresh(ctx: UpstreamContext, refreshToken: string): Promise<UpstreamTokens> {
+  const config = await ctx.configuration();
+  try {
+    return tokensOf(await client.refreshTokenGrant(config, refreshToken));
+  } catch (err) {
+    throw classify(err, 'refresh');
+  }
+}
+
+async function revoke(ctx: UpstreamContext, token: string, hint: 'access_token' | 'refresh_token'): Promise<boolean> {
+  const config = await ctx.configuration();
+  if (!config.serverMetadata().revocation_endpoint) return false;
+  await client.tokenRevocation(config, token, { token_type_hint: hint });
+  return true;
+}
+
+export function createUpstreamClient(upstream: UpstreamConfig, callbackUrl: string, options: { dangerouslyAllowInsecureHttp: boolean }): UpstreamClient {
+  const ctx = upstreamContext(upstream, callbackUrl, options);
   return {
     name: upstream.name,
     scopes: upstream.scopes,
     async ready() {
-      await configuration();
+      await ctx.configuration();
     },
     async authorizationOrigin() {
-      const config = await configuration();
+      const config = await ctx.configuration();
       return new URL(config.serverMetadata().authorization_endpoint as string).origin;
     },
-    async authorizationUrl(checks) {
-      const config = await configuration();
-      const params: Record<string, string> = {
-        redirect_uri: callbackUrl,
-        scope: upstream.scopes.join(' '),
-        state: checks.state,
-        code_challenge: await client.calculatePKCECodeChallenge(checks.codeVerifier),
-        code_challenge_method: 'S256',
-      };
-      if (!isGithub) params.nonce = checks.nonce;
-      if (isGithub) params.allow_signup = 'false';
-      return client.buildAuthorizationUrl(config, params);
-    },
-    async exchange(currentUrl, checks) {
-      const config = await configuration();
-      let response;
-      try {
-        response = await client.authorizationCodeGrant(config, currentUrl, {
-          pkceCodeVerifier: checks.codeVerifier,
-          expectedState: checks.state,
-          ...(isGithub ? {} : { expectedNonce: checks.nonce }),
-          idTokenExpected: !isGithub && upstream.scopes.includes('openid'),
-        });
-      } catch (err) {
-        throw classify(err, 'exchange', { callbackUrl: currentUrl, metadata: config.serverMetadata() });
-      }
-      const tokens = tokensOf(response);
-      if (isGithub) return { identity: await githubIdentity(tokens.accessToken), tokens };
-      const claims = response.claims();
-      if (claims?.sub) {
-        const name = [claims.preferred_username, claims.email, claims.name].find((v) => typeof v === 'string') as string | undefined;
-        return { identity: { subject: claims.sub, displayName: name }, tokens };
-      }
-      try {
-        const info = await client.fetchUserInfo(config, tokens.accessToken, client.skipSubjectCheck);
-        return { identity: { subject: info.sub, displayName: (info.preferred_username ?? info.email) as string | undefined }, tokens };
-      } catch (err) {
-        throw new UpstreamError('identity_failed', `could not learn the upstream subject: ${(err as Error).message}`);
-      }
-    },
-    async refresh(refreshToken) {
-      const config = await configuration();
-      try {
-        return tokensOf(await client.refreshTokenGrant(config, refreshToken));
-      } catch (err) {
-        throw classify(err, 'refresh');
-      }
-    },
-    async revoke(token, hint) {
-      const config = await configuration();
-      if (!config.serverMetadata().revocation_endpoint) return false;
-      await client.tokenRevocation(config, token, { token_type_hint: hint });
-      return true;
-    },
+    authorizationUrl: (checks) => authorizationUrl(ctx, checks),
+    exchange: (currentUrl, checks) => exchange(ctx, currentUrl, checks),
+    refresh: (refreshToken) => refresh(ctx, refreshToken),
+    revoke: (token, hint) => revoke(ctx, token, hint),
   };
 }
