@@ -17,7 +17,7 @@
  * - `audit.checkpoint` log lines (info: seq, mac, key_id, ts) at start, at least every
  *   CHECKPOINT_LOG_INTERVAL_MS while serving and at stop: shipped with the logs, they are a
  *   checkpoint a database writer cannot reach, checked with `audit verify --checkpoint <seq>:<mac>`
- *   (src/audit/checkpoint-log.ts, re-exported here).
+ *   (src/audit/checkpoint-log.ts).
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,8 +25,6 @@ import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { AuditKey } from '../store/audit-chain.js';
-
-export { CHECKPOINT_LOG_INTERVAL_MS, scheduleCheckpointLog } from './checkpoint-log.js';
 
 export const CHECKPOINT_FILE = 'audit-checkpoint.json';
 

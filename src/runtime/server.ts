@@ -19,7 +19,7 @@ import { createTokenCheck } from '../gateway/token-check.js';
 import { createUpstreamTokenSource } from '../gateway/upstream-token.js';
 import { createSessionBinding } from '../gateway/sessions.js';
 import { createForwarder, type Forwarder } from '../gateway/forward.js';
-import { scheduleCheckpointLog } from '../audit/checkpoint.js';
+import { scheduleCheckpointLog } from '../audit/checkpoint-log.js';
 import { createRefusalTally } from '../audit/refusal-tally.js';
 import { createRefusalBudget } from '../audit/refusal-budget.js';
 import { createProvider } from '../provider/configuration.js';

@@ -41,7 +41,6 @@ function prepareStatements(db: Db) {
     revokeGrant: db.prepare('DELETE FROM oidc_models WHERE grant_id = ?'),
     destroyGrant: db.prepare("DELETE FROM oidc_models WHERE model = 'Grant' AND key = ?"),
     purge: db.prepare("DELETE FROM oidc_models WHERE expires_at IS NOT NULL AND expires_at < ? AND model <> 'Client'"),
-    clients: db.prepare("SELECT payload FROM oidc_models WHERE model = 'Client'"),
   };
 }
 
@@ -149,12 +148,7 @@ export class OidcModelStore {
     return { resources, consumed: payload.consumed !== undefined };
   }
 
-  /** The live access token with this value (gateway, GW-01), looked up by its hash. */
-  findAccessToken(value: string): Payload | undefined {
-    return live(this.stmt.find.get('AccessToken', sha256(value)) as Row | undefined);
-  }
-
-  /** Same, for a value already hashed (sha256, base64url). */
+  /** The live access token whose value hashes (sha256, base64url) to `hash` (gateway, GW-01). */
   findAccessTokenByHash(hash: string): Payload | undefined {
     return live(this.stmt.find.get('AccessToken', hash) as Row | undefined);
   }
@@ -165,10 +159,6 @@ export class OidcModelStore {
 
   getClient(clientId: string): Payload | undefined {
     return live(this.stmt.find.get('Client', clientId) as Row | undefined);
-  }
-
-  allClients(): Payload[] {
-    return (this.stmt.clients.all() as { payload: string }[]).map((r) => JSON.parse(r.payload) as Payload);
   }
 
   deleteClient(clientId: string): void {
