@@ -11,13 +11,13 @@
  * at most one small atomic file write per commit, never per row, off the event loop; `flush()`
  * writes it synchronously.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from 'pino';
 import { AUDIT_EVENTS, isAuditEvent, type AuditEvent } from './events.js';
-import type { AuditRow } from './chain.js';
+import type { AuditRow } from '../store/audit-chain.js';
 import type { CheckpointWriter } from './checkpoint.js';
 import type { AuditLogStore, NewAuditRow } from '../store/audit-log.js';
 import { capOptional, capString, MAX_STORED_STRING } from './limits.js';
+import { requestContext } from '../http/request-context.js';
 
 /** Gateway records wait at most this long before they are committed. */
 export const GROUP_COMMIT_MS = 200;
@@ -33,13 +33,6 @@ export interface AuditEntry {
   requestId?: string | undefined;
   details?: Record<string, unknown> | undefined;
 }
-
-/** Per-request context (request id, client IP) for records written deep inside a flow. */
-export interface RequestContext {
-  requestId: string;
-  ip: string | undefined;
-}
-export const requestContext = new AsyncLocalStorage<RequestContext>();
 
 const SECRET_KEY = /token|secret|password|passwd|verifier|cookie|authorization|assertion|^code$|^state$|nonce|^jti$/i;
 
@@ -60,20 +53,6 @@ export function maskedCanonicalJson(value: unknown): string {
     parts.push(`${JSON.stringify(key)}:${SECRET_KEY.test(key) ? '"[masked]"' : maskedCanonicalJson(record[key])}`);
   }
   return `{${parts.join(',')}}`;
-}
-
-/** Replace values under credential-like keys, at any depth. */
-export function maskDetails(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(maskDetails);
-  if (value && typeof value === 'object') {
-    return Object.fromEntries(
-      Object.entries(value as Record<string, unknown>)
-        .filter(([, v]) => v !== undefined)
-        .map(([k, v]) => [k, SECRET_KEY.test(k) ? '[masked]' : maskDetails(v)]),
-    );
-  }
-  if (typeof value === 'string' && value.length > MAX_STORED_STRING) return capString(value);
-  return value;
 }
 
 export interface AuditOptions {

@@ -16,18 +16,17 @@
  *   file aside.
  * - `audit.checkpoint` log lines (info: seq, mac, key_id, ts) at start, at least every
  *   CHECKPOINT_LOG_INTERVAL_MS while serving and at stop: shipped with the logs, they are a
- *   checkpoint a database writer cannot reach, checked with `audit verify --checkpoint <seq>:<mac>`.
+ *   checkpoint a database writer cannot reach, checked with `audit verify --checkpoint <seq>:<mac>`
+ *   (src/audit/checkpoint-log.ts).
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { AuditKey } from './chain.js';
+import type { AuditKey } from '../store/audit-chain.js';
 
 export const CHECKPOINT_FILE = 'audit-checkpoint.json';
-/** `audit.checkpoint` log lines come at least this often while serving. */
-export const CHECKPOINT_LOG_INTERVAL_MS = 10 * 60_000;
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
@@ -45,10 +44,7 @@ export interface GivenCheckpoint {
   mac: string;
 }
 
-export type CheckpointFileRead =
-  | { status: 'missing' }
-  | { status: 'invalid'; problem: string }
-  | { status: 'ok'; checkpoint: Checkpoint };
+export type CheckpointFileRead = { status: 'missing' } | { status: 'invalid'; problem: string } | { status: 'ok'; checkpoint: Checkpoint };
 
 /** Where the checkpoint file lives; undefined for an in-memory database. */
 export function checkpointPath(config: { databasePath: string; dataDir: string }): string | undefined {
@@ -56,7 +52,9 @@ export function checkpointPath(config: { databasePath: string; dataDir: string }
 }
 
 function checkpointMac(key: Buffer, cp: Checkpoint): string {
-  return createHmac('sha256', key).update(`mcp-consent-proxy/audit-checkpoint/v1\n${JSON.stringify([cp.seq, cp.mac, cp.key_id, cp.ts])}`).digest('hex');
+  return createHmac('sha256', key)
+    .update(`mcp-consent-proxy/audit-checkpoint/v1\n${JSON.stringify([cp.seq, cp.mac, cp.key_id, cp.ts])}`)
+    .digest('hex');
 }
 
 /** A committed head to record. */
@@ -98,114 +96,145 @@ export interface CheckpointWriter {
  * reports the lost rows, which is true.
  */
 export function createCheckpointWriter(path: string, key: AuditKey, log: Logger, guard?: CheckpointAnchor): CheckpointWriter {
-  let latest: Head | undefined; // the newest committed head noted
-  let writtenSeq = 0; // the newest head this process has put on disk
-  let attempted = 0; // the newest head an asynchronous write was started for
-  let inFlight: Promise<void> | undefined;
-  let failing = false;
-  let n = 0;
-  const nextTmp = () => `${path}.${process.pid}.${(n += 1)}.tmp`;
+  return new CheckpointFileWriter(path, key, log, guard);
+}
 
-  const render = (head: Head): string => {
-    if (head.key_id !== key.kid) throw new Error(`audit row ${head.seq} was not made with audit key ${key.kid}: not checkpointed`);
-    const cp: Checkpoint = { seq: head.seq, mac: head.hash, key_id: key.kid, ts: new Date().toISOString() };
-    return `${JSON.stringify({ v: 1, ...cp, checkpoint_mac: checkpointMac(key.key, cp) })}\n`;
-  };
-  // A failing file system would otherwise log at every commit: once per failing streak.
-  const succeeded = () => {
-    if (failing) log.warn({ file: path }, 'audit checkpoint file written again');
-    failing = false;
-  };
-  const failed = (err: unknown) => {
-    if (!failing) log.error({ err, file: path }, 'audit checkpoint file could not be written');
-    failing = true;
-  };
+/** The file's content for `head`: the checkpoint and its MAC under the current audit key. */
+function renderCheckpoint(key: AuditKey, head: Head): string {
+  if (head.key_id !== key.kid) throw new Error(`audit row ${head.seq} was not made with audit key ${key.kid}: not checkpointed`);
+  const cp: Checkpoint = { seq: head.seq, mac: head.hash, key_id: key.kid, ts: new Date().toISOString() };
+  return `${JSON.stringify({ v: 1, ...cp, checkpoint_mac: checkpointMac(key.key, cp) })}\n`;
+}
 
+/** The writer createCheckpointWriter returns: one per checkpoint file and process. */
+class CheckpointFileWriter implements CheckpointWriter {
+  private latest: Head | undefined; // the newest committed head noted
+  private writtenSeq = 0; // the newest head this process has put on disk
+  private attempted = 0; // the newest head an asynchronous write was started for
+  private inFlight: Promise<void> | undefined;
+  private failing = false;
+  private n = 0;
   // The row the file records (read at start, then each head this writer put there): the file is
   // replaced only while the database still holds it with the same MAC (see the module comment).
-  let anchor: { seq: number; mac: string } | undefined;
-  let diverged: string | undefined;
-  const diverge = (problem: string) => {
-    diverged = problem;
-    latest = undefined;
-    log.error({ file: path, problem }, 'audit checkpoint file kept as it is: the audit log was cut or rewritten (or a backup restored) — run `mcp-consent-proxy audit verify`; after a deliberate restore, move the file aside');
-  };
-  if (guard) {
-    const read = readCheckpointFile(path, guard.keys);
-    if (read.status === 'ok') anchor = { seq: read.checkpoint.seq, mac: read.checkpoint.mac };
-    else if (read.status === 'invalid') diverge(read.problem);
-    if (anchor && !guard.holds(anchor.seq, anchor.mac)) diverge(`the audit log does not hold row ${anchor.seq} as the checkpoint file recorded it`);
-  }
-  /** May the file move on to `head`? Only along the chain it recorded. */
-  const extendsAnchor = (head: Head): boolean => {
-    if (diverged) return false;
-    if (!guard || !anchor) return true;
-    if (head.seq >= anchor.seq && guard.holds(anchor.seq, anchor.mac)) return true;
-    diverge(`the audit log no longer holds row ${anchor.seq} as the checkpoint file recorded it (the new head is row ${head.seq})`);
-    return false;
-  };
+  private anchor: { seq: number; mac: string } | undefined;
+  private divergence: string | undefined;
 
-  const due = () => latest !== undefined && latest.seq > writtenSeq && latest.seq > attempted;
-  const kick = () => {
-    if (inFlight || !due()) return;
-    inFlight = drain().finally(() => {
-      inFlight = undefined;
-      kick(); // a head noted while the last write was finishing
-    });
-  };
-
-  async function drain(): Promise<void> {
-    while (due()) {
-      const head = latest as Head;
-      attempted = head.seq;
-      const tmp = nextTmp();
-      try {
-        await writeFile(tmp, render(head));
-        // flushSync may have written a newer head meanwhile: do not replace it.
-        if (head.seq <= writtenSeq) {
-          await rm(tmp, { force: true });
-          continue;
-        }
-        await rename(tmp, path);
-        writtenSeq = Math.max(writtenSeq, head.seq);
-        if (!anchor || head.seq > anchor.seq) anchor = { seq: head.seq, mac: head.hash };
-        succeeded();
-      } catch (err) {
-        await rm(tmp, { force: true }).catch(() => undefined);
-        failed(err);
-      }
+  constructor(
+    readonly path: string,
+    private readonly key: AuditKey,
+    private readonly log: Logger,
+    private readonly guard?: CheckpointAnchor,
+  ) {
+    if (guard) {
+      const read = readCheckpointFile(path, guard.keys);
+      if (read.status === 'ok') this.anchor = { seq: read.checkpoint.seq, mac: read.checkpoint.mac };
+      else if (read.status === 'invalid') this.diverge(read.problem);
+      if (this.anchor && !guard.holds(this.anchor.seq, this.anchor.mac)) this.diverge(`the audit log does not hold row ${this.anchor.seq} as the checkpoint file recorded it`);
     }
   }
 
-  return {
-    path,
-    get diverged() {
-      return diverged;
-    },
-    update(head) {
-      if (!extendsAnchor(head)) return;
-      if (!latest || head.seq > latest.seq) latest = head;
-      kick();
-    },
-    flushSync() {
-      const head = latest;
-      if (!head || head.seq <= writtenSeq || !extendsAnchor(head)) return;
-      const tmp = nextTmp();
+  get diverged(): string | undefined {
+    return this.divergence;
+  }
+
+  update(head: Head): void {
+    if (!this.extendsAnchor(head)) return;
+    if (!this.latest || head.seq > this.latest.seq) this.latest = head;
+    this.kick();
+  }
+
+  flushSync(): void {
+    const head = this.latest;
+    if (!head || head.seq <= this.writtenSeq || !this.extendsAnchor(head)) return;
+    const tmp = this.nextTmp();
+    try {
+      writeFileSync(tmp, renderCheckpoint(this.key, head));
+      renameSync(tmp, this.path);
+      this.writtenSeq = head.seq;
+      this.advanceAnchor(head);
+      this.succeeded();
+    } catch (err) {
+      rmSync(tmp, { force: true });
+      this.failed(err);
+    }
+  }
+
+  async settled(): Promise<void> {
+    while (this.inFlight) await this.inFlight;
+  }
+
+  private nextTmp(): string {
+    return `${this.path}.${process.pid}.${(this.n += 1)}.tmp`;
+  }
+
+  // A failing file system would otherwise log at every commit: once per failing streak.
+  private succeeded(): void {
+    if (this.failing) this.log.warn({ file: this.path }, 'audit checkpoint file written again');
+    this.failing = false;
+  }
+
+  private failed(err: unknown): void {
+    if (!this.failing) this.log.error({ err, file: this.path }, 'audit checkpoint file could not be written');
+    this.failing = true;
+  }
+
+  private diverge(problem: string): void {
+    this.divergence = problem;
+    this.latest = undefined;
+    this.log.error(
+      { file: this.path, problem },
+      'audit checkpoint file kept as it is: the audit log was cut or rewritten (or a backup restored) — run `mcp-consent-proxy audit verify`; after a deliberate restore, move the file aside',
+    );
+  }
+
+  /** May the file move on to `head`? Only along the chain it recorded. */
+  private extendsAnchor(head: Head): boolean {
+    if (this.divergence) return false;
+    if (!this.guard || !this.anchor) return true;
+    if (head.seq >= this.anchor.seq && this.guard.holds(this.anchor.seq, this.anchor.mac)) return true;
+    this.diverge(`the audit log no longer holds row ${this.anchor.seq} as the checkpoint file recorded it (the new head is row ${head.seq})`);
+    return false;
+  }
+
+  /** `head` is on disk: from now on the file records it. */
+  private advanceAnchor(head: Head): void {
+    if (!this.anchor || head.seq > this.anchor.seq) this.anchor = { seq: head.seq, mac: head.hash };
+  }
+
+  private due(): boolean {
+    return this.latest !== undefined && this.latest.seq > this.writtenSeq && this.latest.seq > this.attempted;
+  }
+
+  private kick(): void {
+    if (this.inFlight || !this.due()) return;
+    this.inFlight = this.drain().finally(() => {
+      this.inFlight = undefined;
+      this.kick(); // a head noted while the last write was finishing
+    });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.due()) {
+      const head = this.latest as Head;
+      this.attempted = head.seq;
+      const tmp = this.nextTmp();
       try {
-        writeFileSync(tmp, render(head));
-        renameSync(tmp, path);
-        writtenSeq = head.seq;
-        if (!anchor || head.seq > anchor.seq) anchor = { seq: head.seq, mac: head.hash };
-        succeeded();
+        await writeFile(tmp, renderCheckpoint(this.key, head));
+        // flushSync may have written a newer head meanwhile: do not replace it.
+        if (head.seq <= this.writtenSeq) {
+          await rm(tmp, { force: true });
+          continue;
+        }
+        await rename(tmp, this.path);
+        this.writtenSeq = Math.max(this.writtenSeq, head.seq);
+        this.advanceAnchor(head);
+        this.succeeded();
       } catch (err) {
-        rmSync(tmp, { force: true });
-        failed(err);
+        await rm(tmp, { force: true }).catch(() => undefined);
+        this.failed(err);
       }
-    },
-    async settled() {
-      while (inFlight) await inFlight;
-    },
-  };
+    }
+  }
 }
 
 /** Read and authenticate the checkpoint file with the audit keys (current and previous). */
@@ -224,7 +253,17 @@ export function readCheckpointFile(path: string, keys: AuditKey[]): CheckpointFi
     return { status: 'invalid', problem: `the checkpoint file ${path} is not valid JSON` };
   }
   const { v, seq, mac, key_id: kid, ts, checkpoint_mac: given } = parsed ?? {};
-  if (v !== 1 || !Number.isSafeInteger(seq) || (seq as number) < 1 || typeof mac !== 'string' || !HEX64.test(mac) || typeof kid !== 'string' || typeof ts !== 'string' || typeof given !== 'string' || !HEX64.test(given)) {
+  if (
+    v !== 1 ||
+    !Number.isSafeInteger(seq) ||
+    (seq as number) < 1 ||
+    typeof mac !== 'string' ||
+    !HEX64.test(mac) ||
+    typeof kid !== 'string' ||
+    typeof ts !== 'string' ||
+    typeof given !== 'string' ||
+    !HEX64.test(given)
+  ) {
     return { status: 'invalid', problem: `the checkpoint file ${path} does not have the fields of a checkpoint (v, seq, mac, key_id, ts, checkpoint_mac)` };
   }
   const key = keys.find((k) => k.kid === kid);
@@ -238,7 +277,7 @@ export function readCheckpointFile(path: string, keys: AuditKey[]): CheckpointFi
 
 /** The end of a sentence about a key id that none of `keys` has. */
 export function unknownKey(keys: AuditKey[]): string {
-  if (!keys.length) return 'and no SECRET_KEY is available to check it: run with the server\'s SECRET_KEY';
+  if (!keys.length) return "and no SECRET_KEY is available to check it: run with the server's SECRET_KEY";
   return `which is neither SECRET_KEY's (${keys[0]?.kid}) nor SECRET_KEY_PREVIOUS's (${keys[1]?.kid ?? 'not set'}): after a rotation, set SECRET_KEY_PREVIOUS to the key in use before it`;
 }
 
@@ -248,27 +287,4 @@ export function parseCheckpointArg(text: string): GivenCheckpoint | undefined {
   if (!match) return undefined;
   const seq = Number(match[1]);
   return seq >= 1 ? { seq, mac: (match[2] as string).toLowerCase() } : undefined;
-}
-
-/**
- * Log `audit.checkpoint` now, every CHECKPOINT_LOG_INTERVAL_MS (unref'd timer) and once more when
- * stopped (call the returned function after the last append, before the database closes; with
- * `false` it only stops the timer).
- */
-export function scheduleCheckpointLog(tip: () => { seq: number; hash: string; key_id: string | null } | undefined, log: Logger, intervalMs = CHECKPOINT_LOG_INTERVAL_MS): (final?: boolean) => void {
-  const emit = () => {
-    try {
-      const head = tip();
-      if (head) log.info({ seq: head.seq, mac: head.hash, key_id: head.key_id, ts: new Date().toISOString() }, 'audit.checkpoint');
-    } catch (err) {
-      log.error({ err }, 'audit.checkpoint could not read the head');
-    }
-  };
-  emit();
-  const timer = setInterval(emit, intervalMs);
-  timer.unref();
-  return (final = true) => {
-    clearInterval(timer);
-    if (final) emit();
-  };
 }

@@ -4,6 +4,7 @@
  * test fails when the two disagree. Nothing outside src/config reads process.env.
  */
 import { isIP } from 'node:net';
+import { NEVER_REDIRECT_SCHEMES } from './urls.js';
 import { parseByteSize, parseDurationSeconds, parseRateBudget, type RateBudget } from './duration.js';
 
 export type Preset = 'oidc' | 'github' | 'google';
@@ -64,7 +65,10 @@ function bool(raw: string): Parsed<boolean> {
 }
 
 function list(raw: string): string[] {
-  return raw.split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);
+  return raw
+    .split(/[\s,]+/)
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/; // RFC 6749 §3.3 scope-token
@@ -78,7 +82,8 @@ function secretKey(raw: string): Parsed<Buffer> {
 }
 
 /** Private-use URI schemes that must never be accepted as redirect targets (REG-05). */
-export const FORBIDDEN_SCHEMES = new Set(['http', 'https', 'javascript', 'data', 'file', 'vbscript', 'blob', 'about', 'ftp', 'ws', 'wss']);
+/** Not private-use schemes: http(s) have their own rules, the rest are never redirect targets. */
+export const FORBIDDEN_SCHEMES: ReadonlySet<string> = new Set(['http', 'https', ...NEVER_REDIRECT_SCHEMES]);
 
 export const SCHEMA = {
   PUBLIC_URL: key({
@@ -138,7 +143,7 @@ export const SCHEMA = {
   }),
   SECRET_KEY: key({
     group: 'Secrets',
-    doc: 'Master secret, base64, at least 32 bytes. Cookie signing, the AES-256-GCM sealing keys (upstream tokens, signing keys) and the audit chain\'s HMAC key are derived from it. Keep it out of the database backups.',
+    doc: "Master secret, base64, at least 32 bytes. Cookie signing, the AES-256-GCM sealing keys (upstream tokens, signing keys) and the audit chain's HMAC key are derived from it. Keep it out of the database backups.",
     defaultText: 'generated once into `<data dir>/secret.key`, with a warning',
     secret: true,
     parse: secretKey,
@@ -187,7 +192,7 @@ export const SCHEMA = {
   }),
   UPSTREAM_SCOPES: key({
     group: 'Upstream (U)',
-    doc: "Scopes requested from the upstream, space-separated. Shown verbatim on the consent page.",
+    doc: 'Scopes requested from the upstream, space-separated. Shown verbatim on the consent page.',
     defaultText: "preset's: oidc `openid`, github `read:user`, google `openid email`",
     parse: (raw) => {
       const scopes = list(raw);
@@ -285,14 +290,14 @@ export const SCHEMA = {
   }),
   RATE_LIMIT_AUTHORIZE: key({
     group: 'Rate limits',
-    doc: 'Per client IP budget for `/authorize`, the consent pages, the upstream callback and the sign-in buttons of `/admin/login` and `/account/login` (a POST with the page\'s token).',
+    doc: "Per client IP budget for `/authorize`, the consent pages, the upstream callback and the sign-in buttons of `/admin/login` and `/account/login` (a POST with the page's token).",
     defaultText: '`120/1m`',
     fallback: '120/1m',
     parse: rate,
   }),
   RATE_LIMIT_REJECTED: key({
     group: 'Rate limits',
-    doc: 'Per client IP budget for unauthenticated refusals at `/mcp`, the `GATEWAY_ROUTES`, `/admin` and `/account` (no or invalid token, a foreign `Origin` without a valid token, nobody signed in, a sign-in POST without the page\'s token); beyond it such a refusal is `429`. A request with a valid token or session never counts and is never refused by it.',
+    doc: "Per client IP budget for unauthenticated refusals at `/mcp`, the `GATEWAY_ROUTES`, `/admin` and `/account` (no or invalid token, a foreign `Origin` without a valid token, nobody signed in, a sign-in POST without the page's token); beyond it such a refusal is `429`. A request with a valid token or session never counts and is never refused by it.",
     defaultText: '`60/1m`',
     fallback: '60/1m',
     parse: rate,
@@ -325,12 +330,19 @@ export const SCHEMA = {
     fallback: '',
     parse: (raw): Parsed<{ prefix: string; target: URL }[]> => {
       const routes: { prefix: string; target: URL }[] = [];
-      for (const entry of raw.split(',').map((e) => e.trim()).filter(Boolean)) {
+      for (const entry of raw
+        .split(',')
+        .map((e) => e.trim())
+        .filter(Boolean)) {
         const eq = entry.indexOf('=');
         const prefix = entry.slice(0, eq).trim().replace(/\/+$/, '');
         const target = url(entry.slice(eq + 1));
         if (eq <= 0 || !/^\/[a-z0-9][a-z0-9._~/-]*$/i.test(prefix) || prefix.includes('..')) return bad(`has an invalid prefix in "${entry}" (use /path=https://host/base)`);
-        if (['/mcp', '/authorize', '/token', '/register', '/revoke', '/jwks', '/interaction', '/upstream', '/admin', '/account', '/assets', '/healthz', '/readyz', '/metrics', '/.well-known'].some((r) => prefix === r || prefix.startsWith(`${r}/`))) {
+        if (
+          ['/mcp', '/authorize', '/token', '/register', '/revoke', '/jwks', '/interaction', '/upstream', '/admin', '/account', '/assets', '/healthz', '/readyz', '/metrics', '/.well-known'].some(
+            (r) => prefix === r || prefix.startsWith(`${r}/`),
+          )
+        ) {
           return bad(`prefix ${prefix} collides with one of the proxy's own paths`);
         }
         if (!target.ok) return bad(`target of ${prefix} ${target.problem}`);

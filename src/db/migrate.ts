@@ -29,7 +29,9 @@ export class MigrationError extends Error {
 }
 
 export function readMigrations(dir = MIGRATIONS_DIR): MigrationFile[] {
-  const files = readdirSync(dir).filter((f) => f.endsWith('.sql')).sort();
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.sql'))
+    .sort();
   return files.map((name, index) => {
     const match = FILE_NAME.exec(name);
     if (!match) throw new MigrationError(`migration file name ${name} does not match NNNN-kebab-name.sql`);
@@ -69,9 +71,7 @@ export function migrate(db: Db, dir = MIGRATIONS_DIR): MigrateResult {
   for (const row of applied) {
     const file = files[row.version - 1];
     if (!file || file.name !== row.name || file.checksum !== row.checksum) {
-      throw new MigrationError(
-        `migration ${row.name} was changed after it was applied (checksum differs); restore the original file and put the change in a new migration`,
-      );
+      throw new MigrationError(`migration ${row.name} was changed after it was applied (checksum differs); restore the original file and put the change in a new migration`);
     }
   }
 

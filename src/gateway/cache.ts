@@ -2,20 +2,13 @@
  * A small in-memory cache for the gateway's per-request reads (the token's row, the consent, the
  * sealed upstream token), valid only while the gateway generation stands still: a counter that
  * database triggers move on every change to access tokens, consents and upstream tokens, made by
- * any process (migrations/0008-gateway-generation.sql). It is read once per request, so a
+ * any process (migrations/0008-gateway-generation.sql; read by src/store/gateway-generation.ts). It is read once per request, so a
  * revocation — by this server or by the CLI — fails the very next request (GW-01); what the
  * cache saves is the repeated lookups and decryption in between, and writes that cannot change
  * a cached fact (audit rows, a consent's last_used_at) do not clear it.
  */
-import type { Db } from '../db/open.js';
-
 /** Entries kept at most; the oldest is dropped first. */
 export const GATEWAY_CACHE_ENTRIES = 10_000;
-
-export function createGeneration(db: Db): () => number {
-  const read = db.prepare('SELECT n FROM gateway_generation WHERE id = 1').pluck();
-  return () => read.get() as number;
-}
 
 export function createGenerationCache<V>(generation: () => number, options: { max?: number; keep?: (value: V) => boolean } = {}) {
   const max = options.max ?? GATEWAY_CACHE_ENTRIES;

@@ -29,8 +29,33 @@ import { Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import { BodyRedactor, headerNameLeaks, redactHeaderValue, type Secrets } from './redact.js';
 import type { UpstreamCredential } from './upstream-token.js';
 
-const FORWARDED_REQUEST_HEADERS = ['accept', 'accept-language', 'content-type', 'content-length', 'content-encoding', 'mcp-session-id', 'mcp-protocol-version', 'last-event-id', 'user-agent', 'if-none-match', 'if-modified-since'];
-const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'set-cookie', 'www-authenticate', 'strict-transport-security', 'alt-svc']);
+const FORWARDED_REQUEST_HEADERS = [
+  'accept',
+  'accept-language',
+  'content-type',
+  'content-length',
+  'content-encoding',
+  'mcp-session-id',
+  'mcp-protocol-version',
+  'last-event-id',
+  'user-agent',
+  'if-none-match',
+  'if-modified-since',
+];
+const DROPPED_RESPONSE_HEADERS = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'set-cookie',
+  'www-authenticate',
+  'strict-transport-security',
+  'alt-svc',
+]);
 
 export class BodyTooLargeError extends Error {
   constructor(readonly limit: number) {

@@ -12,7 +12,7 @@
  * the access and the refresh token once per token, not per request.
  */
 import type { Audit } from '../audit/audit.js';
-import type { Revocation } from '../flow/revocation.js';
+import type { Revocation } from '../consent/revocation.js';
 import type { UpstreamTokenStore } from '../store/upstream-tokens.js';
 import { UpstreamError, type UpstreamClient } from '../upstream/presets.js';
 import { createGenerationCache } from './cache.js';
@@ -28,9 +28,7 @@ export interface UpstreamCredential {
   secrets: Secrets;
 }
 
-export type UpstreamTokenResult =
-  | ({ ok: true } & UpstreamCredential)
-  | { ok: false; failure: 'revoked' | 'unreachable' | 'failed' };
+export type UpstreamTokenResult = ({ ok: true } & UpstreamCredential) | { ok: false; failure: 'revoked' | 'unreachable' | 'failed' };
 
 export interface UpstreamTokenDeps {
   store: UpstreamTokenStore;

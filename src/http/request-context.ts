@@ -6,7 +6,7 @@
 import { newRequestId } from './request-id.js';
 import type { NextFunction, Request, Response } from 'express';
 import type { Logger } from 'pino';
-import { requestContext } from '../audit/audit.js';
+import { AsyncLocalStorage } from 'node:async_hooks';
 
 declare module 'http' {
   interface IncomingMessage {
@@ -14,6 +14,13 @@ declare module 'http' {
     id?: string;
   }
 }
+
+/** Per-request context (request id, client IP) for records written deep inside a flow. */
+export interface RequestContext {
+  requestId: string;
+  ip: string | undefined;
+}
+export const requestContext = new AsyncLocalStorage<RequestContext>();
 
 export function requestContextMiddleware(log: Logger, onFinish?: (req: Request, res: Response, ms: number) => void) {
   return (req: Request, res: Response, next: NextFunction) => {

@@ -7,11 +7,10 @@ import type { Config } from '../config/load.js';
 import type { KeyRing } from '../crypto/keys.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
 import { createInteractionPolicy } from './policy.js';
+import { offeredScopes } from '../oauth/scopes.js';
 import { providerErrorBodies } from '../errors/render.js';
 import { ProviderWithSafeErrorRedirects } from './error-redirect.js';
 
-/** Scopes always offered besides MCP_SCOPES: `openid` (ID token) and `offline_access` (RT-06). */
-export const BASE_SCOPES = ['openid', 'offline_access'];
 /** Codes live one minute: clients redeem at once; OAuth 2.1 §4.1.2 allows at most ten (TOK-03). */
 export const AUTHORIZATION_CODE_TTL = 60;
 /** An unfinished authorization (consent + upstream login) may take ten minutes. */
@@ -37,10 +36,6 @@ export interface ProviderDeps {
   jwks: { keys: Record<string, unknown>[] };
   /** writes P's error page for oidc-provider's rendered errors */
   renderError(ctx: KoaContextWithOIDC, out: ErrorOut, error: Error): void;
-}
-
-export function offeredScopes(config: Readonly<Config>): string[] {
-  return [...BASE_SCOPES, ...config.mcpScopes];
 }
 
 /**
@@ -80,19 +75,110 @@ export function adapterClass(models: OidcModelStore, options: { prefix?: string;
   };
 }
 
-export function createProvider(deps: ProviderDeps): Provider {
-  const { config, keys, models } = deps;
-  const { urls } = config;
-  const scopes = offeredScopes(config);
+/** The provider's cookies: signed with P's keys, never readable by scripts. */
+function cookies(keys: KeyRing): Configuration['cookies'] {
+  return {
+    keys: keys.oidcCookieKeys(),
+    long: { httpOnly: true, sameSite: 'lax', signed: true },
+    short: { httpOnly: true, sameSite: 'lax', signed: true },
+  };
+}
 
-  const configuration: Configuration = {
+/** Which endpoints and extensions exist: only what an MCP authorization server needs. */
+function features(config: Readonly<Config>): Configuration['features'] {
+  return {
+    devInteractions: { enabled: false },
+    // REG-13: no RFC 7592 management, so no registration access token or client URI.
+    registration: { enabled: true, initialAccessToken: false, issueRegistrationAccessToken: false },
+    registrationManagement: { enabled: false },
+    revocation: { enabled: true },
+    introspection: { enabled: false },
+    userinfo: { enabled: false },
+    rpInitiatedLogout: { enabled: false },
+    pushedAuthorizationRequests: { enabled: false },
+    dPoP: { enabled: false },
+    claimsParameter: { enabled: false },
+    clientCredentials: { enabled: false },
+    resourceIndicators: resourceIndicators(config),
+  };
+}
+
+/**
+ * RFC 8707 / F3, F4: the MCP resource (and one per GATEWAY_ROUTES prefix) are the only
+ * resources; the MCP resource is the default when a client sends none (AUTHZ-06); the
+ * resource is the access-token audience (TOK-07), and the granted resource is reused at the
+ * token endpoint.
+ */
+function resourceIndicators(config: Readonly<Config>): NonNullable<Configuration['features']>['resourceIndicators'] {
+  return {
+    enabled: true,
+    defaultResource: () => config.urls.mcpResource,
+    useGrantedResource: () => true,
+    getResourceServerInfo: (_ctx, resourceIndicator) => {
+      if (!config.resources.includes(resourceIndicator)) {
+        // AUTHZ-05: anything else is invalid_target.
+        throw new errors.InvalidTarget();
+      }
+      return {
+        scope: config.mcpScopes.join(' '),
+        audience: resourceIndicator,
+        accessTokenTTL: config.ttl.accessToken,
+        accessTokenFormat: 'opaque',
+      };
+    },
+  };
+}
+
+/** How long each model lives (seconds). */
+function ttl(config: Readonly<Config>): Configuration['ttl'] {
+  return {
+    AccessToken: config.ttl.accessToken,
+    AuthorizationCode: AUTHORIZATION_CODE_TTL,
+    Grant: config.ttl.consent,
+    IdToken: ID_TOKEN_TTL,
+    Interaction: INTERACTION_TTL,
+    RefreshToken: config.ttl.refreshToken,
+    // The provider's session lives for one authorization only (src/http/provider-mount.ts).
+    Session: INTERACTION_TTL,
+  };
+}
+
+/** Refresh tokens: who gets one, rotation, and what they live by. */
+const refreshTokens: Pick<Configuration, 'issueRefreshToken' | 'rotateRefreshToken' | 'expiresWithSession'> = {
+  // F8: refresh tokens for every client that registered the refresh_token grant, whether or
+  // not it asked for offline_access (SDK v1 never does).
+  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+  // RT-01: rotate on every use; oidc-provider revokes the grant when a rotated token is reused (RT-02).
+  rotateRefreshToken: () => true,
+  // Tokens live by the grant (consent), not by oidc-provider's browser session.
+  expiresWithSession: async () => false,
+};
+
+/** The interaction is P's consent page (/interaction/:uid, src/flow/4-consent.ts): where it starts, what it may reuse. */
+function interactions(config: Readonly<Config>, scopes: ReturnType<typeof offeredScopes>): Pick<Configuration, 'interactions' | 'loadExistingGrant' | 'findAccount'> {
+  return {
+    interactions: {
+      url: (_ctx, interaction) => config.urls.path(`/interaction/${interaction.uid}`),
+      policy: createInteractionPolicy(scopes),
+    },
+    // DESIGN §7: only the grant named by P's own interaction result is ever loaded; the
+    // provider's session never shortcuts the consent page.
+    loadExistingGrant: async (ctx) => {
+      const grantId = ctx.oidc.result?.consent?.grantId;
+      return grantId ? ctx.oidc.provider.Grant.find(grantId) : undefined;
+    },
+    findAccount: async (_ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
+  };
+}
+
+/** oidc-provider's configuration for P, from the named parts above. */
+function providerConfiguration(deps: ProviderDeps): Configuration {
+  const { config, keys, models } = deps;
+  const scopes = offeredScopes(config);
+  return {
     adapter: adapterClass(models, { isClientDisabled: deps.isClientDisabled }),
     jwks: deps.jwks as Configuration['jwks'],
-    cookies: {
-      keys: keys.oidcCookieKeys(),
-      long: { httpOnly: true, sameSite: 'lax', signed: true },
-      short: { httpOnly: true, sameSite: 'lax', signed: true },
-    },
+    cookies: cookies(keys),
     routes: PROVIDER_ROUTES,
     scopes,
     claims: { openid: ['sub'] },
@@ -106,80 +192,23 @@ export function createProvider(deps: ProviderDeps): Provider {
       token_endpoint_auth_method: 'none',
       id_token_signed_response_alg: 'RS256',
     },
-    // Only the methods the admission policy accepts (src/flow/1-register.ts).
+    // Only the methods the admission policy accepts (src/flow/2-register.ts).
     clientAuthMethods: ['none', 'client_secret_basic', 'client_secret_post'],
     extraClientMetadata: { properties: ['software_id', 'software_version'] },
-    features: {
-      devInteractions: { enabled: false },
-      // REG-13: no RFC 7592 management, so no registration access token or client URI.
-      registration: { enabled: true, initialAccessToken: false, issueRegistrationAccessToken: false },
-      registrationManagement: { enabled: false },
-      revocation: { enabled: true },
-      introspection: { enabled: false },
-      userinfo: { enabled: false },
-      rpInitiatedLogout: { enabled: false },
-      pushedAuthorizationRequests: { enabled: false },
-      dPoP: { enabled: false },
-      claimsParameter: { enabled: false },
-      clientCredentials: { enabled: false },
-      // RFC 8707 / F3, F4: the MCP resource (and one per GATEWAY_ROUTES prefix) are the only
-      // resources; the MCP resource is the default when a client sends none (AUTHZ-06); the
-      // resource is the access-token audience (TOK-07), and the granted resource is reused at the
-      // token endpoint.
-      resourceIndicators: {
-        enabled: true,
-        defaultResource: () => urls.mcpResource,
-        useGrantedResource: () => true,
-        getResourceServerInfo: (_ctx, resourceIndicator) => {
-          if (!config.resources.includes(resourceIndicator)) {
-            // AUTHZ-05: anything else is invalid_target.
-            throw new errors.InvalidTarget();
-          }
-          return {
-            scope: config.mcpScopes.join(' '),
-            audience: resourceIndicator,
-            accessTokenTTL: config.ttl.accessToken,
-            accessTokenFormat: 'opaque',
-          };
-        },
-      },
-    },
-    ttl: {
-      AccessToken: config.ttl.accessToken,
-      AuthorizationCode: AUTHORIZATION_CODE_TTL,
-      Grant: config.ttl.consent,
-      IdToken: ID_TOKEN_TTL,
-      Interaction: INTERACTION_TTL,
-      RefreshToken: config.ttl.refreshToken,
-      // The provider's session lives for one authorization only (src/http/provider-mount.ts).
-      Session: INTERACTION_TTL,
-    },
-    // F8: refresh tokens for every client that registered the refresh_token grant, whether or
-    // not it asked for offline_access (SDK v1 never does).
-    issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
-    // RT-01: rotate on every use; oidc-provider revokes the grant when a rotated token is reused (RT-02).
-    rotateRefreshToken: () => true,
-    // Tokens live by the grant (consent), not by oidc-provider's browser session.
-    expiresWithSession: async () => false,
-    interactions: {
-      url: (_ctx, interaction) => urls.path(`/interaction/${interaction.uid}`),
-      policy: createInteractionPolicy(scopes),
-    },
-    // DESIGN §7: only the grant named by P's own interaction result is ever loaded; the
-    // provider's session never shortcuts the consent page.
-    loadExistingGrant: async (ctx) => {
-      const grantId = ctx.oidc.result?.consent?.grantId;
-      return grantId ? ctx.oidc.provider.Grant.find(grantId) : undefined;
-    },
-    findAccount: async (_ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
+    features: features(config),
+    ttl: ttl(config),
+    ...refreshTokens,
+    ...interactions(config, scopes),
     renderError: async (ctx, out, error) => deps.renderError(ctx, out, error),
     // AUTHZ-02: a client with several redirect URIs must name one.
     allowOmittingSingleRegisteredRedirectUri: true,
     discovery: { service_documentation: undefined },
   };
+}
 
+export function createProvider(deps: ProviderDeps): Provider {
   // AUTHZ-12: error redirects to the client carry only error, our description, state and iss.
-  const provider: Provider = new ProviderWithSafeErrorRedirects(urls.issuer, configuration);
+  const provider: Provider = new ProviderWithSafeErrorRedirects(deps.config.urls.issuer, providerConfiguration(deps));
   // DESIGN §9: its JSON errors, like its pages (renderError), carry no library message or stack.
   provider.use(providerErrorBodies());
   // Endpoint URLs in metadata come from the request; the express layer pins host and protocol

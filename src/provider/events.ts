@@ -10,11 +10,12 @@
  * the request).
  */
 import type Provider from 'oidc-provider';
-import type { KoaContextWithOIDC } from 'oidc-provider';
+import type { Client, KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
-import { requestContext, type Audit } from '../audit/audit.js';
+import type { Audit } from '../audit/audit.js';
+import { requestContext } from '../http/request-context.js';
 import type { ClientsMetaStore } from '../store/clients-meta.js';
-import { redirectHosts } from '../flow/1-register.js';
+import { redirectHosts } from '../oauth/redirect-uri.js';
 import { capOptional, capString } from '../audit/limits.js';
 
 export interface EventDeps {
@@ -38,88 +39,104 @@ function errorDetails(err: OidcError): Record<string, unknown> {
   return { error_description: err.error_description, detail: err.error_detail };
 }
 
+/** registration_create.success: the client's provenance in clients_meta, and registration.accepted. */
+function registrationAccepted(deps: EventDeps, ctx: KoaContextWithOIDC, client: Client): void {
+  const metadata = client.metadata();
+  const uris = (metadata.redirect_uris as string[] | undefined) ?? [];
+  deps.clientsMeta.record({
+    client_id: client.clientId,
+    registered_at: Date.now(),
+    // Request-derived strings at rest are capped (DESIGN §9, src/audit/limits.ts).
+    ip: capOptional(requestContext.getStore()?.ip),
+    user_agent: capString(ctx.get('user-agent')) || null,
+    client_name: typeof metadata.client_name === 'string' ? metadata.client_name : null,
+    redirect_hosts: redirectHosts(uris).join(' '),
+  });
+  deps.audit.record({
+    event: 'registration.accepted',
+    clientId: client.clientId,
+    details: {
+      client_name: metadata.client_name,
+      redirect_uris: uris,
+      application_type: metadata.application_type,
+      grant_types: metadata.grant_types,
+      token_endpoint_auth_method: metadata.token_endpoint_auth_method,
+      software_id: metadata.software_id,
+    },
+  });
+}
+
+/** registration_create.error → registration.rejected */
+function registrationRejected(deps: EventDeps, err: OidcError): void {
+  deps.audit.record({ event: 'registration.rejected', reason: err.error ?? 'provider_error', details: errorDetails(err) });
+}
+
+/** authorization.error → authorization.rejected */
+function authorizationRejected(deps: EventDeps, ctx: KoaContextWithOIDC, err: OidcError): void {
+  deps.audit.record({
+    event: 'authorization.rejected',
+    reason: err.error ?? 'provider_error',
+    clientId: clientIdOf(ctx),
+    subject: ctx.oidc?.session?.accountId,
+    details: errorDetails(err),
+  });
+}
+
+/** grant.success → token.issued, and the client's last use. */
+function tokenIssued(deps: EventDeps, ctx: KoaContextWithOIDC): void {
+  const {
+    AccessToken: at,
+    RefreshToken: rt,
+    Client: client,
+  } = ctx.oidc.entities as Record<string, { accountId?: string; clientId?: string; scope?: string; aud?: string | string[]; grantId?: string } | undefined>;
+  const clientId = client?.clientId;
+  if (clientId) deps.clientsMeta.touch(clientId);
+  deps.audit.record({
+    event: 'token.issued',
+    clientId,
+    subject: at?.accountId,
+    reason: String(ctx.oidc.params?.grant_type ?? 'unknown'),
+    details: {
+      grant_id: at?.grantId,
+      scope: at?.scope,
+      audience: at?.aud,
+      refresh_token_issued: ctx.body && typeof ctx.body === 'object' ? 'refresh_token' in ctx.body : rt !== undefined,
+    },
+  });
+}
+
+/** grant.error → token.rejected */
+function tokenRejected(deps: EventDeps, ctx: KoaContextWithOIDC, err: OidcError): void {
+  deps.audit.record({
+    event: 'token.rejected',
+    reason: err.error ?? 'provider_error',
+    clientId: clientIdOf(ctx),
+    details: { grant_type: ctx.oidc?.params?.grant_type, ...errorDetails(err) },
+  });
+}
+
+/** revocation.error → token.rejected (endpoint: revocation) */
+function revocationRejected(deps: EventDeps, ctx: KoaContextWithOIDC, err: OidcError): void {
+  deps.audit.record({ event: 'token.rejected', reason: err.error ?? 'provider_error', clientId: clientIdOf(ctx), details: { endpoint: 'revocation', ...errorDetails(err) } });
+}
+
+/** grant.revoked → grant.revoked, then the revocation cascade (onGrantRevoked). */
+function grantRevoked(deps: EventDeps, ctx: KoaContextWithOIDC | undefined, grantId: string): void {
+  const route = ctx?.oidc?.route ?? 'internal';
+  const reason = route === 'token' ? 'token_reuse_or_refresh_failure' : route;
+  deps.audit.record({ event: 'grant.revoked', reason, clientId: ctx ? clientIdOf(ctx) : undefined, details: { grant_id: grantId } });
+  deps.onGrantRevoked?.(grantId, reason);
+}
+
 export function bridgeProviderEvents(provider: Provider, deps: EventDeps): void {
-  const { audit, clientsMeta, log } = deps;
-
-  provider.on('registration_create.success', (ctx: KoaContextWithOIDC, client) => {
-    const metadata = client.metadata();
-    const uris = (metadata.redirect_uris as string[] | undefined) ?? [];
-    clientsMeta.record({
-      client_id: client.clientId,
-      registered_at: Date.now(),
-      // Request-derived strings at rest are capped (DESIGN §9, src/audit/limits.ts).
-      ip: capOptional(requestContext.getStore()?.ip),
-      user_agent: capString(ctx.get('user-agent')) || null,
-      client_name: typeof metadata.client_name === 'string' ? metadata.client_name : null,
-      redirect_hosts: redirectHosts(uris).join(' '),
-    });
-    audit.record({
-      event: 'registration.accepted',
-      clientId: client.clientId,
-      details: {
-        client_name: metadata.client_name,
-        redirect_uris: uris,
-        application_type: metadata.application_type,
-        grant_types: metadata.grant_types,
-        token_endpoint_auth_method: metadata.token_endpoint_auth_method,
-        software_id: metadata.software_id,
-      },
-    });
-  });
-
-  provider.on('registration_create.error', (_ctx: KoaContextWithOIDC, err: OidcError) => {
-    audit.record({ event: 'registration.rejected', reason: err.error ?? 'provider_error', details: errorDetails(err) });
-  });
-
-  provider.on('authorization.error', (ctx: KoaContextWithOIDC, err: OidcError) => {
-    audit.record({
-      event: 'authorization.rejected',
-      reason: err.error ?? 'provider_error',
-      clientId: clientIdOf(ctx),
-      subject: ctx.oidc?.session?.accountId,
-      details: errorDetails(err),
-    });
-  });
-
-  provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
-    const { AccessToken: at, RefreshToken: rt, Client: client } = ctx.oidc.entities as Record<string, { accountId?: string; clientId?: string; scope?: string; aud?: string | string[]; grantId?: string } | undefined>;
-    const clientId = client?.clientId;
-    if (clientId) clientsMeta.touch(clientId);
-    audit.record({
-      event: 'token.issued',
-      clientId,
-      subject: at?.accountId,
-      reason: String(ctx.oidc.params?.grant_type ?? 'unknown'),
-      details: {
-        grant_id: at?.grantId,
-        scope: at?.scope,
-        audience: at?.aud,
-        refresh_token_issued: ctx.body && typeof ctx.body === 'object' ? 'refresh_token' in ctx.body : rt !== undefined,
-      },
-    });
-  });
-
-  provider.on('grant.error', (ctx: KoaContextWithOIDC, err: OidcError) => {
-    audit.record({
-      event: 'token.rejected',
-      reason: err.error ?? 'provider_error',
-      clientId: clientIdOf(ctx),
-      details: { grant_type: ctx.oidc?.params?.grant_type, ...errorDetails(err) },
-    });
-  });
-
-  provider.on('revocation.error', (ctx: KoaContextWithOIDC, err: OidcError) => {
-    audit.record({ event: 'token.rejected', reason: err.error ?? 'provider_error', clientId: clientIdOf(ctx), details: { endpoint: 'revocation', ...errorDetails(err) } });
-  });
-
-  provider.on('grant.revoked', (ctx: KoaContextWithOIDC | undefined, grantId: string) => {
-    const route = ctx?.oidc?.route ?? 'internal';
-    const reason = route === 'token' ? 'token_reuse_or_refresh_failure' : route;
-    audit.record({ event: 'grant.revoked', reason, clientId: ctx ? clientIdOf(ctx) : undefined, details: { grant_id: grantId } });
-    deps.onGrantRevoked?.(grantId, reason);
-  });
-
+  provider.on('registration_create.success', (ctx: KoaContextWithOIDC, client: Client) => registrationAccepted(deps, ctx, client));
+  provider.on('registration_create.error', (_ctx: KoaContextWithOIDC, err: OidcError) => registrationRejected(deps, err));
+  provider.on('authorization.error', (ctx: KoaContextWithOIDC, err: OidcError) => authorizationRejected(deps, ctx, err));
+  provider.on('grant.success', (ctx: KoaContextWithOIDC) => tokenIssued(deps, ctx));
+  provider.on('grant.error', (ctx: KoaContextWithOIDC, err: OidcError) => tokenRejected(deps, ctx, err));
+  provider.on('revocation.error', (ctx: KoaContextWithOIDC, err: OidcError) => revocationRejected(deps, ctx, err));
+  provider.on('grant.revoked', (ctx: KoaContextWithOIDC | undefined, grantId: string) => grantRevoked(deps, ctx, grantId));
   provider.on('server_error', (ctx: KoaContextWithOIDC, err: Error) => {
-    log.error({ err, path: ctx.path, requestId: (ctx.req as { id?: string }).id }, 'authorization server error');
+    deps.log.error({ err, path: ctx.path, requestId: (ctx.req as { id?: string }).id }, 'authorization server error');
   });
 }

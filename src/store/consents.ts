@@ -3,7 +3,7 @@
  * superseded consent stays as history (the admin and account pages show it). Each row records
  * which browser approved it (`browser_hash`, SHA-256 of the `__Host-mcp-browser` id; CONS-02,
  * CONS-16). The decision whether a consent covers a request — and for which browser — lives in
- * src/flow/3-consent.ts, not here.
+ * src/flow/4-consent.ts, not here.
  */
 import type { Db } from '../db/open.js';
 
@@ -49,91 +49,119 @@ export function normaliseScopes(scopes: readonly string[]): string {
 export interface ConsentListFilter {
   subject?: string | undefined;
   clientId?: string | undefined;
-  /** only unrevoked, unexpired consents */
-  active?: boolean;
+  /** only active consents (unrevoked, unexpired: src/consent/status.ts) */
+  status?: 'active';
   limit?: number;
   offset?: number;
 }
 
-export function createConsentStore(db: Db) {
-  const latest = db.prepare(`SELECT * FROM consents WHERE subject = ? AND client_id = ? AND redirect_uri = ? AND resource = ?
-    ORDER BY id DESC LIMIT 1`);
-  const active = db.prepare(`SELECT * FROM consents WHERE subject = ? AND client_id = ? AND redirect_uri = ? AND resource = ?
-    AND revoked_at IS NULL`);
-  const insert = db.prepare(`INSERT INTO consents (subject, client_id, redirect_uri, resource, scopes, upstream_scopes, granted_at, expires_at, grant_id, browser_hash)
-    VALUES (@subject, @clientId, @redirectUri, @resource, @scopes, @upstreamScopes, @grantedAt, @expiresAt, @grantId, @browserHash)`);
-  const byGrant = db.prepare('SELECT * FROM consents WHERE grant_id = ?');
-  const byId = db.prepare('SELECT * FROM consents WHERE id = ?');
-  const revoke = db.prepare('UPDATE consents SET revoked_at = ?, revoked_reason = ? WHERE grant_id = ? AND revoked_at IS NULL');
-  const activeByClient = db.prepare('SELECT * FROM consents WHERE client_id = ? AND revoked_at IS NULL');
-  const touch = db.prepare('UPDATE consents SET last_used_at = ? WHERE grant_id = ?');
-  const isActive = db.prepare('SELECT expires_at FROM consents WHERE grant_id = ? AND revoked_at IS NULL');
+/**
+ * "Active" in SQL, for one `?` parameter (now, ms): the rule of src/consent/status.ts
+ * (`consentStatus(c, now) === 'active'`); test/unit/consent-status.test.ts keeps the two equal.
+ */
+export const LIVE_CONSENT_SQL = 'revoked_at IS NULL AND expires_at > ?';
 
+export interface ConsentLifetime {
+  revoked_at: number | null;
+  expires_at: number;
+}
+
+function prepareStatements(db: Db) {
   return {
-    /** The most recent consent for the key, active or not. */
-    latest(key: ConsentKey): Consent | undefined {
-      return latest.get(key.subject, key.clientId, key.redirectUri, key.resource) as Consent | undefined;
-    },
-    /** The unrevoked consent for the key (possibly expired). */
-    active(key: ConsentKey): Consent | undefined {
-      return active.get(key.subject, key.clientId, key.redirectUri, key.resource) as Consent | undefined;
-    },
-    insert(consent: NewConsent): Consent {
-      const { lastInsertRowid } = insert.run({
-        ...consent,
-        scopes: normaliseScopes(consent.scopes),
-        upstreamScopes: consent.upstreamScopes.join(' '),
-      });
-      return byId.get(lastInsertRowid) as Consent;
-    },
-    byGrant(grantId: string): Consent | undefined {
-      return byGrant.get(grantId) as Consent | undefined;
-    },
-    byId(id: number): Consent | undefined {
-      return byId.get(id) as Consent | undefined;
-    },
-    /** Mark revoked; true if it was active. */
-    revoke(grantId: string, reason: string, now = Date.now()): boolean {
-      return revoke.run(now, reason, grantId).changes === 1;
-    },
-    activeForClient(clientId: string): Consent[] {
-      return activeByClient.all(clientId) as Consent[];
-    },
-    /** Whether the grant's consent is unrevoked and unexpired (the gateway's per-request check). */
-    isLive(grantId: string, now = Date.now()): boolean {
-      const row = isActive.get(grantId) as { expires_at: number } | undefined;
-      return row !== undefined && row.expires_at > now;
-    },
-    /** Newest first (admin pages, /account, CLI). */
-    list(filter: ConsentListFilter = {}, now = Date.now()): Consent[] {
-      const where: string[] = [];
-      const params: unknown[] = [];
-      if (filter.subject) {
-        where.push('subject = ?');
-        params.push(filter.subject);
-      }
-      if (filter.clientId) {
-        where.push('client_id = ?');
-        params.push(filter.clientId);
-      }
-      if (filter.active) {
-        where.push('revoked_at IS NULL AND expires_at > ?');
-        params.push(now);
-      }
-      const sql = `SELECT * FROM consents ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ? OFFSET ?`;
-      return db.prepare(sql).all(...params, filter.limit ?? 100, filter.offset ?? 0) as Consent[];
-    },
-    countActive(now = Date.now()): number {
-      return (db.prepare('SELECT count(*) AS n FROM consents WHERE revoked_at IS NULL AND expires_at > ?').get(now) as { n: number }).n;
-    },
-    /** When the grant's consent expires (ms), or 0 when it is revoked or unknown. */
-    liveUntil(grantId: string): number {
-      return (isActive.get(grantId) as { expires_at: number } | undefined)?.expires_at ?? 0;
-    },
-    touch(grantId: string, now = Date.now()): void {
-      touch.run(now, grantId);
-    },
+    latest: db.prepare(`SELECT * FROM consents WHERE subject = ? AND client_id = ? AND redirect_uri = ? AND resource = ?
+    ORDER BY id DESC LIMIT 1`),
+    unrevoked: db.prepare(`SELECT * FROM consents WHERE subject = ? AND client_id = ? AND redirect_uri = ? AND resource = ?
+    AND revoked_at IS NULL`),
+    insert: db.prepare(`INSERT INTO consents (subject, client_id, redirect_uri, resource, scopes, upstream_scopes, granted_at, expires_at, grant_id, browser_hash)
+    VALUES (@subject, @clientId, @redirectUri, @resource, @scopes, @upstreamScopes, @grantedAt, @expiresAt, @grantId, @browserHash)`),
+    byGrant: db.prepare('SELECT * FROM consents WHERE grant_id = ?'),
+    byId: db.prepare('SELECT * FROM consents WHERE id = ?'),
+    revoke: db.prepare('UPDATE consents SET revoked_at = ?, revoked_reason = ? WHERE grant_id = ? AND revoked_at IS NULL'),
+    unrevokedByClient: db.prepare('SELECT * FROM consents WHERE client_id = ? AND revoked_at IS NULL'),
+    touch: db.prepare('UPDATE consents SET last_used_at = ? WHERE grant_id = ?'),
+    lifetime: db.prepare('SELECT revoked_at, expires_at FROM consents WHERE grant_id = ?'),
   };
 }
 
-export type ConsentStore = ReturnType<typeof createConsentStore>;
+/** The consents table's reads and writes; the statements are prepared once, in the constructor. */
+export class ConsentStore {
+  private readonly stmt: ReturnType<typeof prepareStatements>;
+
+  constructor(private readonly db: Db) {
+    this.stmt = prepareStatements(db);
+  }
+
+  /** The most recent consent for the key, active or not. */
+  latest(key: ConsentKey): Consent | undefined {
+    return this.stmt.latest.get(key.subject, key.clientId, key.redirectUri, key.resource) as Consent | undefined;
+  }
+
+  /** The unrevoked consent for the key, expired or not (at most one: a newer approval supersedes it). */
+  unrevoked(key: ConsentKey): Consent | undefined {
+    return this.stmt.unrevoked.get(key.subject, key.clientId, key.redirectUri, key.resource) as Consent | undefined;
+  }
+
+  insert(consent: NewConsent): Consent {
+    const { lastInsertRowid } = this.stmt.insert.run({
+      ...consent,
+      scopes: normaliseScopes(consent.scopes),
+      upstreamScopes: consent.upstreamScopes.join(' '),
+    });
+    return this.stmt.byId.get(lastInsertRowid) as Consent;
+  }
+
+  byGrant(grantId: string): Consent | undefined {
+    return this.stmt.byGrant.get(grantId) as Consent | undefined;
+  }
+
+  byId(id: number): Consent | undefined {
+    return this.stmt.byId.get(id) as Consent | undefined;
+  }
+
+  /** Mark revoked; true if it was active. */
+  revoke(grantId: string, reason: string, now = Date.now()): boolean {
+    return this.stmt.revoke.run(now, reason, grantId).changes === 1;
+  }
+
+  /** Every unrevoked consent of a client, expired or not (disable, delete, idle expiry revoke them all). */
+  unrevokedForClient(clientId: string): Consent[] {
+    return this.stmt.unrevokedByClient.all(clientId) as Consent[];
+  }
+
+  /** Newest first (admin pages, /account, CLI). */
+  list(filter: ConsentListFilter = {}, now = Date.now()): Consent[] {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.subject) {
+      where.push('subject = ?');
+      params.push(filter.subject);
+    }
+    if (filter.clientId) {
+      where.push('client_id = ?');
+      params.push(filter.clientId);
+    }
+    if (filter.status === 'active') {
+      where.push(LIVE_CONSENT_SQL);
+      params.push(now);
+    }
+    const sql = `SELECT * FROM consents ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ? OFFSET ?`;
+    return this.db.prepare(sql).all(...params, filter.limit ?? 100, filter.offset ?? 0) as Consent[];
+  }
+
+  countActive(now = Date.now()): number {
+    return (this.db.prepare(`SELECT count(*) AS n FROM consents WHERE ${LIVE_CONSENT_SQL}`).get(now) as { n: number }).n;
+  }
+
+  /** The grant's consent's revocation and expiry (the gateway decides with src/consent/status.ts). */
+  lifetime(grantId: string): ConsentLifetime | undefined {
+    return this.stmt.lifetime.get(grantId) as ConsentLifetime | undefined;
+  }
+
+  touch(grantId: string, now = Date.now()): void {
+    this.stmt.touch.run(now, grantId);
+  }
+}
+
+export function createConsentStore(db: Db): ConsentStore {
+  return new ConsentStore(db);
+}

@@ -22,3 +22,5 @@ export function createSealedSecretStore(db: Db, keys: KeyRing) {
     put,
   };
 }
+
+export type SealedSecretStore = ReturnType<typeof createSealedSecretStore>;

@@ -49,9 +49,7 @@ export function createUpstreamTokenStore(db: Db, keys: KeyRing) {
       };
     },
     get(grantId: string): (UpstreamTokenSet & { subject: string }) | undefined {
-      const row = get.get(grantId) as
-        | { subject: string; sealed_access: string; sealed_refresh: string | null; expires_at: number | null; scopes: string | null }
-        | undefined;
+      const row = get.get(grantId) as { subject: string; sealed_access: string; sealed_refresh: string | null; expires_at: number | null; scopes: string | null } | undefined;
       if (!row) return undefined;
       return {
         subject: row.subject,

@@ -33,9 +33,7 @@ export interface SignInTransaction extends TransactionSecrets {
 
 export type UpstreamTransaction = AuthorizeTransaction | SignInTransaction;
 
-export type ConsumeResult =
-  | { ok: true; transaction: UpstreamTransaction }
-  | { ok: false; reason: 'unknown_state' | 'replayed' | 'expired' };
+export type ConsumeResult = { ok: true; transaction: UpstreamTransaction } | { ok: false; reason: 'unknown_state' | 'replayed' | 'expired' };
 
 export function createUpstreamTransactionStore(db: Db, keys: KeyRing) {
   const insert = db.prepare(`INSERT INTO upstream_transactions (state_hash, sealed, client_id, created_at, expires_at)
@@ -49,7 +47,13 @@ export function createUpstreamTransactionStore(db: Db, keys: KeyRing) {
   return {
     create(state: string, tx: UpstreamTransaction, ttlSeconds: number, now = Date.now()): void {
       const stateHash = sha256(state);
-      insert.run(stateHash, keys.seal(JSON.stringify(tx), context(stateHash)), tx.purpose === 'admin' || tx.purpose === 'account' ? `(${tx.purpose} sign-in)` : (tx as AuthorizeTransaction).clientId, now, now + ttlSeconds * 1000);
+      insert.run(
+        stateHash,
+        keys.seal(JSON.stringify(tx), context(stateHash)),
+        tx.purpose === 'admin' || tx.purpose === 'account' ? `(${tx.purpose} sign-in)` : (tx as AuthorizeTransaction).clientId,
+        now,
+        now + ttlSeconds * 1000,
+      );
     },
     consume(state: string, now = Date.now()): ConsumeResult {
       const stateHash = sha256(state);

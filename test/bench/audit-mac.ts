@@ -18,7 +18,7 @@ import { pino } from 'pino';
 import { openDatabase } from '../../src/db/open.js';
 import { migrate } from '../../src/db/migrate.js';
 import { createAuditLogStore, type NewAuditRow } from '../../src/store/audit-log.js';
-import { rowHash, rowMac } from '../../src/audit/chain.js';
+import { rowHash, rowMac } from '../../src/store/audit-chain.js';
 import { createCheckpointWriter } from '../../src/audit/checkpoint.js';
 import { Audit } from '../../src/audit/audit.js';
 import { KeyRing } from '../../src/crypto/keys.js';

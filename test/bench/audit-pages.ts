@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { openDatabase } from '../../src/db/open.js';
 import { migrate } from '../../src/db/migrate.js';
 import { createAuditLogStore, type NewAuditRow, type AuditFilter } from '../../src/store/audit-log.js';
-import { AUDIT_PAGE_SIZE } from '../../src/admin/pages.js';
+import { PAGE_SIZE as AUDIT_PAGE_SIZE } from '../../src/admin/context.js';
 import { KeyRing } from '../../src/crypto/keys.js';
 
 const ROWS = Number(process.env.BENCH_AUDIT_ROWS ?? 1_000_000);

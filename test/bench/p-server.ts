@@ -37,7 +37,7 @@ async function seed(prefix: string): Promise<Seeded[]> {
 }
 const tokens = await seed('bench');
 const ablatedTokens = await seed('ablated');
-const ablatedGrants = new Set(ablatedTokens.map((t) => runtime.stores.consents.activeForClient(t.clientId)[0]?.grant_id as string));
+const ablatedGrants = new Set(ablatedTokens.map((t) => runtime.stores.consents.unrevokedForClient(t.clientId)[0]?.grant_id as string));
 for (const consent of runtime.db.prepare('SELECT grant_id, subject FROM consents').all() as { grant_id: string; subject: string }[]) {
   runtime.stores.upstreamTokens.save(consent.grant_id, consent.subject, {
     accessToken: 'upstream-bench-token',

@@ -19,6 +19,7 @@ import {
 } from '@modelcontextprotocol/client';
 import { auditEvents, rows } from '../helpers/app.js';
 import { Browser, drive, startStack, type Stack } from '../helpers/stack.js';
+import { sha256 } from '../../src/crypto/keys.js';
 
 /** An in-memory provider as a host implements it (v2 interface); records the URL to open. */
 class V2Provider implements OAuthClientProvider {
@@ -100,7 +101,7 @@ describe('MCP SDK v2 client', () => {
     expect(result.callback.searchParams.get('state')).toBe(provider.lastState);
     await first.finishAuth(result.callback.searchParams);
     expect(provider.tokens()).toMatchObject({ token_type: 'Bearer' });
-    expect(stack.app.runtime.stores.models.findAccessToken(provider.tokens()?.access_token as string)).toMatchObject({ aud: mcpUrl.href, accountId: 'v2-alice', clientId });
+    expect(stack.app.runtime.stores.models.findAccessTokenByHash(sha256(provider.tokens()?.access_token as string))).toMatchObject({ aud: mcpUrl.href, accountId: 'v2-alice', clientId });
 
     const client = new Client({ name: 'e2e-v2', version: '1.0.0' });
     await client.connect(new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider }));
@@ -124,7 +125,7 @@ describe('MCP SDK v2 client', () => {
     expect(before?.refresh_token).toBeTruthy();
     expect(await auth(provider, { serverUrl: mcpUrl })).toBe('AUTHORIZED');
     expect(provider.tokens()?.refresh_token).not.toBe(before?.refresh_token);
-    expect(stack.app.runtime.stores.models.findAccessToken(provider.tokens()?.access_token as string)).toMatchObject({ aud: mcpUrl.href });
+    expect(stack.app.runtime.stores.models.findAccessTokenByHash(sha256(provider.tokens()?.access_token as string))).toMatchObject({ aud: mcpUrl.href });
   });
 
   it('refuses a callback without iss, or with another issuer, and redeems nothing (RFC 9207)', async () => {

@@ -72,7 +72,7 @@ describe('gateway › forwarding', () => {
     const { tokens, clientId } = await authorizeClient(stack, new Browser(), { login: 'revoke-me' });
     const sessionId = await openSession(mcpUrl, tokens.body.access_token);
     const before = stack.mcp.received.length;
-    const [consent] = stack.app.runtime.stores.consents.activeForClient(clientId);
+    const [consent] = stack.app.runtime.stores.consents.unrevokedForClient(clientId);
     stack.app.runtime.revocation.revokeGrant(consent?.grant_id as string, 'user');
     const after = await callTool(mcpUrl, tokens.body.access_token, sessionId, 'whoami');
     expect(after.status).toBe(401);
@@ -254,7 +254,7 @@ describe('gateway › R refusing U\'s token, clients hanging up', () => {
     const res = await fetch(`${stack.app.url}/api/r/ticking`, { headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' } });
     const reader = res.body!.getReader();
     expect(new TextDecoder().decode((await reader.read()).value)).toContain('event: ping');
-    for (const stream of stack.app.runtime.gateway.streams) stream.end(); // as src/cli/serve.ts does at shutdown
+    for (const stream of stack.app.runtime.gateway.streams) stream.end(); // as src/cli/commands/serve.ts does at shutdown
     // R keeps sending; the client's stream ends and the request to R is closed.
     for (let i = 0; i < 100_000; i++) if ((await reader.read()).done) break;
     const deadline = Date.now() + 5000;
@@ -282,7 +282,7 @@ describe('gateway › U token lifecycle', () => {
 
   async function session(login: string) {
     const { tokens, clientId } = await authorizeClient(stack, new Browser(), { login });
-    const [consent] = stack.app.runtime.stores.consents.activeForClient(clientId);
+    const [consent] = stack.app.runtime.stores.consents.unrevokedForClient(clientId);
     const sessionId = await openSession(`${stack.app.url}/mcp`, tokens.body.access_token);
     return { token: tokens.body.access_token as string, grantId: consent?.grant_id as string, sessionId, clientId };
   }

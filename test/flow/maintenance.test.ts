@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { auditEvents, registerClient, rows, startTestApp, type TestApp } from '../helpers/app.js';
-import { runMaintenance } from '../../src/maintenance.js';
+import { runMaintenance } from '../../src/runtime/maintenance.js';
 
 let app: TestApp;
 beforeAll(async () => {

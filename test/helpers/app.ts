@@ -12,7 +12,7 @@ import { Writable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { loadConfig, type Config } from '../../src/config/load.js';
-import { answerClientError, createRuntime, type Runtime } from '../../src/server.js';
+import { answerClientError, createRuntime, type Runtime } from '../../src/runtime/server.js';
 import { REDACT_PATHS } from '../../src/log/logger.js';
 
 export interface TestApp {

@@ -9,9 +9,9 @@ import { randomBytes } from 'node:crypto';
 import { openDatabase } from '../../src/db/open.js';
 import { migrate } from '../../src/db/migrate.js';
 import { createAuditLogStore } from '../../src/store/audit-log.js';
-import { Audit, GROUP_COMMIT_ROWS, maskDetails } from '../../src/audit/audit.js';
+import { Audit, GROUP_COMMIT_ROWS, maskedCanonicalJson } from '../../src/audit/audit.js';
 import { verifyChain } from '../../src/audit/verify.js';
-import { GENESIS_HASH } from '../../src/audit/chain.js';
+import { GENESIS_HASH } from '../../src/store/audit-chain.js';
 import { KeyRing } from '../../src/crypto/keys.js';
 
 const ring = new KeyRing(randomBytes(32));
@@ -34,8 +34,8 @@ describe('audit log', () => {
     expect(a.prev_hash).toBe(GENESIS_HASH);
     expect(b.prev_hash).toBe(a.hash);
     expect(b.outcome).toBe('deny');
-    expect(b.key_id).toBe(ring.kid);
-    expect(verifyChain(store, { keys })).toEqual({ ok: true, rows: 2, tipSeq: 2, tipHash: b.hash, legacyRows: 0, keyedFrom: 1, keyIds: [ring.kid], checkpointFile: null, checkpoint: null, warnings: [] });
+    expect(b.key_id).toBe(ring.auditKey.kid);
+    expect(verifyChain(store, { keys })).toEqual({ ok: true, rows: 2, tipSeq: 2, tipHash: b.hash, legacyRows: 0, keyedFrom: 1, keyIds: [ring.auditKey.kid], checkpointFile: null, checkpoint: null, warnings: [] });
   });
 
   it('refuses UPDATE and DELETE at the database', () => {
@@ -70,7 +70,7 @@ describe('audit log', () => {
   });
 
   it('masks credential-like details at the insertion boundary', () => {
-    expect(maskDetails({ access_token: 'at', nested: { refresh_token: 'rt', client_secret: 's', code: 'c', state: 'st', scope: 'mcp:tools' }, list: [{ code_verifier: 'v' }] })).toEqual({
+    expect(JSON.parse(maskedCanonicalJson({ access_token: 'at', nested: { refresh_token: 'rt', client_secret: 's', code: 'c', state: 'st', scope: 'mcp:tools' }, list: [{ code_verifier: 'v' }] }))).toEqual({
       access_token: '[masked]',
       nested: { refresh_token: '[masked]', client_secret: '[masked]', code: '[masked]', state: '[masked]', scope: 'mcp:tools' },
       list: [{ code_verifier: '[masked]' }],

@@ -40,7 +40,7 @@ function newDir(): string {
 }
 
 const OTHER_SECRET_KEY = randomBytes(32).toString('base64');
-const kidOf = (secret: string) => new KeyRing(Buffer.from(secret, 'base64')).kid;
+const kidOf = (secret: string) => new KeyRing(Buffer.from(secret, 'base64')).auditKey.kid;
 
 const DECISIONS: AuditEntry[] = [
   { event: 'registration.accepted', clientId: 'c-1' },
@@ -346,7 +346,7 @@ describe('audit log: the database refuses every statement form that would change
   it.each(cases)('%s', (_name, statement) => {
     const db = seeded();
     const before = allRows(db);
-    const sql = statement(hasKeyId(db) ? { col: ', key_id', val: `, '${ring.kid}'` } : { col: '', val: '' });
+    const sql = statement(hasKeyId(db) ? { col: ', key_id', val: `, '${ring.auditKey.kid}'` } : { col: '', val: '' });
     expect(() => db.exec(sql)).toThrow(/audit_log is append-only/);
     expect(allRows(db)).toEqual(before);
     db.close();

@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditEvents, registerClient, rows } from '../helpers/app.js';
 import { Browser, buildAuthorization, isConsentPage, startStack, type Stack } from '../helpers/stack.js';
-import { lookalikeOf } from '../../src/flow/lookalike.js';
+import { lookalikeOf } from '../../src/oauth/lookalike.js';
 
 let stack: Stack;
 beforeAll(async () => {

@@ -7,7 +7,7 @@
  * an upstream login (a transaction row and an audit row each) like Approve does, had no budget at
  * all: a browser holding its own page token could start logins without limit. They now count
  * against RATE_LIMIT_AUTHORIZE — but only a POST that carries the page's token, so forged POSTs
- * (refused, src/flow/sign-in.ts) cannot use up the budget of the address's real users.
+ * (refused, src/session/sign-in.ts) cannot use up the budget of the address's real users.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rows } from '../helpers/app.js';

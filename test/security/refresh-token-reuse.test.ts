@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditEvents, registerClient, rows } from '../helpers/app.js';
 import { Browser, authorizeClient, refresh, startStack, type Stack } from '../helpers/stack.js';
+import { sha256 } from '../../src/crypto/keys.js';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -40,7 +41,7 @@ describe('AT-16 refresh-token reuse', () => {
     const thief = await refresh(stack.app, clientId, rt1);
     expect(thief).toMatchObject({ status: 400, body: { error: 'invalid_grant' } });
     expect(await refresh(stack.app, clientId, legit.body.refresh_token)).toMatchObject({ status: 400, body: { error: 'invalid_grant' } });
-    expect(stack.app.runtime.stores.models.findAccessToken(legit.body.access_token)).toBeUndefined();
+    expect(stack.app.runtime.stores.models.findAccessTokenByHash(sha256(legit.body.access_token))).toBeUndefined();
     expectGrantRevoked(grantId);
   });
 

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditEvents, rows } from '../helpers/app.js';
 import { Browser, buildAuthorization, drive, redeem, refresh, startStack, type Stack } from '../helpers/stack.js';
 import { registerClient } from '../helpers/app.js';
+import { sha256 } from '../../src/crypto/keys.js';
 
 let stack: Stack;
 let mcpResource: string;
@@ -50,7 +51,7 @@ describe("/token with resource = another of P's resources burns the code or refr
 
     const right = await redeem(stack.app, clientId, code, verifier, redirectUri, { resource: mcpResource });
     expect(right.status).toBe(200);
-    expect(stack.app.runtime.stores.models.findAccessToken(right.body.access_token)?.aud).toBe(mcpResource);
+    expect(stack.app.runtime.stores.models.findAccessTokenByHash(sha256(right.body.access_token))?.aud).toBe(mcpResource);
     expectGrantIntact(grantId);
   });
 
@@ -59,7 +60,7 @@ describe("/token with resource = another of P's resources burns the code or refr
     expect(await redeem(stack.app, clientId, code, verifier, redirectUri, { resource: mcpResource })).toMatchObject({ status: 400, body: { error: 'invalid_target' } });
     const right = await redeem(stack.app, clientId, code, verifier, redirectUri, { resource: apiResource });
     expect(right.status).toBe(200);
-    expect(stack.app.runtime.stores.models.findAccessToken(right.body.access_token)?.aud).toBe(apiResource);
+    expect(stack.app.runtime.stores.models.findAccessTokenByHash(sha256(right.body.access_token))?.aud).toBe(apiResource);
     expectGrantIntact(grantId);
   });
 
@@ -73,11 +74,11 @@ describe("/token with resource = another of P's resources burns the code or refr
     expect(wrong).toMatchObject({ status: 400, body: { error: 'invalid_target' } });
     expect(wrong.body).not.toHaveProperty('access_token');
     expect(consumed('RefreshToken')).toBe(before); // not rotated
-    expect(stack.app.runtime.stores.models.findAccessToken(tokens.body.access_token)).toBeDefined();
+    expect(stack.app.runtime.stores.models.findAccessTokenByHash(sha256(tokens.body.access_token))).toBeDefined();
 
     const right = await refresh(stack.app, clientId, rt, { resource: mcpResource });
     expect(right.status).toBe(200);
-    expect(stack.app.runtime.stores.models.findAccessToken(right.body.access_token)?.aud).toBe(mcpResource);
+    expect(stack.app.runtime.stores.models.findAccessTokenByHash(sha256(right.body.access_token))?.aud).toBe(mcpResource);
     expect((await refresh(stack.app, clientId, right.body.refresh_token)).status).toBe(200);
     expectGrantIntact(grantId);
   });

@@ -102,7 +102,7 @@ beforeAll(async () => {
 
   // Give both grants U tokens in standard base64 (U's own are base64url JWTs).
   const far = Date.now() + 3600_000;
-  const grantOf = (clientId: string) => runtime.stores.consents.activeForClient(clientId)[0]?.grant_id as string;
+  const grantOf = (clientId: string) => runtime.stores.consents.unrevokedForClient(clientId)[0]?.grant_id as string;
   runtime.stores.upstreamTokens.save(grantOf(mcp.clientId), 'leaky', { accessToken: MCP_AT, refreshToken: MCP_RT, expiresAt: far });
   runtime.stores.upstreamTokens.save(grantOf(client.client_id), 'leaky', { accessToken: API_AT, refreshToken: API_RT, expiresAt: far });
 });

@@ -10,7 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase } from '../../src/db/open.js';
 import { migrate } from '../../src/db/migrate.js';
-import { createGeneration, createGenerationCache } from '../../src/gateway/cache.js';
+import { createGenerationCache } from '../../src/gateway/cache.js';
+import { createGenerationStore } from '../../src/store/gateway-generation.js';
+
+const createGeneration = (db: Parameters<typeof createGenerationStore>[0]) => {
+  const store = createGenerationStore(db);
+  return () => store.current();
+};
 
 function database() {
   const path = join(mkdtempSync(join(tmpdir(), 'gen-')), 'g.db');

@@ -27,8 +27,8 @@ describe('store › oidc-models', () => {
     expect(dump(db)).not.toContain(value);
     expect(db.prepare('SELECT key, grant_id FROM oidc_models').get()).toEqual({ key: sha256(value), grant_id: 'g1' });
     expect(store.find('AccessToken', value)).toEqual({ jti: value, grantId: 'g1', accountId: 'alice', scope: 'mcp:tools' });
-    expect(store.findAccessToken(value)).toMatchObject({ grantId: 'g1', accountId: 'alice' });
-    expect(store.findAccessToken('other')).toBeUndefined();
+    expect(store.findAccessTokenByHash(sha256(value))).toMatchObject({ grantId: 'g1', accountId: 'alice' });
+    expect(store.findAccessTokenByHash(sha256('other'))).toBeUndefined();
   });
 
   it('seals sessions and interactions whole and still finds sessions by uid', () => {

@@ -10,6 +10,7 @@
  */
 import type { Request, Response } from 'express';
 import type { Config } from '../config/load.js';
+import { resourceMetadataUrl as metadataUrlOf } from '../config/urls.js';
 
 export function protectedResourceMetadata(config: Readonly<Config>, resource = config.urls.mcpResource) {
   const { urls } = config;
@@ -25,7 +26,7 @@ export function protectedResourceMetadata(config: Readonly<Config>, resource = c
 
 /** RFC 9728 §3.1: the well-known URL of a resource's metadata (path-inserted). */
 export function resourceMetadataUrl(config: Readonly<Config>, resource: string): string {
-  return `${config.urls.origin}/.well-known/oauth-protected-resource${new URL(resource).pathname}`;
+  return metadataUrlOf(config.urls.origin, resource);
 }
 
 /** Paths (at the origin root) answering with a PRM document, and the resource each describes. */

@@ -3,10 +3,10 @@
  * SIGTERM/SIGINT (stop accepting, finish in-flight requests, flush the audit log, close the
  * database).
  */
-import { ConfigError, loadConfig, type Config } from '../config/load.js';
-import { bridgeProviderConsole, createLogger } from '../log/logger.js';
-import type { Io } from './index.js';
-import type { Runtime } from '../server.js';
+import { ConfigError, loadConfig, type Config } from '../../config/load.js';
+import { bridgeProviderConsole, createLogger } from '../../log/logger.js';
+import type { Io } from '../command.js';
+import { createRuntime, listen, type RunningServer, type Runtime } from '../../runtime/server.js';
 
 /** Backoff between attempts to reach the upstream at start: 1 s, 2 s, 4 s … at most 30 s. */
 export const UPSTREAM_RETRY_MAX_MS = 30_000;
@@ -51,9 +51,7 @@ export function startupBanner(config: Readonly<Config>, listening: string): stri
       '  ======================== DEMO MODE ========================',
       '  No upstream is configured (or DEMO=true), so this DEMO runs an embedded identity',
       '  provider: any user name signs in, no password, and "admin" opens /admin.',
-      config.mcpUpstreamUrl
-        ? `  /mcp forwards to MCP_UPSTREAM_URL (${config.mcpUpstreamUrl.href}) with DEMO tokens.`
-        : '  /mcp reaches a DEMO MCP server (tools: whoami, echo, countdown).',
+      config.mcpUpstreamUrl ? `  /mcp forwards to MCP_UPSTREAM_URL (${config.mcpUpstreamUrl.href}) with DEMO tokens.` : '  /mcp reaches a DEMO MCP server (tools: whoami, echo, countdown).',
       '  Not for real accounts. See README "Deploy" to front GitHub.',
       '  ============================================================',
     );
@@ -73,44 +71,24 @@ export function startupBanner(config: Readonly<Config>, listening: string): stri
 /** In-flight requests get this long to finish after SIGTERM. */
 export const SHUTDOWN_GRACE_MS = 10_000;
 
-export async function serve(io: Io): Promise<number> {
-  let config;
+/** Listen, or say in one sentence why the port cannot be used (undefined: exit 1). */
+async function listenOrExplain(runtime: Runtime, io: Io): Promise<RunningServer | undefined> {
+  const { config } = runtime;
   try {
-    config = loadConfig(io.env);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      io.err(err.message);
-      return 1;
-    }
-    throw err;
-  }
-  const log = createLogger(config.logLevel);
-  bridgeProviderConsole(log);
-  const { createRuntime, listen } = await import('../server.js');
-  const runtime = await createRuntime(config, { log });
-
-  let running;
-  try {
-    running = await listen(runtime);
+    return await listen(runtime);
   } catch (err) {
     runtime.dispose();
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EADDRINUSE') {
-      io.err(`port ${config.port} on ${config.host} is already in use; stop the other process or set PORT to a free port`);
-      return 1;
-    }
-    if (code === 'EACCES') {
-      io.err(`not allowed to listen on ${config.host}:${config.port}; choose a port above 1023 or another HOST`);
-      return 1;
-    }
-    throw err;
+    if (code === 'EADDRINUSE') io.err(`port ${config.port} on ${config.host} is already in use; stop the other process or set PORT to a free port`);
+    else if (code === 'EACCES') io.err(`not allowed to listen on ${config.host}:${config.port}; choose a port above 1023 or another HOST`);
+    else throw err;
+    return undefined;
   }
+}
 
-  runtime.audit.record({ event: 'system.started', details: { issuer: config.urls.issuer, demo: config.demo } });
-  const stopWatching = watchUpstream(runtime, io);
-  log.info({ listening: running.url, issuer: config.urls.issuer, mcp: config.urls.mcpResource }, 'mcp-consent-proxy ready');
-  io.out(startupBanner(config, running.url));
-
+/** On SIGTERM/SIGINT: stop accepting, end server-sent streams, finish in-flight requests, flush, close. */
+function untilStopped(runtime: Runtime, running: RunningServer, stopWatching: () => void): Promise<number> {
+  const { log } = runtime;
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = async (signal: string) => {
@@ -134,4 +112,27 @@ export async function serve(io: Io): Promise<number> {
     process.once('SIGTERM', () => void stop('SIGTERM'));
     process.once('SIGINT', () => void stop('SIGINT'));
   });
+}
+
+export async function serve(io: Io): Promise<number> {
+  let config;
+  try {
+    config = loadConfig(io.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      io.err(err.message);
+      return 1;
+    }
+    throw err;
+  }
+  const log = createLogger(config.logLevel);
+  bridgeProviderConsole(log);
+  const runtime = await createRuntime(config, { log });
+  const running = await listenOrExplain(runtime, io);
+  if (!running) return 1;
+  runtime.audit.record({ event: 'system.started', details: { issuer: config.urls.issuer, demo: config.demo } });
+  const stopWatching = watchUpstream(runtime, io);
+  log.info({ listening: running.url, issuer: config.urls.issuer, mcp: config.urls.mcpResource }, 'mcp-consent-proxy ready');
+  io.out(startupBanner(config, running.url));
+  return untilStopped(runtime, running, stopWatching);
 }

@@ -3,15 +3,15 @@
  * - expired codes, tokens, sessions and interactions are deleted from oidc_models;
  * - dynamically registered clients unused for CLIENT_IDLE_TTL are deleted (REG-11), audited as
  *   client.expired;
- * - the purges other modules contribute (`extraPurges`, wired in src/server.ts): expired upstream
+ * - the purges other modules contribute (`extraPurges`, wired in src/runtime/server.ts): expired upstream
  *   transactions, browser and admin sessions, and MCP session bindings unused for 24 hours
  *   (src/gateway/sessions.ts, MCP_SESSION_IDLE_MS).
  * Audit rows are never deleted by the application.
  */
 import type { Logger } from 'pino';
-import type { Audit } from './audit/audit.js';
-import type { ClientsMetaStore } from './store/clients-meta.js';
-import type { OidcModelStore } from './store/oidc-models.js';
+import type { Audit } from '../audit/audit.js';
+import type { ClientsMetaStore } from '../store/clients-meta.js';
+import type { OidcModelStore } from '../store/oidc-models.js';
 
 /** How often housekeeping runs. */
 export const MAINTENANCE_INTERVAL_MS = 10 * 60_000;

@@ -1,6 +1,6 @@
 /**
  * AT-17 / REG-10: a self-registered client can call itself "Claude" — or "Сlaude", with a
- * Cyrillic С. The consent page warns (src/flow/3-consent.ts, views/consent.eta):
+ * Cyrillic С. The consent page warns (src/flow/4-consent.ts, views/consent.eta):
  * - when the name resembles a well-known MCP client while one of its redirect hosts is not that
  *   client's. Names are compared on their UTS #39 §4 confusable skeleton (confusables.txt through
  *   the `unhomoglyph` package, after NFKD and case folding, so fullwidth, mathematical, Cyrillic
@@ -14,7 +14,7 @@
  *   Korean is allowed (the "highly restrictive" level of UTS #39 §5.2), and a multilingual name
  *   with one script per word gets no warning.
  * Invisible, format and bidi characters never get this far: registration refuses them
- * (src/flow/1-register.ts `checkDisplayText`).
+ * (src/oauth/display-text.ts `checkDisplayText`).
  */
 import unhomoglyph from 'unhomoglyph';
 

@@ -42,7 +42,9 @@ type ChainedFields = Omit<AuditRow, 'prev_hash' | 'hash' | 'key_id'>;
 
 function canonical(row: ChainedFields, kid?: string): string {
   const { seq, ts, event, outcome, reason, subject, client_id, ip, request_id, details } = row;
-  return JSON.stringify(kid === undefined ? [seq, ts, event, outcome, reason, subject, client_id, ip, request_id, details] : [seq, ts, event, outcome, reason, subject, client_id, ip, request_id, details, kid]);
+  return JSON.stringify(
+    kid === undefined ? [seq, ts, event, outcome, reason, subject, client_id, ip, request_id, details] : [seq, ts, event, outcome, reason, subject, client_id, ip, request_id, details, kid],
+  );
 }
 
 /** Legacy link (rows from before migration 0011): plain SHA-256, anyone can recompute it. */
@@ -52,5 +54,7 @@ export function rowHash(prevHash: string, row: ChainedFields): string {
 
 /** Keyed link: HMAC-SHA-256 under the audit key `kid` (one HMAC per row). */
 export function rowMac(key: AuditKey, prevHash: string, row: ChainedFields): string {
-  return createHmac('sha256', key.key).update(`${prevHash}\n${canonical(row, key.kid)}`).digest('hex');
+  return createHmac('sha256', key.key)
+    .update(`${prevHash}\n${canonical(row, key.kid)}`)
+    .digest('hex');
 }

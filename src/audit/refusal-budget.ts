@@ -5,8 +5,8 @@
  * - It is consulted only where a request is refused anyway: at the gateway for no, malformed,
  *   unknown, expired or otherwise invalid tokens and for a foreign `Origin` without a valid token
  *   (src/flow/8-gateway.ts), at /admin for a request without an admin session or a signed-in
- *   user (src/admin/pages.ts), at the sign-in buttons of /admin/login and /account/login for a
- *   POST without this browser's token (src/flow/sign-in.ts), and at /account for a POST with
+ *   user (src/admin/guard.ts), at the sign-in buttons of /admin/login and /account/login for a
+ *   POST without this browser's token (src/session/sign-in.ts), and at /account for a POST with
  *   nobody signed in (src/account/pages.ts). A request with a valid token or session never counts
  *   and is never refused by it; the gateway's path for valid tokens does not call it.
  * - Every refusal counts against the client address's budget (one budget for /mcp, the API

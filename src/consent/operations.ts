@@ -12,7 +12,7 @@ import type { AuditEvent } from '../audit/events.js';
 import type { ClientsMetaStore } from '../store/clients-meta.js';
 import type { Consent, ConsentStore } from '../store/consents.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
-import type { Revocation } from '../flow/revocation.js';
+import type { Revocation } from './revocation.js';
 
 export type Actor = 'admin' | 'cli' | 'account';
 
