@@ -153,6 +153,16 @@ export class PgSql implements Sql {
     return (await this.#query(sql, params)).rows[0] as T | undefined;
   }
 
+  /** Always a round trip: a promise. */
+  oneNow<T>(sql: string, params: readonly unknown[] = []): Promise<T | undefined> {
+    return this.one<T>(sql, params);
+  }
+
+  inTransaction(): boolean {
+    const tx = this.#context.getStore();
+    return tx !== undefined && !tx.closing;
+  }
+
   async all<T>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
     return (await this.#query(sql, params)).rows as T[];
   }

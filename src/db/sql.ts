@@ -69,10 +69,24 @@ import { createHash } from 'node:crypto';
 
 export type Engine = 'sqlite' | 'postgres';
 
+/** A value now, or later: what an engine that may answer synchronously returns (oneNow). */
+export type Maybe<T> = T | Promise<T>;
+
+/** `next(value)`, at once when `value` is already there, else when it arrives (no microtask spent on a ready value). */
+export function after<T, R>(value: Maybe<T>, next: (value: T) => Maybe<R>): Maybe<R> {
+  return value instanceof Promise ? value.then(next) : next(value);
+}
+
 export interface Sql {
   readonly engine: Engine;
   /** first row or undefined */
   one<T>(sql: string, params?: readonly unknown[]): Promise<T | undefined>;
+  /**
+   * `one`, answered synchronously when the engine can (SQLite, while no transaction of another
+   * async context holds the connection), else as a promise (PostgreSQL always). For the
+   * gateway's per-request reads: every await on the hot path costs a turn of the microtask queue.
+   */
+  oneNow<T>(sql: string, params?: readonly unknown[]): Maybe<T | undefined>;
   all<T>(sql: string, params?: readonly unknown[]): Promise<T[]>;
   run(sql: string, params?: readonly unknown[]): Promise<{ changes: number }>;
   /**
@@ -82,6 +96,8 @@ export interface Sql {
    * see the module comment).
    */
   transaction<T>(fn: () => Promise<T>): Promise<T>;
+  /** Whether the calling async context runs inside transaction() (then nothing it writes is committed yet). */
+  inTransaction(): boolean;
   /**
    * Inside a transaction: serialize with every other holder of `name` until commit (PostgreSQL
    * pg_advisory_xact_lock on a stable 64-bit hash of name; SQLite: a no-op, as BEGIN IMMEDIATE

@@ -20,7 +20,10 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type Database from 'better-sqlite3';
 import { openDatabase, type Db, type OpenOptions } from './open.js';
-import { BoundedCache, checkParams, lockOutsideTransaction, TransactionAbortedError, type Sql } from './sql.js';
+import { BoundedCache, checkParams, lockOutsideTransaction, TransactionAbortedError, type Maybe, type Sql } from './sql.js';
+
+/** oneSync's answer while another context's transaction holds the connection. */
+export const NOT_NOW: unique symbol = Symbol('not now');
 
 /** Distinct SQL texts kept prepared; stores use a few dozen, dynamic filters a few hundred. */
 const STATEMENT_CACHE_MAX = 1000;
@@ -88,6 +91,25 @@ export class SqliteSql implements Sql {
   async one<T>(sql: string, params: readonly unknown[] = []): Promise<T | undefined> {
     while (!this.#ready()) await this.#turn;
     return this.#exec(sql, params, (s) => s.get(...params) as T | undefined);
+  }
+
+  /**
+   * `one` at once, or NOT_NOW while a transaction of another async context holds the connection
+   * (the statement would join it). Outside that case it is exactly what `one` does, minus the
+   * promise.
+   */
+  oneSync<T>(sql: string, params: readonly unknown[] = []): T | undefined | typeof NOT_NOW {
+    if (!this.#ready()) return NOT_NOW;
+    return this.#exec(sql, params, (s) => s.get(...params) as T | undefined);
+  }
+
+  oneNow<T>(sql: string, params: readonly unknown[] = []): Maybe<T | undefined> {
+    const row = this.oneSync<T>(sql, params);
+    return row === NOT_NOW ? this.one<T>(sql, params) : row;
+  }
+
+  inTransaction(): boolean {
+    return this.#active !== null && this.#context.getStore() === this.#active;
   }
 
   async all<T>(sql: string, params: readonly unknown[] = []): Promise<T[]> {

@@ -209,6 +209,31 @@ export function sqlDriverCases(engine: 'sqlite' | 'postgres', open: () => Promis
       expect(await ids(sql)).toEqual(['in-tx', 'late']);
     });
 
+    it('inTransaction() is true only in the async context of an open transaction', async () => {
+      expect(sql.inTransaction()).toBe(false);
+      const inside = gate();
+      const release = gate();
+      const tx = sql.transaction(async () => {
+        expect(sql.inTransaction()).toBe(true);
+        await sql.run('INSERT INTO items (id) VALUES (?)', ['t']);
+        inside.open();
+        await release.wait;
+        expect(sql.inTransaction()).toBe(true);
+      });
+      await inside.wait;
+      expect(sql.inTransaction()).toBe(false); // another context, while it is open
+      release.open();
+      await tx;
+      expect(sql.inTransaction()).toBe(false);
+    });
+
+    it('oneNow answers what one answers, as a value or a promise', async () => {
+      await sql.run('INSERT INTO items (id, n) VALUES (?, ?)', ['x', 7]);
+      expect(await sql.oneNow('SELECT id, n FROM items WHERE id = ?', ['x'])).toEqual({ id: 'x', n: 7 });
+      expect(await sql.oneNow('SELECT id FROM items WHERE id = ?', ['none'])).toBeUndefined();
+      expect(await sql.transaction(async () => sql.oneNow('SELECT n FROM items WHERE id = ?', ['x']))).toEqual({ n: 7 });
+    });
+
     it('lock() is refused outside a transaction', async () => {
       await expect(sql.lock('x')).rejects.toThrow(/only allowed inside transaction/);
     });

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { likePattern, lockKey, toPositional } from '../../src/db/sql.js';
-import { openSqliteSql } from '../../src/db/sqlite-sql.js';
+import { NOT_NOW, openSqliteSql } from '../../src/db/sqlite-sql.js';
 import { gate, sqlDriverCases, turns, watch } from '../helpers/sql-driver-cases.js';
 
 const dbPath = () => join(mkdtempSync(join(tmpdir(), 'sql-driver-')), 'p.db');
@@ -86,6 +86,34 @@ describe('SQLite driver: one connection, one transaction at a time', () => {
     prepare.mockClear();
     for (let i = 0; i < 3; i++) await sql.one('SELECT id FROM items WHERE id = ?', ['now']);
     expect(prepare).toHaveBeenCalledTimes(1);
+    await sql.close();
+  });
+
+  it("oneSync answers synchronously, except while another context's transaction holds the connection (NOT_NOW); oneNow then waits for it", async () => {
+    const sql = await withItems();
+    await sql.run('INSERT INTO items (id, n) VALUES (?, ?)', ['a', 1]);
+    expect(sql.oneSync('SELECT n FROM items WHERE id = ?', ['a'])).toEqual({ n: 1 });
+    expect(sql.oneNow('SELECT n FROM items WHERE id = ?', ['a'])).toEqual({ n: 1 }); // a value, not a promise
+    const g = gate();
+    const inside = gate();
+    const tx = sql.transaction(async () => {
+      await sql.run('UPDATE items SET n = ? WHERE id = ?', [2, 'a']);
+      // Inside its own transaction the read joins it, synchronously.
+      expect(sql.oneSync('SELECT n FROM items WHERE id = ?', ['a'])).toEqual({ n: 2 });
+      inside.open();
+      await g.wait;
+      throw new Error('roll back');
+    });
+    await inside.wait;
+    expect(sql.oneSync('SELECT n FROM items WHERE id = ?', ['a'])).toBe(NOT_NOW);
+    const later = sql.oneNow<{ n: number }>('SELECT n FROM items WHERE id = ?', ['a']);
+    expect(later).toBeInstanceOf(Promise);
+    const laterDone = watch(later as Promise<unknown>);
+    await turns(3);
+    expect(laterDone()).toBe(false);
+    g.open();
+    await expect(tx).rejects.toThrow('roll back');
+    expect(await later).toEqual({ n: 1 }); // read after the rollback, never the uncommitted 2
     await sql.close();
   });
 
