@@ -49,7 +49,8 @@
  * - Functions both engines have with the same meaning: coalesce, nullif, lower, upper, length,
  *   substr, abs, count, aggregate max/min, CASE, CAST(… AS TEXT|BIGINT). Not: ifnull, iif,
  *   scalar max(a, b)/min(a, b) (GREATEST/LEAST on PostgreSQL), group_concat/string_agg, printf,
- *   instr, random(), `a IS b` between values (write IS NULL / IS NOT NULL), `+col` index hints,
+ *   instr, random(), `a IS b` between values (write IS NULL / IS NOT NULL), `+col` index hints
+ *   (to keep a column's index out of a plan, compare an expression of it: `(ts || '') >= ?`),
  *   `::` casts, `$n` or named (`@x`, `:x`) parameters, "double-quoted" strings.
  * - `LIMIT ? OFFSET ?` (both present, in that order), `IN (?, ?, …)` with one `?` per value.
  * - Isolation differs: SQLite serializes writers (BEGIN IMMEDIATE), PostgreSQL runs READ COMMITTED.
