@@ -133,7 +133,9 @@ describe('bad input', () => {
     const db = await openTestSql(dir);
     await db.run("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (99, '0099-future.sql', 'x', 'now')");
     await db.close();
-    const server = await serve({ PORT: String(await freePort()), ...(await databaseEnv(dir)), ...(onPostgres ? { SECRET_KEY: TEST_SECRET_KEY } : {}) }, 'newer version');
+    // On PostgreSQL a configured server (DATABASE_URL is a production signal: no demo mode there).
+    const configured = { SECRET_KEY: TEST_SECRET_KEY, UPSTREAM_ISSUER: 'http://127.0.0.1:9/idp', UPSTREAM_CLIENT_ID: 'x', MCP_UPSTREAM_URL: 'http://127.0.0.1:9/mcp' };
+    const server = await serve({ PORT: String(await freePort()), ...(await databaseEnv(dir)), ...(onPostgres ? configured : {}) }, 'newer version');
     expect(await server.exit).toBe(1);
     expect(server.output()).toContain('the database was migrated by a newer version of mcp-consent-proxy');
     expect(server.output()).not.toMatch(/\n\s+at /);
