@@ -71,6 +71,8 @@ export class ResponseHandler implements Dispatcher.DispatchHandler {
     private readonly leaked: (found: string[]) => void,
   ) {
     res.on('close', this.onClientClose);
+    // Gone already (while the gateway waited for a database read, on PostgreSQL): R is not asked.
+    if (res.destroyed) this.clientGone = true;
   }
 
   /** The client's connection closed before R's answer was through: stop R. */
