@@ -5,7 +5,8 @@
 // - no import cycles (import-x/no-cycle), between files as between folders;
 // - no file over 300 lines and no function over 60 (the configuration schema, a table of every
 //   setting, excepted);
-// - typescript-eslint's recommended rules; formatting is Prettier's (.prettierrc.json).
+// - typescript-eslint's recommended rules, and no promise left floating or tested as a condition
+//   (type-aware, src/ only); formatting is Prettier's (.prettierrc.json).
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import importX from 'eslint-plugin-import-x';
@@ -68,6 +69,18 @@ export default tseslint.config(
     files: ['**/*.ts'],
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
+    },
+  },
+  {
+    // The stores are asynchronous (SQLite and PostgreSQL behind one interface, src/db/sql.ts):
+    // a write or an audit record nobody awaits would answer before it is committed, and a
+    // promise tested as a condition is always true. Both are refused; a deliberate
+    // fire-and-forget says so with `void` and handles its failure.
+    files: ['src/**/*.ts'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: false }],
     },
   },
 );

@@ -14,7 +14,7 @@ import type { AdminOps } from '../consent/operations.js';
 import type { Stores } from '../store/index.js';
 import { pageCsp } from '../http/csp.js';
 import { ERRORS } from '../errors/oauth-error.js';
-import { consentWithClientName } from '../consent/present.js';
+import { consentsWithClientNames } from '../consent/present.js';
 import { currentSession } from '../session/browser.js';
 import { showSignIn, startSignInFromPage, type SignInDeps } from '../session/sign-in.js';
 import { revokedConsentId } from '../views/page-messages.js';
@@ -33,8 +33,8 @@ const CSRF_PURPOSE = 'account';
  */
 function signedInWithToken(deps: AccountDeps) {
   const { audit } = deps;
-  return (req: Request, res: Response, next: NextFunction) => {
-    const current = currentSession(deps, req);
+  return async (req: Request, res: Response, next: NextFunction) => {
+    const current = await currentSession(deps, req);
     const denied = () => ERRORS.accessDenied('The request could not be verified as coming from your account page. Reload it and try again.', 'csrf');
     if (!current) {
       // Nobody signed in: an unauthenticated refusal (DESIGN §9) — budgeted (429 beyond
@@ -46,7 +46,7 @@ function signedInWithToken(deps: AccountDeps) {
       return;
     }
     if (!deps.csrf.checkSession(CSRF_PURPOSE, current.id, req.body?.csrf)) {
-      audit.record({ event: 'consent.rejected', reason: 'account_csrf', subject: current.session.subject });
+      await audit.record({ event: 'consent.rejected', reason: 'account_csrf', subject: current.session.subject });
       return next(denied());
     }
     res.locals.account = current;
@@ -70,15 +70,15 @@ export function accountRouter(deps: AccountDeps): Router {
   router.get('/login', (req, res, next) => showSignIn(deps, req, res, 'account', `${base}/account`).catch(next));
   router.post('/login', ...startSignInFromPage(deps, 'account'));
 
-  router.get('/', (req, res, next) => {
-    const current = currentSession(deps, req);
+  router.get('/', async (req, res) => {
+    const current = await currentSession(deps, req);
     if (!current) {
-      showSignIn(deps, req, res, 'account', `${base}/account`, 401).catch(next);
+      await showSignIn(deps, req, res, 'account', `${base}/account`, 401);
       return;
     }
     const { session } = current;
-    const consents = stores.consents.list({ subject: session.subject, status: 'active', limit: 200 }).map(consentWithClientName(stores.clientsMeta));
-    const revoked = revokedConsentId(req.query.revoked, (id) => stores.consents.byId(id), session.subject) !== undefined;
+    const consents = await consentsWithClientNames(stores.clientsMeta, await stores.consents.list({ subject: session.subject, status: 'active', limit: 200 }));
+    const revoked = (await revokedConsentId(req.query.revoked, (id) => stores.consents.byId(id), session.subject)) !== undefined;
     res
       .type('html')
       .send(
@@ -92,16 +92,16 @@ export function accountRouter(deps: AccountDeps): Router {
 
   const checked = signedInWithToken(deps);
 
-  router.post('/consents/:id/revoke', form, checked, (req, res, next) => {
-    const { session } = res.locals.account as NonNullable<ReturnType<typeof currentSession>>;
-    const consent = deps.ops.revokeConsent(Number(req.params.id), { actor: 'account', subject: session.subject, requestId: req.id, ip: req.ip }, session.subject);
+  router.post('/consents/:id/revoke', form, checked, async (req, res, next) => {
+    const { session } = res.locals.account as NonNullable<Awaited<ReturnType<typeof currentSession>>>;
+    const consent = await deps.ops.revokeConsent(Number(req.params.id), { actor: 'account', subject: session.subject, requestId: req.id, ip: req.ip }, session.subject);
     if (!consent) return next(ERRORS.notFound());
     res.redirect(303, `${base}/account?revoked=${consent.id}`);
   });
 
-  router.post('/logout', form, checked, (_req, res) => {
-    const { id } = res.locals.account as NonNullable<ReturnType<typeof currentSession>>;
-    stores.browserSessions.close(id);
+  router.post('/logout', form, checked, async (_req, res) => {
+    const { id } = res.locals.account as NonNullable<Awaited<ReturnType<typeof currentSession>>>;
+    await stores.browserSessions.close(id);
     deps.cookies.clear(res, 'session');
     res.redirect(303, `${base}/account`);
   });

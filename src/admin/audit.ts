@@ -8,7 +8,7 @@
 import type { Request, Router } from 'express';
 import { AUDIT_EVENTS } from '../audit/events.js';
 import type { AuditRow } from '../store/audit-chain.js';
-import { verifyChainInWorker } from '../audit/verify-async.js';
+import { verifyChainInWorker, verifyTarget } from '../audit/verify-async.js';
 import { describeVerification, type VerifyResult } from '../audit/verify.js';
 import { checkpointPath } from '../audit/checkpoint.js';
 import { csvLine, auditFilterFromQuery, type AuditQuery } from './audit-query.js';
@@ -48,20 +48,20 @@ interface AuditPagesState {
 /** The overview: counts, the chain's head, the last verification, recent security events. */
 function mountOverview(router: Router, ctx: AdminContext, state: AuditPagesState): void {
   const { stores } = ctx.deps;
-  router.get('/', (req, res) => {
+  router.get('/', async (req, res) => {
     const since = new Date(Date.now() - 86_400_000).toISOString();
-    const clients = stores.clientsMeta.count();
+    const clients = await stores.clientsMeta.count();
     ctx.render(req, res, 'admin/overview', 'Overview', {
       counts: {
         clients: clients.total,
         disabled: clients.disabled,
-        consents: stores.consents.countActive(),
-        tokens24h: stores.auditLog.count({ event: 'token.issued', from: since }),
-        denials24h: stores.auditLog.count({ outcome: 'deny', from: since }),
+        consents: await stores.consents.countActive(),
+        tokens24h: await stores.auditLog.count({ event: 'token.issued', from: since }),
+        denials24h: await stores.auditLog.count({ outcome: 'deny', from: since }),
       },
-      tip: stores.auditLog.tip(),
+      tip: await stores.auditLog.tip(),
       verification: state.lastVerification,
-      recent: stores.auditLog.listOutcomes(SECURITY_OUTCOMES, 12).map(presentRow),
+      recent: (await stores.auditLog.listOutcomes(SECURITY_OUTCOMES, 12)).map(presentRow),
     });
   });
 }
@@ -73,8 +73,8 @@ function mountVerify(router: Router, ctx: AdminContext, state: AuditPagesState):
   router.post('/audit/verify', form, csrf, async (req, res, next) => {
     try {
       const admin = adminOf(res);
-      audit.flush();
-      const result = await verifyChainInWorker(config.databasePath, { keys: keys.auditKeys(), checkpointFile: checkpointPath(config) });
+      await audit.flush();
+      const result = await verifyChainInWorker(verifyTarget(config), { keys: keys.auditKeys(), checkpointFile: checkpointPath(config) });
       state.lastVerification = {
         ...result,
         at: new Date().toISOString(),
@@ -83,7 +83,7 @@ function mountVerify(router: Router, ctx: AdminContext, state: AuditPagesState):
       };
       const checkpoint = result.checkpointFile?.status;
       const details = result.ok ? { rows: result.rows, tip_seq: result.tipSeq, keyed_from: result.keyedFrom, checkpoint } : { first_bad_seq: result.firstBadSeq, problem: result.problem, checkpoint };
-      audit.record({ event: 'admin.audit_verified', subject: admin.subject, reason: result.ok ? 'intact' : 'broken', details });
+      await audit.record({ event: 'admin.audit_verified', subject: admin.subject, reason: result.ok ? 'intact' : 'broken', details });
       res.redirect(303, `${base}/admin/audit?verified=1`);
     } catch (err) {
       next(err);
@@ -96,9 +96,9 @@ export function mountAudit(router: Router, ctx: AdminContext): void {
   const { stores, audit } = deps;
   const state: AuditPagesState = { lastVerification: undefined };
   mountOverview(router, ctx, state);
-  router.get('/audit', (req, res) => {
+  router.get('/audit', async (req, res) => {
     const { filter, form: values } = auditFilterFromQuery(req.query as AuditQuery);
-    const rows = stores.auditLog.page(filter, PAGE_SIZE);
+    const rows = await stores.auditLog.page(filter, PAGE_SIZE);
     const first = rows[0];
     const last = rows.at(-1);
     const query = new URLSearchParams(Object.entries(values).filter(([, v]) => v) as [string, string][]);
@@ -111,22 +111,22 @@ export function mountAudit(router: Router, ctx: AdminContext): void {
       exportNdjson: `${base}/admin/audit/export?${withParam(query, 'format', 'ndjson')}`,
       exportCsv: `${base}/admin/audit/export?${withParam(query, 'format', 'csv')}`,
       verification: state.lastVerification,
-      tip: stores.auditLog.tip(),
+      tip: await stores.auditLog.tip(),
     });
   });
 
-  router.get('/audit/export', (req: Request, res) => {
+  router.get('/audit/export', async (req: Request, res) => {
     const { filter } = auditFilterFromQuery(req.query as AuditQuery);
     delete filter.beforeSeq;
     delete filter.afterSeq;
     const csv = req.query.format === 'csv';
-    audit.record({ event: 'admin.audit_exported', subject: adminOf(res).subject, details: { format: csv ? 'csv' : 'ndjson', filter } });
+    await audit.record({ event: 'admin.audit_exported', subject: adminOf(res).subject, details: { format: csv ? 'csv' : 'ndjson', filter } });
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     res.setHeader('Cache-Control', 'no-store');
     res.setHeader('Content-Type', csv ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8');
     res.setHeader('Content-Disposition', `attachment; filename="audit-${stamp}.${csv ? 'csv' : 'ndjson'}"`);
     if (csv) res.write(`${csvLine(EXPORT_COLUMNS)}\n`);
-    for (const row of stores.auditLog.iterate(filter)) {
+    for await (const row of stores.auditLog.iterate(filter)) {
       res.write(csv ? `${csvLine(EXPORT_COLUMNS.map((c) => row[c]))}\n` : `${JSON.stringify({ ...row, details: row.details ? JSON.parse(row.details) : null })}\n`);
     }
     res.end();

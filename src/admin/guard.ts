@@ -47,19 +47,19 @@ export const actorOf = (req: Request, res: Response) => ({ actor: 'admin' as con
 export function adminGuard(deps: AdminGuardDeps) {
   const { config, audit, stores } = deps;
   const base = config.urls.basePath;
-  return (req: Request, res: Response, next: NextFunction) => {
+  return async (req: Request, res: Response, next: NextFunction) => {
     res.setHeader('Content-Security-Policy', pageCsp());
     const sessionId = deps.cookies.read(req, 'admin');
-    const session = stores.adminSessions.use(sessionId, config.ttl.adminIdle);
+    const session = await stores.adminSessions.use(sessionId, config.ttl.adminIdle);
     if (session && sessionId && config.adminSubjects.includes(session.subject)) {
       res.locals.admin = { subject: session.subject, displayName: session.display_name, sessionId, csrf: deps.csrf.forSession(CSRF_PURPOSE, sessionId) } satisfies AdminLocals;
       return next();
     }
-    const who = session?.subject ?? currentSession(deps, req)?.session.subject;
+    const who = session?.subject ?? (await currentSession(deps, req))?.session.subject;
     res.setHeader('Cache-Control', 'no-store');
     if (who) {
       // A signed-in user who is not an admin: one audit row per refusal, naming them.
-      audit.record({ event: 'admin.rejected', reason: 'not_an_admin', subject: who, details: { method: req.method, path: req.path } });
+      await audit.record({ event: 'admin.rejected', reason: 'not_an_admin', subject: who, details: { method: req.method, path: req.path } });
       return next(ERRORS.forbiddenPage('Not an administrator', 'Your account is not allowed into the admin pages of this server.', 'not_an_admin'));
     }
     deps.refusals
@@ -83,10 +83,10 @@ export function adminGuard(deps: AdminGuardDeps) {
 
 /** CSRF for every admin POST: the token must be this session's. */
 export function checkCsrf(deps: Pick<AdminGuardDeps, 'audit' | 'csrf'>) {
-  return (req: Request, res: Response, next: NextFunction) => {
+  return async (req: Request, res: Response, next: NextFunction) => {
     const admin = adminOf(res);
     if (!deps.csrf.checkSession(CSRF_PURPOSE, admin.sessionId, req.body?.csrf)) {
-      deps.audit.record({ event: 'admin.rejected', reason: 'csrf', subject: admin.subject, details: { path: req.path } });
+      await deps.audit.record({ event: 'admin.rejected', reason: 'csrf', subject: admin.subject, details: { path: req.path } });
       return next(ERRORS.accessDenied('The form could not be verified as coming from this admin session. Reload the page and try again.', 'csrf'));
     }
     next();

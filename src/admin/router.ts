@@ -26,11 +26,11 @@ export function adminRouter(deps: AdminDeps): Router {
   router.get('/login', (req, res, next) => showSignIn(deps, req, res, 'admin', req.query.return).catch(next));
   router.post('/login', ...startSignInFromPage(deps, 'admin'));
   router.use(adminGuard(deps));
-  router.post('/logout', ctx.form, ctx.csrf, (_req, res) => {
+  router.post('/logout', ctx.form, ctx.csrf, async (_req, res) => {
     const admin = adminOf(res);
-    deps.stores.adminSessions.close(admin.sessionId);
+    await deps.stores.adminSessions.close(admin.sessionId);
     deps.cookies.clear(res, 'admin');
-    deps.audit.record({ event: 'admin.logout', subject: admin.subject });
+    await deps.audit.record({ event: 'admin.logout', subject: admin.subject });
     res.redirect(303, `${ctx.base}/admin/login`);
   });
   mountAudit(router, ctx);

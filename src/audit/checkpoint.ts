@@ -7,6 +7,12 @@
  *   forged or edited without SECRET_KEY — only deleted, or replaced by an older genuine one.
  *   Noted by `Audit` after every commit (server and CLI) and written atomically off the event
  *   loop (see createCheckpointWriter). Not written for ':memory:' databases.
+ * - On PostgreSQL (DATABASE_URL) the file lives in each replica's own data directory and records
+ *   the head of the one chain as far as that replica committed it: each replica keeps its own
+ *   file, moving forward under the same rules, and `audit verify` run next to it (same data
+ *   directory, same DATABASE_URL) checks the chain against it. A replica's file covers the chain up
+ *   to its own last commit, not the other replicas' later rows: the cross-replica checkpoint is the
+ *   shipped `audit.checkpoint` log line (README "Audit log").
  * - The file only ever moves forward along the chain it recorded (`CheckpointAnchor`): a writer
  *   replaces it only while the database still holds the recorded row with the recorded MAC. If
  *   the log was cut or rewritten behind the writer's back (or a backup restored), appending to
@@ -20,11 +26,12 @@
  *   (src/audit/checkpoint-log.ts).
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { AuditKey } from '../store/audit-chain.js';
+import type { Maybe } from '../db/sql.js';
 
 export const CHECKPOINT_FILE = 'audit-checkpoint.json';
 
@@ -68,8 +75,8 @@ export interface Head {
 export interface CheckpointAnchor {
   /** the audit keys that may have made the file (current first; KeyRing.auditKeys()) */
   keys: AuditKey[];
-  /** does the database hold row `seq` with MAC `mac`? (one indexed read) */
-  holds(seq: number, mac: string): boolean;
+  /** does the database hold row `seq` with MAC `mac`? (one indexed read; synchronous on SQLite when it can be) */
+  holds(seq: number, mac: string): Maybe<boolean>;
 }
 
 export interface CheckpointWriter {
@@ -82,8 +89,8 @@ export interface CheckpointWriter {
    * flight are covered by the next write (one write per burst, each of the newest head).
    */
   update(head: Head): void;
-  /** Write the newest noted head now, synchronously, if it is not on disk yet (shutdown, verify). */
-  flushSync(): void;
+  /** Resolves once the newest noted head is on disk (or its write failed, again): shutdown, verify. */
+  flush(): Promise<void>;
   /** Resolves once no write is in flight. */
   settled(): Promise<void>;
 }
@@ -110,7 +117,7 @@ function renderCheckpoint(key: AuditKey, head: Head): string {
 class CheckpointFileWriter implements CheckpointWriter {
   private latest: Head | undefined; // the newest committed head noted
   private writtenSeq = 0; // the newest head this process has put on disk
-  private attempted = 0; // the newest head an asynchronous write was started for
+  private attempted = 0; // the newest head a write was started for
   private inFlight: Promise<void> | undefined;
   private failing = false;
   private n = 0;
@@ -118,6 +125,8 @@ class CheckpointFileWriter implements CheckpointWriter {
   // replaced only while the database still holds it with the same MAC (see the module comment).
   private anchor: { seq: number; mac: string } | undefined;
   private divergence: string | undefined;
+  /** the start-up check of the file's row against the database; every write waits for it */
+  private readonly ready: Promise<void>;
 
   constructor(
     readonly path: string,
@@ -125,12 +134,19 @@ class CheckpointFileWriter implements CheckpointWriter {
     private readonly log: Logger,
     private readonly guard?: CheckpointAnchor,
   ) {
-    if (guard) {
-      const read = readCheckpointFile(path, guard.keys);
-      if (read.status === 'ok') this.anchor = { seq: read.checkpoint.seq, mac: read.checkpoint.mac };
-      else if (read.status === 'invalid') this.diverge(read.problem);
-      if (this.anchor && !guard.holds(this.anchor.seq, this.anchor.mac)) this.diverge(`the audit log does not hold row ${this.anchor.seq} as the checkpoint file recorded it`);
-    }
+    this.ready = Promise.resolve();
+    if (!guard) return;
+    const read = readCheckpointFile(path, guard.keys);
+    if (read.status === 'ok') this.anchor = { seq: read.checkpoint.seq, mac: read.checkpoint.mac };
+    else if (read.status === 'invalid') this.diverge(read.problem);
+    const anchor = this.anchor;
+    if (!anchor) return;
+    this.ready = Promise.resolve(guard.holds(anchor.seq, anchor.mac)).then(
+      (holds) => {
+        if (!holds) this.diverge(`the audit log does not hold row ${anchor.seq} as the checkpoint file recorded it`);
+      },
+      (err: unknown) => this.diverge(`the audit log could not be read to check the checkpoint file's row ${anchor.seq} (${(err as Error).message})`),
+    );
   }
 
   get diverged(): string | undefined {
@@ -138,25 +154,16 @@ class CheckpointFileWriter implements CheckpointWriter {
   }
 
   update(head: Head): void {
-    if (!this.extendsAnchor(head)) return;
+    if (this.divergence) return;
     if (!this.latest || head.seq > this.latest.seq) this.latest = head;
     this.kick();
   }
 
-  flushSync(): void {
-    const head = this.latest;
-    if (!head || head.seq <= this.writtenSeq || !this.extendsAnchor(head)) return;
-    const tmp = this.nextTmp();
-    try {
-      writeFileSync(tmp, renderCheckpoint(this.key, head));
-      renameSync(tmp, this.path);
-      this.writtenSeq = head.seq;
-      this.advanceAnchor(head);
-      this.succeeded();
-    } catch (err) {
-      rmSync(tmp, { force: true });
-      this.failed(err);
-    }
+  async flush(): Promise<void> {
+    await this.ready;
+    this.attempted = this.writtenSeq; // a head whose write failed is tried once more
+    this.kick();
+    await this.settled();
   }
 
   async settled(): Promise<void> {
@@ -179,6 +186,7 @@ class CheckpointFileWriter implements CheckpointWriter {
   }
 
   private diverge(problem: string): void {
+    if (this.divergence) return;
     this.divergence = problem;
     this.latest = undefined;
     this.log.error(
@@ -188,11 +196,12 @@ class CheckpointFileWriter implements CheckpointWriter {
   }
 
   /** May the file move on to `head`? Only along the chain it recorded. */
-  private extendsAnchor(head: Head): boolean {
+  private async extendsAnchor(head: Head): Promise<boolean> {
     if (this.divergence) return false;
-    if (!this.guard || !this.anchor) return true;
-    if (head.seq >= this.anchor.seq && this.guard.holds(this.anchor.seq, this.anchor.mac)) return true;
-    this.diverge(`the audit log no longer holds row ${this.anchor.seq} as the checkpoint file recorded it (the new head is row ${head.seq})`);
+    const anchor = this.anchor;
+    if (!this.guard || !anchor) return true;
+    if (head.seq >= anchor.seq && (await this.guard.holds(anchor.seq, anchor.mac))) return true;
+    this.diverge(`the audit log no longer holds row ${anchor.seq} as the checkpoint file recorded it (the new head is row ${head.seq})`);
     return false;
   }
 
@@ -214,17 +223,14 @@ class CheckpointFileWriter implements CheckpointWriter {
   }
 
   private async drain(): Promise<void> {
+    await this.ready;
     while (this.due()) {
       const head = this.latest as Head;
       this.attempted = head.seq;
       const tmp = this.nextTmp();
       try {
+        if (!(await this.extendsAnchor(head))) return;
         await writeFile(tmp, renderCheckpoint(this.key, head));
-        // flushSync may have written a newer head meanwhile: do not replace it.
-        if (head.seq <= this.writtenSeq) {
-          await rm(tmp, { force: true });
-          continue;
-        }
         await rename(tmp, this.path);
         this.writtenSeq = Math.max(this.writtenSeq, head.seq);
         this.advanceAnchor(head);

@@ -19,6 +19,10 @@
  *   resetTime): its MemoryStore in one process; a shared store (one budget per address across
  *   replicas, DESIGN §8) plugs in through `store`. If the store fails, the refusal stands and is
  *   answered as such (never 429, never a 5xx).
+ * - An address's increments take turns: each one's count is read before the next is made. The
+ *   MemoryStore answers with its live counter object, so two increments in flight at once (the
+ *   gateway's refusals on PostgreSQL come in bursts, after a shared database read) would both
+ *   read the later count and refuse beyond the budget.
  */
 import { MemoryStore, ipKeyGenerator, type Options, type Store } from 'express-rate-limit';
 import type { Logger } from 'pino';
@@ -50,6 +54,15 @@ export function createRefusalBudget(deps: RefusalBudgetDeps) {
   const store = deps.store ?? new MemoryStore();
   void Promise.resolve(store.init?.({ windowMs: budget.windowMs, limit: budget.limit } as Options)).catch((err: unknown) => log.error({ err }, 'refusal budget store failed to start'));
   const windowSeconds = Math.ceil(budget.windowMs / 1000);
+  /** per address, the last increment in flight (see the module comment) */
+  const turns = new Map<string, Promise<unknown>>();
+  const count = (address: string): Promise<{ totalHits: number; resetTime: Date | undefined }> => {
+    const counted = (turns.get(address) ?? Promise.resolve()).then(() => store.increment(address)).then(({ totalHits, resetTime }) => ({ totalHits, resetTime }));
+    const turn = counted.catch(() => undefined);
+    turns.set(address, turn);
+    void turn.then(() => turns.get(address) === turn && turns.delete(address));
+    return counted;
+  };
 
   return {
     /**
@@ -60,7 +73,7 @@ export function createRefusalBudget(deps: RefusalBudgetDeps) {
       const address = refusalAddress(ip);
       let verdict: RefusalVerdict = { limited: false, retryAfterSeconds: windowSeconds };
       try {
-        const { totalHits, resetTime } = await store.increment(address);
+        const { totalHits, resetTime } = await count(address);
         const untilReset = resetTime ? Math.ceil((resetTime.getTime() - Date.now()) / 1000) : windowSeconds;
         verdict = { limited: totalHits > budget.limit, retryAfterSeconds: Math.max(1, Math.min(windowSeconds, untilReset)) };
       } catch (err) {

@@ -176,10 +176,11 @@ function compareGiven(result: VerifyFacts, given: GivenCheckpoint | undefined, a
   }
 }
 
-export function verifyChain(store: AuditLogStore, options: VerifyOptions = { keys: [] }): VerifyResult {
+export async function verifyChain(store: AuditLogStore, options: VerifyOptions = { keys: [] }): Promise<VerifyResult> {
   // Read the checkpoint file BEFORE the rows: it is written only after its row is committed, so
-  // read first it never names a row newer than the snapshot the rows are read from (a server
-  // appending meanwhile cannot make an intact chain look truncated).
+  // read first it never names a row newer than the rows read after it (the rows are read in
+  // keyset pages, each seeing every row committed before it: a server appending meanwhile cannot
+  // make an intact chain look truncated).
   const path = options.checkpointFile;
   const fileRead: CheckpointFileRead | undefined = path ? readCheckpointFile(path, options.keys) : undefined;
   const cps: Checkpoints = { path, fileRead, fileCp: fileRead?.status === 'ok' ? fileRead.checkpoint : undefined, given: options.checkpoint };
@@ -188,7 +189,7 @@ export function verifyChain(store: AuditLogStore, options: VerifyOptions = { key
   const walk: Walk = { prev: GENESIS_HASH, expectedSeq: 1, rows: 0, legacyRows: 0, keyedFrom: null, keyIds: new Set() };
   let atFile: AuditRow | undefined;
   let atGiven: AuditRow | undefined;
-  for (const row of store.iterate()) {
+  for await (const row of store.iterate()) {
     const problem = step(walk, row, keys, options.keys);
     if (problem) return broken(problem.seq, problem.text, factsOf(walk, cps));
     if (row.seq === cps.fileCp?.seq) atFile = row;

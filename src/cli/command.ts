@@ -4,7 +4,8 @@
  */
 import type { ParseArgsConfig } from 'node:util';
 import { loadConfig } from '../config/load.js';
-import { openDatabase } from '../db/open.js';
+import { pino } from 'pino';
+import { openConfiguredDatabase } from '../runtime/core.js';
 import { openCliContext, type CliContext } from './context.js';
 
 export const EXIT_OK = 0;
@@ -36,9 +37,11 @@ export interface Command {
 
 export const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const;
 
-export function storageDb(io: Io, mustExist: boolean) {
+/** The configured database (SQLite, or PostgreSQL with DATABASE_URL), migrated, for the storage commands. */
+export async function storageDb(io: Io, mustExist: boolean) {
   const config = loadConfig(io.env, { requireUpstream: false });
-  return { config, db: openDatabase(config.databasePath, { mustExist, synchronous: config.databaseSynchronous }) };
+  const log = pino({ level: 'warn' }, pino.destination(2));
+  return { config, db: await openConfiguredDatabase(config, { log, mustExist }) };
 }
 
 /** Plain-text table for list output. */
@@ -57,7 +60,7 @@ export function table(rows: Record<string, unknown>[], columns: string[]): strin
 export const iso = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z') : null);
 
 export async function withContext<T>(io: Io, work: (ctx: CliContext) => Promise<T> | T): Promise<T> {
-  const ctx = openCliContext(io.env);
+  const ctx = await openCliContext(io.env);
   try {
     return await work(ctx);
   } finally {

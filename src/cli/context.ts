@@ -7,7 +7,7 @@
  */
 import { pino } from 'pino';
 import { loadConfig, type Config } from '../config/load.js';
-import type { Db } from '../db/open.js';
+import type { Sql } from '../db/sql.js';
 import type { Stores } from '../store/index.js';
 import type { AdminOps } from '../consent/operations.js';
 import { createCore, openStorage } from '../runtime/core.js';
@@ -16,26 +16,26 @@ export { MissingSecretError } from '../runtime/core.js';
 
 export interface CliContext {
   config: Readonly<Config>;
-  db: Db;
+  sql: Sql;
   ops: AdminOps;
   stores: Pick<Stores, 'clientsMeta' | 'consents'>;
   /** flush the audit log, wait for upstream revocations, close the database */
   close(): Promise<void>;
 }
 
-export function openCliContext(env: Record<string, string | undefined>): CliContext {
+export async function openCliContext(env: Record<string, string | undefined>): Promise<CliContext> {
   const config = loadConfig(env, { requireUpstream: false });
   const log = pino({ level: 'warn' }, pino.destination(2));
-  const core = createCore(config, openStorage(config, { log, mustExist: true }), { log });
+  const core = createCore(config, await openStorage(config, { log, mustExist: true }), { log });
   return {
     config,
-    db: core.db,
+    sql: core.sql,
     ops: core.ops,
     stores: core.stores,
     async close() {
       await core.revocation.settled();
-      core.audit.flush();
-      core.db.close();
+      await core.audit.flush();
+      await core.sql.close();
     },
   };
 }

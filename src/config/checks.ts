@@ -37,6 +37,17 @@ export function checkPlainHttp(l: Loading, publicUrl: URL | undefined): boolean 
   return insecureOk;
 }
 
+/**
+ * DESIGN §8: replicas on one PostgreSQL are interchangeable only with one SECRET_KEY — every
+ * sealed value, cookie and audit MAC of one must open on the others. Without it each process would
+ * generate its own into its own data directory; so DATABASE_URL requires SECRET_KEY.
+ */
+export function checkSharedSecret(l: Loading): void {
+  if (isGiven(l, 'DATABASE_URL') && !isGiven(l, 'SECRET_KEY')) {
+    l.problems.push('SECRET_KEY: required with DATABASE_URL — every process on the database must use the same one (a generated secret.key would differ per replica)');
+  }
+}
+
 /** /metrics open on a public address: a warning (SECURITY.md "Operations endpoints"). */
 export function checkOpenMetrics(l: Loading, publicUrl: URL | undefined): void {
   if (!get(l, 'METRICS_TOKEN') && publicUrl && !isLoopbackHost(publicUrl.hostname)) {
@@ -47,7 +58,7 @@ export function checkOpenMetrics(l: Loading, publicUrl: URL | undefined): void {
 }
 
 /** Settings whose mere presence says "this is a real deployment" (DESIGN §4). */
-const PRODUCTION_KEYS = ['MCP_UPSTREAM_URL', 'UPSTREAM_CLIENT_ID', 'UPSTREAM_CLIENT_SECRET', 'GATEWAY_ROUTES', 'ADMIN_SUBJECTS'] as const;
+const PRODUCTION_KEYS = ['MCP_UPSTREAM_URL', 'UPSTREAM_CLIENT_ID', 'UPSTREAM_CLIENT_SECRET', 'GATEWAY_ROUTES', 'ADMIN_SUBJECTS', 'DATABASE_URL'] as const;
 
 /**
  * DESIGN §4 "Demo mode only when safe": every sign that this configuration is meant for real
@@ -61,9 +72,6 @@ export function productionSignals(l: Loading, publicUrl: URL | undefined): strin
   if (host !== undefined && !isLoopbackHost(host)) signals.push(`HOST=${host} (not a loopback address)`);
   if (l.env.NODE_ENV?.trim().toLowerCase() === 'production') signals.push('NODE_ENV=production');
   for (const name of PRODUCTION_KEYS) if (isGiven(l, name)) signals.push(name);
-  // DATABASE_URL is not a configuration key yet (PostgreSQL for replicas comes later, DESIGN §8),
-  // but a deployment that sets it is a production one: read it from the same source as the rest.
-  if (l.env.DATABASE_URL?.trim()) signals.push('DATABASE_URL');
   return signals;
 }
 

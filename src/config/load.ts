@@ -4,15 +4,16 @@
  * object. Nothing else in the code base reads process.env (style C5).
  *
  * The settings are parsed one by one against the schema (src/config/schema.ts), then checked
- * across keys by named checks (src/config/checks.ts — plain http, an open /metrics, demo mode only
- * when safe (DESIGN §4), the upstream's required settings), then assembled.
+ * across keys by named checks (src/config/checks.ts — plain http, an open /metrics, one SECRET_KEY
+ * for replicas, demo mode only when safe (DESIGN §4), the upstream's required settings), then
+ * assembled.
  */
 import { dirname, resolve } from 'node:path';
 import type { RateBudget } from './duration.js';
 import { CONFIG_KEYS, SCHEMA, type ConfigKey, type KeyDef, type Preset } from './schema.js';
 import { derivePublicUrls, type PublicUrls } from './urls.js';
 import { readConfigFile, type Source } from './file.js';
-import { checkOpenMetrics, checkPlainHttp, checkUpstream, decideDemo, get, type Loading } from './checks.js';
+import { checkOpenMetrics, checkPlainHttp, checkSharedSecret, checkUpstream, decideDemo, get, type Loading } from './checks.js';
 
 export interface UpstreamConfig {
   preset: Preset;
@@ -32,6 +33,10 @@ export interface Config {
   databasePath: string;
   dataDir: string;
   databaseSynchronous: 'NORMAL' | 'FULL';
+  /** PostgreSQL (replicas, DESIGN §8) when set; SQLite at databasePath otherwise. A secret: never log it. */
+  databaseUrl: string | undefined;
+  /** the most PostgreSQL connections this process holds (DATABASE_POOL_MAX) */
+  databasePoolMax: number;
   secretKey: Buffer | undefined;
   secretKeyPrevious: Buffer | undefined;
   /**
@@ -104,6 +109,8 @@ function assemble(l: Loading, publicUrl: URL, demo: boolean, upstream: UpstreamC
     databasePath,
     dataDir: dirname(databasePath),
     databaseSynchronous: v('DATABASE_SYNCHRONOUS'),
+    databaseUrl: v('DATABASE_URL'),
+    databasePoolMax: v('DATABASE_POOL_MAX'),
     secretKey: v('SECRET_KEY'),
     secretKeyPrevious: v('SECRET_KEY_PREVIOUS'),
     demo,
@@ -150,6 +157,7 @@ export function loadConfig(env: Source = process.env, options: LoadOptions = {})
   const publicUrl = get<URL | undefined>(l, 'PUBLIC_URL') ?? (l.values.has('PUBLIC_URL') || env.PUBLIC_URL ? undefined : new URL(`http://localhost:${port}`));
   const insecureOk = checkPlainHttp(l, publicUrl);
   checkOpenMetrics(l, publicUrl);
+  checkSharedSecret(l);
   const choice = decideDemo(l, publicUrl);
   const upstream = checkUpstream(l, choice, publicUrl);
   if (problems.length) throw new ConfigError(problems);

@@ -81,6 +81,23 @@ function secretKey(raw: string): Parsed<Buffer> {
   return ok(bytes);
 }
 
+/**
+ * DATABASE_URL (DESIGN §4): postgres:// or postgresql://, a host or `?host=/socket/dir`. The value
+ * is a secret (it may carry a password): problems never quote it.
+ */
+function databaseUrl(raw: string): Parsed<string> {
+  const trimmed = raw.trim();
+  if (!/^postgres(?:ql)?:\/\//i.test(trimmed)) return bad('must start with postgres:// or postgresql://');
+  let parsed: URL;
+  try {
+    parsed = new URL(trimmed);
+  } catch {
+    return bad('must be a URL such as postgres://user:password@host:5432/database');
+  }
+  if (!parsed.hostname && !parsed.searchParams.get('host')) return bad('must name a host, or a unix socket directory with ?host=/socket/dir');
+  return ok(trimmed);
+}
+
 /** Private-use URI schemes that must never be accepted as redirect targets (REG-05). */
 /** Not private-use schemes: http(s) have their own rules, the rest are never redirect targets. */
 export const FORBIDDEN_SCHEMES: ReadonlySet<string> = new Set(['http', 'https', ...NEVER_REDIRECT_SCHEMES]);
@@ -139,6 +156,23 @@ export const SCHEMA = {
     parse: (raw): Parsed<'NORMAL' | 'FULL'> => {
       const v = raw.trim().toUpperCase();
       return v === 'NORMAL' || v === 'FULL' ? ok(v) : bad('must be NORMAL or FULL');
+    },
+  }),
+  DATABASE_URL: key({
+    group: 'Storage',
+    doc: 'PostgreSQL instead of SQLite, for several processes (replicas) on one database (README "Storage"): `postgres://user:password@host:5432/db` or `postgresql://…`; `?host=/socket/dir` connects through a unix socket directory. Requires `SECRET_KEY` (the same on every process). Unset ⇒ SQLite at `DATABASE_PATH`. `DATABASE_PATH`\'s directory stays the data directory either way. The value is never shown or logged (it may carry a password).',
+    defaultText: '— (SQLite)',
+    secret: true,
+    parse: databaseUrl,
+  }),
+  DATABASE_POOL_MAX: key({
+    group: 'Storage',
+    doc: "With `DATABASE_URL`: the most PostgreSQL connections this process holds. Size it so that replicas × this stays below the server's `max_connections` (with room for `migrate` and the CLI).",
+    defaultText: '`10`',
+    fallback: '10',
+    parse: (raw) => {
+      const n = Number(raw.trim());
+      return Number.isInteger(n) && n >= 1 && n <= 1000 ? ok(n) : bad('must be a whole number from 1 to 1000');
     },
   }),
   SECRET_KEY: key({

@@ -33,7 +33,7 @@ export interface AdminOpsDeps {
 export interface ClientDetail {
   clientId: string;
   metadata: Record<string, unknown>;
-  meta: ReturnType<ClientsMetaStore['get']>;
+  meta: Awaited<ReturnType<ClientsMetaStore['get']>>;
 }
 
 type RevokeEvent = 'admin.consent_revoked' | 'account.consent_revoked' | 'cli.consent_revoked';
@@ -46,9 +46,9 @@ const EVENTS: Record<Actor, { disabled: AuditEvent; enabled: AuditEvent; deleted
 export function createAdminOps(deps: AdminOpsDeps) {
   const { stores, revocation, audit } = deps;
 
-  function client(clientId: string): ClientDetail | undefined {
-    const metadata = stores.models.getClient(clientId);
-    const meta = stores.clientsMeta.get(clientId);
+  async function client(clientId: string): Promise<ClientDetail | undefined> {
+    const metadata = await stores.models.getClient(clientId);
+    const meta = await stores.clientsMeta.get(clientId);
     if (!metadata && !meta) return undefined;
     const { client_secret_sealed: _sealed, ...visible } = (metadata ?? {}) as Record<string, unknown>;
     return { clientId, metadata: visible, meta };
@@ -57,35 +57,37 @@ export function createAdminOps(deps: AdminOpsDeps) {
   return {
     client,
 
-    disableClient(clientId: string, who: ActorInfo): { revokedConsents: number } | undefined {
-      if (!client(clientId)) return undefined;
-      stores.clientsMeta.setDisabled(clientId, Date.now());
-      const revokedConsents = revocation.revokeClient(clientId, 'client_disabled');
-      audit.record({ event: EVENTS[who.actor].disabled, subject: who.subject, clientId, requestId: who.requestId, ip: who.ip, details: { revoked_consents: revokedConsents, actor: who.actor } });
+    async disableClient(clientId: string, who: ActorInfo): Promise<{ revokedConsents: number } | undefined> {
+      if (!(await client(clientId))) return undefined;
+      await stores.clientsMeta.setDisabled(clientId, Date.now());
+      const revokedConsents = await revocation.revokeClient(clientId, 'client_disabled');
+      await audit.record({ event: EVENTS[who.actor].disabled, subject: who.subject, clientId, requestId: who.requestId, ip: who.ip, details: { revoked_consents: revokedConsents, actor: who.actor } });
       return { revokedConsents };
     },
 
-    enableClient(clientId: string, who: ActorInfo): boolean {
-      if (!client(clientId)) return false;
-      stores.clientsMeta.setDisabled(clientId, null);
-      audit.record({ event: EVENTS[who.actor].enabled, subject: who.subject, clientId, requestId: who.requestId, ip: who.ip, details: { actor: who.actor } });
+    async enableClient(clientId: string, who: ActorInfo): Promise<boolean> {
+      if (!(await client(clientId))) return false;
+      await stores.clientsMeta.setDisabled(clientId, null);
+      await audit.record({ event: EVENTS[who.actor].enabled, subject: who.subject, clientId, requestId: who.requestId, ip: who.ip, details: { actor: who.actor } });
       return true;
     },
 
-    deleteClient(clientId: string, who: ActorInfo): { revokedConsents: number } | undefined {
-      if (!client(clientId)) return undefined;
-      const revokedConsents = revocation.revokeClient(clientId, 'client_deleted');
-      stores.models.deleteClient(clientId);
-      stores.clientsMeta.remove(clientId);
-      audit.record({ event: EVENTS[who.actor].deleted, subject: who.subject, clientId, requestId: who.requestId, ip: who.ip, details: { revoked_consents: revokedConsents, actor: who.actor } });
+    async deleteClient(clientId: string, who: ActorInfo): Promise<{ revokedConsents: number } | undefined> {
+      if (!(await client(clientId))) return undefined;
+      const revokedConsents = await revocation.revokeClient(clientId, 'client_deleted');
+      await stores.models.deleteClient(clientId);
+      await stores.clientsMeta.remove(clientId);
+      await audit.record({ event: EVENTS[who.actor].deleted, subject: who.subject, clientId, requestId: who.requestId, ip: who.ip, details: { revoked_consents: revokedConsents, actor: who.actor } });
       return { revokedConsents };
     },
 
     /** Revoke one consent; `owner` restricts it to that subject's consents (/account). */
-    revokeConsent(consentId: number, who: ActorInfo, owner?: string): Consent | undefined {
-      const consent = stores.consents.byId(consentId);
+    async revokeConsent(consentId: number, who: ActorInfo, owner?: string): Promise<Consent | undefined> {
+      // An id from a URL that is no whole number (abc, 1.5, 1e30) names no consent: never a query parameter (DESIGN §9).
+      if (!Number.isSafeInteger(consentId) || consentId < 1) return undefined;
+      const consent = await stores.consents.byId(consentId);
       if (!consent || (owner !== undefined && consent.subject !== owner)) return undefined;
-      revocation.revokeGrant(consent.grant_id, who.actor === 'account' ? 'user' : who.actor, { event: EVENTS[who.actor].revoked, subject: who.subject });
+      await revocation.revokeGrant(consent.grant_id, who.actor === 'account' ? 'user' : who.actor, { event: EVENTS[who.actor].revoked, subject: who.subject });
       return stores.consents.byId(consentId);
     },
   };

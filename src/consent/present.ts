@@ -7,7 +7,7 @@
  *   URI with its host prominent and a note for loopback, the scopes in plain words, the upstream
  *   and the exact upstream scopes (UP-03), the resource, and how long the client stays connected
  *   (`connectionTerms`);
- * - `presentConsent` / `consentWithClientName`: one row of a consents table.
+ * - `presentConsent` / `consentsWithClientNames`: the rows of a consents table.
  */
 import { isLoopbackHost } from '../config/urls.js';
 import { describeScope } from '../oauth/scopes.js';
@@ -108,7 +108,9 @@ export function presentConsent(c: Consent, now = Date.now()) {
   };
 }
 
-/** A consent row with its client's (self-asserted) name. */
-export function consentWithClientName(clientsMeta: Pick<ClientsMetaStore, 'get'>) {
-  return (c: Consent) => ({ ...presentConsent(c), clientName: clientsMeta.get(c.client_id)?.client_name ?? null });
+/** Consent rows with their clients' (self-asserted) names; each client read once. */
+export async function consentsWithClientNames(clientsMeta: Pick<ClientsMetaStore, 'get'>, consents: Consent[]) {
+  const names = new Map<string, string | null>();
+  for (const c of consents) if (!names.has(c.client_id)) names.set(c.client_id, (await clientsMeta.get(c.client_id))?.client_name ?? null);
+  return consents.map((c) => ({ ...presentConsent(c), clientName: names.get(c.client_id) ?? null }));
 }

@@ -9,8 +9,9 @@
  *   subject, and stores the interaction result (login + consent), from which oidc-provider
  *   redirects to the client's validated redirect URI with `code`, `state` and `iss` (TOK-04: the
  *   code is bound to the client, redirect URI, PKCE challenge, resource, scopes and grant).
- * Everything awaited inside the transaction resolves without I/O (oidc-provider's models write
- * through our synchronous SQLite adapter), so no other request's statements can interleave.
+ * Every statement issued inside the transaction — by the stores and by oidc-provider's adapter
+ * (grant.save(), interaction.save()) — joins it through the driver's async context, on SQLite and
+ * on PostgreSQL alike (src/db/sql.ts): a failure anywhere rolls all of it back.
  */
 import type Provider from 'oidc-provider';
 import type { Grant } from 'oidc-provider';
@@ -25,7 +26,7 @@ import type { Revocation } from './revocation.js';
 export interface RecordDeps {
   config: Readonly<Config>;
   provider: Provider;
-  stores: Pick<Stores, 'consents' | 'upstreamTokens' | 'browserSessions' | 'transactionAsync'>;
+  stores: Pick<Stores, 'consents' | 'upstreamTokens' | 'browserSessions' | 'transaction'>;
   revocation: Pick<Revocation, 'revokeInTransaction' | 'revokeAtUpstreamAfterCommit'>;
 }
 
@@ -54,14 +55,14 @@ function grantFor(deps: RecordDeps, subject: string, tx: AuthorizeTransaction): 
 }
 
 /** P's browser session for the subject: renewed, or new (a new subject in this browser gets a new id: no fixation across accounts). */
-function sessionFor(deps: RecordDeps, currentSessionId: string | undefined, identity: UpstreamIdentity, now: number): string | undefined {
+async function sessionFor(deps: RecordDeps, currentSessionId: string | undefined, identity: UpstreamIdentity, now: number): Promise<string | undefined> {
   const { browserSessions } = deps.stores;
-  const current = browserSessions.find(currentSessionId, now);
+  const current = await browserSessions.find(currentSessionId, now);
   if (current && current.subject === identity.subject) {
-    browserSessions.seen(currentSessionId as string, now);
+    await browserSessions.seen(currentSessionId as string, now);
     return undefined;
   }
-  if (current) browserSessions.close(currentSessionId as string);
+  if (current) await browserSessions.close(currentSessionId as string);
   return browserSessions.open(identity.subject, identity.displayName, deps.config.ttl.session, now);
 }
 
@@ -81,11 +82,11 @@ export async function recordAuthorization(
   const grant = grantFor(deps, subject, tx);
   const key = { subject, clientId: tx.clientId, redirectUri: tx.redirectUri, resource: tx.resource };
 
-  const recorded = await stores.transactionAsync(async () => {
+  const recorded = await stores.transaction(async () => {
     const grantId = await grant.save();
-    const previous = stores.consents.unrevoked(key);
-    const supersededRevocation = previous ? revocation.revokeInTransaction(previous.grant_id, 'superseded', now) : undefined;
-    const consent = stores.consents.insert({
+    const previous = await stores.consents.unrevoked(key);
+    const supersededRevocation = previous ? await revocation.revokeInTransaction(previous.grant_id, 'superseded', now) : undefined;
+    const consent = await stores.consents.insert({
       ...key,
       scopes: tx.scopes,
       upstreamScopes: tx.upstreamScopes,
@@ -94,8 +95,8 @@ export async function recordAuthorization(
       grantId,
       browserHash: tx.browserHash ?? null,
     });
-    stores.upstreamTokens.save(grantId, subject, { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, expiresAt: tokens.expiresAt, scopes: tokens.scope });
-    const sessionId = sessionFor(deps, currentSessionId, identity, now);
+    await stores.upstreamTokens.save(grantId, subject, { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, expiresAt: tokens.expiresAt, scopes: tokens.scope });
+    const sessionId = await sessionFor(deps, currentSessionId, identity, now);
     interaction.result = { login: { accountId: subject }, consent: { grantId } };
     await interaction.save(Math.max(1, interaction.exp - Math.floor(now / 1000)));
     return { grantId, consent, sessionId, superseded: previous?.grant_id, supersededRevocation };

@@ -28,7 +28,7 @@ export type RevocationReason =
 
 export interface RevocationDeps {
   /** one transaction around the cascade's writes (src/store/index.ts) */
-  transaction: <T>(work: () => T) => T;
+  transaction: <T>(work: () => Promise<T>) => Promise<T>;
   consents: ConsentStore;
   models: OidcModelStore;
   upstreamTokens: UpstreamTokenStore;
@@ -42,7 +42,7 @@ export interface RevocationDeps {
 export interface RevokedInTransaction {
   consent: Consent | undefined;
   wasActive: boolean;
-  tokens: ReturnType<UpstreamTokenStore['get']>;
+  tokens: Awaited<ReturnType<UpstreamTokenStore['get']>>;
 }
 
 /** The revocation cascade over the stores, and U's revocation endpoint after the commit. */
@@ -52,19 +52,21 @@ export class Revocation {
 
   constructor(private readonly deps: RevocationDeps) {}
 
-  /** The synchronous part; call inside a transaction. Returns the upstream token to revoke at U. */
-  revokeInTransaction(grantId: string, reason: RevocationReason, now = Date.now()): RevokedInTransaction {
+  /** The database part; call inside a transaction. Resolves with the upstream token to revoke at U. */
+  async revokeInTransaction(grantId: string, reason: RevocationReason, now = Date.now()): Promise<RevokedInTransaction> {
     const { consents, models, upstreamTokens } = this.deps;
-    const consent = consents.byGrant(grantId);
-    const wasActive = consents.revoke(grantId, reason, now);
-    let tokens: ReturnType<UpstreamTokenStore['get']>;
+    const consent = await consents.byGrant(grantId);
+    const wasActive = await consents.revoke(grantId, reason, now);
+    let tokens: RevokedInTransaction['tokens'];
     try {
-      tokens = upstreamTokens.get(grantId);
+      tokens = await upstreamTokens.get(grantId);
     } catch {
-      tokens = undefined; // sealed under a key this process does not have: delete, cannot revoke at U
+      // Sealed under a key this process does not have: delete, cannot revoke at U. (Had the read
+      // itself failed, the transaction is doomed anyway and rolls back: src/db/sql.ts.)
+      tokens = undefined;
     }
-    upstreamTokens.remove(grantId);
-    models.destroyGrant(grantId);
+    await upstreamTokens.remove(grantId);
+    await models.destroyGrant(grantId);
     return { consent, wasActive, tokens };
   }
 
@@ -82,15 +84,15 @@ export class Revocation {
     void call.finally(() => this.pending.delete(call));
   }
 
-  /** Revoke one consent (by grant id) with the whole cascade. Returns whether it was active. */
-  revokeGrant(
+  /** Revoke one consent (by grant id) with the whole cascade. Resolves with whether it was active, once committed and audited. */
+  async revokeGrant(
     grantId: string,
     reason: RevocationReason,
     actor?: { event?: 'consent.revoked' | 'admin.consent_revoked' | 'account.consent_revoked' | 'cli.consent_revoked'; subject?: string },
-  ): boolean {
-    const result = this.deps.transaction(() => this.revokeInTransaction(grantId, reason));
+  ): Promise<boolean> {
+    const result = await this.deps.transaction(() => this.revokeInTransaction(grantId, reason));
     if (result.consent) {
-      this.deps.audit.record({
+      await this.deps.audit.record({
         event: actor?.event ?? 'consent.revoked',
         reason,
         subject: actor?.subject ?? result.consent.subject,
@@ -108,10 +110,10 @@ export class Revocation {
   }
 
   /** Revoke every active consent of a client (disable, delete, idle expiry). */
-  revokeClient(clientId: string, reason: 'client_disabled' | 'client_deleted'): number {
+  async revokeClient(clientId: string, reason: 'client_disabled' | 'client_deleted'): Promise<number> {
     let n = 0;
-    for (const consent of this.deps.consents.unrevokedForClient(clientId)) {
-      if (this.revokeGrant(consent.grant_id, reason)) n += 1;
+    for (const consent of await this.deps.consents.unrevokedForClient(clientId)) {
+      if (await this.revokeGrant(consent.grant_id, reason)) n += 1;
     }
     return n;
   }
@@ -121,7 +123,7 @@ export class Revocation {
     if (!upstream) return;
     try {
       const done = await upstream.revoke(token, hint);
-      if (done) this.deps.audit.record({ event: 'upstream.token_revoked', clientId, subject, details: { grant_id: grantId, token_type_hint: hint } });
+      if (done) await this.deps.audit.record({ event: 'upstream.token_revoked', clientId, subject, details: { grant_id: grantId, token_type_hint: hint } });
     } catch (err) {
       this.deps.log.warn({ err: (err as Error).message, grantId }, 'upstream token revocation failed');
     }

@@ -62,6 +62,31 @@ export function migrate(db: Db, dir = MIGRATIONS_DIR): MigrateResult {
     checksum: string;
   }[];
 
+  checkApplied(files, applied);
+
+  const record = db.prepare('INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)');
+  const done: string[] = [];
+  for (const file of files.slice(applied.length)) {
+    db.transaction(() => {
+      db.exec(file.sql);
+      record.run(file.version, file.name, file.checksum, new Date().toISOString());
+    })();
+    done.push(file.name);
+  }
+  return { applied: done, current: files.length };
+}
+
+export interface AppliedMigration {
+  version: number;
+  name: string;
+  checksum: string;
+}
+
+/**
+ * Refuse a database migrated by a newer build, or one whose applied files were changed since
+ * (both engines: src/db/migrate-pg.ts uses it too).
+ */
+export function checkApplied(files: MigrationFile[], applied: AppliedMigration[]): void {
   const newest = applied.at(-1);
   if (newest && newest.version > files.length) {
     throw new MigrationError(
@@ -74,15 +99,4 @@ export function migrate(db: Db, dir = MIGRATIONS_DIR): MigrateResult {
       throw new MigrationError(`migration ${row.name} was changed after it was applied (checksum differs); restore the original file and put the change in a new migration`);
     }
   }
-
-  const record = db.prepare('INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)');
-  const done: string[] = [];
-  for (const file of files.slice(applied.length)) {
-    db.transaction(() => {
-      db.exec(file.sql);
-      record.run(file.version, file.name, file.checksum, new Date().toISOString());
-    })();
-    done.push(file.name);
-  }
-  return { applied: done, current: files.length };
 }

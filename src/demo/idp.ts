@@ -163,7 +163,7 @@ export function createDemoIdp(deps: DemoIdpDeps): DemoIdp {
   router.post('/interaction/:uid/confirm', form, confirmConsent(provider));
   router.use((req, res) => {
     pinToPublicUrl(req, config.urls);
-    callback(req, res);
+    void callback(req, res); // koa answers its own errors
   });
   return { issuer, clientId: DEMO_CLIENT_ID, clientSecret, router };
 }

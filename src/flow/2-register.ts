@@ -44,9 +44,9 @@ import { admitRegistration, MAX_REGISTRATION_BODY, type AdmissionPolicy } from '
 export function registrationGate(policy: AdmissionPolicy, audit: Audit): RequestHandler[] {
   const parse = express.json({ limit: MAX_REGISTRATION_BODY, type: () => true });
   return [
-    (req: Request, res: Response, next: NextFunction) => {
+    async (req: Request, res: Response, next: NextFunction) => {
       if (!req.is('application/json')) {
-        audit.record({ event: 'registration.rejected', reason: 'content_type' });
+        await audit.record({ event: 'registration.rejected', reason: 'content_type' });
         return next(ERRORS.registrationRefused('invalid_client_metadata', 'registration requests must be application/json (RFC 7591 §3.1)', 'content_type'));
       }
       parse(req, res, (err?: unknown) => {
@@ -56,15 +56,17 @@ export function registrationGate(policy: AdmissionPolicy, audit: Audit): Request
         const refusal = refusalOf(err);
         if (!refusal) return next(err);
         const malformed = refusal.reason === 'malformed_body';
-        audit.record({ event: 'registration.rejected', reason: malformed ? 'malformed_json' : refusal.reason });
-        if (refusal.reason === 'body_too_large') return next(ERRORS.registrationRefused('invalid_client_metadata', `registration body exceeds ${MAX_REGISTRATION_BODY} bytes`, refusal.reason, 413));
-        next(ERRORS.registrationRefused('invalid_client_metadata', malformed ? 'registration body is not valid JSON' : refusal.description, refusal.reason, refusal.status));
+        const refused =
+          refusal.reason === 'body_too_large'
+            ? ERRORS.registrationRefused('invalid_client_metadata', `registration body exceeds ${MAX_REGISTRATION_BODY} bytes`, refusal.reason, 413)
+            : ERRORS.registrationRefused('invalid_client_metadata', malformed ? 'registration body is not valid JSON' : refusal.description, refusal.reason, refusal.status);
+        audit.record({ event: 'registration.rejected', reason: malformed ? 'malformed_json' : refusal.reason }).then(() => next(refused), next);
       });
     },
-    (req: Request, _res: Response, next: NextFunction) => {
+    async (req: Request, _res: Response, next: NextFunction) => {
       const result = admitRegistration(req.body, policy);
       if (!result.ok) {
-        audit.record({
+        await audit.record({
           event: 'registration.rejected',
           reason: `${result.error}:${result.reason}`,
           details: { error_description: result.description, client_name: typeof req.body?.client_name === 'string' ? req.body.client_name.slice(0, 200) : undefined },

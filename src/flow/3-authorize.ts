@@ -37,14 +37,14 @@ export function repeatedParameters(params: URLSearchParams): string[] {
 }
 
 export function authorizationPreflight(defaultScope: string, audit: Audit) {
-  return (req: Request, _res: Response, next: NextFunction) => {
+  return async (req: Request, _res: Response, next: NextFunction) => {
     if (req.method !== 'GET' && req.method !== 'HEAD') return next(ERRORS.methodNotAllowed('GET'));
     const q = req.url.indexOf('?');
     const params = new URLSearchParams(q === -1 ? '' : req.url.slice(q + 1));
     const repeated = repeatedParameters(params);
     if (repeated.length) {
       const clientIds = params.getAll('client_id');
-      audit.record({
+      await audit.record({
         event: 'authorization.rejected',
         reason: 'invalid_request',
         clientId: clientIds.length === 1 && (clientIds[0] as string).length <= 200 ? clientIds[0] : undefined,

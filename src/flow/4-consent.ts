@@ -53,7 +53,7 @@ async function loadInteraction(provider: Provider, req: Request, res: Response) 
 
 /** Skip path: the remembered consent's grant serves this authorization too. */
 async function finishWithExistingGrant(deps: ConsentStepDeps, req: Request, res: Response, consent: Consent): Promise<void> {
-  deps.stores.consents.touch(consent.grant_id);
+  await deps.stores.consents.touch(consent.grant_id);
   await deps.provider.interactionFinished(req, res, { login: { accountId: consent.subject }, consent: { grantId: consent.grant_id } }, { mergeWithLastSubmission: false });
 }
 
@@ -83,7 +83,7 @@ async function renderConsentPage(
     request,
     client: {
       name: typeof client.clientName === 'string' ? client.clientName : undefined,
-      registeredAt: stores.clientsMeta.get(request.clientId)?.registered_at,
+      registeredAt: (await stores.clientsMeta.get(request.clientId))?.registered_at,
       redirectUris: (client.metadata().redirect_uris as string[] | undefined) ?? [],
       refreshable: client.grantTypeAllowed('refresh_token'),
     },
@@ -91,7 +91,7 @@ async function renderConsentPage(
     ttl: config.ttl,
     signedInAs: session?.display_name ?? undefined,
   });
-  audit.record({ event: 'consent.shown', reason: page.reason, subject: session?.subject, clientId: request.clientId, details: { scopes: request.scopes, redirect_uri: request.redirectUri } });
+  await audit.record({ event: 'consent.shown', reason: page.reason, subject: session?.subject, clientId: request.clientId, details: { scopes: request.scopes, redirect_uri: request.redirectUri } });
   res.setHeader('Content-Security-Policy', pageCsp([formTarget, cspSourceOf(request.redirectUri)]));
   res.setHeader('Cache-Control', 'no-store');
   const csrf = deps.csrf.forBrowser(req, res, CSRF_PURPOSE, page.uid);
@@ -108,9 +108,10 @@ export function showConsent(deps: ConsentStepDeps): RequestHandler {
       const details = await loadInteraction(provider, req, res);
       const params = details.params as Record<string, unknown>;
       const request = requestOf(params, config.urls.mcpResource);
-      const current = currentSession(deps, req);
+      const current = await currentSession(deps, req);
       const subject = current?.session.subject;
-      const latest = subject ? stores.consents.latest({ subject, clientId: request.clientId, redirectUri: request.redirectUri, resource: request.resource }) : undefined;
+      const latest = subject ? await stores.consents.latest({ subject, clientId: request.clientId, redirectUri: request.redirectUri, resource: request.resource }) : undefined;
+      const latestGrantExists = latest ? await stores.models.grantExists(latest.grant_id) : false;
       const secFetchSite = req.get('sec-fetch-site');
       const decision = decideConsent({
         subject,
@@ -119,12 +120,12 @@ export function showConsent(deps: ConsentStepDeps): RequestHandler {
         browserHash: browserHashOf(deps.cookies, req),
         secFetchSite,
         promptRequested: promptRequested(params),
-        grantExists: (id) => stores.models.grantExists(id),
+        grantExists: (id) => id === latest?.grant_id && latestGrantExists,
         now: Date.now(),
       });
       if (!decision.skip) return await renderConsentPage(deps, req, res, { uid: details.uid, request, reason: decision.reason, session: current?.session });
-      audit.record({ event: 'consent.skipped', reason: 'remembered', subject, clientId: request.clientId, details: { consent_id: decision.consent.id, sec_fetch_site: secFetchSite } });
-      stores.browserSessions.seen((current as { id: string }).id);
+      await audit.record({ event: 'consent.skipped', reason: 'remembered', subject, clientId: request.clientId, details: { consent_id: decision.consent.id, sec_fetch_site: secFetchSite } });
+      await stores.browserSessions.seen((current as { id: string }).id);
       await finishWithExistingGrant(deps, req, res, decision.consent);
     } catch (err) {
       next(err);
@@ -142,7 +143,7 @@ export function decideOnConsent(deps: ConsentStepDeps): RequestHandler[] {
         const check = deps.csrf.checkBrowser(req, CSRF_PURPOSE, String(req.params.uid), req.body?.csrf);
         if (check !== 'ok') {
           // CONS-08 / AT-04: refused before the interaction is even loaded; nothing is created.
-          audit.record({ event: 'consent.rejected', reason: check === 'cookie_missing' ? 'csrf_cookie_missing' : 'csrf_mismatch', details: { sec_fetch_site: req.get('sec-fetch-site') } });
+          await audit.record({ event: 'consent.rejected', reason: check === 'cookie_missing' ? 'csrf_cookie_missing' : 'csrf_mismatch', details: { sec_fetch_site: req.get('sec-fetch-site') } });
           throw ERRORS.accessDenied('The approval could not be verified as coming from this page. Start again from your application.', 'csrf');
         }
         const details = await loadInteraction(provider, req, res);
@@ -150,12 +151,12 @@ export function decideOnConsent(deps: ConsentStepDeps): RequestHandler[] {
         const action = req.body?.action;
         if (action === 'deny') {
           // CONS-15: access_denied to the client (with state and iss, added by the provider); U is never contacted.
-          audit.record({ event: 'consent.denied', clientId: request.clientId, details: { scopes: request.scopes } });
+          await audit.record({ event: 'consent.denied', clientId: request.clientId, details: { scopes: request.scopes } });
           await provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'The user denied the request.' }, { mergeWithLastSubmission: false });
           return;
         }
         if (action !== 'approve') throw ERRORS.invalidRequest('unknown decision', 'bad_action');
-        audit.record({ event: 'consent.approved', clientId: request.clientId, details: { scopes: request.scopes, redirect_uri: request.redirectUri, resource: request.resource } });
+        await audit.record({ event: 'consent.approved', clientId: request.clientId, details: { scopes: request.scopes, redirect_uri: request.redirectUri, resource: request.resource } });
         await startUpstreamAuthorization(deps, req, res, details.uid, request, bindBrowser(deps.cookies, req, res));
       } catch (err) {
         next(err);

@@ -69,7 +69,7 @@ async function upstreamFailure(
 ) {
   const upstream = deps.upstream();
   const clientId = isSignIn(tx) ? undefined : (tx as AuthorizeTransaction).clientId;
-  deps.audit.record({ event: 'upstream.callback_failed', reason: failure.reason, clientId, details: { upstream_error: failure.upstreamCode, purpose: tx.purpose ?? 'authorize' } });
+  await deps.audit.record({ event: 'upstream.callback_failed', reason: failure.reason, clientId, details: { upstream_error: failure.upstreamCode, purpose: tx.purpose ?? 'authorize' } });
   const description = error === 'access_denied' ? `The sign-in at ${upstream.name} did not complete.` : `The sign-in at ${upstream.name} could not be completed.`;
   const returnTo = isSignIn(tx) ? undefined : await failInteraction(deps.provider, (tx as AuthorizeTransaction).interactionUid, error, description);
   return ERRORS.upstreamFailed(message, returnTo);
@@ -100,9 +100,9 @@ async function completeAuthorization(deps: CallbackDeps, req: Request, res: Resp
   if (!recorded) throw ERRORS.invalidRequest('this sign-in has expired; start again from your application', 'interaction_expired');
   if (recorded.sessionId) deps.cookies.write(res, 'session', recorded.sessionId, config.ttl.session);
   const who = { subject: result.identity.subject, clientId: tx.clientId };
-  audit.record({ event: 'upstream.callback_succeeded', ...who, details: { upstream_scopes: result.tokens.scope ?? tx.upstreamScopes.join(' ') } });
-  if (recorded.superseded) audit.record({ event: 'consent.revoked', reason: 'superseded', ...who, details: { grant_id: recorded.superseded } });
-  audit.record({
+  await audit.record({ event: 'upstream.callback_succeeded', ...who, details: { upstream_scopes: result.tokens.scope ?? tx.upstreamScopes.join(' ') } });
+  if (recorded.superseded) await audit.record({ event: 'consent.revoked', reason: 'superseded', ...who, details: { grant_id: recorded.superseded } });
+  await audit.record({
     event: 'consent.recorded',
     ...who,
     details: {
@@ -122,9 +122,9 @@ export function upstreamCallback(deps: CallbackDeps): RequestHandler {
   return async (req: Request, res: Response, next: NextFunction) => {
     try {
       const state = typeof req.query.state === 'string' ? req.query.state : undefined;
-      const taken = takeUpstreamLogin(deps, req, res, state);
+      const taken = await takeUpstreamLogin(deps, req, res, state);
       if (!taken.ok) {
-        deps.audit.record({ event: 'upstream.callback_failed', reason: taken.reason, details: { sec_fetch_site: req.get('sec-fetch-site') } });
+        await deps.audit.record({ event: 'upstream.callback_failed', reason: taken.reason, details: { sec_fetch_site: req.get('sec-fetch-site') } });
         throw ERRORS.callbackRefused(taken.reason, REFUSAL_TEXT[taken.reason]);
       }
       const tx = taken.transaction;

@@ -33,13 +33,13 @@ function grantSourceOf(body: Record<string, unknown>, models: GrantSources) {
 export function tokenPreflight(allowedResources: readonly string[], audit: Audit, models: GrantSources): RequestHandler[] {
   return [
     express.urlencoded({ extended: false, limit: MAX_TOKEN_BODY, parameterLimit: 50 }),
-    (req: Request, _res: Response, next: NextFunction) => {
+    async (req: Request, _res: Response, next: NextFunction) => {
       const body = (req.body ?? {}) as Record<string, unknown>;
       const resource = body.resource;
       if (resource === undefined) return next(); // the provider uses the granted resource (AUTHZ-06)
       const values = Array.isArray(resource) ? resource : [resource];
-      const refuse = (reason: string, description: string) => {
-        audit.record({
+      const refuse = async (reason: string, description: string) => {
+        await audit.record({
           event: 'token.rejected',
           reason: 'invalid_target',
           clientId: typeof body.client_id === 'string' ? body.client_id.slice(0, 200) : undefined,
@@ -51,7 +51,7 @@ export function tokenPreflight(allowedResources: readonly string[], audit: Audit
         return refuse('unknown_resource', 'resource must be a resource this server protects');
       }
       if (values.length > 1) return refuse('several_resources', 'request one resource per token request');
-      const source = grantSourceOf(body, models);
+      const source = await grantSourceOf(body, models);
       if (source && !source.consumed && !source.resources.includes(values[0] as string)) {
         return refuse('not_granted', 'resource must be the one this authorization was granted for');
       }

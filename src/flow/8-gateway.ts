@@ -30,13 +30,14 @@ import type { TokenDecision } from '../gateway/token-check.js';
 import type { UpstreamTokenResult } from '../gateway/upstream-token.js';
 import type { GatewayDeps, GatewayHandler, GatewayRoute } from '../gateway/deps.js';
 import { createTouchThrottle } from '../gateway/throttle.js';
+import { answerPreflight } from '../gateway/cors.js';
 import { jsonRpcError, type ForwardOutcome } from '../gateway/forward.js';
+import { after, type Maybe } from '../db/sql.js';
 
 export type { GatewayDeps, GatewayHandler, GatewayRoute } from '../gateway/deps.js';
 
 /** consents.last_used_at is written at most once a minute per grant. */
 const TOUCH_INTERVAL_MS = 60_000;
-const CORS_ALLOW_HEADERS = 'authorization, content-type, accept, mcp-session-id, mcp-protocol-version, last-event-id';
 
 /** Whose request it is, once the token check has passed (audit rows, refresh, session binding). */
 type Who = { subject: string; clientId: string };
@@ -61,7 +62,6 @@ const MESSAGES = {
 class RouteGateway {
   private readonly requiredScope: string;
   private readonly touched = createTouchThrottle(TOUCH_INTERVAL_MS); // bounded (src/gateway/throttle.ts)
-  private readonly allowMethods: string;
   private readonly messages: Record<Extract<ForwardOutcome, { kind: 'error' }>['reason'], string>;
 
   constructor(
@@ -69,7 +69,6 @@ class RouteGateway {
     private readonly route: GatewayRoute,
   ) {
     this.requiredScope = deps.config.mcpScopes[0] as string;
-    this.allowMethods = route.methods.join(', ');
     this.messages = { ...MESSAGES, body_too_large: `Request body exceeds ${deps.config.gateway.maxBodyBytes} bytes`, client_closed: '' };
   }
 
@@ -117,55 +116,42 @@ class RouteGateway {
     jsonRpcError(x.res, 500, `An unexpected error occurred (request ${x.requestId}).`);
   }
 
-  /** CORS for allowed origins, the preflight and the method; true when the request was answered here. */
-  private preflight(x: Exchange, foreignOrigin: boolean): boolean {
-    const { req, res } = x;
-    if (foreignOrigin) return false;
-    const origin = req.headers.origin;
-    if (origin !== undefined) {
-      res.setHeader('Access-Control-Allow-Origin', origin);
-      res.setHeader('Vary', 'Origin');
-      res.setHeader('Access-Control-Expose-Headers', 'mcp-session-id, www-authenticate');
-    }
-    if (req.method === 'OPTIONS') {
-      res.writeHead(204, { 'Access-Control-Allow-Methods': this.allowMethods, 'Access-Control-Allow-Headers': CORS_ALLOW_HEADERS, 'Access-Control-Max-Age': '600' });
-      res.end();
-      return true;
-    }
-    if (!this.route.methods.includes(req.method as string)) {
-      res.setHeader('Allow', this.allowMethods);
-      jsonRpcError(res, 405, 'Method not allowed');
-      return true;
-    }
-    return false;
-  }
-
   /**
-   * Steps 1–4, synchronous: no promise is made on the way to R unless U's token must be
-   * refreshed first (this is the hot path; every await costs a turn of the microtask queue).
+   * Steps 1–4. On SQLite every read answers synchronously and no promise is made on the way to R
+   * unless U's token must be refreshed first (this is the hot path; every await costs a turn of
+   * the microtask queue). On PostgreSQL the generation read (src/gateway/generation.ts) and any
+   * cache miss are round trips: `next` then continues when they answer.
    */
   private handle(x: Exchange): void {
-    const { req } = x;
-    const origin = req.headers.origin;
+    const origin = x.req.headers.origin;
     const foreignOrigin = origin !== undefined && !this.deps.config.gateway.allowedOrigins.includes(origin);
-    if (this.preflight(x, foreignOrigin)) return;
-    const generation = this.deps.generation();
-    const decision = this.deps.checkToken({
-      generation,
-      authorization: req.headers.authorization,
-      queryToken: /[?&]access_token=/.test(x.suffix),
-      resource: this.route.resource,
-      requiredScope: this.requiredScope,
+    if (!foreignOrigin && answerPreflight(x.req, x.res, this.route.methods)) return;
+    this.next(x, this.deps.generation(), (generation) => {
+      const decision = this.deps.checkToken({
+        generation,
+        authorization: x.req.headers.authorization,
+        queryToken: /[?&]access_token=/.test(x.suffix),
+        resource: this.route.resource,
+        requiredScope: this.requiredScope,
+      });
+      this.next(x, decision, (d) => this.authorized(x, d, generation, foreignOrigin));
     });
+  }
+
+  /** `then(value)` now when it is there, else when it arrives (a failure fails the request). */
+  private next<T>(x: Exchange, value: Maybe<T>, then: (value: T) => void): void {
+    if (value instanceof Promise) value.then(then).catch((err: unknown) => this.fail(x, err));
+    else then(value);
+  }
+
+  /** Steps 3–4 for a request whose token check is in. */
+  private authorized(x: Exchange, decision: TokenDecision, generation: number, foreignOrigin: boolean): void {
     if (foreignOrigin || !decision.ok) return this.refuse(x, decision, foreignOrigin);
     const who: Who = { subject: decision.subject, clientId: decision.clientId };
-    if (!this.sessionAllowed(x, who)) return;
-    const upstream = this.deps.upstreamTokens.get(decision.grantId, who, false, generation);
-    if (upstream instanceof Promise) {
-      upstream.then((u) => this.withUpstreamToken(x, decision.grantId, who, u)).catch((err: unknown) => this.fail(x, err));
-    } else {
-      this.withUpstreamToken(x, decision.grantId, who, upstream);
-    }
+    this.next(x, this.sessionAllowed(x, who), (allowed) => {
+      if (!allowed) return;
+      this.next(x, this.deps.upstreamTokens.get(decision.grantId, who, false, generation), (u) => this.withUpstreamToken(x, decision.grantId, who, u));
+    });
   }
 
   /** Steps 1–2 said no: a foreign Origin (GW-10, AT-21: whatever the token — DNS rebinding) or the token check. */
@@ -190,14 +176,15 @@ class RouteGateway {
   }
 
   /** Step 3, GW-09, AT-15: only the user and client a session was issued to; an unknown id fails closed, R is not contacted. */
-  private sessionAllowed(x: Exchange, who: Who): boolean {
+  private sessionAllowed(x: Exchange, who: Who): Maybe<boolean> {
     const sessionId = x.req.headers['mcp-session-id'];
     if (!this.route.mcp || typeof sessionId !== 'string') return true;
-    const verdict = this.deps.sessions.check(sessionId, who);
-    if (verdict === 'ok') return true;
-    this.reject(x, verdict === 'unknown' ? 'unknown_session' : 'foreign_session', who);
-    jsonRpcError(x.res, 404, 'Session not found', -32001);
-    return false;
+    return after(this.deps.sessions.check(sessionId, who), (verdict) => {
+      if (verdict === 'ok') return true;
+      this.reject(x, verdict === 'unknown' ? 'unknown_session' : 'foreign_session', who);
+      jsonRpcError(x.res, 404, 'Session not found', -32001);
+      return false;
+    });
   }
 
   /** Step 5: forward with U's token; audit and observe the outcome. */
@@ -213,8 +200,9 @@ class RouteGateway {
     }
     const now = Date.now();
     if (this.touched.due(grantId, now)) {
-      this.deps.stores.consents.touch(grantId, now);
-      this.deps.stores.clientsMeta.touch(who.clientId, now);
+      const logged = (err: unknown) => this.deps.log.error({ err, requestId: x.requestId }, 'could not note the last use of a consent or client');
+      this.deps.stores.consents.touch(grantId, now).catch(logged);
+      this.deps.stores.clientsMeta.touch(who.clientId, now).catch(logged);
     }
     if (req.method === 'GET') {
       this.deps.streams.add(res);
@@ -222,7 +210,7 @@ class RouteGateway {
     }
     const done = (outcome: ForwardOutcome) => {
       try {
-        this.forwarded(x, grantId, who, outcome);
+        return this.forwarded(x, grantId, who, outcome);
       } catch (err) {
         this.fail(x, err);
       }
@@ -230,16 +218,13 @@ class RouteGateway {
     this.route.forwarder.forward(req, res, upstream, x.suffix, done, (found) => this.leakBlocked(x, who, found));
   }
 
-  /** GW-13: R's response carried U's token; it was redacted before the client got it. */
+  /** GW-13: R's response carried U's token; it was redacted. Its row is committed at once, in its own transaction (no group commit), as the response ends. */
   private leakBlocked(x: Exchange, who: Who, found: string[]): void {
-    try {
-      this.deps.log.warn({ requestId: x.requestId, resource: this.route.resource, found }, 'the upstream server echoed the upstream token; redacted');
-      const details = { method: x.req.method, resource: this.route.resource, status: x.res.statusCode, found };
-      this.deps.audit.record({ event: 'gateway.leak_blocked', reason: 'upstream_token_in_response', ...who, requestId: x.requestId, ip: x.ip, details });
-    } catch (err) {
-      // The response is already over (or going): nothing to answer, but never crash the server.
-      this.deps.log.error({ err, requestId: x.requestId, resource: this.route.resource }, 'could not audit a blocked token leak');
-    }
+    this.deps.log.warn({ requestId: x.requestId, resource: this.route.resource, found }, 'the upstream server echoed the upstream token; redacted');
+    const details = { method: x.req.method, resource: this.route.resource, status: x.res.statusCode, found };
+    // The response is already going: nothing to answer, but never crash the server.
+    const unaudited = (err: unknown) => this.deps.log.error({ err, requestId: x.requestId, resource: this.route.resource }, 'could not audit a blocked token leak');
+    this.deps.audit.record({ event: 'gateway.leak_blocked', reason: 'upstream_token_in_response', ...who, requestId: x.requestId, ip: x.ip, details }).catch(unaudited);
   }
 
   /** GW-14: R refused U's token. Refresh it (or end the grant when U refuses too); the client retries after refreshing its own token. */
@@ -254,7 +239,12 @@ class RouteGateway {
       .catch((err: unknown) => this.fail(x, err));
   }
 
-  private forwarded(x: Exchange, grantId: string, who: Who, outcome: ForwardOutcome): void {
+  /**
+   * R answered (or could not be reached). For an answer, the MCP session bookkeeping (GW-09) comes
+   * first: its promise, when it returns one, holds R's answer back until a new session id is bound
+   * (src/gateway/forward.ts), so the client can use the id at once, on any replica.
+   */
+  private forwarded(x: Exchange, grantId: string, who: Who, outcome: ForwardOutcome): Promise<unknown> | undefined {
     const { req, res } = x;
     const { resource } = this.route;
     const seconds = Number(process.hrtime.bigint() - x.started) / 1e9;
@@ -262,17 +252,23 @@ class RouteGateway {
       if (outcome.reason === 'client_closed') return;
       this.deps.audit.defer({ event: 'gateway.upstream_failed', reason: outcome.reason, ...who, requestId: x.requestId, ip: x.ip, details: { method: req.method, resource } });
       this.deps.onForwarded?.(resource, outcome.status, seconds);
-      return jsonRpcError(res, outcome.status, this.messages[outcome.reason]);
+      jsonRpcError(res, outcome.status, this.messages[outcome.reason]);
+      return;
     }
-    if (outcome.kind === 'upstream_unauthorized') return this.upstreamRefused(x, grantId, who);
-    const sent = req.headers['mcp-session-id'];
-    // GW-09: a session R issued is bound to this user and client; one that ended is forgotten.
-    if (this.route.mcp && !this.deps.sessions.afterResponse(req.method, typeof sent === 'string' ? sent : undefined, outcome.status, outcome.sessionId, who)) {
-      this.deps.log.warn({ requestId: x.requestId }, 'R issued a session id that is bound to another user or client; it stays theirs');
+    if (outcome.kind === 'upstream_unauthorized') {
+      this.upstreamRefused(x, grantId, who);
+      return;
     }
     this.deps.onForwarded?.(resource, outcome.status, seconds);
     const details = { method: req.method, resource, status: outcome.status, ms: Math.round(seconds * 10_000) / 10 };
     this.deps.audit.defer({ event: 'gateway.forwarded', ...who, requestId: x.requestId, ip: x.ip, details });
+    const sent = req.headers['mcp-session-id'];
+    const bookkeeping = this.route.mcp ? this.deps.sessions.afterResponse(req.method, typeof sent === 'string' ? sent : undefined, outcome.status, outcome.sessionId, who) : undefined;
+    return bookkeeping?.then(
+      // GW-09: a session R issued is bound to this user and client; one that ended is forgotten.
+      (own) => own || this.deps.log.warn({ requestId: x.requestId }, 'R issued a session id that is bound to another user or client; it stays theirs'),
+      (err: unknown) => this.deps.log.error({ err, requestId: x.requestId }, 'MCP session bookkeeping failed'),
+    );
   }
 }
 

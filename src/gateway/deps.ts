@@ -13,6 +13,7 @@ import type { TokenCheck } from './token-check.js';
 import type { UpstreamTokenSource } from './upstream-token.js';
 import type { SessionBinding } from './sessions.js';
 import type { Forwarder } from './forward.js';
+import type { Maybe } from '../db/sql.js';
 
 export interface GatewayDeps {
   config: Readonly<Config>;
@@ -21,8 +22,8 @@ export interface GatewayDeps {
   checkToken: TokenCheck;
   upstreamTokens: UpstreamTokenSource;
   sessions: SessionBinding;
-  /** the database generation (src/gateway/cache.ts), read once per request */
-  generation: () => number;
+  /** the database generation (src/gateway/cache.ts), read once per request: at once on SQLite, a shared round trip on PostgreSQL (src/gateway/generation.ts) */
+  generation: () => Maybe<number>;
   /** open server-sent streams (GET), ended at shutdown so it does not wait on them */
   streams: Set<ServerResponse>;
   /** the budget and audit tally for refusals of requests without a valid token */

@@ -16,6 +16,7 @@
  */
 import { sha256 } from '../crypto/keys.js';
 import type { McpSessionStore } from '../store/mcp-sessions.js';
+import { after, type Maybe } from '../db/sql.js';
 
 /** Bindings unused this long are purged (the client then gets 404 and re-initializes). */
 export const MCP_SESSION_IDLE_MS = 24 * 3600_000;
@@ -25,6 +26,8 @@ export const SESSION_RECHECK_MS = 60_000;
 export const MAX_CACHED_SESSIONS = 10_000;
 
 export type SessionVerdict = 'ok' | 'unknown' | 'foreign';
+
+const verdict = (owner: { subject: string; clientId: string }, who: SessionOwner): SessionVerdict => (owner.subject === who.subject && owner.clientId === who.clientId ? 'ok' : 'foreign');
 
 export interface SessionOwner {
   subject: string;
@@ -51,55 +54,54 @@ export class SessionBinding {
     if (this.cache.size > this.max) this.cache.delete(this.cache.keys().next().value as string);
   }
 
-  /** May `who` use this session id? */
-  check(sessionId: string, who: SessionOwner): SessionVerdict {
+  /** May `who` use this session id? At once when cached (or read synchronously, SQLite), else a promise. */
+  check(sessionId: string, who: SessionOwner): Maybe<SessionVerdict> {
     const key = sha256(sessionId);
     const now = this.clock();
-    let owner = this.cache.get(key);
-    if (!owner || now - owner.checkedAt >= SESSION_RECHECK_MS) {
-      const row = this.store.use(key, now);
+    const owner = this.cache.get(key);
+    if (owner && now - owner.checkedAt < SESSION_RECHECK_MS) return verdict(owner, who);
+    return after(this.store.use(key, now), (row) => {
       if (!row) {
         this.cache.delete(key);
         return 'unknown';
       }
       this.remember(key, row.subject, row.client_id, now);
-      owner = { subject: row.subject, clientId: row.client_id, checkedAt: now };
-    }
-    return owner.subject === who.subject && owner.clientId === who.clientId ? 'ok' : 'foreign';
+      return verdict({ subject: row.subject, clientId: row.client_id }, who);
+    });
   }
 
-  /** R issued this session id in answer to `who`'s request; returns false if it was already someone else's. */
-  bind(sessionId: string, who: SessionOwner): boolean {
+  /** R issued this session id in answer to `who`'s request; resolves false if it was already someone else's. */
+  async bind(sessionId: string, who: SessionOwner): Promise<boolean> {
     const key = sha256(sessionId);
     const now = this.clock();
-    const owner = this.store.bind(key, who.subject, who.clientId, now);
+    const owner = await this.store.bind(key, who.subject, who.clientId, now);
     this.remember(key, owner.subject, owner.client_id, now);
     return owner.subject === who.subject && owner.client_id === who.clientId;
   }
 
   /** The session ended (DELETE, or R no longer knows it). */
-  forget(sessionId: string): void {
+  async forget(sessionId: string): Promise<void> {
     const key = sha256(sessionId);
     this.cache.delete(key);
-    this.store.remove(key);
+    await this.store.remove(key);
   }
 
   /**
    * After R answered a request that carried session id `sent` (or none): the session ended when
    * R accepted its DELETE or no longer knows it (404, MCP Streamable HTTP) — forget it; a new
-   * id R issued is bound to `who`. Returns false when R issued an id already bound to another
-   * user or client (it stays theirs).
+   * id R issued is bound to `who`. Resolves false when R issued an id already bound to another
+   * user or client (it stays theirs); undefined (nothing to wait for) when there is nothing to do.
+   * The gateway sends R's answer to the client only once this has resolved, so a client that
+   * uses a new session id at once (on any replica) finds it bound.
    */
-  afterResponse(method: string | undefined, sent: string | undefined, status: number, issued: string | undefined, who: SessionOwner): boolean {
-    if (sent !== undefined && ((method === 'DELETE' && status < 300) || status === 404)) {
-      this.forget(sent);
-      return true;
-    }
-    return issued === undefined || issued === sent || this.bind(issued, who);
+  afterResponse(method: string | undefined, sent: string | undefined, status: number, issued: string | undefined, who: SessionOwner): Promise<boolean> | undefined {
+    if (sent !== undefined && ((method === 'DELETE' && status < 300) || status === 404)) return this.forget(sent).then(() => true);
+    if (issued === undefined || issued === sent) return undefined;
+    return this.bind(issued, who);
   }
 
   /** Housekeeping: delete bindings unused for MCP_SESSION_IDLE_MS; returns how many. */
-  purgeIdle(now = this.clock()): number {
+  purgeIdle(now = this.clock()): Promise<number> {
     this.cache.clear();
     return this.store.purgeIdle(now - MCP_SESSION_IDLE_MS);
   }

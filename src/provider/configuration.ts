@@ -10,6 +10,7 @@ import { createInteractionPolicy } from './policy.js';
 import { offeredScopes } from '../oauth/scopes.js';
 import { providerErrorBodies } from '../errors/render.js';
 import { ProviderWithSafeErrorRedirects } from './error-redirect.js';
+import { commitsSettled } from '../http/request-context.js';
 
 /** Codes live one minute: clients redeem at once; OAuth 2.1 §4.1.2 allows at most ten (TOK-03). */
 export const AUTHORIZATION_CODE_TTL = 60;
@@ -32,45 +33,66 @@ export interface ProviderDeps {
   keys: KeyRing;
   models: OidcModelStore;
   /** clients an admin disabled (clients_meta.disabled_at) */
-  isClientDisabled: (clientId: string) => boolean;
+  isClientDisabled: (clientId: string) => Promise<boolean>;
   jwks: { keys: Record<string, unknown>[] };
   /** writes P's error page for oidc-provider's rendered errors */
   renderError(ctx: KoaContextWithOIDC, out: ErrorOut, error: Error): void;
 }
 
 /**
+ * A code or refresh token that another request consumed between oidc-provider's check of
+ * `consumed` and its `consume()` (two redemptions at once, on one replica or two): the adapter's
+ * atomic consume refused it. Answered as oidc-provider answers a replay — invalid_grant — and,
+ * like a replay, it revokes the grant with everything issued under it (TOK-05, RT-02; the token
+ * endpoint's events bridge does that: src/provider/events.ts).
+ */
+export class ReplayedGrantSource extends errors.InvalidGrant {
+  constructor(
+    model: string,
+    readonly grantId: string | undefined,
+  ) {
+    super(`${model === 'RefreshToken' ? 'refresh token' : 'authorization code'} already consumed`);
+  }
+}
+
+/**
  * oidc-provider's Adapter over the oidc_models store. `prefix` keeps another provider's models
  * apart (the demo IdP); `isClientDisabled` makes a client disabled by an admin unknown to the
- * provider, so it can neither authorize nor redeem anything.
+ * provider, so it can neither authorize nor redeem anything. Every write joins the transaction
+ * the caller runs in, if any (src/consent/record.ts), on both engines.
  */
-export function adapterClass(models: OidcModelStore, options: { prefix?: string; isClientDisabled?: (clientId: string) => boolean } = {}) {
+export function adapterClass(models: OidcModelStore, options: { prefix?: string; isClientDisabled?: (clientId: string) => Promise<boolean> } = {}) {
   const prefix = options.prefix ?? '';
-  return class SqliteAdapter implements Adapter {
+  return class StoreAdapter implements Adapter {
     private readonly name: string;
     constructor(model: string) {
       this.name = `${prefix}${model}`;
     }
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
-      models.upsert(this.name, id, payload as Record<string, unknown>, expiresIn);
+      await models.upsert(this.name, id, payload as Record<string, unknown>, expiresIn);
     }
     async find(id: string): Promise<AdapterPayload | undefined> {
-      if (this.name === 'Client' && options.isClientDisabled?.(id)) return undefined;
-      return models.find(this.name, id) as AdapterPayload | undefined;
+      if (this.name === 'Client' && (await options.isClientDisabled?.(id))) return undefined;
+      return (await models.find(this.name, id)) as AdapterPayload | undefined;
     }
     async findByUserCode(): Promise<AdapterPayload | undefined> {
       return undefined; // device flow is disabled
     }
     async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-      return models.findByUid(this.name, uid) as AdapterPayload | undefined;
+      return (await models.findByUid(this.name, uid)) as AdapterPayload | undefined;
     }
+    /** Atomic (TOK-05, RT-02): of two concurrent consumes one wins; the other is refused as a replay. */
     async consume(id: string): Promise<void> {
-      models.consume(this.name, id);
+      const outcome = await models.consume(this.name, id);
+      if (outcome.consumed) return;
+      if (outcome.replayed) throw new ReplayedGrantSource(this.name, outcome.grantId);
+      throw new errors.InvalidGrant('grant source not found');
     }
     async destroy(id: string): Promise<void> {
-      models.destroy(this.name, id);
+      await models.destroy(this.name, id);
     }
     async revokeByGrantId(grantId: string): Promise<void> {
-      models.revokeByGrantId(grantId);
+      await models.revokeByGrantId(grantId);
     }
   };
 }
@@ -211,6 +233,18 @@ export function createProvider(deps: ProviderDeps): Provider {
   const provider: Provider = new ProviderWithSafeErrorRedirects(deps.config.urls.issuer, providerConfiguration(deps));
   // DESIGN §9: its JSON errors, like its pages (renderError), carry no library message or stack.
   provider.use(providerErrorBodies());
+  // DESIGN §3: what its event listeners write (audit rows, revocations) is committed before the
+  // response goes out (the provider does not await listeners: src/provider/events.ts).
+  provider.use(async (ctx, next) => {
+    await next();
+    try {
+      await commitsSettled();
+    } catch {
+      ctx.remove('Location');
+      ctx.status = 500;
+      ctx.body = { error: 'server_error' }; // rewritten by providerErrorBodies; the listener logged the cause
+    }
+  });
   // Endpoint URLs in metadata come from the request; the express layer pins host and protocol
   // to PUBLIC_URL (src/http/provider-mount.ts), so the provider trusts those headers.
   provider.proxy = true;

@@ -101,7 +101,7 @@ function mountOperations(r: Router, deps: AppDeps): void {
   });
   r.get('/readyz', async (_req, res) => {
     res.setHeader('Cache-Control', 'no-store');
-    const database = deps.stores.healthy();
+    const database = await deps.stores.healthy();
     // The upstream's metadata must load (discovery); a failure is retried on the next probe.
     const upstream = await Promise.race([
       deps
@@ -181,7 +181,7 @@ export function buildApp(deps: AppDeps): Express {
   const oidc = provider.callback();
   const toProvider: ProviderHandler = (req, res) => {
     pinToPublicUrl(req, urls);
-    oidc(req, res);
+    void oidc(req, res); // koa answers its own errors
   };
 
   const app = express();

@@ -1,7 +1,8 @@
 /**
  * The composition root's shared floor — what the server and the CLI both wire, wired once:
  * - `openStorage`: the secret (SECRET_KEY, or the one generated into the data directory) → the
- *   key ring → the database, migrated → every store (src/store/index.ts);
+ *   key ring → the database (SQLite, or PostgreSQL with DATABASE_URL), migrated → every store
+ *   (src/store/index.ts);
  * - `createCore`: storage → the audit service with its checkpoint file (DESIGN §9) → the upstream
  *   client (when one is configured) → the revocation cascade → the operator actions.
  * The server adds the provider, the pages and the gateway (src/runtime/server.ts); the CLI uses
@@ -11,8 +12,11 @@ import type { Logger } from 'pino';
 import type { Config, UpstreamConfig } from '../config/load.js';
 import { KeyRing } from '../crypto/keys.js';
 import { resolveSecretKey } from '../crypto/secret-file.js';
-import { openDatabase, type Db } from '../db/open.js';
 import { migrate } from '../db/migrate.js';
+import { after, type Sql } from '../db/sql.js';
+import { openSqliteSql } from '../db/sqlite-sql.js';
+import { PgSql } from '../db/pg-sql.js';
+import { migratePg } from '../db/migrate-pg.js';
 import { createStores, type Stores } from '../store/index.js';
 import type { NewAuditRow } from '../store/audit-log.js';
 import { Audit } from '../audit/audit.js';
@@ -23,7 +27,8 @@ import { createAdminOps, type AdminOps } from '../consent/operations.js';
 
 export interface Storage {
   keys: KeyRing;
-  db: Db;
+  /** the database behind every store (src/db/sql.ts) */
+  sql: Sql;
   stores: Stores;
 }
 
@@ -36,7 +41,7 @@ export interface StorageOptions {
 export class MissingSecretError extends Error {}
 
 /** The secret, the database (migrated) and every store. */
-export function openStorage(config: Readonly<Config>, options: StorageOptions): Storage {
+export async function openStorage(config: Readonly<Config>, options: StorageOptions): Promise<Storage> {
   const { log } = options;
   const secret = resolveSecretKey(config.secretKey, config.dataDir, { create: !options.mustExist });
   if (!secret) {
@@ -53,16 +58,49 @@ export function openStorage(config: Readonly<Config>, options: StorageOptions): 
     );
   }
   const keys = new KeyRing(secret.key, config.secretKeyPrevious);
-  const db = openDatabase(config.databasePath, { mustExist: options.mustExist ?? false, synchronous: config.databaseSynchronous });
+  const sql = await openMigrated(config, options);
+  // The audit chain's MAC key (DESIGN §9): in memory only, never in the database.
+  return { keys, sql, stores: createStores(sql, keys, { auditKey: keys.auditKey }) };
+}
+
+/** The configured database, migrated: which engine, and what migrating did. */
+export interface OpenedDatabase {
+  sql: Sql;
+  /** migrations applied just now, and the schema version */
+  applied: string[];
+  current: number;
+  /** where it is, for messages: the SQLite file, or "PostgreSQL (DATABASE_URL)" — never the URL, which may hold a password */
+  where: string;
+}
+
+/**
+ * The engine chosen by configuration (DESIGN §4, §8): PostgreSQL when DATABASE_URL is set (a pool
+ * of DATABASE_POOL_MAX connections; migrated under an advisory lock, so replicas starting at once
+ * migrate once), else SQLite at DATABASE_PATH. Closed again when migrating fails.
+ */
+export async function openConfiguredDatabase(config: Readonly<Config>, options: { log: Logger; mustExist?: boolean }): Promise<OpenedDatabase> {
+  if (config.databaseUrl) {
+    const sql = new PgSql({ url: config.databaseUrl, poolMax: config.databasePoolMax, onError: (err) => options.log.error({ err }, 'an idle PostgreSQL connection failed') });
+    try {
+      return { sql, ...(await migratePg(sql)), where: 'PostgreSQL (DATABASE_URL)' };
+    } catch (err) {
+      await sql.close();
+      throw err;
+    }
+  }
+  const sql = openSqliteSql(config.databasePath, { mustExist: options.mustExist ?? false, synchronous: config.databaseSynchronous });
   try {
-    const { applied } = migrate(db);
-    if (applied.length) log.info({ applied }, 'database migrated');
+    return { sql, ...migrate(sql.db), where: config.databasePath };
   } catch (err) {
-    db.close();
+    await sql.close();
     throw err;
   }
-  // The audit chain's MAC key (DESIGN §9): in memory only, never in the database.
-  return { keys, db, stores: createStores(db, keys, { auditKey: keys.auditKey }) };
+}
+
+async function openMigrated(config: Readonly<Config>, options: StorageOptions): Promise<Sql> {
+  const { sql, applied } = await openConfiguredDatabase(config, options);
+  if (applied.length) options.log.info({ applied }, 'database migrated');
+  return sql;
 }
 
 export interface CoreOptions {
@@ -91,7 +129,9 @@ export function createCore(config: Readonly<Config>, storage: Storage, options: 
   const audit = new Audit(stores.auditLog, log, {
     observe: options.observeAudit,
     // The file moves only forward along the chain it recorded (a cut log never overwrites it).
-    checkpoint: checkpoint ? createCheckpointWriter(checkpoint, keys.auditKey, log, { keys: keys.auditKeys(), holds: (seq, mac) => stores.auditLog.hashAt(seq) === mac }) : undefined,
+    checkpoint: checkpoint
+      ? createCheckpointWriter(checkpoint, keys.auditKey, log, { keys: keys.auditKeys(), holds: (seq, mac) => after(stores.auditLog.hashAt(seq), (hash) => hash === mac) })
+      : undefined,
   });
   const upstreamConfig = config.upstream ?? options.upstream;
   const upstreamClient = upstreamConfig ? createUpstreamClient(upstreamConfig, config.urls.upstreamCallback, { dangerouslyAllowInsecureHttp: config.dangerouslyAllowInsecureHttp }) : undefined;

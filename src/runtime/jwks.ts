@@ -6,10 +6,10 @@ import { generateJwks } from '../provider/keys.js';
 import type { SealedSecretStore } from '../store/sealed-secrets.js';
 
 export async function loadOrCreateJwks(sealed: SealedSecretStore, name: string): Promise<{ keys: Record<string, unknown>[] }> {
-  let json = sealed.get(name);
+  let json = await sealed.get(name);
   if (!json) {
     json = JSON.stringify(await generateJwks());
-    sealed.put(name, json);
+    await sealed.put(name, json);
   }
   return JSON.parse(json) as { keys: Record<string, unknown>[] };
 }

@@ -23,35 +23,41 @@ export interface MaintenanceDeps {
   log: Logger;
   clientIdleSeconds: number;
   /** extra purges contributed by later steps (transactions, sessions) */
-  extraPurges?: Array<() => number>;
+  extraPurges?: Array<() => Promise<number>>;
   /** called for each expired client before it is deleted (cascade) */
-  onClientExpired?: (clientId: string) => void;
+  onClientExpired?: (clientId: string) => Promise<unknown>;
 }
 
-export function runMaintenance(deps: MaintenanceDeps, now = Date.now()): { expiredRows: number; expiredClients: string[] } {
-  let expiredRows = deps.models.purgeExpired();
-  for (const purge of deps.extraPurges ?? []) expiredRows += purge();
-  const expiredClients = deps.clientsMeta.idleSince(now - deps.clientIdleSeconds * 1000);
+export async function runMaintenance(deps: MaintenanceDeps, now = Date.now()): Promise<{ expiredRows: number; expiredClients: string[] }> {
+  let expiredRows = await deps.models.purgeExpired();
+  for (const purge of deps.extraPurges ?? []) expiredRows += await purge();
+  const expiredClients = await deps.clientsMeta.idleSince(now - deps.clientIdleSeconds * 1000);
   for (const clientId of expiredClients) {
-    deps.onClientExpired?.(clientId);
-    deps.models.deleteClient(clientId);
-    deps.clientsMeta.remove(clientId);
-    deps.audit.record({ event: 'client.expired', clientId, reason: 'idle', details: { idle_seconds: deps.clientIdleSeconds } });
+    await deps.onClientExpired?.(clientId);
+    await deps.models.deleteClient(clientId);
+    await deps.clientsMeta.remove(clientId);
+    await deps.audit.record({ event: 'client.expired', clientId, reason: 'idle', details: { idle_seconds: deps.clientIdleSeconds } });
   }
   if (expiredRows || expiredClients.length) deps.log.info({ expiredRows, expiredClients: expiredClients.length }, 'housekeeping');
   return { expiredRows, expiredClients };
 }
 
-export function scheduleMaintenance(deps: MaintenanceDeps): () => void {
+/** Housekeeping now and every MAINTENANCE_INTERVAL_MS (one run at a time); the returned function stops it and resolves once no run is under way. */
+export function scheduleMaintenance(deps: MaintenanceDeps): () => Promise<void> {
+  let running: Promise<void> | undefined;
   const run = () => {
-    try {
-      runMaintenance(deps);
-    } catch (err) {
-      deps.log.error({ err }, 'housekeeping failed');
-    }
+    running ??= runMaintenance(deps)
+      .then(
+        () => undefined,
+        (err: unknown) => deps.log.error({ err }, 'housekeeping failed'),
+      )
+      .finally(() => (running = undefined));
   };
   run();
   const timer = setInterval(run, MAINTENANCE_INTERVAL_MS);
   timer.unref();
-  return () => clearInterval(timer);
+  return async () => {
+    clearInterval(timer);
+    await running;
+  };
 }

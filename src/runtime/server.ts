@@ -3,14 +3,14 @@
  * migrations, stores) → demo mode when on → the core (audit, U, revocation, operator actions) →
  * provider → gateway services → app. `createRuntime` never listens; `listen` does, and returns a
  * graceful `close()` (finish in-flight requests); `dispose()` stops timers, flushes the audit
- * queue and closes the database.
+ * queue and closes the database (SQLite's connection, or PostgreSQL's pool).
  */
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Express } from 'express';
 import type { Config } from '../config/load.js';
-import type { Db } from '../db/open.js';
+import type { Sql } from '../db/sql.js';
 import { createLogger } from '../log/logger.js';
 import { createCookieJar } from '../http/cookies.js';
 import { createCsrf } from '../http/csrf.js';
@@ -18,6 +18,7 @@ import { createMetrics, type Metrics } from '../http/metrics.js';
 import { createTokenCheck } from '../gateway/token-check.js';
 import { createUpstreamTokenSource } from '../gateway/upstream-token.js';
 import { createSessionBinding } from '../gateway/sessions.js';
+import { coalescedReads } from '../gateway/generation.js';
 import { createForwarder, type Forwarder } from '../gateway/forward.js';
 import { scheduleCheckpointLog } from '../audit/checkpoint-log.js';
 import { createRefusalTally } from '../audit/refusal-tally.js';
@@ -43,14 +44,14 @@ export interface RuntimeOptions {
 }
 
 export interface Runtime extends AppDeps {
-  /** the database connection (tests and the benchmark read it directly) */
-  db: Db;
+  /** the database behind every store (tests and the benchmark read it directly, in portable SQL) */
+  sql: Sql;
   metrics: Metrics;
   app: Express;
   /** the HTTP request listener: the gateway in front of the express app */
   handler: (req: IncomingMessage, res: ServerResponse) => void;
-  /** stop timers, flush the audit queue, close the database */
-  dispose(): void;
+  /** stop timers, flush the audit queue, close the database; resolves when done */
+  dispose(): Promise<void>;
 }
 
 /** Gateway services: the token check, U's tokens, MCP session bindings and a forwarder per resource. */
@@ -60,7 +61,8 @@ function createGatewayServices(core: Core, mcpUrl: URL | undefined): GatewayServ
   const forwardOptions = { timeoutMs: config.gateway.timeoutMs, maxBodyBytes: config.gateway.maxBodyBytes };
   if (mcpUrl) forwarders.set(config.urls.mcpResource, createForwarder(mcpUrl, forwardOptions));
   for (const route of config.gateway.routes) forwarders.set(route.resource, createForwarder(route.target, forwardOptions));
-  const generation = () => stores.generation.current();
+  // DESIGN §8: every request uses a generation read issued after it arrived (src/gateway/generation.ts).
+  const generation = coalescedReads(() => stores.generation.current());
   return {
     checkToken: createTokenCheck(stores.models, stores.consents, generation),
     upstreamTokens: createUpstreamTokenSource({ store: stores.upstreamTokens, upstream: core.upstream, revocation: core.revocation, audit, generation }),
@@ -72,7 +74,7 @@ function createGatewayServices(core: Core, mcpUrl: URL | undefined): GatewayServ
 }
 
 /** Housekeeping on a timer (src/runtime/maintenance.ts); returns the function that stops it. */
-function startMaintenance(core: Core, gateway: GatewayServices): () => void {
+function startMaintenance(core: Core, gateway: GatewayServices): () => Promise<void> {
   const { stores, config, audit, log, revocation } = core;
   return scheduleMaintenance({
     models: stores.models,
@@ -108,8 +110,8 @@ async function startProvider(core: Core, views: Views): Promise<Provider> {
 export async function createRuntime(config: Readonly<Config>, options: RuntimeOptions = {}): Promise<Runtime> {
   const log = options.log ?? createLogger(config.logLevel);
   for (const warning of config.warnings) log.warn(warning);
-  const storage = openStorage(config, { log });
-  const { stores, keys, db } = storage;
+  const storage = await openStorage(config, { log });
+  const { stores, keys, sql } = storage;
   const views = createViews({ base: config.urls.basePath, demo: config.demo });
   const demo = config.demo ? await startDemo(config, storage, views) : undefined;
   const metrics = createMetrics();
@@ -134,21 +136,23 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
   };
   const app = buildApp(deps);
   const handler = gatewayFront(deps, app);
-  const stopMaintenance = options.maintenance === false ? () => {} : startMaintenance(core, gateway);
+  const stopMaintenance = options.maintenance === false ? async () => {} : startMaintenance(core, gateway);
+  let disposed: Promise<void> | undefined;
   return {
     ...deps,
-    db,
+    sql,
     app,
     handler,
-    dispose() {
-      stopMaintenance();
-      for (const forwarder of gateway.forwarders.values()) void forwarder.close();
-      demo?.close();
-      refusals.close();
-      audit.flush();
-      stopCheckpointLog(db.open);
-      if (db.open) db.close();
-    },
+    dispose: () =>
+      (disposed ??= (async () => {
+        await stopMaintenance();
+        for (const forwarder of gateway.forwarders.values()) void forwarder.close();
+        demo?.close();
+        refusals.close();
+        await audit.flush();
+        await stopCheckpointLog();
+        await sql.close();
+      })()),
   };
 }
 

@@ -22,9 +22,9 @@ export interface BrowserDeps {
 }
 
 /** P's browser session this request carries, with its raw id (for renewing or closing it). */
-export function currentSession(deps: BrowserDeps, req: Request, now?: number): { id: string; session: BrowserSession } | undefined {
+export async function currentSession(deps: BrowserDeps, req: Request, now?: number): Promise<{ id: string; session: BrowserSession } | undefined> {
   const id = deps.cookies.read(req, 'session');
-  const session = id ? deps.stores.browserSessions.find(id, now) : undefined;
+  const session = id ? await deps.stores.browserSessions.find(id, now) : undefined;
   return id && session ? { id, session } : undefined;
 }
 

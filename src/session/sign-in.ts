@@ -133,26 +133,26 @@ export function startSignInFromPage(deps: SignInDeps, purpose: SignInPurpose): R
 export type SignInCompletionDeps = Pick<SignInDeps, 'config' | 'audit' | 'cookies' | 'stores'>;
 
 /** At U's callback: open the admin session (an ADMIN_SUBJECTS subject only) or P's browser session. */
-export function completeSignIn(deps: SignInCompletionDeps, req: Request, res: Response, tx: SignInTransaction, identity: UpstreamIdentity): void {
+export async function completeSignIn(deps: SignInCompletionDeps, req: Request, res: Response, tx: SignInTransaction, identity: UpstreamIdentity): Promise<void> {
   const { config, audit } = deps;
   res.setHeader('Cache-Control', 'no-store');
   if (tx.purpose === 'admin') {
     if (!config.adminSubjects.includes(identity.subject)) {
-      audit.record({ event: 'admin.login_denied', subject: identity.subject, reason: 'not_an_admin' });
+      await audit.record({ event: 'admin.login_denied', subject: identity.subject, reason: 'not_an_admin' });
       const who = `${identity.displayName ?? identity.subject} (subject ${identity.subject})`;
       throw ERRORS.forbiddenPage('Not an administrator', `You signed in as ${who}, which is not listed in ADMIN_SUBJECTS on this server.`, 'not_an_admin');
     }
-    const id = deps.stores.adminSessions.open(identity.subject, identity.displayName, config.ttl.adminSession);
+    const id = await deps.stores.adminSessions.open(identity.subject, identity.displayName, config.ttl.adminSession);
     deps.cookies.write(res, 'admin', id, config.ttl.adminSession);
-    audit.record({ event: 'admin.login', subject: identity.subject, details: { display_name: identity.displayName } });
+    await audit.record({ event: 'admin.login', subject: identity.subject, details: { display_name: identity.displayName } });
     res.redirect(303, tx.returnTo);
     return;
   }
-  const current = currentSession(deps, req);
+  const current = await currentSession(deps, req);
   if (!current || current.session.subject !== identity.subject) {
-    const id = deps.stores.browserSessions.open(identity.subject, identity.displayName, config.ttl.session);
+    const id = await deps.stores.browserSessions.open(identity.subject, identity.displayName, config.ttl.session);
     deps.cookies.write(res, 'session', id, config.ttl.session);
   }
-  audit.record({ event: 'account.signed_in', subject: identity.subject });
+  await audit.record({ event: 'account.signed_in', subject: identity.subject });
   res.redirect(303, tx.returnTo);
 }

@@ -57,26 +57,26 @@ export async function startUpstreamLogin(deps: UpstreamLoginDeps, req: Request, 
   } catch {
     throw ERRORS.temporarilyUnavailable(`${upstream.name} cannot be reached right now; try again in a moment`, 'upstream_unreachable');
   }
-  deps.stores.transactions.create(state, { ...purpose, upstreamScopes: [...upstream.scopes], nonce, codeVerifier } as UpstreamTransaction, UPSTREAM_TRANSACTION_TTL);
+  await deps.stores.transactions.create(state, { ...purpose, upstreamScopes: [...upstream.scopes], nonce, codeVerifier } as UpstreamTransaction, UPSTREAM_TRANSACTION_TTL);
   const bound = [...boundStateHashes(deps.cookies, req), sha256(state)].slice(-MAX_BOUND_TRANSACTIONS);
   deps.cookies.write(res, 'tx', bound.join('~'), UPSTREAM_TRANSACTION_TTL);
-  deps.audit.record({ event: 'upstream.redirected', clientId, details: { upstream: url.host, upstream_scopes: upstream.scopes.join(' '), purpose: purpose.purpose ?? 'authorize' } });
+  await deps.audit.record({ event: 'upstream.redirected', clientId, details: { upstream: url.host, upstream_scopes: upstream.scopes.join(' '), purpose: purpose.purpose ?? 'authorize' } });
   res.setHeader('Cache-Control', 'no-store');
   res.redirect(303, url.href);
 }
 
 /** At the callback: this browser's transaction for `state`, consumed; or why it is refused. */
-export function takeUpstreamLogin(
+export async function takeUpstreamLogin(
   deps: Pick<UpstreamLoginDeps, 'cookies' | 'stores'>,
   req: Request,
   res: Response,
   state: string | undefined,
-): { ok: true; transaction: UpstreamTransaction } | { ok: false; reason: TakeRefusal } {
+): Promise<{ ok: true; transaction: UpstreamTransaction } | { ok: false; reason: TakeRefusal }> {
   if (!state) return { ok: false, reason: 'missing_state' };
   const bound = boundStateHashes(deps.cookies, req);
   const stateHash = sha256(state);
   if (!bound.includes(stateHash)) return { ok: false, reason: bound.length ? 'state_mismatch' : 'missing_cookie' };
-  const consumed = deps.stores.transactions.consume(state);
+  const consumed = await deps.stores.transactions.consume(state);
   if (!consumed.ok) return consumed;
   const remaining = bound.filter((h) => h !== stateHash);
   if (remaining.length) deps.cookies.write(res, 'tx', remaining.join('~'), UPSTREAM_TRANSACTION_TTL);

@@ -3,7 +3,7 @@
  * `last_used_at` is written at most once per USE_WRITE_INTERVAL_MS per client, so the token
  * endpoint and the gateway do not write on every request.
  */
-import type { Db } from '../db/open.js';
+import { likePattern, type Sql } from '../db/sql.js';
 import { LIVE_CONSENT_SQL } from './consents.js';
 
 /** Precision of last_used_at; idle expiry is measured in days. */
@@ -32,87 +32,84 @@ export interface ClientListRow extends ClientMeta {
   active_consents: number;
 }
 
-function prepareStatements(db: Db) {
-  return {
-    insert: db.prepare(`INSERT OR REPLACE INTO clients_meta
-    (client_id, registered_at, ip, user_agent, client_name, redirect_hosts, last_used_at, disabled_at)
-    VALUES (@client_id, @registered_at, @ip, @user_agent, @client_name, @redirect_hosts, NULL, NULL)`),
-    touch: db.prepare('UPDATE clients_meta SET last_used_at = ? WHERE client_id = ?'),
-    get: db.prepare('SELECT * FROM clients_meta WHERE client_id = ?'),
-    idle: db.prepare('SELECT client_id FROM clients_meta WHERE coalesce(last_used_at, registered_at) < ?'),
-    remove: db.prepare('DELETE FROM clients_meta WHERE client_id = ?'),
-    setDisabled: db.prepare('UPDATE clients_meta SET disabled_at = ? WHERE client_id = ?'),
-    disabled: db.prepare('SELECT disabled_at FROM clients_meta WHERE client_id = ?').pluck(),
-  };
-}
+const COLUMNS = 'client_id, registered_at, ip, user_agent, client_name, redirect_hosts, last_used_at, disabled_at';
+const M_COLUMNS = COLUMNS.split(', ')
+  .map((c) => `m.${c}`)
+  .join(', ');
 
-/** The clients_meta table's reads and writes; the statements are prepared once, in the constructor. */
+/** The clients_meta table's reads and writes. */
 export class ClientsMetaStore {
-  private readonly stmt: ReturnType<typeof prepareStatements>;
   /** when this process last wrote each client's last_used_at */
   private readonly lastWrite = new Map<string, number>();
 
-  constructor(private readonly db: Db) {
-    this.stmt = prepareStatements(db);
+  constructor(private readonly sql: Sql) {}
+
+  /** The client's provenance; a client registered again under the same id starts over (last use and disabled cleared). */
+  async record(meta: Omit<ClientMeta, 'last_used_at' | 'disabled_at'>): Promise<void> {
+    await this.sql.run(
+      `INSERT INTO clients_meta (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)
+      ON CONFLICT (client_id) DO UPDATE SET registered_at = excluded.registered_at, ip = excluded.ip, user_agent = excluded.user_agent,
+        client_name = excluded.client_name, redirect_hosts = excluded.redirect_hosts, last_used_at = NULL, disabled_at = NULL`,
+      [meta.client_id, meta.registered_at, meta.ip, meta.user_agent, meta.client_name, meta.redirect_hosts],
+    );
   }
 
-  record(meta: Omit<ClientMeta, 'last_used_at' | 'disabled_at'>): void {
-    this.stmt.insert.run(meta);
-  }
-
-  /** Note a use (authorization, token, gateway call); throttled. */
-  touch(clientId: string, now = Date.now()): void {
+  /** Note a use (authorization, token, gateway call); throttled per process. */
+  async touch(clientId: string, now = Date.now()): Promise<void> {
     const previous = this.lastWrite.get(clientId);
     if (previous !== undefined && now - previous < USE_WRITE_INTERVAL_MS) return;
     this.lastWrite.set(clientId, now);
-    this.stmt.touch.run(now, clientId);
+    await this.sql.run('UPDATE clients_meta SET last_used_at = ? WHERE client_id = ?', [now, clientId]);
   }
 
-  get(clientId: string): ClientMeta | undefined {
-    return this.stmt.get.get(clientId) as ClientMeta | undefined;
+  get(clientId: string): Promise<ClientMeta | undefined> {
+    return this.sql.one<ClientMeta>(`SELECT ${COLUMNS} FROM clients_meta WHERE client_id = ?`, [clientId]);
   }
 
   /** Clients unused since `before` (ms). */
-  idleSince(before: number): string[] {
-    return (this.stmt.idle.all(before) as { client_id: string }[]).map((r) => r.client_id);
+  async idleSince(before: number): Promise<string[]> {
+    return (await this.sql.all<{ client_id: string }>('SELECT client_id FROM clients_meta WHERE coalesce(last_used_at, registered_at) < ?', [before])).map((r) => r.client_id);
   }
 
-  remove(clientId: string): void {
+  async remove(clientId: string): Promise<void> {
     this.lastWrite.delete(clientId);
-    this.stmt.remove.run(clientId);
+    await this.sql.run('DELETE FROM clients_meta WHERE client_id = ?', [clientId]);
   }
 
-  /** Newest first, with the number of active consents (admin pages, CLI). */
-  /** `active_consents` counts active consents (src/consent/status.ts) of each client. */
-  list(filter: ClientListFilter = {}, now = Date.now()): ClientListRow[] {
+  /**
+   * Newest first, with the number of active consents (src/consent/status.ts) of each client
+   * (admin pages, CLI). `q` matches the name, client id or a redirect host, ASCII case-insensitively.
+   */
+  list(filter: ClientListFilter = {}, now = Date.now()): Promise<ClientListRow[]> {
     const where: string[] = [];
     const params: unknown[] = [];
     if (filter.q) {
-      where.push("(m.client_name LIKE ? ESCAPE '\\' OR m.client_id LIKE ? ESCAPE '\\' OR m.redirect_hosts LIKE ? ESCAPE '\\')");
-      const like = `%${filter.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      where.push("(lower(m.client_name) LIKE ? ESCAPE '\\' OR lower(m.client_id) LIKE ? ESCAPE '\\' OR lower(m.redirect_hosts) LIKE ? ESCAPE '\\')");
+      const like = likePattern(filter.q);
       params.push(like, like, like);
     }
     if (filter.status === 'active') where.push('m.disabled_at IS NULL');
     if (filter.status === 'disabled') where.push('m.disabled_at IS NOT NULL');
-    const sql = `SELECT m.*, (SELECT count(*) FROM consents c WHERE c.client_id = m.client_id AND ${LIVE_CONSENT_SQL}) AS active_consents
+    const sql = `SELECT ${M_COLUMNS}, (SELECT count(*) FROM consents c WHERE c.client_id = m.client_id AND ${LIVE_CONSENT_SQL}) AS active_consents
         FROM clients_meta m ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
         ORDER BY m.registered_at DESC LIMIT ? OFFSET ?`;
-    return this.db.prepare(sql).all(now, ...params, filter.limit ?? 100, filter.offset ?? 0) as ClientListRow[];
+    return this.sql.all<ClientListRow>(sql, [now, ...params, filter.limit ?? 100, filter.offset ?? 0]);
   }
 
-  count(): { total: number; disabled: number } {
-    return this.db.prepare('SELECT count(*) AS total, count(disabled_at) AS disabled FROM clients_meta').get() as { total: number; disabled: number };
+  async count(): Promise<{ total: number; disabled: number }> {
+    return (await this.sql.one<{ total: number; disabled: number }>('SELECT count(*) AS total, count(disabled_at) AS disabled FROM clients_meta')) ?? { total: 0, disabled: 0 };
   }
 
-  isDisabled(clientId: string): boolean {
-    return typeof this.stmt.disabled.get(clientId) === 'number';
+  async isDisabled(clientId: string): Promise<boolean> {
+    const row = await this.sql.one<{ disabled_at: number | null }>('SELECT disabled_at FROM clients_meta WHERE client_id = ?', [clientId]);
+    return typeof row?.disabled_at === 'number';
   }
 
-  setDisabled(clientId: string, disabledAt: number | null): void {
-    this.stmt.setDisabled.run(disabledAt, clientId);
+  async setDisabled(clientId: string, disabledAt: number | null): Promise<void> {
+    await this.sql.run('UPDATE clients_meta SET disabled_at = ? WHERE client_id = ?', [disabledAt, clientId]);
   }
 }
 
-export function createClientsMetaStore(db: Db): ClientsMetaStore {
-  return new ClientsMetaStore(db);
+export function createClientsMetaStore(sql: Sql): ClientsMetaStore {
+  return new ClientsMetaStore(sql);
 }

@@ -5,7 +5,7 @@
  * CONS-16). The decision whether a consent covers a request — and for which browser — lives in
  * src/flow/4-consent.ts, not here.
  */
-import type { Db } from '../db/open.js';
+import type { Maybe, Sql } from '../db/sql.js';
 
 export interface ConsentKey {
   subject: string;
@@ -66,70 +66,53 @@ export interface ConsentLifetime {
   expires_at: number;
 }
 
-function prepareStatements(db: Db) {
-  return {
-    latest: db.prepare(`SELECT * FROM consents WHERE subject = ? AND client_id = ? AND redirect_uri = ? AND resource = ?
-    ORDER BY id DESC LIMIT 1`),
-    unrevoked: db.prepare(`SELECT * FROM consents WHERE subject = ? AND client_id = ? AND redirect_uri = ? AND resource = ?
-    AND revoked_at IS NULL`),
-    insert: db.prepare(`INSERT INTO consents (subject, client_id, redirect_uri, resource, scopes, upstream_scopes, granted_at, expires_at, grant_id, browser_hash)
-    VALUES (@subject, @clientId, @redirectUri, @resource, @scopes, @upstreamScopes, @grantedAt, @expiresAt, @grantId, @browserHash)`),
-    byGrant: db.prepare('SELECT * FROM consents WHERE grant_id = ?'),
-    byId: db.prepare('SELECT * FROM consents WHERE id = ?'),
-    revoke: db.prepare('UPDATE consents SET revoked_at = ?, revoked_reason = ? WHERE grant_id = ? AND revoked_at IS NULL'),
-    unrevokedByClient: db.prepare('SELECT * FROM consents WHERE client_id = ? AND revoked_at IS NULL'),
-    touch: db.prepare('UPDATE consents SET last_used_at = ? WHERE grant_id = ?'),
-    lifetime: db.prepare('SELECT revoked_at, expires_at FROM consents WHERE grant_id = ?'),
-  };
-}
+const COLUMNS = 'id, subject, client_id, redirect_uri, resource, scopes, upstream_scopes, granted_at, expires_at, revoked_at, revoked_reason, grant_id, last_used_at, browser_hash';
+const KEY = 'subject = ? AND client_id = ? AND redirect_uri = ? AND resource = ?';
+const keyParams = (key: ConsentKey) => [key.subject, key.clientId, key.redirectUri, key.resource];
 
-/** The consents table's reads and writes; the statements are prepared once, in the constructor. */
+/** The consents table's reads and writes. */
 export class ConsentStore {
-  private readonly stmt: ReturnType<typeof prepareStatements>;
-
-  constructor(private readonly db: Db) {
-    this.stmt = prepareStatements(db);
-  }
+  constructor(private readonly sql: Sql) {}
 
   /** The most recent consent for the key, active or not. */
-  latest(key: ConsentKey): Consent | undefined {
-    return this.stmt.latest.get(key.subject, key.clientId, key.redirectUri, key.resource) as Consent | undefined;
+  latest(key: ConsentKey): Promise<Consent | undefined> {
+    return this.sql.one<Consent>(`SELECT ${COLUMNS} FROM consents WHERE ${KEY} ORDER BY id DESC LIMIT 1`, keyParams(key));
   }
 
   /** The unrevoked consent for the key, expired or not (at most one: a newer approval supersedes it). */
-  unrevoked(key: ConsentKey): Consent | undefined {
-    return this.stmt.unrevoked.get(key.subject, key.clientId, key.redirectUri, key.resource) as Consent | undefined;
+  unrevoked(key: ConsentKey): Promise<Consent | undefined> {
+    return this.sql.one<Consent>(`SELECT ${COLUMNS} FROM consents WHERE ${KEY} AND revoked_at IS NULL`, keyParams(key));
   }
 
-  insert(consent: NewConsent): Consent {
-    const { lastInsertRowid } = this.stmt.insert.run({
-      ...consent,
-      scopes: normaliseScopes(consent.scopes),
-      upstreamScopes: consent.upstreamScopes.join(' '),
-    });
-    return this.stmt.byId.get(lastInsertRowid) as Consent;
+  async insert(consent: NewConsent): Promise<Consent> {
+    const row = await this.sql.one<Consent>(
+      `INSERT INTO consents (subject, client_id, redirect_uri, resource, scopes, upstream_scopes, granted_at, expires_at, grant_id, browser_hash)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ${COLUMNS}`,
+      [...keyParams(consent), normaliseScopes(consent.scopes), consent.upstreamScopes.join(' '), consent.grantedAt, consent.expiresAt, consent.grantId, consent.browserHash],
+    );
+    return row as Consent;
   }
 
-  byGrant(grantId: string): Consent | undefined {
-    return this.stmt.byGrant.get(grantId) as Consent | undefined;
+  byGrant(grantId: string): Promise<Consent | undefined> {
+    return this.sql.one<Consent>(`SELECT ${COLUMNS} FROM consents WHERE grant_id = ?`, [grantId]);
   }
 
-  byId(id: number): Consent | undefined {
-    return this.stmt.byId.get(id) as Consent | undefined;
+  byId(id: number): Promise<Consent | undefined> {
+    return this.sql.one<Consent>(`SELECT ${COLUMNS} FROM consents WHERE id = ?`, [id]);
   }
 
   /** Mark revoked; true if it was active. */
-  revoke(grantId: string, reason: string, now = Date.now()): boolean {
-    return this.stmt.revoke.run(now, reason, grantId).changes === 1;
+  async revoke(grantId: string, reason: string, now = Date.now()): Promise<boolean> {
+    return (await this.sql.run('UPDATE consents SET revoked_at = ?, revoked_reason = ? WHERE grant_id = ? AND revoked_at IS NULL', [now, reason, grantId])).changes === 1;
   }
 
   /** Every unrevoked consent of a client, expired or not (disable, delete, idle expiry revoke them all). */
-  unrevokedForClient(clientId: string): Consent[] {
-    return this.stmt.unrevokedByClient.all(clientId) as Consent[];
+  unrevokedForClient(clientId: string): Promise<Consent[]> {
+    return this.sql.all<Consent>(`SELECT ${COLUMNS} FROM consents WHERE client_id = ? AND revoked_at IS NULL ORDER BY id`, [clientId]);
   }
 
   /** Newest first (admin pages, /account, CLI). */
-  list(filter: ConsentListFilter = {}, now = Date.now()): Consent[] {
+  list(filter: ConsentListFilter = {}, now = Date.now()): Promise<Consent[]> {
     const where: string[] = [];
     const params: unknown[] = [];
     if (filter.subject) {
@@ -144,24 +127,24 @@ export class ConsentStore {
       where.push(LIVE_CONSENT_SQL);
       params.push(now);
     }
-    const sql = `SELECT * FROM consents ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ? OFFSET ?`;
-    return this.db.prepare(sql).all(...params, filter.limit ?? 100, filter.offset ?? 0) as Consent[];
+    const sql = `SELECT ${COLUMNS} FROM consents ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ? OFFSET ?`;
+    return this.sql.all<Consent>(sql, [...params, filter.limit ?? 100, filter.offset ?? 0]);
   }
 
-  countActive(now = Date.now()): number {
-    return (this.db.prepare(`SELECT count(*) AS n FROM consents WHERE ${LIVE_CONSENT_SQL}`).get(now) as { n: number }).n;
+  async countActive(now = Date.now()): Promise<number> {
+    return (await this.sql.one<{ n: number }>(`SELECT count(*) AS n FROM consents WHERE ${LIVE_CONSENT_SQL}`, [now]))?.n ?? 0;
   }
 
-  /** The grant's consent's revocation and expiry (the gateway decides with src/consent/status.ts). */
-  lifetime(grantId: string): ConsentLifetime | undefined {
-    return this.stmt.lifetime.get(grantId) as ConsentLifetime | undefined;
+  /** The grant's consent's revocation and expiry (the gateway decides with src/consent/status.ts; synchronous on SQLite when it can be). */
+  lifetime(grantId: string): Maybe<ConsentLifetime | undefined> {
+    return this.sql.oneNow<ConsentLifetime>('SELECT revoked_at, expires_at FROM consents WHERE grant_id = ?', [grantId]);
   }
 
-  touch(grantId: string, now = Date.now()): void {
-    this.stmt.touch.run(now, grantId);
+  async touch(grantId: string, now = Date.now()): Promise<void> {
+    await this.sql.run('UPDATE consents SET last_used_at = ? WHERE grant_id = ?', [now, grantId]);
   }
 }
 
-export function createConsentStore(db: Db): ConsentStore {
-  return new ConsentStore(db);
+export function createConsentStore(sql: Sql): ConsentStore {
+  return new ConsentStore(sql);
 }

@@ -1,9 +1,9 @@
 /**
- * Every store over one database, created once (the composition roots — src/runtime/core.ts for
- * the server, src/cli/context.ts for the CLI — call this and nothing else), and the two ways to
- * make several writes one transaction. Only src/store/ holds SQL.
+ * Every store over one Sql driver (src/db/sql.ts: SQLite or PostgreSQL, the same SQL), created
+ * once (the composition root, src/runtime/core.ts, calls this and nothing else), and the one way
+ * to make several writes one transaction. Only src/store/ holds SQL.
  */
-import type { Db } from '../db/open.js';
+import type { Sql } from '../db/sql.js';
 import type { KeyRing } from '../crypto/keys.js';
 import type { AuditKey } from './audit-chain.js';
 import { createAuditLogStore } from './audit-log.js';
@@ -18,47 +18,35 @@ import { createMcpSessionStore } from './mcp-sessions.js';
 import { createSealedSecretStore } from './sealed-secrets.js';
 import { createGenerationStore } from './gateway-generation.js';
 
-export function createStores(db: Db, keys: KeyRing, options: { auditKey?: AuditKey } = {}) {
-  const ping = db.prepare('SELECT 1 AS ok').pluck();
+export function createStores(sql: Sql, keys: KeyRing, options: { auditKey?: AuditKey } = {}) {
   return {
-    auditLog: createAuditLogStore(db, options.auditKey ? { key: options.auditKey } : undefined),
-    models: createOidcModelStore(db, keys),
-    clientsMeta: createClientsMetaStore(db),
-    consents: createConsentStore(db),
-    browserSessions: createBrowserSessionStore(db),
-    transactions: createUpstreamTransactionStore(db, keys),
-    upstreamTokens: createUpstreamTokenStore(db, keys),
-    adminSessions: createAdminSessionStore(db),
-    mcpSessions: createMcpSessionStore(db),
-    sealed: createSealedSecretStore(db, keys),
-    generation: createGenerationStore(db),
+    auditLog: createAuditLogStore(sql, options.auditKey ? { key: options.auditKey } : undefined),
+    models: createOidcModelStore(sql, keys),
+    clientsMeta: createClientsMetaStore(sql),
+    consents: createConsentStore(sql),
+    browserSessions: createBrowserSessionStore(sql),
+    transactions: createUpstreamTransactionStore(sql, keys),
+    upstreamTokens: createUpstreamTokenStore(sql, keys),
+    adminSessions: createAdminSessionStore(sql),
+    mcpSessions: createMcpSessionStore(sql),
+    sealed: createSealedSecretStore(sql, keys),
+    generation: createGenerationStore(sql),
     /** Whether the database answers (/readyz). */
-    healthy(): boolean {
+    async healthy(): Promise<boolean> {
       try {
-        return ping.get() === 1;
+        return (await sql.one<{ ok: number }>('SELECT 1 AS ok'))?.ok === 1;
       } catch {
         return false;
       }
     },
-    /** Run synchronous writes as one transaction (BEGIN IMMEDIATE … COMMIT, ROLLBACK on a throw). */
-    transaction<T>(work: () => T): T {
-      return db.transaction(work).immediate();
-    },
     /**
-     * One transaction around work that awaits. Only for work whose awaits resolve without I/O
-     * (oidc-provider's models write through the synchronous SQLite adapter): no other request's
-     * statement can run on the connection before COMMIT, so nothing interleaves.
+     * Run `work` as one transaction: every statement it issues through any store, across its
+     * awaits, joins it (the driver's AsyncLocalStorage) — oidc-provider's adapter writes included.
+     * Commits when it resolves, rolls back when it throws; a nested call joins the outer one.
+     * Inside it, await only work started inside it (src/db/sql.ts).
      */
-    async transactionAsync<T>(work: () => Promise<T>): Promise<T> {
-      db.exec('BEGIN IMMEDIATE');
-      try {
-        const result = await work();
-        db.exec('COMMIT');
-        return result;
-      } catch (err) {
-        if (db.inTransaction) db.exec('ROLLBACK');
-        throw err;
-      }
+    transaction<T>(work: () => Promise<T>): Promise<T> {
+      return sql.transaction(work);
     },
   };
 }

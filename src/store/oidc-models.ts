@@ -8,8 +8,13 @@
  * (AES-256-GCM): a session is loaded by uid and needs its id back, and an interaction carries
  * the session cookie value and the client's state. Client secrets (confidential DCR clients) are
  * sealed too.
+ *
+ * Single use (TOK-05, RT-01/02), across requests and replicas: a code or refresh token is consumed
+ * by one atomic statement (`UPDATE … SET consumed_at WHERE consumed_at IS NULL RETURNING`), and
+ * `consumed_at` is the only record of it — read back into the payload as oidc-provider's
+ * `consumed` (seconds), never written into the JSON (no json_* functions: src/db/sql.ts).
  */
-import type { Db } from '../db/open.js';
+import { after, type Maybe, type Sql } from '../db/sql.js';
 import { sha256, type KeyRing } from '../crypto/keys.js';
 
 /** Models whose id is not a bearer credential and is needed in clear (admin, consents). */
@@ -22,33 +27,34 @@ type Payload = Record<string, unknown> & { jti?: string; grantId?: string; uid?:
 interface Row {
   payload: string;
   expires_at: number | null;
+  consumed_at: number | null;
 }
 
 export function modelKey(model: string, id: string): string {
   return PLAIN_KEY_MODELS.has(model) ? id : sha256(id);
 }
 
-function prepareStatements(db: Db) {
-  return {
-    upsert: db.prepare(`INSERT INTO oidc_models (model, key, payload, grant_id, uid, expires_at)
-    VALUES (@model, @key, @payload, @grant_id, @uid, @expires_at)
-    ON CONFLICT (model, key) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id,
-      uid = excluded.uid, expires_at = excluded.expires_at`),
-    find: db.prepare('SELECT payload, expires_at FROM oidc_models WHERE model = ? AND key = ?'),
-    findByUid: db.prepare('SELECT payload, expires_at FROM oidc_models WHERE model = ? AND uid = ?'),
-    consume: db.prepare("UPDATE oidc_models SET consumed_at = ?, payload = json_set(payload, '$.consumed', ?) WHERE model = ? AND key = ?"),
-    destroy: db.prepare('DELETE FROM oidc_models WHERE model = ? AND key = ?'),
-    revokeGrant: db.prepare('DELETE FROM oidc_models WHERE grant_id = ?'),
-    destroyGrant: db.prepare("DELETE FROM oidc_models WHERE model = 'Grant' AND key = ?"),
-    purge: db.prepare("DELETE FROM oidc_models WHERE expires_at IS NOT NULL AND expires_at < ? AND model <> 'Client'"),
-  };
-}
+const FIND = 'SELECT payload, expires_at, consumed_at FROM oidc_models WHERE model = ? AND key = ?';
+const UPSERT = `INSERT INTO oidc_models (model, key, payload, grant_id, uid, expires_at) VALUES (?, ?, ?, ?, ?, ?)
+  ON CONFLICT (model, key) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id, uid = excluded.uid, expires_at = excluded.expires_at`;
+const REVOKE_GRANT = 'DELETE FROM oidc_models WHERE grant_id = ?';
+
+/**
+ * What `consume` did: the one caller that set `consumed_at` gets `consumed`; a later (or
+ * concurrent) one learns whether the row was already consumed — a replay, with its grant — or is
+ * gone.
+ */
+export type ConsumeOutcome = { consumed: true } | { consumed: false; replayed: true; grantId: string | undefined } | { consumed: false; replayed: false };
 
 /** The row's payload, unless the row is missing or expired. */
 function live(row: Row | undefined): Payload | undefined {
   if (!row) return undefined;
   if (row.expires_at !== null && row.expires_at <= Date.now()) return undefined;
-  return JSON.parse(row.payload) as Payload;
+  const payload = JSON.parse(row.payload) as Payload;
+  // consumed_at is the one record of consumption (set atomically by consume); oidc-provider
+  // reads it as the payload's `consumed`, in seconds.
+  if (row.consumed_at !== null && payload.consumed === undefined) payload.consumed = Math.floor(row.consumed_at / 1000);
+  return payload;
 }
 
 /** The payload as it is stored: the raw id removed, secrets and whole sessions/interactions sealed. */
@@ -83,55 +89,55 @@ function restore(keys: KeyRing, model: string, id: string | undefined, payload: 
   return id === undefined ? payload : { ...payload, jti: id };
 }
 
-/** The oidc_models table's reads and writes; the statements are prepared once, in the constructor. */
+/** The oidc_models table's reads and writes. */
 export class OidcModelStore {
-  private readonly stmt: ReturnType<typeof prepareStatements>;
-
   constructor(
-    private readonly db: Db,
+    private readonly sql: Sql,
     private readonly keys: KeyRing,
-  ) {
-    this.stmt = prepareStatements(db);
+  ) {}
+
+  async upsert(model: string, id: string, payload: Payload, expiresIn: number | undefined): Promise<void> {
+    const stored = JSON.stringify(atRest(this.keys, model, id, payload));
+    const uid = model === 'Interaction' ? null : (payload.uid ?? null);
+    await this.sql.run(UPSERT, [model, modelKey(model, id), stored, payload.grantId ?? null, uid, expiresIn ? Date.now() + expiresIn * 1000 : null]);
   }
 
-  upsert(model: string, id: string, payload: Payload, expiresIn: number | undefined): void {
-    this.stmt.upsert.run({
-      model,
-      key: modelKey(model, id),
-      payload: JSON.stringify(atRest(this.keys, model, id, payload)),
-      grant_id: payload.grantId ?? null,
-      uid: model === 'Interaction' ? null : (payload.uid ?? null),
-      expires_at: expiresIn ? Date.now() + expiresIn * 1000 : null,
-    });
+  async find(model: string, id: string): Promise<Payload | undefined> {
+    return restore(this.keys, model, id, live(await this.sql.one<Row>(FIND, [model, modelKey(model, id)])));
   }
 
-  find(model: string, id: string): Payload | undefined {
-    return restore(this.keys, model, id, live(this.stmt.find.get(model, modelKey(model, id)) as Row | undefined));
+  async findByUid(model: string, uid: string): Promise<Payload | undefined> {
+    const row = await this.sql.one<Row>('SELECT payload, expires_at, consumed_at FROM oidc_models WHERE model = ? AND uid = ? LIMIT 1', [model, uid]);
+    return restore(this.keys, model, undefined, live(row));
   }
 
-  findByUid(model: string, uid: string): Payload | undefined {
-    return restore(this.keys, model, undefined, live(this.stmt.findByUid.get(model, uid) as Row | undefined));
+  /**
+   * Mark a code or token consumed — atomically, in one statement, so of two redemptions racing
+   * (two requests, two replicas) exactly one wins (TOK-05, RT-02; the adapter refuses the other).
+   */
+  async consume(model: string, id: string, now = Date.now()): Promise<ConsumeOutcome> {
+    const key = modelKey(model, id);
+    const won = await this.sql.one<{ key: string }>('UPDATE oidc_models SET consumed_at = ? WHERE model = ? AND key = ? AND consumed_at IS NULL RETURNING key', [now, model, key]);
+    if (won) return { consumed: true };
+    const row = await this.sql.one<{ grant_id: string | null }>('SELECT grant_id FROM oidc_models WHERE model = ? AND key = ?', [model, key]);
+    return row ? { consumed: false, replayed: true, grantId: row.grant_id ?? undefined } : { consumed: false, replayed: false };
   }
 
-  consume(model: string, id: string): void {
-    this.stmt.consume.run(Date.now(), Math.floor(Date.now() / 1000), model, modelKey(model, id));
-  }
-
-  destroy(model: string, id: string): void {
-    this.stmt.destroy.run(model, modelKey(model, id));
+  async destroy(model: string, id: string): Promise<void> {
+    await this.sql.run('DELETE FROM oidc_models WHERE model = ? AND key = ?', [model, modelKey(model, id)]);
   }
 
   /** Delete every code and token of a grant (oidc-provider calls this per model; once is enough). */
-  revokeByGrantId(grantId: string): void {
-    this.stmt.revokeGrant.run(grantId);
+  async revokeByGrantId(grantId: string): Promise<void> {
+    await this.sql.run(REVOKE_GRANT, [grantId]);
   }
 
-  /** Delete a grant with everything issued under it. */
-  destroyGrant(grantId: string): void {
-    this.db.transaction(() => {
-      this.stmt.revokeGrant.run(grantId);
-      this.stmt.destroyGrant.run(grantId);
-    })();
+  /** Delete a grant with everything issued under it (one transaction; joins the caller's). */
+  destroyGrant(grantId: string): Promise<void> {
+    return this.sql.transaction(async () => {
+      await this.sql.run(REVOKE_GRANT, [grantId]);
+      await this.sql.run("DELETE FROM oidc_models WHERE model = 'Grant' AND key = ?", [grantId]);
+    });
   }
 
   /**
@@ -140,37 +146,37 @@ export class OidcModelStore {
    * consumed. The token endpoint's preflight compares a requested `resource` with it before the
    * provider consumes anything (TOK-07, RT-04; src/flow/7-token.ts).
    */
-  grantSource(model: 'AuthorizationCode' | 'RefreshToken', value: string): { resources: string[]; consumed: boolean } | undefined {
-    const payload = live(this.stmt.find.get(model, modelKey(model, value)) as Row | undefined);
+  async grantSource(model: 'AuthorizationCode' | 'RefreshToken', value: string): Promise<{ resources: string[]; consumed: boolean } | undefined> {
+    const payload = live(await this.sql.one<Row>(FIND, [model, modelKey(model, value)]));
     if (!payload) return undefined;
     const resource = payload.resource;
     const resources = resource === undefined ? [] : Array.isArray(resource) ? resource.map(String) : [String(resource)];
     return { resources, consumed: payload.consumed !== undefined };
   }
 
-  /** The live access token whose value hashes (sha256, base64url) to `hash` (gateway, GW-01). */
-  findAccessTokenByHash(hash: string): Payload | undefined {
-    return live(this.stmt.find.get('AccessToken', hash) as Row | undefined);
+  /** The live access token whose value hashes (sha256, base64url) to `hash` (gateway, GW-01; synchronous on SQLite when it can be). */
+  findAccessTokenByHash(hash: string): Maybe<Payload | undefined> {
+    return after(this.sql.oneNow<Row>(FIND, ['AccessToken', hash]), live);
   }
 
-  grantExists(grantId: string): boolean {
-    return live(this.stmt.find.get('Grant', grantId) as Row | undefined) !== undefined;
+  async grantExists(grantId: string): Promise<boolean> {
+    return live(await this.sql.one<Row>(FIND, ['Grant', grantId])) !== undefined;
   }
 
-  getClient(clientId: string): Payload | undefined {
-    return live(this.stmt.find.get('Client', clientId) as Row | undefined);
+  async getClient(clientId: string): Promise<Payload | undefined> {
+    return live(await this.sql.one<Row>(FIND, ['Client', clientId]));
   }
 
-  deleteClient(clientId: string): void {
-    this.stmt.destroy.run('Client', clientId);
+  async deleteClient(clientId: string): Promise<void> {
+    await this.sql.run("DELETE FROM oidc_models WHERE model = 'Client' AND key = ?", [clientId]);
   }
 
   /** Remove expired rows (codes, tokens, sessions, interactions). */
-  purgeExpired(): number {
-    return this.stmt.purge.run(Date.now()).changes;
+  async purgeExpired(now = Date.now()): Promise<number> {
+    return (await this.sql.run("DELETE FROM oidc_models WHERE expires_at IS NOT NULL AND expires_at < ? AND model <> 'Client'", [now])).changes;
   }
 }
 
-export function createOidcModelStore(db: Db, keys: KeyRing): OidcModelStore {
-  return new OidcModelStore(db, keys);
+export function createOidcModelStore(sql: Sql, keys: KeyRing): OidcModelStore {
+  return new OidcModelStore(sql, keys);
 }

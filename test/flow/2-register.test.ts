@@ -17,7 +17,7 @@ async function register(body: unknown, headers: Record<string, string> = { 'cont
   return { status: res.status, headers: res.headers, body: (await res.json()) as Record<string, any> };
 }
 
-const clientCount = () => rows(app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'Client'")[0].n as number;
+const clientCount = async () => (await rows(app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'Client'"))[0].n as number;
 
 describe('registration › accepted', () => {
   it('registers a public MCP client: 201, no secret, echoes what was stored, no-store (REG-01/08/09)', async () => {
@@ -38,9 +38,9 @@ describe('registration › accepted', () => {
     expect(body).not.toHaveProperty('logo_uri');
     expect(body).not.toHaveProperty('registration_access_token');
     expect(body).not.toHaveProperty('registration_client_uri');
-    const meta = rows(app, 'SELECT * FROM clients_meta WHERE client_id = ?', body.client_id)[0];
+    const meta = (await rows(app, 'SELECT * FROM clients_meta WHERE client_id = ?', body.client_id))[0];
     expect(meta).toMatchObject({ client_name: 'Test MCP client', redirect_hosts: '127.0.0.1:33418', ip: '127.0.0.1', last_used_at: null });
-    const audit = auditEvents(app).filter((e) => e.client_id === body.client_id);
+    const audit = (await auditEvents(app)).filter((e) => e.client_id === body.client_id);
     expect(audit.map((e) => e.event)).toEqual(['registration.accepted']);
   });
 
@@ -57,7 +57,7 @@ describe('registration › accepted', () => {
     expect(status).toBe(201);
     expect(body.client_secret).toMatch(/.{32,}/);
     expect(body.client_secret_expires_at).toBe(0);
-    const stored = rows(app, "SELECT payload FROM oidc_models WHERE model = 'Client' AND key = ?", body.client_id)[0].payload as string;
+    const stored = (await rows(app, "SELECT payload FROM oidc_models WHERE model = 'Client' AND key = ?", body.client_id))[0].payload as string;
     expect(stored).not.toContain(body.client_secret);
     expect(stored).toContain('client_secret_sealed');
   });
@@ -102,23 +102,23 @@ describe('registration › refused, with the RFC 7591 error, no client written, 
   ];
 
   it.each(cases)('%s', async (_label, body, error, reason) => {
-    const before = clientCount();
+    const before = await clientCount();
     const res = await register(body);
     expect(res.status).toBe(400);
     expect(res.body.error).toBe(error);
     expect(typeof res.body.error_description).toBe('string');
     expect(res.headers.get('cache-control')).toBe('no-store');
-    expect(clientCount()).toBe(before);
-    expect(auditEvents(app).at(-1)).toMatchObject({ event: 'registration.rejected', reason });
+    expect(await clientCount()).toBe(before);
+    expect((await auditEvents(app)).at(-1)).toMatchObject({ event: 'registration.rejected', reason });
   });
 
   it('a 100 KB body: 413 before parsing', async () => {
-    const before = clientCount();
+    const before = await clientCount();
     const res = await register({ redirect_uris: ['https://app.example.com/cb'], client_name: 'x', padding: 'x'.repeat(100 * 1024) });
     expect(res.status).toBe(413);
     expect(res.body.error).toBe('invalid_client_metadata');
-    expect(clientCount()).toBe(before);
-    expect(auditEvents(app).at(-1)).toMatchObject({ event: 'registration.rejected', reason: 'body_too_large' });
+    expect(await clientCount()).toBe(before);
+    expect((await auditEvents(app)).at(-1)).toMatchObject({ event: 'registration.rejected', reason: 'body_too_large' });
   });
 
   it('malformed JSON and a non-JSON content type', async () => {
@@ -142,11 +142,11 @@ describe('registration › rate limit (REG-11, SEC-01)', () => {
       expect(statuses).toEqual([201, 201, 201, 429, 429]);
       expect(Number(last?.headers.get('retry-after'))).toBeGreaterThan(0);
       expect(await last?.json()).toMatchObject({ error: 'too_many_requests' });
-      expect(rows(limited, "SELECT count(*) AS n FROM oidc_models WHERE model = 'Client'")[0].n).toBe(3);
+      expect((await rows(limited, "SELECT count(*) AS n FROM oidc_models WHERE model = 'Client'"))[0].n).toBe(3);
       // Requests beyond the budget: one row per address and minute with the count (DESIGN §9).
-      expect(auditEvents(limited).filter((e) => e.reason === 'rate_limited')).toHaveLength(0);
+      expect((await auditEvents(limited)).filter((e) => e.reason === 'rate_limited')).toHaveLength(0);
       limited.runtime.refusals.tally.flush();
-      const tallied = auditEvents(limited).filter((e) => e.reason === 'rate_limited');
+      const tallied = (await auditEvents(limited)).filter((e) => e.reason === 'rate_limited');
       expect(tallied.map((e) => [e.event, JSON.parse(e.details as string).count])).toEqual([['registration.rejected_aggregate', 2]]);
     } finally {
       await limited.close();

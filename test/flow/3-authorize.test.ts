@@ -36,7 +36,7 @@ describe('authorization request', () => {
     const res = await authorize({});
     expect(res.status).toBe(303);
     expect(res.headers.get('location')).toMatch(new RegExp(`^/interaction/[\\w-]+$`));
-    const [interaction] = rows(app, "SELECT payload FROM oidc_models WHERE model = 'Interaction'");
+    const [interaction] = await rows(app, "SELECT payload FROM oidc_models WHERE model = 'Interaction'");
     expect(interaction).toBeDefined();
     expect(JSON.parse(interaction.payload)).toHaveProperty('sealed');
   });
@@ -81,7 +81,7 @@ describe('authorization request', () => {
     const res = await authorize({});
     const page = await fetch(`${app.url}${res.headers.get('location')}`, { headers: { accept: 'text/html' }, redirect: 'manual' });
     expect(page.headers.get('location')).toBeNull();
-    expect(rows(app, "SELECT count(*) AS n FROM oidc_models WHERE model IN ('AuthorizationCode', 'AccessToken', 'Grant')")[0].n).toBe(0);
-    expect(auditEvents(app).filter((e) => e.event === 'token.issued')).toEqual([]);
+    expect((await rows(app, "SELECT count(*) AS n FROM oidc_models WHERE model IN ('AuthorizationCode', 'AccessToken', 'Grant')"))[0].n).toBe(0);
+    expect((await auditEvents(app)).filter((e) => e.event === 'token.issued')).toEqual([]);
   });
 });

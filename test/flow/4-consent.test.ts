@@ -74,7 +74,7 @@ describe('consent page › content', () => {
     const before = stack.upstream.authorizations.length;
     const browser = new Browser();
     const { page } = await openConsent(browser);
-    expect(rows(stack.app, 'SELECT count(*) AS n FROM upstream_transactions')[0].n).toBe(0);
+    expect((await rows(stack.app, 'SELECT count(*) AS n FROM upstream_transactions'))[0].n).toBe(0);
     expect(browser.cookieNames('127.0.0.1')).not.toContain('__Host-mcp-tx');
     expect(page.html).not.toContain(stack.upstream.issuer + '/auth');
     expect(stack.upstream.authorizations.length).toBe(before);
@@ -109,8 +109,8 @@ describe('consent page › deny', () => {
     const result = await drive(browser, auth.url, auth.redirectUri, { deny: true });
     expect(Object.fromEntries(result.callback.searchParams)).toEqual({ error: 'access_denied', error_description: CLIENT_ERROR_DESCRIPTIONS.access_denied, state: auth.state, iss: stack.app.url });
     expect(stack.upstream.authorizations.length).toBe(before);
-    expect(rows(stack.app, 'SELECT count(*) AS n FROM consents WHERE client_id = ?', client.client_id)[0].n).toBe(0);
-    expect(auditEvents(stack.app).filter((e) => e.client_id === client.client_id).map((e) => e.event)).toEqual([
+    expect((await rows(stack.app, 'SELECT count(*) AS n FROM consents WHERE client_id = ?', client.client_id))[0].n).toBe(0);
+    expect((await auditEvents(stack.app)).filter((e) => e.client_id === client.client_id).map((e) => e.event)).toEqual([
       'registration.accepted', 'consent.shown', 'consent.shown', 'consent.denied', 'authorization.rejected',
     ]);
   });

@@ -39,10 +39,10 @@ describe('upstream redirect', () => {
     expect(to.href).not.toContain(encodeURIComponent(`${stack.app.url}/mcp`));
 
     // STATE-02/03: the transaction exists only now, bound to this browser by the cookie on the 303.
-    expect(rows(stack.app, 'SELECT state_hash FROM upstream_transactions')).toEqual([{ state_hash: createHash('sha256').update(q.state as string).digest('base64url') }]);
+    expect(await rows(stack.app, 'SELECT state_hash FROM upstream_transactions')).toEqual([{ state_hash: createHash('sha256').update(q.state as string).digest('base64url') }]);
     const cookie = hop?.setCookies.find((c) => c.startsWith('__Host-mcp-tx='));
     expect(cookie).toMatch(/; Max-Age=600; Path=\/; HttpOnly; Secure; SameSite=Lax$/);
-    const stored = JSON.stringify(rows(stack.app, 'SELECT * FROM upstream_transactions'));
+    const stored = JSON.stringify(await rows(stack.app, 'SELECT * FROM upstream_transactions'));
     expect(stored).not.toContain(q.state);
     expect(stored).not.toContain(q.nonce);
   });

@@ -20,17 +20,17 @@ describe('upstream callback › OIDC upstream', () => {
     expect(result.callback.searchParams.get('state')).toBe(auth.state);
     expect(result.callback.searchParams.get('iss')).toBe(stack.app.url);
     expect(tokens.status).toBe(200);
-    const [consent] = rows(stack.app, 'SELECT * FROM consents WHERE client_id = ?', clientId);
+    const [consent] = await rows(stack.app, 'SELECT * FROM consents WHERE client_id = ?', clientId);
     expect(consent).toMatchObject({ subject: 'alice', redirect_uri: auth.redirectUri, resource: `${stack.app.url}/mcp`, scopes: 'mcp:tools', upstream_scopes: 'openid email', revoked_at: null });
     expect(consent.expires_at - consent.granted_at).toBe(90 * 86_400_000);
     const upstreamToken = stack.upstream.issued.find((t) => t.sub === 'alice')?.token as string;
-    const [sealed] = rows(stack.app, 'SELECT * FROM upstream_tokens WHERE grant_id = ?', consent.grant_id);
+    const [sealed] = await rows(stack.app, 'SELECT * FROM upstream_tokens WHERE grant_id = ?', consent.grant_id);
     expect(sealed.sealed_access.startsWith('v1.')).toBe(true);
-    expect(JSON.stringify(rows(stack.app, 'SELECT * FROM upstream_tokens'))).not.toContain(upstreamToken);
-    expect(stack.app.runtime.stores.upstreamTokens.get(consent.grant_id)?.accessToken).toBe(upstreamToken);
+    expect(JSON.stringify(await rows(stack.app, 'SELECT * FROM upstream_tokens'))).not.toContain(upstreamToken);
+    expect((await stack.app.runtime.stores.upstreamTokens.get(consent.grant_id))?.accessToken).toBe(upstreamToken);
     expect(browser.cookieNames('127.0.0.1')).toContain('__Host-mcp-session');
-    expect(rows(stack.app, 'SELECT subject FROM browser_sessions')).toEqual([{ subject: 'alice' }]);
-    expect(auditEvents(stack.app).filter((e) => e.client_id === clientId).map((e) => e.event)).toEqual([
+    expect(await rows(stack.app, 'SELECT subject FROM browser_sessions')).toEqual([{ subject: 'alice' }]);
+    expect((await auditEvents(stack.app)).filter((e) => e.client_id === clientId).map((e) => e.event)).toEqual([
       'registration.accepted', 'consent.shown', 'consent.approved', 'upstream.redirected', 'upstream.callback_succeeded', 'consent.recorded', 'token.issued',
     ]);
     // UP-07: P's token response carries no upstream token.
@@ -51,7 +51,7 @@ describe('upstream callback › OIDC upstream', () => {
     expect(errorPage.html).not.toContain('<script>alert(1)');
     const back = await drive(browser, new URL(/href="([^"]+)" id="return"/.exec(errorPage.html)?.[1] as string, stack.app.url).href, auth.redirectUri);
     expect(Object.fromEntries(back.callback.searchParams)).toEqual({ error: 'access_denied', error_description: CLIENT_ERROR_DESCRIPTIONS.access_denied, state: auth.state, iss: stack.app.url });
-    expect(auditEvents(stack.app).filter((e) => e.client_id === client.client_id).map((e) => `${e.event}:${e.reason}`)).toContain('upstream.callback_failed:upstream_error');
+    expect((await auditEvents(stack.app)).filter((e) => e.client_id === client.client_id).map((e) => `${e.event}:${e.reason}`)).toContain('upstream.callback_failed:upstream_error');
   });
 
   it('shows a clear page, never a blank 500, when U\'s token endpoint fails; the client gets server_error', async () => {
@@ -72,7 +72,7 @@ describe('upstream callback › OIDC upstream', () => {
     } finally {
       stack.upstream.setTokenEndpointFault(undefined);
     }
-    expect(rows(stack.app, 'SELECT count(*) AS n FROM consents WHERE client_id = ?', client.client_id)[0].n).toBe(0);
+    expect((await rows(stack.app, 'SELECT count(*) AS n FROM consents WHERE client_id = ?', client.client_id))[0].n).toBe(0);
   });
 
   it('refuses an authorization response whose iss is not U\'s (RFC 9207, UP-05)', async () => {
@@ -88,8 +88,8 @@ describe('upstream callback › OIDC upstream', () => {
     const result = await browser.navigate(tampered.href, { initiator: stack.upstream.issuer });
     expect(result.status).toBe(502);
     expect(result.html).toContain('issuer mismatch');
-    expect(auditEvents(stack.app).at(-1)).toMatchObject({ event: 'upstream.callback_failed', reason: 'iss_mismatch' });
-    expect(rows(stack.app, 'SELECT count(*) AS n FROM consents WHERE client_id = ?', client.client_id)[0].n).toBe(0);
+    expect((await auditEvents(stack.app)).at(-1)).toMatchObject({ event: 'upstream.callback_failed', reason: 'iss_mismatch' });
+    expect((await rows(stack.app, 'SELECT count(*) AS n FROM consents WHERE client_id = ?', client.client_id))[0].n).toBe(0);
   });
 
   it('accepts only GET (STATE-08)', async () => {
@@ -111,8 +111,8 @@ describe('upstream callback › GitHub preset against a GitHub-shaped server', (
     const first = await authorizeClient(stack, browser, { login: 'octocat' });
     expect(first.result.seen).toEqual(['consent', 'upstream-login']);
     expect(first.tokens.status).toBe(200);
-    expect(rows(stack.app, 'SELECT subject FROM consents')).toEqual([{ subject: '583231' }]);
-    expect(rows(stack.app, 'SELECT display_name FROM browser_sessions')).toEqual([{ display_name: 'octocat' }]);
+    expect(await rows(stack.app, 'SELECT subject FROM consents')).toEqual([{ subject: '583231' }]);
+    expect(await rows(stack.app, 'SELECT display_name FROM browser_sessions')).toEqual([{ display_name: 'octocat' }]);
     expect(stack.upstream.authorizations[0]?.query).toMatchObject({ client_id: stack.upstream.clientId, scope: 'read:user', code_challenge_method: 'S256', redirect_uri: `${stack.app.url}/upstream/callback` });
 
     // A second client in the same browser: P asks again; GitHub does not.
@@ -135,6 +135,6 @@ describe('upstream callback › GitHub preset against a GitHub-shaped server', (
     const result = await browser.navigate(callback.href, { initiator: stack.upstream.issuer });
     expect(result.status).toBe(502);
     expect(result.html).toContain('could not be completed');
-    expect(auditEvents(stack.app).at(-1)).toMatchObject({ event: 'upstream.callback_failed', reason: 'exchange_failed' });
+    expect((await auditEvents(stack.app)).at(-1)).toMatchObject({ event: 'upstream.callback_failed', reason: 'exchange_failed' });
   });
 });

@@ -7,15 +7,17 @@
  * past the old head. From then on `audit verify` passed and the cut was gone without a trace.
  * Now the file only moves forward along the chain it recorded: it is kept, an error is logged,
  * and verify keeps failing; an operator who restored a backup on purpose moves the file aside.
+ * On the test engine (TEST_ENGINE): on PostgreSQL the file is the one replica's own (README
+ * "Running several replicas") and the attacker cuts the PostgreSQL table.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run, type Io } from '../../src/cli/index.js';
-import { openDatabase } from '../../src/db/open.js';
 import type { AuditEntry } from '../../src/audit/audit.js';
 import { startTestApp, TEST_SECRET_KEY } from '../helpers/app.js';
+import { databaseEnv, dropTrigger, openTestSql } from '../helpers/engine.js';
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -31,7 +33,7 @@ const entries = (from: number, n: number) => Array.from({ length: n }, (_, i) =>
 /** P with this data directory records `list` as it does for decisions, then stops. */
 async function serverRecords(dir: string, list: AuditEntry[]): Promise<string[]> {
   const app = await startTestApp({ dir });
-  for (const e of list) app.runtime.audit.record(e);
+  for (const e of list) await app.runtime.audit.record(e);
   await app.close();
   return app.logLines;
 }
@@ -39,17 +41,17 @@ async function serverRecords(dir: string, list: AuditEntry[]): Promise<string[]>
 async function verify(dir: string) {
   const stdout: string[] = [];
   const stderr: string[] = [];
-  const io: Io = { env: { DATABASE_PATH: join(dir, 'proxy.db'), SECRET_KEY: TEST_SECRET_KEY }, out: (t) => stdout.push(t), err: (t) => stderr.push(t) };
+  const io: Io = { env: { ...(await databaseEnv(dir)), SECRET_KEY: TEST_SECRET_KEY }, out: (t) => stdout.push(t), err: (t) => stderr.push(t) };
   const code = await run(['audit', 'verify'], io);
   return { code, out: stdout.join('\n'), err: stderr.join('\n') };
 }
 
 /** The attacker: triggers dropped, every row from `fromSeq` deleted. */
-function truncate(dbPath: string, fromSeq: number): void {
-  const db = openDatabase(dbPath);
-  db.exec('DROP TRIGGER IF EXISTS audit_log_no_delete');
-  db.prepare('DELETE FROM audit_log WHERE seq >= ?').run(fromSeq);
-  db.close();
+async function truncate(dir: string, fromSeq: number): Promise<void> {
+  const db = await openTestSql(dir);
+  await dropTrigger(db, 'audit_log_no_delete', 'audit_log');
+  await db.run('DELETE FROM audit_log WHERE seq >= ?', [fromSeq]);
+  await db.close();
 }
 
 const checkpointSeq = (dir: string) => JSON.parse(readFileSync(join(dir, 'audit-checkpoint.json'), 'utf8')).seq as number;
@@ -59,7 +61,7 @@ describe('a cut audit log overwrites its own checkpoint', () => {
     const dir = newDir();
     await serverRecords(dir, entries(1, 6));
     expect(checkpointSeq(dir)).toBe(6);
-    truncate(join(dir, 'proxy.db'), 4);
+    await truncate(dir, 4);
 
     const logLines = await serverRecords(dir, entries(100, 4)); // rows 4–7 of the cut chain
     expect(checkpointSeq(dir)).toBe(6);
@@ -74,12 +76,12 @@ describe('a cut audit log overwrites its own checkpoint', () => {
     const dir = newDir();
     const app = await startTestApp({ dir });
     try {
-      for (const e of entries(1, 6)) app.runtime.audit.record(e);
-      app.runtime.audit.flush();
+      for (const e of entries(1, 6)) await app.runtime.audit.record(e);
+      await app.runtime.audit.flush();
       expect(checkpointSeq(dir)).toBe(6);
-      truncate(join(dir, 'proxy.db'), 4);
-      for (const e of entries(100, 6)) app.runtime.audit.record(e); // rows 4–9
-      app.runtime.audit.flush();
+      await truncate(dir, 4);
+      for (const e of entries(100, 6)) await app.runtime.audit.record(e); // rows 4–9
+      await app.runtime.audit.flush();
     } finally {
       await app.close();
     }
@@ -92,7 +94,7 @@ describe('a cut audit log overwrites its own checkpoint', () => {
   it('an operator who restored on purpose moves the file aside; the next row writes a new one and verify passes', async () => {
     const dir = newDir();
     await serverRecords(dir, entries(1, 6));
-    truncate(join(dir, 'proxy.db'), 4); // as a restored older backup would be
+    await truncate(dir, 4); // as a restored older backup would be
     await serverRecords(dir, entries(100, 1));
     expect((await verify(dir)).code).toBe(1);
 

@@ -25,15 +25,15 @@ beforeAll(async () => {
 });
 afterAll(() => stack.close());
 
-const tip = () => {
-  stack.app.runtime.audit.flush();
-  return (stack.app.runtime.stores.auditLog.tip()?.seq ?? 0) as number;
+const tip = async () => {
+  await stack.app.runtime.audit.flush();
+  return ((await stack.app.runtime.stores.auditLog.tip())?.seq ?? 0) as number;
 };
-const since = (seq: number) => {
-  stack.app.runtime.audit.flush();
-  return rows(stack.app, 'SELECT event, reason, ip, details FROM audit_log WHERE seq > ? ORDER BY seq', seq) as { event: string; reason: string | null; ip: string | null; details: string }[];
+const since = async (seq: number) => {
+  await stack.app.runtime.audit.flush();
+  return await rows(stack.app, 'SELECT event, reason, ip, details FROM audit_log WHERE seq > ? ORDER BY seq', seq) as { event: string; reason: string | null; ip: string | null; details: string }[];
 };
-const transactions = () => rows(stack.app, 'SELECT count(*) AS n FROM upstream_transactions')[0].n as number;
+const transactions = async () => (await rows(stack.app, 'SELECT count(*) AS n FROM upstream_transactions'))[0].n as number;
 
 const REQUESTS: Record<string, (from: string) => Promise<Response>> = {
   register: (from) =>
@@ -61,7 +61,7 @@ describe('rate-limited requests flood the audit log', () => {
     ['authorize', 'authorization.rejected_aggregate', '198.51.100.2'],
     ['token', 'token.rejected_aggregate', '198.51.100.3'],
   ])('/%s: 429 beyond the budget with no row per 429; one row with the count when the minute ends', async (name, event, from) => {
-    const before = tip();
+    const before = await tip();
     const statuses: number[] = [];
     for (let i = 0; i < FLOOD; i++) {
       const res = await (REQUESTS[name] as (f: string) => Promise<Response>)(from);
@@ -71,11 +71,11 @@ describe('rate-limited requests flood the audit log', () => {
     expect(statuses.filter((s) => s === 429)).toHaveLength(FLOOD - BUDGET);
     expect(statuses.slice(0, BUDGET).every((s) => s !== 429)).toBe(true);
     // Within the minute: at most one row per request inside the budget, none for the 429s.
-    expect(since(before).length).toBeLessThanOrEqual(BUDGET);
-    expect(since(before).filter((r) => r.reason === 'rate_limited')).toEqual([]);
+    expect((await since(before)).length).toBeLessThanOrEqual(BUDGET);
+    expect((await since(before)).filter((r) => r.reason === 'rate_limited')).toEqual([]);
 
     stack.app.runtime.refusals.tally.flush(); // the minute ends (or the server stops)
-    const tallied = since(before).filter((r) => r.reason === 'rate_limited');
+    const tallied = (await since(before)).filter((r) => r.reason === 'rate_limited');
     expect(tallied).toHaveLength(1);
     expect(tallied[0]).toMatchObject({ event, ip: from });
     expect(JSON.parse(tallied[0]?.details as string)).toMatchObject({ count: FLOOD - BUDGET, limited: FLOOD - BUDGET });
@@ -101,10 +101,10 @@ describe('rate-limited requests flood the audit log', () => {
     // Forged POSTs from the same address: refused (403), and they leave the budget untouched.
     for (let i = 0; i < 10; i++) expect(await post('csrf=forged', 'cross-site')).toBe(403);
 
-    const before = transactions();
+    const before = await transactions();
     const statuses: number[] = [];
     for (let i = 0; i < 10; i++) statuses.push(await post(new URLSearchParams({ csrf }).toString()));
     expect(statuses).toEqual([...Array(BUDGET).fill(303), ...Array(10 - BUDGET).fill(429)]);
-    expect(transactions()).toBe(before + BUDGET);
+    expect(await transactions()).toBe(before + BUDGET);
   });
 });

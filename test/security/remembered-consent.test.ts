@@ -29,7 +29,7 @@ async function again(browser: Browser, clientId: string, options: { scope?: stri
   const auth = buildAuthorization(stack.app, { clientId, scope: options.scope ?? 'mcp:tools', redirectUri: options.redirectUri, prompt: options.prompt });
   const upstreamBefore = stack.upstream.authorizations.length;
   const page = await browser.navigate(auth.url, { initiator: options.initiator, noFetchMetadata: options.noFetchMetadata, stopAt: (u) => u.startsWith(auth.redirectUri) });
-  return { page, skipped: page.status === 0, code: page.status === 0 ? new URL(page.url).searchParams.get('code') : null, upstreamContacted: stack.upstream.authorizations.length > upstreamBefore, reason: auditEvents(stack.app).at(-1)?.reason };
+  return { page, skipped: page.status === 0, code: page.status === 0 ? new URL(page.url).searchParams.get('code') : null, upstreamContacted: stack.upstream.authorizations.length > upstreamBefore, reason: (await auditEvents(stack.app)).at(-1)?.reason };
 }
 
 describe('remembered consent', () => {
@@ -39,7 +39,7 @@ describe('remembered consent', () => {
     expect(r.skipped).toBe(true);
     expect(r.code).toBeTruthy();
     expect(r.upstreamContacted).toBe(false);
-    expect(auditEvents(stack.app).filter((e) => e.event === 'consent.skipped').at(-1)).toMatchObject({ reason: 'remembered', client_id: clientId, subject: 'alice' });
+    expect((await auditEvents(stack.app)).filter((e) => e.event === 'consent.skipped').at(-1)).toMatchObject({ reason: 'remembered', client_id: clientId, subject: 'alice' });
   });
 
   it.each([
@@ -78,8 +78,8 @@ describe('remembered consent', () => {
 
   it('asks again once the consent was revoked', async () => {
     const { clientId, browser } = await approved();
-    const [consent] = stack.app.runtime.stores.consents.unrevokedForClient(clientId);
-    stack.app.runtime.revocation.revokeGrant(consent?.grant_id as string, 'user');
+    const [consent] = await stack.app.runtime.stores.consents.unrevokedForClient(clientId);
+    await stack.app.runtime.revocation.revokeGrant(consent?.grant_id as string, 'user');
     const r = await again(browser, clientId);
     expect(r.skipped).toBe(false);
     expect(r.reason).toBe('revoked');

@@ -24,15 +24,15 @@ beforeAll(async () => {
 });
 afterAll(() => stack.close());
 
-const tip = () => {
-  stack.app.runtime.audit.flush();
-  return (stack.app.runtime.stores.auditLog.tip()?.seq ?? 0) as number;
+const tip = async () => {
+  await stack.app.runtime.audit.flush();
+  return ((await stack.app.runtime.stores.auditLog.tip())?.seq ?? 0) as number;
 };
-const since = (seq: number) => {
-  stack.app.runtime.audit.flush();
-  return rows(stack.app, 'SELECT event, reason, ip, details FROM audit_log WHERE seq > ? ORDER BY seq', seq) as { event: string; reason: string; ip: string | null; details: string }[];
+const since = async (seq: number) => {
+  await stack.app.runtime.audit.flush();
+  return await rows(stack.app, 'SELECT event, reason, ip, details FROM audit_log WHERE seq > ? ORDER BY seq', seq) as { event: string; reason: string; ip: string | null; details: string }[];
 };
-const transactions = () => rows(stack.app, 'SELECT count(*) AS n FROM upstream_transactions')[0].n as number;
+const transactions = async () => (await rows(stack.app, 'SELECT count(*) AS n FROM upstream_transactions'))[0].n as number;
 
 async function flood(path: string, from: string): Promise<Response[]> {
   const out: Response[] = [];
@@ -55,20 +55,20 @@ describe('sign-in refusals flood the audit log', () => {
     ['/account/login', 'account.rejected_aggregate', ip.account, 'signin_cross_site'],
     ['/account/consents/1/revoke', 'account.rejected_aggregate', ip.revoke, 'not_signed_in'],
   ])('POST %s without a token or session: 403 within the budget, 429 beyond, no row per request, one tallied row', async (path, event, from, reason) => {
-    const before = tip();
-    const transactionsBefore = transactions();
+    const before = await tip();
+    const transactionsBefore = await transactions();
     const answers = await flood(path, from);
     expect(answers.filter((r) => r.status === 403)).toHaveLength(BUDGET);
     const limited = answers.filter((r) => r.status === 429);
     expect(limited).toHaveLength(FLOOD - BUDGET);
     expect(Number(limited[0]?.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     for (const r of answers) expect(r.headers.get('location')).toBeNull();
-    expect(transactions()).toBe(transactionsBefore);
+    expect(await transactions()).toBe(transactionsBefore);
     // Nothing written per request while the minute runs.
-    expect(since(before)).toEqual([]);
+    expect(await since(before)).toEqual([]);
 
     stack.app.runtime.refusals.tally.flush(); // the minute ends (or the server stops)
-    const written = since(before);
+    const written = await since(before);
     expect(written).toHaveLength(1);
     expect(written[0]).toMatchObject({ event, reason, ip: from });
     expect(JSON.parse(written[0]?.details as string)).toMatchObject({ count: FLOOD, limited: FLOOD - BUDGET, first: { method: 'POST', path: path.replace(/^\/(admin|account)/, '') } });
@@ -79,7 +79,7 @@ describe('sign-in refusals flood the audit log', () => {
     const page = await browser.navigate(`${stack.app.url}/admin/login`);
     const csrf = /name="csrf" value="([^"]+)"/.exec(page.html)?.[1] as string;
     const cookie = `__Host-mcp-csrf=${browser.cookie('127.0.0.1', '__Host-mcp-csrf')}`;
-    const before = transactions();
+    const before = await transactions();
     const res = await fetch(`${stack.app.url}/admin/login`, {
       method: 'POST',
       redirect: 'manual',
@@ -88,6 +88,6 @@ describe('sign-in refusals flood the audit log', () => {
     });
     expect(res.status).toBe(303);
     expect(res.headers.get('location')?.startsWith(stack.upstream.issuer)).toBe(true);
-    expect(transactions()).toBe(before + 1);
+    expect(await transactions()).toBe(before + 1);
   });
 });

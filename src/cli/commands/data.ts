@@ -14,8 +14,8 @@ export const DATA_COMMANDS: Record<string, Command> = {
     async run({ values }, io) {
       const limit = values.limit === undefined ? 100 : Number(values.limit);
       if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a positive whole number');
-      return withContext(io, (ctx) => {
-        const rows = ctx.stores.clientsMeta.list({ q: values.search as string | undefined, status: values.disabled ? 'disabled' : values.active ? 'active' : undefined, limit });
+      return withContext(io, async (ctx) => {
+        const rows = await ctx.stores.clientsMeta.list({ q: values.search as string | undefined, status: values.disabled ? 'disabled' : values.active ? 'active' : undefined, limit });
         const out = rows.map((r) => ({
           client_id: r.client_id,
           client_name: r.client_name,
@@ -38,8 +38,8 @@ export const DATA_COMMANDS: Record<string, Command> = {
     positionals: ['client_id'],
     async run({ positionals }, io) {
       const clientId = requirePositional(positionals, 'client_id');
-      return withContext(io, (ctx) => {
-        const result = ctx.ops.disableClient(clientId, { actor: 'cli' });
+      return withContext(io, async (ctx) => {
+        const result = await ctx.ops.disableClient(clientId, { actor: 'cli' });
         if (!result) {
           io.err(`no client ${clientId}`);
           return EXIT_FAILURE;
@@ -56,8 +56,8 @@ export const DATA_COMMANDS: Record<string, Command> = {
     positionals: ['client_id'],
     async run({ positionals }, io) {
       const clientId = requirePositional(positionals, 'client_id');
-      return withContext(io, (ctx) => {
-        if (!ctx.ops.enableClient(clientId, { actor: 'cli' })) {
+      return withContext(io, async (ctx) => {
+        if (!(await ctx.ops.enableClient(clientId, { actor: 'cli' }))) {
           io.err(`no client ${clientId}`);
           return EXIT_FAILURE;
         }
@@ -73,8 +73,8 @@ export const DATA_COMMANDS: Record<string, Command> = {
     positionals: ['client_id'],
     async run({ positionals }, io) {
       const clientId = requirePositional(positionals, 'client_id');
-      return withContext(io, (ctx) => {
-        const result = ctx.ops.deleteClient(clientId, { actor: 'cli' });
+      return withContext(io, async (ctx) => {
+        const result = await ctx.ops.deleteClient(clientId, { actor: 'cli' });
         if (!result) {
           io.err(`no client ${clientId}`);
           return EXIT_FAILURE;
@@ -91,8 +91,8 @@ export const DATA_COMMANDS: Record<string, Command> = {
     async run({ values }, io) {
       const limit = values.limit === undefined ? 100 : Number(values.limit);
       if (!Number.isInteger(limit) || limit < 1) throw new UsageError('--limit must be a positive whole number');
-      return withContext(io, (ctx) => {
-        const rows = ctx.stores.consents.list({ subject: values.subject as string | undefined, clientId: values.client as string | undefined, status: values.all ? undefined : 'active', limit });
+      return withContext(io, async (ctx) => {
+        const rows = await ctx.stores.consents.list({ subject: values.subject as string | undefined, clientId: values.client as string | undefined, status: values.all ? undefined : 'active', limit });
         const now = Date.now();
         const out = rows.map((c) => ({
           id: c.id,
@@ -118,8 +118,8 @@ export const DATA_COMMANDS: Record<string, Command> = {
       const raw = requirePositional(positionals, 'consent_id');
       const id = Number(raw);
       if (!Number.isInteger(id) || id < 1) throw new UsageError(`consent_id must be a number (got "${raw}")`);
-      return withContext(io, (ctx) => {
-        const consent = ctx.ops.revokeConsent(id, { actor: 'cli' });
+      return withContext(io, async (ctx) => {
+        const consent = await ctx.ops.revokeConsent(id, { actor: 'cli' });
         if (!consent) {
           io.err(`no consent ${id}`);
           return EXIT_FAILURE;

@@ -77,7 +77,7 @@ async function listenOrExplain(runtime: Runtime, io: Io): Promise<RunningServer 
   try {
     return await listen(runtime);
   } catch (err) {
-    runtime.dispose();
+    await runtime.dispose();
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE') io.err(`port ${config.port} on ${config.host} is already in use; stop the other process or set PORT to a free port`);
     else if (code === 'EACCES') io.err(`not allowed to listen on ${config.host}:${config.port}; choose a port above 1023 or another HOST`);
@@ -104,8 +104,8 @@ function untilStopped(runtime: Runtime, running: RunningServer, stopWatching: ()
       await running.close();
       clearTimeout(force);
       runtime.refusals.tally.flush(); // the current minute's refusal counts, before the last row
-      runtime.audit.record({ event: 'system.stopped', reason: signal });
-      runtime.dispose();
+      await runtime.audit.record({ event: 'system.stopped', reason: signal });
+      await runtime.dispose();
       log.info('stopped');
       resolve(0);
     };
@@ -130,7 +130,7 @@ export async function serve(io: Io): Promise<number> {
   const runtime = await createRuntime(config, { log });
   const running = await listenOrExplain(runtime, io);
   if (!running) return 1;
-  runtime.audit.record({ event: 'system.started', details: { issuer: config.urls.issuer, demo: config.demo } });
+  await runtime.audit.record({ event: 'system.started', details: { issuer: config.urls.issuer, demo: config.demo } });
   const stopWatching = watchUpstream(runtime, io);
   log.info({ listening: running.url, issuer: config.urls.issuer, mcp: config.urls.mcpResource }, 'mcp-consent-proxy ready');
   io.out(startupBanner(config, running.url));

@@ -1,9 +1,10 @@
 /**
  * The storage commands: `migrate` (create or upgrade the database), `audit verify` (the keyed
- * chain and the checkpoint file, DESIGN §9) and `audit export` (NDJSON for a SIEM).
+ * chain and the checkpoint file, DESIGN §9) and `audit export` (NDJSON for a SIEM) — on the
+ * configured engine: SQLite at DATABASE_PATH, or PostgreSQL with DATABASE_URL (the one chain all
+ * replicas append to).
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { migrate } from '../../db/migrate.js';
 import { createAuditLogStore } from '../../store/audit-log.js';
 import { describeVerification, verifyChain } from '../../audit/verify.js';
 import { checkpointPath, parseCheckpointArg } from '../../audit/checkpoint.js';
@@ -17,13 +18,12 @@ export const STORAGE_COMMANDS: Record<string, Command> = {
     usage: 'mcp-consent-proxy migrate',
     options: {},
     async run(_args, io) {
-      const { db, config } = storageDb(io, false);
+      const { db } = await storageDb(io, false);
       try {
-        const result = migrate(db);
-        io.out(result.applied.length ? `applied ${result.applied.join(', ')} to ${config.databasePath}` : `${config.databasePath} is up to date (migration ${result.current})`);
+        io.out(db.applied.length ? `applied ${db.applied.join(', ')} to ${db.where}` : `${db.where} is up to date (migration ${db.current})`);
         return EXIT_OK;
       } finally {
-        db.close();
+        await db.sql.close();
       }
     },
   },
@@ -35,14 +35,13 @@ export const STORAGE_COMMANDS: Record<string, Command> = {
       const given = values.checkpoint === undefined ? undefined : parseCheckpointArg(values.checkpoint as string);
       if (values.checkpoint !== undefined && !given)
         throw new UsageError(`--checkpoint must be <seq>:<mac>, a row number and its 64-hex-digit MAC, as in an audit.checkpoint log line (got "${values.checkpoint as string}")`);
-      const { config, db } = storageDb(io, true);
+      const { config, db } = await storageDb(io, true);
       try {
-        migrate(db);
         // DESIGN §9: keyed rows verify with SECRET_KEY's audit key, rows from before a rotation
         // with SECRET_KEY_PREVIOUS's. Without any, legacy rows still verify; keyed ones cannot.
         const secret = resolveSecretKey(config.secretKey, config.dataDir, { create: false })?.key;
         const keys = secret ? new KeyRing(secret, config.secretKeyPrevious).auditKeys() : [];
-        const result = verifyChain(createAuditLogStore(db), { keys, checkpointFile: checkpointPath(config), checkpoint: given });
+        const result = await verifyChain(createAuditLogStore(db.sql), { keys, checkpointFile: checkpointPath(config), checkpoint: given });
         if (values.json) {
           io.out(JSON.stringify(result));
         } else {
@@ -53,7 +52,7 @@ export const STORAGE_COMMANDS: Record<string, Command> = {
         }
         return result.ok ? EXIT_OK : EXIT_FAILURE;
       } finally {
-        db.close();
+        await db.sql.close();
       }
     },
   },
@@ -64,13 +63,13 @@ export const STORAGE_COMMANDS: Record<string, Command> = {
     async run({ values }, io) {
       const since = values.since as string | undefined;
       if (since !== undefined && Number.isNaN(Date.parse(since))) throw new UsageError(`--since must be an ISO 8601 time such as 2026-11-01T00:00:00Z (got "${since}")`);
-      const { db } = storageDb(io, true);
+      const { db } = await storageDb(io, true);
       let file: WriteStream | undefined;
       try {
-        const store = createAuditLogStore(db);
+        const store = createAuditLogStore(db.sql);
         const write = values.output ? ((file = createWriteStream(values.output as string)), (line: string) => file?.write(`${line}\n`)) : (line: string) => io.out(line);
         let n = 0;
-        for (const row of store.iterate(since ? { from: new Date(since).toISOString() } : {})) {
+        for await (const row of store.iterate(since ? { from: new Date(since).toISOString() } : {})) {
           write(JSON.stringify({ ...row, details: row.details ? JSON.parse(row.details) : null }));
           n += 1;
         }
@@ -80,7 +79,7 @@ export const STORAGE_COMMANDS: Record<string, Command> = {
         }
         return EXIT_OK;
       } finally {
-        db.close();
+        await db.sql.close();
       }
     },
   },
