@@ -65,21 +65,26 @@ export const junk: fc.Arbitrary<string> = fc.oneof(
 /** How one value is written into a query or a form body. */
 export const encoding = fc.constantFrom('component', 'raw', 'double', 'plus', 'latin1', 'broken');
 
+/** encodeURIComponent over the UTF-8 bytes, so lone surrogates (U+FFFD on the wire) do not throw. */
+export function pct(value: string): string {
+  return [...Buffer.from(value, 'utf8')].map((b) => (/[A-Za-z0-9_.!~*'()-]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `%${b.toString(16).padStart(2, '0').toUpperCase()}`)).join('');
+}
+
 export function encode(value: string, how: string): string {
   switch (how) {
     case 'raw':
       // as typed: only what would end the request line or the pair is escaped
-      return value.replace(/[\s&#%]/g, (c) => encodeURIComponent(c));
+      return value.replace(/[\s&#%]/g, (c) => pct(c));
     case 'double':
-      return encodeURIComponent(encodeURIComponent(value));
+      return pct(pct(value));
     case 'plus':
-      return encodeURIComponent(value).replace(/%20/g, '+');
+      return pct(value).replace(/%20/g, '+');
     case 'latin1':
       return [...Buffer.from(value, 'latin1')].map((b) => `%${b.toString(16).padStart(2, '0').toUpperCase()}`).join('');
     case 'broken':
-      return `${encodeURIComponent(value)}%${value.length % 2 ? 'Z' : ''}`;
+      return `${pct(value)}%${value.length % 2 ? 'Z' : ''}`;
     default:
-      return encodeURIComponent(value);
+      return pct(value);
   }
 }
 
@@ -101,7 +106,7 @@ export function paramList(names: readonly string[], value: (name: string) => fc.
 
 /** `name=value&…`, each pair in its own encoding. */
 export function encodePairs(pairs: [string, string][]): fc.Arbitrary<string> {
-  return fc.array(encoding, { minLength: pairs.length, maxLength: pairs.length }).map((hows) => pairs.map(([k, v], i) => `${encode(k, 'component')}=${encode(v, hows[i] as string)}`).join('&'));
+  return fc.array(encoding, { minLength: pairs.length, maxLength: pairs.length }).map((hows) => pairs.map(([k, v], i) => `${pct(k)}=${encode(v, hows[i] as string)}`).join('&'));
 }
 
 export const FORM = 'application/x-www-form-urlencoded';
@@ -112,7 +117,18 @@ export function contentType(right: string): fc.Arbitrary<string | undefined> {
     { weight: 8, arbitrary: fc.constant(right) },
     {
       weight: 2,
-      arbitrary: fc.constantFrom(undefined, 'text/plain', 'application/json', FORM, `${right}; charset=utf-7`, `${right}; charset=latin1`, 'multipart/form-data; boundary=x', `${right.toUpperCase()}`, 'application/x-www-form-urlencoded;;', ''),
+      arbitrary: fc.constantFrom(
+        undefined,
+        'text/plain',
+        'application/json',
+        FORM,
+        `${right}; charset=utf-7`,
+        `${right}; charset=latin1`,
+        'multipart/form-data; boundary=x',
+        `${right.toUpperCase()}`,
+        'application/x-www-form-urlencoded;;',
+        '',
+      ),
     },
   );
 }

@@ -131,6 +131,8 @@ export class FuzzTarget {
   private seenUpstreamTokens = 0;
   /** redirect targets outside P that are allowed: U's origin, the registered redirect URIs */
   readonly allowedRedirects = new Set<string>();
+  /** a loopback redirect URI registered by a native client: any port (RFC 8252 §7.3) */
+  readonly allowedLoopbackRedirects = new Set<string>();
 
   constructor(readonly stack: Stack) {
     this.app = stack.app;
@@ -257,7 +259,14 @@ export class FuzzTarget {
     const location = res.headers.location;
     if (location && /^[a-z][a-z0-9+.-]*:/i.test(location)) {
       const url = new URL(location);
-      const ok = url.origin === new URL(this.app.url).origin || this.allowedRedirects.has(url.origin) || [...this.allowedRedirects].some((r) => location.startsWith(`${r}?`) || location === r);
+      const registered = (r: string) => location === r || location.startsWith(`${r}?`) || location.startsWith(`${r}#`);
+      const anyPort = new URL(location);
+      anyPort.port = '';
+      const ok =
+        url.origin === new URL(this.app.url).origin ||
+        this.allowedRedirects.has(url.origin) ||
+        [...this.allowedRedirects].some(registered) ||
+        [...this.allowedLoopbackRedirects].some((r) => anyPort.href === r || anyPort.href.startsWith(`${r}?`) || anyPort.href.startsWith(`${r}#`));
       expect(ok, `${where}: redirect to ${location}`).toBe(true);
     }
     this.learnFrom(res);
