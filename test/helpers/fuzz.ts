@@ -107,6 +107,8 @@ export interface CaseRules {
   mayRemove?: readonly string[];
   /** external effects allowed even on a refusal: 'U' (U's token endpoint), 'R' (forwarded to R) */
   external?: readonly ('U' | 'R')[];
+  /** audit events other than refusals a refusal may append (a replay's revocation cascade) */
+  cascadeEvents?: readonly string[];
   /** the response was written by R, not P (the gateway forwarded it): P's refusal rules do not apply */
   forwarded?: boolean;
 }
@@ -241,7 +243,9 @@ export class FuzzTarget {
       if (now < was) expect(mayRemove.has(kind), `${where}: ${kind} ${was} → ${now}`).toBe(true);
     }
     if (refused) {
-      for (const row of rows) expect(row.outcome, `${where}: audit row ${row.event} ${row.reason ?? ''}`).toBe('deny');
+      for (const row of rows) {
+        if (!rules.cascadeEvents?.includes(row.event)) expect(row.outcome, `${where}: audit row ${row.event} ${row.reason ?? ''}`).toBe('deny');
+      }
       const { upstream, mcp } = this.stack;
       if (!rules.external?.includes('U')) expect(upstream.tokenRequests.length, `${where}: U's token endpoint was called`).toBe(before.u.tokens);
       expect(upstream.authorizations.length, `${where}: the browser was sent to U`).toBe(before.u.authorizations);
