@@ -104,6 +104,14 @@ export function paramList(names: readonly string[], value: (name: string) => fc.
   return fc.tuple(fc.tuple(...perName), stray).chain(([lists, extra]) => fc.shuffledSubarray([...lists.flat(), ...extra], { minLength: lists.flat().length + extra.length }));
 }
 
+/** `name=value&…` with the i-th pair in encoding `hows[i % hows.length]` (values filled in after generation). */
+export function encodeWith(pairs: [string, string][], hows: readonly string[]): string {
+  return pairs.map(([k, v], i) => `${pct(k)}=${encode(v, hows[i % hows.length] ?? 'component')}`).join('&');
+}
+
+/** Encodings for `encodeWith`. */
+export const encodings = fc.array(encoding, { minLength: 1, maxLength: 8 });
+
 /** `name=value&…`, each pair in its own encoding. */
 export function encodePairs(pairs: [string, string][]): fc.Arbitrary<string> {
   return fc.array(encoding, { minLength: pairs.length, maxLength: pairs.length }).map((hows) => pairs.map(([k, v], i) => `${pct(k)}=${encode(v, hows[i] as string)}`).join('&'));
