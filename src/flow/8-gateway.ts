@@ -260,6 +260,11 @@ class RouteGateway {
     const seconds = Number(process.hrtime.bigint() - x.started) / 1e9;
     if (outcome.kind === 'error') {
       if (outcome.reason === 'client_closed') return;
+      // A body over GATEWAY_MAX_BODY is the client's request refused (DESIGN §9), not R failing.
+      if (outcome.reason === 'body_too_large') {
+        this.reject(x, outcome.reason, who);
+        return jsonRpcError(res, outcome.status, this.messages[outcome.reason]);
+      }
       this.deps.audit.defer({ event: 'gateway.upstream_failed', reason: outcome.reason, ...who, requestId: x.requestId, ip: x.ip, details: { method: req.method, resource } });
       this.deps.onForwarded?.(resource, outcome.status, seconds);
       return jsonRpcError(res, outcome.status, this.messages[outcome.reason]);
