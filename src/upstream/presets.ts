@@ -15,8 +15,14 @@ import * as client from 'openid-client';
 import type { UpstreamConfig } from '../config/load.js';
 import { isLoopbackHost } from '../config/urls.js';
 
-/** Upstream HTTP calls give up after this long. */
+/** Upstream HTTP calls give up after this long unless UPSTREAM_TIMEOUT says otherwise. */
 export const UPSTREAM_TIMEOUT_MS = 10_000;
+
+export interface UpstreamClientOptions {
+  dangerouslyAllowInsecureHttp: boolean;
+  /** UPSTREAM_TIMEOUT: one call to U, ms */
+  timeoutMs?: number;
+}
 
 export interface UpstreamIdentity {
   subject: string;
@@ -75,8 +81,8 @@ export interface UpstreamClient {
 
 const safeCode = (value: unknown) => (typeof value === 'string' ? value.replace(/[^\w.-]/g, '').slice(0, 64) : undefined);
 
-function timedFetch(url: string, init?: RequestInit): Promise<Response> {
-  return fetch(url, { ...init, signal: AbortSignal.timeout(UPSTREAM_TIMEOUT_MS) });
+function timedFetch(timeoutMs: number) {
+  return (url: string, init?: RequestInit): Promise<Response> => fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
 }
 
 function tokensOf(response: client.TokenEndpointResponse): UpstreamTokens {
@@ -156,9 +162,13 @@ interface UpstreamContext {
   /** GitHub's REST API (github.com or GitHub Enterprise's `/api/v3`) */
   githubApi: string;
   configuration: () => Promise<client.Configuration>;
+  /** fetch with UPSTREAM_TIMEOUT */
+  fetch: (url: string, init?: RequestInit) => Promise<Response>;
 }
 
-function upstreamContext(upstream: UpstreamConfig, callbackUrl: string, options: { dangerouslyAllowInsecureHttp: boolean }): UpstreamContext {
+function upstreamContext(upstream: UpstreamConfig, callbackUrl: string, options: UpstreamClientOptions): UpstreamContext {
+  const timeoutMs = options.timeoutMs ?? UPSTREAM_TIMEOUT_MS;
+  const fetchU = timedFetch(timeoutMs);
   const insecure = insecureAllowed(upstream.issuer, options.dangerouslyAllowInsecureHttp);
   const auth = upstream.clientSecret ? client.ClientSecretBasic(upstream.clientSecret) : client.None();
   const isGithub = upstream.preset === 'github';
@@ -177,22 +187,22 @@ function upstreamContext(upstream: UpstreamConfig, callbackUrl: string, options:
     } else {
       config = await client.discovery(upstream.issuer, upstream.clientId, undefined, auth, {
         execute: insecure ? [client.allowInsecureRequests] : [],
-        timeout: UPSTREAM_TIMEOUT_MS / 1000,
+        timeout: timeoutMs / 1000,
       });
     }
     if (insecure) client.allowInsecureRequests(config);
-    config[client.customFetch] = timedFetch;
-    config.timeout = UPSTREAM_TIMEOUT_MS / 1000;
+    config[client.customFetch] = fetchU;
+    config.timeout = timeoutMs / 1000;
     return config;
   });
-  return { upstream, callbackUrl, isGithub, githubApi, configuration };
+  return { upstream, callbackUrl, isGithub, githubApi, configuration, fetch: fetchU };
 }
 
 /** GitHub: the user API names who logged in; the numeric id is the subject. */
-async function githubIdentity(githubApi: string, accessToken: string): Promise<UpstreamIdentity> {
+async function githubIdentity(ctx: UpstreamContext, accessToken: string): Promise<UpstreamIdentity> {
   let res: Response;
   try {
-    res = await timedFetch(`${githubApi}/user`, {
+    res = await ctx.fetch(`${ctx.githubApi}/user`, {
       headers: { authorization: `Bearer ${accessToken}`, accept: 'application/vnd.github+json', 'user-agent': 'mcp-consent-proxy' },
     });
   } catch {
@@ -248,7 +258,7 @@ async function exchange(ctx: UpstreamContext, currentUrl: URL, checks: Authoriza
     throw classify(err, 'exchange', { callbackUrl: currentUrl, metadata: config.serverMetadata() });
   }
   const tokens = tokensOf(response);
-  const identity = ctx.isGithub ? await githubIdentity(ctx.githubApi, tokens.accessToken) : await oidcIdentity(config, response, tokens.accessToken);
+  const identity = ctx.isGithub ? await githubIdentity(ctx, tokens.accessToken) : await oidcIdentity(config, response, tokens.accessToken);
   return { identity, tokens };
 }
 
@@ -268,7 +278,7 @@ async function revoke(ctx: UpstreamContext, token: string, hint: 'access_token' 
   return true;
 }
 
-export function createUpstreamClient(upstream: UpstreamConfig, callbackUrl: string, options: { dangerouslyAllowInsecureHttp: boolean }): UpstreamClient {
+export function createUpstreamClient(upstream: UpstreamConfig, callbackUrl: string, options: UpstreamClientOptions): UpstreamClient {
   const ctx = upstreamContext(upstream, callbackUrl, options);
   return {
     name: upstream.name,
