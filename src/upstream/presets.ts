@@ -108,11 +108,17 @@ function issuerProblem(callbackUrl: URL | undefined, metadata: client.ServerMeta
   return iss === null ? metadata.authorization_response_iss_parameter_supported === true : iss !== metadata.issuer;
 }
 
-/** A network failure: undici's fetch error carries the system or undici error code in `cause`. */
-function isNetworkFailure(e: { name?: string; code?: unknown; cause?: { code?: unknown } }): boolean {
-  if (e.name === 'TimeoutError' || e.name === 'AbortError') return true;
-  const code = typeof e.code === 'string' ? e.code : typeof e.cause?.code === 'string' ? e.cause.code : '';
-  return /^(E[A-Z]+|UND_ERR_\w+)$/.test(code);
+/** openid-client's code for a call to U that took longer than UPSTREAM_TIMEOUT (the abort is its `cause`). */
+const TIMEOUT = 'OAUTH_TIMEOUT';
+
+/**
+ * A network failure or a timeout: U did not answer (undici's fetch error carries the system or
+ * undici error code in `cause`; openid-client reports its own timeout as OAUTH_TIMEOUT).
+ */
+function isNetworkFailure(e: { name?: string; code?: unknown; cause?: { name?: string; code?: unknown } }): boolean {
+  const aborted = (name: string | undefined) => name === 'TimeoutError' || name === 'AbortError';
+  if (aborted(e.name) || aborted(e.cause?.name) || e.code === TIMEOUT) return true;
+  return [e.code, e.cause?.code].some((code) => typeof code === 'string' && /^(E[A-Z]+|UND_ERR_\w+)$/.test(code));
 }
 
 /**
