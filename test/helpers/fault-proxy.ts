@@ -39,6 +39,8 @@ export interface FaultProxy {
   openSockets(): number;
   /** responses the proxy generated itself that ended because the client went away */
   abandoned: number;
+  /** body bytes written by the `huge` and `endless` faults so far */
+  sentBytes: number;
   setFault(fault: (Fault & { paths?: RegExp }) | undefined): Promise<void>;
   close(): Promise<void>;
 }
@@ -55,6 +57,7 @@ export async function startFaultProxy(target: string, port = 0): Promise<FaultPr
     port,
     requests,
     abandoned: 0,
+    sentBytes: 0,
     openSockets: () => sockets.size,
     async setFault(next) {
       const wasDown = fault?.kind === 'down';
@@ -135,7 +138,9 @@ export async function startFaultProxy(target: string, port = 0): Promise<FaultPr
         let n = 0;
         const tick = () => {
           if (res.destroyed) return;
-          res.write(`event: message\ndata: {"jsonrpc":"2.0","method":"notifications/message","params":{"n":${n++}}}\n\n`);
+          const event = `event: message\ndata: {"jsonrpc":"2.0","method":"notifications/message","params":{"n":${n++}}}\n\n`;
+          proxy.sentBytes += event.length;
+          res.write(event);
           const t = setTimeout(() => {
             timers.delete(t);
             tick();
@@ -152,6 +157,7 @@ export async function startFaultProxy(target: string, port = 0): Promise<FaultPr
           while (left > 0 && !res.destroyed) {
             const piece = chunk.subarray(0, Math.min(chunk.length, left));
             left -= piece.length;
+            proxy.sentBytes += piece.length;
             if (!res.write(piece)) return void res.once('drain', pump);
           }
           if (left === 0) res.end();
