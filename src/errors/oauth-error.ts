@@ -79,7 +79,19 @@ export const ERRORS = {
   /** a signed-in user who may not use this page (admin) */
   forbiddenPage: (title: string, message: string, reason: string) => new OAuthError('access_denied', message, 403, reason, {}, { title, message }),
   temporarilyUnavailable: (description: string, reason?: string) => new OAuthError('temporarily_unavailable', description, 503, reason),
+  /** the database stayed locked for its whole busy timeout (see `isDatabaseBusy`) */
+  databaseBusy: () => new OAuthError('temporarily_unavailable', 'The service is busy; try again in a moment.', 503, 'database_busy', { 'Retry-After': '1' }),
 };
+
+/**
+ * SQLite could not take its write lock within busy_timeout (src/db/open.ts): another writer (the
+ * CLI, a backup) held it. The service is busy, not broken — the request failed as a whole (its
+ * transaction rolled back), so it is answered 503 with Retry-After, not a 500 (issue 13 §3).
+ */
+export function isDatabaseBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && /^SQLITE_(BUSY|LOCKED)/.test(code);
+}
 
 /** body-parser's error types (body-parser 2 `err.type`) that a client's request causes. */
 const BODY_ERRORS: Record<string, (err: { limit?: number }) => OAuthError> = {

@@ -31,6 +31,7 @@ import type { UpstreamTokenResult } from '../gateway/upstream-token.js';
 import type { GatewayDeps, GatewayHandler, GatewayRoute } from '../gateway/deps.js';
 import { createTouchThrottle } from '../gateway/throttle.js';
 import { jsonRpcError, type ForwardOutcome } from '../gateway/forward.js';
+import { isDatabaseBusy } from '../errors/oauth-error.js';
 
 export type { GatewayDeps, GatewayHandler, GatewayRoute } from '../gateway/deps.js';
 
@@ -113,6 +114,12 @@ class RouteGateway {
   }
 
   private fail(x: Exchange, err: unknown): void {
+    if (isDatabaseBusy(err)) {
+      // The database stayed locked for its busy timeout: busy, not broken (src/errors/oauth-error.ts).
+      this.deps.log.warn({ requestId: x.requestId, resource: this.route.resource }, 'database busy: request answered 503');
+      if (!x.res.headersSent) x.res.setHeader('Retry-After', '1');
+      return jsonRpcError(x.res, 503, 'The service is busy; try again in a moment.');
+    }
     this.deps.log.error({ err, requestId: x.requestId, resource: this.route.resource }, 'gateway error');
     jsonRpcError(x.res, 500, `An unexpected error occurred (request ${x.requestId}).`);
   }

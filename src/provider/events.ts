@@ -16,6 +16,7 @@ import type { Audit } from '../audit/audit.js';
 import { requestContext } from '../http/request-context.js';
 import type { ClientsMetaStore } from '../store/clients-meta.js';
 import { redirectHosts } from '../oauth/redirect-uri.js';
+import { markDatabaseBusy } from '../errors/render.js';
 import { capOptional, capString } from '../audit/limits.js';
 
 export interface EventDeps {
@@ -137,6 +138,9 @@ export function bridgeProviderEvents(provider: Provider, deps: EventDeps): void 
   provider.on('revocation.error', (ctx: KoaContextWithOIDC, err: OidcError) => revocationRejected(deps, ctx, err));
   provider.on('grant.revoked', (ctx: KoaContextWithOIDC | undefined, grantId: string) => grantRevoked(deps, ctx, grantId));
   provider.on('server_error', (ctx: KoaContextWithOIDC, err: Error) => {
-    deps.log.error({ err, path: ctx.path, requestId: (ctx.req as { id?: string }).id }, 'authorization server error');
+    const requestId = (ctx.req as { id?: string }).id;
+    // A busy database is answered 503 by the provider's error writers (src/errors/render.ts).
+    if (markDatabaseBusy(ctx, err)) return deps.log.warn({ path: ctx.path, requestId }, 'database busy: request answered 503');
+    deps.log.error({ err, path: ctx.path, requestId }, 'authorization server error');
   });
 }
