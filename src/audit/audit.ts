@@ -3,7 +3,9 @@
  * - `record()` commits before returning: every authorization, consent, token and admin decision
  *   is durable before its response is sent (DESIGN §3).
  * - `defer()` queues gateway request records and commits them in groups (at most
- *   GROUP_COMMIT_MS later or GROUP_COMMIT_ROWS rows at once); `flush()` on shutdown.
+ *   GROUP_COMMIT_MS later or GROUP_COMMIT_ROWS rows at once); `flush()` on shutdown. When the
+ *   database refuses a commit (locked past its busy timeout), the records are kept and retried,
+ *   not dropped (at most MAX_QUEUED_ROWS).
  * Details are masked at this boundary: no key that can carry a credential reaches a row.
  * Every string column and every string inside details is cut to MAX_STORED_STRING (256)
  * characters, marked with a trailing `…` (DESIGN §9, src/audit/limits.ts).
@@ -23,6 +25,11 @@ import { requestContext } from '../http/request-context.js';
 export const GROUP_COMMIT_MS = 200;
 /** ...or are committed as soon as this many are queued. */
 export const GROUP_COMMIT_ROWS = 500;
+/**
+ * Queued records kept while the database refuses the group commit (locked by another writer past
+ * its busy timeout): they are retried, not dropped; beyond this many the oldest go (logged).
+ */
+export const MAX_QUEUED_ROWS = 10 * GROUP_COMMIT_ROWS;
 
 export interface AuditEntry {
   event: AuditEvent;
@@ -99,7 +106,13 @@ export class Audit {
     const row = this.toRow(entry);
     this.observe?.(row);
     const pending = this.takeQueue();
-    const last = this.store.append([...pending, row]) as AuditRow;
+    let last: AuditRow;
+    try {
+      last = this.store.append([...pending, row]) as AuditRow;
+    } catch (err) {
+      this.requeue(pending, false); // the decision fails with its request; the queued records wait
+      throw err;
+    }
     this.writeCheckpoint(last);
     return last;
   }
@@ -110,25 +123,39 @@ export class Audit {
     this.observe?.(row);
     this.queue.push(row);
     if (this.queue.length >= GROUP_COMMIT_ROWS) this.commitQueue();
-    else this.timer ??= setTimeout(() => this.commitQueue(), GROUP_COMMIT_MS).unref();
+    else this.timer ??= setTimeout(() => this.commitQueue(true), GROUP_COMMIT_MS).unref();
   }
 
   /** Commit everything queued, and put the head in the checkpoint file now (shutdown, verify). */
   flush(): void {
-    this.commitQueue();
+    this.commitQueue(false);
     if (!this.store.inTransaction()) this.checkpoint?.flushSync();
   }
 
-  private commitQueue(): void {
+  /** `retry`: on failure, try again after GROUP_COMMIT_MS (the timer's commits; not flush at shutdown). */
+  private commitQueue(retry = true): void {
     const pending = this.takeQueue();
     if (!pending.length) return;
     let last: AuditRow | undefined;
     try {
       last = this.store.append(pending);
     } catch (err) {
-      this.log.error({ err, rows: pending.length }, 'audit group commit failed');
+      this.log.error({ err, rows: pending.length }, 'audit group commit failed; the records are kept for the next commit');
+      this.requeue(pending, retry);
     }
     if (last) this.writeCheckpoint(last);
+  }
+
+  /** Put records that could not be committed back in front of the queue (at most MAX_QUEUED_ROWS). */
+  private requeue(rows: NewAuditRow[], retry: boolean): void {
+    if (!rows.length) return;
+    this.queue = [...rows, ...this.queue];
+    const dropped = this.queue.length - MAX_QUEUED_ROWS;
+    if (dropped > 0) {
+      this.queue = this.queue.slice(dropped);
+      this.log.error({ dropped }, 'audit queue full while the database refuses commits: the oldest records were dropped');
+    }
+    if (retry) this.timer ??= setTimeout(() => this.commitQueue(true), GROUP_COMMIT_MS).unref();
   }
 
   /**
