@@ -2,8 +2,10 @@
  * The only place that writes an error to a response (style C3). OAuthErrors — and every error a
  * client's input caused, mapped once by `refusalOf` (src/errors/oauth-error.ts; DESIGN §9: no
  * 5xx for bad input) — go out with their RFC code and our own description: JSON for API clients,
- * P's error page for browsers, never a stack trace or a library's message. Anything else is a bug:
- * logged with its stack and answered `server_error` 500 with the request id and a generic message.
+ * P's error page for browsers, never a stack trace or a library's message. A database locked past
+ * its busy timeout is not a bug: 503 `temporarily_unavailable` with Retry-After (`isDatabaseBusy`).
+ * Anything else is a bug: logged with its stack and answered `server_error` 500 with the request
+ * id and a generic message.
  * The same holds for oidc-provider's endpoints (`providerErrorRenderer` for its pages,
  * `providerErrorBodies` for its JSON).
  */

@@ -5,7 +5,8 @@
  * - grant.success/error                → token.issued/rejected (and the client's last use)
  * - grant.revoked                      → grant.revoked, then the revocation cascade (consent,
  *                                        upstream token), e.g. after refresh-token reuse (RT-02)
- * - server_error                       → error log with the request id
+ * - server_error                       → error log with the request id (a busy database: a
+ *                                        warning, the request marked for its 503)
  * Every record is committed before the response is sent (the handlers run synchronously inside
  * the request).
  */
