@@ -4,7 +4,9 @@
  *   decision is awaited before its response is sent (DESIGN §3). Rows written inside an outer
  *   transaction join it (and commit or roll back with it).
  * - `defer()` queues gateway request records and commits them in groups (at most
- *   GROUP_COMMIT_MS later or GROUP_COMMIT_ROWS rows at once); `flush()` on shutdown.
+ *   GROUP_COMMIT_MS later or GROUP_COMMIT_ROWS rows at once); `flush()` on shutdown. When the
+ *   database refuses a commit (locked past its busy timeout), the records are kept and retried,
+ *   not dropped (at most MAX_QUEUED_ROWS).
  * Details are masked at this boundary: no key that can carry a credential reaches a row.
  * Every string column and every string inside details is cut to MAX_STORED_STRING (256)
  * characters, marked with a trailing `…` (DESIGN §9, src/audit/limits.ts).
@@ -24,6 +26,11 @@ import { requestContext } from '../http/request-context.js';
 export const GROUP_COMMIT_MS = 200;
 /** ...or are committed as soon as this many are queued. */
 export const GROUP_COMMIT_ROWS = 500;
+/**
+ * Queued records kept while the database refuses the group commit (locked by another writer past
+ * its busy timeout): they are retried, not dropped; beyond this many the oldest go (logged).
+ */
+export const MAX_QUEUED_ROWS = 10 * GROUP_COMMIT_ROWS;
 
 export interface AuditEntry {
   event: AuditEvent;
@@ -106,7 +113,13 @@ export class Audit {
     const row = this.toRow(entry);
     this.observe?.(row);
     const pending = this.store.inTransaction() ? [] : this.takeQueue();
-    const last = (await this.track(this.store.append([...pending, row]))) as AuditRow;
+    let last: AuditRow;
+    try {
+      last = (await this.track(this.store.append([...pending, row]))) as AuditRow;
+    } catch (err) {
+      this.requeue(pending, true); // the decision fails with its request; the queued records wait
+      throw err;
+    }
     this.writeCheckpoint(last);
     return last;
   }
@@ -126,20 +139,27 @@ export class Audit {
    * resolves, everything recorded before it is in the database.
    */
   async flush(): Promise<void> {
-    await this.commitQueue();
+    await this.commitQueue(false);
     while (this.commits.size) await Promise.allSettled([...this.commits]);
     if (!this.store.inTransaction()) await this.checkpoint?.flush();
   }
 
-  /** One group commit of the queue; a failure is logged (the rows are lost, the process goes on). */
-  private commitQueue(): Promise<void> {
+  /**
+   * One group commit of the queue. When the database refuses it (locked past its busy timeout),
+   * the records are kept and, with `retry` (the timer's and size-triggered commits, not flush at
+   * shutdown), tried again GROUP_COMMIT_MS later.
+   */
+  private commitQueue(retry = true): Promise<void> {
     const pending = this.takeQueue();
     if (!pending.length) return Promise.resolve();
     return this.track(this.store.append(pending)).then(
       (last) => {
         if (last) this.writeCheckpoint(last);
       },
-      (err: unknown) => this.log.error({ err, rows: pending.length }, 'audit group commit failed'),
+      (err: unknown) => {
+        this.log.error({ err, rows: pending.length }, 'audit group commit failed; the records are kept for the next commit');
+        this.requeue(pending, retry);
+      },
     );
   }
 
@@ -151,6 +171,18 @@ export class Audit {
     );
     this.commits.add(settled);
     return append;
+  }
+
+  /** Put records that could not be committed back in front of the queue (at most MAX_QUEUED_ROWS). */
+  private requeue(rows: NewAuditRow[], retry: boolean): void {
+    if (!rows.length) return;
+    this.queue = [...rows, ...this.queue];
+    const dropped = this.queue.length - MAX_QUEUED_ROWS;
+    if (dropped > 0) {
+      this.queue = this.queue.slice(dropped);
+      this.log.error({ dropped }, 'audit queue full while the database refuses commits: the oldest records were dropped');
+    }
+    if (retry) this.timer ??= setTimeout(() => this.commitQueue(true), GROUP_COMMIT_MS).unref();
   }
 
   /**

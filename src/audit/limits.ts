@@ -2,6 +2,9 @@
  * Hostile input at rest (DESIGN §9): every stored string that a request can put there — audit
  * row columns, every string inside an audit row's details, a client's user agent — is cut to
  * MAX_STORED_STRING characters. A cut string ends in `…` (and is then exactly that long).
+ * U+0000, which PostgreSQL TEXT cannot hold (src/db/sql.ts refuses it on both engines), and lone
+ * surrogates, which UTF-8 cannot hold, are stored as U+FFFD: the row hashed is the row stored, on
+ * either engine (found by the fuzz suite: `client_id=%00` at /authorize answered 500).
  */
 
 /** Longest request-derived string stored, in UTF-16 code units, the `…` mark included. */
@@ -13,7 +16,8 @@ export const CUT_MARK = '…';
  * Never splits a surrogate pair: a lone surrogate would not survive the round trip through the
  * database as UTF-8, and the audit chain hashes what it inserts.
  */
-export function capString(value: string, max = MAX_STORED_STRING): string {
+export function capString(raw: string, max = MAX_STORED_STRING): string {
+  const value = storable(raw);
   if (value.length <= max) return value;
   let end = max - CUT_MARK.length;
   const last = value.charCodeAt(end - 1);
@@ -25,3 +29,11 @@ export function capString(value: string, max = MAX_STORED_STRING): string {
 export function capOptional(value: string | null | undefined): string | null {
   return value === null || value === undefined ? null : capString(value);
 }
+
+/** `value` with U+0000 and lone surrogates replaced by U+FFFD (see the header). */
+function storable(value: string): string {
+  return UNSTORABLE.test(value) ? value.replace(UNSTORABLE_ALL, '\uFFFD') : value;
+}
+const LONE_OR_NUL = '\\u0000|[\\uD800-\\uDBFF](?![\\uDC00-\\uDFFF])|(?<![\\uD800-\\uDBFF])[\\uDC00-\\uDFFF]';
+const UNSTORABLE = new RegExp(LONE_OR_NUL);
+const UNSTORABLE_ALL = new RegExp(LONE_OR_NUL, 'g');

@@ -46,6 +46,8 @@ export interface Config {
   demo: boolean;
   upstream: UpstreamConfig | undefined;
   mcpUpstreamUrl: URL | undefined;
+  /** UPSTREAM_TIMEOUT: one call to U, ms */
+  upstreamTimeoutMs: number;
   mcpScopes: string[];
   ttl: { consent: number; session: number; accessToken: number; refreshToken: number; clientIdle: number; adminIdle: number; adminSession: number };
   redirectSchemes: string[];
@@ -116,6 +118,7 @@ function assemble(l: Loading, publicUrl: URL, demo: boolean, upstream: UpstreamC
     demo,
     upstream,
     mcpUpstreamUrl: v('MCP_UPSTREAM_URL'),
+    upstreamTimeoutMs: v<number>('UPSTREAM_TIMEOUT') * 1000,
     mcpScopes: v('MCP_SCOPES'),
     ttl: {
       consent: v('CONSENT_TTL'),

@@ -241,6 +241,13 @@ export const SCHEMA = {
     defaultText: "preset's (`GitHub`, `Google`) or the issuer's host",
     parse: text,
   }),
+  UPSTREAM_TIMEOUT: key({
+    group: 'Upstream (U)',
+    doc: 'How long one call to the upstream (discovery, the code exchange, the user API, a refresh, a revocation) may take before it is abandoned: the sign-in then ends on P\'s "could not be completed" page (502) and the gateway answers 504 when a refresh is due.',
+    defaultText: '`10s`',
+    fallback: '10s',
+    parse: duration,
+  }),
   MCP_UPSTREAM_URL: key({
     group: 'Gateway',
     doc: 'The MCP server (Streamable HTTP endpoint) that `/mcp` forwards to, with the upstream token. Plain http only for loopback hosts.',

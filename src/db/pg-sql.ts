@@ -31,7 +31,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { BoundedCache, checkParams, lockKey, lockOutsideTransaction, toPositional, TransactionAbortedError, type Sql } from './sql.js';
+import { BoundedCache, checkParams, lockKey, lookupParams, lockOutsideTransaction, toPositional, TransactionAbortedError, type Sql } from './sql.js';
 
 const INT8_OID = 20;
 const PLACEHOLDER_CACHE_MAX = 1000;
@@ -150,7 +150,7 @@ export class PgSql implements Sql {
   }
 
   async one<T>(sql: string, params: readonly unknown[] = []): Promise<T | undefined> {
-    return (await this.#query(sql, params)).rows[0] as T | undefined;
+    return (await this.#query(sql, lookupParams(params))).rows[0] as T | undefined;
   }
 
   /** Always a round trip: a promise. */
@@ -164,11 +164,15 @@ export class PgSql implements Sql {
   }
 
   async all<T>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
-    return (await this.#query(sql, params)).rows as T[];
+    return (await this.#query(sql, lookupParams(params))).rows as T[];
   }
 
   async run(sql: string, params: readonly unknown[] = []): Promise<{ changes: number }> {
     return { changes: (await this.#query(sql, params)).rowCount ?? 0 };
+  }
+
+  runIfFree(sql: string, params: readonly unknown[] = []): Promise<{ changes: number } | undefined> {
+    return this.run(sql, params);
   }
 
   async transaction<T>(fn: () => Promise<T>): Promise<T> {

@@ -8,9 +8,12 @@
  * Rules the drivers enforce, identically on both engines:
  * - Placeholders are `?` only. The PostgreSQL driver rewrites them to `$1..$n` (once per SQL
  *   text, cached), never inside '…' / E'…' literals, "…" identifiers, $$…$$ bodies or comments.
- * - A string parameter containing U+0000 is refused before it reaches the engine (PostgreSQL's
- *   TEXT cannot hold it; SQLite would store it), so hostile input is refused the same way on both
- *   (DESIGN §9): strip or refuse it at the edge.
+ * - A string parameter containing U+0000 is refused in a write before it reaches the engine
+ *   (PostgreSQL's TEXT cannot hold it; SQLite would store it), so hostile input is refused the
+ *   same way on both (DESIGN §9): strip or refuse it at the edge. In a read (`one`, `oneNow`,
+ *   `all`) it is looked up as U+FFFD, the character the audit log stores in its place
+ *   (src/audit/limits.ts): no other stored string holds either, so a lookup by an id with U+0000
+ *   finds nothing instead of failing with a 500 (found by the fuzz suite, issue 13).
  * - Transactions: `transaction(fn)` runs fn with every statement it issues — through this Sql,
  *   from any store, across awaits — in one transaction (AsyncLocalStorage). Nested calls join the
  *   outer transaction; a nested fn that throws marks the whole transaction for rollback (there is
@@ -91,6 +94,14 @@ export interface Sql {
   all<T>(sql: string, params?: readonly unknown[]): Promise<T[]>;
   run(sql: string, params?: readonly unknown[]): Promise<{ changes: number }>;
   /**
+   * A bookkeeping write that must never hold a request up behind another writer (last-use times):
+   * SQLite tries once without its busy timeout and answers undefined when another connection holds
+   * the write lock (the value is written on a later use; found by test/faults/sqlite-busy.test.ts:
+   * three such waits held the event loop for 15 s); PostgreSQL runs it (an UPDATE waits only for
+   * its row). Inside a transaction it is `run`.
+   */
+  runIfFree(sql: string, params?: readonly unknown[]): Promise<{ changes: number } | undefined>;
+  /**
    * One transaction; every statement issued (through this Sql, by any store) inside fn while it
    * runs joins it (AsyncLocalStorage). Nested calls join the outer one. Commits when fn
    * resolves, rolls back when it throws (or when a statement in it failed, or a nested call threw:
@@ -126,6 +137,16 @@ export class SqlParameterError extends Error {
 
 export function lockOutsideTransaction(): Error {
   return new Error('Sql.lock() is only allowed inside transaction(): the lock is released at commit');
+}
+
+/** A read's parameters with U+0000 looked up as U+FFFD (see the module comment); no copy unless needed. */
+export function lookupParams(params: readonly unknown[]): readonly unknown[] {
+  let out: unknown[] | undefined;
+  for (let i = 0; i < params.length; i++) {
+    const p = params[i];
+    if (typeof p === 'string' && p.includes('\u0000')) (out ??= [...params])[i] = p.replaceAll('\u0000', '\uFFFD');
+  }
+  return out ?? params;
 }
 
 /** Refuse parameters outside the portable subset; one pass, no copy. */

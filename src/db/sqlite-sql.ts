@@ -23,7 +23,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type Database from 'better-sqlite3';
 import { openDatabase, type Db, type OpenOptions } from './open.js';
-import { BoundedCache, checkParams, lockOutsideTransaction, TransactionAbortedError, type Maybe, type Sql } from './sql.js';
+import { BoundedCache, checkParams, lockOutsideTransaction, lookupParams, TransactionAbortedError, type Maybe, type Sql } from './sql.js';
 
 /** oneSync's answer while another context's transaction holds the connection. */
 export const NOT_NOW: unique symbol = Symbol('not now');
@@ -95,8 +95,9 @@ export class SqliteSql implements Sql {
     }
   }
 
-  async one<T>(sql: string, params: readonly unknown[] = []): Promise<T | undefined> {
+  async one<T>(sql: string, raw: readonly unknown[] = []): Promise<T | undefined> {
     while (!this.#ready()) await this.#turn;
+    const params = lookupParams(raw);
     return this.#exec(sql, params, (s) => s.get(...params) as T | undefined);
   }
 
@@ -105,8 +106,9 @@ export class SqliteSql implements Sql {
    * (the statement would join it). Outside that case it is exactly what `one` does, minus the
    * promise.
    */
-  oneSync<T>(sql: string, params: readonly unknown[] = []): T | undefined | typeof NOT_NOW {
+  oneSync<T>(sql: string, raw: readonly unknown[] = []): T | undefined | typeof NOT_NOW {
     if (!this.#ready()) return NOT_NOW;
+    const params = lookupParams(raw);
     return this.#exec(sql, params, (s) => s.get(...params) as T | undefined);
   }
 
@@ -119,14 +121,30 @@ export class SqliteSql implements Sql {
     return this.#active !== null && this.#context.getStore() === this.#active;
   }
 
-  async all<T>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
+  async all<T>(sql: string, raw: readonly unknown[] = []): Promise<T[]> {
     while (!this.#ready()) await this.#turn;
+    const params = lookupParams(raw);
     return this.#exec(sql, params, (s) => s.all(...params) as T[]);
   }
 
   async run(sql: string, params: readonly unknown[] = []): Promise<{ changes: number }> {
     while (!this.#ready()) await this.#turn;
     return this.#exec(sql, params, (s) => ({ changes: s.run(...params).changes }));
+  }
+
+  async runIfFree(sql: string, params: readonly unknown[] = []): Promise<{ changes: number } | undefined> {
+    while (!this.#ready()) await this.#turn;
+    if (this.#active !== null) return this.run(sql, params);
+    const busyTimeout = this.db.pragma('busy_timeout', { simple: true }) as number;
+    this.db.pragma('busy_timeout = 0');
+    try {
+      return this.#exec(sql, params, (s) => ({ changes: s.run(...params).changes }));
+    } catch (err) {
+      if (/^SQLITE_(BUSY|LOCKED)/.test(String((err as { code?: unknown }).code))) return undefined;
+      throw err;
+    } finally {
+      this.db.pragma(`busy_timeout = ${Number(busyTimeout)}`);
+    }
   }
 
   async transaction<T>(fn: () => Promise<T>): Promise<T> {

@@ -79,7 +79,30 @@ export const ERRORS = {
   /** a signed-in user who may not use this page (admin) */
   forbiddenPage: (title: string, message: string, reason: string) => new OAuthError('access_denied', message, 403, reason, {}, { title, message }),
   temporarilyUnavailable: (description: string, reason?: string) => new OAuthError('temporarily_unavailable', description, 503, reason),
+  /** the database stayed locked for its whole busy timeout (see `isDatabaseBusy`) */
+  databaseBusy: () => new OAuthError('temporarily_unavailable', 'The service is busy; try again in a moment.', 503, 'database_busy', { 'Retry-After': '1' }),
 };
+
+/**
+ * SQLite could not take its write lock within busy_timeout (src/db/open.ts): another writer (the
+ * CLI, a backup) held it; or PostgreSQL could not be reached (below). The service is busy, not broken — the request failed as a whole (its
+ * transaction rolled back), so it is answered 503 with Retry-After, not a 500 (issue 13 §3).
+ */
+export function isDatabaseBusy(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | undefined;
+  const code = e?.code;
+  if (typeof code === 'string' && (/^SQLITE_(BUSY|LOCKED)/.test(code) || PG_UNAVAILABLE.has(code))) return true;
+  // node-postgres' pool: no connection within connectionTimeoutMillis (the server restarting).
+  return typeof e?.message === 'string' && e.message.startsWith('timeout exceeded when trying to connect');
+}
+
+/**
+ * PostgreSQL unavailable for a moment (restarting, failing over, out of connections) — the same
+ * answer as SQLite busy: 503 with Retry-After, and the request failed as a whole (issue 13 §3).
+ * Network codes from node's sockets; SQLSTATEs from PostgreSQL's appendix A (class 08
+ * connection exception, 57P01–57P03 shutdown/starting, 53300 too many connections).
+ */
+const PG_UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', '08000', '08003', '08006', '08001', '08004', '57P01', '57P02', '57P03', '53300']);
 
 /** body-parser's error types (body-parser 2 `err.type`) that a client's request causes. */
 const BODY_ERRORS: Record<string, (err: { limit?: number }) => OAuthError> = {

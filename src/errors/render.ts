@@ -2,8 +2,10 @@
  * The only place that writes an error to a response (style C3). OAuthErrors — and every error a
  * client's input caused, mapped once by `refusalOf` (src/errors/oauth-error.ts; DESIGN §9: no
  * 5xx for bad input) — go out with their RFC code and our own description: JSON for API clients,
- * P's error page for browsers, never a stack trace or a library's message. Anything else is a bug:
- * logged with its stack and answered `server_error` 500 with the request id and a generic message.
+ * P's error page for browsers, never a stack trace or a library's message. A database locked past
+ * its busy timeout is not a bug: 503 `temporarily_unavailable` with Retry-After (`isDatabaseBusy`).
+ * Anything else is a bug: logged with its stack and answered `server_error` 500 with the request
+ * id and a generic message.
  * The same holds for oidc-provider's endpoints (`providerErrorRenderer` for its pages,
  * `providerErrorBodies` for its JSON).
  */
@@ -11,7 +13,7 @@ import type { NextFunction, Request, Response } from 'express';
 import { errors as oidcErrors, type ErrorOut, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
 import type { Views } from '../views/render.js';
-import { ERRORS, OAuthError, refusalOf } from './oauth-error.js';
+import { ERRORS, isDatabaseBusy, OAuthError, refusalOf } from './oauth-error.js';
 
 const TITLES: Record<string, string> = {
   invalid_request: 'The request is not valid',
@@ -90,6 +92,9 @@ export function errorHandler(views: Views, log: Logger) {
     let error = refusalOf(err);
     if (error) {
       log.info({ requestId: req.id, code: error.code, reason: error.reason, status: error.status, path: req.path }, 'request refused');
+    } else if (isDatabaseBusy(err)) {
+      error = ERRORS.databaseBusy();
+      log.warn({ requestId: req.id, path: req.path }, 'database busy: request answered 503');
     } else {
       error = ERRORS.serverError();
       log.error({ err, requestId: req.id, path: req.path }, 'unexpected error');
@@ -105,7 +110,7 @@ export function errorHandler(views: Views, log: Logger) {
     if (error.page || wantsHtml(req)) {
       res.type('html').send(pageOf(views, error, req.id));
     } else {
-      res.json({ error: error.code, error_description: error.status < 500 ? error.description : `An unexpected error occurred (request ${req.id}).` });
+      res.json({ error: error.code, error_description: error.status < 500 || error.status === 503 ? error.description : `An unexpected error occurred (request ${req.id}).` });
     }
   };
 }
@@ -123,10 +128,28 @@ function providerOut(status: number, out: ErrorOut, error: Error, requestId: str
   return { out: { error: refusal.code, error_description: refusal.description }, reason: refusal.reason };
 }
 
+/** The database stayed locked (see `isDatabaseBusy`): 503 with Retry-After, on a page or as JSON. */
+function busyPage(views: Views, ctx: KoaContextWithOIDC, requestId: string | undefined): void {
+  const busy = ERRORS.databaseBusy();
+  ctx.status = busy.status;
+  for (const [name, value] of Object.entries(busy.headers)) ctx.set(name, value);
+  ctx.set('Cache-Control', 'no-store');
+  ctx.type = 'html';
+  ctx.body = errorPageHtml(views, { status: busy.status, code: busy.code, description: busy.description }, requestId);
+}
+
+/** Marks a provider request whose error was a busy database (the server_error bridge, src/provider/events.ts). */
+export function markDatabaseBusy(ctx: KoaContextWithOIDC, err: unknown): boolean {
+  if (!isDatabaseBusy(err)) return false;
+  (ctx.state as { databaseBusy?: boolean }).databaseBusy = true;
+  return true;
+}
+
 /** oidc-provider's renderError hook: the same page, never a redirect (AUTHZ-02). */
 export function providerErrorRenderer(views: Views) {
   return (ctx: KoaContextWithOIDC, given: ErrorOut, error: Error) => {
     const requestId = (ctx.req as { id?: string }).id;
+    if (isDatabaseBusy(error)) return busyPage(views, ctx, requestId);
     const { out, reason } = providerOut(ctx.status, given, error, requestId);
     const page = PAGES[reason];
     ctx.type = 'html';
@@ -158,7 +181,12 @@ export function providerErrorBodies() {
     }
     const body = ctx.body as { error?: unknown } | undefined;
     if (ctx.status < 400 || !body || typeof body !== 'object' || Buffer.isBuffer(body) || typeof body.error !== 'string') return;
-    if (ctx.status >= 500) {
+    if ((ctx.state as { databaseBusy?: boolean }).databaseBusy) {
+      const busy = ERRORS.databaseBusy();
+      ctx.status = busy.status;
+      for (const [name, value] of Object.entries(busy.headers)) ctx.set(name, value);
+      ctx.body = { error: busy.code, error_description: busy.description };
+    } else if (ctx.status >= 500) {
       ctx.body = { error: 'server_error', error_description: `An unexpected error occurred (request ${(ctx.req as { id?: string }).id ?? 'unknown'}).` };
     } else if (!OAUTH_ERROR_CODE.test(body.error)) {
       ctx.body = { error: 'invalid_request', error_description: 'The request is malformed.' };

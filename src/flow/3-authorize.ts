@@ -67,3 +67,18 @@ export function authorizationPreflight(defaultScope: string, audit: Audit) {
     next();
   };
 }
+
+/**
+ * The resume URL (`/authorize/:uid`, where the consent and upstream steps send the browser back)
+ * carries no parameters: the provider takes everything from the interaction. Its query is
+ * dropped before the provider sees it (DESIGN §9 "Hostile input"): oidc-provider's authorization
+ * error handler reads a query there as if it were an authorization request and, for a registered
+ * `client_id` without `redirect_uri`, fails with a TypeError (a 500) instead of its error page.
+ */
+export function resumePreflight() {
+  return (req: Request, _res: Response, next: NextFunction) => {
+    const q = req.url.indexOf('?');
+    if (q !== -1) req.url = req.url.slice(0, q);
+    next();
+  };
+}

@@ -33,6 +33,7 @@ import { createTouchThrottle } from '../gateway/throttle.js';
 import { answerPreflight } from '../gateway/cors.js';
 import { jsonRpcError, type ForwardOutcome } from '../gateway/forward.js';
 import { after, type Maybe } from '../db/sql.js';
+import { isDatabaseBusy } from '../errors/oauth-error.js';
 
 export type { GatewayDeps, GatewayHandler, GatewayRoute } from '../gateway/deps.js';
 
@@ -112,6 +113,12 @@ class RouteGateway {
   }
 
   private fail(x: Exchange, err: unknown): void {
+    if (isDatabaseBusy(err)) {
+      // The database stayed locked for its busy timeout: busy, not broken (src/errors/oauth-error.ts).
+      this.deps.log.warn({ requestId: x.requestId, resource: this.route.resource }, 'database busy: request answered 503');
+      if (!x.res.headersSent) x.res.setHeader('Retry-After', '1');
+      return jsonRpcError(x.res, 503, 'The service is busy; try again in a moment.');
+    }
     this.deps.log.error({ err, requestId: x.requestId, resource: this.route.resource }, 'gateway error');
     jsonRpcError(x.res, 500, `An unexpected error occurred (request ${x.requestId}).`);
   }
@@ -250,6 +257,12 @@ class RouteGateway {
     const seconds = Number(process.hrtime.bigint() - x.started) / 1e9;
     if (outcome.kind === 'error') {
       if (outcome.reason === 'client_closed') return;
+      // A body over GATEWAY_MAX_BODY is the client's request refused (DESIGN §9), not R failing.
+      if (outcome.reason === 'body_too_large') {
+        this.reject(x, outcome.reason, who);
+        jsonRpcError(res, outcome.status, this.messages[outcome.reason]);
+        return;
+      }
       this.deps.audit.defer({ event: 'gateway.upstream_failed', reason: outcome.reason, ...who, requestId: x.requestId, ip: x.ip, details: { method: req.method, resource } });
       this.deps.onForwarded?.(resource, outcome.status, seconds);
       jsonRpcError(res, outcome.status, this.messages[outcome.reason]);

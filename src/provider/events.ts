@@ -5,7 +5,8 @@
  * - grant.success/error                → token.issued/rejected (and the client's last use)
  * - grant.revoked                      → grant.revoked, then the revocation cascade (consent,
  *                                        upstream token), e.g. after refresh-token reuse (RT-02)
- * - server_error                       → error log with the request id
+ * - server_error                       → error log with the request id (a busy database: a
+ *                                        warning, the request marked for its 503)
  * - grant.error with a code or refresh token consumed concurrently (ReplayedGrantSource, the
  *   adapter's atomic consume) → token.rejected, then grant.revoked as for a replay (TOK-05, RT-02)
  * Every write is committed before the response is sent: oidc-provider does not await its
@@ -20,6 +21,7 @@ import { beforeResponse, requestContext } from '../http/request-context.js';
 import { ReplayedGrantSource } from './configuration.js';
 import type { ClientsMetaStore } from '../store/clients-meta.js';
 import { redirectHosts } from '../oauth/redirect-uri.js';
+import { markDatabaseBusy } from '../errors/render.js';
 import { capOptional, capString } from '../audit/limits.js';
 
 export interface EventDeps {
@@ -141,6 +143,9 @@ export function bridgeProviderEvents(provider: Provider, deps: EventDeps): void 
   provider.on('revocation.error', (ctx: KoaContextWithOIDC, err: OidcError) => revocationRejected(deps, ctx, err));
   provider.on('grant.revoked', (ctx: KoaContextWithOIDC | undefined, grantId: string) => grantRevoked(deps, ctx, grantId));
   provider.on('server_error', (ctx: KoaContextWithOIDC, err: Error) => {
-    deps.log.error({ err, path: ctx.path, requestId: (ctx.req as { id?: string }).id }, 'authorization server error');
+    const requestId = (ctx.req as { id?: string }).id;
+    // A busy database is answered 503 by the provider's error writers (src/errors/render.ts).
+    if (markDatabaseBusy(ctx, err)) return deps.log.warn({ path: ctx.path, requestId }, 'database busy: request answered 503');
+    deps.log.error({ err, path: ctx.path, requestId }, 'authorization server error');
   });
 }

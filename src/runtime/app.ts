@@ -23,7 +23,7 @@ import { pinToPublicUrl, providerAlias, providerMount } from '../http/provider-m
 import { metricsAuthorized } from '../http/metrics.js';
 import { protectedResourceMetadataPaths, servePrm } from '../flow/1-discover.js';
 import { registrationGate } from '../flow/2-register.js';
-import { authorizationPreflight } from '../flow/3-authorize.js';
+import { authorizationPreflight, resumePreflight } from '../flow/3-authorize.js';
 import { decideOnConsent, showConsent, type ConsentStepDeps } from '../flow/4-consent.js';
 import { upstreamCallback, type CallbackDeps } from '../flow/6-upstream-callback.js';
 import { tokenPreflight } from '../flow/7-token.js';
@@ -159,7 +159,7 @@ function mountRegistration(r: Router, deps: AppDeps, toProvider: ProviderHandler
 function mountAuthorization(r: Router, deps: AppDeps, toProvider: ProviderHandler, authorizeBudget: RequestHandler): void {
   const { config, audit } = deps;
   r.all(PROVIDER_ROUTES.authorization, authorizeBudget, authorizationPreflight(config.mcpScopes.join(' '), audit), toProvider);
-  r.get(`${PROVIDER_ROUTES.authorization}/:uid`, authorizeBudget, toProvider); // resume after the interaction
+  r.get(`${PROVIDER_ROUTES.authorization}/:uid`, authorizeBudget, resumePreflight(), toProvider); // resume after the interaction
   r.get('/interaction/:uid', authorizeBudget, showConsent(deps));
   r.post('/interaction/:uid/decision', authorizeBudget, ...decideOnConsent(deps));
   r.get('/upstream/callback', authorizeBudget, upstreamCallback(deps));

@@ -134,7 +134,9 @@ export function createCore(config: Readonly<Config>, storage: Storage, options: 
       : undefined,
   });
   const upstreamConfig = config.upstream ?? options.upstream;
-  const upstreamClient = upstreamConfig ? createUpstreamClient(upstreamConfig, config.urls.upstreamCallback, { dangerouslyAllowInsecureHttp: config.dangerouslyAllowInsecureHttp }) : undefined;
+  const upstreamClient = upstreamConfig
+    ? createUpstreamClient(upstreamConfig, config.urls.upstreamCallback, { dangerouslyAllowInsecureHttp: config.dangerouslyAllowInsecureHttp, timeoutMs: config.upstreamTimeoutMs })
+    : undefined;
   const upstream = () => {
     if (!upstreamClient) throw new UpstreamError('unreachable', 'no upstream is configured');
     return upstreamClient;

@@ -59,7 +59,7 @@ export class ClientsMetaStore {
     const previous = this.lastWrite.get(clientId);
     if (previous !== undefined && now - previous < USE_WRITE_INTERVAL_MS) return;
     this.lastWrite.set(clientId, now);
-    await this.sql.run('UPDATE clients_meta SET last_used_at = ? WHERE client_id = ?', [now, clientId]);
+    await this.sql.runIfFree('UPDATE clients_meta SET last_used_at = ? WHERE client_id = ?', [now, clientId]);
   }
 
   get(clientId: string): Promise<ClientMeta | undefined> {

@@ -141,7 +141,7 @@ export class ConsentStore {
   }
 
   async touch(grantId: string, now = Date.now()): Promise<void> {
-    await this.sql.run('UPDATE consents SET last_used_at = ? WHERE grant_id = ?', [now, grantId]);
+    await this.sql.runIfFree('UPDATE consents SET last_used_at = ? WHERE grant_id = ?', [now, grantId]);
   }
 }
 

@@ -14,9 +14,18 @@
 import * as client from 'openid-client';
 import type { UpstreamConfig } from '../config/load.js';
 import { isLoopbackHost } from '../config/urls.js';
+import { classify, UpstreamError } from './failures.js';
 
-/** Upstream HTTP calls give up after this long. */
+export { UpstreamError, type UpstreamFailure } from './failures.js';
+
+/** Upstream HTTP calls give up after this long unless UPSTREAM_TIMEOUT says otherwise. */
 export const UPSTREAM_TIMEOUT_MS = 10_000;
+
+export interface UpstreamClientOptions {
+  dangerouslyAllowInsecureHttp: boolean;
+  /** UPSTREAM_TIMEOUT: one call to U, ms */
+  timeoutMs?: number;
+}
 
 export interface UpstreamIdentity {
   subject: string;
@@ -43,21 +52,6 @@ export interface AuthorizationChecks {
   codeVerifier: string;
 }
 
-/** Why a callback or refresh failed, as audit reason codes. */
-export type UpstreamFailure = 'upstream_error' | 'iss_mismatch' | 'exchange_failed' | 'identity_failed' | 'invalid_grant' | 'unreachable';
-
-export class UpstreamError extends Error {
-  constructor(
-    readonly reason: UpstreamFailure,
-    message: string,
-    /** U's own error code, when it sent one (sanitised) */
-    readonly upstreamCode?: string,
-  ) {
-    super(message);
-    this.name = 'UpstreamError';
-  }
-}
-
 export interface UpstreamClient {
   readonly name: string;
   readonly scopes: readonly string[];
@@ -73,10 +67,8 @@ export interface UpstreamClient {
   revoke(token: string, hint: 'access_token' | 'refresh_token'): Promise<boolean>;
 }
 
-const safeCode = (value: unknown) => (typeof value === 'string' ? value.replace(/[^\w.-]/g, '').slice(0, 64) : undefined);
-
-function timedFetch(url: string, init?: RequestInit): Promise<Response> {
-  return fetch(url, { ...init, signal: AbortSignal.timeout(UPSTREAM_TIMEOUT_MS) });
+function timedFetch(timeoutMs: number) {
+  return (url: string, init?: RequestInit): Promise<Response> => fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
 }
 
 function tokensOf(response: client.TokenEndpointResponse): UpstreamTokens {
@@ -88,64 +80,39 @@ function tokensOf(response: client.TokenEndpointResponse): UpstreamTokens {
   };
 }
 
-/** oauth4webapi's code for a refused response, which openid-client passes on (ClientError.code). */
-const INVALID_RESPONSE = 'OAUTH_INVALID_RESPONSE';
-
-/**
- * RFC 9207 / UP-05: is the authorization response's `iss` wrong — present and not U's issuer, or
- * absent while U says it sends one? oauth4webapi checks this before anything else in the
- * response, so when it refused the response and this holds, the refusal was about `iss`.
- */
-function issuerProblem(callbackUrl: URL | undefined, metadata: client.ServerMetadata | undefined): boolean {
-  if (!callbackUrl || !metadata) return false;
-  const iss = callbackUrl.searchParams.get('iss');
-  return iss === null ? metadata.authorization_response_iss_parameter_supported === true : iss !== metadata.issuer;
-}
-
-/** A network failure: undici's fetch error carries the system or undici error code in `cause`. */
-function isNetworkFailure(e: { name?: string; code?: unknown; cause?: { code?: unknown } }): boolean {
-  if (e.name === 'TimeoutError' || e.name === 'AbortError') return true;
-  const code = typeof e.code === 'string' ? e.code : typeof e.cause?.code === 'string' ? e.cause.code : '';
-  return /^(E[A-Z]+|UND_ERR_\w+)$/.test(code);
-}
-
-/**
- * Map openid-client errors to our reasons by their type and code — never by their message text —
- * without echoing U's free text (UP-09).
- */
-function classify(err: unknown, during: 'exchange' | 'refresh', response?: { callbackUrl: URL; metadata: client.ServerMetadata }): UpstreamError {
-  if (err instanceof UpstreamError) return err;
-  if (err instanceof client.AuthorizationResponseError) {
-    return new UpstreamError('upstream_error', 'the upstream refused the authorization', safeCode(err.error));
-  }
-  if (err instanceof client.ResponseBodyError) {
-    const code = safeCode(err.error);
-    return new UpstreamError(code === 'invalid_grant' ? 'invalid_grant' : during === 'exchange' ? 'exchange_failed' : 'upstream_error', `the upstream token endpoint answered ${code}`, code);
-  }
-  const e = err as { code?: unknown; name?: string; message?: string; cause?: { code?: unknown; message?: string } };
-  if (e.code === INVALID_RESPONSE && issuerProblem(response?.callbackUrl, response?.metadata)) {
-    return new UpstreamError('iss_mismatch', 'the authorization response came from another issuer (RFC 9207)');
-  }
-  if (isNetworkFailure(e)) return new UpstreamError('unreachable', 'the upstream did not answer');
-  // openid-client wraps oauth4webapi's precise message in `cause`: logged, never shown.
-  const detail = `${e.message ?? ''} ${e.cause?.message ?? ''}`.trim();
-  return new UpstreamError(during === 'exchange' ? 'exchange_failed' : 'upstream_error', detail || 'upstream request failed', typeof e.code === 'string' ? e.code : undefined);
-}
-
 function insecureAllowed(url: URL, dangerously: boolean): boolean {
   return url.protocol === 'http:' && (isLoopbackHost(url.hostname) || dangerously);
 }
 
-/** Lazily discovered/constructed openid-client Configuration with retry on the next call. */
+/**
+ * Lazily discovered/constructed openid-client Configuration with retry on the next call.
+ * `forget` drops it, so the next call discovers again: U's document may have changed (a moved
+ * endpoint, another key) — P follows it without a restart.
+ */
 function lazyConfiguration(load: () => Promise<client.Configuration>) {
   let pending: Promise<client.Configuration> | undefined;
-  return () => {
+  const get = () => {
     pending ??= load().catch((err) => {
       pending = undefined;
       throw err instanceof UpstreamError ? err : new UpstreamError('unreachable', `upstream discovery failed: ${(err as Error).message}`);
     });
     return pending;
   };
+  return Object.assign(get, {
+    forget: () => {
+      pending = undefined;
+    },
+  });
+}
+
+/**
+ * After a failed call to U: unless U answered with its own OAuth error (it understood the
+ * request: its metadata is current), the cached metadata is dropped and the next call discovers
+ * again — a token endpoint that moved (or answers 404, or garbage) is found where U's document
+ * now says it is, without a restart (issue 13 §3: service recovers by itself).
+ */
+function forgetUnlessOAuthAnswer(ctx: UpstreamContext, err: unknown): void {
+  if (!(err instanceof client.ResponseBodyError || err instanceof client.AuthorizationResponseError)) ctx.configuration.forget();
 }
 
 /** What every call to U shares: its settings, P's callback, and the configuration loaded once. */
@@ -155,10 +122,14 @@ interface UpstreamContext {
   isGithub: boolean;
   /** GitHub's REST API (github.com or GitHub Enterprise's `/api/v3`) */
   githubApi: string;
-  configuration: () => Promise<client.Configuration>;
+  configuration: ReturnType<typeof lazyConfiguration>;
+  /** fetch with UPSTREAM_TIMEOUT */
+  fetch: (url: string, init?: RequestInit) => Promise<Response>;
 }
 
-function upstreamContext(upstream: UpstreamConfig, callbackUrl: string, options: { dangerouslyAllowInsecureHttp: boolean }): UpstreamContext {
+function upstreamContext(upstream: UpstreamConfig, callbackUrl: string, options: UpstreamClientOptions): UpstreamContext {
+  const timeoutMs = options.timeoutMs ?? UPSTREAM_TIMEOUT_MS;
+  const fetchU = timedFetch(timeoutMs);
   const insecure = insecureAllowed(upstream.issuer, options.dangerouslyAllowInsecureHttp);
   const auth = upstream.clientSecret ? client.ClientSecretBasic(upstream.clientSecret) : client.None();
   const isGithub = upstream.preset === 'github';
@@ -177,22 +148,22 @@ function upstreamContext(upstream: UpstreamConfig, callbackUrl: string, options:
     } else {
       config = await client.discovery(upstream.issuer, upstream.clientId, undefined, auth, {
         execute: insecure ? [client.allowInsecureRequests] : [],
-        timeout: UPSTREAM_TIMEOUT_MS / 1000,
+        timeout: timeoutMs / 1000,
       });
     }
     if (insecure) client.allowInsecureRequests(config);
-    config[client.customFetch] = timedFetch;
-    config.timeout = UPSTREAM_TIMEOUT_MS / 1000;
+    config[client.customFetch] = fetchU;
+    config.timeout = timeoutMs / 1000;
     return config;
   });
-  return { upstream, callbackUrl, isGithub, githubApi, configuration };
+  return { upstream, callbackUrl, isGithub, githubApi, configuration, fetch: fetchU };
 }
 
 /** GitHub: the user API names who logged in; the numeric id is the subject. */
-async function githubIdentity(githubApi: string, accessToken: string): Promise<UpstreamIdentity> {
+async function githubIdentity(ctx: UpstreamContext, accessToken: string): Promise<UpstreamIdentity> {
   let res: Response;
   try {
-    res = await timedFetch(`${githubApi}/user`, {
+    res = await ctx.fetch(`${ctx.githubApi}/user`, {
       headers: { authorization: `Bearer ${accessToken}`, accept: 'application/vnd.github+json', 'user-agent': 'mcp-consent-proxy' },
     });
   } catch {
@@ -245,10 +216,11 @@ async function exchange(ctx: UpstreamContext, currentUrl: URL, checks: Authoriza
       idTokenExpected: !ctx.isGithub && ctx.upstream.scopes.includes('openid'),
     });
   } catch (err) {
+    forgetUnlessOAuthAnswer(ctx, err);
     throw classify(err, 'exchange', { callbackUrl: currentUrl, metadata: config.serverMetadata() });
   }
   const tokens = tokensOf(response);
-  const identity = ctx.isGithub ? await githubIdentity(ctx.githubApi, tokens.accessToken) : await oidcIdentity(config, response, tokens.accessToken);
+  const identity = ctx.isGithub ? await githubIdentity(ctx, tokens.accessToken) : await oidcIdentity(config, response, tokens.accessToken);
   return { identity, tokens };
 }
 
@@ -257,6 +229,7 @@ async function refresh(ctx: UpstreamContext, refreshToken: string): Promise<Upst
   try {
     return tokensOf(await client.refreshTokenGrant(config, refreshToken));
   } catch (err) {
+    forgetUnlessOAuthAnswer(ctx, err);
     throw classify(err, 'refresh');
   }
 }
@@ -268,7 +241,7 @@ async function revoke(ctx: UpstreamContext, token: string, hint: 'access_token' 
   return true;
 }
 
-export function createUpstreamClient(upstream: UpstreamConfig, callbackUrl: string, options: { dangerouslyAllowInsecureHttp: boolean }): UpstreamClient {
+export function createUpstreamClient(upstream: UpstreamConfig, callbackUrl: string, options: UpstreamClientOptions): UpstreamClient {
   const ctx = upstreamContext(upstream, callbackUrl, options);
   return {
     name: upstream.name,

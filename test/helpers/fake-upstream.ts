@@ -15,7 +15,7 @@ import { randomBytes, createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import Provider, { type Configuration } from 'oidc-provider';
-import { exportJWK, generateKeyPair } from 'jose';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 
 export interface AuthorizationLogEntry {
   query: Record<string, string>;
@@ -24,6 +24,8 @@ export interface AuthorizationLogEntry {
 
 export interface FakeUpstream {
   issuer: string;
+  /** where it listens (the issuer unless it is reached through a proxy) */
+  address: string;
   kind: 'oidc' | 'github';
   clientId: string;
   clientSecret: string;
@@ -39,6 +41,8 @@ export interface FakeUpstream {
   issued: { token: string; sub: string }[];
   /** make the token endpoint fail (5xx) or hang (ms) */
   setTokenEndpointFault(fault: { status?: number; delayMs?: number } | undefined): void;
+  /** sign `claims` as an ID token with U's own key (fault tests forge expired ones); OIDC only */
+  signIdToken(claims: Record<string, unknown>): Promise<string>;
   /** revoke everything U issued to a user (U's grant gone: refresh answers invalid_grant) */
   revokeUser(sub: string): Promise<void>;
   close(): Promise<void>;
@@ -58,12 +62,14 @@ export interface FakeUpstreamOptions {
   callbackUrl: string;
   /** access-token lifetime at U, seconds */
   accessTokenTtl?: number;
+  /** U's issuer when it is reached through another address (a fault proxy, test/helpers/fault-proxy.ts) */
+  issuer?: string;
 }
 
 export async function startFakeOidcUpstream(options: FakeUpstreamOptions): Promise<FakeUpstream> {
   const app = express();
   const { server, port } = await listen(app);
-  const issuer = `http://localhost:${port}`;
+  const issuer = options.issuer ?? `http://localhost:${port}`;
   const clientId = 'proxy-static-client';
   const clientSecret = randomBytes(16).toString('hex');
   const authorizations: AuthorizationLogEntry[] = [];
@@ -163,6 +169,7 @@ export async function startFakeOidcUpstream(options: FakeUpstreamOptions): Promi
 
   return {
     issuer,
+    address: `http://127.0.0.1:${port}`,
     kind: 'oidc',
     clientId,
     clientSecret,
@@ -174,6 +181,7 @@ export async function startFakeOidcUpstream(options: FakeUpstreamOptions): Promi
     setTokenEndpointFault(f) {
       fault = f;
     },
+    signIdToken: (claims) => new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: 'fake-u' }).sign(privateKey),
     async revokeUser(sub: string) {
       for (const grantId of grantsOf.get(sub) ?? []) {
         for (const Model of [provider.AccessToken, provider.RefreshToken, provider.AuthorizationCode] as unknown as { adapter: { revokeByGrantId(id: string): Promise<void> } }[]) {
@@ -281,6 +289,7 @@ export async function startFakeGithub(options: FakeUpstreamOptions): Promise<Fak
 
   return {
     issuer,
+    address: `http://127.0.0.1:${port}`,
     kind: 'github',
     clientId,
     clientSecret,
@@ -292,6 +301,7 @@ export async function startFakeGithub(options: FakeUpstreamOptions): Promise<Fak
     setTokenEndpointFault(f) {
       fault = f;
     },
+    signIdToken: () => Promise.reject(new Error('GitHub issues no ID tokens')),
     async revokeUser(sub: string) {
       for (const [token, login] of tokens) if (String(idOf(login)) === sub) tokens.delete(token);
     },

@@ -94,6 +94,14 @@ export function sqlDriverCases(engine: 'sqlite' | 'postgres', open: () => Promis
       expect(await ids(sql)).toEqual([]);
     });
 
+    it('a read with U+0000 in a parameter finds nothing (looked up as U+FFFD) instead of failing, on both engines', async () => {
+      await sql.run('INSERT INTO items (id, note) VALUES (?, ?)', ['a', 'x']);
+      expect(await sql.one('SELECT id FROM items WHERE id = ?', ['a\u0000'])).toBeUndefined();
+      expect(await sql.all('SELECT id FROM items WHERE note = ?', ['\u0000'])).toEqual([]);
+      await sql.run('INSERT INTO items (id, note) VALUES (?, ?)', ['b', 'c\uFFFDd']);
+      expect(await sql.one<{ id: string }>('SELECT id FROM items WHERE note = ?', ['c\u0000d'])).toEqual({ id: 'b' });
+    });
+
     it('transaction: commits when fn resolves and returns its value', async () => {
       const result = await sql.transaction(async () => {
         await sql.run('INSERT INTO items (id) VALUES (?)', ['a']);
