@@ -25,6 +25,7 @@ import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { AuditKey } from '../store/audit-chain.js';
+import { newWriterTag, removeStaleTemps, tempPath } from './checkpoint-temp.js';
 
 export const CHECKPOINT_FILE = 'audit-checkpoint.json';
 
@@ -89,8 +90,9 @@ export interface CheckpointWriter {
 }
 
 /**
- * Writes go to a temp file (unique per process and write) renamed over the checkpoint, so a
- * reader sees the old or the new checkpoint, never half of one. No fsync: it would cost a disk
+ * Writes go to a temp file (unique per process, writer and write) renamed over the checkpoint, so
+ * a reader sees the old or the new checkpoint, never half of one; temp files a killed process
+ * left are removed when a writer starts (src/audit/checkpoint-temp.ts). No fsync: it would cost a disk
  * flush per commit. After a power loss the file may be older than the database (harmless: see
  * Audit) or, with DATABASE_SYNCHRONOUS=NORMAL, newer than what the database kept — then verify
  * reports the lost rows, which is true.
@@ -114,6 +116,7 @@ class CheckpointFileWriter implements CheckpointWriter {
   private inFlight: Promise<void> | undefined;
   private failing = false;
   private n = 0;
+  private readonly tag = newWriterTag();
   // The row the file records (read at start, then each head this writer put there): the file is
   // replaced only while the database still holds it with the same MAC (see the module comment).
   private anchor: { seq: number; mac: string } | undefined;
@@ -125,6 +128,8 @@ class CheckpointFileWriter implements CheckpointWriter {
     private readonly log: Logger,
     private readonly guard?: CheckpointAnchor,
   ) {
+    const removed = removeStaleTemps(path);
+    if (removed) log.info({ file: path, removed }, 'removed audit checkpoint temp files left by a stopped process');
     if (guard) {
       const read = readCheckpointFile(path, guard.keys);
       if (read.status === 'ok') this.anchor = { seq: read.checkpoint.seq, mac: read.checkpoint.mac };
@@ -164,7 +169,7 @@ class CheckpointFileWriter implements CheckpointWriter {
   }
 
   private nextTmp(): string {
-    return `${this.path}.${process.pid}.${(this.n += 1)}.tmp`;
+    return tempPath(this.path, this.tag, (this.n += 1));
   }
 
   // A failing file system would otherwise log at every commit: once per failing streak.
