@@ -137,7 +137,8 @@ export class Audit {
    * checkpoint must never name a row that is not in the database.
    * An older checkpoint may overwrite a newer one: two processes (server and CLI) append to the
    * same chain — one commits row n, the other n+1 and writes its checkpoint, then the first
-   * writes n over it — and a synchronous flush can race an asynchronous write. Harmless: row n
+   * writes n over it (within one process the writer keeps the newest head, even when a
+   * synchronous flush races an asynchronous write: src/audit/checkpoint.ts). Harmless: row n
    * is committed and stays in the chain, so the older file is still true; it only covers less
    * of the tail until the next commit. A failed write does not undo the committed row: the
    * writer logs it, and `audit verify` then sees an older or missing file.

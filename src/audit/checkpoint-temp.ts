@@ -9,7 +9,7 @@
  * CLI next to the server, another writer in this process — are left alone.
  */
 import { randomBytes } from 'node:crypto';
-import { readdirSync, rmSync } from 'node:fs';
+import { readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 /** The writers of this process (their tags). */
@@ -25,6 +25,17 @@ export function newWriterTag(): string {
 /** The `n`th temp file of writer `tag` in this process. */
 export function tempPath(path: string, tag: string, n: number): string {
   return `${path}.${process.pid}.${tag}-${n}.tmp`;
+}
+
+/** Write `content` to `tmp` and rename it over `path` (synchronously); no temp file is left when either fails. */
+export function replaceSync(tmp: string, path: string, content: string): void {
+  try {
+    writeFileSync(tmp, content);
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
 }
 
 function running(pid: number): boolean {

@@ -20,12 +20,12 @@
  *   (src/audit/checkpoint-log.ts).
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { AuditKey } from '../store/audit-chain.js';
-import { newWriterTag, removeStaleTemps, tempPath } from './checkpoint-temp.js';
+import { newWriterTag, removeStaleTemps, replaceSync, tempPath } from './checkpoint-temp.js';
 
 export const CHECKPOINT_FILE = 'audit-checkpoint.json';
 
@@ -117,6 +117,7 @@ class CheckpointFileWriter implements CheckpointWriter {
   private failing = false;
   private n = 0;
   private readonly tag = newWriterTag();
+  private syncHead: Head | undefined; // the newest head flushSync wrote
   // The row the file records (read at start, then each head this writer put there): the file is
   // replaced only while the database still holds it with the same MAC (see the module comment).
   private anchor: { seq: number; mac: string } | undefined;
@@ -150,16 +151,18 @@ class CheckpointFileWriter implements CheckpointWriter {
 
   flushSync(): void {
     const head = this.latest;
-    if (!head || head.seq <= this.writtenSeq || !this.extendsAnchor(head)) return;
-    const tmp = this.nextTmp();
+    if (head && head.seq > this.writtenSeq && this.extendsAnchor(head)) this.writeSync(head);
+  }
+
+  /** Write `head` (its anchor checked) now; remembered, so that an older rename in flight cannot leave the file behind it. */
+  private writeSync(head: Head): void {
     try {
-      writeFileSync(tmp, renderCheckpoint(this.key, head));
-      renameSync(tmp, this.path);
-      this.writtenSeq = head.seq;
+      replaceSync(this.nextTmp(), this.path, renderCheckpoint(this.key, head));
+      this.writtenSeq = Math.max(this.writtenSeq, head.seq);
+      this.syncHead = head;
       this.advanceAnchor(head);
       this.succeeded();
     } catch (err) {
-      rmSync(tmp, { force: true });
       this.failed(err);
     }
   }
@@ -231,6 +234,8 @@ class CheckpointFileWriter implements CheckpointWriter {
           continue;
         }
         await rename(tmp, this.path);
+        // flushSync wrote a newer head while this rename was in flight and may have landed first (shutdown): again.
+        if (this.syncHead && this.syncHead.seq > head.seq) this.writeSync(this.syncHead);
         this.writtenSeq = Math.max(this.writtenSeq, head.seq);
         this.advanceAnchor(head);
         this.succeeded();
