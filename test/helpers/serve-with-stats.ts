@@ -9,8 +9,10 @@
  *   perf_hooks.monitorEventLoopDelay: its histogram holds whole timer intervals, so the
  *   resolution is subtracted — what is left is how late the loop was), cpuUs (user + system).
  * The forced GC runs after the delay is read, and its pause is dropped from the next window.
+ * `GET /heapsnapshot?to=<file>` writes a V8 heap snapshot there (to find what grows).
  */
 import { createServer } from 'node:http';
+import { writeHeapSnapshot } from 'node:v8';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { run } from '../../src/cli/index.js';
@@ -47,9 +49,11 @@ function sample(): Record<string, number> {
   return { rss: after.rss, heapUsed: before.heapUsed, heapAfterGc: gc ? after.heapUsed : Number.NaN, ...descriptors(), ...eld, cpuUs: user + system };
 }
 
-const stats = createServer((_req, res) => {
+const stats = createServer((req, res) => {
   res.writeHead(200, { 'content-type': 'application/json', connection: 'close' });
-  res.end(JSON.stringify(sample()));
+  // GET /heapsnapshot?to=<file>: a V8 heap snapshot, to find what grows (test/soak/heap-diff.ts).
+  const to = new URL(req.url ?? '/', 'http://stats').searchParams.get('to');
+  res.end(JSON.stringify(to ? { file: writeHeapSnapshot(to) } : sample()));
 });
 stats.unref();
 stats.listen(Number(process.env.TEST_STATS_PORT), '127.0.0.1');

@@ -10,6 +10,8 @@
  * the connections that come and go with the load), no
  * request got an unexpected answer, and the process stops cleanly with its audit chain intact.
  * --readme also copies both files to docs/reliability/ and rewrites README's soak block.
+ * --heap takes a V8 heap snapshot of P at the end of the warm-up and at the end (into
+ * test/artifacts/) and prints what grew between them (test/soak/heap-diff.ts).
  */
 import { spawn } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -24,8 +26,9 @@ import { ENGINE, ROOT, runCli, startServerProcess } from '../helpers/server-proc
 import { SoakLoad, type LoadCounts } from './load.js';
 import { evaluate, type Sample } from './verdict.js';
 import { renderSvg } from './svg.js';
+import { heapDiff } from './heap-diff.js';
 
-const { values } = parseArgs({ options: { minutes: { type: 'string', default: '10' }, interval: { type: 'string', default: '10' }, readme: { type: 'boolean', default: false } } });
+const { values } = parseArgs({ options: { minutes: { type: 'string', default: '10' }, interval: { type: 'string', default: '10' }, readme: { type: 'boolean', default: false }, heap: { type: 'boolean', default: false } } });
 const minutes = Number(values.minutes);
 const intervalS = Number(values.interval);
 if (!(minutes > 0) || !(intervalS > 0)) {
@@ -63,13 +66,22 @@ async function takeSample(): Promise<void> {
   );
 }
 
+const snapshot = async (n: number) => {
+  const file = join(ROOT, `test/artifacts/soak-${n}.heapsnapshot`);
+  mkdirSync(join(ROOT, 'test/artifacts'), { recursive: true });
+  await (await fetch(`http://127.0.0.1:${statsPort}/heapsnapshot?to=${encodeURIComponent(file)}`)).json();
+  return file;
+};
 const running = load.run();
 await takeSample();
+let firstSnapshot: string | undefined;
 for (let i = 1; i * intervalS <= minutes * 60 + 1e-9; i++) {
   const due = started + i * intervalS * 1000;
   await new Promise((resolve) => setTimeout(resolve, Math.max(0, due - performance.now())));
   await takeSample();
+  if (values.heap && !firstSnapshot && i * intervalS >= minutes * 60 * 0.2) firstSnapshot = await snapshot(1);
 }
+if (values.heap && firstSnapshot) console.log(`what grew on P's heap after the warm-up (bytes, objects, type:constructor):\n${heapDiff(firstSnapshot, await snapshot(2), 25).join('\n')}`);
 load.stopped = true;
 await running;
 const exitCode = await server.stop();
@@ -122,7 +134,17 @@ if (values.readme && !problems.length) {
   copyFileSync(join(artifacts, 'soak.svg'), join(docs, 'soak.svg'));
   copyFileSync(join(artifacts, 'soak.csv'), join(docs, 'soak.csv'));
   const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
-  const block = `<!-- soak:start -->\nMeasured ${new Date().toISOString().slice(0, 10)} with \`npm run soak -- --minutes ${minutes} --readme\` on ${machine}, next to other jobs.\n\n${summary.slice(0, 3).join('\n\n')}\n<!-- soak:end -->`;
+  const mb = (b: number) => (b / 2 ** 20).toFixed(1);
+  const first = samples[0] as Sample;
+  const block = [
+    '<!-- soak:start -->',
+    `Measured ${new Date().toISOString().slice(0, 10)} on ${machine}, shared with other jobs: \`npm run soak -- --minutes ${minutes} --readme\` (a sample every ${intervalS} s; warm-up: the first ${Math.round(verdict.warmupS)} s).`,
+    '',
+    '| tried | held | figures |',
+    '|---|---|---|',
+    `| ${minutes} minutes of mixed traffic against one \`serve\` process: ${last.authorizations} authorizations, ${last.gateway} gateway calls (tool calls, streamed countdowns, session ends), ${last.refreshes} refresh rotations, ${last.refused} refused requests (no token, reused refresh tokens), ${last.revocations} admin revocations; 40 grants live throughout | after the warm-up RSS ${verdict.rssGrowthPct >= 0 ? '+' : ''}${verdict.rssGrowthPct.toFixed(1)} % and heap ${verdict.heapGrowthPct >= 0 ? '+' : ''}${verdict.heapGrowthPct.toFixed(1)} % (limit: < 10 %); descriptors other than sockets ${verdict.fdsFirst} → ${verdict.fdsLast}, sockets ${verdict.socketsFirst} → ${verdict.socketsLast} (flat); ${last.errors} unexpected answers; SIGTERM exit 0; \`audit verify\` passed | RSS ${verdict.rssFirstMb.toFixed(1)} → ${verdict.rssLastMb.toFixed(1)} MB, heap after GC ${verdict.heapFirstMb.toFixed(1)} → ${verdict.heapLastMb.toFixed(1)} MB · event-loop delay p99 per window: median ${verdict.eldP99Median.toFixed(1)} ms, max ${verdict.eldP99Max.toFixed(1)} ms (an idle Node process on the machine at the same time: median ${verdict.eldFloorP99Median.toFixed(1)} ms) · P's CPU ${cpuPct.toFixed(0)} % of one core · database ${mb(first.dbBytes)} → ${mb(last.dbBytes)} MB (${(((last.dbBytes - first.dbBytes) / 2 ** 20) / (last.t / 60)).toFixed(1)} MB a minute, mostly audit rows) |`,
+    '<!-- soak:end -->',
+  ].join('\n');
   if (!/<!-- soak:start -->[\s\S]*<!-- soak:end -->/.test(readme)) throw new Error('README.md has no soak block');
   writeFileSync(join(ROOT, 'README.md'), readme.replace(/<!-- soak:start -->[\s\S]*<!-- soak:end -->/, block));
   console.log('README.md soak block and docs/reliability/soak.{svg,csv} updated');
