@@ -3,7 +3,8 @@
  * was half-done is not usable, and the audit log holds every answered decision. Checked over HTTP
  * (the client's view) and, for what no client can see, through test/helpers/db-probe.ts.
  *   - every live grant: its latest access token passes the gateway and its latest refresh token
- *     rotates (an unanswered rotation may have consumed it: then it is reuse and the grant ends);
+ *     rotates (an unanswered rotation may have consumed it: then it is reuse and the grant ends;
+ *     a rotation of U's refresh token that P had no time to store ends it too — counted);
  *   - one grant per cycle: an older refresh token is reuse — refused, and the grant revoked;
  *   - every revoked grant: its access token is refused, its refresh token too, its consent revoked;
  *   - codes the client received: redeemable (unless their redemption was already sent);
@@ -16,6 +17,7 @@ import { isConsentPage } from '../helpers/stack.js';
 import { authorizeUrl, pkcePair } from '../helpers/pkce.js';
 import { CLIENT_REDIRECT } from '../helpers/stack.js';
 import type { DbProbe } from '../helpers/db-probe.js';
+import type { FakeUpstream } from '../helpers/fake-upstream.js';
 import type { Answer, GrantModel } from './model.js';
 import type { World } from './traffic.js';
 
@@ -29,6 +31,9 @@ export interface CheckContext {
   decisions: Answer[];
   gateway: Answer[];
   killAt: number;
+  /** Date.now() at the kill (U logs wall-clock times) */
+  killEpoch: number;
+  upstream: FakeUpstream;
   /** revoked grants re-checked every cycle (the newest ones) */
   recheckRevoked: number;
 }
@@ -42,17 +47,19 @@ export interface CheckReport {
   gatewayLost: number;
   /** kill time − answer time of the oldest lost gateway record, ms */
   gatewayLostMaxAgeMs: number;
+  /** grants ended because U rotated their refresh token for a P that was killed before it stored the new one */
+  upstreamRotationsLost: number;
 }
 
 export async function checkAfterRestart(c: CheckContext): Promise<CheckReport> {
-  const report: CheckReport = { problems: [], grantsChecked: 0, revokedChecked: 0, codesRedeemed: 0, reuseChecked: 0, gatewayLost: 0, gatewayLostMaxAgeMs: 0 };
+  const report: CheckReport = { problems: [], grantsChecked: 0, revokedChecked: 0, codesRedeemed: 0, reuseChecked: 0, gatewayLost: 0, gatewayLostMaxAgeMs: 0, upstreamRotationsLost: 0 };
   const problem = (text: string) => report.problems.push(`cycle ${c.cycle}: ${text}`);
   for (const p of c.probe.halfDone()) problem(`half-done state after the restart: ${p}`);
   checkAudit(c, report, problem);
   await checkCodes(c, report, problem);
   await checkOpenFlows(c, problem);
   for (const g of c.world.grants.filter((x) => x.status === 'live')) {
-    await checkLive(c, g, problem);
+    if (await checkLive(c, g, problem)) report.upstreamRotationsLost += 1;
     report.grantsChecked += 1;
   }
   const reuse = c.world.grants.find((g) => g.status === 'live' && g.refreshes.length >= 2);
@@ -84,7 +91,7 @@ async function checkCodes(c: CheckContext, report: CheckReport, problem: (t: str
     if (r.status === 200) {
       report.codesRedeemed += 1;
       const { access_token: access, refresh_token: refreshToken } = r.body as { access_token: string; refresh_token: string };
-      c.world.grants.push({ n: (c.world.nextN += 1), clientId: code.clientId, login: code.login, access, refreshes: [refreshToken], sessionId: undefined, status: 'live', busy: false, inflight: undefined });
+      c.world.grants.push({ n: (c.world.nextN += 1), clientId: code.clientId, login: code.login, rotatesUpstream: code.rotatesUpstream, access, refreshes: [refreshToken], sessionId: undefined, status: 'live', busy: false, inflight: undefined });
     } else if (!code.redeemSent) {
       problem(`a code the client received before the kill was refused after the restart: ${r.status} ${JSON.stringify(r.body)}`);
     }
@@ -116,7 +123,23 @@ function endGrant(g: GrantModel, by: GrantModel['revokedBy']): void {
   g.revokedBy = by;
 }
 
-async function checkLive(c: CheckContext, g: GrantModel, problem: (t: string) => void): Promise<void> {
+/**
+ * U rotated this user's refresh token for a P that was killed before it stored the new one: U
+ * answered P's refresh at (or just before) the kill, and after the restart P's stored token is a
+ * reused one — U ends its grant, so P ends the consent (AT-22). Not P's to prevent: the rotation
+ * happened at U; counted and reported as a limit.
+ */
+function lostUpstreamRotation(c: CheckContext, g: GrantModel): boolean {
+  const revoked = c.probe.consentsOf(g.clientId).find((x) => x.revoked_at !== null && x.revoked_reason === 'upstream_invalid_grant');
+  const rotatedAtKill = c.upstream.tokenRequests.some((r) => r.grant_type === 'refresh_token' && r.sub === g.login && r.at >= c.killEpoch - ROTATION_MARGIN_MS);
+  return g.rotatesUpstream && revoked !== undefined && rotatedAtKill;
+}
+
+/** How long before the kill U's answer may have come without P having stored it (P stores it in the same tick). */
+const ROTATION_MARGIN_MS = 100;
+
+/** Returns true when the grant ended for a rotation at U lost to the kill (see lostUpstreamRotation). */
+async function checkLive(c: CheckContext, g: GrantModel, problem: (t: string) => void): Promise<boolean> {
   const inflight = g.inflight;
   g.inflight = undefined;
   const status = await gatewayStatus(c, g);
@@ -124,9 +147,16 @@ async function checkLive(c: CheckContext, g: GrantModel, problem: (t: string) =>
     // The admin's revocation got no answer: it committed or it did not — and everything agrees.
     const active = c.probe.consentsOf(g.clientId).some((x) => x.revoked_at === null);
     if ((status === 200) !== active) problem(`grant ${g.n}: gateway ${status} but consent ${active ? 'active' : 'revoked'} after an unanswered revocation`);
-    if (!active) return endGrant(g, 'unanswered');
+    if (!active) {
+      endGrant(g, 'unanswered');
+      return false;
+    }
+  } else if (status === 401 && lostUpstreamRotation(c, g)) {
+    endGrant(g, 'upstream');
+    return true;
   } else if (status !== 200) {
-    return problem(`grant ${g.n} (answered before the kill) is refused at the gateway after the restart: ${status}`);
+    problem(`grant ${g.n} (answered before the kill) is refused at the gateway after the restart: ${status}`);
+    return false;
   }
   const r = await refresh(c.p, g.clientId, g.refreshes.at(-1) as string);
   if (r.status === 200) {
@@ -139,6 +169,7 @@ async function checkLive(c: CheckContext, g: GrantModel, problem: (t: string) =>
   } else {
     problem(`grant ${g.n}: its latest refresh token (answered before the kill) is refused after the restart: ${r.status} ${JSON.stringify(r.body)}`);
   }
+  return false;
 }
 
 async function checkReuse(c: CheckContext, g: GrantModel, problem: (t: string) => void): Promise<void> {

@@ -19,7 +19,7 @@ import { openProbe } from '../helpers/db-probe.js';
 import { Browser, adminSignIn } from '../helpers/actors.js';
 import { checkAfterRestart } from './checks.js';
 import { Traffic, type World } from './traffic.js';
-import { median, prng, sleep, zeroCounts, type Counts } from './model.js';
+import { median, prng, ROTATING, ROTATING_TTL_S, sleep, zeroCounts, type Counts } from './model.js';
 
 export interface CrashOptions {
   cycles: number;
@@ -45,6 +45,10 @@ export interface CycleReport {
   checkpointBehind: number;
   gatewayLost: number;
   gatewayLostMaxAgeMs: number;
+  /** grants ended because U rotated a refresh token for P at the kill (checks.ts lostUpstreamRotation) */
+  upstreamRotationsLost: number;
+  /** U refreshes (rotations) during the cycle's traffic */
+  upstreamRefreshes: number;
   grantsChecked: number;
   revokedChecked: number;
   codesRedeemed: number;
@@ -63,6 +67,8 @@ export interface CrashReport {
   gatewayLost: { mixed: { median: number; max: number }; gatewayOnly: { median: number; max: number } };
   gatewayLostMaxAgeMs: number;
   checkpointBehindMax: number;
+  upstreamRefreshes: number;
+  upstreamRotationsLost: number;
   totals: Counts;
 }
 
@@ -99,7 +105,7 @@ function addCounts(total: Counts, c: Counts): void {
 export async function runCrash(o: CrashOptions): Promise<CrashReport> {
   const log = o.log ?? (() => undefined);
   const random = prng(o.seed);
-  const cast = await startCast({ prefix: 'mcp-crash-', adminSubjects: 'crash-admin' });
+  const cast = await startCast({ prefix: 'mcp-crash-', adminSubjects: 'crash-admin', upstreamTokenTtlFor: (sub) => (sub.startsWith(ROTATING) ? ROTATING_TTL_S : undefined) });
   const problems: string[] = [];
   const cycles: CycleReport[] = [];
   const totals = zeroCounts();
@@ -113,6 +119,7 @@ export async function runCrash(o: CrashOptions): Promise<CrashReport> {
       const startSeq = before.tip();
       before.close();
       const counts = zeroCounts();
+      const cycleEpoch = Date.now();
       const traffic = new Traffic(world, { p: server.url, cycle, random, maxLive: o.maxLive ?? 24 }, counts);
       const running = traffic.run();
       const killAfterMs = Math.round((o.minKillMs ?? 300) + random() * ((o.maxKillMs ?? 2500) - (o.minKillMs ?? 300)));
@@ -127,6 +134,7 @@ export async function runCrash(o: CrashOptions): Promise<CrashReport> {
       traffic.killed = true;
       traffic.stopped = true;
       const killAt = performance.now();
+      const killEpoch = Date.now();
       await server.kill();
       await running;
       problems.push(...traffic.problems);
@@ -138,7 +146,7 @@ export async function runCrash(o: CrashOptions): Promise<CrashReport> {
       for (const v of [afterKill, afterRestart]) if (v.problem) problems.push(v.problem);
 
       const probe = openProbe(cast.env);
-      const checked = await checkAfterRestart({ p: server.url, cycle, world, probe, startSeq, decisions: traffic.decisions, gateway: traffic.gateway, killAt, recheckRevoked: 20 }).finally(() => probe.close());
+      const checked = await checkAfterRestart({ p: server.url, cycle, world, probe, startSeq, decisions: traffic.decisions, gateway: traffic.gateway, killAt, killEpoch, upstream: cast.upstream, recheckRevoked: 20 }).finally(() => probe.close());
       problems.push(...checked.problems);
       addCounts(totals, counts);
       const report: CycleReport = {
@@ -151,6 +159,8 @@ export async function runCrash(o: CrashOptions): Promise<CrashReport> {
         checkpointBehind: afterKill.behind,
         gatewayLost: checked.gatewayLost,
         gatewayLostMaxAgeMs: Math.round(checked.gatewayLostMaxAgeMs * 10) / 10,
+        upstreamRotationsLost: checked.upstreamRotationsLost,
+        upstreamRefreshes: cast.upstream.tokenRequests.filter((r) => r.grant_type === 'refresh_token' && r.at >= cycleEpoch && r.at <= killEpoch).length,
         grantsChecked: checked.grantsChecked,
         revokedChecked: checked.revokedChecked,
         codesRedeemed: checked.codesRedeemed,
@@ -161,6 +171,7 @@ export async function runCrash(o: CrashOptions): Promise<CrashReport> {
       log(
         `cycle ${cycle}: killed after ${killAfterMs} ms${gatewayOnly ? ' of which the last ' + Math.min(killAfterMs, GATEWAY_ONLY_MS) + ' ms gateway calls only' : ''} (answered ${JSON.stringify(counts)}, ${unanswered} unanswered); ` +
           `restart ${report.restartMs} ms; checkpoint ${report.checkpointBehind} behind; gateway records lost ${report.gatewayLost} (oldest ${report.gatewayLostMaxAgeMs} ms before the kill); ` +
+          `U refreshes ${report.upstreamRefreshes}, grants lost to a rotation at U at the kill ${report.upstreamRotationsLost}; ` +
           `checked ${report.grantsChecked} live, ${report.revokedChecked} revoked, ${report.codesRedeemed} codes; temp files ${report.tempFiles}; problems so far ${problems.length}`,
       );
     }
@@ -194,6 +205,8 @@ export async function runCrash(o: CrashOptions): Promise<CrashReport> {
     gatewayLost: { mixed: figures(lostOf(false)), gatewayOnly: figures(lostOf(true)) },
     gatewayLostMaxAgeMs: Math.max(0, ...cycles.map((c) => c.gatewayLostMaxAgeMs)),
     checkpointBehindMax: Math.max(0, ...cycles.map((c) => c.checkpointBehind)),
+    upstreamRefreshes: cycles.reduce((n, c) => n + c.upstreamRefreshes, 0),
+    upstreamRotationsLost: cycles.reduce((n, c) => n + c.upstreamRotationsLost, 0),
     totals,
   };
 }

@@ -7,14 +7,17 @@
 export interface GrantModel {
   n: number;
   clientId: string;
+  /** the user at U (one per grant) */
   login: string;
+  /** U's token for this user lives 61 s, so P refreshes (and U rotates) it every ~1 s in use */
+  rotatesUpstream: boolean;
   access: string;
   /** every refresh token P answered for this grant, oldest first: the last one must work */
   refreshes: string[];
   sessionId: string | undefined;
   status: 'live' | 'revoked';
   /** how it was revoked (answered): by the admin, or by P after a refresh token was reused */
-  revokedBy?: 'admin' | 'reuse' | 'unanswered';
+  revokedBy?: 'admin' | 'reuse' | 'unanswered' | 'upstream';
   /** one operation at a time per grant */
   busy: boolean;
   /** the operation that got no answer before the kill */
@@ -25,6 +28,7 @@ export interface GrantModel {
 export interface PendingCode {
   clientId: string;
   login: string;
+  rotatesUpstream: boolean;
   code: string;
   verifier: string;
   redeemSent: boolean;
@@ -59,6 +63,11 @@ export function prng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** Users whose upstream token P refreshes every ~1 s (U rotates the refresh token each time). */
+export const ROTATING = 'rot-';
+/** U's access-token lifetime for them: P refreshes a minute before the end (REFRESH_SKEW_MS). */
+export const ROTATING_TTL_S = 61;
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -7,7 +7,7 @@
  */
 import { Browser, adminRevoke, authorize, mcpCall, redeem, refresh, register } from '../helpers/actors.js';
 import type { Answer, Counts, GrantModel, PendingCode } from './model.js';
-import { sleep } from './model.js';
+import { ROTATING, sleep } from './model.js';
 
 export interface World {
   grants: GrantModel[];
@@ -78,7 +78,9 @@ export class Traffic {
         continue;
       }
       const n = (this.world.nextN += 1);
-      const login = `user-${this.o.cycle}-${n}`;
+      // Every other user's upstream token is refreshed by P every ~1 s: kills land amid U's rotations.
+      const rotatesUpstream = n % 2 === 0;
+      const login = `${rotatesUpstream ? ROTATING : 'user-'}${this.o.cycle}-${n}`;
       let clientId: string | undefined;
       let consented = false;
       const progress: { callbackRequestId?: string } = {};
@@ -92,7 +94,7 @@ export class Traffic {
         consented = true;
         this.counts.consents += 1;
         this.answered(this.decisions, auth.callbackRequestId, 'consent');
-        const pending: PendingCode = { clientId, login, code: auth.code, verifier: auth.verifier, redeemSent: false };
+        const pending: PendingCode = { clientId, login, rotatesUpstream, code: auth.code, verifier: auth.verifier, redeemSent: false };
         this.world.pendingCodes.push(pending);
         await sleep(this.o.random() * 150); // some codes wait: a kill then finds them unredeemed
         if (this.stopped) return;
@@ -103,7 +105,7 @@ export class Traffic {
         this.counts.tokens += 1;
         this.answered(this.decisions, tokens.requestId, 'token');
         const { access_token: access, refresh_token: refreshToken } = tokens.body as { access_token: string; refresh_token: string };
-        this.world.grants.push({ n, clientId, login, access, refreshes: [refreshToken], sessionId: undefined, status: 'live', busy: false, inflight: undefined });
+        this.world.grants.push({ n, clientId, login, rotatesUpstream, access, refreshes: [refreshToken], sessionId: undefined, status: 'live', busy: false, inflight: undefined });
       } catch (err) {
         // What was answered before the failure stays owed: a code (kept in pendingCodes), a consent, a client.
         if (clientId && !consented && progress.callbackRequestId) {
@@ -146,7 +148,8 @@ export class Traffic {
 
   private async calls(): Promise<void> {
     while (!this.stopped) {
-      const g = this.pick(() => true);
+      // Gateway calls alone: no U refresh either (its audit row would commit the queue early).
+      const g = this.pick((x) => !this.gatewayOnly || !x.rotatesUpstream);
       if (!g) {
         await sleep(20);
         continue;

@@ -24,10 +24,18 @@ export interface Cast {
   close(): Promise<void>;
 }
 
-export async function startCast(options: { prefix: string; adminSubjects?: string; extraEnv?: Record<string, string> }): Promise<Cast> {
+export interface CastOptions {
+  prefix: string;
+  adminSubjects?: string;
+  extraEnv?: Record<string, string>;
+  /** U's access-token lifetime per subject (P refreshes U's token a minute before it ends) */
+  upstreamTokenTtlFor?: (sub: string) => number | undefined;
+}
+
+export async function startCast(options: CastOptions): Promise<Cast> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), options.prefix));
-  const upstream = await startFakeOidcUpstream({ callbackUrl: `http://127.0.0.1:${port}/upstream/callback` });
+  const upstream = await startFakeOidcUpstream({ callbackUrl: `http://127.0.0.1:${port}/upstream/callback`, accessTokenTtlFor: options.upstreamTokenTtlFor });
   // R without a request log: a soak sends it hundreds of thousands of requests.
   const app = createDemoMcpApp({ countdownDelayMs: 5 });
   const r: Server = createServer(app);
