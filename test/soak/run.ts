@@ -25,7 +25,7 @@ import { adminSignIn } from '../helpers/actors.js';
 import { ENGINE, ROOT, runCli, startServerProcess } from '../helpers/server-process.js';
 import { SoakLoad, type LoadCounts } from './load.js';
 import { evaluate, type Sample } from './verdict.js';
-import { renderSvg } from './svg.js';
+import { soakPicture } from './svg.js';
 import { heapDiff } from './heap-diff.js';
 
 const { values } = parseArgs({ options: { minutes: { type: 'string', default: '10' }, interval: { type: 'string', default: '10' }, readme: { type: 'boolean', default: false }, heap: { type: 'boolean', default: false } } });
@@ -101,20 +101,8 @@ mkdirSync(artifacts, { recursive: true });
 const columns = ['t', 'rss', 'heapUsed', 'heapAfterGc', 'fds', 'sockets', 'eldP99Ms', 'eldMaxMs', 'eldMeanMs', 'eldFloorP99Ms', 'cpuUs', 'dbBytes', 'authorizations', 'gateway', 'refreshes', 'refused', 'revocations', 'errors'] as const;
 const csv = [columns.join(','), ...samples.map((s) => columns.map((c) => (c === 't' ? s.t.toFixed(1) : String(s[c]))).join(','))].join('\n');
 writeFileSync(join(artifacts, 'soak.csv'), `${csv}\n`);
-const mbs = (key: 'rss' | 'heapAfterGc' | 'heapUsed' | 'dbBytes') => samples.map((s) => s[key] / 2 ** 20);
 const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'} (shared), Node ${process.version}, ${ENGINE}`;
-const svg = renderSvg(
-  `mcp-consent-proxy soak: ${minutes} min of mixed traffic, ${samples.at(-1)?.gateway ?? 0} gateway calls, ${samples.at(-1)?.authorizations ?? 0} authorizations`,
-  `${new Date().toISOString().slice(0, 10)} · ${machine} · after the warm-up (shaded): RSS ${verdict.rssGrowthPct.toFixed(1)} %, heap ${verdict.heapGrowthPct.toFixed(1)} %, other descriptors ${verdict.fdsFirst}→${verdict.fdsLast}, sockets ${verdict.socketsFirst}→${verdict.socketsLast}`,
-  samples.map((s) => s.t / 60),
-  (verdict.warmupS / 60) as number,
-  [
-    { title: 'Memory', unit: 'MB', series: [{ label: 'RSS', color: '#1f77b4', values: mbs('rss') }, { label: 'heap after GC', color: '#d62728', values: mbs('heapAfterGc') }, { label: 'heap as found', color: '#ff9896', values: mbs('heapUsed'), dashed: true }] },
-    { title: 'Descriptors', unit: 'count', series: [{ label: 'file descriptors', color: '#2ca02c', values: samples.map((s) => s.fds) }, { label: 'sockets', color: '#9467bd', values: samples.map((s) => s.sockets) }] },
-    { title: 'Event-loop delay', unit: `ms late, per ${intervalS} s window`, series: [{ label: 'p99', color: '#8c564b', values: samples.map((s) => s.eldP99Ms) }, { label: 'mean', color: '#c49c94', values: samples.map((s) => s.eldMeanMs), dashed: true }, { label: 'p99, idle process', color: '#7f7f7f', values: samples.map((s) => s.eldFloorP99Ms), dashed: true }] },
-    { title: 'Database on disk', unit: 'MB', series: [{ label: 'db + WAL', color: '#17becf', values: mbs('dbBytes') }] },
-  ],
-);
+const svg = soakPicture(samples, verdict, { minutes, intervalS, machine, date: new Date().toISOString().slice(0, 10) });
 writeFileSync(join(artifacts, 'soak.svg'), svg);
 
 const last = samples.at(-1) as Sample;

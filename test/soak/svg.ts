@@ -3,6 +3,7 @@
  * panels over the run's minutes (memory, descriptors, event-loop delay p99, database size), one
  * polyline per series, the warm-up shaded, nice round ticks.
  */
+import type { Sample, Verdict } from './verdict.js';
 
 export interface Series {
   label: string;
@@ -78,4 +79,31 @@ export function renderSvg(title: string, subtitle: string, minutes: number[], wa
 ${body}
 </svg>
 `;
+}
+
+/** The soak's four panels for `samples` (test/soak/run.ts). */
+export function soakPicture(samples: Sample[], v: Verdict, o: { minutes: number; intervalS: number; machine: string; date: string }): string {
+  const mbs = (key: 'rss' | 'heapAfterGc' | 'heapUsed' | 'dbBytes') => samples.map((s) => s[key] / 2 ** 20);
+  const last = samples.at(-1);
+  const pct = (n: number) => `${n >= 0 ? '+' : ''}${n.toFixed(1)} %`;
+  return renderSvg(
+    `mcp-consent-proxy soak: ${o.minutes} min of mixed traffic, ${last?.gateway ?? 0} gateway calls, ${last?.authorizations ?? 0} authorizations`,
+    `${o.date} · ${o.machine} · after the warm-up (shaded): RSS ${pct(v.rssGrowthPct)}, heap ${pct(v.heapGrowthPct)}, descriptors flat`,
+    samples.map((s) => s.t / 60),
+    v.warmupS / 60,
+    [
+      { title: 'Memory', unit: 'MB', series: [{ label: 'RSS', color: '#1f77b4', values: mbs('rss') }, { label: 'heap after GC', color: '#d62728', values: mbs('heapAfterGc') }, { label: 'heap as found', color: '#ff9896', values: mbs('heapUsed'), dashed: true }] },
+      { title: 'Descriptors', unit: 'count', series: [{ label: 'file descriptors', color: '#2ca02c', values: samples.map((s) => s.fds) }, { label: 'sockets', color: '#9467bd', values: samples.map((s) => s.sockets) }] },
+      {
+        title: 'Event-loop delay',
+        unit: `ms late, per ${o.intervalS} s window`,
+        series: [
+          { label: 'p99', color: '#8c564b', values: samples.map((s) => s.eldP99Ms) },
+          { label: 'mean', color: '#c49c94', values: samples.map((s) => s.eldMeanMs), dashed: true },
+          { label: 'p99, idle process', color: '#7f7f7f', values: samples.map((s) => s.eldFloorP99Ms), dashed: true },
+        ],
+      },
+      { title: 'Database on disk', unit: 'MB', series: [{ label: 'db + WAL', color: '#17becf', values: mbs('dbBytes') }] },
+    ],
+  );
 }
