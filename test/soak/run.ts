@@ -14,7 +14,7 @@
  * test/artifacts/) and prints what grew between them (test/soak/heap-diff.ts).
  */
 import { spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -89,6 +89,7 @@ floor.kill();
 probe.close();
 const verified = await runCli(env, ['audit', 'verify']);
 await cast.close();
+rmSync(cast.dir, { recursive: true, force: true });
 
 const verdict = evaluate(samples, { warmupFraction: 0.2, maxGrowth: 0.1 });
 const problems = [...verdict.problems];
