@@ -32,6 +32,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { AuditKey } from '../store/audit-chain.js';
 import type { Maybe } from '../db/sql.js';
+import { newWriterTag, removeStaleTemps, tempPath } from './checkpoint-temp.js';
 
 export const CHECKPOINT_FILE = 'audit-checkpoint.json';
 
@@ -96,8 +97,9 @@ export interface CheckpointWriter {
 }
 
 /**
- * Writes go to a temp file (unique per process and write) renamed over the checkpoint, so a
- * reader sees the old or the new checkpoint, never half of one. No fsync: it would cost a disk
+ * Writes go to a temp file (unique per process, writer and write) renamed over the checkpoint, so
+ * a reader sees the old or the new checkpoint, never half of one; temp files a killed process
+ * left are removed when a writer starts (src/audit/checkpoint-temp.ts). No fsync: it would cost a disk
  * flush per commit. After a power loss the file may be older than the database (harmless: see
  * Audit) or, with DATABASE_SYNCHRONOUS=NORMAL, newer than what the database kept — then verify
  * reports the lost rows, which is true.
@@ -120,13 +122,13 @@ class CheckpointFileWriter implements CheckpointWriter {
   private attempted = 0; // the newest head a write was started for
   private inFlight: Promise<void> | undefined;
   private failing = false;
+  private readonly tag = newWriterTag(); // temp file names (src/audit/checkpoint-temp.ts), with n
   private n = 0;
   // The row the file records (read at start, then each head this writer put there): the file is
   // replaced only while the database still holds it with the same MAC (see the module comment).
   private anchor: { seq: number; mac: string } | undefined;
   private divergence: string | undefined;
-  /** the start-up check of the file's row against the database; every write waits for it */
-  private readonly ready: Promise<void>;
+  private readonly ready: Promise<void>; // the start-up check of the file's row against the database; writes wait for it
 
   constructor(
     readonly path: string,
@@ -135,6 +137,8 @@ class CheckpointFileWriter implements CheckpointWriter {
     private readonly guard?: CheckpointAnchor,
   ) {
     this.ready = Promise.resolve();
+    const removed = removeStaleTemps(path);
+    if (removed) log.info({ file: path, removed }, 'removed audit checkpoint temp files left by a stopped process');
     if (!guard) return;
     const read = readCheckpointFile(path, guard.keys);
     if (read.status === 'ok') this.anchor = { seq: read.checkpoint.seq, mac: read.checkpoint.mac };
@@ -171,7 +175,7 @@ class CheckpointFileWriter implements CheckpointWriter {
   }
 
   private nextTmp(): string {
-    return `${this.path}.${process.pid}.${(this.n += 1)}.tmp`;
+    return tempPath(this.path, this.tag, (this.n += 1));
   }
 
   // A failing file system would otherwise log at every commit: once per failing streak.

@@ -21,6 +21,8 @@ export interface Hop {
   location: string | undefined;
   secFetchSite: string;
   setCookies: string[];
+  /** the response's X-Request-Id (P's audit rows carry it) */
+  requestId: string | undefined;
 }
 
 export interface Page {
@@ -48,6 +50,8 @@ const site = (url: URL) => url.hostname;
 
 export class Browser {
   private readonly jar = new Map<string, Map<string, StoredCookie>>();
+  /** sees every request of every navigation as it is answered */
+  onHop: ((hop: Hop) => void) | undefined;
 
   constructor(readonly name = 'browser') {}
 
@@ -130,7 +134,9 @@ export class Browser {
       const setCookies = res.headers.getSetCookie();
       for (const c of setCookies) this.store(url, c);
       const location = res.headers.get('location') ?? undefined;
-      hops.push({ method, url: url.href, status: res.status, location, secFetchSite, setCookies });
+      const hop: Hop = { method, url: url.href, status: res.status, location, secFetchSite, setCookies, requestId: res.headers.get('x-request-id') ?? undefined };
+      hops.push(hop);
+      this.onHop?.(hop);
       if (res.status >= 300 && res.status < 400 && location) {
         await res.arrayBuffer();
         const next = new URL(location, url);

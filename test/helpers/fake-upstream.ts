@@ -31,8 +31,8 @@ export interface FakeUpstream {
   clientSecret: string;
   /** every authorization request U received */
   authorizations: AuthorizationLogEntry[];
-  /** every token endpoint request (grant types) */
-  tokenRequests: { grant_type: string; at: number }[];
+  /** every token endpoint request (grant types; the subject of a successful one) */
+  tokenRequests: { grant_type: string; at: number; sub?: string }[];
   /** every revocation request */
   revocations: string[];
   /** the token value of every revocation request, in order */
@@ -64,6 +64,8 @@ export interface FakeUpstreamOptions {
   accessTokenTtl?: number;
   /** U's issuer when it is reached through another address (a fault proxy, test/helpers/fault-proxy.ts) */
   issuer?: string;
+  /** access-token lifetime for one subject, seconds (undefined: accessTokenTtl) */
+  accessTokenTtlFor?: (sub: string) => number | undefined;
 }
 
 export async function startFakeOidcUpstream(options: FakeUpstreamOptions): Promise<FakeUpstream> {
@@ -73,7 +75,7 @@ export async function startFakeOidcUpstream(options: FakeUpstreamOptions): Promi
   const clientId = 'proxy-static-client';
   const clientSecret = randomBytes(16).toString('hex');
   const authorizations: AuthorizationLogEntry[] = [];
-  const tokenRequests: { grant_type: string; at: number }[] = [];
+  const tokenRequests: { grant_type: string; at: number; sub?: string }[] = [];
   const revocations: string[] = [];
   const revokedTokens: string[] = [];
   const issued: { token: string; sub: string }[] = [];
@@ -111,7 +113,15 @@ export async function startFakeOidcUpstream(options: FakeUpstreamOptions): Promi
     rotateRefreshToken: () => true,
     findAccount: async (_ctx, sub) => ({ accountId: sub, claims: async () => ({ sub, email: `${sub}@example.test`, preferred_username: sub }) }),
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
-    ttl: { AccessToken: options.accessTokenTtl ?? 3600, AuthorizationCode: 60, Grant: 86400, IdToken: 3600, Interaction: 600, RefreshToken: 86400, Session: 86400 },
+    ttl: {
+      AccessToken: (_ctx, token) => options.accessTokenTtlFor?.(String(token.accountId)) ?? options.accessTokenTtl ?? 3600,
+      AuthorizationCode: 60,
+      Grant: 86400,
+      IdToken: 3600,
+      Interaction: 600,
+      RefreshToken: 86400,
+      Session: 86400,
+    },
   };
   const provider = new Provider(issuer, configuration);
   const grantsOf = new Map<string, Set<string>>();
@@ -154,9 +164,9 @@ export async function startFakeOidcUpstream(options: FakeUpstreamOptions): Promi
     await provider.interactionFinished(req, res, { consent: { grantId: await grant.save() } }, { mergeWithLastSubmission: true });
   });
   provider.on('grant.success', (ctx) => {
-    tokenRequests.push({ grant_type: String(ctx.oidc.params?.grant_type), at: Date.now() });
-    const body = ctx.body as { access_token?: string } | undefined;
     const at = ctx.oidc.entities.AccessToken as { accountId?: string } | undefined;
+    tokenRequests.push({ grant_type: String(ctx.oidc.params?.grant_type), at: Date.now(), sub: at?.accountId });
+    const body = ctx.body as { access_token?: string } | undefined;
     if (body?.access_token && at?.accountId) issued.push({ token: body.access_token, sub: at.accountId });
   });
   provider.on('grant.error', (ctx) => tokenRequests.push({ grant_type: `${String(ctx.oidc.params?.grant_type)}:error`, at: Date.now() }));
