@@ -8,6 +8,9 @@
  *   flow's steps and the gateway calls are served by all three.
  * - A consent revoked at /account on one replica: the next gateway request, on another replica, is
  *   401 and R is not contacted — and so on every replica, though each served the token before.
+ * - One rate-limit budget per client IP (the shared store on PostgreSQL): a burst of registrations
+ *   from one address, spread over the three replicas, is 429 after the configured total — on every
+ *   replica — and registers nothing more.
  * - SIGKILL one replica under load: the balancer skips it (connection refused); the others keep
  *   answering; only requests in flight on the killed one fail (502 from the balancer, never a
  *   wrong answer); every request the survivors answered has its audit row.
@@ -23,7 +26,7 @@ import pg from 'pg';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
-import { freePort, registerClient, TEST_SECRET_KEY, type TestApp } from '../helpers/app.js';
+import { freePort, mcpClientMetadata, registerClient, TEST_SECRET_KEY, type TestApp } from '../helpers/app.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
 import { startFakeOidcUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
 import { startFakeMcp, type FakeMcp } from '../helpers/fake-mcp.js';
@@ -36,6 +39,7 @@ import { run, type Io } from '../../src/cli/index.js';
 
 const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
 const REPLICAS = 3;
+const REGISTER_BUDGET = 5;
 
 interface Replica {
   index: number;
@@ -68,6 +72,9 @@ function replicaEnv(port: number, dir: string): Record<string, string> {
     UPSTREAM_SCOPES: 'openid email',
     UPSTREAM_NAME: 'Fake Upstream',
     MCP_UPSTREAM_URL: mcp.url,
+    // The balancer appends the client's address to X-Forwarded-For (test/helpers/balancer.ts).
+    TRUST_PROXY: 'loopback',
+    RATE_LIMIT_REGISTER: `${REGISTER_BUDGET}/1m`,
     LOG_LEVEL: 'warn',
   };
 }
@@ -178,6 +185,31 @@ describe('three replicas on one PostgreSQL behind a round-robin balancer', () =>
     for (let i = 0; i < REPLICAS - 1; i++) expect((await callTool(`${balancer.url}/mcp`, token, sessionId, 'whoami')).status).toBe(401);
     expect(new Set(logSince(next).map((e) => e.backend)).size).toBe(REPLICAS);
     expect(mcp.received.length).toBe(received);
+  }, 30_000);
+
+  it('one rate-limit budget per client IP: a burst spread over the replicas is 429 after the configured total, on every replica', async () => {
+    const from = '198.51.100.30';
+    const clients = async () => {
+      const client = new pg.Client({ connectionString: db.url });
+      await client.connect();
+      try {
+        return Number((await client.query<{ n: string }>('SELECT count(*) AS n FROM clients_meta')).rows[0]?.n);
+      } finally {
+        await client.end();
+      }
+    };
+    const before = await clients();
+    const burst: { status: number; backend: number }[] = [];
+    for (let i = 0; i < 3 * REGISTER_BUDGET; i++) {
+      const res = await fetch(`${balancer.url}/register`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-forwarded-for': from }, body: JSON.stringify(mcpClientMetadata()) });
+      await res.arrayBuffer();
+      burst.push({ status: res.status, backend: Number(res.headers.get('x-balancer-backend')) });
+    }
+    // Each replica alone would have allowed the whole budget (3 × REGISTER_BUDGET in all).
+    expect(burst.map((b) => b.status)).toEqual([...Array(REGISTER_BUDGET).fill(201), ...Array(2 * REGISTER_BUDGET).fill(429)]);
+    expect(new Set(burst.slice(0, REGISTER_BUDGET).map((b) => b.backend)).size).toBe(REPLICAS);
+    expect(new Set(burst.slice(REGISTER_BUDGET).map((b) => b.backend)).size).toBe(REPLICAS);
+    expect(await clients()).toBe(before + REGISTER_BUDGET);
   }, 30_000);
 
   it('SIGKILL of one replica under load: the others keep answering, only requests in flight on it fail', async () => {

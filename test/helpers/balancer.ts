@@ -58,7 +58,10 @@ export async function startBalancer(backendPorts: () => number[]): Promise<Balan
     const port = backendPorts()[backend] as number;
     let connected = false;
     // A new connection per request (agent: false): a killed replica is seen at connect time.
-    const upstream = httpRequest({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers, agent: false });
+    // X-Forwarded-For: the client's address appended, as nginx's $proxy_add_x_forwarded_for does.
+    const forwardedFor = [req.headers['x-forwarded-for'], req.socket.remoteAddress].filter(Boolean).join(', ');
+    const headers = { ...req.headers, 'x-forwarded-for': forwardedFor };
+    const upstream = httpRequest({ host: '127.0.0.1', port, method: req.method, path: req.url, headers, agent: false });
     upstream.on('socket', (socket) => {
       socket.once('connect', () => {
         connected = true;
