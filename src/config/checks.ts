@@ -48,6 +48,22 @@ export function checkSharedSecret(l: Loading): void {
   }
 }
 
+/**
+ * DESIGN §4 (every setting documented and honoured): a setting of the other engine is a problem,
+ * never silently ignored — DATABASE_SYNCHRONOUS is SQLite's (PostgreSQL's durability is its
+ * server's `synchronous_commit`: an operator moving to DATABASE_URL with FULL set would believe
+ * in a guarantee this process no longer gives), DATABASE_POOL_MAX is PostgreSQL's.
+ */
+export function checkEngineSettings(l: Loading): void {
+  const postgres = isGiven(l, 'DATABASE_URL');
+  if (postgres && isGiven(l, 'DATABASE_SYNCHRONOUS')) {
+    l.problems.push("DATABASE_SYNCHRONOUS: a SQLite setting, without effect with DATABASE_URL (PostgreSQL's durability is its server's synchronous_commit); unset it");
+  }
+  if (!postgres && isGiven(l, 'DATABASE_POOL_MAX')) {
+    l.problems.push('DATABASE_POOL_MAX: only used with DATABASE_URL (PostgreSQL); SQLite has one connection. Unset it, or set DATABASE_URL');
+  }
+}
+
 /** /metrics open on a public address: a warning (SECURITY.md "Operations endpoints"). */
 export function checkOpenMetrics(l: Loading, publicUrl: URL | undefined): void {
   if (!get(l, 'METRICS_TOKEN') && publicUrl && !isLoopbackHost(publicUrl.hostname)) {

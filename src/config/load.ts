@@ -13,7 +13,7 @@ import type { RateBudget } from './duration.js';
 import { CONFIG_KEYS, SCHEMA, type ConfigKey, type KeyDef, type Preset } from './schema.js';
 import { derivePublicUrls, type PublicUrls } from './urls.js';
 import { readConfigFile, type Source } from './file.js';
-import { checkOpenMetrics, checkPlainHttp, checkSharedSecret, checkUpstream, decideDemo, get, type Loading } from './checks.js';
+import { checkEngineSettings, checkOpenMetrics, checkPlainHttp, checkSharedSecret, checkUpstream, decideDemo, get, type Loading } from './checks.js';
 
 export interface UpstreamConfig {
   preset: Preset;
@@ -161,6 +161,7 @@ export function loadConfig(env: Source = process.env, options: LoadOptions = {})
   const insecureOk = checkPlainHttp(l, publicUrl);
   checkOpenMetrics(l, publicUrl);
   checkSharedSecret(l);
+  checkEngineSettings(l);
   const choice = decideDemo(l, publicUrl);
   const upstream = checkUpstream(l, choice, publicUrl);
   if (problems.length) throw new ConfigError(problems);

@@ -150,7 +150,7 @@ export const SCHEMA = {
   }),
   DATABASE_SYNCHRONOUS: key({
     group: 'Storage',
-    doc: 'SQLite `synchronous` mode. `NORMAL` (WAL): commits survive a process crash; a power loss may lose the last transactions. `FULL`: every commit is fsynced (~10x slower writes).',
+    doc: "SQLite `synchronous` mode. `NORMAL` (WAL): commits survive a process crash; a power loss may lose the last transactions. `FULL`: every commit is fsynced (~10x slower writes). An error with `DATABASE_URL` (PostgreSQL's durability is its server's `synchronous_commit`).",
     defaultText: '`NORMAL`',
     fallback: 'NORMAL',
     parse: (raw): Parsed<'NORMAL' | 'FULL'> => {
@@ -167,7 +167,7 @@ export const SCHEMA = {
   }),
   DATABASE_POOL_MAX: key({
     group: 'Storage',
-    doc: "With `DATABASE_URL`: the most PostgreSQL connections this process holds. Size it so that replicas × this stays below the server's `max_connections` (with room for `migrate` and the CLI).",
+    doc: "With `DATABASE_URL`: the most PostgreSQL connections this process holds. Size it so that replicas × this stays below the server's `max_connections` (with room for `migrate` and the CLI). An error without `DATABASE_URL`.",
     defaultText: '`10`',
     fallback: '10',
     parse: (raw) => {

@@ -50,7 +50,12 @@ export async function migratePg(sql: PgSql, dir = PG_MIGRATIONS_DIR): Promise<Mi
 }
 
 async function migrateLocked(client: pg.PoolClient, files: ReturnType<typeof readMigrations>): Promise<MigrateResult> {
-  await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+  // Created only when missing: CREATE TABLE IF NOT EXISTS checks CREATE on the schema even when the
+  // table exists, and the application role of README "Running several replicas" (insert-only on
+  // audit_log, owning nothing) has none — `serve` as that role only verifies what the owner applied.
+  const { rows: found } = await client.query<{ t: string | null }>("SELECT to_regclass('schema_migrations')::text AS t");
+  if (found[0]?.t == null)
+    await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
     version BIGINT PRIMARY KEY,
     name TEXT NOT NULL,
     checksum TEXT NOT NULL,

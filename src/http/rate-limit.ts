@@ -4,14 +4,20 @@
  * (src/errors/render.ts: JSON for API clients, P's page for browsers). The client IP honours
  * TRUST_PROXY. `onLimited` sees each request answered 429; src/runtime/app.ts tallies them into one
  * audit row per address and minute (DESIGN §9: a flood beyond a budget adds no row per request).
+ * The counts live in `store` when one is given — on PostgreSQL, the rate_limits table every replica
+ * shares (src/store/rate-limits.ts: one budget per client IP across replicas, DESIGN §8) — else in
+ * this process's memory (SQLite: one process).
  */
-import { rateLimit } from 'express-rate-limit';
+import { rateLimit, type Store } from 'express-rate-limit';
 import type { Request, RequestHandler } from 'express';
 import type { RateBudget } from '../config/duration.js';
 import { ERRORS } from '../errors/oauth-error.js';
 
-export function limiter(budget: RateBudget, onLimited?: (req: Request) => void): RequestHandler {
+export type RateLimitStore = Store;
+
+export function limiter(budget: RateBudget, onLimited?: (req: Request) => void, store?: RateLimitStore): RequestHandler {
   return rateLimit({
+    ...(store ? { store } : {}),
     windowMs: budget.windowMs,
     limit: budget.limit,
     standardHeaders: 'draft-8',

@@ -18,7 +18,7 @@ import type { Metrics } from '../http/metrics.js';
 import type { CookieJar } from '../http/cookies.js';
 import { requestContextMiddleware } from '../http/request-context.js';
 import { noStore, securityHeaders } from '../http/security-headers.js';
-import { limiter } from '../http/rate-limit.js';
+import { limiter, type RateLimitStore } from '../http/rate-limit.js';
 import { pinToPublicUrl, providerAlias, providerMount } from '../http/provider-mount.js';
 import { metricsAuthorized } from '../http/metrics.js';
 import { protectedResourceMetadataPaths, servePrm } from '../flow/1-discover.js';
@@ -56,6 +56,8 @@ export interface AppDeps extends PageDeps {
   refusals: RefusalBudget;
   revocation: Revocation;
   gateway: GatewayServices;
+  /** where budget `name` counts (PostgreSQL: shared by the replicas); undefined: in memory */
+  rateLimitStore?: (name: string) => RateLimitStore | undefined;
   /** demo mode: the embedded IdP's routes and the demo MCP server's internal URL */
   demo: { idpRouter: Router; mcpUrl: string | undefined } | undefined;
 }
@@ -76,8 +78,9 @@ type ProviderHandler = (req: Request, res: Response) => void;
  * A per-IP budget (SEC-01): requests beyond it are answered 429 and tallied into one audit row per
  * address and minute (DESIGN §9, src/audit/refusal-tally.ts) — a flood adds no row per request.
  */
-function budget(deps: AppDeps, rate: AppDeps['config']['rateLimits']['register'], event: TallyEvent) {
-  return limiter(rate, (req) => deps.refusals.tally.note(event, refusalAddress(req.ip), 'rate_limited', true, { method: req.method, path: req.path }));
+function budget(deps: AppDeps, name: string, rate: AppDeps['config']['rateLimits']['register'], event: TallyEvent) {
+  const onLimited = (req: Request) => deps.refusals.tally.note(event, refusalAddress(req.ip), 'rate_limited', true, { method: req.method, path: req.path });
+  return limiter(rate, onLimited, deps.rateLimitStore?.(name));
 }
 
 /** Step 1: discovery at the origin root (RFC 9728; RFC 8414 path insertion). */
@@ -148,7 +151,7 @@ function mountRegistration(r: Router, deps: AppDeps, toProvider: ProviderHandler
   r.post(
     PROVIDER_ROUTES.registration,
     registrationCors,
-    budget(deps, config.rateLimits.register, 'registration.rejected_aggregate'),
+    budget(deps, 'register', config.rateLimits.register, 'registration.rejected_aggregate'),
     noStore,
     ...registrationGate({ redirectSchemes: config.redirectSchemes, supportedScopes: offeredScopes(config) }, audit),
     toProvider,
@@ -169,7 +172,7 @@ function mountAuthorization(r: Router, deps: AppDeps, toProvider: ProviderHandle
 /** Step 7: token and revocation. */
 function mountToken(r: Router, deps: AppDeps, toProvider: ProviderHandler): void {
   const { config, audit } = deps;
-  const tokenBudget = budget(deps, config.rateLimits.token, 'token.rejected_aggregate');
+  const tokenBudget = budget(deps, 'token', config.rateLimits.token, 'token.rejected_aggregate');
   r.post(PROVIDER_ROUTES.token, tokenBudget, ...tokenPreflight(config.resources, audit, deps.stores.models), toProvider);
   r.options(PROVIDER_ROUTES.token, toProvider);
   r.post(PROVIDER_ROUTES.revocation, tokenBudget, toProvider);
@@ -199,7 +202,7 @@ export function buildApp(deps: AppDeps): Express {
   mountOperations(r, deps);
   if (deps.demo) r.use('/demo-idp', deps.demo.idpRouter); // demo mode: the embedded upstream IdP
   mountRegistration(r, deps, toProvider);
-  const authorizeBudget = budget(deps, config.rateLimits.authorize, 'authorization.rejected_aggregate');
+  const authorizeBudget = budget(deps, 'authorize', config.rateLimits.authorize, 'authorization.rejected_aggregate');
   mountAuthorization(r, deps, toProvider, authorizeBudget);
   // Admin console and connected apps (their own guards: src/admin/guard.ts, src/account/pages.ts).
   // Their sign-in buttons start an upstream login like Approve does: the same budget, counted only

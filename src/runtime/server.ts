@@ -32,6 +32,7 @@ import { buildApp, gatewayFront, type AppDeps, type GatewayServices } from './ap
 import { scheduleMaintenance } from './maintenance.js';
 import { createCore, openStorage, type Core } from './core.js';
 import { startDemo } from './demo.js';
+import { purgeEndedRateLimits, SqlRateLimitStore } from '../store/rate-limits.js';
 import { loadOrCreateJwks } from './jwks.js';
 
 export interface RuntimeOptions {
@@ -73,6 +74,12 @@ function createGatewayServices(core: Core, mcpUrl: URL | undefined): GatewayServ
   };
 }
 
+/** The longest window of the budgets kept in rate_limits: a row older than it has ended in any budget. */
+function longestWindowMs(config: Readonly<Config>): number {
+  const { register, token, authorize } = config.rateLimits;
+  return Math.max(register.windowMs, token.windowMs, authorize.windowMs);
+}
+
 /** Housekeeping on a timer (src/runtime/maintenance.ts); returns the function that stops it. */
 function startMaintenance(core: Core, gateway: GatewayServices): () => Promise<void> {
   const { stores, config, audit, log, revocation } = core;
@@ -87,6 +94,7 @@ function startMaintenance(core: Core, gateway: GatewayServices): () => Promise<v
       () => stores.browserSessions.purgeExpired(),
       () => stores.adminSessions.purgeExpired(config.ttl.adminIdle),
       () => gateway.sessions.purgeIdle(),
+      ...(core.sql.engine === 'postgres' ? [() => purgeEndedRateLimits(core.sql, Date.now() - longestWindowMs(config))] : []),
     ],
     onClientExpired: (clientId) => revocation.revokeClient(clientId, 'client_deleted'),
   });
@@ -132,6 +140,8 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     provider,
     views,
     gateway,
+    // DESIGN §8: on PostgreSQL one budget per client IP for all replicas (src/store/rate-limits.ts).
+    rateLimitStore: sql.engine === 'postgres' ? (name) => new SqlRateLimitStore(sql, name) : undefined,
     demo: demo ? { idpRouter: demo.idpRouter, mcpUrl: demo.mcpUrl?.href } : undefined,
   };
   const app = buildApp(deps);

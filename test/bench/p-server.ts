@@ -10,6 +10,8 @@
  * GW-13 scrubber: a bench-only ablation made here by wrapping the upstream-token source (the
  * scrubber has no switch in production code). Both sets go through the wrapper; only (d)'s
  * answers are given no patterns to look for, so c − d is the scrubber's cost.
+ *
+ * With P_DATABASE_URL this P runs on that PostgreSQL database ((e) in run.ts), else on SQLite.
  */
 import { Browser, authorizeClient, startStack } from '../helpers/stack.js';
 import { NO_SECRETS } from '../../src/gateway/redact.js';
@@ -23,6 +25,7 @@ const stack = await startStack({
     RATE_LIMIT_TOKEN: '100000000/1m',
     RATE_LIMIT_AUTHORIZE: '100000000/1m', // two sets of tokens are seeded through /authorize
     LOG_LEVEL: 'warn',
+    ...(process.env.P_DATABASE_URL ? { DATABASE_URL: process.env.P_DATABASE_URL } : {}),
   },
 });
 const { runtime } = stack.app;

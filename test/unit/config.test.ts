@@ -149,7 +149,7 @@ describe('config › loadConfig', () => {
     for (const url of ['postgres://proxy:pw@db.internal:5432/proxy', 'postgresql://proxy@db/proxy', 'postgres:///proxy?host=/var/run/postgresql']) {
       expect(loadConfig({ ...UPSTREAM, ...secret, DATABASE_URL: url }).databaseUrl).toBe(url);
     }
-    expect(loadConfig({ ...UPSTREAM, DATABASE_POOL_MAX: '25' }).databasePoolMax).toBe(25);
+    expect(loadConfig({ ...UPSTREAM, ...secret, DATABASE_URL: 'postgres://proxy@db/proxy', DATABASE_POOL_MAX: '25' }).databasePoolMax).toBe(25);
     const problems = problemsOf({ ...UPSTREAM, ...secret, DATABASE_URL: 'mysql://proxy:db-password-1@db/proxy', DATABASE_POOL_MAX: '0' });
     expect(problems).toEqual(['DATABASE_URL: must start with postgres:// or postgresql://', 'DATABASE_POOL_MAX: must be a whole number from 1 to 1000 (got "0")']);
     expect(problemsOf({ ...UPSTREAM, ...secret, DATABASE_URL: 'postgres:///proxy' })).toEqual(['DATABASE_URL: must name a host, or a unix socket directory with ?host=/socket/dir']);
