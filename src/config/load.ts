@@ -13,7 +13,7 @@ import type { RateBudget } from './duration.js';
 import { CONFIG_KEYS, SCHEMA, type ConfigKey, type KeyDef, type Preset } from './schema.js';
 import { derivePublicUrls, type PublicUrls } from './urls.js';
 import { readConfigFile, type Source } from './file.js';
-import { checkOpenMetrics, checkPlainHttp, checkSharedSecret, checkUpstream, decideDemo, get, type Loading } from './checks.js';
+import { checkOpenMetrics, checkPlainHttp, checkSharedSecret, checkToolScopes, checkUpstream, decideDemo, get, type Loading } from './checks.js';
 
 export interface UpstreamConfig {
   preset: Preset;
@@ -47,6 +47,8 @@ export interface Config {
   upstream: UpstreamConfig | undefined;
   mcpUpstreamUrl: URL | undefined;
   mcpScopes: string[];
+  /** MCP_TOOL_SCOPES: the scopes a `tools/call` of each listed tool needs besides the first of mcpScopes (src/gateway/tool-policy.ts) */
+  toolScopes: { tool: string; scope: string }[];
   ttl: { consent: number; session: number; accessToken: number; refreshToken: number; clientIdle: number; adminIdle: number; adminSession: number };
   redirectSchemes: string[];
   rateLimits: { register: RateBudget; token: RateBudget; authorize: RateBudget; rejected: RateBudget };
@@ -117,6 +119,7 @@ function assemble(l: Loading, publicUrl: URL, demo: boolean, upstream: UpstreamC
     upstream,
     mcpUpstreamUrl: v('MCP_UPSTREAM_URL'),
     mcpScopes: v('MCP_SCOPES'),
+    toolScopes: v('MCP_TOOL_SCOPES'),
     ttl: {
       consent: v('CONSENT_TTL'),
       session: v('SESSION_TTL'),
@@ -157,6 +160,7 @@ export function loadConfig(env: Source = process.env, options: LoadOptions = {})
   const publicUrl = get<URL | undefined>(l, 'PUBLIC_URL') ?? (l.values.has('PUBLIC_URL') || env.PUBLIC_URL ? undefined : new URL(`http://localhost:${port}`));
   const insecureOk = checkPlainHttp(l, publicUrl);
   checkOpenMetrics(l, publicUrl);
+  checkToolScopes(l);
   checkSharedSecret(l);
   const choice = decideDemo(l, publicUrl);
   const upstream = checkUpstream(l, choice, publicUrl);
