@@ -251,7 +251,7 @@ export const SCHEMA = {
   }),
   MCP_SCOPES: key({
     group: 'Authorization server (P)',
-    doc: 'Scopes this proxy offers for the MCP resource, space-separated. The first is required by `/mcp`; a request without `scope` gets all of them.',
+    doc: 'Scopes this proxy offers for the MCP resource, space-separated. The first is required by `/mcp`; a request without `scope` gets all of them but those only `MCP_TOOL_SCOPES` asks for (the minimal set, also what the resource metadata and the 401 challenge name).',
     defaultText: '`mcp:tools`',
     fallback: 'mcp:tools',
     parse: (raw) => {

@@ -1,13 +1,15 @@
 /**
  * MCP_TOOL_SCOPES (GW-15) and the header rules (GW-16) as pure decisions: the configuration
  * refuses a scope outside MCP_SCOPES by name; which bodies are read; the challenge's scope set;
- * the Base64 sentinel.
+ * the Base64 sentinel; the minimal set of scopes and the step-up scopes a registration may reach.
  */
 import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config/load.js';
 import { createToolPolicy } from '../../src/gateway/tool-policy.js';
 import { decodeHeaderValue, headerMismatch } from '../../src/gateway/mcp-headers.js';
+import { baselineScopes, stepUpScopes } from '../../src/oauth/scopes.js';
+import { admitRegistration } from '../../src/oauth/admission.js';
 
 const UPSTREAM = { UPSTREAM_ISSUER: 'https://idp.example.com', UPSTREAM_CLIENT_ID: 'proxy', UPSTREAM_CLIENT_SECRET: 's', MCP_UPSTREAM_URL: 'https://mcp.internal.example.com/mcp' };
 
@@ -85,5 +87,21 @@ describe('MCP request-metadata headers', () => {
     expect(headerMismatch({ ...era, 'mcp-method': 'tools/list', 'mcp-name': 'x' }, [{ method: 'tools/list' }])).toBe('the Mcp-Name header does not match the body');
     expect(headerMismatch({ ...era, 'mcp-method': 'tools/list' }, [{ method: 'tools/list' }])).toBeUndefined();
     expect(headerMismatch({}, [{ method: 'tools/call', params: { name: 'x' } }])).toBeUndefined();
+  });
+});
+
+describe('the minimal set and step-up scopes (DISC-04, GW-15)', () => {
+  const config = { mcpScopes: ['mcp:tools', 'mcp:read', 'mcp:admin'], toolScopes: [{ tool: 'rm', scope: 'mcp:admin' }, { tool: 'ls', scope: 'mcp:tools' }] };
+
+  it('leaves the step-up-only scopes out of the minimal set; the route scope is never step-up', () => {
+    expect(stepUpScopes(config)).toEqual(['mcp:admin']);
+    expect(baselineScopes(config)).toEqual(['mcp:tools', 'mcp:read']);
+    expect(baselineScopes({ ...config, toolScopes: [] })).toEqual(config.mcpScopes);
+  });
+
+  it('lets a client registered with the minimal set reach the step-up scopes', () => {
+    const policy = { redirectSchemes: [], supportedScopes: ['openid', 'offline_access', ...config.mcpScopes], stepUpScopes: stepUpScopes(config) };
+    const admitted = admitRegistration({ redirect_uris: ['http://127.0.0.1:9/cb'], scope: 'mcp:tools offline_access' }, policy);
+    expect(admitted.ok && admitted.metadata.scope).toBe('mcp:tools offline_access mcp:admin');
   });
 });
