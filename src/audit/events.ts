@@ -44,6 +44,8 @@ export const AUDIT_EVENTS = {
   /** unauthenticated refusals, one row per address, reason and minute (src/audit/refusal-tally.ts) */
   'gateway.rejected_aggregate': 'deny',
   'gateway.upstream_failed': 'error',
+  /** GW-15: a tools/call whose token lacks the tool's scope (MCP_TOOL_SCOPES); details name the tools and the missing scopes */
+  'gateway.tool_refused': 'deny',
   // GW-13: R echoed U's token and it was redacted. 'deny': what was withheld is exactly what an
   // attacking client (or a prompt steering a tool that reflects requests) would be after, so it
   // belongs with the blocked attempts an admin reviews.

@@ -64,6 +64,13 @@ export function checkEngineSettings(l: Loading): void {
   }
 }
 
+/** MCP_TOOL_SCOPES may only name scopes P offers for the MCP resource (MCP_SCOPES): a token could never carry another. */
+export function checkToolScopes(l: Loading): void {
+  const offered = get<string[] | undefined>(l, 'MCP_SCOPES') ?? [];
+  const unknown = (get<{ tool: string; scope: string }[] | undefined>(l, 'MCP_TOOL_SCOPES') ?? []).filter((p) => !offered.includes(p.scope));
+  for (const { tool, scope } of unknown) l.problems.push(`MCP_TOOL_SCOPES: scope ${scope} (for tool ${tool}) is not one of MCP_SCOPES`);
+}
+
 /** /metrics open on a public address: a warning (SECURITY.md "Operations endpoints"). */
 export function checkOpenMetrics(l: Loading, publicUrl: URL | undefined): void {
   if (!get(l, 'METRICS_TOKEN') && publicUrl && !isLoopbackHost(publicUrl.hostname)) {

@@ -13,7 +13,7 @@ import type { RateBudget } from './duration.js';
 import { CONFIG_KEYS, SCHEMA, type ConfigKey, type KeyDef, type Preset } from './schema.js';
 import { derivePublicUrls, type PublicUrls } from './urls.js';
 import { readConfigFile, type Source } from './file.js';
-import { checkEngineSettings, checkOpenMetrics, checkPlainHttp, checkSharedSecret, checkUpstream, decideDemo, get, type Loading } from './checks.js';
+import { checkEngineSettings, checkOpenMetrics, checkPlainHttp, checkSharedSecret, checkToolScopes, checkUpstream, decideDemo, get, type Loading } from './checks.js';
 
 export interface UpstreamConfig {
   preset: Preset;
@@ -49,6 +49,8 @@ export interface Config {
   /** UPSTREAM_TIMEOUT: one call to U, ms */
   upstreamTimeoutMs: number;
   mcpScopes: string[];
+  /** MCP_TOOL_SCOPES: the scopes a `tools/call` of each listed tool needs besides the first of mcpScopes (src/gateway/tool-policy.ts) */
+  toolScopes: { tool: string; scope: string }[];
   ttl: { consent: number; session: number; accessToken: number; refreshToken: number; clientIdle: number; adminIdle: number; adminSession: number };
   redirectSchemes: string[];
   rateLimits: { register: RateBudget; token: RateBudget; authorize: RateBudget; rejected: RateBudget };
@@ -120,6 +122,7 @@ function assemble(l: Loading, publicUrl: URL, demo: boolean, upstream: UpstreamC
     mcpUpstreamUrl: v('MCP_UPSTREAM_URL'),
     upstreamTimeoutMs: v<number>('UPSTREAM_TIMEOUT') * 1000,
     mcpScopes: v('MCP_SCOPES'),
+    toolScopes: v('MCP_TOOL_SCOPES'),
     ttl: {
       consent: v('CONSENT_TTL'),
       session: v('SESSION_TTL'),
@@ -160,6 +163,7 @@ export function loadConfig(env: Source = process.env, options: LoadOptions = {})
   const publicUrl = get<URL | undefined>(l, 'PUBLIC_URL') ?? (l.values.has('PUBLIC_URL') || env.PUBLIC_URL ? undefined : new URL(`http://localhost:${port}`));
   const insecureOk = checkPlainHttp(l, publicUrl);
   checkOpenMetrics(l, publicUrl);
+  checkToolScopes(l);
   checkSharedSecret(l);
   checkEngineSettings(l);
   const choice = decideDemo(l, publicUrl);

@@ -72,6 +72,8 @@ function list(raw: string): string[] {
 }
 
 const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/; // RFC 6749 §3.3 scope-token
+/** MCP tool names (MCP 2026-07-28 server/tools "Tool Names": 1–128 of A-Z a-z 0-9 _ - .) */
+const TOOL_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 
 function secretKey(raw: string): Parsed<Buffer> {
   const trimmed = raw.trim();
@@ -256,7 +258,7 @@ export const SCHEMA = {
   }),
   MCP_SCOPES: key({
     group: 'Authorization server (P)',
-    doc: 'Scopes this proxy offers for the MCP resource, space-separated. The first is required by `/mcp`; a request without `scope` gets all of them.',
+    doc: 'Scopes this proxy offers for the MCP resource, space-separated. The first is required by `/mcp`; a request without `scope` gets all of them but those only `MCP_TOOL_SCOPES` asks for (the minimal set, also what the resource metadata and the 401 challenge name).',
     defaultText: '`mcp:tools`',
     fallback: 'mcp:tools',
     parse: (raw) => {
@@ -267,6 +269,23 @@ export const SCHEMA = {
       const reserved = scopes.filter((s) => s === 'openid' || s === 'offline_access');
       if (reserved.length) return bad(`must not contain ${reserved.join(', ')} (always offered by the authorization server)`);
       return ok([...new Set(scopes)]);
+    },
+  }),
+  MCP_TOOL_SCOPES: key({
+    group: 'Authorization server (P)',
+    doc: 'Per-tool scopes: `tool=scope` pairs, comma-separated (e.g. `delete_repo=mcp:admin`; a tool listed twice needs both). A `tools/call` for a listed tool with a token lacking its scope gets 403 `insufficient_scope` naming every scope the call needs, and the client steps up (README "Per-tool scopes"). Each scope must be one of `MCP_SCOPES`.',
+    defaultText: '— (none)',
+    fallback: '',
+    parse: (raw): Parsed<{ tool: string; scope: string }[]> => {
+      const pairs: { tool: string; scope: string }[] = [];
+      for (const entry of list(raw)) {
+        const eq = entry.indexOf('=');
+        const tool = entry.slice(0, eq);
+        const scope = entry.slice(eq + 1);
+        if (eq <= 0 || !TOOL_NAME.test(tool) || !SCOPE_TOKEN.test(scope)) return bad(`has an invalid entry "${entry}" (use tool=scope, tool names of letters, digits, _ - .)`);
+        pairs.push({ tool, scope });
+      }
+      return ok(pairs);
     },
   }),
   CONSENT_TTL: key({

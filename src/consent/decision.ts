@@ -16,6 +16,13 @@
  *   - the navigation was not initiated by another site: `Sec-Fetch-Site` is `none` or
  *     `same-origin`; absent ⇒ ask (AT-06, FastMCP GHSA-6x8h-498w-gv8c).
  * Each "no" has its own reason code, recorded with consent.shown.
+ *
+ * Step-up (`grantedBefore`; MCP 2026-07-28 Authz §Step-Up Authorization Flow, CONS-13): when the
+ * page is shown for a request wider than what the same user already granted the same client,
+ * redirect URI and resource IN THIS BROWSER (the latest consent, still active), the page lists
+ * those scopes as already allowed next to the new ones, and the approval keeps them: the consent
+ * recorded then covers the union (src/consent/record.ts). A consent of another key, browser or
+ * user, revoked or expired, carries nothing over.
  */
 import { safeEqual } from '../crypto/keys.js';
 import type { Consent } from '../store/consents.js';
@@ -52,6 +59,14 @@ export function coverage(consent: Consent, subject: string, request: ConsentRequ
   if (consent.resource !== request.resource) return 'resource_mismatch';
   const granted = new Set(consent.scopes.split(' '));
   return request.scopes.every((s) => granted.has(s)) ? 'covered' : 'scopes_not_covered';
+}
+
+/** Step-up: the scopes of `consent` that an approval by `subject` in the browser `browserHash` of `request` keeps (see the module comment). */
+export function grantedBefore(consent: Consent | undefined, subject: string | undefined, request: Omit<ConsentRequest, 'scopes'>, browserHash: string | undefined, now: number): string[] {
+  if (!consent || !subject || browserHash === undefined || consent.browser_hash === null) return [];
+  if (coverage(consent, subject, { ...request, scopes: [] }) !== 'covered' || consentStatus(consent, now) !== 'active') return [];
+  if (!safeEqual(consent.browser_hash, browserHash)) return [];
+  return consent.scopes.split(' ').filter(Boolean);
 }
 
 /** The interaction's parameters as a ConsentRequest (the resource defaults to the MCP resource). */

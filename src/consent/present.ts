@@ -51,6 +51,18 @@ export interface ConsentPageFacts {
   upstream: { name: string; scopes: readonly string[] };
   ttl: { consent: number; refreshToken: number; accessToken: number };
   signedInAs: string | undefined;
+  /** step-up: what this user already granted this client here, in this browser (`grantedBefore`, src/consent/decision.ts) */
+  grantedBefore?: readonly string[];
+}
+
+/**
+ * The scopes the page lists. On a step-up (something already granted), the union the approval
+ * records, each marked `new` or `granted` (already allowed), the already allowed first.
+ */
+function scopeList(requested: readonly string[], before: readonly string[]) {
+  if (!before.length) return requested.map((s) => ({ name: s, description: describeScope(s), status: undefined }));
+  const union = [...new Set([...before, ...requested])];
+  return union.map((s) => ({ name: s, description: describeScope(s), status: before.includes(s) ? ('granted' as const) : ('new' as const) }));
 }
 
 /** The consent page's data (views/consent.eta), from the facts the step gathered. */
@@ -70,7 +82,8 @@ export function consentPageView(facts: ConsentPageFacts) {
       loopback: redirect.protocol === 'http:' && isLoopbackHost(redirect.hostname),
       privateScheme: redirect.protocol !== 'http:' && redirect.protocol !== 'https:',
     },
-    scopes: request.scopes.map((s) => ({ name: s, description: describeScope(s) })),
+    scopes: scopeList(request.scopes, facts.grantedBefore ?? []),
+    stepUp: (facts.grantedBefore ?? []).length > 0,
     resource: request.resource,
     connection: connectionTerms(client.refreshable, facts.ttl),
     upstream: { name: facts.upstream.name, scopes: facts.upstream.scopes },

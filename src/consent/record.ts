@@ -4,7 +4,9 @@
  *   records the consent for (subject, client, redirect URI, resource), bound to the browser that
  *   clicked Approve (CONS-02/16, src/consent/decision.ts) — superseding an older one for the same
  *   key, whose grant and tokens are revoked (its upstream token at U after the commit,
- *   src/consent/revocation.ts) —, creates the grant with exactly the consented scopes (AT-23),
+ *   src/consent/revocation.ts) —, creates the grant with exactly the consented scopes (AT-23:
+ *   those approved, plus, on a step-up, those this user had already granted here in this browser,
+ *   `grantedBefore` in src/consent/decision.ts),
  *   seals U's tokens against the grant (UP-07), opens or renews P's browser session for the
  *   subject, and stores the interaction result (login + consent), from which oidc-provider
  *   redirects to the client's validated redirect URI with `code`, `state` and `iss` (TOK-04: the
@@ -22,6 +24,7 @@ import type { AuthorizeTransaction } from '../store/upstream-transactions.js';
 import type { UpstreamIdentity, UpstreamTokens } from '../upstream/presets.js';
 import { offeredScopes } from '../oauth/scopes.js';
 import type { Revocation } from './revocation.js';
+import { grantedBefore } from './decision.js';
 
 export interface RecordDeps {
   config: Readonly<Config>;
@@ -79,16 +82,18 @@ export async function recordAuthorization(
   if (!interaction) return undefined;
   const now = Date.now();
   const subject = identity.subject;
-  const grant = grantFor(deps, subject, tx);
   const key = { subject, clientId: tx.clientId, redirectUri: tx.redirectUri, resource: tx.resource };
 
   const recorded = await stores.transaction(async () => {
-    const grantId = await grant.save();
     const previous = await stores.consents.unrevoked(key);
+    // Step-up: what this user already granted here in this browser is kept (src/consent/decision.ts).
+    const kept = grantedBefore(previous, subject, key, tx.browserHash, now);
+    const scopes = [...new Set([...kept, ...tx.scopes])];
+    const grantId = await grantFor(deps, subject, { ...tx, scopes }).save();
     const supersededRevocation = previous ? await revocation.revokeInTransaction(previous.grant_id, 'superseded', now) : undefined;
     const consent = await stores.consents.insert({
       ...key,
-      scopes: tx.scopes,
+      scopes,
       upstreamScopes: tx.upstreamScopes,
       grantedAt: now,
       expiresAt: now + config.ttl.consent * 1000,

@@ -11,6 +11,7 @@
 import type { Request, Response } from 'express';
 import type { Config } from '../config/load.js';
 import { resourceMetadataUrl as metadataUrlOf } from '../config/urls.js';
+import { baselineScopes } from '../oauth/scopes.js';
 
 export function protectedResourceMetadata(config: Readonly<Config>, resource = config.urls.mcpResource) {
   const { urls } = config;
@@ -18,7 +19,7 @@ export function protectedResourceMetadata(config: Readonly<Config>, resource = c
   return {
     resource,
     authorization_servers: [urls.issuer],
-    scopes_supported: [...config.mcpScopes],
+    scopes_supported: baselineScopes(config), // the minimal set (src/oauth/scopes.ts)
     bearer_methods_supported: ['header'],
     resource_name: resource === urls.mcpResource ? 'MCP server (via MCP Consent Proxy)' : `API ${new URL(resource).pathname} (via MCP Consent Proxy)`,
   };
@@ -57,7 +58,7 @@ export type ChallengeError = 'invalid_token' | 'insufficient_scope' | 'invalid_r
 
 /** RFC 6750 §3 challenge value, pointing at the resource's RFC 9728 metadata. */
 export function bearerChallenge(config: Readonly<Config>, error?: ChallengeError, description?: string, scope?: string, resource = config.urls.mcpResource): string {
-  const parts = [`resource_metadata="${resourceMetadataUrl(config, resource)}"`, `scope="${scope ?? config.mcpScopes.join(' ')}"`];
+  const parts = [`resource_metadata="${resourceMetadataUrl(config, resource)}"`, `scope="${scope ?? baselineScopes(config).join(' ')}"`];
   if (error) parts.push(`error="${error}"`);
   if (description) parts.push(`error_description="${description.replace(/["\\]/g, '')}"`);
   return `Bearer ${parts.join(', ')}`;

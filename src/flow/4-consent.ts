@@ -26,7 +26,7 @@ import type { Consent } from '../store/consents.js';
 import type { BrowserSession } from '../store/browser-sessions.js';
 import type { UpstreamClient } from '../upstream/presets.js';
 import { ERRORS } from '../errors/oauth-error.js';
-import { decideConsent, promptRequested, requestOf, type ConsentRequest } from '../consent/decision.js';
+import { decideConsent, grantedBefore, promptRequested, requestOf, type ConsentRequest } from '../consent/decision.js';
 import { consentPageView } from '../consent/present.js';
 import { bindBrowser, browserHashOf, currentSession } from '../session/browser.js';
 import { startUpstreamAuthorization, type UpstreamRedirectDeps } from './5-upstream-redirect.js';
@@ -71,7 +71,7 @@ async function renderConsentPage(
   deps: ConsentStepDeps,
   req: Request,
   res: Response,
-  page: { uid: string; request: ConsentRequest; reason: string; session: BrowserSession | undefined },
+  page: { uid: string; request: ConsentRequest; reason: string; session: BrowserSession | undefined; grantedBefore: string[] },
 ): Promise<void> {
   const { provider, config, stores, audit, views } = deps;
   const { request, session } = page;
@@ -90,6 +90,7 @@ async function renderConsentPage(
     upstream,
     ttl: config.ttl,
     signedInAs: session?.display_name ?? undefined,
+    grantedBefore: page.grantedBefore,
   });
   await audit.record({ event: 'consent.shown', reason: page.reason, subject: session?.subject, clientId: request.clientId, details: { scopes: request.scopes, redirect_uri: request.redirectUri } });
   res.setHeader('Content-Security-Policy', pageCsp([formTarget, cspSourceOf(request.redirectUri)]));
@@ -113,17 +114,21 @@ export function showConsent(deps: ConsentStepDeps): RequestHandler {
       const latest = subject ? await stores.consents.latest({ subject, clientId: request.clientId, redirectUri: request.redirectUri, resource: request.resource }) : undefined;
       const latestGrantExists = latest ? await stores.models.grantExists(latest.grant_id) : false;
       const secFetchSite = req.get('sec-fetch-site');
+      const browserHash = browserHashOf(deps.cookies, req);
       const decision = decideConsent({
         subject,
         latest,
         request,
-        browserHash: browserHashOf(deps.cookies, req),
+        browserHash,
         secFetchSite,
         promptRequested: promptRequested(params),
         grantExists: (id) => id === latest?.grant_id && latestGrantExists,
         now: Date.now(),
       });
-      if (!decision.skip) return await renderConsentPage(deps, req, res, { uid: details.uid, request, reason: decision.reason, session: current?.session });
+      if (!decision.skip) {
+        const before = grantedBefore(latest, subject, request, browserHash, Date.now());
+        return await renderConsentPage(deps, req, res, { uid: details.uid, request, reason: decision.reason, session: current?.session, grantedBefore: before });
+      }
       await audit.record({ event: 'consent.skipped', reason: 'remembered', subject, clientId: request.clientId, details: { consent_id: decision.consent.id, sec_fetch_site: secFetchSite } });
       await stores.browserSessions.seen((current as { id: string }).id);
       await finishWithExistingGrant(deps, req, res, decision.consent);

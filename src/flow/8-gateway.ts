@@ -5,6 +5,8 @@
  *   1. GW-10, AT-21: a browser `Origin` not in ALLOWED_ORIGINS ⇒ 403 (DNS rebinding);
  *   2. the token check (src/gateway/token-check.ts): 401 with `WWW-Authenticate` pointing at the
  *      resource's RFC 9728 metadata, or 403 `insufficient_scope` naming the scope;
+ *   2b. GW-15/16: per-tool scopes and the header–body rule, for the few bodies they need
+ *      (src/gateway/tool-policy.ts): 403 `insufficient_scope` naming every scope, or 400;
  *   3. GW-09: an MCP session id that is unknown, or was issued to another user or client ⇒ 404,
  *      without contacting R (src/gateway/sessions.ts);
  *   4. U's token for the grant, refreshed when due (src/gateway/upstream-token.ts);
@@ -34,34 +36,18 @@ import { answerPreflight } from '../gateway/cors.js';
 import { jsonRpcError, type ForwardOutcome } from '../gateway/forward.js';
 import { after, type Maybe } from '../db/sql.js';
 import { isDatabaseBusy } from '../errors/oauth-error.js';
+import { createToolPolicy, type ToolPolicy } from '../gateway/tool-policy.js';
+import { MESSAGES, type Exchange, type Who } from '../gateway/exchange.js';
 
 export type { GatewayDeps, GatewayHandler, GatewayRoute } from '../gateway/deps.js';
 
 /** consents.last_used_at is written at most once a minute per grant. */
 const TOUCH_INTERVAL_MS = 60_000;
 
-/** Whose request it is, once the token check has passed (audit rows, refresh, session binding). */
-type Who = { subject: string; clientId: string };
-
-/** A request in flight: what every later step needs to know about it. */
-interface Exchange {
-  req: IncomingMessage;
-  res: ServerResponse;
-  suffix: string;
-  requestId: string;
-  ip: string | undefined;
-  started: bigint;
-}
-
-const MESSAGES = {
-  upstream_unreachable: 'The MCP server is not reachable',
-  upstream_timeout: 'The MCP server did not answer in time',
-  upstream_encoding: 'The MCP server answered in an encoding the gateway cannot check',
-} as const;
-
 /** One route of the gateway: the steps of the module comment, one method each. */
 class RouteGateway {
   private readonly requiredScope: string;
+  private readonly tools: ToolPolicy | undefined;
   private readonly touched = createTouchThrottle(TOUCH_INTERVAL_MS); // bounded (src/gateway/throttle.ts)
   private readonly messages: Record<Extract<ForwardOutcome, { kind: 'error' }>['reason'], string>;
 
@@ -70,6 +56,7 @@ class RouteGateway {
     private readonly route: GatewayRoute,
   ) {
     this.requiredScope = deps.config.mcpScopes[0] as string;
+    this.tools = route.mcp ? createToolPolicy(deps.config.toolScopes, this.requiredScope) : undefined;
     this.messages = { ...MESSAGES, body_too_large: `Request body exceeds ${deps.config.gateway.maxBodyBytes} bytes`, client_closed: '' };
   }
 
@@ -155,9 +142,24 @@ class RouteGateway {
   private authorized(x: Exchange, decision: TokenDecision, generation: number, foreignOrigin: boolean): void {
     if (foreignOrigin || !decision.ok) return this.refuse(x, decision, foreignOrigin);
     const who: Who = { subject: decision.subject, clientId: decision.clientId };
-    this.next(x, this.sessionAllowed(x, who), (allowed) => {
-      if (!allowed) return;
+    const allowed = after(this.toolsAllowed(x, decision.scopes, who), (ok) => ok && this.sessionAllowed(x, who));
+    this.next(x, allowed, (ok) => {
+      if (!ok) return;
       this.next(x, this.deps.upstreamTokens.get(decision.grantId, who, false, generation), (u) => this.withUpstreamToken(x, decision.grantId, who, u));
+    });
+  }
+
+  /** Step 2b, GW-15/16 (src/gateway/tool-policy.ts): a body the policy must see is read (bounded) and judged before R is asked. */
+  private toolsAllowed(x: Exchange, scopes: ReadonlySet<string>, who: Who): Maybe<boolean> {
+    if (!this.tools?.mustRead(x.req)) return true;
+    return this.tools.check(x.req, scopes, this.deps.config.gateway.maxBodyBytes).then((verdict) => {
+      if (verdict.ok) return Boolean((x.body = verdict.body));
+      if (verdict.status === 0) return false; // the client left: nothing to answer
+      const details = { method: x.req.method, resource: this.route.resource, ...verdict.details };
+      this.deps.audit.defer({ event: verdict.status === 403 ? 'gateway.tool_refused' : 'gateway.rejected', reason: verdict.reason, ...who, requestId: x.requestId, ip: x.ip, details });
+      if (verdict.status === 403) x.res.setHeader('WWW-Authenticate', bearerChallenge(this.deps.config, 'insufficient_scope', verdict.message, verdict.needed.join(' '), this.route.resource));
+      jsonRpcError(x.res, verdict.status, verdict.message, verdict.code);
+      return false;
     });
   }
 
@@ -222,7 +224,7 @@ class RouteGateway {
         this.fail(x, err);
       }
     };
-    this.route.forwarder.forward(req, res, upstream, x.suffix, done, (found) => this.leakBlocked(x, who, found));
+    this.route.forwarder.forward(req, res, upstream, x.suffix, done, (found) => this.leakBlocked(x, who, found), x.body);
   }
 
   /** GW-13: R's response carried U's token; it was redacted. Its row is committed at once, in its own transaction (no group commit), as the response ends. */

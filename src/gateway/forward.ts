@@ -1,7 +1,10 @@
 /**
  * The streaming forwarder (undici Pool per upstream origin; DESIGN §2 step 8):
  * - GW-04/GW-11: only an allowlist of request headers is forwarded (content negotiation and the
- *   MCP headers `Mcp-Session-Id`, `MCP-Protocol-Version`, `Last-Event-ID`); the client's
+ *   MCP headers `Mcp-Session-Id`, `MCP-Protocol-Version`, `Last-Event-ID`, and — GW-17, MCP
+ *   2026-07-28 Transports §Request Metadata — `Mcp-Method`, `Mcp-Name` and every
+ *   `Mcp-Param-{Name}`, unchanged: "Intermediate servers that do not recognize an
+ *   Mcp-Param-{Name} header MUST forward it"); the client's
  *   `Authorization`, cookies, `Origin`, forwarding and hop-by-hop headers never are. The
  *   upstream token goes in `Authorization: Bearer`.
  * - GW-12: the target origin and base path come from configuration only; the request path is
@@ -39,11 +42,15 @@ const FORWARDED_REQUEST_HEADERS = [
   'content-encoding',
   'mcp-session-id',
   'mcp-protocol-version',
+  'mcp-method',
+  'mcp-name',
   'last-event-id',
   'user-agent',
   'if-none-match',
   'if-modified-since',
 ];
+/** GW-17: the headers mirroring tool arguments (`x-mcp-header`), whatever their name. */
+const MCP_PARAM_PREFIX = 'mcp-param-';
 class ByteLimit extends Transform {
   private seen = 0;
   constructor(private readonly limit: number) {
@@ -71,6 +78,21 @@ export function jsonRpcError(res: ServerResponse, status: number, message: strin
   res.end(body);
 }
 
+/** GW-04/11/17: the allowlisted headers of the client's request, with U's token in place of the client's. */
+function forwardedHeaders(req: IncomingMessage, upstream: UpstreamCredential): Record<string, string> {
+  // GW-13: R is asked for a body it can be scanned in (identity); see ResponseHandler.
+  const headers: Record<string, string> = { authorization: `Bearer ${upstream.accessToken}`, 'accept-encoding': 'identity' };
+  for (const name of FORWARDED_REQUEST_HEADERS) {
+    const value = req.headers[name];
+    if (typeof value === 'string') headers[name] = value;
+  }
+  for (const name in req.headers) {
+    const value = req.headers[name];
+    if (name.startsWith(MCP_PARAM_PREFIX) && typeof value === 'string') headers[name] = value;
+  }
+  return headers;
+}
+
 export function createForwarder(target: URL, options: ForwardOptions) {
   const pool = new Pool(target.origin, {
     connections: 256,
@@ -92,7 +114,8 @@ export function createForwarder(target: URL, options: ForwardOptions) {
    * answer is held back meanwhile), or with the failure when no response could be started.
    * `leaked` is called at most once, when the response is over, if a token of `upstream` was
    * found in it (where: `header:<name>`, `header name`, `body`; never the value). `suffix` is
-   * the path below the route with its query, checked by src/gateway/dispatch.ts.
+   * the path below the route with its query, checked by src/gateway/dispatch.ts. `body`, when
+   * given, is the request body the gateway already read (src/gateway/read-body.ts), sent as is.
    */
   function forward(
     req: IncomingMessage,
@@ -101,13 +124,9 @@ export function createForwarder(target: URL, options: ForwardOptions) {
     suffix: string,
     done: (outcome: ForwardOutcome) => Promise<unknown> | void,
     leaked: (found: string[]) => void,
+    body?: Buffer,
   ): void {
-    // GW-13: R is asked for a body it can be scanned in (identity); see ResponseHandler.
-    const headers: Record<string, string> = { authorization: `Bearer ${upstream.accessToken}`, 'accept-encoding': 'identity' };
-    for (const name of FORWARDED_REQUEST_HEADERS) {
-      const value = req.headers[name];
-      if (typeof value === 'string') headers[name] = value;
-    }
+    const headers = forwardedHeaders(req, upstream);
     const method = req.method as string;
     const hasBody = method === 'POST' || method === 'PUT' || method === 'PATCH' || Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
     if (!hasBody) delete headers['content-length']; // a body without a length is sent chunked by undici
@@ -115,6 +134,10 @@ export function createForwarder(target: URL, options: ForwardOptions) {
     if (declared > options.maxBodyBytes) return void done({ kind: 'error', status: 413, reason: 'body_too_large' });
 
     const handler = new ResponseHandler(res, upstream.secrets, done, leaked);
+    if (body) {
+      headers['content-length'] = String(body.length);
+      return void pool.dispatch({ method: method as Dispatcher.HttpMethod, path: pathFor(suffix), headers, body }, handler);
+    }
     // A declared length was checked above and Node's parser enforces it; only a body without
     // one (chunked) needs counting as it streams. A body stream that errors fails the request.
     const limiter = hasBody && req.headers['content-length'] === undefined ? req.pipe(new ByteLimit(options.maxBodyBytes)) : undefined;

@@ -13,7 +13,8 @@
  *   through the displayed-text rule (src/oauth/display-text.ts), stored in NFC;
  * - client_uri, logo_uri, tos_uri, policy_uri — https (or loopback http) URLs only;
  * - application_type, token_endpoint_auth_method, grant_types, response_types, scope — REG-02/09:
- *   narrowed to what P supports; requested scopes narrowed to P's; interop F10 / deps gotcha 12: a
+ *   narrowed to what P supports; requested scopes narrowed to P's, plus the step-up scopes
+ *   (GW-15: a registered scope is a ceiling at /authorize); interop F10 / deps gotcha 12: a
  *   client that omits token_endpoint_auth_method is public (`none`), so no unused secret is issued
  *   (PKCE is required for every client anyway).
  * Unknown members are dropped (REG-02) and empty-string members ignored (interop F7, real clients
@@ -40,6 +41,8 @@ export interface AdmissionPolicy {
   redirectSchemes: readonly string[];
   /** every scope P offers */
   supportedScopes: readonly string[];
+  /** scopes a client reaches by step-up (MCP_TOOL_SCOPES, src/oauth/scopes.ts) */
+  stepUpScopes?: readonly string[];
 }
 
 type AdmissionError = 'invalid_redirect_uri' | 'invalid_client_metadata';
@@ -136,6 +139,10 @@ function scope(a: Admission): Refusal | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'string') return reject('invalid_client_metadata', 'scope', 'scope must be a string');
   const kept = value.split(' ').filter((s) => a.policy.supportedScopes.includes(s));
+  // A registered scope is a ceiling at /authorize (oidc-provider: "requested scope is not
+  // allowed"). Clients register the minimal set they were shown (MCP 2026-07-28 Authz §Scope
+  // Selection Strategy), so the step-up scopes are added or step-up could never succeed (GW-15).
+  if (kept.length) kept.push(...(a.policy.stepUpScopes ?? []));
   if (kept.length) a.metadata.scope = [...new Set(kept)].join(' ');
   else delete a.metadata.scope;
   return undefined;

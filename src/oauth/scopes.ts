@@ -7,6 +7,13 @@
  * A request for anything else is `invalid_scope` (AUTHZ-07, src/provider/policy.ts); a
  * registration's `scope` is narrowed to these (REG-09, src/oauth/admission.ts); the grant gets
  * exactly the consented ones (AT-23, src/consent/record.ts).
+ * - The minimal set (DISC-04, DISC-06; MCP 2026-07-28 Authz §Scope Selection Strategy:
+ *   "`scopes_supported` is intended to represent the minimal set of scopes necessary for basic
+ *   functionality, with additional scopes requested incrementally through the step-up
+ *   authorization flow"): `baselineScopes` — MCP_SCOPES less those only MCP_TOOL_SCOPES asks for
+ *   (`stepUpScopes`, which a client gets by step-up, GW-15). PRM `scopes_supported`, the 401
+ *   challenge and the default for an `/authorize` without `scope` name the minimal set; the
+ *   authorization server still offers every scope.
  */
 import type { Config } from '../config/load.js';
 
@@ -16,6 +23,17 @@ export const BASE_SCOPES: readonly string[] = ['openid', 'offline_access'];
 /** Every scope P offers: BASE_SCOPES, then MCP_SCOPES. */
 export function offeredScopes(config: Pick<Readonly<Config>, 'mcpScopes'>): string[] {
   return [...BASE_SCOPES, ...config.mcpScopes];
+}
+
+/** Scopes only a tool policy asks for (MCP_TOOL_SCOPES), reached by step-up; never the route scope (the first of MCP_SCOPES). */
+export function stepUpScopes(config: Pick<Readonly<Config>, 'mcpScopes' | 'toolScopes'>): string[] {
+  return [...new Set(config.toolScopes.map((p) => p.scope))].filter((s) => s !== config.mcpScopes[0]);
+}
+
+/** The minimal set: MCP_SCOPES less the step-up-only scopes (see the module comment). */
+export function baselineScopes(config: Pick<Readonly<Config>, 'mcpScopes' | 'toolScopes'>): string[] {
+  const stepUp = new Set(stepUpScopes(config));
+  return config.mcpScopes.filter((s) => !stepUp.has(s));
 }
 
 /** Plain words for the consent page (CONS-06); an unknown scope is named as it is. */

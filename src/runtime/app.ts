@@ -31,7 +31,7 @@ import { gateway, type GatewayDeps } from '../flow/8-gateway.js';
 import { jsonRpcError, type Forwarder } from '../gateway/forward.js';
 import { createDispatcher, type DispatchRoute } from '../gateway/dispatch.js';
 import { PROVIDER_ROUTES } from '../provider/configuration.js';
-import { offeredScopes } from '../oauth/scopes.js';
+import { baselineScopes, offeredScopes, stepUpScopes } from '../oauth/scopes.js';
 import { errorHandler, notFound } from '../errors/render.js';
 import { ERRORS } from '../errors/oauth-error.js';
 import { adminRouter, type AdminDeps } from '../admin/router.js';
@@ -153,7 +153,7 @@ function mountRegistration(r: Router, deps: AppDeps, toProvider: ProviderHandler
     registrationCors,
     budget(deps, 'register', config.rateLimits.register, 'registration.rejected_aggregate'),
     noStore,
-    ...registrationGate({ redirectSchemes: config.redirectSchemes, supportedScopes: offeredScopes(config) }, audit),
+    ...registrationGate({ redirectSchemes: config.redirectSchemes, supportedScopes: offeredScopes(config), stepUpScopes: stepUpScopes(config) }, audit),
     toProvider,
   );
 }
@@ -161,7 +161,7 @@ function mountRegistration(r: Router, deps: AppDeps, toProvider: ProviderHandler
 /** Steps 3–6: the authorization request, consent, upstream redirect and callback. */
 function mountAuthorization(r: Router, deps: AppDeps, toProvider: ProviderHandler, authorizeBudget: RequestHandler): void {
   const { config, audit } = deps;
-  r.all(PROVIDER_ROUTES.authorization, authorizeBudget, authorizationPreflight(config.mcpScopes.join(' '), audit), toProvider);
+  r.all(PROVIDER_ROUTES.authorization, authorizeBudget, authorizationPreflight(baselineScopes(config).join(' '), audit), toProvider);
   r.get(`${PROVIDER_ROUTES.authorization}/:uid`, authorizeBudget, resumePreflight(), toProvider); // resume after the interaction
   r.get('/interaction/:uid', authorizeBudget, showConsent(deps));
   r.post('/interaction/:uid/decision', authorizeBudget, ...decideOnConsent(deps));

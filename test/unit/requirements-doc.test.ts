@@ -21,7 +21,7 @@ const CITING_FILES = ['README.md', 'SECURITY.md'];
 const TEXT_FILE = /\.(?:ts|js|mjs|cjs|sql|eta|css|md|json|ya?ml|html)$/;
 const SKIP_DIRS = new Set(['node_modules', 'artifacts', 'screenshots']);
 /** How many IDs each family of the project's requirements checklist has. */
-const CHECKLIST_SIZE = { DISC: 15, REG: 13, CIMD: 8, AUTHZ: 13, CONS: 19, STATE: 8, UP: 10, TOK: 11, RT: 6, GW: 14, SEC: 3, AT: 23 };
+const CHECKLIST_SIZE = { DISC: 15, REG: 13, CIMD: 8, AUTHZ: 13, CONS: 19, STATE: 8, UP: 10, TOK: 11, RT: 6, GW: 17, SEC: 3, AT: 23 };
 
 /** Every ID a text cites, with `..NN` ranges and `/NN` lists expanded. */
 function citedIds(text: string): string[] {

@@ -1,0 +1,26 @@
+/**
+ * What the gateway (src/flow/8-gateway.ts) carries from step to step for one request, and the
+ * messages of its answers when R fails.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+/** Whose request it is, once the token check has passed (audit rows, refresh, session binding). */
+export type Who = { subject: string; clientId: string };
+
+/** A request in flight: what every later step needs to know about it. */
+export interface Exchange {
+  req: IncomingMessage;
+  res: ServerResponse;
+  suffix: string;
+  requestId: string;
+  ip: string | undefined;
+  started: bigint;
+  /** the body, when the tool policy read it (forwarded as is) */
+  body?: Buffer;
+}
+
+export const MESSAGES = {
+  upstream_unreachable: 'The MCP server is not reachable',
+  upstream_timeout: 'The MCP server did not answer in time',
+  upstream_encoding: 'The MCP server answered in an encoding the gateway cannot check',
+} as const;

@@ -1,0 +1,102 @@
+/**
+ * Per-tool scopes (MCP_TOOL_SCOPES, DESIGN §10) — the one module that decides whether a request's
+ * body must be read for policy, and whether a `tools/call` may reach R with the token's scopes:
+ * - GW-15: a `tools/call` (a single message or any member of a JSON-RPC batch) for a tool listed
+ *   in MCP_TOOL_SCOPES needs that tool's scopes besides the route's scope (the first of
+ *   MCP_SCOPES, src/gateway/token-check.ts). A token that lacks any of them is refused with 403
+ *   `insufficient_scope` whose `scope` names every scope the request needs — the token's own
+ *   included — in one challenge (MCP 2026-07-28 Authz §Scope Challenge Handling: "servers SHOULD
+ *   include all scopes required for the current operation in a single challenge"; RFC 6750 §3.1);
+ *   R is not contacted. P defines no scope hierarchy (GW-07).
+ * - Which bodies are read (issue 12: the streaming path must not pay for the policy): none while
+ *   MCP_TOOL_SCOPES is empty; otherwise every POST body to the MCP endpoint, bounded by
+ *   GATEWAY_MAX_BODY — whatever `Mcp-Method` says. The 2026-07-28 revision lets an intermediary
+ *   trust the mirrored header when the protocol version requires R to validate it (Transports
+ *   §Server Validation), but that makes the policy only as strong as R's check: an R that claims
+ *   the revision and does not compare would run a `tools/call` sent as `Mcp-Method: tools/list`.
+ *   P does not delegate its decision to R (fail closed); the header–body rule below then refuses
+ *   the mismatch itself.
+ * - A body that was read and is not JSON is refused (400, JSON-RPC -32700) rather than forwarded:
+ *   R might parse what P could not, and run a call P never checked (fail closed).
+ * - When the body was read, its headers must agree with it (GW-16, src/gateway/mcp-headers.ts):
+ *   checked first, so a refusal never trusts a header the body contradicts.
+ */
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { HEADER_MISMATCH, headerMismatch } from './mcp-headers.js';
+import { readBody } from './read-body.js';
+
+/** A refusal carries what the gateway writes (status, JSON-RPC code and message) and audits (reason, details). */
+export type ToolVerdict =
+  | { ok: true }
+  | { ok: false; status: 400; reason: 'invalid_json' | 'header_mismatch'; code: number; message: string; details: Record<string, unknown> }
+  | { ok: false; status: 403; reason: 'insufficient_scope'; code: number; message: string; details: { tools: string[]; missing: string[] }; needed: string[] };
+
+/** `check`'s answer: the body to forward, a refusal to write (413 for a body over the limit), or status 0 when the client left. */
+export type ToolCheck =
+  | { ok: true; body: Buffer }
+  | Exclude<ToolVerdict, { ok: true }>
+  | { ok: false; status: 413; reason: 'body_too_large'; code: number; message: string; details: Record<string, unknown> }
+  | { ok: false; status: 0 };
+
+export interface ToolPolicy {
+  /** true when this request's body must be read before it may be forwarded */
+  mustRead(req: IncomingMessage): boolean;
+  /** the decision for a body that was read, with the token's scopes */
+  decide(body: Buffer, headers: IncomingHttpHeaders, granted: ReadonlySet<string>): ToolVerdict;
+  /** read the body (at most `limit` bytes, src/gateway/read-body.ts) and decide */
+  check(req: IncomingMessage, granted: ReadonlySet<string>, limit: number): Promise<ToolCheck>;
+}
+
+/** The names of the tools called in a parsed body (one message or a batch). */
+function calledTools(messages: readonly unknown[]): string[] {
+  const tools: string[] = [];
+  for (const m of messages) {
+    if (m === null || typeof m !== 'object') continue;
+    const { method, params } = m as { method?: unknown; params?: { name?: unknown } | null };
+    if (method === 'tools/call' && params !== null && typeof params === 'object' && typeof params.name === 'string') tools.push(params.name);
+  }
+  return tools;
+}
+
+/** The policy for MCP_TOOL_SCOPES (`pairs`) on a route whose every request needs `routeScope`. */
+export function createToolPolicy(pairs: readonly { tool: string; scope: string }[], routeScope: string): ToolPolicy {
+  const byTool = new Map<string, string[]>();
+  for (const { tool, scope } of pairs) byTool.set(tool, [...(byTool.get(tool) ?? []), scope]);
+  const active = byTool.size > 0;
+
+  const policy: ToolPolicy = {
+    mustRead(req) {
+      return active && req.method === 'POST';
+    },
+
+    decide(body, headers, granted) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(body.toString('utf8'));
+      } catch {
+        return { ok: false, status: 400, reason: 'invalid_json', code: -32700, message: 'Parse error: the request body is not JSON', details: {} };
+      }
+      const messages = Array.isArray(parsed) ? parsed : [parsed];
+      const mismatch = headerMismatch(headers, messages);
+      if (mismatch) return { ok: false, status: 400, reason: 'header_mismatch', code: HEADER_MISMATCH, message: `Header mismatch: ${mismatch}`, details: { mismatch } };
+      const tools = calledTools(messages).filter((t) => byTool.has(t));
+      if (!tools.length) return { ok: true };
+      const needed = [...new Set([routeScope, ...tools.flatMap((t) => byTool.get(t) as string[])])];
+      const missing = needed.filter((s) => !granted.has(s));
+      if (!missing.length) return { ok: true };
+      const message = `this tool call requires the scopes ${needed.join(' ')}`;
+      return { ok: false, status: 403, reason: 'insufficient_scope', code: -32003, message, details: { tools: [...new Set(tools)], missing }, needed };
+    },
+
+    async check(req, granted, limit) {
+      const read = await readBody(req, limit);
+      if (read.ok) {
+        const verdict = policy.decide(read.body, req.headers, granted);
+        return verdict.ok ? { ok: true, body: read.body } : verdict;
+      }
+      if (read.reason === 'client_closed') return { ok: false, status: 0 };
+      return { ok: false, status: 413, reason: 'body_too_large', code: -32000, message: `Request body exceeds ${limit} bytes`, details: {} };
+    },
+  };
+  return policy;
+}

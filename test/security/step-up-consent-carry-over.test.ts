@@ -1,0 +1,57 @@
+/**
+ * Step-up consent carry-over (CONS-13, CONS-16; src/consent/decision.ts `grantedBefore`): an
+ * approval keeps what the same user already granted the same client, redirect URI and resource
+ * only when that consent was approved in THIS browser and is still active. Another browser of the
+ * same user, or a revoked consent, carries nothing over: the page shows no "already allowed"
+ * scope and the recorded consent (and grant, and token) holds only what this page asked for.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { registerClient, rows } from '../helpers/app.js';
+import { Browser, buildAuthorization, drive, redeem, startStack, type Stack } from '../helpers/stack.js';
+
+let stack: Stack;
+beforeAll(async () => {
+  stack = await startStack({ env: { MCP_SCOPES: 'mcp:tools mcp:admin', MCP_TOOL_SCOPES: 'echo=mcp:admin' } });
+});
+afterAll(() => stack.close());
+
+async function authorize(browser: Browser, clientId: string, scope: string) {
+  const auth = buildAuthorization(stack.app, { clientId, scope });
+  const result = await drive(browser, auth.url, auth.redirectUri, { login: 'dave' });
+  const tokens = await redeem(stack.app, clientId, result.callback.searchParams.get('code') as string, auth.verifier);
+  return { html: result.consentPage?.html ?? '', tokens: tokens.body };
+}
+
+const liveScopes = async (clientId: string) =>
+  (await rows(stack.app, 'SELECT scopes FROM consents WHERE client_id = ? AND revoked_at IS NULL', clientId)).map((r) => r.scopes.split(' ').sort());
+
+describe('step-up consent carry-over', () => {
+  it('keeps the earlier scopes in the browser that approved them, marked as already allowed', async () => {
+    const { client_id: clientId } = await registerClient(stack.app);
+    const browser = new Browser();
+    await authorize(browser, clientId, 'mcp:tools');
+    const up = await authorize(browser, clientId, 'mcp:admin');
+    expect(up.html).toMatch(/<code>mcp:tools<\/code> <span class="badge">Already allowed<\/span>/);
+    expect(await liveScopes(clientId)).toEqual([['mcp:admin', 'mcp:tools']]);
+    expect(up.tokens.scope).toBe('mcp:admin');
+  });
+
+  it('carries nothing over from another browser of the same user', async () => {
+    const { client_id: clientId } = await registerClient(stack.app);
+    await authorize(new Browser(), clientId, 'mcp:tools');
+    const other = await authorize(new Browser(), clientId, 'mcp:admin');
+    expect(other.html).not.toContain('id="step-up"');
+    expect(other.html).not.toContain('Already allowed');
+    expect(await liveScopes(clientId)).toEqual([['mcp:admin']]);
+  });
+
+  it('carries nothing over from a revoked consent', async () => {
+    const { client_id: clientId } = await registerClient(stack.app);
+    const browser = new Browser();
+    await authorize(browser, clientId, 'mcp:tools');
+    await stack.app.runtime.sql.run('UPDATE consents SET revoked_at = ?, revoked_reason = ? WHERE client_id = ?', [Date.now(), 'user', clientId]);
+    const after = await authorize(browser, clientId, 'mcp:admin');
+    expect(after.html).not.toContain('Already allowed');
+    expect(await liveScopes(clientId)).toEqual([['mcp:admin']]);
+  });
+});

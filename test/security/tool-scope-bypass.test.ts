@@ -1,0 +1,95 @@
+/**
+ * GW-15 per-tool scopes (MCP_TOOL_SCOPES): a token that lacks a listed tool's scope cannot call
+ * that tool — not alone, not inside a batch, not behind an `Mcp-Method` header that names another
+ * method (under a revision that does not oblige R to check the header), not in a chunked body.
+ * The answer is 403 with one `insufficient_scope` challenge naming every scope the call needs
+ * (the token's own included) and the 401 challenge's `resource_metadata`; R receives nothing;
+ * a `gateway.tool_refused` row names the tool and the missing scope.
+ */
+import { request } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { auditEvents } from '../helpers/app.js';
+import { Browser, authorizeClient, startStack, type Stack } from '../helpers/stack.js';
+import { mcpPost, openSession } from '../helpers/mcp-http.js';
+
+let stack: Stack;
+let narrow: string;
+let wide: string;
+let mcpUrl: string;
+beforeAll(async () => {
+  stack = await startStack({ env: { MCP_SCOPES: 'mcp:tools mcp:admin mcp:echo', MCP_TOOL_SCOPES: 'echo=mcp:echo,echo=mcp:admin,whoami=mcp:admin' } });
+  mcpUrl = `${stack.app.url}/mcp`;
+  narrow = (await authorizeClient(stack, new Browser(), { scope: 'mcp:tools mcp:echo' })).tokens.body.access_token;
+  wide = (await authorizeClient(stack, new Browser(), { scope: 'mcp:tools mcp:admin mcp:echo' })).tokens.body.access_token;
+});
+afterAll(() => stack.close());
+
+const call = (name: string, id = 7) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: { message: 'hi' } } });
+
+/** The 403 answer and the absence of any request at R. */
+async function expectRefused(send: () => Promise<{ status: number; headers: Headers }>, needed: string) {
+  const before = stack.mcp.received.length;
+  const res = await send();
+  expect(res.status).toBe(403);
+  const challenge = res.headers.get('www-authenticate') ?? '';
+  expect(challenge).toMatch(/^Bearer /);
+  expect(challenge).toContain('error="insufficient_scope"');
+  expect(challenge).toContain(`scope="${needed}"`);
+  expect(challenge).toContain(`resource_metadata="${stack.app.url}/.well-known/oauth-protected-resource/mcp"`);
+  expect(stack.mcp.received.length).toBe(before);
+}
+
+describe('GW-15 tool-scope bypass', () => {
+  it('refuses a tools/call for a listed tool whose scope the token lacks, naming every scope the call needs; R sees nothing', async () => {
+    const sessionId = await openSession(mcpUrl, narrow);
+    await expectRefused(() => mcpPost(mcpUrl, narrow, call('echo'), { 'mcp-session-id': sessionId }), 'mcp:tools mcp:echo mcp:admin');
+    const row = (await auditEvents(stack.app)).filter((e) => e.event === 'gateway.tool_refused').at(-1);
+    expect(row?.reason).toBe('insufficient_scope');
+    expect(JSON.parse(row?.details ?? '{}')).toMatchObject({ tools: ['echo'], missing: ['mcp:admin'] });
+  });
+
+  it('checks each call of a batch: one refused call refuses the batch, with the union of their scopes', async () => {
+    const batch = [{ jsonrpc: '2.0', id: 1, method: 'tools/list' }, call('echo', 2), call('whoami', 3)];
+    await expectRefused(() => mcpPost(mcpUrl, narrow, batch), 'mcp:tools mcp:echo mcp:admin');
+  });
+
+  it('does not trust an Mcp-Method header, of any revision (2026-07-28 obliges R to check it, but P does not delegate its policy to R): the body is read, the lie refused', async () => {
+    const before = stack.mcp.received.length;
+    for (const version of ['2026-07-28', '2025-11-25', '2025-06-18', 'not-a-date']) {
+      const res = await mcpPost(mcpUrl, narrow, call('whoami'), { 'mcp-method': 'tools/list', 'mcp-protocol-version': version });
+      expect(res.status, version).toBe(400);
+      expect(res.messages[0].error.code).toBe(-32020);
+    }
+    expect(stack.mcp.received.length).toBe(before);
+    // Without the header the call itself is judged.
+    await expectRefused(() => mcpPost(mcpUrl, narrow, call('whoami'), { 'mcp-protocol-version': '2025-11-25' }), 'mcp:tools mcp:admin');
+  });
+
+  it('reads a chunked body too (no Content-Length)', async () => {
+    const send = () =>
+      new Promise<{ status: number; headers: Headers }>((resolve, reject) => {
+        const url = new URL(mcpUrl);
+        const req = request({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { authorization: `Bearer ${narrow}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'transfer-encoding': 'chunked' } }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: new Headers(res.headers as Record<string, string>) }));
+        });
+        req.on('error', reject);
+        const body = JSON.stringify(call('echo'));
+        req.write(body.slice(0, 20));
+        req.end(body.slice(20));
+      });
+    await expectRefused(send, 'mcp:tools mcp:echo mcp:admin');
+  });
+
+  it('lets the call through, body intact, when the token carries every scope; unlisted tools need only the route scope', async () => {
+    const sessionId = await openSession(mcpUrl, wide);
+    const ok = await mcpPost(mcpUrl, wide, call('echo'), { 'mcp-session-id': sessionId });
+    expect(ok.status).toBe(200);
+    expect(ok.messages[0].result.content[0].text).toBe('hi');
+    const narrowSession = await openSession(mcpUrl, narrow);
+    const list = await mcpPost(mcpUrl, narrow, { jsonrpc: '2.0', id: 9, method: 'tools/list' }, { 'mcp-session-id': narrowSession });
+    expect(list.status).toBe(200);
+    const countdown = await mcpPost(mcpUrl, narrow, { jsonrpc: '2.0', id: 10, method: 'tools/call', params: { name: 'countdown', arguments: { from: 1 } } }, { 'mcp-session-id': narrowSession });
+    expect(countdown.status).toBe(200);
+  });
+});
