@@ -66,7 +66,14 @@ function createGatewayServices(core: Core, mcpUrl: URL | undefined): GatewayServ
   const generation = coalescedReads(() => stores.generation.current());
   return {
     checkToken: createTokenCheck(stores.models, stores.consents, generation),
-    upstreamTokens: createUpstreamTokenSource({ store: stores.upstreamTokens, upstream: core.upstream, revocation: core.revocation, audit, generation }),
+    upstreamTokens: createUpstreamTokenSource({
+      store: stores.upstreamTokens,
+      upstream: core.upstream,
+      revocation: core.revocation,
+      audit,
+      generation,
+      exclusive: (name, waitMs, fn) => core.sql.exclusive(name, waitMs, fn),
+    }),
     sessions: createSessionBinding(stores.mcpSessions),
     forwarders,
     generation,
