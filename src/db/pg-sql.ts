@@ -27,24 +27,17 @@
  *   its statements (a new epoch, so every connection parses afresh) and, outside a transaction,
  *   retries the statement once (safe: the error comes before the statement ran); inside one the
  *   transaction fails (PostgreSQL has aborted it) and the next one works. Stores name the columns they read, which avoids the failure altogether.
- * - `exclusive(name, waitMs, fn)` (a lock across processes held over slow work, e.g. an upstream
- *   token refresh: src/gateway/upstream-token.ts): a session-level pg_advisory_lock on a
- *   connection of a second, small pool (at most LOCK_POOL_MAX connections, opened only when
- *   needed). A holder keeps that connection while fn runs, and fn's own statements use the main
- *   pool, so holders cannot take every main-pool connection and then wait for one. The wait is
- *   bounded by the lock connection's lock_timeout (waitMs; LockTimeoutError beyond). The lock is
- *   released by pg_advisory_unlock, or — when that fails — by destroying the connection (PostgreSQL
- *   drops a session's locks with it; also when the process dies while holding it).
+ * - `exclusive` / `tryExclusive`: session-level advisory locks on a small pool of their own
+ *   (src/db/pg-locks.ts).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { BoundedCache, checkParams, exclusiveInTransaction, lockKey, LockTimeoutError, lockOutsideTransaction, toPositional, TransactionAbortedError, type Sql } from './sql.js';
+import { PgSessionLocks } from './pg-locks.js';
+import { BoundedCache, checkParams, exclusiveInTransaction, lockKey, lockOutsideTransaction, toPositional, TransactionAbortedError, type Held, type Sql } from './sql.js';
 
 const INT8_OID = 20;
 const PLACEHOLDER_CACHE_MAX = 1000;
-/** connections of the lock pool (exclusive()): one per lock held or awaited at once */
-export const LOCK_POOL_MAX = 4;
 
 export interface PgSqlOptions {
   /** DATABASE_URL */
@@ -104,11 +97,10 @@ export class PgSql implements Sql {
   readonly #statements = new BoundedCache<Statement>(PLACEHOLDER_CACHE_MAX);
   readonly #prepared: boolean;
   #epoch = 0;
-  readonly #options: PgSqlOptions;
-  #locks: pg.Pool | undefined;
+  readonly #locks: PgSessionLocks;
 
   constructor(options: PgSqlOptions) {
-    this.#options = options;
+    this.#locks = new PgSessionLocks(options);
     if (!isPostgresUrl(options.url)) throw new DatabaseUrlError('DATABASE_URL must start with postgres:// or postgresql://');
     const types = new pg.TypeOverrides();
     types.setTypeParser(INT8_OID, parseInt8);
@@ -236,50 +228,18 @@ export class PgSql implements Sql {
     await this.#query('SELECT pg_advisory_xact_lock(CAST(? AS BIGINT))', [lockKey(name)]);
   }
 
-  /** The pool of exclusive()'s lock connections, opened on first use. */
-  #lockPool(): pg.Pool {
-    if (this.#locks === undefined) {
-      const { url, connectTimeoutMs, onError } = this.#options;
-      this.#locks = new pg.Pool({ connectionString: url, max: LOCK_POOL_MAX, connectionTimeoutMillis: connectTimeoutMs ?? 10_000, application_name: 'mcp-consent-proxy-locks' });
-      this.#locks.on('error', (err) => onError?.(err));
-    }
-    return this.#locks;
-  }
-
   async exclusive<T>(name: string, waitMs: number, fn: () => Promise<T>): Promise<T> {
     if (this.inTransaction()) throw exclusiveInTransaction();
-    const key = lockKey(name);
-    const client = await this.#lockPool().connect();
-    let broken: Error | undefined;
-    const onClientError = (err: Error) => {
-      broken ??= err;
-    };
-    client.on('error', onClientError);
-    try {
-      try {
-        await client.query("SELECT set_config('lock_timeout', $1, false)", [`${Math.max(1, Math.ceil(waitMs))}ms`]);
-        await client.query('SELECT pg_advisory_lock(CAST($1 AS BIGINT))', [key]);
-      } catch (err) {
-        if ((err as { code?: unknown }).code === '55P03') throw new LockTimeoutError(name, waitMs);
-        throw err;
-      }
-      try {
-        return await fn();
-      } finally {
-        try {
-          await client.query('SELECT pg_advisory_unlock(CAST($1 AS BIGINT))', [key]);
-        } catch (err) {
-          broken ??= err as Error; // destroyed on release: the session, and its lock, end
-        }
-      }
-    } finally {
-      client.off('error', onClientError);
-      client.release(broken ?? false);
-    }
+    return await this.#locks.exclusive(name, waitMs, fn);
+  }
+
+  async tryExclusive<T>(name: string, fn: () => Promise<T>): Promise<Held<T>> {
+    if (this.inTransaction()) throw exclusiveInTransaction();
+    return await this.#locks.tryExclusive(name, fn);
   }
 
   async close(): Promise<void> {
-    await this.#locks?.end();
+    await this.#locks.close();
     await this.pool.end();
   }
 }

@@ -23,7 +23,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type Database from 'better-sqlite3';
 import { openDatabase, type Db, type OpenOptions } from './open.js';
-import { BoundedCache, checkParams, exclusiveInTransaction, lockOutsideTransaction, TransactionAbortedError, type Maybe, type Sql } from './sql.js';
+import { BoundedCache, checkParams, exclusiveInTransaction, lockOutsideTransaction, TransactionAbortedError, type Held, type Maybe, type Sql } from './sql.js';
 
 /** oneSync's answer while another context's transaction holds the connection. */
 export const NOT_NOW: unique symbol = Symbol('not now');
@@ -175,6 +175,11 @@ export class SqliteSql implements Sql {
   async exclusive<T>(_name: string, _waitMs: number, fn: () => Promise<T>): Promise<T> {
     if (this.inTransaction()) throw exclusiveInTransaction();
     return await fn();
+  }
+
+  async tryExclusive<T>(_name: string, fn: () => Promise<T>): Promise<Held<T>> {
+    if (this.inTransaction()) throw exclusiveInTransaction();
+    return { acquired: true, value: await fn() };
   }
 
   async close(): Promise<void> {

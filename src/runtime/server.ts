@@ -29,7 +29,7 @@ import { createViews, type Views } from '../views/render.js';
 import type Provider from 'oidc-provider';
 import { providerErrorRenderer } from '../errors/render.js';
 import { buildApp, gatewayFront, type AppDeps, type GatewayServices } from './app.js';
-import { scheduleMaintenance } from './maintenance.js';
+import { scheduleMaintenance, type MaintenanceDeps } from './maintenance.js';
 import { createCore, openStorage, type Core } from './core.js';
 import { startDemo } from './demo.js';
 import { purgeEndedRateLimits, SqlRateLimitStore } from '../store/rate-limits.js';
@@ -89,8 +89,13 @@ function longestWindowMs(config: Readonly<Config>): number {
 
 /** Housekeeping on a timer (src/runtime/maintenance.ts); returns the function that stops it. */
 function startMaintenance(core: Core, gateway: GatewayServices): () => Promise<void> {
+  return scheduleMaintenance(maintenanceDeps(core, gateway));
+}
+
+/** What housekeeping works on, one replica at a time (tests run it through this too). */
+export function maintenanceDeps(core: Pick<Core, 'stores' | 'config' | 'audit' | 'log' | 'revocation' | 'sql'>, gateway: Pick<GatewayServices, 'sessions'>): MaintenanceDeps {
   const { stores, config, audit, log, revocation } = core;
-  return scheduleMaintenance({
+  return {
     models: stores.models,
     clientsMeta: stores.clientsMeta,
     audit,
@@ -104,7 +109,8 @@ function startMaintenance(core: Core, gateway: GatewayServices): () => Promise<v
       ...(core.sql.engine === 'postgres' ? [() => purgeEndedRateLimits(core.sql, Date.now() - longestWindowMs(config))] : []),
     ],
     onClientExpired: (clientId) => revocation.revokeClient(clientId, 'client_deleted'),
-  });
+    exclusive: (name, fn) => core.sql.tryExclusive(name, fn),
+  };
 }
 
 /** The authorization-server engine, its signing keys and its events bridged to the audit log. */

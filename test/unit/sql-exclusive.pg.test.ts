@@ -1,7 +1,8 @@
 /**
  * Sql.exclusive on PostgreSQL (src/db/pg-sql.ts), the lock behind the upstream refresh
  * single-flight across replicas (src/gateway/upstream-token.ts, issue 11): two drivers (two
- * replicas) on one database take turns; the wait is bounded (LockTimeoutError, fn not run); the
+ * replicas) on one database take turns; tryExclusive skips while another holds the lock (the
+ * housekeeping of src/runtime/maintenance.ts); the wait is bounded (LockTimeoutError, fn not run); the
  * lock connections come from a pool of their own, so holders whose fn needs the main pool never
  * starve it; a failing fn releases the lock.
  */
@@ -95,6 +96,28 @@ describe('Sql.exclusive on PostgreSQL', () => {
     } finally {
       await small.close();
     }
+  });
+
+  it('tryExclusive: fn runs when the lock is free; while another replica holds it, { acquired: false } at once and fn does not run', async () => {
+    expect(await b.tryExclusive('job', async () => 'ran')).toEqual({ acquired: true, value: 'ran' });
+    const release = gate();
+    const held = gate();
+    const first = a.tryExclusive('job', async () => {
+      held.open();
+      await release.wait;
+      return 'A';
+    });
+    await held.wait;
+    let ran = false;
+    expect(
+      await b.tryExclusive('job', async () => {
+        ran = true;
+      }),
+    ).toEqual({ acquired: false });
+    expect(ran).toBe(false);
+    release.open();
+    expect(await first).toEqual({ acquired: true, value: 'A' });
+    expect(await b.tryExclusive('job', async () => 'B')).toEqual({ acquired: true, value: 'B' });
   });
 
   it('a failing fn releases the lock (the other replica gets it at once)', async () => {
