@@ -121,7 +121,7 @@ async function startProvider(core: Core, views: Views): Promise<Provider> {
     keys,
     models: stores.models,
     isClientDisabled: (clientId) => stores.clientsMeta.isDisabled(clientId),
-    jwks: await loadOrCreateJwks(stores.sealed, 'jwks'),
+    jwks: await loadOrCreateJwks(core.sql, stores.sealed, 'jwks'),
     renderError: providerErrorRenderer(views),
   });
   bridgeProviderEvents(provider, { audit, clientsMeta: stores.clientsMeta, log, onGrantRevoked: (grantId) => revocation.revokeGrant(grantId, 'grant_revoked') });
