@@ -51,6 +51,12 @@ export interface Runtime extends AppDeps {
   app: Express;
   /** the HTTP request listener: the gateway in front of the express app */
   handler: (req: IncomingMessage, res: ServerResponse) => void;
+  /**
+   * Start draining (SIGTERM; `listen`'s close() calls it): /healthz and /readyz answer 503, and
+   * every response from now on carries `Connection: close`, so keep-alive connections end after
+   * their current response and the balancer opens new ones to another replica.
+   */
+  drain(): void;
   /** stop timers, flush the audit queue, close the database; resolves when done */
   dispose(): Promise<void>;
 }
@@ -144,8 +150,10 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
   const cookies = createCookieJar(keys, config.urls.secureContext);
   const provider = await startProvider(core, views);
   const gateway = createGatewayServices(core, demo ? demo.mcpUrl : config.mcpUpstreamUrl);
+  let draining = false;
   const deps: AppDeps = {
     ...core,
+    draining: () => draining,
     refusals,
     metrics,
     cookies,
@@ -158,7 +166,11 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     demo: demo ? { idpRouter: demo.idpRouter, mcpUrl: demo.mcpUrl?.href } : undefined,
   };
   const app = buildApp(deps);
-  const handler = gatewayFront(deps, app);
+  const front = gatewayFront(deps, app);
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    if (draining) res.setHeader('Connection', 'close');
+    front(req, res);
+  };
   const stopMaintenance = options.maintenance === false ? async () => {} : startMaintenance(core, gateway);
   let disposed: Promise<void> | undefined;
   return {
@@ -166,6 +178,9 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     sql,
     app,
     handler,
+    drain: () => {
+      draining = true;
+    },
     dispose: () =>
       (disposed ??= (async () => {
         await stopMaintenance();
@@ -226,10 +241,13 @@ export function listen(runtime: Runtime, port = runtime.config.port, host = runt
       resolve({
         server,
         url: `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
-        // Stop accepting, let in-flight requests finish, and close each keep-alive connection
-        // as soon as it falls idle (Node closes only the ones idle at the moment of close()).
+        // Drain: stop accepting (new connections are refused: the balancer picks another
+        // replica), let in-flight requests finish, and close each keep-alive connection after
+        // its current response (Connection: close) or as soon as it falls idle (Node closes only
+        // the ones idle at the moment of close()).
         close: () =>
           new Promise<void>((done) => {
+            runtime.drain();
             const sweep = setInterval(() => server.closeIdleConnections(), 50);
             server.close(() => {
               clearInterval(sweep);
