@@ -39,8 +39,8 @@ afterAll(async () => {
 });
 
 /** Bounded wait for a condition (polling; the process runs on its own). */
-async function until(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 400; i++) {
+async function until(condition: () => boolean, what: string, tries = 400): Promise<void> {
+  for (let i = 0; i < tries; i++) {
     if (condition()) return;
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
@@ -84,7 +84,7 @@ describe('SIGTERM drains a replica', () => {
     child.stdout?.on('data', (d) => (output += d));
     child.stderr?.on('data', (d) => (output += d));
     const exit = new Promise<number | null>((resolve) => child?.on('exit', (code) => resolve(code)));
-    await until(() => output.includes('MCP Consent Proxy listening'), 'the server to listen');
+    await until(() => output.includes('MCP Consent Proxy listening'), 'the server to listen', 1600); // a loaded CI machine
 
     const app = { url } as TestApp;
     const clientId = (await registerClient(app)).client_id as string;
