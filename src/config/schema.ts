@@ -169,7 +169,7 @@ export const SCHEMA = {
   }),
   DATABASE_POOL_MAX: key({
     group: 'Storage',
-    doc: "With `DATABASE_URL`: the most PostgreSQL connections this process holds. Size it so that replicas × this stays below the server's `max_connections` (with room for `migrate` and the CLI). An error without `DATABASE_URL`.",
+    doc: "With `DATABASE_URL`: the most PostgreSQL connections this process holds. Size it so that replicas × (this + 4) stays below the server's `max_connections` (each process also opens up to 4 connections for the locks of upstream token refreshes and housekeeping, only while those run), with room for `migrate` and the CLI. An error without `DATABASE_URL`.",
     defaultText: '`10`',
     fallback: '10',
     parse: (raw) => {

@@ -27,11 +27,14 @@
  *   its statements (a new epoch, so every connection parses afresh) and, outside a transaction,
  *   retries the statement once (safe: the error comes before the statement ran); inside one the
  *   transaction fails (PostgreSQL has aborted it) and the next one works. Stores name the columns they read, which avoids the failure altogether.
+ * - `exclusive` / `tryExclusive`: session-level advisory locks on a small pool of their own
+ *   (src/db/pg-locks.ts).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { BoundedCache, checkParams, lockKey, lookupParams, lockOutsideTransaction, toPositional, TransactionAbortedError, type Sql } from './sql.js';
+import { PgSessionLocks } from './pg-locks.js';
+import { BoundedCache, checkParams, exclusiveInTransaction, lockKey, lockOutsideTransaction, lookupParams, toPositional, TransactionAbortedError, type Held, type Sql } from './sql.js';
 
 const INT8_OID = 20;
 const PLACEHOLDER_CACHE_MAX = 1000;
@@ -94,8 +97,10 @@ export class PgSql implements Sql {
   readonly #statements = new BoundedCache<Statement>(PLACEHOLDER_CACHE_MAX);
   readonly #prepared: boolean;
   #epoch = 0;
+  readonly #locks: PgSessionLocks;
 
   constructor(options: PgSqlOptions) {
+    this.#locks = new PgSessionLocks(options);
     if (!isPostgresUrl(options.url)) throw new DatabaseUrlError('DATABASE_URL must start with postgres:// or postgresql://');
     const types = new pg.TypeOverrides();
     types.setTypeParser(INT8_OID, parseInt8);
@@ -227,7 +232,18 @@ export class PgSql implements Sql {
     await this.#query('SELECT pg_advisory_xact_lock(CAST(? AS BIGINT))', [lockKey(name)]);
   }
 
+  async exclusive<T>(name: string, waitMs: number, fn: () => Promise<T>): Promise<T> {
+    if (this.inTransaction()) throw exclusiveInTransaction();
+    return await this.#locks.exclusive(name, waitMs, fn);
+  }
+
+  async tryExclusive<T>(name: string, fn: () => Promise<T>): Promise<Held<T>> {
+    if (this.inTransaction()) throw exclusiveInTransaction();
+    return await this.#locks.tryExclusive(name, fn);
+  }
+
   async close(): Promise<void> {
+    await this.#locks.close();
     await this.pool.end();
   }
 }

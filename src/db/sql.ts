@@ -24,6 +24,9 @@
  *   transaction with a silent ROLLBACK; the SQLite driver imitates it so code tested on SQLite
  *   behaves the same on PostgreSQL.)
  * - `lock(name)` only inside a transaction (both engines refuse it outside one).
+ * - `exclusive(name, waitMs, fn)` and `tryExclusive(name, fn)` only outside a transaction (both
+ *   engines refuse them inside one): a lock held across slow work that must not keep a
+ *   transaction open (an HTTP call, a housekeeping run that audits and calls U).
  *
  * The portable subset (write nothing else in a store):
  * - Types: TEXT; integers (BIGINT columns on PostgreSQL) come back as JS numbers on both engines —
@@ -116,6 +119,20 @@ export interface Sql {
    * already serializes writers). Refused outside a transaction on both engines.
    */
   lock(name: string): Promise<void>;
+  /**
+   * Outside any transaction: run fn while holding `name` against every other process on the
+   * database (PostgreSQL: a session-level pg_advisory_lock on a connection of a small pool of its
+   * own, so fn's statements — on the main pool — never wait for a connection a lock holder keeps;
+   * waiting at most waitMs, then LockTimeoutError; SQLite, one process: fn runs at once — callers
+   * keep their in-process single-flight). No transaction stays open while fn runs.
+   */
+  exclusive<T>(name: string, waitMs: number, fn: () => Promise<T>): Promise<T>;
+  /**
+   * `exclusive` without waiting: fn runs only when `name` is free at once (PostgreSQL
+   * pg_try_advisory_lock; SQLite: always), else resolves `{ acquired: false }` without running it.
+   * For jobs one process at a time is enough for (housekeeping).
+   */
+  tryExclusive<T>(name: string, fn: () => Promise<T>): Promise<Held<T>>;
   close(): Promise<void>;
 }
 
@@ -133,6 +150,21 @@ export class SqlParameterError extends Error {
     super(message);
     this.name = 'SqlParameterError';
   }
+}
+
+/** What tryExclusive() did: ran fn (with its value), or found the lock held and did not. */
+export type Held<T> = { acquired: true; value: T } | { acquired: false };
+
+/** exclusive() waited its bound for a lock another process holds. */
+export class LockTimeoutError extends Error {
+  constructor(name: string, waitMs: number) {
+    super(`waited ${waitMs} ms for the lock "${name}" that another process holds`);
+    this.name = 'LockTimeoutError';
+  }
+}
+
+export function exclusiveInTransaction(): Error {
+  return new Error('Sql.exclusive() is not allowed inside transaction(): it is for work that must not hold a transaction open');
 }
 
 export function lockOutsideTransaction(): Error {

@@ -23,7 +23,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type Database from 'better-sqlite3';
 import { openDatabase, type Db, type OpenOptions } from './open.js';
-import { BoundedCache, checkParams, lockOutsideTransaction, lookupParams, TransactionAbortedError, type Maybe, type Sql } from './sql.js';
+import { BoundedCache, checkParams, exclusiveInTransaction, lockOutsideTransaction, lookupParams, TransactionAbortedError, type Held, type Maybe, type Sql } from './sql.js';
 
 /** oneSync's answer while another context's transaction holds the connection. */
 export const NOT_NOW: unique symbol = Symbol('not now');
@@ -187,6 +187,17 @@ export class SqliteSql implements Sql {
     if (tx === null || this.#context.getStore() !== tx) throw lockOutsideTransaction();
     if (tx.failed !== undefined) throw new TransactionAbortedError(tx.failed);
     // BEGIN IMMEDIATE holds SQLite's one write lock until COMMIT: every writer is serialized.
+  }
+
+  /** One process: nothing to serialize with but itself, which its callers' single-flight does. */
+  async exclusive<T>(_name: string, _waitMs: number, fn: () => Promise<T>): Promise<T> {
+    if (this.inTransaction()) throw exclusiveInTransaction();
+    return await fn();
+  }
+
+  async tryExclusive<T>(_name: string, fn: () => Promise<T>): Promise<Held<T>> {
+    if (this.inTransaction()) throw exclusiveInTransaction();
+    return { acquired: true, value: await fn() };
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,16 @@
 /**
  * U's token for a grant, kept usable (UP-08, GW-14, AT-22):
  * - refreshed shortly before it expires (REFRESH_SKEW_MS), single-flight per grant: concurrent
- *   requests wait for one refresh;
+ *   requests wait for one refresh — in this process (a shared promise) and across replicas
+ *   (DESIGN §8, issue 11): U may rotate refresh tokens and treat a reused one as theft, revoking
+ *   the whole grant (OAuth 2.0 Security BCP, RFC 9700 §4.14.2; GitHub does), so two replicas must
+ *   never send the same refresh token. The refresh runs under `exclusive('upstream-refresh:<grant>')`
+ *   (src/db/sql.ts): on PostgreSQL a session-level advisory lock on a connection of its own, not a
+ *   transaction — nothing stays open in the database during the call to U but that lock, and no
+ *   main-pool connection is held for it. A replica that waited for the lock re-reads the stored
+ *   token and, when another one replaced the token it found due, uses that result instead of
+ *   refreshing again. The wait is bounded (REFRESH_LOCK_WAIT_MS): beyond it the stored token is
+ *   used when still valid, else the request fails as U unreachable (504);
  * - U answering `invalid_grant` means the upstream grant is gone: P's grant is revoked with the
  *   whole cascade, so the client gets 401 and must authorize again;
  * - U unreachable or failing: the request fails with 502/504; a token that is still valid is
@@ -14,13 +23,15 @@
 import type { Audit } from '../audit/audit.js';
 import type { Revocation } from '../consent/revocation.js';
 import type { UpstreamAccess, UpstreamTokenStore } from '../store/upstream-tokens.js';
-import { after, type Maybe } from '../db/sql.js';
+import { after, LockTimeoutError, type Maybe } from '../db/sql.js';
 import { UpstreamError, type UpstreamClient } from '../upstream/presets.js';
 import { createGenerationCache } from './cache.js';
 import { compileSecrets, type Secrets } from './redact.js';
 
 /** Refresh U's token when it has less than this left. */
 export const REFRESH_SKEW_MS = 60_000;
+/** How long a replica waits for another one's refresh of the same grant. */
+export const REFRESH_LOCK_WAIT_MS = 15_000;
 
 /** What the forwarder needs of U's tokens: the one to send, and all that must not come back. */
 export interface UpstreamCredential {
@@ -37,6 +48,8 @@ export interface UpstreamTokenDeps {
   revocation: Revocation;
   audit: Audit;
   generation: () => Maybe<number>;
+  /** run fn holding `name` against every replica (Sql.exclusive), waiting at most waitMs */
+  exclusive: <T>(name: string, waitMs: number, fn: () => Promise<T>) => Promise<T>;
 }
 
 type Who = { subject: string; clientId: string };
@@ -77,23 +90,40 @@ class UpstreamTokenSource {
       }
       return { ok: true, accessToken: access.accessToken, secrets: access.secrets };
     }
-    return this.refreshOnce(grantId, who);
+    return this.refreshOnce(grantId, who, access.accessToken);
   }
 
-  /** A refresh for the grant, one at a time per process (concurrent requests share it). */
-  private refreshOnce(grantId: string, who: Who): Promise<UpstreamTokenResult> {
+  /**
+   * A refresh for the grant, one at a time per process (concurrent requests share it) and across
+   * replicas (the lock): `due` is the access token found due, which a refresh replaces.
+   */
+  private refreshOnce(grantId: string, who: Who, due: string): Promise<UpstreamTokenResult> {
     let pending = this.inflight.get(grantId);
     if (!pending) {
-      pending = this.refresh(grantId, who).finally(() => this.inflight.delete(grantId));
+      pending = this.deps
+        .exclusive(`upstream-refresh:${grantId}`, REFRESH_LOCK_WAIT_MS, () => this.refresh(grantId, who, due))
+        .catch((err: unknown) => (err instanceof LockTimeoutError ? this.stored(grantId) : Promise.reject(err)))
+        .finally(() => this.inflight.delete(grantId));
       this.inflight.set(grantId, pending);
     }
     return pending;
   }
 
-  private async refresh(grantId: string, who: Who): Promise<UpstreamTokenResult> {
+  /** Another replica's refresh outlasted the wait: the stored token if it is usable, else U counts as unreachable. */
+  private async stored(grantId: string): Promise<UpstreamTokenResult> {
+    const current = await this.deps.store.get(grantId);
+    if (!current) return { ok: false, failure: 'revoked' };
+    if (current.expiresAt !== undefined && current.expiresAt <= Date.now()) return { ok: false, failure: 'unreachable' };
+    return { ok: true, accessToken: current.accessToken, secrets: compileSecrets(current.accessToken, current.refreshToken) };
+  }
+
+  private async refresh(grantId: string, who: Who, due: string): Promise<UpstreamTokenResult> {
     const { deps } = this;
     const current = await deps.store.get(grantId);
-    if (!current?.refreshToken) return { ok: false, failure: 'revoked' };
+    if (!current) return { ok: false, failure: 'revoked' };
+    // Refreshed by another replica while this one waited for the lock: use its result (issue 11).
+    if (current.accessToken !== due) return { ok: true, accessToken: current.accessToken, secrets: compileSecrets(current.accessToken, current.refreshToken) };
+    if (!current.refreshToken) return { ok: false, failure: 'revoked' };
     try {
       const next = await deps.upstream().refresh(current.refreshToken);
       await deps.store.save(grantId, current.subject, { accessToken: next.accessToken, refreshToken: next.refreshToken, expiresAt: next.expiresAt, scopes: next.scope });

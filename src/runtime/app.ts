@@ -56,6 +56,8 @@ export interface AppDeps extends PageDeps {
   refusals: RefusalBudget;
   revocation: Revocation;
   gateway: GatewayServices;
+  /** whether the server is draining (SIGTERM): /healthz and /readyz answer 503 */
+  draining: () => boolean;
   /** where budget `name` counts (PostgreSQL: shared by the replicas); undefined: in memory */
   rateLimitStore?: (name: string) => RateLimitStore | undefined;
   /** demo mode: the embedded IdP's routes and the demo MCP server's internal URL */
@@ -95,15 +97,22 @@ function mountDiscovery(app: Express, deps: AppDeps, oidc: ReturnType<AppDeps['p
   }
 }
 
-/** /healthz, /readyz (database and U's metadata), /metrics (METRICS_TOKEN), /assets. */
+/**
+ * /healthz, /readyz (database and U's metadata), /metrics (METRICS_TOKEN), /assets. While the
+ * server drains (SIGTERM, src/runtime/server.ts) both probes answer 503, so a balancer still
+ * probing this replica sends new requests elsewhere (DESIGN §8).
+ */
 function mountOperations(r: Router, deps: AppDeps): void {
   const { config } = deps;
-  r.get('/healthz', (_req, res) => {
+  r.get(['/healthz', '/readyz'], (_req, res, next) => {
     res.setHeader('Cache-Control', 'no-store');
+    if (deps.draining()) res.status(503).json({ status: 'draining' });
+    else next();
+  });
+  r.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
   r.get('/readyz', async (_req, res) => {
-    res.setHeader('Cache-Control', 'no-store');
     const database = await deps.stores.healthy();
     // The upstream's metadata must load (discovery); a failure is retried on the next probe.
     const upstream = await Promise.race([

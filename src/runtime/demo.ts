@@ -25,7 +25,7 @@ export interface Demo {
 }
 
 export async function startDemo(config: Readonly<Config>, storage: Storage, views: Views): Promise<Demo> {
-  const idp = createDemoIdp({ config, keys: storage.keys, models: storage.stores.models, views, jwks: await loadOrCreateJwks(storage.stores.sealed, 'demo-idp-jwks') });
+  const idp = createDemoIdp({ config, keys: storage.keys, models: storage.stores.models, views, jwks: await loadOrCreateJwks(storage.sql, storage.stores.sealed, 'demo-idp-jwks') });
   let mcpServer: Server | undefined;
   let mcpUrl = config.mcpUpstreamUrl;
   if (!mcpUrl) {

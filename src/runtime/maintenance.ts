@@ -7,8 +7,16 @@
  *   transactions, browser and admin sessions, and MCP session bindings unused for 24 hours
  *   (src/gateway/sessions.ts, MCP_SESSION_IDLE_MS).
  * Audit rows are never deleted by the application.
+ *
+ * One replica at a time (DESIGN §8, issue 11): a run holds the lock `maintenance` for its whole
+ * length (`exclusive`: Sql.tryExclusive — on PostgreSQL a session-level pg_try_advisory_lock, not
+ * a transaction, as a run audits through the group commit and calls U's revocation endpoint, which
+ * must not happen inside an open transaction: src/db/sql.ts). A replica whose timer fires while
+ * another one's run holds it skips its run (`skipped`), so two runs never both see — and both
+ * delete and audit — the same expired client; the next run of either replica does what is left.
  */
 import type { Logger } from 'pino';
+import type { Held } from '../db/sql.js';
 import type { Audit } from '../audit/audit.js';
 import type { ClientsMetaStore } from '../store/clients-meta.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
@@ -26,9 +34,26 @@ export interface MaintenanceDeps {
   extraPurges?: Array<() => Promise<number>>;
   /** called for each expired client before it is deleted (cascade) */
   onClientExpired?: (clientId: string) => Promise<unknown>;
+  /** run the job unless another replica's run holds the lock (Sql.tryExclusive); absent: always run */
+  exclusive?: <T>(name: string, fn: () => Promise<T>) => Promise<Held<T>>;
 }
 
-export async function runMaintenance(deps: MaintenanceDeps, now = Date.now()): Promise<{ expiredRows: number; expiredClients: string[] }> {
+export interface MaintenanceResult {
+  expiredRows: number;
+  expiredClients: string[];
+  /** another replica's run held the lock: this one did nothing */
+  skipped: boolean;
+}
+
+export async function runMaintenance(deps: MaintenanceDeps, now = Date.now()): Promise<MaintenanceResult> {
+  if (!deps.exclusive) return { ...(await housekeeping(deps, now)), skipped: false };
+  const held = await deps.exclusive('maintenance', () => housekeeping(deps, now));
+  if (held.acquired) return { ...held.value, skipped: false };
+  deps.log.debug('housekeeping skipped: another replica is running it');
+  return { expiredRows: 0, expiredClients: [], skipped: true };
+}
+
+async function housekeeping(deps: MaintenanceDeps, now: number): Promise<{ expiredRows: number; expiredClients: string[] }> {
   let expiredRows = await deps.models.purgeExpired();
   for (const purge of deps.extraPurges ?? []) expiredRows += await purge();
   const expiredClients = await deps.clientsMeta.idleSince(now - deps.clientIdleSeconds * 1000);

@@ -29,7 +29,7 @@ import { createViews, type Views } from '../views/render.js';
 import type Provider from 'oidc-provider';
 import { providerErrorRenderer } from '../errors/render.js';
 import { buildApp, gatewayFront, type AppDeps, type GatewayServices } from './app.js';
-import { scheduleMaintenance } from './maintenance.js';
+import { scheduleMaintenance, type MaintenanceDeps } from './maintenance.js';
 import { createCore, openStorage, type Core } from './core.js';
 import { startDemo } from './demo.js';
 import { purgeEndedRateLimits, SqlRateLimitStore } from '../store/rate-limits.js';
@@ -51,6 +51,12 @@ export interface Runtime extends AppDeps {
   app: Express;
   /** the HTTP request listener: the gateway in front of the express app */
   handler: (req: IncomingMessage, res: ServerResponse) => void;
+  /**
+   * Start draining (SIGTERM; `listen`'s close() calls it): /healthz and /readyz answer 503, and
+   * every response from now on carries `Connection: close`, so keep-alive connections end after
+   * their current response and the balancer opens new ones to another replica.
+   */
+  drain(): void;
   /** stop timers, flush the audit queue, close the database; resolves when done */
   dispose(): Promise<void>;
 }
@@ -66,7 +72,14 @@ function createGatewayServices(core: Core, mcpUrl: URL | undefined): GatewayServ
   const generation = coalescedReads(() => stores.generation.current());
   return {
     checkToken: createTokenCheck(stores.models, stores.consents, generation),
-    upstreamTokens: createUpstreamTokenSource({ store: stores.upstreamTokens, upstream: core.upstream, revocation: core.revocation, audit, generation }),
+    upstreamTokens: createUpstreamTokenSource({
+      store: stores.upstreamTokens,
+      upstream: core.upstream,
+      revocation: core.revocation,
+      audit,
+      generation,
+      exclusive: (name, waitMs, fn) => core.sql.exclusive(name, waitMs, fn),
+    }),
     sessions: createSessionBinding(stores.mcpSessions),
     forwarders,
     generation,
@@ -82,8 +95,13 @@ function longestWindowMs(config: Readonly<Config>): number {
 
 /** Housekeeping on a timer (src/runtime/maintenance.ts); returns the function that stops it. */
 function startMaintenance(core: Core, gateway: GatewayServices): () => Promise<void> {
+  return scheduleMaintenance(maintenanceDeps(core, gateway));
+}
+
+/** What housekeeping works on, one replica at a time (tests run it through this too). */
+export function maintenanceDeps(core: Pick<Core, 'stores' | 'config' | 'audit' | 'log' | 'revocation' | 'sql'>, gateway: Pick<GatewayServices, 'sessions'>): MaintenanceDeps {
   const { stores, config, audit, log, revocation } = core;
-  return scheduleMaintenance({
+  return {
     models: stores.models,
     clientsMeta: stores.clientsMeta,
     audit,
@@ -97,7 +115,8 @@ function startMaintenance(core: Core, gateway: GatewayServices): () => Promise<v
       ...(core.sql.engine === 'postgres' ? [() => purgeEndedRateLimits(core.sql, Date.now() - longestWindowMs(config))] : []),
     ],
     onClientExpired: (clientId) => revocation.revokeClient(clientId, 'client_deleted'),
-  });
+    exclusive: (name, fn) => core.sql.tryExclusive(name, fn),
+  };
 }
 
 /** The authorization-server engine, its signing keys and its events bridged to the audit log. */
@@ -108,7 +127,7 @@ async function startProvider(core: Core, views: Views): Promise<Provider> {
     keys,
     models: stores.models,
     isClientDisabled: (clientId) => stores.clientsMeta.isDisabled(clientId),
-    jwks: await loadOrCreateJwks(stores.sealed, 'jwks'),
+    jwks: await loadOrCreateJwks(core.sql, stores.sealed, 'jwks'),
     renderError: providerErrorRenderer(views),
   });
   bridgeProviderEvents(provider, { audit, clientsMeta: stores.clientsMeta, log, onGrantRevoked: (grantId) => revocation.revokeGrant(grantId, 'grant_revoked') });
@@ -131,8 +150,10 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
   const cookies = createCookieJar(keys, config.urls.secureContext);
   const provider = await startProvider(core, views);
   const gateway = createGatewayServices(core, demo ? demo.mcpUrl : config.mcpUpstreamUrl);
+  let draining = false;
   const deps: AppDeps = {
     ...core,
+    draining: () => draining,
     refusals,
     metrics,
     cookies,
@@ -145,7 +166,11 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     demo: demo ? { idpRouter: demo.idpRouter, mcpUrl: demo.mcpUrl?.href } : undefined,
   };
   const app = buildApp(deps);
-  const handler = gatewayFront(deps, app);
+  const front = gatewayFront(deps, app);
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
+    if (draining) res.setHeader('Connection', 'close');
+    front(req, res);
+  };
   const stopMaintenance = options.maintenance === false ? async () => {} : startMaintenance(core, gateway);
   let disposed: Promise<void> | undefined;
   return {
@@ -153,6 +178,9 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     sql,
     app,
     handler,
+    drain: () => {
+      draining = true;
+    },
     dispose: () =>
       (disposed ??= (async () => {
         await stopMaintenance();
@@ -213,10 +241,13 @@ export function listen(runtime: Runtime, port = runtime.config.port, host = runt
       resolve({
         server,
         url: `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
-        // Stop accepting, let in-flight requests finish, and close each keep-alive connection
-        // as soon as it falls idle (Node closes only the ones idle at the moment of close()).
+        // Drain: stop accepting (new connections are refused: the balancer picks another
+        // replica), let in-flight requests finish, and close each keep-alive connection after
+        // its current response (Connection: close) or as soon as it falls idle (Node closes only
+        // the ones idle at the moment of close()).
         close: () =>
           new Promise<void>((done) => {
+            runtime.drain();
             const sweep = setInterval(() => server.closeIdleConnections(), 50);
             server.close(() => {
               clearInterval(sweep);

@@ -39,6 +39,8 @@ export interface FakeUpstream {
   revokedTokens: string[];
   /** access tokens issued, with their subject */
   issued: { token: string; sub: string }[];
+  /** refresh tokens presented a second time (with `revokeOnRefreshReuse`: each revoked its user's grants) */
+  refreshReuses: string[];
   /** make the token endpoint fail (5xx) or hang (ms) */
   setTokenEndpointFault(fault: { status?: number; delayMs?: number } | undefined): void;
   /** sign `claims` as an ID token with U's own key (fault tests forge expired ones); OIDC only */
@@ -66,6 +68,12 @@ export interface FakeUpstreamOptions {
   issuer?: string;
   /** access-token lifetime for one subject, seconds (undefined: accessTokenTtl) */
   accessTokenTtlFor?: (sub: string) => number | undefined;
+  /**
+   * GitHub's reuse detection (RFC 9700 §4.14.2): a refresh token presented a second time — even
+   * while its first use is still in flight — revokes every grant of its user and is answered
+   * invalid_grant.
+   */
+  revokeOnRefreshReuse?: boolean;
 }
 
 export async function startFakeOidcUpstream(options: FakeUpstreamOptions): Promise<FakeUpstream> {
@@ -142,6 +150,32 @@ export async function startFakeOidcUpstream(options: FakeUpstreamOptions): Promi
     }
     next();
   });
+  const refreshReuses: string[] = [];
+  const refreshPresented = new Set<string>();
+  const refreshOwner = new Map<string, string>();
+  const revokeUser = async (sub: string) => {
+    for (const grantId of grantsOf.get(sub) ?? []) {
+      for (const Model of [provider.AccessToken, provider.RefreshToken, provider.AuthorizationCode] as unknown as { adapter: { revokeByGrantId(id: string): Promise<void> } }[]) {
+        await Model.adapter.revokeByGrantId(grantId);
+      }
+      const grant = await provider.Grant.find(grantId);
+      await grant?.destroy();
+    }
+  };
+  if (options.revokeOnRefreshReuse) {
+    app.post('/token', express.urlencoded({ extended: false }), async (req, res, next) => {
+      const presented = req.body?.grant_type === 'refresh_token' ? String(req.body.refresh_token) : undefined;
+      if (presented === undefined) return next();
+      if (!refreshPresented.has(presented)) {
+        refreshPresented.add(presented);
+        return next();
+      }
+      refreshReuses.push(presented);
+      const sub = refreshOwner.get(presented);
+      if (sub) await revokeUser(sub);
+      res.status(400).json({ error: 'invalid_grant', error_description: 'refresh token reused; the grant is revoked' });
+    });
+  }
   app.get('/interaction/:uid', async (req, res) => {
     const details = await provider.interactionDetails(req, res);
     if (details.prompt.name === 'login') {
@@ -166,8 +200,9 @@ export async function startFakeOidcUpstream(options: FakeUpstreamOptions): Promi
   provider.on('grant.success', (ctx) => {
     const at = ctx.oidc.entities.AccessToken as { accountId?: string } | undefined;
     tokenRequests.push({ grant_type: String(ctx.oidc.params?.grant_type), at: Date.now(), sub: at?.accountId });
-    const body = ctx.body as { access_token?: string } | undefined;
+    const body = ctx.body as { access_token?: string; refresh_token?: string } | undefined;
     if (body?.access_token && at?.accountId) issued.push({ token: body.access_token, sub: at.accountId });
+    if (body?.refresh_token && at?.accountId) refreshOwner.set(body.refresh_token, at.accountId);
   });
   provider.on('grant.error', (ctx) => tokenRequests.push({ grant_type: `${String(ctx.oidc.params?.grant_type)}:error`, at: Date.now() }));
   app.use('/token/revocation', express.urlencoded({ extended: false }), (req, _res, next) => {
@@ -188,19 +223,12 @@ export async function startFakeOidcUpstream(options: FakeUpstreamOptions): Promi
     revocations,
     revokedTokens,
     issued,
+    refreshReuses,
     setTokenEndpointFault(f) {
       fault = f;
     },
     signIdToken: (claims) => new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: 'fake-u' }).sign(privateKey),
-    async revokeUser(sub: string) {
-      for (const grantId of grantsOf.get(sub) ?? []) {
-        for (const Model of [provider.AccessToken, provider.RefreshToken, provider.AuthorizationCode] as unknown as { adapter: { revokeByGrantId(id: string): Promise<void> } }[]) {
-          await Model.adapter.revokeByGrantId(grantId);
-        }
-        const grant = await provider.Grant.find(grantId);
-        await grant?.destroy();
-      }
-    },
+    revokeUser,
     close: () =>
       new Promise<void>((r) => {
         server.close(() => r());
@@ -308,6 +336,7 @@ export async function startFakeGithub(options: FakeUpstreamOptions): Promise<Fak
     revocations: [],
     revokedTokens: [],
     issued,
+    refreshReuses: [],
     setTokenEndpointFault(f) {
       fault = f;
     },

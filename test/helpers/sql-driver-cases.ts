@@ -260,5 +260,20 @@ export function sqlDriverCases(engine: 'sqlite' | 'postgres', open: () => Promis
       );
       expect((await sql.one<{ n: number }>('SELECT n FROM items WHERE id = ?', ['counter']))?.n).toBe(8);
     });
+
+    it('exclusive(), tryExclusive(): run fn outside a transaction and returns its value; refused inside one, where fn never runs', async () => {
+      expect(await sql.exclusive('x', 1000, async () => (await sql.one<{ v: number }>('SELECT 7 AS v'))?.v)).toBe(7);
+      let ran = false;
+      await expect(
+        sql.transaction(() =>
+          sql.exclusive('x', 1000, async () => {
+            ran = true;
+          }),
+        ),
+      ).rejects.toThrow(/not allowed inside transaction/);
+      expect(ran).toBe(false);
+      expect(await sql.tryExclusive('x', async () => 8)).toEqual({ acquired: true, value: 8 });
+      await expect(sql.transaction(() => sql.tryExclusive('x', async () => 9))).rejects.toThrow(/not allowed inside transaction/);
+    });
   });
 }

@@ -28,6 +28,8 @@ export interface StackOptions {
   upstream?: 'oidc' | 'github';
   env?: Record<string, string | undefined>;
   upstreamAccessTokenTtl?: number;
+  /** U revokes the user's grants when a refresh token is presented twice (FakeUpstreamOptions) */
+  upstreamRevokesOnRefreshReuse?: boolean;
   countdownDelayMs?: number;
   /** the runtime's clock for time-bucketed records (RuntimeOptions.now) */
   now?: () => number;
@@ -42,7 +44,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const upstream =
     options.upstream === 'github'
       ? await startFakeGithub({ callbackUrl })
-      : await startFakeOidcUpstream({ callbackUrl, accessTokenTtl: options.upstreamAccessTokenTtl });
+      : await startFakeOidcUpstream({ callbackUrl, accessTokenTtl: options.upstreamAccessTokenTtl, revokeOnRefreshReuse: options.upstreamRevokesOnRefreshReuse });
   const mcp = await startFakeMcp({ countdownDelayMs: options.countdownDelayMs });
   const appOptions = {
     port,
