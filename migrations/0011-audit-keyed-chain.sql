@@ -3,7 +3,7 @@
 -- with its own HKDF label (src/crypto/keys.ts), and `key_id` names the SECRET_KEY generation
 -- that made it, so SECRET_KEY_PREVIOUS still verifies rows from before a rotation. Rows written
 -- before this migration keep key_id NULL and their plain SHA-256 hash; the first keyed row links
--- to the old head. See src/audit/chain.ts and src/audit/verify.ts.
+-- to the old head. See src/store/audit-chain.ts and src/audit/verify.ts.
 ALTER TABLE audit_log ADD COLUMN key_id TEXT;
 
 -- Appends only, at the head. The UPDATE and DELETE triggers of 0003 do not see

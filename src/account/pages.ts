@@ -2,28 +2,66 @@
  * Connected apps (/account, CONS-19): a user signed in to P (its browser session, opened by the
  * consent flow or by signing in here through the upstream) sees the applications they approved —
  * name (unverified), where answers go, scopes, when granted, last used, when it expires — and
- * revokes any of them with the full cascade. Only the signed-in subject's own consents can be
- * revoked; every POST carries a CSRF token bound to the session. Signing in is a button (a POST
- * from this page, src/flow/sign-in.ts): a GET of /account/login starts nothing. The "Revoked."
- * notice shows only for a consent of this user that is revoked (src/views/page-messages.ts).
+ * revokes any of them with the full cascade (src/consent/operations.ts). Only the signed-in
+ * subject's own consents can be revoked; every POST carries a CSRF token bound to the session
+ * (src/http/csrf.ts), and a POST with nobody signed in is an unauthenticated refusal: budgeted
+ * and tallied (src/audit/refusal-budget.ts). Signing in is a button (a POST from this page, src/session/sign-in.ts): a GET
+ * of /account/login starts nothing. The "Revoked." notice shows only for a consent of this user
+ * that is revoked (src/views/page-messages.ts).
  */
 import express, { type NextFunction, type Request, type Response, type Router } from 'express';
-import type { FlowDeps } from '../flow/deps.js';
-import type { AdminOps } from '../admin/ops.js';
-import { consentWithClientName } from '../admin/pages.js';
-import { showSignIn, startSignInFromPage } from '../flow/sign-in.js';
+import type { AdminOps } from '../consent/operations.js';
+import type { Stores } from '../store/index.js';
+import { pageCsp } from '../http/csp.js';
 import { ERRORS } from '../errors/oauth-error.js';
+import { consentsWithClientNames } from '../consent/present.js';
+import { currentSession } from '../session/browser.js';
+import { showSignIn, startSignInFromPage, type SignInDeps } from '../session/sign-in.js';
 import { revokedConsentId } from '../views/page-messages.js';
 
-export function accountRouter(deps: FlowDeps & { ops: AdminOps }): Router {
-  const { config, views, keys, stores, audit } = deps;
+export interface AccountDeps extends SignInDeps {
+  ops: AdminOps;
+  stores: SignInDeps['stores'] & Pick<Stores, 'browserSessions' | 'consents' | 'clientsMeta'>;
+}
+
+const CSRF_PURPOSE = 'account';
+
+/**
+ * Every /account POST: a signed-in user whose form carries this session's token. Nobody signed in
+ * is an unauthenticated refusal (DESIGN §9): budgeted (429 beyond RATE_LIMIT_REJECTED) and
+ * tallied per address, reason and minute, not a row per request.
+ */
+function signedInWithToken(deps: AccountDeps) {
+  const { audit } = deps;
+  return async (req: Request, res: Response, next: NextFunction) => {
+    const current = await currentSession(deps, req);
+    const denied = () => ERRORS.accessDenied('The request could not be verified as coming from your account page. Reload it and try again.', 'csrf');
+    if (!current) {
+      // Nobody signed in: an unauthenticated refusal (DESIGN §9) — budgeted (429 beyond
+      // RATE_LIMIT_REJECTED) and tallied per address, reason and minute, not a row per request.
+      deps.refusals
+        .refuse('account.rejected_aggregate', req.ip, 'not_signed_in', { method: req.method, path: req.path })
+        .then((verdict) => next(verdict.limited ? ERRORS.tooManyRequests(verdict.retryAfterSeconds) : denied()))
+        .catch(next);
+      return;
+    }
+    if (!deps.csrf.checkSession(CSRF_PURPOSE, current.id, req.body?.csrf)) {
+      await audit.record({ event: 'consent.rejected', reason: 'account_csrf', subject: current.session.subject });
+      return next(denied());
+    }
+    res.locals.account = current;
+    next();
+  };
+}
+
+export function accountRouter(deps: AccountDeps): Router {
+  const { config, views, stores } = deps;
   const base = config.urls.basePath;
   const router = express.Router();
-  const csrfFor = (sessionId: string) => keys.csrfMac(`account:${sessionId}`);
   const form = express.urlencoded({ extended: false, limit: 2048, parameterLimit: 10 });
 
   router.use((_req, res, next) => {
-    res.setHeader('Content-Security-Policy', "default-src 'self';base-uri 'none';script-src 'none';style-src 'self';img-src 'self' data:;object-src 'none';frame-ancestors 'none';form-action 'self'");
+    res.setHeader('Content-Security-Policy', pageCsp());
     res.setHeader('Cache-Control', 'no-store');
     next();
   });
@@ -32,55 +70,38 @@ export function accountRouter(deps: FlowDeps & { ops: AdminOps }): Router {
   router.get('/login', (req, res, next) => showSignIn(deps, req, res, 'account', `${base}/account`).catch(next));
   router.post('/login', ...startSignInFromPage(deps, 'account'));
 
-  function session(req: Request) {
-    const id = deps.cookies.read(req, 'session');
-    const found = stores.browserSessions.find(id);
-    return found && id ? { id, ...found } : undefined;
-  }
-
-  router.get('/', (req, res, next) => {
-    const current = session(req);
+  router.get('/', async (req, res) => {
+    const current = await currentSession(deps, req);
     if (!current) {
-      showSignIn(deps, req, res, 'account', `${base}/account`, 401).catch(next);
+      await showSignIn(deps, req, res, 'account', `${base}/account`, 401);
       return;
     }
-    const consents = stores.consents.list({ subject: current.subject, active: true, limit: 200 }).map(consentWithClientName(stores));
-    res.type('html').send(
-      views.render(
-        'account',
-        {
-          title: 'Connected applications',
-          user: current.display_name ?? current.subject,
-          consents,
-          csrf: csrfFor(current.id),
-          base,
-          revoked: revokedConsentId(req.query.revoked, (id) => stores.consents.byId(id), current.subject) !== undefined,
-        },
-        req.id,
-      ),
-    );
+    const { session } = current;
+    const consents = await consentsWithClientNames(stores.clientsMeta, await stores.consents.list({ subject: session.subject, status: 'active', limit: 200 }));
+    const revoked = (await revokedConsentId(req.query.revoked, (id) => stores.consents.byId(id), session.subject)) !== undefined;
+    res
+      .type('html')
+      .send(
+        views.render(
+          'account',
+          { title: 'Connected applications', user: session.display_name ?? session.subject, consents, csrf: deps.csrf.forSession(CSRF_PURPOSE, current.id), base, revoked },
+          req.id,
+        ),
+      );
   });
 
-  const checked = (req: Request, res: Response, next: NextFunction) => {
-    const current = session(req);
-    const token = typeof req.body?.csrf === 'string' ? req.body.csrf : '';
-    if (!current || !token || !keys.checkCsrfMac(`account:${current.id}`, token)) {
-      audit.record({ event: 'consent.rejected', reason: current ? 'account_csrf' : 'account_not_signed_in', subject: current?.subject });
-      return next(ERRORS.accessDenied('The request could not be verified as coming from your account page. Reload it and try again.', 'csrf'));
-    }
-    res.locals.account = current;
-    next();
-  };
+  const checked = signedInWithToken(deps);
 
-  router.post('/consents/:id/revoke', form, checked, (req, res, next) => {
-    const current = res.locals.account as { subject: string };
-    const consent = deps.ops.revokeConsent(Number(req.params.id), { actor: 'account', subject: current.subject, requestId: req.id, ip: req.ip }, current.subject);
+  router.post('/consents/:id/revoke', form, checked, async (req, res, next) => {
+    const { session } = res.locals.account as NonNullable<Awaited<ReturnType<typeof currentSession>>>;
+    const consent = await deps.ops.revokeConsent(Number(req.params.id), { actor: 'account', subject: session.subject, requestId: req.id, ip: req.ip }, session.subject);
     if (!consent) return next(ERRORS.notFound());
     res.redirect(303, `${base}/account?revoked=${consent.id}`);
   });
 
-  router.post('/logout', form, checked, (req, res) => {
-    stores.browserSessions.close(deps.cookies.read(req, 'session') as string);
+  router.post('/logout', form, checked, async (_req, res) => {
+    const { id } = res.locals.account as NonNullable<Awaited<ReturnType<typeof currentSession>>>;
+    await stores.browserSessions.close(id);
     deps.cookies.clear(res, 'session');
     res.redirect(303, `${base}/account`);
   });

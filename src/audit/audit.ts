@@ -1,7 +1,8 @@
 /**
  * The audit service: the one way anything is written to the audit log (style C8).
- * - `record()` commits before returning: every authorization, consent, token and admin decision
- *   is durable before its response is sent (DESIGN §3).
+ * - `record()` resolves once its row is committed: every authorization, consent, token and admin
+ *   decision is awaited before its response is sent (DESIGN §3). Rows written inside an outer
+ *   transaction join it (and commit or roll back with it).
  * - `defer()` queues gateway request records and commits them in groups (at most
  *   GROUP_COMMIT_MS later or GROUP_COMMIT_ROWS rows at once); `flush()` on shutdown.
  * Details are masked at this boundary: no key that can carry a credential reaches a row.
@@ -9,15 +10,15 @@
  * characters, marked with a trailing `…` (DESIGN §9, src/audit/limits.ts).
  * After every commit the head goes to the checkpoint file (DESIGN §9, src/audit/checkpoint.ts):
  * at most one small atomic file write per commit, never per row, off the event loop; `flush()`
- * writes it synchronously.
+ * writes it before it resolves.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from 'pino';
 import { AUDIT_EVENTS, isAuditEvent, type AuditEvent } from './events.js';
-import type { AuditRow } from './chain.js';
+import type { AuditRow } from '../store/audit-chain.js';
 import type { CheckpointWriter } from './checkpoint.js';
 import type { AuditLogStore, NewAuditRow } from '../store/audit-log.js';
 import { capOptional, capString, MAX_STORED_STRING } from './limits.js';
+import { requestContext } from '../http/request-context.js';
 
 /** Gateway records wait at most this long before they are committed. */
 export const GROUP_COMMIT_MS = 200;
@@ -33,13 +34,6 @@ export interface AuditEntry {
   requestId?: string | undefined;
   details?: Record<string, unknown> | undefined;
 }
-
-/** Per-request context (request id, client IP) for records written deep inside a flow. */
-export interface RequestContext {
-  requestId: string;
-  ip: string | undefined;
-}
-export const requestContext = new AsyncLocalStorage<RequestContext>();
 
 const SECRET_KEY = /token|secret|password|passwd|verifier|cookie|authorization|assertion|^code$|^state$|nonce|^jti$/i;
 
@@ -62,20 +56,6 @@ export function maskedCanonicalJson(value: unknown): string {
   return `{${parts.join(',')}}`;
 }
 
-/** Replace values under credential-like keys, at any depth. */
-export function maskDetails(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(maskDetails);
-  if (value && typeof value === 'object') {
-    return Object.fromEntries(
-      Object.entries(value as Record<string, unknown>)
-        .filter(([, v]) => v !== undefined)
-        .map(([k, v]) => [k, SECRET_KEY.test(k) ? '[masked]' : maskDetails(v)]),
-    );
-  }
-  if (typeof value === 'string' && value.length > MAX_STORED_STRING) return capString(value);
-  return value;
-}
-
 export interface AuditOptions {
   /** sees every record as it is made (metrics) */
   observe?: ((row: NewAuditRow) => void) | undefined;
@@ -86,6 +66,8 @@ export interface AuditOptions {
 export class Audit {
   private queue: NewAuditRow[] = [];
   private timer: NodeJS.Timeout | undefined;
+  /** appends under way, group commits and records alike (flush waits for them) */
+  private readonly commits = new Set<Promise<unknown>>();
   private readonly observe: ((row: NewAuditRow) => void) | undefined;
   private readonly checkpoint: CheckpointWriter | undefined;
 
@@ -115,12 +97,16 @@ export class Audit {
     };
   }
 
-  /** Commit one record now (decisions). Queued gateway records are committed first, in order. */
-  record(entry: AuditEntry): AuditRow {
+  /**
+   * Commit one record now (decisions); resolves with its row once committed. Queued gateway
+   * records are committed first, in order — unless this runs inside an outer transaction, which
+   * may still roll back: the queue then waits for its own group commit.
+   */
+  async record(entry: AuditEntry): Promise<AuditRow> {
     const row = this.toRow(entry);
     this.observe?.(row);
-    const pending = this.takeQueue();
-    const last = this.store.append([...pending, row]) as AuditRow;
+    const pending = this.store.inTransaction() ? [] : this.takeQueue();
+    const last = (await this.track(this.store.append([...pending, row]))) as AuditRow;
     this.writeCheckpoint(last);
     return last;
   }
@@ -130,37 +116,51 @@ export class Audit {
     const row = this.toRow(entry);
     this.observe?.(row);
     this.queue.push(row);
-    if (this.queue.length >= GROUP_COMMIT_ROWS) this.commitQueue();
-    else this.timer ??= setTimeout(() => this.commitQueue(), GROUP_COMMIT_MS).unref();
+    if (this.queue.length >= GROUP_COMMIT_ROWS) void this.commitQueue();
+    else this.timer ??= setTimeout(() => void this.commitQueue(), GROUP_COMMIT_MS).unref();
   }
 
-  /** Commit everything queued, and put the head in the checkpoint file now (shutdown, verify). */
-  flush(): void {
-    this.commitQueue();
-    if (!this.store.inTransaction()) this.checkpoint?.flushSync();
+  /**
+   * Commit everything queued, wait for every append under way (group commits, and records whose
+   * caller did not wait), and put the head in the checkpoint file now (shutdown, verify): once it
+   * resolves, everything recorded before it is in the database.
+   */
+  async flush(): Promise<void> {
+    await this.commitQueue();
+    while (this.commits.size) await Promise.allSettled([...this.commits]);
+    if (!this.store.inTransaction()) await this.checkpoint?.flush();
   }
 
-  private commitQueue(): void {
+  /** One group commit of the queue; a failure is logged (the rows are lost, the process goes on). */
+  private commitQueue(): Promise<void> {
     const pending = this.takeQueue();
-    if (!pending.length) return;
-    let last: AuditRow | undefined;
-    try {
-      last = this.store.append(pending);
-    } catch (err) {
-      this.log.error({ err, rows: pending.length }, 'audit group commit failed');
-    }
-    if (last) this.writeCheckpoint(last);
+    if (!pending.length) return Promise.resolve();
+    return this.track(this.store.append(pending)).then(
+      (last) => {
+        if (last) this.writeCheckpoint(last);
+      },
+      (err: unknown) => this.log.error({ err, rows: pending.length }, 'audit group commit failed'),
+    );
+  }
+
+  /** An append under way, until it settles (flush waits for it). */
+  private track<T>(append: Promise<T>): Promise<T> {
+    const settled: Promise<unknown> = append.then(
+      () => this.commits.delete(settled),
+      () => this.commits.delete(settled),
+    );
+    this.commits.add(settled);
+    return append;
   }
 
   /**
    * The head to the checkpoint file, once `row` is committed. Inside an outer transaction it is
    * not committed yet (and may roll back): skip, the next commit notes a newer head — a
    * checkpoint must never name a row that is not in the database.
-   * An older checkpoint may overwrite a newer one: two processes (server and CLI) append to the
-   * same chain — one commits row n, the other n+1 and writes its checkpoint, then the first
-   * writes n over it — and a synchronous flush can race an asynchronous write. Harmless: row n
-   * is committed and stays in the chain, so the older file is still true; it only covers less
-   * of the tail until the next commit. A failed write does not undo the committed row: the
+   * Heads may be noted out of order (two commits finishing in either order; the server and the
+   * CLI, or several replicas, appending to one chain): the writer keeps the newest it was given,
+   * and an older file is still true — its row is committed and stays in the chain; it only covers
+   * less of the tail until the next commit. A failed write does not undo the committed row: the
    * writer logs it, and `audit verify` then sees an older or missing file.
    */
   private writeCheckpoint(row: AuditRow): void {

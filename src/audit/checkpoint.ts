@@ -7,20 +7,33 @@
  *   forged or edited without SECRET_KEY — only deleted, or replaced by an older genuine one.
  *   Noted by `Audit` after every commit (server and CLI) and written atomically off the event
  *   loop (see createCheckpointWriter). Not written for ':memory:' databases.
+ * - On PostgreSQL (DATABASE_URL) the file lives in each replica's own data directory and records
+ *   the head of the one chain as far as that replica committed it: each replica keeps its own
+ *   file, moving forward under the same rules, and `audit verify` run next to it (same data
+ *   directory, same DATABASE_URL) checks the chain against it. A replica's file covers the chain up
+ *   to its own last commit, not the other replicas' later rows: the cross-replica checkpoint is the
+ *   shipped `audit.checkpoint` log line (README "Audit log").
+ * - The file only ever moves forward along the chain it recorded (`CheckpointAnchor`): a writer
+ *   replaces it only while the database still holds the recorded row with the recorded MAC. If
+ *   the log was cut or rewritten behind the writer's back (or a backup restored), appending to
+ *   what is left would otherwise put the shortened head in the file at the next commit — after a
+ *   restart at once — and erase the one trace of the cut. Instead the file is kept as it is, an
+ *   error is logged, and `audit verify` goes on naming the problem until the operator moves the
+ *   file aside.
  * - `audit.checkpoint` log lines (info: seq, mac, key_id, ts) at start, at least every
  *   CHECKPOINT_LOG_INTERVAL_MS while serving and at stop: shipped with the logs, they are a
- *   checkpoint a database writer cannot reach, checked with `audit verify --checkpoint <seq>:<mac>`.
+ *   checkpoint a database writer cannot reach, checked with `audit verify --checkpoint <seq>:<mac>`
+ *   (src/audit/checkpoint-log.ts).
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { AuditKey } from './chain.js';
+import type { AuditKey } from '../store/audit-chain.js';
+import type { Maybe } from '../db/sql.js';
 
 export const CHECKPOINT_FILE = 'audit-checkpoint.json';
-/** `audit.checkpoint` log lines come at least this often while serving. */
-export const CHECKPOINT_LOG_INTERVAL_MS = 10 * 60_000;
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
@@ -38,10 +51,7 @@ export interface GivenCheckpoint {
   mac: string;
 }
 
-export type CheckpointFileRead =
-  | { status: 'missing' }
-  | { status: 'invalid'; problem: string }
-  | { status: 'ok'; checkpoint: Checkpoint };
+export type CheckpointFileRead = { status: 'missing' } | { status: 'invalid'; problem: string } | { status: 'ok'; checkpoint: Checkpoint };
 
 /** Where the checkpoint file lives; undefined for an in-memory database. */
 export function checkpointPath(config: { databasePath: string; dataDir: string }): string | undefined {
@@ -49,7 +59,9 @@ export function checkpointPath(config: { databasePath: string; dataDir: string }
 }
 
 function checkpointMac(key: Buffer, cp: Checkpoint): string {
-  return createHmac('sha256', key).update(`mcp-consent-proxy/audit-checkpoint/v1\n${JSON.stringify([cp.seq, cp.mac, cp.key_id, cp.ts])}`).digest('hex');
+  return createHmac('sha256', key)
+    .update(`mcp-consent-proxy/audit-checkpoint/v1\n${JSON.stringify([cp.seq, cp.mac, cp.key_id, cp.ts])}`)
+    .digest('hex');
 }
 
 /** A committed head to record. */
@@ -59,16 +71,26 @@ export interface Head {
   key_id: string | null;
 }
 
+/** What a writer checks before it replaces the file: the chain the file recorded still stands. */
+export interface CheckpointAnchor {
+  /** the audit keys that may have made the file (current first; KeyRing.auditKeys()) */
+  keys: AuditKey[];
+  /** does the database hold row `seq` with MAC `mac`? (one indexed read; synchronous on SQLite when it can be) */
+  holds(seq: number, mac: string): Maybe<boolean>;
+}
+
 export interface CheckpointWriter {
   path: string;
+  /** why the file is no longer replaced (the log was cut or rewritten), undefined while it is */
+  readonly diverged: string | undefined;
   /**
    * Note a committed head. It is written off the event loop (the file system's thread pool) —
    * a decision's response does not wait for the disk — and heads committed while a write is in
    * flight are covered by the next write (one write per burst, each of the newest head).
    */
   update(head: Head): void;
-  /** Write the newest noted head now, synchronously, if it is not on disk yet (shutdown, verify). */
-  flushSync(): void;
+  /** Resolves once the newest noted head is on disk (or its write failed, again): shutdown, verify. */
+  flush(): Promise<void>;
   /** Resolves once no write is in flight. */
   settled(): Promise<void>;
 }
@@ -80,85 +102,145 @@ export interface CheckpointWriter {
  * Audit) or, with DATABASE_SYNCHRONOUS=NORMAL, newer than what the database kept — then verify
  * reports the lost rows, which is true.
  */
-export function createCheckpointWriter(path: string, key: AuditKey, log: Logger): CheckpointWriter {
-  let latest: Head | undefined; // the newest committed head noted
-  let writtenSeq = 0; // the newest head this process has put on disk
-  let attempted = 0; // the newest head an asynchronous write was started for
-  let inFlight: Promise<void> | undefined;
-  let failing = false;
-  let n = 0;
-  const nextTmp = () => `${path}.${process.pid}.${(n += 1)}.tmp`;
+export function createCheckpointWriter(path: string, key: AuditKey, log: Logger, guard?: CheckpointAnchor): CheckpointWriter {
+  return new CheckpointFileWriter(path, key, log, guard);
+}
 
-  const render = (head: Head): string => {
-    if (head.key_id !== key.kid) throw new Error(`audit row ${head.seq} was not made with audit key ${key.kid}: not checkpointed`);
-    const cp: Checkpoint = { seq: head.seq, mac: head.hash, key_id: key.kid, ts: new Date().toISOString() };
-    return `${JSON.stringify({ v: 1, ...cp, checkpoint_mac: checkpointMac(key.key, cp) })}\n`;
-  };
+/** The file's content for `head`: the checkpoint and its MAC under the current audit key. */
+function renderCheckpoint(key: AuditKey, head: Head): string {
+  if (head.key_id !== key.kid) throw new Error(`audit row ${head.seq} was not made with audit key ${key.kid}: not checkpointed`);
+  const cp: Checkpoint = { seq: head.seq, mac: head.hash, key_id: key.kid, ts: new Date().toISOString() };
+  return `${JSON.stringify({ v: 1, ...cp, checkpoint_mac: checkpointMac(key.key, cp) })}\n`;
+}
+
+/** The writer createCheckpointWriter returns: one per checkpoint file and process. */
+class CheckpointFileWriter implements CheckpointWriter {
+  private latest: Head | undefined; // the newest committed head noted
+  private writtenSeq = 0; // the newest head this process has put on disk
+  private attempted = 0; // the newest head a write was started for
+  private inFlight: Promise<void> | undefined;
+  private failing = false;
+  private n = 0;
+  // The row the file records (read at start, then each head this writer put there): the file is
+  // replaced only while the database still holds it with the same MAC (see the module comment).
+  private anchor: { seq: number; mac: string } | undefined;
+  private divergence: string | undefined;
+  /** the start-up check of the file's row against the database; every write waits for it */
+  private readonly ready: Promise<void>;
+
+  constructor(
+    readonly path: string,
+    private readonly key: AuditKey,
+    private readonly log: Logger,
+    private readonly guard?: CheckpointAnchor,
+  ) {
+    this.ready = Promise.resolve();
+    if (!guard) return;
+    const read = readCheckpointFile(path, guard.keys);
+    if (read.status === 'ok') this.anchor = { seq: read.checkpoint.seq, mac: read.checkpoint.mac };
+    else if (read.status === 'invalid') this.diverge(read.problem);
+    const anchor = this.anchor;
+    if (!anchor) return;
+    this.ready = Promise.resolve(guard.holds(anchor.seq, anchor.mac)).then(
+      (holds) => {
+        if (!holds) this.diverge(`the audit log does not hold row ${anchor.seq} as the checkpoint file recorded it`);
+      },
+      (err: unknown) => this.diverge(`the audit log could not be read to check the checkpoint file's row ${anchor.seq} (${(err as Error).message})`),
+    );
+  }
+
+  get diverged(): string | undefined {
+    return this.divergence;
+  }
+
+  update(head: Head): void {
+    if (this.divergence) return;
+    if (!this.latest || head.seq > this.latest.seq) this.latest = head;
+    this.kick();
+  }
+
+  async flush(): Promise<void> {
+    await this.ready;
+    this.attempted = this.writtenSeq; // a head whose write failed is tried once more
+    this.kick();
+    await this.settled();
+  }
+
+  async settled(): Promise<void> {
+    while (this.inFlight) await this.inFlight;
+  }
+
+  private nextTmp(): string {
+    return `${this.path}.${process.pid}.${(this.n += 1)}.tmp`;
+  }
+
   // A failing file system would otherwise log at every commit: once per failing streak.
-  const succeeded = () => {
-    if (failing) log.warn({ file: path }, 'audit checkpoint file written again');
-    failing = false;
-  };
-  const failed = (err: unknown) => {
-    if (!failing) log.error({ err, file: path }, 'audit checkpoint file could not be written');
-    failing = true;
-  };
+  private succeeded(): void {
+    if (this.failing) this.log.warn({ file: this.path }, 'audit checkpoint file written again');
+    this.failing = false;
+  }
 
-  const due = () => latest !== undefined && latest.seq > writtenSeq && latest.seq > attempted;
-  const kick = () => {
-    if (inFlight || !due()) return;
-    inFlight = drain().finally(() => {
-      inFlight = undefined;
-      kick(); // a head noted while the last write was finishing
+  private failed(err: unknown): void {
+    if (!this.failing) this.log.error({ err, file: this.path }, 'audit checkpoint file could not be written');
+    this.failing = true;
+  }
+
+  private diverge(problem: string): void {
+    if (this.divergence) return;
+    this.divergence = problem;
+    this.latest = undefined;
+    this.log.error(
+      { file: this.path, problem },
+      'audit checkpoint file kept as it is: the audit log was cut or rewritten (or a backup restored) — run `mcp-consent-proxy audit verify`; after a deliberate restore, move the file aside',
+    );
+  }
+
+  /** May the file move on to `head`? Only along the chain it recorded. */
+  private async extendsAnchor(head: Head): Promise<boolean> {
+    if (this.divergence) return false;
+    const anchor = this.anchor;
+    if (!this.guard || !anchor) return true;
+    if (head.seq >= anchor.seq && (await this.guard.holds(anchor.seq, anchor.mac))) return true;
+    this.diverge(`the audit log no longer holds row ${anchor.seq} as the checkpoint file recorded it (the new head is row ${head.seq})`);
+    return false;
+  }
+
+  /** `head` is on disk: from now on the file records it. */
+  private advanceAnchor(head: Head): void {
+    if (!this.anchor || head.seq > this.anchor.seq) this.anchor = { seq: head.seq, mac: head.hash };
+  }
+
+  private due(): boolean {
+    return this.latest !== undefined && this.latest.seq > this.writtenSeq && this.latest.seq > this.attempted;
+  }
+
+  private kick(): void {
+    if (this.inFlight || !this.due()) return;
+    this.inFlight = this.drain().finally(() => {
+      this.inFlight = undefined;
+      this.kick(); // a head noted while the last write was finishing
     });
-  };
+  }
 
-  async function drain(): Promise<void> {
-    while (due()) {
-      const head = latest as Head;
-      attempted = head.seq;
-      const tmp = nextTmp();
+  private async drain(): Promise<void> {
+    await this.ready;
+    while (this.due()) {
+      const head = this.latest as Head;
+      this.attempted = head.seq;
+      const tmp = this.nextTmp();
       try {
-        await writeFile(tmp, render(head));
-        // flushSync may have written a newer head meanwhile: do not replace it.
-        if (head.seq <= writtenSeq) {
-          await rm(tmp, { force: true });
-          continue;
-        }
-        await rename(tmp, path);
-        writtenSeq = Math.max(writtenSeq, head.seq);
-        succeeded();
+        if (!(await this.extendsAnchor(head))) return;
+        await writeFile(tmp, renderCheckpoint(this.key, head));
+        await rename(tmp, this.path);
+        this.writtenSeq = Math.max(this.writtenSeq, head.seq);
+        this.advanceAnchor(head);
+        this.succeeded();
       } catch (err) {
         await rm(tmp, { force: true }).catch(() => undefined);
-        failed(err);
+        this.failed(err);
       }
     }
   }
-
-  return {
-    path,
-    update(head) {
-      if (!latest || head.seq > latest.seq) latest = head;
-      kick();
-    },
-    flushSync() {
-      const head = latest;
-      if (!head || head.seq <= writtenSeq) return;
-      const tmp = nextTmp();
-      try {
-        writeFileSync(tmp, render(head));
-        renameSync(tmp, path);
-        writtenSeq = head.seq;
-        succeeded();
-      } catch (err) {
-        rmSync(tmp, { force: true });
-        failed(err);
-      }
-    },
-    async settled() {
-      while (inFlight) await inFlight;
-    },
-  };
 }
 
 /** Read and authenticate the checkpoint file with the audit keys (current and previous). */
@@ -177,7 +259,17 @@ export function readCheckpointFile(path: string, keys: AuditKey[]): CheckpointFi
     return { status: 'invalid', problem: `the checkpoint file ${path} is not valid JSON` };
   }
   const { v, seq, mac, key_id: kid, ts, checkpoint_mac: given } = parsed ?? {};
-  if (v !== 1 || !Number.isSafeInteger(seq) || (seq as number) < 1 || typeof mac !== 'string' || !HEX64.test(mac) || typeof kid !== 'string' || typeof ts !== 'string' || typeof given !== 'string' || !HEX64.test(given)) {
+  if (
+    v !== 1 ||
+    !Number.isSafeInteger(seq) ||
+    (seq as number) < 1 ||
+    typeof mac !== 'string' ||
+    !HEX64.test(mac) ||
+    typeof kid !== 'string' ||
+    typeof ts !== 'string' ||
+    typeof given !== 'string' ||
+    !HEX64.test(given)
+  ) {
     return { status: 'invalid', problem: `the checkpoint file ${path} does not have the fields of a checkpoint (v, seq, mac, key_id, ts, checkpoint_mac)` };
   }
   const key = keys.find((k) => k.kid === kid);
@@ -191,7 +283,7 @@ export function readCheckpointFile(path: string, keys: AuditKey[]): CheckpointFi
 
 /** The end of a sentence about a key id that none of `keys` has. */
 export function unknownKey(keys: AuditKey[]): string {
-  if (!keys.length) return 'and no SECRET_KEY is available to check it: run with the server\'s SECRET_KEY';
+  if (!keys.length) return "and no SECRET_KEY is available to check it: run with the server's SECRET_KEY";
   return `which is neither SECRET_KEY's (${keys[0]?.kid}) nor SECRET_KEY_PREVIOUS's (${keys[1]?.kid ?? 'not set'}): after a rotation, set SECRET_KEY_PREVIOUS to the key in use before it`;
 }
 
@@ -201,27 +293,4 @@ export function parseCheckpointArg(text: string): GivenCheckpoint | undefined {
   if (!match) return undefined;
   const seq = Number(match[1]);
   return seq >= 1 ? { seq, mac: (match[2] as string).toLowerCase() } : undefined;
-}
-
-/**
- * Log `audit.checkpoint` now, every CHECKPOINT_LOG_INTERVAL_MS (unref'd timer) and once more when
- * stopped (call the returned function after the last append, before the database closes; with
- * `false` it only stops the timer).
- */
-export function scheduleCheckpointLog(tip: () => { seq: number; hash: string; key_id: string | null } | undefined, log: Logger, intervalMs = CHECKPOINT_LOG_INTERVAL_MS): (final?: boolean) => void {
-  const emit = () => {
-    try {
-      const head = tip();
-      if (head) log.info({ seq: head.seq, mac: head.hash, key_id: head.key_id, ts: new Date().toISOString() }, 'audit.checkpoint');
-    } catch (err) {
-      log.error({ err }, 'audit.checkpoint could not read the head');
-    }
-  };
-  emit();
-  const timer = setInterval(emit, intervalMs);
-  timer.unref();
-  return (final = true) => {
-    clearInterval(timer);
-    if (final) emit();
-  };
 }

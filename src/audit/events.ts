@@ -9,9 +9,13 @@ export const AUDIT_EVENTS = {
 
   'registration.accepted': 'allow',
   'registration.rejected': 'deny',
+  /** requests beyond RATE_LIMIT_REGISTER, one row per address and minute (src/audit/refusal-tally.ts) */
+  'registration.rejected_aggregate': 'deny',
   'client.expired': 'info',
 
   'authorization.rejected': 'deny',
+  /** requests beyond RATE_LIMIT_AUTHORIZE, one row per address and minute */
+  'authorization.rejected_aggregate': 'deny',
 
   'consent.shown': 'info',
   'consent.approved': 'allow',
@@ -30,6 +34,8 @@ export const AUDIT_EVENTS = {
 
   'token.issued': 'allow',
   'token.rejected': 'deny',
+  /** requests beyond RATE_LIMIT_TOKEN, one row per address and minute */
+  'token.rejected_aggregate': 'deny',
   'token.revoked': 'info',
   'grant.revoked': 'info',
 
@@ -56,7 +62,8 @@ export const AUDIT_EVENTS = {
   'admin.rejected_aggregate': 'deny',
 
   'account.signed_in': 'allow',
-  'account.signin_rejected': 'deny',
+  /** refusals without a session at /account and its sign-in button, per address, reason and minute */
+  'account.rejected_aggregate': 'deny',
   'account.consent_revoked': 'info',
 
   'cli.client_disabled': 'info',

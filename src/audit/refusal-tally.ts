@@ -3,7 +3,9 @@
  * address, reason and minute, with a count, instead of one row per refused request — so a flood
  * of refused requests adds a bounded number of rows.
  * - A bucket is (event, address, reason, minute of the injected clock). Its row
- *   (`gateway.rejected_aggregate` / `admin.rejected_aggregate`, outcome deny) is queued for the
+ *   (`gateway.rejected_aggregate` / `admin.rejected_aggregate` / `account.rejected_aggregate`, and
+ *   `registration|authorization|token.rejected_aggregate` for requests beyond the budgets of
+ *   src/runtime/app.ts, reason `rate_limited`; outcome deny) is queued for the
  *   audit log's group commit once its minute has ended: at the first refusal noted in a later
  *   minute, by a timer set for the end of the minute, and at shutdown (`flush`, which also closes
  *   the current minute's buckets).
@@ -17,14 +19,21 @@
  * gateway record, what waits in the group-commit queue (≤ 200 ms).
  */
 import type { Audit } from './audit.js';
-import { requestContext } from './audit.js';
+import { requestContext } from '../http/request-context.js';
 import { capString } from './limits.js';
 
 export const TALLY_MINUTE_MS = 60_000;
 /** Buckets (event × address × reason) per minute before further addresses share one. */
 export const MAX_TALLY_BUCKETS = 1000;
 
-export type TallyEvent = 'gateway.rejected_aggregate' | 'admin.rejected_aggregate';
+export type TallyEvent =
+  | 'gateway.rejected_aggregate'
+  | 'admin.rejected_aggregate'
+  | 'account.rejected_aggregate'
+  // requests answered 429 by the /register, /authorize (consent, callback, sign-in) and /token budgets
+  | 'registration.rejected_aggregate'
+  | 'authorization.rejected_aggregate'
+  | 'token.rejected_aggregate';
 
 /** The first refused request of a bucket, as it will be shown in the row. */
 export interface RefusalSample {
@@ -53,20 +62,84 @@ const cutSample = (sample: RefusalSample): RefusalSample => {
   return out;
 };
 
-export function createRefusalTally(audit: Audit, options: { now?: () => number } = {}) {
-  const now = options.now ?? Date.now;
-  let minute = -1;
-  let buckets = new Map<string, Bucket>();
-  let timer: NodeJS.Timeout | undefined;
+const iso = (ms: number) => new Date(ms).toISOString();
 
-  const iso = (ms: number) => new Date(ms).toISOString();
+/** Counts refusals per bucket and queues one row per bucket once its minute has ended (see above). */
+export class RefusalTally {
+  private readonly now: () => number;
+  private minute = -1;
+  private buckets = new Map<string, Bucket>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly audit: Audit,
+    options: { now?: () => number } = {},
+  ) {
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Count one refused request (`limited`: it was answered 429). */
+  note(event: TallyEvent, address: string | undefined, reason: string, limited: boolean, sample: RefusalSample): void {
+    const at = this.now();
+    this.rollOver(at);
+    this.minute = Math.max(this.minute, Math.floor(at / TALLY_MINUTE_MS));
+    const own = capString(address || 'unknown');
+    let key = `${event}\0${own}\0${reason}`;
+    let bucket = this.buckets.get(key);
+    let overflow = false;
+    if (!bucket && this.buckets.size >= MAX_TALLY_BUCKETS) {
+      overflow = true;
+      key = `${event}\0\0${reason}`;
+      bucket = this.buckets.get(key);
+    }
+    if (!bucket) {
+      bucket = { event, address: overflow ? undefined : own, reason: capString(reason), count: 0, limited: 0, first: at, last: at, sample: cutSample(sample) };
+      this.buckets.set(key, bucket);
+    }
+    bucket.count += 1;
+    if (limited) bucket.limited += 1;
+    bucket.last = at;
+    this.arm(at);
+  }
+
+  /** Write the buckets of a minute that has ended. */
+  rollOver(at = this.now()): void {
+    const current = Math.floor(at / TALLY_MINUTE_MS);
+    if (this.minute !== -1 && current > this.minute) {
+      const closing = this.buckets;
+      const closingMinute = this.minute;
+      this.buckets = new Map();
+      this.minute = current;
+      if (this.timer) {
+        clearTimeout(this.timer);
+        this.timer = undefined;
+      }
+      this.write(closing, closingMinute);
+    }
+  }
+
+  /** Write every bucket now, the current minute's included (shutdown). */
+  flush(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    const closing = this.buckets;
+    this.buckets = new Map();
+    this.write(closing, this.minute);
+  }
+
+  /** Buckets waiting for their minute to end (tests, metrics). */
+  pending(): number {
+    return this.buckets.size;
+  }
 
   /** Queue one row per bucket; runs outside any request's context so no request id or IP leaks in. */
-  function write(closing: Map<string, Bucket>, bucketMinute: number): void {
+  private write(closing: Map<string, Bucket>, bucketMinute: number): void {
     if (!closing.size) return;
     requestContext.exit(() => {
       for (const b of closing.values()) {
-        audit.defer({
+        this.audit.defer({
           event: b.event,
           reason: b.reason,
           ip: b.address,
@@ -84,74 +157,19 @@ export function createRefusalTally(audit: Audit, options: { now?: () => number }
     });
   }
 
-  /** Write the buckets of a minute that has ended. */
-  function rollOver(at = now()): void {
-    const current = Math.floor(at / TALLY_MINUTE_MS);
-    if (minute !== -1 && current > minute) {
-      const closing = buckets;
-      const closingMinute = minute;
-      buckets = new Map();
-      minute = current;
-      if (timer) {
-        clearTimeout(timer);
-        timer = undefined;
-      }
-      write(closing, closingMinute);
-    }
-  }
-
   /** The minute's rows are written when it ends even if no other refusal comes. */
-  function arm(at: number): void {
-    if (timer || !buckets.size) return;
-    const untilEnd = Math.min(TALLY_MINUTE_MS, Math.max(0, (minute + 1) * TALLY_MINUTE_MS - at));
-    timer = setTimeout(() => {
-      timer = undefined;
-      const t = now();
-      rollOver(t);
-      arm(t);
+  private arm(at: number): void {
+    if (this.timer || !this.buckets.size) return;
+    const untilEnd = Math.min(TALLY_MINUTE_MS, Math.max(0, (this.minute + 1) * TALLY_MINUTE_MS - at));
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      const t = this.now();
+      this.rollOver(t);
+      this.arm(t);
     }, untilEnd + 100).unref();
   }
-
-  return {
-    /** Count one refused request (`limited`: it was answered 429). */
-    note(event: TallyEvent, address: string | undefined, reason: string, limited: boolean, sample: RefusalSample): void {
-      const at = now();
-      rollOver(at);
-      minute = Math.max(minute, Math.floor(at / TALLY_MINUTE_MS));
-      const own = capString(address || 'unknown');
-      let key = `${event}\0${own}\0${reason}`;
-      let bucket = buckets.get(key);
-      let overflow = false;
-      if (!bucket && buckets.size >= MAX_TALLY_BUCKETS) {
-        overflow = true;
-        key = `${event}\0\0${reason}`;
-        bucket = buckets.get(key);
-      }
-      if (!bucket) {
-        bucket = { event, address: overflow ? undefined : own, reason: capString(reason), count: 0, limited: 0, first: at, last: at, sample: cutSample(sample) };
-        buckets.set(key, bucket);
-      }
-      bucket.count += 1;
-      if (limited) bucket.limited += 1;
-      bucket.last = at;
-      arm(at);
-    },
-    rollOver,
-    /** Write every bucket now, the current minute's included (shutdown). */
-    flush(): void {
-      if (timer) {
-        clearTimeout(timer);
-        timer = undefined;
-      }
-      const closing = buckets;
-      buckets = new Map();
-      write(closing, minute);
-    },
-    /** Buckets waiting for their minute to end (tests, metrics). */
-    pending(): number {
-      return buckets.size;
-    },
-  };
 }
 
-export type RefusalTally = ReturnType<typeof createRefusalTally>;
+export function createRefusalTally(audit: Audit, options: { now?: () => number } = {}): RefusalTally {
+  return new RefusalTally(audit, options);
+}

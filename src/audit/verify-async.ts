@@ -1,13 +1,20 @@
 /** Verify the audit chain off the main thread (src/audit/verify-worker.ts). */
 import { Worker } from 'node:worker_threads';
 import type { VerifyOptions, VerifyResult } from './verify.js';
+import type { VerifyTarget } from './verify-worker.js';
+
+/** What the worker reads: PostgreSQL when DATABASE_URL is set, else the SQLite file. */
+export function verifyTarget(config: { databaseUrl: string | undefined; databasePath: string }): VerifyTarget {
+  return config.databaseUrl ? { url: config.databaseUrl } : { path: config.databasePath };
+}
 
 /**
  * The worker gets the derived audit MAC keys (KeyRing.auditKeys()), never SECRET_KEY: that is
- * all verification needs, and nothing else derived from SECRET_KEY crosses into it.
+ * all verification needs, and nothing else derived from SECRET_KEY crosses into it. `target` is
+ * the SQLite file, or DATABASE_URL for PostgreSQL.
  */
-export function verifyChainInWorker(databasePath: string, options: VerifyOptions): Promise<VerifyResult> {
-  const workerData = { path: databasePath, keys: options.keys.map((k) => ({ kid: k.kid, key: k.key })), checkpointFile: options.checkpointFile, checkpoint: options.checkpoint };
+export function verifyChainInWorker(target: VerifyTarget, options: VerifyOptions): Promise<VerifyResult> {
+  const workerData = { target, keys: options.keys.map((k) => ({ kid: k.kid, key: k.key })), checkpointFile: options.checkpointFile, checkpoint: options.checkpoint };
   return new Promise((resolve, reject) => {
     const worker = new Worker(new URL('./verify-worker-entry.js', import.meta.url), { workerData });
     worker.once('message', (result: VerifyResult) => resolve(result));

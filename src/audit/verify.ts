@@ -13,8 +13,8 @@
  *   the database was copied without it) — and deleting it is the one step that would hide a
  *   truncated tail. With no keyed row yet (right after the upgrade) it is a warning.
  */
-import { GENESIS_HASH, rowHash, rowMac, type AuditKey, type AuditRow } from './chain.js';
-import { readCheckpointFile, unknownKey, type CheckpointFileRead, type GivenCheckpoint } from './checkpoint.js';
+import { GENESIS_HASH, rowHash, rowMac, type AuditKey, type AuditRow } from '../store/audit-chain.js';
+import { readCheckpointFile, unknownKey, type Checkpoint, type CheckpointFileRead, type GivenCheckpoint } from './checkpoint.js';
 import type { AuditLogStore } from '../store/audit-log.js';
 
 export interface VerifyOptions {
@@ -60,98 +60,146 @@ export type VerifyResult = (VerifyFacts & { ok: true }) | (VerifyFacts & { ok: f
 const span = (from: number, to: number) => (from === to ? `row ${from}` : `rows ${from}–${to}`);
 const removed = (from: number, to: number) => `${span(from, to)} ${from === to ? 'was' : 'were'} removed`;
 
-export function verifyChain(store: AuditLogStore, options: VerifyOptions = { keys: [] }): VerifyResult {
-  // Read the checkpoint file BEFORE the rows: it is written only after its row is committed, so
-  // read first it never names a row newer than the snapshot the rows are read from (a server
-  // appending meanwhile cannot make an intact chain look truncated).
-  const path = options.checkpointFile;
-  const fileRead: CheckpointFileRead | undefined = path ? readCheckpointFile(path, options.keys) : undefined;
-  const fileCp = fileRead?.status === 'ok' ? fileRead.checkpoint : undefined;
-  const given = options.checkpoint;
+/** The checkpoints to compare the chain with, read before the rows (see verifyChain). */
+interface Checkpoints {
+  path: string | undefined;
+  fileRead: CheckpointFileRead | undefined;
+  fileCp: Checkpoint | undefined;
+  given: GivenCheckpoint | undefined;
+}
 
-  const keys = new Map(options.keys.map((k) => [k.kid, k]));
-  const keyIds = new Set<string>();
-  let prev = GENESIS_HASH;
-  let expectedSeq = 1;
-  let rows = 0;
-  let legacyRows = 0;
-  let keyedFrom: number | null = null;
-  let atFile: AuditRow | undefined;
-  let atGiven: AuditRow | undefined;
+/** How far the walk along the chain got: the rows verified so far. */
+interface Walk {
+  prev: string;
+  expectedSeq: number;
+  rows: number;
+  legacyRows: number;
+  keyedFrom: number | null;
+  keyIds: Set<string>;
+}
 
-  const facts = (): VerifyFacts => ({
-    rows,
-    tipSeq: expectedSeq - 1,
-    tipHash: prev,
-    legacyRows,
-    keyedFrom,
-    keyIds: [...keyIds],
+interface Problem {
+  seq: number | null;
+  text: string;
+}
+
+function factsOf(walk: Walk, cps: Checkpoints): VerifyFacts {
+  const { path, fileRead, fileCp, given } = cps;
+  return {
+    rows: walk.rows,
+    tipSeq: walk.expectedSeq - 1,
+    tipHash: walk.prev,
+    legacyRows: walk.legacyRows,
+    keyedFrom: walk.keyedFrom,
+    keyIds: [...walk.keyIds],
     checkpointFile: path ? { path, status: fileRead?.status === 'ok' ? 'not_checked' : (fileRead?.status ?? 'not_checked'), ...fileCp } : null,
     checkpoint: given ? { status: 'not_checked', ...given } : null,
     warnings: [],
-  });
-  const broken = (firstBadSeq: number | null, problem: string, f = facts()): VerifyResult => ({ ok: false, ...f, firstBadSeq, problem });
+  };
+}
 
-  for (const row of store.iterate()) {
-    if (row.seq !== expectedSeq) return broken(expectedSeq, `row ${expectedSeq} is missing (next row is ${row.seq})`);
-    if (row.prev_hash !== prev) return broken(row.seq, `row ${row.seq} does not link to row ${row.seq - 1} (prev_hash differs)`);
-    if (row.key_id === null) {
-      if (keyedFrom !== null) return broken(row.seq, `row ${row.seq} is a plain SHA-256 (legacy) row after the keyed chain began at row ${keyedFrom}: every row since is keyed, so this one was rewritten`);
-      if (rowHash(prev, row) !== row.hash) return broken(row.seq, `row ${row.seq} was altered (its hash does not match its content)`);
-      legacyRows += 1;
-    } else {
-      const key = keys.get(row.key_id);
-      if (!key) return broken(row.seq, `row ${row.seq} was made with audit key ${row.key_id}, ${unknownKey(options.keys)}`);
-      if (rowMac(key, prev, row) !== row.hash) return broken(row.seq, `row ${row.seq} was altered (its MAC does not match its content)`);
-      keyedFrom ??= row.seq;
-      keyIds.add(row.key_id);
-    }
-    if (row.seq === fileCp?.seq) atFile = row;
-    if (row.seq === given?.seq) atGiven = row;
-    prev = row.hash;
-    expectedSeq += 1;
-    rows += 1;
+const broken = (firstBadSeq: number | null, problem: string, facts: VerifyFacts): VerifyResult => ({ ok: false, ...facts, firstBadSeq, problem });
+
+/**
+ * One row: its place in the sequence, its link to its predecessor, its hash (legacy) or MAC
+ * (keyed). Advances the walk past it, or returns what is wrong with it.
+ */
+function step(walk: Walk, row: AuditRow, keys: Map<string, AuditKey>, allKeys: AuditKey[]): Problem | undefined {
+  const { prev } = walk;
+  if (row.seq !== walk.expectedSeq) return { seq: walk.expectedSeq, text: `row ${walk.expectedSeq} is missing (next row is ${row.seq})` };
+  if (row.prev_hash !== prev) return { seq: row.seq, text: `row ${row.seq} does not link to row ${row.seq - 1} (prev_hash differs)` };
+  if (row.key_id === null) {
+    if (walk.keyedFrom !== null)
+      return {
+        seq: row.seq,
+        text: `row ${row.seq} is a plain SHA-256 (legacy) row after the keyed chain began at row ${walk.keyedFrom}: every row since is keyed, so this one was rewritten`,
+      };
+    if (rowHash(prev, row) !== row.hash) return { seq: row.seq, text: `row ${row.seq} was altered (its hash does not match its content)` };
+    walk.legacyRows += 1;
+  } else {
+    const key = keys.get(row.key_id);
+    if (!key) return { seq: row.seq, text: `row ${row.seq} was made with audit key ${row.key_id}, ${unknownKey(allKeys)}` };
+    if (rowMac(key, prev, row) !== row.hash) return { seq: row.seq, text: `row ${row.seq} was altered (its MAC does not match its content)` };
+    walk.keyedFrom ??= row.seq;
+    walk.keyIds.add(row.key_id);
   }
+  walk.prev = row.hash;
+  walk.expectedSeq += 1;
+  walk.rows += 1;
+  return undefined;
+}
 
-  const result = facts();
+/** Does the chain reach the checkpoint file's row with the MAC the file recorded? */
+function compareFile(result: VerifyFacts, cps: Checkpoints, atFile: AuditRow | undefined, problems: Problem[]): void {
+  const { path, fileRead, fileCp } = cps;
+  const check = result.checkpointFile;
+  if (!path || !check) return;
   const tip = result.tipSeq;
-  const problems: { seq: number | null; text: string }[] = [];
-
-  if (path && result.checkpointFile) {
-    const check = result.checkpointFile;
-    if (fileRead?.status === 'invalid') {
-      problems.push({ seq: null, text: fileRead.problem });
-    } else if (fileRead?.status === 'missing') {
-      if (keyedFrom !== null) {
-        problems.push({ seq: null, text: `the checkpoint file ${path} is missing although the log has keyed rows (the server and the CLI rewrite it at every commit): deleting it is how a truncated tail would be hidden. If this database was copied, copy the file with it` });
-      } else if (rows > 0) {
-        result.warnings.push(`no row is keyed yet and there is no checkpoint file ${path}: expected only right after upgrading, before the first new row. Otherwise the keyed rows and the checkpoint were removed — check against a shipped audit.checkpoint line with --checkpoint <seq>:<mac>`);
-      }
-    } else if (fileCp) {
-      if (fileCp.seq > tip) {
-        check.status = 'beyond_chain';
-        problems.push({ seq: tip + 1, text: `the chain ends at row ${tip} but the checkpoint file records row ${fileCp.seq} (written ${fileCp.ts}): ${removed(tip + 1, fileCp.seq)}` });
-      } else if (atFile?.hash !== fileCp.mac || atFile.key_id !== fileCp.key_id) {
-        check.status = 'differs';
-        problems.push({ seq: fileCp.seq, text: `row ${fileCp.seq} differs from the checkpoint file (written ${fileCp.ts}): the log was rewritten from there or before` });
-      } else {
-        check.status = 'matches';
-      }
+  if (fileRead?.status === 'invalid') {
+    problems.push({ seq: null, text: fileRead.problem });
+  } else if (fileRead?.status === 'missing') {
+    if (result.keyedFrom !== null) {
+      problems.push({
+        seq: null,
+        text: `the checkpoint file ${path} is missing although the log has keyed rows (the server and the CLI rewrite it at every commit): deleting it is how a truncated tail would be hidden. If this database was copied, copy the file with it`,
+      });
+    } else if (result.rows > 0) {
+      result.warnings.push(
+        `no row is keyed yet and there is no checkpoint file ${path}: expected only right after upgrading, before the first new row. Otherwise the keyed rows and the checkpoint were removed — check against a shipped audit.checkpoint line with --checkpoint <seq>:<mac>`,
+      );
     }
-  }
-
-  if (given && result.checkpoint) {
-    if (given.seq > tip) {
-      result.checkpoint.status = 'beyond_chain';
-      problems.push({ seq: tip + 1, text: `the chain ends at row ${tip} but the given checkpoint records row ${given.seq}: ${removed(tip + 1, given.seq)}` });
-    } else if (atGiven?.hash !== given.mac) {
-      result.checkpoint.status = 'differs';
-      problems.push({ seq: given.seq, text: `row ${given.seq} differs from the given checkpoint: the log was rewritten from there or before` });
+  } else if (fileCp) {
+    if (fileCp.seq > tip) {
+      check.status = 'beyond_chain';
+      problems.push({ seq: tip + 1, text: `the chain ends at row ${tip} but the checkpoint file records row ${fileCp.seq} (written ${fileCp.ts}): ${removed(tip + 1, fileCp.seq)}` });
+    } else if (atFile?.hash !== fileCp.mac || atFile.key_id !== fileCp.key_id) {
+      check.status = 'differs';
+      problems.push({ seq: fileCp.seq, text: `row ${fileCp.seq} differs from the checkpoint file (written ${fileCp.ts}): the log was rewritten from there or before` });
     } else {
-      result.checkpoint.status = 'matches';
+      check.status = 'matches';
     }
   }
+}
 
+/** Does the chain reach the given checkpoint's row (`--checkpoint <seq>:<mac>`) with that MAC? */
+function compareGiven(result: VerifyFacts, given: GivenCheckpoint | undefined, atGiven: AuditRow | undefined, problems: Problem[]): void {
+  if (!given || !result.checkpoint) return;
+  const tip = result.tipSeq;
+  if (given.seq > tip) {
+    result.checkpoint.status = 'beyond_chain';
+    problems.push({ seq: tip + 1, text: `the chain ends at row ${tip} but the given checkpoint records row ${given.seq}: ${removed(tip + 1, given.seq)}` });
+  } else if (atGiven?.hash !== given.mac) {
+    result.checkpoint.status = 'differs';
+    problems.push({ seq: given.seq, text: `row ${given.seq} differs from the given checkpoint: the log was rewritten from there or before` });
+  } else {
+    result.checkpoint.status = 'matches';
+  }
+}
+
+export async function verifyChain(store: AuditLogStore, options: VerifyOptions = { keys: [] }): Promise<VerifyResult> {
+  // Read the checkpoint file BEFORE the rows: it is written only after its row is committed, so
+  // read first it never names a row newer than the rows read after it (the rows are read in
+  // keyset pages, each seeing every row committed before it: a server appending meanwhile cannot
+  // make an intact chain look truncated).
+  const path = options.checkpointFile;
+  const fileRead: CheckpointFileRead | undefined = path ? readCheckpointFile(path, options.keys) : undefined;
+  const cps: Checkpoints = { path, fileRead, fileCp: fileRead?.status === 'ok' ? fileRead.checkpoint : undefined, given: options.checkpoint };
+
+  const keys = new Map(options.keys.map((k) => [k.kid, k]));
+  const walk: Walk = { prev: GENESIS_HASH, expectedSeq: 1, rows: 0, legacyRows: 0, keyedFrom: null, keyIds: new Set() };
+  let atFile: AuditRow | undefined;
+  let atGiven: AuditRow | undefined;
+  for await (const row of store.iterate()) {
+    const problem = step(walk, row, keys, options.keys);
+    if (problem) return broken(problem.seq, problem.text, factsOf(walk, cps));
+    if (row.seq === cps.fileCp?.seq) atFile = row;
+    if (row.seq === cps.given?.seq) atGiven = row;
+  }
+
+  const result = factsOf(walk, cps);
+  const problems: Problem[] = [];
+  compareFile(result, cps, atFile, problems);
+  compareGiven(result, cps.given, atGiven, problems);
   const first = problems[0];
   return first ? broken(first.seq, problems.map((p) => p.text).join('; '), result) : { ok: true, ...result };
 }
@@ -166,7 +214,14 @@ export function describeVerification(result: VerifyResult): string[] {
   if (result.keyedFrom !== null) lines.push(`${span(result.keyedFrom, result.tipSeq)}: keyed (HMAC-SHA-256, audit key ${result.keyIds.join(', ')})`);
   const describe = (name: string, c: CheckpointCheck) => {
     const at = c.seq !== undefined ? `row ${c.seq}${c.ts ? ` (written ${c.ts})` : ''} ` : '';
-    const what = { matches: 'matches the chain', missing: 'missing', invalid: 'not valid', beyond_chain: 'is beyond the end of the chain', differs: 'differs from the chain', not_checked: 'not checked (the chain broke first)' }[c.status];
+    const what = {
+      matches: 'matches the chain',
+      missing: 'missing',
+      invalid: 'not valid',
+      beyond_chain: 'is beyond the end of the chain',
+      differs: 'differs from the chain',
+      not_checked: 'not checked (the chain broke first)',
+    }[c.status];
     lines.push(`${name}: ${at}${what}`);
   };
   if (result.checkpointFile) describe(`checkpoint file ${result.checkpointFile.path}`, result.checkpointFile);

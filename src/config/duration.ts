@@ -46,7 +46,12 @@ export function parseByteSize(text: string): number | undefined {
 
 /** 7_776_000 → "90d", used in messages and docs. */
 export function formatDuration(seconds: number): string {
-  for (const [unit, size] of [['w', 604_800], ['d', 86_400], ['h', 3600], ['m', 60]] as const) {
+  for (const [unit, size] of [
+    ['w', 604_800],
+    ['d', 86_400],
+    ['h', 3600],
+    ['m', 60],
+  ] as const) {
     if (seconds % size === 0 && seconds >= size) return `${seconds / size}${unit}`;
   }
   return `${seconds}s`;

@@ -4,6 +4,7 @@
  * test fails when the two disagree. Nothing outside src/config reads process.env.
  */
 import { isIP } from 'node:net';
+import { NEVER_REDIRECT_SCHEMES } from './urls.js';
 import { parseByteSize, parseDurationSeconds, parseRateBudget, type RateBudget } from './duration.js';
 
 export type Preset = 'oidc' | 'github' | 'google';
@@ -64,7 +65,10 @@ function bool(raw: string): Parsed<boolean> {
 }
 
 function list(raw: string): string[] {
-  return raw.split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);
+  return raw
+    .split(/[\s,]+/)
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/; // RFC 6749 §3.3 scope-token
@@ -77,8 +81,26 @@ function secretKey(raw: string): Parsed<Buffer> {
   return ok(bytes);
 }
 
+/**
+ * DATABASE_URL (DESIGN §4): postgres:// or postgresql://, a host or `?host=/socket/dir`. The value
+ * is a secret (it may carry a password): problems never quote it.
+ */
+function databaseUrl(raw: string): Parsed<string> {
+  const trimmed = raw.trim();
+  if (!/^postgres(?:ql)?:\/\//i.test(trimmed)) return bad('must start with postgres:// or postgresql://');
+  let parsed: URL;
+  try {
+    parsed = new URL(trimmed);
+  } catch {
+    return bad('must be a URL such as postgres://user:password@host:5432/database');
+  }
+  if (!parsed.hostname && !parsed.searchParams.get('host')) return bad('must name a host, or a unix socket directory with ?host=/socket/dir');
+  return ok(trimmed);
+}
+
 /** Private-use URI schemes that must never be accepted as redirect targets (REG-05). */
-export const FORBIDDEN_SCHEMES = new Set(['http', 'https', 'javascript', 'data', 'file', 'vbscript', 'blob', 'about', 'ftp', 'ws', 'wss']);
+/** Not private-use schemes: http(s) have their own rules, the rest are never redirect targets. */
+export const FORBIDDEN_SCHEMES: ReadonlySet<string> = new Set(['http', 'https', ...NEVER_REDIRECT_SCHEMES]);
 
 export const SCHEMA = {
   PUBLIC_URL: key({
@@ -136,9 +158,26 @@ export const SCHEMA = {
       return v === 'NORMAL' || v === 'FULL' ? ok(v) : bad('must be NORMAL or FULL');
     },
   }),
+  DATABASE_URL: key({
+    group: 'Storage',
+    doc: 'PostgreSQL instead of SQLite, for several processes (replicas) on one database (README "Storage"): `postgres://user:password@host:5432/db` or `postgresql://…`; `?host=/socket/dir` connects through a unix socket directory. Requires `SECRET_KEY` (the same on every process). Unset ⇒ SQLite at `DATABASE_PATH`. `DATABASE_PATH`\'s directory stays the data directory either way. The value is never shown or logged (it may carry a password).',
+    defaultText: '— (SQLite)',
+    secret: true,
+    parse: databaseUrl,
+  }),
+  DATABASE_POOL_MAX: key({
+    group: 'Storage',
+    doc: "With `DATABASE_URL`: the most PostgreSQL connections this process holds. Size it so that replicas × this stays below the server's `max_connections` (with room for `migrate` and the CLI).",
+    defaultText: '`10`',
+    fallback: '10',
+    parse: (raw) => {
+      const n = Number(raw.trim());
+      return Number.isInteger(n) && n >= 1 && n <= 1000 ? ok(n) : bad('must be a whole number from 1 to 1000');
+    },
+  }),
   SECRET_KEY: key({
     group: 'Secrets',
-    doc: 'Master secret, base64, at least 32 bytes. Cookie signing, the AES-256-GCM sealing keys (upstream tokens, signing keys) and the audit chain\'s HMAC key are derived from it. Keep it out of the database backups.',
+    doc: "Master secret, base64, at least 32 bytes. Cookie signing, the AES-256-GCM sealing keys (upstream tokens, signing keys) and the audit chain's HMAC key are derived from it. Keep it out of the database backups.",
     defaultText: 'generated once into `<data dir>/secret.key`, with a warning',
     secret: true,
     parse: secretKey,
@@ -187,7 +226,7 @@ export const SCHEMA = {
   }),
   UPSTREAM_SCOPES: key({
     group: 'Upstream (U)',
-    doc: "Scopes requested from the upstream, space-separated. Shown verbatim on the consent page.",
+    doc: 'Scopes requested from the upstream, space-separated. Shown verbatim on the consent page.',
     defaultText: "preset's: oidc `openid`, github `read:user`, google `openid email`",
     parse: (raw) => {
       const scopes = list(raw);
@@ -225,7 +264,7 @@ export const SCHEMA = {
   }),
   CONSENT_TTL: key({
     group: 'Authorization server (P)',
-    doc: 'How long an approval is remembered for the same user, browser session, client, redirect URI and resource.',
+    doc: 'How long an approval is remembered for the same user, browser (the one that approved), client, redirect URI and resource; also the longest a client with refresh tokens stays connected without asking.',
     defaultText: '`90d`',
     fallback: '90d',
     parse: duration,
@@ -285,14 +324,14 @@ export const SCHEMA = {
   }),
   RATE_LIMIT_AUTHORIZE: key({
     group: 'Rate limits',
-    doc: 'Per client IP budget for `/authorize`, the consent pages and the upstream callback.',
+    doc: "Per client IP budget for `/authorize`, the consent pages, the upstream callback and the sign-in buttons of `/admin/login` and `/account/login` (a POST with the page's token).",
     defaultText: '`120/1m`',
     fallback: '120/1m',
     parse: rate,
   }),
   RATE_LIMIT_REJECTED: key({
     group: 'Rate limits',
-    doc: 'Per client IP budget for unauthenticated refusals at `/mcp`, the `GATEWAY_ROUTES` and `/admin` (no or invalid token, a foreign `Origin` without a valid token, no admin session); beyond it such a refusal is `429`. A request with a valid token or admin session never counts and is never refused by it.',
+    doc: "Per client IP budget for unauthenticated refusals at `/mcp`, the `GATEWAY_ROUTES`, `/admin` and `/account` (no or invalid token, a foreign `Origin` without a valid token, nobody signed in, a sign-in POST without the page's token); beyond it such a refusal is `429`. A request with a valid token or session never counts and is never refused by it.",
     defaultText: '`60/1m`',
     fallback: '60/1m',
     parse: rate,
@@ -325,12 +364,19 @@ export const SCHEMA = {
     fallback: '',
     parse: (raw): Parsed<{ prefix: string; target: URL }[]> => {
       const routes: { prefix: string; target: URL }[] = [];
-      for (const entry of raw.split(',').map((e) => e.trim()).filter(Boolean)) {
+      for (const entry of raw
+        .split(',')
+        .map((e) => e.trim())
+        .filter(Boolean)) {
         const eq = entry.indexOf('=');
         const prefix = entry.slice(0, eq).trim().replace(/\/+$/, '');
         const target = url(entry.slice(eq + 1));
         if (eq <= 0 || !/^\/[a-z0-9][a-z0-9._~/-]*$/i.test(prefix) || prefix.includes('..')) return bad(`has an invalid prefix in "${entry}" (use /path=https://host/base)`);
-        if (['/mcp', '/authorize', '/token', '/register', '/revoke', '/jwks', '/interaction', '/upstream', '/admin', '/account', '/assets', '/healthz', '/readyz', '/metrics', '/.well-known'].some((r) => prefix === r || prefix.startsWith(`${r}/`))) {
+        if (
+          ['/mcp', '/authorize', '/token', '/register', '/revoke', '/jwks', '/interaction', '/upstream', '/admin', '/account', '/assets', '/healthz', '/readyz', '/metrics', '/.well-known'].some(
+            (r) => prefix === r || prefix.startsWith(`${r}/`),
+          )
+        ) {
           return bad(`prefix ${prefix} collides with one of the proxy's own paths`);
         }
         if (!target.ok) return bad(`target of ${prefix} ${target.problem}`);

@@ -36,11 +36,6 @@ export class KeyRing {
     this.previous = previousSecretKey ? generation(previousSecretKey) : undefined;
   }
 
-  /** Key id of the current sealing key (stored next to sealed values). */
-  get kid(): string {
-    return this.current.kid;
-  }
-
   private generations(): KeyGeneration[] {
     return this.previous ? [this.current, this.previous] : [this.current];
   }

@@ -13,7 +13,12 @@ export interface ResolvedSecret {
   created?: boolean;
 }
 
-export function resolveSecretKey(configured: Buffer | undefined, dataDir: string): ResolvedSecret {
+/**
+ * SECRET_KEY, or the generated one in the data directory; with `create` (the server), one is
+ * generated when neither exists. Without it (the CLI, which must use the server's key) that case
+ * is undefined.
+ */
+export function resolveSecretKey(configured: Buffer | undefined, dataDir: string, options: { create?: boolean } = {}): ResolvedSecret | undefined {
   if (configured) return { key: configured };
   const file = join(dataDir, 'secret.key');
   if (existsSync(file)) {
@@ -21,6 +26,7 @@ export function resolveSecretKey(configured: Buffer | undefined, dataDir: string
     if (key.length < 32) throw new Error(`${file} holds fewer than 32 bytes; delete it to generate a new one or set SECRET_KEY`);
     return { key, generatedFile: file, created: false };
   }
+  if (options.create === false) return undefined;
   mkdirSync(dataDir, { recursive: true });
   const key = randomBytes(32);
   writeFileSync(file, `${key.toString('base64')}\n`, { mode: 0o600, flag: 'wx' });

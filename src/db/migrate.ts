@@ -29,7 +29,9 @@ export class MigrationError extends Error {
 }
 
 export function readMigrations(dir = MIGRATIONS_DIR): MigrationFile[] {
-  const files = readdirSync(dir).filter((f) => f.endsWith('.sql')).sort();
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.sql'))
+    .sort();
   return files.map((name, index) => {
     const match = FILE_NAME.exec(name);
     if (!match) throw new MigrationError(`migration file name ${name} does not match NNNN-kebab-name.sql`);
@@ -60,20 +62,7 @@ export function migrate(db: Db, dir = MIGRATIONS_DIR): MigrateResult {
     checksum: string;
   }[];
 
-  const newest = applied.at(-1);
-  if (newest && newest.version > files.length) {
-    throw new MigrationError(
-      `the database was migrated by a newer version of mcp-consent-proxy (it has migration ${newest.name}, this build knows up to ${files.at(-1)?.name ?? 'none'}); run the newer version or restore a backup`,
-    );
-  }
-  for (const row of applied) {
-    const file = files[row.version - 1];
-    if (!file || file.name !== row.name || file.checksum !== row.checksum) {
-      throw new MigrationError(
-        `migration ${row.name} was changed after it was applied (checksum differs); restore the original file and put the change in a new migration`,
-      );
-    }
-  }
+  checkApplied(files, applied);
 
   const record = db.prepare('INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)');
   const done: string[] = [];
@@ -85,4 +74,29 @@ export function migrate(db: Db, dir = MIGRATIONS_DIR): MigrateResult {
     done.push(file.name);
   }
   return { applied: done, current: files.length };
+}
+
+export interface AppliedMigration {
+  version: number;
+  name: string;
+  checksum: string;
+}
+
+/**
+ * Refuse a database migrated by a newer build, or one whose applied files were changed since
+ * (both engines: src/db/migrate-pg.ts uses it too).
+ */
+export function checkApplied(files: MigrationFile[], applied: AppliedMigration[]): void {
+  const newest = applied.at(-1);
+  if (newest && newest.version > files.length) {
+    throw new MigrationError(
+      `the database was migrated by a newer version of mcp-consent-proxy (it has migration ${newest.name}, this build knows up to ${files.at(-1)?.name ?? 'none'}); run the newer version or restore a backup`,
+    );
+  }
+  for (const row of applied) {
+    const file = files[row.version - 1];
+    if (!file || file.name !== row.name || file.checksum !== row.checksum) {
+      throw new MigrationError(`migration ${row.name} was changed after it was applied (checksum differs); restore the original file and put the change in a new migration`);
+    }
+  }
 }

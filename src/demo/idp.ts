@@ -7,7 +7,7 @@
  * arrived. Its state lives in P's database (models prefixed `Demo`), so a restart keeps it.
  * Demo only: anyone can sign in as anyone.
  */
-import express, { type Router } from 'express';
+import express, { type RequestHandler, type Router } from 'express';
 import Provider, { type Configuration } from 'oidc-provider';
 import type { Config } from '../config/load.js';
 import type { KeyRing } from '../crypto/keys.js';
@@ -29,17 +29,22 @@ export interface DemoIdp {
 
 /** Keep sign-in names short and printable. */
 function cleanLogin(value: unknown): string {
-  const login = typeof value === 'string' ? value.trim().replace(/[^\w.@-]/g, '').slice(0, 40) : '';
+  const login =
+    typeof value === 'string'
+      ? value
+          .trim()
+          .replace(/[^\w.@-]/g, '')
+          .slice(0, 40)
+      : '';
   return login || 'demo-user';
 }
 
-export function createDemoIdp(deps: { config: Readonly<Config>; keys: KeyRing; models: OidcModelStore; views: Views; jwks: { keys: Record<string, unknown>[] } }): DemoIdp {
+type DemoIdpDeps = { config: Readonly<Config>; keys: KeyRing; models: OidcModelStore; views: Views; jwks: { keys: Record<string, unknown>[] } };
+
+/** The demo IdP's oidc-provider configuration: P as its one client, JWT access tokens for `resource`. */
+function demoConfiguration(deps: DemoIdpDeps, clientSecret: string, resource: string): Configuration {
   const { config, keys, views } = deps;
-  const issuer = config.urls.url(DEMO_IDP_PATH);
-  const resource = `${issuer}/api`;
-  // Stable across restarts without storing it: derived from SECRET_KEY.
-  const clientSecret = keys.csrfMac('demo-idp-client-secret');
-  const configuration: Configuration = {
+  return {
     adapter: adapterClass(deps.models, { prefix: 'Demo' }),
     jwks: deps.jwks as Configuration['jwks'],
     clients: [
@@ -84,12 +89,11 @@ export function createDemoIdp(deps: { config: Readonly<Config>; keys: KeyRing; m
       ctx.body = views.render('error', { title: 'Demo sign-in error', message: 'The demo identity provider refused the request.', code: out.error, description: out.error_description });
     },
   };
-  const provider = new Provider(issuer, configuration);
-  provider.proxy = true;
-  const callback = provider.callback();
+}
 
-  const router = express.Router();
-  router.get('/interaction/:uid', async (req, res, next) => {
+/** GET /interaction/:uid: the sign-in form, or the consent form once signed in. */
+function showInteraction(provider: Provider, config: Readonly<Config>, views: Views): RequestHandler {
+  return async (req, res, next) => {
     try {
       const details = await provider.interactionDetails(req, res);
       const action = `${config.urls.path(DEMO_IDP_PATH)}/interaction/${details.uid}`;
@@ -97,21 +101,36 @@ export function createDemoIdp(deps: { config: Readonly<Config>; keys: KeyRing; m
       if (details.prompt.name === 'login') {
         res.type('html').send(views.render('demo-idp-login', { title: 'Sign in to the Demo IdP', action: `${action}/login` }, req.id));
       } else {
-        res.type('html').send(views.render('demo-idp-consent', { title: 'Demo IdP: allow access', action: `${action}/confirm`, user: details.session?.accountId, scopes: String(details.params.scope ?? '').split(' ') }, req.id));
+        res
+          .type('html')
+          .send(
+            views.render(
+              'demo-idp-consent',
+              { title: 'Demo IdP: allow access', action: `${action}/confirm`, user: details.session?.accountId, scopes: String(details.params.scope ?? '').split(' ') },
+              req.id,
+            ),
+          );
       }
     } catch (err) {
       next(err);
     }
-  });
-  const form = express.urlencoded({ extended: false, limit: 2048 });
-  router.post('/interaction/:uid/login', form, async (req, res, next) => {
+  };
+}
+
+/** POST /interaction/:uid/login: signed in as the name given (no password: demo only). */
+function finishLogin(provider: Provider): RequestHandler {
+  return async (req, res, next) => {
     try {
       await provider.interactionFinished(req, res, { login: { accountId: cleanLogin(req.body?.login) } }, { mergeWithLastSubmission: false });
     } catch (err) {
       next(err);
     }
-  });
-  router.post('/interaction/:uid/confirm', form, async (req, res, next) => {
+  };
+}
+
+/** POST /interaction/:uid/confirm: the user allowed access; the grant gets the scopes still missing. */
+function confirmConsent(provider: Provider): RequestHandler {
+  return async (req, res, next) => {
     try {
       const details = await provider.interactionDetails(req, res);
       const { prompt, params, session } = details;
@@ -124,10 +143,27 @@ export function createDemoIdp(deps: { config: Readonly<Config>; keys: KeyRing; m
     } catch (err) {
       next(err);
     }
-  });
+  };
+}
+
+export function createDemoIdp(deps: DemoIdpDeps): DemoIdp {
+  const { config, keys, views } = deps;
+  const issuer = config.urls.url(DEMO_IDP_PATH);
+  const resource = `${issuer}/api`;
+  // Stable across restarts without storing it: derived from SECRET_KEY.
+  const clientSecret = keys.csrfMac('demo-idp-client-secret');
+  const provider = new Provider(issuer, demoConfiguration(deps, clientSecret, resource));
+  provider.proxy = true;
+  const callback = provider.callback();
+
+  const router = express.Router();
+  router.get('/interaction/:uid', showInteraction(provider, config, views));
+  const form = express.urlencoded({ extended: false, limit: 2048 });
+  router.post('/interaction/:uid/login', form, finishLogin(provider));
+  router.post('/interaction/:uid/confirm', form, confirmConsent(provider));
   router.use((req, res) => {
     pinToPublicUrl(req, config.urls);
-    callback(req, res);
+    void callback(req, res); // koa answers its own errors
   });
   return { issuer, clientId: DEMO_CLIENT_ID, clientSecret, router };
 }

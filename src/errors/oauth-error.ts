@@ -14,6 +14,16 @@
  */
 import { errors as oidcErrors } from 'oidc-provider';
 
+/** What a browser sees instead of the generic page for the error code (src/errors/render.ts). */
+export interface ErrorPage {
+  title: string;
+  message: string;
+  /** the sign-in-not-completed page (views/upstream-error.eta) rather than the generic one */
+  upstream?: boolean;
+  /** "Return to the application": resumes the interaction so the client gets the error (UP-09) */
+  returnTo?: string | undefined;
+}
+
 export class OAuthError extends Error {
   constructor(
     /** RFC error code (RFC 6749 §5.2, RFC 6750 §3.1, RFC 7591 §3.2.2) */
@@ -25,6 +35,8 @@ export class OAuthError extends Error {
     readonly reason: string = code,
     /** extra response headers */
     readonly headers: Record<string, string> = {},
+    /** for browsers: the error page's own title and text, and a link back to the application */
+    readonly page?: ErrorPage,
   ) {
     super(`${code}: ${description}`);
     this.name = 'OAuthError';
@@ -34,8 +46,6 @@ export class OAuthError extends Error {
 /** Named factories: call sites never spell codes or statuses themselves. */
 export const ERRORS = {
   invalidRequest: (description: string, reason?: string) => new OAuthError('invalid_request', description, 400, reason),
-  invalidClientMetadata: (description: string, reason?: string) => new OAuthError('invalid_client_metadata', description, 400, reason),
-  invalidRedirectUri: (description: string, reason?: string) => new OAuthError('invalid_redirect_uri', description, 400, reason),
   bodyTooLarge: (limit: number) => new OAuthError('invalid_request', `request body exceeds ${limit} bytes`, 413, 'body_too_large'),
   accessDenied: (description: string, reason?: string) => new OAuthError('access_denied', description, 403, reason),
   notFound: () => new OAuthError('not_found', 'The requested page does not exist.', 404, 'not_found'),
@@ -47,6 +57,27 @@ export const ERRORS = {
   serverError: () => new OAuthError('server_error', 'An unexpected error occurred.', 500, 'unexpected'),
   /** an unknown, expired or finished interaction or sign-in (its page: src/errors/render.ts) */
   signInExpired: () => new OAuthError('invalid_request', 'This sign-in has expired, start again from your application.', 400, 'session_not_found'),
+  /** RFC 6750 §3.1: a missing or wrong bearer token (the operations endpoints) */
+  invalidToken: (description: string) => new OAuthError('invalid_token', description, 401, 'invalid_token', { 'WWW-Authenticate': 'Bearer' }),
+  /** RFC 8707 §2: a resource this authorization does not cover */
+  invalidTarget: (description: string) => new OAuthError('invalid_target', description, 400, 'invalid_target'),
+  /** a registration the admission policy refuses (RFC 7591 §3.2.2) */
+  registrationRefused: (error: 'invalid_redirect_uri' | 'invalid_client_metadata', description: string, reason: string, status = 400) => new OAuthError(error, description, status, reason),
+  /** U's callback refused before anything is trusted (STATE-04..07): P's page, no redirect */
+  callbackRefused: (reason: string, text: string) =>
+    new OAuthError(
+      'invalid_request',
+      text,
+      400,
+      reason,
+      {},
+      { title: 'This sign-in cannot be completed', message: `${text} Nothing was shared with any application. Start again from your application.` },
+    ),
+  /** the login at U failed (its error, a failed exchange): P's page with the way back (UP-09) */
+  upstreamFailed: (message: string, returnTo: string | undefined) =>
+    new OAuthError('access_denied', message, 502, 'upstream_failed', {}, { title: 'Sign-in failed', message, returnTo, upstream: true }),
+  /** a signed-in user who may not use this page (admin) */
+  forbiddenPage: (title: string, message: string, reason: string) => new OAuthError('access_denied', message, 403, reason, {}, { title, message }),
   temporarilyUnavailable: (description: string, reason?: string) => new OAuthError('temporarily_unavailable', description, 503, reason),
 };
 

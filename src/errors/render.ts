@@ -72,6 +72,13 @@ function wantsHtml(req: Request): boolean {
   }
 }
 
+/** The page for a refusal: its own page (with the way back to the application), or the generic one. */
+function pageOf(views: Views, error: OAuthError, requestId: string | undefined): string {
+  if (error.page?.upstream) return views.render('upstream-error', { title: error.page.title, message: error.page.message, returnTo: error.page.returnTo }, requestId);
+  if (error.page) return errorPageHtml(views, { status: error.status, code: error.code, title: error.page.title, message: error.page.message }, requestId);
+  return errorPageHtml(views, { status: error.status, code: error.code, description: error.status < 500 ? error.description : undefined, ...PAGES[error.reason] }, requestId);
+}
+
 /** Express 404 fallthrough. */
 export function notFound(_req: Request, _res: Response, next: NextFunction) {
   next(ERRORS.notFound());
@@ -94,9 +101,9 @@ export function errorHandler(views: Views, log: Logger) {
     res.status(error.status);
     for (const [name, value] of Object.entries(error.headers)) res.setHeader(name, value);
     res.setHeader('Cache-Control', 'no-store');
-    if (wantsHtml(req)) {
-      const page = PAGES[error.reason];
-      res.type('html').send(errorPageHtml(views, { status: error.status, code: error.code, description: error.status < 500 ? error.description : undefined, ...page }, req.id));
+    // A refusal with a page of its own is a browser page's (the upstream callback): always HTML.
+    if (error.page || wantsHtml(req)) {
+      res.type('html').send(pageOf(views, error, req.id));
     } else {
       res.json({ error: error.code, error_description: error.status < 500 ? error.description : `An unexpected error occurred (request ${req.id}).` });
     }

@@ -15,6 +15,7 @@
  */
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { Audit } from '../audit/audit.js';
+import { ERRORS } from '../errors/oauth-error.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
 
 /** Token requests are a few hundred bytes. */
@@ -32,26 +33,25 @@ function grantSourceOf(body: Record<string, unknown>, models: GrantSources) {
 export function tokenPreflight(allowedResources: readonly string[], audit: Audit, models: GrantSources): RequestHandler[] {
   return [
     express.urlencoded({ extended: false, limit: MAX_TOKEN_BODY, parameterLimit: 50 }),
-    (req: Request, res: Response, next: NextFunction) => {
+    async (req: Request, _res: Response, next: NextFunction) => {
       const body = (req.body ?? {}) as Record<string, unknown>;
       const resource = body.resource;
       if (resource === undefined) return next(); // the provider uses the granted resource (AUTHZ-06)
       const values = Array.isArray(resource) ? resource : [resource];
-      const refuse = (reason: string, description: string) => {
-        audit.record({
+      const refuse = async (reason: string, description: string) => {
+        await audit.record({
           event: 'token.rejected',
           reason: 'invalid_target',
           clientId: typeof body.client_id === 'string' ? body.client_id.slice(0, 200) : undefined,
           details: { grant_type: body.grant_type, check: reason, resource: values.map(String).join(' ').slice(0, 500) },
         });
-        res.status(400).setHeader('Cache-Control', 'no-store');
-        res.json({ error: 'invalid_target', error_description: description });
+        next(ERRORS.invalidTarget(description));
       };
       if (values.some((v) => typeof v !== 'string' || !allowedResources.includes(v))) {
         return refuse('unknown_resource', 'resource must be a resource this server protects');
       }
       if (values.length > 1) return refuse('several_resources', 'request one resource per token request');
-      const source = grantSourceOf(body, models);
+      const source = await grantSourceOf(body, models);
       if (source && !source.consumed && !source.resources.includes(values[0] as string)) {
         return refuse('not_granted', 'resource must be the one this authorization was granted for');
       }

@@ -12,10 +12,11 @@
  * elsewhere (another replica, housekeeping) stops passing within SESSION_RECHECK_MS. Unknown ids
  * are never cached: each is looked up in the database again.
  * A DELETE that R accepts (2xx), or any answer 404 of R to a session's request, ends the binding;
- * bindings unused for MCP_SESSION_IDLE_MS are purged by housekeeping (src/maintenance.ts).
+ * bindings unused for MCP_SESSION_IDLE_MS are purged by housekeeping (src/runtime/maintenance.ts).
  */
 import { sha256 } from '../crypto/keys.js';
 import type { McpSessionStore } from '../store/mcp-sessions.js';
+import { after, type Maybe } from '../db/sql.js';
 
 /** Bindings unused this long are purged (the client then gets 404 and re-initializes). */
 export const MCP_SESSION_IDLE_MS = 24 * 3600_000;
@@ -26,59 +27,86 @@ export const MAX_CACHED_SESSIONS = 10_000;
 
 export type SessionVerdict = 'ok' | 'unknown' | 'foreign';
 
+const verdict = (owner: { subject: string; clientId: string }, who: SessionOwner): SessionVerdict => (owner.subject === who.subject && owner.clientId === who.clientId ? 'ok' : 'foreign');
+
 export interface SessionOwner {
   subject: string;
   clientId: string;
 }
 
-export function createSessionBinding(store: McpSessionStore, options: { max?: number; now?: () => number } = {}) {
-  const max = options.max ?? MAX_CACHED_SESSIONS;
-  const clock = options.now ?? Date.now;
-  const cache = new Map<string, { subject: string; clientId: string; checkedAt: number }>();
+/** The bindings of MCP session ids to their user and client (see the module comment). */
+export class SessionBinding {
+  private readonly max: number;
+  private readonly clock: () => number;
+  private readonly cache = new Map<string, { subject: string; clientId: string; checkedAt: number }>();
 
-  const remember = (key: string, subject: string, clientId: string, at: number) => {
-    cache.delete(key);
-    cache.set(key, { subject, clientId, checkedAt: at });
-    if (cache.size > max) cache.delete(cache.keys().next().value as string);
-  };
+  constructor(
+    private readonly store: McpSessionStore,
+    options: { max?: number; now?: () => number } = {},
+  ) {
+    this.max = options.max ?? MAX_CACHED_SESSIONS;
+    this.clock = options.now ?? Date.now;
+  }
 
-  return {
-    /** May `who` use this session id? */
-    check(sessionId: string, who: SessionOwner): SessionVerdict {
-      const key = sha256(sessionId);
-      const now = clock();
-      let owner = cache.get(key);
-      if (!owner || now - owner.checkedAt >= SESSION_RECHECK_MS) {
-        const row = store.use(key, now);
-        if (!row) {
-          cache.delete(key);
-          return 'unknown';
-        }
-        remember(key, row.subject, row.client_id, now);
-        owner = { subject: row.subject, clientId: row.client_id, checkedAt: now };
+  private remember(key: string, subject: string, clientId: string, at: number): void {
+    this.cache.delete(key);
+    this.cache.set(key, { subject, clientId, checkedAt: at });
+    if (this.cache.size > this.max) this.cache.delete(this.cache.keys().next().value as string);
+  }
+
+  /** May `who` use this session id? At once when cached (or read synchronously, SQLite), else a promise. */
+  check(sessionId: string, who: SessionOwner): Maybe<SessionVerdict> {
+    const key = sha256(sessionId);
+    const now = this.clock();
+    const owner = this.cache.get(key);
+    if (owner && now - owner.checkedAt < SESSION_RECHECK_MS) return verdict(owner, who);
+    return after(this.store.use(key, now), (row) => {
+      if (!row) {
+        this.cache.delete(key);
+        return 'unknown';
       }
-      return owner.subject === who.subject && owner.clientId === who.clientId ? 'ok' : 'foreign';
-    },
-    /** R issued this session id in answer to `who`'s request; returns false if it was already someone else's. */
-    bind(sessionId: string, who: SessionOwner): boolean {
-      const key = sha256(sessionId);
-      const now = clock();
-      const owner = store.bind(key, who.subject, who.clientId, now);
-      remember(key, owner.subject, owner.client_id, now);
-      return owner.subject === who.subject && owner.client_id === who.clientId;
-    },
-    /** The session ended (DELETE, or R no longer knows it). */
-    forget(sessionId: string): void {
-      const key = sha256(sessionId);
-      cache.delete(key);
-      store.remove(key);
-    },
-    /** Housekeeping: delete bindings unused for MCP_SESSION_IDLE_MS; returns how many. */
-    purgeIdle(now = clock()): number {
-      cache.clear();
-      return store.purgeIdle(now - MCP_SESSION_IDLE_MS);
-    },
-  };
+      this.remember(key, row.subject, row.client_id, now);
+      return verdict({ subject: row.subject, clientId: row.client_id }, who);
+    });
+  }
+
+  /** R issued this session id in answer to `who`'s request; resolves false if it was already someone else's. */
+  async bind(sessionId: string, who: SessionOwner): Promise<boolean> {
+    const key = sha256(sessionId);
+    const now = this.clock();
+    const owner = await this.store.bind(key, who.subject, who.clientId, now);
+    this.remember(key, owner.subject, owner.client_id, now);
+    return owner.subject === who.subject && owner.client_id === who.clientId;
+  }
+
+  /** The session ended (DELETE, or R no longer knows it). */
+  async forget(sessionId: string): Promise<void> {
+    const key = sha256(sessionId);
+    this.cache.delete(key);
+    await this.store.remove(key);
+  }
+
+  /**
+   * After R answered a request that carried session id `sent` (or none): the session ended when
+   * R accepted its DELETE or no longer knows it (404, MCP Streamable HTTP) — forget it; a new
+   * id R issued is bound to `who`. Resolves false when R issued an id already bound to another
+   * user or client (it stays theirs); undefined (nothing to wait for) when there is nothing to do.
+   * The gateway sends R's answer to the client only once this has resolved, so a client that
+   * uses a new session id at once (on any replica) finds it bound.
+   */
+  afterResponse(method: string | undefined, sent: string | undefined, status: number, issued: string | undefined, who: SessionOwner): Promise<boolean> | undefined {
+    if (sent !== undefined && ((method === 'DELETE' && status < 300) || status === 404)) return this.forget(sent).then(() => true);
+    if (issued === undefined || issued === sent) return undefined;
+    return this.bind(issued, who);
+  }
+
+  /** Housekeeping: delete bindings unused for MCP_SESSION_IDLE_MS; returns how many. */
+  purgeIdle(now = this.clock()): Promise<number> {
+    this.cache.clear();
+    return this.store.purgeIdle(now - MCP_SESSION_IDLE_MS);
+  }
 }
 
-export type SessionBinding = ReturnType<typeof createSessionBinding>;
+export function createSessionBinding(store: McpSessionStore, options: { max?: number; now?: () => number } = {}): SessionBinding {
+  return new SessionBinding(store, options);
+}

@@ -2,21 +2,24 @@
  * The gateway's token check — the one module that decides whether a request to `/mcp` (or an API
  * route) carries a usable P access token (DESIGN §2 step 8):
  * - GW-08: the token comes from the `Authorization: Bearer` header only, never the query;
- * - GW-01: it exists (looked up by SHA-256), is unexpired, and its consent is neither revoked
- *   nor expired — checked on every request, so a revocation applies to the very next one;
+ * - GW-01: it exists (looked up by SHA-256), is unexpired, and its consent is active (neither revoked
+ *   nor expired, src/consent/status.ts) — checked on every request, so a revocation applies to the very next one;
  * - GW-02/GW-03, AT-14: its audience is exactly this resource, so a token for another resource
  *   of P, or any token P did not issue (an upstream token sent directly), is refused;
  * - GW-06/07: the required scope is present, else 403 `insufficient_scope` naming it (step-up);
  * - GW-05: no token ⇒ 401 with no error code; a bad one ⇒ 401 `invalid_token`.
- * Pure with respect to HTTP: it returns a decision; src/flow/8-gateway.ts writes the response.
+ * Pure with respect to HTTP: it returns a decision (at once, or as a promise when a fact must be
+ * read from PostgreSQL); src/flow/8-gateway.ts writes the response.
  * The token row and its consent's expiry are read through the generation cache
  * (src/gateway/cache.ts): any change to tokens or consents, in any process, invalidates them,
  * so revocation stays immediate.
  */
-import type { ConsentStore } from '../store/consents.js';
+import type { ConsentLifetime, ConsentStore } from '../store/consents.js';
+import { isActive } from '../consent/status.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
 import { sha256 } from '../crypto/keys.js';
 import { createGenerationCache } from './cache.js';
+import { after, type Maybe } from '../db/sql.js';
 
 export interface TokenGrant {
   ok: true;
@@ -61,19 +64,47 @@ const refuse = (status: 401 | 403, reason: TokenRefusal['reason'], error: TokenR
 
 interface TokenFacts {
   token: Record<string, unknown> | undefined;
-  /** ms; 0 when the consent is revoked or gone */
-  consentExpiresAt: number;
+  /** the grant's consent's revocation and expiry; undefined when it is gone */
+  consent: ConsentLifetime | undefined;
 }
 
-export function createTokenCheck(models: OidcModelStore, consents: ConsentStore, generation: () => number) {
+/** The decision for a token whose facts are known (pure; GW-01..08). */
+function decide(input: TokenCheckInput, now: number, { token, consent }: TokenFacts): TokenDecision {
+  if (!token) return refuse(401, 'unknown_token', 'invalid_token', 'the access token is not valid');
+  if (typeof token.exp === 'number' && token.exp * 1000 <= now) return refuse(401, 'expired', 'invalid_token', 'the access token expired');
+  const audience = token.aud;
+  if (audience !== input.resource && !(Array.isArray(audience) && audience.length === 1 && audience[0] === input.resource)) {
+    return refuse(401, 'wrong_audience', 'invalid_token', 'the access token is for another resource');
+  }
+  const grantId = token.grantId;
+  if (typeof grantId !== 'string' || !consent || !isActive(consent, now)) {
+    return refuse(401, 'consent_revoked', 'invalid_token', 'the authorization behind this token was revoked or expired');
+  }
+  const scopes = new Set(
+    String(token.scope ?? '')
+      .split(' ')
+      .filter(Boolean),
+  );
+  if (!scopes.has(input.requiredScope)) {
+    return refuse(403, 'insufficient_scope', 'insufficient_scope', `this resource requires the scope ${input.requiredScope}`);
+  }
+  return { ok: true, grantId, subject: String(token.accountId), clientId: String(token.clientId), scopes };
+}
+
+/**
+ * The token check over the stores. Its answer is immediate (no promise) when the facts are cached
+ * or the engine reads synchronously (SQLite), a promise otherwise (PostgreSQL on a cache miss).
+ */
+export function createTokenCheck(models: OidcModelStore, consents: ConsentStore, generation: () => Maybe<number>) {
   // Unknown tokens are not remembered: a new token row does not move the generation.
   const cache = createGenerationCache<TokenFacts>(generation, { keep: (facts) => facts.token !== undefined });
-  const facts = (hash: string): TokenFacts => {
-    const token = models.findAccessTokenByHash(hash);
-    const grantId = token?.grantId;
-    return { token, consentExpiresAt: typeof grantId === 'string' ? consents.liveUntil(grantId) : 0 };
-  };
-  return function checkToken(input: TokenCheckInput): TokenDecision {
+  const facts = (hash: string): Maybe<TokenFacts> =>
+    after(models.findAccessTokenByHash(hash), (token) => {
+      const grantId = token?.grantId;
+      if (typeof grantId !== 'string') return { token, consent: undefined };
+      return after(consents.lifetime(grantId), (consent) => ({ token, consent }));
+    });
+  return function checkToken(input: TokenCheckInput): Maybe<TokenDecision> {
     const now = input.now ?? Date.now();
     if (input.queryToken) return refuse(401, 'query_token', 'invalid_request', 'send the access token in the Authorization header, not the URL');
     const header = input.authorization;
@@ -81,22 +112,10 @@ export function createTokenCheck(models: OidcModelStore, consents: ConsentStore,
     const match = /^Bearer +(\S+)$/i.exec(header);
     if (!match || !B64TOKEN.test(match[1] as string)) return refuse(401, 'malformed', 'invalid_token', 'the Authorization header must be "Bearer <token>"');
     const hash = sha256(match[1] as string);
-    const { token, consentExpiresAt } = cache.get(hash, () => facts(hash), input.generation);
-    if (!token) return refuse(401, 'unknown_token', 'invalid_token', 'the access token is not valid');
-    if (typeof token.exp === 'number' && token.exp * 1000 <= now) return refuse(401, 'expired', 'invalid_token', 'the access token expired');
-    const audience = token.aud;
-    if (audience !== input.resource && !(Array.isArray(audience) && audience.length === 1 && audience[0] === input.resource)) {
-      return refuse(401, 'wrong_audience', 'invalid_token', 'the access token is for another resource');
-    }
-    const grantId = token.grantId;
-    if (typeof grantId !== 'string' || consentExpiresAt <= now) {
-      return refuse(401, 'consent_revoked', 'invalid_token', 'the authorization behind this token was revoked or expired');
-    }
-    const scopes = new Set(String(token.scope ?? '').split(' ').filter(Boolean));
-    if (!scopes.has(input.requiredScope)) {
-      return refuse(403, 'insufficient_scope', 'insufficient_scope', `this resource requires the scope ${input.requiredScope}`);
-    }
-    return { ok: true, grantId, subject: String(token.accountId), clientId: String(token.clientId), scopes };
+    return after(
+      cache.get(hash, () => facts(hash), input.generation),
+      (known) => decide(input, now, known),
+    );
   };
 }
 

@@ -12,8 +12,9 @@
  * the access and the refresh token once per token, not per request.
  */
 import type { Audit } from '../audit/audit.js';
-import type { Revocation } from '../flow/revocation.js';
-import type { UpstreamTokenStore } from '../store/upstream-tokens.js';
+import type { Revocation } from '../consent/revocation.js';
+import type { UpstreamAccess, UpstreamTokenStore } from '../store/upstream-tokens.js';
+import { after, type Maybe } from '../db/sql.js';
 import { UpstreamError, type UpstreamClient } from '../upstream/presets.js';
 import { createGenerationCache } from './cache.js';
 import { compileSecrets, type Secrets } from './redact.js';
@@ -28,40 +29,82 @@ export interface UpstreamCredential {
   secrets: Secrets;
 }
 
-export type UpstreamTokenResult =
-  | ({ ok: true } & UpstreamCredential)
-  | { ok: false; failure: 'revoked' | 'unreachable' | 'failed' };
+export type UpstreamTokenResult = ({ ok: true } & UpstreamCredential) | { ok: false; failure: 'revoked' | 'unreachable' | 'failed' };
 
 export interface UpstreamTokenDeps {
   store: UpstreamTokenStore;
   upstream: () => UpstreamClient;
   revocation: Revocation;
   audit: Audit;
-  generation: () => number;
+  generation: () => Maybe<number>;
 }
 
-export function createUpstreamTokenSource(deps: UpstreamTokenDeps) {
-  const inflight = new Map<string, Promise<UpstreamTokenResult>>();
-  const cache = createGenerationCache<(NonNullable<ReturnType<UpstreamTokenStore['access']>> & { secrets: Secrets }) | undefined>(deps.generation);
-  const load = (grantId: string) => {
-    const access = deps.store.access(grantId);
-    return access && { ...access, secrets: compileSecrets(access.accessToken, access.refreshToken) };
-  };
+type Who = { subject: string; clientId: string };
+type Loaded = (UpstreamAccess & { secrets: Secrets }) | undefined;
 
-  async function refresh(grantId: string, who: { subject: string; clientId: string }): Promise<UpstreamTokenResult> {
-    const current = deps.store.get(grantId);
+/** U's tokens per grant, cached by generation, refreshed single-flight per process. */
+class UpstreamTokenSource {
+  private readonly inflight = new Map<string, Promise<UpstreamTokenResult>>();
+  private readonly cache: ReturnType<typeof createGenerationCache<Loaded>>;
+
+  constructor(private readonly deps: UpstreamTokenDeps) {
+    this.cache = createGenerationCache<Loaded>(deps.generation);
+  }
+
+  /**
+   * U's access token for the grant, refreshed first when due (or when `forceRefresh`). The
+   * answer is immediate (no promise) unless the token must be read from PostgreSQL or a
+   * refresh has to wait for U. (A property, so a wrapper can replace it: test/bench/p-server.ts.)
+   */
+  get = (grantId: string, who: Who, forceRefresh = false, generation?: number): Maybe<UpstreamTokenResult> =>
+    after(
+      this.cache.get(grantId, () => this.load(grantId), generation),
+      (access) => this.use(grantId, who, forceRefresh, access),
+    );
+
+  private load(grantId: string): Maybe<Loaded> {
+    return after(this.deps.store.access(grantId), (access) => access && { ...access, secrets: compileSecrets(access.accessToken, access.refreshToken) });
+  }
+
+  /** What to send for a loaded token: it as it is, or a refresh when due. */
+  private use(grantId: string, who: Who, forceRefresh: boolean, access: Loaded): Maybe<UpstreamTokenResult> {
+    if (!access) return { ok: false, failure: 'revoked' };
+    const due = forceRefresh || (access.expiresAt !== undefined && access.expiresAt - Date.now() < REFRESH_SKEW_MS);
+    if (!due) return { ok: true, accessToken: access.accessToken, secrets: access.secrets };
+    if (access.refreshToken === undefined) {
+      if (access.expiresAt !== undefined && access.expiresAt <= Date.now()) {
+        return this.deps.revocation.revokeGrant(grantId, 'upstream_invalid_grant').then(() => ({ ok: false, failure: 'revoked' }) as const);
+      }
+      return { ok: true, accessToken: access.accessToken, secrets: access.secrets };
+    }
+    return this.refreshOnce(grantId, who);
+  }
+
+  /** A refresh for the grant, one at a time per process (concurrent requests share it). */
+  private refreshOnce(grantId: string, who: Who): Promise<UpstreamTokenResult> {
+    let pending = this.inflight.get(grantId);
+    if (!pending) {
+      pending = this.refresh(grantId, who).finally(() => this.inflight.delete(grantId));
+      this.inflight.set(grantId, pending);
+    }
+    return pending;
+  }
+
+  private async refresh(grantId: string, who: Who): Promise<UpstreamTokenResult> {
+    const { deps } = this;
+    const current = await deps.store.get(grantId);
     if (!current?.refreshToken) return { ok: false, failure: 'revoked' };
     try {
       const next = await deps.upstream().refresh(current.refreshToken);
-      deps.store.save(grantId, current.subject, { accessToken: next.accessToken, refreshToken: next.refreshToken, expiresAt: next.expiresAt, scopes: next.scope });
-      deps.audit.record({ event: 'upstream.token_refreshed', ...who, details: { grant_id: grantId } });
+      await deps.store.save(grantId, current.subject, { accessToken: next.accessToken, refreshToken: next.refreshToken, expiresAt: next.expiresAt, scopes: next.scope });
+      await deps.audit.record({ event: 'upstream.token_refreshed', ...who, details: { grant_id: grantId } });
       // U may or may not rotate the refresh token; the stored one is the one it kept (coalesce).
       return { ok: true, accessToken: next.accessToken, secrets: compileSecrets(next.accessToken, next.refreshToken ?? current.refreshToken) };
     } catch (err) {
       const failure = err instanceof UpstreamError ? err : new UpstreamError('upstream_error', (err as Error).message);
-      deps.audit.record({ event: 'upstream.refresh_failed', reason: failure.reason, ...who, details: { grant_id: grantId, upstream_error: failure.upstreamCode } });
+      await deps.audit.record({ event: 'upstream.refresh_failed', reason: failure.reason, ...who, details: { grant_id: grantId, upstream_error: failure.upstreamCode } });
       if (failure.reason === 'invalid_grant') {
-        deps.revocation.revokeGrant(grantId, 'upstream_invalid_grant');
+        await deps.revocation.revokeGrant(grantId, 'upstream_invalid_grant');
         return { ok: false, failure: 'revoked' };
       }
       // A token that has not expired yet is still worth using.
@@ -69,32 +112,10 @@ export function createUpstreamTokenSource(deps: UpstreamTokenDeps) {
       return { ok: false, failure: failure.reason === 'unreachable' ? 'unreachable' : 'failed' };
     }
   }
-
-  return {
-    /**
-     * U's access token for the grant, refreshed first when due (or when `forceRefresh`). The
-     * answer is immediate (no promise) unless a refresh has to wait for U.
-     */
-    get(grantId: string, who: { subject: string; clientId: string }, forceRefresh = false, generation?: number): UpstreamTokenResult | Promise<UpstreamTokenResult> {
-      const access = cache.get(grantId, () => load(grantId), generation);
-      if (!access) return { ok: false, failure: 'revoked' };
-      const due = forceRefresh || (access.expiresAt !== undefined && access.expiresAt - Date.now() < REFRESH_SKEW_MS);
-      if (!due) return { ok: true, accessToken: access.accessToken, secrets: access.secrets };
-      if (access.refreshToken === undefined) {
-        if (access.expiresAt !== undefined && access.expiresAt <= Date.now()) {
-          deps.revocation.revokeGrant(grantId, 'upstream_invalid_grant');
-          return { ok: false, failure: 'revoked' };
-        }
-        return { ok: true, accessToken: access.accessToken, secrets: access.secrets };
-      }
-      let pending = inflight.get(grantId);
-      if (!pending) {
-        pending = refresh(grantId, who).finally(() => inflight.delete(grantId));
-        inflight.set(grantId, pending);
-      }
-      return pending;
-    },
-  };
 }
 
-export type UpstreamTokenSource = ReturnType<typeof createUpstreamTokenSource>;
+export function createUpstreamTokenSource(deps: UpstreamTokenDeps): UpstreamTokenSource {
+  return new UpstreamTokenSource(deps);
+}
+
+export type { UpstreamTokenSource };

@@ -22,10 +22,7 @@ export function createCookieJar(keys: KeyRing, secureContext: boolean) {
       return keys.verify(raw);
     },
     write(res: Response, n: CookieName, value: string, maxAgeSeconds: number): void {
-      res.append(
-        'Set-Cookie',
-        serialize(name(n), keys.sign(value), { path: '/', httpOnly: true, secure: secureContext, sameSite: 'lax', maxAge: maxAgeSeconds }),
-      );
+      res.append('Set-Cookie', serialize(name(n), keys.sign(value), { path: '/', httpOnly: true, secure: secureContext, sameSite: 'lax', maxAge: maxAgeSeconds }));
     },
     clear(res: Response, n: CookieName): void {
       res.append('Set-Cookie', serialize(name(n), '', { path: '/', httpOnly: true, secure: secureContext, sameSite: 'lax', maxAge: 0 }));

@@ -7,7 +7,6 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { NewAuditRow } from '../store/audit-log.js';
 
 /**
  * Does this Authorization header carry METRICS_TOKEN? Compared in constant time: both sides are
@@ -17,7 +16,9 @@ import type { NewAuditRow } from '../store/audit-log.js';
 export function metricsAuthorized(authorization: string | undefined, token: string | undefined): boolean {
   if (token === undefined) return true;
   const expected = createHash('sha256').update(`Bearer ${token}`).digest();
-  const given = createHash('sha256').update(authorization ?? '').digest();
+  const given = createHash('sha256')
+    .update(authorization ?? '')
+    .digest();
   return timingSafeEqual(given, expected);
 }
 
@@ -25,7 +26,12 @@ export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'mcp_proxy_' });
   const httpRequests = new Counter({ name: 'mcp_proxy_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['route', 'method', 'status'] as const, registers: [registry] });
-  const consent = new Counter({ name: 'mcp_proxy_consent_decisions_total', help: 'Consent page decisions (shown, approved, denied, skipped, rejected)', labelNames: ['decision', 'reason'] as const, registers: [registry] });
+  const consent = new Counter({
+    name: 'mcp_proxy_consent_decisions_total',
+    help: 'Consent page decisions (shown, approved, denied, skipped, rejected)',
+    labelNames: ['decision', 'reason'] as const,
+    registers: [registry],
+  });
   const tokens = new Counter({ name: 'mcp_proxy_tokens_total', help: 'Token endpoint outcomes', labelNames: ['outcome', 'grant_type'] as const, registers: [registry] });
   const refreshes = new Counter({ name: 'mcp_proxy_upstream_refreshes_total', help: 'Refreshes of upstream tokens', labelNames: ['outcome'] as const, registers: [registry] });
   const audit = new Counter({ name: 'mcp_proxy_audit_events_total', help: 'Audit log records by event', labelNames: ['event'] as const, registers: [registry] });
@@ -45,7 +51,7 @@ export function createMetrics() {
     observeGateway(resource: string, status: number, seconds: number): void {
       gateway.observe({ resource: new URL(resource).pathname, status: String(status) }, seconds);
     },
-    observeAudit(row: NewAuditRow): void {
+    observeAudit(row: { event: string; reason: string | null }): void {
       audit.inc({ event: row.event });
       const [area, outcome] = row.event.split('.') as [string, string];
       if (area === 'consent' && outcome !== 'recorded' && outcome !== 'revoked') consent.inc({ decision: outcome, reason: row.reason ?? '' });

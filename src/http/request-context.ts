@@ -6,13 +6,38 @@
 import { newRequestId } from './request-id.js';
 import type { NextFunction, Request, Response } from 'express';
 import type { Logger } from 'pino';
-import { requestContext } from '../audit/audit.js';
+import { AsyncLocalStorage } from 'node:async_hooks';
 
 declare module 'http' {
   interface IncomingMessage {
     /** request id assigned by requestContextMiddleware */
     id?: string;
   }
+}
+
+/** Per-request context (request id, client IP) for records written deep inside a flow. */
+export interface RequestContext {
+  requestId: string;
+  ip: string | undefined;
+  /** writes started by code that cannot await them (oidc-provider's events), awaited before the response */
+  commits?: Promise<unknown>[];
+}
+export const requestContext = new AsyncLocalStorage<RequestContext>();
+
+/**
+ * A write the current request's response must wait for, started where it cannot be awaited
+ * (an oidc-provider event handler: the provider does not await its listeners). The provider's
+ * responses wait for every such write (`commitsSettled`, src/provider/configuration.ts), so a
+ * decision is committed before it is answered (DESIGN §3). Outside a request it only runs.
+ */
+export function beforeResponse(work: Promise<unknown>): void {
+  requestContext.getStore()?.commits?.push(work);
+}
+
+/** Resolves once every write noted with `beforeResponse` in this request has committed; rejects if one failed. */
+export async function commitsSettled(): Promise<void> {
+  const commits = requestContext.getStore()?.commits;
+  while (commits?.length) await Promise.all(commits.splice(0));
 }
 
 export function requestContextMiddleware(log: Logger, onFinish?: (req: Request, res: Response, ms: number) => void) {
@@ -26,6 +51,6 @@ export function requestContextMiddleware(log: Logger, onFinish?: (req: Request, 
       onFinish?.(req, res, ms);
       log.debug({ requestId: id, method: req.method, path: req.path, status: res.statusCode, ms: Math.round(ms * 10) / 10 }, 'request');
     });
-    requestContext.run({ requestId: id, ip: req.ip }, next);
+    requestContext.run({ requestId: id, ip: req.ip, commits: [] }, next);
   };
 }

@@ -7,22 +7,11 @@
  */
 import helmet from 'helmet';
 import type { RequestHandler } from 'express';
-
-export const BASE_CSP_DIRECTIVES: Record<string, string[]> = {
-  'default-src': ["'self'"],
-  'base-uri': ["'none'"],
-  'script-src': ["'none'"],
-  'style-src': ["'self'"],
-  'img-src': ["'self'", 'data:'],
-  'font-src': ["'self'"],
-  'connect-src': ["'self'"],
-  'object-src': ["'none'"],
-  'frame-ancestors': ["'none'"],
-};
+import { BASE_CSP_DIRECTIVES } from './csp.js';
 
 export function securityHeaders(https: boolean): RequestHandler {
   return helmet({
-    contentSecurityPolicy: { useDefaults: false, directives: BASE_CSP_DIRECTIVES },
+    contentSecurityPolicy: { useDefaults: false, directives: { ...BASE_CSP_DIRECTIVES } },
     frameguard: { action: 'deny' },
     referrerPolicy: { policy: 'no-referrer' },
     strictTransportSecurity: https ? { maxAge: 31_536_000, includeSubDomains: false } : false,

@@ -32,7 +32,8 @@ export const REDACT_PATHS = [
 
 /** JSON lines; in an interactive terminal, pretty-printed (pino-pretty). */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
-  const target = destination ?? (process.stdout.isTTY ? pino.transport({ target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' } }) : undefined);
+  const target =
+    destination ?? (process.stdout.isTTY ? pino.transport({ target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service' } }) : undefined);
   return pino(
     {
       level,

@@ -7,11 +7,11 @@ import type { Config } from '../config/load.js';
 import type { KeyRing } from '../crypto/keys.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
 import { createInteractionPolicy } from './policy.js';
+import { offeredScopes } from '../oauth/scopes.js';
 import { providerErrorBodies } from '../errors/render.js';
 import { ProviderWithSafeErrorRedirects } from './error-redirect.js';
+import { commitsSettled } from '../http/request-context.js';
 
-/** Scopes always offered besides MCP_SCOPES: `openid` (ID token) and `offline_access` (RT-06). */
-export const BASE_SCOPES = ['openid', 'offline_access'];
 /** Codes live one minute: clients redeem at once; OAuth 2.1 §4.1.2 allows at most ten (TOK-03). */
 export const AUTHORIZATION_CODE_TTL = 60;
 /** An unfinished authorization (consent + upstream login) may take ten minutes. */
@@ -33,66 +33,174 @@ export interface ProviderDeps {
   keys: KeyRing;
   models: OidcModelStore;
   /** clients an admin disabled (clients_meta.disabled_at) */
-  isClientDisabled: (clientId: string) => boolean;
+  isClientDisabled: (clientId: string) => Promise<boolean>;
   jwks: { keys: Record<string, unknown>[] };
   /** writes P's error page for oidc-provider's rendered errors */
   renderError(ctx: KoaContextWithOIDC, out: ErrorOut, error: Error): void;
 }
 
-export function offeredScopes(config: Readonly<Config>): string[] {
-  return [...BASE_SCOPES, ...config.mcpScopes];
+/**
+ * A code or refresh token that another request consumed between oidc-provider's check of
+ * `consumed` and its `consume()` (two redemptions at once, on one replica or two): the adapter's
+ * atomic consume refused it. Answered as oidc-provider answers a replay — invalid_grant — and,
+ * like a replay, it revokes the grant with everything issued under it (TOK-05, RT-02; the token
+ * endpoint's events bridge does that: src/provider/events.ts).
+ */
+export class ReplayedGrantSource extends errors.InvalidGrant {
+  constructor(
+    model: string,
+    readonly grantId: string | undefined,
+  ) {
+    super(`${model === 'RefreshToken' ? 'refresh token' : 'authorization code'} already consumed`);
+  }
 }
 
 /**
  * oidc-provider's Adapter over the oidc_models store. `prefix` keeps another provider's models
  * apart (the demo IdP); `isClientDisabled` makes a client disabled by an admin unknown to the
- * provider, so it can neither authorize nor redeem anything.
+ * provider, so it can neither authorize nor redeem anything. Every write joins the transaction
+ * the caller runs in, if any (src/consent/record.ts), on both engines.
  */
-export function adapterClass(models: OidcModelStore, options: { prefix?: string; isClientDisabled?: (clientId: string) => boolean } = {}) {
+export function adapterClass(models: OidcModelStore, options: { prefix?: string; isClientDisabled?: (clientId: string) => Promise<boolean> } = {}) {
   const prefix = options.prefix ?? '';
-  return class SqliteAdapter implements Adapter {
+  return class StoreAdapter implements Adapter {
     private readonly name: string;
     constructor(model: string) {
       this.name = `${prefix}${model}`;
     }
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
-      models.upsert(this.name, id, payload as Record<string, unknown>, expiresIn);
+      await models.upsert(this.name, id, payload as Record<string, unknown>, expiresIn);
     }
     async find(id: string): Promise<AdapterPayload | undefined> {
-      if (this.name === 'Client' && options.isClientDisabled?.(id)) return undefined;
-      return models.find(this.name, id) as AdapterPayload | undefined;
+      if (this.name === 'Client' && (await options.isClientDisabled?.(id))) return undefined;
+      return (await models.find(this.name, id)) as AdapterPayload | undefined;
     }
     async findByUserCode(): Promise<AdapterPayload | undefined> {
       return undefined; // device flow is disabled
     }
     async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-      return models.findByUid(this.name, uid) as AdapterPayload | undefined;
+      return (await models.findByUid(this.name, uid)) as AdapterPayload | undefined;
     }
+    /** Atomic (TOK-05, RT-02): of two concurrent consumes one wins; the other is refused as a replay. */
     async consume(id: string): Promise<void> {
-      models.consume(this.name, id);
+      const outcome = await models.consume(this.name, id);
+      if (outcome.consumed) return;
+      if (outcome.replayed) throw new ReplayedGrantSource(this.name, outcome.grantId);
+      throw new errors.InvalidGrant('grant source not found');
     }
     async destroy(id: string): Promise<void> {
-      models.destroy(this.name, id);
+      await models.destroy(this.name, id);
     }
     async revokeByGrantId(grantId: string): Promise<void> {
-      models.revokeByGrantId(grantId);
+      await models.revokeByGrantId(grantId);
     }
   };
 }
 
-export function createProvider(deps: ProviderDeps): Provider {
-  const { config, keys, models } = deps;
-  const { urls } = config;
-  const scopes = offeredScopes(config);
+/** The provider's cookies: signed with P's keys, never readable by scripts. */
+function cookies(keys: KeyRing): Configuration['cookies'] {
+  return {
+    keys: keys.oidcCookieKeys(),
+    long: { httpOnly: true, sameSite: 'lax', signed: true },
+    short: { httpOnly: true, sameSite: 'lax', signed: true },
+  };
+}
 
-  const configuration: Configuration = {
+/** Which endpoints and extensions exist: only what an MCP authorization server needs. */
+function features(config: Readonly<Config>): Configuration['features'] {
+  return {
+    devInteractions: { enabled: false },
+    // REG-13: no RFC 7592 management, so no registration access token or client URI.
+    registration: { enabled: true, initialAccessToken: false, issueRegistrationAccessToken: false },
+    registrationManagement: { enabled: false },
+    revocation: { enabled: true },
+    introspection: { enabled: false },
+    userinfo: { enabled: false },
+    rpInitiatedLogout: { enabled: false },
+    pushedAuthorizationRequests: { enabled: false },
+    dPoP: { enabled: false },
+    claimsParameter: { enabled: false },
+    clientCredentials: { enabled: false },
+    resourceIndicators: resourceIndicators(config),
+  };
+}
+
+/**
+ * RFC 8707 / F3, F4: the MCP resource (and one per GATEWAY_ROUTES prefix) are the only
+ * resources; the MCP resource is the default when a client sends none (AUTHZ-06); the
+ * resource is the access-token audience (TOK-07), and the granted resource is reused at the
+ * token endpoint.
+ */
+function resourceIndicators(config: Readonly<Config>): NonNullable<Configuration['features']>['resourceIndicators'] {
+  return {
+    enabled: true,
+    defaultResource: () => config.urls.mcpResource,
+    useGrantedResource: () => true,
+    getResourceServerInfo: (_ctx, resourceIndicator) => {
+      if (!config.resources.includes(resourceIndicator)) {
+        // AUTHZ-05: anything else is invalid_target.
+        throw new errors.InvalidTarget();
+      }
+      return {
+        scope: config.mcpScopes.join(' '),
+        audience: resourceIndicator,
+        accessTokenTTL: config.ttl.accessToken,
+        accessTokenFormat: 'opaque',
+      };
+    },
+  };
+}
+
+/** How long each model lives (seconds). */
+function ttl(config: Readonly<Config>): Configuration['ttl'] {
+  return {
+    AccessToken: config.ttl.accessToken,
+    AuthorizationCode: AUTHORIZATION_CODE_TTL,
+    Grant: config.ttl.consent,
+    IdToken: ID_TOKEN_TTL,
+    Interaction: INTERACTION_TTL,
+    RefreshToken: config.ttl.refreshToken,
+    // The provider's session lives for one authorization only (src/http/provider-mount.ts).
+    Session: INTERACTION_TTL,
+  };
+}
+
+/** Refresh tokens: who gets one, rotation, and what they live by. */
+const refreshTokens: Pick<Configuration, 'issueRefreshToken' | 'rotateRefreshToken' | 'expiresWithSession'> = {
+  // F8: refresh tokens for every client that registered the refresh_token grant, whether or
+  // not it asked for offline_access (SDK v1 never does).
+  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+  // RT-01: rotate on every use; oidc-provider revokes the grant when a rotated token is reused (RT-02).
+  rotateRefreshToken: () => true,
+  // Tokens live by the grant (consent), not by oidc-provider's browser session.
+  expiresWithSession: async () => false,
+};
+
+/** The interaction is P's consent page (/interaction/:uid, src/flow/4-consent.ts): where it starts, what it may reuse. */
+function interactions(config: Readonly<Config>, scopes: ReturnType<typeof offeredScopes>): Pick<Configuration, 'interactions' | 'loadExistingGrant' | 'findAccount'> {
+  return {
+    interactions: {
+      url: (_ctx, interaction) => config.urls.path(`/interaction/${interaction.uid}`),
+      policy: createInteractionPolicy(scopes),
+    },
+    // DESIGN §7: only the grant named by P's own interaction result is ever loaded; the
+    // provider's session never shortcuts the consent page.
+    loadExistingGrant: async (ctx) => {
+      const grantId = ctx.oidc.result?.consent?.grantId;
+      return grantId ? ctx.oidc.provider.Grant.find(grantId) : undefined;
+    },
+    findAccount: async (_ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
+  };
+}
+
+/** oidc-provider's configuration for P, from the named parts above. */
+function providerConfiguration(deps: ProviderDeps): Configuration {
+  const { config, keys, models } = deps;
+  const scopes = offeredScopes(config);
+  return {
     adapter: adapterClass(models, { isClientDisabled: deps.isClientDisabled }),
     jwks: deps.jwks as Configuration['jwks'],
-    cookies: {
-      keys: keys.oidcCookieKeys(),
-      long: { httpOnly: true, sameSite: 'lax', signed: true },
-      short: { httpOnly: true, sameSite: 'lax', signed: true },
-    },
+    cookies: cookies(keys),
     routes: PROVIDER_ROUTES,
     scopes,
     claims: { openid: ['sub'] },
@@ -106,82 +214,37 @@ export function createProvider(deps: ProviderDeps): Provider {
       token_endpoint_auth_method: 'none',
       id_token_signed_response_alg: 'RS256',
     },
-    // Only the methods the admission policy accepts (src/flow/1-register.ts).
+    // Only the methods the admission policy accepts (src/flow/2-register.ts).
     clientAuthMethods: ['none', 'client_secret_basic', 'client_secret_post'],
     extraClientMetadata: { properties: ['software_id', 'software_version'] },
-    features: {
-      devInteractions: { enabled: false },
-      // REG-13: no RFC 7592 management, so no registration access token or client URI.
-      registration: { enabled: true, initialAccessToken: false, issueRegistrationAccessToken: false },
-      registrationManagement: { enabled: false },
-      revocation: { enabled: true },
-      introspection: { enabled: false },
-      userinfo: { enabled: false },
-      rpInitiatedLogout: { enabled: false },
-      pushedAuthorizationRequests: { enabled: false },
-      dPoP: { enabled: false },
-      claimsParameter: { enabled: false },
-      clientCredentials: { enabled: false },
-      // RFC 8707 / F3, F4: the MCP resource (and one per GATEWAY_ROUTES prefix) are the only
-      // resources; the MCP resource is the default when a client sends none (AUTHZ-06); the
-      // resource is the access-token audience (TOK-07), and the granted resource is reused at the
-      // token endpoint.
-      resourceIndicators: {
-        enabled: true,
-        defaultResource: () => urls.mcpResource,
-        useGrantedResource: () => true,
-        getResourceServerInfo: (_ctx, resourceIndicator) => {
-          if (!config.resources.includes(resourceIndicator)) {
-            // AUTHZ-05: anything else is invalid_target.
-            throw new errors.InvalidTarget();
-          }
-          return {
-            scope: config.mcpScopes.join(' '),
-            audience: resourceIndicator,
-            accessTokenTTL: config.ttl.accessToken,
-            accessTokenFormat: 'opaque',
-          };
-        },
-      },
-    },
-    ttl: {
-      AccessToken: config.ttl.accessToken,
-      AuthorizationCode: AUTHORIZATION_CODE_TTL,
-      Grant: config.ttl.consent,
-      IdToken: ID_TOKEN_TTL,
-      Interaction: INTERACTION_TTL,
-      RefreshToken: config.ttl.refreshToken,
-      // The provider's session lives for one authorization only (src/http/provider-mount.ts).
-      Session: INTERACTION_TTL,
-    },
-    // F8: refresh tokens for every client that registered the refresh_token grant, whether or
-    // not it asked for offline_access (SDK v1 never does).
-    issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
-    // RT-01: rotate on every use; oidc-provider revokes the grant when a rotated token is reused (RT-02).
-    rotateRefreshToken: () => true,
-    // Tokens live by the grant (consent), not by oidc-provider's browser session.
-    expiresWithSession: async () => false,
-    interactions: {
-      url: (_ctx, interaction) => urls.path(`/interaction/${interaction.uid}`),
-      policy: createInteractionPolicy(scopes),
-    },
-    // DESIGN §7: only the grant named by P's own interaction result is ever loaded; the
-    // provider's session never shortcuts the consent page.
-    loadExistingGrant: async (ctx) => {
-      const grantId = ctx.oidc.result?.consent?.grantId;
-      return grantId ? ctx.oidc.provider.Grant.find(grantId) : undefined;
-    },
-    findAccount: async (_ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
+    features: features(config),
+    ttl: ttl(config),
+    ...refreshTokens,
+    ...interactions(config, scopes),
     renderError: async (ctx, out, error) => deps.renderError(ctx, out, error),
     // AUTHZ-02: a client with several redirect URIs must name one.
     allowOmittingSingleRegisteredRedirectUri: true,
     discovery: { service_documentation: undefined },
   };
+}
 
+export function createProvider(deps: ProviderDeps): Provider {
   // AUTHZ-12: error redirects to the client carry only error, our description, state and iss.
-  const provider: Provider = new ProviderWithSafeErrorRedirects(urls.issuer, configuration);
+  const provider: Provider = new ProviderWithSafeErrorRedirects(deps.config.urls.issuer, providerConfiguration(deps));
   // DESIGN §9: its JSON errors, like its pages (renderError), carry no library message or stack.
   provider.use(providerErrorBodies());
+  // DESIGN §3: what its event listeners write (audit rows, revocations) is committed before the
+  // response goes out (the provider does not await listeners: src/provider/events.ts).
+  provider.use(async (ctx, next) => {
+    await next();
+    try {
+      await commitsSettled();
+    } catch {
+      ctx.remove('Location');
+      ctx.status = 500;
+      ctx.body = { error: 'server_error' }; // rewritten by providerErrorBodies; the listener logged the cause
+    }
+  });
   // Endpoint URLs in metadata come from the request; the express layer pins host and protocol
   // to PUBLIC_URL (src/http/provider-mount.ts), so the provider trusts those headers.
   provider.proxy = true;

@@ -6,15 +6,20 @@
  * - grant.revoked                      → grant.revoked, then the revocation cascade (consent,
  *                                        upstream token), e.g. after refresh-token reuse (RT-02)
  * - server_error                       → error log with the request id
- * Every record is committed before the response is sent (the handlers run synchronously inside
- * the request).
+ * - grant.error with a code or refresh token consumed concurrently (ReplayedGrantSource, the
+ *   adapter's atomic consume) → token.rejected, then grant.revoked as for a replay (TOK-05, RT-02)
+ * Every write is committed before the response is sent: oidc-provider does not await its
+ * listeners, so each handler hands its writes to `beforeResponse` (src/http/request-context.ts),
+ * which the provider's responses wait for (src/provider/configuration.ts); a failure is logged.
  */
 import type Provider from 'oidc-provider';
-import type { KoaContextWithOIDC } from 'oidc-provider';
+import type { Client, KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
-import { requestContext, type Audit } from '../audit/audit.js';
+import type { Audit } from '../audit/audit.js';
+import { beforeResponse, requestContext } from '../http/request-context.js';
+import { ReplayedGrantSource } from './configuration.js';
 import type { ClientsMetaStore } from '../store/clients-meta.js';
-import { redirectHosts } from '../flow/1-register.js';
+import { redirectHosts } from '../oauth/redirect-uri.js';
 import { capOptional, capString } from '../audit/limits.js';
 
 export interface EventDeps {
@@ -22,7 +27,7 @@ export interface EventDeps {
   clientsMeta: ClientsMetaStore;
   log: Logger;
   /** called after oidc-provider revoked a grant by itself (refresh token reuse, code replay) */
-  onGrantRevoked?: (grantId: string, reason: string) => void;
+  onGrantRevoked?: (grantId: string, reason: string) => Promise<unknown>;
 }
 
 type OidcError = Error & { error?: string; error_description?: string; error_detail?: string; expose?: boolean };
@@ -38,88 +43,104 @@ function errorDetails(err: OidcError): Record<string, unknown> {
   return { error_description: err.error_description, detail: err.error_detail };
 }
 
+/** Writes of one event, in order; the response waits for them, a failure is logged. */
+function commit(deps: EventDeps, event: string, work: () => Promise<unknown>): void {
+  const done = work();
+  done.catch((err: unknown) => deps.log.error({ err, event }, 'could not record an authorization server event'));
+  beforeResponse(done);
+}
+
+/** registration_create.success: the client's provenance in clients_meta, and registration.accepted. */
+function registrationAccepted(deps: EventDeps, ctx: KoaContextWithOIDC, client: Client): void {
+  const metadata = client.metadata();
+  const uris = (metadata.redirect_uris as string[] | undefined) ?? [];
+  const provenance = {
+    client_id: client.clientId,
+    registered_at: Date.now(),
+    // Request-derived strings at rest are capped (DESIGN §9, src/audit/limits.ts).
+    ip: capOptional(requestContext.getStore()?.ip),
+    user_agent: capString(ctx.get('user-agent')) || null,
+    client_name: typeof metadata.client_name === 'string' ? metadata.client_name : null,
+    redirect_hosts: redirectHosts(uris).join(' '),
+  };
+  const details = {
+    client_name: metadata.client_name,
+    redirect_uris: uris,
+    application_type: metadata.application_type,
+    grant_types: metadata.grant_types,
+    token_endpoint_auth_method: metadata.token_endpoint_auth_method,
+    software_id: metadata.software_id,
+  };
+  commit(deps, 'registration_create.success', async () => {
+    await deps.clientsMeta.record(provenance);
+    await deps.audit.record({ event: 'registration.accepted', clientId: client.clientId, details });
+  });
+}
+
+/** registration_create.error → registration.rejected */
+function registrationRejected(deps: EventDeps, err: OidcError): void {
+  commit(deps, 'registration_create.error', () => deps.audit.record({ event: 'registration.rejected', reason: err.error ?? 'provider_error', details: errorDetails(err) }));
+}
+
+/** authorization.error → authorization.rejected */
+function authorizationRejected(deps: EventDeps, ctx: KoaContextWithOIDC, err: OidcError): void {
+  const entry = { event: 'authorization.rejected', reason: err.error ?? 'provider_error', clientId: clientIdOf(ctx), subject: ctx.oidc?.session?.accountId, details: errorDetails(err) } as const;
+  commit(deps, 'authorization.error', () => deps.audit.record(entry));
+}
+
+/** grant.success → token.issued, and the client's last use. */
+function tokenIssued(deps: EventDeps, ctx: KoaContextWithOIDC): void {
+  const {
+    AccessToken: at,
+    RefreshToken: rt,
+    Client: client,
+  } = ctx.oidc.entities as Record<string, { accountId?: string; clientId?: string; scope?: string; aud?: string | string[]; grantId?: string } | undefined>;
+  const clientId = client?.clientId;
+  const details = {
+    grant_id: at?.grantId,
+    scope: at?.scope,
+    audience: at?.aud,
+    refresh_token_issued: ctx.body && typeof ctx.body === 'object' ? 'refresh_token' in ctx.body : rt !== undefined,
+  };
+  const reason = String(ctx.oidc.params?.grant_type ?? 'unknown');
+  commit(deps, 'grant.success', async () => {
+    if (clientId) await deps.clientsMeta.touch(clientId);
+    await deps.audit.record({ event: 'token.issued', clientId, subject: at?.accountId, reason, details });
+  });
+}
+
+/** grant.error → token.rejected; a concurrent replay (ReplayedGrantSource) then revokes its grant, as a replay does. */
+function tokenRejected(deps: EventDeps, ctx: KoaContextWithOIDC, err: OidcError): void {
+  const entry = { event: 'token.rejected', reason: err.error ?? 'provider_error', clientId: clientIdOf(ctx), details: { grant_type: ctx.oidc?.params?.grant_type, ...errorDetails(err) } } as const;
+  commit(deps, 'grant.error', () => deps.audit.record(entry));
+  if (err instanceof ReplayedGrantSource && err.grantId) grantRevoked(deps, ctx, err.grantId);
+}
+
+/** revocation.error → token.rejected (endpoint: revocation) */
+function revocationRejected(deps: EventDeps, ctx: KoaContextWithOIDC, err: OidcError): void {
+  const entry = { event: 'token.rejected', reason: err.error ?? 'provider_error', clientId: clientIdOf(ctx), details: { endpoint: 'revocation', ...errorDetails(err) } } as const;
+  commit(deps, 'revocation.error', () => deps.audit.record(entry));
+}
+
+/** grant.revoked → grant.revoked, then the revocation cascade (onGrantRevoked). */
+function grantRevoked(deps: EventDeps, ctx: KoaContextWithOIDC | undefined, grantId: string): void {
+  const route = ctx?.oidc?.route ?? 'internal';
+  const reason = route === 'token' ? 'token_reuse_or_refresh_failure' : route;
+  commit(deps, 'grant.revoked', async () => {
+    await deps.audit.record({ event: 'grant.revoked', reason, clientId: ctx ? clientIdOf(ctx) : undefined, details: { grant_id: grantId } });
+    await deps.onGrantRevoked?.(grantId, reason);
+  });
+}
+
 export function bridgeProviderEvents(provider: Provider, deps: EventDeps): void {
-  const { audit, clientsMeta, log } = deps;
-
-  provider.on('registration_create.success', (ctx: KoaContextWithOIDC, client) => {
-    const metadata = client.metadata();
-    const uris = (metadata.redirect_uris as string[] | undefined) ?? [];
-    clientsMeta.record({
-      client_id: client.clientId,
-      registered_at: Date.now(),
-      // Request-derived strings at rest are capped (DESIGN §9, src/audit/limits.ts).
-      ip: capOptional(requestContext.getStore()?.ip),
-      user_agent: capString(ctx.get('user-agent')) || null,
-      client_name: typeof metadata.client_name === 'string' ? metadata.client_name : null,
-      redirect_hosts: redirectHosts(uris).join(' '),
-    });
-    audit.record({
-      event: 'registration.accepted',
-      clientId: client.clientId,
-      details: {
-        client_name: metadata.client_name,
-        redirect_uris: uris,
-        application_type: metadata.application_type,
-        grant_types: metadata.grant_types,
-        token_endpoint_auth_method: metadata.token_endpoint_auth_method,
-        software_id: metadata.software_id,
-      },
-    });
-  });
-
-  provider.on('registration_create.error', (_ctx: KoaContextWithOIDC, err: OidcError) => {
-    audit.record({ event: 'registration.rejected', reason: err.error ?? 'provider_error', details: errorDetails(err) });
-  });
-
-  provider.on('authorization.error', (ctx: KoaContextWithOIDC, err: OidcError) => {
-    audit.record({
-      event: 'authorization.rejected',
-      reason: err.error ?? 'provider_error',
-      clientId: clientIdOf(ctx),
-      subject: ctx.oidc?.session?.accountId,
-      details: errorDetails(err),
-    });
-  });
-
-  provider.on('grant.success', (ctx: KoaContextWithOIDC) => {
-    const { AccessToken: at, RefreshToken: rt, Client: client } = ctx.oidc.entities as Record<string, { accountId?: string; clientId?: string; scope?: string; aud?: string | string[]; grantId?: string } | undefined>;
-    const clientId = client?.clientId;
-    if (clientId) clientsMeta.touch(clientId);
-    audit.record({
-      event: 'token.issued',
-      clientId,
-      subject: at?.accountId,
-      reason: String(ctx.oidc.params?.grant_type ?? 'unknown'),
-      details: {
-        grant_id: at?.grantId,
-        scope: at?.scope,
-        audience: at?.aud,
-        refresh_token_issued: ctx.body && typeof ctx.body === 'object' ? 'refresh_token' in ctx.body : rt !== undefined,
-      },
-    });
-  });
-
-  provider.on('grant.error', (ctx: KoaContextWithOIDC, err: OidcError) => {
-    audit.record({
-      event: 'token.rejected',
-      reason: err.error ?? 'provider_error',
-      clientId: clientIdOf(ctx),
-      details: { grant_type: ctx.oidc?.params?.grant_type, ...errorDetails(err) },
-    });
-  });
-
-  provider.on('revocation.error', (ctx: KoaContextWithOIDC, err: OidcError) => {
-    audit.record({ event: 'token.rejected', reason: err.error ?? 'provider_error', clientId: clientIdOf(ctx), details: { endpoint: 'revocation', ...errorDetails(err) } });
-  });
-
-  provider.on('grant.revoked', (ctx: KoaContextWithOIDC | undefined, grantId: string) => {
-    const route = ctx?.oidc?.route ?? 'internal';
-    const reason = route === 'token' ? 'token_reuse_or_refresh_failure' : route;
-    audit.record({ event: 'grant.revoked', reason, clientId: ctx ? clientIdOf(ctx) : undefined, details: { grant_id: grantId } });
-    deps.onGrantRevoked?.(grantId, reason);
-  });
-
+  provider.on('registration_create.success', (ctx: KoaContextWithOIDC, client: Client) => registrationAccepted(deps, ctx, client));
+  provider.on('registration_create.error', (_ctx: KoaContextWithOIDC, err: OidcError) => registrationRejected(deps, err));
+  provider.on('authorization.error', (ctx: KoaContextWithOIDC, err: OidcError) => authorizationRejected(deps, ctx, err));
+  provider.on('grant.success', (ctx: KoaContextWithOIDC) => tokenIssued(deps, ctx));
+  provider.on('grant.error', (ctx: KoaContextWithOIDC, err: OidcError) => tokenRejected(deps, ctx, err));
+  provider.on('revocation.error', (ctx: KoaContextWithOIDC, err: OidcError) => revocationRejected(deps, ctx, err));
+  provider.on('grant.revoked', (ctx: KoaContextWithOIDC | undefined, grantId: string) => grantRevoked(deps, ctx, grantId));
   provider.on('server_error', (ctx: KoaContextWithOIDC, err: Error) => {
-    log.error({ err, path: ctx.path, requestId: (ctx.req as { id?: string }).id }, 'authorization server error');
+    deps.log.error({ err, path: ctx.path, requestId: (ctx.req as { id?: string }).id }, 'authorization server error');
   });
 }

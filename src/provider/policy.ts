@@ -23,16 +23,16 @@ export function createInteractionPolicy(offeredScopes: readonly string[]): inter
     new Prompt(
       { name: 'login', requestable: true },
       new Check('unknown_scope', 'a requested scope is not offered', (ctx: KoaContextWithOIDC) => {
-        const requested = String(ctx.oidc.params?.scope ?? '').split(' ').filter(Boolean);
+        const requested = String(ctx.oidc.params?.scope ?? '')
+          .split(' ')
+          .filter(Boolean);
         const unknown = requested.filter((s) => !offered.has(s));
         if (unknown.length) {
           throw new errors.InvalidScope(`requested scope is not offered: ${unknown.join(' ')}`, unknown.join(' '));
         }
         return Check.NO_NEED_TO_PROMPT;
       }),
-      new Check('mcp_consent_required', "the user's approval at this proxy is required", (ctx: KoaContextWithOIDC) =>
-        ctx.oidc.result?.login ? Check.NO_NEED_TO_PROMPT : Check.REQUEST_PROMPT,
-      ),
+      new Check('mcp_consent_required', "the user's approval at this proxy is required", (ctx: KoaContextWithOIDC) => (ctx.oidc.result?.login ? Check.NO_NEED_TO_PROMPT : Check.REQUEST_PROMPT)),
     ),
     0,
   );

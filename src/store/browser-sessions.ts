@@ -2,7 +2,7 @@
  * browser_sessions table: P's own browser session (CONS-04), opened after the upstream login.
  * Only SHA-256 of the session id is stored; the cookie carries the id, signed.
  */
-import type { Db } from '../db/open.js';
+import type { Sql } from '../db/sql.js';
 import { randomToken, sha256 } from '../crypto/keys.js';
 
 export interface BrowserSession {
@@ -14,31 +14,33 @@ export interface BrowserSession {
   last_seen_at: number;
 }
 
-export function createBrowserSessionStore(db: Db) {
-  const insert = db.prepare(`INSERT INTO browser_sessions (id_hash, subject, display_name, created_at, expires_at, last_seen_at)
-    VALUES (?, ?, ?, ?, ?, ?)`);
-  const get = db.prepare('SELECT * FROM browser_sessions WHERE id_hash = ? AND expires_at > ?');
-  const seen = db.prepare('UPDATE browser_sessions SET last_seen_at = ? WHERE id_hash = ?');
-  const remove = db.prepare('DELETE FROM browser_sessions WHERE id_hash = ?');
-  const purge = db.prepare('DELETE FROM browser_sessions WHERE expires_at <= ?');
+export function createBrowserSessionStore(sql: Sql) {
   return {
-    /** Open a session; returns the raw id for the cookie. */
-    open(subject: string, displayName: string | undefined, ttlSeconds: number, now = Date.now()): string {
+    /** Open a session; resolves with the raw id for the cookie. */
+    async open(subject: string, displayName: string | undefined, ttlSeconds: number, now = Date.now()): Promise<string> {
       const id = randomToken();
-      insert.run(sha256(id), subject, displayName ?? null, now, now + ttlSeconds * 1000, now);
+      await sql.run('INSERT INTO browser_sessions (id_hash, subject, display_name, created_at, expires_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?)', [
+        sha256(id),
+        subject,
+        displayName ?? null,
+        now,
+        now + ttlSeconds * 1000,
+        now,
+      ]);
       return id;
     },
-    find(id: string | undefined, now = Date.now()): BrowserSession | undefined {
-      return id ? (get.get(sha256(id), now) as BrowserSession | undefined) : undefined;
+    async find(id: string | undefined, now = Date.now()): Promise<BrowserSession | undefined> {
+      if (!id) return undefined;
+      return sql.one<BrowserSession>('SELECT id_hash, subject, display_name, created_at, expires_at, last_seen_at FROM browser_sessions WHERE id_hash = ? AND expires_at > ?', [sha256(id), now]);
     },
-    seen(id: string, now = Date.now()): void {
-      seen.run(now, sha256(id));
+    async seen(id: string, now = Date.now()): Promise<void> {
+      await sql.run('UPDATE browser_sessions SET last_seen_at = ? WHERE id_hash = ?', [now, sha256(id)]);
     },
-    close(id: string): void {
-      remove.run(sha256(id));
+    async close(id: string): Promise<void> {
+      await sql.run('DELETE FROM browser_sessions WHERE id_hash = ?', [sha256(id)]);
     },
-    purgeExpired(now = Date.now()): number {
-      return purge.run(now).changes;
+    async purgeExpired(now = Date.now()): Promise<number> {
+      return (await sql.run('DELETE FROM browser_sessions WHERE expires_at <= ?', [now])).changes;
     },
   };
 }

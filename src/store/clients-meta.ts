@@ -3,7 +3,8 @@
  * `last_used_at` is written at most once per USE_WRITE_INTERVAL_MS per client, so the token
  * endpoint and the gateway do not write on every request.
  */
-import type { Db } from '../db/open.js';
+import { likePattern, type Sql } from '../db/sql.js';
+import { LIVE_CONSENT_SQL } from './consents.js';
 
 /** Precision of last_used_at; idle expiry is measured in days. */
 export const USE_WRITE_INTERVAL_MS = 60_000;
@@ -31,66 +32,84 @@ export interface ClientListRow extends ClientMeta {
   active_consents: number;
 }
 
-export function createClientsMetaStore(db: Db) {
-  const insert = db.prepare(`INSERT OR REPLACE INTO clients_meta
-    (client_id, registered_at, ip, user_agent, client_name, redirect_hosts, last_used_at, disabled_at)
-    VALUES (@client_id, @registered_at, @ip, @user_agent, @client_name, @redirect_hosts, NULL, NULL)`);
-  const touch = db.prepare('UPDATE clients_meta SET last_used_at = ? WHERE client_id = ?');
-  const get = db.prepare('SELECT * FROM clients_meta WHERE client_id = ?');
-  const idle = db.prepare('SELECT client_id FROM clients_meta WHERE coalesce(last_used_at, registered_at) < ?');
-  const remove = db.prepare('DELETE FROM clients_meta WHERE client_id = ?');
-  const setDisabled = db.prepare('UPDATE clients_meta SET disabled_at = ? WHERE client_id = ?');
-  const disabled = db.prepare('SELECT disabled_at FROM clients_meta WHERE client_id = ?').pluck();
-  const lastWrite = new Map<string, number>();
+const COLUMNS = 'client_id, registered_at, ip, user_agent, client_name, redirect_hosts, last_used_at, disabled_at';
+const M_COLUMNS = COLUMNS.split(', ')
+  .map((c) => `m.${c}`)
+  .join(', ');
 
-  return {
-    record(meta: Omit<ClientMeta, 'last_used_at' | 'disabled_at'>): void {
-      insert.run(meta);
-    },
-    /** Note a use (authorization, token, gateway call); throttled. */
-    touch(clientId: string, now = Date.now()): void {
-      const previous = lastWrite.get(clientId);
-      if (previous !== undefined && now - previous < USE_WRITE_INTERVAL_MS) return;
-      lastWrite.set(clientId, now);
-      touch.run(now, clientId);
-    },
-    get(clientId: string): ClientMeta | undefined {
-      return get.get(clientId) as ClientMeta | undefined;
-    },
-    /** Clients unused since `before` (ms). */
-    idleSince(before: number): string[] {
-      return (idle.all(before) as { client_id: string }[]).map((r) => r.client_id);
-    },
-    remove(clientId: string): void {
-      lastWrite.delete(clientId);
-      remove.run(clientId);
-    },
-    /** Newest first, with the number of active consents (admin pages, CLI). */
-    list(filter: ClientListFilter = {}): ClientListRow[] {
-      const where: string[] = [];
-      const params: unknown[] = [];
-      if (filter.q) {
-        where.push("(m.client_name LIKE ? ESCAPE '\\' OR m.client_id LIKE ? ESCAPE '\\' OR m.redirect_hosts LIKE ? ESCAPE '\\')");
-        const like = `%${filter.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-        params.push(like, like, like);
-      }
-      if (filter.status === 'active') where.push('m.disabled_at IS NULL');
-      if (filter.status === 'disabled') where.push('m.disabled_at IS NOT NULL');
-      const sql = `SELECT m.*, (SELECT count(*) FROM consents c WHERE c.client_id = m.client_id AND c.revoked_at IS NULL) AS active_consents
+/** The clients_meta table's reads and writes. */
+export class ClientsMetaStore {
+  /** when this process last wrote each client's last_used_at */
+  private readonly lastWrite = new Map<string, number>();
+
+  constructor(private readonly sql: Sql) {}
+
+  /** The client's provenance; a client registered again under the same id starts over (last use and disabled cleared). */
+  async record(meta: Omit<ClientMeta, 'last_used_at' | 'disabled_at'>): Promise<void> {
+    await this.sql.run(
+      `INSERT INTO clients_meta (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)
+      ON CONFLICT (client_id) DO UPDATE SET registered_at = excluded.registered_at, ip = excluded.ip, user_agent = excluded.user_agent,
+        client_name = excluded.client_name, redirect_hosts = excluded.redirect_hosts, last_used_at = NULL, disabled_at = NULL`,
+      [meta.client_id, meta.registered_at, meta.ip, meta.user_agent, meta.client_name, meta.redirect_hosts],
+    );
+  }
+
+  /** Note a use (authorization, token, gateway call); throttled per process. */
+  async touch(clientId: string, now = Date.now()): Promise<void> {
+    const previous = this.lastWrite.get(clientId);
+    if (previous !== undefined && now - previous < USE_WRITE_INTERVAL_MS) return;
+    this.lastWrite.set(clientId, now);
+    await this.sql.run('UPDATE clients_meta SET last_used_at = ? WHERE client_id = ?', [now, clientId]);
+  }
+
+  get(clientId: string): Promise<ClientMeta | undefined> {
+    return this.sql.one<ClientMeta>(`SELECT ${COLUMNS} FROM clients_meta WHERE client_id = ?`, [clientId]);
+  }
+
+  /** Clients unused since `before` (ms). */
+  async idleSince(before: number): Promise<string[]> {
+    return (await this.sql.all<{ client_id: string }>('SELECT client_id FROM clients_meta WHERE coalesce(last_used_at, registered_at) < ?', [before])).map((r) => r.client_id);
+  }
+
+  async remove(clientId: string): Promise<void> {
+    this.lastWrite.delete(clientId);
+    await this.sql.run('DELETE FROM clients_meta WHERE client_id = ?', [clientId]);
+  }
+
+  /**
+   * Newest first, with the number of active consents (src/consent/status.ts) of each client
+   * (admin pages, CLI). `q` matches the name, client id or a redirect host, ASCII case-insensitively.
+   */
+  list(filter: ClientListFilter = {}, now = Date.now()): Promise<ClientListRow[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.q) {
+      where.push("(lower(m.client_name) LIKE ? ESCAPE '\\' OR lower(m.client_id) LIKE ? ESCAPE '\\' OR lower(m.redirect_hosts) LIKE ? ESCAPE '\\')");
+      const like = likePattern(filter.q);
+      params.push(like, like, like);
+    }
+    if (filter.status === 'active') where.push('m.disabled_at IS NULL');
+    if (filter.status === 'disabled') where.push('m.disabled_at IS NOT NULL');
+    const sql = `SELECT ${M_COLUMNS}, (SELECT count(*) FROM consents c WHERE c.client_id = m.client_id AND ${LIVE_CONSENT_SQL}) AS active_consents
         FROM clients_meta m ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
         ORDER BY m.registered_at DESC LIMIT ? OFFSET ?`;
-      return db.prepare(sql).all(...params, filter.limit ?? 100, filter.offset ?? 0) as ClientListRow[];
-    },
-    count(): { total: number; disabled: number } {
-      return db.prepare('SELECT count(*) AS total, count(disabled_at) AS disabled FROM clients_meta').get() as { total: number; disabled: number };
-    },
-    isDisabled(clientId: string): boolean {
-      return typeof disabled.get(clientId) === 'number';
-    },
-    setDisabled(clientId: string, disabledAt: number | null): void {
-      setDisabled.run(disabledAt, clientId);
-    },
-  };
+    return this.sql.all<ClientListRow>(sql, [now, ...params, filter.limit ?? 100, filter.offset ?? 0]);
+  }
+
+  async count(): Promise<{ total: number; disabled: number }> {
+    return (await this.sql.one<{ total: number; disabled: number }>('SELECT count(*) AS total, count(disabled_at) AS disabled FROM clients_meta')) ?? { total: 0, disabled: 0 };
+  }
+
+  async isDisabled(clientId: string): Promise<boolean> {
+    const row = await this.sql.one<{ disabled_at: number | null }>('SELECT disabled_at FROM clients_meta WHERE client_id = ?', [clientId]);
+    return typeof row?.disabled_at === 'number';
+  }
+
+  async setDisabled(clientId: string, disabledAt: number | null): Promise<void> {
+    await this.sql.run('UPDATE clients_meta SET disabled_at = ? WHERE client_id = ?', [disabledAt, clientId]);
+  }
 }
 
-export type ClientsMetaStore = ReturnType<typeof createClientsMetaStore>;
+export function createClientsMetaStore(sql: Sql): ClientsMetaStore {
+  return new ClientsMetaStore(sql);
+}

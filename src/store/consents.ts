@@ -3,9 +3,9 @@
  * superseded consent stays as history (the admin and account pages show it). Each row records
  * which browser approved it (`browser_hash`, SHA-256 of the `__Host-mcp-browser` id; CONS-02,
  * CONS-16). The decision whether a consent covers a request — and for which browser — lives in
- * src/flow/3-consent.ts, not here.
+ * src/flow/4-consent.ts, not here.
  */
-import type { Db } from '../db/open.js';
+import type { Maybe, Sql } from '../db/sql.js';
 
 export interface ConsentKey {
   subject: string;
@@ -49,91 +49,102 @@ export function normaliseScopes(scopes: readonly string[]): string {
 export interface ConsentListFilter {
   subject?: string | undefined;
   clientId?: string | undefined;
-  /** only unrevoked, unexpired consents */
-  active?: boolean;
+  /** only active consents (unrevoked, unexpired: src/consent/status.ts) */
+  status?: 'active';
   limit?: number;
   offset?: number;
 }
 
-export function createConsentStore(db: Db) {
-  const latest = db.prepare(`SELECT * FROM consents WHERE subject = ? AND client_id = ? AND redirect_uri = ? AND resource = ?
-    ORDER BY id DESC LIMIT 1`);
-  const active = db.prepare(`SELECT * FROM consents WHERE subject = ? AND client_id = ? AND redirect_uri = ? AND resource = ?
-    AND revoked_at IS NULL`);
-  const insert = db.prepare(`INSERT INTO consents (subject, client_id, redirect_uri, resource, scopes, upstream_scopes, granted_at, expires_at, grant_id, browser_hash)
-    VALUES (@subject, @clientId, @redirectUri, @resource, @scopes, @upstreamScopes, @grantedAt, @expiresAt, @grantId, @browserHash)`);
-  const byGrant = db.prepare('SELECT * FROM consents WHERE grant_id = ?');
-  const byId = db.prepare('SELECT * FROM consents WHERE id = ?');
-  const revoke = db.prepare('UPDATE consents SET revoked_at = ?, revoked_reason = ? WHERE grant_id = ? AND revoked_at IS NULL');
-  const activeByClient = db.prepare('SELECT * FROM consents WHERE client_id = ? AND revoked_at IS NULL');
-  const touch = db.prepare('UPDATE consents SET last_used_at = ? WHERE grant_id = ?');
-  const isActive = db.prepare('SELECT expires_at FROM consents WHERE grant_id = ? AND revoked_at IS NULL');
+/**
+ * "Active" in SQL, for one `?` parameter (now, ms): the rule of src/consent/status.ts
+ * (`consentStatus(c, now) === 'active'`); test/unit/consent-status.test.ts keeps the two equal.
+ */
+export const LIVE_CONSENT_SQL = 'revoked_at IS NULL AND expires_at > ?';
 
-  return {
-    /** The most recent consent for the key, active or not. */
-    latest(key: ConsentKey): Consent | undefined {
-      return latest.get(key.subject, key.clientId, key.redirectUri, key.resource) as Consent | undefined;
-    },
-    /** The unrevoked consent for the key (possibly expired). */
-    active(key: ConsentKey): Consent | undefined {
-      return active.get(key.subject, key.clientId, key.redirectUri, key.resource) as Consent | undefined;
-    },
-    insert(consent: NewConsent): Consent {
-      const { lastInsertRowid } = insert.run({
-        ...consent,
-        scopes: normaliseScopes(consent.scopes),
-        upstreamScopes: consent.upstreamScopes.join(' '),
-      });
-      return byId.get(lastInsertRowid) as Consent;
-    },
-    byGrant(grantId: string): Consent | undefined {
-      return byGrant.get(grantId) as Consent | undefined;
-    },
-    byId(id: number): Consent | undefined {
-      return byId.get(id) as Consent | undefined;
-    },
-    /** Mark revoked; true if it was active. */
-    revoke(grantId: string, reason: string, now = Date.now()): boolean {
-      return revoke.run(now, reason, grantId).changes === 1;
-    },
-    activeForClient(clientId: string): Consent[] {
-      return activeByClient.all(clientId) as Consent[];
-    },
-    /** Whether the grant's consent is unrevoked and unexpired (the gateway's per-request check). */
-    isLive(grantId: string, now = Date.now()): boolean {
-      const row = isActive.get(grantId) as { expires_at: number } | undefined;
-      return row !== undefined && row.expires_at > now;
-    },
-    /** Newest first (admin pages, /account, CLI). */
-    list(filter: ConsentListFilter = {}, now = Date.now()): Consent[] {
-      const where: string[] = [];
-      const params: unknown[] = [];
-      if (filter.subject) {
-        where.push('subject = ?');
-        params.push(filter.subject);
-      }
-      if (filter.clientId) {
-        where.push('client_id = ?');
-        params.push(filter.clientId);
-      }
-      if (filter.active) {
-        where.push('revoked_at IS NULL AND expires_at > ?');
-        params.push(now);
-      }
-      const sql = `SELECT * FROM consents ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ? OFFSET ?`;
-      return db.prepare(sql).all(...params, filter.limit ?? 100, filter.offset ?? 0) as Consent[];
-    },
-    countActive(now = Date.now()): number {
-      return (db.prepare('SELECT count(*) AS n FROM consents WHERE revoked_at IS NULL AND expires_at > ?').get(now) as { n: number }).n;
-    },
-    /** When the grant's consent expires (ms), or 0 when it is revoked or unknown. */
-    liveUntil(grantId: string): number {
-      return (isActive.get(grantId) as { expires_at: number } | undefined)?.expires_at ?? 0;
-    },
-    touch(grantId: string, now = Date.now()): void {
-      touch.run(now, grantId);
-    },
-  };
+export interface ConsentLifetime {
+  revoked_at: number | null;
+  expires_at: number;
 }
 
-export type ConsentStore = ReturnType<typeof createConsentStore>;
+const COLUMNS = 'id, subject, client_id, redirect_uri, resource, scopes, upstream_scopes, granted_at, expires_at, revoked_at, revoked_reason, grant_id, last_used_at, browser_hash';
+const KEY = 'subject = ? AND client_id = ? AND redirect_uri = ? AND resource = ?';
+const keyParams = (key: ConsentKey) => [key.subject, key.clientId, key.redirectUri, key.resource];
+
+/** The consents table's reads and writes. */
+export class ConsentStore {
+  constructor(private readonly sql: Sql) {}
+
+  /** The most recent consent for the key, active or not. */
+  latest(key: ConsentKey): Promise<Consent | undefined> {
+    return this.sql.one<Consent>(`SELECT ${COLUMNS} FROM consents WHERE ${KEY} ORDER BY id DESC LIMIT 1`, keyParams(key));
+  }
+
+  /** The unrevoked consent for the key, expired or not (at most one: a newer approval supersedes it). */
+  unrevoked(key: ConsentKey): Promise<Consent | undefined> {
+    return this.sql.one<Consent>(`SELECT ${COLUMNS} FROM consents WHERE ${KEY} AND revoked_at IS NULL`, keyParams(key));
+  }
+
+  async insert(consent: NewConsent): Promise<Consent> {
+    const row = await this.sql.one<Consent>(
+      `INSERT INTO consents (subject, client_id, redirect_uri, resource, scopes, upstream_scopes, granted_at, expires_at, grant_id, browser_hash)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ${COLUMNS}`,
+      [...keyParams(consent), normaliseScopes(consent.scopes), consent.upstreamScopes.join(' '), consent.grantedAt, consent.expiresAt, consent.grantId, consent.browserHash],
+    );
+    return row as Consent;
+  }
+
+  byGrant(grantId: string): Promise<Consent | undefined> {
+    return this.sql.one<Consent>(`SELECT ${COLUMNS} FROM consents WHERE grant_id = ?`, [grantId]);
+  }
+
+  byId(id: number): Promise<Consent | undefined> {
+    return this.sql.one<Consent>(`SELECT ${COLUMNS} FROM consents WHERE id = ?`, [id]);
+  }
+
+  /** Mark revoked; true if it was active. */
+  async revoke(grantId: string, reason: string, now = Date.now()): Promise<boolean> {
+    return (await this.sql.run('UPDATE consents SET revoked_at = ?, revoked_reason = ? WHERE grant_id = ? AND revoked_at IS NULL', [now, reason, grantId])).changes === 1;
+  }
+
+  /** Every unrevoked consent of a client, expired or not (disable, delete, idle expiry revoke them all). */
+  unrevokedForClient(clientId: string): Promise<Consent[]> {
+    return this.sql.all<Consent>(`SELECT ${COLUMNS} FROM consents WHERE client_id = ? AND revoked_at IS NULL ORDER BY id`, [clientId]);
+  }
+
+  /** Newest first (admin pages, /account, CLI). */
+  list(filter: ConsentListFilter = {}, now = Date.now()): Promise<Consent[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.subject) {
+      where.push('subject = ?');
+      params.push(filter.subject);
+    }
+    if (filter.clientId) {
+      where.push('client_id = ?');
+      params.push(filter.clientId);
+    }
+    if (filter.status === 'active') {
+      where.push(LIVE_CONSENT_SQL);
+      params.push(now);
+    }
+    const sql = `SELECT ${COLUMNS} FROM consents ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ? OFFSET ?`;
+    return this.sql.all<Consent>(sql, [...params, filter.limit ?? 100, filter.offset ?? 0]);
+  }
+
+  async countActive(now = Date.now()): Promise<number> {
+    return (await this.sql.one<{ n: number }>(`SELECT count(*) AS n FROM consents WHERE ${LIVE_CONSENT_SQL}`, [now]))?.n ?? 0;
+  }
+
+  /** The grant's consent's revocation and expiry (the gateway decides with src/consent/status.ts; synchronous on SQLite when it can be). */
+  lifetime(grantId: string): Maybe<ConsentLifetime | undefined> {
+    return this.sql.oneNow<ConsentLifetime>('SELECT revoked_at, expires_at FROM consents WHERE grant_id = ?', [grantId]);
+  }
+
+  async touch(grantId: string, now = Date.now()): Promise<void> {
+    await this.sql.run('UPDATE consents SET last_used_at = ? WHERE grant_id = ?', [now, grantId]);
+  }
+}
+
+export function createConsentStore(sql: Sql): ConsentStore {
+  return new ConsentStore(sql);
+}

@@ -8,8 +8,13 @@
  * (AES-256-GCM): a session is loaded by uid and needs its id back, and an interaction carries
  * the session cookie value and the client's state. Client secrets (confidential DCR clients) are
  * sealed too.
+ *
+ * Single use (TOK-05, RT-01/02), across requests and replicas: a code or refresh token is consumed
+ * by one atomic statement (`UPDATE … SET consumed_at WHERE consumed_at IS NULL RETURNING`), and
+ * `consumed_at` is the only record of it — read back into the payload as oidc-provider's
+ * `consumed` (seconds), never written into the JSON (no json_* functions: src/db/sql.ts).
  */
-import type { Db } from '../db/open.js';
+import { after, type Maybe, type Sql } from '../db/sql.js';
 import { sha256, type KeyRing } from '../crypto/keys.js';
 
 /** Models whose id is not a bearer credential and is needed in clear (admin, consents). */
@@ -22,133 +27,156 @@ type Payload = Record<string, unknown> & { jti?: string; grantId?: string; uid?:
 interface Row {
   payload: string;
   expires_at: number | null;
+  consumed_at: number | null;
 }
 
 export function modelKey(model: string, id: string): string {
   return PLAIN_KEY_MODELS.has(model) ? id : sha256(id);
 }
 
-export function createOidcModelStore(db: Db, keys: KeyRing) {
-  const upsertStmt = db.prepare(`INSERT INTO oidc_models (model, key, payload, grant_id, uid, expires_at)
-    VALUES (@model, @key, @payload, @grant_id, @uid, @expires_at)
-    ON CONFLICT (model, key) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id,
-      uid = excluded.uid, expires_at = excluded.expires_at`);
-  const findStmt = db.prepare('SELECT payload, expires_at FROM oidc_models WHERE model = ? AND key = ?');
-  const findByUidStmt = db.prepare('SELECT payload, expires_at FROM oidc_models WHERE model = ? AND uid = ?');
-  const consumeStmt = db.prepare(
-    "UPDATE oidc_models SET consumed_at = ?, payload = json_set(payload, '$.consumed', ?) WHERE model = ? AND key = ?",
-  );
-  const destroyStmt = db.prepare('DELETE FROM oidc_models WHERE model = ? AND key = ?');
-  const revokeGrantStmt = db.prepare('DELETE FROM oidc_models WHERE grant_id = ?');
-  const destroyGrantStmt = db.prepare("DELETE FROM oidc_models WHERE model = 'Grant' AND key = ?");
-  const purgeStmt = db.prepare("DELETE FROM oidc_models WHERE expires_at IS NOT NULL AND expires_at < ? AND model <> 'Client'");
-  const clientsStmt = db.prepare("SELECT payload FROM oidc_models WHERE model = 'Client'");
+const FIND = 'SELECT payload, expires_at, consumed_at FROM oidc_models WHERE model = ? AND key = ?';
+const UPSERT = `INSERT INTO oidc_models (model, key, payload, grant_id, uid, expires_at) VALUES (?, ?, ?, ?, ?, ?)
+  ON CONFLICT (model, key) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id, uid = excluded.uid, expires_at = excluded.expires_at`;
+const REVOKE_GRANT = 'DELETE FROM oidc_models WHERE grant_id = ?';
 
-  function live(row: Row | undefined): Payload | undefined {
-    if (!row) return undefined;
-    if (row.expires_at !== null && row.expires_at <= Date.now()) return undefined;
-    return JSON.parse(row.payload) as Payload;
-  }
+/**
+ * What `consume` did: the one caller that set `consumed_at` gets `consumed`; a later (or
+ * concurrent) one learns whether the row was already consumed — a replay, with its grant — or is
+ * gone.
+ */
+export type ConsumeOutcome = { consumed: true } | { consumed: false; replayed: true; grantId: string | undefined } | { consumed: false; replayed: false };
 
-  function restore(model: string, id: string | undefined, payload: Payload | undefined): Payload | undefined {
-    if (!payload) return payload;
-    if (model === 'Client' && typeof payload.client_secret_sealed === 'string') {
-      const { client_secret_sealed: sealed, ...rest } = payload;
-      return { ...rest, client_secret: keys.unseal(sealed, `client_secret:${String(rest.client_id)}`) };
-    }
-    if (PLAIN_KEY_MODELS.has(model)) return payload;
-    if (SEALED_MODELS.has(model)) {
-      try {
-        return JSON.parse(keys.unseal(String(payload.sealed), `oidc:${model}`)) as Payload;
-      } catch {
-        return undefined; // sealed under a key no longer configured: treat as gone
-      }
-    }
-    return id === undefined ? payload : { ...payload, jti: id };
-  }
-
-  return {
-    upsert(model: string, id: string, payload: Payload, expiresIn: number | undefined): void {
-      let stored: Payload = payload;
-      if (model === 'Client' && typeof payload.client_secret === 'string') {
-        const { client_secret: secret, ...rest } = payload;
-        stored = { ...rest, client_secret_sealed: keys.seal(secret, `client_secret:${id}`) };
-      } else if (SEALED_MODELS.has(model)) {
-        stored = { sealed: keys.seal(JSON.stringify({ ...payload, jti: id }), `oidc:${model}`) };
-      } else if (!PLAIN_KEY_MODELS.has(model)) {
-        const { jti: _omit, ...rest } = payload;
-        stored = rest;
-      }
-      upsertStmt.run({
-        model,
-        key: modelKey(model, id),
-        payload: JSON.stringify(stored),
-        grant_id: payload.grantId ?? null,
-        uid: model === 'Interaction' ? null : (payload.uid ?? null),
-        expires_at: expiresIn ? Date.now() + expiresIn * 1000 : null,
-      });
-    },
-    find(model: string, id: string): Payload | undefined {
-      return restore(model, id, live(findStmt.get(model, modelKey(model, id)) as Row | undefined));
-    },
-    findByUid(model: string, uid: string): Payload | undefined {
-      return restore(model, undefined, live(findByUidStmt.get(model, uid) as Row | undefined));
-    },
-    consume(model: string, id: string): void {
-      consumeStmt.run(Date.now(), Math.floor(Date.now() / 1000), model, modelKey(model, id));
-    },
-    destroy(model: string, id: string): void {
-      destroyStmt.run(model, modelKey(model, id));
-    },
-    /** Delete every code and token of a grant (oidc-provider calls this per model; once is enough). */
-    revokeByGrantId(grantId: string): void {
-      revokeGrantStmt.run(grantId);
-    },
-    /** Delete a grant with everything issued under it. */
-    destroyGrant(grantId: string): void {
-      db.transaction(() => {
-        revokeGrantStmt.run(grantId);
-        destroyGrantStmt.run(grantId);
-      })();
-    },
-    /**
-     * What the live code or refresh token with this value grants, read the way the provider will
-     * find it (by the hash of the value): its resource indicators and whether it was already
-     * consumed. The token endpoint's preflight compares a requested `resource` with it before the
-     * provider consumes anything (TOK-07, RT-04; src/flow/7-token.ts).
-     */
-    grantSource(model: 'AuthorizationCode' | 'RefreshToken', value: string): { resources: string[]; consumed: boolean } | undefined {
-      const payload = live(findStmt.get(model, modelKey(model, value)) as Row | undefined);
-      if (!payload) return undefined;
-      const resource = payload.resource;
-      const resources = resource === undefined ? [] : Array.isArray(resource) ? resource.map(String) : [String(resource)];
-      return { resources, consumed: payload.consumed !== undefined };
-    },
-    /** The live access token with this value (gateway, GW-01), looked up by its hash. */
-    findAccessToken(value: string): Payload | undefined {
-      return live(findStmt.get('AccessToken', sha256(value)) as Row | undefined);
-    },
-    /** Same, for a value already hashed (sha256, base64url). */
-    findAccessTokenByHash(hash: string): Payload | undefined {
-      return live(findStmt.get('AccessToken', hash) as Row | undefined);
-    },
-    grantExists(grantId: string): boolean {
-      return live(findStmt.get('Grant', grantId) as Row | undefined) !== undefined;
-    },
-    getClient(clientId: string): Payload | undefined {
-      return live(findStmt.get('Client', clientId) as Row | undefined);
-    },
-    allClients(): Payload[] {
-      return (clientsStmt.all() as { payload: string }[]).map((r) => JSON.parse(r.payload) as Payload);
-    },
-    deleteClient(clientId: string): void {
-      destroyStmt.run('Client', clientId);
-    },
-    /** Remove expired rows (codes, tokens, sessions, interactions). */
-    purgeExpired(): number {
-      return purgeStmt.run(Date.now()).changes;
-    },
-  };
+/** The row's payload, unless the row is missing or expired. */
+function live(row: Row | undefined): Payload | undefined {
+  if (!row) return undefined;
+  if (row.expires_at !== null && row.expires_at <= Date.now()) return undefined;
+  const payload = JSON.parse(row.payload) as Payload;
+  // consumed_at is the one record of consumption (set atomically by consume); oidc-provider
+  // reads it as the payload's `consumed`, in seconds.
+  if (row.consumed_at !== null && payload.consumed === undefined) payload.consumed = Math.floor(row.consumed_at / 1000);
+  return payload;
 }
 
-export type OidcModelStore = ReturnType<typeof createOidcModelStore>;
+/** The payload as it is stored: the raw id removed, secrets and whole sessions/interactions sealed. */
+function atRest(keys: KeyRing, model: string, id: string, payload: Payload): Payload {
+  if (model === 'Client' && typeof payload.client_secret === 'string') {
+    const { client_secret: secret, ...rest } = payload;
+    return { ...rest, client_secret_sealed: keys.seal(secret, `client_secret:${id}`) };
+  }
+  if (SEALED_MODELS.has(model)) return { sealed: keys.seal(JSON.stringify({ ...payload, jti: id }), `oidc:${model}`) };
+  if (!PLAIN_KEY_MODELS.has(model)) {
+    const { jti: _omit, ...rest } = payload;
+    return rest;
+  }
+  return payload;
+}
+
+/** The payload as oidc-provider gave it (the inverse of atRest). */
+function restore(keys: KeyRing, model: string, id: string | undefined, payload: Payload | undefined): Payload | undefined {
+  if (!payload) return payload;
+  if (model === 'Client' && typeof payload.client_secret_sealed === 'string') {
+    const { client_secret_sealed: sealed, ...rest } = payload;
+    return { ...rest, client_secret: keys.unseal(sealed, `client_secret:${String(rest.client_id)}`) };
+  }
+  if (PLAIN_KEY_MODELS.has(model)) return payload;
+  if (SEALED_MODELS.has(model)) {
+    try {
+      return JSON.parse(keys.unseal(String(payload.sealed), `oidc:${model}`)) as Payload;
+    } catch {
+      return undefined; // sealed under a key no longer configured: treat as gone
+    }
+  }
+  return id === undefined ? payload : { ...payload, jti: id };
+}
+
+/** The oidc_models table's reads and writes. */
+export class OidcModelStore {
+  constructor(
+    private readonly sql: Sql,
+    private readonly keys: KeyRing,
+  ) {}
+
+  async upsert(model: string, id: string, payload: Payload, expiresIn: number | undefined): Promise<void> {
+    const stored = JSON.stringify(atRest(this.keys, model, id, payload));
+    const uid = model === 'Interaction' ? null : (payload.uid ?? null);
+    await this.sql.run(UPSERT, [model, modelKey(model, id), stored, payload.grantId ?? null, uid, expiresIn ? Date.now() + expiresIn * 1000 : null]);
+  }
+
+  async find(model: string, id: string): Promise<Payload | undefined> {
+    return restore(this.keys, model, id, live(await this.sql.one<Row>(FIND, [model, modelKey(model, id)])));
+  }
+
+  async findByUid(model: string, uid: string): Promise<Payload | undefined> {
+    const row = await this.sql.one<Row>('SELECT payload, expires_at, consumed_at FROM oidc_models WHERE model = ? AND uid = ? LIMIT 1', [model, uid]);
+    return restore(this.keys, model, undefined, live(row));
+  }
+
+  /**
+   * Mark a code or token consumed — atomically, in one statement, so of two redemptions racing
+   * (two requests, two replicas) exactly one wins (TOK-05, RT-02; the adapter refuses the other).
+   */
+  async consume(model: string, id: string, now = Date.now()): Promise<ConsumeOutcome> {
+    const key = modelKey(model, id);
+    const won = await this.sql.one<{ key: string }>('UPDATE oidc_models SET consumed_at = ? WHERE model = ? AND key = ? AND consumed_at IS NULL RETURNING key', [now, model, key]);
+    if (won) return { consumed: true };
+    const row = await this.sql.one<{ grant_id: string | null }>('SELECT grant_id FROM oidc_models WHERE model = ? AND key = ?', [model, key]);
+    return row ? { consumed: false, replayed: true, grantId: row.grant_id ?? undefined } : { consumed: false, replayed: false };
+  }
+
+  async destroy(model: string, id: string): Promise<void> {
+    await this.sql.run('DELETE FROM oidc_models WHERE model = ? AND key = ?', [model, modelKey(model, id)]);
+  }
+
+  /** Delete every code and token of a grant (oidc-provider calls this per model; once is enough). */
+  async revokeByGrantId(grantId: string): Promise<void> {
+    await this.sql.run(REVOKE_GRANT, [grantId]);
+  }
+
+  /** Delete a grant with everything issued under it (one transaction; joins the caller's). */
+  destroyGrant(grantId: string): Promise<void> {
+    return this.sql.transaction(async () => {
+      await this.sql.run(REVOKE_GRANT, [grantId]);
+      await this.sql.run("DELETE FROM oidc_models WHERE model = 'Grant' AND key = ?", [grantId]);
+    });
+  }
+
+  /**
+   * What the live code or refresh token with this value grants, read the way the provider will
+   * find it (by the hash of the value): its resource indicators and whether it was already
+   * consumed. The token endpoint's preflight compares a requested `resource` with it before the
+   * provider consumes anything (TOK-07, RT-04; src/flow/7-token.ts).
+   */
+  async grantSource(model: 'AuthorizationCode' | 'RefreshToken', value: string): Promise<{ resources: string[]; consumed: boolean } | undefined> {
+    const payload = live(await this.sql.one<Row>(FIND, [model, modelKey(model, value)]));
+    if (!payload) return undefined;
+    const resource = payload.resource;
+    const resources = resource === undefined ? [] : Array.isArray(resource) ? resource.map(String) : [String(resource)];
+    return { resources, consumed: payload.consumed !== undefined };
+  }
+
+  /** The live access token whose value hashes (sha256, base64url) to `hash` (gateway, GW-01; synchronous on SQLite when it can be). */
+  findAccessTokenByHash(hash: string): Maybe<Payload | undefined> {
+    return after(this.sql.oneNow<Row>(FIND, ['AccessToken', hash]), live);
+  }
+
+  async grantExists(grantId: string): Promise<boolean> {
+    return live(await this.sql.one<Row>(FIND, ['Grant', grantId])) !== undefined;
+  }
+
+  async getClient(clientId: string): Promise<Payload | undefined> {
+    return live(await this.sql.one<Row>(FIND, ['Client', clientId]));
+  }
+
+  async deleteClient(clientId: string): Promise<void> {
+    await this.sql.run("DELETE FROM oidc_models WHERE model = 'Client' AND key = ?", [clientId]);
+  }
+
+  /** Remove expired rows (codes, tokens, sessions, interactions). */
+  async purgeExpired(now = Date.now()): Promise<number> {
+    return (await this.sql.run("DELETE FROM oidc_models WHERE expires_at IS NOT NULL AND expires_at < ? AND model <> 'Client'", [now])).changes;
+  }
+}
+
+export function createOidcModelStore(sql: Sql, keys: KeyRing): OidcModelStore {
+  return new OidcModelStore(sql, keys);
+}

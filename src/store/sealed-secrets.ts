@@ -3,22 +3,27 @@
  * JWKS), stored sealed. A value sealed under SECRET_KEY_PREVIOUS is re-sealed under the current
  * SECRET_KEY the first time it is read.
  */
-import type { Db } from '../db/open.js';
+import type { Sql } from '../db/sql.js';
 import type { KeyRing } from '../crypto/keys.js';
 
-export function createSealedSecretStore(db: Db, keys: KeyRing) {
-  const select = db.prepare('SELECT sealed FROM sealed_secrets WHERE name = ?');
-  const upsert = db.prepare(`INSERT INTO sealed_secrets (name, sealed, created_at) VALUES (?, ?, ?)
-    ON CONFLICT (name) DO UPDATE SET sealed = excluded.sealed`);
-  const put = (name: string, value: string) => upsert.run(name, keys.seal(value, `secret:${name}`), Date.now());
+export function createSealedSecretStore(sql: Sql, keys: KeyRing) {
+  const put = async (name: string, value: string): Promise<void> => {
+    await sql.run('INSERT INTO sealed_secrets (name, sealed, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET sealed = excluded.sealed', [
+      name,
+      keys.seal(value, `secret:${name}`),
+      Date.now(),
+    ]);
+  };
   return {
-    get(name: string): string | undefined {
-      const row = select.get(name) as { sealed: string } | undefined;
+    async get(name: string): Promise<string | undefined> {
+      const row = await sql.one<{ sealed: string }>('SELECT sealed FROM sealed_secrets WHERE name = ?', [name]);
       if (!row) return undefined;
       const value = keys.unseal(row.sealed, `secret:${name}`);
-      if (keys.isStale(row.sealed)) put(name, value);
+      if (keys.isStale(row.sealed)) await put(name, value);
       return value;
     },
     put,
   };
 }
+
+export type SealedSecretStore = ReturnType<typeof createSealedSecretStore>;

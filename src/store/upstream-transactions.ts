@@ -1,9 +1,10 @@
 /**
  * upstream_transactions table: one pending upstream authorization per Approve (STATE-01..07).
- * Looked up by SHA-256 of the upstream `state`; the rest is sealed. `consume` is atomic: the
- * first caller wins, every later one learns why it lost.
+ * Looked up by SHA-256 of the upstream `state`; the rest is sealed. `consume` is atomic — one
+ * `UPDATE … WHERE consumed_at IS NULL … RETURNING` — so the first caller wins, on any replica
+ * (STATE-05/06), and every later one learns why it lost.
  */
-import type { Db } from '../db/open.js';
+import type { Sql } from '../db/sql.js';
 import { sha256, type KeyRing } from '../crypto/keys.js';
 
 interface TransactionSecrets {
@@ -33,35 +34,38 @@ export interface SignInTransaction extends TransactionSecrets {
 
 export type UpstreamTransaction = AuthorizeTransaction | SignInTransaction;
 
-export type ConsumeResult =
-  | { ok: true; transaction: UpstreamTransaction }
-  | { ok: false; reason: 'unknown_state' | 'replayed' | 'expired' };
+export type ConsumeResult = { ok: true; transaction: UpstreamTransaction } | { ok: false; reason: 'unknown_state' | 'replayed' | 'expired' };
 
-export function createUpstreamTransactionStore(db: Db, keys: KeyRing) {
-  const insert = db.prepare(`INSERT INTO upstream_transactions (state_hash, sealed, client_id, created_at, expires_at)
-    VALUES (?, ?, ?, ?, ?)`);
-  const consume = db.prepare(`UPDATE upstream_transactions SET consumed_at = ?
-    WHERE state_hash = ? AND consumed_at IS NULL AND expires_at > ? RETURNING sealed`);
-  const inspect = db.prepare('SELECT consumed_at, expires_at FROM upstream_transactions WHERE state_hash = ?');
-  const purge = db.prepare('DELETE FROM upstream_transactions WHERE expires_at <= ?');
+export function createUpstreamTransactionStore(sql: Sql, keys: KeyRing) {
   const context = (stateHash: string) => `upstream_tx:${stateHash}`;
 
   return {
-    create(state: string, tx: UpstreamTransaction, ttlSeconds: number, now = Date.now()): void {
+    async create(state: string, tx: UpstreamTransaction, ttlSeconds: number, now = Date.now()): Promise<void> {
       const stateHash = sha256(state);
-      insert.run(stateHash, keys.seal(JSON.stringify(tx), context(stateHash)), tx.purpose === 'admin' || tx.purpose === 'account' ? `(${tx.purpose} sign-in)` : (tx as AuthorizeTransaction).clientId, now, now + ttlSeconds * 1000);
+      const clientId = tx.purpose === 'admin' || tx.purpose === 'account' ? `(${tx.purpose} sign-in)` : (tx as AuthorizeTransaction).clientId;
+      await sql.run('INSERT INTO upstream_transactions (state_hash, sealed, client_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)', [
+        stateHash,
+        keys.seal(JSON.stringify(tx), context(stateHash)),
+        clientId,
+        now,
+        now + ttlSeconds * 1000,
+      ]);
     },
-    consume(state: string, now = Date.now()): ConsumeResult {
+    async consume(state: string, now = Date.now()): Promise<ConsumeResult> {
       const stateHash = sha256(state);
-      const row = consume.get(now, stateHash, now) as { sealed: string } | undefined;
+      const row = await sql.one<{ sealed: string }>('UPDATE upstream_transactions SET consumed_at = ? WHERE state_hash = ? AND consumed_at IS NULL AND expires_at > ? RETURNING sealed', [
+        now,
+        stateHash,
+        now,
+      ]);
       if (row) return { ok: true, transaction: JSON.parse(keys.unseal(row.sealed, context(stateHash))) as UpstreamTransaction };
-      const existing = inspect.get(stateHash) as { consumed_at: number | null; expires_at: number } | undefined;
+      const existing = await sql.one<{ consumed_at: number | null; expires_at: number }>('SELECT consumed_at, expires_at FROM upstream_transactions WHERE state_hash = ?', [stateHash]);
       if (!existing) return { ok: false, reason: 'unknown_state' };
       return { ok: false, reason: existing.consumed_at !== null ? 'replayed' : 'expired' };
     },
-    /** Delete transactions past their expiry (kept until then so a replay is named as such). */
-    purgeExpired(now = Date.now()): number {
-      return purge.run(now - 24 * 3600_000).changes;
+    /** Delete transactions past their expiry (kept a day after it, so a replay is named as such). */
+    async purgeExpired(now = Date.now()): Promise<number> {
+      return (await sql.run('DELETE FROM upstream_transactions WHERE expires_at <= ?', [now - 24 * 3600_000])).changes;
     },
   };
 }

@@ -6,7 +6,12 @@
  * page's client; `revoked` must name a consent that exists, is revoked and — on /account — is the
  * signed-in user's own. Any other value shows nothing. This is the one place that decides it.
  */
-import type { Consent } from '../store/consents.js';
+/** What a notice needs to know of a consent (a row of src/store/consents.ts). */
+interface ConsentFacts {
+  id: number;
+  subject: string;
+  revoked_at: number | null;
+}
 
 const DONE_MESSAGES = {
   disabled: 'The client was disabled.',
@@ -24,9 +29,9 @@ export function clientDoneMessage(value: unknown, client: { disabled: boolean })
  * `?revoked=`: the id of a consent that really is revoked (and the subject's own, when one is
  * given), or undefined. The id shown is the stored one, never the query text.
  */
-export function revokedConsentId(value: unknown, find: (id: number) => Consent | undefined, subject?: string): number | undefined {
+export async function revokedConsentId(value: unknown, find: (id: number) => Promise<ConsentFacts | undefined>, subject?: string): Promise<number | undefined> {
   if (typeof value !== 'string' || !/^[1-9]\d{0,15}$/.test(value)) return undefined;
-  const consent = find(Number(value));
+  const consent = await find(Number(value));
   if (!consent || consent.revoked_at === null) return undefined;
   if (subject !== undefined && consent.subject !== subject) return undefined;
   return consent.id;

@@ -15,10 +15,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
-import { openDatabase } from '../../src/db/open.js';
+import { openSqliteSql } from '../../src/db/sqlite-sql.js';
 import { migrate } from '../../src/db/migrate.js';
 import { createAuditLogStore, type NewAuditRow } from '../../src/store/audit-log.js';
-import { rowHash, rowMac } from '../../src/audit/chain.js';
+import { rowHash, rowMac } from '../../src/store/audit-chain.js';
 import { createCheckpointWriter } from '../../src/audit/checkpoint.js';
 import { Audit } from '../../src/audit/audit.js';
 import { KeyRing } from '../../src/crypto/keys.js';
@@ -65,6 +65,13 @@ function cpu(work: () => void): number {
   const used = process.cpuUsage(start);
   return used.user + used.system;
 }
+/** CPU µs spent in asynchronous `work` (on SQLite it does no I/O: only its own microtasks run meanwhile). */
+async function cpuAsync(work: () => Promise<unknown>): Promise<number> {
+  const start = process.cpuUsage();
+  await work();
+  const used = process.cpuUsage(start);
+  return used.user + used.system;
+}
 function perRowNs(link: (r: (typeof rows)[number]) => string): number {
   return cpu(() => {
     for (let i = 0; i < N; i++) link(rows[i % rows.length] as (typeof rows)[number]);
@@ -87,37 +94,39 @@ console.log(`| link per row, HMAC-SHA-256 (keyed) | ${mac.toFixed(2)} µs |`);
 
 const dir = mkdtempSync(join(tmpdir(), 'audit-mac-bench-'));
 try {
-  const db = openDatabase(join(dir, 'audit.db'));
-  migrate(db);
+  const db = openSqliteSql(join(dir, 'audit.db'));
+  migrate(db.db);
   const store = createAuditLogStore(db, { key });
   let n = 0;
-  median('group commit of 500 rows, per row (MAC + insert + triggers)', () => {
+  await medianAsync('group commit of 500 rows, per row (MAC + insert + triggers)', async () => {
     const batch = Array.from({ length: 500 }, () => row(n++));
-    return cpu(() => store.append(batch)) / 500;
+    return (await cpuAsync(() => store.append(batch))) / 500;
   }, 'µs');
   // For comparison only: the same without migration 0009's insert triggers (one rowid seek each).
-  const bare = openDatabase(join(dir, 'bare.db'));
-  migrate(bare);
-  bare.exec('DROP TRIGGER audit_log_insert_at_head; DROP TRIGGER audit_log_insert_keyed');
+  const bare = openSqliteSql(join(dir, 'bare.db'));
+  migrate(bare.db);
+  bare.db.exec('DROP TRIGGER audit_log_insert_at_head; DROP TRIGGER audit_log_insert_keyed');
   const bareStore = createAuditLogStore(bare, { key });
   let m = 0;
-  median('… the same without the insert triggers (comparison)', () => {
+  await medianAsync('… the same without the insert triggers (comparison)', async () => {
     const batch = Array.from({ length: 500 }, () => row(m++));
-    return cpu(() => bareStore.append(batch)) / 500;
+    return (await cpuAsync(() => bareStore.append(batch))) / 500;
   }, 'µs');
-  bare.close();
+  await bare.close();
 
   const log = pino({ level: 'silent' });
   const writer = createCheckpointWriter(join(dir, 'audit-checkpoint.json'), key, log);
-  const tip = store.tip() as { seq: number; hash: string; key_id: string };
+  const tip = (await store.tip()) as { seq: number; hash: string; key_id: string };
   let fake = tip.seq;
-  median('checkpoint file write, synchronous (temp file + rename)', () => {
-    return cpu(() => {
-      for (let i = 0; i < 100; i++) {
-        writer.update({ ...tip, seq: (fake += 1) });
-        writer.flushSync();
-      }
-    }) / 100;
+  await medianAsync('checkpoint file write, awaited (temp file + rename)', async () => {
+    return (
+      (await cpuAsync(async () => {
+        for (let i = 0; i < 100; i++) {
+          writer.update({ ...tip, seq: (fake += 1) });
+          await writer.flush();
+        }
+      })) / 100
+    );
   }, 'µs');
   await writer.settled();
 
@@ -127,7 +136,7 @@ try {
   const record = (audit: Audit) => async () => {
     let busy = 0;
     for (let i = 0; i < 100; i++) {
-      busy += cpu(() => audit.record({ event: 'token.issued', subject: 'alice', clientId: 'c-1' }));
+      busy += await cpuAsync(() => audit.record({ event: 'token.issued', subject: 'alice', clientId: 'c-1' }));
       await new Promise((r) => setImmediate(r)); // one decision per event-loop turn, as requests come
     }
     return busy / 100;
@@ -135,7 +144,7 @@ try {
   await medianAsync('record() of one decision, event-loop time, no checkpoint file', record(plain), 'µs');
   await medianAsync('record() of one decision, event-loop time, with the checkpoint file', record(checkpointed), 'µs');
   await asyncWriter.settled();
-  db.close();
+  await db.close();
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

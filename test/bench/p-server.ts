@@ -37,9 +37,10 @@ async function seed(prefix: string): Promise<Seeded[]> {
 }
 const tokens = await seed('bench');
 const ablatedTokens = await seed('ablated');
-const ablatedGrants = new Set(ablatedTokens.map((t) => runtime.stores.consents.activeForClient(t.clientId)[0]?.grant_id as string));
-for (const consent of runtime.db.prepare('SELECT grant_id, subject FROM consents').all() as { grant_id: string; subject: string }[]) {
-  runtime.stores.upstreamTokens.save(consent.grant_id, consent.subject, {
+const ablatedGrants = new Set<string>();
+for (const t of ablatedTokens) ablatedGrants.add((await runtime.stores.consents.unrevokedForClient(t.clientId))[0]?.grant_id as string);
+for (const consent of await runtime.sql.all<{ grant_id: string; subject: string }>('SELECT grant_id, subject FROM consents')) {
+  await runtime.stores.upstreamTokens.save(consent.grant_id, consent.subject, {
     accessToken: 'upstream-bench-token',
     refreshToken: '1//0gBenchRefreshTokenLzYc3QnW8Jx-L9IrAbCdEfGhIjKlMnOpQrStUvWxYz0123456789_AbCdEfGhIjKlMnOpQrStUvWxYz01234567',
     expiresAt: Date.now() + 24 * 3600_000,

@@ -8,13 +8,14 @@ import { run, type Io } from '../../src/cli/index.js';
 import { auditEvents, TEST_SECRET_KEY } from '../helpers/app.js';
 import { Browser, authorizeClient, startStack, type Stack } from '../helpers/stack.js';
 import { mcpPost, INITIALIZE } from '../helpers/mcp-http.js';
+import { databaseEnv } from '../helpers/engine.js';
 
 let stack: Stack;
 let env: Record<string, string>;
 beforeAll(async () => {
   stack = await startStack();
   env = {
-    DATABASE_PATH: stack.app.config.databasePath,
+    ...(await databaseEnv(stack.app.dir)), // the server's database, on the test engine
     SECRET_KEY: TEST_SECRET_KEY,
     PUBLIC_URL: stack.app.url,
     UPSTREAM_ISSUER: stack.upstream.issuer,
@@ -51,7 +52,7 @@ describe('cli › consents and clients', () => {
     expect(revoke.stdout[0]).toBe(`revoked consent ${consent.id} (carol → ${clientId})`);
     expect((await mcpPost(mcp, tokens.body.access_token, INITIALIZE)).status).toBe(401);
     expect(stack.upstream.revocations.length).toBeGreaterThan(0);
-    expect(auditEvents(stack.app).find((e) => e.event === 'cli.consent_revoked')).toMatchObject({ client_id: clientId, subject: 'carol', reason: 'cli' });
+    expect((await auditEvents(stack.app)).find((e) => e.event === 'cli.consent_revoked')).toMatchObject({ client_id: clientId, subject: 'carol', reason: 'cli' });
 
     const missing = capture();
     expect(await run(['consents', 'revoke', '999999'], missing)).toBe(1);
@@ -82,7 +83,7 @@ describe('cli › consents and clients', () => {
     expect(await run(['clients', 'delete', clientId], del)).toBe(0);
     expect(del.stdout[0]).toBe(`deleted ${clientId}; revoked 0 consent(s)`);
     expect(await run(['clients', 'delete', clientId], capture())).toBe(1);
-    const events = auditEvents(stack.app).filter((e) => e.client_id === clientId).map((e) => e.event);
+    const events = (await auditEvents(stack.app)).filter((e) => e.client_id === clientId).map((e) => e.event);
     expect(events).toEqual(expect.arrayContaining(['cli.client_disabled', 'cli.client_enabled', 'cli.client_deleted']));
   });
 

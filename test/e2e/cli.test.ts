@@ -3,7 +3,7 @@
  * (accepts a registration from the MCP SDK, stops cleanly on SIGTERM), `migrate`, `audit verify`,
  * `audit export`, and bad usage.
  */
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { freePort, TEST_SECRET_KEY } from '../helpers/app.js';
 import { registerClient, discoverAuthorizationServerMetadata } from '@modelcontextprotocol/sdk/client/auth.js';
 import { run, type Io } from '../../src/cli/index.js';
-import { openDatabase } from '../../src/db/open.js';
+import { databaseEnv, dropTrigger, onPostgres, openTestSql, TEST_ENGINE } from '../helpers/engine.js';
 
 const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
 
@@ -25,8 +25,9 @@ const children: ChildProcess[] = [];
 afterAll(() => children.forEach((c) => c.kill('SIGKILL')));
 
 describe('cli › serve', () => {
-  it('starts with only PUBLIC_URL, DATABASE_PATH, UPSTREAM_* and MCP_UPSTREAM_URL, registers an SDK client, stops on SIGTERM', async () => {
+  it(`starts with only PUBLIC_URL, DATABASE_PATH${onPostgres ? ', DATABASE_URL' : ''}, UPSTREAM_* and MCP_UPSTREAM_URL, registers an SDK client, stops on SIGTERM`, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'serve-'));
+    const database = await databaseEnv(dir);
     const port = await freePort();
     const publicUrl = `http://127.0.0.1:${port}`;
     const child = spawn(process.execPath, [BIN, 'serve'], {
@@ -34,7 +35,9 @@ describe('cli › serve', () => {
         PATH: process.env.PATH,
         PUBLIC_URL: publicUrl,
         PORT: String(port),
-        DATABASE_PATH: join(dir, 'db.sqlite'),
+        ...database,
+        // PostgreSQL needs the SECRET_KEY every replica shares; SQLite generates one into the data directory.
+        ...(onPostgres ? { SECRET_KEY: TEST_SECRET_KEY } : {}),
         UPSTREAM_ISSUER: 'https://idp.example.com',
         UPSTREAM_CLIENT_ID: 'proxy',
         UPSTREAM_CLIENT_SECRET: 'upstream-client-secret-value',
@@ -57,12 +60,15 @@ describe('cli › serve', () => {
     const exit = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     child.kill('SIGTERM');
     expect(await exit).toBe(0);
-    expect(output).toContain('SECRET_KEY is not set: generated a new one');
+    if (onPostgres) expect(output).not.toContain('SECRET_KEY is not set');
+    else expect(output).toContain('SECRET_KEY is not set: generated a new one');
     expect(output).not.toContain('upstream-client-secret-value');
-    const db = openDatabase(join(dir, 'db.sqlite'));
-    const events = (db.prepare('SELECT event FROM audit_log ORDER BY seq').all() as { event: string }[]).map((r) => r.event);
+    if (database.DATABASE_URL) expect(output).not.toContain(database.DATABASE_URL);
+    const db = await openTestSql(dir);
+    const events = (await db.all<{ event: string }>('SELECT event FROM audit_log ORDER BY seq')).map((r) => r.event);
+    await db.close();
     expect(events).toEqual(['system.started', 'registration.accepted', 'system.stopped']);
-    expect(readFileSync(join(dir, 'secret.key'), 'utf8').trim()).toMatch(/^[A-Za-z0-9+/=]{44}$/);
+    if (!onPostgres) expect(readFileSync(join(dir, 'secret.key'), 'utf8').trim()).toMatch(/^[A-Za-z0-9+/=]{44}$/);
   }, 30_000);
 
   it('exits 1 with every configuration problem listed', async () => {
@@ -73,21 +79,26 @@ describe('cli › serve', () => {
   });
 });
 
-describe('cli › migrate and audit', () => {
+describe(`cli › migrate and audit (${TEST_ENGINE})`, () => {
   const dir = mkdtempSync(join(tmpdir(), 'cli-'));
-  const env = { DATABASE_PATH: join(dir, 'p.db'), SECRET_KEY: TEST_SECRET_KEY };
+  let env: Record<string, string> = {};
+  beforeAll(async () => {
+    env = { ...(await databaseEnv(dir)), SECRET_KEY: TEST_SECRET_KEY };
+  });
 
   it('migrate creates the database and is idempotent', async () => {
     const io = capture(env);
     expect(await run(['migrate'], io)).toBe(0);
-    expect(io.stdout[0]).toMatch(/^applied 0001-oidc-models.sql, /);
+    // PostgreSQL: one consolidated schema file (migrations/postgres/README.md); the URL, which may hold a password, is never printed.
+    expect(io.stdout[0]).toMatch(onPostgres ? /^applied 0001-schema\.sql to PostgreSQL \(DATABASE_URL\)$/ : /^applied 0001-oidc-models.sql, /);
+    if (env.DATABASE_URL) expect(io.stdout.join('\n')).not.toContain(env.DATABASE_URL);
     const again = capture(env);
     expect(await run(['migrate'], again)).toBe(0);
     expect(again.stdout[0]).toMatch(/is up to date/);
   });
 
   it('audit verify exits 0 on an intact chain and 1 naming the first bad row', async () => {
-    const db = openDatabase(env.DATABASE_PATH);
+    const db = await openTestSql(dir);
     const { createAuditLogStore } = await import('../../src/store/audit-log.js');
     const { Audit } = await import('../../src/audit/audit.js');
     const { createCheckpointWriter } = await import('../../src/audit/checkpoint.js');
@@ -96,14 +107,14 @@ describe('cli › migrate and audit', () => {
     const { auditKey } = new KeyRing(Buffer.from(TEST_SECRET_KEY, 'base64'));
     const log = pino({ level: 'silent' });
     const audit = new Audit(createAuditLogStore(db, { key: auditKey }), log, { checkpoint: createCheckpointWriter(join(dir, 'audit-checkpoint.json'), auditKey, log) });
-    for (let i = 0; i < 3; i++) audit.record({ event: 'registration.accepted', clientId: `c${i}` });
-    audit.flush();
+    for (let i = 0; i < 3; i++) await audit.record({ event: 'registration.accepted', clientId: `c${i}` });
+    await audit.flush();
     const ok = capture(env);
     expect(await run(['audit', 'verify'], ok)).toBe(0);
     expect(ok.stdout[0]).toMatch(/^audit log intact: 3 rows, chain verified up to row 3/);
-    db.exec('DROP TRIGGER audit_log_no_update');
-    db.prepare("UPDATE audit_log SET client_id = 'x' WHERE seq = 2").run();
-    db.close();
+    await dropTrigger(db, 'audit_log_no_update', 'audit_log');
+    await db.run("UPDATE audit_log SET client_id = 'x' WHERE seq = 2");
+    await db.close();
     const bad = capture(env);
     expect(await run(['audit', 'verify'], bad)).toBe(1);
     expect(bad.stderr[0]).toBe('audit log BROKEN at row 2: row 2 was altered (its MAC does not match its content)');
@@ -126,7 +137,7 @@ describe('cli › migrate and audit', () => {
     expect(readFileSync(file, 'utf8').trim().split('\n')).toHaveLength(3);
   });
 
-  it('reports a missing database, unknown commands and flags with exit codes 1 and 2', async () => {
+  it('reports a missing database (SQLite: the file), unknown commands and flags with exit codes 1 and 2', async () => {
     const missing = capture({ DATABASE_PATH: join(dir, 'nope', 'missing.db') });
     expect(await run(['audit', 'verify'], missing)).toBe(1);
     expect(missing.stderr[0]).toMatch(/^no database at .*missing.db; start the server once or run "mcp-consent-proxy migrate"/);

@@ -98,8 +98,9 @@ describe('MCP conformance suite, authorization', () => {
       expect(checks.filter((c) => c.status !== 'SUCCESS').map((c) => c.id)).toEqual(['authorization-server-metadata-cimd']);
       expect(code, output).toBe(0);
       // The token the suite received is P's, for the MCP resource, for the user who approved.
-      const tokens = rows(stack.app, "SELECT payload FROM oidc_models WHERE model = 'AccessToken' AND json_extract(payload, '$.clientId') = ?", client.client_id);
-      expect(tokens.map((t) => JSON.parse(t.payload))).toMatchObject([{ aud: mcpUrl, accountId: 'conformance', scope: 'mcp:tools' }]);
+      // (Portable SQL, src/db/sql.ts: JSON is parsed here, not with json_* in the database.)
+      const tokens = (await rows(stack.app, "SELECT payload FROM oidc_models WHERE model = 'AccessToken'")).map((t) => JSON.parse(t.payload)).filter((t) => t.clientId === client.client_id);
+      expect(tokens).toMatchObject([{ aud: mcpUrl, accountId: 'conformance', scope: 'mcp:tools' }]);
     } finally {
       clearTimeout(timer);
       child.kill('SIGKILL');

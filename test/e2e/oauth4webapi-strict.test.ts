@@ -9,6 +9,7 @@ import * as oauth from 'oauth4webapi';
 import { auditEvents } from '../helpers/app.js';
 import { Browser, drive, startStack, type Stack } from '../helpers/stack.js';
 import { INITIALIZE } from '../helpers/mcp-http.js';
+import { sha256 } from '../../src/crypto/keys.js';
 
 const insecure = { [oauth.allowInsecureRequests]: true }; // plain http on 127.0.0.1 in tests
 const REDIRECT = 'http://127.0.0.1:48141/callback';
@@ -78,7 +79,7 @@ describe('oauth4webapi strict client', () => {
     );
     expect(tokens.token_type.toLowerCase()).toBe('bearer');
     expect(tokens.scope).toBe('mcp:tools');
-    expect(stack.app.runtime.stores.models.findAccessToken(tokens.access_token)).toMatchObject({ aud: mcpUrl.href, accountId: 'o4w-user' });
+    expect(await stack.app.runtime.stores.models.findAccessTokenByHash(sha256(tokens.access_token))).toMatchObject({ aud: mcpUrl.href, accountId: 'o4w-user' });
 
     const call = await oauth.protectedResourceRequest(tokens.access_token, 'POST', mcpUrl, mcpHeaders(), JSON.stringify(INITIALIZE), insecure);
     expect(call.status).toBe(200);
@@ -94,6 +95,6 @@ describe('oauth4webapi strict client', () => {
     const again = await oauth.protectedResourceRequest(refreshed.access_token, 'POST', mcpUrl, mcpHeaders(), JSON.stringify(INITIALIZE), insecure);
     expect(again.status).toBe(200);
     await again.arrayBuffer();
-    expect(auditEvents(stack.app).filter((e) => e.event === 'token.issued' && e.client_id === client.client_id).map((e) => e.reason)).toEqual(['authorization_code', 'refresh_token']);
+    expect((await auditEvents(stack.app)).filter((e) => e.event === 'token.issued' && e.client_id === client.client_id).map((e) => e.reason)).toEqual(['authorization_code', 'refresh_token']);
   });
 });

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as client from 'openid-client';
 import { Browser, drive, startStack, type Stack } from '../helpers/stack.js';
 import { INITIALIZE } from '../helpers/mcp-http.js';
+import { sha256 } from '../../src/crypto/keys.js';
 
 let stack: Stack;
 let mcpUrl: string;
@@ -60,7 +61,7 @@ describe('openid-client', () => {
 
     const tokens = await client.authorizationCodeGrant(config, callback, { pkceCodeVerifier: verifier, expectedState: state }, { resource: mcpUrl });
     expect(tokens.scope).toBe('mcp:tools');
-    expect(stack.app.runtime.stores.models.findAccessToken(tokens.access_token)).toMatchObject({ aud: mcpUrl, accountId: 'oc-alice' });
+    expect(await stack.app.runtime.stores.models.findAccessTokenByHash(sha256(tokens.access_token))).toMatchObject({ aud: mcpUrl, accountId: 'oc-alice' });
 
     const headers = new Headers({ 'content-type': 'application/json', accept: 'application/json, text/event-stream' });
     const res = await client.fetchProtectedResource(config, tokens.access_token, new URL(mcpUrl), 'POST', JSON.stringify(INITIALIZE), headers);
@@ -69,7 +70,7 @@ describe('openid-client', () => {
 
     const refreshed = await client.refreshTokenGrant(config, tokens.refresh_token as string, { resource: mcpUrl });
     expect(refreshed.refresh_token).not.toBe(tokens.refresh_token);
-    expect(stack.app.runtime.stores.models.findAccessToken(refreshed.access_token)).toMatchObject({ aud: mcpUrl });
+    expect(await stack.app.runtime.stores.models.findAccessTokenByHash(sha256(refreshed.access_token))).toMatchObject({ aud: mcpUrl });
     // The rotated-out refresh token is dead, and using it revokes the grant (RT-01/02).
     await expect(client.refreshTokenGrant(config, tokens.refresh_token as string, { resource: mcpUrl })).rejects.toMatchObject({ error: 'invalid_grant' });
   });

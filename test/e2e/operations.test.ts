@@ -2,7 +2,9 @@
  * Operating the server as a newcomer and an operator would: demo mode end to end from
  * `mcp-consent-proxy serve` with no configuration (DEMO banner, a real MCP client reaching the
  * demo `whoami` tool through the consent page), graceful shutdown, and the bad inputs of
- * issue 5 — each one clear sentence and a non-zero exit.
+ * issue 5 — each one clear sentence and a non-zero exit. Demo mode runs on SQLite whatever
+ * TEST_ENGINE says (DATABASE_URL is a production signal: no demo on PostgreSQL); the bad inputs of
+ * a configured server run on the test engine (test/helpers/engine.ts).
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -10,14 +12,14 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
-import { freePort } from '../helpers/app.js';
+import { freePort, TEST_SECRET_KEY } from '../helpers/app.js';
+import { databaseEnv, onPostgres, openTestSql } from '../helpers/engine.js';
+import { openDatabase } from '../../src/db/open.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { Browser, drive } from '../helpers/stack.js';
 import { MemoryOAuthProvider } from '../helpers/mcp-client.js';
-import { openDatabase } from '../../src/db/open.js';
-import { migrate } from '../../src/db/migrate.js';
 
 const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
 const children: ChildProcess[] = [];
@@ -127,12 +129,13 @@ describe('bad input', () => {
   }, 30_000);
 
   it('a database from a newer version: one sentence, exit 1', async () => {
-    const path = join(mkdtempSync(join(tmpdir(), 'newer-')), 'db.sqlite');
-    const db = openDatabase(path);
-    migrate(db);
-    db.prepare("INSERT INTO schema_migrations VALUES (99, '0099-future.sql', 'x', 'now')").run();
-    db.close();
-    const server = await serve({ PORT: String(await freePort()), DATABASE_PATH: path }, 'newer version');
+    const dir = mkdtempSync(join(tmpdir(), 'newer-'));
+    const db = await openTestSql(dir);
+    await db.run("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (99, '0099-future.sql', 'x', 'now')");
+    await db.close();
+    // On PostgreSQL a configured server (DATABASE_URL is a production signal: no demo mode there).
+    const configured = { SECRET_KEY: TEST_SECRET_KEY, UPSTREAM_ISSUER: 'http://127.0.0.1:9/idp', UPSTREAM_CLIENT_ID: 'x', MCP_UPSTREAM_URL: 'http://127.0.0.1:9/mcp' };
+    const server = await serve({ PORT: String(await freePort()), ...(await databaseEnv(dir)), ...(onPostgres ? configured : {}) }, 'newer version');
     expect(await server.exit).toBe(1);
     expect(server.output()).toContain('the database was migrated by a newer version of mcp-consent-proxy');
     expect(server.output()).not.toMatch(/\n\s+at /);
@@ -147,7 +150,15 @@ describe('bad input', () => {
   it('an unreachable upstream: a clear retry message and /readyz 503, while serving', async () => {
     const port = await freePort();
     const server = await serve(
-      { PORT: String(port), PUBLIC_URL: `http://127.0.0.1:${port}`, DATABASE_PATH: join(mkdtempSync(join(tmpdir(), 'unreach-')), 'db.sqlite'), UPSTREAM_ISSUER: 'http://127.0.0.1:9/idp', UPSTREAM_CLIENT_ID: 'x', MCP_UPSTREAM_URL: 'http://127.0.0.1:9/mcp' },
+      {
+        PORT: String(port),
+        PUBLIC_URL: `http://127.0.0.1:${port}`,
+        ...(await databaseEnv(mkdtempSync(join(tmpdir(), 'unreach-')))),
+        ...(onPostgres ? { SECRET_KEY: TEST_SECRET_KEY } : {}),
+        UPSTREAM_ISSUER: 'http://127.0.0.1:9/idp',
+        UPSTREAM_CLIENT_ID: 'x',
+        MCP_UPSTREAM_URL: 'http://127.0.0.1:9/mcp',
+      },
       'retrying in',
     );
     expect(server.output()).toMatch(/upstream 127\.0\.0\.1:9 is not reachable \(.+\); retrying in 1 s — \/readyz answers 503 until it is/);

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auth } from '@modelcontextprotocol/sdk/client/auth.js';
 import { Browser, drive, startStack, type Stack } from '../helpers/stack.js';
 import { MemoryOAuthProvider } from '../helpers/mcp-client.js';
+import { sha256 } from '../../src/crypto/keys.js';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -32,13 +33,13 @@ describe('MCP SDK v1 auth()', () => {
     expect(await auth(provider, { serverUrl, authorizationCode: result.callback.searchParams.get('code') as string })).toBe('AUTHORIZED');
     const tokens = provider.tokens();
     expect(tokens).toMatchObject({ token_type: 'Bearer', scope: 'mcp:tools' });
-    const stored = stack.app.runtime.stores.models.findAccessToken(tokens?.access_token as string);
+    const stored = await stack.app.runtime.stores.models.findAccessTokenByHash(sha256(tokens?.access_token as string));
     expect(stored).toMatchObject({ aud: serverUrl, accountId: 'sdk-user', clientId: provider.info?.client_id });
 
     // With a refresh token on hand the SDK refreshes; the new token keeps the audience.
     expect(await auth(provider, { serverUrl })).toBe('AUTHORIZED');
     const refreshed = provider.tokens();
     expect(refreshed?.refresh_token).not.toBe(tokens?.refresh_token);
-    expect(stack.app.runtime.stores.models.findAccessToken(refreshed?.access_token as string)).toMatchObject({ aud: serverUrl });
+    expect(await stack.app.runtime.stores.models.findAccessTokenByHash(sha256(refreshed?.access_token as string))).toMatchObject({ aud: serverUrl });
   });
 });

@@ -19,6 +19,7 @@ import {
 } from '@modelcontextprotocol/client';
 import { auditEvents, rows } from '../helpers/app.js';
 import { Browser, drive, startStack, type Stack } from '../helpers/stack.js';
+import { sha256 } from '../../src/crypto/keys.js';
 
 /** An in-memory provider as a host implements it (v2 interface); records the URL to open. */
 class V2Provider implements OAuthClientProvider {
@@ -76,7 +77,7 @@ beforeAll(async () => {
 });
 afterAll(() => stack.close());
 
-const codesRedeemed = () => auditEvents(stack.app).filter((e) => e.event === 'token.issued' && e.reason === 'authorization_code').length;
+const codesRedeemed = async () => (await auditEvents(stack.app)).filter((e) => e.event === 'token.issued' && e.reason === 'authorization_code').length;
 
 describe('MCP SDK v2 client', () => {
   it('registers as a native app, authorizes through consent and U, checks iss, calls tools; a second client reuses the tokens', async () => {
@@ -88,8 +89,8 @@ describe('MCP SDK v2 client', () => {
     expect(url.searchParams.get('resource')).toBe(mcpUrl.href);
     expect(url.searchParams.get('code_challenge_method')).toBe('S256');
     const clientId = provider.info?.client_id as string;
-    expect(rows(stack.app, 'SELECT client_id FROM clients_meta WHERE client_id = ?', clientId)).toHaveLength(1);
-    expect(stack.app.runtime.ops.client(clientId)?.metadata).toMatchObject({ application_type: 'native', token_endpoint_auth_method: 'none' });
+    expect(await rows(stack.app, 'SELECT client_id FROM clients_meta WHERE client_id = ?', clientId)).toHaveLength(1);
+    expect((await stack.app.runtime.ops.client(clientId))?.metadata).toMatchObject({ application_type: 'native', token_endpoint_auth_method: 'none' });
     // offline_access is in our metadata, so v2 asks for it, with prompt=consent (interop.md §3).
     expect(url.searchParams.get('scope')?.split(' ').sort()).toEqual(['mcp:tools', 'offline_access']);
     expect(url.searchParams.get('prompt')).toBe('consent');
@@ -100,7 +101,7 @@ describe('MCP SDK v2 client', () => {
     expect(result.callback.searchParams.get('state')).toBe(provider.lastState);
     await first.finishAuth(result.callback.searchParams);
     expect(provider.tokens()).toMatchObject({ token_type: 'Bearer' });
-    expect(stack.app.runtime.stores.models.findAccessToken(provider.tokens()?.access_token as string)).toMatchObject({ aud: mcpUrl.href, accountId: 'v2-alice', clientId });
+    expect(await stack.app.runtime.stores.models.findAccessTokenByHash(sha256(provider.tokens()?.access_token as string))).toMatchObject({ aud: mcpUrl.href, accountId: 'v2-alice', clientId });
 
     const client = new Client({ name: 'e2e-v2', version: '1.0.0' });
     await client.connect(new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider }));
@@ -111,12 +112,12 @@ describe('MCP SDK v2 client', () => {
     await client.close();
 
     // A second client of the same host reuses the stored tokens: no new authorization, no new code.
-    const redeemed = codesRedeemed();
+    const redeemed = await codesRedeemed();
     const again = new Client({ name: 'e2e-v2-again', version: '1.0.0' });
     await again.connect(new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider }));
     expect((await again.callTool({ name: 'echo', arguments: { message: 'reused' } })).content).toEqual([{ type: 'text', text: 'reused' }]);
     await again.close();
-    expect(codesRedeemed()).toBe(redeemed);
+    expect(await codesRedeemed()).toBe(redeemed);
     expect(provider.authorizationUrl).toBe(url);
 
     // Refresh with the stored refresh token: rotated, same audience.
@@ -124,7 +125,7 @@ describe('MCP SDK v2 client', () => {
     expect(before?.refresh_token).toBeTruthy();
     expect(await auth(provider, { serverUrl: mcpUrl })).toBe('AUTHORIZED');
     expect(provider.tokens()?.refresh_token).not.toBe(before?.refresh_token);
-    expect(stack.app.runtime.stores.models.findAccessToken(provider.tokens()?.access_token as string)).toMatchObject({ aud: mcpUrl.href });
+    expect(await stack.app.runtime.stores.models.findAccessTokenByHash(sha256(provider.tokens()?.access_token as string))).toMatchObject({ aud: mcpUrl.href });
   });
 
   it('refuses a callback without iss, or with another issuer, and redeems nothing (RFC 9207)', async () => {
@@ -136,10 +137,10 @@ describe('MCP SDK v2 client', () => {
       const params = new URLSearchParams(result.callback.searchParams);
       if (iss) params.set('iss', iss);
       else params.delete('iss');
-      const redeemed = codesRedeemed();
+      const redeemed = await codesRedeemed();
       await expect(transport.finishAuth(params), label).rejects.toThrow(/iss/i);
       expect(provider.tokens(), label).toBeUndefined();
-      expect(codesRedeemed(), label).toBe(redeemed);
+      expect(await codesRedeemed(), label).toBe(redeemed);
     }
   });
 });

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import Database from 'better-sqlite3';
+import { openTestSql } from '../helpers/engine.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { auditEvents, listenLoopback, registerClient, rows } from '../helpers/app.js';
@@ -47,7 +47,7 @@ describe('gateway › forwarding', () => {
     const end = await fetch(mcpUrl, { method: 'DELETE', headers: { authorization: `Bearer ${token}`, 'mcp-session-id': sessionId } });
     expect(end.status).toBe(200);
     expect((await callTool(mcpUrl, token, sessionId, 'echo', { message: 'x' })).status).toBe(404);
-    expect(auditEvents(stack.app).some((e) => e.event === 'gateway.forwarded' && e.subject === 'alice')).toBe(true);
+    expect((await auditEvents(stack.app)).some((e) => e.event === 'gateway.forwarded' && e.subject === 'alice')).toBe(true);
   });
 
   it('streams progress notifications as they happen, in order, before the result (SSE, no buffering)', async () => {
@@ -72,8 +72,8 @@ describe('gateway › forwarding', () => {
     const { tokens, clientId } = await authorizeClient(stack, new Browser(), { login: 'revoke-me' });
     const sessionId = await openSession(mcpUrl, tokens.body.access_token);
     const before = stack.mcp.received.length;
-    const [consent] = stack.app.runtime.stores.consents.activeForClient(clientId);
-    stack.app.runtime.revocation.revokeGrant(consent?.grant_id as string, 'user');
+    const [consent] = await stack.app.runtime.stores.consents.unrevokedForClient(clientId);
+    await stack.app.runtime.revocation.revokeGrant(consent?.grant_id as string, 'user');
     const after = await callTool(mcpUrl, tokens.body.access_token, sessionId, 'whoami');
     expect(after.status).toBe(401);
     expect(after.headers.get('www-authenticate')).toContain('error="invalid_token"');
@@ -155,7 +155,7 @@ describe('gateway › upstream failures', () => {
       expect(timedOut.status).toBe(504);
       expect(waited).toBeGreaterThanOrEqual(900);
       expect(waited).toBeLessThan(5000);
-      expect(auditEvents(slow.app).filter((e) => e.event === 'gateway.upstream_failed').map((e) => e.reason)).toEqual(['upstream_timeout']);
+      expect((await auditEvents(slow.app)).filter((e) => e.event === 'gateway.upstream_failed').map((e) => e.reason)).toEqual(['upstream_timeout']);
     } finally {
       await slow.close();
       await down.close();
@@ -232,7 +232,7 @@ describe('gateway › R refusing U\'s token, clients hanging up', () => {
     expect(text).not.toContain('own words');
     expect(seen).toContain('GET /refuse');
     expect(stack.upstream.tokenRequests.filter((t) => t.grant_type.startsWith('refresh_token')).length).toBe(refreshesBefore + 1);
-    expect(auditEvents(stack.app).filter((e) => e.event === 'gateway.rejected').map((e) => e.reason)).toContain('upstream_rejected_token');
+    expect((await auditEvents(stack.app)).filter((e) => e.event === 'gateway.rejected').map((e) => e.reason)).toContain('upstream_rejected_token');
   });
 
   it('ends the request to R when the client hangs up on a server-sent stream', async () => {
@@ -254,7 +254,7 @@ describe('gateway › R refusing U\'s token, clients hanging up', () => {
     const res = await fetch(`${stack.app.url}/api/r/ticking`, { headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' } });
     const reader = res.body!.getReader();
     expect(new TextDecoder().decode((await reader.read()).value)).toContain('event: ping');
-    for (const stream of stack.app.runtime.gateway.streams) stream.end(); // as src/cli/serve.ts does at shutdown
+    for (const stream of stack.app.runtime.gateway.streams) stream.end(); // as src/cli/commands/serve.ts does at shutdown
     // R keeps sending; the client's stream ends and the request to R is closed.
     for (let i = 0; i < 100_000; i++) if ((await reader.read()).done) break;
     const deadline = Date.now() + 5000;
@@ -282,16 +282,16 @@ describe('gateway › U token lifecycle', () => {
 
   async function session(login: string) {
     const { tokens, clientId } = await authorizeClient(stack, new Browser(), { login });
-    const [consent] = stack.app.runtime.stores.consents.activeForClient(clientId);
+    const [consent] = await stack.app.runtime.stores.consents.unrevokedForClient(clientId);
     const sessionId = await openSession(`${stack.app.url}/mcp`, tokens.body.access_token);
     return { token: tokens.body.access_token as string, grantId: consent?.grant_id as string, sessionId, clientId };
   }
-  const expireUpstreamToken = (grantId: string) => stack.app.runtime.db.prepare('UPDATE upstream_tokens SET expires_at = 1 WHERE grant_id = ?').run(grantId);
+  const expireUpstreamToken = (grantId: string) => stack.app.runtime.sql.run('UPDATE upstream_tokens SET expires_at = 1 WHERE grant_id = ?', [grantId]);
   const refreshes = () => stack.upstream.tokenRequests.filter((r) => r.grant_type.startsWith('refresh_token')).length;
 
   it('refreshes an expired U token once for 20 concurrent calls, and uses the new one', async () => {
     const s = await session('concurrent');
-    expireUpstreamToken(s.grantId);
+    await expireUpstreamToken(s.grantId);
     const before = refreshes();
     const results = await Promise.all(Array.from({ length: 20 }, (_, i) => callTool(`${stack.app.url}/mcp`, s.token, s.sessionId, 'whoami', {}, i + 10)));
     expect(results.map((r) => r.status)).toEqual(Array(20).fill(200));
@@ -299,29 +299,29 @@ describe('gateway › U token lifecycle', () => {
     const digests = new Set(results.map((r) => r.messages[0].result.structuredContent.upstream_token_sha256));
     const newest = stack.upstream.issued.filter((t) => t.sub === 'concurrent').at(-1)?.token as string;
     expect([...digests]).toEqual([sha(newest)]);
-    expect(auditEvents(stack.app).filter((e) => e.event === 'upstream.token_refreshed')).toHaveLength(1);
+    expect((await auditEvents(stack.app)).filter((e) => e.event === 'upstream.token_refreshed')).toHaveLength(1);
   });
 
   it('revokes P\'s grant when U answers invalid_grant: the client gets 401 and must re-authorize (AT-22)', async () => {
     const s = await session('gone-at-upstream');
     await stack.upstream.revokeUser('gone-at-upstream');
-    expireUpstreamToken(s.grantId);
+    await expireUpstreamToken(s.grantId);
     const res = await callTool(`${stack.app.url}/mcp`, s.token, s.sessionId, 'whoami');
     expect(res.status).toBe(401);
     expect(res.headers.get('www-authenticate')).toContain('error="invalid_token"');
-    expect(rows(stack.app, 'SELECT revoked_reason FROM consents WHERE grant_id = ?', s.grantId)).toEqual([{ revoked_reason: 'upstream_invalid_grant' }]);
-    expect(auditEvents(stack.app).filter((e) => e.event === 'upstream.refresh_failed').at(-1)).toMatchObject({ reason: 'invalid_grant', subject: 'gone-at-upstream' });
+    expect(await rows(stack.app, 'SELECT revoked_reason FROM consents WHERE grant_id = ?', s.grantId)).toEqual([{ revoked_reason: 'upstream_invalid_grant' }]);
+    expect((await auditEvents(stack.app)).filter((e) => e.event === 'upstream.refresh_failed').at(-1)).toMatchObject({ reason: 'invalid_grant', subject: 'gone-at-upstream' });
   });
 
   it('answers 502 with a JSON-RPC error when U fails with 5xx during refresh, leaking nothing', async () => {
     const s = await session('u-down');
-    expireUpstreamToken(s.grantId);
+    await expireUpstreamToken(s.grantId);
     stack.upstream.setTokenEndpointFault({ status: 503 });
     try {
       const res = await callTool(`${stack.app.url}/mcp`, s.token, s.sessionId, 'whoami');
       expect(res.status).toBe(502);
       expect(JSON.parse(res.text)).toEqual({ jsonrpc: '2.0', id: null, error: { code: -32000, message: 'The upstream identity provider is not available' } });
-      expect(rows(stack.app, 'SELECT revoked_at FROM consents WHERE grant_id = ?', s.grantId)).toEqual([{ revoked_at: null }]);
+      expect(await rows(stack.app, 'SELECT revoked_at FROM consents WHERE grant_id = ?', s.grantId)).toEqual([{ revoked_at: null }]);
     } finally {
       stack.upstream.setTokenEndpointFault(undefined);
     }
@@ -338,9 +338,9 @@ describe('gateway › revocation from another process', () => {
       const sessionId = await openSession(`${stack.app.url}/mcp`, token);
       expect((await callTool(`${stack.app.url}/mcp`, token, sessionId, 'echo', { message: 'cached' })).status).toBe(200);
       expect((await callTool(`${stack.app.url}/mcp`, token, sessionId, 'echo', { message: 'cached' })).status).toBe(200);
-      const other = new Database(stack.app.config.databasePath);
-      other.prepare('UPDATE consents SET revoked_at = ?, revoked_reason = ? WHERE client_id = ?').run(Date.now(), 'cli', clientId);
-      other.close();
+      const other = await openTestSql(stack.app.dir); // a second connection (SQLite) or pool (PostgreSQL)
+      await other.run('UPDATE consents SET revoked_at = ?, revoked_reason = ? WHERE client_id = ?', [Date.now(), 'cli', clientId]);
+      await other.close();
       expect((await callTool(`${stack.app.url}/mcp`, token, sessionId, 'echo', { message: 'now refused' })).status).toBe(401);
     } finally {
       await stack.close();

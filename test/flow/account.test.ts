@@ -27,13 +27,13 @@ describe('/account', () => {
     expect(page.html).toContain('Calendar App');
     expect(page.html).not.toContain('Mallory App');
     expect(page.html).toContain('<strong>127.0.0.1:33418</strong>');
-    const [consent] = rows(stack.app, 'SELECT id FROM consents WHERE client_id = ?', first.clientId);
+    const [consent] = await rows(stack.app, 'SELECT id FROM consents WHERE client_id = ?', first.clientId);
     const revoked = await browser.navigate(`${stack.app.url}/account/consents/${consent.id}/revoke`, { method: 'POST', body: new URLSearchParams({ csrf: csrfOf(page) }), initiator: stack.app.url });
     expect(revoked.hops[0]?.status).toBe(303);
     expect(revoked.html).toContain('Revoked.');
     expect(revoked.html).not.toContain('Notes App');
     expect((await mcpPost(`${stack.app.url}/mcp`, first.tokens.body.access_token, INITIALIZE)).status).toBe(401);
-    expect(auditEvents(stack.app).find((e) => e.event === 'account.consent_revoked')).toMatchObject({ subject: 'alice', client_id: first.clientId });
+    expect((await auditEvents(stack.app)).find((e) => e.event === 'account.consent_revoked')).toMatchObject({ subject: 'alice', client_id: first.clientId });
     const again = buildAuthorization(stack.app, { clientId: first.clientId });
     // P asks again (and so does U: its grant was revoked at its revocation endpoint).
     expect((await drive(browser, again.url, again.redirectUri)).seen[0]).toBe('consent');
@@ -41,7 +41,7 @@ describe('/account', () => {
 
   it('cannot revoke someone else\'s consent, and needs the CSRF token', async () => {
     const victim = await authorizeClient(stack, new Browser('victim'), { login: 'victim' });
-    const [consent] = rows(stack.app, 'SELECT id FROM consents WHERE client_id = ?', victim.clientId);
+    const [consent] = await rows(stack.app, 'SELECT id FROM consents WHERE client_id = ?', victim.clientId);
     const attacker = new Browser('eve');
     const page = await signIn(stack, attacker, 'account', 'eve');
     expect(page.status).toBe(200);
@@ -49,7 +49,7 @@ describe('/account', () => {
     expect(res.status).toBe(404);
     const noToken = await attacker.navigate(`${stack.app.url}/account/consents/${consent.id}/revoke`, { method: 'POST', body: new URLSearchParams({}), initiator: stack.app.url });
     expect(noToken.status).toBe(403);
-    expect(rows(stack.app, 'SELECT revoked_at FROM consents WHERE id = ?', consent.id)).toEqual([{ revoked_at: null }]);
+    expect(await rows(stack.app, 'SELECT revoked_at FROM consents WHERE id = ?', consent.id)).toEqual([{ revoked_at: null }]);
   });
 
   it('asks an anonymous visitor to sign in, and signs them in through the upstream', async () => {

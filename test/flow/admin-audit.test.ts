@@ -9,6 +9,7 @@ import { Browser, startStack, type Stack } from '../helpers/stack.js';
 import { csrfOf, signIn } from '../helpers/admin.js';
 import { auditFilterFromQuery, csvLine } from '../../src/admin/audit-query.js';
 import type { NewAuditRow } from '../../src/store/audit-log.js';
+import { dropTrigger } from '../helpers/engine.js';
 
 let stack: Stack;
 let admin: Browser;
@@ -23,7 +24,7 @@ beforeAll(async () => {
   for (let i = 0; i < ROWS; i++) {
     const event = EVENTS[i % EVENTS.length] as string;
     batch.push({ ts: new Date(T0 + i * 1000).toISOString(), event, outcome: event === 'gateway.rejected' ? 'deny' : 'allow', reason: null, subject: `user-${i % 7}`, client_id: `client-${i % 13}`, ip: '127.0.0.1', request_id: `req-${i}`, details: null });
-    if (batch.length === 10_000) store.append(batch.splice(0));
+    if (batch.length === 10_000) await store.append(batch.splice(0));
   }
   admin = new Browser('admin');
   await signIn(stack, admin, 'admin', 'root');
@@ -51,7 +52,8 @@ describe('admin audit view at 100k rows', () => {
     const query = 'event=gateway.rejected&subject=user-3';
     const older = await walk(query);
     const expected: number[] = [];
-    for (let i = ROWS - 1; i >= 0; i--) if (EVENTS[i % 4] === 'gateway.rejected' && i % 7 === 3) expected.push(i + 1 + stack.app.runtime.stores.auditLog.count({ to: new Date(T0).toISOString() }));
+    const before = await stack.app.runtime.stores.auditLog.count({ to: new Date(T0).toISOString() });
+    for (let i = ROWS - 1; i >= 0; i--) if (EVENTS[i % 4] === 'gateway.rejected' && i % 7 === 3) expected.push(i + 1 + before);
     expect(older.length).toBe(expected.length);
     expect(older).toEqual([...older].sort((a, b) => b - a));
     expect(new Set(older).size).toBe(older.length);
@@ -65,7 +67,7 @@ describe('admin audit view at 100k rows', () => {
     const to = '2026-11-01T10:05:00';
     const seqs = await walk(`from=${from}&to=${to}&outcome=allow`);
     expect(seqs.length).toBe(225); // 300 seconds, 3 of 4 events are allow
-    const rows = stack.app.runtime.stores.auditLog.page(auditFilterFromQuery({ from, to, outcome: 'allow' }).filter, 500);
+    const rows = await stack.app.runtime.stores.auditLog.page(auditFilterFromQuery({ from, to, outcome: 'allow' }).filter, 500);
     expect(rows.every((r) => r.ts >= '2026-11-01T10:00:00.000Z' && r.ts < '2026-11-01T10:05:00.000Z' && r.outcome === 'allow')).toBe(true);
   }, 60_000);
 
@@ -85,9 +87,9 @@ describe('admin audit view at 100k rows', () => {
     let page = await admin.navigate(`${stack.app.url}/admin/audit`);
     page = await admin.navigate(`${stack.app.url}/admin/audit/verify`, { method: 'POST', body: new URLSearchParams({ csrf: csrfOf(page) }), initiator: stack.app.url });
     expect(page.html).toMatch(/Chain intact\.<\/strong> Verified up to row \d+/);
-    const db = stack.app.runtime.db;
-    db.exec('DROP TRIGGER audit_log_no_update');
-    db.prepare("UPDATE audit_log SET subject = 'someone-else' WHERE seq = 500").run();
+    const { sql } = stack.app.runtime;
+    await dropTrigger(sql, 'audit_log_no_update', 'audit_log');
+    await sql.run("UPDATE audit_log SET subject = 'someone-else' WHERE seq = 500");
     page = await admin.navigate(`${stack.app.url}/admin/audit/verify`, { method: 'POST', body: new URLSearchParams({ csrf: csrfOf(page) }), initiator: stack.app.url });
     expect(page.html).toContain('Chain broken at row 500.');
     const overview = await admin.navigate(`${stack.app.url}/admin`);

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { auditEvents, registerClient, rows, startTestApp, type TestApp } from '../helpers/app.js';
-import { runMaintenance } from '../../src/maintenance.js';
+import { runMaintenance } from '../../src/runtime/maintenance.js';
 
 let app: TestApp;
 beforeAll(async () => {
@@ -21,16 +21,16 @@ describe('maintenance', () => {
     vi.useFakeTimers({ toFake: ['Date'] });
     try {
       vi.setSystemTime(Date.now() + 29 * 86_400_000);
-      runtime.stores.clientsMeta.touch(used);
-      expect(runMaintenance(deps).expiredClients).toEqual([]);
+      await runtime.stores.clientsMeta.touch(used);
+      expect((await runMaintenance(deps)).expiredClients).toEqual([]);
       vi.setSystemTime(Date.now() + 2 * 86_400_000);
-      expect(runMaintenance(deps).expiredClients).toEqual([idle]);
+      expect((await runMaintenance(deps)).expiredClients).toEqual([idle]);
     } finally {
       vi.useRealTimers();
     }
-    expect(rows(app, "SELECT key FROM oidc_models WHERE model = 'Client'").map((r) => r.key)).toEqual([used]);
-    expect(rows(app, 'SELECT client_id FROM clients_meta').map((r) => r.client_id)).toEqual([used]);
-    expect(auditEvents(app).at(-1)).toMatchObject({ event: 'client.expired', client_id: idle, reason: 'idle' });
+    expect((await rows(app, "SELECT key FROM oidc_models WHERE model = 'Client'")).map((r) => r.key)).toEqual([used]);
+    expect((await rows(app, 'SELECT client_id FROM clients_meta')).map((r) => r.client_id)).toEqual([used]);
+    expect((await auditEvents(app)).at(-1)).toMatchObject({ event: 'client.expired', client_id: idle, reason: 'idle' });
     const authorize = await fetch(`${app.url}/authorize?client_id=${idle}&response_type=code&redirect_uri=http%3A%2F%2F127.0.0.1%3A33418%2Fcallback`, { redirect: 'manual' });
     expect(authorize.status).toBe(400);
     expect(authorize.headers.get('location')).toBeNull();

@@ -1,5 +1,6 @@
 /**
- * Starts P in-process for a test: a fresh database in a temporary directory, a fixed
+ * Starts P in-process for a test: a fresh database for a temporary data directory (a SQLite file
+ * in it, or a PostgreSQL database with TEST_ENGINE=postgres: test/helpers/engine.ts), a fixed
  * SECRET_KEY, logs captured in memory (so tests can assert what was, and was not, logged), and
  * a real listening socket on 127.0.0.1 so PUBLIC_URL is exactly what clients dial (interop F12).
  */
@@ -12,8 +13,9 @@ import { Writable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { loadConfig, type Config } from '../../src/config/load.js';
-import { answerClientError, createRuntime, type Runtime } from '../../src/server.js';
+import { answerClientError, createRuntime, type Runtime } from '../../src/runtime/server.js';
 import { REDACT_PATHS } from '../../src/log/logger.js';
+import { databaseEnv } from './engine.js';
 
 export interface TestApp {
   runtime: Runtime;
@@ -63,7 +65,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const config = loadConfig({
     PUBLIC_URL: url,
     PORT: String(port),
-    DATABASE_PATH: join(dir, 'proxy.db'),
+    ...(await databaseEnv(dir)),
     SECRET_KEY: SECRET,
     UPSTREAM_ISSUER: 'http://127.0.0.1:1/unused',
     UPSTREAM_CLIENT_ID: 'proxy-client',
@@ -95,7 +97,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
         server.close(() => resolve());
         server.closeAllConnections();
       });
-      runtime.dispose();
+      await runtime.dispose();
       if (!options.dir) rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -124,12 +126,15 @@ export async function registerClient(app: TestApp, overrides: Record<string, unk
   return body as Record<string, any>;
 }
 
-/** Rows of a table, for asserting side effects (or their absence). */
-export function rows(app: TestApp, sql: string, ...params: unknown[]): any[] {
-  return app.runtime.db.prepare(sql).all(...params);
+/**
+ * Rows of a query, for asserting side effects (or their absence): portable SQL (src/db/sql.ts),
+ * run on the test app's engine.
+ */
+export function rows(app: TestApp, sql: string, ...params: unknown[]): Promise<any[]> {
+  return app.runtime.sql.all(sql, params);
 }
 
-export function auditEvents(app: TestApp): { event: string; reason: string | null; client_id: string | null; subject: string | null; details: string | null }[] {
-  app.runtime.audit.flush();
+export async function auditEvents(app: TestApp): Promise<{ event: string; reason: string | null; client_id: string | null; subject: string | null; details: string | null }[]> {
+  await app.runtime.audit.flush();
   return rows(app, 'SELECT event, reason, client_id, subject, details FROM audit_log ORDER BY seq');
 }

@@ -7,7 +7,8 @@ import { migrate, MIGRATIONS_DIR, MigrationError, readMigrations } from '../../s
 
 function copyMigrations(): string {
   const dir = mkdtempSync(join(tmpdir(), 'migrations-'));
-  for (const f of readdirSync(MIGRATIONS_DIR)) copyFileSync(join(MIGRATIONS_DIR, f), join(dir, f));
+  // The SQLite files only: migrations/postgres/ is the other engine's (src/db/migrate-pg.ts).
+  for (const f of readdirSync(MIGRATIONS_DIR).filter((name) => name.endsWith('.sql'))) copyFileSync(join(MIGRATIONS_DIR, f), join(dir, f));
   return dir;
 }
 

@@ -17,7 +17,7 @@ let target: { clientId: string; consentId: number; token: string; refresh: strin
 beforeAll(async () => {
   stack = await startStack({ env: { ADMIN_SUBJECTS: 'root another-admin', ADMIN_IDLE_TTL: '30m', ADMIN_SESSION_TTL: '8h' } });
   const { clientId, tokens } = await authorizeClient(stack, new Browser('user'), { login: 'alice', register: { client_name: 'Target App' } });
-  target = { clientId, consentId: rows(stack.app, 'SELECT id FROM consents WHERE client_id = ?', clientId)[0].id, token: tokens.body.access_token, refresh: tokens.body.refresh_token };
+  target = { clientId, consentId: (await rows(stack.app, 'SELECT id FROM consents WHERE client_id = ?', clientId))[0].id, token: tokens.body.access_token, refresh: tokens.body.refresh_token };
   admin = new Browser('admin');
   const landing = await signIn(stack, admin, 'admin', 'root');
   expect(landing.status).toBe(200);
@@ -42,8 +42,8 @@ describe('admin routes › who may enter', () => {
       expect(page.html, p).toContain('/admin/login?return=');
     }
     for (const p of POSTS) expect((await post(anonymous, p, { csrf: adminCsrf, confirm: 'yes' })).status, p).toBe(401);
-    expect(rows(stack.app, 'SELECT disabled_at FROM clients_meta WHERE client_id = ?', target.clientId)).toEqual([{ disabled_at: null }]);
-    expect(rows(stack.app, 'SELECT revoked_at FROM consents WHERE id = ?', target.consentId)).toEqual([{ revoked_at: null }]);
+    expect(await rows(stack.app, 'SELECT disabled_at FROM clients_meta WHERE client_id = ?', target.clientId)).toEqual([{ disabled_at: null }]);
+    expect(await rows(stack.app, 'SELECT revoked_at FROM consents WHERE id = ?', target.consentId)).toEqual([{ revoked_at: null }]);
   });
 
   it('refuses a non-admin at sign-in (403, audited) and answers 403 on every route to a signed-in user', async () => {
@@ -52,11 +52,11 @@ describe('admin routes › who may enter', () => {
     expect(denied.status).toBe(403);
     expect(denied.html).toContain('Not an administrator');
     expect(user.cookieNames('127.0.0.1')).not.toContain('__Host-mcp-admin');
-    expect(auditEvents(stack.app).find((e) => e.event === 'admin.login_denied')).toMatchObject({ subject: 'bob', reason: 'not_an_admin' });
+    expect((await auditEvents(stack.app)).find((e) => e.event === 'admin.login_denied')).toMatchObject({ subject: 'bob', reason: 'not_an_admin' });
     await signIn(stack, user, 'account', 'bob'); // bob has P's browser session now
     for (const p of GETS) expect((await user.navigate(`${stack.app.url}${path(p)}`)).status, p).toBe(403);
     for (const p of POSTS) expect((await post(user, p, { csrf: adminCsrf, confirm: 'yes' })).status, p).toBe(403);
-    expect(auditEvents(stack.app).filter((e) => e.event === 'admin.rejected' && e.subject === 'bob')).toHaveLength(GETS.length + POSTS.length);
+    expect((await auditEvents(stack.app)).filter((e) => e.event === 'admin.rejected' && e.subject === 'bob')).toHaveLength(GETS.length + POSTS.length);
   });
 
   it('lets the admin read every page', async () => {
@@ -66,7 +66,7 @@ describe('admin routes › who may enter', () => {
       expect(page.headers.get('content-security-policy'), p).toContain("form-action 'self'");
       expect(page.headers.get('x-frame-options')).toBe('DENY');
     }
-    expect(auditEvents(stack.app).find((e) => e.event === 'admin.login')).toMatchObject({ subject: 'root' });
+    expect((await auditEvents(stack.app)).find((e) => e.event === 'admin.login')).toMatchObject({ subject: 'root' });
   });
 });
 
@@ -78,8 +78,8 @@ describe('admin routes › CSRF', () => {
       expect((await post(admin, p, { confirm: 'yes' })).status, `${p} without token`).toBe(403);
       expect((await post(admin, p, { csrf: otherCsrf, confirm: 'yes' })).status, `${p} with another session's token`).toBe(403);
     }
-    expect(rows(stack.app, 'SELECT disabled_at FROM clients_meta WHERE client_id = ?', target.clientId)).toEqual([{ disabled_at: null }]);
-    expect(auditEvents(stack.app).filter((e) => e.event === 'admin.rejected' && e.reason === 'csrf').length).toBe(POSTS.length * 2);
+    expect(await rows(stack.app, 'SELECT disabled_at FROM clients_meta WHERE client_id = ?', target.clientId)).toEqual([{ disabled_at: null }]);
+    expect((await auditEvents(stack.app)).filter((e) => e.event === 'admin.rejected' && e.reason === 'csrf').length).toBe(POSTS.length * 2);
   });
 });
 
@@ -93,7 +93,7 @@ describe('admin actions › cascade', () => {
     expect(await refresh(stack.app, target.clientId, target.refresh)).toMatchObject({ status: 400, body: { error: 'invalid_grant' } });
     await stack.app.runtime.revocation.settled();
     expect(stack.upstream.revocations.length).toBeGreaterThan(revocationsBefore);
-    expect(auditEvents(stack.app).find((e) => e.event === 'admin.consent_revoked')).toMatchObject({ subject: 'root', client_id: target.clientId });
+    expect((await auditEvents(stack.app)).find((e) => e.event === 'admin.consent_revoked')).toMatchObject({ subject: 'root', client_id: target.clientId });
   });
 
   it('disabling a client refuses new authorizations; deleting it removes the registration', async () => {
@@ -104,8 +104,8 @@ describe('admin actions › cascade', () => {
     expect(blocked.status).toBe(400);
     expect((await post(admin, `/admin/clients/${clientId}/delete`, { csrf: adminCsrf })).status).toBe(400); // unconfirmed
     expect((await post(admin, `/admin/clients/${clientId}/delete`, { csrf: adminCsrf, confirm: 'yes' })).status).toBe(200);
-    expect(rows(stack.app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'Client' AND key = ?", clientId)[0].n).toBe(0);
-    expect(auditEvents(stack.app).filter((e) => e.client_id === clientId).map((e) => e.event)).toEqual(expect.arrayContaining(['admin.client_disabled', 'admin.client_deleted']));
+    expect((await rows(stack.app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'Client' AND key = ?", clientId))[0].n).toBe(0);
+    expect((await auditEvents(stack.app)).filter((e) => e.client_id === clientId).map((e) => e.event)).toEqual(expect.arrayContaining(['admin.client_disabled', 'admin.client_deleted']));
   });
 });
 
@@ -163,13 +163,13 @@ describe('admin sign-in › where it may lead', () => {
     atU = await attacker.submit(atU, { login: 'root' }, { stopAt: isCallback });
     if (atU.status !== 0) atU = await attacker.submit(atU, { allow: 'yes' }, { stopAt: isCallback });
     expect(atU.url).toContain('/upstream/callback');
-    const sessionsBefore = rows(stack.app, 'SELECT count(*) AS n FROM admin_sessions')[0].n;
+    const sessionsBefore = (await rows(stack.app, 'SELECT count(*) AS n FROM admin_sessions'))[0].n;
     const victim = new Browser('admin-login-victim');
     const page = await victim.navigate(atU.url, { initiator: 'https://evil.example' });
     expect(page.status).toBe(400);
     expect(page.hops.filter((h) => h.location)).toEqual([]);
     expect(victim.cookieNames('127.0.0.1')).not.toContain('__Host-mcp-admin');
-    expect(rows(stack.app, 'SELECT count(*) AS n FROM admin_sessions')[0].n).toBe(sessionsBefore);
-    expect(auditEvents(stack.app).at(-1)).toMatchObject({ event: 'upstream.callback_failed', reason: 'missing_cookie' });
+    expect((await rows(stack.app, 'SELECT count(*) AS n FROM admin_sessions'))[0].n).toBe(sessionsBefore);
+    expect((await auditEvents(stack.app)).at(-1)).toMatchObject({ event: 'upstream.callback_failed', reason: 'missing_cookie' });
   });
 });

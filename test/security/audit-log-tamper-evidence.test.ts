@@ -13,7 +13,11 @@
  * - the database refuses every statement form that would change a row or insert off the head;
  * - the admin page runs the same verification (in its worker).
  * Rows are written through the server's own wiring (startTestApp → createRuntime); every verify
- * runs through the CLI entry, as an operator would.
+ * runs through the CLI entry, as an operator would. On the test engine (TEST_ENGINE,
+ * test/helpers/engine.ts): the attacker edits the SQLite file or the PostgreSQL database alike.
+ * Two parts are SQLite's alone and run on SQLite whatever the engine: rows from before the keyed
+ * chain (migration 0011; PostgreSQL's schema starts keyed) and SQLite's own statement forms
+ * (INSERT OR REPLACE …; PostgreSQL's triggers: test/migrations/migrate-pg.pg.test.ts).
  */
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,12 +28,18 @@ import { pino } from 'pino';
 import { run, type Io } from '../../src/cli/index.js';
 import { openDatabase, type Db } from '../../src/db/open.js';
 import { migrate, MIGRATIONS_DIR } from '../../src/db/migrate.js';
+import { SqliteSql } from '../../src/db/sqlite-sql.js';
+import type { Sql } from '../../src/db/sql.js';
 import { createAuditLogStore } from '../../src/store/audit-log.js';
 import { Audit, type AuditEntry } from '../../src/audit/audit.js';
 import { KeyRing } from '../../src/crypto/keys.js';
 import { startTestApp, TEST_SECRET_KEY } from '../helpers/app.js';
 import { Browser, startStack } from '../helpers/stack.js';
 import { csrfOf, signIn } from '../helpers/admin.js';
+import { databaseEnv, dropTrigger, openTestSql } from '../helpers/engine.js';
+
+/** For the parts that are SQLite's alone: the server and the CLI on SQLite, whatever TEST_ENGINE says. */
+const ON_SQLITE = { DATABASE_URL: undefined };
 
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
@@ -40,7 +50,7 @@ function newDir(): string {
 }
 
 const OTHER_SECRET_KEY = randomBytes(32).toString('base64');
-const kidOf = (secret: string) => new KeyRing(Buffer.from(secret, 'base64')).kid;
+const kidOf = (secret: string) => new KeyRing(Buffer.from(secret, 'base64')).auditKey.kid;
 
 const DECISIONS: AuditEntry[] = [
   { event: 'registration.accepted', clientId: 'c-1' },
@@ -52,9 +62,9 @@ const DECISIONS: AuditEntry[] = [
 ];
 
 /** Run P with this data directory, let it record `entries` as it does for decisions, stop it. */
-async function serverRecords(dir: string, entries: AuditEntry[], env: Record<string, string> = {}): Promise<string[]> {
+async function serverRecords(dir: string, entries: AuditEntry[], env: Record<string, string | undefined> = {}): Promise<string[]> {
   const app = await startTestApp({ dir, env });
-  for (const entry of entries) app.runtime.audit.record(entry);
+  for (const entry of entries) await app.runtime.audit.record(entry);
   await app.close();
   return app.logLines;
 }
@@ -67,7 +77,7 @@ function capture(env: Record<string, string | undefined>): Io & { stdout: string
 
 /** `mcp-consent-proxy audit verify …` against the data directory. */
 async function verify(dir: string, args: string[] = [], env: Record<string, string | undefined> = { SECRET_KEY: TEST_SECRET_KEY }) {
-  const io = capture({ DATABASE_PATH: join(dir, 'proxy.db'), ...env });
+  const io = capture({ ...(await databaseEnv(dir)), ...env });
   const code = await run(['audit', 'verify', ...args], io);
   return { code, out: io.stdout.join('\n'), err: io.stderr.join('\n') };
 }
@@ -78,8 +88,10 @@ async function verifyJson(dir: string, args: string[] = [], env?: Record<string,
 }
 
 type Row = Record<string, any>;
-const allRows = (db: Db): Row[] => db.prepare('SELECT * FROM audit_log ORDER BY seq').all() as Row[];
-const hasKeyId = (db: Db) => (db.prepare('PRAGMA table_info(audit_log)').all() as { name: string }[]).some((c) => c.name === 'key_id');
+const COLUMNS = 'seq, ts, event, outcome, reason, subject, client_id, ip, request_id, details, prev_hash, hash';
+const allRows = async (db: Sql): Promise<Row[]> => db.all(`SELECT ${COLUMNS}${(await hasKeyId(db)) ? ', key_id' : ''} FROM audit_log ORDER BY seq`);
+/** Whether the schema has key_id (SQLite before migration 0011 has not; PostgreSQL always has). */
+const hasKeyId = async (db: Sql) => db.engine === 'postgres' || (db as SqliteSql).db.prepare('PRAGMA table_info(audit_log)').all().some((c) => (c as { name: string }).name === 'key_id');
 
 /** What anyone can compute: the plain SHA-256 link over the canonical row. */
 function sha256Link(prev: string, r: Row): string {
@@ -92,29 +104,47 @@ function sha256Link(prev: string, r: Row): string {
  * the end recomputed by hand with plain SHA-256 (optionally with the key id cleared, to pass the
  * rows off as legacy ones).
  */
-function rewrite(dbPath: string, seq: number, change: (row: Row) => Row, options: { asLegacy?: boolean } = {}): void {
-  const db = openDatabase(dbPath);
-  db.exec('DROP TRIGGER IF EXISTS audit_log_no_update; DROP TRIGGER IF EXISTS audit_log_no_delete');
-  const keyed = hasKeyId(db);
-  const rows = allRows(db);
+async function rewrite(dir: string, seq: number, change: (row: Row) => Row, options: { asLegacy?: boolean; sql?: Sql } = {}): Promise<void> {
+  const db = options.sql ?? (await openTestSql(dir));
+  await dropTrigger(db, 'audit_log_no_update', 'audit_log');
+  await dropTrigger(db, 'audit_log_no_delete', 'audit_log');
+  const keyed = await hasKeyId(db);
+  const rows = await allRows(db);
   let prev = rows.find((r) => r.seq === seq - 1)?.hash ?? '0'.repeat(64);
   for (const original of rows.filter((r) => r.seq >= seq)) {
     const row = original.seq === seq ? change({ ...original }) : { ...original };
     row.prev_hash = prev;
     row.hash = sha256Link(prev, row);
     if (keyed && options.asLegacy) row.key_id = null;
-    db.prepare(`UPDATE audit_log SET event = ?, outcome = ?, subject = ?, prev_hash = ?, hash = ?${keyed ? ', key_id = ?' : ''} WHERE seq = ?`)
-      .run(row.event, row.outcome, row.subject, row.prev_hash, row.hash, ...(keyed ? [row.key_id] : []), row.seq);
+    await db.run(`UPDATE audit_log SET event = ?, outcome = ?, subject = ?, prev_hash = ?, hash = ?${keyed ? ', key_id = ?' : ''} WHERE seq = ?`, [
+      row.event,
+      row.outcome,
+      row.subject,
+      row.prev_hash,
+      row.hash,
+      ...(keyed ? [row.key_id] : []),
+      row.seq,
+    ]);
     prev = row.hash;
   }
-  db.close();
+  if (!options.sql) await db.close();
 }
 
-function truncate(dbPath: string, fromSeq: number): void {
-  const db = openDatabase(dbPath);
-  db.exec('DROP TRIGGER IF EXISTS audit_log_no_delete');
-  db.prepare('DELETE FROM audit_log WHERE seq >= ?').run(fromSeq);
-  db.close();
+async function truncate(dir: string, fromSeq: number): Promise<void> {
+  const db = await openTestSql(dir);
+  await dropTrigger(db, 'audit_log_no_delete', 'audit_log');
+  await db.run('DELETE FROM audit_log WHERE seq >= ?', [fromSeq]);
+  await db.close();
+}
+
+/** One value read from data directory `dir`'s database. */
+async function readOne<T>(dir: string, sql: string, params: unknown[] = []): Promise<T | undefined> {
+  const db = await openTestSql(dir);
+  try {
+    return await db.one<T>(sql, params);
+  } finally {
+    await db.close();
+  }
 }
 
 const fileBytes = (path: string) => (existsSync(path) ? readFileSync(path, 'utf8') : undefined);
@@ -123,32 +153,28 @@ describe('audit log survives someone with write access to the database', () => {
   it('detects a rewritten row (consent.approved → consent.denied, renamed subject) with its SHA-256 links recomputed by hand', async () => {
     const dir = newDir();
     await serverRecords(dir, DECISIONS);
-    const dbPath = join(dir, 'proxy.db');
     expect((await verify(dir)).code).toBe(0);
 
-    rewrite(dbPath, 3, (row) => ({ ...row, event: 'consent.denied', outcome: 'deny', subject: 'mallory' }));
+    await rewrite(dir, 3, (row) => ({ ...row, event: 'consent.denied', outcome: 'deny', subject: 'mallory' }));
     const checkpointBefore = fileBytes(join(dir, 'audit-checkpoint.json'));
     const result = await verify(dir);
     expect(result.code).toBe(1);
     expect(result.err).toContain('audit log BROKEN at row 3: row 3 was altered (its MAC does not match its content)');
     // verify only reads: the forged row is still there for the investigation, the checkpoint is untouched
-    const db = openDatabase(dbPath, { readonly: true, mustExist: true });
-    expect(db.prepare('SELECT event, subject FROM audit_log WHERE seq = 3').get()).toEqual({ event: 'consent.denied', subject: 'mallory' });
-    db.close();
+    expect(await readOne(dir, 'SELECT event, subject FROM audit_log WHERE seq = 3')).toEqual({ event: 'consent.denied', subject: 'mallory' });
     expect(fileBytes(join(dir, 'audit-checkpoint.json'))).toBe(checkpointBefore);
   }, 30_000);
 
   it('detects a rewritten row passed off as a legacy (unkeyed) row, and a whole log downgraded to legacy rows', async () => {
     const dir = newDir();
     await serverRecords(dir, DECISIONS);
-    const dbPath = join(dir, 'proxy.db');
-    rewrite(dbPath, 3, (row) => ({ ...row, event: 'consent.denied', outcome: 'deny' }), { asLegacy: true });
+    await rewrite(dir, 3, (row) => ({ ...row, event: 'consent.denied', outcome: 'deny' }), { asLegacy: true });
     const partial = await verify(dir);
     expect(partial.code).toBe(1);
     expect(partial.err).toContain('audit log BROKEN at row 3: row 3 is a plain SHA-256 (legacy) row after the keyed chain began at row 1');
 
     // every row rewritten as a legacy row: the chain alone is consistent, the checkpoint file is not
-    rewrite(dbPath, 1, (row) => row, { asLegacy: true });
+    await rewrite(dir, 1, (row) => row, { asLegacy: true });
     const { code, json } = await verifyJson(dir);
     expect(code).toBe(1);
     expect(json).toMatchObject({ ok: false, keyedFrom: null, legacyRows: DECISIONS.length, checkpointFile: { status: 'differs', seq: DECISIONS.length } });
@@ -158,7 +184,7 @@ describe('audit log survives someone with write access to the database', () => {
   it('detects a truncated tail through the checkpoint file', async () => {
     const dir = newDir();
     await serverRecords(dir, DECISIONS);
-    truncate(join(dir, 'proxy.db'), 5);
+    await truncate(dir, 5);
     const result = await verify(dir);
     expect(result.code).toBe(1);
     expect(result.err).toMatch(/^audit log BROKEN at row 5: the chain ends at row 4 but the checkpoint file records row 6 \(written [^)]+\): rows 5–6 were removed$/m);
@@ -177,7 +203,7 @@ describe('audit log survives someone with write access to the database', () => {
     expect(shipped).toMatchObject({ level: 30, seq: 6, key_id: kidOf(TEST_SECRET_KEY) });
     expect(shipped.mac).toMatch(/^[0-9a-f]{64}$/);
 
-    truncate(join(dir, 'proxy.db'), 4);
+    await truncate(dir, 4);
     writeFileSync(checkpointFile, saved);
     const fooled = await verify(dir);
     expect(fooled.code).toBe(0); // the limit: an older consistent pair of database and file
@@ -195,11 +221,8 @@ describe('audit log survives someone with write access to the database', () => {
     const dir = newDir();
     const checkpointFile = join(dir, 'audit-checkpoint.json');
     await serverRecords(dir, DECISIONS);
-    const dbPath = join(dir, 'proxy.db');
-    truncate(dbPath, 5);
-    const db = openDatabase(dbPath, { readonly: true, mustExist: true });
-    const head = db.prepare('SELECT seq, hash FROM audit_log WHERE seq = 4').get() as { seq: number; hash: string };
-    db.close();
+    await truncate(dir, 5);
+    const head = (await readOne(dir, 'SELECT seq, hash FROM audit_log WHERE seq = 4')) as { seq: number; hash: string };
     const edited = { ...JSON.parse(readFileSync(checkpointFile, 'utf8')), seq: head.seq, mac: head.hash };
     writeFileSync(checkpointFile, JSON.stringify(edited));
     const result = await verify(dir);
@@ -231,7 +254,7 @@ describe('audit log survives someone with write access to the database', () => {
     expect(wrongKey.err).toContain('row 1 was made with audit key');
   }, 30_000);
 
-  it('verifies legacy (plain SHA-256) rows followed by keyed rows and reports where the keyed part starts; a rewritten legacy row is caught by the first keyed row', async () => {
+  it('verifies legacy (plain SHA-256) rows followed by keyed rows and reports where the keyed part starts; a rewritten legacy row is caught by the first keyed row (SQLite: the only engine with rows from before the keyed chain)', async () => {
     const dir = newDir();
     const dbPath = join(dir, 'proxy.db');
     // A database from before the keyed chain: migrations up to 0008, rows chained as that code did.
@@ -250,20 +273,20 @@ describe('audit log survives someone with write access to the database', () => {
     }
     old.close();
 
-    await serverRecords(dir, DECISIONS.slice(3)); // upgrades (0011) and appends keyed rows
-    const result = await verify(dir);
+    await serverRecords(dir, DECISIONS.slice(3), ON_SQLITE); // upgrades (0011) and appends keyed rows
+    const result = await verify(dir, [], { SECRET_KEY: TEST_SECRET_KEY, ...ON_SQLITE });
     expect(result.code).toBe(0);
     expect(result.out).toContain('rows 1–3: plain SHA-256 (legacy, written before the keyed chain: not tamper-evident on their own against database writers; pinned by row 4\'s MAC over row 3\'s hash)');
     expect(result.out).toContain(`rows 4–6: keyed (HMAC-SHA-256, audit key ${kidOf(TEST_SECRET_KEY)})`);
-    const { json } = await verifyJson(dir);
+    const { json } = await verifyJson(dir, [], { SECRET_KEY: TEST_SECRET_KEY, ...ON_SQLITE });
     expect(json).toMatchObject({ ok: true, legacyRows: 3, keyedFrom: 4, tipSeq: 6 });
-    const db = openDatabase(dbPath, { readonly: true, mustExist: true });
-    expect(db.prepare('SELECT prev_hash FROM audit_log WHERE seq = 4').pluck().get()).toBe(prev); // the first keyed row links to the old head
-    db.close();
+    const db = new SqliteSql(openDatabase(dbPath));
+    expect(await db.one('SELECT prev_hash FROM audit_log WHERE seq = 4')).toEqual({ prev_hash: prev }); // the first keyed row links to the old head
 
     // a legacy row rewritten, links recomputed through the legacy part and into the keyed part
-    rewrite(dbPath, 2, (row) => ({ ...row, subject: 'mallory' }));
-    const caught = await verify(dir);
+    await rewrite(dir, 2, (row) => ({ ...row, subject: 'mallory' }), { sql: db });
+    await db.close();
+    const caught = await verify(dir, [], { SECRET_KEY: TEST_SECRET_KEY, ...ON_SQLITE });
     expect(caught.code).toBe(1);
     expect(caught.err).toContain('audit log BROKEN at row 4: row 4 was altered (its MAC does not match its content)');
   }, 30_000);
@@ -276,14 +299,15 @@ describe('audit log survives someone with write access to the database', () => {
     try {
       const app = await startTestApp({ dir });
       const lines = () => app.logLines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'audit.checkpoint');
-      expect(lines().map((l) => l.seq)).toEqual([2]); // at start
-      app.runtime.audit.record(DECISIONS[2] as AuditEntry);
+      await vi.waitFor(() => expect(lines().map((l) => l.seq)).toEqual([2])); // at start
+      await app.runtime.audit.record(DECISIONS[2] as AuditEntry);
       vi.advanceTimersByTime(10 * 60_000 - 1);
       expect(lines()).toHaveLength(1);
+      // Each line reads the head from the database first (a round trip on PostgreSQL).
       vi.advanceTimersByTime(1);
-      expect(lines().map((l) => l.seq)).toEqual([2, 3]);
+      await vi.waitFor(() => expect(lines().map((l) => l.seq)).toEqual([2, 3]));
       vi.advanceTimersByTime(10 * 60_000);
-      expect(lines().map((l) => l.seq)).toEqual([2, 3, 3]);
+      await vi.waitFor(() => expect(lines().map((l) => l.seq)).toEqual([2, 3, 3]));
       await app.close();
       expect(lines().map((l) => l.seq)).toEqual([2, 3, 3, 3]); // at stop
       vi.advanceTimersByTime(60 * 60_000);
@@ -303,10 +327,10 @@ describe('audit log survives someone with write access to the database', () => {
       page = await admin.navigate(`${stack.app.url}/admin/audit/verify`, { method: 'POST', body: new URLSearchParams({ csrf: csrfOf(page) }), initiator: stack.app.url });
       expect(page.html).toMatch(/Chain intact\.<\/strong> Verified up to row \d+/);
       expect(page.html).toContain(`checkpoint file ${join(stack.app.dir, 'audit-checkpoint.json')}: row`);
-      const db = stack.app.runtime.db;
-      const head = db.prepare('SELECT max(seq) FROM audit_log').pluck().get() as number;
-      db.exec('DROP TRIGGER audit_log_no_delete');
-      db.prepare('DELETE FROM audit_log WHERE seq >= ?').run(head - 1);
+      const { sql } = stack.app.runtime;
+      const head = (await sql.one<{ n: number }>('SELECT max(seq) AS n FROM audit_log'))?.n as number;
+      await dropTrigger(sql, 'audit_log_no_delete', 'audit_log');
+      await sql.run('DELETE FROM audit_log WHERE seq >= ?', [head - 1]);
       page = await admin.navigate(`${stack.app.url}/admin/audit/verify`, { method: 'POST', body: new URLSearchParams({ csrf: csrfOf(page) }), initiator: stack.app.url });
       expect(page.html).toContain(`Chain broken at row ${head - 1}.`);
       expect(page.html).toContain(`the chain ends at row ${head - 2} but the checkpoint file records row ${head}`);
@@ -316,15 +340,17 @@ describe('audit log survives someone with write access to the database', () => {
   }, 60_000);
 });
 
-describe('audit log: the database refuses every statement form that would change a row or insert off the head', () => {
+describe("audit log: SQLite refuses every statement form that would change a row or insert off the head (SQLite's own forms; PostgreSQL's: test/migrations/migrate-pg.pg.test.ts)", () => {
   const ring = new KeyRing(randomBytes(32));
-  function seeded() {
+  async function seeded() {
     const db = openDatabase(':memory:');
     migrate(db);
-    const audit = new Audit(createAuditLogStore(db, { key: ring.auditKey }), pino({ level: 'silent' }));
-    for (const entry of DECISIONS) audit.record(entry);
+    const audit = new Audit(createAuditLogStore(new SqliteSql(db), { key: ring.auditKey }), pino({ level: 'silent' }));
+    for (const entry of DECISIONS) await audit.record(entry);
     return db;
   }
+  const sqliteRows = (db: Db) => db.prepare('SELECT * FROM audit_log ORDER BY seq').all();
+  const sqliteHasKeyId = (db: Db) => (db.prepare('PRAGMA table_info(audit_log)').all() as { name: string }[]).some((c) => c.name === 'key_id');
   // Written so the statements also run against the schema before migration 0011 (no key_id).
   const n = DECISIONS.length;
   const cases: [string, (k: { col: string; val: string }) => string][] = [
@@ -343,12 +369,12 @@ describe('audit log: the database refuses every statement form that would change
     ['DELETE of the tail', () => `DELETE FROM audit_log WHERE seq = ${n}`],
     ['DELETE of everything (TRUNCATE)', () => 'DELETE FROM audit_log'],
   ];
-  it.each(cases)('%s', (_name, statement) => {
-    const db = seeded();
-    const before = allRows(db);
-    const sql = statement(hasKeyId(db) ? { col: ', key_id', val: `, '${ring.kid}'` } : { col: '', val: '' });
+  it.each(cases)('%s', async (_name, statement) => {
+    const db = await seeded();
+    const before = sqliteRows(db);
+    const sql = statement(sqliteHasKeyId(db) ? { col: ', key_id', val: `, '${ring.auditKey.kid}'` } : { col: '', val: '' });
     expect(() => db.exec(sql)).toThrow(/audit_log is append-only/);
-    expect(allRows(db)).toEqual(before);
+    expect(sqliteRows(db)).toEqual(before);
     db.close();
   });
 });
@@ -358,22 +384,21 @@ describe('audit log: a checkpoint never names a row that is not committed', () =
     const dir = newDir();
     const ring = new KeyRing(Buffer.from(TEST_SECRET_KEY, 'base64'));
     const log = pino({ level: 'silent' });
-    const db = openDatabase(join(dir, 'proxy.db'));
-    migrate(db);
+    const db = await openTestSql(dir);
     const { createCheckpointWriter } = await import('../../src/audit/checkpoint.js');
     const checkpointFile = join(dir, 'audit-checkpoint.json');
     const audit = new Audit(createAuditLogStore(db, { key: ring.auditKey }), log, { checkpoint: createCheckpointWriter(checkpointFile, ring.auditKey, log) });
-    const committed = audit.record({ event: 'token.issued', subject: 'alice' });
-    expect(() =>
-      db.transaction(() => {
-        audit.record({ event: 'consent.approved', subject: 'mallory' });
+    const committed = await audit.record({ event: 'token.issued', subject: 'alice' });
+    await expect(
+      db.transaction(async () => {
+        await audit.record({ event: 'consent.approved', subject: 'mallory' });
         throw new Error('rolled back');
-      })(),
-    ).toThrow('rolled back');
-    audit.flush();
+      }),
+    ).rejects.toThrow('rolled back');
+    await audit.flush();
     expect(JSON.parse(readFileSync(checkpointFile, 'utf8'))).toMatchObject({ seq: committed.seq, mac: committed.hash });
-    expect(db.prepare('SELECT count(*) FROM audit_log').pluck().get()).toBe(1);
-    db.close();
+    expect(await db.one('SELECT count(*) AS n FROM audit_log')).toEqual({ n: 1 });
+    await db.close();
     expect((await verify(dir)).code).toBe(0);
   });
 });

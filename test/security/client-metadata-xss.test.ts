@@ -82,7 +82,7 @@ describe('hostile client metadata on the admin and account pages', () => {
     // Registration refuses bidi overrides (REG-10); a name stored before that rule, or written
     // by hand, is still isolated wherever it is shown, so it cannot reorder the text around it.
     const rtl = 'Claude\u202Etxt.exe';
-    stack.app.runtime.db.prepare('UPDATE clients_meta SET client_name = ? WHERE client_id = ?').run(rtl, clientId);
+    await stack.app.runtime.sql.run('UPDATE clients_meta SET client_name = ? WHERE client_id = ?', [rtl, clientId]);
     for (const [path, browser] of [['/admin/clients', admin], [`/admin/clients/${encodeURIComponent(clientId)}`, admin], ['/admin/consents', admin], ['/account', user]] as const) {
       const html = (await browser.navigate(`${stack.app.url}${path}`)).html;
       expect(html.split(rtl).length - 1, path).toBeGreaterThan(0);

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { registerClient, rows } from '../helpers/app.js';
 import { pkcePair } from '../helpers/pkce.js';
 import { Browser, buildAuthorization, drive, redeem, startStack, type Stack } from '../helpers/stack.js';
+import { sha256 } from '../../src/crypto/keys.js';
 
 let stack: Stack;
 let browser: Browser;
@@ -23,7 +24,7 @@ async function freshCode() {
   return { clientId: client.client_id as string, code: callback.searchParams.get('code') as string, verifier: auth.verifier };
 }
 
-const accessTokenRows = () => rows(stack.app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'AccessToken'")[0].n as number;
+const accessTokenRows = async () => (await rows(stack.app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'AccessToken'"))[0].n as number;
 
 describe('AT-10 stolen authorization code', () => {
   it('refuses redemption without a verifier', async () => {
@@ -64,11 +65,11 @@ describe('AT-10 stolen authorization code', () => {
     const { clientId, code, verifier } = await freshCode();
     const first = await redeem(stack.app, clientId, code, verifier);
     expect(first.status).toBe(200);
-    expect(stack.app.runtime.stores.models.findAccessToken(first.body.access_token)).toBeDefined();
-    const before = accessTokenRows();
+    expect(await stack.app.runtime.stores.models.findAccessTokenByHash(sha256(first.body.access_token))).toBeDefined();
+    const before = await accessTokenRows();
     const second = await redeem(stack.app, clientId, code, verifier);
     expect(second).toMatchObject({ status: 400, body: { error: 'invalid_grant' } });
-    expect(stack.app.runtime.stores.models.findAccessToken(first.body.access_token)).toBeUndefined();
-    expect(accessTokenRows()).toBeLessThan(before);
+    expect(await stack.app.runtime.stores.models.findAccessTokenByHash(sha256(first.body.access_token))).toBeUndefined();
+    expect(await accessTokenRows()).toBeLessThan(before);
   });
 });

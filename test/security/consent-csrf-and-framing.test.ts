@@ -25,11 +25,11 @@ async function attackerConsentPage() {
   return { attacker, client, page, form, action: new URL(form.action, page.url).href };
 }
 
-function expectNothingHappened(res: { status: number; hops: { location?: string | undefined; setCookies: string[] }[] }, clientId: string) {
+async function expectNothingHappened(res: { status: number; hops: { location?: string | undefined; setCookies: string[] }[] }, clientId: string) {
   expect(res.status).toBe(403);
   expect(res.hops[0]?.location).toBeUndefined();
   expect(res.hops.flatMap((h) => h.setCookies).some((c) => c.startsWith('__Host-mcp-tx'))).toBe(false);
-  expect(rows(stack.app, 'SELECT count(*) AS n FROM upstream_transactions WHERE client_id = ?', clientId)[0].n).toBe(0);
+  expect((await rows(stack.app, 'SELECT count(*) AS n FROM upstream_transactions WHERE client_id = ?', clientId))[0].n).toBe(0);
 }
 
 describe('AT-04 consent CSRF', () => {
@@ -39,9 +39,9 @@ describe('AT-04 consent CSRF', () => {
     await victim.navigate(`${stack.app.url}/healthz`); // the victim has visited P before
     const before = stack.upstream.authorizations.length;
     const res = await victim.navigate(action, { method: 'POST', body: new URLSearchParams({ ...form.fields, action: 'approve' }), initiator: 'https://evil.example' });
-    expectNothingHappened(res, client.client_id);
+    await expectNothingHappened(res, client.client_id);
     expect(stack.upstream.authorizations.length).toBe(before);
-    expect(auditEvents(stack.app).at(-1)).toMatchObject({ event: 'consent.rejected', reason: 'csrf_cookie_missing' });
+    expect((await auditEvents(stack.app)).at(-1)).toMatchObject({ event: 'consent.rejected', reason: 'csrf_cookie_missing' });
   });
 
   it('a token minted for another browser is refused even when this browser\'s own cookie is sent', async () => {
@@ -52,8 +52,8 @@ describe('AT-04 consent CSRF', () => {
     await victim.navigate(buildAuthorization(stack.app, { clientId: mine.client_id }).url);
     // Same-site submission (e.g. an attacker-controlled page on a sibling origin): cookies are sent.
     const res = await victim.navigate(action, { method: 'POST', body: new URLSearchParams({ ...form.fields, action: 'approve' }), initiator: stack.app.url });
-    expectNothingHappened(res, client.client_id);
-    expect(auditEvents(stack.app).at(-1)).toMatchObject({ event: 'consent.rejected', reason: 'csrf_mismatch' });
+    await expectNothingHappened(res, client.client_id);
+    expect((await auditEvents(stack.app)).at(-1)).toMatchObject({ event: 'consent.rejected', reason: 'csrf_mismatch' });
   });
 
   it('a POST without a token, or with a token for another interaction, gets 403', async () => {
@@ -61,9 +61,9 @@ describe('AT-04 consent CSRF', () => {
     const second = await first.attacker.navigate(buildAuthorization(stack.app, { clientId: first.client.client_id, redirectUri: EVIL }).url);
     const secondForm = parseForm(second.html);
     const noToken = await first.attacker.navigate(first.action, { method: 'POST', body: new URLSearchParams({ action: 'approve' }), initiator: stack.app.url });
-    expectNothingHappened(noToken, first.client.client_id);
+    await expectNothingHappened(noToken, first.client.client_id);
     const swapped = await first.attacker.navigate(first.action, { method: 'POST', body: new URLSearchParams({ csrf: secondForm?.fields.csrf ?? '', action: 'approve' }), initiator: stack.app.url });
-    expectNothingHappened(swapped, first.client.client_id);
+    await expectNothingHappened(swapped, first.client.client_id);
   });
 });
 
@@ -95,7 +95,7 @@ describe('AT-08 redirect URI swap mid-flow', () => {
     const result = await drive(browser, tampered.url, auth.redirectUri, { login: 'alice' });
     expect(result.callback.origin + result.callback.pathname).toBe(auth.redirectUri);
     expect(result.callback.searchParams.get('code')).toBeTruthy();
-    expect(rows(stack.app, 'SELECT client_id, redirect_uri, scopes FROM consents WHERE client_id IN (?, ?)', client.client_id, other.client_id)).toEqual([
+    expect(await rows(stack.app, 'SELECT client_id, redirect_uri, scopes FROM consents WHERE client_id IN (?, ?)', client.client_id, other.client_id)).toEqual([
       { client_id: client.client_id, redirect_uri: auth.redirectUri, scopes: 'mcp:tools' },
     ]);
   });

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerClient } from '../helpers/app.js';
 import { Browser, buildAuthorization, drive, redeem, startStack, type Stack } from '../helpers/stack.js';
-import { connectionTerms, durationInWords } from '../../src/flow/3-consent.js';
+import { connectionTerms, durationInWords } from '../../src/consent/present.js';
 
 let stack: Stack;
 beforeAll(async () => {

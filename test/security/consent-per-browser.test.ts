@@ -27,17 +27,17 @@ async function approvedIn(browser: Browser, login = 'alice'): Promise<string> {
 async function open(browser: Browser, clientId: string) {
   const auth = buildAuthorization(stack.app, { clientId });
   const upstreamBefore = stack.upstream.authorizations.length;
-  const transactionsBefore = rows(stack.app, 'SELECT count(*) AS n FROM upstream_transactions')[0].n;
-  const consentsBefore = rows(stack.app, 'SELECT count(*) AS n FROM consents WHERE client_id = ?', clientId)[0].n;
+  const transactionsBefore = (await rows(stack.app, 'SELECT count(*) AS n FROM upstream_transactions'))[0].n;
+  const consentsBefore = (await rows(stack.app, 'SELECT count(*) AS n FROM consents WHERE client_id = ?', clientId))[0].n;
   const page = await browser.navigate(auth.url, { stopAt: (u) => u.startsWith(auth.redirectUri) });
   return {
     page,
-    reason: auditEvents(stack.app).filter((e) => e.event === 'consent.shown' || e.event === 'consent.skipped').at(-1)?.reason,
+    reason: (await auditEvents(stack.app)).filter((e) => e.event === 'consent.shown' || e.event === 'consent.skipped').at(-1)?.reason,
     reachedClient: page.status === 0,
     locations: page.hops.map((h) => h.location).filter(Boolean) as string[],
     upstreamContacted: stack.upstream.authorizations.length > upstreamBefore,
-    transactionsCreated: rows(stack.app, 'SELECT count(*) AS n FROM upstream_transactions')[0].n - transactionsBefore,
-    consentsAdded: rows(stack.app, 'SELECT count(*) AS n FROM consents WHERE client_id = ?', clientId)[0].n - consentsBefore,
+    transactionsCreated: (await rows(stack.app, 'SELECT count(*) AS n FROM upstream_transactions'))[0].n - transactionsBefore,
+    consentsAdded: (await rows(stack.app, 'SELECT count(*) AS n FROM consents WHERE client_id = ?', clientId))[0].n - consentsBefore,
   };
 }
 
@@ -66,7 +66,7 @@ describe('consent per browser', () => {
     expect(r.upstreamContacted).toBe(false);
     expect(r.transactionsCreated).toBe(0);
     expect(r.consentsAdded).toBe(0);
-    expect(auditEvents(stack.app).filter((e) => e.event === 'consent.skipped' && e.client_id === clientId)).toHaveLength(0);
+    expect((await auditEvents(stack.app)).filter((e) => e.event === 'consent.skipped' && e.client_id === clientId)).toHaveLength(0);
   });
 
   it('asks again in a browser that copied nothing but the session cookie of the approving one', async () => {
@@ -83,7 +83,7 @@ describe('consent per browser', () => {
   it('a consent without a browser binding (recorded before the upgrade) never skips the page', async () => {
     const a = new Browser('alice-legacy');
     const clientId = await approvedIn(a);
-    stack.app.runtime.db.prepare('UPDATE consents SET browser_hash = NULL WHERE client_id = ?').run(clientId);
+    await stack.app.runtime.sql.run('UPDATE consents SET browser_hash = NULL WHERE client_id = ?', [clientId]);
     const r = await open(a, clientId);
     expect(isConsentPage(r.page)).toBe(true);
     expect(r.reason).toBe('browser_unbound');
@@ -97,7 +97,7 @@ describe('consent per browser', () => {
     const cookie = a.cookie('127.0.0.1', '__Host-mcp-browser') as string;
     expect(cookie).toBeTruthy();
     const id = cookie.slice(0, cookie.lastIndexOf('.'));
-    const [row] = rows(stack.app, 'SELECT browser_hash FROM consents WHERE client_id = ?', clientId);
+    const [row] = await rows(stack.app, 'SELECT browser_hash FROM consents WHERE client_id = ?', clientId);
     expect(row.browser_hash).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(row.browser_hash).not.toContain(id);
     const b = new Browser('set-cookie-check');
@@ -115,12 +115,12 @@ describe('consent per browser', () => {
 describe('consent per browser › P\'s session opens only from a click on P\'s own sign-in page', () => {
   const EVIL = 'https://evil.example';
 
-  function sideEffects() {
+  async function sideEffects() {
     return {
-      transactions: rows(stack.app, 'SELECT count(*) AS n FROM upstream_transactions')[0].n as number,
+      transactions: (await rows(stack.app, 'SELECT count(*) AS n FROM upstream_transactions'))[0].n as number,
       upstream: stack.upstream.authorizations.length,
-      sessions: rows(stack.app, 'SELECT count(*) AS n FROM browser_sessions')[0].n as number,
-      adminSessions: rows(stack.app, 'SELECT count(*) AS n FROM admin_sessions')[0].n as number,
+      sessions: (await rows(stack.app, 'SELECT count(*) AS n FROM browser_sessions'))[0].n as number,
+      adminSessions: (await rows(stack.app, 'SELECT count(*) AS n FROM admin_sessions'))[0].n as number,
     };
   }
 
@@ -133,14 +133,14 @@ describe('consent per browser › P\'s session opens only from a click on P\'s o
 
   it.each(['account', 'admin'] as const)('a cross-site GET of /%s/login shows a button and starts nothing (no transaction, no redirect to U, no session)', async (purpose) => {
     const victim = await victimKnownToU(`victim-get-${purpose}`, purpose === 'admin' ? 'root' : 'alice');
-    const before = sideEffects();
+    const before = await sideEffects();
     const page = await victim.navigate(`${stack.app.url}/${purpose}/login`, { initiator: EVIL });
     expect(page.status).toBe(200);
     expect(page.html).toMatch(/<form method="post" action="[^"]*\/login[^"]*">/);
     expect(page.html).toContain('id="sign-in"');
     expect(page.hops.filter((h) => h.location)).toEqual([]);
     expect(page.hops.flatMap((h) => h.setCookies).some((c) => /^__Host-mcp-(tx|session|admin)=/.test(c))).toBe(false);
-    expect(sideEffects()).toEqual(before);
+    expect(await sideEffects()).toEqual(before);
   });
 
   it.each(['account', 'admin'] as const)('a cross-site POST to /%s/login without the page\'s token starts nothing (403)', async (purpose) => {
@@ -149,17 +149,20 @@ describe('consent per browser › P\'s session opens only from a click on P\'s o
     const attacker = new Browser(`attacker-${purpose}`);
     const attackersPage = await attacker.navigate(`${stack.app.url}/${purpose}/login`);
     const attackersToken = /name="csrf" value="([^"]+)"/.exec(attackersPage.html)?.[1] as string;
-    const before = sideEffects();
-    const auditBefore = auditEvents(stack.app).length;
+    const before = await sideEffects();
+    stack.app.runtime.refusals.tally.flush();
+    const auditBefore = (await auditEvents(stack.app)).length;
     for (const body of [{}, { csrf: attackersToken }] as Record<string, string>[]) {
       const res = await victim.navigate(`${stack.app.url}/${purpose}/login`, { method: 'POST', body: new URLSearchParams(body), initiator: EVIL });
       expect(res.status).toBe(403);
       expect(res.hops.filter((h) => h.location)).toEqual([]);
       expect(res.hops.flatMap((h) => h.setCookies).some((c) => c.startsWith('__Host-mcp-tx='))).toBe(false);
     }
-    expect(sideEffects()).toEqual(before);
-    const refusals = auditEvents(stack.app).slice(auditBefore).filter((e) => e.event === (purpose === 'admin' ? 'admin.rejected' : 'account.signin_rejected'));
-    expect(refusals.map((e) => e.reason)).toEqual(['signin_cross_site', 'signin_cross_site']);
+    expect(await sideEffects()).toEqual(before);
+    // Nobody is signed in: counted per address, reason and minute (DESIGN §9), not a row each.
+    stack.app.runtime.refusals.tally.flush();
+    const refusals = (await auditEvents(stack.app)).slice(auditBefore).filter((e) => e.event === `${purpose}.rejected_aggregate`);
+    expect(refusals.map((e) => [e.reason, JSON.parse(e.details as string).count])).toEqual([['signin_cross_site', 2]]);
   });
 
   it('a POST with this browser\'s cookie and token but another site\'s Fetch Metadata is refused; a token of another browser is refused', async () => {
@@ -169,7 +172,7 @@ describe('consent per browser › P\'s session opens only from a click on P\'s o
     const cookie = `__Host-mcp-csrf=${victim.cookie('127.0.0.1', '__Host-mcp-csrf')}`;
     const other = new Browser('other-browser');
     const othersToken = /name="csrf" value="([^"]+)"/.exec((await other.navigate(`${stack.app.url}/account/login`)).html)?.[1] as string;
-    const before = sideEffects();
+    const before = await sideEffects();
     const post = (headers: Record<string, string>, csrf: string) =>
       fetch(`${stack.app.url}/account/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded', cookie, ...headers }, body: new URLSearchParams({ csrf }) });
     for (const site of ['cross-site', 'same-site', 'none']) {
@@ -180,18 +183,18 @@ describe('consent per browser › P\'s session opens only from a click on P\'s o
     const foreign = await post({ 'sec-fetch-site': 'same-origin' }, othersToken);
     expect(foreign.status).toBe(403);
     expect(foreign.headers.get('location')).toBeNull();
-    expect(sideEffects()).toEqual(before);
+    expect(await sideEffects()).toEqual(before);
   });
 
   it('the click on P\'s page starts the sign-in: 303 to U with the transaction cookie', async () => {
     const browser = new Browser('clicks');
     const page = await browser.navigate(`${stack.app.url}/account/login`);
     expect(page.headers.get('content-security-policy')).toContain(`form-action 'self' ${stack.upstream.issuer}`);
-    const before = sideEffects();
+    const before = await sideEffects();
     const atU = await browser.submit(page, {}, { stopAt: (u) => u.startsWith(stack.upstream.issuer) });
     expect(atU.hops[0]).toMatchObject({ method: 'POST', status: 303, secFetchSite: 'same-origin' });
     expect(atU.hops[0]?.location?.startsWith(`${stack.upstream.issuer}/`)).toBe(true);
     expect(atU.hops[0]?.setCookies.some((c) => c.startsWith('__Host-mcp-tx='))).toBe(true);
-    expect(sideEffects().transactions).toBe(before.transactions + 1);
+    expect((await sideEffects()).transactions).toBe(before.transactions + 1);
   });
 });

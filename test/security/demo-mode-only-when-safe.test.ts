@@ -26,7 +26,7 @@ const SIGNALS: [label: string, env: Record<string, string>, named: string][] = [
   ['UPSTREAM_CLIENT_SECRET', { UPSTREAM_CLIENT_SECRET: 'upstream-secret-never-printed' }, 'UPSTREAM_CLIENT_SECRET'],
   ['GATEWAY_ROUTES', { GATEWAY_ROUTES: '/api/github=https://api.github.com' }, 'GATEWAY_ROUTES'],
   ['ADMIN_SUBJECTS', { ADMIN_SUBJECTS: '583231' }, 'ADMIN_SUBJECTS'],
-  ['DATABASE_URL (not a config key yet)', { DATABASE_URL: 'postgres://proxy:db-password@db.internal/proxy' }, 'DATABASE_URL'],
+  ['DATABASE_URL', { DATABASE_URL: 'postgres://proxy:db-password@db.internal/proxy', SECRET_KEY: Buffer.alloc(32, 9).toString('base64') }, 'DATABASE_URL'],
 ];
 
 function problemsOf(env: Record<string, string | undefined>): string[] {
@@ -137,9 +137,9 @@ describe('demo mode only when safe › ADMIN_SUBJECTS is never honoured in demo 
     const page = await signIn(stack(), new Browser(), 'admin', 'alice');
     expect(page.status).toBe(403);
     expect(page.html).toContain('Not an administrator');
-    expect(rows(app, 'SELECT count(*) AS n FROM admin_sessions')[0].n).toBe(0);
-    app.runtime.audit.flush();
-    expect(rows(app, "SELECT subject FROM audit_log WHERE event = 'admin.login_denied'")).toEqual([{ subject: 'alice' }]);
+    expect((await rows(app, 'SELECT count(*) AS n FROM admin_sessions'))[0].n).toBe(0);
+    await app.runtime.audit.flush();
+    expect(await rows(app, "SELECT subject FROM audit_log WHERE event = 'admin.login_denied'")).toEqual([{ subject: 'alice' }]);
   });
 
   it('"admin" signed in at the demo IdP opens /admin', async () => {
@@ -147,6 +147,6 @@ describe('demo mode only when safe › ADMIN_SUBJECTS is never honoured in demo 
     const page = await signIn(stack(), browser, 'admin', 'admin');
     expect(page.status).toBe(200);
     expect(page.url).toMatch(/\/admin$/);
-    expect(rows(app, 'SELECT subject FROM admin_sessions')).toEqual([{ subject: 'admin' }]);
+    expect(await rows(app, 'SELECT subject FROM admin_sessions')).toEqual([{ subject: 'admin' }]);
   });
 });

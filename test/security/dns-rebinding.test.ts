@@ -24,7 +24,7 @@ describe('AT-21 Origin check', () => {
       expect(res.headers.get('access-control-allow-origin')).toBeNull();
     }
     expect(stack.mcp.received.length).toBe(before);
-    expect(auditEvents(stack.app).filter((e) => e.event === 'gateway.rejected' && e.reason === 'origin_not_allowed')).toHaveLength(3);
+    expect((await auditEvents(stack.app)).filter((e) => e.event === 'gateway.rejected' && e.reason === 'origin_not_allowed')).toHaveLength(3);
   });
 
   it('lets an allowed browser origin through, with CORS, and requests without Origin', async () => {

@@ -19,7 +19,7 @@ beforeAll(async () => {
 });
 afterAll(() => app.close());
 
-const interactions = () => rows(app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'Interaction'")[0].n as number;
+const interactions = async () => (await rows(app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'Interaction'"))[0].n as number;
 const base = () => ({ client_id: clientId, redirect_uri: redirectUri, response_type: 'code', code_challenge: pkcePair().challenge, code_challenge_method: 'S256', state: 's+/=%x' });
 
 describe('error redirects carry attacker text', () => {
@@ -30,7 +30,7 @@ describe('error redirects carry attacker text', () => {
     ['missing PKCE', { code_challenge: undefined, code_challenge_method: undefined, scope: ATTACKER }, 'invalid_request'],
     ['plain PKCE', { code_challenge_method: 'plain', nonce: ATTACKER }, 'invalid_request'],
   ])('%s: the Location carries only error, state, iss and our description', async (_label, extra, error) => {
-    const before = interactions();
+    const before = await interactions();
     const res = await fetch(authorizeUrl(app.url, { ...base(), ...extra }), { redirect: 'manual' });
     expect(res.status).toBe(303);
     const location = res.headers.get('location') as string;
@@ -42,8 +42,8 @@ describe('error redirects carry attacker text', () => {
       expect(location).not.toContain(fragment);
       expect(decodeURIComponent(location.replace(/\+/g, ' '))).not.toContain(fragment);
     }
-    expect(interactions()).toBe(before); // nothing else happened
-    expect(auditEvents(app).at(-1)).toMatchObject({ event: 'authorization.rejected', reason: error, client_id: clientId });
+    expect(await interactions()).toBe(before); // nothing else happened
+    expect((await auditEvents(app)).at(-1)).toMatchObject({ event: 'authorization.rejected', reason: error, client_id: clientId });
   });
 
   it('the fragment response mode (response_type=token) carries only the same four members', async () => {

@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditEvents, registerClient, rows } from '../helpers/app.js';
 import { Browser, buildAuthorization, isConsentPage, startStack, type Stack } from '../helpers/stack.js';
-import { lookalikeOf } from '../../src/flow/lookalike.js';
+import { lookalikeOf } from '../../src/oauth/lookalike.js';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -25,7 +25,7 @@ async function register(body: Record<string, unknown>) {
   });
   return { status: res.status, body: (await res.json()) as Record<string, any> };
 }
-const clients = () => rows(stack.app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'Client'")[0].n as number;
+const clients = async () => (await rows(stack.app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'Client'"))[0].n as number;
 
 async function consentPageFor(clientName: string, redirectUri: string) {
   const client = await registerClient(stack.app, { client_name: clientName, redirect_uris: [redirectUri] });
@@ -51,13 +51,13 @@ describe('look-alike names', () => {
     ['zalgo: five stacked marks', 'C\u0301\u0302\u0303\u0304\u0306laude'],
     ['the same mark twice', 'Cla\u0301\u0301ude'],
   ])('refuses a client_name with %s: 400, no client written, audited', async (_label, name) => {
-    const before = clients();
+    const before = await clients();
     const res = await register({ client_name: name });
     expect(res.status).toBe(400);
     expect(res.body.error).toBe('invalid_client_metadata');
     expect(res.body).not.toHaveProperty('client_id');
-    expect(clients()).toBe(before);
-    expect(auditEvents(stack.app).at(-1)).toMatchObject({ event: 'registration.rejected', reason: 'invalid_client_metadata:client_name' });
+    expect(await clients()).toBe(before);
+    expect((await auditEvents(stack.app)).at(-1)).toMatchObject({ event: 'registration.rejected', reason: 'invalid_client_metadata:client_name' });
   });
 
   it.each([['software_id'], ['software_version']])('applies the same rule to %s', async (member) => {

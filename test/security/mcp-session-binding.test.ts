@@ -51,7 +51,7 @@ describe('MCP session bindings fail open', () => {
     const unknown = randomUUID();
     for (const answer of await everyMethod(aliceA, unknown)) expect(answer).toEqual({ status: 404, body: NOT_FOUND });
     expect(stack.mcp.received.length).toBe(before);
-    expect(auditEvents(stack.app).filter((e) => e.event === 'gateway.rejected' && e.reason === 'unknown_session' && e.subject === 'alice')).toHaveLength(3);
+    expect((await auditEvents(stack.app)).filter((e) => e.event === 'gateway.rejected' && e.reason === 'unknown_session' && e.subject === 'alice')).toHaveLength(3);
   });
 
   it('answers 404 to a session of the same user through another client, and of another user through the same client', async () => {
@@ -61,7 +61,7 @@ describe('MCP session bindings fail open', () => {
       for (const answer of await everyMethod(token, sessionId)) expect(answer).toEqual({ status: 404, body: NOT_FOUND });
     }
     expect(stack.mcp.received.length).toBe(before);
-    expect(auditEvents(stack.app).filter((e) => e.event === 'gateway.rejected' && e.reason === 'foreign_session')).toHaveLength(6);
+    expect((await auditEvents(stack.app)).filter((e) => e.event === 'gateway.rejected' && e.reason === 'foreign_session')).toHaveLength(6);
     // Its owner still uses it.
     const own = await callTool(mcp(), aliceA, sessionId, 'whoami');
     expect(own.status).toBe(200);
@@ -70,9 +70,9 @@ describe('MCP session bindings fail open', () => {
 
   it('stores the binding as a hash, and it survives a restart (a new runtime on the same database)', async () => {
     const sessionId = await openSession(mcp(), aliceA);
-    const [row] = rows(stack.app, 'SELECT * FROM mcp_sessions WHERE id_hash = ?', sha(sessionId));
+    const [row] = await rows(stack.app, 'SELECT * FROM mcp_sessions WHERE id_hash = ?', sha(sessionId));
     expect(row).toMatchObject({ subject: 'alice' });
-    expect(JSON.stringify(rows(stack.app, 'SELECT * FROM mcp_sessions'))).not.toContain(sessionId);
+    expect(JSON.stringify(await rows(stack.app, 'SELECT * FROM mcp_sessions'))).not.toContain(sessionId);
 
     await stack.restart();
     const before = stack.mcp.received.length;
@@ -87,7 +87,7 @@ describe('MCP session bindings fail open', () => {
     const sessionId = await openSession(mcp(), aliceA);
     const end = await fetch(mcp(), { method: 'DELETE', headers: { authorization: `Bearer ${aliceA}`, 'mcp-session-id': sessionId } });
     expect(end.status).toBe(200);
-    expect(rows(stack.app, 'SELECT * FROM mcp_sessions WHERE id_hash = ?', sha(sessionId))).toEqual([]);
+    expect(await rows(stack.app, 'SELECT * FROM mcp_sessions WHERE id_hash = ?', sha(sessionId))).toEqual([]);
     const before = stack.mcp.received.length;
     const reuse = await callTool(mcp(), aliceA, sessionId, 'whoami');
     expect(reuse.status).toBe(404);
@@ -95,12 +95,27 @@ describe('MCP session bindings fail open', () => {
     expect(stack.mcp.received.length).toBe(before);
   });
 
+  it('forgets a binding when R answers 404 for it (R ended the session itself): the next use is refused without contacting R', async () => {
+    const sessionId = await openSession(mcp(), aliceA);
+    const ended = await fetch(stack.mcp.url, { method: 'DELETE', headers: { 'mcp-session-id': sessionId } }); // at R, not through P
+    expect(ended.status).toBe(200);
+    const first = await callTool(mcp(), aliceA, sessionId, 'whoami');
+    expect(first.status).toBe(404); // R's own answer, passed on
+    expect(first.messages[0].error.code).toBe(-32000);
+    expect(await rows(stack.app, 'SELECT * FROM mcp_sessions WHERE id_hash = ?', sha(sessionId))).toEqual([]);
+    const before = stack.mcp.received.length;
+    const again = await callTool(mcp(), aliceA, sessionId, 'whoami');
+    expect(again.status).toBe(404);
+    expect(again.messages[0]).toEqual(NOT_FOUND);
+    expect(stack.mcp.received.length).toBe(before);
+  });
+
   it('purges bindings unused for 24 hours in housekeeping; the client then gets 404 and starts a new session', async () => {
     const sessionId = await openSession(mcp(), aliceA);
     const sessions = stack.app.runtime.gateway.sessions;
-    expect(sessions.purgeIdle(Date.now() + MCP_SESSION_IDLE_MS - 60_000)).toBe(0);
+    expect(await sessions.purgeIdle(Date.now() + MCP_SESSION_IDLE_MS - 60_000)).toBe(0);
     expect((await callTool(mcp(), aliceA, sessionId, 'whoami')).status).toBe(200);
-    expect(sessions.purgeIdle(Date.now() + MCP_SESSION_IDLE_MS + 1)).toBeGreaterThanOrEqual(1);
+    expect(await sessions.purgeIdle(Date.now() + MCP_SESSION_IDLE_MS + 1)).toBeGreaterThanOrEqual(1);
     const before = stack.mcp.received.length;
     expect((await callTool(mcp(), aliceA, sessionId, 'whoami')).status).toBe(404);
     expect(stack.mcp.received.length).toBe(before);

@@ -60,36 +60,36 @@ afterAll(() => stack.close());
 // ── what must not happen ─────────────────────────────────────────────────────────────────────
 
 /** Everything a refused request must leave as it was. */
-function snapshot() {
-  app.runtime.audit.flush();
-  const models = Object.fromEntries((rows(app, 'SELECT model, count(*) AS n FROM oidc_models GROUP BY model') as { model: string; n: number }[]).map((r) => [r.model, r.n]));
-  const count = (table: string) => (rows(app, `SELECT count(*) AS n FROM ${table}`)[0] as { n: number }).n;
+async function snapshot() {
+  await app.runtime.audit.flush();
+  const models = Object.fromEntries((await rows(app, 'SELECT model, count(*) AS n FROM oidc_models GROUP BY model') as { model: string; n: number }[]).map((r) => [r.model, r.n]));
+  const count = async (table: string) => ((await rows(app, `SELECT count(*) AS n FROM ${table}`))[0] as { n: number }).n;
   return {
     models,
-    consents: count('consents'),
-    upstreamTransactions: count('upstream_transactions'),
-    upstreamTokens: count('upstream_tokens'),
-    browserSessions: count('browser_sessions'),
-    adminSessions: count('admin_sessions'),
-    clientsMeta: count('clients_meta'),
+    consents: await count('consents'),
+    upstreamTransactions: await count('upstream_transactions'),
+    upstreamTokens: await count('upstream_tokens'),
+    browserSessions: await count('browser_sessions'),
+    adminSessions: await count('admin_sessions'),
+    clientsMeta: await count('clients_meta'),
     upstreamAuthorizations: stack.upstream.authorizations.length,
     upstreamTokenRequests: stack.upstream.tokenRequests.length,
     mcpReceived: stack.mcp.received.length,
-    auditSeq: (rows(app, 'SELECT coalesce(max(seq), 0) AS n FROM audit_log')[0] as { n: number }).n,
+    auditSeq: ((await rows(app, 'SELECT coalesce(max(seq), 0) AS n FROM audit_log'))[0] as { n: number }).n,
     errorLogLines: app.logLines.filter((l) => /"level":(50|60)/.test(l)).length,
   };
 }
 
 /** Rows appended to the audit log since `seq`: only refusals (outcome deny) are allowed. */
-function auditSince(seq: number) {
-  app.runtime.audit.flush();
-  return rows(app, 'SELECT event, outcome, reason FROM audit_log WHERE seq > ? ORDER BY seq', seq) as { event: string; outcome: string; reason: string }[];
+async function auditSince(seq: number) {
+  await app.runtime.audit.flush();
+  return await rows(app, 'SELECT event, outcome, reason FROM audit_log WHERE seq > ? ORDER BY seq', seq) as { event: string; outcome: string; reason: string }[];
 }
 
-function expectNothingWritten(before: ReturnType<typeof snapshot>) {
-  const after = snapshot();
+async function expectNothingWritten(before: Awaited<ReturnType<typeof snapshot>>) {
+  const after = await snapshot();
   expect({ ...after, auditSeq: 0 }).toEqual({ ...before, auditSeq: 0 });
-  for (const row of auditSince(before.auditSeq)) expect(row, JSON.stringify(row)).toMatchObject({ outcome: 'deny' });
+  for (const row of await auditSince(before.auditSeq)) expect(row, JSON.stringify(row)).toMatchObject({ outcome: 'deny' });
 }
 
 /** No stack trace, no library or internal message in a response body. */
@@ -310,7 +310,7 @@ describe('no 5xx on bad input', () => {
       const browser = new Browser('late');
       const page = await browser.navigate(buildAuthorization(app, { clientId }).url);
       expect(isConsentPage(page)).toBe(true);
-      const before = snapshot();
+      const before = await snapshot();
       vi.useFakeTimers({ toFake: ['Date'] });
       try {
         vi.setSystemTime(Date.now() + 11 * 60_000);
@@ -323,25 +323,25 @@ describe('no 5xx on bad input', () => {
       } finally {
         vi.useRealTimers();
       }
-      expectNothingWritten(before);
+      await expectNothingWritten(before);
     });
 
     it('a decision POST for an interaction that already finished: 400 page, no new transaction, U not contacted', async () => {
-      const before = snapshot();
+      const before = await snapshot();
       const again = await finished.browser.submit(finished.page, { action: 'approve' });
       expect(again.status).toBe(400);
       expect(again.headers.get('content-type')).toBe('text/html; charset=utf-8');
       expect(again.html).toMatch(/This sign-in has expired, start again from your application/);
       expect(again.hops).toHaveLength(1); // no redirect to U or to the client
-      expectNothingWritten(before);
+      await expectNothingWritten(before);
     });
 
     it('more than 10 form fields at the decision: 413 page, nothing decided', async () => {
-      const before = snapshot();
+      const before = await snapshot();
       const res = await send({ method: 'POST', path: `/interaction/${pending.uid}/decision`, kind: 'page', headers: { Cookie: pending.cookie, 'Content-Type': FORM }, body: fields(11, `csrf=${encodeURIComponent(pending.csrf)}&action=approve&`) });
       expectRefusal(res, 'page', 'decision with 13 fields');
       expect(res.status).toBe(413);
-      expectNothingWritten(before);
+      await expectNothingWritten(before);
       // The interaction is still usable: the same page approves normally afterwards.
       const result = await drive(pending.browser, pending.page.url, CLIENT_REDIRECT, { login: 'bob' });
       expect(result.callback.searchParams.get('code')).toBeTruthy();
@@ -356,13 +356,13 @@ describe('no 5xx on bad input', () => {
       const auth = buildAuthorization(app, { clientId });
       const result = await drive(user, auth.url, auth.redirectUri, { login: 'carol' });
       const code = result.callback.searchParams.get('code') as string;
-      const before = snapshot();
+      const before = await snapshot();
       const body = fields(51, `grant_type=authorization_code&code=${code}&code_verifier=${auth.verifier}&client_id=${clientId}&redirect_uri=${encodeURIComponent(auth.redirectUri)}&`);
       const res = await send({ method: 'POST', path: '/token', kind: 'api', headers: { 'Content-Type': FORM }, body });
       expectRefusal(res, 'api', '/token with 56 fields');
       expect(res.status).toBe(413);
       expect(JSON.parse(res.body)).toEqual({ error: 'invalid_request', error_description: 'The request body has too many parameters.' });
-      expectNothingWritten(before);
+      await expectNothingWritten(before);
       expect((await redeem(app, clientId, code, auth.verifier, auth.redirectUri)).status).toBe(200);
     });
 
@@ -374,15 +374,15 @@ describe('no 5xx on bad input', () => {
   });
 
   it('every endpoint refuses malformed requests with a 4xx page or JSON, and writes nothing', async () => {
-    const before = snapshot();
+    const before = await snapshot();
     const cases = table();
     expect(cases.length).toBeGreaterThan(250);
     for (const [label, req] of cases) expectRefusal(await send(req), req.kind, label);
-    expectNothingWritten(before);
+    await expectNothingWritten(before);
   }, 120_000);
 
   it("requests Node's HTTP parser refuses get a JSON 4xx too", async () => {
-    const before = snapshot();
+    const before = await snapshot();
     for (const path of ['/token', '/interaction/x', '/mcp', '/assets/app.css']) {
       for (const [label, bytes] of malformedHttp(path)) {
         const res = await rawRequest(port, bytes);
@@ -393,7 +393,7 @@ describe('no 5xx on bad input', () => {
         expect(JSON.parse(res.body), `${path} ${label}`).toHaveProperty('error');
       }
     }
-    expectNothingWritten(before);
+    await expectNothingWritten(before);
   });
 
   it('the gateway with a valid token: P refuses with 4xx JSON before R; what R refuses comes back as R said it, never as a P 5xx', async () => {

@@ -32,8 +32,8 @@ describe('no redirect before validation', () => {
     const html = await res.text();
     expect(html).toContain(error);
     expect(html).not.toContain('<script>alert(1)');
-    expect(rows(app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'Interaction'")[0].n).toBe(0);
-    expect(auditEvents(app).at(-1)).toMatchObject({ event: 'authorization.rejected', reason: error });
+    expect((await rows(app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'Interaction'"))[0].n).toBe(0);
+    expect((await auditEvents(app)).at(-1)).toMatchObject({ event: 'authorization.rejected', reason: error });
   });
 
   it('refuses POST to the authorization endpoint (GET only)', async () => {

@@ -24,7 +24,7 @@ async function register(redirectUris: string[], extra: Record<string, unknown> =
   return { status: res.status, body: (await res.json()) as Record<string, any> };
 }
 
-const clients = () => rows(app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'Client'")[0].n as number;
+const clients = async () => (await rows(app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'Client'"))[0].n as number;
 
 describe('non-canonical redirect URIs are stored as given', () => {
   it.each([
@@ -44,14 +44,14 @@ describe('non-canonical redirect URIs are stored as given', () => {
     ['https://app.example/café'],
     ['Cursor://anysphere.cursor-mcp/oauth/callback'],
   ])('refuses %j: 400 invalid_redirect_uri, no client written, audited', async (uri) => {
-    const before = clients();
+    const before = await clients();
     const res = await register([uri]);
     expect(res.status).toBe(400);
     expect(res.body.error).toBe('invalid_redirect_uri');
     expect(res.body.error_description).toContain('canonical form');
     expect(res.body).not.toHaveProperty('client_id');
-    expect(clients()).toBe(before);
-    expect(auditEvents(app).at(-1)).toMatchObject({ event: 'registration.rejected', reason: 'invalid_redirect_uri:not_canonical' });
+    expect(await clients()).toBe(before);
+    expect((await auditEvents(app)).at(-1)).toMatchObject({ event: 'registration.rejected', reason: 'invalid_redirect_uri:not_canonical' });
   });
 
   it.each([
@@ -66,7 +66,7 @@ describe('non-canonical redirect URIs are stored as given', () => {
     const res = await register(uris);
     expect(res.status).toBe(201);
     expect(res.body.redirect_uris).toEqual(uris);
-    const [stored] = rows(app, "SELECT payload FROM oidc_models WHERE model = 'Client' AND key = ?", res.body.client_id);
+    const [stored] = await rows(app, "SELECT payload FROM oidc_models WHERE model = 'Client' AND key = ?", res.body.client_id);
     expect(JSON.parse(stored.payload).redirect_uris).toEqual(uris);
   });
 

@@ -17,7 +17,7 @@ beforeAll(async () => {
 });
 afterAll(() => app.close());
 
-const interactions = () => rows(app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'Interaction'")[0].n as number;
+const interactions = async () => (await rows(app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'Interaction'"))[0].n as number;
 
 describe('PKCE is required (AT-11)', () => {
   it.each([
@@ -26,15 +26,15 @@ describe('PKCE is required (AT-11)', () => {
     ['an unknown method', { code_challenge: pkcePair().challenge, code_challenge_method: 'S512' }],
     ['a malformed challenge', { code_challenge: 'too-short', code_challenge_method: 'S256' }],
   ])('refuses %s with invalid_request to the registered redirect URI, with state and iss', async (_label, pkce) => {
-    const before = interactions();
+    const before = await interactions();
     const res = await fetch(authorizeUrl(app.url, { client_id: clientId, redirect_uri: redirectUri, response_type: 'code', state: 's+/=%x', ...pkce }), { redirect: 'manual' });
     expect(res.status).toBe(303);
     const location = new URL(res.headers.get('location') as string);
     expect(location.origin + location.pathname).toBe(redirectUri);
     expect(Object.fromEntries(location.searchParams)).toEqual({ error: 'invalid_request', error_description: CLIENT_ERROR_DESCRIPTIONS.invalid_request, state: 's+/=%x', iss: app.url });
     expect(location.searchParams.has('code')).toBe(false);
-    expect(interactions()).toBe(before);
-    expect(auditEvents(app).at(-1)).toMatchObject({ event: 'authorization.rejected', reason: 'invalid_request', client_id: clientId });
+    expect(await interactions()).toBe(before);
+    expect((await auditEvents(app)).at(-1)).toMatchObject({ event: 'authorization.rejected', reason: 'invalid_request', client_id: clientId });
   });
 
   it('refuses a code_verifier for a code that does not exist at the token endpoint', async () => {
@@ -45,6 +45,6 @@ describe('PKCE is required (AT-11)', () => {
     });
     expect(res.status).toBe(400);
     expect(((await res.json()) as any).error).toBe('invalid_grant');
-    expect(auditEvents(app).at(-1)).toMatchObject({ event: 'token.rejected', reason: 'invalid_grant', client_id: clientId });
+    expect((await auditEvents(app)).at(-1)).toMatchObject({ event: 'token.rejected', reason: 'invalid_grant', client_id: clientId });
   });
 });

@@ -17,7 +17,7 @@ beforeAll(async () => {
 });
 afterAll(() => app.close());
 
-const interactions = () => rows(app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'Interaction'")[0].n as number;
+const interactions = async () => (await rows(app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'Interaction'"))[0].n as number;
 
 function request(clientId: string, redirectUri: string) {
   return fetch(authorizeUrl(app.url, { client_id: clientId, redirect_uri: redirectUri, response_type: 'code', code_challenge: pkcePair().challenge, code_challenge_method: 'S256', state: 'st' }), {
@@ -40,7 +40,7 @@ describe('redirect URI exact match (AT-07)', () => {
     'http://app.example/cb',
     'javascript:alert(1)',
   ])('refuses %s for https://app.example/cb with an error page and no Location', async (variant) => {
-    const before = interactions();
+    const before = await interactions();
     const res = await request(webClient, variant);
     expect(res.status).toBe(400);
     expect(res.headers.get('location')).toBeNull();
@@ -48,7 +48,7 @@ describe('redirect URI exact match (AT-07)', () => {
     const html = await res.text();
     expect(html).toContain('The redirect address is not registered');
     expect(html).not.toContain('<script');
-    expect(interactions()).toBe(before);
+    expect(await interactions()).toBe(before);
   });
 
   it.each([

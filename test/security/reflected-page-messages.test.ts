@@ -27,10 +27,10 @@ beforeAll(async () => {
   activeClient = (await authorizeClient(stack, alice, { login: 'alice' })).clientId;
   const toRevoke = (await authorizeClient(stack, alice, { login: 'alice' })).clientId;
   const bobs = (await authorizeClient(stack, new Browser('bob'), { login: 'bob' })).clientId;
-  const idOf = (clientId: string) => rows(stack.app, 'SELECT id FROM consents WHERE client_id = ?', clientId)[0].id as number;
-  activeConsent = idOf(activeClient);
-  revokedConsent = idOf(toRevoke);
-  bobsRevokedConsent = idOf(bobs);
+  const idOf = async (clientId: string) => (await rows(stack.app, 'SELECT id FROM consents WHERE client_id = ?', clientId))[0].id as number;
+  activeConsent = await idOf(activeClient);
+  revokedConsent = await idOf(toRevoke);
+  bobsRevokedConsent = await idOf(bobs);
   admin = new Browser('admin');
   adminCsrf = csrfOf(await signIn(stack, admin, 'admin', 'root'));
   for (const id of [revokedConsent, bobsRevokedConsent]) {

@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditEvents, registerClient, rows } from '../helpers/app.js';
 import { Browser, authorizeClient, refresh, startStack, type Stack } from '../helpers/stack.js';
+import { sha256 } from '../../src/crypto/keys.js';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -15,15 +16,15 @@ afterAll(() => stack.close());
 
 async function session() {
   const { clientId, tokens } = await authorizeClient(stack, new Browser(), { login: `user-${Math.random().toString(36).slice(2)}` });
-  const [consent] = rows(stack.app, 'SELECT grant_id FROM consents WHERE client_id = ?', clientId);
+  const [consent] = await rows(stack.app, 'SELECT grant_id FROM consents WHERE client_id = ?', clientId);
   return { clientId, rt1: tokens.body.refresh_token as string, grantId: consent.grant_id as string };
 }
 
-function expectGrantRevoked(grantId: string) {
-  expect(rows(stack.app, 'SELECT revoked_reason FROM consents WHERE grant_id = ?', grantId)).toEqual([{ revoked_reason: 'grant_revoked' }]);
-  expect(rows(stack.app, 'SELECT count(*) AS n FROM upstream_tokens WHERE grant_id = ?', grantId)[0].n).toBe(0);
-  expect(rows(stack.app, 'SELECT count(*) AS n FROM oidc_models WHERE grant_id = ?', grantId)[0].n).toBe(0);
-  expect(auditEvents(stack.app).some((e) => e.event === 'grant.revoked' && e.details?.includes(grantId))).toBe(true);
+async function expectGrantRevoked(grantId: string) {
+  expect(await rows(stack.app, 'SELECT revoked_reason FROM consents WHERE grant_id = ?', grantId)).toEqual([{ revoked_reason: 'grant_revoked' }]);
+  expect((await rows(stack.app, 'SELECT count(*) AS n FROM upstream_tokens WHERE grant_id = ?', grantId))[0].n).toBe(0);
+  expect((await rows(stack.app, 'SELECT count(*) AS n FROM oidc_models WHERE grant_id = ?', grantId))[0].n).toBe(0);
+  expect((await auditEvents(stack.app)).some((e) => e.event === 'grant.revoked' && e.details?.includes(grantId))).toBe(true);
 }
 
 describe('AT-16 refresh-token reuse', () => {
@@ -40,8 +41,8 @@ describe('AT-16 refresh-token reuse', () => {
     const thief = await refresh(stack.app, clientId, rt1);
     expect(thief).toMatchObject({ status: 400, body: { error: 'invalid_grant' } });
     expect(await refresh(stack.app, clientId, legit.body.refresh_token)).toMatchObject({ status: 400, body: { error: 'invalid_grant' } });
-    expect(stack.app.runtime.stores.models.findAccessToken(legit.body.access_token)).toBeUndefined();
-    expectGrantRevoked(grantId);
+    expect(await stack.app.runtime.stores.models.findAccessTokenByHash(sha256(legit.body.access_token))).toBeUndefined();
+    await expectGrantRevoked(grantId);
   });
 
   it('case (b): the thief refreshed first; the client\'s old token revokes the grant', async () => {
@@ -50,7 +51,7 @@ describe('AT-16 refresh-token reuse', () => {
     expect(thief.status).toBe(200);
     expect(await refresh(stack.app, clientId, rt1)).toMatchObject({ status: 400, body: { error: 'invalid_grant' } });
     expect(await refresh(stack.app, clientId, thief.body.refresh_token)).toMatchObject({ status: 400, body: { error: 'invalid_grant' } });
-    expectGrantRevoked(grantId);
+    await expectGrantRevoked(grantId);
   });
 
   it.each([

@@ -7,8 +7,7 @@
  * valid token or admin session from the flooding address is served as usual.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import Database from 'better-sqlite3';
-import { join } from 'node:path';
+import { openTestSql } from '../helpers/engine.js';
 import { rmSync } from 'node:fs';
 import { rows } from '../helpers/app.js';
 import { Browser, authorizeClient, startStack, type Stack } from '../helpers/stack.js';
@@ -63,13 +62,13 @@ const gatewayFlood = (i: number, from = ip.gateway) =>
     : fetch(`${stack.app.url}/api/things/${LONG_SEGMENT}/${i}`, { headers: { 'x-forwarded-for': from } });
 
 type Row = { seq: number; event: string; reason: string | null; subject: string | null; client_id: string | null; ip: string | null; request_id: string | null; details: string | null };
-const since = (seq: number): Row[] => {
-  stack.app.runtime.audit.flush();
-  return rows(stack.app, 'SELECT seq, event, reason, subject, client_id, ip, request_id, details FROM audit_log WHERE seq > ? ORDER BY seq', seq);
+const since = async (seq: number): Promise<Row[]> => {
+  await stack.app.runtime.audit.flush();
+  return await rows(stack.app, 'SELECT seq, event, reason, subject, client_id, ip, request_id, details FROM audit_log WHERE seq > ? ORDER BY seq', seq);
 };
-const tip = () => {
-  stack.app.runtime.audit.flush();
-  return (stack.app.runtime.stores.auditLog.tip()?.seq ?? 0) as number;
+const tip = async () => {
+  await stack.app.runtime.audit.flush();
+  return ((await stack.app.runtime.stores.auditLog.tip())?.seq ?? 0) as number;
 };
 
 function stringsIn(value: unknown): string[] {
@@ -90,7 +89,7 @@ describe('Refusals cannot flood the audit log', () => {
   let start: number;
 
   it('answers 429 beyond the budget at /mcp and the API routes, serves a valid token from the same address, and keeps the budgets per address', async () => {
-    start = tip();
+    start = await tip();
     const receivedBefore = stack.mcp.received.length;
 
     const first = await pooled(FLOOD / 2, 16, (i) => gatewayFlood(i));
@@ -126,7 +125,7 @@ describe('Refusals cannot flood the audit log', () => {
   it('writes no row per refusal: the minute ends, and exactly one row per address and reason holds the counts', async () => {
     // Within the minute: only the two requests with a valid token left rows (forwarded, and the
     // foreign Origin refused with its subject named).
-    const during = since(start);
+    const during = await since(start);
     expect(during.map((r) => r.event).sort()).toEqual(['gateway.forwarded', 'gateway.rejected']);
     expect(during.find((r) => r.event === 'gateway.rejected')).toMatchObject({ reason: 'origin_not_allowed', subject: 'alice', ip: ip.gateway });
     expect(stack.app.runtime.refusals.tally.pending()).toBe(3);
@@ -134,7 +133,7 @@ describe('Refusals cannot flood the audit log', () => {
     // The clock passes the minute; the next refusal closes it.
     now += 60_000;
     expect((await gatewayFlood(1, ip.other)).status).toBe(401);
-    const after = since(start).filter((r) => r.event === 'gateway.rejected_aggregate');
+    const after = (await since(start)).filter((r) => r.event === 'gateway.rejected_aggregate');
     expect(after).toHaveLength(3);
     const byKey = Object.fromEntries(after.map((r) => [`${r.ip} ${r.reason}`, { ...r, details: JSON.parse(r.details as string) }]));
     expect(Object.keys(byKey).sort()).toEqual([`${ip.other} no_token`, `${ip.gateway} no_token`, `${ip.gateway} origin_not_allowed`].sort());
@@ -146,13 +145,13 @@ describe('Refusals cannot flood the audit log', () => {
     expect(a1.details.first.origin.endsWith('…')).toBe(true);
     expect(a1.details.minute).toBe(new Date(Math.floor((now - 60_000) / 60_000) * 60_000).toISOString());
     expect(byKey[`${ip.other} no_token`]?.details).toMatchObject({ count: 1, limited: 0 });
-    for (const r of since(start)) expectWithinLimits(r);
+    for (const r of await since(start)) expectWithinLimits(r);
     // The whole flood: the two rows of the valid requests and three counts.
-    expect(since(start)).toHaveLength(5);
+    expect(await since(start)).toHaveLength(5);
   });
 
   it('does the same at /admin, and lets a signed-in admin in from the flooding address', async () => {
-    const before = tip();
+    const before = await tip();
     const flood = (i: number) => fetch(`${stack.app.url}/admin/${LONG_SEGMENT}/${i}`, { headers: { 'x-forwarded-for': ip.admin, origin: LONG_ORIGIN } });
     const first = await pooled(FLOOD / 2, 16, flood);
     const admin = await fetch(`${stack.app.url}/admin/clients`, { headers: { 'x-forwarded-for': ip.admin, cookie: adminCookie } });
@@ -164,10 +163,10 @@ describe('Refusals cannot flood the audit log', () => {
     expect(all.filter((r) => r.status === 401)).toHaveLength(BUDGET);
     expect(all.find((r) => r.status === 429)?.headers.get('retry-after')).toMatch(/^\d+$/);
 
-    expect(since(before).filter((r) => r.event.startsWith('admin.'))).toEqual([]);
+    expect((await since(before)).filter((r) => r.event.startsWith('admin.'))).toEqual([]);
     now += 60_000;
     stack.app.runtime.refusals.tally.rollOver(); // what the end-of-minute timer does
-    const written = since(before).filter((r) => r.event === 'admin.rejected_aggregate');
+    const written = (await since(before)).filter((r) => r.event === 'admin.rejected_aggregate');
     expect(written).toHaveLength(1);
     const row = written[0] as Row;
     expect(row).toMatchObject({ reason: 'not_signed_in', ip: ip.admin, subject: null });
@@ -183,25 +182,25 @@ describe('Refusals cannot flood the audit log', () => {
     });
     expect(res.status).toBe(201);
     const { client_id } = (await res.json()) as { client_id: string };
-    const [meta] = rows(stack.app, 'SELECT user_agent FROM clients_meta WHERE client_id = ?', client_id);
+    const [meta] = await rows(stack.app, 'SELECT user_agent FROM clients_meta WHERE client_id = ?', client_id);
     expect(meta.user_agent).toHaveLength(256);
     expect(meta.user_agent.endsWith('…')).toBe(true);
-    for (const r of since(0)) expectWithinLimits(r, Number.POSITIVE_INFINITY);
+    for (const r of await since(0)) expectWithinLimits(r, Number.POSITIVE_INFINITY);
   });
 
   it('writes the current minute\'s counts at shutdown', async () => {
     expect((await gatewayFlood(1, ip.other)).status).toBe(401);
-    const lastSeq = tip();
+    const lastSeq = await tip();
     closed = true;
     await stack.close();
-    const db = new Database(join(stack.app.dir, 'proxy.db'), { readonly: true });
+    const db = await openTestSql(stack.app.dir);
     try {
-      const rest = db.prepare('SELECT event, reason, ip, details FROM audit_log WHERE seq > ?').all(lastSeq) as Row[];
+      const rest = await db.all<Row>('SELECT event, reason, ip, details FROM audit_log WHERE seq > ?', [lastSeq]);
       expect(rest).toHaveLength(1);
       expect(rest[0]).toMatchObject({ event: 'gateway.rejected_aggregate', reason: 'no_token', ip: ip.other });
       expect(JSON.parse(rest[0]?.details as string)).toMatchObject({ count: 1, limited: 0 });
     } finally {
-      db.close();
+      await db.close();
     }
   });
 });

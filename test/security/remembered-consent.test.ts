@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { auditEvents, registerClient } from '../helpers/app.js';
 import { Browser, buildAuthorization, drive, startStack, type Stack } from '../helpers/stack.js';
-import { decideConsent } from '../../src/flow/3-consent.js';
+import { decideConsent } from '../../src/consent/decision.js';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -29,7 +29,7 @@ async function again(browser: Browser, clientId: string, options: { scope?: stri
   const auth = buildAuthorization(stack.app, { clientId, scope: options.scope ?? 'mcp:tools', redirectUri: options.redirectUri, prompt: options.prompt });
   const upstreamBefore = stack.upstream.authorizations.length;
   const page = await browser.navigate(auth.url, { initiator: options.initiator, noFetchMetadata: options.noFetchMetadata, stopAt: (u) => u.startsWith(auth.redirectUri) });
-  return { page, skipped: page.status === 0, code: page.status === 0 ? new URL(page.url).searchParams.get('code') : null, upstreamContacted: stack.upstream.authorizations.length > upstreamBefore, reason: auditEvents(stack.app).at(-1)?.reason };
+  return { page, skipped: page.status === 0, code: page.status === 0 ? new URL(page.url).searchParams.get('code') : null, upstreamContacted: stack.upstream.authorizations.length > upstreamBefore, reason: (await auditEvents(stack.app)).at(-1)?.reason };
 }
 
 describe('remembered consent', () => {
@@ -39,7 +39,7 @@ describe('remembered consent', () => {
     expect(r.skipped).toBe(true);
     expect(r.code).toBeTruthy();
     expect(r.upstreamContacted).toBe(false);
-    expect(auditEvents(stack.app).filter((e) => e.event === 'consent.skipped').at(-1)).toMatchObject({ reason: 'remembered', client_id: clientId, subject: 'alice' });
+    expect((await auditEvents(stack.app)).filter((e) => e.event === 'consent.skipped').at(-1)).toMatchObject({ reason: 'remembered', client_id: clientId, subject: 'alice' });
   });
 
   it.each([
@@ -78,8 +78,8 @@ describe('remembered consent', () => {
 
   it('asks again once the consent was revoked', async () => {
     const { clientId, browser } = await approved();
-    const [consent] = stack.app.runtime.stores.consents.activeForClient(clientId);
-    stack.app.runtime.revocation.revokeGrant(consent?.grant_id as string, 'user');
+    const [consent] = await stack.app.runtime.stores.consents.unrevokedForClient(clientId);
+    await stack.app.runtime.revocation.revokeGrant(consent?.grant_id as string, 'user');
     const r = await again(browser, clientId);
     expect(r.skipped).toBe(false);
     expect(r.reason).toBe('revoked');
@@ -89,7 +89,7 @@ describe('remembered consent', () => {
     const consent = { id: 1, subject: 's', client_id: 'c', redirect_uri: 'r', resource: 'https://p/mcp', scopes: 'mcp:tools', upstream_scopes: 'openid', granted_at: 0, expires_at: Date.now() + 1000, revoked_at: null, revoked_reason: null, grant_id: 'g', last_used_at: null, browser_hash: 'b' };
     const base = { subject: 's', latest: consent, browserHash: 'b', secFetchSite: 'none', promptRequested: false, grantExists: () => true, now: Date.now() };
     expect(decideConsent({ ...base, request: { clientId: 'c', redirectUri: 'r', resource: 'https://p/mcp', scopes: ['mcp:tools'] } })).toMatchObject({ skip: true });
-    expect(decideConsent({ ...base, request: { clientId: 'c', redirectUri: 'r', resource: 'https://p/other', scopes: ['mcp:tools'] } })).toEqual({ skip: false, reason: 'scopes_not_covered' });
+    expect(decideConsent({ ...base, request: { clientId: 'c', redirectUri: 'r', resource: 'https://p/other', scopes: ['mcp:tools'] } })).toEqual({ skip: false, reason: 'resource_mismatch' });
     expect(decideConsent({ ...base, grantExists: () => false, request: { clientId: 'c', redirectUri: 'r', resource: 'https://p/mcp', scopes: ['mcp:tools'] } })).toEqual({ skip: false, reason: 'grant_missing' });
     expect(decideConsent({ ...base, secFetchSite: 'same-site', request: { clientId: 'c', redirectUri: 'r', resource: 'https://p/mcp', scopes: ['mcp:tools'] } })).toEqual({ skip: false, reason: 'cross_site' });
   });

@@ -17,7 +17,7 @@ beforeAll(async () => {
 });
 afterAll(() => stack.close());
 
-const interactions = () => rows(stack.app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'Interaction'")[0].n as number;
+const interactions = async () => (await rows(stack.app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'Interaction'"))[0].n as number;
 const base = () => authorizeUrl(stack.app.url, { client_id: clientId, redirect_uri: CLIENT_REDIRECT, response_type: 'code', code_challenge: pkcePair().challenge, code_challenge_method: 'S256', state: 'st', scope: 'mcp:tools' });
 const enc = encodeURIComponent;
 
@@ -33,22 +33,22 @@ describe('two resource parameters at /authorize pass to the consent page', () =>
     ['a repeated redirect_uri (both registered)', () => `&redirect_uri=${enc(CLIENT_REDIRECT)}`],
     ['a repeated unknown parameter', () => '&x_extension=1&x_extension=2'],
   ])('%s: P\'s error page, no redirect, no interaction, U untouched', async (_label, extra) => {
-    const before = { interactions: interactions(), upstream: stack.upstream.authorizations.length };
+    const before = { interactions: await interactions(), upstream: stack.upstream.authorizations.length };
     const browser = new Browser();
     const page = await browser.navigate(`${base()}${extra()}`);
     expect(page.status).toBe(400);
     expect(page.hops.map((h) => h.location)).toEqual([undefined]); // one request, no Location
     expect(page.html).toContain('invalid_request');
     expect(page.html).not.toContain('name="action" value="approve"'); // not the consent page
-    expect(interactions()).toBe(before.interactions);
+    expect(await interactions()).toBe(before.interactions);
     expect(stack.upstream.authorizations.length).toBe(before.upstream);
-    expect(auditEvents(stack.app).at(-1)).toMatchObject({ event: 'authorization.rejected', reason: 'invalid_request' });
+    expect((await auditEvents(stack.app)).at(-1)).toMatchObject({ event: 'authorization.rejected', reason: 'invalid_request' });
   });
 
   it('says why for resource, in P\'s own words', async () => {
     const page = await new Browser().navigate(`${base()}&resource=${enc(`${stack.app.url}/mcp`)}&resource=${enc(`${stack.app.url}/api/things`)}`);
     expect(page.html).toContain('grants exactly one resource per authorization');
-    expect(auditEvents(stack.app).at(-1)?.details).toContain('"repeated":["resource"]');
+    expect((await auditEvents(stack.app)).at(-1)?.details).toContain('"repeated":["resource"]');
   });
 
   it('still accepts one resource (either of P\'s) and shows the consent page', async () => {

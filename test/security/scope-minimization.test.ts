@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerClient, rows } from '../helpers/app.js';
 import { Browser, buildAuthorization, drive, redeem, refresh, startStack, type Stack } from '../helpers/stack.js';
+import { sha256 } from '../../src/crypto/keys.js';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -27,10 +28,10 @@ describe('AT-23 scopes shown = scopes at U = scopes in the token', () => {
 
     const tokens = await redeem(stack.app, client.client_id, result.callback.searchParams.get('code') as string, auth.verifier);
     expect(tokens.body.scope).toBe('mcp:read');
-    const stored = stack.app.runtime.stores.models.findAccessToken(tokens.body.access_token);
+    const stored = await stack.app.runtime.stores.models.findAccessTokenByHash(sha256(tokens.body.access_token));
     expect(stored?.scope).toBe('mcp:read');
     expect(stored?.aud).toBe(`${stack.app.url}/mcp`);
-    expect(rows(stack.app, 'SELECT scopes, upstream_scopes FROM consents WHERE client_id = ?', client.client_id)).toEqual([{ scopes: 'mcp:read', upstream_scopes: 'openid email' }]);
+    expect(await rows(stack.app, 'SELECT scopes, upstream_scopes FROM consents WHERE client_id = ?', client.client_id)).toEqual([{ scopes: 'mcp:read', upstream_scopes: 'openid email' }]);
 
     expect(await refresh(stack.app, client.client_id, tokens.body.refresh_token, { scope: 'mcp:read mcp:write' })).toMatchObject({ status: 400, body: { error: 'invalid_scope' } });
 

@@ -37,9 +37,9 @@ describe('secrets are never logged', () => {
       sessionCookie: browser.cookie('127.0.0.1', '__Host-mcp-session') as string,
       csrfCookie: browser.cookie('127.0.0.1', '__Host-mcp-csrf') as string,
     };
-    stack.app.runtime.audit.flush();
+    await stack.app.runtime.audit.flush();
     const logs = stack.app.logLines.join('\n');
-    const audit = JSON.stringify(rows(stack.app, 'SELECT * FROM audit_log'));
+    const audit = JSON.stringify(await rows(stack.app, 'SELECT * FROM audit_log'));
     expect(stack.app.logLines.filter((l) => l.includes('"msg":"request"')).length).toBeGreaterThanOrEqual(9);
     for (const [name, value] of Object.entries(secrets)) {
       for (const part of value.split('|').filter(Boolean)) {

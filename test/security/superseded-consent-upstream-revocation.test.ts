@@ -19,8 +19,8 @@ describe('superseded consent upstream revocation', () => {
   it('revokes the old grant\'s upstream token at U after the second approval; the old grant\'s tokens are refused', async () => {
     const browser = new Browser('alice');
     const first = await authorizeClient(stack, browser, { login: 'alice' });
-    const [old] = rows(stack.app, 'SELECT grant_id FROM consents WHERE client_id = ? AND revoked_at IS NULL', first.clientId);
-    const oldUpstream = stack.app.runtime.stores.upstreamTokens.get(old.grant_id);
+    const [old] = await rows(stack.app, 'SELECT grant_id FROM consents WHERE client_id = ? AND revoked_at IS NULL', first.clientId);
+    const oldUpstream = await stack.app.runtime.stores.upstreamTokens.get(old.grant_id);
     expect(oldUpstream?.refreshToken).toBeTruthy();
     await stack.app.runtime.revocation.settled();
     const revokedBefore = stack.upstream.revokedTokens.length;
@@ -36,9 +36,9 @@ describe('superseded consent upstream revocation', () => {
 
     // U received a revocation request for the superseded grant's upstream token — and for nothing else.
     expect(stack.upstream.revokedTokens.slice(revokedBefore)).toEqual([oldUpstream?.refreshToken]);
-    expect(auditEvents(stack.app).filter((e) => e.event === 'upstream.token_revoked' && e.details?.includes(old.grant_id))).toHaveLength(1);
-    expect(rows(stack.app, 'SELECT count(*) AS n FROM upstream_tokens WHERE grant_id = ?', old.grant_id)[0].n).toBe(0);
-    expect(rows(stack.app, 'SELECT revoked_reason FROM consents WHERE grant_id = ?', old.grant_id)).toEqual([{ revoked_reason: 'superseded' }]);
+    expect((await auditEvents(stack.app)).filter((e) => e.event === 'upstream.token_revoked' && e.details?.includes(old.grant_id))).toHaveLength(1);
+    expect((await rows(stack.app, 'SELECT count(*) AS n FROM upstream_tokens WHERE grant_id = ?', old.grant_id))[0].n).toBe(0);
+    expect(await rows(stack.app, 'SELECT revoked_reason FROM consents WHERE grant_id = ?', old.grant_id)).toEqual([{ revoked_reason: 'superseded' }]);
 
     // The old grant's tokens are refused at the gateway and at /token; the new ones work.
     const oldCall = await mcpPost(`${stack.app.url}/mcp`, first.tokens.body.access_token, INITIALIZE);

@@ -8,6 +8,7 @@ import { listenLoopback } from '../helpers/app.js';
 import { Browser, authorizeClient, buildAuthorization, drive, redeem, startStack, type Stack } from '../helpers/stack.js';
 import { callTool, mcpPost, openSession, INITIALIZE } from '../helpers/mcp-http.js';
 import { registerClient } from '../helpers/app.js';
+import { sha256 } from '../../src/crypto/keys.js';
 
 let stack: Stack;
 let api: Server;
@@ -44,7 +45,7 @@ describe('AT-14 token passthrough', () => {
     const auth = buildAuthorization(stack.app, { clientId: client.client_id, resource });
     const { callback } = await drive(browser, auth.url, auth.redirectUri, { login: 'alice' });
     const apiToken = (await redeem(stack.app, client.client_id, callback.searchParams.get('code') as string, auth.verifier, auth.redirectUri, { resource })).body.access_token;
-    expect(stack.app.runtime.stores.models.findAccessToken(apiToken)?.aud).toBe(resource);
+    expect((await stack.app.runtime.stores.models.findAccessTokenByHash(sha256(apiToken)))?.aud).toBe(resource);
     const before = stack.mcp.received.length;
     const onMcp = await mcpPost(`${stack.app.url}/mcp`, apiToken, INITIALIZE);
     expect(onMcp.status).toBe(401);

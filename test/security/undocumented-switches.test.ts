@@ -38,9 +38,9 @@ describe('No undocumented switch: X_NO_ALS', () => {
     });
     expect(res.status).toBe(201);
     const { client_id } = (await res.json()) as { client_id: string };
-    const [row] = rows(app, "SELECT request_id, ip FROM audit_log WHERE event = 'registration.accepted' AND client_id = ?", client_id);
+    const [row] = await rows(app, "SELECT request_id, ip FROM audit_log WHERE event = 'registration.accepted' AND client_id = ?", client_id);
     expect(row).toEqual({ request_id: res.headers.get('x-request-id'), ip: '127.0.0.1' });
-    expect(rows(app, 'SELECT ip FROM clients_meta WHERE client_id = ?', client_id)).toEqual([{ ip: '127.0.0.1' }]);
+    expect(await rows(app, 'SELECT ip FROM clients_meta WHERE client_id = ?', client_id)).toEqual([{ ip: '127.0.0.1' }]);
     expect((await registerClient(app)).client_id).toBeTruthy();
   });
 

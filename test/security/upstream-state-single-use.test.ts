@@ -39,15 +39,15 @@ describe('AT-03 forwarded upstream URL', () => {
   it('the victim\'s browser lacks the transaction cookie, so the callback refuses and no code is issued', async () => {
     const attacker = new Browser('attacker');
     const { client, upstreamUrl } = await attackerApproves(attacker);
-    const codesBefore = rows(stack.app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'AuthorizationCode'")[0].n;
+    const codesBefore = (await rows(stack.app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'AuthorizationCode'"))[0].n;
     // The victim opens U's URL; U silently approves and sends the victim's browser to P.
     const page = await victim.navigate(upstreamUrl, { initiator: 'https://evil.example', stopAt: (u) => u.startsWith('https://evil.example') });
     expect(page.hops.some((h) => isCallback(h.url))).toBe(true);
     expectRefused(page);
     expect(page.hops.some((h) => h.url.startsWith('https://evil.example') || h.location?.startsWith('https://evil.example'))).toBe(false);
-    expect(rows(stack.app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'AuthorizationCode'")[0].n).toBe(codesBefore);
-    expect(rows(stack.app, 'SELECT count(*) AS n FROM consents WHERE client_id = ?', client.client_id)[0].n).toBe(0);
-    const last = auditEvents(stack.app).at(-1);
+    expect((await rows(stack.app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'AuthorizationCode'"))[0].n).toBe(codesBefore);
+    expect((await rows(stack.app, 'SELECT count(*) AS n FROM consents WHERE client_id = ?', client.client_id))[0].n).toBe(0);
+    const last = (await auditEvents(stack.app)).at(-1);
     expect(last?.event).toBe('upstream.callback_failed');
     expect(['state_mismatch', 'missing_cookie']).toContain(last?.reason);
   });
@@ -61,12 +61,12 @@ describe('AT-12 login CSRF through the callback', () => {
     atU = await attacker.submit(atU, { login: 'mallory' }, { stopAt: isCallback });
     if (atU.status !== 0) atU = await attacker.submit(atU, { allow: 'yes' }, { stopAt: isCallback });
     const fresh = new Browser('fresh-victim');
-    const sessionsBefore = rows(stack.app, 'SELECT count(*) AS n FROM browser_sessions')[0].n;
+    const sessionsBefore = (await rows(stack.app, 'SELECT count(*) AS n FROM browser_sessions'))[0].n;
     const page = await fresh.navigate(atU.url, { initiator: 'https://evil.example' });
     expectRefused(page);
-    expect(auditEvents(stack.app).at(-1)).toMatchObject({ event: 'upstream.callback_failed', reason: 'missing_cookie' });
+    expect((await auditEvents(stack.app)).at(-1)).toMatchObject({ event: 'upstream.callback_failed', reason: 'missing_cookie' });
     expect(fresh.cookieNames('127.0.0.1')).not.toContain('__Host-mcp-session');
-    expect(rows(stack.app, 'SELECT count(*) AS n FROM browser_sessions')[0].n).toBe(sessionsBefore);
+    expect((await rows(stack.app, 'SELECT count(*) AS n FROM browser_sessions'))[0].n).toBe(sessionsBefore);
   });
 });
 
@@ -92,7 +92,7 @@ describe('AT-13 state replay and expiry', () => {
     browser.setCookie('127.0.0.1', '__Host-mcp-tx', cookieBefore);
     const replayWithCookie = await browser.navigate(callbackUrl, { initiator: stack.upstream.issuer });
     expectRefused(replayWithCookie);
-    expect(auditEvents(stack.app).at(-1)).toMatchObject({ event: 'upstream.callback_failed', reason: 'replayed' });
+    expect((await auditEvents(stack.app)).at(-1)).toMatchObject({ event: 'upstream.callback_failed', reason: 'replayed' });
   });
 
   it('refuses a state older than ten minutes (fake clock), even if the browser kept its cookie', async () => {
@@ -104,15 +104,15 @@ describe('AT-13 state replay and expiry', () => {
       vi.setSystemTime(Date.now() + 10 * 60_000 + 1000);
       expect(browser.cookieNames('127.0.0.1')).toContain('__Host-mcp-tx');
       expect((await browser.navigate(callbackUrl, { initiator: stack.upstream.issuer })).status).toBe(400);
-      expect(auditEvents(stack.app).at(-1)).toMatchObject({ reason: 'missing_cookie' }); // the browser dropped it (Max-Age=600)
+      expect((await auditEvents(stack.app)).at(-1)).toMatchObject({ reason: 'missing_cookie' }); // the browser dropped it (Max-Age=600)
       browser.setCookie('127.0.0.1', '__Host-mcp-tx', cookie);
       const page = await browser.navigate(callbackUrl, { initiator: stack.upstream.issuer });
       expect(page.status).toBe(400);
     } finally {
       vi.useRealTimers();
     }
-    expect(auditEvents(stack.app).filter((e) => e.event === 'upstream.callback_failed').at(-1)).toMatchObject({ reason: 'expired' });
-    expect(rows(stack.app, 'SELECT count(*) AS n FROM consents WHERE client_id = ?', client.client_id)[0].n).toBe(0);
+    expect((await auditEvents(stack.app)).filter((e) => e.event === 'upstream.callback_failed').at(-1)).toMatchObject({ reason: 'expired' });
+    expect((await rows(stack.app, 'SELECT count(*) AS n FROM consents WHERE client_id = ?', client.client_id))[0].n).toBe(0);
   });
 
   it('refuses a state issued to another transaction, and a missing or altered state', async () => {

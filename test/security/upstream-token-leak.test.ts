@@ -102,9 +102,9 @@ beforeAll(async () => {
 
   // Give both grants U tokens in standard base64 (U's own are base64url JWTs).
   const far = Date.now() + 3600_000;
-  const grantOf = (clientId: string) => runtime.stores.consents.activeForClient(clientId)[0]?.grant_id as string;
-  runtime.stores.upstreamTokens.save(grantOf(mcp.clientId), 'leaky', { accessToken: MCP_AT, refreshToken: MCP_RT, expiresAt: far });
-  runtime.stores.upstreamTokens.save(grantOf(client.client_id), 'leaky', { accessToken: API_AT, refreshToken: API_RT, expiresAt: far });
+  const grantOf = async (clientId: string) => (await runtime.stores.consents.unrevokedForClient(clientId))[0]?.grant_id as string;
+  await runtime.stores.upstreamTokens.save(await grantOf(mcp.clientId), 'leaky', { accessToken: MCP_AT, refreshToken: MCP_RT, expiresAt: far });
+  await runtime.stores.upstreamTokens.save(await grantOf(client.client_id), 'leaky', { accessToken: API_AT, refreshToken: API_RT, expiresAt: far });
 });
 afterAll(async () => {
   for (const gate of gates) gate.resolve();
@@ -114,11 +114,11 @@ afterAll(async () => {
 });
 
 const api = (path: string, headers: Record<string, string> = {}) => fetch(`${stack.app.url}/api/r${path}`, { headers: { authorization: `Bearer ${apiToken}`, ...headers } });
-const leakRows = () => auditEvents(stack.app).filter((e) => e.event === 'gateway.leak_blocked');
+const leakRows = async () => (await auditEvents(stack.app)).filter((e) => e.event === 'gateway.leak_blocked');
 
 describe('GW-13 upstream token leak: R echoing U\'s tokens never reaches the client', () => {
   it('redacts the access and refresh token from every response header, raw and URL-encoded', async () => {
-    const before = leakRows().length;
+    const before = (await leakRows()).length;
     const res = await api('/header');
     const body = await res.text();
     expect(res.status).toBe(200);
@@ -129,14 +129,14 @@ describe('GW-13 upstream token leak: R echoing U\'s tokens never reaches the cli
     expect(res.headers.get('link')).toContain('?token=[redacted]');
     expect(res.headers.get('x-refresh')).toMatch(/^\[redacted\]\**$/);
     expect(body).toBe('{"ok":true}');
-    const rows = leakRows().slice(before);
+    const rows = (await leakRows()).slice(before);
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ reason: 'upstream_token_in_response', subject: 'leaky' });
     expect(JSON.parse(rows[0]?.details as string).found).toEqual(['header:x-echo-authorization', 'header:link', 'header:x-refresh']);
   });
 
   it('redacts them from a JSON body, keeping Content-Length true', async () => {
-    const before = leakRows().length;
+    const before = (await leakRows()).length;
     const res = await api('/json');
     const text = await res.text();
     expect(res.status).toBe(200);
@@ -144,7 +144,7 @@ describe('GW-13 upstream token leak: R echoing U\'s tokens never reaches the cli
     const json = JSON.parse(text);
     expect(json).toEqual({ seen: `Bearer [redacted]${'*'.repeat(API_AT.length - 10)}`, refresh_token: `[redacted]${'*'.repeat(API_RT.length - 10)}`, note: 'fine' });
     expect(Number(res.headers.get('content-length'))).toBe(Buffer.byteLength(text));
-    const rows = leakRows().slice(before);
+    const rows = (await leakRows()).slice(before);
     expect(rows).toHaveLength(1);
     expect(JSON.parse(rows[0]?.details as string).found).toEqual(['body']);
   });
@@ -158,7 +158,7 @@ describe('GW-13 upstream token leak: R echoing U\'s tokens never reaches the cli
   });
 
   it('redacts an SSE stream split across chunks, passing each finished event on at once', async () => {
-    const before = leakRows().length;
+    const before = (await leakRows()).length;
     const res = await fetch(`${stack.app.url}/mcp`, {
       method: 'POST',
       headers: { authorization: `Bearer ${mcpToken}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
@@ -187,13 +187,13 @@ describe('GW-13 upstream token leak: R echoing U\'s tokens never reaches the cli
     await readUntil('\u0000never');
     expectNoToken(seen);
     expect(seen.endsWith(`"params":{"data":"[redacted]${'*'.repeat(encodeURIComponent(MCP_RT).length - 10)}"}}\n\n`)).toBe(true);
-    const rows = leakRows().slice(before);
+    const rows = (await leakRows()).slice(before);
     expect(rows).toHaveLength(1);
     expect(JSON.parse(rows[0]?.details as string).found).toEqual(['body']);
   });
 
   it('refuses a compressed answer with 502 (R was asked for identity); none of R\'s body reaches the client', async () => {
-    const before = auditEvents(stack.app).length;
+    const before = (await auditEvents(stack.app)).length;
     const res = await api('/gzip', { 'accept-encoding': 'gzip, br' });
     const text = await res.text();
     expect(res.status).toBe(502);
@@ -203,13 +203,13 @@ describe('GW-13 upstream token leak: R echoing U\'s tokens never reaches the cli
     expectNoToken(text);
     expect(received.at(-1)?.url).toBe('/api/gzip');
     expect(received.at(-1)?.headers['accept-encoding']).toBe('identity');
-    const events = auditEvents(stack.app).slice(before);
+    const events = (await auditEvents(stack.app)).slice(before);
     expect(events.map((e) => [e.event, e.reason])).toEqual([['gateway.upstream_failed', 'upstream_encoding']]);
   });
 
-  it('keeps every token value out of the audit log and the logs', () => {
-    expect(leakRows().length).toBeGreaterThanOrEqual(4);
-    expectNoToken(JSON.stringify(auditEvents(stack.app)));
+  it('keeps every token value out of the audit log and the logs', async () => {
+    expect((await leakRows()).length).toBeGreaterThanOrEqual(4);
+    expectNoToken(JSON.stringify(await auditEvents(stack.app)));
     expectNoToken(stack.app.logLines.join('\n'));
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { admitRegistration, checkRedirectUri, MAX_REDIRECT_URIS, redirectHosts } from '../../src/flow/1-register.js';
+import { admitRegistration, MAX_REDIRECT_URIS } from '../../src/oauth/admission.js';
+import { checkRedirectUri, redirectHosts } from '../../src/oauth/redirect-uri.js';
 
 const policy = { redirectSchemes: ['cursor', 'com.example.app'], supportedScopes: ['openid', 'offline_access', 'mcp:tools'] };
 const base = { redirect_uris: ['https://app.example.com/cb'] };

@@ -142,6 +142,25 @@ describe('config › loadConfig', () => {
     expect(message).not.toContain(UPSTREAM.UPSTREAM_CLIENT_SECRET);
   });
 
+  it('DATABASE_URL selects PostgreSQL (postgres://, postgresql://, ?host=/socket/dir), is checked without being echoed, and needs SECRET_KEY; DATABASE_POOL_MAX defaults to 10', () => {
+    const secret = { SECRET_KEY: Buffer.alloc(32, 3).toString('base64') };
+    expect(loadConfig({ ...UPSTREAM }).databaseUrl).toBeUndefined();
+    expect(loadConfig({ ...UPSTREAM }).databasePoolMax).toBe(10);
+    for (const url of ['postgres://proxy:pw@db.internal:5432/proxy', 'postgresql://proxy@db/proxy', 'postgres:///proxy?host=/var/run/postgresql']) {
+      expect(loadConfig({ ...UPSTREAM, ...secret, DATABASE_URL: url }).databaseUrl).toBe(url);
+    }
+    expect(loadConfig({ ...UPSTREAM, DATABASE_POOL_MAX: '25' }).databasePoolMax).toBe(25);
+    const problems = problemsOf({ ...UPSTREAM, ...secret, DATABASE_URL: 'mysql://proxy:db-password-1@db/proxy', DATABASE_POOL_MAX: '0' });
+    expect(problems).toEqual(['DATABASE_URL: must start with postgres:// or postgresql://', 'DATABASE_POOL_MAX: must be a whole number from 1 to 1000 (got "0")']);
+    expect(problemsOf({ ...UPSTREAM, ...secret, DATABASE_URL: 'postgres:///proxy' })).toEqual(['DATABASE_URL: must name a host, or a unix socket directory with ?host=/socket/dir']);
+    expect(problemsOf({ ...UPSTREAM, ...secret, DATABASE_URL: 'postgres://proxy:db-password-2@[bad/x' }).join('\n')).not.toContain('db-password-2');
+    expect(problems.join('\n')).not.toContain('db-password-1');
+    // Replicas must share one SECRET_KEY: none generated per data directory with DATABASE_URL (DESIGN §8).
+    const unshared = problemsOf({ ...UPSTREAM, DATABASE_URL: 'postgres://proxy:db-password-3@db/proxy' });
+    expect(unshared).toEqual(['SECRET_KEY: required with DATABASE_URL — every process on the database must use the same one (a generated secret.key would differ per replica)']);
+    expect(unshared.join('\n')).not.toContain('db-password-3');
+  });
+
   it('reads a JSON or YAML file with the same keys; the environment wins', () => {
     const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
     writeFileSync(join(dir, 'c.yaml'), 'UPSTREAM_ISSUER: https://idp.example.com\nUPSTREAM_CLIENT_ID: from-file\nMCP_UPSTREAM_URL: https://m.example.com/mcp\nMCP_SCOPES: [mcp:tools, mcp:read]\nPORT: 9000\n');

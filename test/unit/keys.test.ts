@@ -10,7 +10,7 @@ describe('crypto › KeyRing', () => {
     const ring = new KeyRing(k1);
     const sealed = ring.seal('upstream-token-value', 'upstream_tokens:grant-1');
     expect(sealed).not.toContain('upstream-token-value');
-    expect(sealed.startsWith(`v1.${ring.kid}.`)).toBe(true);
+    expect(sealed.startsWith(`v1.${ring.auditKey.kid}.`)).toBe(true);
     expect(ring.unseal(sealed, 'upstream_tokens:grant-1')).toBe('upstream-token-value');
     expect(() => ring.unseal(sealed, 'upstream_tokens:grant-2')).toThrow();
     const tampered = `${sealed.slice(0, -2)}${sealed.endsWith('A') ? 'B' : 'A'}A`;

@@ -1,74 +1,98 @@
 /**
  * The provider's store keeps no usable credential at rest (DESIGN §3, UP-07): codes, tokens,
  * sessions and interactions are keyed by SHA-256 of their id; the raw id is not in the row;
- * session and interaction payloads are sealed; client secrets are sealed.
+ * session and interaction payloads are sealed; client secrets are sealed. Consumption is atomic:
+ * of two consumes of one code, exactly one wins (TOK-05, RT-02), on either engine
+ * (TEST_ENGINE, test/helpers/engine.ts).
  */
-import { describe, expect, it, vi } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { openDatabase } from '../../src/db/open.js';
-import { migrate } from '../../src/db/migrate.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { KeyRing, sha256 } from '../../src/crypto/keys.js';
 import { createOidcModelStore } from '../../src/store/oidc-models.js';
+import type { Sql } from '../../src/db/sql.js';
+import { openTestSql } from '../helpers/engine.js';
 
-function setup() {
-  const db = openDatabase(':memory:');
-  migrate(db);
+const opened: Sql[] = [];
+afterAll(async () => {
+  for (const sql of opened) await sql.close();
+});
+
+async function setup() {
+  const db = await openTestSql(mkdtempSync(join(tmpdir(), 'oidc-models-')));
+  opened.push(db);
   const keys = new KeyRing(randomBytes(32));
   return { db, keys, store: createOidcModelStore(db, keys) };
 }
 
-const dump = (db: ReturnType<typeof setup>['db']) => JSON.stringify(db.prepare('SELECT * FROM oidc_models').all());
+const dump = async (db: Sql) => JSON.stringify(await db.all('SELECT model, key, payload, grant_id, uid, expires_at, consumed_at FROM oidc_models'));
 
 describe('store › oidc-models', () => {
-  it('stores tokens and codes under their hash, without the raw id, and finds them by value', () => {
-    const { db, store } = setup();
+  it('stores tokens and codes under their hash, without the raw id, and finds them by value', async () => {
+    const { db, store } = await setup();
     const value = 'at-' + randomBytes(16).toString('hex');
-    store.upsert('AccessToken', value, { jti: value, grantId: 'g1', accountId: 'alice', scope: 'mcp:tools' }, 60);
-    expect(dump(db)).not.toContain(value);
-    expect(db.prepare('SELECT key, grant_id FROM oidc_models').get()).toEqual({ key: sha256(value), grant_id: 'g1' });
-    expect(store.find('AccessToken', value)).toEqual({ jti: value, grantId: 'g1', accountId: 'alice', scope: 'mcp:tools' });
-    expect(store.findAccessToken(value)).toMatchObject({ grantId: 'g1', accountId: 'alice' });
-    expect(store.findAccessToken('other')).toBeUndefined();
+    await store.upsert('AccessToken', value, { jti: value, grantId: 'g1', accountId: 'alice', scope: 'mcp:tools' }, 60);
+    expect(await dump(db)).not.toContain(value);
+    expect(await db.one('SELECT key, grant_id FROM oidc_models')).toEqual({ key: sha256(value), grant_id: 'g1' });
+    expect(await store.find('AccessToken', value)).toEqual({ jti: value, grantId: 'g1', accountId: 'alice', scope: 'mcp:tools' });
+    expect(await store.findAccessTokenByHash(sha256(value))).toMatchObject({ grantId: 'g1', accountId: 'alice' });
+    expect(await store.findAccessTokenByHash(sha256('other'))).toBeUndefined();
   });
 
-  it('seals sessions and interactions whole and still finds sessions by uid', () => {
-    const { db, store } = setup();
-    store.upsert('Session', 'session-cookie-value', { jti: 'session-cookie-value', uid: 'sess-uid', accountId: 'alice' }, 60);
-    store.upsert('Interaction', 'interaction-id', { jti: 'interaction-id', params: { state: 'client-state-value' }, session: { cookie: 'session-cookie-value' } }, 60);
-    const raw = dump(db);
+  it('seals sessions and interactions whole and still finds sessions by uid', async () => {
+    const { db, store } = await setup();
+    await store.upsert('Session', 'session-cookie-value', { jti: 'session-cookie-value', uid: 'sess-uid', accountId: 'alice' }, 60);
+    await store.upsert('Interaction', 'interaction-id', { jti: 'interaction-id', params: { state: 'client-state-value' }, session: { cookie: 'session-cookie-value' } }, 60);
+    const raw = await dump(db);
     for (const secret of ['session-cookie-value', 'interaction-id', 'client-state-value', 'alice']) expect(raw).not.toContain(secret);
-    expect(store.findByUid('Session', 'sess-uid')).toEqual({ jti: 'session-cookie-value', uid: 'sess-uid', accountId: 'alice' });
-    expect(store.find('Interaction', 'interaction-id')).toMatchObject({ params: { state: 'client-state-value' } });
+    expect(await store.findByUid('Session', 'sess-uid')).toEqual({ jti: 'session-cookie-value', uid: 'sess-uid', accountId: 'alice' });
+    expect(await store.find('Interaction', 'interaction-id')).toMatchObject({ params: { state: 'client-state-value' } });
   });
 
-  it('keeps client and grant ids in clear but seals client secrets', () => {
-    const { db, store } = setup();
-    store.upsert('Client', 'client-1', { client_id: 'client-1', client_secret: 'the-client-secret' }, 0);
-    expect(dump(db)).not.toContain('the-client-secret');
-    expect(store.find('Client', 'client-1')).toEqual({ client_id: 'client-1', client_secret: 'the-client-secret' });
-    expect(store.getClient('client-1')).toHaveProperty('client_secret_sealed');
+  it('keeps client and grant ids in clear but seals client secrets', async () => {
+    const { db, store } = await setup();
+    await store.upsert('Client', 'client-1', { client_id: 'client-1', client_secret: 'the-client-secret' }, 0);
+    expect(await dump(db)).not.toContain('the-client-secret');
+    expect(await store.find('Client', 'client-1')).toEqual({ client_id: 'client-1', client_secret: 'the-client-secret' });
+    expect(await store.getClient('client-1')).toHaveProperty('client_secret_sealed');
   });
 
-  it('expires, consumes, revokes by grant and purges', () => {
-    const { store } = setup();
-    store.upsert('AuthorizationCode', 'code-1', { jti: 'code-1', grantId: 'g1' }, 60);
-    store.upsert('RefreshToken', 'rt-1', { jti: 'rt-1', grantId: 'g1' }, 60);
-    store.upsert('Grant', 'g1', { jti: 'g1' }, 60);
-    store.consume('AuthorizationCode', 'code-1');
-    expect(store.find('AuthorizationCode', 'code-1')?.consumed).toBeTypeOf('number');
-    store.revokeByGrantId('g1');
-    expect(store.find('RefreshToken', 'rt-1')).toBeUndefined();
-    expect(store.grantExists('g1')).toBe(true);
-    store.destroyGrant('g1');
-    expect(store.grantExists('g1')).toBe(false);
-    store.upsert('AccessToken', 'short', { jti: 'short' }, 1);
+  it('expires, consumes, revokes by grant and purges', async () => {
+    const { store } = await setup();
+    await store.upsert('AuthorizationCode', 'code-1', { jti: 'code-1', grantId: 'g1' }, 60);
+    await store.upsert('RefreshToken', 'rt-1', { jti: 'rt-1', grantId: 'g1' }, 60);
+    await store.upsert('Grant', 'g1', { jti: 'g1' }, 60);
+    await store.consume('AuthorizationCode', 'code-1');
+    expect((await store.find('AuthorizationCode', 'code-1'))?.consumed).toBeTypeOf('number');
+    await store.revokeByGrantId('g1');
+    expect(await store.find('RefreshToken', 'rt-1')).toBeUndefined();
+    expect(await store.grantExists('g1')).toBe(true);
+    await store.destroyGrant('g1');
+    expect(await store.grantExists('g1')).toBe(false);
+    await store.upsert('AccessToken', 'short', { jti: 'short' }, 1);
     vi.useFakeTimers({ toFake: ['Date'] });
     try {
       vi.setSystemTime(Date.now() + 5000);
-      expect(store.find('AccessToken', 'short')).toBeUndefined();
-      expect(store.purgeExpired()).toBe(1);
+      expect(await store.find('AccessToken', 'short')).toBeUndefined();
+      expect(await store.purgeExpired()).toBe(1);
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+describe('store › oidc-models › consume (single use across requests and replicas)', () => {
+  it('lets exactly one of two concurrent consumes of a code win; the other learns it was a replay, with its grant', async () => {
+    const { store } = await setup();
+    await store.upsert('AuthorizationCode', 'code-race', { jti: 'code-race', grantId: 'g-race' }, 60);
+    const outcomes = await Promise.all([store.consume('AuthorizationCode', 'code-race'), store.consume('AuthorizationCode', 'code-race')]);
+    expect(outcomes.filter((o) => o.consumed)).toHaveLength(1);
+    expect(outcomes.find((o) => !o.consumed)).toEqual({ consumed: false, replayed: true, grantId: 'g-race' });
+    expect(await store.consume('AuthorizationCode', 'unknown-code')).toEqual({ consumed: false, replayed: false });
+    // The payload oidc-provider reads says consumed, in seconds; the JSON at rest is untouched.
+    expect((await store.find('AuthorizationCode', 'code-race'))?.consumed).toBeTypeOf('number');
+    expect((await store.grantSource('AuthorizationCode', 'code-race'))?.consumed).toBe(true);
   });
 });

@@ -1,0 +1,40 @@
+/**
+ * CONFIG_FILE: an optional JSON or YAML file with the same keys as the environment (the
+ * environment wins). Every problem is reported, never thrown alone; unknown keys are problems.
+ */
+import { readFileSync } from 'node:fs';
+import { extname } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { CONFIG_KEYS } from './schema.js';
+
+export type Source = Record<string, string | undefined>;
+
+export function readConfigFile(path: string, problems: string[]): Source {
+  let raw: string;
+  try {
+    raw = readFileSync(path, 'utf8');
+  } catch (err) {
+    problems.push(`CONFIG_FILE: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    return {};
+  }
+  let data: unknown;
+  try {
+    data = ['.yaml', '.yml'].includes(extname(path).toLowerCase()) ? parseYaml(raw) : JSON.parse(raw);
+  } catch (err) {
+    problems.push(`CONFIG_FILE: ${path} is not valid ${extname(path).toLowerCase() === '.json' ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`);
+    return {};
+  }
+  if (!data || typeof data !== 'object' || Array.isArray(data)) {
+    problems.push(`CONFIG_FILE: ${path} must contain an object of settings`);
+    return {};
+  }
+  const out: Source = {};
+  for (const [name, value] of Object.entries(data)) {
+    if (!(CONFIG_KEYS as string[]).includes(name)) {
+      problems.push(`CONFIG_FILE: unknown setting ${name} in ${path}`);
+      continue;
+    }
+    out[name] = Array.isArray(value) ? value.join(' ') : value === null || value === undefined ? undefined : String(value);
+  }
+  return out;
+}

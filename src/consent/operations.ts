@@ -1,0 +1,96 @@
+/**
+ * What an operator can do to clients and consents, shared by the admin pages, /account and the
+ * CLI so every path cascades and audits the same way (DESIGN §2 "Revocation cascades"):
+ * - disable a client: it becomes unknown to the authorization server (no new authorization, no
+ *   token redemption) and every active consent of it is revoked, with grants and tokens;
+ * - enable it again (its old consents stay revoked);
+ * - delete a client: the same revocations, then the registration itself;
+ * - revoke a consent: grant, P's tokens, the stored upstream token (and U's revocation endpoint).
+ */
+import type { Audit } from '../audit/audit.js';
+import type { AuditEvent } from '../audit/events.js';
+import type { ClientsMetaStore } from '../store/clients-meta.js';
+import type { Consent, ConsentStore } from '../store/consents.js';
+import type { OidcModelStore } from '../store/oidc-models.js';
+import type { Revocation } from './revocation.js';
+
+export type Actor = 'admin' | 'cli' | 'account';
+
+export interface ActorInfo {
+  actor: Actor;
+  /** who acted (admin's or user's upstream subject); undefined for the CLI */
+  subject?: string | undefined;
+  requestId?: string | undefined;
+  ip?: string | undefined;
+}
+
+export interface AdminOpsDeps {
+  stores: { models: OidcModelStore; clientsMeta: ClientsMetaStore; consents: ConsentStore };
+  revocation: Revocation;
+  audit: Audit;
+}
+
+export interface ClientDetail {
+  clientId: string;
+  metadata: Record<string, unknown>;
+  meta: Awaited<ReturnType<ClientsMetaStore['get']>>;
+}
+
+type RevokeEvent = 'admin.consent_revoked' | 'account.consent_revoked' | 'cli.consent_revoked';
+const EVENTS: Record<Actor, { disabled: AuditEvent; enabled: AuditEvent; deleted: AuditEvent; revoked: RevokeEvent }> = {
+  admin: { disabled: 'admin.client_disabled', enabled: 'admin.client_enabled', deleted: 'admin.client_deleted', revoked: 'admin.consent_revoked' },
+  cli: { disabled: 'cli.client_disabled', enabled: 'cli.client_enabled', deleted: 'cli.client_deleted', revoked: 'cli.consent_revoked' },
+  account: { disabled: 'admin.client_disabled', enabled: 'admin.client_enabled', deleted: 'admin.client_deleted', revoked: 'account.consent_revoked' },
+};
+
+export function createAdminOps(deps: AdminOpsDeps) {
+  const { stores, revocation, audit } = deps;
+
+  async function client(clientId: string): Promise<ClientDetail | undefined> {
+    const metadata = await stores.models.getClient(clientId);
+    const meta = await stores.clientsMeta.get(clientId);
+    if (!metadata && !meta) return undefined;
+    const { client_secret_sealed: _sealed, ...visible } = (metadata ?? {}) as Record<string, unknown>;
+    return { clientId, metadata: visible, meta };
+  }
+
+  return {
+    client,
+
+    async disableClient(clientId: string, who: ActorInfo): Promise<{ revokedConsents: number } | undefined> {
+      if (!(await client(clientId))) return undefined;
+      await stores.clientsMeta.setDisabled(clientId, Date.now());
+      const revokedConsents = await revocation.revokeClient(clientId, 'client_disabled');
+      await audit.record({ event: EVENTS[who.actor].disabled, subject: who.subject, clientId, requestId: who.requestId, ip: who.ip, details: { revoked_consents: revokedConsents, actor: who.actor } });
+      return { revokedConsents };
+    },
+
+    async enableClient(clientId: string, who: ActorInfo): Promise<boolean> {
+      if (!(await client(clientId))) return false;
+      await stores.clientsMeta.setDisabled(clientId, null);
+      await audit.record({ event: EVENTS[who.actor].enabled, subject: who.subject, clientId, requestId: who.requestId, ip: who.ip, details: { actor: who.actor } });
+      return true;
+    },
+
+    async deleteClient(clientId: string, who: ActorInfo): Promise<{ revokedConsents: number } | undefined> {
+      if (!(await client(clientId))) return undefined;
+      const revokedConsents = await revocation.revokeClient(clientId, 'client_deleted');
+      await stores.models.deleteClient(clientId);
+      await stores.clientsMeta.remove(clientId);
+      await audit.record({ event: EVENTS[who.actor].deleted, subject: who.subject, clientId, requestId: who.requestId, ip: who.ip, details: { revoked_consents: revokedConsents, actor: who.actor } });
+      return { revokedConsents };
+    },
+
+    /** Revoke one consent; `owner` restricts it to that subject's consents (/account). */
+    async revokeConsent(consentId: number, who: ActorInfo, owner?: string): Promise<Consent | undefined> {
+      // An id from a URL that is no whole number (abc, 1.5, 1e30) names no consent: never a query parameter (DESIGN §9).
+      if (!Number.isSafeInteger(consentId) || consentId < 1) return undefined;
+      const consent = await stores.consents.byId(consentId);
+      if (!consent || (owner !== undefined && consent.subject !== owner)) return undefined;
+      await revocation.revokeGrant(consent.grant_id, who.actor === 'account' ? 'user' : who.actor, { event: EVENTS[who.actor].revoked, subject: who.subject });
+      return stores.consents.byId(consentId);
+    },
+  };
+}
+
+export type AdminOps = ReturnType<typeof createAdminOps>;

@@ -1,0 +1,135 @@
+/**
+ * Revocation cascades (DESIGN §2 "Revocation cascades", CONS-19, UP-08): revoking a consent —
+ * by the user on /account, an admin, the CLI, a newer approval that supersedes it, a disabled or
+ * expired client, or oidc-provider itself after refresh-token reuse — revokes, in one database
+ * transaction:
+ *   the consent row → its grant and every code and token issued under it → the stored upstream
+ *   token;
+ * then asks U to revoke the upstream token where U has a revocation endpoint (best effort, after
+ * the commit, audited). The gateway checks the consent on every request, so the very next call
+ * with any token of that grant is refused.
+ */
+import type { Logger } from 'pino';
+import type { Audit } from '../audit/audit.js';
+import type { Consent, ConsentStore } from '../store/consents.js';
+import type { OidcModelStore } from '../store/oidc-models.js';
+import type { UpstreamTokenStore } from '../store/upstream-tokens.js';
+import type { UpstreamClient } from '../upstream/presets.js';
+
+export type RevocationReason =
+  | 'user' // the user, on /account
+  | 'admin' // an admin, on /admin
+  | 'cli' // mcp-consent-proxy consents revoke
+  | 'superseded' // a newer approval for the same key
+  | 'client_disabled'
+  | 'client_deleted'
+  | 'grant_revoked' // oidc-provider revoked the grant (refresh-token reuse, code replay)
+  | 'upstream_invalid_grant'; // U no longer honours the upstream grant (AT-22)
+
+export interface RevocationDeps {
+  /** one transaction around the cascade's writes (src/store/index.ts) */
+  transaction: <T>(work: () => Promise<T>) => Promise<T>;
+  consents: ConsentStore;
+  models: OidcModelStore;
+  upstreamTokens: UpstreamTokenStore;
+  audit: Audit;
+  log: Logger;
+  /** U, when one is configured; its revocation endpoint is called where it exists */
+  upstream?: () => UpstreamClient | undefined;
+}
+
+/** What revokeInTransaction revoked: the consent, whether it was active, the upstream token to revoke at U. */
+export interface RevokedInTransaction {
+  consent: Consent | undefined;
+  wasActive: boolean;
+  tokens: Awaited<ReturnType<UpstreamTokenStore['get']>>;
+}
+
+/** The revocation cascade over the stores, and U's revocation endpoint after the commit. */
+export class Revocation {
+  /** upstream revocations started and not finished yet */
+  private readonly pending = new Set<Promise<void>>();
+
+  constructor(private readonly deps: RevocationDeps) {}
+
+  /** The database part; call inside a transaction. Resolves with the upstream token to revoke at U. */
+  async revokeInTransaction(grantId: string, reason: RevocationReason, now = Date.now()): Promise<RevokedInTransaction> {
+    const { consents, models, upstreamTokens } = this.deps;
+    const consent = await consents.byGrant(grantId);
+    const wasActive = await consents.revoke(grantId, reason, now);
+    let tokens: RevokedInTransaction['tokens'];
+    try {
+      tokens = await upstreamTokens.get(grantId);
+    } catch {
+      // Sealed under a key this process does not have: delete, cannot revoke at U. (Had the read
+      // itself failed, the transaction is doomed anyway and rolls back: src/db/sql.ts.)
+      tokens = undefined;
+    }
+    await upstreamTokens.remove(grantId);
+    await models.destroyGrant(grantId);
+    return { consent, wasActive, tokens };
+  }
+
+  /**
+   * After the commit of a transaction that called revokeInTransaction: ask U to revoke the
+   * upstream token it returned (UP-08; best effort, audited, awaited by `settled()`). Every
+   * cascade goes through here — revokeGrant below and the superseding approval
+   * (src/consent/record.ts) — so none leaves a live upstream token behind at U.
+   */
+  revokeAtUpstreamAfterCommit(grantId: string, result: RevokedInTransaction): void {
+    if (!result.tokens) return;
+    const { refreshToken, accessToken } = result.tokens;
+    const call = this.revokeAtUpstream(grantId, refreshToken ?? accessToken, refreshToken ? 'refresh_token' : 'access_token', result.consent?.client_id, result.consent?.subject);
+    this.pending.add(call);
+    void call.finally(() => this.pending.delete(call));
+  }
+
+  /** Revoke one consent (by grant id) with the whole cascade. Resolves with whether it was active, once committed and audited. */
+  async revokeGrant(
+    grantId: string,
+    reason: RevocationReason,
+    actor?: { event?: 'consent.revoked' | 'admin.consent_revoked' | 'account.consent_revoked' | 'cli.consent_revoked'; subject?: string },
+  ): Promise<boolean> {
+    const result = await this.deps.transaction(() => this.revokeInTransaction(grantId, reason));
+    if (result.consent) {
+      await this.deps.audit.record({
+        event: actor?.event ?? 'consent.revoked',
+        reason,
+        subject: actor?.subject ?? result.consent.subject,
+        clientId: result.consent.client_id,
+        details: { grant_id: grantId, consent_id: result.consent.id, was_active: result.wasActive, consent_subject: result.consent.subject },
+      });
+    }
+    this.revokeAtUpstreamAfterCommit(grantId, result);
+    return result.wasActive;
+  }
+
+  /** Resolves when every upstream revocation started so far has finished (the CLI waits). */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.pending]);
+  }
+
+  /** Revoke every active consent of a client (disable, delete, idle expiry). */
+  async revokeClient(clientId: string, reason: 'client_disabled' | 'client_deleted'): Promise<number> {
+    let n = 0;
+    for (const consent of await this.deps.consents.unrevokedForClient(clientId)) {
+      if (await this.revokeGrant(consent.grant_id, reason)) n += 1;
+    }
+    return n;
+  }
+
+  private async revokeAtUpstream(grantId: string, token: string, hint: 'access_token' | 'refresh_token', clientId?: string, subject?: string): Promise<void> {
+    const upstream = this.deps.upstream?.();
+    if (!upstream) return;
+    try {
+      const done = await upstream.revoke(token, hint);
+      if (done) await this.deps.audit.record({ event: 'upstream.token_revoked', clientId, subject, details: { grant_id: grantId, token_type_hint: hint } });
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message, grantId }, 'upstream token revocation failed');
+    }
+  }
+}
+
+export function createRevocation(deps: RevocationDeps): Revocation {
+  return new Revocation(deps);
+}

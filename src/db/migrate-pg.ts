@@ -1,0 +1,77 @@
+/**
+ * Forward-only migrations for PostgreSQL (DESIGN §3, §8): the same rules as the SQLite runner
+ * (src/db/migrate.ts: `NNNN-kebab-name.sql`, consecutive, each pending file in its own
+ * transaction together with its schema_migrations row and SHA-256 checksum; an edited applied
+ * file, a gap, or a database from a newer build stops the start), over migrations/postgres/.
+ *
+ * Replicas start at once: the whole run holds a session-level advisory lock (pg_advisory_lock) on
+ * one dedicated connection, so N concurrent starts apply each file once — the first migrates, the
+ * others wait, then find nothing pending and only verify the checksums. The lock is released at
+ * the end, and by PostgreSQL itself if this process dies (the session ends).
+ */
+import { fileURLToPath } from 'node:url';
+import type pg from 'pg';
+import { checkApplied, readMigrations, type AppliedMigration, type MigrateResult } from './migrate.js';
+import type { PgSql } from './pg-sql.js';
+import { lockKey } from './sql.js';
+
+export const PG_MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/postgres/', import.meta.url));
+
+/** The advisory lock every migration run takes (and nothing else does). */
+export const MIGRATION_LOCK = 'mcp-consent-proxy:migrate';
+
+/** Apply pending PostgreSQL migrations; verify applied ones. Idempotent; safe to run concurrently. */
+export async function migratePg(sql: PgSql, dir = PG_MIGRATIONS_DIR): Promise<MigrateResult> {
+  const files = readMigrations(dir);
+  const client = await sql.pool.connect();
+  let broken: Error | undefined;
+  const onClientError = (err: Error) => {
+    broken ??= err; // the connection dropped; the pending query rejects too
+  };
+  client.on('error', onClientError);
+  try {
+    await client.query('SELECT pg_advisory_lock($1::bigint)', [lockKey(MIGRATION_LOCK)]);
+    try {
+      return await migrateLocked(client, files);
+    } finally {
+      await client.query('SELECT pg_advisory_unlock($1::bigint)', [lockKey(MIGRATION_LOCK)]).catch((err: Error) => {
+        broken = err;
+      });
+    }
+  } catch (err) {
+    broken ??= err as Error;
+    throw err;
+  } finally {
+    // A connection whose run failed is closed rather than pooled: that also ends its session,
+    // which drops the advisory lock if the unlock could not be sent.
+    client.off('error', onClientError);
+    client.release(broken ?? false);
+  }
+}
+
+async function migrateLocked(client: pg.PoolClient, files: ReturnType<typeof readMigrations>): Promise<MigrateResult> {
+  await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version BIGINT PRIMARY KEY,
+    name TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+  )`);
+  const { rows } = await client.query<AppliedMigration>('SELECT version, name, checksum FROM schema_migrations ORDER BY version');
+  checkApplied(files, rows);
+
+  const done: string[] = [];
+  for (const file of files.slice(rows.length)) {
+    await client.query('BEGIN');
+    try {
+      await client.query(file.sql); // simple query protocol: a file may hold many statements
+      await client.query('INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)', [file.version, file.name, file.checksum, new Date().toISOString()]);
+      await client.query('COMMIT');
+    } catch (err) {
+      // If even ROLLBACK fails the connection is broken; migratePg closes it. Report the cause.
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+    done.push(file.name);
+  }
+  return { applied: done, current: files.length };
+}

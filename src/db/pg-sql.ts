@@ -1,0 +1,233 @@
+/**
+ * The PostgreSQL engine of the Sql interface (src/db/sql.ts) over node-postgres (`pg`), for
+ * replicas (DESIGN §4 `DATABASE_URL`, §8).
+ *
+ * - DATABASE_URL: `postgres://…` or `postgresql://…`; `?host=/socket/dir` connects through that
+ *   unix socket directory (and any libpq-style parameter pg understands may follow). Any other
+ *   scheme is refused, without echoing the URL (it may hold a password).
+ * - A Pool of at most `poolMax` connections (DATABASE_POOL_MAX; default 10). Waiting for a free
+ *   connection is bounded (`connectTimeoutMs`) so an exhausted pool fails a request instead of
+ *   hanging it. An idle connection that breaks is dropped by the pool and reported to `onError`.
+ * - Statements outside a transaction go to the pool. `transaction(fn)` checks out one client,
+ *   BEGIN … COMMIT, and every statement issued in fn's async context (AsyncLocalStorage) runs on
+ *   that client; the client is released afterwards — destroyed instead when its connection broke
+ *   or ROLLBACK failed (a broken connection is never handed to the next request), and its 'error'
+ *   event is listened to while it is checked out (unheard, it would crash the process).
+ * - `?` placeholders become `$1..$n` (src/db/sql.ts toPositional), cached per SQL text.
+ * - BIGINT (INT8) values come back as JS numbers, through a type parser set on this pool's own
+ *   types (pg's global parsers are untouched); a value beyond 2^53 fails the query rather than lose
+ *   precision.
+ * - Named prepared statements, one per SQL text (the name is a hash of the text), parsed once per
+ *   connection: for a one-row SELECT by primary key they beat unnamed statements (Parse + plan on
+ *   every call) by about a third in throughput and latency (test/bench/pg-prepared.ts; figures in
+ *   the commit that chose them). `preparedStatements: false` turns them off, for a connection
+ *   pooler in transaction mode that does not track them (PgBouncer before 1.21).
+ * - A prepared `SELECT *` / `RETURNING *` fails with "cached plan must not change result type" once
+ *   another replica's migration changed the table (a rolling deploy). The driver then renames all
+ *   its statements (a new epoch, so every connection parses afresh) and, outside a transaction,
+ *   retries the statement once (safe: the error comes before the statement ran); inside one the
+ *   transaction fails (PostgreSQL has aborted it) and the next one works. Stores name the columns they read, which avoids the failure altogether.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { createHash } from 'node:crypto';
+import pg from 'pg';
+import { BoundedCache, checkParams, lockKey, lockOutsideTransaction, toPositional, TransactionAbortedError, type Sql } from './sql.js';
+
+const INT8_OID = 20;
+const PLACEHOLDER_CACHE_MAX = 1000;
+
+export interface PgSqlOptions {
+  /** DATABASE_URL */
+  url: string;
+  /** DATABASE_POOL_MAX: connections this process may hold (default 10) */
+  poolMax?: number;
+  /** how long a statement waits for a free pool connection before failing (default 10 s) */
+  connectTimeoutMs?: number;
+  /** errors of idle pool connections (the pool has already dropped the connection) */
+  onError?: (err: Error) => void;
+  /** named prepared statements (default true); false for poolers that cannot carry them */
+  preparedStatements?: boolean;
+}
+
+interface Statement {
+  /** the SQL with $1..$n */
+  text: string;
+  /** hash of the text; the statement's name is `s<epoch>_<hash>` */
+  hash: string;
+}
+
+/** A prepared plan whose result columns changed under it (ALTER TABLE by a newer replica). */
+function isStalePlan(err: unknown): boolean {
+  return (err as { code?: unknown }).code === '0A000' && /cached plan must not change result type/.test((err as Error).message);
+}
+
+export class DatabaseUrlError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DatabaseUrlError';
+  }
+}
+
+/** Whether DATABASE_URL names PostgreSQL. Only the scheme is looked at. */
+export function isPostgresUrl(url: string): boolean {
+  return /^postgres(?:ql)?:\/\//i.test(url);
+}
+
+function parseInt8(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n)) throw new RangeError(`BIGINT value ${value} is beyond JavaScript's safe integers`);
+  return n;
+}
+
+class Tx {
+  /** fn has settled: statements from its context from now on go to the pool */
+  closing = false;
+  failed: unknown = undefined;
+  constructor(readonly client: pg.PoolClient) {}
+}
+
+export class PgSql implements Sql {
+  readonly engine = 'postgres' as const;
+  /** the pool, for the migration runner's session-level advisory lock (src/db/migrate-pg.ts) */
+  readonly pool: pg.Pool;
+  readonly #context = new AsyncLocalStorage<Tx>();
+  readonly #statements = new BoundedCache<Statement>(PLACEHOLDER_CACHE_MAX);
+  readonly #prepared: boolean;
+  #epoch = 0;
+
+  constructor(options: PgSqlOptions) {
+    if (!isPostgresUrl(options.url)) throw new DatabaseUrlError('DATABASE_URL must start with postgres:// or postgresql://');
+    const types = new pg.TypeOverrides();
+    types.setTypeParser(INT8_OID, parseInt8);
+    this.pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.poolMax ?? 10,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+      application_name: 'mcp-consent-proxy',
+      types,
+    });
+    this.#prepared = options.preparedStatements ?? true;
+    const onError = options.onError;
+    this.pool.on('error', (err) => onError?.(err));
+  }
+
+  #statement(sql: string): Statement {
+    let stmt = this.#statements.get(sql);
+    if (stmt === undefined) {
+      const text = toPositional(sql).text;
+      stmt = { text, hash: createHash('sha256').update(text).digest('hex').slice(0, 32) };
+      this.#statements.set(sql, stmt);
+    }
+    return stmt;
+  }
+
+  #config(stmt: Statement, values: unknown[]): pg.QueryConfig {
+    return this.#prepared ? { name: `s${this.#epoch}_${stmt.hash}`, text: stmt.text, values } : { text: stmt.text, values };
+  }
+
+  async #query(sql: string, params: readonly unknown[]): Promise<pg.QueryResult> {
+    checkParams(params);
+    const stmt = this.#statement(sql);
+    const values = params as unknown[];
+    const tx = this.#context.getStore();
+    if (tx === undefined || tx.closing) {
+      try {
+        return await this.pool.query(this.#config(stmt, values));
+      } catch (err) {
+        if (!isStalePlan(err)) throw err;
+        this.#epoch++;
+        return await this.pool.query(this.#config(stmt, values));
+      }
+    }
+    if (tx.failed !== undefined) throw new TransactionAbortedError(tx.failed);
+    try {
+      return await tx.client.query(this.#config(stmt, values));
+    } catch (err) {
+      if (isStalePlan(err)) this.#epoch++;
+      tx.failed ??= err;
+      throw err;
+    }
+  }
+
+  async one<T>(sql: string, params: readonly unknown[] = []): Promise<T | undefined> {
+    return (await this.#query(sql, params)).rows[0] as T | undefined;
+  }
+
+  /** Always a round trip: a promise. */
+  oneNow<T>(sql: string, params: readonly unknown[] = []): Promise<T | undefined> {
+    return this.one<T>(sql, params);
+  }
+
+  inTransaction(): boolean {
+    const tx = this.#context.getStore();
+    return tx !== undefined && !tx.closing;
+  }
+
+  async all<T>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
+    return (await this.#query(sql, params)).rows as T[];
+  }
+
+  async run(sql: string, params: readonly unknown[] = []): Promise<{ changes: number }> {
+    return { changes: (await this.#query(sql, params)).rowCount ?? 0 };
+  }
+
+  async transaction<T>(fn: () => Promise<T>): Promise<T> {
+    const current = this.#context.getStore();
+    if (current !== undefined && !current.closing) {
+      // Nested: join. There is no partial rollback, so a throw dooms the whole transaction.
+      try {
+        return await fn();
+      } catch (err) {
+        current.failed ??= err;
+        throw err;
+      }
+    }
+    const client = await this.pool.connect();
+    const tx = new Tx(client);
+    let broken: Error | undefined;
+    // A checked-out client whose connection drops emits 'error'; unheard, that event would crash
+    // the process. The failing query rejects as well; the client is destroyed on release.
+    const onClientError = (err: Error) => {
+      broken ??= err;
+    };
+    client.on('error', onClientError);
+    try {
+      await client.query('BEGIN');
+      let result: T;
+      try {
+        result = await this.#context.run(tx, fn);
+      } catch (err) {
+        tx.failed ??= err;
+      }
+      tx.closing = true;
+      if (tx.failed !== undefined) throw tx.failed;
+      await client.query('COMMIT');
+      return result!;
+    } catch (err) {
+      tx.closing = true;
+      try {
+        await client.query('ROLLBACK');
+      } catch (rollbackError) {
+        broken = rollbackError as Error;
+      }
+      throw err;
+    } finally {
+      client.off('error', onClientError);
+      client.release(broken ?? false);
+    }
+  }
+
+  async lock(name: string): Promise<void> {
+    const tx = this.#context.getStore();
+    if (tx === undefined || tx.closing) throw lockOutsideTransaction();
+    await this.#query('SELECT pg_advisory_xact_lock(CAST(? AS BIGINT))', [lockKey(name)]);
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+export function openPgSql(options: PgSqlOptions): PgSql {
+  return new PgSql(options);
+}

@@ -1,0 +1,30 @@
+/**
+ * CORS for the gateway's routes (src/flow/8-gateway.ts): an allowed browser origin (GW-10,
+ * ALLOWED_ORIGINS; a foreign one never gets here) may read the response and the MCP headers, its
+ * preflight is answered here, and a method the route does not serve is 405.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { jsonRpcError } from './forward.js';
+
+const CORS_ALLOW_HEADERS = 'authorization, content-type, accept, mcp-session-id, mcp-protocol-version, last-event-id';
+
+/** CORS headers for an allowed origin, the preflight and the method; true when the request was answered here. */
+export function answerPreflight(req: IncomingMessage, res: ServerResponse, methods: readonly string[]): boolean {
+  const origin = req.headers.origin;
+  if (origin !== undefined) {
+    res.setHeader('Access-Control-Allow-Origin', origin);
+    res.setHeader('Vary', 'Origin');
+    res.setHeader('Access-Control-Expose-Headers', 'mcp-session-id, www-authenticate');
+  }
+  if (req.method === 'OPTIONS') {
+    res.writeHead(204, { 'Access-Control-Allow-Methods': methods.join(', '), 'Access-Control-Allow-Headers': CORS_ALLOW_HEADERS, 'Access-Control-Max-Age': '600' });
+    res.end();
+    return true;
+  }
+  if (!methods.includes(req.method as string)) {
+    res.setHeader('Allow', methods.join(', '));
+    jsonRpcError(res, 405, 'Method not allowed');
+    return true;
+  }
+  return false;
+}

@@ -1,0 +1,152 @@
+/**
+ * The composition root's shared floor — what the server and the CLI both wire, wired once:
+ * - `openStorage`: the secret (SECRET_KEY, or the one generated into the data directory) → the
+ *   key ring → the database (SQLite, or PostgreSQL with DATABASE_URL), migrated → every store
+ *   (src/store/index.ts);
+ * - `createCore`: storage → the audit service with its checkpoint file (DESIGN §9) → the upstream
+ *   client (when one is configured) → the revocation cascade → the operator actions.
+ * The server adds the provider, the pages and the gateway (src/runtime/server.ts); the CLI uses
+ * the core as it is (src/cli/context.ts).
+ */
+import type { Logger } from 'pino';
+import type { Config, UpstreamConfig } from '../config/load.js';
+import { KeyRing } from '../crypto/keys.js';
+import { resolveSecretKey } from '../crypto/secret-file.js';
+import { migrate } from '../db/migrate.js';
+import { after, type Sql } from '../db/sql.js';
+import { openSqliteSql } from '../db/sqlite-sql.js';
+import { PgSql } from '../db/pg-sql.js';
+import { migratePg } from '../db/migrate-pg.js';
+import { createStores, type Stores } from '../store/index.js';
+import type { NewAuditRow } from '../store/audit-log.js';
+import { Audit } from '../audit/audit.js';
+import { checkpointPath, createCheckpointWriter } from '../audit/checkpoint.js';
+import { createUpstreamClient, UpstreamError, type UpstreamClient } from '../upstream/presets.js';
+import { createRevocation, type Revocation } from '../consent/revocation.js';
+import { createAdminOps, type AdminOps } from '../consent/operations.js';
+
+export interface Storage {
+  keys: KeyRing;
+  /** the database behind every store (src/db/sql.ts) */
+  sql: Sql;
+  stores: Stores;
+}
+
+export interface StorageOptions {
+  log: Logger;
+  /** the CLI: never create the database or a secret (they come from the server) */
+  mustExist?: boolean;
+}
+
+export class MissingSecretError extends Error {}
+
+/** The secret, the database (migrated) and every store. */
+export async function openStorage(config: Readonly<Config>, options: StorageOptions): Promise<Storage> {
+  const { log } = options;
+  const secret = resolveSecretKey(config.secretKey, config.dataDir, { create: !options.mustExist });
+  if (!secret) {
+    throw new MissingSecretError(
+      `SECRET_KEY is not set and no secret.key is in ${config.dataDir}: run this command with the server's SECRET_KEY — it writes audit rows, which are MAC'd with a key derived from it`,
+    );
+  }
+  if (secret.generatedFile && !options.mustExist) {
+    log.warn(
+      { file: secret.generatedFile },
+      secret.created
+        ? 'SECRET_KEY is not set: generated a new one into the data directory. Set SECRET_KEY (and back it up) for production.'
+        : 'SECRET_KEY is not set: using the one generated earlier in the data directory. Set SECRET_KEY for production.',
+    );
+  }
+  const keys = new KeyRing(secret.key, config.secretKeyPrevious);
+  const sql = await openMigrated(config, options);
+  // The audit chain's MAC key (DESIGN §9): in memory only, never in the database.
+  return { keys, sql, stores: createStores(sql, keys, { auditKey: keys.auditKey }) };
+}
+
+/** The configured database, migrated: which engine, and what migrating did. */
+export interface OpenedDatabase {
+  sql: Sql;
+  /** migrations applied just now, and the schema version */
+  applied: string[];
+  current: number;
+  /** where it is, for messages: the SQLite file, or "PostgreSQL (DATABASE_URL)" — never the URL, which may hold a password */
+  where: string;
+}
+
+/**
+ * The engine chosen by configuration (DESIGN §4, §8): PostgreSQL when DATABASE_URL is set (a pool
+ * of DATABASE_POOL_MAX connections; migrated under an advisory lock, so replicas starting at once
+ * migrate once), else SQLite at DATABASE_PATH. Closed again when migrating fails.
+ */
+export async function openConfiguredDatabase(config: Readonly<Config>, options: { log: Logger; mustExist?: boolean }): Promise<OpenedDatabase> {
+  if (config.databaseUrl) {
+    const sql = new PgSql({ url: config.databaseUrl, poolMax: config.databasePoolMax, onError: (err) => options.log.error({ err }, 'an idle PostgreSQL connection failed') });
+    try {
+      return { sql, ...(await migratePg(sql)), where: 'PostgreSQL (DATABASE_URL)' };
+    } catch (err) {
+      await sql.close();
+      throw err;
+    }
+  }
+  const sql = openSqliteSql(config.databasePath, { mustExist: options.mustExist ?? false, synchronous: config.databaseSynchronous });
+  try {
+    return { sql, ...migrate(sql.db), where: config.databasePath };
+  } catch (err) {
+    await sql.close();
+    throw err;
+  }
+}
+
+async function openMigrated(config: Readonly<Config>, options: StorageOptions): Promise<Sql> {
+  const { sql, applied } = await openConfiguredDatabase(config, options);
+  if (applied.length) options.log.info({ applied }, 'database migrated');
+  return sql;
+}
+
+export interface CoreOptions {
+  log: Logger;
+  /** sees every audit record as it is made (metrics) */
+  observeAudit?: (row: NewAuditRow) => void;
+  /** the upstream to use when the configuration names none (demo mode's embedded IdP) */
+  upstream?: UpstreamConfig;
+}
+
+export interface Core extends Storage {
+  config: Readonly<Config>;
+  log: Logger;
+  audit: Audit;
+  /** the upstream client (U); throws when none is configured */
+  upstream(): UpstreamClient;
+  revocation: Revocation;
+  ops: AdminOps;
+}
+
+/** On open storage: the audit service, U, the revocation cascade and the operator actions. */
+export function createCore(config: Readonly<Config>, storage: Storage, options: CoreOptions): Core {
+  const { log } = options;
+  const { keys, stores } = storage;
+  const checkpoint = checkpointPath(config);
+  const audit = new Audit(stores.auditLog, log, {
+    observe: options.observeAudit,
+    // The file moves only forward along the chain it recorded (a cut log never overwrites it).
+    checkpoint: checkpoint
+      ? createCheckpointWriter(checkpoint, keys.auditKey, log, { keys: keys.auditKeys(), holds: (seq, mac) => after(stores.auditLog.hashAt(seq), (hash) => hash === mac) })
+      : undefined,
+  });
+  const upstreamConfig = config.upstream ?? options.upstream;
+  const upstreamClient = upstreamConfig ? createUpstreamClient(upstreamConfig, config.urls.upstreamCallback, { dangerouslyAllowInsecureHttp: config.dangerouslyAllowInsecureHttp }) : undefined;
+  const upstream = () => {
+    if (!upstreamClient) throw new UpstreamError('unreachable', 'no upstream is configured');
+    return upstreamClient;
+  };
+  const revocation = createRevocation({
+    transaction: stores.transaction,
+    consents: stores.consents,
+    models: stores.models,
+    upstreamTokens: stores.upstreamTokens,
+    audit,
+    log,
+    upstream: () => upstreamClient,
+  });
+  return { ...storage, config, log, audit, upstream, revocation, ops: createAdminOps({ stores, revocation, audit }) };
+}

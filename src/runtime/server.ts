@@ -1,0 +1,220 @@
+/**
+ * The server's composition root: configuration → logger → storage (secret, database,
+ * migrations, stores) → demo mode when on → the core (audit, U, revocation, operator actions) →
+ * provider → gateway services → app. `createRuntime` never listens; `listen` does, and returns a
+ * graceful `close()` (finish in-flight requests); `dispose()` stops timers, flushes the audit
+ * queue and closes the database (SQLite's connection, or PostgreSQL's pool).
+ */
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { Express } from 'express';
+import type { Config } from '../config/load.js';
+import type { Sql } from '../db/sql.js';
+import { createLogger } from '../log/logger.js';
+import { createCookieJar } from '../http/cookies.js';
+import { createCsrf } from '../http/csrf.js';
+import { createMetrics, type Metrics } from '../http/metrics.js';
+import { createTokenCheck } from '../gateway/token-check.js';
+import { createUpstreamTokenSource } from '../gateway/upstream-token.js';
+import { createSessionBinding } from '../gateway/sessions.js';
+import { coalescedReads } from '../gateway/generation.js';
+import { createForwarder, type Forwarder } from '../gateway/forward.js';
+import { scheduleCheckpointLog } from '../audit/checkpoint-log.js';
+import { createRefusalTally } from '../audit/refusal-tally.js';
+import { createRefusalBudget } from '../audit/refusal-budget.js';
+import { createProvider } from '../provider/configuration.js';
+import { bridgeProviderEvents } from '../provider/events.js';
+import { createViews, type Views } from '../views/render.js';
+import type Provider from 'oidc-provider';
+import { providerErrorRenderer } from '../errors/render.js';
+import { buildApp, gatewayFront, type AppDeps, type GatewayServices } from './app.js';
+import { scheduleMaintenance } from './maintenance.js';
+import { createCore, openStorage, type Core } from './core.js';
+import { startDemo } from './demo.js';
+import { loadOrCreateJwks } from './jwks.js';
+
+export interface RuntimeOptions {
+  /** a ready logger (tests capture lines); default: pino on stdout at LOG_LEVEL */
+  log?: Logger;
+  /** run housekeeping on a timer (off in tests that drive it themselves) */
+  maintenance?: boolean;
+  /** the clock of time-bucketed records (the refusal tally's minutes); tests pass a fake one */
+  now?: () => number;
+}
+
+export interface Runtime extends AppDeps {
+  /** the database behind every store (tests and the benchmark read it directly, in portable SQL) */
+  sql: Sql;
+  metrics: Metrics;
+  app: Express;
+  /** the HTTP request listener: the gateway in front of the express app */
+  handler: (req: IncomingMessage, res: ServerResponse) => void;
+  /** stop timers, flush the audit queue, close the database; resolves when done */
+  dispose(): Promise<void>;
+}
+
+/** Gateway services: the token check, U's tokens, MCP session bindings and a forwarder per resource. */
+function createGatewayServices(core: Core, mcpUrl: URL | undefined): GatewayServices {
+  const { config, stores, audit } = core;
+  const forwarders = new Map<string, Forwarder>();
+  const forwardOptions = { timeoutMs: config.gateway.timeoutMs, maxBodyBytes: config.gateway.maxBodyBytes };
+  if (mcpUrl) forwarders.set(config.urls.mcpResource, createForwarder(mcpUrl, forwardOptions));
+  for (const route of config.gateway.routes) forwarders.set(route.resource, createForwarder(route.target, forwardOptions));
+  // DESIGN §8: every request uses a generation read issued after it arrived (src/gateway/generation.ts).
+  const generation = coalescedReads(() => stores.generation.current());
+  return {
+    checkToken: createTokenCheck(stores.models, stores.consents, generation),
+    upstreamTokens: createUpstreamTokenSource({ store: stores.upstreamTokens, upstream: core.upstream, revocation: core.revocation, audit, generation }),
+    sessions: createSessionBinding(stores.mcpSessions),
+    forwarders,
+    generation,
+    streams: new Set<ServerResponse>(),
+  };
+}
+
+/** Housekeeping on a timer (src/runtime/maintenance.ts); returns the function that stops it. */
+function startMaintenance(core: Core, gateway: GatewayServices): () => Promise<void> {
+  const { stores, config, audit, log, revocation } = core;
+  return scheduleMaintenance({
+    models: stores.models,
+    clientsMeta: stores.clientsMeta,
+    audit,
+    log,
+    clientIdleSeconds: config.ttl.clientIdle,
+    extraPurges: [
+      () => stores.transactions.purgeExpired(),
+      () => stores.browserSessions.purgeExpired(),
+      () => stores.adminSessions.purgeExpired(config.ttl.adminIdle),
+      () => gateway.sessions.purgeIdle(),
+    ],
+    onClientExpired: (clientId) => revocation.revokeClient(clientId, 'client_deleted'),
+  });
+}
+
+/** The authorization-server engine, its signing keys and its events bridged to the audit log. */
+async function startProvider(core: Core, views: Views): Promise<Provider> {
+  const { config, keys, stores, audit, log, revocation } = core;
+  const provider = createProvider({
+    config,
+    keys,
+    models: stores.models,
+    isClientDisabled: (clientId) => stores.clientsMeta.isDisabled(clientId),
+    jwks: await loadOrCreateJwks(stores.sealed, 'jwks'),
+    renderError: providerErrorRenderer(views),
+  });
+  bridgeProviderEvents(provider, { audit, clientsMeta: stores.clientsMeta, log, onGrantRevoked: (grantId) => revocation.revokeGrant(grantId, 'grant_revoked') });
+  return provider;
+}
+
+export async function createRuntime(config: Readonly<Config>, options: RuntimeOptions = {}): Promise<Runtime> {
+  const log = options.log ?? createLogger(config.logLevel);
+  for (const warning of config.warnings) log.warn(warning);
+  const storage = await openStorage(config, { log });
+  const { stores, keys, sql } = storage;
+  const views = createViews({ base: config.urls.basePath, demo: config.demo });
+  const demo = config.demo ? await startDemo(config, storage, views) : undefined;
+  const metrics = createMetrics();
+  const core = createCore(config, storage, { log, upstream: demo?.upstream, observeAudit: (row) => metrics.observeAudit(row) });
+  const { audit } = core;
+  // The head in the logs too, for log shipping: a checkpoint a database writer cannot reach.
+  const stopCheckpointLog = scheduleCheckpointLog(() => stores.auditLog.tip(), log);
+  const refusals = createRefusalBudget({ budget: config.rateLimits.rejected, tally: createRefusalTally(audit, { now: options.now }), log });
+  const cookies = createCookieJar(keys, config.urls.secureContext);
+  const provider = await startProvider(core, views);
+  const gateway = createGatewayServices(core, demo ? demo.mcpUrl : config.mcpUpstreamUrl);
+  const deps: AppDeps = {
+    ...core,
+    refusals,
+    metrics,
+    cookies,
+    csrf: createCsrf(keys, cookies),
+    provider,
+    views,
+    gateway,
+    demo: demo ? { idpRouter: demo.idpRouter, mcpUrl: demo.mcpUrl?.href } : undefined,
+  };
+  const app = buildApp(deps);
+  const handler = gatewayFront(deps, app);
+  const stopMaintenance = options.maintenance === false ? async () => {} : startMaintenance(core, gateway);
+  let disposed: Promise<void> | undefined;
+  return {
+    ...deps,
+    sql,
+    app,
+    handler,
+    dispose: () =>
+      (disposed ??= (async () => {
+        await stopMaintenance();
+        for (const forwarder of gateway.forwarders.values()) void forwarder.close();
+        demo?.close();
+        refusals.close();
+        await audit.flush();
+        await stopCheckpointLog();
+        await sql.close();
+      })()),
+  };
+}
+
+export interface RunningServer {
+  server: Server;
+  url: string;
+  close(): Promise<void>;
+}
+
+const CLIENT_ERROR_TEXT: Record<number, string> = {
+  400: 'The request is malformed.',
+  408: 'The request took too long to arrive.',
+  413: 'The request is too large.',
+  431: 'The request headers are too large.',
+};
+
+/**
+ * Node's HTTP parser refuses a request before any handler sees it (a malformed request line,
+ * header or chunk, headers or URL over 16 KiB): answer with a JSON 4xx like every other refusal
+ * (DESIGN §9), instead of Node's bare 400 without a content type. Attached to every server that
+ * serves `runtime.handler`.
+ */
+export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  // A response already under way on this connection (keep-alive) cannot be replaced.
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW' ? 413 : 400;
+  const body = JSON.stringify({ error: 'invalid_request', error_description: CLIENT_ERROR_TEXT[status] });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+/** Listen on HOST:PORT; resolves once listening. */
+export function listen(runtime: Runtime, port = runtime.config.port, host = runtime.config.host): Promise<RunningServer> {
+  const server = createServer(runtime.handler);
+  server.on('clientError', answerClientError);
+  server.keepAliveTimeout = 65_000;
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const address = server.address() as AddressInfo;
+      resolve({
+        server,
+        url: `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`,
+        // Stop accepting, let in-flight requests finish, and close each keep-alive connection
+        // as soon as it falls idle (Node closes only the ones idle at the moment of close()).
+        close: () =>
+          new Promise<void>((done) => {
+            const sweep = setInterval(() => server.closeIdleConnections(), 50);
+            server.close(() => {
+              clearInterval(sweep);
+              done();
+            });
+            server.closeIdleConnections();
+          }),
+      });
+    });
+  });
+}

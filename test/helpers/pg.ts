@@ -1,0 +1,91 @@
+/**
+ * PostgreSQL for tests. `TEST_DATABASE_URL` names a cluster and a superuser (`.ci/pg-cluster.sh
+ * start` prints one); each test file gets a database of its own, created from template0 and
+ * dropped (WITH (FORCE): connections a failed test left open do not keep it) when the file ends.
+ *
+ * PostgreSQL test files are named `*.pg.test.ts`. test/vitest.config.ts leaves them out when
+ * neither TEST_DATABASE_URL nor CI is set (a developer without a cluster); in CI they always run,
+ * and without TEST_DATABASE_URL they fail with the message below.
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll } from 'vitest';
+
+export const MISSING_URL =
+  'TEST_DATABASE_URL is not set: the PostgreSQL tests (*.pg.test.ts) need a cluster. Start a throwaway one with ' +
+  '`eval "$(.ci/pg-cluster.sh start)"` (stop it with `.ci/pg-cluster.sh stop`); in CI, .ci/run must start it and export the URL.';
+
+export function testDatabaseUrl(): string {
+  const url = process.env.TEST_DATABASE_URL;
+  if (!url) throw new Error(MISSING_URL);
+  return url;
+}
+
+/** `url` with its database name replaced (the path), keeping user, host, port and parameters. */
+export function withDatabase(url: string, database: string): string {
+  const match = /^(postgres(?:ql)?:\/\/[^/?#]*)(?:\/[^?#]*)?(.*)$/i.exec(url);
+  if (!match) throw new Error('TEST_DATABASE_URL must be a postgres:// or postgresql:// URL');
+  return `${match[1]}/${encodeURIComponent(database)}${match[2]}`;
+}
+
+async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: testDatabaseUrl() });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+export interface TestDatabase {
+  name: string;
+  url: string;
+  drop(): Promise<void>;
+}
+
+/** A new, empty database on the test cluster. */
+export async function createTestDatabase(label = 'test'): Promise<TestDatabase> {
+  const name = `t_${label.toLowerCase().replace(/[^a-z0-9]+/g, '_').slice(0, 30)}_${process.pid}_${randomBytes(4).toString('hex')}`;
+  await admin((c) => c.query(`CREATE DATABASE ${pg.escapeIdentifier(name)} TEMPLATE template0 ENCODING 'UTF8'`));
+  return {
+    name,
+    url: withDatabase(testDatabaseUrl(), name),
+    drop: () => admin((c) => c.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`)).then(() => undefined),
+  };
+}
+
+/**
+ * One database for the calling test file: created before its tests, dropped after them. Read
+ * `.url` inside hooks and tests.
+ */
+export function pgDatabasePerFile(label: string): { readonly url: string; readonly name: string } {
+  let db: TestDatabase | undefined;
+  beforeAll(async () => {
+    db = await createTestDatabase(label);
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+  return {
+    get url() {
+      if (!db) throw new Error(MISSING_URL);
+      return db.url;
+    },
+    get name() {
+      if (!db) throw new Error(MISSING_URL);
+      return db.name;
+    },
+  };
+}
+
+/** The cluster's unix socket directory and port (for `?host=/socket/dir` URLs). */
+export async function clusterSocket(): Promise<{ dir: string; port: number }> {
+  return admin(async (c) => {
+    const dirs = (await c.query<{ d: string }>("SELECT current_setting('unix_socket_directories') AS d")).rows[0]!.d;
+    const port = Number((await c.query<{ p: string }>("SELECT current_setting('port') AS p")).rows[0]!.p);
+    const dir = dirs.split(',')[0]!.trim();
+    if (!dir) throw new Error('the test cluster listens on no unix socket');
+    return { dir, port };
+  });
+}

@@ -1,0 +1,39 @@
+/**
+ * The masking production uses (src/audit/audit.ts `maskedCanonicalJson`, applied to every row's
+ * details): canonical JSON (keys sorted at every depth), credential-like keys masked at any depth,
+ * long strings cut (DESIGN §3 "Nothing secret is ever in a row", §9 the 256-character cap).
+ */
+import { describe, expect, it } from 'vitest';
+import { maskedCanonicalJson } from '../../src/audit/audit.js';
+import { MAX_STORED_STRING } from '../../src/audit/limits.js';
+
+describe('audit details masking (maskedCanonicalJson)', () => {
+  it('sorts keys at every depth, so the same details always give the same text', () => {
+    expect(maskedCanonicalJson({ b: 1, a: { d: [1, { z: 0, y: 1 }], c: null } })).toBe('{"a":{"c":null,"d":[1,{"y":1,"z":0}]},"b":1}');
+  });
+
+  it('masks the values of credential-like keys at any depth, inside arrays too', () => {
+    const secret = 'raw-secret-value-0123456789';
+    const text = maskedCanonicalJson({
+      access_token: secret,
+      nested: { refresh_token: secret, client_secret: secret, code: secret, state: secret, nonce: secret, code_verifier: secret, authorization: secret, cookie: secret, password: secret },
+      list: [{ id_token: secret }, { jti: secret }],
+      keep: 'visible',
+    });
+    expect(text).not.toContain(secret);
+    expect(text.match(/"\[masked\]"/g)).toHaveLength(12);
+    expect(text).toContain('"keep":"visible"');
+  });
+
+  it('cuts over-long strings to the stored cap, marked with an ellipsis', () => {
+    const parsed = JSON.parse(maskedCanonicalJson({ origin: 'x'.repeat(5000), deep: [{ path: 'y'.repeat(300) }] })) as { origin: string; deep: { path: string }[] };
+    expect(parsed.origin.length).toBeLessThanOrEqual(MAX_STORED_STRING);
+    expect(parsed.origin.endsWith('…')).toBe(true);
+    expect((parsed.deep[0] as { path: string }).path.length).toBeLessThanOrEqual(MAX_STORED_STRING);
+  });
+
+  it('drops undefined members and writes other scalars as JSON', () => {
+    expect(maskedCanonicalJson({ a: undefined, b: true, c: 1.5, d: 'x' })).toBe('{"b":true,"c":1.5,"d":"x"}');
+    expect(maskedCanonicalJson(undefined)).toBe('null');
+  });
+});
