@@ -63,9 +63,7 @@ export type AddressRefusal =
 /** How an IPv4 was embedded in the IPv6 address that was judged by it. */
 export type EmbeddingForm = 'ipv4_mapped' | 'ipv4_translated' | 'ipv4_compatible' | 'nat64';
 
-export type AddressVerdict =
-  | { public: true; address: string; family: 4 | 6; via?: EmbeddingForm }
-  | { public: false; address: string; reason: AddressRefusal; range: string; via?: EmbeddingForm };
+export type AddressVerdict = { public: true; address: string; family: 4 | 6; via?: EmbeddingForm } | { public: false; address: string; reason: AddressRefusal; range: string; via?: EmbeddingForm };
 
 interface Rule {
   cidr: string;

@@ -47,9 +47,7 @@ export interface CachingHeaders {
   age?: string;
 }
 
-export type LoadResult<T> =
-  | ({ ok: true; value: T; fetchedAt: number } & CachingHeaders)
-  | { ok: false; reason: string; detail: string; fetchedAt: number };
+export type LoadResult<T> = ({ ok: true; value: T; fetchedAt: number } & CachingHeaders) | { ok: false; reason: string; detail: string; fetchedAt: number };
 
 export type CacheOutcome<T> = LoadResult<T> & {
   /** true when served from the cache without a load */
@@ -92,7 +90,12 @@ function directives(header: string): Map<string, (string | true)[]> {
     const [rawName, ...rest] = part.split('=');
     const name = (rawName ?? '').trim().toLowerCase();
     if (!name) continue;
-    const value: string | true = rest.length ? rest.join('=').trim().replace(/^"(.*)"$/, '$1') : true;
+    const value: string | true = rest.length
+      ? rest
+          .join('=')
+          .trim()
+          .replace(/^"(.*)"$/, '$1')
+      : true;
     parsed.set(name, [...(parsed.get(name) ?? []), value]);
   }
   return parsed;
@@ -146,36 +149,35 @@ export interface CimdCache<T> {
   readonly size: number;
 }
 
-export function createCimdCache<T>(options: CimdCacheOptions<T>): CimdCache<T> {
-  const now = options.now ?? Date.now;
-  const maxEntries = options.maxEntries ?? MAX_ENTRIES;
-  const bounds: FreshnessBounds = {
-    minTtlMs: options.minTtlMs ?? MIN_TTL_MS,
-    maxTtlMs: options.maxTtlMs ?? MAX_TTL_MS,
-    defaultTtlMs: options.defaultTtlMs ?? DEFAULT_TTL_MS,
-  };
-  const negativeTtlMs = options.negativeTtlMs ?? NEGATIVE_TTL_MS;
-  const negativeReasons = options.negativeReasons ?? NEGATIVE_CACHE_REASONS;
-  const store = new Map<string, Entry<T>>();
-  const inflight = new Map<string, Promise<CacheOutcome<T>>>();
+/** The cache's memory: entries in recency order, bounded, and what a load outcome does to them. */
+class Entries<T> {
+  readonly map = new Map<string, Entry<T>>();
 
-  const touch = (url: string, entry: Entry<T>) => {
-    store.delete(url);
-    store.set(url, entry); // Map order = recency
-    while (store.size > maxEntries) store.delete(store.keys().next().value as string);
-  };
+  constructor(
+    private readonly maxEntries: number,
+    private readonly bounds: FreshnessBounds,
+    private readonly negativeTtlMs: number,
+    private readonly negativeReasons: ReadonlySet<string>,
+  ) {}
 
-  const record = (url: string, result: LoadResult<T>): CacheOutcome<T> => {
-    const previous = store.get(url);
+  touch(url: string, entry: Entry<T>): void {
+    this.map.delete(url);
+    this.map.set(url, entry); // Map order = recency
+    while (this.map.size > this.maxEntries) this.map.delete(this.map.keys().next().value as string);
+  }
+
+  /** Store a load's outcome (a success for its freshness, a failure only for the listed reasons). */
+  record(url: string, result: LoadResult<T>): CacheOutcome<T> {
+    const previous = this.map.get(url);
     const at = result.fetchedAt;
     let expiresAt = at;
     if (result.ok) {
-      const lifetime = freshnessLifetimeMs(result, at, bounds);
+      const lifetime = freshnessLifetimeMs(result, at, this.bounds);
       if (lifetime !== null) expiresAt = at + lifetime;
-      touch(url, { outcome: result, expiresAt, lastFetchAt: at, failures: 0 });
+      this.touch(url, { outcome: result, expiresAt, lastFetchAt: at, failures: 0 });
     } else {
-      if (negativeReasons.has(result.reason)) expiresAt = at + negativeTtlMs;
-      touch(url, {
+      if (this.negativeReasons.has(result.reason)) expiresAt = at + this.negativeTtlMs;
+      this.touch(url, {
         outcome: result,
         expiresAt,
         lastFetchAt: at,
@@ -184,13 +186,35 @@ export function createCimdCache<T>(options: CimdCacheOptions<T>): CimdCache<T> {
       });
     }
     return { ...result, fromCache: false, expiresAt };
+  }
+
+  info(): CacheEntryInfo[] {
+    return [...this.map.entries()].map(([url, entry]) => ({
+      url,
+      ok: entry.outcome?.ok ?? false,
+      lastFetchAt: entry.lastFetchAt,
+      expiresAt: entry.expiresAt,
+      failures: entry.failures,
+      ...(entry.lastFailure ? { lastFailure: entry.lastFailure } : {}),
+    }));
+  }
+}
+
+export function createCimdCache<T>(options: CimdCacheOptions<T>): CimdCache<T> {
+  const now = options.now ?? Date.now;
+  const bounds: FreshnessBounds = {
+    minTtlMs: options.minTtlMs ?? MIN_TTL_MS,
+    maxTtlMs: options.maxTtlMs ?? MAX_TTL_MS,
+    defaultTtlMs: options.defaultTtlMs ?? DEFAULT_TTL_MS,
   };
+  const store = new Entries<T>(options.maxEntries ?? MAX_ENTRIES, bounds, options.negativeTtlMs ?? NEGATIVE_TTL_MS, options.negativeReasons ?? NEGATIVE_CACHE_REASONS);
+  const inflight = new Map<string, Promise<CacheOutcome<T>>>();
 
   return {
     get(url) {
-      const entry = store.get(url);
+      const entry = store.map.get(url);
       if (entry?.outcome && now() < entry.expiresAt) {
-        touch(url, entry);
+        store.touch(url, entry);
         return Promise.resolve({ ...entry.outcome, fromCache: true, expiresAt: entry.expiresAt });
       }
       const running = inflight.get(url);
@@ -198,7 +222,7 @@ export function createCimdCache<T>(options: CimdCacheOptions<T>): CimdCache<T> {
       // The load starts on a later tick, so `loading` is assigned before any callback reads it.
       const loading: Promise<CacheOutcome<T>> = Promise.resolve()
         .then(() => options.load(url))
-        .then((result) => (inflight.get(url) === loading ? record(url, result) : { ...result, fromCache: false, expiresAt: result.fetchedAt }))
+        .then((result) => (inflight.get(url) === loading ? store.record(url, result) : { ...result, fromCache: false, expiresAt: result.fetchedAt }))
         .finally(() => {
           if (inflight.get(url) === loading) inflight.delete(url);
         });
@@ -206,21 +230,12 @@ export function createCimdCache<T>(options: CimdCacheOptions<T>): CimdCache<T> {
       return loading;
     },
     delete(url) {
-      store.delete(url);
+      store.map.delete(url);
       inflight.delete(url);
     },
-    entries() {
-      return [...store.entries()].map(([url, entry]) => ({
-        url,
-        ok: entry.outcome?.ok ?? false,
-        lastFetchAt: entry.lastFetchAt,
-        expiresAt: entry.expiresAt,
-        failures: entry.failures,
-        ...(entry.lastFailure ? { lastFailure: entry.lastFailure } : {}),
-      }));
-    },
+    entries: () => store.info(),
     get size() {
-      return store.size;
+      return store.map.size;
     },
   };
 }

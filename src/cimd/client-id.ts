@@ -34,17 +34,7 @@ import { isIP } from 'node:net';
 /** Longest client_id URL P fetches; the consent page has to show it. */
 export const MAX_CLIENT_ID_LENGTH = 2000;
 
-export type ClientIdRefusal =
-  | 'not_url'
-  | 'too_long'
-  | 'scheme'
-  | 'userinfo'
-  | 'fragment'
-  | 'no_path'
-  | 'dot_segments'
-  | 'not_canonical'
-  | 'host_denied'
-  | 'host_not_allowed';
+export type ClientIdRefusal = 'not_url' | 'too_long' | 'scheme' | 'userinfo' | 'fragment' | 'no_path' | 'dot_segments' | 'not_canonical' | 'host_denied' | 'host_not_allowed';
 
 export interface HostTrustPolicy {
   /** `host`, `host:port` or `*.domain`; empty or absent ⇒ every (public) host */
@@ -105,6 +95,7 @@ function matches(pattern: HostPattern, host: string, port: number): boolean {
   return pattern.wildcard ? !isIpHost(host) && host.endsWith(`.${pattern.host}`) : host === pattern.host;
 }
 
+// eslint-disable-next-line no-control-regex -- the characters refused are control characters
 const CONTROL_OR_SPACE = /[\u0000-\u0020\u007f-\u009f]/;
 
 /**

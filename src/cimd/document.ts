@@ -34,7 +34,9 @@
  *   ignored.
  * - interop F7: members whose value is "" or null count as absent (as in DCR).
  */
-import { checkDisplayText, checkRedirectUri, MAX_CLIENT_NAME, MAX_REDIRECT_URIS, MAX_URI_LENGTH, type AdmissionPolicy } from '../flow/1-register.js';
+import { MAX_CLIENT_NAME, MAX_REDIRECT_URIS, type AdmissionPolicy } from '../oauth/admission.js';
+import { checkDisplayText } from '../oauth/display-text.js';
+import { checkRedirectUri, MAX_URI_LENGTH } from '../oauth/redirect-uri.js';
 
 const SUPPORTED_GRANTS = ['authorization_code', 'refresh_token'] as const;
 type SupportedGrant = (typeof SUPPORTED_GRANTS)[number];
@@ -55,15 +57,7 @@ export interface ClientIdMetadata {
 }
 
 export type DocumentRefusal =
-  | 'not_object'
-  | 'client_id_mismatch'
-  | 'redirect_uris'
-  | 'redirect_uri'
-  | 'client_name'
-  | 'shared_secret'
-  | 'token_endpoint_auth_method'
-  | 'grant_types'
-  | 'response_types';
+  'not_object' | 'client_id_mismatch' | 'redirect_uris' | 'redirect_uri' | 'client_name' | 'shared_secret' | 'token_endpoint_auth_method' | 'grant_types' | 'response_types';
 
 export type DocumentCheck =
   | { ok: true; metadata: ClientIdMetadata }
@@ -82,9 +76,12 @@ function shown(value: unknown, max = 100): string {
   return clean.length > max ? `${clean.slice(0, max)}…` : clean;
 }
 
+// eslint-disable-next-line no-control-regex -- the characters refused are control characters
+const CONTROL_OR_SPACE = /[\u0000-\u0020\u007f-\u009f]/;
+
 /** client_uri / logo_uri: https, canonical, no userinfo, bounded — else not kept. */
 function httpsUri(value: unknown): string | undefined {
-  if (typeof value !== 'string' || value.length > MAX_URI_LENGTH || /[\u0000-\u0020\u007f-\u009f]/.test(value)) return undefined;
+  if (typeof value !== 'string' || value.length > MAX_URI_LENGTH || CONTROL_OR_SPACE.test(value)) return undefined;
   try {
     const url = new URL(value);
     if (url.protocol !== 'https:' || url.username || url.password || !url.hostname) return undefined;
@@ -96,76 +93,94 @@ function httpsUri(value: unknown): string | undefined {
 
 const absent = (value: unknown) => value === undefined || value === null || value === '';
 
+type Step<T> = { ok: true; value: T } | { ok: false; refusal: DocumentCheck & { ok: false } };
+const refuse = (reason: DocumentRefusal, detail: string, rule?: string): { ok: false; refusal: DocumentCheck & { ok: false } } => ({
+  ok: false,
+  refusal: rule === undefined ? { ok: false, reason, detail } : { ok: false, reason, detail, rule },
+});
+
+/** CIMD-04: no shared secret, in any form; only `none` (see the module comment). */
+function checkAuthentication(doc: Record<string, unknown>): Step<'none'> {
+  if ('client_secret' in doc || 'client_secret_expires_at' in doc) {
+    return refuse('shared_secret', 'a metadata document must not contain client_secret or client_secret_expires_at (CIMD §4.1)');
+  }
+  const method = absent(doc.token_endpoint_auth_method) ? 'none' : doc.token_endpoint_auth_method;
+  if (typeof method === 'string' && SHARED_SECRET_METHODS.has(method)) {
+    return refuse('shared_secret', `token_endpoint_auth_method ${method} uses a shared secret, which a metadata document cannot establish (CIMD §4.1)`);
+  }
+  if (method !== 'none') {
+    return refuse('token_endpoint_auth_method', `token_endpoint_auth_method ${shown(method)} is not supported: CIMD clients of this server are public ("none")`);
+  }
+  return { ok: true, value: 'none' };
+}
+
+/** REG-04/05/06 via the DCR admission policy; `native` ⇔ a loopback or private-use redirect. */
+function checkRedirects(uris: unknown, policy: Pick<AdmissionPolicy, 'redirectSchemes'>): Step<{ uris: string[]; native: boolean }> {
+  if (!Array.isArray(uris) || uris.length === 0) {
+    return refuse('redirect_uris', 'redirect_uris must be a non-empty array (MCP 2025-11-25 required field)');
+  }
+  if (uris.length > MAX_REDIRECT_URIS) return refuse('redirect_uris', `at most ${MAX_REDIRECT_URIS} redirect URIs are accepted`);
+  let native = false;
+  for (const uri of uris) {
+    if (typeof uri !== 'string') return refuse('redirect_uris', 'redirect_uris must contain strings');
+    const check = checkRedirectUri(uri, policy);
+    if (!check.ok) return refuse('redirect_uri', `${check.description}: ${shown(uri, 200)}`, check.reason);
+    if (check.kind !== 'https') native = true;
+  }
+  return { ok: true, value: { uris: [...new Set(uris as string[])], native } };
+}
+
+/** REG-10 via the DCR display-text rule; required by MCP 2025-11-25. */
+function checkName(value: unknown): Step<string> {
+  if (absent(value)) return refuse('client_name', 'client_name is required (MCP 2025-11-25 required field)');
+  const name = checkDisplayText(value, MAX_CLIENT_NAME);
+  if (!name.ok) return refuse('client_name', `client_name ${name.problem}`);
+  const clientName = name.text.trim();
+  if (!clientName) return refuse('client_name', 'client_name is required (MCP 2025-11-25 required field)');
+  return { ok: true, value: clientName };
+}
+
+/** grant_types narrowed to what P supports (authorization_code required); response_types must allow code. */
+function checkGrants(doc: Record<string, unknown>): Step<SupportedGrant[]> {
+  const grants = absent(doc.grant_types) ? ['authorization_code'] : doc.grant_types;
+  if (!Array.isArray(grants) || grants.some((g) => typeof g !== 'string')) return refuse('grant_types', 'grant_types must be an array of strings');
+  const keptGrants = SUPPORTED_GRANTS.filter((g) => grants.includes(g));
+  if (!keptGrants.includes('authorization_code')) return refuse('grant_types', 'grant_types must include authorization_code');
+  const responseTypes = absent(doc.response_types) ? ['code'] : doc.response_types;
+  if (!Array.isArray(responseTypes) || !responseTypes.includes('code')) return refuse('response_types', 'response_types must include code');
+  return { ok: true, value: keptGrants };
+}
+
 /**
  * Validate a fetched document against the URL it was fetched from (the raw client_id string) and
  * the DCR admission policy. Pure.
  */
-export function validateClientMetadataDocument(
-  document: unknown,
-  fetchedUrl: string,
-  policy: Pick<AdmissionPolicy, 'redirectSchemes'>,
-): DocumentCheck {
-  const no = (reason: DocumentRefusal, detail: string, rule?: string): DocumentCheck =>
-    rule === undefined ? { ok: false, reason, detail } : { ok: false, reason, detail, rule };
+export function validateClientMetadataDocument(document: unknown, fetchedUrl: string, policy: Pick<AdmissionPolicy, 'redirectSchemes'>): DocumentCheck {
   if (typeof document !== 'object' || document === null || Array.isArray(document)) {
-    return no('not_object', 'the metadata document must be a JSON object (CIMD §4)');
+    return { ok: false, reason: 'not_object', detail: 'the metadata document must be a JSON object (CIMD §4)' };
   }
   const doc = document as Record<string, unknown>;
-
   // CIMD-02: exact string equality with the URL fetched.
   if (doc.client_id !== fetchedUrl) {
-    return no('client_id_mismatch', `the document's client_id ${shown(doc.client_id)} is not the URL it was fetched from (CIMD §4)`);
+    return { ok: false, reason: 'client_id_mismatch', detail: `the document's client_id ${shown(doc.client_id)} is not the URL it was fetched from (CIMD §4)` };
   }
-
-  // CIMD-04: no shared secret, in any form.
-  if ('client_secret' in doc || 'client_secret_expires_at' in doc) {
-    return no('shared_secret', 'a metadata document must not contain client_secret or client_secret_expires_at (CIMD §4.1)');
-  }
-  const method = absent(doc.token_endpoint_auth_method) ? 'none' : doc.token_endpoint_auth_method;
-  if (typeof method === 'string' && SHARED_SECRET_METHODS.has(method)) {
-    return no('shared_secret', `token_endpoint_auth_method ${method} uses a shared secret, which a metadata document cannot establish (CIMD §4.1)`);
-  }
-  if (method !== 'none') {
-    return no('token_endpoint_auth_method', `token_endpoint_auth_method ${shown(method)} is not supported: CIMD clients of this server are public ("none")`);
-  }
-
-  // REG-04/05/06 via the DCR admission policy.
-  const uris = doc.redirect_uris;
-  if (!Array.isArray(uris) || uris.length === 0) {
-    return no('redirect_uris', 'redirect_uris must be a non-empty array (MCP 2025-11-25 required field)');
-  }
-  if (uris.length > MAX_REDIRECT_URIS) return no('redirect_uris', `at most ${MAX_REDIRECT_URIS} redirect URIs are accepted`);
-  let native = false;
-  for (const uri of uris) {
-    if (typeof uri !== 'string') return no('redirect_uris', 'redirect_uris must contain strings');
-    const check = checkRedirectUri(uri, policy);
-    if (!check.ok) return no('redirect_uri', `${check.description}: ${shown(uri, 200)}`, check.reason);
-    if (check.kind !== 'https') native = true;
-  }
-
-  // REG-10 via the DCR display-text rule; required by MCP 2025-11-25.
-  if (absent(doc.client_name)) return no('client_name', 'client_name is required (MCP 2025-11-25 required field)');
-  const name = checkDisplayText(doc.client_name, MAX_CLIENT_NAME);
-  if (!name.ok) return no('client_name', `client_name ${name.problem}`);
-  const clientName = name.text.trim();
-  if (!clientName) return no('client_name', 'client_name is required (MCP 2025-11-25 required field)');
-
-  const grants = absent(doc.grant_types) ? ['authorization_code'] : doc.grant_types;
-  if (!Array.isArray(grants) || grants.some((g) => typeof g !== 'string')) return no('grant_types', 'grant_types must be an array of strings');
-  const keptGrants = SUPPORTED_GRANTS.filter((g) => grants.includes(g));
-  if (!keptGrants.includes('authorization_code')) return no('grant_types', 'grant_types must include authorization_code');
-
-  const responseTypes = absent(doc.response_types) ? ['code'] : doc.response_types;
-  if (!Array.isArray(responseTypes) || !responseTypes.includes('code')) return no('response_types', 'response_types must include code');
+  const auth = checkAuthentication(doc);
+  if (!auth.ok) return auth.refusal;
+  const redirects = checkRedirects(doc.redirect_uris, policy);
+  if (!redirects.ok) return redirects.refusal;
+  const name = checkName(doc.client_name);
+  if (!name.ok) return name.refusal;
+  const grants = checkGrants(doc);
+  if (!grants.ok) return grants.refusal;
 
   const metadata: ClientIdMetadata = {
     client_id: fetchedUrl,
-    client_name: clientName,
-    redirect_uris: [...new Set(uris as string[])],
-    grant_types: keptGrants,
+    client_name: name.value,
+    redirect_uris: redirects.value.uris,
+    grant_types: grants.value,
     response_types: ['code'],
     token_endpoint_auth_method: 'none',
-    application_type: native ? 'native' : 'web',
+    application_type: redirects.value.native ? 'native' : 'web',
   };
   const clientUri = httpsUri(doc.client_uri);
   if (clientUri !== undefined) metadata.client_uri = clientUri;

@@ -8,7 +8,7 @@
  * - CIMD-06: only a valid document is a success; an invalid one is never cached (the cache
  *   stores failures only for the reasons it lists, none of which is a document reason).
  */
-import type { AdmissionPolicy } from '../flow/1-register.js';
+import type { AdmissionPolicy } from '../oauth/admission.js';
 import { createCimdCache, type CimdCache, type CimdCacheOptions, type LoadResult } from './cache.js';
 import { validateClientMetadataDocument, type ClientIdMetadata, type DocumentRefusal } from './document.js';
 import { fetchClientMetadata, type CimdFetchOptions, type CimdFetchReason } from './fetch.js';
@@ -43,9 +43,7 @@ export async function loadClientIdMetadata(url: string, options: ResolveOptions)
 }
 
 /** A cache of validated CIMD client metadata, loading through fetch + document validation. */
-export function createClientIdMetadataResolver(
-  options: ResolveOptions & Omit<CimdCacheOptions<ClientIdMetadata>, 'load'>,
-): CimdCache<ClientIdMetadata> {
+export function createClientIdMetadataResolver(options: ResolveOptions & Omit<CimdCacheOptions<ClientIdMetadata>, 'load'>): CimdCache<ClientIdMetadata> {
   const { fetch, admission, fetcher, ...cacheOptions } = options;
   return createCimdCache({ ...cacheOptions, load: (url) => loadClientIdMetadata(url, { fetch, admission, ...(fetcher ? { fetcher } : {}) }) });
 }

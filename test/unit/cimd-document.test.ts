@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { validateClientMetadataDocument } from '../../src/cimd/document.js';
-import { MAX_CLIENT_NAME, MAX_REDIRECT_URIS } from '../../src/flow/1-register.js';
+import { MAX_CLIENT_NAME, MAX_REDIRECT_URIS } from '../../src/oauth/admission.js';
 
 const URL_ = 'https://app.example.com/oauth/client-metadata.json';
 const policy = { redirectSchemes: ['cursor'] };
