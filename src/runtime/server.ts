@@ -28,6 +28,7 @@ import { bridgeProviderEvents } from '../provider/events.js';
 import { createViews, type Views } from '../views/render.js';
 import type Provider from 'oidc-provider';
 import { providerErrorRenderer } from '../errors/render.js';
+import { createCimdClients, type CimdClientsDeps } from '../cimd/clients.js';
 import { buildApp, gatewayFront, type AppDeps, type GatewayServices } from './app.js';
 import { scheduleMaintenance } from './maintenance.js';
 import { createCore, openStorage, type Core } from './core.js';
@@ -41,6 +42,8 @@ export interface RuntimeOptions {
   maintenance?: boolean;
   /** the clock of time-bucketed records (the refusal tally's minutes); tests pass a fake one */
   now?: () => number;
+  /** TEST SEAM for the CIMD fetcher (a resolver, a test route, trust anchors); production: none */
+  cimdFetch?: CimdClientsDeps['fetch'];
 }
 
 export interface Runtime extends AppDeps {
@@ -132,6 +135,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     provider,
     views,
     gateway,
+    cimd: createCimdClients({ config, stores, audit, ...(options.cimdFetch ? { fetch: options.cimdFetch } : {}) }),
     demo: demo ? { idpRouter: demo.idpRouter, mcpUrl: demo.mcpUrl?.href } : undefined,
   };
   const app = buildApp(deps);
