@@ -44,6 +44,8 @@ export interface ClientListFilter {
   /** substring of the name, client id or a redirect host */
   q?: string | undefined;
   status?: 'active' | 'disabled' | undefined;
+  /** 'dcr' or 'cimd' clients only */
+  kind?: 'dcr' | 'cimd' | undefined;
   limit?: number;
   offset?: number;
 }
@@ -135,6 +137,10 @@ export class ClientsMetaStore {
     }
     if (filter.status === 'active') where.push('m.disabled_at IS NULL');
     if (filter.status === 'disabled') where.push('m.disabled_at IS NOT NULL');
+    if (filter.kind) {
+      where.push('m.kind = ?');
+      params.push(filter.kind);
+    }
     const sql = `SELECT ${M_COLUMNS}, (SELECT count(*) FROM consents c WHERE c.client_id = m.client_id AND ${LIVE_CONSENT_SQL}) AS active_consents
         FROM clients_meta m ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
         ORDER BY m.registered_at DESC LIMIT ? OFFSET ?`;

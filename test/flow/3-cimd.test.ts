@@ -8,6 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditEvents, rows } from '../helpers/app.js';
+import { signIn } from '../helpers/admin.js';
 import { httpServer, type Listener } from '../helpers/cimd.js';
 import { authorizeClient, Browser, buildAuthorization, CLIENT_REDIRECT, drive, refresh, startStack, type Stack } from '../helpers/stack.js';
 
@@ -33,7 +34,7 @@ beforeAll(async () => {
     );
   });
   clientId = `http://127.0.0.1:${docs.port}/vscode/client.json`;
-  stack = await startStack({ env: { CIMD_ALLOWED_HOSTS: `127.0.0.1:${docs.port}`, DANGEROUSLY_ALLOW_INSECURE_HTTP: 'true' } });
+  stack = await startStack({ env: { CIMD_ALLOWED_HOSTS: `127.0.0.1:${docs.port}`, DANGEROUSLY_ALLOW_INSECURE_HTTP: 'true', ADMIN_SUBJECTS: 'root' } });
 });
 
 afterAll(async () => {
@@ -89,5 +90,20 @@ describe('CIMD client: the whole flow through the consent page (issue 12)', () =
     expect(again.seen).not.toContain('consent');
     expect(again.callback.searchParams.get('code')).toEqual(expect.any(String));
     expect(docs.requests.length).toBe(before);
+  });
+
+  it('the admin console lists the CIMD client with its URL, last fetch, cache expiry and failures', async () => {
+    const admin = new Browser();
+    await signIn(stack, admin, 'admin', 'root');
+    const list = await admin.navigate(`${stack.app.url}/admin/clients?kind=cimd`);
+    expect(list.status).toBe(200);
+    expect(list.html).toContain('<span class="badge">CIMD</span>');
+    expect(list.html).toContain(clientId);
+    expect(list.html).toMatch(/fetched [^,]+, cached until [^,]+, 0 failures/);
+    const detail = await admin.navigate(`${stack.app.url}/admin/clients/${encodeURIComponent(clientId)}`);
+    expect(detail.html).toContain('Metadata document (CIMD)');
+    expect(detail.html).toContain('Cached until');
+    const dcrOnly = await admin.navigate(`${stack.app.url}/admin/clients?kind=dcr`);
+    expect(dcrOnly.html).not.toContain(clientId);
   });
 });
