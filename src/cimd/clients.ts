@@ -35,7 +35,6 @@ import type { Audit } from '../audit/audit.js';
 import type { Config } from '../config/load.js';
 import { redirectHosts } from '../oauth/redirect-uri.js';
 import type { Stores } from '../store/index.js';
-import type { CacheEntryInfo } from './cache.js';
 import type { ClientIdMetadata } from './document.js';
 import type { CimdFetchOptions } from './fetch.js';
 import { createClientIdMetadataResolver } from './resolve.js';
@@ -66,8 +65,6 @@ export interface CimdClients {
   ensure(clientId: string, who: Requester): Promise<EnsureResult>;
   /** /token, /revoke: a stored client as stored; otherwise as `ensure` */
   ensureStored(clientId: string, who: Requester): Promise<EnsureResult>;
-  /** the in-memory cache's view (admin console) */
-  cacheEntries(): CacheEntryInfo[];
 }
 
 const MAX_AUDITED_CLIENT_ID = 200;
@@ -170,6 +167,5 @@ export function createCimdClients(deps: CimdClientsDeps): CimdClients {
       if (await stores.models.find('Client', clientId)) return { ok: true };
       return ensure(clientId, who);
     },
-    cacheEntries: () => resolver.entries(),
   };
 }
