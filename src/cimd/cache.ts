@@ -28,7 +28,8 @@
  * - A failed re-fetch does not fall back to a stale document (a client that withdrew its
  *   document is not kept alive by P).
  * - `entries()` reports, per URL: last fetch, cache expiry, consecutive failures and the last
- *   failure reason (the admin console's "CIMD clients" list, issue 12).
+ *   failure reason of this process's cache (the admin console shows the same facts as
+ *   src/cimd/clients.ts records them in clients_meta, shared by every replica).
  */
 
 export const MIN_TTL_MS = 60_000;
