@@ -1,7 +1,7 @@
 /**
  * CIMD — one call from a client_id URL to the metadata P may use (issue 12, DESIGN §10). Glue
  * only: the decisions live in src/cimd/fetch.ts (what is fetched and how), src/cimd/document.ts
- * (what is accepted and kept) and src/cimd/cache.ts (for how long). Not wired into the app yet.
+ * (what is accepted and kept) and src/cimd/cache.ts (for how long). Used by src/cimd/clients.ts.
  *
  * - CIMD-07: any failure — fetch or document — is a refusal with one stable reason code
  *   (`CimdRefusal`), so the caller can stop the authorization request and audit why.
