@@ -19,7 +19,7 @@ export const LAYERS = [
   ['db'], // opening and migrating the database
   ['store'], // the only place with SQL: one module per table
   ['audit'], // the audit service, its chain verification and refusal tallies
-  ['oauth', 'upstream'], // OAuth policies (admission, redirect URIs, scopes); the upstream client
+  ['oauth', 'upstream', 'cimd'], // OAuth policies (admission, redirect URIs, scopes); the upstream client; the CIMD fetcher
   ['provider'], // oidc-provider configured for P
   ['consent'], // consent status, decision, recording, revocation, operator actions
   ['session'], // P's browser session, the browser-bound upstream login, sign-in

@@ -1,5 +1,6 @@
 /**
- * Admin: clients — who registered which client, from where, used when; disable (it becomes unknown
+ * Admin: clients — who registered which client (DCR) or which document it came from (CIMD: URL,
+ * last fetch, cache expiry, failures; issue 12), from where, used when; disable (it becomes unknown
  * to the authorization server and its active consents are revoked), enable, delete (confirmed).
  * Every action goes through src/consent/operations.ts (cascade + audit). The `?done=` notice is
  * only our own words, shown when true (src/views/page-messages.ts).
@@ -9,8 +10,15 @@ import { ERRORS } from '../errors/oauth-error.js';
 import { redirectHosts } from '../oauth/redirect-uri.js';
 import { consentsWithClientNames, fmt } from '../consent/present.js';
 import { clientDoneMessage } from '../views/page-messages.js';
+import type { ClientMeta } from '../store/clients-meta.js';
 import { actorOf } from './guard.js';
 import { PAGE_SIZE, type AdminContext } from './context.js';
+
+/** A CIMD client's document facts for the admin pages (issue 12): URL, last fetch, cache expiry, failures. */
+function cimdFacts(c: ClientMeta) {
+  if (c.kind !== 'cimd') return undefined;
+  return { url: c.cimd_url ?? c.client_id, fetched: fmt(c.cimd_fetched_at), expires: fmt(c.cimd_expires_at), failures: c.cimd_failures, lastError: c.cimd_last_error };
+}
 
 export function mountClients(router: Router, ctx: AdminContext): void {
   const { deps, base, render, form, csrf } = ctx;
@@ -21,13 +29,15 @@ export function mountClients(router: Router, ctx: AdminContext): void {
     const q = typeof req.query.q === 'string' ? req.query.q.slice(0, 200) : '';
     const status = req.query.status === 'active' || req.query.status === 'disabled' ? req.query.status : undefined;
     const page = Math.min(Math.max(0, Math.floor(Number(req.query.page)) || 0), 100_000); // a whole number for the query's OFFSET
-    const rows = await stores.clientsMeta.list({ q: q || undefined, status, limit: PAGE_SIZE + 1, offset: page * PAGE_SIZE });
+    const kind = req.query.kind === 'dcr' || req.query.kind === 'cimd' ? req.query.kind : undefined;
+    const rows = await stores.clientsMeta.list({ q: q || undefined, status, kind, limit: PAGE_SIZE + 1, offset: page * PAGE_SIZE });
     render(req, res, 'admin/clients', 'Clients', {
       q,
       status: status ?? '',
+      kind: kind ?? '',
       page,
       more: rows.length > PAGE_SIZE,
-      clients: rows.slice(0, PAGE_SIZE).map((c) => ({ ...c, registered: fmt(c.registered_at), lastUsed: fmt(c.last_used_at) })),
+      clients: rows.slice(0, PAGE_SIZE).map((c) => ({ ...c, registered: fmt(c.registered_at), lastUsed: fmt(c.last_used_at), cimd: cimdFacts(c) })),
     });
   });
 
@@ -40,6 +50,7 @@ export function mountClients(router: Router, ctx: AdminContext): void {
       redirectUris: uris,
       hosts: redirectHosts(uris),
       registered: fmt(detail.meta?.registered_at),
+      cimd: detail.meta ? cimdFacts(detail.meta) : undefined,
       lastUsed: fmt(detail.meta?.last_used_at),
       disabled: detail.meta?.disabled_at ? fmt(detail.meta.disabled_at) : undefined,
       consents: await consentsWithClientNames(stores.clientsMeta, await stores.consents.list({ clientId: detail.clientId, limit: 200 })),

@@ -12,6 +12,10 @@ export const AUDIT_EVENTS = {
   /** requests beyond RATE_LIMIT_REGISTER, one row per address and minute (src/audit/refusal-tally.ts) */
   'registration.rejected_aggregate': 'deny',
   'client.expired': 'info',
+  /** a Client ID Metadata Document was fetched and accepted (issue 12; not written for cache hits) */
+  'cimd.fetched': 'allow',
+  /** a CIMD client_id was refused: its URL, the fetch or the document (reason = the refusal code) */
+  'cimd.refused': 'deny',
 
   'authorization.rejected': 'deny',
   /** requests beyond RATE_LIMIT_AUTHORIZE, one row per address and minute */

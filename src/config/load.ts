@@ -53,6 +53,10 @@ export interface Config {
   toolScopes: { tool: string; scope: string }[];
   ttl: { consent: number; session: number; accessToken: number; refreshToken: number; clientIdle: number; adminIdle: number; adminSession: number };
   redirectSchemes: string[];
+  /** Client ID Metadata Documents (DESIGN §10): offered when enabled, under the host trust policy */
+  cimd: { enabled: boolean; allowedHosts: string[]; deniedHosts: string[] };
+  /** Dynamic Client Registration offered (/register, registration_endpoint) */
+  dcrEnabled: boolean;
   rateLimits: { register: RateBudget; token: RateBudget; authorize: RateBudget; rejected: RateBudget };
   adminSubjects: string[];
   /** every protected resource: the MCP resource first, then one per GATEWAY_ROUTES prefix */
@@ -133,6 +137,8 @@ function assemble(l: Loading, publicUrl: URL, demo: boolean, upstream: UpstreamC
       adminSession: v('ADMIN_SESSION_TTL'),
     },
     redirectSchemes: v('REDIRECT_SCHEMES'),
+    cimd: { enabled: v('CIMD_ENABLED'), allowedHosts: v('CIMD_ALLOWED_HOSTS'), deniedHosts: v('CIMD_DENIED_HOSTS') },
+    dcrEnabled: v('DCR_ENABLED'),
     rateLimits: { register: v('RATE_LIMIT_REGISTER'), token: v('RATE_LIMIT_TOKEN'), authorize: v('RATE_LIMIT_AUTHORIZE'), rejected: v('RATE_LIMIT_REJECTED') },
     // DESIGN §4: in demo mode whoever signs in at the demo IdP as "admin" may open /admin, and
     // ADMIN_SUBJECTS is never honoured (anyone can sign in there under any name).

@@ -84,6 +84,24 @@ function secretKey(raw: string): Parsed<Buffer> {
 }
 
 /**
+ * CIMD_ALLOWED_HOSTS / CIMD_DENIED_HOSTS: the syntax only (`host`, `host:port`, `*.domain`);
+ * src/cimd/client-id.ts (parseHostPattern) canonicalises and matches them.
+ */
+function hostPatterns(raw: string): Parsed<string[]> {
+  const entries = list(raw);
+  const invalid = entries.filter((entry) => {
+    const match = /^(\*\.)?(\[[0-9a-fA-F:.]+\]|[^:/[\]*@?#]+)(?::(\d{1,5}))?$/.exec(entry);
+    if (!match || (match[3] !== undefined && (Number(match[3]) < 1 || Number(match[3]) > 65535))) return true;
+    try {
+      return !new URL(`https://${match[2]}/`).hostname;
+    } catch {
+      return true;
+    }
+  });
+  return invalid.length ? bad(`has entries that are not host, host:port or *.domain: ${invalid.join(', ')}`) : ok(entries);
+}
+
+/**
  * DATABASE_URL (DESIGN §4): postgres:// or postgresql://, a host or `?host=/socket/dir`. The value
  * is a secret (it may carry a password): problems never quote it.
  */
@@ -334,6 +352,34 @@ export const SCHEMA = {
       return invalid.length ? bad(`has schemes that cannot be allowed: ${invalid.join(', ')}`) : ok(schemes);
     },
   }),
+  CIMD_ENABLED: key({
+    group: 'Client registration',
+    doc: 'Accept Client ID Metadata Documents: an https `client_id` is fetched (SSRF-guarded: public addresses only, no redirects, at most 5 KiB and 5 s), validated and cached; the authorization-server metadata then says `client_id_metadata_document_supported: true`. Off: such a client_id is simply unknown.',
+    defaultText: '`true`',
+    fallback: 'true',
+    parse: bool,
+  }),
+  DCR_ENABLED: key({
+    group: 'Client registration',
+    doc: 'Offer Dynamic Client Registration (RFC 7591, deprecated by MCP 2026-07-28 in favour of CIMD) at `/register`, advertised as `registration_endpoint`. Off: no `registration_endpoint` and `/register` answers 404.',
+    defaultText: '`true`',
+    fallback: 'true',
+    parse: bool,
+  }),
+  CIMD_ALLOWED_HOSTS: key({
+    group: 'Client registration',
+    doc: 'Hosts whose CIMD client_ids are accepted: `host`, `host:port` or `*.domain`, comma- or space-separated. Empty: any host whose addresses are public. A `host:port` listed here may serve its document over plain http from a loopback address only when `DANGEROUSLY_ALLOW_INSECURE_HTTP=true` too (local tests).',
+    defaultText: '— (any public host)',
+    fallback: '',
+    parse: hostPatterns,
+  }),
+  CIMD_DENIED_HOSTS: key({
+    group: 'Client registration',
+    doc: 'Hosts whose CIMD client_ids are refused (same forms as `CIMD_ALLOWED_HOSTS`); a denial always wins.',
+    defaultText: '— (none)',
+    fallback: '',
+    parse: hostPatterns,
+  }),
   RATE_LIMIT_REGISTER: key({
     group: 'Rate limits',
     doc: 'Per client IP budget for `POST /register`.',
@@ -461,7 +507,7 @@ export const SCHEMA = {
   }),
   DANGEROUSLY_ALLOW_INSECURE_HTTP: key({
     group: 'Operations',
-    doc: 'Allow plain http for non-loopback `PUBLIC_URL`, `UPSTREAM_ISSUER` and `MCP_UPSTREAM_URL`. Tokens then travel unencrypted; for closed test networks only. Logged as a warning on every start.',
+    doc: 'Allow plain http for non-loopback `PUBLIC_URL`, `UPSTREAM_ISSUER` and `MCP_UPSTREAM_URL`, and plain-http CIMD documents on loopback for the `host:port` entries of `CIMD_ALLOWED_HOSTS`. Tokens then travel unencrypted; for closed test networks only. Logged as a warning on every start.',
     defaultText: '`false`',
     fallback: 'false',
     parse: bool,

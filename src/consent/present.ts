@@ -3,7 +3,8 @@
  * /account (no decision is made here: the status comes from src/consent/status.ts):
  * - `consentPageView`: everything the consent page shows (CONS-05/06/07, AT-17): the client's
  *   self-asserted name marked unverified, a warning when it imitates a well-known client or mixes
- *   scripts in a word (src/oauth/lookalike.ts), the client id and registration date, the redirect
+ *   scripts in a word (src/oauth/lookalike.ts), for a CIMD client the host that published its
+ *   metadata ("vscode.dev says this is …", issue 12), the client id and registration date, the redirect
  *   URI with its host prominent and a note for loopback, the scopes in plain words, the upstream
  *   and the exact upstream scopes (UP-03), the resource, and how long the client stays connected
  *   (`connectionTerms`);
@@ -47,7 +48,7 @@ export function connectionTerms(refreshable: boolean, ttl: { consent: number; re
 
 export interface ConsentPageFacts {
   request: ConsentRequest;
-  client: { name: string | undefined; registeredAt: number | undefined; redirectUris: readonly string[]; refreshable: boolean };
+  client: { name: string | undefined; registeredAt: number | undefined; redirectUris: readonly string[]; refreshable: boolean; cimd?: boolean };
   upstream: { name: string; scopes: readonly string[] };
   ttl: { consent: number; refreshToken: number; accessToken: number };
   signedInAs: string | undefined;
@@ -65,6 +66,15 @@ function scopeList(requested: readonly string[], before: readonly string[]) {
   return union.map((s) => ({ name: s, description: describeScope(s), status: before.includes(s) ? ('granted' as const) : ('new' as const) }));
 }
 
+/** The host of a CIMD client_id (the site that published the client's metadata), or undefined. */
+export function vouchingHost(clientId: string): string | undefined {
+  try {
+    return new URL(clientId).host || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The consent page's data (views/consent.eta), from the facts the step gathered. */
 export function consentPageView(facts: ConsentPageFacts) {
   const { request, client } = facts;
@@ -75,6 +85,8 @@ export function consentPageView(facts: ConsentPageFacts) {
       name: client.name,
       registeredAt: client.registeredAt ? new Date(client.registeredAt).toISOString().slice(0, 10) : undefined,
       lookalike: lookalikeOf(client.name, client.redirectUris),
+      // Issue 12: a CIMD client's name comes from a document its client_id host published; that host vouches for it.
+      vouchedBy: client.cimd ? vouchingHost(request.clientId) : undefined,
     },
     redirect: {
       uri: request.redirectUri,

@@ -76,6 +76,25 @@ export const ERRORS = {
   /** the login at U failed (its error, a failed exchange): P's page with the way back (UP-09) */
   upstreamFailed: (message: string, returnTo: string | undefined) =>
     new OAuthError('access_denied', message, 502, 'upstream_failed', {}, { title: 'Sign-in failed', message, returnTo, upstream: true }),
+  /**
+   * A CIMD client_id P refused (issue 12, DESIGN §10): P's page at /authorize, never a redirect
+   * (nothing the document said is trusted), in P's fixed wording; `reason` is the refusal code.
+   */
+  cimdRefusedPage: (reason: string) =>
+    new OAuthError(
+      'invalid_client',
+      'The application identifies itself by a web address whose client metadata could not be used.',
+      400,
+      `cimd_${reason}`,
+      {},
+      {
+        title: 'This application cannot be identified',
+        message:
+          'The application identifies itself by a web address, but the client metadata published there could not be used, so this sign-in cannot continue. Nothing was shared with any application.',
+      },
+    ),
+  /** the same at /token and /revoke (JSON, RFC 6749 §5.2 invalid_client) */
+  cimdRefused: (reason: string) => new OAuthError('invalid_client', 'the client metadata document at the client_id could not be used', 400, `cimd_${reason}`),
   /** a signed-in user who may not use this page (admin) */
   forbiddenPage: (title: string, message: string, reason: string) => new OAuthError('access_denied', message, 403, reason, {}, { title, message }),
   temporarilyUnavailable: (description: string, reason?: string) => new OAuthError('temporarily_unavailable', description, 503, reason),

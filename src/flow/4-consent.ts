@@ -79,11 +79,13 @@ async function renderConsentPage(
   if (!client) throw ERRORS.invalidRequest('the application is no longer registered', 'client_gone');
   const upstream = deps.upstream();
   const formTarget = await upstreamOrigin(upstream);
+  const meta = await stores.clientsMeta.get(request.clientId);
   const view = consentPageView({
     request,
     client: {
       name: typeof client.clientName === 'string' ? client.clientName : undefined,
-      registeredAt: (await stores.clientsMeta.get(request.clientId))?.registered_at,
+      registeredAt: meta?.registered_at,
+      cimd: meta?.kind === 'cimd',
       redirectUris: (client.metadata().redirect_uris as string[] | undefined) ?? [],
       refreshable: client.grantTypeAllowed('refresh_token'),
     },

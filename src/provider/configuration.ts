@@ -111,7 +111,8 @@ function features(config: Readonly<Config>): Configuration['features'] {
   return {
     devInteractions: { enabled: false },
     // REG-13: no RFC 7592 management, so no registration access token or client URI.
-    registration: { enabled: true, initialAccessToken: false, issueRegistrationAccessToken: false },
+    // DESIGN §10: offered (and `registration_endpoint` advertised) only when DCR_ENABLED.
+    registration: { enabled: config.dcrEnabled, initialAccessToken: false, issueRegistrationAccessToken: false },
     registrationManagement: { enabled: false },
     revocation: { enabled: true },
     introspection: { enabled: false },
@@ -224,7 +225,9 @@ function providerConfiguration(deps: ProviderDeps): Configuration {
     renderError: async (ctx, out, error) => deps.renderError(ctx, out, error),
     // AUTHZ-02: a client with several redirect URIs must name one.
     allowOmittingSingleRegisteredRedirectUri: true,
-    discovery: { service_documentation: undefined },
+    // DESIGN §10: CIMD is P's own (src/cimd/, resolved before the provider looks a client up: src/flow/3-cimd.ts),
+    // not oidc-provider's experimental feature; the metadata flag is set here when CIMD_ENABLED.
+    discovery: { service_documentation: undefined, ...(config.cimd.enabled ? { client_id_metadata_document_supported: true } : {}) },
   };
 }
 

@@ -24,6 +24,8 @@ import { metricsAuthorized } from '../http/metrics.js';
 import { protectedResourceMetadataPaths, servePrm } from '../flow/1-discover.js';
 import { registrationGate } from '../flow/2-register.js';
 import { authorizationPreflight, resumePreflight } from '../flow/3-authorize.js';
+import { cimdAuthorizePreflight, cimdTokenPreflight } from '../flow/3-cimd.js';
+import type { CimdClients } from '../cimd/clients.js';
 import { decideOnConsent, showConsent, type ConsentStepDeps } from '../flow/4-consent.js';
 import { upstreamCallback, type CallbackDeps } from '../flow/6-upstream-callback.js';
 import { tokenPreflight } from '../flow/7-token.js';
@@ -60,6 +62,8 @@ export interface AppDeps extends PageDeps {
   draining: () => boolean;
   /** where budget `name` counts (PostgreSQL: shared by the replicas); undefined: in memory */
   rateLimitStore?: (name: string) => RateLimitStore | undefined;
+  /** Client ID Metadata Document clients (src/cimd/clients.ts) */
+  cimd: CimdClients;
   /** demo mode: the embedded IdP's routes and the demo MCP server's internal URL */
   demo: { idpRouter: Router; mcpUrl: string | undefined } | undefined;
 }
@@ -170,7 +174,7 @@ function mountRegistration(r: Router, deps: AppDeps, toProvider: ProviderHandler
 /** Steps 3–6: the authorization request, consent, upstream redirect and callback. */
 function mountAuthorization(r: Router, deps: AppDeps, toProvider: ProviderHandler, authorizeBudget: RequestHandler): void {
   const { config, audit } = deps;
-  r.all(PROVIDER_ROUTES.authorization, authorizeBudget, authorizationPreflight(baselineScopes(config).join(' '), audit), toProvider);
+  r.all(PROVIDER_ROUTES.authorization, authorizeBudget, authorizationPreflight(baselineScopes(config).join(' '), audit), cimdAuthorizePreflight(deps.cimd), toProvider);
   r.get(`${PROVIDER_ROUTES.authorization}/:uid`, authorizeBudget, resumePreflight(), toProvider); // resume after the interaction
   r.get('/interaction/:uid', authorizeBudget, showConsent(deps));
   r.post('/interaction/:uid/decision', authorizeBudget, ...decideOnConsent(deps));
@@ -182,9 +186,9 @@ function mountAuthorization(r: Router, deps: AppDeps, toProvider: ProviderHandle
 function mountToken(r: Router, deps: AppDeps, toProvider: ProviderHandler): void {
   const { config, audit } = deps;
   const tokenBudget = budget(deps, 'token', config.rateLimits.token, 'token.rejected_aggregate');
-  r.post(PROVIDER_ROUTES.token, tokenBudget, ...tokenPreflight(config.resources, audit, deps.stores.models), toProvider);
+  r.post(PROVIDER_ROUTES.token, tokenBudget, ...tokenPreflight(config.resources, audit, deps.stores.models), ...cimdTokenPreflight(deps.cimd), toProvider);
   r.options(PROVIDER_ROUTES.token, toProvider);
-  r.post(PROVIDER_ROUTES.revocation, tokenBudget, toProvider);
+  r.post(PROVIDER_ROUTES.revocation, tokenBudget, ...cimdTokenPreflight(deps.cimd), toProvider);
 }
 
 export function buildApp(deps: AppDeps): Express {
@@ -210,7 +214,8 @@ export function buildApp(deps: AppDeps): Express {
   app.use(urls.basePath || '/', r);
   mountOperations(r, deps);
   if (deps.demo) r.use('/demo-idp', deps.demo.idpRouter); // demo mode: the embedded upstream IdP
-  mountRegistration(r, deps, toProvider);
+  // DESIGN §10: /register exists only when DCR_ENABLED (otherwise it is our 404).
+  if (config.dcrEnabled) mountRegistration(r, deps, toProvider);
   const authorizeBudget = budget(deps, 'authorize', config.rateLimits.authorize, 'authorization.rejected_aggregate');
   mountAuthorization(r, deps, toProvider, authorizeBudget);
   // Admin console and connected apps (their own guards: src/admin/guard.ts, src/account/pages.ts).

@@ -28,6 +28,7 @@ import { bridgeProviderEvents } from '../provider/events.js';
 import { createViews, type Views } from '../views/render.js';
 import type Provider from 'oidc-provider';
 import { providerErrorRenderer } from '../errors/render.js';
+import { createCimdClients, type CimdClientsDeps } from '../cimd/clients.js';
 import { buildApp, gatewayFront, type AppDeps, type GatewayServices } from './app.js';
 import { scheduleMaintenance, type MaintenanceDeps } from './maintenance.js';
 import { createCore, openStorage, type Core } from './core.js';
@@ -42,6 +43,8 @@ export interface RuntimeOptions {
   maintenance?: boolean;
   /** the clock of time-bucketed records (the refusal tally's minutes); tests pass a fake one */
   now?: () => number;
+  /** TEST SEAM for the CIMD fetcher (a resolver, a test route, trust anchors); production: none */
+  cimdFetch?: CimdClientsDeps['fetch'];
 }
 
 export interface Runtime extends AppDeps {
@@ -163,6 +166,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     gateway,
     // DESIGN §8: on PostgreSQL one budget per client IP for all replicas (src/store/rate-limits.ts).
     rateLimitStore: sql.engine === 'postgres' ? (name) => new SqlRateLimitStore(sql, name) : undefined,
+    cimd: createCimdClients({ config, stores, audit, ...(options.cimdFetch ? { fetch: options.cimdFetch } : {}) }),
     demo: demo ? { idpRouter: demo.idpRouter, mcpUrl: demo.mcpUrl?.href } : undefined,
   };
   const app = buildApp(deps);

@@ -1,5 +1,7 @@
 /**
- * clients_meta table: provenance and lifecycle of registered clients (REG-11, CONS-19).
+ * clients_meta table: provenance and lifecycle of registered clients (REG-11, CONS-19), and for
+ * Client ID Metadata Document clients (kind 'cimd', issue 12) the document URL, last fetch, cache
+ * expiry, consecutive failures and last failure (migration 0012 / postgres 0002).
  * `last_used_at` is written at most once per USE_WRITE_INTERVAL_MS per client, so the token
  * endpoint and the gateway do not write on every request.
  */
@@ -18,12 +20,32 @@ export interface ClientMeta {
   redirect_hosts: string;
   last_used_at: number | null;
   disabled_at: number | null;
+  /** 'dcr' (POST /register) or 'cimd' (an https client_id whose document P fetched) */
+  kind: 'dcr' | 'cimd';
+  cimd_url: string | null;
+  cimd_fetched_at: number | null;
+  cimd_expires_at: number | null;
+  cimd_failures: number;
+  cimd_last_error: string | null;
+}
+
+/** What a successful CIMD fetch records (src/cimd/clients.ts). */
+export interface CimdFetchRecord {
+  client_id: string;
+  client_name: string;
+  redirect_hosts: string;
+  ip: string | null;
+  user_agent: string | null;
+  fetchedAt: number;
+  expiresAt: number;
 }
 
 export interface ClientListFilter {
   /** substring of the name, client id or a redirect host */
   q?: string | undefined;
   status?: 'active' | 'disabled' | undefined;
+  /** 'dcr' or 'cimd' clients only */
+  kind?: 'dcr' | 'cimd' | undefined;
   limit?: number;
   offset?: number;
 }
@@ -32,7 +54,8 @@ export interface ClientListRow extends ClientMeta {
   active_consents: number;
 }
 
-const COLUMNS = 'client_id, registered_at, ip, user_agent, client_name, redirect_hosts, last_used_at, disabled_at';
+const INSERT_COLUMNS = 'client_id, registered_at, ip, user_agent, client_name, redirect_hosts, last_used_at, disabled_at';
+const COLUMNS = `${INSERT_COLUMNS}, kind, cimd_url, cimd_fetched_at, cimd_expires_at, cimd_failures, cimd_last_error`;
 const M_COLUMNS = COLUMNS.split(', ')
   .map((c) => `m.${c}`)
   .join(', ');
@@ -45,13 +68,37 @@ export class ClientsMetaStore {
   constructor(private readonly sql: Sql) {}
 
   /** The client's provenance; a client registered again under the same id starts over (last use and disabled cleared). */
-  async record(meta: Omit<ClientMeta, 'last_used_at' | 'disabled_at'>): Promise<void> {
+  async record(meta: Pick<ClientMeta, 'client_id' | 'registered_at' | 'ip' | 'user_agent' | 'client_name' | 'redirect_hosts'>): Promise<void> {
     await this.sql.run(
-      `INSERT INTO clients_meta (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)
+      `INSERT INTO clients_meta (${INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)
       ON CONFLICT (client_id) DO UPDATE SET registered_at = excluded.registered_at, ip = excluded.ip, user_agent = excluded.user_agent,
         client_name = excluded.client_name, redirect_hosts = excluded.redirect_hosts, last_used_at = NULL, disabled_at = NULL`,
       [meta.client_id, meta.registered_at, meta.ip, meta.user_agent, meta.client_name, meta.redirect_hosts],
     );
+  }
+
+  /**
+   * A CIMD client's document was fetched and accepted: the row is created (first use) or its
+   * name, redirect hosts and fetch columns follow the document. Its first-seen time, last use and
+   * an admin's disabling are kept (a re-fetch never re-enables a client).
+   */
+  async recordCimdFetch(r: CimdFetchRecord): Promise<void> {
+    await this.sql.run(
+      `INSERT INTO clients_meta (${INSERT_COLUMNS}, kind, cimd_url, cimd_fetched_at, cimd_expires_at, cimd_failures, cimd_last_error)
+      VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, 'cimd', ?, ?, ?, 0, NULL)
+      ON CONFLICT (client_id) DO UPDATE SET client_name = excluded.client_name, redirect_hosts = excluded.redirect_hosts, kind = 'cimd',
+        cimd_url = excluded.cimd_url, cimd_fetched_at = excluded.cimd_fetched_at, cimd_expires_at = excluded.cimd_expires_at, cimd_failures = 0, cimd_last_error = NULL`,
+      [r.client_id, r.fetchedAt, r.ip, r.user_agent, r.client_name, r.redirect_hosts, r.client_id, r.fetchedAt, r.expiresAt],
+    );
+  }
+
+  /** A fetch of a known CIMD client's document failed: counted, with its reason code. */
+  async recordCimdFailure(clientId: string, at: number, reason: string): Promise<void> {
+    await this.sql.run("UPDATE clients_meta SET cimd_failures = cimd_failures + 1, cimd_last_error = ?, cimd_fetched_at = ? WHERE client_id = ? AND kind = 'cimd'", [
+      reason.slice(0, 200),
+      at,
+      clientId,
+    ]);
   }
 
   /** Note a use (authorization, token, gateway call); throttled per process. */
@@ -90,6 +137,10 @@ export class ClientsMetaStore {
     }
     if (filter.status === 'active') where.push('m.disabled_at IS NULL');
     if (filter.status === 'disabled') where.push('m.disabled_at IS NOT NULL');
+    if (filter.kind) {
+      where.push('m.kind = ?');
+      params.push(filter.kind);
+    }
     const sql = `SELECT ${M_COLUMNS}, (SELECT count(*) FROM consents c WHERE c.client_id = m.client_id AND ${LIVE_CONSENT_SQL}) AS active_consents
         FROM clients_meta m ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
         ORDER BY m.registered_at DESC LIMIT ? OFFSET ?`;

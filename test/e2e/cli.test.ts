@@ -89,8 +89,8 @@ describe(`cli › migrate and audit (${TEST_ENGINE})`, () => {
   it('migrate creates the database and is idempotent', async () => {
     const io = capture(env);
     expect(await run(['migrate'], io)).toBe(0);
-    // PostgreSQL: one consolidated schema file (migrations/postgres/README.md); the URL, which may hold a password, is never printed.
-    expect(io.stdout[0]).toMatch(onPostgres ? /^applied 0001-schema\.sql to PostgreSQL \(DATABASE_URL\)$/ : /^applied 0001-oidc-models.sql, /);
+    // PostgreSQL: one consolidated schema file first (migrations/postgres/README.md); the URL, which may hold a password, is never printed.
+    expect(io.stdout[0]).toMatch(onPostgres ? /^applied 0001-schema\.sql(, \d{4}-[a-z0-9-]+\.sql)* to PostgreSQL \(DATABASE_URL\)$/ : /^applied 0001-oidc-models.sql, /);
     if (env.DATABASE_URL) expect(io.stdout.join('\n')).not.toContain(env.DATABASE_URL);
     const again = capture(env);
     expect(await run(['migrate'], again)).toBe(0);

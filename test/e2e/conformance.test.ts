@@ -2,7 +2,8 @@
  * The MCP conformance suite's `authorization` command against P (issue 5, interop.md §2, §8.1):
  * it checks our authorization server metadata, then runs one PKCE code grant with no `scope` (our
  * default applies, interop F6) and checks the callback (`state`, `iss`) and the token response
- * (200, JSON, `Cache-Control: no-store`). It prints the authorization URL and waits for its own
+ * (200, JSON, `Cache-Control: no-store`), and reports zero warnings (its one warning used to be the
+ * missing Client ID Metadata Document support, issue 12). It prints the authorization URL and waits for its own
  * loopback callback; the fetch driver plays the user through P's consent page and U's login.
  * Pinned at 0.2.0-alpha.12 (the only release with `authorization`); it needs Node 22.
  */
@@ -94,8 +95,11 @@ describe('MCP conformance suite, authorization', () => {
       expect(checks.filter((c) => c.status === 'FAILURE'), output).toEqual([]);
       const status = Object.fromEntries(checks.map((c) => [c.id, c.status]));
       expect(status, output).toMatchObject({ 'authorization-server-metadata': 'SUCCESS', 'authorization-code-grant': 'SUCCESS' });
-      // The one warning: we do not offer Client ID Metadata Documents (no client_id_metadata_document_supported).
-      expect(checks.filter((c) => c.status !== 'SUCCESS').map((c) => c.id)).toEqual(['authorization-server-metadata-cimd']);
+      // Zero warnings (issue 12): P advertises client_id_metadata_document_supported, which was
+      // the suite's one warning before CIMD (authorization-server-metadata-cimd).
+      expect(checks.filter((c) => c.status !== 'SUCCESS'), output).toEqual([]);
+      expect(status['authorization-server-metadata-cimd'], output).toBe('SUCCESS');
+      expect(output).not.toMatch(/WARNING/);
       expect(code, output).toBe(0);
       // The token the suite received is P's, for the MCP resource, for the user who approved.
       // (Portable SQL, src/db/sql.ts: JSON is parsed here, not with json_* in the database.)

@@ -13,7 +13,7 @@ import { Writable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { loadConfig, type Config } from '../../src/config/load.js';
-import { answerClientError, createRuntime, type Runtime } from '../../src/runtime/server.js';
+import { answerClientError, createRuntime, type Runtime, type RuntimeOptions } from '../../src/runtime/server.js';
 import { REDACT_PATHS } from '../../src/log/logger.js';
 import { databaseEnv } from './engine.js';
 
@@ -39,6 +39,8 @@ export interface TestAppOptions {
   port?: number;
   /** the runtime's clock for time-bucketed records (RuntimeOptions.now) */
   now?: () => number;
+  /** the CIMD fetcher's test seam (RuntimeOptions.cimdFetch): a fake resolver, a test route */
+  cimdFetch?: RuntimeOptions['cimdFetch'];
 }
 
 export const TEST_SECRET_KEY = randomBytes(32).toString('base64');
@@ -82,7 +84,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     },
   });
   const log = pino({ level: config.logLevel, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, sink);
-  const runtime = await createRuntime(config, { log, maintenance: false, now: options.now });
+  const runtime = await createRuntime(config, { log, maintenance: false, now: options.now, cimdFetch: options.cimdFetch });
   server.on('request', runtime.handler);
   server.on('clientError', answerClientError);
   return {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startFakeGithub, startFakeOidcUpstream, type FakeUpstream } from './fake-upstream.js';
 import { startFakeMcp, type FakeMcp } from './fake-mcp.js';
-import { listenLoopback, registerClient, startTestApp, type TestApp } from './app.js';
+import { listenLoopback, registerClient, startTestApp, type TestApp, type TestAppOptions } from './app.js';
 import { authorizeUrl, pkcePair } from './pkce.js';
 import { Browser, type Page } from './browser.js';
 
@@ -33,6 +33,8 @@ export interface StackOptions {
   countdownDelayMs?: number;
   /** the runtime's clock for time-bucketed records (RuntimeOptions.now) */
   now?: () => number;
+  /** the CIMD fetcher's test seam (RuntimeOptions.cimdFetch) */
+  cimdFetch?: TestAppOptions['cimdFetch'];
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
@@ -49,6 +51,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const appOptions = {
     port,
     now: options.now,
+    cimdFetch: options.cimdFetch,
     dir: mkdtempSync(join(tmpdir(), 'mcp-stack-')),
     env: {
       UPSTREAM_PRESET: options.upstream === 'github' ? 'github' : 'oidc',

@@ -58,8 +58,10 @@ describe('PostgreSQL migrations', () => {
   it('5 replicas migrating a fresh database at once apply each file once, without error', async () => {
     const dir = copyPgMigrations();
     // Two more files, the second slow, so that the starts really overlap.
-    writeFileSync(join(dir, '0002-extra.sql'), 'CREATE TABLE extra (x BIGINT);');
-    writeFileSync(join(dir, '0003-slow.sql'), 'SELECT pg_sleep(0.2); CREATE TABLE slow (x BIGINT);');
+    const next = readMigrations(dir).length + 1;
+    const numbered = (n: number, name: string) => `${String(n).padStart(4, '0')}-${name}.sql`;
+    writeFileSync(join(dir, numbered(next, 'extra')), 'CREATE TABLE extra (x BIGINT);');
+    writeFileSync(join(dir, numbered(next + 1, 'slow')), 'SELECT pg_sleep(0.2); CREATE TABLE slow (x BIGINT);');
     await withDatabase('concurrent', async (db) => {
       const replicas = Array.from({ length: 5 }, () => new PgSql({ url: db.url, poolMax: 2 }));
       try {

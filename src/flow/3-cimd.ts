@@ -1,0 +1,46 @@
+/**
+ * Step 3 (CIMD) — an https client_id is resolved before oidc-provider looks the client up
+ * (issue 12, DESIGN §10). The decisions are src/cimd/ (which URLs, which addresses, which
+ * documents, how long; src/cimd/clients.ts turns an accepted document into a stored client); this
+ * step applies them on the three endpoints that name a client:
+ * - /authorize: after the repeated-parameter check (src/flow/3-authorize.ts), a CIMD client_id is
+ *   resolved (fetched, or from the cache). A refusal is P's error page — 400, no Location header,
+ *   no redirect to any redirect_uri (the document, or its absence, is exactly what is not
+ *   trusted: AUTHZ-02) — and a `cimd.refused` audit row written by src/cimd/clients.ts.
+ * - /token and /revoke: the client_id in the form body; a client already stored is left to the
+ *   provider, an unknown CIMD client_id is resolved (src/cimd/clients.ts, "Decision"); a refusal
+ *   is invalid_client JSON. The body is parsed here (form-encoded, small); the provider reads the
+ *   parsed body (src/flow/7-token.ts parses /token's the same way).
+ * With CIMD_ENABLED=false nothing here runs: such a client_id reaches the provider, which does
+ * not know it.
+ */
+import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import type { CimdClients, Requester } from '../cimd/clients.js';
+import { ERRORS } from '../errors/oauth-error.js';
+import { MAX_TOKEN_BODY } from './7-token.js';
+
+const requester = (req: Request): Requester => ({ ip: req.ip, userAgent: req.get('user-agent'), requestId: req.id });
+
+/** /authorize: resolve a CIMD client_id (the query has no repeated parameter by now). */
+export function cimdAuthorizePreflight(cimd: CimdClients): RequestHandler {
+  return async (req: Request, _res: Response, next: NextFunction) => {
+    const q = req.url.indexOf('?');
+    const clientId = new URLSearchParams(q === -1 ? '' : req.url.slice(q + 1)).get('client_id');
+    if (!cimd.isCimdClientId(clientId)) return next();
+    const result = await cimd.ensure(clientId, requester(req));
+    next(result.ok ? undefined : ERRORS.cimdRefusedPage(result.reason));
+  };
+}
+
+/** /token and /revoke: parse the form body; resolve a CIMD client_id P has not stored. */
+export function cimdTokenPreflight(cimd: CimdClients): RequestHandler[] {
+  return [
+    express.urlencoded({ extended: false, limit: MAX_TOKEN_BODY, parameterLimit: 50 }),
+    async (req: Request, _res: Response, next: NextFunction) => {
+      const clientId = (req.body as Record<string, unknown> | undefined)?.client_id;
+      if (!cimd.isCimdClientId(clientId)) return next();
+      const result = await cimd.ensureStored(clientId, requester(req));
+      next(result.ok ? undefined : ERRORS.cimdRefused(result.reason));
+    },
+  ];
+}
