@@ -4,16 +4,14 @@
  * URIs, secret-based auth methods, wrong types, non-JSON, oversized bodies, odd statuses and
  * content types, redirects — then /authorize with that URL as client_id.
  *
- * GATE: the CIMD fetcher does not exist on this branch yet. Whether P supports CIMD is read the
- * way a client reads it, from the authorization server metadata (DISC-12:
- * `client_id_metadata_document_supported: true` if and only if CIMD is implemented):
- *   - not advertised (today): every such request must be refused with P's 4xx page, never a
- *     redirect, creating nothing — and P must not fetch the document at all (the document server
- *     counts requests and must see none);
- *   - advertised (once the fetcher lands, with CIMD_ALLOWED_HOSTS naming this loopback server and
- *     DANGEROUSLY_ALLOW_INSECURE_HTTP=true, DESIGN §10): the same generators run with every
- *     invariant of test/helpers/fuzz.ts, documents may be fetched, and an accepted one may only
- *     start an interaction.
+ * Whether P supports CIMD is read the way a client reads it, from the authorization server
+ * metadata (DISC-12: `client_id_metadata_document_supported: true` if and only if CIMD_ENABLED):
+ *   - advertised (the default; CIMD_ALLOWED_HOSTS names this loopback server and
+ *     DANGEROUSLY_ALLOW_INSECURE_HTTP=true, DESIGN §10): every invariant of test/helpers/fuzz.ts,
+ *     documents may be fetched, and an accepted one may only start an interaction;
+ *   - not advertised (CIMD_ENABLED=false): every such request must be refused with P's 4xx page,
+ *     never a redirect, creating nothing — and P must not fetch the document at all (the document
+ *     server counts requests and must see none).
  * Nothing is faked: the same cases run either way, and the property checked follows the metadata.
  */
 import { createServer, type Server } from 'node:http';
@@ -59,7 +57,7 @@ beforeAll(async () => {
   const metadata = (await (await fetch(`${stack.app.url}/.well-known/oauth-authorization-server`)).json()) as Record<string, unknown>;
   supported = metadata.client_id_metadata_document_supported === true;
   console.log(
-    `[fuzz] ${FILE}: CIMD ${supported ? 'advertised: documents are fetched and checked' : 'not advertised (no fetcher on this branch): every CIMD client_id must be refused without a fetch'}`,
+    `[fuzz] ${FILE}: CIMD ${supported ? 'advertised: documents are fetched and checked' : 'not advertised (CIMD_ENABLED=false): every CIMD client_id must be refused without a fetch'}`,
   );
 });
 afterAll(async () => {
