@@ -10,6 +10,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
+import { CLI_ARGS } from '../helpers/cli-bin.js';
 import { freePort } from '../helpers/app.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -19,7 +20,6 @@ import { MemoryOAuthProvider } from '../helpers/mcp-client.js';
 import { openDatabase } from '../../src/db/open.js';
 import { migrate } from '../../src/db/migrate.js';
 
-const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
 const children: ChildProcess[] = [];
 afterAll(() => children.forEach((c) => c.kill('SIGKILL')));
 
@@ -32,7 +32,7 @@ interface Started {
 
 async function serve(env: Record<string, string>, waitFor = 'MCP Consent Proxy listening'): Promise<Started> {
   const started = Date.now();
-  const child = spawn(process.execPath, [BIN, 'serve'], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...CLI_ARGS, 'serve'], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   let output = '';
   child.stdout?.on('data', (d) => (output += d));
