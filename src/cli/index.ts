@@ -11,6 +11,7 @@ import { MissingSecretError } from './context.js';
 import { defaultIo, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, HELP_OPTION, UsageError, type Command, type Io } from './command.js';
 import { STORAGE_COMMANDS } from './commands/storage.js';
 import { DATA_COMMANDS } from './commands/data.js';
+import { DOCTOR_COMMAND } from './commands/doctor.js';
 import { packageVersion } from './version.js';
 
 export { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type Io } from './command.js';
@@ -27,6 +28,7 @@ const COMMANDS: Record<string, Command> = {
   },
   ...STORAGE_COMMANDS,
   ...DATA_COMMANDS,
+  ...DOCTOR_COMMAND,
 };
 
 function topHelp(): string {
