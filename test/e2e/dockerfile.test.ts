@@ -6,7 +6,9 @@
  * this checkout); every COPY --from=build finds its source in that stage; the runtime stage's
  * CMD names a file that exists after the build; and started as the image would start it (its
  * ENV, the demo forced as a container must, on loopback), the server answers the HEALTHCHECK
- * command and stops on the STOPSIGNAL.
+ * command and stops on the STOPSIGNAL. The compose files in docs/compose/ build this Dockerfile,
+ * mount files that exist and set only configuration keys the proxy knows (DATABASE_URL: the
+ * PostgreSQL engine's, issue 11).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, symlinkSync } from 'node:fs';
@@ -14,6 +16,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { freePort } from '../helpers/app.js';
 import { exitWithin, killAll, runToEnd, startUntil } from '../helpers/spawned.js';
+import { parse as parseYaml } from 'yaml';
+import { CONFIG_KEYS } from '../../src/config/schema.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 
@@ -162,4 +166,28 @@ describe('Dockerfile', () => {
     const after = await runToEnd('sh', ['-c', runtime.healthcheck as string], { env, timeoutMs: 10_000 });
     expect(after.code).toBe(1);
   });
+});
+
+describe('compose files (docs/compose/)', () => {
+  const dir = join(ROOT, 'docs/compose');
+  type Service = { build?: string; image?: string; environment?: Record<string, string>; volumes?: string[]; ports?: string[] };
+  const load = (name: string) => parseYaml(readFileSync(join(dir, name), 'utf8')) as { services: Record<string, Service> };
+  /** Keys the proxy reads: the configuration schema, and DATABASE_URL of the PostgreSQL engine (issue 11). */
+  const known = new Set<string>([...CONFIG_KEYS, 'DATABASE_URL']);
+
+  for (const [name, engine] of [
+    ['docker-compose.yml', 'SQLite'],
+    ['docker-compose.replicas.yml', 'PostgreSQL'],
+  ] as const) {
+    it(`${name} (${engine}) builds this Dockerfile, mounts files that exist, and sets only known configuration keys`, () => {
+      const proxy = load(name).services['mcp-consent-proxy'] as Service;
+      expect(existsSync(join(dir, proxy.build as string, 'Dockerfile'))).toBe(true);
+      expect(Object.keys(proxy.environment ?? {}).filter((k) => !known.has(k))).toEqual([]);
+      for (const service of Object.values(load(name).services)) {
+        for (const volume of service.volumes ?? []) if (volume.startsWith('./')) expect(existsSync(join(dir, volume.split(':')[0] as string)), volume).toBe(true);
+      }
+      if (engine === 'PostgreSQL') expect(proxy.environment).toMatchObject({ DATABASE_URL: expect.stringMatching(/^postgres:\/\/.+@postgres:5432\//), SECRET_KEY: expect.any(String) });
+      else expect(proxy.volumes).toContain('proxy-data:/data');
+    });
+  }
 });
