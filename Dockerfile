@@ -1,19 +1,22 @@
 # MCP Consent Proxy — container image.
 #   docker build -t mcp-consent-proxy .
-#   docker run -p 8080:8080 -v mcp-proxy-data:/data -e PUBLIC_URL=https://mcp.example.com … mcp-consent-proxy
-# Multi-stage: dependencies (better-sqlite3 is compiled here) in a builder, a slim non-root runtime.
+#   docker run -p 8080:8080 -v mcp-proxy-data:/data --env-file proxy.env mcp-consent-proxy
+# Multi-stage. The build stage installs every dependency (better-sqlite3 is compiled here) and
+# `npm ci` runs the package's `prepare` script, which compiles src/ to dist/ with tsc; then the
+# development dependencies (TypeScript, tsx, esbuild, the test tools) are pruned. The runtime
+# stage is a slim, non-root image with dist/, the production node_modules, views/ and
+# migrations/: it runs the compiled JavaScript with node, nothing is compiled at run time.
+# (test/e2e/dockerfile.test.ts checks what can be checked without building the image.)
 
 FROM node:22-bookworm-slim AS build
 WORKDIR /app
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
-COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund
-COPY tsconfig.json ./
+COPY package.json package-lock.json tsconfig.json .tsconfig.build.json ./
 COPY src ./src
-COPY views ./views
-COPY migrations ./migrations
+RUN npm ci --no-audit --no-fund \
+ && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:22-bookworm-slim
 ENV NODE_ENV=production \
@@ -21,11 +24,15 @@ ENV NODE_ENV=production \
     PORT=8080 \
     DATABASE_PATH=/data/mcp-consent-proxy.db
 WORKDIR /app
-COPY --from=build --chown=root:root /app /app
+COPY --from=build /app/package.json ./package.json
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY views ./views
+COPY migrations ./migrations
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 STOPSIGNAL SIGTERM
-CMD ["node", "src/cli/bin.js", "serve"]
+CMD ["node", "dist/cli/bin.js", "serve"]

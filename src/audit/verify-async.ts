@@ -9,6 +9,13 @@ export function verifyTarget(config: { databaseUrl: string | undefined; database
 }
 
 /**
+ * The worker's entry: compiled, the worker itself (dist/audit/verify-worker.js); from the
+ * TypeScript sources (tsx, vitest), an entry that registers tsx in the worker first, as loaders
+ * registered in the main thread do not reach workers.
+ */
+const WORKER_ENTRY = new URL(import.meta.url.endsWith('.ts') ? './verify-worker-entry.js' : './verify-worker.js', import.meta.url);
+
+/**
  * The worker gets the derived audit MAC keys (KeyRing.auditKeys()), never SECRET_KEY: that is
  * all verification needs, and nothing else derived from SECRET_KEY crosses into it. `target` is
  * the SQLite file, or DATABASE_URL for PostgreSQL.
@@ -16,7 +23,7 @@ export function verifyTarget(config: { databaseUrl: string | undefined; database
 export function verifyChainInWorker(target: VerifyTarget, options: VerifyOptions): Promise<VerifyResult> {
   const workerData = { target, keys: options.keys.map((k) => ({ kid: k.kid, key: k.key })), checkpointFile: options.checkpointFile, checkpoint: options.checkpoint };
   return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL('./verify-worker-entry.js', import.meta.url), { workerData });
+    const worker = new Worker(WORKER_ENTRY, { workerData });
     worker.once('message', (result: VerifyResult) => resolve(result));
     worker.once('error', reject);
     worker.once('exit', (code) => {

@@ -11,6 +11,8 @@ import { MissingSecretError } from './context.js';
 import { defaultIo, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, HELP_OPTION, UsageError, type Command, type Io } from './command.js';
 import { STORAGE_COMMANDS } from './commands/storage.js';
 import { DATA_COMMANDS } from './commands/data.js';
+import { DOCTOR_COMMAND } from './commands/doctor.js';
+import { packageVersion } from './version.js';
 
 export { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type Io } from './command.js';
 
@@ -26,10 +28,11 @@ const COMMANDS: Record<string, Command> = {
   },
   ...STORAGE_COMMANDS,
   ...DATA_COMMANDS,
+  ...DOCTOR_COMMAND,
 };
 
 function topHelp(): string {
-  const lines = ['usage: mcp-consent-proxy <command> [options]', '', 'commands:'];
+  const lines = ['usage: mcp-consent-proxy <command> [options]', '       mcp-consent-proxy --version', '', 'commands:'];
   for (const [name, cmd] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(18)} ${cmd.summary}`);
   lines.push('', 'Configuration comes from the environment (see README "Configuration").', "Run 'mcp-consent-proxy <command> --help' for a command's options.");
   return lines.join('\n');
@@ -81,6 +84,10 @@ export async function run(argv: string[], io: Io = defaultIo): Promise<number> {
   if (argv.length === 0) argv = ['serve'];
   if (argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     io.out(topHelp());
+    return EXIT_OK;
+  }
+  if (argv[0] === '--version' || argv[0] === '-v' || argv[0] === 'version') {
+    io.out(packageVersion());
     return EXIT_OK;
   }
   const found = findCommand(argv);

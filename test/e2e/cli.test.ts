@@ -8,12 +8,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CLI_ARGS } from '../helpers/cli-bin.js';
 import { freePort, TEST_SECRET_KEY } from '../helpers/app.js';
 import { registerClient, discoverAuthorizationServerMetadata } from '@modelcontextprotocol/sdk/client/auth.js';
 import { run, type Io } from '../../src/cli/index.js';
 import { databaseEnv, dropTrigger, onPostgres, openTestSql, TEST_ENGINE } from '../helpers/engine.js';
 
-const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
 
 function capture(env: Record<string, string | undefined>): Io & { stdout: string[]; stderr: string[] } {
   const stdout: string[] = [];
@@ -30,7 +30,7 @@ describe('cli › serve', () => {
     const database = await databaseEnv(dir);
     const port = await freePort();
     const publicUrl = `http://127.0.0.1:${port}`;
-    const child = spawn(process.execPath, [BIN, 'serve'], {
+    const child = spawn(process.execPath, [...CLI_ARGS, 'serve'], {
       env: {
         PATH: process.env.PATH,
         PUBLIC_URL: publicUrl,
@@ -152,5 +152,16 @@ describe(`cli › migrate and audit (${TEST_ENGINE})`, () => {
     const help = capture(env);
     expect(await run(['--help'], help)).toBe(0);
     expect(help.stdout[0]).toContain('audit verify');
+  });
+});
+
+describe('cli › --version', () => {
+  it('prints the version in package.json and exits 0', async () => {
+    const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-v']) {
+      const io = capture({});
+      expect(await run([flag], io)).toBe(0);
+      expect(io.stdout).toEqual([version]);
+    }
   });
 });

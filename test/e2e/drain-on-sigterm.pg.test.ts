@@ -21,8 +21,8 @@ import { Browser, buildAuthorization, drive, redeem } from '../helpers/stack.js'
 import { callTool, openSession } from '../helpers/mcp-http.js';
 import { PgSql } from '../../src/db/pg-sql.js';
 import { SHUTDOWN_GRACE_MS } from '../../src/cli/commands/serve.js';
+import { CLI_ARGS } from '../helpers/cli-bin.js';
 
-const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
 const IN_FLIGHT = 8;
 const db = pgDatabasePerFile('drain');
 let upstream: FakeUpstream;
@@ -64,7 +64,7 @@ describe('SIGTERM drains a replica', () => {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
     upstream = await startFakeOidcUpstream({ callbackUrl: `${url}/upstream/callback` });
-    child = spawn(process.execPath, [BIN, 'serve'], {
+    child = spawn(process.execPath, [...CLI_ARGS, 'serve'], {
       env: {
         PATH: process.env.PATH,
         PORT: String(port),

@@ -12,6 +12,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
+import { CLI_ARGS } from '../helpers/cli-bin.js';
 import { freePort, TEST_SECRET_KEY } from '../helpers/app.js';
 import { databaseEnv, onPostgres, openTestSql } from '../helpers/engine.js';
 import { openDatabase } from '../../src/db/open.js';
@@ -21,7 +22,6 @@ import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { Browser, drive } from '../helpers/stack.js';
 import { MemoryOAuthProvider } from '../helpers/mcp-client.js';
 
-const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
 const children: ChildProcess[] = [];
 afterAll(() => children.forEach((c) => c.kill('SIGKILL')));
 
@@ -34,7 +34,7 @@ interface Started {
 
 async function serve(env: Record<string, string>, waitFor = 'MCP Consent Proxy listening'): Promise<Started> {
   const started = Date.now();
-  const child = spawn(process.execPath, [BIN, 'serve'], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...CLI_ARGS, 'serve'], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   let output = '';
   child.stdout?.on('data', (d) => (output += d));

@@ -36,8 +36,8 @@ import { MemoryOAuthProvider } from '../helpers/mcp-client.js';
 import { callTool, openSession } from '../helpers/mcp-http.js';
 import { csrfOf, signIn } from '../helpers/admin.js';
 import { run, type Io } from '../../src/cli/index.js';
+import { CLI_ARGS } from '../helpers/cli-bin.js';
 
-const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
 const REPLICAS = 3;
 const REGISTER_BUDGET = 5;
 
@@ -82,7 +82,7 @@ function replicaEnv(port: number, dir: string): Record<string, string> {
 function spawnReplica(index: number): Replica {
   const dir = mkdtempSync(join(tmpdir(), `replica-${index}-`));
   const port = ports[index] as number;
-  const child = spawn(process.execPath, [BIN, 'serve'], { env: replicaEnv(port, dir), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...CLI_ARGS, 'serve'], { env: replicaEnv(port, dir), stdio: ['ignore', 'pipe', 'pipe'] });
   const replica: Replica = { index, port, dir, child, output: '', exit: new Promise((resolve) => child.on('exit', (code) => resolve(code))) };
   child.stdout?.on('data', (d) => (replica.output += d));
   child.stderr?.on('data', (d) => (replica.output += d));

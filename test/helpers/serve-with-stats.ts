@@ -1,6 +1,6 @@
 /**
  * `mcp-consent-proxy serve` with a TEST-ONLY stats channel (the soak, test/soak): the same
- * command as src/cli/bin.js, plus a second HTTP listener on 127.0.0.1:TEST_STATS_PORT that
+ * command as src/cli/bin.ts, plus a second HTTP listener on 127.0.0.1:TEST_STATS_PORT that
  * answers this process's figures — like test/bench/cpu-stats.ts, and never part of the product
  * (src/ has no such endpoint):
  *   rss, heapUsed (as found) and heapAfterGc (after a full GC, when node runs with --expose-gc),

@@ -1,6 +1,6 @@
 /**
  * P as a real server PROCESS, for the crash and soak suites (test/crash, test/soak): spawned with
- * `node src/cli/bin.js serve` (the shipped command) — or through an entry of the test's own
+ * `mcp-consent-proxy serve` from the sources (test/helpers/cli-bin.ts) — or through an entry of the test's own
  * choice (the soak's stats channel, test/helpers/serve-with-stats.ts) — on a fixed port, data
  * directory and SECRET_KEY, so it can be killed (SIGKILL) and started again on the same state.
  *
@@ -10,12 +10,12 @@
  * (it is then the caller's to provide, and empty).
  */
 import { onPostgres } from './engine.js';
+import { CLI_ARGS } from './cli-bin.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const BIN = join(ROOT, 'src/cli/bin.js');
 
 export interface ServerEnvOptions {
   port: number;
@@ -78,7 +78,7 @@ export interface ServerProcess {
 export interface StartOptions {
   /** node arguments before the entry (e.g. --expose-gc) */
   nodeArgs?: string[];
-  /** the script to run instead of `src/cli/bin.js serve` (with its own arguments) */
+  /** the script to run instead of `serve` (with its own arguments) */
   entry?: string[];
   /** give up after this long (ms) */
   timeoutMs?: number;
@@ -88,7 +88,7 @@ export interface StartOptions {
 export async function startServerProcess(env: Record<string, string>, options: StartOptions = {}): Promise<ServerProcess> {
   const url = env.PUBLIC_URL as string;
   const started = performance.now();
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...(options.entry ?? [BIN, 'serve'])], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...(options.entry ?? [...CLI_ARGS, 'serve'])], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout?.on('data', (d) => (output = (output + String(d)).slice(-20_000)));
   child.stderr?.on('data', (d) => (output = (output + String(d)).slice(-20_000)));
@@ -138,7 +138,7 @@ export interface CliResult {
 /** Run `mcp-consent-proxy <args>` with P's environment (e.g. `audit verify --json`). */
 export function runCli(env: Record<string, string>, args: string[], timeoutMs = 60_000): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...CLI_ARGS, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout?.on('data', (d) => (stdout += d));

@@ -62,8 +62,10 @@ describe('docs/compose/replicas.yml', () => {
     }
     expect(readFileSync(join(ROOT, 'Dockerfile'), 'utf8')).toMatch(/^EXPOSE 8080$/m);
     const migrate = compose.services.migrate?.command as string[];
-    expect(migrate.slice(0, 2)).toEqual(['node', 'src/cli/bin.js']);
-    expect(existsSync(join(ROOT, migrate[1] as string))).toBe(true);
+    // The image runs the compiled CLI (the Dockerfile's CMD); its source is src/cli/bin.ts.
+    expect(migrate.slice(0, 2)).toEqual(['node', 'dist/cli/bin.js']);
+    expect(readFileSync(join(ROOT, 'Dockerfile'), 'utf8')).toContain('CMD ["node", "dist/cli/bin.js", "serve"]');
+    expect(existsSync(join(ROOT, (migrate[1] as string).replace(/^dist\//, 'src/').replace(/\.js$/, '.ts')))).toBe(true);
     const help: string[] = [];
     expect(await run(['--help'], { env: {}, out: (t) => help.push(t), err: () => undefined })).toBe(0);
     expect(help.join('\n')).toMatch(new RegExp(`^  ${migrate[2]} `, 'm'));

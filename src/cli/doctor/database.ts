@@ -1,0 +1,51 @@
+/**
+ * Doctor: the database is there, writable and migrated. `probeDatabase` is the one function that
+ * knows the storage engine (today SQLite, src/db/status.ts); it is already asynchronous, so an
+ * engine that answers with promises fits behind it unchanged.
+ */
+import type { Config } from '../../config/load.js';
+import { sqliteStatus, type DatabaseStatus } from '../../db/status.js';
+import { fail, pass, type CheckResult, type DoctorOptions } from './check.js';
+
+const TITLE = 'database writable and migrated';
+
+export async function probeDatabase(config: Readonly<Config>, options: DoctorOptions): Promise<DatabaseStatus> {
+  return sqliteStatus(config.databasePath, options.timeoutMs);
+}
+
+export async function checkDatabase(config: Readonly<Config>, options: DoctorOptions): Promise<CheckResult> {
+  const path = config.databasePath;
+  const status = await probeDatabase(config, options);
+  const migrateFix = 'Run mcp-consent-proxy migrate with this configuration (the server also migrates at start).';
+  switch (status.state) {
+    case 'ready':
+      return pass('database', TITLE, `${path}: writable, all ${status.applied} migrations applied`);
+    case 'missing':
+      return fail('database', TITLE, `no database at ${path}`, `${migrateFix} If it should exist, check DATABASE_PATH and the volume mounted there.`);
+    case 'pending':
+      return fail('database', TITLE, `${path}: ${status.applied} of ${status.known} migrations applied (next: ${status.next})`, migrateFix);
+    case 'newer':
+      return fail(
+        'database',
+        TITLE,
+        `${path} was migrated by a newer version (${status.newest}; this one knows up to ${status.known})`,
+        'Run the newer version of mcp-consent-proxy, or restore a backup made for this one.',
+      );
+    case 'changed':
+      return fail(
+        'database',
+        TITLE,
+        `${path}: migration ${status.name} differs from the file it was applied from`,
+        'Reinstall this version (its migrations/ were changed); put schema changes in a new migration.',
+      );
+    case 'not-writable':
+      return fail(
+        'database',
+        TITLE,
+        `${path}: cannot take the write lock (${status.problem})`,
+        'Let the user running the proxy write the database file and its directory (WAL files, secret.key and the audit checkpoint live there), and stop any other process holding its write lock.',
+      );
+    case 'unusable':
+      return fail('database', TITLE, `${path} cannot be opened: ${status.problem}`, "Check that DATABASE_PATH names this proxy's SQLite file (restore it from a backup if it is damaged).");
+  }
+}
