@@ -1,5 +1,6 @@
 /**
- * The database's state, read without changing it (for `mcp-consent-proxy doctor`): does the file
+ * The database's state, read without changing it (for `mcp-consent-proxy doctor`), SQLite here and
+ * PostgreSQL in src/db/status-pg.ts: does the file
  * exist and open, can this process take the write lock (then released, nothing written), and
  * are the migrations this build knows applied — none pending, none unknown, none changed
  * (the rules `migrate` enforces, src/db/migrate.ts).
@@ -7,7 +8,7 @@
 import { accessSync, constants, existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { openDatabase, type Db } from './open.js';
-import { MIGRATIONS_DIR, readMigrations } from './migrate.js';
+import { MIGRATIONS_DIR, readMigrations, type MigrationFile } from './migrate.js';
 
 export type DatabaseStatus =
   | { state: 'missing' }
@@ -24,8 +25,11 @@ function appliedMigrations(db: Db): { version: number; name: string; checksum: s
 }
 
 function migrationState(db: Db, dir: string): DatabaseStatus {
-  const files = readMigrations(dir);
-  const applied = appliedMigrations(db);
+  return stateOf(readMigrations(dir), appliedMigrations(db));
+}
+
+/** Where the applied migrations stand against the files this build knows (the rules `migrate` enforces). */
+export function stateOf(files: MigrationFile[], applied: { version: number; name: string; checksum: string }[]): DatabaseStatus {
   const newest = applied.at(-1);
   if (newest && newest.version > files.length) return { state: 'newer', newest: newest.name, known: files.at(-1)?.name ?? 'none' };
   const changed = applied.find((row) => files[row.version - 1]?.name !== row.name || files[row.version - 1]?.checksum !== row.checksum);

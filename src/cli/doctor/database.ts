@@ -1,27 +1,34 @@
 /**
  * Doctor: the database is there, writable and migrated. `probeDatabase` is the one function that
- * knows the storage engine (today SQLite, src/db/status.ts); it is already asynchronous, so an
- * engine that answers with promises fits behind it unchanged.
+ * knows the storage engine: SQLite (src/db/status.ts) or PostgreSQL with DATABASE_URL
+ * (src/db/status-pg.ts). The URL is never printed (it may carry a password).
  */
 import type { Config } from '../../config/load.js';
 import { sqliteStatus, type DatabaseStatus } from '../../db/status.js';
+import { postgresStatus } from '../../db/status-pg.js';
 import { fail, pass, type CheckResult, type DoctorOptions } from './check.js';
 
 const TITLE = 'database writable and migrated';
 
 export async function probeDatabase(config: Readonly<Config>, options: DoctorOptions): Promise<DatabaseStatus> {
+  if (config.databaseUrl) return postgresStatus(config.databaseUrl, options.timeoutMs);
   return sqliteStatus(config.databasePath, options.timeoutMs);
 }
 
 export async function checkDatabase(config: Readonly<Config>, options: DoctorOptions): Promise<CheckResult> {
-  const path = config.databasePath;
+  const path = config.databaseUrl ? 'the PostgreSQL database (DATABASE_URL)' : config.databasePath;
   const status = await probeDatabase(config, options);
   const migrateFix = 'Run mcp-consent-proxy migrate with this configuration (the server also migrates at start).';
   switch (status.state) {
     case 'ready':
       return pass('database', TITLE, `${path}: writable, all ${status.applied} migrations applied`);
     case 'missing':
-      return fail('database', TITLE, `no database at ${path}`, `${migrateFix} If it should exist, check DATABASE_PATH and the volume mounted there.`);
+      return fail(
+        'database',
+        TITLE,
+        config.databaseUrl ? `${path} has no schema yet` : `no database at ${path}`,
+        `${migrateFix} If it should exist, check ${config.databaseUrl ? 'the database named in DATABASE_URL' : 'DATABASE_PATH and the volume mounted there'}.`,
+      );
     case 'pending':
       return fail('database', TITLE, `${path}: ${status.applied} of ${status.known} migrations applied (next: ${status.next})`, migrateFix);
     case 'newer':
@@ -46,6 +53,13 @@ export async function checkDatabase(config: Readonly<Config>, options: DoctorOpt
         'Let the user running the proxy write the database file and its directory (WAL files, secret.key and the audit checkpoint live there), and stop any other process holding its write lock.',
       );
     case 'unusable':
-      return fail('database', TITLE, `${path} cannot be opened: ${status.problem}`, "Check that DATABASE_PATH names this proxy's SQLite file (restore it from a backup if it is damaged).");
+      return fail(
+        'database',
+        TITLE,
+        `${path} cannot be opened: ${status.problem}`,
+        config.databaseUrl
+          ? 'Check DATABASE_URL (host, port, database, user, password) and that PostgreSQL is running and reachable from here.'
+          : "Check that DATABASE_PATH names this proxy's SQLite file (restore it from a backup if it is damaged).",
+      );
   }
 }
