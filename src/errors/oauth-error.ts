@@ -111,9 +111,22 @@ export function isDatabaseBusy(err: unknown): boolean {
   const e = err as { code?: unknown; message?: unknown } | undefined;
   const code = e?.code;
   if (typeof code === 'string' && (/^SQLITE_(BUSY|LOCKED)/.test(code) || PG_UNAVAILABLE.has(code))) return true;
-  // node-postgres' pool: no connection within connectionTimeoutMillis (the server restarting).
-  return typeof e?.message === 'string' && e.message.startsWith('timeout exceeded when trying to connect');
+  return typeof e?.message === 'string' && PG_UNAVAILABLE_MESSAGES.some((m) => (e.message as string).startsWith(m));
 }
+
+/**
+ * node-postgres' errors without a code that mean the same: the pool's connect timeout (the server
+ * restarting), and a connection lost under a statement — PostgreSQL stopped or killed mid-query
+ * (`pg_ctl stop -m immediate`: no SQLSTATE reaches the client; found by
+ * test/faults/postgres-restart.pg.test.ts, it was a 500). Not 'Connection terminated' alone: that is
+ * P closing its own pool.
+ */
+const PG_UNAVAILABLE_MESSAGES = [
+  'timeout exceeded when trying to connect',
+  'Connection terminated due to connection timeout',
+  'Connection terminated unexpectedly',
+  'Client has encountered a connection error and is not queryable',
+];
 
 /**
  * PostgreSQL unavailable for a moment (restarting, failing over, out of connections) — the same

@@ -8,7 +8,7 @@ import type { KeyRing } from '../crypto/keys.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
 import { createInteractionPolicy } from './policy.js';
 import { offeredScopes } from '../oauth/scopes.js';
-import { providerErrorBodies } from '../errors/render.js';
+import { markDatabaseBusy, providerErrorBodies } from '../errors/render.js';
 import { ProviderWithSafeErrorRedirects } from './error-redirect.js';
 import { commitsSettled } from '../http/request-context.js';
 
@@ -242,10 +242,12 @@ export function createProvider(deps: ProviderDeps): Provider {
     await next();
     try {
       await commitsSettled();
-    } catch {
+    } catch (err) {
       ctx.remove('Location');
       ctx.status = 500;
       ctx.body = { error: 'server_error' }; // rewritten by providerErrorBodies; the listener logged the cause
+      // The database unreachable or busy (PostgreSQL restarting, issue 13 §3): 503 with Retry-After, not a 500.
+      markDatabaseBusy(ctx as KoaContextWithOIDC, err);
     }
   });
   // Endpoint URLs in metadata come from the request; the express layer pins host and protocol
