@@ -3,6 +3,9 @@
  * most self time during one endpoint's runs: only the samples taken inside the windows that
  * run.ts wrote to test/artifacts/auth-windows.json (CLOCK_MONOTONIC µs, the time base of V8's
  * profiles on Linux) are counted, and `(idle)` is left out of the ranking.
+ * Locations are line:column of the code as it ran: tsx compiles each TypeScript module of P to one
+ * line, so P's functions show as `src/…ts:1:<column>` (map a column back by compiling the file
+ * with esbuild's minifyWhitespace + keepNames, as tsx does).
  *   npx tsx test/bench/profile-top.ts <file.cpuprofile> <server label: SQLite | PostgreSQL | "bare oidc-provider"> <token | register> [top=5]
  */
 import { readFileSync } from 'node:fs';
@@ -10,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 
 interface ProfileNode {
   id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
+  callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
 }
 interface Profile {
   nodes: ProfileNode[];
@@ -48,7 +51,7 @@ profile.samples.forEach((id, i) => {
     return;
   }
   inside += delta;
-  const where = frame.url ? `${frame.url.replace(/^file:\/\/.*?node_modules\//, '').replace(/^file:\/\/.*?\/(src|test)\//, '$1/')}:${frame.lineNumber + 1}` : '';
+  const where = frame.url ? `${frame.url.replace(/^file:\/\/.*?node_modules\//, '').replace(/^file:\/\/.*?\/(src|test)\//, '$1/')}:${frame.lineNumber + 1}:${frame.columnNumber + 1}` : '';
   const key = `${frame.functionName || '(anonymous)'} ${where}`.trim();
   self.set(key, (self.get(key) ?? 0) + delta);
 });
