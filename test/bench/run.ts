@@ -9,20 +9,28 @@
  *       same as (c) but on PostgreSQL (a fresh database, dropped at the end) — issue 11's goals:
  *       gateway req/s e/c ≥ 0.8 at c=10 and c=100, /token and /register PostgreSQL/SQLite ≥ 0.7, and
  *       the RSS of each P at the end ≤ 150 MB.
+ *   the anchor for the authorization server (issue 14): bare oidc-provider 9.13.3 with its in-memory
+ *       adapter and P's configuration shape (bare-provider.ts); `/token` (refresh grant, rotating)
+ *       and `/register` (DCR of a public client) are measured on it and on each P, servers
+ *       alternating; targets P/bare ≥ 0.8 in req/s and ≤ 2 in p99.
  * Concurrency 10 and 100, ROUNDS rounds of SECONDS each; servers pinned to CPU 0 and the load
  * generator to CPU 1 when `taskset` exists. Prints medians (rates, latencies, and the CPU time the
  * server under test spent per request), ratios c/b and c/a, then the token endpoint (refresh
- * grant, rotating) and DCR rates, per P. Loopback only; bounded time (~3 minutes, ~4 with (e)).
+ * grant, rotating) and DCR rates, per P and for the anchor, and last a line `BENCH_RESULT {json}`
+ * with every ratio measured (and the RSS of each server, MB). Loopback only; bounded time (~3.5 minutes, ~4.5 with (e)).
  *   --readme   also rewrite README.md's Performance block
- *   --profile  run P and (b) with --cpu-prof (profiles written to test/artifacts/ and
- *              test/artifacts/b/)
+ *   --profile  run P, (b) and the bare oidc-provider with --cpu-prof (profiles written to
+ *              test/artifacts/, test/artifacts/b/ and test/artifacts/bare/), and write the
+ *              CLOCK_MONOTONIC windows (µs) of each /token and /register run to
+ *              test/artifacts/auth-windows.json, to cut the profiles per endpoint
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { cpus, totalmem } from 'node:os';
 import { readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { runLoad, median, type LoadResult } from './load.js';
+import { median, runLoad, type LoadResult } from './load.js';
+import { dcrRun, refreshRun, type Chain } from './auth-server.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -83,6 +91,11 @@ const tokens = p.tokens as { access: string; refresh: string; clientId: string }
 const ablatedTokens = p.ablatedTokens as { access: string }[];
 const pPg = pgDatabase ? await start('test/bench/p-server.ts', { TARGET: target, BENCH_TOKENS: '20', TEST_ENGINE: 'sqlite', P_DATABASE_URL: pgDatabase.url }) : undefined;
 const pgTokens = (pPg?.tokens ?? []) as { access: string; refresh: string; clientId: string }[];
+// The anchor for /token and /register (issue 14): bare oidc-provider, in-memory, same configuration shape.
+const bare = await start('test/bench/bare-provider.ts', { BENCH_TOKENS: '10' }, profile ? ['--cpu-prof', `--cpu-prof-dir=${root}test/artifacts/bare`] : []);
+/** Every ratio measured, printed at the end as one machine-readable line (`BENCH_RESULT {json}`). */
+const result: Record<string, number> = {};
+const printResult = () => console.log(`BENCH_RESULT ${JSON.stringify(Object.fromEntries(Object.entries(result).map(([k, v]) => [k, Math.round(v * 1000) / 1000])))}`);
 
 type Config = 'a' | 'b' | 'c' | 'd' | 'e';
 const urls: Record<Config, string> = { a: target, b: `http://127.0.0.1:${proxy.port}/mcp`, c: `${p.url}/mcp`, d: `${p.url}/mcp`, e: `${pPg?.url}/mcp` };
@@ -160,19 +173,25 @@ for (const connections of CONCURRENCY) {
   }
 }
 lines.push('', '| ratio (medians, same run) | c=10 | c=100 | target |', '|---|---|---|---|');
-const ratio = (x: string, y: string, f: (r: Measured) => number) => CONCURRENCY.map((c) => (med(`${x}@${c}`, f) / med(`${y}@${c}`, f)).toFixed(2));
-lines.push(`| req/s c/b | ${ratio('c', 'b', (r) => r.rps).join(' | ')} | ≥ 0.85 |`);
-lines.push(`| req/s c/a | ${ratio('c', 'a', (r) => r.rps).join(' | ')} | — |`);
-lines.push(`| p50 c/b | ${ratio('c', 'b', (r) => r.p50).join(' | ')} | ≤ 1.2 at c=10 |`);
+/** The ratio of medians x/y at each concurrency, also recorded in BENCH_RESULT as `${name}_c10`, `${name}_c100`. */
+const ratio = (x: string, y: string, f: (r: Measured) => number, name: string) =>
+  CONCURRENCY.map((c) => {
+    const value = med(`${x}@${c}`, f) / med(`${y}@${c}`, f);
+    if (Number.isFinite(value)) result[`${name}_c${c}`] = value;
+    return value.toFixed(2);
+  });
+lines.push(`| req/s c/b | ${ratio('c', 'b', (r) => r.rps, 'gateway_rps_c_over_b').join(' | ')} | ≥ 0.85 |`);
+lines.push(`| req/s c/a | ${ratio('c', 'a', (r) => r.rps, 'gateway_rps_c_over_a').join(' | ')} | — |`);
+lines.push(`| p50 c/b | ${ratio('c', 'b', (r) => r.p50, 'gateway_p50_c_over_b').join(' | ')} | ≤ 1.2 at c=10 |`);
 lines.push(`| CPU µs/req c − b (the gateway's own cost) | ${CONCURRENCY.map((c) => (med(`c@${c}`, (r) => r.cpuPerRequest) - med(`b@${c}`, (r) => r.cpuPerRequest)).toFixed(1)).join(' | ')} | — |`);
 if (configs.includes('c') && configs.includes('e')) {
-  lines.push(`| req/s e/c (PostgreSQL / SQLite) | ${ratio('e', 'c', (r) => r.rps).join(' | ')} | ≥ 0.8 |`);
+  lines.push(`| req/s e/c (PostgreSQL / SQLite) | ${ratio('e', 'c', (r) => r.rps, 'gateway_rps_pg_over_sqlite').join(' | ')} | ≥ 0.8 |`);
   lines.push(
     `| CPU µs/req e − c (PostgreSQL's extra cost in P) | ${CONCURRENCY.map((c) => (med(`e@${c}`, (r) => r.cpuPerRequest) - med(`c@${c}`, (r) => r.cpuPerRequest)).toFixed(1)).join(' | ')} | — |`,
   );
 }
 if (configs.includes('c') && configs.includes('d')) {
-  lines.push(`| req/s c/d (with / without the GW-13 scrubber) | ${ratio('c', 'd', (r) => r.rps).join(' | ')} | — |`);
+  lines.push(`| req/s c/d (with / without the GW-13 scrubber) | ${ratio('c', 'd', (r) => r.rps, 'gateway_rps_c_over_d').join(' | ')} | — |`);
   lines.push(
     `| CPU µs/req c − d (the GW-13 scrubber's cost) | ${CONCURRENCY.map((c) => (med(`c@${c}`, (r) => r.cpuPerRequest) - med(`d@${c}`, (r) => r.cpuPerRequest)).toFixed(1)).join(' | ')} | — |`,
   );
@@ -180,71 +199,93 @@ if (configs.includes('c') && configs.includes('d')) {
 
 if (process.env.BENCH_ONLY) {
   console.log(lines.join('\n'));
+  printResult();
   stopAll();
   await pgDatabase?.drop();
   await new Promise((r) => setTimeout(r, 1000));
   process.exit(0);
 }
 
-// Token endpoint (refresh grant, each worker rotating its own chain) and DCR, on each P.
 const servers = [{ label: 'SQLite', url: p.url as string, seeded: tokens }, ...(pPg ? [{ label: 'PostgreSQL', url: pPg.url as string, seeded: pgTokens }] : [])];
-const authRuns = servers.map((server) => ({ ...server, chains: server.seeded.map((t) => ({ clientId: t.clientId, rt: t.refresh })), refresh: [] as LoadResult[], dcr: [] as LoadResult[] }));
+// Token endpoint (refresh grant, each worker rotating its own chain) and DCR, on each P and on the
+// bare oidc-provider anchor (bare-provider.ts), servers alternating (the order rotates each round).
+// The anchor's in-memory LRU evicts its chains during a /register run: fresh ones are minted
+// before each of its /token runs (not timed).
+type AuthRun = { label: string; url: string; bare: boolean; chains: Chain[]; refresh: LoadResult[]; dcr: LoadResult[] };
+const authRuns: AuthRun[] = [
+  ...servers.map((server) => ({ ...server, bare: false, chains: server.seeded.map((t) => ({ clientId: t.clientId, rt: t.refresh })), refresh: [], dcr: [] })),
+  { label: 'bare oidc-provider', url: bare.url as string, bare: true, chains: [], refresh: [], dcr: [] },
+];
+const windows: Record<string, { token: [number, number][]; register: [number, number][] }> = {};
+const nowUs = () => Number(process.hrtime.bigint() / 1000n); // CLOCK_MONOTONIC, the time base of V8's CPU profiles
 for (let round = 0; round < ROUNDS; round++) {
-  for (const { url: pUrl, chains, refresh: refreshRuns, dcr: dcrRuns } of round % 2 === 0 ? authRuns : [...authRuns].reverse()) {
-    refreshRuns.push(
-      await runLoad({
-        url: `${pUrl}/token`,
-        connections: 10,
-        durationMs: SECONDS * 1000,
-        request: (worker) => ({
-          method: 'POST',
-          path: '/token',
-          headers: { 'content-type': 'application/x-www-form-urlencoded' },
-          body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: (chains[worker] as { rt: string }).rt, client_id: (chains[worker] as { clientId: string }).clientId }).toString(),
-        }),
-        onBody: (worker, status, text) => {
-          if (status === 200) (chains[worker] as { rt: string }).rt = (JSON.parse(text) as { refresh_token: string }).refresh_token;
-        },
-      }),
-    );
-    dcrRuns.push(
-      await runLoad({
-        url: `${pUrl}/register`,
-        connections: 10,
-        durationMs: SECONDS * 1000,
-        request: () => ({
-          method: 'POST',
-          path: '/register',
-          headers: { 'content-type': 'application/json' },
-          body: '{"client_name":"bench-mcp-client","redirect_uris":["http://127.0.0.1:33418/callback"],"grant_types":["authorization_code","refresh_token"],"response_types":["code"],"token_endpoint_auth_method":"none"}',
-        }),
-      }),
+  for (const run of authRuns.map((_, i) => authRuns[(i + round) % authRuns.length] as AuthRun)) {
+    if (run.bare) {
+      const minted = (await (await fetch(`${run.url}/bench/mint?n=10`, { method: 'POST' })).json()) as { clientId: string; refresh: string }[];
+      run.chains = minted.map((t) => ({ clientId: t.clientId, rt: t.refresh }));
+    }
+    const w = (windows[run.label] ??= { token: [], register: [] });
+    let t0 = nowUs();
+    run.refresh.push(await refreshRun(run.url, run.chains, SECONDS));
+    w.token.push([t0, nowUs()]);
+    t0 = nowUs();
+    run.dcr.push(await dcrRun(run.url, SECONDS));
+    w.register.push([t0, nowUs()]);
+    const last = (runs: LoadResult[]) => runs[runs.length - 1] as LoadResult;
+    process.stderr.write(
+      `round ${round + 1} ${run.label}: /token ${Math.round(last(run.refresh).rps)} req/s p99 ${last(run.refresh).p99.toFixed(2)} ms errors ${last(run.refresh).errors}; /register ${Math.round(last(run.dcr).rps)} req/s p99 ${last(run.dcr).p99.toFixed(2)} ms errors ${last(run.dcr).errors}\n`,
     );
   }
 }
+if (profile) writeFileSync(`${root}test/artifacts/auth-windows.json`, JSON.stringify(windows));
 lines.push('', '| authorization server (c=10) | req/s (median) | p50 ms | p99 ms | errors |', '|---|---|---|---|---|');
 for (const run of authRuns) {
-  const on = pPg ? `, ${run.label}` : '';
+  const on = run.bare ? ' — bare oidc-provider 9.13.3, in-memory (anchor)' : pPg ? `, P on ${run.label}` : ', P';
   for (const [label, runs] of [
     [`\`POST /token\` refresh grant (rotating)${on}`, run.refresh],
-    [`\`POST /register\` (DCR, admission policy)${on}`, run.dcr],
+    [`\`POST /register\` (DCR${run.bare ? '' : ', admission policy'})${on}`, run.dcr],
   ] as const) {
     lines.push(
       `| ${label} | ${Math.round(median(runs.map((r) => r.rps)))} | ${median(runs.map((r) => r.p50)).toFixed(2)} | ${median(runs.map((r) => r.p99)).toFixed(2)} | ${runs.reduce((n, r) => n + r.errors, 0)} |`,
     );
   }
 }
-if (authRuns.length === 2) {
-  const [sqlite, postgres] = authRuns as [(typeof authRuns)[number], (typeof authRuns)[number]];
-  const rate = (runs: LoadResult[]) => median(runs.map((r) => r.rps));
+const rate = (runs: LoadResult[]) => median(runs.map((r) => r.rps));
+const p99 = (runs: LoadResult[]) => median(runs.map((r) => r.p99));
+const [sqliteRun, ...others] = authRuns as [AuthRun, ...AuthRun[]];
+const bareRun = authRuns.find((r) => r.bare) as AuthRun;
+const pgRun = others.find((r) => !r.bare);
+lines.push('', '| authorization server, P / bare oidc-provider (medians, same run) | ratio | target |', '|---|---|---|');
+result.token_p_over_bare = rate(sqliteRun.refresh) / rate(bareRun.refresh);
+result.register_p_over_bare = rate(sqliteRun.dcr) / rate(bareRun.dcr);
+result.token_p99_p_over_bare = p99(sqliteRun.refresh) / p99(bareRun.refresh);
+result.register_p99_p_over_bare = p99(sqliteRun.dcr) / p99(bareRun.dcr);
+lines.push(`| \`POST /token\` req/s, P (SQLite) / bare | ${result.token_p_over_bare.toFixed(2)} | ≥ 0.8 |`);
+lines.push(`| \`POST /register\` req/s, P (SQLite) / bare | ${result.register_p_over_bare.toFixed(2)} | ≥ 0.8 |`);
+lines.push(`| \`POST /token\` p99, P (SQLite) / bare | ${result.token_p99_p_over_bare.toFixed(2)} | ≤ 2 |`);
+lines.push(`| \`POST /register\` p99, P (SQLite) / bare | ${result.register_p99_p_over_bare.toFixed(2)} | ≤ 2 |`);
+if (pgRun) {
+  result.token_pg_over_bare = rate(pgRun.refresh) / rate(bareRun.refresh);
+  result.register_pg_over_bare = rate(pgRun.dcr) / rate(bareRun.dcr);
+  result.token_pg_over_sqlite = rate(pgRun.refresh) / rate(sqliteRun.refresh);
+  result.register_pg_over_sqlite = rate(pgRun.dcr) / rate(sqliteRun.dcr);
+  lines.push(`| \`POST /token\` req/s, P (PostgreSQL) / bare | ${result.token_pg_over_bare.toFixed(2)} | — |`);
+  lines.push(`| \`POST /register\` req/s, P (PostgreSQL) / bare | ${result.register_pg_over_bare.toFixed(2)} | — |`);
   lines.push('', '| authorization server, PostgreSQL / SQLite (medians, same run) | ratio | target |', '|---|---|---|');
-  lines.push(`| \`POST /token\` req/s | ${(rate(postgres.refresh) / rate(sqlite.refresh)).toFixed(2)} | ≥ 0.7 |`);
-  lines.push(`| \`POST /register\` req/s | ${(rate(postgres.dcr) / rate(sqlite.dcr)).toFixed(2)} | ≥ 0.7 |`);
+  lines.push(`| \`POST /token\` req/s | ${result.token_pg_over_sqlite.toFixed(2)} | ≥ 0.7 |`);
+  lines.push(`| \`POST /register\` req/s | ${result.register_pg_over_sqlite.toFixed(2)} | ≥ 0.7 |`);
 }
 // Memory: each P's resident set at the end of the run (after all the load above).
 lines.push('', '| process | RSS at the end, MB | target |', '|---|---|---|');
-for (const [label, port] of [['P on SQLite ((c), (d))', p.cpuPort], ...(pPg ? [['P on PostgreSQL ((e))', pPg.cpuPort]] : []), ['(b) Node passthrough proxy', proxy.cpuPort]] as [string, number][]) {
-  lines.push(`| ${label} | ${((await statsOf(port)).rss / 2 ** 20).toFixed(1)} | ${label.startsWith('P') ? '≤ 150' : '—'} |`);
+for (const [label, port, key] of [
+  ['P on SQLite ((c), (d))', p.cpuPort, 'rss_p_sqlite_mb'],
+  ...(pPg ? [['P on PostgreSQL ((e))', pPg.cpuPort, 'rss_p_postgres_mb']] : []),
+  ['(b) Node passthrough proxy', proxy.cpuPort, 'rss_b_mb'],
+  ['bare oidc-provider (anchor)', bare.cpuPort, 'rss_bare_mb'],
+] as [string, number, string][]) {
+  const rss = (await statsOf(port)).rss / 2 ** 20;
+  result[key] = rss;
+  lines.push(`| ${label} | ${rss.toFixed(1)} | ${label.startsWith('P') ? '≤ 150' : '—'} |`);
 }
 
 const table = lines.join('\n');
@@ -263,5 +304,8 @@ if (process.argv.includes('--readme')) {
 stopAll();
 await new Promise((r) => setTimeout(r, 500));
 await pgDatabase?.drop();
-if (profile && existsSync(`${root}test/artifacts`)) console.log('CPU profile of P written to test/artifacts/*.cpuprofile');
+if (profile && existsSync(`${root}test/artifacts`)) {
+  console.log('CPU profiles written: P test/artifacts/*.cpuprofile, (b) test/artifacts/b/, bare oidc-provider test/artifacts/bare/; time windows of the /token and /register runs: test/artifacts/auth-windows.json');
+}
+printResult();
 process.exit(0);
