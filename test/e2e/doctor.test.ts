@@ -25,7 +25,11 @@ const scratch = mkdtempSync(join(tmpdir(), 'doctor-'));
 
 /** The server's own settings (those startTestApp gave it), with the changes a test makes. */
 function envOf(overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> {
+  // The server's database: on PostgreSQL (TEST_ENGINE=postgres) its DATABASE_URL — unless a test
+  // points DATABASE_PATH at a SQLite file of its own (the SQLite database checks below).
+  const engine = app.config.databaseUrl && !('DATABASE_PATH' in overrides) ? { DATABASE_URL: app.config.databaseUrl } : {};
   return {
+    ...engine,
     PUBLIC_URL: app.url,
     PORT: String(app.config.port),
     DATABASE_PATH: app.config.databasePath,
