@@ -74,7 +74,15 @@ export class KeyRing {
   unseal(sealed: string, context: string): string {
     const [version, kid, iv, body] = sealed.split('.');
     const gen = this.generations().find((g) => g.kid === kid);
-    if (version !== 'v1' || !gen || !iv || !body) throw new Error('sealed value has an unknown format or key id');
+    if (version !== 'v1' || !kid || !iv || !body) throw new Error('sealed value has an unknown format');
+    // The key id names the SECRET_KEY that sealed it: say so, it is the operator's usual mistake
+    // (a replica, a restored backup or a new container started with another SECRET_KEY).
+    if (!gen)
+      throw new Error(
+        `sealed value was sealed under another SECRET_KEY (key id ${kid}, this process has ${this.generations()
+          .map((g) => g.kid)
+          .join(' and ')}): start it with the SECRET_KEY that sealed it, or set that one as SECRET_KEY_PREVIOUS during a rotation`,
+      );
     const data = Buffer.from(body, 'base64url');
     const decipher = createDecipheriv('aes-256-gcm', gen.keys.seal, Buffer.from(iv, 'base64url'));
     decipher.setAAD(Buffer.from(context));

@@ -24,7 +24,8 @@ describe('crypto › KeyRing', () => {
     expect(rotated.unseal(sealed, 'ctx')).toBe('v');
     expect(rotated.isStale(sealed)).toBe(true);
     expect(rotated.isStale(rotated.seal('v', 'ctx'))).toBe(false);
-    expect(() => new KeyRing(k2).unseal(sealed, 'ctx')).toThrow(/unknown format or key id/);
+    expect(() => new KeyRing(k2).unseal(sealed, 'ctx')).toThrow(/sealed under another SECRET_KEY \(key id [0-9a-f]{12}, this process has [0-9a-f]{12}\): start it with the SECRET_KEY that sealed it/);
+    expect(() => new KeyRing(k2).unseal('v2.x.y.z', 'ctx')).toThrow(/unknown format/);
   });
 
   it('signs cookie values and verifies them under the current or previous key', () => {
