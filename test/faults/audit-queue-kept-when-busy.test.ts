@@ -4,14 +4,13 @@
  * writer past SQLite's busy timeout, the records were dropped (only an error line said so). They
  * are now kept and committed with the next commit, in order, the chain intact.
  */
-import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { onPostgres } from '../helpers/engine.js';
 import { registerClient } from '../helpers/app.js';
 import { auditHead, auditRowsSince } from '../helpers/db-probe.js';
 import { mcpPost, openSession } from '../helpers/mcp-http.js';
 import { Browser, drive, redeem } from '../helpers/stack.js';
-import { startFaultStack, toCallback, type FaultStack } from './fault-stack.js';
+import { startFaultStack, toCallback, type FaultStack, whileSqliteLocked } from './fault-stack.js';
 
 let stack: FaultStack;
 let clientId: string;
@@ -21,17 +20,6 @@ beforeAll(async () => {
   clientId = (await registerClient(stack.app)).client_id;
 });
 afterAll(() => stack?.close());
-
-async function whileLocked<T>(work: () => Promise<T>): Promise<T> {
-  const other = new Database(stack.app.config.databasePath);
-  other.exec('BEGIN IMMEDIATE');
-  try {
-    return await work();
-  } finally {
-    other.exec('ROLLBACK');
-    other.close();
-  }
-}
 
 // SQLite's own lock (another writer past busy_timeout); PostgreSQL's counterpart, the server
 // restarting mid-load: test/faults/postgres-restart.pg.test.ts.
@@ -46,7 +34,7 @@ describe.skipIf(onPostgres)('audit queue kept when busy', () => {
     const from = await auditHead(stack.app);
     const calls = 3;
     for (let i = 0; i < calls; i++) expect((await mcpPost(mcp, token, { jsonrpc: '2.0', id: i, method: 'tools/list' }, { 'mcp-session-id': session })).status).toBe(200);
-    await whileLocked(async () => stack.app.runtime.audit.flush()); // the commit fails after the busy timeout
+    await whileSqliteLocked(stack, async () => stack.app.runtime.audit.flush()); // the commit fails after the busy timeout
     const rows = await auditRowsSince(stack.app, from); // committed now, with the lock released
     expect(rows.filter((r) => r.event === 'gateway.forwarded')).toHaveLength(calls);
   });

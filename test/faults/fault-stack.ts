@@ -5,6 +5,7 @@
  * fault case takes: resources held (file descriptors, TCP sockets, timers, P's connections and
  * its sockets to U and R) before and after, and what was written.
  */
+import Database from 'better-sqlite3';
 import { createServer } from 'node:http';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -155,4 +156,16 @@ export async function timed<T>(work: () => Promise<T>): Promise<{ value: T; ms: 
   const started = performance.now();
   const value = await work();
   return { value, ms: performance.now() - started };
+}
+
+/** Another connection holding SQLite's write lock on `stack`'s database while `work` runs (the CLI, a backup). */
+export async function whileSqliteLocked<T>(stack: FaultStack, work: () => Promise<T>): Promise<T> {
+  const other = new Database(stack.app.config.databasePath);
+  other.exec('BEGIN IMMEDIATE');
+  try {
+    return await work();
+  } finally {
+    other.exec('ROLLBACK');
+    other.close();
+  }
 }

@@ -13,14 +13,13 @@
  * fails closed (the id is unknown afterwards, GW-09).
  * The group-committed audit records: test/faults/audit-queue-kept-when-busy.test.ts.
  */
-import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { onPostgres } from '../helpers/engine.js';
 import { mcpClientMetadata, registerClient } from '../helpers/app.js';
 import { rowCounts } from '../helpers/db-probe.js';
 import { mcpPost, openSession } from '../helpers/mcp-http.js';
 import { Browser, drive, redeem } from '../helpers/stack.js';
-import { startFaultStack, timed, toCallback, type FaultStack } from './fault-stack.js';
+import { startFaultStack, timed, toCallback, type FaultStack, whileSqliteLocked } from './fault-stack.js';
 
 const BUSY_TIMEOUT_MS = 5000;
 let stack: FaultStack;
@@ -32,18 +31,6 @@ beforeAll(async () => {
 });
 afterAll(() => stack?.close());
 
-/** Another connection holding SQLite's write lock while `work` runs. */
-async function whileLocked<T>(work: () => Promise<T>): Promise<T> {
-  const other = new Database(stack.app.config.databasePath);
-  other.exec('BEGIN IMMEDIATE');
-  try {
-    return await work();
-  } finally {
-    other.exec('ROLLBACK');
-    other.close();
-  }
-}
-
 const errorLines = () => stack.app.logLines.filter((l) => /"level":(50|60)/.test(l) && !l.includes('audit group commit failed')).length;
 
 // SQLite's own lock (another writer past busy_timeout); PostgreSQL's counterpart, the server
@@ -52,7 +39,7 @@ describe.skipIf(onPostgres)('sqlite busy', () => {
   it('POST /register while the database is locked: 503 temporarily_unavailable with Retry-After within the busy timeout, no client; then 201', async () => {
     const before = await rowCounts(stack.app);
     const errors = errorLines();
-    const { value: res, ms } = await whileLocked(() =>
+    const { value: res, ms } = await whileSqliteLocked(stack, () =>
       timed(() => fetch(`${stack.app.url}/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(mcpClientMetadata()) })),
     );
     expect(res.status).toBe(503);
@@ -68,7 +55,7 @@ describe.skipIf(onPostgres)('sqlite busy', () => {
     const browser = new Browser('busy-callback');
     const { callback, auth } = await toCallback(stack, browser, clientId);
     const before = await rowCounts(stack.app);
-    const { value: page, ms } = await whileLocked(() => timed(() => browser.navigate(callback, { initiator: stack.upstream.issuer })));
+    const { value: page, ms } = await whileSqliteLocked(stack, () => timed(() => browser.navigate(callback, { initiator: stack.upstream.issuer })));
     expect(page.status).toBe(503);
     expect(page.headers.get('retry-after')).toBe('1');
     expect(page.html).toContain('Temporarily unavailable');
@@ -92,7 +79,7 @@ describe.skipIf(onPostgres)('sqlite busy', () => {
     const token = await freshToken('busy-touch');
     const mcp = `${stack.app.url}/mcp`;
     const received = stack.mcp.received.length;
-    const { value: res, ms } = await whileLocked(() => timed(() => mcpPost(mcp, token, { jsonrpc: '2.0', id: 1, method: 'tools/list' })));
+    const { value: res, ms } = await whileSqliteLocked(stack, () => timed(() => mcpPost(mcp, token, { jsonrpc: '2.0', id: 1, method: 'tools/list' })));
     expect(res.status).not.toBe(503);
     expect(ms, 'not held for the busy timeout').toBeLessThan(BUSY_TIMEOUT_MS);
     expect(stack.mcp.received.length).toBe(received + 1);
@@ -102,7 +89,7 @@ describe.skipIf(onPostgres)('sqlite busy', () => {
   it('a gateway request whose session binding cannot be written (R opens a session, GW-09) while the database is locked: R\'s answer is streamed, the unbound session id fails closed (404, R not asked), and a new session works once the lock is gone', async () => {
     const token = await freshToken('busy-binding');
     const mcp = `${stack.app.url}/mcp`;
-    const { value: res, ms } = await whileLocked(() =>
+    const { value: res, ms } = await whileSqliteLocked(stack, () =>
       timed(() => mcpPost(mcp, token, { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'busy', version: '1' } } })),
     );
     expect(res.status).toBe(200);
