@@ -29,6 +29,8 @@ export type RevocationReason =
 export interface RevocationDeps {
   /** one transaction around the cascade's writes (src/store/index.ts) */
   transaction: <T>(work: () => Promise<T>) => Promise<T>;
+  /** `fn` once the caller's transaction has committed, or at once outside one (src/store/index.ts) */
+  afterCommit: (fn: () => void) => void;
   consents: ConsentStore;
   models: OidcModelStore;
   upstreamTokens: UpstreamTokenStore;
@@ -79,9 +81,13 @@ export class Revocation {
   revokeAtUpstreamAfterCommit(grantId: string, result: RevokedInTransaction): void {
     if (!result.tokens) return;
     const { refreshToken, accessToken } = result.tokens;
-    const call = this.revokeAtUpstream(grantId, refreshToken ?? accessToken, refreshToken ? 'refresh_token' : 'access_token', result.consent?.client_id, result.consent?.subject);
-    this.pending.add(call);
-    void call.finally(() => this.pending.delete(call));
+    // Called inside an outer transaction (the token endpoint's, src/provider/configuration.ts),
+    // the revocation is not committed yet: U is asked only once it is, never when it rolls back.
+    this.deps.afterCommit(() => {
+      const call = this.revokeAtUpstream(grantId, refreshToken ?? accessToken, refreshToken ? 'refresh_token' : 'access_token', result.consent?.client_id, result.consent?.subject);
+      this.pending.add(call);
+      void call.finally(() => this.pending.delete(call));
+    });
   }
 
   /** Revoke one consent (by grant id) with the whole cascade. Resolves with whether it was active, once committed and audited. */

@@ -34,7 +34,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { PgSessionLocks } from './pg-locks.js';
-import { BoundedCache, checkParams, exclusiveInTransaction, lockKey, lockOutsideTransaction, lookupParams, toPositional, TransactionAbortedError, type Held, type Sql } from './sql.js';
+import { BoundedCache, checkParams, exclusiveInTransaction, lockKey, lockOutsideTransaction, lookupParams, runAfterCommit, toPositional, TransactionAbortedError, type Held, type Sql } from './sql.js';
 
 const INT8_OID = 20;
 const PLACEHOLDER_CACHE_MAX = 1000;
@@ -86,6 +86,8 @@ class Tx {
   /** fn has settled: statements from its context from now on go to the pool */
   closing = false;
   failed: unknown = undefined;
+  /** afterCommit callbacks, run once COMMIT succeeded */
+  readonly committed: (() => void)[] = [];
   constructor(readonly client: pg.PoolClient) {}
 }
 
@@ -168,6 +170,12 @@ export class PgSql implements Sql {
     return tx !== undefined && !tx.closing;
   }
 
+  afterCommit(fn: () => void): void {
+    const tx = this.#context.getStore();
+    if (tx !== undefined && !tx.closing) tx.committed.push(fn);
+    else fn();
+  }
+
   async all<T>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
     return (await this.#query(sql, lookupParams(params))).rows as T[];
   }
@@ -211,6 +219,7 @@ export class PgSql implements Sql {
       tx.closing = true;
       if (tx.failed !== undefined) throw tx.failed;
       await client.query('COMMIT');
+      runAfterCommit(tx.committed);
       return result!;
     } catch (err) {
       tx.closing = true;

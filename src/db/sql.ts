@@ -114,6 +114,14 @@ export interface Sql {
   /** Whether the calling async context runs inside transaction() (then nothing it writes is committed yet). */
   inTransaction(): boolean;
   /**
+   * Run `fn` once the calling context's transaction has committed — never when it rolls back —
+   * or at once (synchronously) outside a transaction. For effects outside the database that may
+   * follow only a committed decision (asking U to revoke a token: src/consent/revocation.ts).
+   * After a commit fn runs in a later microtask, outside the transaction's context; it must not
+   * throw (a throw is an unhandled rejection).
+   */
+  afterCommit(fn: () => void): void;
+  /**
    * Inside a transaction: serialize with every other holder of `name` until commit (PostgreSQL
    * pg_advisory_xact_lock on a stable 64-bit hash of name; SQLite: a no-op, as BEGIN IMMEDIATE
    * already serializes writers). Refused outside a transaction on both engines.
@@ -171,6 +179,11 @@ export function lockOutsideTransaction(): Error {
   return new Error('Sql.lock() is only allowed inside transaction(): the lock is released at commit');
 }
 
+/** A committed transaction's afterCommit callbacks, each in a microtask of its own (outside the transaction's context). */
+export function runAfterCommit(callbacks: readonly (() => void)[]): void {
+  for (const fn of callbacks) void Promise.resolve().then(fn);
+}
+
 /** A read's parameters with U+0000 looked up as U+FFFD (see the module comment); no copy unless needed. */
 export function lookupParams(params: readonly unknown[]): readonly unknown[] {
   let out: unknown[] | undefined;
@@ -209,70 +222,7 @@ export function likePattern(term: string): string {
   return `%${escaped}%`;
 }
 
-export interface Positional {
-  /** the SQL with `$1..$n` */
-  text: string;
-  /** how many placeholders */
-  count: number;
-}
-
-/**
- * Rewrite `?` placeholders to `$1..$n`, skipping string literals ('…' with '' escapes; E'…' with
- * backslash escapes), quoted identifiers ("…"), dollar-quoted bodies ($tag$…$tag$), and comments
- * (-- to end of line, /* … *\/ nested as PostgreSQL nests them).
- */
-export function toPositional(sql: string): Positional {
-  let out = '';
-  let count = 0;
-  let i = 0;
-  let from = 0;
-  const n = sql.length;
-  while (i < n) {
-    const c = sql[i];
-    if (c === '?') {
-      out += `${sql.slice(from, i)}$${++count}`;
-      i++;
-      from = i;
-    } else if (c === "'") {
-      const escapes = i > 0 && (sql[i - 1] === 'E' || sql[i - 1] === 'e') && (i < 2 || !/[\w$]/.test(sql.charAt(i - 2)));
-      i++;
-      while (i < n) {
-        if (escapes && sql[i] === '\\') i += 2;
-        else if (sql[i] === "'") {
-          if (sql[i + 1] === "'") i += 2;
-          else break;
-        } else i++;
-      }
-      i++;
-    } else if (c === '"') {
-      i = sql.indexOf('"', i + 1);
-      while (i !== -1 && sql[i + 1] === '"') i = sql.indexOf('"', i + 2);
-      i = i === -1 ? n : i + 1;
-    } else if (c === '-' && sql[i + 1] === '-') {
-      i = sql.indexOf('\n', i + 2);
-      i = i === -1 ? n : i + 1;
-    } else if (c === '/' && sql[i + 1] === '*') {
-      let depth = 1;
-      i += 2;
-      while (i < n && depth > 0) {
-        if (sql[i] === '/' && sql[i + 1] === '*') {
-          depth++;
-          i += 2;
-        } else if (sql[i] === '*' && sql[i + 1] === '/') {
-          depth--;
-          i += 2;
-        } else i++;
-      }
-    } else if (c === '$' && (i === 0 || !/[\w$]/.test(sql.charAt(i - 1)))) {
-      const tag = /^\$([A-Za-z_][\w]*)?\$/.exec(sql.slice(i, i + 64));
-      if (tag) {
-        const end = sql.indexOf(tag[0], i + tag[0].length);
-        i = end === -1 ? n : end + tag[0].length;
-      } else i++;
-    } else i++;
-  }
-  return { text: count === 0 ? sql : out + sql.slice(from), count };
-}
+export { toPositional, type Positional } from './placeholders.js';
 
 /** A Map that forgets its oldest entry beyond `max` (statement and placeholder caches). */
 export class BoundedCache<V> {

@@ -23,7 +23,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type Database from 'better-sqlite3';
 import { openDatabase, type Db, type OpenOptions } from './open.js';
-import { BoundedCache, checkParams, exclusiveInTransaction, lockOutsideTransaction, lookupParams, TransactionAbortedError, type Held, type Maybe, type Sql } from './sql.js';
+import { BoundedCache, checkParams, exclusiveInTransaction, lockOutsideTransaction, lookupParams, runAfterCommit, TransactionAbortedError, type Held, type Maybe, type Sql } from './sql.js';
 
 /** oneSync's answer while another context's transaction holds the connection. */
 export const NOT_NOW: unique symbol = Symbol('not now');
@@ -34,6 +34,8 @@ const STATEMENT_CACHE_MAX = 1000;
 class Tx {
   /** the first error that doomed the transaction (a failed statement, a nested fn that threw) */
   failed: unknown = undefined;
+  /** afterCommit callbacks, run once COMMIT succeeded */
+  readonly committed: (() => void)[] = [];
   readonly done: Promise<void>;
   end!: () => void;
   constructor() {
@@ -121,6 +123,11 @@ export class SqliteSql implements Sql {
     return this.#active !== null && this.#context.getStore() === this.#active;
   }
 
+  afterCommit(fn: () => void): void {
+    if (this.inTransaction()) this.#active!.committed.push(fn);
+    else fn();
+  }
+
   async all<T>(sql: string, raw: readonly unknown[] = []): Promise<T[]> {
     while (!this.#ready()) await this.#turn;
     const params = lookupParams(raw);
@@ -172,6 +179,7 @@ export class SqliteSql implements Sql {
       }
       if (tx.failed !== undefined) throw tx.failed;
       this.#control.commit.run();
+      runAfterCommit(tx.committed);
       return result!;
     } catch (err) {
       if (this.db.inTransaction) this.#control.rollback.run();

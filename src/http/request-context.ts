@@ -21,6 +21,8 @@ export interface RequestContext {
   ip: string | undefined;
   /** writes started by code that cannot await them (oidc-provider's events), awaited before the response */
   commits?: Promise<unknown>[];
+  /** the last write started by `inOrder` in this request, settled (never rejects) */
+  lastInOrder?: Promise<unknown>;
 }
 export const requestContext = new AsyncLocalStorage<RequestContext>();
 
@@ -32,6 +34,21 @@ export const requestContext = new AsyncLocalStorage<RequestContext>();
  */
 export function beforeResponse(work: Promise<unknown>): void {
   requestContext.getStore()?.commits?.push(work);
+}
+
+/**
+ * Run `work` once every write started before it by `inOrder` in this request has settled (at once
+ * outside a request). oidc-provider's event listeners write through it: two events of one request
+ * (a refused refresh token and the grant its reuse revokes) share the request's transaction on
+ * /token (src/provider/request-transaction.ts), and their audit appends must not interleave — each
+ * reads the chain head and inserts after it, and inside one transaction nothing else orders them.
+ */
+export function inOrder<T>(work: () => Promise<T>): Promise<T> {
+  const ctx = requestContext.getStore();
+  if (!ctx) return work();
+  const next = (ctx.lastInOrder ?? Promise.resolve()).then(work);
+  ctx.lastInOrder = next.catch(() => undefined);
+  return next;
 }
 
 /** Resolves once every write noted with `beforeResponse` in this request has committed; rejects if one failed. */

@@ -8,9 +8,9 @@ import type { KeyRing } from '../crypto/keys.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
 import { createInteractionPolicy } from './policy.js';
 import { offeredScopes } from '../oauth/scopes.js';
-import { markDatabaseBusy, providerErrorBodies } from '../errors/render.js';
+import { providerErrorBodies } from '../errors/render.js';
 import { ProviderWithSafeErrorRedirects } from './error-redirect.js';
-import { commitsSettled } from '../http/request-context.js';
+import { requestTransaction } from './request-transaction.js';
 
 /** Codes live one minute: clients redeem at once; OAuth 2.1 §4.1.2 allows at most ten (TOK-03). */
 export const AUTHORIZATION_CODE_TTL = 60;
@@ -35,6 +35,8 @@ export interface ProviderDeps {
   /** clients an admin disabled (clients_meta.disabled_at) */
   isClientDisabled: (clientId: string) => Promise<boolean>;
   jwks: { keys: Record<string, unknown>[] };
+  /** one database transaction around fn (src/store/index.ts): /token, /register and /revoke run in one each */
+  transaction: <T>(fn: () => Promise<T>) => Promise<T>;
   /** writes P's error page for oidc-provider's rendered errors */
   renderError(ctx: KoaContextWithOIDC, out: ErrorOut, error: Error): void;
 }
@@ -237,19 +239,10 @@ export function createProvider(deps: ProviderDeps): Provider {
   // DESIGN §9: its JSON errors, like its pages (renderError), carry no library message or stack.
   provider.use(providerErrorBodies());
   // DESIGN §3: what its event listeners write (audit rows, revocations) is committed before the
-  // response goes out (the provider does not await listeners: src/provider/events.ts).
-  provider.use(async (ctx, next) => {
-    await next();
-    try {
-      await commitsSettled();
-    } catch (err) {
-      ctx.remove('Location');
-      ctx.status = 500;
-      ctx.body = { error: 'server_error' }; // rewritten by providerErrorBodies; the listener logged the cause
-      // The database unreachable or busy (PostgreSQL restarting, issue 13 §3): 503 with Retry-After, not a 500.
-      markDatabaseBusy(ctx as KoaContextWithOIDC, err);
-    }
-  });
+  // response goes out (the provider does not await listeners: src/provider/events.ts); /token,
+  // /register and /revoke are one transaction each, with those writes (issue 13).
+  const atomic = [PROVIDER_ROUTES.token, PROVIDER_ROUTES.registration, PROVIDER_ROUTES.revocation];
+  provider.use(requestTransaction(atomic, deps.transaction) as Parameters<Provider['use']>[0]);
   // Endpoint URLs in metadata come from the request; the express layer pins host and protocol
   // to PUBLIC_URL (src/http/provider-mount.ts), so the provider trusts those headers.
   provider.proxy = true;

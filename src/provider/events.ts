@@ -17,7 +17,7 @@ import type Provider from 'oidc-provider';
 import type { Client, KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
 import type { Audit } from '../audit/audit.js';
-import { beforeResponse, requestContext } from '../http/request-context.js';
+import { beforeResponse, inOrder, requestContext } from '../http/request-context.js';
 import { ReplayedGrantSource } from './configuration.js';
 import type { ClientsMetaStore } from '../store/clients-meta.js';
 import { redirectHosts } from '../oauth/redirect-uri.js';
@@ -45,9 +45,9 @@ function errorDetails(err: OidcError): Record<string, unknown> {
   return { error_description: err.error_description, detail: err.error_detail };
 }
 
-/** Writes of one event, in order; the response waits for them, a failure is logged. */
+/** Writes of one event, in order, after those of the request's earlier events; the response waits for them, a failure is logged. */
 function commit(deps: EventDeps, event: string, work: () => Promise<unknown>): void {
-  const done = work();
+  const done = inOrder(work);
   done.catch((err: unknown) => deps.log.error({ err, event }, 'could not record an authorization server event'));
   beforeResponse(done);
 }

@@ -143,6 +143,7 @@ export function createCore(config: Readonly<Config>, storage: Storage, options: 
   };
   const revocation = createRevocation({
     transaction: stores.transaction,
+    afterCommit: stores.afterCommit,
     consents: stores.consents,
     models: stores.models,
     upstreamTokens: stores.upstreamTokens,

@@ -131,6 +131,7 @@ async function startProvider(core: Core, views: Views): Promise<Provider> {
     models: stores.models,
     isClientDisabled: (clientId) => stores.clientsMeta.isDisabled(clientId),
     jwks: await loadOrCreateJwks(core.sql, stores.sealed, 'jwks'),
+    transaction: stores.transaction,
     renderError: providerErrorRenderer(views),
   });
   bridgeProviderEvents(provider, { audit, clientsMeta: stores.clientsMeta, log, onGrantRevoked: (grantId) => revocation.revokeGrant(grantId, 'grant_revoked') });

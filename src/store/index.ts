@@ -48,6 +48,10 @@ export function createStores(sql: Sql, keys: KeyRing, options: { auditKey?: Audi
     transaction<T>(work: () => Promise<T>): Promise<T> {
       return sql.transaction(work);
     },
+    /** `fn` once the caller's transaction has committed (never on rollback), or at once outside one (src/db/sql.ts). */
+    afterCommit(fn: () => void): void {
+      sql.afterCommit(fn);
+    },
   };
 }
 

@@ -143,7 +143,9 @@ async function load(config: Config, connections: number, seconds: number): Promi
 }
 
 // Warm-up: JIT, connection pools, SQLite page cache.
-const configs: Config[] = (process.env.BENCH_ONLY?.split(',') as Config[] | undefined) ?? (pPg ? ['a', 'b', 'c', 'd', 'e'] : ['a', 'b', 'c', 'd']);
+// BENCH_ONLY=b,c: only those gateway configurations (then exit); BENCH_ONLY=auth: only the /token and /register part.
+const authOnly = process.env.BENCH_ONLY === 'auth';
+const configs: Config[] = authOnly ? [] : ((process.env.BENCH_ONLY?.split(',') as Config[] | undefined) ?? (pPg ? ['a', 'b', 'c', 'd', 'e'] : ['a', 'b', 'c', 'd']));
 for (const config of configs) await load(config, 10, 1);
 
 const results = new Map<string, Measured[]>();
@@ -162,42 +164,44 @@ for (let round = 0; round < ROUNDS; round++) {
 }
 
 const lines: string[] = [];
-lines.push('| config | concurrency | req/s (median) | p50 ms | p99 ms | server CPU µs/req | errors |', '|---|---|---|---|---|---|---|');
 const med = (key: string, f: (r: Measured) => number) => median((results.get(key) ?? []).map(f));
-for (const connections of CONCURRENCY) {
-  for (const config of configs) {
-    const key = `${config}@${connections}`;
+if (configs.length) {
+  lines.push('| config | concurrency | req/s (median) | p50 ms | p99 ms | server CPU µs/req | errors |', '|---|---|---|---|---|---|---|');
+  for (const connections of CONCURRENCY) {
+    for (const config of configs) {
+      const key = `${config}@${connections}`;
+      lines.push(
+        `| ${labels[config]} | ${connections} | ${Math.round(med(key, (r) => r.rps))} | ${med(key, (r) => r.p50).toFixed(2)} | ${med(key, (r) => r.p99).toFixed(2)} | ${med(key, (r) => r.cpuPerRequest).toFixed(1)} | ${(results.get(key) ?? []).reduce((n, r) => n + r.errors, 0)} |`,
+      );
+    }
+  }
+  lines.push('', '| ratio (medians, same run) | c=10 | c=100 | target |', '|---|---|---|---|');
+  /** The ratio of medians x/y at each concurrency, also recorded in BENCH_RESULT as `${name}_c10`, `${name}_c100`. */
+  const ratio = (x: string, y: string, f: (r: Measured) => number, name: string) =>
+    CONCURRENCY.map((c) => {
+      const value = med(`${x}@${c}`, f) / med(`${y}@${c}`, f);
+      if (Number.isFinite(value)) result[`${name}_c${c}`] = value;
+      return value.toFixed(2);
+    });
+  lines.push(`| req/s c/b | ${ratio('c', 'b', (r) => r.rps, 'gateway_rps_c_over_b').join(' | ')} | ≥ 0.85 |`);
+  lines.push(`| req/s c/a | ${ratio('c', 'a', (r) => r.rps, 'gateway_rps_c_over_a').join(' | ')} | — |`);
+  lines.push(`| p50 c/b | ${ratio('c', 'b', (r) => r.p50, 'gateway_p50_c_over_b').join(' | ')} | ≤ 1.2 at c=10 |`);
+  lines.push(`| CPU µs/req c − b (the gateway's own cost) | ${CONCURRENCY.map((c) => (med(`c@${c}`, (r) => r.cpuPerRequest) - med(`b@${c}`, (r) => r.cpuPerRequest)).toFixed(1)).join(' | ')} | — |`);
+  if (configs.includes('c') && configs.includes('e')) {
+    lines.push(`| req/s e/c (PostgreSQL / SQLite) | ${ratio('e', 'c', (r) => r.rps, 'gateway_rps_pg_over_sqlite').join(' | ')} | ≥ 0.8 |`);
     lines.push(
-      `| ${labels[config]} | ${connections} | ${Math.round(med(key, (r) => r.rps))} | ${med(key, (r) => r.p50).toFixed(2)} | ${med(key, (r) => r.p99).toFixed(2)} | ${med(key, (r) => r.cpuPerRequest).toFixed(1)} | ${(results.get(key) ?? []).reduce((n, r) => n + r.errors, 0)} |`,
+      `| CPU µs/req e − c (PostgreSQL's extra cost in P) | ${CONCURRENCY.map((c) => (med(`e@${c}`, (r) => r.cpuPerRequest) - med(`c@${c}`, (r) => r.cpuPerRequest)).toFixed(1)).join(' | ')} | — |`,
+    );
+  }
+  if (configs.includes('c') && configs.includes('d')) {
+    lines.push(`| req/s c/d (with / without the GW-13 scrubber) | ${ratio('c', 'd', (r) => r.rps, 'gateway_rps_c_over_d').join(' | ')} | — |`);
+    lines.push(
+      `| CPU µs/req c − d (the GW-13 scrubber's cost) | ${CONCURRENCY.map((c) => (med(`c@${c}`, (r) => r.cpuPerRequest) - med(`d@${c}`, (r) => r.cpuPerRequest)).toFixed(1)).join(' | ')} | — |`,
     );
   }
 }
-lines.push('', '| ratio (medians, same run) | c=10 | c=100 | target |', '|---|---|---|---|');
-/** The ratio of medians x/y at each concurrency, also recorded in BENCH_RESULT as `${name}_c10`, `${name}_c100`. */
-const ratio = (x: string, y: string, f: (r: Measured) => number, name: string) =>
-  CONCURRENCY.map((c) => {
-    const value = med(`${x}@${c}`, f) / med(`${y}@${c}`, f);
-    if (Number.isFinite(value)) result[`${name}_c${c}`] = value;
-    return value.toFixed(2);
-  });
-lines.push(`| req/s c/b | ${ratio('c', 'b', (r) => r.rps, 'gateway_rps_c_over_b').join(' | ')} | ≥ 0.85 |`);
-lines.push(`| req/s c/a | ${ratio('c', 'a', (r) => r.rps, 'gateway_rps_c_over_a').join(' | ')} | — |`);
-lines.push(`| p50 c/b | ${ratio('c', 'b', (r) => r.p50, 'gateway_p50_c_over_b').join(' | ')} | ≤ 1.2 at c=10 |`);
-lines.push(`| CPU µs/req c − b (the gateway's own cost) | ${CONCURRENCY.map((c) => (med(`c@${c}`, (r) => r.cpuPerRequest) - med(`b@${c}`, (r) => r.cpuPerRequest)).toFixed(1)).join(' | ')} | — |`);
-if (configs.includes('c') && configs.includes('e')) {
-  lines.push(`| req/s e/c (PostgreSQL / SQLite) | ${ratio('e', 'c', (r) => r.rps, 'gateway_rps_pg_over_sqlite').join(' | ')} | ≥ 0.8 |`);
-  lines.push(
-    `| CPU µs/req e − c (PostgreSQL's extra cost in P) | ${CONCURRENCY.map((c) => (med(`e@${c}`, (r) => r.cpuPerRequest) - med(`c@${c}`, (r) => r.cpuPerRequest)).toFixed(1)).join(' | ')} | — |`,
-  );
-}
-if (configs.includes('c') && configs.includes('d')) {
-  lines.push(`| req/s c/d (with / without the GW-13 scrubber) | ${ratio('c', 'd', (r) => r.rps, 'gateway_rps_c_over_d').join(' | ')} | — |`);
-  lines.push(
-    `| CPU µs/req c − d (the GW-13 scrubber's cost) | ${CONCURRENCY.map((c) => (med(`c@${c}`, (r) => r.cpuPerRequest) - med(`d@${c}`, (r) => r.cpuPerRequest)).toFixed(1)).join(' | ')} | — |`,
-  );
-}
 
-if (process.env.BENCH_ONLY) {
+if (process.env.BENCH_ONLY && !authOnly) {
   console.log(lines.join('\n'));
   printResult();
   stopAll();

@@ -10,12 +10,13 @@
  *     a hang; in the moments of stopping and starting, the same or a success;
  *   - the process stays up (an unheard pool `error` event would have crashed it);
  *   - nothing half-written: no code or token without its consent and grant, `audit verify`
- *     passes on the chain afterwards. One outcome is accepted, as the crash suite accepts it for
- *     requests in flight: a refresh-token rotation committed just before the connection broke
- *     but answered 503 (its audit row could not be written) leaves the client with the old,
- *     consumed refresh token; presenting it is a reuse, which ends the grant (RT-02, invalid_grant)
- *     — nothing of it stays usable. The load then continues on a new grant and the count is printed
- *     (making the whole /token request one transaction would avoid it: not done here);
+ *     passes on the chain afterwards. A rotation answered 503 was rolled back whole (each /token
+ *     request is one transaction: src/provider/request-transaction.ts), so its retry works. One
+ *     outcome is still accepted, as the crash suite accepts it for requests in flight: a COMMIT
+ *     that PostgreSQL performed but whose answer the broken connection never delivered leaves the
+ *     client with the old, consumed refresh token; presenting it is a reuse, which ends the grant
+ *     (RT-02, invalid_grant) — nothing of it stays usable. The load then continues on a new grant
+ *     and the count is printed;
  *   - once PostgreSQL is back, every kind of request succeeds again within RECOVER_BOUND_MS
  *     (the pool reconnects by itself; P is not restarted), and keeps succeeding;
  *   - no descriptor, socket, timer or connection leaked (counted as the fault suite counts them).

@@ -102,6 +102,40 @@ export function sqlDriverCases(engine: 'sqlite' | 'postgres', open: () => Promis
       expect(await sql.one<{ id: string }>('SELECT id FROM items WHERE note = ?', ['c\u0000d'])).toEqual({ id: 'b' });
     });
 
+    it('afterCommit: at once outside a transaction; after the commit inside one (seeing the committed row, outside its context); never after a rollback, nested or not', async () => {
+      const seen: string[] = [];
+      sql.afterCommit(() => seen.push('outside'));
+      expect(seen).toEqual(['outside']);
+      const committed = sql.transaction(async () => {
+        await sql.run('INSERT INTO items (id) VALUES (?)', ['kept']);
+        await sql.transaction(async () => {
+          sql.afterCommit(() => {
+            seen.push(`nested, in a transaction: ${sql.inTransaction()}`);
+          });
+        });
+        sql.afterCommit(() => seen.push('outer'));
+        await turns(2);
+        expect(seen, 'not before the commit').toEqual(['outside']);
+      });
+      await committed;
+      await turns(1);
+      expect(seen).toEqual(['outside', 'nested, in a transaction: false', 'outer']);
+      expect(await ids(sql)).toEqual(['kept']);
+      await expect(
+        sql.transaction(async () => {
+          await sql.run('INSERT INTO items (id) VALUES (?)', ['gone']);
+          sql.afterCommit(() => seen.push('rolled back'));
+          await sql.transaction(async () => {
+            sql.afterCommit(() => seen.push('nested, rolled back'));
+          });
+          throw new Error('roll back');
+        }),
+      ).rejects.toThrow('roll back');
+      await turns(2);
+      expect(seen).toHaveLength(3);
+      expect(await ids(sql)).toEqual(['kept']);
+    });
+
     it('transaction: commits when fn resolves and returns its value', async () => {
       const result = await sql.transaction(async () => {
         await sql.run('INSERT INTO items (id) VALUES (?)', ['a']);
