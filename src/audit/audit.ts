@@ -21,6 +21,7 @@ import type { CheckpointWriter } from './checkpoint.js';
 import type { AuditLogStore, NewAuditRow } from '../store/audit-log.js';
 import { capOptional, capString, MAX_STORED_STRING } from './limits.js';
 import { requestContext } from '../http/request-context.js';
+import { failureLevel } from '../errors/oauth-error.js';
 
 /** Gateway records wait at most this long before they are committed. */
 export const GROUP_COMMIT_MS = 200;
@@ -157,7 +158,7 @@ export class Audit {
         if (last) this.writeCheckpoint(last);
       },
       (err: unknown) => {
-        this.log.error({ err, rows: pending.length }, 'audit group commit failed; the records are kept for the next commit');
+        this.log[failureLevel(err)]({ err, rows: pending.length }, 'audit group commit failed; the records are kept for the next commit');
         this.requeue(pending, retry);
       },
     );

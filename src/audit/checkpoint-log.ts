@@ -5,6 +5,7 @@
  * checkpoint a database writer cannot reach, checked with `audit verify --checkpoint <seq>:<mac>`.
  */
 import type { Logger } from 'pino';
+import { failureLevel } from '../errors/oauth-error.js';
 
 /** `audit.checkpoint` log lines come at least this often while serving. */
 export const CHECKPOINT_LOG_INTERVAL_MS = 10 * 60_000;
@@ -22,7 +23,7 @@ export function scheduleCheckpointLog(tip: () => Promise<Tip>, log: Logger, inte
       const head = await tip();
       if (head) log.info({ seq: head.seq, mac: head.hash, key_id: head.key_id, ts: new Date().toISOString() }, 'audit.checkpoint');
     } catch (err) {
-      log.error({ err }, 'audit.checkpoint could not read the head');
+      log[failureLevel(err)]({ err }, 'audit.checkpoint could not read the head');
     }
   };
   void emit();

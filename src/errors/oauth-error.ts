@@ -115,6 +115,15 @@ export function isDatabaseBusy(err: unknown): boolean {
 }
 
 /**
+ * The log level of a failure: `warn` when the database is busy or unavailable — expected while
+ * PostgreSQL restarts or another writer holds SQLite's lock, answered 503, and over by itself —
+ * else `error` (a bug or a broken deployment someone must look at).
+ */
+export function failureLevel(err: unknown): 'warn' | 'error' {
+  return isDatabaseBusy(err) ? 'warn' : 'error';
+}
+
+/**
  * node-postgres' errors without a code that mean the same: the pool's connect timeout (the server
  * restarting), and a connection lost under a statement — PostgreSQL stopped or killed mid-query
  * (`pg_ctl stop -m immediate`: no SQLSTATE reaches the client; found by

@@ -35,7 +35,7 @@ import { createTouchThrottle } from '../gateway/throttle.js';
 import { answerPreflight } from '../gateway/cors.js';
 import { jsonRpcError, type ForwardOutcome } from '../gateway/forward.js';
 import { after, type Maybe } from '../db/sql.js';
-import { isDatabaseBusy } from '../errors/oauth-error.js';
+import { failureLevel, isDatabaseBusy } from '../errors/oauth-error.js';
 import { createToolPolicy, type ToolPolicy } from '../gateway/tool-policy.js';
 import { MESSAGES, type Exchange, type Who } from '../gateway/exchange.js';
 
@@ -209,7 +209,7 @@ class RouteGateway {
     }
     const now = Date.now();
     if (this.touched.due(grantId, now)) {
-      const logged = (err: unknown) => this.deps.log.error({ err, requestId: x.requestId }, 'could not note the last use of a consent or client');
+      const logged = (err: unknown) => this.deps.log[failureLevel(err)]({ err, requestId: x.requestId }, 'could not note the last use of a consent or client');
       this.deps.stores.consents.touch(grantId, now).catch(logged);
       this.deps.stores.clientsMeta.touch(who.clientId, now).catch(logged);
     }
@@ -282,7 +282,7 @@ class RouteGateway {
     return bookkeeping?.then(
       // GW-09: a session R issued is bound to this user and client; one that ended is forgotten.
       (own) => own || this.deps.log.warn({ requestId: x.requestId }, 'R issued a session id that is bound to another user or client; it stays theirs'),
-      (err: unknown) => this.deps.log.error({ err, requestId: x.requestId }, 'MCP session bookkeeping failed'),
+      (err: unknown) => this.deps.log[failureLevel(err)]({ err, requestId: x.requestId }, 'MCP session bookkeeping failed'),
     );
   }
 }

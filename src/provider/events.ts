@@ -23,6 +23,7 @@ import type { ClientsMetaStore } from '../store/clients-meta.js';
 import { redirectHosts } from '../oauth/redirect-uri.js';
 import { markDatabaseBusy } from '../errors/render.js';
 import { capOptional, capString } from '../audit/limits.js';
+import { failureLevel } from '../errors/oauth-error.js';
 
 export interface EventDeps {
   audit: Audit;
@@ -48,7 +49,7 @@ function errorDetails(err: OidcError): Record<string, unknown> {
 /** Writes of one event, in order, after those of the request's earlier events; the response waits for them, a failure is logged. */
 function commit(deps: EventDeps, event: string, work: () => Promise<unknown>): void {
   const done = inOrder(work);
-  done.catch((err: unknown) => deps.log.error({ err, event }, 'could not record an authorization server event'));
+  done.catch((err: unknown) => deps.log[failureLevel(err)]({ err, event }, 'could not record an authorization server event'));
   beforeResponse(done);
 }
 

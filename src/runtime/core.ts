@@ -24,6 +24,7 @@ import { checkpointPath, createCheckpointWriter } from '../audit/checkpoint.js';
 import { createUpstreamClient, UpstreamError, type UpstreamClient } from '../upstream/presets.js';
 import { createRevocation, type Revocation } from '../consent/revocation.js';
 import { createAdminOps, type AdminOps } from '../consent/operations.js';
+import { failureLevel } from '../errors/oauth-error.js';
 
 export interface Storage {
   keys: KeyRing;
@@ -80,7 +81,7 @@ export interface OpenedDatabase {
  */
 export async function openConfiguredDatabase(config: Readonly<Config>, options: { log: Logger; mustExist?: boolean }): Promise<OpenedDatabase> {
   if (config.databaseUrl) {
-    const sql = new PgSql({ url: config.databaseUrl, poolMax: config.databasePoolMax, onError: (err) => options.log.error({ err }, 'an idle PostgreSQL connection failed') });
+    const sql = new PgSql({ url: config.databaseUrl, poolMax: config.databasePoolMax, onError: (err) => options.log[failureLevel(err)]({ err }, 'an idle PostgreSQL connection failed') });
     try {
       return { sql, ...(await migratePg(sql)), where: 'PostgreSQL (DATABASE_URL)' };
     } catch (err) {

@@ -20,6 +20,7 @@ import type { Held } from '../db/sql.js';
 import type { Audit } from '../audit/audit.js';
 import type { ClientsMetaStore } from '../store/clients-meta.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
+import { failureLevel } from '../errors/oauth-error.js';
 
 /** How often housekeeping runs. */
 export const MAINTENANCE_INTERVAL_MS = 10 * 60_000;
@@ -74,7 +75,7 @@ export function scheduleMaintenance(deps: MaintenanceDeps): () => Promise<void> 
     running ??= runMaintenance(deps)
       .then(
         () => undefined,
-        (err: unknown) => deps.log.error({ err }, 'housekeeping failed'),
+        (err: unknown) => deps.log[failureLevel(err)]({ err }, 'housekeeping failed'),
       )
       .finally(() => (running = undefined));
   };

@@ -138,7 +138,11 @@ async function restartUnderLoad(mode: 'fast' | 'immediate') {
 describe('PostgreSQL restarting mid-load', () => {
   for (const mode of ['fast', 'immediate'] as const) {
     it(`pg_ctl stop -m ${mode}: 503 within the bound while down, never a 500 or a hang; recovers by itself; nothing half-written or leaked`, async () => {
+      const logged = stack.app.logLines.length;
       const r = await restartUnderLoad(mode);
+      // An outage is not a bug: what P logs about it are warnings (failureLevel), not errors.
+      const errorLines = stack.app.logLines.slice(logged).filter((l) => /"level":(50|60)/.test(l));
+      expect(errorLines.map((l) => (JSON.parse(l) as { msg?: string }).msg), 'no error-level log line while PostgreSQL restarts').toEqual([]);
       const afterBack = (o: Outcome) => o.start >= r.recovered;
       const whileDown = r.outcomes.filter((o) => o.start >= r.down && o.end <= r.starting);
       const lost = new Set(grants.flatMap((g) => g.lost));
