@@ -23,6 +23,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type Database from 'better-sqlite3';
 import { openDatabase, type Db, type OpenOptions } from './open.js';
+import { startCheckpointer, type Checkpointer } from './checkpointer.js';
 import { BoundedCache, checkParams, exclusiveInTransaction, lockOutsideTransaction, lookupParams, runAfterCommit, TransactionAbortedError, type Held, type Maybe, type Sql } from './sql.js';
 
 /** oneSync's answer while another context's transaction holds the connection. */
@@ -52,6 +53,8 @@ export class SqliteSql implements Sql {
   #active: Tx | null = null;
   /** BEGIN IMMEDIATE / COMMIT / ROLLBACK, prepared once (an exec() parses them every time: ~10 µs a transaction) */
   readonly #control: { begin: Database.Statement; commit: Database.Statement; rollback: Database.Statement };
+
+  #checkpointer: Checkpointer | undefined;
 
   /** `db` is owned from now on: close() closes it. */
   constructor(readonly db: Db) {
@@ -208,8 +211,18 @@ export class SqliteSql implements Sql {
     return { acquired: true, value: await fn() };
   }
 
+  /**
+   * WAL checkpoints in a worker thread from now on, not inside some request's commit
+   * (src/db/checkpointer.ts); the server calls it, the CLI does not. No-op in memory.
+   */
+  checkpointInBackground(onError: (message: string) => void): void {
+    if (this.#checkpointer || this.db.memory || this.db.readonly) return;
+    this.#checkpointer = startCheckpointer(this.db, this.db.name, onError);
+  }
+
   async close(): Promise<void> {
     while (this.#active !== null) await this.#active.done;
+    await this.#checkpointer?.stop();
     if (this.db.open) this.db.close();
   }
 }

@@ -14,7 +14,7 @@ import { KeyRing } from '../crypto/keys.js';
 import { resolveSecretKey } from '../crypto/secret-file.js';
 import { migrate } from '../db/migrate.js';
 import { after, type Sql } from '../db/sql.js';
-import { openSqliteSql } from '../db/sqlite-sql.js';
+import { openSqliteSql, SqliteSql } from '../db/sqlite-sql.js';
 import { PgSql } from '../db/pg-sql.js';
 import { migratePg } from '../db/migrate-pg.js';
 import { createStores, type Stores } from '../store/index.js';
@@ -37,6 +37,8 @@ export interface StorageOptions {
   log: Logger;
   /** the CLI: never create the database or a secret (they come from the server) */
   mustExist?: boolean;
+  /** the server: on SQLite, WAL checkpoints in a worker thread (src/db/checkpointer.ts, issue 14); not the CLI */
+  serving?: boolean;
 }
 
 export class MissingSecretError extends Error {}
@@ -60,6 +62,9 @@ export async function openStorage(config: Readonly<Config>, options: StorageOpti
   }
   const keys = new KeyRing(secret.key, config.secretKeyPrevious);
   const sql = await openMigrated(config, options);
+  if (options.serving && sql instanceof SqliteSql) {
+    sql.checkpointInBackground((message) => log.warn({ message }, 'background WAL checkpoint failed; SQLite checkpoints inside commits until it works again'));
+  }
   // The audit chain's MAC key (DESIGN §9): in memory only, never in the database.
   return { keys, sql, stores: createStores(sql, keys, { auditKey: keys.auditKey }) };
 }

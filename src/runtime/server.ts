@@ -141,7 +141,7 @@ async function startProvider(core: Core, views: Views): Promise<Provider> {
 export async function createRuntime(config: Readonly<Config>, options: RuntimeOptions = {}): Promise<Runtime> {
   const log = options.log ?? createLogger(config.logLevel);
   for (const warning of config.warnings) log.warn(warning);
-  const storage = await openStorage(config, { log });
+  const storage = await openStorage(config, { log, serving: true });
   const { stores, keys, sql } = storage;
   const views = createViews({ base: config.urls.basePath, demo: config.demo });
   const demo = config.demo ? await startDemo(config, storage, views) : undefined;
