@@ -7,7 +7,9 @@
  * when its document cannot be used. Loopback document server under the test allowance.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { auditEvents, rows } from '../helpers/app.js';
+import { run } from '../../src/cli/index.js';
+import { auditEvents, rows, TEST_SECRET_KEY } from '../helpers/app.js';
+import { databaseEnv } from '../helpers/engine.js';
 import { httpServer, type Listener } from '../helpers/cimd.js';
 import { authorizeClient, Browser, buildAuthorization, CLIENT_REDIRECT, startStack, type Stack } from '../helpers/stack.js';
 
@@ -57,6 +59,17 @@ describe('CIMD client lifecycle', () => {
     expect(meta).toMatchObject({ cimd_failures: 1, cimd_last_error: 'bad_status', client_name: 'Second Name' });
     const cimd = (await auditEvents(stack.app)).filter((e) => e.client_id === clientId && e.event.startsWith('cimd.'));
     expect(cimd.map((e) => `${e.event}${e.reason ? `:${e.reason}` : ''}`)).toEqual(['cimd.fetched', 'cimd.fetched', 'cimd.refused:bad_status']);
+    // The operator sees the same in `clients list`: a CIMD client, its document's state.
+    const listed: string[] = [];
+    const env = { ...(await databaseEnv(stack.app.dir)), SECRET_KEY: TEST_SECRET_KEY, PUBLIC_URL: stack.app.url, UPSTREAM_ISSUER: stack.upstream.issuer, UPSTREAM_CLIENT_ID: stack.upstream.clientId, UPSTREAM_CLIENT_SECRET: stack.upstream.clientSecret };
+    expect(await run(['clients', 'list', '--search', 'Second Name', '--json'], { env, out: (t) => listed.push(t), err: (t) => listed.push(t) })).toBe(0);
+    expect(JSON.parse(listed[0] as string)).toEqual([
+      expect.objectContaining({ client_id: clientId, client_name: 'Second Name', kind: 'cimd', document_failures: 1, document_last_error: 'bad_status', document_fetched_at: expect.stringMatching(/^\d{4}-/) }),
+    ]);
+    const text: string[] = [];
+    expect(await run(['clients', 'list', '--search', 'Second Name'], { env, out: (t) => text.push(t), err: (t) => text.push(t) })).toBe(0);
+    expect(text[0]).toMatch(/^client_id\s+client_name\s+kind\s/);
+    expect(text[0]).toMatch(/Second Name\s+cimd\s/);
 
     served.set(path, { status: 200, name: 'Second Name', redirect: CLIENT_REDIRECT });
     expect((await authorizePage(clientId)).status).toBe(303);

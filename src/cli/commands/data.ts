@@ -25,8 +25,13 @@ export const DATA_COMMANDS: Record<string, Command> = {
           last_used_at: iso(r.last_used_at),
           active_consents: r.active_consents,
           status: r.disabled_at ? 'disabled' : 'active',
+          // How it came to exist (DESIGN §10): registered (DCR) or a metadata document P fetches (CIMD), with that document's state.
+          kind: r.kind,
+          ...(r.kind === 'cimd'
+            ? { document_fetched_at: iso(r.cimd_fetched_at), document_expires_at: iso(r.cimd_expires_at), document_failures: r.cimd_failures, document_last_error: r.cimd_last_error }
+            : {}),
         }));
-        io.out(values.json ? JSON.stringify(out) : table(out, ['client_id', 'client_name', 'registered_at', 'redirect_hosts', 'last_used_at', 'active_consents', 'status']));
+        io.out(values.json ? JSON.stringify(out) : table(out, ['client_id', 'client_name', 'kind', 'registered_at', 'redirect_hosts', 'last_used_at', 'active_consents', 'status']));
         return EXIT_OK;
       });
     },
