@@ -10,19 +10,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auth } from '@modelcontextprotocol/sdk/client/auth.js';
-import {
-  Client as V2Client,
-  StreamableHTTPClientTransport as V2Transport,
-  UnauthorizedError as V2Unauthorized,
-  type OAuthClientMetadata as V2Metadata,
-  type OAuthClientProvider as V2ProviderInterface,
-  type OAuthDiscoveryState,
-  type StoredOAuthClientInformation,
-  type StoredOAuthTokens,
-} from '@modelcontextprotocol/client';
+import { Client as V2Client, StreamableHTTPClientTransport as V2Transport, UnauthorizedError as V2Unauthorized } from '@modelcontextprotocol/client';
 import { auditEvents } from '../helpers/app.js';
 import { fakeResolver, httpsServer, recordingRoute, selfSignedCertificate, type Listener } from '../helpers/cimd.js';
 import { MemoryOAuthProvider } from '../helpers/mcp-client.js';
+import { MemoryV2Provider } from '../helpers/mcp-client-v2.js';
 import { Browser, drive, startStack, type Stack } from '../helpers/stack.js';
 import { sha256 } from '../../src/crypto/keys.js';
 
@@ -36,49 +28,6 @@ class CimdProvider extends MemoryOAuthProvider {
 
 const CALLBACK_V2 = 'http://127.0.0.1:48126/callback';
 const CLIENT_ID_V2 = 'https://client.example/v2/client-metadata.json';
-
-/** SDK v2's provider interface, in memory, with a clientMetadataUrl. */
-class V2CimdProvider implements V2ProviderInterface {
-  readonly clientMetadataUrl = CLIENT_ID_V2;
-  info: StoredOAuthClientInformation | undefined;
-  stored: StoredOAuthTokens | undefined;
-  verifier = '';
-  discovery: OAuthDiscoveryState | undefined;
-  authorizationUrl: URL | undefined;
-  get redirectUrl() {
-    return CALLBACK_V2;
-  }
-  get clientMetadata(): V2Metadata {
-    return { client_name: 'SDK v2 CIMD client', redirect_uris: [CALLBACK_V2], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' };
-  }
-  clientInformation() {
-    return this.info;
-  }
-  saveClientInformation(info: StoredOAuthClientInformation) {
-    this.info = info;
-  }
-  tokens() {
-    return this.stored;
-  }
-  saveTokens(tokens: StoredOAuthTokens) {
-    this.stored = tokens;
-  }
-  redirectToAuthorization(url: URL) {
-    this.authorizationUrl = url;
-  }
-  saveCodeVerifier(verifier: string) {
-    this.verifier = verifier;
-  }
-  codeVerifier() {
-    return this.verifier;
-  }
-  saveDiscoveryState(state: OAuthDiscoveryState) {
-    this.discovery = state;
-  }
-  discoveryState() {
-    return this.discovery;
-  }
-}
 
 let docs: Listener;
 let stack: Stack;
@@ -133,7 +82,7 @@ describe('MCP SDK v1 auth() with a Client ID Metadata Document', () => {
 
   it('SDK v2: uses its metadata URL as client_id, checks iss, and calls a tool', async () => {
     const mcpUrl = new URL(`${stack.app.url}/mcp`);
-    const provider = new V2CimdProvider();
+    const provider = new MemoryV2Provider(CALLBACK_V2, 'SDK v2 CIMD client', { clientMetadataUrl: CLIENT_ID_V2 });
     const first = new V2Transport(mcpUrl, { authProvider: provider });
     await expect(new V2Client({ name: 'cimd-v2', version: '1.0.0' }).connect(first)).rejects.toBeInstanceOf(V2Unauthorized);
     const url = provider.authorizationUrl as URL;

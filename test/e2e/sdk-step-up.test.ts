@@ -11,64 +11,10 @@
  * allowed; the call then succeeds, and the remembered consent covers the union.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { randomBytes } from 'node:crypto';
-import {
-  Client,
-  StreamableHTTPClientTransport,
-  UnauthorizedError,
-  type OAuthClientMetadata,
-  type OAuthClientProvider,
-  type OAuthDiscoveryState,
-  type StoredOAuthClientInformation,
-  type StoredOAuthTokens,
-} from '@modelcontextprotocol/client';
+import { Client, StreamableHTTPClientTransport, UnauthorizedError } from '@modelcontextprotocol/client';
 import { auditEvents, rows } from '../helpers/app.js';
+import { MemoryV2Provider } from '../helpers/mcp-client-v2.js';
 import { Browser, buildAuthorization, drive, startStack, type Stack } from '../helpers/stack.js';
-
-class StepUpProvider implements OAuthClientProvider {
-  info: StoredOAuthClientInformation | undefined;
-  stored: StoredOAuthTokens | undefined;
-  verifier = '';
-  discovery: OAuthDiscoveryState | undefined;
-  authorizationUrl: URL | undefined;
-  constructor(readonly callbackUrl: string) {}
-  get redirectUrl() {
-    return this.callbackUrl;
-  }
-  get clientMetadata(): OAuthClientMetadata {
-    return { client_name: 'SDK v2 step-up', redirect_uris: [this.callbackUrl], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' };
-  }
-  state() {
-    return `up-${randomBytes(16).toString('base64url')}`;
-  }
-  clientInformation() {
-    return this.info;
-  }
-  saveClientInformation(info: StoredOAuthClientInformation) {
-    this.info = info;
-  }
-  tokens() {
-    return this.stored;
-  }
-  saveTokens(tokens: StoredOAuthTokens) {
-    this.stored = tokens;
-  }
-  redirectToAuthorization(url: URL) {
-    this.authorizationUrl = url;
-  }
-  saveCodeVerifier(verifier: string) {
-    this.verifier = verifier;
-  }
-  codeVerifier() {
-    return this.verifier;
-  }
-  saveDiscoveryState(state: OAuthDiscoveryState) {
-    this.discovery = state;
-  }
-  discoveryState() {
-    return this.discovery;
-  }
-}
 
 let stack: Stack;
 let mcpUrl: URL;
@@ -79,12 +25,12 @@ beforeAll(async () => {
 afterAll(() => stack.close());
 
 /** The URL the SDK last asked the host to open (read through a call: the test resets it). */
-const opened = (provider: StepUpProvider) => provider.authorizationUrl;
+const opened = (provider: MemoryV2Provider) => provider.authorizationUrl;
 const scopesOf = (url: URL | undefined) => (url?.searchParams.get('scope') ?? '').split(' ').sort();
 
 describe('GW-15 step-up with the MCP SDK v2 client', () => {
   it('starts with the minimal set, steps up through the consent page on 403 insufficient_scope, then calls the tool', async () => {
-    const provider = new StepUpProvider('http://127.0.0.1:48141/callback');
+    const provider = new MemoryV2Provider('http://127.0.0.1:48141/callback', 'SDK v2 step-up', { statePrefix: 'up' });
     const browser = new Browser('step-up-user');
     const first = new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider });
     await expect(new Client({ name: 'step-up', version: '1.0.0' }).connect(first)).rejects.toBeInstanceOf(UnauthorizedError);

@@ -5,69 +5,12 @@
  * equal to our issuer. Driven unattended through P's consent page and U's login.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHash, randomBytes } from 'node:crypto';
-import {
-  Client,
-  StreamableHTTPClientTransport,
-  UnauthorizedError,
-  auth,
-  type OAuthClientMetadata,
-  type OAuthClientProvider,
-  type OAuthDiscoveryState,
-  type StoredOAuthClientInformation,
-  type StoredOAuthTokens,
-} from '@modelcontextprotocol/client';
+import { createHash } from 'node:crypto';
+import { Client, StreamableHTTPClientTransport, UnauthorizedError, auth } from '@modelcontextprotocol/client';
 import { auditEvents, rows } from '../helpers/app.js';
+import { MemoryV2Provider } from '../helpers/mcp-client-v2.js';
 import { Browser, drive, startStack, type Stack } from '../helpers/stack.js';
 import { sha256 } from '../../src/crypto/keys.js';
-
-/** An in-memory provider as a host implements it (v2 interface); records the URL to open. */
-class V2Provider implements OAuthClientProvider {
-  info: StoredOAuthClientInformation | undefined;
-  stored: StoredOAuthTokens | undefined;
-  verifier = '';
-  discovery: OAuthDiscoveryState | undefined;
-  authorizationUrl: URL | undefined;
-  lastState = '';
-  constructor(readonly callbackUrl: string) {}
-  get redirectUrl() {
-    return this.callbackUrl;
-  }
-  get clientMetadata(): OAuthClientMetadata {
-    return { client_name: 'SDK v2 e2e', redirect_uris: [this.callbackUrl], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' };
-  }
-  state() {
-    this.lastState = `v2-${randomBytes(16).toString('base64url')}`;
-    return this.lastState;
-  }
-  clientInformation() {
-    return this.info;
-  }
-  saveClientInformation(info: StoredOAuthClientInformation) {
-    this.info = info;
-  }
-  tokens() {
-    return this.stored;
-  }
-  saveTokens(tokens: StoredOAuthTokens) {
-    this.stored = tokens;
-  }
-  redirectToAuthorization(url: URL) {
-    this.authorizationUrl = url;
-  }
-  saveCodeVerifier(verifier: string) {
-    this.verifier = verifier;
-  }
-  codeVerifier() {
-    return this.verifier;
-  }
-  saveDiscoveryState(state: OAuthDiscoveryState) {
-    this.discovery = state;
-  }
-  discoveryState() {
-    return this.discovery;
-  }
-}
 
 let stack: Stack;
 let mcpUrl: URL;
@@ -81,7 +24,7 @@ const codesRedeemed = async () => (await auditEvents(stack.app)).filter((e) => e
 
 describe('MCP SDK v2 client', () => {
   it('registers as a native app, authorizes through consent and U, checks iss, calls tools; a second client reuses the tokens', async () => {
-    const provider = new V2Provider('http://127.0.0.1:48131/callback');
+    const provider = new MemoryV2Provider('http://127.0.0.1:48131/callback', 'SDK v2 e2e');
     const first = new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider });
     await expect(new Client({ name: 'e2e-v2', version: '1.0.0' }).connect(first)).rejects.toBeInstanceOf(UnauthorizedError);
 
@@ -129,8 +72,11 @@ describe('MCP SDK v2 client', () => {
   });
 
   it('refuses a callback without iss, or with another issuer, and redeems nothing (RFC 9207)', async () => {
-    for (const [label, iss] of [['missing iss', undefined], ['foreign iss', 'https://evil.example']] as const) {
-      const provider = new V2Provider('http://127.0.0.1:48132/callback');
+    for (const [label, iss] of [
+      ['missing iss', undefined],
+      ['foreign iss', 'https://evil.example'],
+    ] as const) {
+      const provider = new MemoryV2Provider('http://127.0.0.1:48132/callback', 'SDK v2 e2e');
       const transport = new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider });
       await expect(new Client({ name: 'e2e-v2', version: '1.0.0' }).connect(transport)).rejects.toBeInstanceOf(UnauthorizedError);
       const result = await drive(new Browser(`v2-${label}`), (provider.authorizationUrl as URL).href, provider.callbackUrl, { login: 'v2-bob' });
