@@ -32,8 +32,6 @@ export interface ProviderDeps {
   config: Readonly<Config>;
   keys: KeyRing;
   models: OidcModelStore;
-  /** clients an admin disabled (clients_meta.disabled_at) */
-  isClientDisabled: (clientId: string) => Promise<boolean>;
   jwks: { keys: Record<string, unknown>[] };
   /** one database transaction around fn (src/store/index.ts): /token, /register and /revoke run in one each */
   transaction: <T>(fn: () => Promise<T>) => Promise<T>;
@@ -59,11 +57,11 @@ export class ReplayedGrantSource extends errors.InvalidGrant {
 
 /**
  * oidc-provider's Adapter over the oidc_models store. `prefix` keeps another provider's models
- * apart (the demo IdP); `isClientDisabled` makes a client disabled by an admin unknown to the
+ * apart (the demo IdP); `hideDisabledClients` makes a client disabled by an admin unknown to the
  * provider, so it can neither authorize nor redeem anything. Every write joins the transaction
  * the caller runs in, if any (src/consent/record.ts), on both engines.
  */
-export function adapterClass(models: OidcModelStore, options: { prefix?: string; isClientDisabled?: (clientId: string) => Promise<boolean> } = {}) {
+export function adapterClass(models: OidcModelStore, options: { prefix?: string; hideDisabledClients?: boolean } = {}) {
   const prefix = options.prefix ?? '';
   return class StoreAdapter implements Adapter {
     private readonly name: string;
@@ -74,7 +72,7 @@ export function adapterClass(models: OidcModelStore, options: { prefix?: string;
       await models.upsert(this.name, id, payload as Record<string, unknown>, expiresIn);
     }
     async find(id: string): Promise<AdapterPayload | undefined> {
-      if (this.name === 'Client' && (await options.isClientDisabled?.(id))) return undefined;
+      if (this.name === 'Client' && options.hideDisabledClients) return (await models.findClientUnlessDisabled(id)) as AdapterPayload | undefined;
       return (await models.find(this.name, id)) as AdapterPayload | undefined;
     }
     async findByUserCode(): Promise<AdapterPayload | undefined> {
@@ -201,7 +199,7 @@ function providerConfiguration(deps: ProviderDeps): Configuration {
   const { config, keys, models } = deps;
   const scopes = offeredScopes(config);
   return {
-    adapter: adapterClass(models, { isClientDisabled: deps.isClientDisabled }),
+    adapter: adapterClass(models, { hideDisabledClients: true }),
     jwks: deps.jwks as Configuration['jwks'],
     cookies: cookies(keys),
     routes: PROVIDER_ROUTES,

@@ -129,7 +129,6 @@ async function startProvider(core: Core, views: Views): Promise<Provider> {
     config,
     keys,
     models: stores.models,
-    isClientDisabled: (clientId) => stores.clientsMeta.isDisabled(clientId),
     jwks: await loadOrCreateJwks(core.sql, stores.sealed, 'jwks'),
     transaction: stores.transaction,
     renderError: providerErrorRenderer(views),

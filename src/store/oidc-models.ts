@@ -163,6 +163,21 @@ export class OidcModelStore {
     return live(await this.sql.one<Row>(FIND, ['Grant', grantId])) !== undefined;
   }
 
+  /**
+   * The client as oidc-provider loads it — unless an admin disabled it (clients_meta.disabled_at):
+   * then undefined, so a disabled client can neither authorize nor redeem anything. One statement
+   * (a join with clients_meta) instead of a read of each table: one round trip less per
+   * /authorize, /token and /revoke on PostgreSQL (issue 11).
+   */
+  async findClientUnlessDisabled(clientId: string): Promise<Payload | undefined> {
+    const row = await this.sql.one<Row>(
+      `SELECT m.payload, m.expires_at, m.consumed_at FROM oidc_models m LEFT JOIN clients_meta c ON c.client_id = m.key
+        WHERE m.model = 'Client' AND m.key = ? AND c.disabled_at IS NULL`,
+      [clientId],
+    );
+    return restore(this.keys, 'Client', clientId, live(row));
+  }
+
   async getClient(clientId: string): Promise<Payload | undefined> {
     return live(await this.sql.one<Row>(FIND, ['Client', clientId]));
   }

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run, type Io } from '../../src/cli/index.js';
 import { auditEvents, TEST_SECRET_KEY } from '../helpers/app.js';
-import { Browser, authorizeClient, startStack, type Stack } from '../helpers/stack.js';
+import { Browser, authorizeClient, refresh, startStack, type Stack } from '../helpers/stack.js';
 import { mcpPost, INITIALIZE } from '../helpers/mcp-http.js';
 import { databaseEnv } from '../helpers/engine.js';
 
@@ -74,11 +74,15 @@ describe('cli › consents and clients', () => {
     const authorize = await fetch(`${stack.app.url}/authorize?client_id=${clientId}&response_type=code&redirect_uri=${encodeURIComponent('http://127.0.0.1:33418/callback')}&code_challenge=${'a'.repeat(43)}&code_challenge_method=S256`, { redirect: 'manual' });
     expect(authorize.status).toBe(400);
     expect(authorize.headers.get('location')).toBeNull();
+    // Unknown to the provider at the token endpoint too (the adapter's one read, src/store/oidc-models.ts findClientUnlessDisabled).
+    expect(await refresh(stack.app, clientId, tokens.body.refresh_token)).toMatchObject({ status: 401, body: { error: 'invalid_client' } });
     const disabled = capture();
     await run(['clients', 'list', '--disabled', '--json'], disabled);
     expect(JSON.parse(disabled.stdout[0] as string).map((c: { client_id: string }) => c.client_id)).toContain(clientId);
 
     expect(await run(['clients', 'enable', clientId], capture())).toBe(0);
+    const again = await fetch(authorize.url, { redirect: 'manual' });
+    expect(again.status, 'known again once enabled').toBe(303);
     const del = capture();
     expect(await run(['clients', 'delete', clientId], del)).toBe(0);
     expect(del.stdout[0]).toBe(`deleted ${clientId}; revoked 0 consent(s)`);
