@@ -88,7 +88,18 @@ class Tx {
   failed: unknown = undefined;
   /** afterCommit callbacks, run once COMMIT succeeded */
   readonly committed: (() => void)[] = [];
+  /** committed (callbacks run) or rolled back: afterCommit from its context runs at once from now on */
+  finished = false;
+  /** the client's last statement; the next starts after it (pg 8 queues concurrent query() calls itself but deprecates that, pg 9 drops it) */
+  #tail: Promise<unknown> = Promise.resolve();
   constructor(readonly client: pg.PoolClient) {}
+
+  /** Run `query` on the client once the statements issued before it have settled. */
+  inTurn<T>(query: () => Promise<T>): Promise<T> {
+    const result = this.#tail.then(query);
+    this.#tail = result.catch(() => undefined);
+    return result;
+  }
 }
 
 export class PgSql implements Sql {
@@ -146,9 +157,11 @@ export class PgSql implements Sql {
         return await this.pool.query(this.#config(stmt, values));
       }
     }
-    if (tx.failed !== undefined) throw new TransactionAbortedError(tx.failed);
     try {
-      return await tx.client.query(this.#config(stmt, values));
+      return await tx.inTurn(() => {
+        if (tx.failed !== undefined) throw new TransactionAbortedError(tx.failed);
+        return tx.client.query(this.#config(stmt, values));
+      });
     } catch (err) {
       if (isStalePlan(err)) this.#epoch++;
       tx.failed ??= err;
@@ -171,8 +184,9 @@ export class PgSql implements Sql {
   }
 
   afterCommit(fn: () => void): void {
+    // Also while COMMIT is under way (closing): the callback waits for its outcome.
     const tx = this.#context.getStore();
-    if (tx !== undefined && !tx.closing) tx.committed.push(fn);
+    if (tx !== undefined && !tx.finished) tx.committed.push(fn);
     else fn();
   }
 
@@ -218,13 +232,15 @@ export class PgSql implements Sql {
       }
       tx.closing = true;
       if (tx.failed !== undefined) throw tx.failed;
-      await client.query('COMMIT');
+      await tx.inTurn(() => client.query('COMMIT'));
+      tx.finished = true;
       runAfterCommit(tx.committed);
       return result!;
     } catch (err) {
       tx.closing = true;
+      tx.finished = true;
       try {
-        await client.query('ROLLBACK');
+        await tx.inTurn(() => client.query('ROLLBACK'));
       } catch (rollbackError) {
         broken = rollbackError as Error;
       }

@@ -117,8 +117,9 @@ export interface Sql {
    * Run `fn` once the calling context's transaction has committed — never when it rolls back —
    * or at once (synchronously) outside a transaction. For effects outside the database that may
    * follow only a committed decision (asking U to revoke a token: src/consent/revocation.ts).
-   * After a commit fn runs in a later microtask, outside the transaction's context; it must not
-   * throw (a throw is an unhandled rejection).
+   * After a commit fn runs in a later microtask, outside the transaction's context; it should not
+   * throw (a throw is reported as a process warning). Registered from the transaction's context
+   * after its fn returned but before COMMIT finished, it still waits for the commit.
    */
   afterCommit(fn: () => void): void;
   /**
@@ -181,7 +182,11 @@ export function lockOutsideTransaction(): Error {
 
 /** A committed transaction's afterCommit callbacks, each in a microtask of its own (outside the transaction's context). */
 export function runAfterCommit(callbacks: readonly (() => void)[]): void {
-  for (const fn of callbacks) void Promise.resolve().then(fn);
+  for (const fn of callbacks) {
+    void Promise.resolve()
+      .then(fn)
+      .catch((err: unknown) => process.emitWarning(`an afterCommit callback threw: ${err instanceof Error ? err.message : String(err)}`));
+  }
 }
 
 /** A read's parameters with U+0000 looked up as U+FFFD (see the module comment); no copy unless needed. */

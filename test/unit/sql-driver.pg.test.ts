@@ -107,6 +107,32 @@ describe('PostgreSQL driver', () => {
     }
   });
 
+  it('statements issued at once inside a transaction go to its connection one after another: no pg deprecation warning, and those queued behind a failure are refused', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    try {
+      const ids = Array.from({ length: 8 }, (_, i) => `burst-${i}`);
+      await sql.transaction(() => Promise.all(ids.map((id, n) => sql.run('INSERT INTO pg_items (id, n) VALUES (?, ?)', [id, n]))));
+      expect((await sql.one<{ n: number }>("SELECT count(*) AS n FROM pg_items WHERE id LIKE 'burst-%'"))!.n).toBe(8);
+      // The second insert fails (duplicate key); the third, queued behind it, never reaches PostgreSQL.
+      const outcome = sql.transaction(() =>
+        Promise.allSettled([
+          sql.run('INSERT INTO pg_items (id, n) VALUES (?, ?)', ['burst-new', 1]),
+          sql.run('INSERT INTO pg_items (id, n) VALUES (?, ?)', ['burst-0', 1]),
+          sql.run('INSERT INTO pg_items (id, n) VALUES (?, ?)', ['burst-other', 1]),
+        ]),
+      );
+      const settled = await outcome.catch(() => undefined);
+      expect(settled).toBeUndefined(); // the transaction failed as a whole
+      expect((await sql.one<{ n: number }>("SELECT count(*) AS n FROM pg_items WHERE id IN ('burst-new', 'burst-other')"))!.n).toBe(0);
+      await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on the next tick
+      expect(warnings.filter((w) => w.includes('already executing a query'))).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('DATABASE_URL: postgres://, postgresql:// and ?host=/socket/dir (through the unix socket)', async () => {
     const { dir, port } = await clusterSocket();
     const socketUrl = `postgres://postgres@/${db.name}?host=${encodeURIComponent(dir)}&port=${port}`;
