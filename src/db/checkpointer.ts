@@ -61,10 +61,17 @@ export interface Checkpointer {
 
 /** Start checkpointing `path` (a WAL database `db` is open on) in a worker; `db` gets the safety net. */
 export function startCheckpointer(db: Db, path: string, onError: (message: string) => void, intervalMs = CHECKPOINT_INTERVAL_MS): Checkpointer {
+  let worker: Worker;
+  try {
+    const module = createRequire(import.meta.url).resolve('better-sqlite3');
+    worker = new Worker(WORKER, { eval: true, workerData: { module, path, intervalMs } });
+  } catch (err) {
+    // No worker here (a bundled build, Node's permission model): SQLite keeps checkpointing in its commits.
+    onError((err as Error).message);
+    return { stop: async () => undefined };
+  }
   db.pragma(`wal_autocheckpoint = ${SAFETY_NET_PAGES}`);
   db.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT}`);
-  const module = createRequire(import.meta.url).resolve('better-sqlite3');
-  const worker = new Worker(WORKER, { eval: true, workerData: { module, path, intervalMs } });
   worker.unref();
   let exited = false;
   const stopped = new Promise<void>((resolve) => {

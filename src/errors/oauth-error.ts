@@ -108,7 +108,9 @@ export const ERRORS = {
  * transaction rolled back), so it is answered 503 with Retry-After, not a 500 (issue 13 §3).
  */
 export function isDatabaseBusy(err: unknown): boolean {
-  const e = err as { code?: unknown; message?: unknown } | undefined;
+  const e = err as { code?: unknown; message?: unknown; name?: unknown; cause?: unknown } | undefined;
+  // A statement refused because an earlier one failed (src/db/sql.ts TransactionAbortedError): what that one was.
+  if (e?.name === 'TransactionAbortedError' && e.cause !== undefined) return isDatabaseBusy(e.cause);
   const code = e?.code;
   if (typeof code === 'string' && (/^SQLITE_(BUSY|LOCKED)/.test(code) || PG_UNAVAILABLE.has(code))) return true;
   return typeof e?.message === 'string' && PG_UNAVAILABLE_MESSAGES.some((m) => (e.message as string).startsWith(m));
@@ -141,9 +143,10 @@ const PG_UNAVAILABLE_MESSAGES = [
  * PostgreSQL unavailable for a moment (restarting, failing over, out of connections) — the same
  * answer as SQLite busy: 503 with Retry-After, and the request failed as a whole (issue 13 §3).
  * Network codes from node's sockets; SQLSTATEs from PostgreSQL's appendix A (class 08
- * connection exception, 57P01–57P03 shutdown/starting, 53300 too many connections).
+ * connection exception, 57P01–57P03 shutdown/starting, 53300 too many connections; 40P01 deadlock
+ * detected and 40001 serialization failure: the transaction was rolled back whole, a retry is safe).
  */
-const PG_UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', '08000', '08003', '08006', '08001', '08004', '57P01', '57P02', '57P03', '53300']);
+const PG_UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', '08000', '08003', '08006', '08001', '08004', '57P01', '57P02', '57P03', '53300', '40P01', '40001']);
 
 /** body-parser's error types (body-parser 2 `err.type`) that a client's request causes. */
 const BODY_ERRORS: Record<string, (err: { limit?: number }) => OAuthError> = {

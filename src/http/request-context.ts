@@ -54,7 +54,11 @@ export function inOrder<T>(work: () => Promise<T>): Promise<T> {
 /** Resolves once every write noted with `beforeResponse` in this request has committed; rejects if one failed. */
 export async function commitsSettled(): Promise<void> {
   const commits = requestContext.getStore()?.commits;
-  while (commits?.length) await Promise.all(commits.splice(0));
+  // Every write settles before this resolves or rejects (a rejection must not leave writes running after a rollback).
+  while (commits?.length) {
+    const failed = (await Promise.allSettled(commits.splice(0))).find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
 }
 
 export function requestContextMiddleware(log: Logger, onFinish?: (req: Request, res: Response, ms: number) => void) {

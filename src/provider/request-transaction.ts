@@ -25,6 +25,16 @@ import { markDatabaseBusy } from '../errors/render.js';
 
 type Next = () => Promise<unknown>;
 
+/**
+ * The path as routed: express and oidc-provider's router both match case-insensitively and take a
+ * trailing slash, so `/TOKEN` and `/token/` reach the token endpoint too (found by review: they
+ * ran without the transaction).
+ */
+function routeOf(path: string): string {
+  const lower = path.toLowerCase();
+  return lower.length > 1 && lower.endsWith('/') ? lower.replace(/\/+$/, '') : lower;
+}
+
 /** A provider answer of 5xx: its writes roll back, the answer stands. */
 class FailedResponse extends Error {
   constructor() {
@@ -42,7 +52,7 @@ export function requestTransaction(atomicPaths: readonly string[], transaction: 
   const atomic = new Set(atomicPaths);
   return async (ctx: KoaContextWithOIDC, next: Next): Promise<void> => {
     try {
-      if (ctx.method === 'POST' && atomic.has(ctx.path)) {
+      if (ctx.method === 'POST' && atomic.has(routeOf(ctx.path))) {
         await transaction(async () => {
           await next();
           await commitsSettled();

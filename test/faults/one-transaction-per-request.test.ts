@@ -79,6 +79,21 @@ describe('one transaction per token, registration and revocation request', () =>
     expect(await revokedAt(await grantOf(clientId))).toBeNull();
   });
 
+  it.each(['/TOKEN', '/token/', '/Token/'])('the same for a refresh sent to %s, which express and the provider route to the token endpoint too', async (path) => {
+    const { clientId, tokens } = await authorizeClient(stack, new Browser(), { login: `spelling-${path}` });
+    const rt = tokens.body.refresh_token as string;
+    await failInserts('audit_log', "NEW.event = 'token.issued'");
+    const res = await fetch(`${stack.app.url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: rt, client_id: clientId }),
+    });
+    expectFailed({ status: res.status, body: (await res.json()) as Record<string, unknown> });
+    expect(await consumedAt('RefreshToken', rt), 'the refresh token is not consumed').toBeNull();
+    await dropTrigger(stack.app.runtime.sql, 'fail_injected_write', 'audit_log');
+    expect((await refresh(stack.app, clientId, rt)).status).toBe(200);
+  });
+
   it('a code redemption whose audit row fails is rolled back: the code is not consumed and its redemption succeeds after (TOK-05)', async () => {
     const clientId = (await registerClient(stack.app)).client_id as string;
     const auth = buildAuthorization(stack.app, { clientId });
