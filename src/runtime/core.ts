@@ -15,8 +15,6 @@ import { resolveSecretKey } from '../crypto/secret-file.js';
 import { migrate } from '../db/migrate.js';
 import { after, type Sql } from '../db/sql.js';
 import { openSqliteSql, SqliteSql } from '../db/sqlite-sql.js';
-import { PgSql } from '../db/pg-sql.js';
-import { migratePg } from '../db/migrate-pg.js';
 import { createStores, type Stores } from '../store/index.js';
 import type { NewAuditRow } from '../store/audit-log.js';
 import { Audit } from '../audit/audit.js';
@@ -86,6 +84,8 @@ export interface OpenedDatabase {
  */
 export async function openConfiguredDatabase(config: Readonly<Config>, options: { log: Logger; mustExist?: boolean }): Promise<OpenedDatabase> {
   if (config.databaseUrl) {
+    // Loaded only here: the pg driver is ~15 MB of a SQLite process's memory otherwise (issue 14).
+    const [{ PgSql }, { migratePg }] = await Promise.all([import('../db/pg-sql.js'), import('../db/migrate-pg.js')]);
     const sql = new PgSql({ url: config.databaseUrl, poolMax: config.databasePoolMax, onError: (err) => options.log[failureLevel(err)]({ err }, 'an idle PostgreSQL connection failed') });
     try {
       return { sql, ...(await migratePg(sql)), where: 'PostgreSQL (DATABASE_URL)' };

@@ -32,7 +32,6 @@ import { createCimdClients, type CimdClientsDeps } from '../cimd/clients.js';
 import { buildApp, gatewayFront, type AppDeps, type GatewayServices } from './app.js';
 import { scheduleMaintenance, type MaintenanceDeps } from './maintenance.js';
 import { createCore, openStorage, type Core } from './core.js';
-import { startDemo } from './demo.js';
 import { purgeEndedRateLimits, SqlRateLimitStore } from '../store/rate-limits.js';
 import { loadOrCreateJwks } from './jwks.js';
 
@@ -135,6 +134,11 @@ async function startProvider(core: Core, views: Views): Promise<Provider> {
   });
   bridgeProviderEvents(provider, { audit, clientsMeta: stores.clientsMeta, log, onGrantRevoked: (grantId) => revocation.revokeGrant(grantId, 'grant_revoked') });
   return provider;
+}
+
+/** The demo IdP and MCP server, loaded only in demo mode: the MCP SDK they use is ~25 MB of memory (issue 14). */
+async function startDemo(...args: Parameters<typeof import('./demo.js').startDemo>): ReturnType<typeof import('./demo.js').startDemo> {
+  return (await import('./demo.js')).startDemo(...args);
 }
 
 export async function createRuntime(config: Readonly<Config>, options: RuntimeOptions = {}): Promise<Runtime> {

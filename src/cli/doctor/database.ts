@@ -5,13 +5,13 @@
  */
 import type { Config } from '../../config/load.js';
 import { sqliteStatus, type DatabaseStatus } from '../../db/status.js';
-import { postgresStatus } from '../../db/status-pg.js';
 import { fail, pass, type CheckResult, type DoctorOptions } from './check.js';
 
 const TITLE = 'database writable and migrated';
 
 export async function probeDatabase(config: Readonly<Config>, options: DoctorOptions): Promise<DatabaseStatus> {
-  if (config.databaseUrl) return postgresStatus(config.databaseUrl, options.timeoutMs);
+  // The pg driver loaded only for PostgreSQL (src/runtime/core.ts says why).
+  if (config.databaseUrl) return (await import('../../db/status-pg.js')).postgresStatus(config.databaseUrl, options.timeoutMs);
   return sqliteStatus(config.databasePath, options.timeoutMs);
 }
 
