@@ -21,7 +21,7 @@ import type { CheckpointWriter } from './checkpoint.js';
 import type { AuditLogStore, NewAuditRow } from '../store/audit-log.js';
 import { capOptional, capString, MAX_STORED_STRING } from './limits.js';
 import { requestContext } from '../http/request-context.js';
-import { failureLevel } from '../errors/oauth-error.js';
+import { failureLevel } from '../errors/database-unavailable.js';
 
 /** Gateway records wait at most this long before they are committed. */
 export const GROUP_COMMIT_MS = 200;

@@ -5,7 +5,7 @@
  * checkpoint a database writer cannot reach, checked with `audit verify --checkpoint <seq>:<mac>`.
  */
 import type { Logger } from 'pino';
-import { failureLevel } from '../errors/oauth-error.js';
+import { failureLevel } from '../errors/database-unavailable.js';
 
 /** `audit.checkpoint` log lines come at least this often while serving. */
 export const CHECKPOINT_LOG_INTERVAL_MS = 10 * 60_000;

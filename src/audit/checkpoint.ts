@@ -32,6 +32,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { AuditKey } from '../store/audit-chain.js';
 import type { Maybe } from '../db/sql.js';
+import { failureLevel } from '../errors/database-unavailable.js';
 import { newWriterTag, removeStaleTemps, tempPath } from './checkpoint-temp.js';
 
 export const CHECKPOINT_FILE = 'audit-checkpoint.json';
@@ -47,10 +48,7 @@ export interface Checkpoint {
 }
 
 /** A checkpoint kept elsewhere: `--checkpoint <seq>:<mac>` (from a shipped log line). */
-export interface GivenCheckpoint {
-  seq: number;
-  mac: string;
-}
+export type GivenCheckpoint = Pick<Checkpoint, 'seq' | 'mac'>;
 
 export type CheckpointFileRead = { status: 'missing' } | { status: 'invalid'; problem: string } | { status: 'ok'; checkpoint: Checkpoint };
 
@@ -98,9 +96,9 @@ export interface CheckpointWriter {
 
 /**
  * Writes go to a temp file (unique per process, writer and write) renamed over the checkpoint, so
- * a reader sees the old or the new checkpoint, never half of one; temp files a killed process
- * left are removed when a writer starts (src/audit/checkpoint-temp.ts). No fsync: it would cost a disk
- * flush per commit. After a power loss the file may be older than the database (harmless: see
+ * a reader sees the old or the new checkpoint, never half of one; a killed process's temp files
+ * are removed when a writer starts (src/audit/checkpoint-temp.ts). No fsync (a disk flush per
+ * commit). After a power loss the file may be older than the database (harmless: see
  * Audit) or, with DATABASE_SYNCHRONOUS=NORMAL, newer than what the database kept — then verify
  * reports the lost rows, which is true.
  */
@@ -178,14 +176,15 @@ class CheckpointFileWriter implements CheckpointWriter {
     return tempPath(this.path, this.tag, (this.n += 1));
   }
 
-  // A failing file system would otherwise log at every commit: once per failing streak.
+  // A failing file system would otherwise log at every commit: once per failing streak (`warn` when
+  // it is the anchor check's read failing in a database outage).
   private succeeded(): void {
     if (this.failing) this.log.warn({ file: this.path }, 'audit checkpoint file written again');
     this.failing = false;
   }
 
   private failed(err: unknown): void {
-    if (!this.failing) this.log.error({ err, file: this.path }, 'audit checkpoint file could not be written');
+    if (!this.failing) this.log[failureLevel(err)]({ err, file: this.path }, 'audit checkpoint file could not be written');
     this.failing = true;
   }
 

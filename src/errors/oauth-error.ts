@@ -98,55 +98,9 @@ export const ERRORS = {
   /** a signed-in user who may not use this page (admin) */
   forbiddenPage: (title: string, message: string, reason: string) => new OAuthError('access_denied', message, 403, reason, {}, { title, message }),
   temporarilyUnavailable: (description: string, reason?: string) => new OAuthError('temporarily_unavailable', description, 503, reason),
-  /** the database stayed locked for its whole busy timeout (see `isDatabaseBusy`) */
+  /** the database stayed locked for its whole busy timeout, or PostgreSQL was unreachable (src/errors/database-unavailable.ts) */
   databaseBusy: () => new OAuthError('temporarily_unavailable', 'The service is busy; try again in a moment.', 503, 'database_busy', { 'Retry-After': '1' }),
 };
-
-/**
- * SQLite could not take its write lock within busy_timeout (src/db/open.ts): another writer (the
- * CLI, a backup) held it; or PostgreSQL could not be reached (below). The service is busy, not broken — the request failed as a whole (its
- * transaction rolled back), so it is answered 503 with Retry-After, not a 500 (issue 13 §3).
- */
-export function isDatabaseBusy(err: unknown): boolean {
-  const e = err as { code?: unknown; message?: unknown; name?: unknown; cause?: unknown } | undefined;
-  // A statement refused because an earlier one failed (src/db/sql.ts TransactionAbortedError): what that one was.
-  if (e?.name === 'TransactionAbortedError' && e.cause !== undefined) return isDatabaseBusy(e.cause);
-  const code = e?.code;
-  if (typeof code === 'string' && (/^SQLITE_(BUSY|LOCKED)/.test(code) || PG_UNAVAILABLE.has(code))) return true;
-  return typeof e?.message === 'string' && PG_UNAVAILABLE_MESSAGES.some((m) => (e.message as string).startsWith(m));
-}
-
-/**
- * The log level of a failure: `warn` when the database is busy or unavailable — expected while
- * PostgreSQL restarts or another writer holds SQLite's lock, answered 503, and over by itself —
- * else `error` (a bug or a broken deployment someone must look at).
- */
-export function failureLevel(err: unknown): 'warn' | 'error' {
-  return isDatabaseBusy(err) ? 'warn' : 'error';
-}
-
-/**
- * node-postgres' errors without a code that mean the same: the pool's connect timeout (the server
- * restarting), and a connection lost under a statement — PostgreSQL stopped or killed mid-query
- * (`pg_ctl stop -m immediate`: no SQLSTATE reaches the client; found by
- * test/faults/postgres-restart.pg.test.ts, it was a 500). Not 'Connection terminated' alone: that is
- * P closing its own pool.
- */
-const PG_UNAVAILABLE_MESSAGES = [
-  'timeout exceeded when trying to connect',
-  'Connection terminated due to connection timeout',
-  'Connection terminated unexpectedly',
-  'Client has encountered a connection error and is not queryable',
-];
-
-/**
- * PostgreSQL unavailable for a moment (restarting, failing over, out of connections) — the same
- * answer as SQLite busy: 503 with Retry-After, and the request failed as a whole (issue 13 §3).
- * Network codes from node's sockets; SQLSTATEs from PostgreSQL's appendix A (class 08
- * connection exception, 57P01–57P03 shutdown/starting, 53300 too many connections; 40P01 deadlock
- * detected and 40001 serialization failure: the transaction was rolled back whole, a retry is safe).
- */
-const PG_UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', '08000', '08003', '08006', '08001', '08004', '57P01', '57P02', '57P03', '53300', '40P01', '40001']);
 
 /** body-parser's error types (body-parser 2 `err.type`) that a client's request causes. */
 const BODY_ERRORS: Record<string, (err: { limit?: number }) => OAuthError> = {

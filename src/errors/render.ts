@@ -13,7 +13,8 @@ import type { NextFunction, Request, Response } from 'express';
 import { errors as oidcErrors, type ErrorOut, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
 import type { Views } from '../views/render.js';
-import { ERRORS, isDatabaseBusy, OAuthError, refusalOf } from './oauth-error.js';
+import { ERRORS, OAuthError, refusalOf } from './oauth-error.js';
+import { isDatabaseBusy } from './database-unavailable.js';
 
 const TITLES: Record<string, string> = {
   invalid_request: 'The request is not valid',

@@ -35,7 +35,7 @@ import { createTouchThrottle } from '../gateway/throttle.js';
 import { answerPreflight } from '../gateway/cors.js';
 import { jsonRpcError, type ForwardOutcome } from '../gateway/forward.js';
 import { after, type Maybe } from '../db/sql.js';
-import { failureLevel, isDatabaseBusy } from '../errors/oauth-error.js';
+import { failureLevel, isDatabaseBusy } from '../errors/database-unavailable.js';
 import { createToolPolicy, type ToolPolicy } from '../gateway/tool-policy.js';
 import { MESSAGES, type Exchange, type Who } from '../gateway/exchange.js';
 
@@ -101,7 +101,7 @@ class RouteGateway {
 
   private fail(x: Exchange, err: unknown): void {
     if (isDatabaseBusy(err)) {
-      // The database stayed locked for its busy timeout: busy, not broken (src/errors/oauth-error.ts).
+      // The database stayed locked for its busy timeout: busy, not broken (src/errors/database-unavailable.ts).
       this.deps.log.warn({ requestId: x.requestId, resource: this.route.resource }, 'database busy: request answered 503');
       if (!x.res.headersSent) x.res.setHeader('Retry-After', '1');
       return jsonRpcError(x.res, 503, 'The service is busy; try again in a moment.');

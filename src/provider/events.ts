@@ -23,7 +23,7 @@ import type { ClientsMetaStore } from '../store/clients-meta.js';
 import { redirectHosts } from '../oauth/redirect-uri.js';
 import { markDatabaseBusy } from '../errors/render.js';
 import { capOptional, capString } from '../audit/limits.js';
-import { failureLevel } from '../errors/oauth-error.js';
+import { failureLevel } from '../errors/database-unavailable.js';
 
 export interface EventDeps {
   audit: Audit;

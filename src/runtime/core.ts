@@ -22,7 +22,7 @@ import { checkpointPath, createCheckpointWriter } from '../audit/checkpoint.js';
 import { createUpstreamClient, UpstreamError, type UpstreamClient } from '../upstream/presets.js';
 import { createRevocation, type Revocation } from '../consent/revocation.js';
 import { createAdminOps, type AdminOps } from '../consent/operations.js';
-import { failureLevel } from '../errors/oauth-error.js';
+import { failureLevel } from '../errors/database-unavailable.js';
 
 export interface Storage {
   keys: KeyRing;

@@ -20,7 +20,7 @@ import type { Held } from '../db/sql.js';
 import type { Audit } from '../audit/audit.js';
 import type { ClientsMetaStore } from '../store/clients-meta.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
-import { failureLevel } from '../errors/oauth-error.js';
+import { failureLevel } from '../errors/database-unavailable.js';
 
 /** How often housekeeping runs. */
 export const MAINTENANCE_INTERVAL_MS = 10 * 60_000;

@@ -4,7 +4,7 @@
  * documented 503 `temporarily_unavailable` with `Retry-After: 1`:
  *   1. a connection lost without a SQLSTATE (`pg_ctl stop -m immediate`, a dropped TCP
  *      connection): node-postgres says only "Connection terminated unexpectedly", which
- *      `isDatabaseBusy` (src/errors/oauth-error.ts) did not know;
+ *      `isDatabaseBusy` (src/errors/database-unavailable.ts) did not know;
  *   2. a write an oidc-provider event makes after the provider's own (the client's provenance and
  *      the audit row of a registration, the audit row of an issued token) failing because the
  *      database went away in between: the response was turned into a 500 without asking whether

@@ -4,7 +4,7 @@
  * "unexpected error", logged with a stack as a bug. Now:
  *   - the request is answered 503 `temporarily_unavailable` with `Retry-After: 1`, within the
  *     busy timeout and a little, JSON at the provider's endpoints and a page in the browser
- *     (src/errors/oauth-error.ts `isDatabaseBusy`), logged as a warning;
+ *     (src/errors/database-unavailable.ts `isDatabaseBusy`), logged as a warning;
  *   - nothing is half-written: the request's transaction rolled back — no client, no consent, no
  *     token, the upstream transaction not consumed — so the same request succeeds once the lock
  *     is released.

@@ -1,12 +1,12 @@
 /**
  * The small parts the one-transaction-per-request work (issue 13) rests on, each found by review:
  * a busy database recognized through TransactionAbortedError and PostgreSQL's retryable aborts
- * (src/errors/oauth-error.ts), every provider write settled before a failure is answered
+ * (src/errors/database-unavailable.ts), every provider write settled before a failure is answered
  * (src/http/request-context.ts), and an afterCommit callback that throws reported as a warning
  * instead of an unhandled rejection (src/db/sql.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { isDatabaseBusy } from '../../src/errors/oauth-error.js';
+import { isDatabaseBusy } from '../../src/errors/database-unavailable.js';
 import { beforeResponse, commitsSettled, requestContext } from '../../src/http/request-context.js';
 import { runAfterCommit, TransactionAbortedError } from '../../src/db/sql.js';
 import { gate } from '../helpers/sql-driver-cases.js';

@@ -1,0 +1,52 @@
+/**
+ * Found by test/faults/postgres-restart.pg.test.ts in CI: while PostgreSQL restarted, the
+ * checkpoint writer's anchor check (one read: does the database still hold the row the file
+ * recorded?) failed and was logged at `error` — an outage, over by itself, is a `warn`
+ * (src/errors/database-unavailable.ts). A failure that is not an outage stays an `error`; either
+ * is logged once per failing streak, and the file is left as it was.
+ */
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { expect, it } from 'vitest';
+import { createCheckpointWriter } from '../../src/audit/checkpoint.js';
+
+const key = { kid: 'test-kid', key: randomBytes(32) };
+const head = (seq: number) => ({ seq, hash: seq.toString(16).padStart(64, '0'), key_id: key.kid });
+
+it.each([
+  ['PostgreSQL restarting (57P01)', 'warn', Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' })],
+  ['a connection lost under the read', 'warn', new Error('Connection terminated unexpectedly')],
+  ['anything else', 'error', Object.assign(new Error('no such table: audit_log'), { code: 'SQLITE_ERROR' })],
+])('the anchor check failing with %s is logged at %s, once', async (_what, level, failure) => {
+  const lines: { level: number; msg: string }[] = [];
+  const log = pino({ level: 'info' }, new Writable({ write: (chunk, _enc, done) => (lines.push(JSON.parse(String(chunk))), done()) }));
+  const path = join(mkdtempSync(join(tmpdir(), 'cp-outage-')), 'audit-checkpoint.json');
+  let down = false;
+  const writer = createCheckpointWriter(path, key, log, {
+    keys: [key],
+    holds: async () => {
+      if (down) throw failure;
+      return true;
+    },
+  });
+  writer.update(head(1)); // no file yet: nothing to check
+  await writer.flush();
+  const recorded = readFileSync(path, 'utf8');
+  down = true;
+  for (const seq of [2, 3, 4]) {
+    writer.update(head(seq));
+    await writer.flush();
+  }
+  expect(readFileSync(path, 'utf8'), 'the file still records row 1').toBe(recorded);
+  const failed = lines.filter((l) => l.msg === 'audit checkpoint file could not be written');
+  expect(failed.map((l) => pino.levels.labels[l.level])).toEqual([level]);
+  down = false;
+  writer.update(head(5));
+  await writer.flush();
+  expect(JSON.parse(readFileSync(path, 'utf8')).seq).toBe(5);
+  expect(lines.some((l) => l.msg === 'audit checkpoint file written again')).toBe(true);
+});
