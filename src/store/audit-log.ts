@@ -13,7 +13,7 @@
  *   pages (`seq > ? ORDER BY seq LIMIT ?`, `iterate`).
  * A store opened without the audit key can read, not append (verify, export).
  */
-import type { Maybe, Sql } from '../db/sql.js';
+import { lockKey, lockOutsideTransaction, type Maybe, type Sql } from '../db/sql.js';
 import { GENESIS_HASH, rowMac, type AuditKey, type AuditRow } from './audit-chain.js';
 import { countRange, rangeBounds, where, type AuditFilter } from './audit-range.js';
 
@@ -60,12 +60,25 @@ export interface AuditHead {
   key_id: string | null;
 }
 
+/**
+ * The head, read under the chain lock (taken until the transaction ends): on PostgreSQL both in
+ * one statement (migrations/postgres/0003-audit-chain-head-locked.sql says why that is the same),
+ * elsewhere the lock then the read. Only inside a transaction: outside one the lock would end with
+ * the statement.
+ */
+async function lockedHead(sql: Sql): Promise<AuditHead | undefined> {
+  if (sql.engine !== 'postgres') {
+    await sql.lock(AUDIT_CHAIN_LOCK);
+    return sql.one<AuditHead>(HEAD_SQL);
+  }
+  if (!sql.inTransaction()) throw lockOutsideTransaction();
+  return sql.one<AuditHead>('SELECT seq, hash, key_id FROM audit_chain_head_locked(CAST(? AS BIGINT))', [lockKey(AUDIT_CHAIN_LOCK)]);
+}
+
 /** Insert rows after the head, under the chain lock; run inside a transaction (AuditLogStore.append). */
 async function appendRows(sql: Sql, key: AuditKey, rows: NewAuditRow[]): Promise<AuditRow> {
-  await sql.lock(AUDIT_CHAIN_LOCK);
-  // The head, read under the lock: a legacy head (plain SHA-256) is linked to like any other,
-  // so the first keyed row's MAC covers the legacy prefix.
-  const tip = await sql.one<AuditHead>(HEAD_SQL);
+  // A legacy head (plain SHA-256) is linked to like any other, so the first keyed row's MAC covers the legacy prefix.
+  const tip = await lockedHead(sql);
   let seq = tip?.seq ?? 0;
   let prev = tip?.hash ?? GENESIS_HASH;
   let prevOfLast = prev;

@@ -19,8 +19,8 @@
  * grant, rotating) and DCR rates, per P and for the anchor, and last a line `BENCH_RESULT {json}`
  * with every ratio measured (and the RSS of each server, MB). Loopback only; bounded time (~3.5 minutes, ~4.5 with (e)).
  *   --readme   also rewrite README.md's Performance block
- *   --profile  run P, (b) and the bare oidc-provider with --cpu-prof (profiles written to
- *              test/artifacts/, test/artifacts/b/ and test/artifacts/bare/), and write the
+ *   --profile  run P (both engines), (b) and the bare oidc-provider with --cpu-prof (profiles in
+ *              test/artifacts/, …/pg/, …/b/ and …/bare/), and write the
  *              CLOCK_MONOTONIC windows (µs) of each /token and /register run to
  *              test/artifacts/auth-windows.json, to cut the profiles per endpoint
  */
@@ -89,7 +89,9 @@ if (profile) mkdirSync(`${root}test/artifacts`, { recursive: true });
 const p = await start('test/bench/p-server.ts', { TARGET: target, BENCH_TOKENS: '20', TEST_ENGINE: 'sqlite' }, profile ? ['--cpu-prof', `--cpu-prof-dir=${root}test/artifacts`] : []);
 const tokens = p.tokens as { access: string; refresh: string; clientId: string }[];
 const ablatedTokens = p.ablatedTokens as { access: string }[];
-const pPg = pgDatabase ? await start('test/bench/p-server.ts', { TARGET: target, BENCH_TOKENS: '20', TEST_ENGINE: 'sqlite', P_DATABASE_URL: pgDatabase.url }) : undefined;
+const pPg = pgDatabase
+  ? await start('test/bench/p-server.ts', { TARGET: target, BENCH_TOKENS: '20', TEST_ENGINE: 'sqlite', P_DATABASE_URL: pgDatabase.url }, profile ? ['--cpu-prof', `--cpu-prof-dir=${root}test/artifacts/pg`] : [])
+  : undefined;
 const pgTokens = (pPg?.tokens ?? []) as { access: string; refresh: string; clientId: string }[];
 // The anchor for /token and /register (issue 14): bare oidc-provider, in-memory, same configuration shape.
 const bare = await start('test/bench/bare-provider.ts', { BENCH_TOKENS: '10' }, profile ? ['--cpu-prof', `--cpu-prof-dir=${root}test/artifacts/bare`] : []);
@@ -309,7 +311,7 @@ stopAll();
 await new Promise((r) => setTimeout(r, 500));
 await pgDatabase?.drop();
 if (profile && existsSync(`${root}test/artifacts`)) {
-  console.log('CPU profiles written: P test/artifacts/*.cpuprofile, (b) test/artifacts/b/, bare oidc-provider test/artifacts/bare/; time windows of the /token and /register runs: test/artifacts/auth-windows.json');
+  console.log('CPU profiles written: P test/artifacts/*.cpuprofile (on PostgreSQL: test/artifacts/pg/), (b) test/artifacts/b/, bare oidc-provider test/artifacts/bare/; time windows of the /token and /register runs: test/artifacts/auth-windows.json');
 }
 printResult();
 process.exit(0);
