@@ -97,7 +97,10 @@ class Tx {
   /** Run `query` on the client once the statements issued before it have settled. */
   inTurn<T>(query: () => Promise<T>): Promise<T> {
     const result = this.#tail.then(query);
-    this.#tail = result.catch(() => undefined);
+    // A failed statement dooms the transaction (PostgreSQL refuses the rest): noted here, before the next one starts.
+    this.#tail = result.then(undefined, (err: unknown) => {
+      this.failed ??= err;
+    });
     return result;
   }
 }
@@ -232,7 +235,13 @@ export class PgSql implements Sql {
       }
       tx.closing = true;
       if (tx.failed !== undefined) throw tx.failed;
-      await tx.inTurn(() => client.query('COMMIT'));
+      await tx.inTurn(async () => {
+        // A statement queued before COMMIT may have failed since the check above: then PostgreSQL
+        // answers COMMIT with ROLLBACK, and no error (found by review).
+        if (tx.failed !== undefined) throw tx.failed;
+        const done = await client.query('COMMIT');
+        if (done.command !== 'COMMIT') throw new Error(`COMMIT ended as ${done.command}: the transaction was rolled back`);
+      });
       tx.finished = true;
       runAfterCommit(tx.committed);
       return result!;

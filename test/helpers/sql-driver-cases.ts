@@ -157,6 +157,24 @@ export function sqlDriverCases(engine: 'sqlite' | 'postgres', open: () => Promis
       expect(await ids(sql)).toEqual([]);
     });
 
+    it('transaction: a statement fn started but did not await, failing after fn returned, fails the transaction — no commit reported, no afterCommit', async () => {
+      await sql.run('INSERT INTO items (id) VALUES (?)', ['taken']);
+      const seen: string[] = [];
+      let late: Promise<unknown> | undefined;
+      await expect(
+        sql.transaction(async () => {
+          await sql.run('INSERT INTO items (id) VALUES (?)', ['written']);
+          sql.afterCommit(() => seen.push('after commit'));
+          late = sql.run('INSERT INTO items (id) VALUES (?)', ['taken']).catch((err: unknown) => err); // a duplicate key
+          return 'done';
+        }),
+      ).rejects.toThrow(/duplicate|UNIQUE/i);
+      expect(await late).toBeInstanceOf(Error);
+      await turns(2);
+      expect(seen).toEqual([]);
+      expect(await ids(sql)).toEqual(['taken']);
+    });
+
     it('nested transaction joins the outer one: the outer rollback undoes the inner writes', async () => {
       await expect(
         sql.transaction(async () => {
