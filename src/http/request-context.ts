@@ -54,11 +54,24 @@ export function inOrder<T>(work: () => Promise<T>): Promise<T> {
 /** Resolves once every write noted with `beforeResponse` in this request has committed; rejects if one failed. */
 export async function commitsSettled(): Promise<void> {
   const commits = requestContext.getStore()?.commits;
-  // Every write settles before this resolves or rejects (a rejection must not leave writes running after a rollback).
+  // Every write settles before this resolves or rejects, those noted meanwhile too (a rejection must
+  // not leave writes running after a rollback); then the first failure, if any.
+  let failure: PromiseRejectedResult | undefined;
   while (commits?.length) {
-    const failed = (await Promise.allSettled(commits.splice(0))).find((r) => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    for (const outcome of await Promise.allSettled(commits.splice(0))) if (outcome.status === 'rejected') failure ??= outcome;
   }
+  if (failure) throw failure.reason;
+}
+
+/** `next()`, then `commitsSettled()` — also when next() threw (no write may outlive the request's transaction); next's error first. */
+export async function nextThenCommits(next: () => Promise<unknown>): Promise<void> {
+  try {
+    await next();
+  } catch (err) {
+    await commitsSettled().catch(() => undefined);
+    throw err;
+  }
+  await commitsSettled();
 }
 
 export function requestContextMiddleware(log: Logger, onFinish?: (req: Request, res: Response, ms: number) => void) {

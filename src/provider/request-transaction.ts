@@ -20,7 +20,7 @@
  * is rolled back too: nothing of a failed request is kept.
  */
 import type { KoaContextWithOIDC } from 'oidc-provider';
-import { commitsSettled } from '../http/request-context.js';
+import { nextThenCommits } from '../http/request-context.js';
 import { markDatabaseBusy } from '../errors/render.js';
 
 type Next = () => Promise<unknown>;
@@ -54,13 +54,11 @@ export function requestTransaction(atomicPaths: readonly string[], transaction: 
     try {
       if (ctx.method === 'POST' && atomic.has(routeOf(ctx.path))) {
         await transaction(async () => {
-          await next();
-          await commitsSettled();
+          await nextThenCommits(next);
           if (ctx.status >= 500) throw new FailedResponse();
         });
       } else {
-        await next();
-        await commitsSettled();
+        await nextThenCommits(next);
       }
     } catch (err) {
       if (err instanceof FailedResponse) return;

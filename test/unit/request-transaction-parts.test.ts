@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { isDatabaseBusy } from '../../src/errors/database-unavailable.js';
-import { beforeResponse, commitsSettled, requestContext } from '../../src/http/request-context.js';
+import { beforeResponse, commitsSettled, nextThenCommits, requestContext } from '../../src/http/request-context.js';
 import { runAfterCommit, TransactionAbortedError } from '../../src/db/sql.js';
 import { gate } from '../helpers/sql-driver-cases.js';
 
@@ -45,6 +45,44 @@ describe('commitsSettled', () => {
     expect(done, 'still waiting for the slow write').toBe(false);
     slow.open();
     expect(await outcome).toBe('rejected (audit insert failed) after the slow write: true');
+  });
+});
+
+describe('commitsSettled and nextThenCommits: no write outlives the answer', () => {
+  const inRequest = <T>(fn: () => Promise<T>) => requestContext.run({ requestId: 'r', ip: undefined, commits: [] }, fn);
+
+  it('a write noted while a failed one is awaited is waited for too', async () => {
+    const late = gate();
+    let lateSettled = false;
+    const outcome = inRequest(async () => {
+      beforeResponse(
+        Promise.reject(new Error('first write failed')).finally(() => beforeResponse(late.wait.then(() => (lateSettled = true)))),
+      );
+      return commitsSettled().then(
+        () => 'resolved',
+        (err: Error) => `${err.message}; the late write settled: ${lateSettled}`,
+      );
+    });
+    for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+    late.open();
+    expect(await outcome).toBe('first write failed; the late write settled: true');
+  });
+
+  it('when next() throws, its writes settle before its error goes on', async () => {
+    const write = gate();
+    let writeSettled = false;
+    const outcome = inRequest(() =>
+      nextThenCommits(async () => {
+        beforeResponse(write.wait.then(() => (writeSettled = true)));
+        throw new Error('the handler threw');
+      }).then(
+        () => 'resolved',
+        (err: Error) => `${err.message}; its write settled: ${writeSettled}`,
+      ),
+    );
+    for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+    write.open();
+    expect(await outcome).toBe('the handler threw; its write settled: true');
   });
 });
 
