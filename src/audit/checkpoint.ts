@@ -119,7 +119,7 @@ class CheckpointFileWriter implements CheckpointWriter {
   private writtenSeq = 0; // the newest head this process has put on disk
   private attempted = 0; // the newest head a write was started for
   private inFlight: Promise<void> | undefined;
-  private failing = false;
+  private failing: 'warn' | 'error' | undefined; // the level logged in the current failing streak
   private readonly tag = newWriterTag(); // temp file names (src/audit/checkpoint-temp.ts), with n
   private n = 0;
   // The row the file records (read at start, then each head this writer put there): the file is
@@ -177,15 +177,16 @@ class CheckpointFileWriter implements CheckpointWriter {
   }
 
   // A failing file system would otherwise log at every commit: once per failing streak (`warn` when
-  // it is the anchor check's read failing in a database outage).
+  // it is the anchor check's read failing in a database outage), again if an error follows a warn.
   private succeeded(): void {
     if (this.failing) this.log.warn({ file: this.path }, 'audit checkpoint file written again');
-    this.failing = false;
+    this.failing = undefined;
   }
 
   private failed(err: unknown): void {
-    if (!this.failing) this.log[failureLevel(err)]({ err, file: this.path }, 'audit checkpoint file could not be written');
-    this.failing = true;
+    const level = failureLevel(err);
+    if (this.failing === undefined || (level === 'error' && this.failing === 'warn')) this.log[level]({ err, file: this.path }, 'audit checkpoint file could not be written');
+    if (this.failing !== 'error') this.failing = level;
   }
 
   private diverge(problem: string): void {

@@ -50,3 +50,28 @@ it.each([
   expect(JSON.parse(readFileSync(path, 'utf8')).seq).toBe(5);
   expect(lines.some((l) => l.msg === 'audit checkpoint file written again')).toBe(true);
 });
+
+it('a real failure after an outage in the same failing streak is still logged at error', async () => {
+  const lines: { level: number; msg: string }[] = [];
+  const log = pino({ level: 'info' }, new Writable({ write: (chunk, _enc, done) => (lines.push(JSON.parse(String(chunk))), done()) }));
+  const path = join(mkdtempSync(join(tmpdir(), 'cp-outage-')), 'audit-checkpoint.json');
+  let failure: Error | undefined;
+  const writer = createCheckpointWriter(path, key, log, {
+    keys: [key],
+    holds: async () => {
+      if (failure) throw failure;
+      return true;
+    },
+  });
+  writer.update(head(1));
+  await writer.flush();
+  const outage = Object.assign(new Error('the database system is starting up'), { code: '57P03' });
+  const broken = Object.assign(new Error('permission denied for table audit_log'), { code: '42501' });
+  for (const [seq, err] of [[2, outage], [3, outage], [4, broken], [5, broken], [6, outage]] as const) {
+    failure = err;
+    writer.update(head(seq));
+    await writer.flush();
+  }
+  const failed = lines.filter((l) => l.msg === 'audit checkpoint file could not be written');
+  expect(failed.map((l) => pino.levels.labels[l.level])).toEqual(['warn', 'error']);
+});
