@@ -70,6 +70,8 @@ beforeAll(async () => {
   expect(await run(['migrate'], migrate), migrate.stderr.join('\n')).toBe(0);
   const owner = await connect(urlAs(OWNER));
   try {
+    // A hardened database whose functions PUBLIC may not execute: grants.sql must grant what P calls.
+    await owner.query('REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC');
     await owner.query(GRANTS.replaceAll('mcp_app', APP));
   } finally {
     await owner.end();
