@@ -166,8 +166,7 @@ export class PgSql implements Sql {
         return tx.client.query(this.#config(stmt, values));
       });
     } catch (err) {
-      if (isStalePlan(err)) this.#epoch++;
-      tx.failed ??= err;
+      if (isStalePlan(err)) this.#epoch++; // the failure itself dooms tx (inTurn)
       throw err;
     }
   }
@@ -234,10 +233,9 @@ export class PgSql implements Sql {
         tx.failed ??= err;
       }
       tx.closing = true;
-      if (tx.failed !== undefined) throw tx.failed;
       await tx.inTurn(async () => {
-        // A statement queued before COMMIT may have failed since the check above: then PostgreSQL
-        // answers COMMIT with ROLLBACK, and no error (found by review).
+        // Checked here, after every statement queued before COMMIT has settled: had one failed,
+        // PostgreSQL would answer COMMIT with ROLLBACK, and no error (found by review).
         if (tx.failed !== undefined) throw tx.failed;
         const done = await client.query('COMMIT');
         if (done.command !== 'COMMIT') throw new Error(`COMMIT ended as ${done.command}: the transaction was rolled back`);
