@@ -5,6 +5,8 @@
  * (src/ has no such endpoint):
  *   rss, heapUsed (as found) and heapAfterGc (after a full GC, when node runs with --expose-gc),
  *   fds (open file descriptors, /proc/self/fd), sockets (those of them that are sockets),
+ *   checkpointTemps (those that are the audit checkpoint writer's temp file, written and renamed
+ *   after each group commit), files ("<fd> <target>" of the non-sockets, to name what stays open),
  *   eldP99Ms / eldMaxMs / eldMeanMs (event-loop delay over the window since the last sample,
  *   perf_hooks.monitorEventLoopDelay: its histogram holds whole timer intervals, so the
  *   resolution is subtracted — what is left is how late the loop was), cpuUs (user + system).
@@ -21,21 +23,30 @@ const RESOLUTION_MS = 10;
 const delay = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
 delay.enable();
 
-function descriptors(): { fds: number; sockets: number } {
+// The audit checkpoint writer's temp file (src/audit/checkpoint-temp.ts: written, then renamed over
+// the checkpoint after a group commit — one at a time per writer): open between two samples by design.
+const CHECKPOINT_TEMP = /audit-checkpoint\.json\.\d+\.[0-9a-z]+-\d+\.tmp(?: \(deleted\))?$/;
+
+function descriptors(): { fds: number; sockets: number; checkpointTemps: number; files: string[] } {
   let fds = 0;
   let sockets = 0;
+  let checkpointTemps = 0;
+  const files: string[] = [];
   for (const fd of readdirSync('/proc/self/fd')) {
     fds += 1;
     try {
-      if (readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:')) sockets += 1;
+      const target = readlinkSync(`/proc/self/fd/${fd}`);
+      if (target.startsWith('socket:')) sockets += 1;
+      else files.push(`${fd} ${target}`);
+      if (CHECKPOINT_TEMP.test(target)) checkpointTemps += 1;
     } catch {
       // the descriptor of the directory listing itself, closed by now
     }
   }
-  return { fds, sockets };
+  return { fds, sockets, checkpointTemps, files };
 }
 
-function sample(): Record<string, number> {
+function sample(): Record<string, number | string[]> {
   const ms = (ns: number) => Math.max(0, Math.round((ns / 1e6 - RESOLUTION_MS) * 100) / 100);
   const eld = { eldP99Ms: ms(delay.percentile(99)), eldMaxMs: ms(delay.max), eldMeanMs: ms(delay.mean) };
   const before = process.memoryUsage();

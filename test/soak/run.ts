@@ -52,12 +52,23 @@ await load.seed();
 console.log(`soak: ${minutes} min, a sample every ${intervalS} s, engine ${ENGINE}, P pid ${server.child.pid} (started in ${Math.round(server.readyMs)} ms)`);
 
 const samples: Sample[] = [];
+const fileSets: string[][] = [];
 const started = performance.now();
 async function takeSample(): Promise<void> {
-  const stats = (await (await fetch(`http://127.0.0.1:${statsPort}/`)).json()) as Record<string, number>;
+  const { files, ...stats } = (await (await fetch(`http://127.0.0.1:${statsPort}/`)).json()) as Record<string, number> & { files: string[] };
   const t = (performance.now() - started) / 1000;
   const idle = (await (await fetch(`http://127.0.0.1:${floorPort}/`)).json()) as { p99: number };
   const s: Sample = { t, ...(stats as Omit<Sample, 't' | 'dbBytes' | 'eldFloorP99Ms' | keyof LoadCounts>), eldFloorP99Ms: idle.p99, dbBytes: await probe.bytes(), ...load.counts };
+  // Which descriptors (other than sockets and the checkpoint writer's temp file) opened or closed
+  // since the last sample: a count that grows is named here, so a failing verdict says what stayed open.
+  const previous = fileSets.at(-1);
+  fileSets.push(files.filter((f) => !f.endsWith('.tmp')));
+  if (previous) {
+    const now = fileSets.at(-1) as string[];
+    const opened = now.filter((f) => !previous.includes(f));
+    const closed = previous.filter((f) => !now.includes(f));
+    if (opened.length || closed.length) console.log(`         descriptors${opened.length ? ` opened: ${opened.join(', ')}` : ''}${closed.length ? ` closed: ${closed.join(', ')}` : ''}`);
+  }
   samples.push(s);
   const mb = (b: number) => (b / 2 ** 20).toFixed(1);
   console.log(
@@ -99,7 +110,7 @@ if (verified.code !== 0) problems.push(`audit verify after the soak: ${verified.
 
 const artifacts = join(ROOT, 'test/artifacts');
 mkdirSync(artifacts, { recursive: true });
-const columns = ['t', 'rss', 'heapUsed', 'heapAfterGc', 'fds', 'sockets', 'eldP99Ms', 'eldMaxMs', 'eldMeanMs', 'eldFloorP99Ms', 'cpuUs', 'dbBytes', 'authorizations', 'gateway', 'refreshes', 'refused', 'revocations', 'errors'] as const;
+const columns = ['t', 'rss', 'heapUsed', 'heapAfterGc', 'fds', 'sockets', 'checkpointTemps', 'eldP99Ms', 'eldMaxMs', 'eldMeanMs', 'eldFloorP99Ms', 'cpuUs', 'dbBytes', 'authorizations', 'gateway', 'refreshes', 'refused', 'revocations', 'errors'] as const;
 const csv = [columns.join(','), ...samples.map((s) => columns.map((c) => (c === 't' ? s.t.toFixed(1) : String(s[c]))).join(','))].join('\n');
 writeFileSync(join(artifacts, 'soak.csv'), `${csv}\n`);
 const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? 'cpu'} (shared), Node ${process.version}, ${ENGINE}`;

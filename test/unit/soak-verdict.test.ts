@@ -1,0 +1,59 @@
+/**
+ * The soak's pass rule (test/soak/verdict.ts) on made-up samples: a descriptor that stays open
+ * fails it, the audit checkpoint writer's temp file caught open (by design, after every group
+ * commit) does not, and two such temp files open at once — one never closed — do.
+ */
+import { describe, expect, it } from 'vitest';
+import { evaluate, type Sample } from '../soak/verdict.js';
+
+function samples(files: (i: number) => number, temps: (i: number) => number = () => 0): Sample[] {
+  return Array.from({ length: 13 }, (_, i) => {
+    const sockets = 20;
+    const checkpointTemps = temps(i);
+    return {
+      t: i * 5,
+      rss: 180e6,
+      heapUsed: 30e6,
+      heapAfterGc: 30e6,
+      fds: files(i) + sockets + checkpointTemps,
+      sockets,
+      checkpointTemps,
+      eldP99Ms: 5,
+      eldMaxMs: 8,
+      eldMeanMs: 1,
+      eldFloorP99Ms: 3,
+      cpuUs: i * 1e6,
+      dbBytes: 1e7,
+      authorizations: i,
+      gateway: i * 100,
+      refreshes: i,
+      refused: 0,
+      revocations: 0,
+      errors: 0,
+    };
+  });
+}
+const rule = { warmupFraction: 0.2, maxGrowth: 0.1 };
+
+describe('soak verdict: descriptors', () => {
+  it('passes a flat count, and one file open for a single sample', () => {
+    expect(evaluate(samples(() => 31), rule).problems).toEqual([]);
+    expect(evaluate(samples((i) => (i === 8 ? 32 : 31)), rule).problems).toEqual([]);
+  });
+
+  it('fails a descriptor that stays open', () => {
+    const v = evaluate(samples((i) => (i >= 10 ? 32 : 31)), rule);
+    expect(v.problems).toEqual(['descriptors other than sockets grew after the warm-up: at most 31 in the first third, a median of 32 in the last']);
+  });
+
+  it('does not count the checkpoint temp file, even open in the last three samples (the CI run of 2026-12-05)', () => {
+    const v = evaluate(samples(() => 31, (i) => (i >= 10 ? 1 : 0)), rule);
+    expect(v.problems).toEqual([]);
+    expect([v.fdsFirst, v.fdsLast]).toEqual([31, 31]);
+  });
+
+  it('fails two checkpoint temp files open at once', () => {
+    const v = evaluate(samples(() => 31, (i) => (i === 6 ? 2 : 0)), rule);
+    expect(v.problems).toEqual(['2 audit checkpoint temp files open at once (the writer has one in flight at a time: the others were never closed)']);
+  });
+});
