@@ -7,6 +7,7 @@ import { ConfigError, loadConfig, type Config } from '../../config/load.js';
 import { bridgeProviderConsole, createLogger } from '../../log/logger.js';
 import type { Io } from '../command.js';
 import { createRuntime, listen, type RunningServer, type Runtime } from '../../runtime/server.js';
+import { tuneHeap } from '../../runtime/heap.js';
 
 /** Backoff between attempts to reach the upstream at start: 1 s, 2 s, 4 s … at most 30 s. */
 export const UPSTREAM_RETRY_MAX_MS = 30_000;
@@ -127,6 +128,8 @@ export async function serve(io: Io): Promise<number> {
   }
   const log = createLogger(config.logLevel);
   bridgeProviderConsole(log);
+  const heap = tuneHeap(); // a long-running server's heap growth (src/runtime/heap.ts)
+  if (heap) log.debug({ v8: heap }, 'V8 heap growth set');
   const runtime = await createRuntime(config, { log });
   const running = await listenOrExplain(runtime, io);
   if (!running) return 1;
