@@ -21,7 +21,8 @@
  *   --readme   also rewrite README.md's Performance block
  *   --profile  run P (both engines), (b) and the bare oidc-provider with --cpu-prof (profiles in
  *              test/artifacts/, …/pg/, …/b/ and …/bare/), and write the
- *              CLOCK_MONOTONIC windows (µs) of each /token and /register run to
+ *              CLOCK_MONOTONIC windows (µs) of each /token and /register run (and their
+ *              request counts) to
  *              test/artifacts/auth-windows.json, to cut the profiles per endpoint
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
@@ -222,7 +223,7 @@ const authRuns: AuthRun[] = [
   ...servers.map((server) => ({ ...server, bare: false, chains: server.seeded.map((t) => ({ clientId: t.clientId, rt: t.refresh })), refresh: [], dcr: [] })),
   { label: 'bare oidc-provider', url: bare.url as string, bare: true, chains: [], refresh: [], dcr: [] },
 ];
-const windows: Record<string, { token: [number, number][]; register: [number, number][] }> = {};
+const windows: Record<string, { token: [number, number][]; register: [number, number][]; requests: { token: number; register: number } }> = {};
 const nowUs = () => Number(process.hrtime.bigint() / 1000n); // CLOCK_MONOTONIC, the time base of V8's CPU profiles
 for (let round = 0; round < ROUNDS; round++) {
   for (const run of authRuns.map((_, i) => authRuns[(i + round) % authRuns.length] as AuthRun)) {
@@ -230,13 +231,15 @@ for (let round = 0; round < ROUNDS; round++) {
       const minted = (await (await fetch(`${run.url}/bench/mint?n=10`, { method: 'POST' })).json()) as { clientId: string; refresh: string }[];
       run.chains = minted.map((t) => ({ clientId: t.clientId, rt: t.refresh }));
     }
-    const w = (windows[run.label] ??= { token: [], register: [] });
+    const w = (windows[run.label] ??= { token: [], register: [], requests: { token: 0, register: 0 } });
     let t0 = nowUs();
     run.refresh.push(await refreshRun(run.url, run.chains, SECONDS));
     w.token.push([t0, nowUs()]);
+    w.requests.token += (run.refresh.at(-1) as LoadResult).requests;
     t0 = nowUs();
     run.dcr.push(await dcrRun(run.url, SECONDS));
     w.register.push([t0, nowUs()]);
+    w.requests.register += (run.dcr.at(-1) as LoadResult).requests;
     const last = (runs: LoadResult[]) => runs[runs.length - 1] as LoadResult;
     process.stderr.write(
       `round ${round + 1} ${run.label}: /token ${Math.round(last(run.refresh).rps)} req/s p99 ${last(run.refresh).p99.toFixed(2)} ms errors ${last(run.refresh).errors}; /register ${Math.round(last(run.dcr).rps)} req/s p99 ${last(run.dcr).p99.toFixed(2)} ms errors ${last(run.dcr).errors}\n`,
