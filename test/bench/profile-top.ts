@@ -8,8 +8,9 @@
  * with esbuild's minifyWhitespace + keepNames, as tsx does).
  *   npx tsx test/bench/profile-top.ts <file.cpuprofile> <server label: SQLite | PostgreSQL | "bare oidc-provider"> <token | register> [top=5]
  * With `areas` instead of top: self time grouped by where it is spent (the database driver, the
- * provider, HTTP, express, koa, GC, …; AREAS below), in µs per request (the runs' request counts,
- * from the same windows file) — put the anchor's profile beside P's to see what P adds.
+ * provider, HTTP, express, koa, GC, …; AREAS below; a package express and koa share counts for its
+ * nearest caller that is neither), in µs per request (the runs' request counts, from the same
+ * windows file) — put the anchor's profile beside P's to see what P adds.
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
+  children?: number[];
 }
 interface Profile {
   nodes: ProfileNode[];
@@ -24,6 +26,12 @@ interface Profile {
   endTime: number;
   samples: number[];
   timeDeltas: number[];
+}
+
+/** "name location" of a frame, locations relative to node_modules/ or the checkout. */
+function keyOf(frame: ProfileNode['callFrame']): string {
+  const where = frame.url ? `${frame.url.replace(/^file:\/\/.*?node_modules\//, '').replace(/^file:\/\/.*?\/(src|test)\//, '$1/')}:${frame.lineNumber + 1}:${frame.columnNumber + 1}` : '';
+  return `${frame.functionName || '(anonymous)'} ${where}`.trim();
 }
 
 /** Where a function's self time counts (`key`: "name location", as in the ranking above); first match wins. */
@@ -36,17 +44,25 @@ function areaOf(key: string): string {
 }
 
 const pkg = (...names: string[]) => (_: string, where: string) => names.some((n) => where.startsWith(`${n}/`));
+/** Packages both express and koa use: their time goes to the caller (areaOfNode). */
+const SHARED_AREA = 'packages express and koa share, called from neither';
+const SHARED = [
+  'type-is', 'mime-types', 'mime-db', 'media-typer', 'vary', 'on-finished', 'ee-first', 'content-type', 'statuses', 'http-errors', 'depd', 'setprototypeof',
+  'toidentifier', 'inherits', 'bytes', 'raw-body', 'iconv-lite', 'safer-buffer', 'unpipe', 'destroy', 'encodeurl', 'escape-html', 'content-disposition',
+  'negotiator', 'accepts', 'fresh', 'parseurl', 'debug', 'ms',
+];
 const AREAS: [string, (name: string, where: string) => boolean][] = [
+  [SHARED_AREA, pkg(...SHARED)],
   ['database driver (better-sqlite3 / pg calls, src/db/)', (_, w) => w.startsWith('src/db/') || w.startsWith('pg/') || w.startsWith('pg-protocol/') || w.startsWith('better-sqlite3/')],
   ['oidc-provider', pkg('oidc-provider', 'jose', 'quick-lru', '@koa', 'eta', 'oidc-token-hash')],
-  ['koa (inside oidc-provider)', pkg('koa', 'koa-compose', 'delegates', 'cookies', 'http-assert', 'statuses', 'koa-convert')],
-  ['express, its router and body parsing', pkg('express', 'router', 'body-parser', 'raw-body', 'qs', 'type-is', 'on-finished', 'ee-first', 'finalhandler', 'path-to-regexp', 'content-type', 'media-typer', 'mime-types', 'iconv-lite', 'depd', 'http-errors', 'parseurl', 'send', 'accepts', 'negotiator', 'fresh', 'range-parser', 'vary', 'encodeurl', 'escape-html', 'bytes', 'unpipe')],
+  ['koa (inside oidc-provider)', pkg('koa', 'koa-compose', 'delegates', 'cookies', 'http-assert', 'koa-convert', 'only')],
+  ['express, its router and body parsing', pkg('express', 'router', 'body-parser', 'qs', 'finalhandler', 'path-to-regexp', 'send', 'range-parser', 'proxy-addr', 'forwarded', 'ipaddr.js', 'cookie', 'cookie-signature', 'serve-static', 'merge-descriptors', 'utils-merge', 'methods', 'array-flatten')],
   ['rate limits and security headers (express-rate-limit, helmet)', pkg('express-rate-limit', 'helmet')],
   ['garbage collector', (n) => n === '(garbage collector)'],
   ['socket writes (writev)', (n) => n === 'writev' || n === 'writeUtf8String' || n === 'writeBuffer'],
   ['HTTP (node:_http_*, streams, net)', (_, w) => /^node:(_http_|internal\/streams|internal\/stream_base|net|internal\/http)/.test(w)],
   ['crypto (hashes, HMAC, random)', (_, w) => w.startsWith('node:internal/crypto')],
-  ['async context (async_hooks, promises)', (n, w) => w.startsWith('node:internal/async_hooks') || w.startsWith('node:async_hooks') || n === 'runMicrotasks' || w.startsWith('node:internal/process/task_queues')],
+  ['promises, ticks and async context (async_hooks, AsyncLocalStorage)', (n, w) => w.startsWith('node:internal/async_hooks') || w.startsWith('node:async_hooks') || n === 'runMicrotasks' || w.startsWith('node:internal/process/task_queues')],
   ['audit log (src/audit/, src/store/audit-*)', (_, w) => w.startsWith('src/audit/') || w.startsWith('src/store/audit')],
   ['oidc-provider adapter and stores (src/store/)', (_, w) => w.startsWith('src/store/')],
   ['(program)', (n) => n === '(program)'],
@@ -68,7 +84,21 @@ if (!windows.every(([a, b]) => a >= profile.startTime && b <= profile.endTime)) 
 }
 
 const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+const parentOf = new Map<number, number>();
+for (const n of profile.nodes) for (const c of n.children ?? []) parentOf.set(c, n.id);
 const self = new Map<string, number>();
+const byArea = new Map<string, number>();
+const nodeArea = new Map<number, string>();
+/** A node's area; a package both express and koa use counts for its nearest caller that is not one. */
+function areaOfNode(id: number): string {
+  const known = nodeArea.get(id);
+  if (known !== undefined) return known;
+  const area = areaOf(keyOf((byId.get(id) as ProfileNode).callFrame));
+  const parent = parentOf.get(id);
+  const resolved = area === SHARED_AREA && parent !== undefined ? areaOfNode(parent) : area;
+  nodeArea.set(id, resolved);
+  return resolved;
+}
 let t = profile.startTime;
 let inside = 0;
 let idle = 0;
@@ -82,17 +112,16 @@ profile.samples.forEach((id, i) => {
     return;
   }
   inside += delta;
-  const where = frame.url ? `${frame.url.replace(/^file:\/\/.*?node_modules\//, '').replace(/^file:\/\/.*?\/(src|test)\//, '$1/')}:${frame.lineNumber + 1}:${frame.columnNumber + 1}` : '';
-  const key = `${frame.functionName || '(anonymous)'} ${where}`.trim();
+  const key = keyOf(frame);
   self.set(key, (self.get(key) ?? 0) + delta);
+  const area = areaOfNode(id);
+  byArea.set(area, (byArea.get(area) ?? 0) + delta);
 });
 console.log(`${label} /${endpoint}: ${(inside / 1000).toFixed(0)} ms busy, ${(idle / 1000).toFixed(0)} ms idle in ${windows.length} windows${requests ? `, ${requests} requests` : ''}`);
 if (topArg === 'areas') {
   if (!requests) throw new Error(`no request counts in ${windowsFile}: profile again with this version of run.ts`);
-  const areas = new Map<string, number>();
-  for (const [key, us] of self) areas.set(areaOf(key), (areas.get(areaOf(key)) ?? 0) + us);
   console.log('| area | µs per request | % of busy |\n|---|---|---|');
-  for (const [area, us] of [...areas.entries()].sort((a, b) => b[1] - a[1])) console.log(`| ${area} | ${(us / requests).toFixed(0)} | ${((100 * us) / inside).toFixed(1)} |`);
+  for (const [area, us] of [...byArea.entries()].sort((a, b) => b[1] - a[1])) console.log(`| ${area} | ${(us / requests).toFixed(0)} | ${((100 * us) / inside).toFixed(1)} |`);
   console.log(`| total | ${(inside / requests).toFixed(0)} | 100 |`);
 } else {
   const top = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, Number(topArg ?? 5));

@@ -5,8 +5,9 @@
  * (src/ has no such endpoint):
  *   rss, heapUsed (as found) and heapAfterGc (after a full GC, when node runs with --expose-gc),
  *   fds (open file descriptors, /proc/self/fd), sockets (those of them that are sockets),
- *   checkpointTemps (those that are the audit checkpoint writer's temp file, written and renamed
- *   after each group commit), files ("<fd> <target>" of the non-sockets, to name what stays open),
+ *   checkpointTemps / checkpointTempFiles (those that are the audit checkpoint writer's temp file,
+ *   written and renamed after each group commit: how many, and their names), files ("<fd> <target>"
+ *   of the non-sockets, to name what stays open),
  *   eldP99Ms / eldMaxMs / eldMeanMs (event-loop delay over the window since the last sample,
  *   perf_hooks.monitorEventLoopDelay: its histogram holds whole timer intervals, so the
  *   resolution is subtracted — what is left is how late the loop was), cpuUs (user + system).
@@ -18,19 +19,16 @@ import { writeHeapSnapshot } from 'node:v8';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { run } from '../../src/cli/index.js';
+import { CHECKPOINT_TEMP } from '../soak/verdict.js';
 
 const RESOLUTION_MS = 10;
 const delay = monitorEventLoopDelay({ resolution: RESOLUTION_MS });
 delay.enable();
 
-// The audit checkpoint writer's temp file (src/audit/checkpoint-temp.ts: written, then renamed over
-// the checkpoint after a group commit — one at a time per writer): open between two samples by design.
-const CHECKPOINT_TEMP = /audit-checkpoint\.json\.\d+\.[0-9a-z]+-\d+\.tmp(?: \(deleted\))?$/;
-
-function descriptors(): { fds: number; sockets: number; checkpointTemps: number; files: string[] } {
+function descriptors(): { fds: number; sockets: number; checkpointTemps: number; checkpointTempFiles: string[]; files: string[] } {
   let fds = 0;
   let sockets = 0;
-  let checkpointTemps = 0;
+  const checkpointTempFiles: string[] = [];
   const files: string[] = [];
   for (const fd of readdirSync('/proc/self/fd')) {
     fds += 1;
@@ -38,12 +36,14 @@ function descriptors(): { fds: number; sockets: number; checkpointTemps: number;
       const target = readlinkSync(`/proc/self/fd/${fd}`);
       if (target.startsWith('socket:')) sockets += 1;
       else files.push(`${fd} ${target}`);
-      if (CHECKPOINT_TEMP.test(target)) checkpointTemps += 1;
+      // The audit checkpoint writer's temp file (written, then renamed over the checkpoint after a
+      // group commit — one at a time per writer): open between two samples by design.
+      if (CHECKPOINT_TEMP.test(target)) checkpointTempFiles.push(target);
     } catch {
       // the descriptor of the directory listing itself, closed by now
     }
   }
-  return { fds, sockets, checkpointTemps, files };
+  return { fds, sockets, checkpointTemps: checkpointTempFiles.length, checkpointTempFiles, files };
 }
 
 function sample(): Record<string, number | string[]> {

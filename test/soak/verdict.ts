@@ -8,8 +8,9 @@
  *     the PostgreSQL soak saw 23 → 24 → 23 once). The audit checkpoint writer's temp file is not
  *     counted: under load it is rewritten after every group commit, so a sample finds it open
  *     often, three samples in a row in one CI run (31 → 32, a failure that was no leak); instead
- *     no sample may find more than one open (the writer has one write in flight at a time, so a
- *     second one is a temp file never closed);
+ *     no sample may find more than one open (the writer has one write in flight at a time), and
+ *     none may find open the same one as the sample before (each write has a name of its own and
+ *     lasts milliseconds): either is a temp file never closed;
  *   - sockets are the connections of the moment (the load's keep-alive pools, P's pools to U and
  *     R open and close one or two as the mix varies): the last third's median is not above the
  *     first third's maximum + SOCKET_SLACK. A leak climbs past both.
@@ -26,6 +27,8 @@ export interface Sample extends LoadCounts {
   sockets: number;
   /** of the fds, the audit checkpoint writer's temp files (at most one in flight) */
   checkpointTemps: number;
+  /** their names (CHECKPOINT_TEMP), when the sampler reports them */
+  checkpointTempFiles?: string[];
   eldP99Ms: number;
   eldMaxMs: number;
   eldMeanMs: number;
@@ -54,6 +57,9 @@ export interface Verdict {
   eldFloorP99Median: number;
   problems: string[];
 }
+
+/** A descriptor's target that is the audit checkpoint writer's temp file (src/audit/checkpoint-temp.ts). */
+export const CHECKPOINT_TEMP = /audit-checkpoint\.json\.\d+\.[0-9a-z]+-\d+\.tmp(?: \(deleted\))?$/;
 
 /** Connections that come and go with the load between two samples. */
 export const SOCKET_SLACK = 2;
@@ -100,6 +106,11 @@ export function evaluate(samples: Sample[], o: { warmupFraction: number; maxGrow
   if (v.fdsLast > v.fdsFirst) problems.push(`descriptors other than sockets grew after the warm-up: at most ${v.fdsFirst} in the first third, a median of ${v.fdsLast} in the last`);
   const temps = Math.max(0, ...samples.map((s) => s.checkpointTemps));
   if (temps > 1) problems.push(`${temps} audit checkpoint temp files open at once (the writer has one in flight at a time: the others were never closed)`);
+  const stuck = new Set<string>();
+  samples.forEach((s, i) => {
+    for (const f of s.checkpointTempFiles ?? []) if (samples[i - 1]?.checkpointTempFiles?.includes(f)) stuck.add(f);
+  });
+  if (stuck.size) problems.push(`audit checkpoint temp files open in two samples in a row (never closed): ${[...stuck].join(', ')}`);
   if (v.socketsLast > v.socketsFirst + SOCKET_SLACK) problems.push(`sockets grew after the warm-up: at most ${v.socketsFirst} in the first third, a median of ${v.socketsLast} in the last`);
   return v;
 }

@@ -29,21 +29,30 @@ const dirs: string[] = [];
 afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
 
 describe('tuneHeap', () => {
-  it('sets --heap-growing-percent when node was started without one', () => {
+  it('sets --heap-growing-percent when node was started without a memory policy', () => {
     const set = vi.fn();
-    expect(tuneHeap(['--enable-source-maps'], set)).toBe(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
+    expect(tuneHeap({ execArgv: ['--enable-source-maps'], nodeOptions: '--max-semi-space-size=4', set })).toBe(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
     expect(set).toHaveBeenCalledExactlyOnceWith('--heap-growing-percent=100');
   });
 
-  it.each([['--heap-growing-percent=30'], ['--heap_growing_percent=30'], ['--heap-growing-percent'], ['--heap-growing-percent=0']])('keeps the operator’s %s', (arg) => {
+  it.each([
+    ['--heap-growing-percent=30'],
+    ['--heap_growing_percent=30'],
+    ['--heap-growing-percent'],
+    ['--heap-growing-percent=0'],
+    ['--max-old-space-size=96'],
+    ['--max_old_space_size=96'],
+    ['--optimize-for-size'],
+  ])('keeps the operator’s %s, on the command line or in NODE_OPTIONS', (arg) => {
     const set = vi.fn();
-    expect(tuneHeap(['--max-semi-space-size=4', arg], set)).toBeUndefined();
+    expect(tuneHeap({ execArgv: ['--max-semi-space-size=4', arg], nodeOptions: '', set })).toBeUndefined();
+    expect(tuneHeap({ execArgv: [], nodeOptions: `--max-semi-space-size=4  ${arg}`, set })).toBeUndefined();
     expect(set).not.toHaveBeenCalled();
   });
 
-  it('does not mistake another flag for it', () => {
+  it('does not mistake another flag for one of those', () => {
     const set = vi.fn();
-    tuneHeap(['--heap-growing-percentage-of-nothing'], set);
+    tuneHeap({ execArgv: ['--heap-growing-percentage-of-nothing', '--max-old-space-sizes'], nodeOptions: '--optimize-for-sizes', set });
     expect(set).toHaveBeenCalledOnce();
   });
 });
