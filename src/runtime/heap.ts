@@ -28,11 +28,12 @@ const OPERATOR_POLICY = /^--(heap[-_]growing[-_]percent|max[-_]old[-_]space[-_]s
 
 /**
  * Apply HEAP_GROWING_PERCENT unless node was started with a memory policy of its own, on its
- * command line (`execArgv`) or in NODE_OPTIONS (which execArgv does not show); returns the flag
- * set, if any.
+ * command line (`execArgv`) or in NODE_OPTIONS (`nodeOptions`: execArgv does not show it; the
+ * caller hands it over from the environment it was given — only src/config reads process.env);
+ * returns the flag set, if any.
  */
 export function tuneHeap(on: { execArgv?: readonly string[]; nodeOptions?: string; set?: (flags: string) => void } = {}): string | undefined {
-  const { execArgv = process.execArgv, nodeOptions = process.env.NODE_OPTIONS ?? '', set = setFlagsFromString } = on;
+  const { execArgv = process.execArgv, nodeOptions = '', set = setFlagsFromString } = on;
   if ([...execArgv, ...nodeOptions.split(/\s+/)].some((arg) => OPERATOR_POLICY.test(arg))) return undefined;
   const flag = `--heap-growing-percent=${HEAP_GROWING_PERCENT}`;
   set(flag);

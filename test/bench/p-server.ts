@@ -18,7 +18,7 @@ import { NO_SECRETS } from '../../src/gateway/redact.js';
 import { serveCpuStats } from './cpu-stats.js';
 import { tuneHeap } from '../../src/runtime/heap.js';
 
-tuneHeap(); // as `serve` does (src/cli/commands/serve.ts), so P's RSS is the product's
+tuneHeap({ nodeOptions: process.env.NODE_OPTIONS }); // as `serve` does (src/cli/commands/serve.ts), so P's RSS is the product's
 
 const count = Number(process.env.BENCH_TOKENS ?? 20);
 const stack = await startStack({

@@ -9,17 +9,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HEAP_GROWING_PERCENT, tuneHeap } from '../../src/runtime/heap.js';
 
-const tuned = vi.hoisted(() => ({ calls: 0 }));
+const tuned = vi.hoisted(() => ({ calls: 0, nodeOptions: undefined as string | undefined }));
 vi.mock('../../src/runtime/heap.js', async (original) => {
   const actual = await original<typeof import('../../src/runtime/heap.js')>();
   return {
     ...actual,
-    tuneHeap: (...args: Parameters<typeof actual.tuneHeap>) => {
-      if (args.length === 0) {
-        tuned.calls += 1; // serve's call: counted, not applied to the test process
+    tuneHeap: (on: Parameters<typeof actual.tuneHeap>[0] = {}) => {
+      if (!on.set) {
+        // serve's call: counted, not applied to the test process
+        tuned.calls += 1;
+        tuned.nodeOptions = on.nodeOptions;
         return undefined;
       }
-      return actual.tuneHeap(...args);
+      return actual.tuneHeap(on);
     },
   };
 });
@@ -60,7 +62,7 @@ describe('tuneHeap', () => {
 describe('serve', () => {
   const io = (env: Record<string, string>) => ({ env, out: () => undefined, err: () => undefined });
 
-  it('tunes the heap once it has a valid configuration, before it listens', async () => {
+  it('tunes the heap once it has a valid configuration, before it listens, with the NODE_OPTIONS it was given', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'heap-'));
     dirs.push(dir);
     // A port in use: serve builds everything, then fails to listen and exits 1.
@@ -78,9 +80,11 @@ describe('serve', () => {
         UPSTREAM_CLIENT_SECRET: 'upstream-client-secret-value',
         MCP_UPSTREAM_URL: 'http://127.0.0.1:9/mcp',
         LOG_LEVEL: 'silent',
+        NODE_OPTIONS: '--max-old-space-size=512',
       };
       expect(await run(['serve'], io(env))).toBe(1);
       expect(tuned.calls).toBe(1);
+      expect(tuned.nodeOptions).toBe('--max-old-space-size=512'); // from the environment serve was given
     } finally {
       busy.close();
     }

@@ -128,7 +128,7 @@ export async function serve(io: Io): Promise<number> {
   }
   const log = createLogger(config.logLevel);
   bridgeProviderConsole(log);
-  const heap = tuneHeap(); // a long-running server's heap growth (src/runtime/heap.ts)
+  const heap = tuneHeap({ nodeOptions: io.env.NODE_OPTIONS }); // a long-running server's heap growth (src/runtime/heap.ts)
   if (heap) log.debug({ v8: heap }, 'V8 heap growth set');
   const runtime = await createRuntime(config, { log });
   const running = await listenOrExplain(runtime, io);
