@@ -33,7 +33,7 @@ import { startFakeMcp, type FakeMcp } from '../helpers/fake-mcp.js';
 import { startBalancer, type Balancer } from '../helpers/balancer.js';
 import { Browser, buildAuthorization, drive, redeem, type Stack } from '../helpers/stack.js';
 import { MemoryOAuthProvider } from '../helpers/mcp-client.js';
-import { callTool, openSession } from '../helpers/mcp-http.js';
+import { callTool, openSession, parseSse } from '../helpers/mcp-http.js';
 import { csrfOf, signIn } from '../helpers/admin.js';
 import { run, type Io } from '../../src/cli/index.js';
 import { CLI_ARGS } from '../helpers/cli-bin.js';
@@ -226,7 +226,22 @@ describe('three replicas on one PostgreSQL behind a round-robin balancer', () =>
     const TOTAL = 240;
     const WORKERS = 4;
     const KILL_AFTER = 60;
-    const outcomes: { i: number; status: number; backend: number; ok: boolean; startedAfterKill: boolean; failuresSeenAtStart: number; requestId: string | null }[] = [];
+    const outcomes: { i: number; status: number; backend: number; ok: boolean; cut: boolean; startedAfterKill: boolean; failuresSeenAtStart: number; requestId: string | null }[] = [];
+    // One tool call through the balancer. A response the victim had begun (the gateway flushes an
+    // SSE answer's headers before its event) is cut mid-body when it dies: the balancer sent its
+    // headers on (flushHeaders, test/helpers/balancer.ts), so the test knows which backend it was;
+    // the body read fails — a failed request in flight on the victim (found in CI: it threw).
+    const call = async (i: number) => {
+      const res = await fetch(`${balancer.url}/mcp`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18', authorization: `Bearer ${bobToken}`, 'mcp-session-id': bobSession },
+        body: JSON.stringify({ jsonrpc: '2.0', id: i, method: 'tools/call', params: { name: 'echo', arguments: { message: `load ${i}` } } }),
+      });
+      const text = await res.text().catch(() => undefined);
+      const type = res.headers.get('content-type') ?? '';
+      const messages = !text ? [] : type.startsWith('text/event-stream') ? parseSse(text) : type.includes('json') ? [JSON.parse(text)] : [];
+      return { status: res.status, backend: Number(res.headers.get('x-balancer-backend')), cut: text === undefined, requestId: res.headers.get('x-request-id'), text: messages[0]?.result?.content?.[0]?.text };
+    };
     let issued = 0;
     let failuresSeen = 0;
     let answered = 0;
@@ -236,10 +251,10 @@ describe('three replicas on one PostgreSQL behind a round-robin balancer', () =>
         const i = issued++;
         const startedAfterKill = killed;
         const failuresSeenAtStart = failuresSeen;
-        const res = await callTool(`${balancer.url}/mcp`, bobToken, bobSession, 'echo', { message: `load ${i}` });
-        const ok = res.status === 200 && res.messages[0]?.result?.content?.[0]?.text === `load ${i}`;
+        const res = await call(i);
+        const ok = res.status === 200 && !res.cut && res.text === `load ${i}`;
         if (!ok) failuresSeen++;
-        outcomes.push({ i, status: res.status, backend: Number(res.headers.get('x-balancer-backend')), ok, startedAfterKill, failuresSeenAtStart, requestId: res.headers.get('x-request-id') });
+        outcomes.push({ i, status: res.status, backend: res.backend, ok, cut: res.cut, startedAfterKill, failuresSeenAtStart, requestId: res.requestId });
         if (++answered === KILL_AFTER) {
           victim.child.kill('SIGKILL');
           killed = true;
@@ -252,9 +267,9 @@ describe('three replicas on one PostgreSQL behind a round-robin balancer', () =>
 
     expect(outcomes).toHaveLength(TOTAL);
     const failed = outcomes.filter((o) => !o.ok);
-    // Only requests on the killed replica failed, each a 502 from the balancer (never a wrong
-    // answer), at most those in flight around the kill.
-    expect(failed.every((o) => o.status === 502 && o.backend === victim.index)).toBe(true);
+    // Only requests on the killed replica failed, each a 502 from the balancer or an answer cut
+    // mid-body (never a wrong answer), at most those in flight around the kill.
+    expect(failed.every((o) => (o.status === 502 || (o.status === 200 && o.cut)) && o.backend === victim.index)).toBe(true);
     expect(failed.length).toBeLessThanOrEqual(2 * WORKERS);
     expect(balancer.dead).toEqual(new Set([victim.index]));
     const afterKill = outcomes.filter((o) => o.startedAfterKill);

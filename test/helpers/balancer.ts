@@ -7,7 +7,8 @@
  * request was sent is marked dead too, and that request is answered 502 (it may have been
  * processed: a POST is never replayed, as nginx's default `proxy_next_upstream` does not).
  * Every answered request is logged with the backend that served it and its X-Request-Id; every
- * response carries `x-balancer-backend` (the backend's index).
+ * response carries `x-balancer-backend` (the backend's index), sent as soon as the backend's
+ * headers arrive — a backend dying mid-body cuts the body (the client's read fails), as with nginx.
  */
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -71,6 +72,9 @@ export async function startBalancer(backendPorts: () => number[]): Promise<Balan
     upstream.on('response', (answer) => {
       log.push({ n, backend, method: req.method ?? '', path: req.url ?? '', status: answer.statusCode ?? 0, requestId: answer.headers['x-request-id'] as string | undefined, startedAt });
       res.writeHead(answer.statusCode ?? 502, { ...answer.headers, 'x-balancer-backend': String(backend) });
+      // Sent now, not with the first body chunk: a backend that dies after its headers leaves the
+      // client a cut body from a known backend, not a connection closed before any answer.
+      res.flushHeaders();
       answer.pipe(res);
       answer.on('error', () => res.destroy());
     });
