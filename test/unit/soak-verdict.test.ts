@@ -37,63 +37,34 @@ function samples(files: (i: number) => number, temps: (i: number) => string[] = 
   });
 }
 const rule = { warmupFraction: 0.2, maxGrowth: 0.1 };
+/** The verdict on 13 samples: `files` non-socket descriptors and the checkpoint temp files `temps` at sample i. */
+const judge = (files: (i: number) => number, temps?: (i: number) => string[]) => evaluate(samples(files, temps), rule);
 const temp = (n: number) => `/data/audit-checkpoint.json.4242.1a2b3c4d-${n}.tmp`;
 
 describe('soak verdict: descriptors', () => {
   it('passes a flat count, and one file open for a single sample', () => {
-    expect(
-      evaluate(
-        samples(() => 31),
-        rule,
-      ).problems,
-    ).toEqual([]);
-    expect(
-      evaluate(
-        samples((i) => (i === 8 ? 32 : 31)),
-        rule,
-      ).problems,
-    ).toEqual([]);
+    expect(judge(() => 31).problems).toEqual([]);
+    expect(judge((i) => (i === 8 ? 32 : 31)).problems).toEqual([]);
   });
 
   it('fails a descriptor that stays open', () => {
-    const v = evaluate(
-      samples((i) => (i >= 10 ? 32 : 31)),
-      rule,
-    );
+    const v = judge((i) => (i >= 10 ? 32 : 31));
     expect(v.problems).toEqual(['descriptors other than sockets grew after the warm-up: at most 31 in the first third, a median of 32 in the last']);
   });
 
   it('does not count the checkpoint temp file, even found open in the last three samples (the CI run of 2026-12-05)', () => {
-    const v = evaluate(
-      samples(
-        () => 31,
-        (i) => (i >= 10 ? [temp(100 + i)] : []),
-      ),
-      rule,
-    );
+    const v = judge(() => 31, (i) => (i >= 10 ? [temp(100 + i)] : []));
     expect(v.problems).toEqual([]);
     expect([v.fdsFirst, v.fdsLast]).toEqual([31, 31]);
   });
 
   it('fails two checkpoint temp files open at once', () => {
-    const v = evaluate(
-      samples(
-        () => 31,
-        (i) => (i === 6 ? [temp(6), temp(7)] : []),
-      ),
-      rule,
-    );
+    const v = judge(() => 31, (i) => (i === 6 ? [temp(6), temp(7)] : []));
     expect(v.problems).toEqual(['2 audit checkpoint temp files open at once (the writer has one in flight at a time: the others were never closed)']);
   });
 
   it('fails the same checkpoint temp file open in two samples in a row (a write never closed)', () => {
-    const v = evaluate(
-      samples(
-        () => 31,
-        (i) => (i >= 10 ? [temp(10)] : []),
-      ),
-      rule,
-    );
+    const v = judge(() => 31, (i) => (i >= 10 ? [temp(10)] : []));
     expect(v.problems).toEqual([`audit checkpoint temp files open in two samples in a row (never closed): ${temp(10)}`]);
   });
 });
