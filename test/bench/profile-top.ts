@@ -3,9 +3,10 @@
  * most self time during one endpoint's runs: only the samples taken inside the windows that
  * run.ts wrote to test/artifacts/auth-windows.json (CLOCK_MONOTONIC µs, the time base of V8's
  * profiles on Linux) are counted, and `(idle)` is left out of the ranking.
- * Locations are line:column of the code as it ran: tsx compiles each TypeScript module of P to one
- * line, so P's functions show as `src/…ts:1:<column>` (map a column back by compiling the file
- * with esbuild's minifyWhitespace + keepNames, as tsx does).
+ * Locations are line:column of the code as it ran: the bench runs its servers compiled
+ * (test/bench/compile.ts, into test/artifacts/bench-build/), so P's functions show as
+ * `src/….js:<line>:<column>` of that build. Profiles written before (servers through tsx, which
+ * compiled each module to one line) show `src/…ts:1:<column>`; both are read the same way.
  *   npx tsx test/bench/profile-top.ts <file.cpuprofile> <server label: SQLite | PostgreSQL | "bare oidc-provider"> <token | register> [top=5]
  * With `areas` instead of top: self time grouped by where it is spent (the database driver, the
  * provider, HTTP, express, koa, GC, …; AREAS below; a package express and koa share counts for its
@@ -30,7 +31,7 @@ interface Profile {
 
 /** "name location" of a frame, locations relative to node_modules/ or the checkout. */
 function keyOf(frame: ProfileNode['callFrame']): string {
-  const where = frame.url ? `${frame.url.replace(/^file:\/\/.*?node_modules\//, '').replace(/^file:\/\/.*?\/(src|test)\//, '$1/')}:${frame.lineNumber + 1}:${frame.columnNumber + 1}` : '';
+  const where = frame.url ? `${frame.url.replace(/^file:\/\/.*?node_modules\//, '').replace(/^file:\/\/.*?\/test\/artifacts\/bench-build\//, '').replace(/^file:\/\/.*?\/(src|test)\//, '$1/')}:${frame.lineNumber + 1}:${frame.columnNumber + 1}` : '';
   return `${frame.functionName || '(anonymous)'} ${where}`.trim();
 }
 
