@@ -10,7 +10,7 @@
  * does that) — into test/artifacts/bench-build/ with the repository's layout, and links in the
  * directories P reads next to its code (views/, migrations/, package.json), so every
  * `new URL('../../views/', import.meta.url)` resolves as it does from dist/. Packages resolve from
- * the repository's node_modules (the build lies inside the checkout). A second of work.
+ * the repository's node_modules (the build lies inside the checkout). A few seconds of work.
  */
 import ts from 'typescript';
 import { cpSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync, readFileSync } from 'node:fs';
