@@ -21,14 +21,6 @@ const SOURCES = ['src', 'test/bench', 'test/helpers'];
 /** What P reads next to its code, linked into the build. */
 const LINKED = ['views', 'migrations', 'package.json'];
 
-function* files(dir: string): Generator<string> {
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) yield* files(path);
-    else yield path;
-  }
-}
-
 /** Build into `<root>/test/artifacts/bench-build`; returns that directory. */
 export function compileForBench(root: string): string {
   const out = join(root, 'test/artifacts/bench-build');
@@ -38,15 +30,14 @@ export function compileForBench(root: string): string {
   // ES modules, as package.json's "type" makes every .js (transpileModule cannot look that up itself).
   const compilerOptions: ts.CompilerOptions = { ...options, module: ts.ModuleKind.ES2022, moduleResolution: ts.ModuleResolutionKind.Bundler, noEmit: false, sourceMap: false, declaration: false };
   for (const dir of SOURCES) {
-    for (const file of files(join(root, dir))) {
+    for (const entry of readdirSync(join(root, dir), { recursive: true, encoding: 'utf8' })) {
+      const file = join(root, dir, entry);
       const target = join(out, relative(root, file));
+      const typescript = file.endsWith('.ts') && !file.endsWith('.d.ts');
+      if (!typescript && !/\.(?:js|mjs|cjs|json)$/.test(file)) continue; // directories, .d.ts
       mkdirSync(dirname(target), { recursive: true });
-      if (file.endsWith('.ts') && !file.endsWith('.d.ts')) {
-        const { outputText } = ts.transpileModule(readFileSync(file, 'utf8'), { compilerOptions, fileName: file });
-        writeFileSync(target.replace(/\.ts$/, '.js'), outputText);
-      } else if (/\.(?:js|mjs|cjs|json)$/.test(file)) {
-        cpSync(file, target);
-      }
+      if (typescript) writeFileSync(target.replace(/\.ts$/, '.js'), ts.transpileModule(readFileSync(file, 'utf8'), { compilerOptions, fileName: file }).outputText);
+      else cpSync(file, target);
     }
   }
   for (const name of LINKED) symlinkSync(join(root, name), join(out, name));
