@@ -104,17 +104,21 @@ function hostPatterns(raw: string): Parsed<string[]> {
 /**
  * DATABASE_URL (DESIGN §4): postgres:// or postgresql://, a host or `?host=/socket/dir`. The value
  * is a secret (it may carry a password): problems never quote it.
+ * A user and no host (`postgres://user:password@/db?host=/socket/dir`, libpq's and pg's form for a
+ * unix socket with credentials) is not a WHATWG URL; it is checked as if `localhost` stood after
+ * the `@` and then, having no host of its own, needs `?host=`.
  */
 function databaseUrl(raw: string): Parsed<string> {
   const trimmed = raw.trim();
   if (!/^postgres(?:ql)?:\/\//i.test(trimmed)) return bad('must start with postgres:// or postgresql://');
+  const userWithoutHost = /^(postgres(?:ql)?:\/\/[^/?#@]*@)(?=[/?#]|$)/i.exec(trimmed);
   let parsed: URL;
   try {
-    parsed = new URL(trimmed);
+    parsed = new URL(userWithoutHost ? `${userWithoutHost[1]}localhost${trimmed.slice(userWithoutHost[0].length)}` : trimmed);
   } catch {
     return bad('must be a URL such as postgres://user:password@host:5432/database');
   }
-  if (!parsed.hostname && !parsed.searchParams.get('host')) return bad('must name a host, or a unix socket directory with ?host=/socket/dir');
+  if ((userWithoutHost || !parsed.hostname) && !parsed.searchParams.get('host')) return bad('must name a host, or a unix socket directory with ?host=/socket/dir');
   return ok(trimmed);
 }
 
@@ -180,7 +184,7 @@ export const SCHEMA = {
   }),
   DATABASE_URL: key({
     group: 'Storage',
-    doc: 'PostgreSQL instead of SQLite, for several processes (replicas) on one database (README "Storage"): `postgres://user:password@host:5432/db` or `postgresql://…`; `?host=/socket/dir` connects through a unix socket directory. Requires `SECRET_KEY` (the same on every process). Unset ⇒ SQLite at `DATABASE_PATH`. `DATABASE_PATH`\'s directory stays the data directory either way. The value is never shown or logged (it may carry a password).',
+    doc: 'PostgreSQL instead of SQLite, for several processes (replicas) on one database (README "Storage"): `postgres://user:password@host:5432/db` or `postgresql://…`; `?host=/socket/dir` connects through a unix socket directory (with credentials: `postgres://user:password@/db?host=/socket/dir`). Requires `SECRET_KEY` (the same on every process). Unset ⇒ SQLite at `DATABASE_PATH`. `DATABASE_PATH`\'s directory stays the data directory either way. The value is never shown or logged (it may carry a password).',
     defaultText: '— (SQLite)',
     secret: true,
     parse: databaseUrl,

@@ -146,13 +146,17 @@ describe('config › loadConfig', () => {
     const secret = { SECRET_KEY: Buffer.alloc(32, 3).toString('base64') };
     expect(loadConfig({ ...UPSTREAM }).databaseUrl).toBeUndefined();
     expect(loadConfig({ ...UPSTREAM }).databasePoolMax).toBe(10);
-    for (const url of ['postgres://proxy:pw@db.internal:5432/proxy', 'postgresql://proxy@db/proxy', 'postgres:///proxy?host=/var/run/postgresql']) {
+    for (const url of ['postgres://proxy:pw@db.internal:5432/proxy', 'postgresql://proxy@db/proxy', 'postgres:///proxy?host=/var/run/postgresql', 'postgres://proxy:pw@/proxy?host=/var/run/postgresql&port=5433', 'postgresql://proxy@/proxy?host=%2Fvar%2Frun%2Fpostgresql']) {
       expect(loadConfig({ ...UPSTREAM, ...secret, DATABASE_URL: url }).databaseUrl).toBe(url);
     }
     expect(loadConfig({ ...UPSTREAM, ...secret, DATABASE_URL: 'postgres://proxy@db/proxy', DATABASE_POOL_MAX: '25' }).databasePoolMax).toBe(25);
     const problems = problemsOf({ ...UPSTREAM, ...secret, DATABASE_URL: 'mysql://proxy:db-password-1@db/proxy', DATABASE_POOL_MAX: '0' });
     expect(problems).toEqual(['DATABASE_URL: must start with postgres:// or postgresql://', 'DATABASE_POOL_MAX: must be a whole number from 1 to 1000 (got "0")']);
     expect(problemsOf({ ...UPSTREAM, ...secret, DATABASE_URL: 'postgres:///proxy' })).toEqual(['DATABASE_URL: must name a host, or a unix socket directory with ?host=/socket/dir']);
+    // A user and password but neither a host nor ?host=: the same problem, the password not quoted.
+    const hostless = problemsOf({ ...UPSTREAM, ...secret, DATABASE_URL: 'postgres://proxy:db-password-4@/proxy' });
+    expect(hostless).toEqual(['DATABASE_URL: must name a host, or a unix socket directory with ?host=/socket/dir']);
+    expect(hostless.join('\n')).not.toContain('db-password-4');
     expect(problemsOf({ ...UPSTREAM, ...secret, DATABASE_URL: 'postgres://proxy:db-password-2@[bad/x' }).join('\n')).not.toContain('db-password-2');
     expect(problems.join('\n')).not.toContain('db-password-1');
     // Replicas must share one SECRET_KEY: none generated per data directory with DATABASE_URL (DESIGN §8).
