@@ -18,6 +18,8 @@
  * server under test spent per request), ratios c/b and c/a, then the token endpoint (refresh
  * grant, rotating) and DCR rates, per P and for the anchor, and last a line `BENCH_RESULT {json}`
  * with every ratio measured (and the RSS of each server, MB). Loopback only; bounded time (~3.5 minutes, ~4.5 with (e)).
+ * BENCH_ONLY=b,c (gateway configurations) or BENCH_ONLY=auth (the authorization server) runs a part;
+ * BENCH_CONC=10 (with gateway configurations) one concurrency; BENCH_ROUNDS, BENCH_SECONDS.
  *   --readme   also rewrite README.md's Performance block
  *   --profile  run P (both engines), (b) and the bare oidc-provider with --cpu-prof (profiles in
  *              test/artifacts/, …/pg/, …/b/ and …/bare/), and write the
@@ -38,7 +40,11 @@ import { join } from 'node:path';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
-const CONCURRENCY = [10, 100];
+// BENCH_CONC=10: the gateway configurations at that concurrency only (with BENCH_ONLY=…, e.g. to profile one level).
+const CONCURRENCY = process.env.BENCH_CONC ? [Number(process.env.BENCH_CONC)] : [10, 100];
+if (process.env.BENCH_CONC && (!process.env.BENCH_ONLY || process.env.BENCH_ONLY === 'auth' || !(Number.isInteger(CONCURRENCY[0]) && (CONCURRENCY[0] as number) > 0))) {
+  throw new Error('BENCH_CONC=<connections> goes with BENCH_ONLY=<gateway configurations>, e.g. BENCH_ONLY=c,e BENCH_CONC=10');
+}
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const hasTaskset = (() => {
   try {
