@@ -4,16 +4,21 @@
  * key and, with sample values for its ${VARIABLES}, a valid configuration; the image it builds and
  * the command it runs exist; the files it mounts exist; the Caddyfile balances over exactly its
  * replicas on the port the image listens on; the README shows grants.sql as it is; the one Node
- * option it sets (NODE_OPTIONS) is one node accepts there and honours.
+ * option it sets (NODE_OPTIONS) is one node accepts there and honours; its connection sizing
+ * counts the lock pool; /metrics is not reachable from outside: the Caddyfile answers every path
+ * a replica serves it on (probed on the real app) itself, and the replicas require METRICS_TOKEN.
  */
 import { describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import { request } from 'node:http';
 import { join, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { SCHEMA } from '../../src/config/schema.js';
 import { loadConfig } from '../../src/config/load.js';
 import { run } from '../../src/cli/index.js';
+import { LOCK_POOL_MAX } from '../../src/db/pg-locks.js';
+import { startTestApp } from '../helpers/app.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const DIR = join(ROOT, 'docs/compose');
@@ -28,14 +33,56 @@ const SAMPLE: Record<string, string> = {
   PG_OWNER_PASSWORD: 'owner-password',
   APP_DB_PASSWORD: 'app-password',
   PROXY_SECRET_KEY: Buffer.alloc(32, 7).toString('base64'),
+  PROXY_METRICS_TOKEN: 'metrics-token-0123456789abcdef',
   GITHUB_CLIENT_ID: 'Iv1.0123456789abcdef',
   GITHUB_CLIENT_SECRET: 'github-client-secret',
 };
-const substitute = (value: string) => value.replace(/\$\{(\w+)\}/g, (_, name: string) => SAMPLE[name] ?? `\${${name}}`);
+// ${NAME}, and ${NAME:?message} (compose refuses to start when NAME is unset or empty).
+const VARIABLE = /\$\{(\w+)(?::\?[^}]*)?\}/g;
+const substitute = (value: string) => value.replace(VARIABLE, (whole, name: string) => SAMPLE[name] ?? whole);
+
+/** The Caddyfile's directive lines, comments dropped, each with the block depth it stands at (1: the site block). */
+function caddyDirectives(caddyfile: string): { depth: number; tokens: string[] }[] {
+  const lines: { depth: number; tokens: string[] }[] = [];
+  let depth = 0;
+  for (const raw of caddyfile.split('\n')) {
+    const line = raw.replace(/(^|\s)#.*$/, '').trim();
+    if (!line) continue;
+    if (line === '}') {
+      depth -= 1;
+      continue;
+    }
+    const opens = line.endsWith('{');
+    lines.push({ depth, tokens: (opens ? line.slice(0, -1) : line).trim().split(/\s+/) });
+    if (opens) depth += 1;
+  }
+  return lines;
+}
+
+/** Caddy's path matcher (http.matchers.path): case-insensitive; exact, or a prefix match when the pattern ends in `*`. */
+function caddyPathMatches(patterns: string[], path: string): boolean {
+  const lower = path.toLowerCase();
+  return patterns.some((p) => (p.endsWith('*') ? lower.startsWith(p.slice(0, -1).toLowerCase()) : lower === p.toLowerCase()));
+}
+
+/** A GET with the path sent byte for byte (fetch would normalise `/./`, `..` and the like first). */
+function rawGet(origin: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  const { hostname, port } = new URL(origin);
+  return new Promise((resolve, reject) => {
+    request({ hostname, port, path, headers }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    })
+      .on('error', reject)
+      .end();
+  });
+}
 
 describe('docs/compose/replicas.yml', () => {
   it('names only ${VARIABLES} its header documents', () => {
-    const used = new Set([...text.matchAll(/\$\{(\w+)\}/g)].map((m) => m[1] as string));
+    const used = new Set([...text.matchAll(VARIABLE)].map((m) => m[1] as string));
     expect([...used].sort()).toEqual(Object.keys(SAMPLE).sort());
     const header = text.split('\n').filter((l) => l.startsWith('#')).join('\n');
     for (const name of used) expect(header).toContain(name);
@@ -97,10 +144,76 @@ describe('docs/compose/replicas.yml', () => {
       }
     }
     const caddyfile = readFileSync(join(DIR, 'Caddyfile'), 'utf8');
-    const targets = /reverse_proxy ([^{]+)\{/.exec(caddyfile)?.[1]?.trim().split(/\s+/);
+    const proxies = caddyDirectives(caddyfile).filter((d) => d.tokens[0] === 'reverse_proxy');
+    expect(proxies.map((d) => d.depth)).toEqual([1]); // one, in the site block
+    const targets = proxies[0]?.tokens.slice(1);
     expect(targets?.sort()).toEqual(replicas.map(([name]) => `${name}:8080`).sort());
     expect(caddyfile).toMatch(/^\s*lb_policy round_robin$/m);
     for (const [, service] of replicas) expect(service.expose).toEqual(['8080']);
+  });
+
+  it('sizes connections as replicas × (DATABASE_POOL_MAX + the lock pool), below max_connections', () => {
+    const header = text.split('\n').filter((l) => l.startsWith('#')).join(' ').replace(/#\s*/g, '');
+    expect(header).toContain(`replicas × (DATABASE_POOL_MAX + ${LOCK_POOL_MAX})`);
+    const maxConnections = Number(/max_connections \((\d+) here\)/.exec(header)?.[1]);
+    expect(maxConnections).toBe(100); // postgres:17's default; the file does not change it
+    expect(compose.services.postgres?.command).toBeUndefined();
+    const poolMax = Number(replicas[0]?.[1].environment?.DATABASE_POOL_MAX);
+    expect(replicas.length * (poolMax + LOCK_POOL_MAX)).toBeLessThan(maxConnections - 5); // room for migrate and the CLI
+  });
+
+  it('requires METRICS_TOKEN of every replica: compose refuses to start without it (an empty one would leave /metrics open)', () => {
+    for (const [name, service] of replicas) {
+      const value = String(service.environment?.METRICS_TOKEN);
+      expect(value, name).toMatch(/^\$\{\w+:\?[^}]+\}$/);
+      const env = Object.fromEntries(Object.entries(service.environment ?? {}).map(([k, v]) => [k, substitute(String(v))]));
+      const config = loadConfig({ ...env, NODE_ENV: 'production', HOST: '0.0.0.0' });
+      expect(config.metricsToken, name).toBe(SAMPLE.PROXY_METRICS_TOKEN);
+      expect(config.warnings.filter((w) => w.includes('METRICS_TOKEN')), name).toEqual([]);
+    }
+  });
+
+  it('Caddy answers /metrics itself (404) on every path a replica serves it on, and forwards the proxy\'s other paths', async () => {
+    const caddyfile = readFileSync(join(DIR, 'Caddyfile'), 'utf8');
+    const directives = caddyDirectives(caddyfile);
+    // Caddy runs `respond` before `reverse_proxy` in its standard directive order; handle, route
+    // (sorted before respond) or an `order` option could put reverse_proxy first.
+    for (const reorders of ['handle', 'handle_path', 'route', 'invoke', 'order']) expect(directives.map((d) => d.tokens[0])).not.toContain(reorders);
+    const site = directives.filter((d) => d.depth === 1);
+    const refused: string[] = [];
+    for (const { tokens } of site.filter((d) => d.tokens[0] === 'respond')) {
+      const status = Number(tokens.find((t) => /^\d{3}$/.test(t)));
+      const matcher = tokens[1] as string;
+      // `respond @name …` with `@name path …` on one line, or `respond /path …`
+      const named = matcher.startsWith('@') ? site.find((d) => d.tokens[0] === matcher) : undefined;
+      if (named) expect(named.tokens[1], matcher).toBe('path');
+      const patterns = named ? named.tokens.slice(2) : matcher.startsWith('/') ? [matcher] : [];
+      for (const p of patterns) expect(p.slice(0, -1), p).not.toContain('*'); // only the forms caddyPathMatches knows
+      if (status >= 400 && status < 500) refused.push(...patterns);
+    }
+
+    // Which paths does a replica answer with its metrics? Probed on the real app (the token the
+    // compose file gives it), with the request path sent as is.
+    const env = compose.services['replica-1']?.environment ?? {};
+    const token = substitute(String(env.METRICS_TOKEN));
+    const app = await startTestApp({ env: { METRICS_TOKEN: token } });
+    try {
+      const auth = { authorization: `Bearer ${token}` };
+      expect((await rawGet(app.url, '/metrics')).status).toBe(401); // the token is required
+      const candidates = ['/metrics', '/metrics/', '/METRICS', '/Metrics/', '/metrics?x=1', '//metrics', '/metrics//', '/./metrics', '/x/../metrics', '/metrics/.', '/%6Detrics', '/%6detrics/', '/metrics%2F', '/metrics.', '/metrics;', '/metrics/x'];
+      const served: string[] = [];
+      for (const path of candidates) {
+        const res = await rawGet(app.url, path, auth);
+        if (res.status === 200 && res.body.includes('mcp_proxy_http_requests_total')) served.push(path);
+      }
+      expect(served).toEqual(expect.arrayContaining(['/metrics', '/metrics/', '/METRICS']));
+      for (const path of served) expect(caddyPathMatches(refused, path.split('?')[0] as string), `Caddy forwards ${path}`).toBe(true);
+    } finally {
+      await app.close();
+    }
+    for (const path of ['/healthz', '/readyz', '/mcp', '/authorize', '/token', '/.well-known/oauth-authorization-server', '/metricsfoo']) {
+      expect(caddyPathMatches(refused, path), path).toBe(false);
+    }
   });
 
   it('README shows grants.sql as it is', () => {
