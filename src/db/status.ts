@@ -10,10 +10,18 @@ import { dirname } from 'node:path';
 import { openDatabase, type Db } from './open.js';
 import { MIGRATIONS_DIR, readMigrations, type MigrationFile } from './migrate.js';
 
+/** An object this role may not use as the proxy does: `object` as doctor names it ("oidc_models", "function …", "schema …"). */
+export interface MissingPrivileges {
+  object: string;
+  privileges: string[];
+}
+
 export type DatabaseStatus =
   | { state: 'missing' }
   | { state: 'unusable'; problem: string }
   | { state: 'not-writable'; problem: string }
+  /** PostgreSQL: privileges this role lacks, each object (table, function, schema) with its own list. */
+  | { state: 'lacks-privileges'; missing: MissingPrivileges[] }
   | { state: 'pending'; applied: number; known: number; next: string }
   | { state: 'newer'; newest: string; known: string }
   | { state: 'changed'; name: string }

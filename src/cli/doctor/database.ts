@@ -46,12 +46,22 @@ export async function checkDatabase(config: Readonly<Config>, options: DoctorOpt
         'Reinstall this version (its migrations/ were changed); put schema changes in a new migration.',
       );
     case 'not-writable':
+      if (config.databaseUrl) return fail('database', TITLE, `${path} is not writable (${status.problem})`, 'Point DATABASE_URL at the primary server, not a read-only standby or replica.');
       return fail(
         'database',
         TITLE,
         `${path}: cannot take the write lock (${status.problem})`,
         'Let the user running the proxy write the database file and its directory (WAL files, secret.key and the audit checkpoint live there), and stop any other process holding its write lock.',
       );
+    case 'lacks-privileges': {
+      const lacking = status.missing.map((m) => `${m.privileges.join(', ')} on ${m.object}`).join('; ');
+      return fail(
+        'database',
+        TITLE,
+        `${path}: the role in DATABASE_URL lacks ${lacking}`,
+        `As the database owner (the role that ran mcp-consent-proxy migrate), grant this role ${lacking}: apply docs/compose/grants.sql, this role in place of mcp_app (README "Running several replicas"; again after every migrate, as an upgrade may add tables).`,
+      );
+    }
     case 'unusable':
       return fail(
         'database',

@@ -35,7 +35,9 @@ const UPSTREAM_CHECKS: [string, string][] = [
 
 function describeConfig(config: Readonly<Config>): string {
   const upstream = config.upstream ? `upstream ${config.upstream.name} (${config.upstream.preset}, ${config.upstream.issuer.href})` : 'DEMO mode (embedded demo identity provider)';
-  return `PUBLIC_URL ${config.urls.issuer}; ${upstream}; database ${config.databasePath}`;
+  // DATABASE_PATH is unused with DATABASE_URL, and the URL is never printed (it may carry a password).
+  const database = config.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : config.databasePath;
+  return `PUBLIC_URL ${config.urls.issuer}; ${upstream}; database ${database}`;
 }
 
 async function upstreamChecks(config: Readonly<Config>, options: DoctorOptions): Promise<CheckResult[]> {
