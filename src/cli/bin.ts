@@ -2,7 +2,15 @@
 /**
  * The `mcp-consent-proxy` command (package.json `bin`): compiled to dist/cli/bin.js by
  * `npm run build`. From a clone without a build: `npx tsx src/cli/bin.ts` (or `npm run dev`).
+ *
+ * A command is over when `run` returns (`serve` only after its shutdown): the process then exits
+ * with its code once stdout and stderr are flushed, whatever a library left open — pg leaves a
+ * connection open after a failed SCRAM exchange (no password in DATABASE_URL), which kept a failed
+ * `migrate` or `serve` alive until the server's authentication timeout, so a container that
+ * should restart did not (README "Exit codes": 0 ok, 1 failure).
  */
 import { run } from './index.js';
 
-process.exitCode = await run(process.argv.slice(2));
+const code = await run(process.argv.slice(2));
+process.exitCode = code;
+process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));

@@ -11,7 +11,8 @@
  */
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
-import { checkApplied, readMigrations, type AppliedMigration, type MigrateResult } from './migrate.js';
+import { checkApplied, MigrationError, readMigrations, type AppliedMigration, type MigrateResult } from './migrate.js';
+import { DatabaseMissingError } from './open.js';
 import type { PgSql } from './pg-sql.js';
 import { lockKey } from './sql.js';
 
@@ -20,8 +21,12 @@ export const PG_MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/postgre
 /** The advisory lock every migration run takes (and nothing else does). */
 export const MIGRATION_LOCK = 'mcp-consent-proxy:migrate';
 
-/** Apply pending PostgreSQL migrations; verify applied ones. Idempotent; safe to run concurrently. */
-export async function migratePg(sql: PgSql, dir = PG_MIGRATIONS_DIR): Promise<MigrateResult> {
+/**
+ * Apply pending PostgreSQL migrations; verify applied ones. Idempotent; safe to run concurrently.
+ * `mustExist` (the CLI's commands other than `migrate`): a database without the schema is an
+ * error, not created — as a missing SQLite file is (a misspelt database name must not "verify").
+ */
+export async function migratePg(sql: PgSql, dir = PG_MIGRATIONS_DIR, options: { mustExist?: boolean } = {}): Promise<MigrateResult> {
   const files = readMigrations(dir);
   const client = await sql.pool.connect();
   let broken: Error | undefined;
@@ -32,7 +37,7 @@ export async function migratePg(sql: PgSql, dir = PG_MIGRATIONS_DIR): Promise<Mi
   try {
     await client.query('SELECT pg_advisory_lock($1::bigint)', [lockKey(MIGRATION_LOCK)]);
     try {
-      return await migrateLocked(client, files);
+      return await migrateLocked(client, files, options.mustExist ?? false);
     } finally {
       await client.query('SELECT pg_advisory_unlock($1::bigint)', [lockKey(MIGRATION_LOCK)]).catch((err: Error) => {
         broken = err;
@@ -49,23 +54,46 @@ export async function migratePg(sql: PgSql, dir = PG_MIGRATIONS_DIR): Promise<Mi
   }
 }
 
-async function migrateLocked(client: pg.PoolClient, files: ReturnType<typeof readMigrations>): Promise<MigrateResult> {
+/** SQLSTATE 42501: the role lacks a privilege (here: CREATE on the schema, or the tables' owner's rights). */
+const isPermissionDenied = (err: unknown) => (err as { code?: unknown }).code === '42501';
+
+/** What to do when this role cannot apply the migrations the build needs (README "Running several replicas"). */
+function cannotMigrate(pending: number, next: string): MigrationError {
+  return new MigrationError(
+    `the PostgreSQL database needs ${pending} migration${pending === 1 ? '' : 's'} (next: ${next}) and this role may not apply them (permission denied): run "mcp-consent-proxy migrate" with the database owner's DATABASE_URL, apply the application role's grants again (docs/compose/grants.sql), then start this again`,
+  );
+}
+
+async function migrateLocked(client: pg.PoolClient, files: ReturnType<typeof readMigrations>, mustExist: boolean): Promise<MigrateResult> {
   // Created only when missing: CREATE TABLE IF NOT EXISTS checks CREATE on the schema even when the
   // table exists, and the application role of README "Running several replicas" (insert-only on
   // audit_log, owning nothing) has none — `serve` as that role only verifies what the owner applied.
   const { rows: found } = await client.query<{ t: string | null }>("SELECT to_regclass('schema_migrations')::text AS t");
-  if (found[0]?.t == null)
-    await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+  const applied = found[0]?.t == null ? [] : (await client.query<AppliedMigration>('SELECT version, name, checksum FROM schema_migrations ORDER BY version')).rows;
+  if (mustExist && applied.length === 0) {
+    throw new DatabaseMissingError(
+      'PostgreSQL (DATABASE_URL)',
+      'the PostgreSQL database named by DATABASE_URL has no schema yet; run "mcp-consent-proxy migrate" (or start the server once) to create it',
+    );
+  }
+  checkApplied(files, applied);
+  const next = files[applied.length]?.name;
+  if (next === undefined) return { applied: [], current: files.length };
+  try {
+    if (found[0]?.t == null)
+      await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
     version BIGINT PRIMARY KEY,
     name TEXT NOT NULL,
     checksum TEXT NOT NULL,
     applied_at TEXT NOT NULL
   )`);
-  const { rows } = await client.query<AppliedMigration>('SELECT version, name, checksum FROM schema_migrations ORDER BY version');
-  checkApplied(files, rows);
+  } catch (err) {
+    if (isPermissionDenied(err)) throw cannotMigrate(files.length, next);
+    throw err;
+  }
 
   const done: string[] = [];
-  for (const file of files.slice(rows.length)) {
+  for (const file of files.slice(applied.length)) {
     await client.query('BEGIN');
     try {
       await client.query(file.sql); // simple query protocol: a file may hold many statements
@@ -74,6 +102,7 @@ async function migrateLocked(client: pg.PoolClient, files: ReturnType<typeof rea
     } catch (err) {
       // If even ROLLBACK fails the connection is broken; migratePg closes it. Report the cause.
       await client.query('ROLLBACK').catch(() => undefined);
+      if (isPermissionDenied(err)) throw cannotMigrate(files.length - applied.length - done.length, file.name);
       throw err;
     }
     done.push(file.name);

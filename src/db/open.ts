@@ -18,8 +18,11 @@ export interface OpenOptions {
 }
 
 export class DatabaseMissingError extends Error {
-  constructor(readonly path: string) {
-    super(`no database at ${path}; start the server once or run "mcp-consent-proxy migrate" to create it`);
+  constructor(
+    readonly path: string,
+    message = `no database at ${path}; start the server once or run "mcp-consent-proxy migrate" to create it`,
+  ) {
+    super(message);
     this.name = 'DatabaseMissingError';
   }
 }

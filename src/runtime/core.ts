@@ -8,6 +8,7 @@
  * The server adds the provider, the pages and the gateway (src/runtime/server.ts); the CLI uses
  * the core as it is (src/cli/context.ts).
  */
+import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Config, UpstreamConfig } from '../config/load.js';
 import { KeyRing } from '../crypto/keys.js';
@@ -41,6 +42,9 @@ export interface StorageOptions {
 
 export class MissingSecretError extends Error {}
 
+/** The CLI was given another SECRET_KEY than the one the server's data was made with. */
+export class SecretKeyMismatchError extends MissingSecretError {}
+
 /** The secret, the database (migrated) and every store. */
 export async function openStorage(config: Readonly<Config>, options: StorageOptions): Promise<Storage> {
   const { log } = options;
@@ -59,12 +63,47 @@ export async function openStorage(config: Readonly<Config>, options: StorageOpti
     );
   }
   const keys = new KeyRing(secret.key, config.secretKeyPrevious);
+  // The data directory holds the audit checkpoint file on either engine (DESIGN §9); SQLite's
+  // opening creates it for the database file, PostgreSQL's does not.
+  if (config.databaseUrl) mkdirSync(config.dataDir, { recursive: true });
   const sql = await openMigrated(config, options);
   if (options.serving && sql instanceof SqliteSql) {
     sql.checkpointInBackground((message) => log.warn({ message }, 'background WAL checkpoint failed; SQLite checkpoints inside commits until it works again'));
   }
   // The audit chain's MAC key (DESIGN §9): in memory only, never in the database.
-  return { keys, sql, stores: createStores(sql, keys, { auditKey: keys.auditKey }) };
+  const storage = { keys, sql, stores: createStores(sql, keys, { auditKey: keys.auditKey }) };
+  if (options.mustExist) {
+    try {
+      await checkSameSecret(storage);
+    } catch (err) {
+      await sql.close();
+      throw err;
+    }
+  }
+  return storage;
+}
+
+/**
+ * The CLI's data commands write audit rows, each MAC'd under a key derived from SECRET_KEY (DESIGN
+ * §9): run with another SECRET_KEY than the server's, they would append rows no `audit verify`
+ * with the server's key accepts — and audit rows cannot be removed. So before anything is written
+ * the key must open what the server sealed (as `serve` must, to load its signing keys) and know the
+ * key of the chain's last row (current or SECRET_KEY_PREVIOUS, during a rotation).
+ */
+async function checkSameSecret({ keys, sql, stores }: Storage): Promise<void> {
+  const refuse = (why: string) =>
+    new SecretKeyMismatchError(
+      `this SECRET_KEY is not the one the server's data was made with (${why}). This command writes audit rows MAC'd with a key derived from SECRET_KEY: run it with the server's SECRET_KEY (and SECRET_KEY_PREVIOUS during a rotation)`,
+    );
+  for (const row of await sql.all<{ name: string; sealed: string }>('SELECT name, sealed FROM sealed_secrets')) {
+    try {
+      keys.unseal(row.sealed, `secret:${row.name}`);
+    } catch {
+      throw refuse(`the server's sealed ${row.name} does not open with it`);
+    }
+  }
+  const tip = await stores.auditLog.tip();
+  if (tip?.key_id && !keys.auditKeys().some((k) => k.kid === tip.key_id)) throw refuse(`the audit log's last row was made with audit key ${tip.key_id}`);
 }
 
 /** The configured database, migrated: which engine, and what migrating did. */
@@ -88,9 +127,13 @@ export async function openConfiguredDatabase(config: Readonly<Config>, options: 
     const [{ PgSql }, { migratePg }] = await Promise.all([import('../db/pg-sql.js'), import('../db/migrate-pg.js')]);
     const sql = new PgSql({ url: config.databaseUrl, poolMax: config.databasePoolMax, onError: (err) => options.log[failureLevel(err)]({ err }, 'an idle PostgreSQL connection failed') });
     try {
-      return { sql, ...(await migratePg(sql)), where: 'PostgreSQL (DATABASE_URL)' };
+      return { sql, ...(await migratePg(sql, undefined, { mustExist: options.mustExist ?? false })), where: 'PostgreSQL (DATABASE_URL)' };
     } catch (err) {
       await sql.close();
+      // pg's own words for a server that asks for a password DATABASE_URL does not carry.
+      if (/client password must be a string/.test((err as Error).message)) {
+        throw new Error('the PostgreSQL server asks for a password and DATABASE_URL has none: postgres://user:password@host:5432/database (percent-encode special characters)', { cause: err });
+      }
       throw err;
     }
   }

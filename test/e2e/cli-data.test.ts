@@ -91,6 +91,30 @@ describe('cli › consents and clients', () => {
     expect(events).toEqual(expect.arrayContaining(['cli.client_disabled', 'cli.client_enabled', 'cli.client_deleted']));
   });
 
+  it("refuses another SECRET_KEY than the server's before writing anything (its audit rows would never verify)", async () => {
+    const { clientId, tokens } = await authorizeClient(stack, new Browser(), { login: 'erin', register: { client_name: 'Wrong Key Target' } });
+    const list = capture();
+    expect(await run(['consents', 'list', '--client', clientId, '--json'], list)).toBe(0);
+    const [consent] = JSON.parse(list.stdout[0] as string);
+    const rowsBefore = (await auditEvents(stack.app)).length;
+    const upstreamRevocations = stack.upstream.revocations.length;
+    const otherKey = Buffer.alloc(32, 9).toString('base64');
+    expect(otherKey).not.toBe(TEST_SECRET_KEY);
+    for (const args of [['consents', 'revoke', String(consent.id)], ['clients', 'disable', clientId], ['consents', 'list']]) {
+      const wrong = { ...capture(), env: { ...env, SECRET_KEY: otherKey } };
+      expect(await run(args, wrong), args.join(' ')).toBe(1);
+      expect(wrong.stderr).toEqual([expect.stringMatching(/^this SECRET_KEY is not the one the server's data was made with \(the server's sealed \S+ does not open with it\)/)]);
+      expect(wrong.stdout).toEqual([]);
+    }
+    // Nothing happened: no audit row, the consent and the client stand, the token still works.
+    expect((await auditEvents(stack.app)).length).toBe(rowsBefore);
+    const after = capture();
+    expect(await run(['consents', 'list', '--client', clientId, '--json'], after)).toBe(0);
+    expect(JSON.parse(after.stdout[0] as string)).toEqual([expect.objectContaining({ id: consent.id, status: 'active' })]);
+    expect((await mcpPost(`${stack.app.url}/mcp`, tokens.body.access_token, INITIALIZE)).status).toBe(200);
+    expect(stack.upstream.revocations.length).toBe(upstreamRevocations);
+  });
+
   it('prints help for every command and refuses unknown flags', async () => {
     for (const cmd of [['clients', 'list'], ['clients', 'disable'], ['consents', 'list'], ['consents', 'revoke']]) {
       const help = capture();
