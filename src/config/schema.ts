@@ -101,6 +101,12 @@ function hostPatterns(raw: string): Parsed<string[]> {
   return invalid.length ? bad(`has entries that are not host, host:port or *.domain: ${invalid.join(', ')}`) : ok(entries);
 }
 
+/** A whole number written in decimal digits, else undefined (Number() would also take `1e2`, `0x10`, `0b11` or `2.0`). */
+function decimal(raw: string): number | undefined {
+  const trimmed = raw.trim();
+  return /^\d{1,9}$/.test(trimmed) ? Number(trimmed) : undefined;
+}
+
 /**
  * DATABASE_URL (DESIGN §4): postgres:// or postgresql://, a host or `?host=/socket/dir`. The value
  * is a secret (it may carry a password): problems never quote it.
@@ -139,8 +145,8 @@ export const SCHEMA = {
     defaultText: '`8080`',
     fallback: '8080',
     parse: (raw) => {
-      const n = Number(raw);
-      return Number.isInteger(n) && n >= 0 && n <= 65535 ? ok(n) : bad('must be a port number between 0 and 65535');
+      const n = decimal(raw);
+      return n !== undefined && n <= 65535 ? ok(n) : bad('must be a port number between 0 and 65535');
     },
   }),
   HOST: key({
@@ -195,8 +201,8 @@ export const SCHEMA = {
     defaultText: '`10`',
     fallback: '10',
     parse: (raw) => {
-      const n = Number(raw.trim());
-      return Number.isInteger(n) && n >= 1 && n <= 1000 ? ok(n) : bad('must be a whole number from 1 to 1000');
+      const n = decimal(raw);
+      return n !== undefined && n >= 1 && n <= 1000 ? ok(n) : bad('must be a whole number from 1 to 1000');
     },
   }),
   SECRET_KEY: key({

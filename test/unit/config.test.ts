@@ -150,6 +150,11 @@ describe('config › loadConfig', () => {
       expect(loadConfig({ ...UPSTREAM, ...secret, DATABASE_URL: url }).databaseUrl).toBe(url);
     }
     expect(loadConfig({ ...UPSTREAM, ...secret, DATABASE_URL: 'postgres://proxy@db/proxy', DATABASE_POOL_MAX: '25' }).databasePoolMax).toBe(25);
+    // Decimal digits only: Number() alone took these (the review of 2026-12-06); PORT likewise.
+    for (const odd of ['1e2', '0x10', '0b11', '2.0', '+5', ' ']) {
+      expect(problemsOf({ ...UPSTREAM, ...secret, DATABASE_URL: 'postgres://proxy@db/proxy', DATABASE_POOL_MAX: odd }), odd).toEqual([`DATABASE_POOL_MAX: must be a whole number from 1 to 1000 (got "${odd}")`]);
+      expect(problemsOf({ ...UPSTREAM, PORT: odd }), odd).toEqual([`PORT: must be a port number between 0 and 65535 (got "${odd}")`]);
+    }
     const problems = problemsOf({ ...UPSTREAM, ...secret, DATABASE_URL: 'mysql://proxy:db-password-1@db/proxy', DATABASE_POOL_MAX: '0' });
     expect(problems).toEqual(['DATABASE_URL: must start with postgres:// or postgresql://', 'DATABASE_POOL_MAX: must be a whole number from 1 to 1000 (got "0")']);
     expect(problemsOf({ ...UPSTREAM, ...secret, DATABASE_URL: 'postgres:///proxy' })).toEqual(['DATABASE_URL: must name a host, or a unix socket directory with ?host=/socket/dir']);
