@@ -54,6 +54,27 @@ describe('cli › consents and clients', () => {
     expect(stack.upstream.revocations.length).toBeGreaterThan(0);
     expect((await auditEvents(stack.app)).find((e) => e.event === 'cli.consent_revoked')).toMatchObject({ client_id: clientId, subject: 'carol', reason: 'cli' });
 
+    // Again: says so, and writes nothing (no second "revoked" row, U not called again).
+    const rows = (await auditEvents(stack.app)).length;
+    const upstreamCalls = stack.upstream.revocations.length;
+    const again = capture();
+    expect(await run(['consents', 'revoke', String(consent.id)], again)).toBe(0);
+    expect(again.stdout).toEqual([expect.stringMatching(new RegExp(`^consent ${consent.id} \\(carol → ${clientId}\\) was already revoked at \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z \\(cli\\)$`))]);
+    expect((await auditEvents(stack.app)).length).toBe(rows);
+    expect(stack.upstream.revocations.length).toBe(upstreamCalls);
+
+    // A list cut at --limit says so on stderr; stdout stays the list.
+    const cut = capture();
+    expect(await run(['consents', 'list', '--all', '--limit', '1', '--json'], cut)).toBe(0);
+    expect(JSON.parse(cut.stdout[0] as string)).toHaveLength(1);
+    expect(cut.stderr).toEqual(['showing the first 1; there may be more (--limit N to see more)']);
+    const whole = capture();
+    expect(await run(['clients', 'list', '--limit', '1000', '--json'], whole)).toBe(0);
+    expect(whole.stderr).toEqual([]);
+    const cutClients = capture();
+    expect(await run(['clients', 'list', '--limit', '1'], cutClients)).toBe(0);
+    expect(cutClients.stderr).toEqual(['showing the first 1; there may be more (--limit N to see more)']);
+
     const missing = capture();
     expect(await run(['consents', 'revoke', '999999'], missing)).toBe(1);
     expect(missing.stderr[0]).toBe('no consent 999999');

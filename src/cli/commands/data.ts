@@ -6,6 +6,9 @@
 import { consentStatus } from '../../consent/status.js';
 import { EXIT_FAILURE, EXIT_OK, iso, requirePositional, table, UsageError, withContext, type Command } from '../command.js';
 
+/** On stderr (stdout stays the list, or parseable JSON) when a list may have been cut at --limit. */
+const moreMayExist = (limit: number) => `showing the first ${limit}; there may be more (--limit N to see more)`;
+
 export const DATA_COMMANDS: Record<string, Command> = {
   'clients list': {
     summary: 'list registered clients with provenance and active consents',
@@ -32,6 +35,7 @@ export const DATA_COMMANDS: Record<string, Command> = {
             : {}),
         }));
         io.out(values.json ? JSON.stringify(out) : table(out, ['client_id', 'client_name', 'kind', 'registered_at', 'redirect_hosts', 'last_used_at', 'active_consents', 'status']));
+        if (rows.length === limit) io.err(moreMayExist(limit));
         return EXIT_OK;
       });
     },
@@ -110,6 +114,7 @@ export const DATA_COMMANDS: Record<string, Command> = {
           status: consentStatus(c, now) === 'revoked' ? `revoked (${c.revoked_reason})` : consentStatus(c, now),
         }));
         io.out(values.json ? JSON.stringify(out) : table(out, ['id', 'subject', 'client_id', 'redirect_uri', 'scopes', 'granted_at', 'expires_at', 'status']));
+        if (rows.length === limit) io.err(moreMayExist(limit));
         return EXIT_OK;
       });
     },
@@ -124,6 +129,12 @@ export const DATA_COMMANDS: Record<string, Command> = {
       const id = Number(raw);
       if (!Number.isInteger(id) || id < 1) throw new UsageError(`consent_id must be a number (got "${raw}")`);
       return withContext(io, async (ctx) => {
+        const before = await ctx.stores.consents.byId(id);
+        if (before?.revoked_at != null) {
+          // Nothing to do, and nothing written: not a second "revoked" row for one revocation.
+          io.out(`consent ${id} (${before.subject} → ${before.client_id}) was already revoked at ${iso(before.revoked_at)} (${before.revoked_reason})`);
+          return EXIT_OK;
+        }
         const consent = await ctx.ops.revokeConsent(id, { actor: 'cli' });
         if (!consent) {
           io.err(`no consent ${id}`);
