@@ -117,7 +117,7 @@ function decimal(raw: string): number | undefined {
 function databaseUrl(raw: string): Parsed<string> {
   const trimmed = raw.trim();
   if (!/^postgres(?:ql)?:\/\//i.test(trimmed)) return bad('must start with postgres:// or postgresql://');
-  const userWithoutHost = /^(postgres(?:ql)?:\/\/[^/?#@]*@)(?=[/?#]|$)/i.exec(trimmed);
+  const userWithoutHost = /^(postgres(?:ql)?:\/\/[^/?#]*@)(?=\/)/i.exec(trimmed);
   let parsed: URL;
   try {
     parsed = new URL(userWithoutHost ? `${userWithoutHost[1]}localhost${trimmed.slice(userWithoutHost[0].length)}` : trimmed);

@@ -58,9 +58,10 @@ export async function migratePg(sql: PgSql, dir = PG_MIGRATIONS_DIR, options: { 
 const isPermissionDenied = (err: unknown) => (err as { code?: unknown }).code === '42501';
 
 /** What to do when this role cannot apply the migrations the build needs (README "Running several replicas"). */
-function cannotMigrate(pending: number, next: string): MigrationError {
+function cannotMigrate(pending: number, next: string, cause: unknown): MigrationError {
   return new MigrationError(
-    `the PostgreSQL database needs ${pending} migration${pending === 1 ? '' : 's'} (next: ${next}) and this role may not apply them (permission denied): run "mcp-consent-proxy migrate" with the database owner's DATABASE_URL, apply the application role's grants again (docs/compose/grants.sql), then start this again`,
+    `the PostgreSQL database needs ${pending} migration${pending === 1 ? '' : 's'} (next: ${next}) and this role may not apply them (${(cause as Error).message}): run "mcp-consent-proxy migrate" as the owner of the database and of its tables, apply the application role's grants again (docs/compose/grants.sql), then start this again`,
+    { cause },
   );
 }
 
@@ -88,7 +89,7 @@ async function migrateLocked(client: pg.PoolClient, files: ReturnType<typeof rea
     applied_at TEXT NOT NULL
   )`);
   } catch (err) {
-    if (isPermissionDenied(err)) throw cannotMigrate(files.length, next);
+    if (isPermissionDenied(err)) throw cannotMigrate(files.length, next, err);
     throw err;
   }
 
@@ -102,7 +103,7 @@ async function migrateLocked(client: pg.PoolClient, files: ReturnType<typeof rea
     } catch (err) {
       // If even ROLLBACK fails the connection is broken; migratePg closes it. Report the cause.
       await client.query('ROLLBACK').catch(() => undefined);
-      if (isPermissionDenied(err)) throw cannotMigrate(files.length - applied.length - done.length, file.name);
+      if (isPermissionDenied(err)) throw cannotMigrate(files.length - applied.length - done.length, file.name, err);
       throw err;
     }
     done.push(file.name);

@@ -83,27 +83,36 @@ export async function openStorage(config: Readonly<Config>, options: StorageOpti
   return storage;
 }
 
+/** The sealed secret `serve` must open at every start: the provider's signing keys (src/runtime/jwks.ts). */
+export const SIGNING_KEYS_SECRET = 'jwks';
+
 /**
  * The CLI's data commands write audit rows, each MAC'd under a key derived from SECRET_KEY (DESIGN
  * §9): run with another SECRET_KEY than the server's, they would append rows no `audit verify`
- * with the server's key accepts — and audit rows cannot be removed. So before anything is written
- * the key must open what the server sealed (as `serve` must, to load its signing keys) and know the
- * key of the chain's last row (current or SECRET_KEY_PREVIOUS, during a rotation).
+ * with the server's key accepts — and audit rows cannot be removed. So before anything is written:
+ * - the key must open the signing keys the server sealed (as `serve` must, at every start; other
+ *   sealed values, such as the demo IdP's keys, are re-sealed only when used, so an old one may
+ *   rightly stay under a retired key);
+ * - the audit log's last keyed row must have been made with this process's current key — not
+ *   merely with a key it knows: SECRET_KEY_PREVIOUS set to the server's key would otherwise let a
+ *   foreign current key through (found by review). The server writes a row under its current key
+ *   at every start, so after a rotation the CLI needs the new key once the server has started with it.
  */
 async function checkSameSecret({ keys, sql, stores }: Storage): Promise<void> {
   const refuse = (why: string) =>
     new SecretKeyMismatchError(
-      `this SECRET_KEY is not the one the server's data was made with (${why}). This command writes audit rows MAC'd with a key derived from SECRET_KEY: run it with the server's SECRET_KEY (and SECRET_KEY_PREVIOUS during a rotation)`,
+      `this SECRET_KEY is not the one the server's data was made with (${why}). This command writes audit rows MAC'd with a key derived from SECRET_KEY: run it with the key the server runs with (during a rotation, once the server has started with the new one)`,
     );
-  for (const row of await sql.all<{ name: string; sealed: string }>('SELECT name, sealed FROM sealed_secrets')) {
+  const sealed = await sql.one<{ sealed: string }>('SELECT sealed FROM sealed_secrets WHERE name = ?', [SIGNING_KEYS_SECRET]);
+  if (sealed) {
     try {
-      keys.unseal(row.sealed, `secret:${row.name}`);
+      keys.unseal(sealed.sealed, `secret:${SIGNING_KEYS_SECRET}`);
     } catch {
-      throw refuse(`the server's sealed ${row.name} does not open with it`);
+      throw refuse("the server's sealed signing keys do not open with it");
     }
   }
   const tip = await stores.auditLog.tip();
-  if (tip?.key_id && !keys.auditKeys().some((k) => k.kid === tip.key_id)) throw refuse(`the audit log's last row was made with audit key ${tip.key_id}`);
+  if (tip?.key_id && tip.key_id !== keys.auditKey.kid) throw refuse(`the audit log's last row was made with audit key ${tip.key_id}, this process's key is ${keys.auditKey.kid}`);
 }
 
 /** The configured database, migrated: which engine, and what migrating did. */

@@ -31,7 +31,7 @@ import { providerErrorRenderer } from '../errors/render.js';
 import { createCimdClients, type CimdClientsDeps } from '../cimd/clients.js';
 import { buildApp, gatewayFront, type AppDeps, type GatewayServices } from './app.js';
 import { scheduleMaintenance, type MaintenanceDeps } from './maintenance.js';
-import { createCore, openStorage, type Core } from './core.js';
+import { createCore, openStorage, SIGNING_KEYS_SECRET, type Core } from './core.js';
 import { purgeEndedRateLimits, SqlRateLimitStore } from '../store/rate-limits.js';
 import { loadOrCreateJwks } from './jwks.js';
 
@@ -128,7 +128,7 @@ async function startProvider(core: Core, views: Views): Promise<Provider> {
     config,
     keys,
     models: stores.models,
-    jwks: await loadOrCreateJwks(core.sql, stores.sealed, 'jwks'),
+    jwks: await loadOrCreateJwks(core.sql, stores.sealed, SIGNING_KEYS_SECRET),
     transaction: stores.transaction,
     renderError: providerErrorRenderer(views),
   });
@@ -151,8 +151,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
   const metrics = createMetrics();
   const core = createCore(config, storage, { log, upstream: demo?.upstream, observeAudit: (row) => metrics.observeAudit(row) });
   const { audit } = core;
-  // The head in the logs too, for log shipping: a checkpoint a database writer cannot reach.
-  const stopCheckpointLog = scheduleCheckpointLog(() => stores.auditLog.tip(), log);
+  const stopCheckpointLog = scheduleCheckpointLog(() => stores.auditLog.tip(), log); // the head in the logs too: a checkpoint a database writer cannot reach
   const refusals = createRefusalBudget({ budget: config.rateLimits.rejected, tally: createRefusalTally(audit, { now: options.now }), log });
   const cookies = createCookieJar(keys, config.urls.secureContext);
   const provider = await startProvider(core, views);
@@ -195,6 +194,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
         for (const forwarder of gateway.forwarders.values()) void forwarder.close();
         demo?.close();
         refusals.close();
+        await core.revocation.settled(); // UP-08 revocations the last requests started; the process exits after this (src/cli/bin.ts)
         await audit.flush();
         await stopCheckpointLog();
         await sql.close();

@@ -9,6 +9,7 @@ import { auditEvents, TEST_SECRET_KEY } from '../helpers/app.js';
 import { Browser, authorizeClient, refresh, startStack, type Stack } from '../helpers/stack.js';
 import { mcpPost, INITIALIZE } from '../helpers/mcp-http.js';
 import { databaseEnv } from '../helpers/engine.js';
+import { KeyRing } from '../../src/crypto/keys.js';
 
 let stack: Stack;
 let env: Record<string, string>;
@@ -124,9 +125,13 @@ describe('cli › consents and clients', () => {
     for (const args of [['consents', 'revoke', String(consent.id)], ['clients', 'disable', clientId], ['consents', 'list']]) {
       const wrong = { ...capture(), env: { ...env, SECRET_KEY: otherKey } };
       expect(await run(args, wrong), args.join(' ')).toBe(1);
-      expect(wrong.stderr).toEqual([expect.stringMatching(/^this SECRET_KEY is not the one the server's data was made with \(the server's sealed \S+ does not open with it\)/)]);
+      expect(wrong.stderr).toEqual([expect.stringMatching(/^this SECRET_KEY is not the one the server's data was made with \(the server's sealed signing keys do not open with it\)/)]);
       expect(wrong.stdout).toEqual([]);
     }
+    // Nor with the server's key as SECRET_KEY_PREVIOUS: the rows would still be MAC'd with the foreign current key (found by review).
+    const behind = { ...capture(), env: { ...env, SECRET_KEY: otherKey, SECRET_KEY_PREVIOUS: TEST_SECRET_KEY } };
+    expect(await run(['consents', 'revoke', String(consent.id)], behind)).toBe(1);
+    expect(behind.stderr).toEqual([expect.stringMatching(/^this SECRET_KEY is not the one the server's data was made with \(the audit log's last row was made with audit key \w+, this process's key is \w+\)/)]);
     // Nothing happened: no audit row, the consent and the client stand, the token still works.
     expect((await auditEvents(stack.app)).length).toBe(rowsBefore);
     const after = capture();
@@ -134,6 +139,17 @@ describe('cli › consents and clients', () => {
     expect(JSON.parse(after.stdout[0] as string)).toEqual([expect.objectContaining({ id: consent.id, status: 'active' })]);
     expect((await mcpPost(`${stack.app.url}/mcp`, tokens.body.access_token, INITIALIZE)).status).toBe(200);
     expect(stack.upstream.revocations.length).toBe(upstreamRevocations);
+
+    // A sealed value the server does not open at every start (the demo IdP's keys) may rightly stay
+    // under a retired key after a rotation: it does not stop the CLI run with the server's key.
+    const retired = new KeyRing(Buffer.from(otherKey, 'base64'));
+    await stack.app.runtime.sql.run('INSERT INTO sealed_secrets (name, sealed, created_at) VALUES (?, ?, ?)', ['demo-idp-jwks', retired.seal('{"keys":[]}', 'secret:demo-idp-jwks'), Date.now()]);
+    try {
+      const right = capture();
+      expect(await run(['consents', 'list', '--client', clientId], right), right.stderr.join('\n')).toBe(0);
+    } finally {
+      await stack.app.runtime.sql.run('DELETE FROM sealed_secrets WHERE name = ?', ['demo-idp-jwks']);
+    }
   });
 
   it('prints help for every command and refuses unknown flags', async () => {

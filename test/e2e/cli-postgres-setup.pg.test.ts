@@ -85,7 +85,7 @@ describe('cli › a PostgreSQL database that is not ready', () => {
 
   it('as a role that may not create the schema: migrate and serve say to migrate as the owner; nothing is created', async () => {
     const migrations = readMigrations(PG_MIGRATIONS_DIR);
-    const expected = `the PostgreSQL database needs ${migrations.length} migrations (next: ${migrations[0]?.name}) and this role may not apply them (permission denied): run "mcp-consent-proxy migrate" with the database owner's DATABASE_URL, apply the application role's grants again (docs/compose/grants.sql), then start this again`;
+    const expected = `the PostgreSQL database needs ${migrations.length} migrations (next: ${migrations[0]?.name}) and this role may not apply them (permission denied for schema public): run "mcp-consent-proxy migrate" as the owner of the database and of its tables, apply the application role's grants again (docs/compose/grants.sql), then start this again`;
     const env = {
       DATABASE_URL: urlOf(EMPTY, APP),
       SECRET_KEY: TEST_SECRET_KEY,

@@ -158,6 +158,9 @@ describe('config › loadConfig', () => {
     const problems = problemsOf({ ...UPSTREAM, ...secret, DATABASE_URL: 'mysql://proxy:db-password-1@db/proxy', DATABASE_POOL_MAX: '0' });
     expect(problems).toEqual(['DATABASE_URL: must start with postgres:// or postgresql://', 'DATABASE_POOL_MAX: must be a whole number from 1 to 1000 (got "0")']);
     expect(problemsOf({ ...UPSTREAM, ...secret, DATABASE_URL: 'postgres:///proxy' })).toEqual(['DATABASE_URL: must name a host, or a unix socket directory with ?host=/socket/dir']);
+    // An @ in the password is pg's to split at the last one; a user with no path after it is no URL pg can use (found by review).
+    expect(loadConfig({ ...UPSTREAM, ...secret, DATABASE_URL: 'postgres://proxy:p@ss@/proxy?host=/run/pg' }).databaseUrl).toBe('postgres://proxy:p@ss@/proxy?host=/run/pg');
+    expect(problemsOf({ ...UPSTREAM, ...secret, DATABASE_URL: 'postgres://proxy:db-password-5@?host=/run/pg' })).toEqual(['DATABASE_URL: must be a URL such as postgres://user:password@host:5432/database']);
     // A user and password but neither a host nor ?host=: the same problem, the password not quoted.
     const hostless = problemsOf({ ...UPSTREAM, ...secret, DATABASE_URL: 'postgres://proxy:db-password-4@/proxy' });
     expect(hostless).toEqual(['DATABASE_URL: must name a host, or a unix socket directory with ?host=/socket/dir']);
