@@ -70,7 +70,8 @@ async function migrateLocked(client: pg.PoolClient, files: ReturnType<typeof rea
   // table exists, and the application role of README "Running several replicas" (insert-only on
   // audit_log, owning nothing) has none — `serve` as that role only verifies what the owner applied.
   const { rows: found } = await client.query<{ t: string | null }>("SELECT to_regclass('schema_migrations')::text AS t");
-  const applied = found[0]?.t == null ? [] : (await client.query<AppliedMigration>('SELECT version, name, checksum FROM schema_migrations ORDER BY version')).rows;
+  const hasTable = found[0]?.t != null;
+  const applied = !hasTable ? [] : (await client.query<AppliedMigration>('SELECT version, name, checksum FROM schema_migrations ORDER BY version')).rows;
   if (mustExist && applied.length === 0) {
     throw new DatabaseMissingError(
       'PostgreSQL (DATABASE_URL)',
@@ -81,7 +82,7 @@ async function migrateLocked(client: pg.PoolClient, files: ReturnType<typeof rea
   const next = files[applied.length]?.name;
   if (next === undefined) return { applied: [], current: files.length };
   try {
-    if (found[0]?.t == null)
+    if (!hasTable)
       await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
     version BIGINT PRIMARY KEY,
     name TEXT NOT NULL,

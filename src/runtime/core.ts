@@ -98,19 +98,12 @@ export const SIGNING_KEYS_SECRET = 'jwks';
  *   foreign current key through (found by review). The server writes a row under its current key
  *   at every start, so after a rotation the CLI needs the new key once the server has started with it.
  */
-async function checkSameSecret({ keys, sql, stores }: Storage): Promise<void> {
+async function checkSameSecret({ keys, stores }: Storage): Promise<void> {
   const refuse = (why: string) =>
     new SecretKeyMismatchError(
       `this SECRET_KEY is not the one the server's data was made with (${why}). This command writes audit rows MAC'd with a key derived from SECRET_KEY: run it with the key the server runs with (during a rotation, once the server has started with the new one)`,
     );
-  const sealed = await sql.one<{ sealed: string }>('SELECT sealed FROM sealed_secrets WHERE name = ?', [SIGNING_KEYS_SECRET]);
-  if (sealed) {
-    try {
-      keys.unseal(sealed.sealed, `secret:${SIGNING_KEYS_SECRET}`);
-    } catch {
-      throw refuse("the server's sealed signing keys do not open with it");
-    }
-  }
+  if (!(await stores.sealed.opens(SIGNING_KEYS_SECRET))) throw refuse("the server's sealed signing keys do not open with it");
   const tip = await stores.auditLog.tip();
   if (tip?.key_id && tip.key_id !== keys.auditKey.kid) throw refuse(`the audit log's last row was made with audit key ${tip.key_id}, this process's key is ${keys.auditKey.kid}`);
 }

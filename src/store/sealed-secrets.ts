@@ -14,13 +14,25 @@ export function createSealedSecretStore(sql: Sql, keys: KeyRing) {
       Date.now(),
     ]);
   };
+  const read = (name: string) => sql.one<{ sealed: string }>('SELECT sealed FROM sealed_secrets WHERE name = ?', [name]);
   return {
     async get(name: string): Promise<string | undefined> {
-      const row = await sql.one<{ sealed: string }>('SELECT sealed FROM sealed_secrets WHERE name = ?', [name]);
+      const row = await read(name);
       if (!row) return undefined;
       const value = keys.unseal(row.sealed, `secret:${name}`);
       if (keys.isStale(row.sealed)) await put(name, value);
       return value;
+    },
+    /** Whether `name` is absent or opens with this key ring — read only, never re-sealed (the CLI's key check, src/runtime/core.ts). */
+    async opens(name: string): Promise<boolean> {
+      const row = await read(name);
+      if (!row) return true;
+      try {
+        keys.unseal(row.sealed, `secret:${name}`);
+        return true;
+      } catch {
+        return false;
+      }
     },
     put,
   };
