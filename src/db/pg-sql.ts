@@ -185,6 +185,11 @@ export class PgSql implements Sql {
     return tx !== undefined && !tx.closing;
   }
 
+  transactionScope(): object | undefined {
+    const tx = this.#context.getStore();
+    return tx !== undefined && !tx.closing ? tx : undefined;
+  }
+
   afterCommit(fn: () => void): void {
     // Also while COMMIT is under way (closing): the callback waits for its outcome.
     const tx = this.#context.getStore();

@@ -114,6 +114,13 @@ export interface Sql {
   /** Whether the calling async context runs inside transaction() (then nothing it writes is committed yet). */
   inTransaction(): boolean;
   /**
+   * The calling context's transaction as an opaque identity — the same object for every statement
+   * of one transaction (nested calls included), a new one for the next — or undefined outside
+   * one. A key for what a store may remember only until its transaction ends (a row read together
+   * with another in one statement: src/store/oidc-models.ts).
+   */
+  transactionScope(): object | undefined;
+  /**
    * Run `fn` once the calling context's transaction has committed — never when it rolls back —
    * or at once (synchronously) outside a transaction. For effects outside the database that may
    * follow only a committed decision (asking U to revoke a token: src/consent/revocation.ts).

@@ -126,6 +126,10 @@ export class SqliteSql implements Sql {
     return this.#active !== null && this.#context.getStore() === this.#active;
   }
 
+  transactionScope(): object | undefined {
+    return this.inTransaction() ? (this.#active ?? undefined) : undefined;
+  }
+
   afterCommit(fn: () => void): void {
     if (this.inTransaction()) this.#active!.committed.push(fn);
     else fn();

@@ -38,6 +38,16 @@ const FIND = 'SELECT payload, expires_at, consumed_at FROM oidc_models WHERE mod
 const UPSERT = `INSERT INTO oidc_models (model, key, payload, grant_id, uid, expires_at) VALUES (?, ?, ?, ?, ?, ?)
   ON CONFLICT (model, key) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id, uid = excluded.uid, expires_at = excluded.expires_at`;
 const REVOKE_GRANT = 'DELETE FROM oidc_models WHERE grant_id = ?';
+/** A code or refresh token with the grant it names, in one statement (see findWithGrant). */
+const FIND_WITH_GRANT = `SELECT t.payload, t.expires_at, t.consumed_at, g.key AS grant_key, g.payload AS grant_payload, g.expires_at AS grant_expires_at, g.consumed_at AS grant_consumed_at
+  FROM oidc_models t LEFT JOIN oidc_models g ON g.model = ? AND g.key = t.grant_id WHERE t.model = ? AND t.key = ?`;
+
+interface RowWithGrant extends Row {
+  grant_key: string | null;
+  grant_payload: string | null;
+  grant_expires_at: number | null;
+  grant_consumed_at: number | null;
+}
 
 /**
  * What `consume` did: the one caller that set `consumed_at` gets `consumed`; a later (or
@@ -91,19 +101,72 @@ function restore(keys: KeyRing, model: string, id: string | undefined, payload: 
 
 /** The oidc_models table's reads and writes. */
 export class OidcModelStore {
+  /**
+   * Grant rows read with a code or refresh token (findWithGrant), per transaction (the Sql's
+   * transactionScope): `${model}\u0000${key}` → the row. Taken by the next find of that grant in
+   * the same transaction; forgotten on any write through this store and with the transaction.
+   */
+  readonly #prefetched = new WeakMap<object, Map<string, Row>>();
+
   constructor(
     private readonly sql: Sql,
     private readonly keys: KeyRing,
   ) {}
 
+  /** A write through this store: grants read ahead in this transaction are no longer served. */
+  #wrote(): void {
+    const scope = this.sql.transactionScope();
+    if (scope !== undefined) this.#prefetched.delete(scope);
+  }
+
   async upsert(model: string, id: string, payload: Payload, expiresIn: number | undefined): Promise<void> {
+    this.#wrote();
     const stored = JSON.stringify(atRest(this.keys, model, id, payload));
     const uid = model === 'Interaction' ? null : (payload.uid ?? null);
     await this.sql.run(UPSERT, [model, modelKey(model, id), stored, payload.grantId ?? null, uid, expiresIn ? Date.now() + expiresIn * 1000 : null]);
   }
 
   async find(model: string, id: string): Promise<Payload | undefined> {
-    return restore(this.keys, model, id, live(await this.sql.one<Row>(FIND, [model, modelKey(model, id)])));
+    const key = modelKey(model, id);
+    const row = this.#takePrefetched(model, key) ?? (await this.sql.one<Row>(FIND, [model, key]));
+    return restore(this.keys, model, id, live(row));
+  }
+
+  /**
+   * `find` of a code or refresh token that also reads the grant it names (`grantModel`) in the
+   * same statement, inside a transaction: the provider's next step is `find(grantModel, grantId)`
+   * (oidc-provider's refresh_token and authorization_code grants), which is then answered from
+   * this read instead of another round trip — one of the eleven of a `/token` refresh on
+   * PostgreSQL (issue 11). Outside a transaction it is `find`.
+   *
+   * Staleness (PostgreSQL, READ COMMITTED): the grant is read one statement earlier than the
+   * provider would read it, in the same transaction, before anything is consumed or issued. A grant
+   * revoked in between deletes this code or token with it (revokeByGrantId, destroyGrant), so the
+   * provider's atomic consume that follows finds no row and the request fails and rolls back —
+   * the outcome of reading the grant after the revocation (test/unit/oidc-models.test.ts).
+   */
+  async findWithGrant(model: string, id: string, grantModel: string): Promise<Payload | undefined> {
+    const scope = this.sql.transactionScope();
+    if (scope === undefined) return this.find(model, id);
+    const key = modelKey(model, id);
+    const row = await this.sql.one<RowWithGrant>(FIND_WITH_GRANT, [grantModel, model, key]);
+    if (row?.grant_key != null && row.grant_payload !== null) {
+      let rows = this.#prefetched.get(scope);
+      if (rows === undefined) this.#prefetched.set(scope, (rows = new Map()));
+      rows.set(`${grantModel}\u0000${row.grant_key}`, { payload: row.grant_payload, expires_at: row.grant_expires_at, consumed_at: row.grant_consumed_at });
+    }
+    return restore(this.keys, model, id, live(row));
+  }
+
+  /** The grant row findWithGrant read ahead in this transaction, once. */
+  #takePrefetched(model: string, key: string): Row | undefined {
+    const scope = this.sql.transactionScope();
+    const rows = scope === undefined ? undefined : this.#prefetched.get(scope);
+    if (rows === undefined) return undefined;
+    const slot = `${model}\u0000${key}`;
+    const row = rows.get(slot);
+    rows.delete(slot);
+    return row;
   }
 
   async findByUid(model: string, uid: string): Promise<Payload | undefined> {
@@ -116,6 +179,7 @@ export class OidcModelStore {
    * (two requests, two replicas) exactly one wins (TOK-05, RT-02; the adapter refuses the other).
    */
   async consume(model: string, id: string, now = Date.now()): Promise<ConsumeOutcome> {
+    this.#wrote();
     const key = modelKey(model, id);
     const won = await this.sql.one<{ key: string }>('UPDATE oidc_models SET consumed_at = ? WHERE model = ? AND key = ? AND consumed_at IS NULL RETURNING key', [now, model, key]);
     if (won) return { consumed: true };
@@ -124,16 +188,19 @@ export class OidcModelStore {
   }
 
   async destroy(model: string, id: string): Promise<void> {
+    this.#wrote();
     await this.sql.run('DELETE FROM oidc_models WHERE model = ? AND key = ?', [model, modelKey(model, id)]);
   }
 
   /** Delete every code and token of a grant (oidc-provider calls this per model; once is enough). */
   async revokeByGrantId(grantId: string): Promise<void> {
+    this.#wrote();
     await this.sql.run(REVOKE_GRANT, [grantId]);
   }
 
   /** Delete a grant with everything issued under it (one transaction; joins the caller's). */
   destroyGrant(grantId: string): Promise<void> {
+    this.#wrote();
     return this.sql.transaction(async () => {
       await this.sql.run(REVOKE_GRANT, [grantId]);
       await this.sql.run("DELETE FROM oidc_models WHERE model = 'Grant' AND key = ?", [grantId]);
@@ -183,11 +250,13 @@ export class OidcModelStore {
   }
 
   async deleteClient(clientId: string): Promise<void> {
+    this.#wrote();
     await this.sql.run("DELETE FROM oidc_models WHERE model = 'Client' AND key = ?", [clientId]);
   }
 
   /** Remove expired rows (codes, tokens, sessions, interactions). */
   async purgeExpired(now = Date.now()): Promise<number> {
+    this.#wrote();
     return (await this.sql.run("DELETE FROM oidc_models WHERE expires_at IS NOT NULL AND expires_at < ? AND model <> 'Client'", [now])).changes;
   }
 }

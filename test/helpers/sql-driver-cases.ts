@@ -287,6 +287,38 @@ export function sqlDriverCases(engine: 'sqlite' | 'postgres', open: () => Promis
       expect(sql.inTransaction()).toBe(false);
     });
 
+    it('transactionScope() is one identity per transaction, shared by nested calls, and undefined outside one', async () => {
+      expect(sql.transactionScope()).toBeUndefined();
+      let first: object | undefined;
+      let nested: object | undefined;
+      let afterAwait: object | undefined;
+      await sql.transaction(async () => {
+        first = sql.transactionScope();
+        await sql.run('INSERT INTO items (id) VALUES (?)', ['s1']);
+        afterAwait = sql.transactionScope();
+        await sql.transaction(async () => {
+          nested = sql.transactionScope();
+        });
+      });
+      expect(first).toBeTypeOf('object');
+      expect(afterAwait).toBe(first);
+      expect(nested).toBe(first);
+      expect(sql.transactionScope()).toBeUndefined();
+      const second = await sql.transaction(async () => sql.transactionScope());
+      expect(second).toBeTypeOf('object');
+      expect(second).not.toBe(first);
+      const inside = gate();
+      const release = gate();
+      const open = sql.transaction(async () => {
+        inside.open();
+        await release.wait;
+      });
+      await inside.wait;
+      expect(sql.transactionScope()).toBeUndefined(); // another context, while it is open
+      release.open();
+      await open;
+    });
+
     it('oneNow answers what one answers, as a value or a promise', async () => {
       await sql.run('INSERT INTO items (id, n) VALUES (?, ?)', ['x', 7]);
       expect(await sql.oneNow('SELECT id, n FROM items WHERE id = ?', ['x'])).toEqual({ id: 'x', n: 7 });

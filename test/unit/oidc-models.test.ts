@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { KeyRing, sha256 } from '../../src/crypto/keys.js';
 import { createOidcModelStore } from '../../src/store/oidc-models.js';
 import type { Sql } from '../../src/db/sql.js';
-import { openTestSql } from '../helpers/engine.js';
+import { onPostgres, openTestSql } from '../helpers/engine.js';
+import { gate } from '../helpers/sql-driver-cases.js';
 
 const opened: Sql[] = [];
 afterAll(async () => {
@@ -94,5 +95,115 @@ describe('store › oidc-models › consume (single use across requests and repl
     // The payload oidc-provider reads says consumed, in seconds; the JSON at rest is untouched.
     expect((await store.find('AuthorizationCode', 'code-race'))?.consumed).toBeTypeOf('number');
     expect((await store.grantSource('AuthorizationCode', 'code-race'))?.consumed).toBe(true);
+  });
+});
+
+/** `db` with its `one` statements counted (every read the store makes goes through `one`). */
+function counting(db: Sql): { sql: Sql; reads: () => number } {
+  let n = 0;
+  const sql = new Proxy(db, {
+    get(target, prop) {
+      if (prop === 'one') {
+        return (text: string, params?: readonly unknown[]) => {
+          n++;
+          return target.one(text, params);
+        };
+      }
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  return { sql, reads: () => n };
+}
+
+describe('store › oidc-models › a grant read with its code or refresh token (one round trip less per /token, issue 11)', () => {
+  async function seeded() {
+    const { db, keys } = await setup();
+    const { sql, reads } = counting(db);
+    const store = createOidcModelStore(sql, keys);
+    await store.upsert('Grant', 'g1', { jti: 'g1', accountId: 'alice', openid: { scope: 'openid' } }, 600);
+    await store.upsert('RefreshToken', 'rt-1', { jti: 'rt-1', grantId: 'g1', accountId: 'alice' }, 600);
+    await store.upsert('AuthorizationCode', 'code-1', { jti: 'code-1', grantId: 'g1' }, 600);
+    return { db, store, reads };
+  }
+
+  it('in a transaction, the next find of that grant is answered from the same statement, once, with what a read would give', async () => {
+    const { db, store, reads } = await seeded();
+    const plain = await store.find('Grant', 'g1');
+    for (const model of ['RefreshToken', 'AuthorizationCode']) {
+      await db.transaction(async () => {
+        const before = reads();
+        expect(await store.findWithGrant(model, model === 'RefreshToken' ? 'rt-1' : 'code-1', 'Grant')).toMatchObject({ grantId: 'g1' });
+        expect(await store.find('Grant', 'g1')).toEqual(plain);
+        expect(reads() - before).toBe(1);
+        expect(await store.find('Grant', 'g1')).toEqual(plain); // served once: this one reads
+        expect(reads() - before).toBe(2);
+      });
+    }
+  });
+
+  it('outside a transaction, in another transaction, or after a write through the store, the grant is read again', async () => {
+    const { db, store, reads } = await seeded();
+    let before = reads();
+    await store.findWithGrant('RefreshToken', 'rt-1', 'Grant');
+    await store.find('Grant', 'g1');
+    expect(reads() - before).toBe(2);
+
+    await db.transaction(async () => {
+      await store.findWithGrant('RefreshToken', 'rt-1', 'Grant');
+    });
+    before = reads();
+    await db.transaction(async () => {
+      expect(await store.find('Grant', 'g1')).toMatchObject({ accountId: 'alice' });
+    });
+    expect(reads() - before).toBe(1);
+
+    await db.transaction(async () => {
+      await store.findWithGrant('RefreshToken', 'rt-1', 'Grant');
+      await store.upsert('Grant', 'g1', { jti: 'g1', accountId: 'alice', openid: { scope: 'openid offline_access' } }, 600);
+      expect(await store.find('Grant', 'g1')).toMatchObject({ openid: { scope: 'openid offline_access' } });
+    });
+  });
+
+  it('a missing or expired grant, or another provider’s grant model, is not served from the join', async () => {
+    const { db, store } = await seeded();
+    await store.upsert('RefreshToken', 'rt-orphan', { jti: 'rt-orphan', grantId: 'g-gone' }, 600);
+    await store.upsert('Grant', 'g-short', { jti: 'g-short' }, 1);
+    await store.upsert('RefreshToken', 'rt-short', { jti: 'rt-short', grantId: 'g-short' }, 600);
+    await db.transaction(async () => {
+      expect(await store.findWithGrant('RefreshToken', 'rt-orphan', 'Grant')).toMatchObject({ grantId: 'g-gone' });
+      expect(await store.find('Grant', 'g-gone')).toBeUndefined();
+      expect(await store.findWithGrant('RefreshToken', 'rt-1', 'demo:Grant')).toMatchObject({ grantId: 'g1' });
+      expect(await store.find('demo:Grant', 'g1')).toBeUndefined();
+    });
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(Date.now() + 5000);
+      await db.transaction(async () => {
+        expect(await store.findWithGrant('RefreshToken', 'rt-short', 'Grant')).toMatchObject({ grantId: 'g-short' });
+        expect(await store.find('Grant', 'g-short')).toBeUndefined(); // expiry is judged when served, as a read would
+      });
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it.runIf(onPostgres)('a grant revoked by another connection between the join and the consume: the consume finds no row (PostgreSQL)', async () => {
+    const { db, store } = await seeded();
+    const joined = gate();
+    const revoked = gate();
+    const tx = db.transaction(async () => {
+      await store.findWithGrant('RefreshToken', 'rt-1', 'Grant');
+      joined.open();
+      await revoked.wait;
+      const grant = await store.find('Grant', 'g1'); // the grant as read before the revocation
+      expect(grant).toMatchObject({ accountId: 'alice' });
+      return store.consume('RefreshToken', 'rt-1');
+    });
+    await joined.wait;
+    await store.destroyGrant('g1'); // outside the transaction's context: another pool connection
+    revoked.open();
+    expect(await tx).toEqual({ consumed: false, replayed: false });
+    expect(await db.one("SELECT key FROM oidc_models WHERE grant_id = 'g1' OR key = 'g1'")).toBeUndefined();
   });
 });
