@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL cluster for the tests (CI and developers alike).
 #
-#   eval "$(.ci/pg-cluster.sh start)"   # prints: export TEST_DATABASE_URL=… PG_CLUSTER_DIR=…
+#   eval "$(.ci/pg-cluster.sh start)"   # prints: export TEST_DATABASE_URL=… PG_CLUSTER_DIR=… TEST_DATABASE_CA=…
 #   npm test                            # the *.pg.test.ts files now run too
 #   .ci/pg-cluster.sh stop              # stops it and deletes its directory ($PG_CLUSTER_DIR)
 #
 # The cluster lives in a new temporary directory: initdb with trust authentication for the
 # superuser `postgres`, listening on 127.0.0.1 at a free port and on a unix socket in that
 # directory, durability switched off (fsync, synchronous_commit, full_page_writes: it is thrown
-# away). PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user.
+# away), and TLS with a certificate from a test CA made here (exported as TEST_DATABASE_CA; plain
+# connections still work). PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user.
 # Server binaries: $PG_BIN, else the newest /usr/lib/postgresql/<version>/bin; as root, Debian's
 # `postgresql` package is installed when none is there. Only the export lines go to stdout.
 set -euo pipefail
@@ -34,27 +35,49 @@ find_bin() {
 # Run a server binary as the cluster's owner: `postgres` when we are root, else ourselves.
 as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
+# A test CA and a server certificate it signed (for 127.0.0.1 and localhost), so the cluster also
+# accepts TLS: test/e2e/postgres-tls.pg.test.ts connects with sslmode=verify-full and this CA.
+# Prints the server's -c options; the CA is $dir/tls/ca.crt. Without openssl: plain TCP only.
+make_tls() {
+  local dir=$1 tls=$1/tls
+  if ! command -v openssl >/dev/null; then log "no openssl: the cluster offers no TLS (the TLS tests fail)"; return 0; fi
+  mkdir "$tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3 -subj "/CN=mcp-consent-proxy test CA" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+    -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$tls/server.ext"
+  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial -days 3 \
+    -extfile "$tls/server.ext" -out "$tls/server.crt" 2>/dev/null
+  chmod 600 "$tls/server.key" "$tls/ca.key"
+  if [ "$(id -u)" = 0 ]; then chown -R postgres: "$tls"; fi
+  echo "-c ssl=on -c ssl_cert_file=$tls/server.crt -c ssl_key_file=$tls/server.key"
+}
+
 free_port() {
   node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
 }
 
 start() {
-  local bin dir port
+  local bin dir port tls_options
   bin=$(find_bin)
   dir=$(mktemp -d "${TMPDIR:-/tmp}/mcp-consent-proxy-pg.XXXXXX")
   if [ "$(id -u)" = 0 ]; then chown postgres: "$dir"; fi
   as_owner "$bin/initdb" -D "$dir/data" -A trust -U postgres -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; log "initdb failed"; exit 1; }
+  tls_options=$(make_tls "$dir") || { log "could not make the TLS certificates"; exit 1; }
   # A port can be taken between free_port and the server's bind: try a few.
   for _ in 1 2 3 4 5; do
     port=$(free_port)
     if as_owner "$bin/pg_ctl" -D "$dir/data" -w -t 30 -l "$dir/log" \
-      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 $tls_options" \
       start >&2; then
       echo "$bin" >"$dir/bin"
       log "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port and $dir/.s.PGSQL.$port"
       echo "export TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$port/postgres"
       echo "export PG_CLUSTER_DIR=$dir"
+      if [ -n "$tls_options" ]; then echo "export TEST_DATABASE_CA=$dir/tls/ca.crt"; fi
       return 0
     fi
     tail -n 5 "$dir/log" >&2 || true

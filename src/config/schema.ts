@@ -190,7 +190,7 @@ export const SCHEMA = {
   }),
   DATABASE_URL: key({
     group: 'Storage',
-    doc: 'PostgreSQL instead of SQLite, for several processes (replicas) on one database (README "Storage"): `postgres://user:password@host:5432/db` or `postgresql://…`; `?host=/socket/dir` connects through a unix socket directory (with credentials: `postgres://user:password@/db?host=/socket/dir`). Requires `SECRET_KEY` (the same on every process). Unset ⇒ SQLite at `DATABASE_PATH`. `DATABASE_PATH`\'s directory stays the data directory either way. The value is never shown or logged (it may carry a password).',
+    doc: 'PostgreSQL instead of SQLite, for several processes (replicas) on one database (README "Storage"): `postgres://user:password@host:5432/db` or `postgresql://…`; `?host=/socket/dir` connects through a unix socket directory (with credentials: `postgres://user:password@/db?host=/socket/dir`); TLS with `?sslmode=verify-full&sslrootcert=/path/to/ca.pem` (README "TLS to PostgreSQL"). Requires `SECRET_KEY` (the same on every process). Unset ⇒ SQLite at `DATABASE_PATH`. `DATABASE_PATH`\'s directory stays the data directory either way. The value is never shown or logged (it may carry a password).',
     defaultText: '— (SQLite)',
     secret: true,
     parse: databaseUrl,

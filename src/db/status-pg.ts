@@ -6,6 +6,7 @@
  * exactly these), and are the PostgreSQL migrations this build knows applied — none pending, none
  * unknown, none changed (the rules `migrate` enforces, src/db/migrate-pg.ts).
  */
+import { explainPgConnectionFailure } from './pg-errors.js';
 import { PgSql } from './pg-sql.js';
 import { readMigrations } from './migrate.js';
 import { PG_MIGRATIONS_DIR } from './migrate-pg.js';
@@ -107,7 +108,7 @@ export async function postgresStatus(url: string, timeoutMs: number, dir = PG_MI
     if (state.state === 'ready' && absent.length) return { state: 'unusable', problem: `${absent.join(', ')} not found although every migration is applied` };
     return state;
   } catch (err) {
-    return { state: 'unusable', problem: (err as Error).message };
+    return { state: 'unusable', problem: (explainPgConnectionFailure(err) as Error).message };
   } finally {
     await sql.close().catch(() => undefined);
   }

@@ -14,6 +14,7 @@ import type { Config, UpstreamConfig } from '../config/load.js';
 import { KeyRing } from '../crypto/keys.js';
 import { resolveSecretKey } from '../crypto/secret-file.js';
 import { migrate } from '../db/migrate.js';
+import { explainPgConnectionFailure } from '../db/pg-errors.js';
 import { after, type Sql } from '../db/sql.js';
 import { openSqliteSql, SqliteSql } from '../db/sqlite-sql.js';
 import { createStores, type Stores } from '../store/index.js';
@@ -132,11 +133,7 @@ export async function openConfiguredDatabase(config: Readonly<Config>, options: 
       return { sql, ...(await migratePg(sql, undefined, { mustExist: options.mustExist ?? false })), where: 'PostgreSQL (DATABASE_URL)' };
     } catch (err) {
       await sql.close();
-      // pg's own words for a server that asks for a password DATABASE_URL does not carry.
-      if (/client password must be a string/.test((err as Error).message)) {
-        throw new Error('the PostgreSQL server asks for a password and DATABASE_URL has none: postgres://user:password@host:5432/database (percent-encode special characters)', { cause: err });
-      }
-      throw err;
+      throw explainPgConnectionFailure(err);
     }
   }
   const sql = openSqliteSql(config.databasePath, { mustExist: options.mustExist ?? false, synchronous: config.databaseSynchronous });
