@@ -37,9 +37,14 @@ as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@";
 
 # A test CA and a server certificate it signed (for 127.0.0.1 and localhost), so the cluster also
 # accepts TLS: test/e2e/postgres-tls.pg.test.ts connects with sslmode=verify-full and this CA.
-# Prints the server's -c options; the CA is $dir/tls/ca.crt. Without openssl: plain TCP only.
+# Prints the server's -c options; the CA is $dir/tls/ca.crt. As root, Debian's openssl is installed
+# when missing; without it: plain TCP only.
 make_tls() {
   local dir=$1 tls=$1/tls
+  if ! command -v openssl >/dev/null && [ "$(id -u)" = 0 ]; then
+    log "installing Debian's openssl package"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl; } >&2 || true
+  fi
   if ! command -v openssl >/dev/null; then log "no openssl: the cluster offers no TLS (the TLS tests fail)"; return 0; fi
   mkdir "$tls"
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3 -subj "/CN=mcp-consent-proxy test CA" \
