@@ -187,7 +187,7 @@ export class PgSql implements Sql {
 
   transactionScope(): object | undefined {
     const tx = this.#context.getStore();
-    return tx !== undefined && !tx.closing ? tx : undefined;
+    return tx !== undefined && !tx.closing && tx.failed === undefined ? tx : undefined;
   }
 
   afterCommit(fn: () => void): void {

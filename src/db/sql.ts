@@ -116,8 +116,9 @@ export interface Sql {
   /**
    * The calling context's transaction as an opaque identity — the same object for every statement
    * of one transaction (nested calls included), a new one for the next — or undefined outside
-   * one. A key for what a store may remember only until its transaction ends (a row read together
-   * with another in one statement: src/store/oidc-models.ts).
+   * one, and once a statement in it has failed (it will roll back; nothing remembered for it may
+   * answer a read). A key for what a store may remember only until its transaction ends (a row
+   * read together with another in one statement: src/store/oidc-models.ts).
    */
   transactionScope(): object | undefined;
   /**

@@ -127,7 +127,7 @@ export class SqliteSql implements Sql {
   }
 
   transactionScope(): object | undefined {
-    return this.inTransaction() ? (this.#active ?? undefined) : undefined;
+    return this.inTransaction() && this.#active!.failed === undefined ? this.#active! : undefined;
   }
 
   afterCommit(fn: () => void): void {

@@ -63,21 +63,20 @@ export class ReplayedGrantSource extends errors.InvalidGrant {
  */
 export function adapterClass(models: OidcModelStore, options: { prefix?: string; hideDisabledClients?: boolean } = {}) {
   const prefix = options.prefix ?? '';
-  const grantModel = `${prefix}Grant`;
   return class StoreAdapter implements Adapter {
     private readonly name: string;
-    /** a code or refresh token: its grant is the provider's next read (OidcModelStore.findWithGrant) */
-    private readonly namesGrant: boolean;
+    /** P's own code or refresh token: its grant is the provider's next read (OidcModelStore.findWithGrant) */
+    private readonly namesGrant: 'RefreshToken' | 'AuthorizationCode' | undefined;
     constructor(model: string) {
       this.name = `${prefix}${model}`;
-      this.namesGrant = model === 'RefreshToken' || model === 'AuthorizationCode';
+      this.namesGrant = prefix === '' && (model === 'RefreshToken' || model === 'AuthorizationCode') ? model : undefined;
     }
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
       await models.upsert(this.name, id, payload as Record<string, unknown>, expiresIn);
     }
     async find(id: string): Promise<AdapterPayload | undefined> {
       if (this.name === 'Client' && options.hideDisabledClients) return (await models.findClientUnlessDisabled(id)) as AdapterPayload | undefined;
-      if (this.namesGrant) return (await models.findWithGrant(this.name, id, grantModel)) as AdapterPayload | undefined;
+      if (this.namesGrant) return (await models.findWithGrant(this.namesGrant, id)) as AdapterPayload | undefined;
       return (await models.find(this.name, id)) as AdapterPayload | undefined;
     }
     async findByUserCode(): Promise<AdapterPayload | undefined> {

@@ -38,9 +38,9 @@ const FIND = 'SELECT payload, expires_at, consumed_at FROM oidc_models WHERE mod
 const UPSERT = `INSERT INTO oidc_models (model, key, payload, grant_id, uid, expires_at) VALUES (?, ?, ?, ?, ?, ?)
   ON CONFLICT (model, key) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id, uid = excluded.uid, expires_at = excluded.expires_at`;
 const REVOKE_GRANT = 'DELETE FROM oidc_models WHERE grant_id = ?';
-/** A code or refresh token with the grant it names, in one statement (see findWithGrant). */
+/** A code or refresh token with the Grant it names, in one statement (see findWithGrant). */
 const FIND_WITH_GRANT = `SELECT t.payload, t.expires_at, t.consumed_at, g.key AS grant_key, g.payload AS grant_payload, g.expires_at AS grant_expires_at, g.consumed_at AS grant_consumed_at
-  FROM oidc_models t LEFT JOIN oidc_models g ON g.model = ? AND g.key = t.grant_id WHERE t.model = ? AND t.key = ?`;
+  FROM oidc_models t LEFT JOIN oidc_models g ON g.model = 'Grant' AND g.key = t.grant_id WHERE t.model = ? AND t.key = ?`;
 
 interface RowWithGrant extends Row {
   grant_key: string | null;
@@ -102,11 +102,12 @@ function restore(keys: KeyRing, model: string, id: string | undefined, payload: 
 /** The oidc_models table's reads and writes. */
 export class OidcModelStore {
   /**
-   * Grant rows read with a code or refresh token (findWithGrant), per transaction (the Sql's
-   * transactionScope): `${model}\u0000${key}` → the row. Taken by the next find of that grant in
-   * the same transaction; forgotten on any write through this store and with the transaction.
+   * Per transaction (the Sql's transactionScope): the Grant rows findWithGrant read with a code or
+   * refresh token, by grant id, each taken by the next find('Grant') of that id; and a count of the
+   * writes made through this store in it — any write empties the rows, and a join that was under
+   * way while one was made keeps nothing. Gone with the transaction (a WeakMap).
    */
-  readonly #prefetched = new WeakMap<object, Map<string, Row>>();
+  readonly #prefetched = new WeakMap<object, { grants: Map<string, Row>; writes: number }>();
 
   constructor(
     private readonly sql: Sql,
@@ -116,7 +117,10 @@ export class OidcModelStore {
   /** A write through this store: grants read ahead in this transaction are no longer served. */
   #wrote(): void {
     const scope = this.sql.transactionScope();
-    if (scope !== undefined) this.#prefetched.delete(scope);
+    const state = scope === undefined ? undefined : this.#prefetched.get(scope);
+    if (state === undefined) return;
+    state.writes++;
+    state.grants.clear();
   }
 
   async upsert(model: string, id: string, payload: Payload, expiresIn: number | undefined): Promise<void> {
@@ -133,39 +137,45 @@ export class OidcModelStore {
   }
 
   /**
-   * `find` of a code or refresh token that also reads the grant it names (`grantModel`) in the
-   * same statement, inside a transaction: the provider's next step is `find(grantModel, grantId)`
-   * (oidc-provider's refresh_token and authorization_code grants), which is then answered from
-   * this read instead of another round trip — one of the eleven of a `/token` refresh on
-   * PostgreSQL (issue 11). Outside a transaction it is `find`.
+   * `find` of a code or refresh token that also reads, in the same statement, the Grant it names:
+   * inside a transaction the provider's next step is `find('Grant', grantId)` (oidc-provider's
+   * refresh_token and authorization_code grants), which is then answered from this read instead
+   * of another round trip — one of the eleven of a `/token` refresh on PostgreSQL (issue 11).
+   * Outside a transaction it is `find`. For P's own provider only: Grant is the one grant model
+   * keyed by its id in clear (a prefixed provider's grants are keyed by hash, so no join matches).
    *
    * Staleness (PostgreSQL, READ COMMITTED): the grant is read one statement earlier than the
    * provider would read it, in the same transaction, before anything is consumed or issued. A grant
    * revoked in between deletes this code or token with it (revokeByGrantId, destroyGrant), so the
    * provider's atomic consume that follows finds no row and the request fails and rolls back —
-   * the outcome of reading the grant after the revocation (test/unit/oidc-models.test.ts).
+   * the outcome of reading the grant after the revocation (test/unit/oidc-models.test.ts). One
+   * path has no consume: a replayed (already consumed) refresh token, whose grant the provider
+   * then revokes as reuse (RT-02). If the grant was revoked in that window, the provider revokes
+   * it again — deleting nothing more — and P records the reuse, where a read after the revocation
+   * would have answered "grant not found"; either way the request is refused.
    */
-  async findWithGrant(model: string, id: string, grantModel: string): Promise<Payload | undefined> {
+  async findWithGrant(model: 'RefreshToken' | 'AuthorizationCode', id: string): Promise<Payload | undefined> {
     const scope = this.sql.transactionScope();
     if (scope === undefined) return this.find(model, id);
+    let state = this.#prefetched.get(scope);
+    if (state === undefined) this.#prefetched.set(scope, (state = { grants: new Map(), writes: 0 }));
+    const writes = state.writes;
     const key = modelKey(model, id);
-    const row = await this.sql.one<RowWithGrant>(FIND_WITH_GRANT, [grantModel, model, key]);
-    if (row?.grant_key != null && row.grant_payload !== null) {
-      let rows = this.#prefetched.get(scope);
-      if (rows === undefined) this.#prefetched.set(scope, (rows = new Map()));
-      rows.set(`${grantModel}\u0000${row.grant_key}`, { payload: row.grant_payload, expires_at: row.grant_expires_at, consumed_at: row.grant_consumed_at });
+    const row = await this.sql.one<RowWithGrant>(FIND_WITH_GRANT, [model, key]);
+    // A write made while the join was under way may have changed the grant: keep nothing then.
+    if (row?.grant_key != null && row.grant_payload !== null && state.writes === writes) {
+      state.grants.set(row.grant_key, { payload: row.grant_payload, expires_at: row.grant_expires_at, consumed_at: row.grant_consumed_at });
     }
     return restore(this.keys, model, id, live(row));
   }
 
-  /** The grant row findWithGrant read ahead in this transaction, once. */
+  /** The Grant row findWithGrant read ahead in this transaction, once. */
   #takePrefetched(model: string, key: string): Row | undefined {
+    if (model !== 'Grant') return undefined;
     const scope = this.sql.transactionScope();
-    const rows = scope === undefined ? undefined : this.#prefetched.get(scope);
-    if (rows === undefined) return undefined;
-    const slot = `${model}\u0000${key}`;
-    const row = rows.get(slot);
-    rows.delete(slot);
+    const grants = scope === undefined ? undefined : this.#prefetched.get(scope)?.grants;
+    const row = grants?.get(key);
+    if (row !== undefined) grants!.delete(key);
     return row;
   }
 

@@ -319,6 +319,30 @@ export function sqlDriverCases(engine: 'sqlite' | 'postgres', open: () => Promis
       await open;
     });
 
+    it('transactionScope() is undefined in the transaction once a statement failed, and in its context after it ended', async () => {
+      const seen: (object | undefined)[] = [];
+      const later = gate();
+      let late: Promise<object | undefined> | undefined;
+      await expect(
+        sql.transaction(async () => {
+          seen.push(sql.transactionScope());
+          await sql.run('INSERT INTO no_such_table (id) VALUES (?)', ['x']).catch(() => undefined);
+          seen.push(sql.transactionScope());
+        }),
+      ).rejects.toThrow();
+      expect(seen[0]).toBeTypeOf('object');
+      expect(seen[1]).toBeUndefined();
+      await sql.transaction(async () => {
+        // started in the transaction's context, running after it committed
+        late = (async () => {
+          await later.wait;
+          return sql.transactionScope();
+        })();
+      });
+      later.open();
+      expect(await late).toBeUndefined();
+    });
+
     it('oneNow answers what one answers, as a value or a promise', async () => {
       await sql.run('INSERT INTO items (id, n) VALUES (?, ?)', ['x', 7]);
       expect(await sql.oneNow('SELECT id, n FROM items WHERE id = ?', ['x'])).toEqual({ id: 'x', n: 7 });

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KeyRing, sha256 } from '../../src/crypto/keys.js';
 import { createOidcModelStore } from '../../src/store/oidc-models.js';
+import { adapterClass } from '../../src/provider/configuration.js';
 import type { Sql } from '../../src/db/sql.js';
 import { onPostgres, openTestSql } from '../helpers/engine.js';
 import { gate } from '../helpers/sql-driver-cases.js';
@@ -124,16 +125,19 @@ describe('store › oidc-models › a grant read with its code or refresh token 
     await store.upsert('Grant', 'g1', { jti: 'g1', accountId: 'alice', openid: { scope: 'openid' } }, 600);
     await store.upsert('RefreshToken', 'rt-1', { jti: 'rt-1', grantId: 'g1', accountId: 'alice' }, 600);
     await store.upsert('AuthorizationCode', 'code-1', { jti: 'code-1', grantId: 'g1' }, 600);
-    return { db, store, reads };
+    return { db, keys, store, reads };
   }
 
   it('in a transaction, the next find of that grant is answered from the same statement, once, with what a read would give', async () => {
     const { db, store, reads } = await seeded();
     const plain = await store.find('Grant', 'g1');
-    for (const model of ['RefreshToken', 'AuthorizationCode']) {
+    for (const [model, id] of [
+      ['RefreshToken', 'rt-1'],
+      ['AuthorizationCode', 'code-1'],
+    ] as const) {
       await db.transaction(async () => {
         const before = reads();
-        expect(await store.findWithGrant(model, model === 'RefreshToken' ? 'rt-1' : 'code-1', 'Grant')).toMatchObject({ grantId: 'g1' });
+        expect(await store.findWithGrant(model, id)).toMatchObject({ grantId: 'g1' });
         expect(await store.find('Grant', 'g1')).toEqual(plain);
         expect(reads() - before).toBe(1);
         expect(await store.find('Grant', 'g1')).toEqual(plain); // served once: this one reads
@@ -142,50 +146,106 @@ describe('store › oidc-models › a grant read with its code or refresh token 
     }
   });
 
-  it('outside a transaction, in another transaction, or after a write through the store, the grant is read again', async () => {
+  it("through the provider's adapter: P's refresh token and its grant in one read; a prefixed provider's (the demo IdP's) in two", async () => {
+    const { db, keys } = await seeded();
+    const { sql, reads: adapterReads } = counting(db);
+    const store = createOidcModelStore(sql, keys);
+    const P = adapterClass(store);
+    const demo = adapterClass(store, { prefix: 'Demo' });
+    await new demo('Grant').upsert('dg1', { jti: 'dg1', accountId: 'bob' } as never, 600);
+    await new demo('RefreshToken').upsert('drt-1', { jti: 'drt-1', grantId: 'dg1' } as never, 600);
+    for (const [Adapter, token, grantId, expected] of [
+      [P, 'rt-1', 'g1', 1],
+      [demo, 'drt-1', 'dg1', 2],
+    ] as const) {
+      await db.transaction(async () => {
+        const before = adapterReads();
+        expect(await new Adapter('RefreshToken').find(token)).toMatchObject({ grantId });
+        expect(await new Adapter('Grant').find(grantId)).toMatchObject({ jti: grantId });
+        expect(adapterReads() - before).toBe(expected);
+      });
+    }
+  });
+
+  it('outside a transaction, or in another transaction, the grant is read again', async () => {
     const { db, store, reads } = await seeded();
     let before = reads();
-    await store.findWithGrant('RefreshToken', 'rt-1', 'Grant');
+    await store.findWithGrant('RefreshToken', 'rt-1');
     await store.find('Grant', 'g1');
     expect(reads() - before).toBe(2);
 
     await db.transaction(async () => {
-      await store.findWithGrant('RefreshToken', 'rt-1', 'Grant');
+      await store.findWithGrant('RefreshToken', 'rt-1');
     });
     before = reads();
     await db.transaction(async () => {
       expect(await store.find('Grant', 'g1')).toMatchObject({ accountId: 'alice' });
     });
     expect(reads() - before).toBe(1);
+  });
 
+  it('every write through the store in between — and one made while the join was under way — makes the grant read again', async () => {
+    const { db, store, reads } = await seeded();
+    const writes: [string, () => Promise<unknown>][] = [
+      ['upsert', () => store.upsert('AccessToken', 'at-x', { jti: 'at-x', grantId: 'g2' }, 60)],
+      ['consume', () => store.consume('AuthorizationCode', 'code-1')],
+      ['destroy', () => store.destroy('AccessToken', 'at-x')],
+      ['revokeByGrantId', () => store.revokeByGrantId('g-other')],
+      ['destroyGrant', () => store.destroyGrant('g-other')],
+      ['deleteClient', () => store.deleteClient('c-none')],
+      ['purgeExpired', () => store.purgeExpired()],
+    ];
+    for (const [name, write] of writes) {
+      await db.transaction(async () => {
+        await store.findWithGrant('RefreshToken', 'rt-1');
+        await write();
+        const before = reads();
+        expect(await store.find('Grant', 'g1'), name).toMatchObject({ accountId: 'alice' });
+        expect(reads() - before, name).toBe(1);
+      });
+    }
     await db.transaction(async () => {
-      await store.findWithGrant('RefreshToken', 'rt-1', 'Grant');
+      const joined = store.findWithGrant('RefreshToken', 'rt-1'); // not awaited: the write starts meanwhile
       await store.upsert('Grant', 'g1', { jti: 'g1', accountId: 'alice', openid: { scope: 'openid offline_access' } }, 600);
+      await joined;
       expect(await store.find('Grant', 'g1')).toMatchObject({ openid: { scope: 'openid offline_access' } });
     });
   });
 
-  it('a missing or expired grant, or another provider’s grant model, is not served from the join', async () => {
+  it('a missing grant is read (and found missing); expiry is judged when the grant is served, not when it was joined', async () => {
     const { db, store } = await seeded();
     await store.upsert('RefreshToken', 'rt-orphan', { jti: 'rt-orphan', grantId: 'g-gone' }, 600);
-    await store.upsert('Grant', 'g-short', { jti: 'g-short' }, 1);
+    await store.upsert('Grant', 'g-short', { jti: 'g-short' }, 5);
     await store.upsert('RefreshToken', 'rt-short', { jti: 'rt-short', grantId: 'g-short' }, 600);
     await db.transaction(async () => {
-      expect(await store.findWithGrant('RefreshToken', 'rt-orphan', 'Grant')).toMatchObject({ grantId: 'g-gone' });
+      expect(await store.findWithGrant('RefreshToken', 'rt-orphan')).toMatchObject({ grantId: 'g-gone' });
       expect(await store.find('Grant', 'g-gone')).toBeUndefined();
-      expect(await store.findWithGrant('RefreshToken', 'rt-1', 'demo:Grant')).toMatchObject({ grantId: 'g1' });
-      expect(await store.find('demo:Grant', 'g1')).toBeUndefined();
     });
     vi.useFakeTimers({ toFake: ['Date'] });
     try {
-      vi.setSystemTime(Date.now() + 5000);
       await db.transaction(async () => {
-        expect(await store.findWithGrant('RefreshToken', 'rt-short', 'Grant')).toMatchObject({ grantId: 'g-short' });
-        expect(await store.find('Grant', 'g-short')).toBeUndefined(); // expiry is judged when served, as a read would
+        expect(await store.findWithGrant('RefreshToken', 'rt-short')).toMatchObject({ grantId: 'g-short' }); // the grant live now
+        vi.setSystemTime(Date.now() + 10_000);
+        expect(await store.find('Grant', 'g-short')).toBeUndefined();
       });
     } finally {
       vi.useRealTimers();
     }
+  });
+
+  it('a transaction a failed statement has doomed serves nothing it read ahead', async () => {
+    const { db, store } = await seeded();
+    let answer = '';
+    const outcome = db.transaction(async () => {
+      await store.findWithGrant('RefreshToken', 'rt-1');
+      await db.run('INSERT INTO no_such_table (x) VALUES (?)', [1]).catch(() => undefined);
+      answer = await store.find('Grant', 'g1').then(
+        () => 'served',
+        (err: Error) => err.name,
+      );
+    });
+    await expect(outcome).rejects.toThrow();
+    expect(answer).toBe('TransactionAbortedError');
   });
 
   it.runIf(onPostgres)('a grant revoked by another connection between the join and the consume: the consume finds no row (PostgreSQL)', async () => {
@@ -193,7 +253,7 @@ describe('store › oidc-models › a grant read with its code or refresh token 
     const joined = gate();
     const revoked = gate();
     const tx = db.transaction(async () => {
-      await store.findWithGrant('RefreshToken', 'rt-1', 'Grant');
+      await store.findWithGrant('RefreshToken', 'rt-1');
       joined.open();
       await revoked.wait;
       const grant = await store.find('Grant', 'g1'); // the grant as read before the revocation
