@@ -35,7 +35,7 @@ find_bin() {
 # Run a server binary as the cluster's owner: `postgres` when we are root, else ourselves.
 as_owner() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
-# A test CA and a server certificate it signed (for 127.0.0.1 and localhost), so the cluster also
+# A test CA and a server certificate it signed (for localhost), so the cluster also
 # accepts TLS: test/e2e/postgres-tls.pg.test.ts connects with sslmode=verify-full and this CA.
 # Prints the server's -c options; the CA is $dir/tls/ca.crt. As root, Debian's openssl is installed
 # when missing; without it: plain TCP only.
@@ -46,17 +46,18 @@ make_tls() {
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl; } >&2 || true
   fi
   if ! command -v openssl >/dev/null; then log "no openssl: the cluster offers no TLS (the TLS tests fail)"; return 0; fi
-  mkdir "$tls"
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3 -subj "/CN=mcp-consent-proxy test CA" \
+  mkdir "$tls" || return 1
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 365 -subj "/CN=mcp-consent-proxy test CA" \
     -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
-    -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=127.0.0.1" \
-    -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$tls/server.ext"
-  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial -days 3 \
-    -extfile "$tls/server.ext" -out "$tls/server.crt" 2>/dev/null
-  chmod 600 "$tls/server.key" "$tls/ca.key"
-  if [ "$(id -u)" = 0 ]; then chown -R postgres: "$tls"; fi
+    -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null || return 1
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=localhost" \
+    -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null || return 1
+  # Named for localhost only (not 127.0.0.1): the tests connect to 127.0.0.1 to see a host-name mismatch refused.
+  printf 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$tls/server.ext"
+  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial -days 365 \
+    -extfile "$tls/server.ext" -out "$tls/server.crt" 2>/dev/null || return 1
+  chmod 600 "$tls/server.key" "$tls/ca.key" || return 1
+  if [ "$(id -u)" = 0 ]; then chown -R postgres: "$tls" || return 1; fi
   echo "-c ssl=on -c ssl_cert_file=$tls/server.crt -c ssl_key_file=$tls/server.key"
 }
 

@@ -16,7 +16,14 @@ const TLS_CERTIFICATE_CODES = new Set([
   'CERT_REJECTED',
   'CERT_SIGNATURE_FAILURE',
   'ERR_TLS_CERT_ALTNAME_INVALID',
+  'INVALID_CA',
+  'INVALID_PURPOSE',
+  'CERT_CHAIN_TOO_LONG',
+  'CERT_REVOKED',
 ]);
+
+/** Where the README says how: quoted in every TLS message. */
+const SEE = '(README "TLS to PostgreSQL")';
 
 /** A PostgreSQL connection failure in words an operator can act on; other errors unchanged. */
 export function explainPgConnectionFailure(err: unknown): unknown {
@@ -25,10 +32,20 @@ export function explainPgConnectionFailure(err: unknown): unknown {
   if (/client password must be a string/.test(message)) {
     return new Error('the PostgreSQL server asks for a password and DATABASE_URL has none: postgres://user:password@host:5432/database (percent-encode special characters)', { cause: err });
   }
-  const code = (err as { code?: unknown } | null)?.code;
+  const { code, syscall } = (err ?? {}) as { code?: unknown; syscall?: unknown };
   if (typeof code === 'string' && TLS_CERTIFICATE_CODES.has(code)) {
     return new Error(
-      `the PostgreSQL server's TLS certificate was refused (${message}): name the certificate authority that issued it with sslrootcert=/path/to/ca.pem in DATABASE_URL, and connect to a host name the certificate is for (README "TLS to PostgreSQL")`,
+      `the PostgreSQL server's TLS certificate was refused (${message}): name the certificate authority that issued it with sslrootcert=/path/to/ca.pem in DATABASE_URL, and connect to a host name the certificate is for ${SEE}`,
+      { cause: err },
+    );
+  }
+  // pg reads DATABASE_URL's sslrootcert, sslcert and sslkey files when it connects: the only files it opens.
+  if (syscall === 'open' && typeof code === 'string') {
+    return new Error(`a TLS file DATABASE_URL names (sslrootcert, sslcert or sslkey) cannot be read (${message}) ${SEE}`, { cause: err });
+  }
+  if (message === 'The server does not support SSL connections') {
+    return new Error(
+      `DATABASE_URL (sslmode, sslrootcert, sslcert or ssl) or PGSSLMODE asks for TLS, but the PostgreSQL server does not offer it: a unix socket (?host=/socket/dir) never does; enable ssl on the server, or connect without those parameters ${SEE}`,
       { cause: err },
     );
   }
