@@ -35,19 +35,12 @@ export async function migratePg(sql: PgSql, dir = PG_MIGRATIONS_DIR, options: { 
   };
   client.on('error', onClientError);
   try {
-    // A migration waits as long as it must — for another process's run, and for its DDL's locks on
-    // tables that serving replicas use — not the pool's lock_timeout (src/db/pg-sql.ts); the
-    // connection gets its lock_timeout back before it returns to the pool.
-    await client.query('SET lock_timeout = 0');
     await client.query('SELECT pg_advisory_lock($1::bigint)', [lockKey(MIGRATION_LOCK)]);
     try {
       return await migrateLocked(client, files, options.mustExist ?? false);
     } finally {
       await client.query('SELECT pg_advisory_unlock($1::bigint)', [lockKey(MIGRATION_LOCK)]).catch((err: Error) => {
         broken = err;
-      });
-      await client.query('RESET lock_timeout').catch((err: Error) => {
-        broken ??= err;
       });
     }
   } catch (err) {

@@ -14,19 +14,21 @@
  *   or ROLLBACK failed (a broken connection is never handed to the next request), and its 'error'
  *   event is listened to while it is checked out (unheard, it would crash the process).
  * - `?` placeholders become `$1..$n` (src/db/sql.ts toPositional), cached per SQL text.
- * - BIGINT (INT8) values come back as JS numbers (a type parser on this pool's own types; pg's
- *   global parsers untouched); a value beyond 2^53 fails the query rather than lose precision.
- * - Named prepared statements, one per SQL text (named by its hash), parsed once per connection:
- *   for a one-row SELECT by primary key they beat unnamed ones (Parse + plan every call) by about
- *   a third (test/bench/pg-prepared.ts). `preparedStatements: false` turns them off, for a pooler
- *   in transaction mode that does not track them (PgBouncer before 1.21).
+ * - BIGINT (INT8) values come back as JS numbers, through a type parser set on this pool's own
+ *   types (pg's global parsers are untouched); a value beyond 2^53 fails the query rather than lose
+ *   precision.
+ * - Named prepared statements, one per SQL text (the name is a hash of the text), parsed once per
+ *   connection: for a one-row SELECT by primary key they beat unnamed statements (Parse + plan on
+ *   every call) by about a third in throughput and latency (test/bench/pg-prepared.ts; figures in
+ *   the commit that chose them). `preparedStatements: false` turns them off, for a connection
+ *   pooler in transaction mode that does not track them (PgBouncer before 1.21).
  * - A prepared `SELECT *` / `RETURNING *` fails with "cached plan must not change result type" once
  *   another replica's migration changed the table (a rolling deploy). The driver then renames all
  *   its statements (a new epoch, so every connection parses afresh) and, outside a transaction,
  *   retries the statement once (safe: the error comes before the statement ran); inside one the
  *   transaction fails (PostgreSQL has aborted it) and the next one works. Stores name the columns they read, which avoids the failure altogether.
  * - `exclusive` / `tryExclusive`: session-level advisory locks on a small pool of their own
- *   (src/db/pg-locks.ts). Other lock waits are bounded: LOCK_TIMEOUT_MS below.
+ *   (src/db/pg-locks.ts).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
@@ -48,17 +50,7 @@ export interface PgSqlOptions {
   onError?: (err: Error) => void;
   /** named prepared statements (default true); false for poolers that cannot carry them */
   preparedStatements?: boolean;
-  /** PostgreSQL's lock_timeout on this pool's connections (default LOCK_TIMEOUT_MS) */
-  lockTimeoutMs?: number;
 }
-
-/**
- * How long a statement waits for a lock another session holds (`lock_timeout` on every pooled
- * connection; SQLite's busy timeout is the same): then SQLSTATE 55P03, answered 503 with
- * Retry-After, not a hang as long as a `LOCK TABLE`, `ALTER TABLE` or forgotten transaction lasts.
- * Migrations wait without it (src/db/migrate-pg.ts); exclusive() has its own (src/db/pg-locks.ts).
- */
-export const LOCK_TIMEOUT_MS = 5_000;
 
 interface Statement {
   /** the SQL with $1..$n */
@@ -133,7 +125,6 @@ export class PgSql implements Sql {
       max: options.poolMax ?? 10,
       connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
       application_name: 'mcp-consent-proxy',
-      lock_timeout: options.lockTimeoutMs ?? LOCK_TIMEOUT_MS,
       types,
     });
     this.#prepared = options.preparedStatements ?? true;
@@ -272,11 +263,9 @@ export class PgSql implements Sql {
     }
   }
 
-  async lock(name: string, options: { unbounded?: boolean } = {}): Promise<void> {
+  async lock(name: string): Promise<void> {
     const tx = this.#context.getStore();
     if (tx === undefined || tx.closing) throw lockOutsideTransaction();
-    // unbounded: lock_timeout 0 as SET LOCAL would, for the rest of this transaction only
-    if (options.unbounded) await this.#query("SELECT set_config('lock_timeout', '0', true)", []);
     await this.#query('SELECT pg_advisory_xact_lock(CAST(? AS BIGINT))', [lockKey(name)]);
   }
 

@@ -133,13 +133,9 @@ export interface Sql {
   /**
    * Inside a transaction: serialize with every other holder of `name` until commit (PostgreSQL
    * pg_advisory_xact_lock on a stable 64-bit hash of name; SQLite: a no-op, as BEGIN IMMEDIATE
-   * already serializes writers). Refused outside a transaction on both engines. The wait is
-   * bounded by the driver's lock timeout (PostgreSQL: LOCK_TIMEOUT_MS, then SQLSTATE 55P03) unless
-   * `unbounded` — for work the holder may take long over and that must not fail for waiting (the
-   * first start's key generation, src/runtime/jwks.ts); that lifts the bound for the rest of the
-   * transaction.
+   * already serializes writers). Refused outside a transaction on both engines.
    */
-  lock(name: string, options?: { unbounded?: boolean }): Promise<void>;
+  lock(name: string): Promise<void>;
   /**
    * Outside any transaction: run fn while holding `name` against every other process on the
    * database (PostgreSQL: a session-level pg_advisory_lock on a connection of a small pool of its
