@@ -2,7 +2,8 @@
  * gateway_generation: one counter that database triggers move whenever something the gateway
  * caches may have changed — an access token updated or deleted, a consent added, changed or
  * removed (last_used_at aside), an upstream token saved or removed — in any process, on any
- * replica (migrations/0008-gateway-generation.sql; PostgreSQL: migrations/postgres/0001-schema.sql).
+ * replica (migrations/0008-gateway-generation.sql; PostgreSQL: migrations/postgres/0001-schema.sql,
+ * and 0004, which moves it once per transaction instead of once per changed row).
  * The gateway reads it once per request (src/gateway/cache.ts, src/gateway/generation.ts), so a
  * revocation by anyone fails the very next request (GW-01, DESIGN §8).
  */

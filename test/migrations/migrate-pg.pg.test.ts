@@ -242,7 +242,7 @@ describe('audit_log is append-only on both engines (DESIGN §3, §9; SQLite 0003
   });
 });
 
-describe('gateway_generation moves on the same events on both engines (GW-01, SQLite 0008)', () => {
+describe('gateway_generation moves on the same events on both engines (GW-01, SQLite 0008; PostgreSQL 0004: once per transaction)', () => {
   const { engines } = bothEngines('generation');
 
   const consent = (grantId: string) => [
@@ -268,13 +268,14 @@ describe('gateway_generation moves on the same events on both engines (GW-01, SQ
     ['an upstream token is refreshed (upsert)', ...upstream('g1'), 1],
     ['an upstream token is removed', "DELETE FROM upstream_tokens WHERE grant_id = 'g1'", [], 1],
     ['two upstream tokens are saved', ...upstream('g1'), 1],
+    // SQLite bumps once per changed row (2); PostgreSQL once per transaction (0004): both move it.
     ['a consent is deleted (its upstream token goes with it)', "DELETE FROM consents WHERE grant_id = 'g1'", [], 2],
     ['access tokens are purged', "DELETE FROM oidc_models WHERE model = 'AccessToken'", [], 1],
     ['a grant is deleted', "DELETE FROM oidc_models WHERE model = 'Grant'", [], 0],
     ['an MCP session is bound', "INSERT INTO mcp_sessions (id_hash, subject, client_id, created_at, last_used_at) VALUES ('s', 'alice', 'c1', 1, 1)", [], 0],
   ];
 
-  it('each step moves the counter by the same amount on SQLite and PostgreSQL', async () => {
+  it('each step moves the counter on SQLite and PostgreSQL alike — by one per changed row on SQLite, by one per transaction on PostgreSQL', async () => {
     for (const [engine, sql] of engines()) {
       const generation = async () => (await sql.one<{ n: number }>('SELECT n FROM gateway_generation WHERE id = 1'))!.n;
       const seen: [string, number][] = [];
@@ -283,7 +284,55 @@ describe('gateway_generation moves on the same events on both engines (GW-01, SQ
         await sql.run(statement, params);
         seen.push([label, (await generation()) - before]);
       }
-      expect(seen, engine).toEqual(steps.map(([label, , , delta]) => [label, delta]));
+      expect(seen, engine).toEqual(steps.map(([label, , , delta]) => [label, engine === 'postgres' ? Math.sign(delta) : delta]));
+    }
+  });
+
+  it('PostgreSQL: a statement changing thousands of access tokens moves it once (was once per row: 30,000 rows held its lock 6.5 s), a transaction of several changes once, two transactions twice', async () => {
+    const [, sql] = engines().find(([engine]) => engine === 'postgres')!;
+    const generation = async () => (await sql.one<{ n: number }>('SELECT n FROM gateway_generation WHERE id = 1'))!.n;
+    await sql.run(
+      "INSERT INTO oidc_models (model, key, payload, grant_id, expires_at) SELECT 'AccessToken', 'bulk' || CAST(i AS TEXT), '{}', 'g-bulk', 1 FROM generate_series(1, 5000) AS i",
+    );
+    let before = await generation();
+    await sql.run("DELETE FROM oidc_models WHERE expires_at IS NOT NULL AND expires_at < ? AND model <> 'Client'", [2]);
+    expect(await generation()).toBe(before + 1);
+    expect(await sql.one("SELECT key FROM oidc_models WHERE grant_id = 'g-bulk'")).toBeUndefined();
+
+    before = await generation();
+    await sql.transaction(async () => {
+      await sql.run(...consent('g-tx'));
+      await sql.run(...upstream('g-tx'));
+      await sql.run("UPDATE consents SET revoked_at = 7, revoked_reason = 'user' WHERE grant_id = 'g-tx'");
+    });
+    expect(await generation()).toBe(before + 1);
+    await sql.run("UPDATE consents SET revoked_at = 8 WHERE grant_id = 'g-tx'");
+    await sql.run("DELETE FROM upstream_tokens WHERE grant_id = 'g-tx'");
+    expect(await generation()).toBe(before + 3);
+  });
+
+  it('PostgreSQL: a change rolled back to a savepoint takes its mark with it, so the next change in that transaction still moves the counter', async () => {
+    const db = await createTestDatabase('generation-savepoint');
+    const pg = (await import('pg')).default;
+    const client = new pg.Client({ connectionString: db.url });
+    try {
+      const owner = new PgSql({ url: db.url });
+      await migratePg(owner).finally(() => owner.close());
+      await client.connect();
+      const generation = async () => Number((await client.query('SELECT n FROM gateway_generation WHERE id = 1')).rows[0].n);
+      await client.query("INSERT INTO oidc_models (model, key, payload, grant_id) VALUES ('AccessToken', 'a', '{}', 'g'), ('AccessToken', 'b', '{}', 'g')");
+      const before = await generation();
+      await client.query('BEGIN');
+      await client.query('SAVEPOINT s');
+      await client.query("DELETE FROM oidc_models WHERE key = 'a'");
+      await client.query('ROLLBACK TO SAVEPOINT s');
+      await client.query("DELETE FROM oidc_models WHERE key = 'b'");
+      await client.query('COMMIT');
+      expect(await generation()).toBe(before + 1);
+      expect((await client.query("SELECT key FROM oidc_models WHERE model = 'AccessToken'")).rows).toEqual([{ key: 'a' }]);
+    } finally {
+      await client.end();
+      await db.drop();
     }
   });
 });
