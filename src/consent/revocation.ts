@@ -97,16 +97,21 @@ export class Revocation {
     actor?: { event?: 'consent.revoked' | 'admin.consent_revoked' | 'account.consent_revoked' | 'cli.consent_revoked'; subject?: string },
   ): Promise<boolean> {
     const result = await this.deps.transaction(() => this.revokeInTransaction(grantId, reason));
-    if (result.consent) {
-      await this.deps.audit.record({
-        event: actor?.event ?? 'consent.revoked',
-        reason,
-        subject: actor?.subject ?? result.consent.subject,
-        clientId: result.consent.client_id,
-        details: { grant_id: grantId, consent_id: result.consent.id, was_active: result.wasActive, consent_subject: result.consent.subject },
-      });
+    // The revocation has committed: U is asked to revoke its token even when the audit row cannot
+    // be written now (the database busy) — a revoked consent must not leave U's token live (UP-08).
+    try {
+      if (result.consent) {
+        await this.deps.audit.record({
+          event: actor?.event ?? 'consent.revoked',
+          reason,
+          subject: actor?.subject ?? result.consent.subject,
+          clientId: result.consent.client_id,
+          details: { grant_id: grantId, consent_id: result.consent.id, was_active: result.wasActive, consent_subject: result.consent.subject },
+        });
+      }
+    } finally {
+      this.revokeAtUpstreamAfterCommit(grantId, result);
     }
-    this.revokeAtUpstreamAfterCommit(grantId, result);
     return result.wasActive;
   }
 

@@ -47,3 +47,29 @@ describe('superseded consent upstream revocation', () => {
     expect((await mcpPost(`${stack.app.url}/mcp`, fresh.body.access_token, INITIALIZE)).status).toBe(200);
   });
 });
+
+describe('revocation whose audit row cannot be written', () => {
+  it('still asks U to revoke the upstream token once the revocation has committed (found by review, 2026-12-06)', async () => {
+    const browser = new Browser('bob');
+    const granted = await authorizeClient(stack, browser, { login: 'bob' });
+    const [consent] = await rows(stack.app, 'SELECT grant_id FROM consents WHERE client_id = ? AND revoked_at IS NULL', granted.clientId);
+    const upstream = await stack.app.runtime.stores.upstreamTokens.get(consent.grant_id);
+    expect(upstream?.refreshToken).toBeTruthy();
+    await stack.app.runtime.revocation.settled();
+    const revokedBefore = stack.upstream.revokedTokens.length;
+    const { audit } = stack.app.runtime;
+    const record = audit.record.bind(audit);
+    audit.record = async (entry) => {
+      if (entry.event === 'admin.consent_revoked') throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+      return record(entry);
+    };
+    try {
+      await expect(stack.app.runtime.revocation.revokeGrant(consent.grant_id, 'admin', { event: 'admin.consent_revoked', subject: 'admin' })).rejects.toThrow('database is locked');
+    } finally {
+      audit.record = record;
+    }
+    await stack.app.runtime.revocation.settled();
+    expect(stack.upstream.revokedTokens.slice(revokedBefore)).toEqual([upstream?.refreshToken]);
+    expect(await rows(stack.app, 'SELECT revoked_reason FROM consents WHERE grant_id = ?', consent.grant_id)).toEqual([{ revoked_reason: 'admin' }]);
+  });
+});
