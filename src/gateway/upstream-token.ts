@@ -24,8 +24,7 @@ import type { Audit } from '../audit/audit.js';
 import type { Revocation } from '../consent/revocation.js';
 import type { UpstreamAccess, UpstreamTokenStore } from '../store/upstream-tokens.js';
 import { after, LockTimeoutError, type Maybe } from '../db/sql.js';
-import { UpstreamError, type UpstreamClient, type UpstreamTokens } from '../upstream/presets.js';
-import { isDatabaseBusy } from '../errors/database-unavailable.js';
+import { UpstreamError, type UpstreamClient } from '../upstream/presets.js';
 import { createGenerationCache } from './cache.js';
 import { compileSecrets, type Secrets } from './redact.js';
 
@@ -51,17 +50,7 @@ export interface UpstreamTokenDeps {
   generation: () => Maybe<number>;
   /** run fn holding `name` against every replica (Sql.exclusive), waiting at most waitMs */
   exclusive: <T>(name: string, waitMs: number, fn: () => Promise<T>) => Promise<T>;
-  /** pauses before each retry of a refreshed token's save (default SAVE_RETRY_DELAYS_MS) */
-  saveRetryDelaysMs?: readonly number[];
 }
-
-/**
- * A refreshed token's save that meets the database busy or away is retried after these pauses
- * (7.75 s in all, within REFRESH_LOCK_WAIT_MS): U may have rotated its refresh token, so the old
- * one is spent, and a dropped save would make the next refresh a reuse that U answers by revoking
- * the user's grant (RFC 9700 §4.14.2).
- */
-export const SAVE_RETRY_DELAYS_MS: readonly number[] = [250, 500, 1_000, 2_000, 4_000];
 
 type Who = { subject: string; clientId: string };
 type Loaded = (UpstreamAccess & { secrets: Secrets }) | undefined;
@@ -135,9 +124,12 @@ class UpstreamTokenSource {
     // Refreshed by another replica while this one waited for the lock: use its result (issue 11).
     if (current.accessToken !== due) return { ok: true, accessToken: current.accessToken, secrets: compileSecrets(current.accessToken, current.refreshToken) };
     if (!current.refreshToken) return { ok: false, failure: 'revoked' };
-    let next: UpstreamTokens;
     try {
-      next = await deps.upstream().refresh(current.refreshToken);
+      const next = await deps.upstream().refresh(current.refreshToken);
+      await deps.store.save(grantId, current.subject, { accessToken: next.accessToken, refreshToken: next.refreshToken, expiresAt: next.expiresAt, scopes: next.scope });
+      await deps.audit.record({ event: 'upstream.token_refreshed', ...who, details: { grant_id: grantId } });
+      // U may or may not rotate the refresh token; the stored one is the one it kept (coalesce).
+      return { ok: true, accessToken: next.accessToken, secrets: compileSecrets(next.accessToken, next.refreshToken ?? current.refreshToken) };
     } catch (err) {
       const failure = err instanceof UpstreamError ? err : new UpstreamError('upstream_error', (err as Error).message);
       await deps.audit.record({ event: 'upstream.refresh_failed', reason: failure.reason, ...who, details: { grant_id: grantId, upstream_error: failure.upstreamCode } });
@@ -148,26 +140,6 @@ class UpstreamTokenSource {
       // A token that has not expired yet is still worth using.
       if (current.expiresAt !== undefined && current.expiresAt > Date.now()) return { ok: true, accessToken: current.accessToken, secrets: compileSecrets(current.accessToken, current.refreshToken) };
       return { ok: false, failure: failure.reason === 'unreachable' ? 'unreachable' : 'failed' };
-    }
-    // A database failure from here on is the database's, not U's: it is not audited as a failed
-    // refresh, and the save is retried while the database is busy or away (SAVE_RETRY_DELAYS_MS).
-    await this.save(grantId, current.subject, next);
-    await deps.audit.record({ event: 'upstream.token_refreshed', ...who, details: { grant_id: grantId } });
-    // U may or may not rotate the refresh token; the stored one is the one it kept (coalesce).
-    return { ok: true, accessToken: next.accessToken, secrets: compileSecrets(next.accessToken, next.refreshToken ?? current.refreshToken) };
-  }
-
-  /** Store U's answer to a refresh, retrying while the database is busy or away (SAVE_RETRY_DELAYS_MS). */
-  private async save(grantId: string, subject: string, next: UpstreamTokens): Promise<void> {
-    const delays = this.deps.saveRetryDelaysMs ?? SAVE_RETRY_DELAYS_MS;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.deps.store.save(grantId, subject, { accessToken: next.accessToken, refreshToken: next.refreshToken, expiresAt: next.expiresAt, scopes: next.scope });
-      } catch (err) {
-        const delay = delays[attempt];
-        if (delay === undefined || !isDatabaseBusy(err)) throw err;
-        await new Promise((resolve) => setTimeout(resolve, delay));
-      }
     }
   }
 }
