@@ -3,7 +3,9 @@
  * caches may have changed — an access token updated or deleted, a consent added, changed or
  * removed (last_used_at aside), an upstream token saved or removed — in any process, on any
  * replica (migrations/0008-gateway-generation.sql; PostgreSQL: migrations/postgres/0001-schema.sql,
- * and 0004, which moves it once per transaction instead of once per changed row).
+ * and 0004, which moves it once per transaction instead of once per changed row — so read it
+ * outside writing transactions: inside one, a read between two changes already sees the value its
+ * commit keeps).
  * The gateway reads it once per request (src/gateway/cache.ts, src/gateway/generation.ts), so a
  * revocation by anyone fails the very next request (GW-01, DESIGN §8).
  */

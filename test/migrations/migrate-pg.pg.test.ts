@@ -330,6 +330,10 @@ describe('gateway_generation moves on the same events on both engines (GW-01, SQ
       await client.query('COMMIT');
       expect(await generation()).toBe(before + 1);
       expect((await client.query("SELECT key FROM oidc_models WHERE model = 'AccessToken'")).rows).toEqual([{ key: 'a' }]);
+      // A session that sets the mark's name itself does not make a change skip the bump.
+      await client.query("SET mcp_consent_proxy.generation_bumped = 'yes'");
+      await client.query("DELETE FROM oidc_models WHERE key = 'a'");
+      expect(await generation()).toBe(before + 2);
     } finally {
       await client.end();
       await db.drop();
