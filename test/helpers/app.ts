@@ -47,7 +47,14 @@ export const TEST_SECRET_KEY = randomBytes(32).toString('base64');
 const SECRET = TEST_SECRET_KEY;
 
 export async function listenLoopback(server: Server, port = 0): Promise<number> {
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  // A port taken meanwhile (EADDRINUSE) fails at once instead of leaving the caller waiting for its hook timeout.
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
   return (server.address() as AddressInfo).port;
 }
 

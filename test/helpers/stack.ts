@@ -38,10 +38,10 @@ export interface StackOptions {
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
-  // P's port must be known before U registers P's callback: reserve it first.
+  // P's port must be known before U registers P's callback: reserve it first, and hold it while U
+  // and R start (their listen(0) could otherwise be handed this very port: CI met EADDRINUSE once).
   const probe = createServer();
   const port = await listenLoopback(probe);
-  await new Promise((r) => probe.close(r));
   const callbackUrl = `http://127.0.0.1:${port}/upstream/callback`;
   const upstream =
     options.upstream === 'github'
@@ -64,6 +64,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       ...options.env,
     },
   };
+  await new Promise((r) => probe.close(r));
   const stack: Stack = {
     app: await startTestApp(appOptions),
     upstream,
