@@ -15,15 +15,20 @@ beforeAll(async () => {
 });
 afterAll(() => stack.close());
 
+/** `login` authorizes a client: its consent's grant, U's token stored for it, and U's revocation count once settled. */
+async function authorizedWithUpstreamToken(login: string) {
+  const browser = new Browser(login);
+  const granted = await authorizeClient(stack, browser, { login });
+  const [consent] = await rows(stack.app, 'SELECT grant_id FROM consents WHERE client_id = ? AND revoked_at IS NULL', granted.clientId);
+  const upstream = await stack.app.runtime.stores.upstreamTokens.get(consent.grant_id);
+  expect(upstream?.refreshToken).toBeTruthy();
+  await stack.app.runtime.revocation.settled();
+  return { browser, granted, grantId: consent.grant_id as string, upstream, revokedBefore: stack.upstream.revokedTokens.length };
+}
+
 describe('superseded consent upstream revocation', () => {
   it('revokes the old grant\'s upstream token at U after the second approval; the old grant\'s tokens are refused', async () => {
-    const browser = new Browser('alice');
-    const first = await authorizeClient(stack, browser, { login: 'alice' });
-    const [old] = await rows(stack.app, 'SELECT grant_id FROM consents WHERE client_id = ? AND revoked_at IS NULL', first.clientId);
-    const oldUpstream = await stack.app.runtime.stores.upstreamTokens.get(old.grant_id);
-    expect(oldUpstream?.refreshToken).toBeTruthy();
-    await stack.app.runtime.revocation.settled();
-    const revokedBefore = stack.upstream.revokedTokens.length;
+    const { browser, granted: first, grantId, upstream: oldUpstream, revokedBefore } = await authorizedWithUpstreamToken('alice');
 
     // The same user approves the same client and redirect URI again (the client asked for prompt=consent).
     const again = buildAuthorization(stack.app, { clientId: first.clientId, prompt: 'consent' });
@@ -36,9 +41,9 @@ describe('superseded consent upstream revocation', () => {
 
     // U received a revocation request for the superseded grant's upstream token — and for nothing else.
     expect(stack.upstream.revokedTokens.slice(revokedBefore)).toEqual([oldUpstream?.refreshToken]);
-    expect((await auditEvents(stack.app)).filter((e) => e.event === 'upstream.token_revoked' && e.details?.includes(old.grant_id))).toHaveLength(1);
-    expect((await rows(stack.app, 'SELECT count(*) AS n FROM upstream_tokens WHERE grant_id = ?', old.grant_id))[0].n).toBe(0);
-    expect(await rows(stack.app, 'SELECT revoked_reason FROM consents WHERE grant_id = ?', old.grant_id)).toEqual([{ revoked_reason: 'superseded' }]);
+    expect((await auditEvents(stack.app)).filter((e) => e.event === 'upstream.token_revoked' && e.details?.includes(grantId))).toHaveLength(1);
+    expect((await rows(stack.app, 'SELECT count(*) AS n FROM upstream_tokens WHERE grant_id = ?', grantId))[0].n).toBe(0);
+    expect(await rows(stack.app, 'SELECT revoked_reason FROM consents WHERE grant_id = ?', grantId)).toEqual([{ revoked_reason: 'superseded' }]);
 
     // The old grant's tokens are refused at the gateway and at /token; the new ones work.
     const oldCall = await mcpPost(`${stack.app.url}/mcp`, first.tokens.body.access_token, INITIALIZE);
@@ -50,13 +55,7 @@ describe('superseded consent upstream revocation', () => {
 
 describe('revocation whose audit row cannot be written', () => {
   it('still asks U to revoke the upstream token once the revocation has committed (found by review, 2026-12-06)', async () => {
-    const browser = new Browser('bob');
-    const granted = await authorizeClient(stack, browser, { login: 'bob' });
-    const [consent] = await rows(stack.app, 'SELECT grant_id FROM consents WHERE client_id = ? AND revoked_at IS NULL', granted.clientId);
-    const upstream = await stack.app.runtime.stores.upstreamTokens.get(consent.grant_id);
-    expect(upstream?.refreshToken).toBeTruthy();
-    await stack.app.runtime.revocation.settled();
-    const revokedBefore = stack.upstream.revokedTokens.length;
+    const { grantId, upstream, revokedBefore } = await authorizedWithUpstreamToken('bob');
     const { audit } = stack.app.runtime;
     const record = audit.record.bind(audit);
     audit.record = async (entry) => {
@@ -64,12 +63,12 @@ describe('revocation whose audit row cannot be written', () => {
       return record(entry);
     };
     try {
-      await expect(stack.app.runtime.revocation.revokeGrant(consent.grant_id, 'admin', { event: 'admin.consent_revoked', subject: 'admin' })).rejects.toThrow('database is locked');
+      await expect(stack.app.runtime.revocation.revokeGrant(grantId, 'admin', { event: 'admin.consent_revoked', subject: 'admin' })).rejects.toThrow('database is locked');
     } finally {
       audit.record = record;
     }
     await stack.app.runtime.revocation.settled();
     expect(stack.upstream.revokedTokens.slice(revokedBefore)).toEqual([upstream?.refreshToken]);
-    expect(await rows(stack.app, 'SELECT revoked_reason FROM consents WHERE grant_id = ?', consent.grant_id)).toEqual([{ revoked_reason: 'admin' }]);
+    expect(await rows(stack.app, 'SELECT revoked_reason FROM consents WHERE grant_id = ?', grantId)).toEqual([{ revoked_reason: 'admin' }]);
   });
 });
