@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { Audit } from '../audit/audit.js';
 import type { Consent, ConsentStore } from '../store/consents.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
-import type { UpstreamTokenStore } from '../store/upstream-tokens.js';
+import type { UpstreamTokenSet, UpstreamTokenStore } from '../store/upstream-tokens.js';
 import type { UpstreamClient } from '../upstream/presets.js';
 
 export type RevocationReason =
@@ -79,15 +79,23 @@ export class Revocation {
    * (src/consent/record.ts) — so none leaves a live upstream token behind at U.
    */
   revokeAtUpstreamAfterCommit(grantId: string, result: RevokedInTransaction): void {
-    if (!result.tokens) return;
-    const { refreshToken, accessToken } = result.tokens;
+    const { tokens } = result;
+    if (!tokens) return;
     // Called inside an outer transaction (the token endpoint's, src/provider/configuration.ts),
     // the revocation is not committed yet: U is asked only once it is, never when it rolls back.
-    this.deps.afterCommit(() => {
-      const call = this.revokeAtUpstream(grantId, refreshToken ?? accessToken, refreshToken ? 'refresh_token' : 'access_token', result.consent?.client_id, result.consent?.subject);
-      this.pending.add(call);
-      void call.finally(() => this.pending.delete(call));
-    });
+    this.deps.afterCommit(() => this.revokeUnkept(grantId, tokens, result.consent?.client_id, result.consent?.subject));
+  }
+
+  /**
+   * Ask U now to revoke tokens P does not keep (UP-08): a cascade's, after its commit, and a
+   * refresh's result that arrived for a grant revoked meanwhile (src/gateway/upstream-token.ts).
+   * The refresh token when there is one (RFC 7009 §2.1: revoking it ends its access tokens too).
+   */
+  revokeUnkept(grantId: string, tokens: UpstreamTokenSet, clientId?: string, subject?: string): void {
+    const { refreshToken, accessToken } = tokens;
+    const call = this.revokeAtUpstream(grantId, refreshToken ?? accessToken, refreshToken ? 'refresh_token' : 'access_token', clientId, subject);
+    this.pending.add(call);
+    void call.finally(() => this.pending.delete(call));
   }
 
   /** Revoke one consent (by grant id) with the whole cascade. Resolves with whether it was active, once committed and audited. */

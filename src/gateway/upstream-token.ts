@@ -14,7 +14,15 @@
  * - U answering `invalid_grant` means the upstream grant is gone: P's grant is revoked with the
  *   whole cascade, so the client gets 401 and must authorize again;
  * - U unreachable or failing: the request fails with 502/504; a token that is still valid is
- *   used meanwhile.
+ *   used meanwhile;
+ * - a refresh's result is saved only over the row it replaces (UpstreamTokenStore.replace). When
+ *   the grant was revoked while U answered, nothing is re-created: U is asked to revoke the new
+ *   token and the request gets `revoked`. When the database is busy or away at that moment, the
+ *   result is not lost (U has already spent the old refresh token, RFC 9700 §4.14.2): this request
+ *   uses it, this process keeps it — every request and the next refresh use it — and saves it in
+ *   the background (retries SAVE_RETRY_FIRST_MS doubling to SAVE_RETRY_MAX_MS, under the same lock,
+ *   SQLite's without its busy wait) and once more at shutdown. Until then other replicas still
+ *   read the old row.
  * The decrypted token is kept in the generation cache (src/gateway/cache.ts) until tokens or
  * consents change, so most requests skip the lookup and the AES-GCM decryption. So are the
  * patterns the gateway looks for in R's responses (GW-13, src/gateway/redact.ts): compiled from
@@ -22,7 +30,8 @@
  */
 import type { Audit } from '../audit/audit.js';
 import type { Revocation } from '../consent/revocation.js';
-import type { UpstreamAccess, UpstreamTokenStore } from '../store/upstream-tokens.js';
+import type { Logger } from 'pino';
+import type { StoredUpstreamTokens, UpstreamAccess, UpstreamTokenSet, UpstreamTokenStore } from '../store/upstream-tokens.js';
 import { after, LockTimeoutError, type Maybe } from '../db/sql.js';
 import { UpstreamError, type UpstreamClient } from '../upstream/presets.js';
 import { createGenerationCache } from './cache.js';
@@ -32,6 +41,9 @@ import { compileSecrets, type Secrets } from './redact.js';
 export const REFRESH_SKEW_MS = 60_000;
 /** How long a replica waits for another one's refresh of the same grant. */
 export const REFRESH_LOCK_WAIT_MS = 15_000;
+/** The first pause before saving again a refreshed token whose save failed; it doubles up to SAVE_RETRY_MAX_MS. */
+export const SAVE_RETRY_FIRST_MS = 250;
+export const SAVE_RETRY_MAX_MS = 5_000;
 
 /** What the forwarder needs of U's tokens: the one to send, and all that must not come back. */
 export interface UpstreamCredential {
@@ -50,15 +62,25 @@ export interface UpstreamTokenDeps {
   generation: () => Maybe<number>;
   /** run fn holding `name` against every replica (Sql.exclusive), waiting at most waitMs */
   exclusive: <T>(name: string, waitMs: number, fn: () => Promise<T>) => Promise<T>;
+  log: Logger;
 }
 
 type Who = { subject: string; clientId: string };
 type Loaded = (UpstreamAccess & { secrets: Secrets }) | undefined;
 
+/** A refresh's result this process holds until it is saved: `version` is the row's, which it replaces. */
+type Unsaved = { tokens: StoredUpstreamTokens; secrets: Secrets; who: Who; since: number };
+
+const usable = (tokens: UpstreamTokenSet): UpstreamTokenResult & { ok: true } => ({ ok: true, accessToken: tokens.accessToken, secrets: compileSecrets(tokens.accessToken, tokens.refreshToken) });
+
 /** U's tokens per grant, cached by generation, refreshed single-flight per process. */
 class UpstreamTokenSource {
   private readonly inflight = new Map<string, Promise<UpstreamTokenResult>>();
+  /** per grant, the refresh or background save running now: one at a time in this process */
+  private readonly turns = new Map<string, Promise<unknown>>();
+  private readonly unsaved = new Map<string, Unsaved>();
   private readonly cache: ReturnType<typeof createGenerationCache<Loaded>>;
+  private readonly retry: { timer: NodeJS.Timeout | undefined; delayMs: number; closed: boolean } = { timer: undefined, delayMs: SAVE_RETRY_FIRST_MS, closed: false };
 
   constructor(private readonly deps: UpstreamTokenDeps) {
     this.cache = createGenerationCache<Loaded>(deps.generation);
@@ -69,11 +91,41 @@ class UpstreamTokenSource {
    * answer is immediate (no promise) unless the token must be read from PostgreSQL or a
    * refresh has to wait for U. (A property, so a wrapper can replace it: test/bench/p-server.ts.)
    */
-  get = (grantId: string, who: Who, forceRefresh = false, generation?: number): Maybe<UpstreamTokenResult> =>
-    after(
+  get = (grantId: string, who: Who, forceRefresh = false, generation?: number): Maybe<UpstreamTokenResult> => {
+    const held = this.unsaved.get(grantId);
+    if (held) return this.use(grantId, who, forceRefresh, { accessToken: held.tokens.accessToken, refreshToken: held.tokens.refreshToken, expiresAt: held.tokens.expiresAt, secrets: held.secrets });
+    return after(
       this.cache.get(grantId, () => this.load(grantId), generation),
       (access) => this.use(grantId, who, forceRefresh, access),
     );
+  };
+
+  /** How many refreshed tokens wait to be saved (a gauge for tests and shutdown). */
+  get unsavedCount(): number {
+    return this.unsaved.size;
+  }
+
+  /** One attempt to save every refreshed token still held (the background retry calls it); resolves with how many are left. */
+  async saveHeld(): Promise<number> {
+    for (const [grantId, held] of [...this.unsaved]) {
+      try {
+        await this.inTurn(grantId, () => this.deps.exclusive(lockName(grantId), REFRESH_LOCK_WAIT_MS, () => this.saveLate(grantId, held)));
+      } catch (err) {
+        this.deps.log.warn({ err: (err as Error).message, grantId }, 'saving a refreshed upstream token failed; it stays held and is retried');
+      }
+    }
+    return this.unsaved.size;
+  }
+
+  /** At shutdown: stop retrying, try once more, and say what is lost. */
+  async close(): Promise<void> {
+    this.retry.closed = true;
+    clearTimeout(this.retry.timer);
+    if (this.unsaved.size === 0) return;
+    const left = await this.saveHeld();
+    if (left > 0)
+      this.deps.log.error({ grants: [...this.unsaved.keys()] }, "refreshed upstream tokens could not be saved before exit: U will refuse these grants' next refresh until the user authorizes again");
+  }
 
   private load(grantId: string): Maybe<Loaded> {
     return after(this.deps.store.access(grantId), (access) => access && { ...access, secrets: compileSecrets(access.accessToken, access.refreshToken) });
@@ -93,6 +145,15 @@ class UpstreamTokenSource {
     return this.refreshOnce(grantId, who, access.accessToken);
   }
 
+  /** `fn` after whatever this process runs for the grant already (a refresh, a background save). */
+  private inTurn<T>(grantId: string, fn: () => Promise<T>): Promise<T> {
+    const run = (this.turns.get(grantId) ?? Promise.resolve()).then(fn);
+    const done = run.catch(() => undefined);
+    this.turns.set(grantId, done);
+    void done.then(() => this.turns.get(grantId) === done && this.turns.delete(grantId));
+    return run;
+  }
+
   /**
    * A refresh for the grant, one at a time per process (concurrent requests share it) and across
    * replicas (the lock): `due` is the access token found due, which a refresh replaces.
@@ -100,8 +161,7 @@ class UpstreamTokenSource {
   private refreshOnce(grantId: string, who: Who, due: string): Promise<UpstreamTokenResult> {
     let pending = this.inflight.get(grantId);
     if (!pending) {
-      pending = this.deps
-        .exclusive(`upstream-refresh:${grantId}`, REFRESH_LOCK_WAIT_MS, () => this.refresh(grantId, who, due))
+      pending = this.inTurn(grantId, () => this.deps.exclusive(lockName(grantId), REFRESH_LOCK_WAIT_MS, () => this.refresh(grantId, who, due)))
         .catch((err: unknown) => (err instanceof LockTimeoutError ? this.stored(grantId) : Promise.reject(err)))
         .finally(() => this.inflight.delete(grantId));
       this.inflight.set(grantId, pending);
@@ -109,40 +169,107 @@ class UpstreamTokenSource {
     return pending;
   }
 
+  /** The grant's tokens as this process knows them: a result it holds unsaved, else the row. */
+  private async current(grantId: string): Promise<StoredUpstreamTokens | undefined> {
+    return this.unsaved.get(grantId)?.tokens ?? (await this.deps.store.get(grantId));
+  }
+
   /** Another replica's refresh outlasted the wait: the stored token if it is usable, else U counts as unreachable. */
   private async stored(grantId: string): Promise<UpstreamTokenResult> {
-    const current = await this.deps.store.get(grantId);
+    const current = await this.current(grantId);
     if (!current) return { ok: false, failure: 'revoked' };
     if (current.expiresAt !== undefined && current.expiresAt <= Date.now()) return { ok: false, failure: 'unreachable' };
-    return { ok: true, accessToken: current.accessToken, secrets: compileSecrets(current.accessToken, current.refreshToken) };
+    return usable(current);
   }
 
   private async refresh(grantId: string, who: Who, due: string): Promise<UpstreamTokenResult> {
     const { deps } = this;
-    const current = await deps.store.get(grantId);
+    const current = await this.current(grantId);
     if (!current) return { ok: false, failure: 'revoked' };
     // Refreshed by another replica while this one waited for the lock: use its result (issue 11).
-    if (current.accessToken !== due) return { ok: true, accessToken: current.accessToken, secrets: compileSecrets(current.accessToken, current.refreshToken) };
+    if (current.accessToken !== due) return usable(current);
     if (!current.refreshToken) return { ok: false, failure: 'revoked' };
+    let next: Awaited<ReturnType<UpstreamClient['refresh']>>;
     try {
-      const next = await deps.upstream().refresh(current.refreshToken);
-      await deps.store.save(grantId, current.subject, { accessToken: next.accessToken, refreshToken: next.refreshToken, expiresAt: next.expiresAt, scopes: next.scope });
-      await deps.audit.record({ event: 'upstream.token_refreshed', ...who, details: { grant_id: grantId } });
-      // U may or may not rotate the refresh token; the stored one is the one it kept (coalesce).
-      return { ok: true, accessToken: next.accessToken, secrets: compileSecrets(next.accessToken, next.refreshToken ?? current.refreshToken) };
+      next = await deps.upstream().refresh(current.refreshToken);
     } catch (err) {
       const failure = err instanceof UpstreamError ? err : new UpstreamError('upstream_error', (err as Error).message);
       await deps.audit.record({ event: 'upstream.refresh_failed', reason: failure.reason, ...who, details: { grant_id: grantId, upstream_error: failure.upstreamCode } });
       if (failure.reason === 'invalid_grant') {
+        this.unsaved.delete(grantId);
         await deps.revocation.revokeGrant(grantId, 'upstream_invalid_grant');
         return { ok: false, failure: 'revoked' };
       }
       // A token that has not expired yet is still worth using.
-      if (current.expiresAt !== undefined && current.expiresAt > Date.now()) return { ok: true, accessToken: current.accessToken, secrets: compileSecrets(current.accessToken, current.refreshToken) };
+      if (current.expiresAt !== undefined && current.expiresAt > Date.now()) return usable(current);
       return { ok: false, failure: failure.reason === 'unreachable' ? 'unreachable' : 'failed' };
     }
+    // U may or may not rotate the refresh token; the one to keep is the one it kept.
+    const tokens: StoredUpstreamTokens = {
+      ...current,
+      accessToken: next.accessToken,
+      refreshToken: next.refreshToken ?? current.refreshToken,
+      expiresAt: next.expiresAt,
+      scopes: next.scope ?? current.scopes,
+    };
+    let saved: string | null | undefined;
+    try {
+      saved = await deps.store.replace(grantId, current.version, tokens, { wait: true });
+    } catch (err) {
+      // U has spent the old refresh token: losing this result would make the next refresh a reuse.
+      const result = usable(tokens);
+      this.unsaved.set(grantId, { tokens, secrets: result.secrets, who, since: this.unsaved.get(grantId)?.since ?? Date.now() });
+      deps.log.warn({ err: (err as Error).message, grantId }, 'a refreshed upstream token could not be saved; it is used and kept in this process, and saved when the database answers');
+      this.scheduleRetry();
+      return result;
+    }
+    this.unsaved.delete(grantId);
+    if (saved === null) return this.notKept(grantId, tokens, who);
+    await deps.audit.record({ event: 'upstream.token_refreshed', ...who, details: { grant_id: grantId } });
+    return usable(tokens);
+  }
+
+  /**
+   * The row changed while U answered: gone (the grant revoked — U is asked to revoke the token
+   * it just issued, UP-08) or written by another holder of the lock (a lock lost with its
+   * connection): the database's answer is the one every replica reads, so it is used.
+   */
+  private async notKept(grantId: string, tokens: UpstreamTokenSet, who: Who): Promise<UpstreamTokenResult> {
+    const now = await this.deps.store.get(grantId);
+    if (now) return usable(now);
+    this.deps.revocation.revokeUnkept(grantId, tokens, who.clientId, who.subject);
+    return { ok: false, failure: 'revoked' };
+  }
+
+  /** A held result, saved now if nothing replaced it meanwhile (called holding the grant's lock). */
+  private async saveLate(grantId: string, held: Unsaved): Promise<void> {
+    if (this.unsaved.get(grantId) !== held) return;
+    const saved = await this.deps.store.replace(grantId, held.tokens.version, held.tokens, { wait: false });
+    if (saved === undefined) throw new Error('the database is busy');
+    this.unsaved.delete(grantId);
+    if (saved === null) {
+      await this.notKept(grantId, held.tokens, held.who);
+      return;
+    }
+    await this.deps.audit.record({ event: 'upstream.token_refreshed', ...held.who, details: { grant_id: grantId, saved_after_ms: Date.now() - held.since } });
+  }
+
+  /** The background retry: after a pause that doubles while saves keep failing, until none is held. */
+  private scheduleRetry(): void {
+    const { retry } = this;
+    if (retry.timer !== undefined || retry.closed) return;
+    retry.timer = setTimeout(() => {
+      void this.saveHeld().then((left) => {
+        retry.timer = undefined;
+        retry.delayMs = left > 0 ? Math.min(retry.delayMs * 2, SAVE_RETRY_MAX_MS) : SAVE_RETRY_FIRST_MS;
+        if (left > 0) this.scheduleRetry();
+      });
+    }, retry.delayMs);
+    retry.timer.unref();
   }
 }
+
+const lockName = (grantId: string) => `upstream-refresh:${grantId}`;
 
 export function createUpstreamTokenSource(deps: UpstreamTokenDeps): UpstreamTokenSource {
   return new UpstreamTokenSource(deps);

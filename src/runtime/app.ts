@@ -43,6 +43,8 @@ import { accountRouter, type AccountDeps } from '../account/pages.js';
 export type GatewayServices = Pick<GatewayDeps, 'checkToken' | 'upstreamTokens' | 'sessions' | 'generation' | 'streams'> & {
   /** forwarder per resource (MCP first, then GATEWAY_ROUTES) */
   forwarders: Map<string, Forwarder>;
+  /** at shutdown: close the forwarders' connections, and save U's refreshed tokens still held */
+  close(): Promise<void>;
 };
 
 /** What the pages need; the sign-in budget is the app's own (the /authorize budget). */

@@ -72,20 +72,26 @@ function createGatewayServices(core: Core, mcpUrl: URL | undefined): GatewayServ
   for (const route of config.gateway.routes) forwarders.set(route.resource, createForwarder(route.target, forwardOptions));
   // DESIGN §8: every request uses a generation read issued after it arrived (src/gateway/generation.ts).
   const generation = coalescedReads(() => stores.generation.current());
+  const upstreamTokens = createUpstreamTokenSource({
+    store: stores.upstreamTokens,
+    upstream: core.upstream,
+    revocation: core.revocation,
+    audit,
+    generation,
+    exclusive: (name, waitMs, fn) => core.sql.exclusive(name, waitMs, fn),
+    log: core.log,
+  });
   return {
     checkToken: createTokenCheck(stores.models, stores.consents, generation),
-    upstreamTokens: createUpstreamTokenSource({
-      store: stores.upstreamTokens,
-      upstream: core.upstream,
-      revocation: core.revocation,
-      audit,
-      generation,
-      exclusive: (name, waitMs, fn) => core.sql.exclusive(name, waitMs, fn),
-    }),
+    upstreamTokens,
     sessions: createSessionBinding(stores.mcpSessions),
     forwarders,
     generation,
     streams: new Set<ServerResponse>(),
+    close: async () => {
+      for (const forwarder of forwarders.values()) void forwarder.close();
+      await upstreamTokens.close(); // refreshed upstream tokens not saved yet (src/gateway/upstream-token.ts)
+    },
   };
 }
 
@@ -191,7 +197,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     dispose: () =>
       (disposed ??= (async () => {
         await stopMaintenance();
-        for (const forwarder of gateway.forwarders.values()) void forwarder.close();
+        await gateway.close();
         demo?.close();
         refusals.close();
         await core.revocation.settled(); // UP-08 revocations the last requests started; the process exits after this (src/cli/bin.ts)

@@ -20,8 +20,14 @@ const UPSERT = `INSERT INTO upstream_tokens (grant_id, subject, sealed_access, s
   ON CONFLICT (grant_id) DO UPDATE SET sealed_access = excluded.sealed_access, sealed_refresh = coalesce(excluded.sealed_refresh, upstream_tokens.sealed_refresh),
     expires_at = excluded.expires_at, scopes = coalesce(excluded.scopes, upstream_tokens.scopes), updated_at = excluded.updated_at`;
 const SELECT = 'SELECT subject, sealed_access, sealed_refresh, expires_at, scopes FROM upstream_tokens WHERE grant_id = ?';
+// Only over the row as it was read (its sealed access token, unique by its random nonce), never an insert.
+const REPLACE = `UPDATE upstream_tokens SET sealed_access = ?, sealed_refresh = coalesce(?, sealed_refresh), expires_at = ?, scopes = coalesce(?, scopes), updated_at = ?
+  WHERE grant_id = ? AND sealed_access = ?`;
 
 export type UpstreamAccess = { accessToken: string; refreshToken: string | undefined; expiresAt: number | undefined };
+
+/** A stored token set as read, with the version `replace` compares against. */
+export type StoredUpstreamTokens = UpstreamTokenSet & { subject: string; version: string };
 
 export function createUpstreamTokenStore(sql: Sql, keys: KeyRing) {
   const ctx = (grantId: string, kind: string) => `upstream_token:${kind}:${grantId}`;
@@ -46,10 +52,24 @@ export function createUpstreamTokenStore(sql: Sql, keys: KeyRing) {
       const row = sql.oneNow<Row>(SELECT, [grantId]);
       return row instanceof Promise ? row.then((r) => r && open(grantId, r)) : row && open(grantId, row);
     },
-    async get(grantId: string): Promise<(UpstreamTokenSet & { subject: string }) | undefined> {
+    async get(grantId: string): Promise<StoredUpstreamTokens | undefined> {
       const row = await sql.one<Row>(SELECT, [grantId]);
       if (!row) return undefined;
-      return { subject: row.subject, ...open(grantId, row), scopes: row.scopes ?? undefined };
+      return { subject: row.subject, ...open(grantId, row), scopes: row.scopes ?? undefined, version: row.sealed_access };
+    },
+    /**
+     * Replace the tokens only if the row still holds `version` (what `get` read): a refresh's
+     * result never re-creates the row of a grant revoked meanwhile, nor overwrites another
+     * writer's. Resolves with the new version, null when the row is gone or changed, and — with
+     * `wait: false` — undefined when SQLite's write lock is taken (Sql.runIfFree: no busy wait).
+     */
+    async replace(grantId: string, version: string, tokens: UpstreamTokenSet, options: { wait: boolean }, now = Date.now()): Promise<string | null | undefined> {
+      const access = keys.seal(tokens.accessToken, ctx(grantId, 'access'));
+      const refresh = tokens.refreshToken ? keys.seal(tokens.refreshToken, ctx(grantId, 'refresh')) : null;
+      const params = [access, refresh, tokens.expiresAt ?? null, tokens.scopes ?? null, now, grantId, version];
+      const done = options.wait ? await sql.run(REPLACE, params) : await sql.runIfFree(REPLACE, params);
+      if (done === undefined) return undefined;
+      return done.changes === 1 ? access : null;
     },
     async remove(grantId: string): Promise<void> {
       await sql.run('DELETE FROM upstream_tokens WHERE grant_id = ?', [grantId]);
