@@ -51,6 +51,7 @@ export interface RevokedInTransaction {
 export class Revocation {
   /** upstream revocations started and not finished yet */
   private readonly pending = new Set<Promise<void>>();
+  private readonly listeners: ((grantId: string) => void)[] = [];
 
   constructor(private readonly deps: RevocationDeps) {}
 
@@ -80,10 +81,21 @@ export class Revocation {
    */
   revokeAtUpstreamAfterCommit(grantId: string, result: RevokedInTransaction): void {
     const { tokens } = result;
-    if (!tokens) return;
     // Called inside an outer transaction (the token endpoint's, src/provider/configuration.ts),
     // the revocation is not committed yet: U is asked only once it is, never when it rolls back.
-    this.deps.afterCommit(() => this.revokeUnkept(grantId, tokens, result.consent?.client_id, result.consent?.subject));
+    this.deps.afterCommit(() => {
+      for (const listener of this.listeners) listener(grantId);
+      if (tokens) this.revokeUnkept(grantId, tokens, result.consent?.client_id, result.consent?.subject);
+    });
+  }
+
+  /**
+   * `fn(grantId)` after each committed cascade of this process, before U is asked: the gateway's
+   * token source revokes at U a refreshed token it holds unsaved for that grant
+   * (src/gateway/upstream-token.ts), which the row read here does not have.
+   */
+  onRevoked(fn: (grantId: string) => void): void {
+    this.listeners.push(fn);
   }
 
   /**

@@ -1,28 +1,21 @@
 /**
  * U's token for a grant, kept usable (UP-08, GW-14, AT-22):
- * - refreshed shortly before it expires (REFRESH_SKEW_MS), single-flight per grant: concurrent
- *   requests wait for one refresh — in this process (a shared promise) and across replicas
- *   (DESIGN §8, issue 11): U may rotate refresh tokens and treat a reused one as theft, revoking
- *   the whole grant (OAuth 2.0 Security BCP, RFC 9700 §4.14.2; GitHub does), so two replicas must
- *   never send the same refresh token. The refresh runs under `exclusive('upstream-refresh:<grant>')`
- *   (src/db/sql.ts): on PostgreSQL a session-level advisory lock on a connection of its own, not a
- *   transaction — nothing stays open in the database during the call to U but that lock, and no
- *   main-pool connection is held for it. A replica that waited for the lock re-reads the stored
- *   token and, when another one replaced the token it found due, uses that result instead of
- *   refreshing again. The wait is bounded (REFRESH_LOCK_WAIT_MS): beyond it the stored token is
- *   used when still valid, else the request fails as U unreachable (504);
- * - U answering `invalid_grant` means the upstream grant is gone: P's grant is revoked with the
- *   whole cascade, so the client gets 401 and must authorize again;
- * - U unreachable or failing: the request fails with 502/504; a token that is still valid is
- *   used meanwhile;
- * - a refresh's result is saved only over the row it replaces (UpstreamTokenStore.replace). When
- *   the grant was revoked while U answered, nothing is re-created: U is asked to revoke the new
- *   token and the request gets `revoked`. When the database is busy or away at that moment, the
- *   result is not lost (U has already spent the old refresh token, RFC 9700 §4.14.2): this request
- *   uses it, this process keeps it — every request and the next refresh use it — and saves it in
- *   the background (retries SAVE_RETRY_FIRST_MS doubling to SAVE_RETRY_MAX_MS, under the same lock,
- *   SQLite's without its busy wait) and once more at shutdown. Until then other replicas still
- *   read the old row.
+ * - refreshed shortly before it expires (REFRESH_SKEW_MS), single-flight per grant, in this
+ *   process (a shared promise) and across replicas (DESIGN §8): U may rotate refresh tokens and
+ *   treat a reused one as theft, revoking the whole grant (RFC 9700 §4.14.2; GitHub does). The
+ *   refresh runs under `exclusive('upstream-refresh:<grant>')` (src/db/sql.ts; on PostgreSQL a
+ *   session-level advisory lock on a connection of its own, no transaction open during the call
+ *   to U). A replica that waited re-reads the row and uses another's refresh of the token it found
+ *   due. The wait is bounded (REFRESH_LOCK_WAIT_MS): beyond it a still-valid stored token is used,
+ *   else the request fails as U unreachable (504);
+ * - U answering `invalid_grant`: P's grant is revoked with the whole cascade (401, authorize again);
+ *   U unreachable or failing: 502/504, a still-valid token used meanwhile;
+ * - the result is saved only over the row it replaces (UpstreamTokenStore.replace): for a grant
+ *   revoked meanwhile nothing is re-created, U is asked to revoke the new token, `revoked`. When the
+ *   database cannot take it, it is not lost (U spent the old refresh token): used, held by this
+ *   process (its requests and next refresh use it), saved in the background (Backoff, under the
+ *   same lock, SQLite's without its busy wait) and once more at shutdown; revoked at U at once
+ *   when this process revokes the grant. Until saved, other replicas read the old row.
  * The decrypted token is kept in the generation cache (src/gateway/cache.ts) until tokens or
  * consents change, so most requests skip the lookup and the AES-GCM decryption. So are the
  * patterns the gateway looks for in R's responses (GW-13, src/gateway/redact.ts): compiled from
@@ -35,15 +28,15 @@ import type { StoredUpstreamTokens, UpstreamAccess, UpstreamTokenSet, UpstreamTo
 import { after, LockTimeoutError, type Maybe } from '../db/sql.js';
 import { UpstreamError, type UpstreamClient } from '../upstream/presets.js';
 import { createGenerationCache } from './cache.js';
+import { Backoff } from './backoff.js';
 import { compileSecrets, type Secrets } from './redact.js';
 
 /** Refresh U's token when it has less than this left. */
 export const REFRESH_SKEW_MS = 60_000;
 /** How long a replica waits for another one's refresh of the same grant. */
 export const REFRESH_LOCK_WAIT_MS = 15_000;
-/** The first pause before saving again a refreshed token whose save failed; it doubles up to SAVE_RETRY_MAX_MS. */
-export const SAVE_RETRY_FIRST_MS = 250;
-export const SAVE_RETRY_MAX_MS = 5_000;
+/** The pauses before saving again a refreshed token the database did not take: the first, doubling up to the max. */
+export const [SAVE_RETRY_FIRST_MS, SAVE_RETRY_MAX_MS] = [250, 5_000];
 
 /** What the forwarder needs of U's tokens: the one to send, and all that must not come back. */
 export interface UpstreamCredential {
@@ -80,10 +73,11 @@ class UpstreamTokenSource {
   private readonly turns = new Map<string, Promise<unknown>>();
   private readonly unsaved = new Map<string, Unsaved>();
   private readonly cache: ReturnType<typeof createGenerationCache<Loaded>>;
-  private readonly retry: { timer: NodeJS.Timeout | undefined; delayMs: number; closed: boolean } = { timer: undefined, delayMs: SAVE_RETRY_FIRST_MS, closed: false };
+  private readonly retry = new Backoff(() => this.saveHeld(), SAVE_RETRY_FIRST_MS, SAVE_RETRY_MAX_MS);
 
   constructor(private readonly deps: UpstreamTokenDeps) {
     this.cache = createGenerationCache<Loaded>(deps.generation);
+    deps.revocation.onRevoked((grantId) => this.dropHeld(grantId));
   }
 
   /**
@@ -105,26 +99,42 @@ class UpstreamTokenSource {
     return this.unsaved.size;
   }
 
-  /** One attempt to save every refreshed token still held (the background retry calls it); resolves with how many are left. */
-  async saveHeld(): Promise<number> {
+  /**
+   * One attempt to save every refreshed token still held (the background retry calls it; at
+   * shutdown it stops at the first failure); resolves with how many are left.
+   */
+  async saveHeld(stopAtFailure = false): Promise<number> {
     for (const [grantId, held] of [...this.unsaved]) {
       try {
         await this.inTurn(grantId, () => this.deps.exclusive(lockName(grantId), REFRESH_LOCK_WAIT_MS, () => this.saveLate(grantId, held)));
       } catch (err) {
         this.deps.log.warn({ err: (err as Error).message, grantId }, 'saving a refreshed upstream token failed; it stays held and is retried');
+        if (stopAtFailure) break;
       }
     }
     return this.unsaved.size;
   }
 
-  /** At shutdown: stop retrying, try once more, and say what is lost. */
+  /**
+   * At shutdown: let refreshes under way finish (at most SAVE_RETRY_MAX_MS), try once more, stop
+   * retrying, and say what is lost (so does a refresh whose save fails after this).
+   */
   async close(): Promise<void> {
-    this.retry.closed = true;
-    clearTimeout(this.retry.timer);
-    if (this.unsaved.size === 0) return;
-    const left = await this.saveHeld();
-    if (left > 0)
-      this.deps.log.error({ grants: [...this.unsaved.keys()] }, "refreshed upstream tokens could not be saved before exit: U will refuse these grants' next refresh until the user authorizes again");
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise((resolve) => (timer = setTimeout(resolve, SAVE_RETRY_MAX_MS)));
+    await Promise.race([Promise.allSettled([...this.turns.values()]), deadline]);
+    clearTimeout(timer);
+    const left = this.unsaved.size > 0 ? await this.saveHeld(true) : 0;
+    this.retry.close();
+    if (left > 0) this.deps.log.error({ grants: [...this.unsaved.keys()] }, LOST);
+  }
+
+  /** A committed revocation in this process: a held token for the grant is revoked at U now, not at its next save. */
+  private dropHeld(grantId: string): void {
+    const held = this.unsaved.get(grantId);
+    if (!held) return;
+    this.unsaved.delete(grantId);
+    this.deps.revocation.revokeUnkept(grantId, held.tokens, held.who.clientId, held.who.subject);
   }
 
   private load(grantId: string): Maybe<Loaded> {
@@ -169,9 +179,26 @@ class UpstreamTokenSource {
     return pending;
   }
 
-  /** The grant's tokens as this process knows them: a result it holds unsaved, else the row. */
+  /**
+   * The grant's tokens as this process knows them (under the grant's lock): the row, or a result
+   * held unsaved while the row is still the one it replaces — or when the row cannot be read. A
+   * held result whose row is gone (revoked on another replica) is revoked at U; one whose row
+   * changed (its save committed though the answer was lost, and another replica refreshed since)
+   * is dropped for the row: its refresh token may be spent.
+   */
   private async current(grantId: string): Promise<StoredUpstreamTokens | undefined> {
-    return this.unsaved.get(grantId)?.tokens ?? (await this.deps.store.get(grantId));
+    const held = this.unsaved.get(grantId);
+    if (!held) return this.deps.store.get(grantId);
+    let row: StoredUpstreamTokens | undefined;
+    try {
+      row = await this.deps.store.get(grantId);
+    } catch {
+      return held.tokens;
+    }
+    if (row?.version === held.tokens.version) return held.tokens;
+    if (!row) this.dropHeld(grantId);
+    this.unsaved.delete(grantId);
+    return row;
   }
 
   /** Another replica's refresh outlasted the wait: the stored token if it is usable, else U counts as unreachable. */
@@ -212,30 +239,37 @@ class UpstreamTokenSource {
       expiresAt: next.expiresAt,
       scopes: next.scope ?? current.scopes,
     };
-    let saved: string | null | undefined;
     try {
-      saved = await deps.store.replace(grantId, current.version, tokens, { wait: true });
+      const saved = await deps.store.replace(grantId, current.version, tokens, { wait: true });
+      if (saved === null) return await this.notKept(grantId, tokens, who);
     } catch (err) {
       // U has spent the old refresh token: losing this result would make the next refresh a reuse.
-      const result = usable(tokens);
-      this.unsaved.set(grantId, { tokens, secrets: result.secrets, who, since: this.unsaved.get(grantId)?.since ?? Date.now() });
-      deps.log.warn({ err: (err as Error).message, grantId }, 'a refreshed upstream token could not be saved; it is used and kept in this process, and saved when the database answers');
-      this.scheduleRetry();
-      return result;
+      return this.hold(grantId, tokens, who, err as Error);
     }
     this.unsaved.delete(grantId);
-    if (saved === null) return this.notKept(grantId, tokens, who);
     await deps.audit.record({ event: 'upstream.token_refreshed', ...who, details: { grant_id: grantId } });
     return usable(tokens);
+  }
+
+  /** U's answer, which the database did not take: used now, held, and saved in the background. */
+  private hold(grantId: string, tokens: StoredUpstreamTokens, who: Who, err: Error): UpstreamTokenResult {
+    const result = usable(tokens);
+    this.unsaved.set(grantId, { tokens, secrets: result.secrets, who, since: this.unsaved.get(grantId)?.since ?? Date.now() });
+    if (this.retry.closed) this.deps.log.error({ err: err.message, grants: [grantId] }, LOST);
+    else this.deps.log.warn({ err: err.message, grantId }, 'a refreshed upstream token could not be saved; it is used and kept in this process, and saved when the database answers');
+    this.retry.schedule();
+    return result;
   }
 
   /**
    * The row changed while U answered: gone (the grant revoked — U is asked to revoke the token
    * it just issued, UP-08) or written by another holder of the lock (a lock lost with its
-   * connection): the database's answer is the one every replica reads, so it is used.
+   * connection): the database's answer is the one every replica reads, so it is used. A held
+   * result is let go only once that is known (a failed read throws and it stays held).
    */
   private async notKept(grantId: string, tokens: UpstreamTokenSet, who: Who): Promise<UpstreamTokenResult> {
     const now = await this.deps.store.get(grantId);
+    this.unsaved.delete(grantId);
     if (now) return usable(now);
     this.deps.revocation.revokeUnkept(grantId, tokens, who.clientId, who.subject);
     return { ok: false, failure: 'revoked' };
@@ -246,30 +280,17 @@ class UpstreamTokenSource {
     if (this.unsaved.get(grantId) !== held) return;
     const saved = await this.deps.store.replace(grantId, held.tokens.version, held.tokens, { wait: false });
     if (saved === undefined) throw new Error('the database is busy');
-    this.unsaved.delete(grantId);
     if (saved === null) {
       await this.notKept(grantId, held.tokens, held.who);
       return;
     }
+    this.unsaved.delete(grantId);
     await this.deps.audit.record({ event: 'upstream.token_refreshed', ...held.who, details: { grant_id: grantId, saved_after_ms: Date.now() - held.since } });
-  }
-
-  /** The background retry: after a pause that doubles while saves keep failing, until none is held. */
-  private scheduleRetry(): void {
-    const { retry } = this;
-    if (retry.timer !== undefined || retry.closed) return;
-    retry.timer = setTimeout(() => {
-      void this.saveHeld().then((left) => {
-        retry.timer = undefined;
-        retry.delayMs = left > 0 ? Math.min(retry.delayMs * 2, SAVE_RETRY_MAX_MS) : SAVE_RETRY_FIRST_MS;
-        if (left > 0) this.scheduleRetry();
-      });
-    }, retry.delayMs);
-    retry.timer.unref();
   }
 }
 
 const lockName = (grantId: string) => `upstream-refresh:${grantId}`;
+const LOST = "refreshed upstream tokens could not be saved before exit: U will refuse these grants' next refresh until the user authorizes again";
 
 export function createUpstreamTokenSource(deps: UpstreamTokenDeps): UpstreamTokenSource {
   return new UpstreamTokenSource(deps);
