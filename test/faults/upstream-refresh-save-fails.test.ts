@@ -17,8 +17,8 @@
  */
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { auditEvents, rows, startTestApp, type TestApp } from '../helpers/app.js';
-import { Browser, authorizeClient, startStack, type Stack } from '../helpers/stack.js';
+import { auditEvents, rows, type TestApp } from '../helpers/app.js';
+import { Browser, authorizeClient, startReplica, startStack, type Stack } from '../helpers/stack.js';
 import { callTool, openSession } from '../helpers/mcp-http.js';
 import { onPostgres } from '../helpers/engine.js';
 import { whileSqliteLocked, type FaultStack } from './fault-stack.js';
@@ -152,17 +152,7 @@ describe('a refreshed upstream token whose save fails', () => {
   });
 
   it('tried once more at shutdown: a replica disposed while it holds a refreshed token saves it first', async () => {
-    const replica = await startTestApp({
-      dir: stack.app.dir,
-      env: {
-        PUBLIC_URL: stack.app.url,
-        UPSTREAM_ISSUER: stack.upstream.issuer,
-        UPSTREAM_CLIENT_ID: stack.upstream.clientId,
-        UPSTREAM_CLIENT_SECRET: stack.upstream.clientSecret,
-        UPSTREAM_SCOPES: 'openid email',
-        MCP_UPSTREAM_URL: stack.mcp.url,
-      },
-    });
+    const replica = await startReplica(stack);
     try {
       const { grantId, who } = await authorized('held-at-shutdown');
       const fault = faultyReplace(replica, 1);

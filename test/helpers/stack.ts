@@ -86,6 +86,26 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   return stack;
 }
 
+/**
+ * Another replica of the stack's P: the same data directory (and so the same database and
+ * SECRET_KEY), PUBLIC_URL (behind one balancer, replicas share it: P's tokens are for
+ * PUBLIC_URL/mcp), upstream and R, listening on its own port. `env` adds to that configuration.
+ */
+export function startReplica(stack: Stack, env: Record<string, string> = {}): Promise<TestApp> {
+  return startTestApp({
+    dir: stack.app.dir,
+    env: {
+      PUBLIC_URL: stack.app.url,
+      UPSTREAM_ISSUER: stack.upstream.issuer,
+      UPSTREAM_CLIENT_ID: stack.upstream.clientId,
+      UPSTREAM_CLIENT_SECRET: stack.upstream.clientSecret,
+      UPSTREAM_SCOPES: 'openid email',
+      MCP_UPSTREAM_URL: stack.mcp.url,
+      ...env,
+    },
+  });
+}
+
 export const CLIENT_REDIRECT = 'http://127.0.0.1:33418/callback';
 
 export interface AuthorizationRequest {

@@ -10,8 +10,8 @@
  * other replica while the revocation commits.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestApp, type TestApp } from '../helpers/app.js';
-import { Browser, authorizeClient, startStack, type Stack } from '../helpers/stack.js';
+import type { TestApp } from '../helpers/app.js';
+import { Browser, authorizeClient, startReplica, startStack, type Stack } from '../helpers/stack.js';
 import { callTool, openSession } from '../helpers/mcp-http.js';
 
 let stack: Stack;
@@ -20,29 +20,13 @@ let other: TestApp;
 
 beforeAll(async () => {
   stack = await startStack();
-  other = await startTestApp({ dir: stack.app.dir, env: otherEnv() });
+  // The load below sends hundreds of refused requests from one address: answered 401, not 429.
+  other = await startReplica(stack, { RATE_LIMIT_REJECTED: '1000000/1m' });
 });
 afterAll(async () => {
   await other?.close();
   await stack?.close();
 });
-
-/**
- * The first replica's configuration — the same PUBLIC_URL (behind one balancer, replicas share
- * it: P's tokens are for PUBLIC_URL/mcp), upstream and R — listening on its own port.
- */
-function otherEnv(): Record<string, string> {
-  return {
-    PUBLIC_URL: stack.app.url,
-    UPSTREAM_ISSUER: stack.upstream.issuer,
-    UPSTREAM_CLIENT_ID: stack.upstream.clientId,
-    UPSTREAM_CLIENT_SECRET: stack.upstream.clientSecret,
-    UPSTREAM_SCOPES: 'openid email',
-    MCP_UPSTREAM_URL: stack.mcp.url,
-    // The load below sends hundreds of refused requests from one address: answered 401, not 429.
-    RATE_LIMIT_REJECTED: '1000000/1m',
-  };
-}
 
 /** A grant, its token and an MCP session, made through replica A. */
 async function grant(login: string) {

@@ -14,8 +14,8 @@
  */
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { auditEvents, rows, startTestApp, type TestApp } from '../helpers/app.js';
-import { Browser, authorizeClient, startStack, type Stack } from '../helpers/stack.js';
+import { auditEvents, rows, type TestApp } from '../helpers/app.js';
+import { Browser, authorizeClient, startReplica, startStack, type Stack } from '../helpers/stack.js';
 import { callTool, openSession } from '../helpers/mcp-http.js';
 import { onPostgres } from '../helpers/engine.js';
 
@@ -27,19 +27,7 @@ beforeAll(async () => {
   stack = await startStack({ upstreamRevokesOnRefreshReuse: true });
   replicas = [stack.app];
   if (onPostgres) {
-    replicas.push(
-      await startTestApp({
-        dir: stack.app.dir,
-        env: {
-          PUBLIC_URL: stack.app.url,
-          UPSTREAM_ISSUER: stack.upstream.issuer,
-          UPSTREAM_CLIENT_ID: stack.upstream.clientId,
-          UPSTREAM_CLIENT_SECRET: stack.upstream.clientSecret,
-          UPSTREAM_SCOPES: 'openid email',
-          MCP_UPSTREAM_URL: stack.mcp.url,
-        },
-      }),
-    );
+    replicas.push(await startReplica(stack));
   }
 });
 afterAll(async () => {
