@@ -125,6 +125,11 @@ export class Audit {
     return last;
   }
 
+  /** Records queued and not committed yet (after a failed flush at shutdown: what is lost). */
+  get queued(): number {
+    return this.queue.length;
+  }
+
   /** Queue a record for group commit (gateway traffic). */
   defer(entry: AuditEntry): void {
     const row = this.toRow(entry);

@@ -35,6 +35,10 @@ export async function migratePg(sql: PgSql, dir = PG_MIGRATIONS_DIR, options: { 
   };
   client.on('error', onClientError);
   try {
+    // A migration waits as long as it must — for another process's run and for its DDL's locks on
+    // tables serving replicas use — not the server pool's bound (src/db/pg-lock-timeout.ts); so its
+    // connection is closed after it, never pooled with that setting.
+    await client.query('SET lock_timeout = 0');
     await client.query('SELECT pg_advisory_lock($1::bigint)', [lockKey(MIGRATION_LOCK)]);
     try {
       return await migrateLocked(client, files, options.mustExist ?? false);
@@ -47,10 +51,10 @@ export async function migratePg(sql: PgSql, dir = PG_MIGRATIONS_DIR, options: { 
     broken ??= err as Error;
     throw err;
   } finally {
-    // A connection whose run failed is closed rather than pooled: that also ends its session,
-    // which drops the advisory lock if the unlock could not be sent.
+    // Closed rather than pooled (lock_timeout 0; a failed run's session also drops the advisory
+    // lock if the unlock could not be sent).
     client.off('error', onClientError);
-    client.release(broken ?? false);
+    client.release(broken ?? true);
   }
 }
 

@@ -34,6 +34,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { PgSessionLocks } from './pg-locks.js';
+import { boundLockWaits } from './pg-lock-timeout.js';
 import { BoundedCache, checkParams, exclusiveInTransaction, lockKey, lockOutsideTransaction, lookupParams, runAfterCommit, toPositional, TransactionAbortedError, type Held, type Sql } from './sql.js';
 
 const INT8_OID = 20;
@@ -50,6 +51,8 @@ export interface PgSqlOptions {
   onError?: (err: Error) => void;
   /** named prepared statements (default true); false for poolers that cannot carry them */
   preparedStatements?: boolean;
+  /** bound lock waits on every connection (src/db/pg-lock-timeout.ts): the server passes it, the CLI does not */
+  lockTimeoutMs?: number;
 }
 
 interface Statement {
@@ -126,6 +129,7 @@ export class PgSql implements Sql {
       connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
       application_name: 'mcp-consent-proxy',
       types,
+      ...(options.lockTimeoutMs === undefined ? {} : { onConnect: boundLockWaits(options.lockTimeoutMs) }),
     });
     this.#prepared = options.preparedStatements ?? true;
     const onError = options.onError;
@@ -263,9 +267,11 @@ export class PgSql implements Sql {
     }
   }
 
-  async lock(name: string): Promise<void> {
+  async lock(name: string, options: { unbounded?: boolean } = {}): Promise<void> {
     const tx = this.#context.getStore();
     if (tx === undefined || tx.closing) throw lockOutsideTransaction();
+    // lock_timeout 0 as SET LOCAL would: for the rest of this transaction only
+    if (options.unbounded) await this.#query("SELECT set_config('lock_timeout', '0', true)", []);
     await this.#query('SELECT pg_advisory_xact_lock(CAST(? AS BIGINT))', [lockKey(name)]);
   }
 

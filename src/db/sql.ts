@@ -133,9 +133,12 @@ export interface Sql {
   /**
    * Inside a transaction: serialize with every other holder of `name` until commit (PostgreSQL
    * pg_advisory_xact_lock on a stable 64-bit hash of name; SQLite: a no-op, as BEGIN IMMEDIATE
-   * already serializes writers). Refused outside a transaction on both engines.
+   * already serializes writers). Refused outside a transaction on both engines. On the server's
+   * PostgreSQL pool the wait is bounded (src/db/pg-lock-timeout.ts, then SQLSTATE 55P03) unless
+   * `unbounded`, for a holder that may take long and a wait that must not fail (the first start's
+   * key creation, src/runtime/jwks.ts): that lifts the bound for the rest of the transaction.
    */
-  lock(name: string): Promise<void>;
+  lock(name: string, options?: { unbounded?: boolean }): Promise<void>;
   /**
    * Outside any transaction: run fn while holding `name` against every other process on the
    * database (PostgreSQL: a session-level pg_advisory_lock on a connection of a small pool of its

@@ -197,7 +197,7 @@ export class SqliteSql implements Sql {
     }
   }
 
-  async lock(_name: string): Promise<void> {
+  async lock(_name: string, _options?: { unbounded?: boolean }): Promise<void> {
     const tx = this.#active;
     if (tx === null || this.#context.getStore() !== tx) throw lockOutsideTransaction();
     if (tx.failed !== undefined) throw new TransactionAbortedError(tx.failed);

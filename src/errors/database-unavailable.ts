@@ -45,6 +45,8 @@ const PG_UNAVAILABLE_MESSAGES = [
  * answer as SQLite busy: 503 with Retry-After, and the request failed as a whole (issue 13 §3).
  * Network codes from node's sockets; SQLSTATEs from PostgreSQL's appendix A (class 08
  * connection exception, 57P01–57P03 shutdown/starting, 53300 too many connections; 40P01 deadlock
- * detected and 40001 serialization failure: the transaction was rolled back whole, a retry is safe).
+ * detected and 40001 serialization failure: the transaction was rolled back whole, a retry is safe;
+ * 55P03 lock_not_available: a lock another session holds was not granted within the server's
+ * lock_timeout, src/db/pg-lock-timeout.ts — PostgreSQL's counterpart of SQLite busy).
  */
-const PG_UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', '08000', '08003', '08006', '08001', '08004', '57P01', '57P02', '57P03', '53300', '40P01', '40001']);
+const PG_UNAVAILABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', '08000', '08003', '08006', '08001', '08004', '57P01', '57P02', '57P03', '53300', '40P01', '40001', '55P03']);

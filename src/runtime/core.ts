@@ -124,11 +124,17 @@ export interface OpenedDatabase {
  * of DATABASE_POOL_MAX connections; migrated under an advisory lock, so replicas starting at once
  * migrate once), else SQLite at DATABASE_PATH. Closed again when migrating fails.
  */
-export async function openConfiguredDatabase(config: Readonly<Config>, options: { log: Logger; mustExist?: boolean }): Promise<OpenedDatabase> {
+export async function openConfiguredDatabase(config: Readonly<Config>, options: { log: Logger; mustExist?: boolean; serving?: boolean }): Promise<OpenedDatabase> {
   if (config.databaseUrl) {
     // Loaded only here: the pg driver is ~15 MB of a SQLite process's memory otherwise (issue 14).
-    const [{ PgSql }, { migratePg }] = await Promise.all([import('../db/pg-sql.js'), import('../db/migrate-pg.js')]);
-    const sql = new PgSql({ url: config.databaseUrl, poolMax: config.databasePoolMax, onError: (err) => options.log[failureLevel(err)]({ err }, 'an idle PostgreSQL connection failed') });
+    const [{ PgSql }, { migratePg }, { LOCK_TIMEOUT_MS }] = await Promise.all([import('../db/pg-sql.js'), import('../db/migrate-pg.js'), import('../db/pg-lock-timeout.js')]);
+    const sql = new PgSql({
+      url: config.databaseUrl,
+      poolMax: config.databasePoolMax,
+      onError: (err) => options.log[failureLevel(err)]({ err }, 'an idle PostgreSQL connection failed'),
+      // The server's lock waits are bounded (src/db/pg-lock-timeout.ts); an operator's CLI command may wait.
+      lockTimeoutMs: options.serving ? LOCK_TIMEOUT_MS : undefined,
+    });
     try {
       return { sql, ...(await migratePg(sql, undefined, { mustExist: options.mustExist ?? false })), where: 'PostgreSQL (DATABASE_URL)' };
     } catch (err) {

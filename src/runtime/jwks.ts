@@ -17,7 +17,8 @@ export async function loadOrCreateJwks(sql: Sql, sealed: SealedSecretStore, name
   const json =
     (await sealed.get(name)) ??
     (await sql.transaction(async () => {
-      await sql.lock(`sealed-secret:${name}`);
+      // Unbounded: the holder generates keys, which takes a while on a loaded machine; waiting is the point.
+      await sql.lock(`sealed-secret:${name}`, { unbounded: true });
       const created = await sealed.get(name); // by another replica while this one waited
       if (created) return created;
       const fresh = JSON.stringify(await generateJwks());

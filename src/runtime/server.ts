@@ -201,11 +201,17 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
         demo?.close();
         refusals.close();
         await core.revocation.settled(); // UP-08 revocations the last requests started; the process exits after this (src/cli/bin.ts)
-        await audit.flush();
+        await flushAuditAtExit(audit, log);
         await stopCheckpointLog();
         await sql.close();
       })()),
   };
+}
+
+/** The last commit of the audit queue; what the database refused then is lost, and said so. */
+async function flushAuditAtExit(audit: Runtime['audit'], log: Logger): Promise<void> {
+  await audit.flush();
+  if (audit.queued > 0) log.error({ rows: audit.queued }, 'audit records could not be committed before exit (the database refused): they are lost');
 }
 
 export interface RunningServer {

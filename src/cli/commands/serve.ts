@@ -8,6 +8,7 @@ import { bridgeProviderConsole, createLogger } from '../../log/logger.js';
 import type { Io } from '../command.js';
 import { createRuntime, listen, type RunningServer, type Runtime } from '../../runtime/server.js';
 import { tuneHeap } from '../../runtime/heap.js';
+import { failureLevel } from '../../errors/database-unavailable.js';
 
 /** Backoff between attempts to reach the upstream at start: 1 s, 2 s, 4 s … at most 30 s. */
 export const UPSTREAM_RETRY_MAX_MS = 30_000;
@@ -105,7 +106,9 @@ function untilStopped(runtime: Runtime, running: RunningServer, stopWatching: ()
       await running.close();
       clearTimeout(force);
       runtime.refusals.tally.flush(); // the current minute's refusal counts, before the last row
-      await runtime.audit.record({ event: 'system.stopped', reason: signal });
+      // A database that refuses the row (away, a lock held past lock_timeout) must not skip the
+      // rest of the shutdown: held upstream tokens, U's revocations, the queued audit records.
+      await runtime.audit.record({ event: 'system.stopped', reason: signal }).catch((err: unknown) => log[failureLevel(err)]({ err }, 'the system.stopped audit row could not be written'));
       await runtime.dispose();
       log.info('stopped');
       resolve(0);
@@ -133,7 +136,11 @@ export async function serve(io: Io): Promise<number> {
   const runtime = await createRuntime(config, { log });
   const running = await listenOrExplain(runtime, io);
   if (!running) return 1;
-  await runtime.audit.record({ event: 'system.started', details: { issuer: config.urls.issuer, demo: config.demo } });
+  // Serving already: a database that refuses this row just now (a lock held past lock_timeout) is
+  // logged, not a reason to stop and be restarted over and over.
+  await runtime.audit
+    .record({ event: 'system.started', details: { issuer: config.urls.issuer, demo: config.demo } })
+    .catch((err: unknown) => log[failureLevel(err)]({ err }, 'the system.started audit row could not be written'));
   const stopWatching = watchUpstream(runtime, io);
   log.info({ listening: running.url, issuer: config.urls.issuer, mcp: config.urls.mcpResource }, 'mcp-consent-proxy ready');
   io.out(startupBanner(config, running.url));
