@@ -25,7 +25,7 @@ export interface ActorInfo {
 }
 
 export interface AdminOpsDeps {
-  stores: { models: OidcModelStore; clientsMeta: ClientsMetaStore; consents: ConsentStore };
+  stores: { models: OidcModelStore; clientsMeta: ClientsMetaStore; consents: ConsentStore; transaction<T>(work: () => Promise<T>): Promise<T> };
   revocation: Revocation;
   audit: Audit;
 }
@@ -42,6 +42,16 @@ const EVENTS: Record<Actor, { disabled: AuditEvent; enabled: AuditEvent; deleted
   cli: { disabled: 'cli.client_disabled', enabled: 'cli.client_enabled', deleted: 'cli.client_deleted', revoked: 'cli.consent_revoked' },
   account: { disabled: 'admin.client_disabled', enabled: 'admin.client_enabled', deleted: 'admin.client_deleted', revoked: 'account.consent_revoked' },
 };
+
+/** The audit entry of an action on a client by `who`. */
+const clientEntry = (event: AuditEvent, clientId: string, who: ActorInfo, details: Record<string, unknown>) => ({
+  event,
+  subject: who.subject,
+  clientId,
+  requestId: who.requestId,
+  ip: who.ip,
+  details: { ...details, actor: who.actor },
+});
 
 export function createAdminOps(deps: AdminOpsDeps) {
   const { stores, revocation, audit } = deps;
@@ -61,23 +71,28 @@ export function createAdminOps(deps: AdminOpsDeps) {
       if (!(await client(clientId))) return undefined;
       await stores.clientsMeta.setDisabled(clientId, Date.now());
       const revokedConsents = await revocation.revokeClient(clientId, 'client_disabled');
-      await audit.record({ event: EVENTS[who.actor].disabled, subject: who.subject, clientId, requestId: who.requestId, ip: who.ip, details: { revoked_consents: revokedConsents, actor: who.actor } });
+      await audit.record(clientEntry(EVENTS[who.actor].disabled, clientId, who, { revoked_consents: revokedConsents }));
       return { revokedConsents };
     },
 
+    // Re-enabling and deleting commit with their audit rows, or not at all (the caller can retry).
     async enableClient(clientId: string, who: ActorInfo): Promise<boolean> {
       if (!(await client(clientId))) return false;
-      await stores.clientsMeta.setDisabled(clientId, null);
-      await audit.record({ event: EVENTS[who.actor].enabled, subject: who.subject, clientId, requestId: who.requestId, ip: who.ip, details: { actor: who.actor } });
+      await stores.transaction(async () => {
+        await stores.clientsMeta.setDisabled(clientId, null);
+        await audit.record(clientEntry(EVENTS[who.actor].enabled, clientId, who, {}));
+      });
       return true;
     },
 
     async deleteClient(clientId: string, who: ActorInfo): Promise<{ revokedConsents: number } | undefined> {
       if (!(await client(clientId))) return undefined;
       const revokedConsents = await revocation.revokeClient(clientId, 'client_deleted');
-      await stores.models.deleteClient(clientId);
-      await stores.clientsMeta.remove(clientId);
-      await audit.record({ event: EVENTS[who.actor].deleted, subject: who.subject, clientId, requestId: who.requestId, ip: who.ip, details: { revoked_consents: revokedConsents, actor: who.actor } });
+      await stores.transaction(async () => {
+        await stores.models.deleteClient(clientId);
+        await stores.clientsMeta.remove(clientId);
+        await audit.record(clientEntry(EVENTS[who.actor].deleted, clientId, who, { revoked_consents: revokedConsents }));
+      });
       return { revokedConsents };
     },
 

@@ -35,6 +35,8 @@ export interface MaintenanceDeps {
   extraPurges?: Array<() => Promise<number>>;
   /** called for each expired client before it is deleted (cascade) */
   onClientExpired?: (clientId: string) => Promise<unknown>;
+  /** one transaction around an expired client's deletion and its audit row (Stores.transaction) */
+  transaction: <T>(work: () => Promise<T>) => Promise<T>;
   /** run the job unless another replica's run holds the lock (Sql.tryExclusive); absent: always run */
   exclusive?: <T>(name: string, fn: () => Promise<T>) => Promise<Held<T>>;
 }
@@ -60,9 +62,12 @@ async function housekeeping(deps: MaintenanceDeps, now: number): Promise<{ expir
   const expiredClients = await deps.clientsMeta.idleSince(now - deps.clientIdleSeconds * 1000);
   for (const clientId of expiredClients) {
     await deps.onClientExpired?.(clientId);
-    await deps.models.deleteClient(clientId);
-    await deps.clientsMeta.remove(clientId);
-    await deps.audit.record({ event: 'client.expired', clientId, reason: 'idle', details: { idle_seconds: deps.clientIdleSeconds } });
+    // The deletion and its audit row commit together: a refused row leaves the client for the next run.
+    await deps.transaction(async () => {
+      await deps.models.deleteClient(clientId);
+      await deps.clientsMeta.remove(clientId);
+      await deps.audit.record({ event: 'client.expired', clientId, reason: 'idle', details: { idle_seconds: deps.clientIdleSeconds } });
+    });
   }
   if (expiredRows || expiredClients.length) deps.log.info({ expiredRows, expiredClients: expiredClients.length }, 'housekeeping');
   return { expiredRows, expiredClients };

@@ -123,6 +123,7 @@ export function maintenanceDeps(core: Pick<Core, 'stores' | 'config' | 'audit' |
       ...(core.sql.engine === 'postgres' ? [() => purgeEndedRateLimits(core.sql, Date.now() - longestWindowMs(config))] : []),
     ],
     onClientExpired: (clientId) => revocation.revokeClient(clientId, 'client_deleted'),
+    transaction: (work) => stores.transaction(work),
     exclusive: (name, fn) => core.sql.tryExclusive(name, fn),
   };
 }

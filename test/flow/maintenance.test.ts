@@ -12,12 +12,17 @@ beforeAll(async () => {
 });
 afterAll(() => app.close());
 
+function housekeepingDeps() {
+  const { runtime } = app;
+  return { models: runtime.stores.models, clientsMeta: runtime.stores.clientsMeta, audit: runtime.audit, log: runtime.log, clientIdleSeconds: app.config.ttl.clientIdle, transaction: runtime.stores.transaction };
+}
+
 describe('maintenance', () => {
   it('deletes clients unused for CLIENT_IDLE_TTL, keeps recently used ones, and audits each deletion', async () => {
     const idle = (await registerClient(app, { client_name: 'idle' })).client_id;
     const used = (await registerClient(app, { client_name: 'used' })).client_id;
     const { runtime } = app;
-    const deps = { models: runtime.stores.models, clientsMeta: runtime.stores.clientsMeta, audit: runtime.audit, log: runtime.log, clientIdleSeconds: app.config.ttl.clientIdle };
+    const deps = housekeepingDeps();
     vi.useFakeTimers({ toFake: ['Date'] });
     try {
       vi.setSystemTime(Date.now() + 29 * 86_400_000);
@@ -34,5 +39,33 @@ describe('maintenance', () => {
     const authorize = await fetch(`${app.url}/authorize?client_id=${idle}&response_type=code&redirect_uri=http%3A%2F%2F127.0.0.1%3A33418%2Fcallback`, { redirect: 'manual' });
     expect(authorize.status).toBe(400);
     expect(authorize.headers.get('location')).toBeNull();
+  });
+
+  it("an expired client's deletion and its audit row commit together: a refused row leaves the client for the next run", async () => {
+    const idle = (await registerClient(app, { client_name: 'idle, audit refused' })).client_id;
+    const { runtime } = app;
+    const record = runtime.audit.record.bind(runtime.audit);
+    let refused = 0;
+    runtime.audit.record = async (entry) => {
+      if (entry.event === 'client.expired' && refused === 0) {
+        refused += 1;
+        throw Object.assign(new Error('the database is busy (test)'), { code: 'SQLITE_BUSY' });
+      }
+      return record(entry);
+    };
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(Date.now() + 400 * 86_400_000);
+      await expect(runMaintenance(housekeepingDeps())).rejects.toThrow(/busy/);
+      expect(refused).toBe(1);
+      expect(await rows(app, 'SELECT client_id FROM clients_meta WHERE client_id = ?', idle)).toEqual([{ client_id: idle }]);
+      expect(await rows(app, "SELECT key FROM oidc_models WHERE model = 'Client' AND key = ?", idle)).toEqual([{ key: idle }]);
+      expect((await runMaintenance(housekeepingDeps())).expiredClients).toContain(idle);
+    } finally {
+      vi.useRealTimers();
+      runtime.audit.record = record;
+    }
+    expect(await rows(app, 'SELECT client_id FROM clients_meta WHERE client_id = ?', idle)).toEqual([]);
+    expect((await auditEvents(app)).filter((e) => e.event === 'client.expired' && e.client_id === idle)).toHaveLength(1);
   });
 });
