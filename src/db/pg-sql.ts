@@ -35,6 +35,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { PgSessionLocks } from './pg-locks.js';
 import { boundLockWaits } from './pg-lock-timeout.js';
+import { isStalePlan, parseInt8 } from './pg-values.js';
 import { BoundedCache, checkParams, exclusiveInTransaction, lockKey, lockOutsideTransaction, lookupParams, runAfterCommit, toPositional, TransactionAbortedError, type Held, type Sql } from './sql.js';
 
 const INT8_OID = 20;
@@ -53,6 +54,13 @@ export interface PgSqlOptions {
   preparedStatements?: boolean;
   /** bound lock waits on every connection (src/db/pg-lock-timeout.ts): the server passes it, the CLI does not */
   lockTimeoutMs?: number;
+  /**
+   * The gateway's per-request reads (`oneNow`): pg's client-side query_timeout, after which the
+   * read fails as "database unavailable" and its connection is closed — a server or network that
+   * stops answering without resetting (SIGSTOP, a partition) must not hold every gateway request
+   * behind one shared read. The server passes it; other statements have no such bound.
+   */
+  hotReadTimeoutMs?: number;
 }
 
 interface Statement {
@@ -60,11 +68,6 @@ interface Statement {
   text: string;
   /** hash of the text; the statement's name is `s<epoch>_<hash>` */
   hash: string;
-}
-
-/** A prepared plan whose result columns changed under it (ALTER TABLE by a newer replica). */
-function isStalePlan(err: unknown): boolean {
-  return (err as { code?: unknown }).code === '0A000' && /cached plan must not change result type/.test((err as Error).message);
 }
 
 export class DatabaseUrlError extends Error {
@@ -77,12 +80,6 @@ export class DatabaseUrlError extends Error {
 /** Whether DATABASE_URL names PostgreSQL. Only the scheme is looked at. */
 export function isPostgresUrl(url: string): boolean {
   return /^postgres(?:ql)?:\/\//i.test(url);
-}
-
-function parseInt8(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n)) throw new RangeError(`BIGINT value ${value} is beyond JavaScript's safe integers`);
-  return n;
 }
 
 class Tx {
@@ -115,6 +112,7 @@ export class PgSql implements Sql {
   readonly #context = new AsyncLocalStorage<Tx>();
   readonly #statements = new BoundedCache<Statement>(PLACEHOLDER_CACHE_MAX);
   readonly #prepared: boolean;
+  readonly #hotReadTimeoutMs: number | undefined;
   #epoch = 0;
   readonly #locks: PgSessionLocks;
 
@@ -132,6 +130,7 @@ export class PgSql implements Sql {
       ...(options.lockTimeoutMs === undefined ? {} : { onConnect: boundLockWaits(options.lockTimeoutMs) }),
     });
     this.#prepared = options.preparedStatements ?? true;
+    this.#hotReadTimeoutMs = options.hotReadTimeoutMs;
     const onError = options.onError;
     this.pool.on('error', (err) => onError?.(err));
   }
@@ -146,22 +145,24 @@ export class PgSql implements Sql {
     return stmt;
   }
 
-  #config(stmt: Statement, values: unknown[]): pg.QueryConfig {
-    return this.#prepared ? { name: `s${this.#epoch}_${stmt.hash}`, text: stmt.text, values } : { text: stmt.text, values };
+  #config(stmt: Statement, values: unknown[], timeoutMs?: number): pg.QueryConfig {
+    const config: pg.QueryConfig & { query_timeout?: number } = this.#prepared ? { name: `s${this.#epoch}_${stmt.hash}`, text: stmt.text, values } : { text: stmt.text, values };
+    if (timeoutMs !== undefined) config.query_timeout = timeoutMs;
+    return config;
   }
 
-  async #query(sql: string, params: readonly unknown[]): Promise<pg.QueryResult> {
+  async #query(sql: string, params: readonly unknown[], timeoutMs?: number): Promise<pg.QueryResult> {
     checkParams(params);
     const stmt = this.#statement(sql);
     const values = params as unknown[];
     const tx = this.#context.getStore();
     if (tx === undefined || tx.closing) {
       try {
-        return await this.pool.query(this.#config(stmt, values));
+        return await this.pool.query(this.#config(stmt, values, timeoutMs));
       } catch (err) {
         if (!isStalePlan(err)) throw err;
         this.#epoch++;
-        return await this.pool.query(this.#config(stmt, values));
+        return await this.pool.query(this.#config(stmt, values, timeoutMs));
       }
     }
     try {
@@ -179,9 +180,9 @@ export class PgSql implements Sql {
     return (await this.#query(sql, lookupParams(params))).rows[0] as T | undefined;
   }
 
-  /** Always a round trip: a promise. */
-  oneNow<T>(sql: string, params: readonly unknown[] = []): Promise<T | undefined> {
-    return this.one<T>(sql, params);
+  /** Always a round trip: a promise (bounded by hotReadTimeoutMs outside a transaction). */
+  async oneNow<T>(sql: string, params: readonly unknown[] = []): Promise<T | undefined> {
+    return (await this.#query(sql, lookupParams(params), this.#hotReadTimeoutMs)).rows[0] as T | undefined;
   }
 
   inTransaction(): boolean {

@@ -34,6 +34,7 @@ export function failureLevel(err: unknown): 'warn' | 'error' {
  * P closing its own pool.
  */
 const PG_UNAVAILABLE_MESSAGES = [
+  'Query read timeout', // a gateway read past its bound (PgSqlOptions.hotReadTimeoutMs): the server or network stopped answering
   'timeout exceeded when trying to connect',
   'Connection terminated due to connection timeout',
   'Connection terminated unexpectedly',

@@ -134,6 +134,8 @@ export async function openConfiguredDatabase(config: Readonly<Config>, options: 
       onError: (err) => options.log[failureLevel(err)]({ err }, 'an idle PostgreSQL connection failed'),
       // The server's lock waits are bounded (src/db/pg-lock-timeout.ts); an operator's CLI command may wait.
       lockTimeoutMs: options.serving ? LOCK_TIMEOUT_MS : undefined,
+      // Above the lock bound, so a held lock ends as PostgreSQL's own 55P03 first.
+      hotReadTimeoutMs: options.serving ? LOCK_TIMEOUT_MS + 1_000 : undefined,
     });
     try {
       return { sql, ...(await migratePg(sql, undefined, { mustExist: options.mustExist ?? false })), where: 'PostgreSQL (DATABASE_URL)' };
