@@ -21,16 +21,30 @@ import type pg from 'pg';
 /** The server's bound on a lock wait, as SQLite's busy timeout. */
 export const LOCK_TIMEOUT_MS = 5_000;
 
-const BOUND_UNLESS_SET = "SELECT set_config('lock_timeout', $1, false) WHERE current_setting('lock_timeout') = '0'";
+/**
+ * How soon PostgreSQL notices a client that gave up on a statement — a gateway read past its
+ * client-side bound (PgSqlOptions.hotReadTimeoutMs), whose connection pg then closes — and cancels
+ * it (`client_connection_check_interval`, PostgreSQL 14+; older servers skip it). Without it that
+ * statement keeps a server process waiting (on a lock: as long as the session's lock_timeout,
+ * which may be the operator's and long), one more for each read that timed out.
+ */
+export const CLIENT_CHECK_INTERVAL_MS = 1_000;
+
+// Each only when the session has none (a missing setting — PostgreSQL < 14 — reads as NULL).
+const BOUND_UNLESS_SET = `SELECT
+  CASE WHEN current_setting('lock_timeout') = '0' THEN set_config('lock_timeout', $1, false) END,
+  CASE WHEN current_setting('client_connection_check_interval', true) = '0' THEN set_config('client_connection_check_interval', $2, false) END`;
 
 /**
  * pg-pool's `onConnect`: bound the new connection's lock waits before it is handed out (a failure
- * fails the checkout). Not `verify`: pg-pool runs that after removing its 'error' listener, so a
+ * fails the checkout), the SET itself bounded by `queryTimeoutMs` (pg-pool's connect timeout has
+ * ended by then). Not `verify`: pg-pool runs that after removing its 'error' listener, so a
  * connection breaking during the SET would raise an unheard 'error' and end the process.
  */
-export function boundLockWaits(ms: number): (client: pg.ClientBase) => Promise<void> {
-  const value = `${Math.max(1, Math.round(ms))}ms`;
+export function boundLockWaits(ms: number, queryTimeoutMs: number): (client: pg.ClientBase) => Promise<void> {
+  const values = [`${Math.max(1, Math.round(ms))}ms`, `${CLIENT_CHECK_INTERVAL_MS}ms`];
+  const config: pg.QueryConfig & { query_timeout: number } = { text: BOUND_UNLESS_SET, values, query_timeout: queryTimeoutMs };
   return async (client) => {
-    await client.query(BOUND_UNLESS_SET, [value]);
+    await client.query(config);
   };
 }

@@ -127,7 +127,7 @@ export class PgSql implements Sql {
       connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
       application_name: 'mcp-consent-proxy',
       types,
-      ...(options.lockTimeoutMs === undefined ? {} : { onConnect: boundLockWaits(options.lockTimeoutMs) }),
+      ...(options.lockTimeoutMs === undefined ? {} : { onConnect: boundLockWaits(options.lockTimeoutMs, options.connectTimeoutMs ?? 10_000) }),
     });
     this.#prepared = options.preparedStatements ?? true;
     this.#hotReadTimeoutMs = options.hotReadTimeoutMs;

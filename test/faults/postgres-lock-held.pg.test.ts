@@ -56,6 +56,7 @@ async function untilWaiting(name: string): Promise<void> {
 describe('PostgreSQL: a lock another session holds', () => {
   it('/register waits at most the lock timeout, then 503 temporarily_unavailable with Retry-After; nothing kept; 201 once the lock is gone', async () => {
     expect(await lockTimeout(app.runtime.sql as PgSql)).toBe(`${LOCK_TIMEOUT_MS / 1000}s`);
+    expect(await (app.runtime.sql as PgSql).one('SHOW client_connection_check_interval')).toEqual({ client_connection_check_interval: '1s' });
     expect((await register()).status).toBe(201);
     const before = await clients();
     const errorsBefore = app.logLines.filter((l) => /"level":(50|60)/.test(l)).length;
@@ -140,7 +141,8 @@ describe('PostgreSQL: a lock another session holds', () => {
     let broken = 0;
     // The socket of the new connection ends just as the SET is sent (a reset, a server killed).
     pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-      if (broken === 0 && typeof args[0] === 'string' && args[0].includes("set_config('lock_timeout'")) {
+      const text = (args[0] as { text?: unknown } | undefined)?.text;
+      if (broken === 0 && typeof text === 'string' && text.includes("set_config('lock_timeout'")) {
         broken += 1;
         (this as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
       }

@@ -15,6 +15,7 @@
  * moving bytes in both directions while every connection stays open.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
 import { PgSql } from '../../src/db/pg-sql.js';
@@ -97,6 +98,27 @@ describe('PostgreSQL stops answering (found by review)', () => {
       expect(await sql.oneNow('SELECT n FROM gateway_generation WHERE id = 1')).toMatchObject({ n: expect.any(Number) });
     } finally {
       proxy.stall(false);
+      await sql.close();
+    }
+  });
+
+  it("a read that timed out waiting for a lock does not leave its server process waiting, even under the operator's long lock_timeout", async () => {
+    const sql = new PgSql({ url: db.url, poolMax: 2, lockTimeoutMs: 60_000, hotReadTimeoutMs: 300 });
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    const waiting = async () =>
+      Number((await holder.query("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'mcp-consent-proxy' AND wait_event_type = 'Lock'")).rows[0].n);
+    try {
+      await migratePg(sql);
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE gateway_generation IN ACCESS EXCLUSIVE MODE');
+      for (let i = 0; i < 3; i++) await expect(sql.oneNow('SELECT n FROM gateway_generation WHERE id = 1')).rejects.toThrow('Query read timeout');
+      // Each closed its connection; PostgreSQL notices within CLIENT_CHECK_INTERVAL_MS and cancels the wait.
+      for (let i = 0; i < 100 && (await waiting()) > 0; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(await waiting()).toBe(0);
+    } finally {
+      await holder.query('ROLLBACK');
+      await holder.end();
       await sql.close();
     }
   });
