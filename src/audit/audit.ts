@@ -193,7 +193,7 @@ export class Audit {
 
   /**
    * The head to the checkpoint file, once `row` is committed. Inside an outer transaction it is
-   * not committed yet (and may roll back): noted after that commit, never when it rolls back — a
+   * not committed yet (and may roll back): skip, the next commit notes a newer head — a
    * checkpoint must never name a row that is not in the database.
    * Heads may be noted out of order (two commits finishing in either order; the server and the
    * CLI, or several replicas, appending to one chain): the writer keeps the newest it was given,
@@ -202,10 +202,7 @@ export class Audit {
    * writer logs it, and `audit verify` then sees an older or missing file.
    */
   private writeCheckpoint(row: AuditRow): void {
-    const checkpoint = this.checkpoint;
-    if (!checkpoint) return;
-    if (this.store.inTransaction()) this.store.afterCommit(() => checkpoint.update(row));
-    else checkpoint.update(row);
+    if (this.checkpoint && !this.store.inTransaction()) this.checkpoint.update(row);
   }
 
   private takeQueue(): NewAuditRow[] {

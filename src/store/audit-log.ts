@@ -121,11 +121,6 @@ export class AuditLogStore {
     return this.sql.inTransaction();
   }
 
-  /** `fn` once the caller's transaction has committed, never when it rolls back (Sql.afterCommit). */
-  afterCommit(fn: () => void): void {
-    this.sql.afterCommit(fn);
-  }
-
   /**
    * One page for the admin audit view: newest first; `beforeSeq` pages to older rows,
    * `afterSeq` to newer ones. Time ranges become seq ranges, so every page is an index range
