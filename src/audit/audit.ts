@@ -71,8 +71,14 @@ export interface AuditOptions {
   checkpoint?: CheckpointWriter | undefined;
 }
 
+/** A row's place in the order records were made (a symbol: no column, not in the MAC). */
+const MADE: unique symbol = Symbol('made');
+type MadeRow = NewAuditRow & { [MADE]?: number };
+
 export class Audit {
   private queue: NewAuditRow[] = [];
+  /** records made so far: each row carries its number (MADE), so rows put back after failed commits keep their order */
+  private madeCount = 0;
   private timer: NodeJS.Timeout | undefined;
   /** appends under way, group commits and records alike (flush waits for them) */
   private readonly commits = new Set<Promise<unknown>>();
@@ -88,11 +94,12 @@ export class Audit {
     this.checkpoint = options.checkpoint;
   }
 
-  private toRow(entry: AuditEntry): NewAuditRow {
+  private toRow(entry: AuditEntry): MadeRow {
     if (!isAuditEvent(entry.event)) throw new Error(`unknown audit event ${String(entry.event)}`);
     const ctx = requestContext.getStore();
     const details = entry.details && Object.keys(entry.details).length ? maskedCanonicalJson(entry.details) : null;
     return {
+      [MADE]: this.madeCount++,
       ts: new Date().toISOString(),
       event: entry.event,
       outcome: AUDIT_EVENTS[entry.event],
@@ -179,10 +186,14 @@ export class Audit {
     return append;
   }
 
-  /** Put records that could not be committed back in front of the queue (at most MAX_QUEUED_ROWS). */
+  /**
+   * Put records that could not be committed back into the queue in the order they were made (two
+   * group commits may fail in either order), at most MAX_QUEUED_ROWS.
+   */
   private requeue(rows: NewAuditRow[], retry: boolean): void {
     if (!rows.length) return;
-    this.queue = [...rows, ...this.queue];
+    const made = (row: NewAuditRow) => (row as MadeRow)[MADE] ?? 0;
+    this.queue = [...rows, ...this.queue].sort((a, b) => made(a) - made(b));
     const dropped = this.queue.length - MAX_QUEUED_ROWS;
     if (dropped > 0) {
       this.queue = this.queue.slice(dropped);
