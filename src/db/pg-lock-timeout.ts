@@ -36,12 +36,13 @@ const BOUND_UNLESS_SET = `SELECT
   CASE WHEN current_setting('client_connection_check_interval', true) = '0' THEN set_config('client_connection_check_interval', $2, false) END`;
 
 /**
- * pg-pool's `onConnect`: bound the new connection's lock waits before it is handed out (a failure
+ * pg-pool's `onConnect`: bound the new connection's lock waits, and set how soon the server
+ * notices a client that gave up, before it is handed out (a failure
  * fails the checkout), the SET itself bounded by `queryTimeoutMs` (pg-pool's connect timeout has
  * ended by then). Not `verify`: pg-pool runs that after removing its 'error' listener, so a
  * connection breaking during the SET would raise an unheard 'error' and end the process.
  */
-export function boundLockWaits(ms: number, queryTimeoutMs: number): (client: pg.ClientBase) => Promise<void> {
+export function boundSessionWaits(ms: number, queryTimeoutMs: number): (client: pg.ClientBase) => Promise<void> {
   const values = [`${Math.max(1, Math.round(ms))}ms`, `${CLIENT_CHECK_INTERVAL_MS}ms`];
   const config: pg.QueryConfig & { query_timeout: number } = { text: BOUND_UNLESS_SET, values, query_timeout: queryTimeoutMs };
   return async (client) => {

@@ -34,7 +34,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { PgSessionLocks } from './pg-locks.js';
-import { boundLockWaits } from './pg-lock-timeout.js';
+import { boundSessionWaits } from './pg-lock-timeout.js';
 import { isStalePlan, parseInt8 } from './pg-values.js';
 import { BoundedCache, checkParams, exclusiveInTransaction, lockKey, lockOutsideTransaction, lookupParams, runAfterCommit, toPositional, TransactionAbortedError, type Held, type Sql } from './sql.js';
 
@@ -119,15 +119,16 @@ export class PgSql implements Sql {
   constructor(options: PgSqlOptions) {
     this.#locks = new PgSessionLocks(options);
     if (!isPostgresUrl(options.url)) throw new DatabaseUrlError('DATABASE_URL must start with postgres:// or postgresql://');
+    const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     const types = new pg.TypeOverrides();
     types.setTypeParser(INT8_OID, parseInt8);
     this.pool = new pg.Pool({
       connectionString: options.url,
       max: options.poolMax ?? 10,
-      connectionTimeoutMillis: options.connectTimeoutMs ?? 10_000,
+      connectionTimeoutMillis: connectTimeoutMs,
       application_name: 'mcp-consent-proxy',
       types,
-      ...(options.lockTimeoutMs === undefined ? {} : { onConnect: boundLockWaits(options.lockTimeoutMs, options.connectTimeoutMs ?? 10_000) }),
+      ...(options.lockTimeoutMs === undefined ? {} : { onConnect: boundSessionWaits(options.lockTimeoutMs, connectTimeoutMs) }),
     });
     this.#prepared = options.preparedStatements ?? true;
     this.#hotReadTimeoutMs = options.hotReadTimeoutMs;

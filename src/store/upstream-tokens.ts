@@ -37,10 +37,15 @@ export function createUpstreamTokenStore(sql: Sql, keys: KeyRing) {
     expiresAt: row.expires_at ?? undefined,
   });
 
+  /** The access and refresh token sealed for the grant's row (the sealed access token is the row's version). */
+  const seal = (grantId: string, tokens: UpstreamTokenSet) => ({
+    access: keys.seal(tokens.accessToken, ctx(grantId, 'access')),
+    refresh: tokens.refreshToken ? keys.seal(tokens.refreshToken, ctx(grantId, 'refresh')) : null,
+  });
+
   return {
     async save(grantId: string, subject: string, tokens: UpstreamTokenSet, now = Date.now()): Promise<void> {
-      const access = keys.seal(tokens.accessToken, ctx(grantId, 'access'));
-      const refresh = tokens.refreshToken ? keys.seal(tokens.refreshToken, ctx(grantId, 'refresh')) : null;
+      const { access, refresh } = seal(grantId, tokens);
       await sql.run(UPSERT, [grantId, subject, access, refresh, tokens.expiresAt ?? null, tokens.scopes ?? null, now]);
     },
     /**
@@ -64,8 +69,7 @@ export function createUpstreamTokenStore(sql: Sql, keys: KeyRing) {
      * `wait: false` — undefined when SQLite's write lock is taken (Sql.runIfFree: no busy wait).
      */
     async replace(grantId: string, version: string, tokens: UpstreamTokenSet, options: { wait: boolean }, now = Date.now()): Promise<string | null | undefined> {
-      const access = keys.seal(tokens.accessToken, ctx(grantId, 'access'));
-      const refresh = tokens.refreshToken ? keys.seal(tokens.refreshToken, ctx(grantId, 'refresh')) : null;
+      const { access, refresh } = seal(grantId, tokens);
       const params = [access, refresh, tokens.expiresAt ?? null, tokens.scopes ?? null, now, grantId, version];
       const done = options.wait ? await sql.run(REPLACE, params) : await sql.runIfFree(REPLACE, params);
       if (done === undefined) return undefined;
