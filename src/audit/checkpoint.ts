@@ -143,12 +143,12 @@ class CheckpointFileWriter implements CheckpointWriter {
     else if (read.status === 'invalid') this.diverge(read.problem);
     const anchor = this.anchor;
     if (!anchor) return;
-    this.ready = Promise.resolve(guard.holds(anchor.seq, anchor.mac)).then(
-      (holds) => {
-        if (!holds) this.diverge(`the audit log does not hold row ${anchor.seq} as the checkpoint file recorded it`);
-      },
-      (err: unknown) => this.diverge(`the audit log could not be read to check the checkpoint file's row ${anchor.seq} (${(err as Error).message})`),
-    );
+    // A failed read says nothing about the log (an outage, a lock past its bound): the row stays unchecked, and each write checks it first (extendsAnchor).
+    const unchecked = (err: unknown) =>
+      log[failureLevel(err)]({ err, file: path, seq: anchor.seq }, "audit checkpoint file's row could not be checked at start; it is checked again before the file is next written");
+    this.ready = Promise.resolve()
+      .then(() => guard.holds(anchor.seq, anchor.mac))
+      .then((holds) => (holds ? undefined : this.diverge(`the audit log does not hold row ${anchor.seq} as the checkpoint file recorded it`)), unchecked);
   }
 
   get diverged(): string | undefined {
