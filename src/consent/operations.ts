@@ -67,15 +67,20 @@ export function createAdminOps(deps: AdminOpsDeps) {
   return {
     client,
 
+    // Disabling, re-enabling and deleting commit with their audit rows, or not at all (the caller
+    // can retry). Disabling commits first (no new consent while the cascade runs), then revokes
+    // each consent with its own row: one transaction over every consent of a popular client would
+    // hold the gateway's generation row for the whole cascade.
     async disableClient(clientId: string, who: ActorInfo): Promise<{ revokedConsents: number } | undefined> {
       if (!(await client(clientId))) return undefined;
-      await stores.clientsMeta.setDisabled(clientId, Date.now());
-      const revokedConsents = await revocation.revokeClient(clientId, 'client_disabled');
-      await audit.record(clientEntry(EVENTS[who.actor].disabled, clientId, who, { revoked_consents: revokedConsents }));
-      return { revokedConsents };
+      await stores.transaction(async () => {
+        await stores.clientsMeta.setDisabled(clientId, Date.now());
+        const active = (await stores.consents.unrevokedForClient(clientId)).length;
+        await audit.record(clientEntry(EVENTS[who.actor].disabled, clientId, who, { active_consents: active }));
+      });
+      return { revokedConsents: await revocation.revokeClient(clientId, 'client_disabled') };
     },
 
-    // Re-enabling and deleting commit with their audit rows, or not at all (the caller can retry).
     async enableClient(clientId: string, who: ActorInfo): Promise<boolean> {
       if (!(await client(clientId))) return false;
       await stores.transaction(async () => {

@@ -140,11 +140,24 @@ export class Revocation {
     await Promise.allSettled([...this.pending]);
   }
 
-  /** Revoke every active consent of a client (disable, delete, idle expiry). */
+  /**
+   * Revoke every active consent of a client (disable, delete, idle expiry), each with its own
+   * cascade and audit row. One that fails does not stop the others: after trying them all, the
+   * first failure is thrown (the caller's retry finds only the ones left).
+   */
   async revokeClient(clientId: string, reason: 'client_disabled' | 'client_deleted'): Promise<number> {
     let n = 0;
+    const failures: unknown[] = [];
     for (const consent of await this.deps.consents.unrevokedForClient(clientId)) {
-      if (await this.revokeGrant(consent.grant_id, reason)) n += 1;
+      try {
+        if (await this.revokeGrant(consent.grant_id, reason)) n += 1;
+      } catch (err) {
+        failures.push(err);
+      }
+    }
+    if (failures.length) {
+      this.deps.log.warn({ clientId, revoked: n, failed: failures.length }, 'some consents of the client could not be revoked; the next attempt revokes them');
+      throw failures[0];
     }
     return n;
   }
