@@ -116,7 +116,7 @@ export class Revocation {
     reason: RevocationReason,
     actor?: { event?: 'consent.revoked' | 'admin.consent_revoked' | 'account.consent_revoked' | 'cli.consent_revoked'; subject?: string },
   ): Promise<boolean> {
-    const result = await this.deps.transaction(() => this.revokeInTransaction(grantId, reason));
+    const result = await this.committedCascade(grantId, reason);
     // The revocation has committed: U is asked to revoke its token even when the audit row cannot
     // be written now (the database busy) — a revoked consent must not leave U's token live (UP-08).
     try {
@@ -133,6 +133,33 @@ export class Revocation {
       this.revokeAtUpstreamAfterCommit(grantId, result);
     }
     return result.wasActive;
+  }
+
+  /**
+   * The cascade in its own transaction. When the commit fails after the cascade ran, PostgreSQL
+   * may still have committed it (the connection lost after COMMIT was sent, its answer never
+   * read): a fresh read decides. The consent revoked with this cascade's time and reason → it
+   * committed, and the caller goes on as after any commit (audit row, U asked: UP-08). Still
+   * active → it rolled back: the error stands. The read failing too → unknown: U is asked all the
+   * same (what was asked for is a revocation; a grant that did survive then fails at its next
+   * refresh and is revoked as AT-22), and the error stands.
+   */
+  private async committedCascade(grantId: string, reason: RevocationReason): Promise<RevokedInTransaction> {
+    const now = Date.now();
+    let ran: RevokedInTransaction | undefined;
+    try {
+      return await this.deps.transaction(async () => (ran = await this.revokeInTransaction(grantId, reason, now)));
+    } catch (err) {
+      if (!ran) throw err;
+      const cascade = ran;
+      const after = await this.deps.consents.byGrant(grantId).then(
+        (consent) => (consent?.revoked_at === now && consent.revoked_reason === reason ? 'committed' : 'rolled back'),
+        () => 'unknown',
+      );
+      if (after === 'committed') return cascade;
+      if (after === 'unknown') this.revokeAtUpstreamAfterCommit(grantId, cascade);
+      throw err;
+    }
   }
 
   /** Resolves when every upstream revocation started so far has finished (the CLI waits). */

@@ -1,0 +1,104 @@
+/**
+ * A revocation whose COMMIT was performed but whose answer was lost (PostgreSQL: the connection
+ * dropped after COMMIT was sent) — src/consent/revocation.ts `committedCascade`. Before, the
+ * error alone decided: the consent was revoked and the upstream token row gone, but U was never
+ * asked to revoke its token (UP-08) and no audit row was written. Now a fresh read decides:
+ * - committed → the revocation goes on as after any commit: its audit row, U asked, success;
+ * - rolled back → the error stands, U is not asked (the retry asks it);
+ * - the read failing too → unknown: U is asked all the same, and the error stands.
+ * The lost answer is simulated around the real transaction (both engines): the work runs and
+ * commits (or rolls back), then the caller sees the connection's error.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { auditEvents, rows } from '../helpers/app.js';
+import { authorizeClient, Browser, startStack, type Stack } from '../helpers/stack.js';
+import type { Revocation, RevocationDeps } from '../../src/consent/revocation.js';
+
+let stack: Stack;
+beforeAll(async () => {
+  stack = await startStack();
+});
+afterAll(() => stack?.close());
+
+const lost = () => new Error('Connection terminated unexpectedly');
+type Deps = RevocationDeps & { consents: RevocationDeps['consents'] };
+const depsOf = (revocation: Revocation) => (revocation as unknown as { deps: Deps }).deps;
+
+/** Run `fn` with the revocation's transaction (and, with `readFails`, its fresh consent read) patched. */
+async function withLostAnswer<T>(mode: 'committed' | 'rolled back', readFails: boolean, fn: () => Promise<T>): Promise<T> {
+  const deps = depsOf(stack.app.runtime.revocation);
+  const { transaction } = deps;
+  const byGrant = deps.consents.byGrant.bind(deps.consents);
+  let inTransaction = false;
+  deps.transaction = async <R>(work: () => Promise<R>): Promise<R> => {
+    if (mode === 'committed') {
+      await transaction(async () => {
+        inTransaction = true;
+        try {
+          return await work();
+        } finally {
+          inTransaction = false;
+        }
+      });
+      throw lost();
+    }
+    return transaction(async () => {
+      await work();
+      throw lost(); // the work ran, the transaction rolls back
+    });
+  };
+  if (readFails) deps.consents.byGrant = async (grantId) => (inTransaction ? byGrant(grantId) : Promise.reject(lost()));
+  try {
+    return await fn();
+  } finally {
+    deps.transaction = transaction;
+    deps.consents.byGrant = byGrant;
+  }
+}
+
+async function grantWithUpstreamToken(login: string) {
+  const { clientId } = await authorizeClient(stack, new Browser(login), { login });
+  const [consent] = await rows(stack.app, 'SELECT id, grant_id FROM consents WHERE client_id = ?', clientId);
+  expect(await rows(stack.app, 'SELECT grant_id FROM upstream_tokens WHERE grant_id = ?', consent.grant_id)).toHaveLength(1);
+  return { clientId, consentId: Number(consent.id), grantId: consent.grant_id as string };
+}
+const revokedRows = async (clientId: string) => (await auditEvents(stack.app)).filter((e) => e.event === 'admin.consent_revoked' && e.client_id === clientId);
+const state = async (grantId: string) => (await rows(stack.app, 'SELECT revoked_reason FROM consents WHERE grant_id = ?', grantId))[0]?.revoked_reason ?? null;
+const admin = { actor: 'admin' as const, subject: 'admin-1' };
+
+describe('a revocation whose commit answer was lost', () => {
+  it('committed: audited, U asked, and the operator sees success', async () => {
+    const { clientId, consentId, grantId } = await grantWithUpstreamToken('lost-1');
+    const askedU = stack.upstream.revocations.length;
+    const consent = await withLostAnswer('committed', false, () => stack.app.runtime.ops.revokeConsent(consentId, admin));
+    expect(consent?.revoked_reason).toBe('admin');
+    await stack.app.runtime.revocation.settled();
+    expect(stack.upstream.revocations).toHaveLength(askedU + 1);
+    expect(await revokedRows(clientId)).toHaveLength(1);
+    expect(await state(grantId)).toBe('admin');
+  });
+
+  it('rolled back: the error stands, U not asked, nothing audited; the retry revokes', async () => {
+    const { clientId, consentId, grantId } = await grantWithUpstreamToken('lost-2');
+    const askedU = stack.upstream.revocations.length;
+    await expect(withLostAnswer('rolled back', false, () => stack.app.runtime.ops.revokeConsent(consentId, admin))).rejects.toThrow(/terminated/);
+    await stack.app.runtime.revocation.settled();
+    expect(stack.upstream.revocations, 'U not asked').toHaveLength(askedU);
+    expect(await state(grantId)).toBeNull();
+    expect(await rows(stack.app, 'SELECT grant_id FROM upstream_tokens WHERE grant_id = ?', grantId)).toHaveLength(1);
+    expect(await revokedRows(clientId)).toEqual([]);
+    await stack.app.runtime.ops.revokeConsent(consentId, admin);
+    await stack.app.runtime.revocation.settled();
+    expect(stack.upstream.revocations).toHaveLength(askedU + 1);
+    expect(await revokedRows(clientId)).toHaveLength(1);
+  });
+
+  it('unknown (the read fails too): U is asked all the same, and the error stands', async () => {
+    const { consentId, grantId } = await grantWithUpstreamToken('lost-3');
+    const askedU = stack.upstream.revocations.length;
+    await expect(withLostAnswer('committed', true, () => stack.app.runtime.ops.revokeConsent(consentId, admin))).rejects.toThrow(/terminated/);
+    await stack.app.runtime.revocation.settled();
+    expect(stack.upstream.revocations).toHaveLength(askedU + 1);
+    expect(await state(grantId)).toBe('admin');
+  });
+});
