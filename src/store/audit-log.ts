@@ -19,17 +19,8 @@ import { countRange, rangeBounds, where, type AuditFilter } from './audit-range.
 
 export type { AuditFilter } from './audit-range.js';
 
-export interface NewAuditRow {
-  ts: string;
-  event: string;
-  outcome: string;
-  reason: string | null;
-  subject: string | null;
-  client_id: string | null;
-  ip: string | null;
-  request_id: string | null;
-  details: string | null;
-}
+/** A row as recorded, before the chain gives it its place: seq, the link and the MAC come with the append. */
+export type NewAuditRow = Omit<AuditRow, 'seq' | 'prev_hash' | 'hash' | 'key_id'>;
 
 /** The lock every append takes before it reads the head (serializes appenders across replicas). */
 export const AUDIT_CHAIN_LOCK = 'mcp-consent-proxy:audit-chain';
