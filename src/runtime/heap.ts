@@ -4,7 +4,7 @@
  * times a factor it picks from the allocation rate — up to 4× when a server allocates fast and
  * collects cheaply, as the proxy does under load. So RSS followed the load, not the data: a real
  * `serve` (SQLite, from dist/, Node 20) under the bench's `/register` load went from 112–116 to
- * 205–219 MB (three runs) while a heap snapshot after GC held 21–22 MB (README, Memory).
+ * 205–219 MB (three runs) while a heap snapshot after GC held 21–22 MB (docs/performance.md, Memory).
  *
  * `--heap-growing-percent=100` fixes that factor at 2: the heap still grows with what the process
  * keeps — no cap, so a larger deployment's caches never end the process — but no longer to 4×

@@ -106,7 +106,7 @@ describe('docs/compose/replicas.yml', () => {
   });
 
   it('gives each replica a 4 MB young generation through NODE_OPTIONS, and node honours it there', () => {
-    // README "Memory": a replica on PostgreSQL under load ~130 MB RSS with it, ~150 without.
+    // README "Memory" (docs/performance.md, a replica on PostgreSQL): under load ~130 MB RSS with it, ~150 without.
     const probe = "let k=[];for(let i=0;i<2e6;i++){k.push({i,s:'x'+i});if(k.length>2e4)k=[]}" + "process.stdout.write(String(require('v8').getHeapSpaceStatistics().find((s)=>s.space_name==='new_space').space_size))";
     const newSpace = (nodeOptions: string | undefined) => {
       const r = spawnSync(process.execPath, ['-e', probe], { env: { ...process.env, NODE_OPTIONS: nodeOptions ?? '' }, encoding: 'utf8' });
