@@ -70,13 +70,14 @@ export function createAdminOps(deps: AdminOpsDeps) {
     // Disabling, re-enabling and deleting commit with their audit rows, or not at all (the caller
     // can retry). Disabling commits first (no new consent while the cascade runs), then revokes
     // each consent with its own row: one transaction over every consent of a popular client would
-    // hold the gateway's generation row for the whole cascade.
+    // hold the gateway's generation row for the whole cascade. A cascade cut short (a failure, a
+    // crash) is finished by the retry or by housekeeping (src/runtime/maintenance.ts).
     async disableClient(clientId: string, who: ActorInfo): Promise<{ revokedConsents: number } | undefined> {
       if (!(await client(clientId))) return undefined;
       await stores.transaction(async () => {
         await stores.clientsMeta.setDisabled(clientId, Date.now());
-        const active = (await stores.consents.unrevokedForClient(clientId)).length;
-        await audit.record(clientEntry(EVENTS[who.actor].disabled, clientId, who, { active_consents: active }));
+        const unrevoked = (await stores.consents.unrevokedForClient(clientId)).length;
+        await audit.record(clientEntry(EVENTS[who.actor].disabled, clientId, who, { unrevoked_consents: unrevoked }));
       });
       return { revokedConsents: await revocation.revokeClient(clientId, 'client_disabled') };
     },

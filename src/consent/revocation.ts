@@ -15,6 +15,7 @@ import type { Consent, ConsentStore } from '../store/consents.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
 import type { UpstreamTokenSet, UpstreamTokenStore } from '../store/upstream-tokens.js';
 import type { UpstreamClient } from '../upstream/presets.js';
+import { failureLevel, isDatabaseBusy } from '../errors/database-unavailable.js';
 
 export type RevocationReason =
   | 'user' // the user, on /account
@@ -138,11 +139,17 @@ export class Revocation {
   /**
    * The cascade in its own transaction. When the commit fails after the cascade ran, PostgreSQL
    * may still have committed it (the connection lost after COMMIT was sent, its answer never
-   * read): a fresh read decides. The consent revoked with this cascade's time and reason → it
-   * committed, and the caller goes on as after any commit (audit row, U asked: UP-08). Still
-   * active → it rolled back: the error stands. The read failing too → unknown: U is asked all the
-   * same (what was asked for is a revocation; a grant that did survive then fails at its next
-   * refresh and is revoked as AT-22), and the error stands.
+   * read), or may still be committing it: a read that waits for any transaction still changing
+   * the consent's row (ConsentStore.settledRevocation) decides.
+   * - Revoked with this cascade's time and reason → it committed: the caller goes on as after
+   *   any commit (audit row, U asked: UP-08). Likewise a consent the cascade found already revoked
+   *   with no upstream token left: committed or not, nothing depends on it.
+   * - Otherwise → it rolled back: the error stands (a retry revokes, and asks U).
+   * - The read failing too → unknown: U is asked all the same (what was asked for is a
+   *   revocation; a grant that did survive fails at its next refresh and is revoked as AT-22),
+   *   and the error stands. If the cascade did commit, its audit row is missing.
+   * Only where this method owns the transaction: a cascade joined to an outer one (the /token
+   * request's: refresh-token reuse, code replay) commits with it (SECURITY.md says so).
    */
   private async committedCascade(grantId: string, reason: RevocationReason): Promise<RevokedInTransaction> {
     const now = Date.now();
@@ -152,7 +159,8 @@ export class Revocation {
     } catch (err) {
       if (!ran) throw err;
       const cascade = ran;
-      const after = await this.deps.consents.byGrant(grantId).then(
+      if (!cascade.wasActive && !cascade.tokens) return cascade;
+      const after = await this.deps.consents.settledRevocation(grantId).then(
         (consent) => (consent?.revoked_at === now && consent.revoked_reason === reason ? 'committed' : 'rolled back'),
         () => 'unknown',
       );
@@ -168,24 +176,25 @@ export class Revocation {
   }
 
   /**
-   * Revoke every active consent of a client (disable, delete, idle expiry), each with its own
-   * cascade and audit row. One that fails does not stop the others: after trying them all, the
-   * first failure is thrown (the caller's retry finds only the ones left).
+   * Revoke every active consent of a client (disable, delete, idle expiry, and housekeeping
+   * finishing a disabling cut short), each with its own cascade and audit row. A consent whose
+   * revocation fails does not stop the others — but the database busy or unreachable does (every
+   * other consent would wait out the same bound): the first failure is thrown once the loop ends,
+   * and the caller's retry finds only the consents left.
    */
   async revokeClient(clientId: string, reason: 'client_disabled' | 'client_deleted'): Promise<number> {
     let n = 0;
-    const failures: unknown[] = [];
+    let first: unknown;
     for (const consent of await this.deps.consents.unrevokedForClient(clientId)) {
       try {
         if (await this.revokeGrant(consent.grant_id, reason)) n += 1;
       } catch (err) {
-        failures.push(err);
+        this.deps.log[failureLevel(err)]({ err, clientId, grantId: consent.grant_id }, 'a consent of the client could not be revoked; the next attempt revokes it');
+        first ??= err;
+        if (isDatabaseBusy(err)) break;
       }
     }
-    if (failures.length) {
-      this.deps.log.warn({ clientId, revoked: n, failed: failures.length }, 'some consents of the client could not be revoked; the next attempt revokes them');
-      throw failures[0];
-    }
+    if (first !== undefined) throw first;
     return n;
   }
 

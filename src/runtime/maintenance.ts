@@ -3,6 +3,8 @@
  * - expired codes, tokens, sessions and interactions are deleted from oidc_models;
  * - dynamically registered clients unused for CLIENT_IDLE_TTL are deleted (REG-11), audited as
  *   client.expired;
+ * - a disabled client's consents left unrevoked (its disabling's cascade cut short by a failure
+ *   or a crash: src/consent/operations.ts) are revoked, each audited as consent.revoked;
  * - the purges other modules contribute (`extraPurges`, wired in src/runtime/server.ts): expired upstream
  *   transactions, browser and admin sessions, and MCP session bindings unused for 24 hours
  *   (src/gateway/sessions.ts, MCP_SESSION_IDLE_MS).
@@ -33,6 +35,8 @@ export interface MaintenanceDeps {
   clientIdleSeconds: number;
   /** extra purges contributed by later steps (transactions, sessions) */
   extraPurges?: Array<() => Promise<number>>;
+  /** revokes the consents a disabling left unrevoked (its cascade cut short by a failure or a crash); resolves with how many */
+  finishDisabled?: () => Promise<number>;
   /** called for each expired client before it is deleted (cascade) */
   onClientExpired?: (clientId: string) => Promise<unknown>;
   /** one transaction around an expired client's deletion and its audit row (Stores.transaction) */
@@ -59,6 +63,7 @@ export async function runMaintenance(deps: MaintenanceDeps, now = Date.now()): P
 async function housekeeping(deps: MaintenanceDeps, now: number): Promise<{ expiredRows: number; expiredClients: string[] }> {
   let expiredRows = await deps.models.purgeExpired();
   for (const purge of deps.extraPurges ?? []) expiredRows += await purge();
+  const finishedConsents = (await deps.finishDisabled?.()) ?? 0;
   const expiredClients = await deps.clientsMeta.idleSince(now - deps.clientIdleSeconds * 1000);
   for (const clientId of expiredClients) {
     await deps.onClientExpired?.(clientId);
@@ -69,7 +74,7 @@ async function housekeeping(deps: MaintenanceDeps, now: number): Promise<{ expir
       await deps.audit.record({ event: 'client.expired', clientId, reason: 'idle', details: { idle_seconds: deps.clientIdleSeconds } });
     });
   }
-  if (expiredRows || expiredClients.length) deps.log.info({ expiredRows, expiredClients: expiredClients.length }, 'housekeeping');
+  if (expiredRows || expiredClients.length || finishedConsents) deps.log.info({ expiredRows, expiredClients: expiredClients.length, finishedConsents }, 'housekeeping');
   return { expiredRows, expiredClients };
 }
 

@@ -122,6 +122,11 @@ export function maintenanceDeps(core: Pick<Core, 'stores' | 'config' | 'audit' |
       () => gateway.sessions.purgeIdle(),
       ...(core.sql.engine === 'postgres' ? [() => purgeEndedRateLimits(core.sql, Date.now() - longestWindowMs(config))] : []),
     ],
+    finishDisabled: async () => {
+      let revoked = 0;
+      for (const clientId of await stores.consents.disabledClientsWithUnrevoked()) revoked += await revocation.revokeClient(clientId, 'client_disabled');
+      return revoked;
+    },
     onClientExpired: (clientId) => revocation.revokeClient(clientId, 'client_deleted'),
     transaction: (work) => stores.transaction(work),
     exclusive: (name, fn) => core.sql.tryExclusive(name, fn),

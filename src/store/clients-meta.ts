@@ -156,8 +156,10 @@ export class ClientsMetaStore {
     return typeof row?.disabled_at === 'number';
   }
 
+  /** Disable (a client already disabled keeps the time it was first disabled at) or, with null, enable. */
   async setDisabled(clientId: string, disabledAt: number | null): Promise<void> {
-    await this.sql.run('UPDATE clients_meta SET disabled_at = ? WHERE client_id = ?', [disabledAt, clientId]);
+    if (disabledAt === null) await this.sql.run('UPDATE clients_meta SET disabled_at = NULL WHERE client_id = ?', [clientId]);
+    else await this.sql.run('UPDATE clients_meta SET disabled_at = coalesce(disabled_at, ?) WHERE client_id = ?', [disabledAt, clientId]);
   }
 }
 

@@ -140,6 +140,25 @@ export class ConsentStore {
     return this.sql.oneNow<ConsentLifetime>('SELECT revoked_at, expires_at FROM consents WHERE grant_id = ?', [grantId]);
   }
 
+  /**
+   * The grant's consent's revocation, read once every transaction still changing that row has
+   * ended — on PostgreSQL `FOR SHARE` waits for one that is still committing (or rolling back);
+   * in `serve` bounded like the gateway's reads (oneNow) and by lock_timeout. How a revocation
+   * whose COMMIT answer was lost learns what became of it (src/consent/revocation.ts).
+   */
+  async settledRevocation(grantId: string): Promise<Pick<Consent, 'revoked_at' | 'revoked_reason'> | undefined> {
+    const waitForWriters = this.sql.engine === 'postgres' ? ' FOR SHARE' : '';
+    return await this.sql.oneNow<Pick<Consent, 'revoked_at' | 'revoked_reason'>>(`SELECT revoked_at, revoked_reason FROM consents WHERE grant_id = ?${waitForWriters}`, [grantId]);
+  }
+
+  /** Disabled clients that still have unrevoked consents: a disabling whose cascade was cut short (housekeeping finishes it). */
+  async disabledClientsWithUnrevoked(): Promise<string[]> {
+    const rows = await this.sql.all<{ client_id: string }>(
+      'SELECT m.client_id FROM clients_meta m WHERE m.disabled_at IS NOT NULL AND EXISTS (SELECT 1 FROM consents c WHERE c.client_id = m.client_id AND c.revoked_at IS NULL) ORDER BY m.client_id',
+    );
+    return rows.map((r) => r.client_id);
+  }
+
   async touch(grantId: string, now = Date.now()): Promise<void> {
     await this.sql.runIfFree('UPDATE consents SET last_used_at = ? WHERE grant_id = ?', [now, grantId]);
   }

@@ -5,7 +5,9 @@
  * asked to revoke its token (UP-08) and no audit row was written. Now a fresh read decides:
  * - committed → the revocation goes on as after any commit: its audit row, U asked, success;
  * - rolled back → the error stands, U is not asked (the retry asks it);
- * - the read failing too → unknown: U is asked all the same, and the error stands.
+ * - the read failing too → unknown: U is asked all the same, and the error stands;
+ * - a consent already revoked → success (nothing depends on the outcome);
+ * - PostgreSQL still committing when the answer is lost → the read waits for it (FOR SHARE).
  * The lost answer is simulated around the real transaction (both engines): the work runs and
  * commits (or rolls back), then the caller sees the connection's error.
  */
@@ -13,6 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditEvents, rows } from '../helpers/app.js';
 import { authorizeClient, Browser, startStack, type Stack } from '../helpers/stack.js';
 import type { Revocation, RevocationDeps } from '../../src/consent/revocation.js';
+import type { PgSql } from '../../src/db/pg-sql.js';
+import { TEST_ENGINE } from '../helpers/engine.js';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -28,7 +32,7 @@ const depsOf = (revocation: Revocation) => (revocation as unknown as { deps: Dep
 async function withLostAnswer<T>(mode: 'committed' | 'rolled back', readFails: boolean, fn: () => Promise<T>): Promise<T> {
   const deps = depsOf(stack.app.runtime.revocation);
   const { transaction } = deps;
-  const byGrant = deps.consents.byGrant.bind(deps.consents);
+  const settledRevocation = deps.consents.settledRevocation.bind(deps.consents);
   let inTransaction = false;
   deps.transaction = async <R>(work: () => Promise<R>): Promise<R> => {
     if (mode === 'committed') {
@@ -47,12 +51,12 @@ async function withLostAnswer<T>(mode: 'committed' | 'rolled back', readFails: b
       throw lost(); // the work ran, the transaction rolls back
     });
   };
-  if (readFails) deps.consents.byGrant = async (grantId) => (inTransaction ? byGrant(grantId) : Promise.reject(lost()));
+  if (readFails) deps.consents.settledRevocation = async (grantId) => (inTransaction ? settledRevocation(grantId) : Promise.reject(lost()));
   try {
     return await fn();
   } finally {
     deps.transaction = transaction;
-    deps.consents.byGrant = byGrant;
+    deps.consents.settledRevocation = settledRevocation;
   }
 }
 
@@ -94,11 +98,68 @@ describe('a revocation whose commit answer was lost', () => {
   });
 
   it('unknown (the read fails too): U is asked all the same, and the error stands', async () => {
-    const { consentId, grantId } = await grantWithUpstreamToken('lost-3');
+    const { clientId, consentId, grantId } = await grantWithUpstreamToken('lost-3');
     const askedU = stack.upstream.revocations.length;
     await expect(withLostAnswer('committed', true, () => stack.app.runtime.ops.revokeConsent(consentId, admin))).rejects.toThrow(/terminated/);
     await stack.app.runtime.revocation.settled();
     expect(stack.upstream.revocations).toHaveLength(askedU + 1);
+    expect(await state(grantId)).toBe('admin');
+    expect(await revokedRows(clientId), 'no audit row: the outcome was not known (SECURITY.md says so)').toEqual([]);
+  });
+
+  it('a consent already revoked: committed or not, nothing depends on it — success, U not asked again', async () => {
+    const { clientId, consentId, grantId } = await grantWithUpstreamToken('lost-4');
+    await stack.app.runtime.ops.revokeConsent(consentId, admin);
+    await stack.app.runtime.revocation.settled();
+    const askedU = stack.upstream.revocations.length;
+    const consent = await withLostAnswer('committed', false, () => stack.app.runtime.ops.revokeConsent(consentId, admin));
+    expect(consent?.revoked_reason).toBe('admin');
+    await stack.app.runtime.revocation.settled();
+    expect(stack.upstream.revocations).toHaveLength(askedU);
+    expect(await revokedRows(clientId)).toHaveLength(2);
+    expect(await state(grantId)).toBe('admin');
+  });
+
+  // Found by review: on PostgreSQL the connection can drop while the server is still committing
+  // (a synchronous standby, a slow WAL flush). A plain read then still sees the consent active and
+  // took it for a rollback; then the commit landed — revoked, the upstream token row gone, no
+  // audit row, U never asked, and a retry found nothing left to ask U about. The read now waits
+  // for the transaction changing the row (FOR SHARE).
+  it.runIf(TEST_ENGINE === 'postgres')('PostgreSQL: a COMMIT still under way when the answer is lost — the read waits for it, and the revocation counts as committed', async () => {
+    const { clientId, consentId, grantId } = await grantWithUpstreamToken('lost-5');
+    const askedU = stack.upstream.revocations.length;
+    const deps = depsOf(stack.app.runtime.revocation);
+    const { transaction } = deps;
+    let openGate!: () => void;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    deps.transaction = <R>(work: () => Promise<R>) =>
+      new Promise<R>((_resolve, reject) => {
+        void transaction(async () => {
+          const result = await work();
+          reject(lost()); // the caller hears of a lost connection now…
+          await gate; // …while the transaction, its row lock held, commits later
+          return result;
+        }).catch(() => undefined);
+      });
+    try {
+      const revoking = stack.app.runtime.ops.revokeConsent(consentId, admin);
+      const pool = (stack.app.runtime.sql as PgSql).pool;
+      let waiting = false;
+      for (let i = 0; i < 100 && !waiting; i++) {
+        const { rows: found } = await pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
+        waiting = found[0].n > 0;
+        if (!waiting) await new Promise((r) => setTimeout(r, 20));
+      }
+      openGate();
+      expect(waiting, 'the read waits for the committing transaction').toBe(true);
+      expect((await revoking)?.revoked_reason).toBe('admin');
+    } finally {
+      openGate();
+      deps.transaction = transaction;
+    }
+    await stack.app.runtime.revocation.settled();
+    expect(stack.upstream.revocations).toHaveLength(askedU + 1);
+    expect(await revokedRows(clientId)).toHaveLength(1);
     expect(await state(grantId)).toBe('admin');
   });
 });

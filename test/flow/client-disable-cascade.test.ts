@@ -3,12 +3,15 @@
  * or not at all, and the cascade that follows revokes each consent with its own row — one consent
  * whose revocation fails no longer leaves the ones after it active (src/consent/revocation.ts
  * `revokeClient`): the operator gets the error, the others are revoked, and the retry revokes
- * what is left. Found in the 2026-12-06 review of the client operations' transactions.
+ * what is left; the database busy stops it at once, and housekeeping finishes a disabling cut
+ * short (src/runtime/maintenance.ts). Found in the 2026-12-06 reviews of the client operations.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditEvents, rows } from '../helpers/app.js';
 import { authorizeClient, Browser, startStack, type Stack } from '../helpers/stack.js';
 import type { AuditEntry } from '../../src/audit/audit.js';
+import { maintenanceDeps } from '../../src/runtime/server.js';
+import { runMaintenance } from '../../src/runtime/maintenance.js';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -27,6 +30,22 @@ async function clientWithConsents(users: string[]): Promise<{ clientId: string; 
   return { clientId: clientId as string, grants };
 }
 
+/** The next revocation of `grantId` fails with `err`; undo with the result. */
+function failRevocationOnce(grantId: string, err: Error): () => void {
+  const revocation = stack.app.runtime.revocation;
+  const revokeInTransaction = revocation.revokeInTransaction.bind(revocation);
+  let refused = false;
+  revocation.revokeInTransaction = async (id, reason, now) => {
+    if (id === grantId && !refused) {
+      refused = true;
+      throw err;
+    }
+    return revokeInTransaction(id, reason, now);
+  };
+  return () => (revocation.revokeInTransaction = revokeInTransaction);
+}
+
+const revokedRowsOf = async (clientId: string) => (await auditEvents(stack.app)).filter((e) => e.event === 'consent.revoked' && e.client_id === clientId && e.reason === 'client_disabled');
 const activeGrants = async (clientId: string) =>
   (await rows(stack.app, 'SELECT grant_id FROM consents WHERE client_id = ? AND revoked_at IS NULL ORDER BY id', clientId)).map((r) => r.grant_id as string);
 const disabledAt = async (clientId: string) => (await rows(stack.app, 'SELECT disabled_at FROM clients_meta WHERE client_id = ?', clientId))[0]?.disabled_at as number | null;
@@ -59,17 +78,42 @@ describe('disabling a client', () => {
     expect(await activeGrants(clientId)).toEqual([]);
     const [row, ...more] = await disabledRows(clientId);
     expect(more).toEqual([]);
-    expect(JSON.parse(row?.details as string)).toMatchObject({ active_consents: 2, actor: 'admin' });
+    expect(JSON.parse(row?.details as string)).toMatchObject({ unrevoked_consents: 2, actor: 'admin' });
   });
 
-  it('a consent whose revocation fails does not stop the others; the retry revokes it', async () => {
+  it('a consent whose revocation fails does not stop the others; U is asked for each one revoked; the retry revokes the one left', async () => {
     const { clientId, grants } = await clientWithConsents(['dis-b1', 'dis-b2', 'dis-b3']);
+    const failing = grants[0] as string;
+    const askedU = stack.upstream.revocations.length;
+    const restore = failRevocationOnce(failing, new Error('the upstream token row cannot be unsealed (test)'));
+    try {
+      await expect(stack.app.runtime.ops.disableClient(clientId, admin)).rejects.toThrow(/unsealed/);
+    } finally {
+      restore();
+    }
+    const firstDisabledAt = await disabledAt(clientId);
+    expect(firstDisabledAt, 'the client is disabled: no new authorization while a consent is left').not.toBeNull();
+    expect(await activeGrants(clientId), 'only the consent whose revocation failed is left').toEqual([failing]);
+    expect(await revokedRowsOf(clientId)).toHaveLength(2);
+    await stack.app.runtime.revocation.settled();
+    expect(stack.upstream.revocations, 'U asked for the two consents revoked, not for the one left').toHaveLength(askedU + 2);
+
+    expect(await stack.app.runtime.ops.disableClient(clientId, admin)).toEqual({ revokedConsents: 1 });
+    expect(await activeGrants(clientId)).toEqual([]);
+    expect(await disabledAt(clientId), 'the retry keeps the time it was first disabled at').toBe(firstDisabledAt);
+    expect(await disabledRows(clientId)).toHaveLength(2);
+    await stack.app.runtime.revocation.settled();
+    expect(stack.upstream.revocations).toHaveLength(askedU + 3);
+  });
+
+  it('the database busy stops the cascade at once (each consent would wait out the same bound); housekeeping finishes it', async () => {
+    const { clientId, grants } = await clientWithConsents(['dis-c1', 'dis-c2', 'dis-c3']);
+    const tried: string[] = [];
     const revocation = stack.app.runtime.revocation;
     const revokeInTransaction = revocation.revokeInTransaction.bind(revocation);
-    const failing = grants[0] as string;
-    let refused = 0;
     revocation.revokeInTransaction = async (grantId, reason, now) => {
-      if (grantId === failing && refused++ === 0) throw busy();
+      tried.push(grantId);
+      if (grantId === grants[0]) throw busy();
       return revokeInTransaction(grantId, reason, now);
     };
     try {
@@ -77,13 +121,21 @@ describe('disabling a client', () => {
     } finally {
       revocation.revokeInTransaction = revokeInTransaction;
     }
-    expect(await disabledAt(clientId), 'the client is disabled: no new authorization while a consent is left').not.toBeNull();
-    expect(await activeGrants(clientId), 'only the consent whose revocation failed is left').toEqual([failing]);
-    const revoked = (await auditEvents(stack.app)).filter((e) => e.event === 'consent.revoked' && e.client_id === clientId && e.reason === 'client_disabled');
-    expect(revoked).toHaveLength(2);
+    expect(tried, 'no other consent tried after the busy failure').toEqual([grants[0]]);
+    expect(await activeGrants(clientId)).toEqual(grants);
+    expect(await disabledAt(clientId)).not.toBeNull();
 
-    expect(await stack.app.runtime.ops.disableClient(clientId, admin)).toEqual({ revokedConsents: 1 });
-    expect(await activeGrants(clientId)).toEqual([]);
-    expect(await disabledRows(clientId)).toHaveLength(2);
+    const result = await runMaintenance(maintenanceDeps(stack.app.runtime, stack.app.runtime.gateway));
+    expect(result.skipped).toBe(false);
+    expect(await activeGrants(clientId), 'housekeeping revoked what the disabling left').toEqual([]);
+    expect(await revokedRowsOf(clientId)).toHaveLength(3);
+    expect((await runMaintenance(maintenanceDeps(stack.app.runtime, stack.app.runtime.gateway))).skipped).toBe(false);
+    expect(await revokedRowsOf(clientId), 'nothing left: the next run revokes nothing').toHaveLength(3);
+  });
+
+  it('housekeeping leaves the consents of enabled clients alone', async () => {
+    const { clientId, grants } = await clientWithConsents(['dis-d1']);
+    await runMaintenance(maintenanceDeps(stack.app.runtime, stack.app.runtime.gateway));
+    expect(await activeGrants(clientId)).toEqual(grants);
   });
 });

@@ -101,7 +101,7 @@ it.each([
   const checked: number[] = [];
   const writer = createCheckpointWriter(path, key, log, {
     keys: [key],
-    holds: (seq) => {
+    holds: async (seq) => {
       checked.push(seq);
       if (down) throw Object.assign(new Error('Query read timeout'), {});
       return holdsLater;
