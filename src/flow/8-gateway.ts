@@ -56,7 +56,7 @@ class RouteGateway {
     private readonly route: GatewayRoute,
   ) {
     this.requiredScope = deps.config.mcpScopes[0] as string;
-    this.tools = route.mcp ? createToolPolicy(deps.config.toolScopes, this.requiredScope) : undefined;
+    this.tools = route.mcp ? createToolPolicy(deps.config.toolScopes, this.requiredScope, deps.config.mcpScopes) : undefined;
     this.messages = { ...MESSAGES, body_too_large: `Request body exceeds ${deps.config.gateway.maxBodyBytes} bytes`, client_closed: '' };
   }
 
@@ -142,8 +142,13 @@ class RouteGateway {
   private authorized(x: Exchange, decision: TokenDecision, generation: number, foreignOrigin: boolean): void {
     if (foreignOrigin || !decision.ok) return this.refuse(x, decision, foreignOrigin);
     const who: Who = { subject: decision.subject, clientId: decision.clientId };
-    const allowed = after(this.toolsAllowed(x, decision.scopes, who), (ok) => ok && this.sessionAllowed(x, who));
-    this.next(x, allowed, (ok) => {
+    const judged = this.toolsAllowed(x, decision.scopes, who);
+    // GW-01: a body that had to be read may arrive long after the token was checked (up to the
+    // server's request timeout): a revocation meanwhile must still stop the request. Checked
+    // again from a fresh generation read once the body is in (found by review, 2026-12-06).
+    if (judged instanceof Promise) return this.next(x, judged, (ok) => ok && this.handle(x));
+    if (!judged) return;
+    this.next(x, this.sessionAllowed(x, who), (ok) => {
       if (!ok) return;
       this.next(x, this.deps.upstreamTokens.get(decision.grantId, who, false, generation), (u) => this.withUpstreamToken(x, decision.grantId, who, u));
     });
@@ -151,7 +156,7 @@ class RouteGateway {
 
   /** Step 2b, GW-15/16 (src/gateway/tool-policy.ts): a body the policy must see is read (bounded) and judged before R is asked. */
   private toolsAllowed(x: Exchange, scopes: ReadonlySet<string>, who: Who): Maybe<boolean> {
-    if (!this.tools?.mustRead(x.req)) return true;
+    if (x.body !== undefined || !this.tools?.mustRead(x.req)) return true;
     return this.tools.check(x.req, scopes, this.deps.config.gateway.maxBodyBytes).then((verdict) => {
       if (verdict.ok) return Boolean((x.body = verdict.body));
       if (verdict.status === 0) return false; // the client left: nothing to answer

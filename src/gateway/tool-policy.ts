@@ -18,8 +18,15 @@
  *   the mismatch itself.
  * - A body that was read and is not JSON is refused (400, JSON-RPC -32700) rather than forwarded:
  *   R might parse what P could not, and run a call P never checked (fail closed).
+ * - The body P judges must be the body R reads (fail closed; found by review, 2026-12-06): JSON
+ *   between systems is UTF-8 (RFC 8259 §8.1), and P reads it so. A `charset` other than UTF-8
+ *   (R's body-parser decodes `utf-7` with iconv-lite: `"+AGU-cho"` to P is `"echo"` to R) or a
+ *   `Content-Encoding` other than identity (R may inflate what P read as compressed bytes) is
+ *   refused with 415 before the body is judged (RFC 9110 §15.5.16).
  * - When the body was read, its headers must agree with it (GW-16, src/gateway/mcp-headers.ts):
  *   checked first, so a refusal never trusts a header the body contradicts.
+ * - The 403's challenge names the scopes the call needs and the token's own MCP scopes (MCP_SCOPES)
+ *   it holds: a client that re-authorizes with exactly that set keeps what it had.
  */
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { HEADER_MISMATCH, headerMismatch } from './mcp-headers.js';
@@ -29,6 +36,7 @@ import { readBody } from './read-body.js';
 export type ToolVerdict =
   | { ok: true }
   | { ok: false; status: 400; reason: 'invalid_json' | 'header_mismatch'; code: number; message: string; details: Record<string, unknown> }
+  | { ok: false; status: 415; reason: 'unsupported_encoding'; code: number; message: string; details: Record<string, unknown> }
   | { ok: false; status: 403; reason: 'insufficient_scope'; code: number; message: string; details: { tools: string[]; missing: string[] }; needed: string[] };
 
 /** `check`'s answer: the body to forward, a refusal to write (413 for a body over the limit), or status 0 when the client left. */
@@ -58,8 +66,27 @@ function calledTools(messages: readonly unknown[]): string[] {
   return tools;
 }
 
-/** The policy for MCP_TOOL_SCOPES (`pairs`) on a route whose every request needs `routeScope`. */
-export function createToolPolicy(pairs: readonly { tool: string; scope: string }[], routeScope: string): ToolPolicy {
+/** Why R might not read these bytes as the UTF-8 JSON P reads (a charset, a Content-Encoding); undefined when it reads them so. */
+export function notReadAsJudged(headers: IncomingHttpHeaders): string | undefined {
+  const encoding = headers['content-encoding'];
+  if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') return 'Content-Encoding';
+  const type = headers['content-type'];
+  if (type === undefined) return undefined;
+  for (const param of type.split(';').slice(1)) {
+    const eq = param.indexOf('=');
+    if (param.slice(0, eq).trim().toLowerCase() !== 'charset') continue;
+    const charset = param
+      .slice(eq + 1)
+      .trim()
+      .replace(/^"(.*)"$/, '$1')
+      .toLowerCase();
+    if (charset !== 'utf-8' && charset !== 'utf8') return 'charset';
+  }
+  return undefined;
+}
+
+/** The policy for MCP_TOOL_SCOPES (`pairs`) on a route whose every request needs `routeScope`; `mcpScopes` is MCP_SCOPES. */
+export function createToolPolicy(pairs: readonly { tool: string; scope: string }[], routeScope: string, mcpScopes: readonly string[] = [routeScope]): ToolPolicy {
   const byTool = new Map<string, string[]>();
   for (const { tool, scope } of pairs) byTool.set(tool, [...(byTool.get(tool) ?? []), scope]);
   const active = byTool.size > 0;
@@ -70,6 +97,9 @@ export function createToolPolicy(pairs: readonly { tool: string; scope: string }
     },
 
     decide(body, headers, granted) {
+      const unread = notReadAsJudged(headers);
+      if (unread)
+        return { ok: false, status: 415, reason: 'unsupported_encoding', code: -32600, message: `Unsupported ${unread}: the body must be UTF-8 JSON, not encoded`, details: { header: unread } };
       let parsed: unknown;
       try {
         parsed = JSON.parse(body.toString('utf8'));
@@ -85,7 +115,8 @@ export function createToolPolicy(pairs: readonly { tool: string; scope: string }
       const missing = needed.filter((s) => !granted.has(s));
       if (!missing.length) return { ok: true };
       const message = `this tool call requires the scopes ${needed.join(' ')}`;
-      return { ok: false, status: 403, reason: 'insufficient_scope', code: -32003, message, details: { tools: [...new Set(tools)], missing }, needed };
+      const challenge = [...new Set([...needed, ...mcpScopes.filter((scope) => granted.has(scope))])];
+      return { ok: false, status: 403, reason: 'insufficient_scope', code: -32003, message, details: { tools: [...new Set(tools)], missing }, needed: challenge };
     },
 
     async check(req, granted, limit) {

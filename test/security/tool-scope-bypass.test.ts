@@ -3,13 +3,18 @@
  * that tool — not alone, not inside a batch, not behind an `Mcp-Method` header that names another
  * method (under a revision that does not oblige R to check the header), not in a chunked body.
  * The answer is 403 with one `insufficient_scope` challenge naming every scope the call needs
- * (the token's own included) and the 401 challenge's `resource_metadata`; R receives nothing;
+ * and the token's own MCP scopes, and the 401 challenge's `resource_metadata`; R receives nothing;
  * a `gateway.tool_refused` row names the tool and the missing scope.
+ * Found by review (2026-12-06), each refused before R is contacted: a body P reads as UTF-8 JSON
+ * and R would decode otherwise (`charset=utf-7`: `"+AGU-cho"` is `"echo"` to R's body-parser; a
+ * Content-Encoding) — 415; a consent revoked while the body was still arriving — 401.
  */
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditEvents } from '../helpers/app.js';
 import { Browser, authorizeClient, startStack, type Stack } from '../helpers/stack.js';
+import { rows } from '../helpers/app.js';
+import type { IncomingMessage } from 'node:http';
 import { mcpPost, openSession } from '../helpers/mcp-http.js';
 
 let stack: Stack;
@@ -62,17 +67,26 @@ describe('GW-15 tool-scope bypass', () => {
     }
     expect(stack.mcp.received.length).toBe(before);
     // Without the header the call itself is judged.
-    await expectRefused(() => mcpPost(mcpUrl, narrow, call('whoami'), { 'mcp-protocol-version': '2025-11-25' }), 'mcp:tools mcp:admin');
+    await expectRefused(() => mcpPost(mcpUrl, narrow, call('whoami'), { 'mcp-protocol-version': '2025-11-25' }), 'mcp:tools mcp:admin mcp:echo');
   });
 
   it('reads a chunked body too (no Content-Length)', async () => {
     const send = () =>
       new Promise<{ status: number; headers: Headers }>((resolve, reject) => {
         const url = new URL(mcpUrl);
-        const req = request({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { authorization: `Bearer ${narrow}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'transfer-encoding': 'chunked' } }, (res) => {
-          res.resume();
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: new Headers(res.headers as Record<string, string>) }));
-        });
+        const req = request(
+          {
+            host: url.hostname,
+            port: url.port,
+            path: url.pathname,
+            method: 'POST',
+            headers: { authorization: `Bearer ${narrow}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'transfer-encoding': 'chunked' },
+          },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: new Headers(res.headers as Record<string, string>) }));
+          },
+        );
         req.on('error', reject);
         const body = JSON.stringify(call('echo'));
         req.write(body.slice(0, 20));
@@ -91,5 +105,93 @@ describe('GW-15 tool-scope bypass', () => {
     expect(list.status).toBe(200);
     const countdown = await mcpPost(mcpUrl, narrow, { jsonrpc: '2.0', id: 10, method: 'tools/call', params: { name: 'countdown', arguments: { from: 1 } } }, { 'mcp-session-id': narrowSession });
     expect(countdown.status).toBe(200);
+  });
+
+  it('refuses a body R would decode otherwise than P judged it — a charset other than UTF-8, a Content-Encoding — with 415; UTF-8 spelled either way passes', async () => {
+    const sessionId = await openSession(mcpUrl, narrow);
+    const before = stack.mcp.received.length;
+    const disguised = { jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: '+AGU-cho', arguments: { message: 'PWNED' } } };
+    for (const [header, value] of [
+      ['content-type', 'application/json; charset=utf-7'],
+      ['content-type', 'application/json; charset="UTF-7"'],
+      ['content-type', 'application/json;charset=utf-16le'],
+      ['content-type', 'application/json; charset=utf-8; charset=utf-7'],
+      ['content-encoding', 'br'],
+      ['content-encoding', 'gzip'],
+    ] as const) {
+      const res = await mcpPost(mcpUrl, narrow, disguised, { 'mcp-session-id': sessionId, [header]: value });
+      expect(res.status, `${header}: ${value}`).toBe(415);
+      expect(res.messages[0].error.code).toBe(-32600);
+    }
+    expect(stack.mcp.received.length, 'R received nothing').toBe(before);
+    const rejected = (await auditEvents(stack.app)).filter((e) => e.event === 'gateway.rejected' && e.reason === 'unsupported_encoding');
+    expect(rejected).toHaveLength(6);
+    for (const value of ['application/json; charset=utf-8', 'application/json;charset="UTF-8"']) {
+      const ok = await mcpPost(mcpUrl, narrow, { jsonrpc: '2.0', id: 9, method: 'tools/list' }, { 'mcp-session-id': sessionId, 'content-type': value });
+      expect(ok.status, value).toBe(200);
+    }
+  });
+
+  it('checks the token again once a body that arrived late is in: a consent revoked meanwhile is 401 and R sees nothing', async () => {
+    const late = await authorizeClient(stack, new Browser(), { scope: 'mcp:tools mcp:admin mcp:echo' });
+    const token = late.tokens.body.access_token as string;
+    const [{ grant_id: grantId }] = await rows(stack.app, 'SELECT grant_id FROM consents WHERE client_id = ?', late.clientId);
+    const sessionId = await openSession(mcpUrl, token);
+    const before = stack.mcp.received.length;
+    let seen: IncomingMessage | undefined;
+    const onRequest = (req: IncomingMessage) => {
+      if (req.headers.authorization === `Bearer ${token}` && req.method === 'POST') seen = req;
+    };
+    stack.app.server.on('request', onRequest);
+    try {
+      const url = new URL(mcpUrl);
+      const body = JSON.stringify(call('echo'));
+      const answer = new Promise<number>((resolve, reject) => {
+        const req = request(
+          {
+            host: url.hostname,
+            port: url.port,
+            path: url.pathname,
+            method: 'POST',
+            headers: {
+              authorization: `Bearer ${token}`,
+              'content-type': 'application/json',
+              accept: 'application/json, text/event-stream',
+              'mcp-session-id': sessionId,
+              'content-length': Buffer.byteLength(body),
+            },
+          },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          },
+        );
+        req.on('error', reject);
+        req.write(body.slice(0, 10));
+        // The token was checked and P waits for the rest of the body (it reads it once the check passed).
+        void (async () => {
+          for (let i = 0; i < 200 && !(seen && seen.listenerCount('data') > 0); i++) await new Promise((r) => setTimeout(r, 10));
+          expect(seen?.listenerCount('data'), 'P is reading the body').toBeGreaterThan(0);
+          await stack.app.runtime.revocation.revokeGrant(grantId, 'admin');
+          req.end(body.slice(10));
+        })().catch(reject);
+      });
+      expect(await answer).toBe(401);
+    } finally {
+      stack.app.server.off('request', onRequest);
+    }
+    expect(stack.mcp.received.length, 'R received nothing').toBe(before);
+  });
+
+  it('lets a browser client on an allowed origin send the 2026-07-28 headers (Mcp-Method, Mcp-Name, Mcp-Param-*)', async () => {
+    const res = await fetch(mcpUrl, {
+      method: 'OPTIONS',
+      headers: { origin: stack.app.url, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, mcp-method, mcp-name, mcp-param-region, Mcp-Param-Repo' },
+    });
+    expect(res.status).toBe(204);
+    const allowed = (res.headers.get('access-control-allow-headers') ?? '').split(', ');
+    expect(allowed).toEqual(expect.arrayContaining(['authorization', 'mcp-method', 'mcp-name', 'mcp-param-region', 'mcp-param-repo']));
+    const other = await fetch(mcpUrl, { method: 'OPTIONS', headers: { origin: stack.app.url, 'access-control-request-method': 'POST', 'access-control-request-headers': 'x-custom' } });
+    expect(other.headers.get('access-control-allow-headers')).not.toContain('x-custom');
   });
 });
