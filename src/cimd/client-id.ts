@@ -124,6 +124,9 @@ export function checkClientIdUrl(raw: string, policy: HostTrustPolicy = {}): Cli
     return no('dot_segments', 'client_id URL must not contain "." or ".." path segments (CIMD §3)');
   }
   if (raw !== url.href) return no('not_canonical', `client_id URL must be written in canonical form (${JSON.stringify(url.href.slice(0, 200))})`);
+  // One trailing dot is the same host (stripped below); an empty label anywhere else is no host
+  // name, and `evil.example..` would pass a deny list for `evil.example` (found by review).
+  if (url.hostname.replace(/\.$/, '').split('.').includes('')) return no('not_url', 'client_id URL host has an empty label');
 
   const hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
   const host = url.hostname.replace(/\.$/, '');

@@ -27,9 +27,15 @@
  *   resolution and one audit row.
  * - An admin's disabling holds: a disabled CIMD client is not fetched (the provider then treats
  *   it as unknown, src/provider/configuration.ts), and a re-fetch never re-enables it.
- * - Decision (/token, /revoke): a client already in the store is used as stored; only a CIMD
- *   client_id P has never stored is resolved there. A refresh does not depend on the client's
- *   web host being up at that moment; the document is re-checked at the next /authorize.
+ * - Decision (/token, /revoke): nothing is fetched there. A client already in the store is used
+ *   as stored, once its client_id still passes the trust policy (CIMD_ALLOWED_HOSTS,
+ *   CIMD_DENIED_HOSTS: a host denied later stops its refreshes too); a CIMD client_id P has never
+ *   stored is left to the provider, which does not know it (invalid_client) — only /authorize can
+ *   come first, so fetching there would only let anyone store clients outside the registration
+ *   budget (found by review, 2026-12-06). A refresh does not depend on the client's web host
+ *   being up at that moment; the document is re-checked at the next /authorize.
+ * - A failure is counted in clients_meta once per fetch, not per request a cached failure
+ *   answers (each such request is still audited).
  */
 import type { Audit } from '../audit/audit.js';
 import type { Config } from '../config/load.js';
@@ -38,6 +44,7 @@ import type { Stores } from '../store/index.js';
 import type { ClientIdMetadata } from './document.js';
 import type { CimdFetchOptions } from './fetch.js';
 import { createClientIdMetadataResolver } from './resolve.js';
+import { checkClientIdUrl } from './client-id.js';
 
 /** Who asked (audit and provenance). */
 export interface Requester {
@@ -63,7 +70,7 @@ export interface CimdClients {
   isCimdClientId(clientId: unknown): clientId is string;
   /** /authorize: the client as its (fresh or cached) document says, or a refusal (audited) */
   ensure(clientId: string, who: Requester): Promise<EnsureResult>;
-  /** /token, /revoke: a stored client as stored; otherwise as `ensure` */
+  /** /token, /revoke: a stored client as stored if its client_id passes the trust policy; nothing fetched */
   ensureStored(clientId: string, who: Requester): Promise<EnsureResult>;
 }
 
@@ -91,7 +98,7 @@ const audited = (clientId: string) => clientId.slice(0, MAX_AUDITED_CLIENT_ID);
 
 /** A refusal: counted for a known client, audited (`cimd.refused`). */
 async function noteRefusal(deps: CimdClientsDeps, clientId: string, outcome: Refused, who: Requester): Promise<EnsureResult> {
-  await deps.stores.clientsMeta.recordCimdFailure(clientId, outcome.fetchedAt, outcome.reason);
+  if (!outcome.fromCache) await deps.stores.clientsMeta.recordCimdFailure(clientId, outcome.fetchedAt, outcome.reason);
   await deps.audit.record({
     event: 'cimd.refused',
     reason: outcome.reason,
@@ -131,13 +138,9 @@ async function storeClient(deps: CimdClientsDeps, clientId: string, outcome: Acc
 
 export function createCimdClients(deps: CimdClientsDeps): CimdClients {
   const { config, stores } = deps;
+  const trust = { allowedHosts: config.cimd.allowedHosts, deniedHosts: config.cimd.deniedHosts, dangerouslyAllowInsecureHttp: config.dangerouslyAllowInsecureHttp };
   const resolver = createClientIdMetadataResolver({
-    fetch: {
-      allowedHosts: config.cimd.allowedHosts,
-      deniedHosts: config.cimd.deniedHosts,
-      dangerouslyAllowInsecureHttp: config.dangerouslyAllowInsecureHttp,
-      ...deps.fetch,
-    },
+    fetch: { ...trust, ...deps.fetch },
     admission: { redirectSchemes: config.redirectSchemes },
     now: deps.now ?? Date.now,
   });
@@ -164,8 +167,11 @@ export function createCimdClients(deps: CimdClientsDeps): CimdClients {
     isCimdClientId: (clientId): clientId is string => config.cimd.enabled && typeof clientId === 'string' && /^https?:\/\//i.test(clientId),
     ensure,
     async ensureStored(clientId, who) {
-      if (await stores.models.find('Client', clientId)) return { ok: true };
-      return ensure(clientId, who);
+      if (!(await stores.models.find('Client', clientId))) return { ok: true }; // unknown to the provider: invalid_client
+      const check = checkClientIdUrl(clientId, trust);
+      if (check.ok) return { ok: true };
+      await deps.audit.record({ event: 'cimd.refused', reason: check.reason, clientId: audited(clientId), ip: who.ip, requestId: who.requestId, details: { detail: check.detail, stored: true } });
+      return { ok: false, reason: check.reason, detail: check.detail };
     },
   };
 }

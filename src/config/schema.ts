@@ -364,7 +364,7 @@ export const SCHEMA = {
   }),
   CIMD_ENABLED: key({
     group: 'Client registration',
-    doc: 'Accept Client ID Metadata Documents: an https `client_id` is fetched (SSRF-guarded: public addresses only, no redirects, at most 5 KiB and 5 s), validated and cached; the authorization-server metadata then says `client_id_metadata_document_supported: true`. Off: such a client_id is simply unknown.',
+    doc: 'Accept Client ID Metadata Documents: an https `client_id` is fetched (SSRF-guarded: public addresses only, no redirects, at most 5 KiB and 5 s), validated and cached; the authorization-server metadata then says `client_id_metadata_document_supported: true`. Off: such a client_id is simply unknown, as is every CIMD client stored while it was on.',
     defaultText: '`true`',
     fallback: 'true',
     parse: bool,

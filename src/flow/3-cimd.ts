@@ -7,12 +7,13 @@
  *   resolved (fetched, or from the cache). A refusal is P's error page — 400, no Location header,
  *   no redirect to any redirect_uri (the document, or its absence, is exactly what is not
  *   trusted: AUTHZ-02) — and a `cimd.refused` audit row written by src/cimd/clients.ts.
- * - /token and /revoke: the client_id in the form body; a client already stored is left to the
- *   provider, an unknown CIMD client_id is resolved (src/cimd/clients.ts, "Decision"); a refusal
- *   is invalid_client JSON. The body is parsed here (form-encoded, small); the provider reads the
+ * - /token and /revoke: the client_id in the form body; nothing is fetched: a stored client whose
+ *   client_id still passes the trust policy is left to the provider, as is one never stored (the
+ *   provider does not know it); a refusal is invalid_client JSON (src/cimd/clients.ts,
+ *   "Decision"). The body is parsed here (form-encoded, small); the provider reads the
  *   parsed body (src/flow/7-token.ts parses /token's the same way).
  * With CIMD_ENABLED=false nothing here runs: such a client_id reaches the provider, which does
- * not know it.
+ * not know it — nor a CIMD client stored while CIMD was on (src/provider/configuration.ts).
  */
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { CimdClients, Requester } from '../cimd/clients.js';
@@ -32,7 +33,7 @@ export function cimdAuthorizePreflight(cimd: CimdClients): RequestHandler {
   };
 }
 
-/** /token and /revoke: parse the form body; resolve a CIMD client_id P has not stored. */
+/** /token and /revoke: parse the form body; a stored CIMD client must still pass the trust policy. */
 export function cimdTokenPreflight(cimd: CimdClients): RequestHandler[] {
   return [
     express.urlencoded({ extended: false, limit: MAX_TOKEN_BODY, parameterLimit: 50 }),

@@ -58,10 +58,11 @@ export class ReplayedGrantSource extends errors.InvalidGrant {
 /**
  * oidc-provider's Adapter over the oidc_models store. `prefix` keeps another provider's models
  * apart (the demo IdP); `hideDisabledClients` makes a client disabled by an admin unknown to the
- * provider, so it can neither authorize nor redeem anything. Every write joins the transaction
+ * provider, so it can neither authorize nor redeem anything; `hideCimdClients` (CIMD_ENABLED=false)
+ * does the same for every client stored from a metadata document. Every write joins the transaction
  * the caller runs in, if any (src/consent/record.ts), on both engines.
  */
-export function adapterClass(models: OidcModelStore, options: { prefix?: string; hideDisabledClients?: boolean } = {}) {
+export function adapterClass(models: OidcModelStore, options: { prefix?: string; hideDisabledClients?: boolean; hideCimdClients?: boolean } = {}) {
   const prefix = options.prefix ?? '';
   return class StoreAdapter implements Adapter {
     private readonly name: string;
@@ -75,7 +76,7 @@ export function adapterClass(models: OidcModelStore, options: { prefix?: string;
       await models.upsert(this.name, id, payload as Record<string, unknown>, expiresIn);
     }
     async find(id: string): Promise<AdapterPayload | undefined> {
-      if (this.name === 'Client' && options.hideDisabledClients) return (await models.findClientUnlessDisabled(id)) as AdapterPayload | undefined;
+      if (this.name === 'Client' && options.hideDisabledClients) return (await models.findClientUnlessDisabled(id, options.hideCimdClients)) as AdapterPayload | undefined;
       if (this.namesGrant) return (await models.findWithGrant(this.namesGrant, id)) as AdapterPayload | undefined;
       return (await models.find(this.name, id)) as AdapterPayload | undefined;
     }
@@ -203,7 +204,7 @@ function providerConfiguration(deps: ProviderDeps): Configuration {
   const { config, keys, models } = deps;
   const scopes = offeredScopes(config);
   return {
-    adapter: adapterClass(models, { hideDisabledClients: true }),
+    adapter: adapterClass(models, { hideDisabledClients: true, hideCimdClients: !config.cimd.enabled }),
     jwks: deps.jwks as Configuration['jwks'],
     cookies: cookies(keys),
     routes: PROVIDER_ROUTES,

@@ -115,7 +115,10 @@ export class ClientsMetaStore {
 
   /** Clients unused since `before` (ms). */
   async idleSince(before: number): Promise<string[]> {
-    return (await this.sql.all<{ client_id: string }>('SELECT client_id FROM clients_meta WHERE coalesce(last_used_at, registered_at) < ?', [before])).map((r) => r.client_id);
+    // A disabled CIMD client is kept: its client_id is a URL anyone can present again, and deleting
+    // the row would forget that an admin disabled it (the next /authorize would store it anew).
+    const sql = "SELECT client_id FROM clients_meta WHERE coalesce(last_used_at, registered_at) < ? AND NOT (kind = 'cimd' AND disabled_at IS NOT NULL)";
+    return (await this.sql.all<{ client_id: string }>(sql, [before])).map((r) => r.client_id);
   }
 
   async remove(clientId: string): Promise<void> {

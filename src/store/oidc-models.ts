@@ -100,6 +100,10 @@ function restore(keys: KeyRing, model: string, id: string | undefined, payload: 
 }
 
 /** The oidc_models table's reads and writes. */
+const CLIENT_UNLESS_DISABLED = `SELECT m.payload, m.expires_at, m.consumed_at FROM oidc_models m LEFT JOIN clients_meta c ON c.client_id = m.key
+  WHERE m.model = 'Client' AND m.key = ? AND c.disabled_at IS NULL`;
+const CLIENT_UNLESS_DISABLED_OR_CIMD = `${CLIENT_UNLESS_DISABLED} AND (c.kind IS NULL OR c.kind <> 'cimd')`;
+
 export class OidcModelStore {
   /**
    * Per transaction (the Sql's transactionScope): the Grant rows findWithGrant read with a code or
@@ -244,14 +248,11 @@ export class OidcModelStore {
    * The client as oidc-provider loads it — unless an admin disabled it (clients_meta.disabled_at):
    * then undefined, so a disabled client can neither authorize nor redeem anything. One statement
    * (a join with clients_meta) instead of a read of each table: one round trip less per
-   * /authorize, /token and /revoke on PostgreSQL (issue 11).
+   * /authorize, /token and /revoke on PostgreSQL (issue 11). With `hideCimd` (CIMD_ENABLED=false)
+   * a client stored from a metadata document is unknown too: turning CIMD off stops them all.
    */
-  async findClientUnlessDisabled(clientId: string): Promise<Payload | undefined> {
-    const row = await this.sql.one<Row>(
-      `SELECT m.payload, m.expires_at, m.consumed_at FROM oidc_models m LEFT JOIN clients_meta c ON c.client_id = m.key
-        WHERE m.model = 'Client' AND m.key = ? AND c.disabled_at IS NULL`,
-      [clientId],
-    );
+  async findClientUnlessDisabled(clientId: string, hideCimd = false): Promise<Payload | undefined> {
+    const row = await this.sql.one<Row>(hideCimd ? CLIENT_UNLESS_DISABLED_OR_CIMD : CLIENT_UNLESS_DISABLED, [clientId]);
     return restore(this.keys, 'Client', clientId, live(row));
   }
 

@@ -3,15 +3,17 @@
  * fetched for every authorization and a changed document takes effect; a re-fetch that fails
  * stops the authorization (no stale fallback, CIMD-06/07) and is counted in clients_meta (the
  * admin console's failures); a client an admin disabled is not fetched at all and stays unknown;
- * /token with a CIMD client_id P never stored resolves it there, and refuses it as invalid_client
- * when its document cannot be used. Loopback document server under the test allowance.
+ * /token and /revoke fetch nothing (a CIMD client_id never stored is unknown there, and a stored
+ * one must still pass the trust policy); a disabled client outlives idle housekeeping. Loopback document server under the test allowance.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { maintenanceDeps } from '../../src/runtime/server.js';
+import { runMaintenance } from '../../src/runtime/maintenance.js';
 import { run } from '../../src/cli/index.js';
 import { auditEvents, rows, TEST_SECRET_KEY } from '../helpers/app.js';
 import { databaseEnv } from '../helpers/engine.js';
 import { httpServer, type Listener } from '../helpers/cimd.js';
-import { authorizeClient, Browser, buildAuthorization, CLIENT_REDIRECT, startStack, type Stack } from '../helpers/stack.js';
+import { authorizeClient, Browser, buildAuthorization, CLIENT_REDIRECT, startReplica, startStack, type Stack } from '../helpers/stack.js';
 
 let docs: Listener;
 let stack: Stack;
@@ -61,10 +63,24 @@ describe('CIMD client lifecycle', () => {
     expect(cimd.map((e) => `${e.event}${e.reason ? `:${e.reason}` : ''}`)).toEqual(['cimd.fetched', 'cimd.fetched', 'cimd.refused:bad_status']);
     // The operator sees the same in `clients list`: a CIMD client, its document's state.
     const listed: string[] = [];
-    const env = { ...(await databaseEnv(stack.app.dir)), SECRET_KEY: TEST_SECRET_KEY, PUBLIC_URL: stack.app.url, UPSTREAM_ISSUER: stack.upstream.issuer, UPSTREAM_CLIENT_ID: stack.upstream.clientId, UPSTREAM_CLIENT_SECRET: stack.upstream.clientSecret };
+    const env = {
+      ...(await databaseEnv(stack.app.dir)),
+      SECRET_KEY: TEST_SECRET_KEY,
+      PUBLIC_URL: stack.app.url,
+      UPSTREAM_ISSUER: stack.upstream.issuer,
+      UPSTREAM_CLIENT_ID: stack.upstream.clientId,
+      UPSTREAM_CLIENT_SECRET: stack.upstream.clientSecret,
+    };
     expect(await run(['clients', 'list', '--search', 'Second Name', '--json'], { env, out: (t) => listed.push(t), err: (t) => listed.push(t) })).toBe(0);
     expect(JSON.parse(listed[0] as string)).toEqual([
-      expect.objectContaining({ client_id: clientId, client_name: 'Second Name', kind: 'cimd', document_failures: 1, document_last_error: 'bad_status', document_fetched_at: expect.stringMatching(/^\d{4}-/) }),
+      expect.objectContaining({
+        client_id: clientId,
+        client_name: 'Second Name',
+        kind: 'cimd',
+        document_failures: 1,
+        document_last_error: 'bad_status',
+        document_fetched_at: expect.stringMatching(/^\d{4}-/),
+      }),
     ]);
     const text: string[] = [];
     expect(await run(['clients', 'list', '--search', 'Second Name'], { env, out: (t) => text.push(t), err: (t) => text.push(t) })).toBe(0);
@@ -90,21 +106,91 @@ describe('CIMD client lifecycle', () => {
     expect(docs.requests.filter((r) => r.url === path).length).toBe(fetchesBefore);
     const [meta] = await rows(stack.app, 'SELECT disabled_at FROM clients_meta WHERE client_id = ?', clientId);
     expect(meta.disabled_at).not.toBeNull();
+
+    // Idle housekeeping keeps a disabled CIMD client (review 2026-12-06: it deleted the row, and the
+    // next /authorize stored the URL anew, enabled): the disabling holds past CLIENT_IDLE_TTL.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(Date.now() + 400 * 86_400_000);
+      const result = await runMaintenance(maintenanceDeps(stack.app.runtime, stack.app.runtime.gateway));
+      expect(result.expiredClients).not.toContain(clientId);
+    } finally {
+      vi.useRealTimers();
+    }
+    const again = await authorizePage(clientId);
+    expect(again.status).toBe(400);
+    expect(docs.requests.filter((r) => r.url === path).length).toBe(fetchesBefore);
+    const [kept] = await rows(stack.app, 'SELECT disabled_at FROM clients_meta WHERE client_id = ?', clientId);
+    expect(kept.disabled_at).toBe(meta.disabled_at);
   });
 
-  it('/token resolves a CIMD client_id never stored, and refuses one whose document cannot be used (invalid_client)', async () => {
-    const path = '/token-only/missing.json';
+  it('/token and /revoke fetch nothing: a CIMD client_id never stored is unknown (invalid_client), and nothing is stored (review 2026-12-06: each was a stored client outside the registration budget)', async () => {
+    const path = '/token-only/client.json';
     const clientId = idOf(path);
-    const res = await fetch(`${stack.app.url}/token`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ grant_type: 'authorization_code', code: 'nope', code_verifier: 'x'.repeat(43), client_id: clientId, redirect_uri: CLIENT_REDIRECT }),
-    });
-    expect(res.status).toBe(400);
-    expect(((await res.json()) as { error: string }).error).toBe('invalid_client');
-    expect(docs.requests.filter((r) => r.url === path)).toHaveLength(1);
-    const refused = (await auditEvents(stack.app)).filter((e) => e.client_id === clientId);
-    expect(refused.map((e) => `${e.event}:${e.reason}`)).toEqual(['cimd.refused:bad_status']);
+    served.set(path, { status: 200, name: 'Minted', redirect: CLIENT_REDIRECT });
+    for (const [endpoint, form] of [
+      ['/token', { grant_type: 'authorization_code', code: 'nope', code_verifier: 'x'.repeat(43), client_id: clientId, redirect_uri: CLIENT_REDIRECT }],
+      ['/revoke', { token: 'abc', client_id: clientId }],
+    ] as const) {
+      const res = await fetch(`${stack.app.url}${endpoint}`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(form) });
+      expect(res.status, endpoint).toBe(401);
+      expect(((await res.json()) as { error: string }).error, endpoint).toBe('invalid_client');
+    }
+    expect(
+      docs.requests.filter((r) => r.url === path),
+      'nothing fetched',
+    ).toHaveLength(0);
+    expect((await auditEvents(stack.app)).filter((e) => e.client_id === clientId && e.event.startsWith('cimd.'))).toEqual([]);
     expect(await stack.app.runtime.stores.models.find('Client', clientId)).toBeUndefined();
+    expect(await rows(stack.app, 'SELECT client_id FROM clients_meta WHERE client_id = ?', clientId)).toEqual([]);
+  });
+
+  it('CIMD turned off: a CIMD client stored while it was on is unknown at /authorize, /token and /revoke (review 2026-12-06: it kept working)', async () => {
+    const path = '/switched-off/client.json';
+    const clientId = idOf(path);
+    served.set(path, { status: 200, name: 'Switched Off', redirect: CLIENT_REDIRECT });
+    await authorizeClient(stack, new Browser(), { clientId });
+    const off = await startReplica(stack, { CIMD_ENABLED: 'false' });
+    try {
+      const fetchesBefore = docs.requests.length;
+      const page = await fetch(buildAuthorization(off, { clientId }).url, { redirect: 'manual', headers: { accept: 'text/html' } });
+      expect(page.status).toBe(400);
+      expect(page.headers.get('location')).toBeNull();
+      for (const [endpoint, form] of [
+        ['/token', { grant_type: 'authorization_code', code: 'nope', code_verifier: 'x'.repeat(43), client_id: clientId, redirect_uri: CLIENT_REDIRECT }],
+        ['/revoke', { token: 'abc', client_id: clientId }],
+      ] as const) {
+        const res = await fetch(`${off.url}${endpoint}`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(form) });
+        expect(res.status, endpoint).toBe(401);
+        expect(((await res.json()) as { error: string }).error, endpoint).toBe('invalid_client');
+      }
+      expect(docs.requests.length, 'nothing fetched').toBe(fetchesBefore);
+    } finally {
+      await off.close();
+    }
+    expect((await fetch(buildAuthorization(stack.app, { clientId }).url, { redirect: 'manual', headers: { accept: 'text/html' } })).status, 'still a client where CIMD is on').toBe(303);
+  });
+
+  it('/token and /revoke refuse a stored client whose client_id no longer passes the trust policy (a host denied, or no longer allowed, later)', async () => {
+    const path = '/later-denied/client.json';
+    const clientId = idOf(path);
+    served.set(path, { status: 200, name: 'Later Denied', redirect: CLIENT_REDIRECT });
+    await authorizeClient(stack, new Browser(), { clientId });
+    const revoke = (app: { url: string }) =>
+      fetch(`${app.url}/revoke`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token: 'abc', client_id: clientId }) });
+    // Another process on the same database without the allowance for this host (a changed configuration).
+    const replica = await startReplica(stack, { CIMD_ENABLED: 'true' });
+    try {
+      const fetchesBefore = docs.requests.length;
+      const refused = await revoke(replica);
+      expect(refused.status).toBe(400);
+      expect(((await refused.json()) as { error: string }).error).toBe('invalid_client');
+      expect(docs.requests.length, 'nothing fetched').toBe(fetchesBefore);
+      const rows = (await auditEvents(stack.app)).filter((e) => e.client_id === clientId && e.event === 'cimd.refused');
+      expect(rows.map((e) => e.reason)).toEqual(['scheme']);
+    } finally {
+      await replica.close();
+    }
+    expect((await revoke(stack.app)).status, 'accepted where the policy allows it').toBe(200);
   });
 });

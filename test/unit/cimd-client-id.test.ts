@@ -86,6 +86,11 @@ describe('CIMD §6.8 trust policy', () => {
     expect(check('https://a.example/c', { allowedHosts: ['a.example'], deniedHosts: ['a.example'] })).toMatchObject({ reason: 'host_denied' });
     expect(check('https://a.example./c', { deniedHosts: ['A.Example'] })).toMatchObject({ reason: 'host_denied' });
     expect(check('https://a.example/c', { deniedHosts: ['a.example.'] })).toMatchObject({ reason: 'host_denied' });
+    // An empty label is no host name: `a.example..` slipped past the deny list for `a.example` (review 2026-12-06).
+    for (const raw of ['https://a.example../c', 'https://a..example/c', 'https://a.example.../c']) {
+      expect(check(raw, { deniedHosts: ['a.example'] }), raw).toMatchObject({ ok: false, reason: 'not_url' });
+      expect(check(raw, {}), raw).toMatchObject({ ok: false, reason: 'not_url' });
+    }
     expect(check('https://xn--bcher-kva.example/c', { deniedHosts: ['bücher.example'] })).toMatchObject({ reason: 'host_denied' });
     expect(check('https://[2606:4700::1111]/c', { deniedHosts: ['[2606:4700:0::1111]'] })).toMatchObject({ reason: 'host_denied' });
     expect(check('https://93.184.216.34:8443/c', { deniedHosts: ['93.184.216.34:8443'] })).toMatchObject({ reason: 'host_denied' });
