@@ -17,7 +17,8 @@
  *   remembered (negative caching, NEGATIVE_TTL_MS = 60 s) ONLY when no HTTP response was
  *   received — `dns_failed`, `not_public_address`, `connect_failed`, `tls_failed`, `timeout`
  *   (NEGATIVE_CACHE_REASONS). That keeps a dead or slow host from costing P a 5 s connection
- *   slot per request (issue 12: "with negative caching") without ever caching an HTTP error
+ *   slot per request for the same URL (issue 12: "with negative caching"; distinct URLs on such a
+ *   host are bounded by src/cimd/resolve.ts MAX_CONCURRENT_FETCHES) without ever caching an HTTP error
  *   status, a redirect, an oversized or malformed body or an invalid document: after a 500 the
  *   next attempt fetches again at once. Policy refusals made before any network use
  *   (scheme, host lists, URL shape) are cheap and not stored either.

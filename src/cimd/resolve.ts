@@ -13,13 +13,24 @@ import { createCimdCache, type CimdCache, type CimdCacheOptions, type LoadResult
 import { validateClientMetadataDocument, type ClientIdMetadata, type DocumentRefusal } from './document.js';
 import { fetchClientMetadata, type CimdFetchOptions, type CimdFetchReason } from './fetch.js';
 
-export type CimdRefusal = CimdFetchReason | DocumentRefusal;
+/** `busy`: MAX_CONCURRENT_FETCHES documents were being fetched already (not cached: the next lookup tries again). */
+export type CimdRefusal = CimdFetchReason | DocumentRefusal | 'busy';
+
+/**
+ * At most this many documents fetched at once by one process. The cache remembers a failure per
+ * URL, so distinct URLs on a silent host each held a connection for the whole 5 s deadline (found
+ * by review, 2026-12-06: 30 at once from one address, 60 in a row under the rate limits); beyond
+ * this bound a lookup is refused as `busy` at once, before any DNS lookup or connection.
+ */
+export const MAX_CONCURRENT_FETCHES = 32;
 
 export interface ResolveOptions {
   fetch: CimdFetchOptions;
   admission: Pick<AdmissionPolicy, 'redirectSchemes'>;
   /** default fetchClientMetadata */
   fetcher?: typeof fetchClientMetadata;
+  /** default MAX_CONCURRENT_FETCHES */
+  maxConcurrentFetches?: number;
 }
 
 /** Fetch and validate; a LoadResult for the cache. Never rejects for remote behaviour. */
@@ -44,6 +55,17 @@ export async function loadClientIdMetadata(url: string, options: ResolveOptions)
 
 /** A cache of validated CIMD client metadata, loading through fetch + document validation. */
 export function createClientIdMetadataResolver(options: ResolveOptions & Omit<CimdCacheOptions<ClientIdMetadata>, 'load'>): CimdCache<ClientIdMetadata> {
-  const { fetch, admission, fetcher, ...cacheOptions } = options;
-  return createCimdCache({ ...cacheOptions, load: (url) => loadClientIdMetadata(url, { fetch, admission, ...(fetcher ? { fetcher } : {}) }) });
+  const { fetch, admission, fetcher, maxConcurrentFetches = MAX_CONCURRENT_FETCHES, ...cacheOptions } = options;
+  let fetching = 0;
+  const load = async (url: string): Promise<LoadResult<ClientIdMetadata>> => {
+    if (fetching >= maxConcurrentFetches)
+      return { ok: false, reason: 'busy', detail: `${maxConcurrentFetches} client metadata documents are being fetched already; try again in a moment`, fetchedAt: (fetch.now ?? Date.now)() };
+    fetching += 1;
+    try {
+      return await loadClientIdMetadata(url, { fetch, admission, ...(fetcher ? { fetcher } : {}) });
+    } finally {
+      fetching -= 1;
+    }
+  };
+  return createCimdCache({ ...cacheOptions, load });
 }
