@@ -158,7 +158,10 @@ class RouteGateway {
   private toolsAllowed(x: Exchange, scopes: ReadonlySet<string>, who: Who): Maybe<boolean> {
     if (x.body !== undefined || !this.tools?.mustRead(x.req)) return true;
     return this.tools.check(x.req, scopes, this.deps.config.gateway.maxBodyBytes).then((verdict) => {
-      if (verdict.ok) return Boolean((x.body = verdict.body));
+      if (verdict.ok) {
+        if (verdict.tools) x.tools = verdict.tools;
+        return Boolean((x.body = verdict.body));
+      }
       if (verdict.status === 0) return false; // the client left: nothing to answer
       const details = { method: x.req.method, resource: this.route.resource, ...verdict.details };
       this.deps.audit.defer({ event: verdict.status === 403 ? 'gateway.tool_refused' : 'gateway.rejected', reason: verdict.reason, ...who, requestId: x.requestId, ip: x.ip, details });
@@ -280,7 +283,13 @@ class RouteGateway {
       return;
     }
     this.deps.onForwarded?.(resource, outcome.status, seconds);
-    const details = { method: req.method, resource, status: outcome.status, ms: Math.round(seconds * 10_000) / 10 };
+    const details: { method: string | undefined; resource: string; status: number; ms: number; tools?: string[] } = {
+      method: req.method,
+      resource,
+      status: outcome.status,
+      ms: Math.round(seconds * 10_000) / 10,
+    };
+    if (x.tools) details.tools = x.tools;
     this.deps.audit.defer({ event: 'gateway.forwarded', ...who, requestId: x.requestId, ip: x.ip, details });
     const sent = req.headers['mcp-session-id'];
     const bookkeeping = this.route.mcp ? this.deps.sessions.afterResponse(req.method, typeof sent === 'string' ? sent : undefined, outcome.status, outcome.sessionId, who) : undefined;

@@ -17,6 +17,8 @@ export interface Exchange {
   started: bigint;
   /** the body, when the tool policy read it (forwarded as is) */
   body?: Buffer;
+  /** the tools that body calls, once the policy allowed it (audited with gateway.forwarded) */
+  tools?: string[];
 }
 
 export const MESSAGES = {

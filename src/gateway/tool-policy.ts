@@ -34,14 +34,15 @@ import { readBody } from './read-body.js';
 
 /** A refusal carries what the gateway writes (status, JSON-RPC code and message) and audits (reason, details). */
 export type ToolVerdict =
-  | { ok: true }
+  /** `tools`: the tools the body calls (at most AUDITED_TOOLS names), for the gateway.forwarded row */
+  | { ok: true; tools?: string[] }
   | { ok: false; status: 400; reason: 'invalid_json' | 'header_mismatch'; code: number; message: string; details: Record<string, unknown> }
   | { ok: false; status: 415; reason: 'unsupported_encoding'; code: number; message: string; details: Record<string, unknown> }
   | { ok: false; status: 403; reason: 'insufficient_scope'; code: number; message: string; details: { tools: string[]; missing: string[] }; needed: string[] };
 
 /** `check`'s answer: the body to forward, a refusal to write (413 for a body over the limit), or status 0 when the client left. */
 export type ToolCheck =
-  | { ok: true; body: Buffer }
+  | { ok: true; body: Buffer; tools?: string[] }
   | Exclude<ToolVerdict, { ok: true }>
   | { ok: false; status: 413; reason: 'body_too_large'; code: number; message: string; details: Record<string, unknown> }
   | { ok: false; status: 0 };
@@ -54,6 +55,9 @@ export interface ToolPolicy {
   /** read the body (at most `limit` bytes, src/gateway/read-body.ts) and decide */
   check(req: IncomingMessage, granted: ReadonlySet<string>, limit: number): Promise<ToolCheck>;
 }
+
+/** At most this many tool names (each cut at 100 characters) go into a gateway.forwarded row. */
+export const AUDITED_TOOLS = 20;
 
 /** The names of the tools called in a parsed body (one message or a batch). */
 function calledTools(messages: readonly unknown[]): string[] {
@@ -109,11 +113,13 @@ export function createToolPolicy(pairs: readonly { tool: string; scope: string }
       const messages = Array.isArray(parsed) ? parsed : [parsed];
       const mismatch = headerMismatch(headers, messages);
       if (mismatch) return { ok: false, status: 400, reason: 'header_mismatch', code: HEADER_MISMATCH, message: `Header mismatch: ${mismatch}`, details: { mismatch } };
-      const tools = calledTools(messages).filter((t) => byTool.has(t));
-      if (!tools.length) return { ok: true };
+      const called = calledTools(messages);
+      const allowed: ToolVerdict = called.length ? { ok: true, tools: [...new Set(called)].slice(0, AUDITED_TOOLS).map((t) => t.slice(0, 100)) } : { ok: true };
+      const tools = called.filter((t) => byTool.has(t));
+      if (!tools.length) return allowed;
       const needed = [...new Set([routeScope, ...tools.flatMap((t) => byTool.get(t) as string[])])];
       const missing = needed.filter((s) => !granted.has(s));
-      if (!missing.length) return { ok: true };
+      if (!missing.length) return allowed;
       const message = `this tool call requires the scopes ${needed.join(' ')}`;
       const challenge = [...new Set([...needed, ...mcpScopes.filter((scope) => granted.has(scope))])];
       return { ok: false, status: 403, reason: 'insufficient_scope', code: -32003, message, details: { tools: [...new Set(tools)], missing }, needed: challenge };
@@ -123,7 +129,7 @@ export function createToolPolicy(pairs: readonly { tool: string; scope: string }
       const read = await readBody(req, limit);
       if (read.ok) {
         const verdict = policy.decide(read.body, req.headers, granted);
-        return verdict.ok ? { ok: true, body: read.body } : verdict;
+        return verdict.ok ? { ok: true, body: read.body, ...(verdict.tools ? { tools: verdict.tools } : {}) } : verdict;
       }
       if (read.reason === 'client_closed') return { ok: false, status: 0 };
       return { ok: false, status: 413, reason: 'body_too_large', code: -32000, message: `Request body exceeds ${limit} bytes`, details: {} };

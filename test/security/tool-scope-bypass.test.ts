@@ -100,6 +100,8 @@ describe('GW-15 tool-scope bypass', () => {
     const ok = await mcpPost(mcpUrl, wide, call('echo'), { 'mcp-session-id': sessionId });
     expect(ok.status).toBe(200);
     expect(ok.messages[0].result.content[0].text).toBe('hi');
+    const forwarded = (await auditEvents(stack.app)).filter((e) => e.event === 'gateway.forwarded').at(-1);
+    expect(JSON.parse(forwarded?.details ?? '{}'), 'the forwarded row names the tool called (review 2026-12-06)').toMatchObject({ status: 200, tools: ['echo'] });
     const narrowSession = await openSession(mcpUrl, narrow);
     const list = await mcpPost(mcpUrl, narrow, { jsonrpc: '2.0', id: 9, method: 'tools/list' }, { 'mcp-session-id': narrowSession });
     expect(list.status).toBe(200);

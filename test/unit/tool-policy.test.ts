@@ -60,11 +60,15 @@ describe('tool policy', () => {
     expect(policy.mustRead(req('POST', { 'mcp-method': 'tools/list' }))).toBe(true);
   });
 
-  it('challenges with every scope the call needs, the token\'s included; unlisted tools and other methods pass', () => {
+  it("challenges with every scope the call needs, the token's included; unlisted tools and other methods pass", () => {
     const verdict = policy.decide(body(call('rm')), {}, new Set(['mcp:tools']));
     expect(verdict).toMatchObject({ ok: false, status: 403, needed: ['mcp:tools', 'mcp:admin'], details: { tools: ['rm'], missing: ['mcp:admin'] } });
-    expect(policy.decide(body(call('rm')), {}, new Set(['mcp:tools', 'mcp:admin']))).toEqual({ ok: true });
-    expect(policy.decide(body(call('ls')), {}, new Set(['mcp:tools']))).toEqual({ ok: true });
+    expect(policy.decide(body(call('rm')), {}, new Set(['mcp:tools', 'mcp:admin']))).toEqual({ ok: true, tools: ['rm'] });
+    expect(policy.decide(body(call('ls')), {}, new Set(['mcp:tools']))).toEqual({ ok: true, tools: ['ls'] });
+    // What an allowed body calls is named in its gateway.forwarded row: each tool once, at most AUDITED_TOOLS, each cut at 100 characters.
+    const many = Array.from({ length: 30 }, (_, i) => call(`t${i}`));
+    expect((policy.decide(body([...many, call('t0'), call('x'.repeat(300))]), {}, new Set(['mcp:tools'])) as { tools: string[] }).tools).toEqual(many.slice(0, 20).map((m) => m.params.name));
+    expect((policy.decide(body([call('x'.repeat(300))]), {}, new Set(['mcp:tools'])) as { tools: string[] }).tools).toEqual(['x'.repeat(100)]);
     expect(policy.decide(body({ jsonrpc: '2.0', id: 1, method: 'tools/list' }), {}, new Set())).toEqual({ ok: true });
     expect(policy.decide(body([call('ls'), call('rm')]), {}, new Set(['mcp:tools']))).toMatchObject({ status: 403 });
     expect(policy.decide(Buffer.from('{"method":"tools/call",'), {}, new Set())).toMatchObject({ status: 400, code: -32700 });
@@ -91,7 +95,13 @@ describe('MCP request-metadata headers', () => {
 });
 
 describe('the minimal set and step-up scopes (DISC-04, GW-15)', () => {
-  const config = { mcpScopes: ['mcp:tools', 'mcp:read', 'mcp:admin'], toolScopes: [{ tool: 'rm', scope: 'mcp:admin' }, { tool: 'ls', scope: 'mcp:tools' }] };
+  const config = {
+    mcpScopes: ['mcp:tools', 'mcp:read', 'mcp:admin'],
+    toolScopes: [
+      { tool: 'rm', scope: 'mcp:admin' },
+      { tool: 'ls', scope: 'mcp:tools' },
+    ],
+  };
 
   it('leaves the step-up-only scopes out of the minimal set; the route scope is never step-up', () => {
     expect(stepUpScopes(config)).toEqual(['mcp:admin']);
