@@ -21,9 +21,8 @@
  * gateway.leak_blocked (committed at once: rare, and an admin wants it durable), with where it
  * was found and never the value. Requests with a valid token never touch the budget.
  *
- * This is the hot path, so it runs on Node's raw request and response, in front of express
- * (src/runtime/app.ts): no router, no per-request middleware stack, no async context; the few headers a
- * JSON or SSE answer needs are set here.
+ * This is the hot path, so it runs on Node's raw request and response, in front of express (src/runtime/app.ts): no
+ * router, no per-request middleware stack, no async context; the few headers a JSON or SSE answer needs are set here.
  */
 import { newRequestId } from '../http/request-id.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -158,10 +157,7 @@ class RouteGateway {
   private toolsAllowed(x: Exchange, scopes: ReadonlySet<string>, who: Who): Maybe<boolean> {
     if (x.body !== undefined || !this.tools?.mustRead(x.req)) return true;
     return this.tools.check(x.req, scopes, this.deps.config.gateway.maxBodyBytes).then((verdict) => {
-      if (verdict.ok) {
-        if (verdict.tools) x.tools = verdict.tools;
-        return Boolean((x.body = verdict.body));
-      }
+      if (verdict.ok) return Boolean((x.body = verdict.body) && (verdict.tools ? (x.tools = verdict.tools) : true));
       if (verdict.status === 0) return false; // the client left: nothing to answer
       const details = { method: x.req.method, resource: this.route.resource, ...verdict.details };
       this.deps.audit.defer({ event: verdict.status === 403 ? 'gateway.tool_refused' : 'gateway.rejected', reason: verdict.reason, ...who, requestId: x.requestId, ip: x.ip, details });
@@ -283,12 +279,7 @@ class RouteGateway {
       return;
     }
     this.deps.onForwarded?.(resource, outcome.status, seconds);
-    const details: { method: string | undefined; resource: string; status: number; ms: number; tools?: string[] } = {
-      method: req.method,
-      resource,
-      status: outcome.status,
-      ms: Math.round(seconds * 10_000) / 10,
-    };
+    const details: Record<string, unknown> = { method: req.method, resource, status: outcome.status, ms: Math.round(seconds * 10_000) / 10 };
     if (x.tools) details.tools = x.tools;
     this.deps.audit.defer({ event: 'gateway.forwarded', ...who, requestId: x.requestId, ip: x.ip, details });
     const sent = req.headers['mcp-session-id'];
