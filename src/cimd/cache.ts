@@ -77,6 +77,8 @@ export interface CimdCacheOptions<T> {
   defaultTtlMs?: number;
   negativeTtlMs?: number;
   negativeReasons?: ReadonlySet<string>;
+  /** failures that say nothing about the URL (P's own overload: src/cimd/resolve.ts `busy`): neither remembered nor counted */
+  unrecordedReasons?: ReadonlySet<string>;
 }
 
 export interface FreshnessBounds {
@@ -224,7 +226,9 @@ export function createCimdCache<T>(options: CimdCacheOptions<T>): CimdCache<T> {
       // The load starts on a later tick, so `loading` is assigned before any callback reads it.
       const loading: Promise<CacheOutcome<T>> = Promise.resolve()
         .then(() => options.load(url))
-        .then((result) => (inflight.get(url) === loading ? store.record(url, result) : { ...result, fromCache: false, expiresAt: result.fetchedAt }))
+        .then((result) =>
+          inflight.get(url) === loading && (result.ok || !options.unrecordedReasons?.has(result.reason)) ? store.record(url, result) : { ...result, fromCache: false, expiresAt: result.fetchedAt },
+        )
         .finally(() => {
           if (inflight.get(url) === loading) inflight.delete(url);
         });

@@ -60,7 +60,7 @@ export interface CimdClientsDeps {
   stores: Pick<Stores, 'models' | 'clientsMeta'>;
   audit: Audit;
   /** TEST SEAM: resolver, test route, trust anchors, clock of the fetcher (production: none) */
-  fetch?: Pick<CimdFetchOptions, 'lookup' | 'testOnlyRoute' | 'ca' | 'now'>;
+  fetch?: Pick<CimdFetchOptions, 'lookup' | 'testOnlyRoute' | 'ca' | 'now'> & { maxConcurrentFetches?: number };
   now?: () => number;
 }
 
@@ -141,6 +141,7 @@ export function createCimdClients(deps: CimdClientsDeps): CimdClients {
   const trust = { allowedHosts: config.cimd.allowedHosts, deniedHosts: config.cimd.deniedHosts, dangerouslyAllowInsecureHttp: config.dangerouslyAllowInsecureHttp };
   const resolver = createClientIdMetadataResolver({
     fetch: { ...trust, ...deps.fetch },
+    ...(deps.fetch?.maxConcurrentFetches !== undefined ? { maxConcurrentFetches: deps.fetch.maxConcurrentFetches } : {}),
     admission: { redirectSchemes: config.redirectSchemes },
     now: deps.now ?? Date.now,
   });
@@ -149,6 +150,8 @@ export function createCimdClients(deps: CimdClientsDeps): CimdClients {
   async function resolve(clientId: string, who: Requester): Promise<EnsureResult> {
     if (await stores.clientsMeta.isDisabled(clientId)) return { ok: true }; // the provider refuses it as unknown
     const outcome = await resolver.get(clientId);
+    // P's own overload says nothing about the client's document: 503, nothing counted or audited.
+    if (!outcome.ok && outcome.reason === 'busy') return { ok: false, reason: 'busy', detail: outcome.detail };
     if (!outcome.ok) return noteRefusal(deps, clientId, outcome, who);
     if (outcome.fromCache && (await stores.models.find('Client', clientId))) return { ok: true };
     return storeClient(deps, clientId, outcome, who);

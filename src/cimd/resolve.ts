@@ -23,6 +23,7 @@ export type CimdRefusal = CimdFetchReason | DocumentRefusal | 'busy';
  * this bound a lookup is refused as `busy` at once, before any DNS lookup or connection.
  */
 export const MAX_CONCURRENT_FETCHES = 32;
+const UNRECORDED: ReadonlySet<string> = new Set(['busy']);
 
 export interface ResolveOptions {
   fetch: CimdFetchOptions;
@@ -67,5 +68,5 @@ export function createClientIdMetadataResolver(options: ResolveOptions & Omit<Ci
       fetching -= 1;
     }
   };
-  return createCimdCache({ ...cacheOptions, load });
+  return createCimdCache({ ...cacheOptions, load, unrecordedReasons: UNRECORDED });
 }

@@ -111,17 +111,24 @@ export class Revocation {
     void call.finally(() => this.pending.delete(call));
   }
 
-  /** Revoke one consent (by grant id) with the whole cascade. Resolves with whether it was active, once committed and audited. */
+  /**
+   * Revoke one consent (by grant id) with the whole cascade. Resolves with whether it was active, once committed and audited.
+   * `cascade` (a client's revocations): `onlyIf` is checked first inside the cascade's transaction
+   * (false: nothing is revoked, audited or asked of U), and a consent found already revoked —
+   * another cascade of the same client got there first — writes no second row.
+   */
   async revokeGrant(
     grantId: string,
     reason: RevocationReason,
     actor?: { event?: 'consent.revoked' | 'admin.consent_revoked' | 'account.consent_revoked' | 'cli.consent_revoked'; subject?: string },
+    cascade?: { onlyIf?: () => Promise<boolean> },
   ): Promise<boolean> {
-    const result = await this.committedCascade(grantId, reason);
+    const result = await this.committedCascade(grantId, reason, cascade?.onlyIf);
+    if (result === undefined) return false;
     // The revocation has committed: U is asked to revoke its token even when the audit row cannot
     // be written now (the database busy) — a revoked consent must not leave U's token live (UP-08).
     try {
-      if (result.consent) {
+      if (result.consent && (result.wasActive || !cascade)) {
         await this.deps.audit.record({
           event: actor?.event ?? 'consent.revoked',
           reason,
@@ -151,11 +158,11 @@ export class Revocation {
    * Only where this method owns the transaction: a cascade joined to an outer one (the /token
    * request's: refresh-token reuse, code replay) commits with it (SECURITY.md says so).
    */
-  private async committedCascade(grantId: string, reason: RevocationReason): Promise<RevokedInTransaction> {
+  private async committedCascade(grantId: string, reason: RevocationReason, onlyIf?: () => Promise<boolean>): Promise<RevokedInTransaction | undefined> {
     const now = Date.now();
     let ran: RevokedInTransaction | undefined;
     try {
-      return await this.deps.transaction(async () => (ran = await this.revokeInTransaction(grantId, reason, now)));
+      return await this.deps.transaction(async () => (onlyIf && !(await onlyIf()) ? undefined : (ran = await this.revokeInTransaction(grantId, reason, now))));
     } catch (err) {
       if (!ran) throw err;
       const cascade = ran;
@@ -180,14 +187,15 @@ export class Revocation {
    * finishing a disabling cut short), each with its own cascade and audit row. A consent whose
    * revocation fails does not stop the others — but the database busy or unreachable does (every
    * other consent would wait out the same bound): the first failure is thrown once the loop ends,
-   * and the caller's retry finds only the consents left.
+   * and the caller's retry finds only the consents left. `onlyIf(grantId)` is checked in each
+   * consent's transaction (housekeeping: the client still disabled, the consent older than that).
    */
-  async revokeClient(clientId: string, reason: 'client_disabled' | 'client_deleted'): Promise<number> {
+  async revokeClient(clientId: string, reason: 'client_disabled' | 'client_deleted', onlyIf?: (grantId: string) => Promise<boolean>): Promise<number> {
     let n = 0;
     let first: unknown;
     for (const consent of await this.deps.consents.unrevokedForClient(clientId)) {
       try {
-        if (await this.revokeGrant(consent.grant_id, reason)) n += 1;
+        if (await this.revokeGrant(consent.grant_id, reason, undefined, onlyIf ? { onlyIf: () => onlyIf(consent.grant_id) } : {})) n += 1;
       } catch (err) {
         this.deps.log[failureLevel(err)]({ err, clientId, grantId: consent.grant_id }, 'a consent of the client could not be revoked; the next attempt revokes it');
         first ??= err;

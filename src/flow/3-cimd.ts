@@ -29,7 +29,7 @@ export function cimdAuthorizePreflight(cimd: CimdClients): RequestHandler {
     const clientId = new URLSearchParams(q === -1 ? '' : req.url.slice(q + 1)).get('client_id');
     if (!cimd.isCimdClientId(clientId)) return next();
     const result = await cimd.ensure(clientId, requester(req));
-    next(result.ok ? undefined : ERRORS.cimdRefusedPage(result.reason));
+    next(result.ok ? undefined : result.reason === 'busy' ? ERRORS.cimdBusy() : ERRORS.cimdRefusedPage(result.reason));
   };
 }
 

@@ -36,7 +36,7 @@ import { jsonRpcError, type ForwardOutcome } from '../gateway/forward.js';
 import { after, type Maybe } from '../db/sql.js';
 import { failureLevel, isDatabaseBusy } from '../errors/database-unavailable.js';
 import { createToolPolicy, type ToolPolicy } from '../gateway/tool-policy.js';
-import { MESSAGES, type Exchange, type Who } from '../gateway/exchange.js';
+import { BODY_RECHECK_MS, MESSAGES, type Exchange, type Who } from '../gateway/exchange.js';
 
 export type { GatewayDeps, GatewayHandler, GatewayRoute } from '../gateway/deps.js';
 
@@ -141,16 +141,18 @@ class RouteGateway {
   private authorized(x: Exchange, decision: TokenDecision, generation: number, foreignOrigin: boolean): void {
     if (foreignOrigin || !decision.ok) return this.refuse(x, decision, foreignOrigin);
     const who: Who = { subject: decision.subject, clientId: decision.clientId };
+    const forward = () =>
+      this.next(
+        x,
+        this.sessionAllowed(x, who),
+        (ok) => ok && this.next(x, this.deps.upstreamTokens.get(decision.grantId, who, false, generation), (u) => this.withUpstreamToken(x, decision.grantId, who, u)),
+      );
+    const startedAt = Date.now();
     const judged = this.toolsAllowed(x, decision.scopes, who);
-    // GW-01: a body that had to be read may arrive long after the token was checked (up to the
-    // server's request timeout): a revocation meanwhile must still stop the request. Checked
-    // again from a fresh generation read once the body is in (found by review, 2026-12-06).
-    if (judged instanceof Promise) return this.next(x, judged, (ok) => ok && this.handle(x));
-    if (!judged) return;
-    this.next(x, this.sessionAllowed(x, who), (ok) => {
-      if (!ok) return;
-      this.next(x, this.deps.upstreamTokens.get(decision.grantId, who, false, generation), (u) => this.withUpstreamToken(x, decision.grantId, who, u));
-    });
+    if (!(judged instanceof Promise)) return void (judged && forward());
+    // GW-01: a body read for the policy that took over BODY_RECHECK_MS (a client may take up to the server's request
+    // timeout) is checked again from a fresh generation read: a revocation meanwhile stops it (review, 2026-12-06).
+    this.next(x, judged, (ok) => ok && (Date.now() - startedAt > BODY_RECHECK_MS ? this.handle(x) : forward()));
   }
 
   /** Step 2b, GW-15/16 (src/gateway/tool-policy.ts): a body the policy must see is read (bounded) and judged before R is asked. */

@@ -9,7 +9,8 @@ import { jsonRpcError } from './forward.js';
 // MCP 2026-07-28 adds Mcp-Method and Mcp-Name (required of clients of that revision) and the
 // Mcp-Param-* headers R's tool schemas declare: a browser client must be allowed to send them.
 const CORS_ALLOW_HEADERS = 'authorization, content-type, accept, mcp-session-id, mcp-protocol-version, last-event-id, mcp-method, mcp-name';
-const MCP_PARAM = /^mcp-param-[a-z0-9-]+$/;
+// A header name is an RFC 9110 token (§5.1, tchar), lowercased here.
+const MCP_PARAM = /^mcp-param-[!#$%&'*+.^_`|~0-9a-z-]+$/;
 
 /** The headers the preflight allows: the fixed list, and the Mcp-Param-* names it asks for. */
 function allowedHeaders(req: IncomingMessage): string {

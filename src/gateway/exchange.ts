@@ -21,6 +21,9 @@ export interface Exchange {
   tools?: string[];
 }
 
+/** A body read for the tool policy that took longer than this is followed by a second token check (GW-01, src/flow/8-gateway.ts). */
+export const BODY_RECHECK_MS = 1_000;
+
 export const MESSAGES = {
   upstream_unreachable: 'The MCP server is not reachable',
   upstream_timeout: 'The MCP server did not answer in time',

@@ -73,7 +73,7 @@ function calledTools(messages: readonly unknown[]): string[] {
 /** Why R might not read these bytes as the UTF-8 JSON P reads (a charset, a Content-Encoding); undefined when it reads them so. */
 export function notReadAsJudged(headers: IncomingHttpHeaders): string | undefined {
   const encoding = headers['content-encoding'];
-  if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') return 'Content-Encoding';
+  if (encoding !== undefined && encoding.trim() !== '' && encoding.trim().toLowerCase() !== 'identity') return 'Content-Encoding';
   const type = headers['content-type'];
   if (type === undefined) return undefined;
   for (const param of type.split(';').slice(1)) {

@@ -63,7 +63,11 @@ export async function runMaintenance(deps: MaintenanceDeps, now = Date.now()): P
 async function housekeeping(deps: MaintenanceDeps, now: number): Promise<{ expiredRows: number; expiredClients: string[] }> {
   let expiredRows = await deps.models.purgeExpired();
   for (const purge of deps.extraPurges ?? []) expiredRows += await purge();
-  const finishedConsents = (await deps.finishDisabled?.()) ?? 0;
+  // A failure here (the database busy) must not stop the rest of housekeeping: logged, tried next run.
+  const finishedConsents = await (deps.finishDisabled?.() ?? Promise.resolve(0)).catch((err: unknown) => {
+    deps.log[failureLevel(err)]({ err }, 'housekeeping could not finish the revocations of disabled clients; the next run tries again');
+    return 0;
+  });
   const expiredClients = await deps.clientsMeta.idleSince(now - deps.clientIdleSeconds * 1000);
   for (const clientId of expiredClients) {
     await deps.onClientExpired?.(clientId);

@@ -107,6 +107,9 @@ function startMaintenance(core: Core, gateway: GatewayServices): () => Promise<v
 }
 
 /** What housekeeping works on, one replica at a time (tests run it through this too). */
+/** Housekeeping leaves a disabling this long to finish its own cascade before it revokes what is left. */
+export const FINISH_DISABLED_AFTER_MS = 60_000;
+
 export function maintenanceDeps(core: Pick<Core, 'stores' | 'config' | 'audit' | 'log' | 'revocation' | 'sql'>, gateway: Pick<GatewayServices, 'sessions'>): MaintenanceDeps {
   const { stores, config, audit, log, revocation } = core;
   return {
@@ -122,9 +125,14 @@ export function maintenanceDeps(core: Pick<Core, 'stores' | 'config' | 'audit' |
       () => gateway.sessions.purgeIdle(),
       ...(core.sql.engine === 'postgres' ? [() => purgeEndedRateLimits(core.sql, Date.now() - longestWindowMs(config))] : []),
     ],
+    // A disabling's own cascade gets FINISH_DISABLED_AFTER_MS to end first; each consent is revoked
+    // only while still due (its client disabled, the consent older than that: not one granted
+    // after an admin re-enabled the client meanwhile).
     finishDisabled: async () => {
       let revoked = 0;
-      for (const clientId of await stores.consents.disabledClientsWithUnrevoked()) revoked += await revocation.revokeClient(clientId, 'client_disabled');
+      for (const clientId of await stores.consents.disabledClientsWithUnrevoked(Date.now() - FINISH_DISABLED_AFTER_MS)) {
+        revoked += await revocation.revokeClient(clientId, 'client_disabled', (grantId) => stores.consents.dueToDisabling(grantId));
+      }
       return revoked;
     },
     onClientExpired: (clientId) => revocation.revokeClient(clientId, 'client_deleted'),

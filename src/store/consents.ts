@@ -59,6 +59,9 @@ export interface ConsentListFilter {
  * "Active" in SQL, for one `?` parameter (now, ms): the rule of src/consent/status.ts
  * (`consentStatus(c, now) === 'active'`); test/unit/consent-status.test.ts keeps the two equal.
  */
+/** How long settledRevocation waits for a transaction still changing the consent's row (PostgreSQL). */
+export const SETTLED_WAIT_MS = 5_000;
+
 export const LIVE_CONSENT_SQL = 'revoked_at IS NULL AND expires_at > ?';
 
 export interface ConsentLifetime {
@@ -142,19 +145,38 @@ export class ConsentStore {
 
   /**
    * The grant's consent's revocation, read once every transaction still changing that row has
-   * ended — on PostgreSQL `FOR SHARE` waits for one that is still committing (or rolling back);
-   * in `serve` bounded like the gateway's reads (oneNow) and by lock_timeout. How a revocation
-   * whose COMMIT answer was lost learns what became of it (src/consent/revocation.ts).
+   * ended — on PostgreSQL `FOR SHARE` waits for one that is still committing (or rolling back),
+   * at most SETTLED_WAIT_MS in every mode (the CLI's connections have no lock_timeout of their
+   * own; a COMMIT that never reached the server leaves its lock until TCP gives up). How a
+   * revocation whose COMMIT answer was lost learns what became of it (src/consent/revocation.ts).
    */
   async settledRevocation(grantId: string): Promise<Pick<Consent, 'revoked_at' | 'revoked_reason'> | undefined> {
-    const waitForWriters = this.sql.engine === 'postgres' ? ' FOR SHARE' : '';
-    return await this.sql.oneNow<Pick<Consent, 'revoked_at' | 'revoked_reason'>>(`SELECT revoked_at, revoked_reason FROM consents WHERE grant_id = ?${waitForWriters}`, [grantId]);
+    const read = 'SELECT revoked_at, revoked_reason FROM consents WHERE grant_id = ?';
+    if (this.sql.engine !== 'postgres') return await this.sql.oneNow<Pick<Consent, 'revoked_at' | 'revoked_reason'>>(read, [grantId]);
+    return await this.sql.transaction(async () => {
+      await this.sql.one("SELECT set_config('lock_timeout', ?, true)", [String(SETTLED_WAIT_MS)]);
+      return await this.sql.one<Pick<Consent, 'revoked_at' | 'revoked_reason'>>(`${read} FOR SHARE`, [grantId]);
+    });
+  }
+
+  /**
+   * Inside the revoking transaction: is this consent still due to the disabling of its client —
+   * unrevoked, its client still disabled, and granted no later than that? On PostgreSQL the client's
+   * row is locked (FOR SHARE) until the transaction ends, so an admin re-enabling the client waits,
+   * or is waited for; SQLite's write transaction already excludes it.
+   */
+  async dueToDisabling(grantId: string): Promise<boolean> {
+    const lock = this.sql.engine === 'postgres' ? ' FOR SHARE OF m' : '';
+    const sql = `SELECT c.id FROM consents c JOIN clients_meta m ON m.client_id = c.client_id
+      WHERE c.grant_id = ? AND c.revoked_at IS NULL AND m.disabled_at IS NOT NULL AND c.granted_at <= m.disabled_at${lock}`;
+    return (await this.sql.one(sql, [grantId])) !== undefined;
   }
 
   /** Disabled clients that still have unrevoked consents: a disabling whose cascade was cut short (housekeeping finishes it). */
-  async disabledClientsWithUnrevoked(): Promise<string[]> {
+  async disabledClientsWithUnrevoked(disabledBefore: number): Promise<string[]> {
     const rows = await this.sql.all<{ client_id: string }>(
-      'SELECT m.client_id FROM clients_meta m WHERE m.disabled_at IS NOT NULL AND EXISTS (SELECT 1 FROM consents c WHERE c.client_id = m.client_id AND c.revoked_at IS NULL) ORDER BY m.client_id',
+      'SELECT m.client_id FROM clients_meta m WHERE m.disabled_at IS NOT NULL AND m.disabled_at < ? AND EXISTS (SELECT 1 FROM consents c WHERE c.client_id = m.client_id AND c.revoked_at IS NULL) ORDER BY m.client_id',
+      [disabledBefore],
     );
     return rows.map((r) => r.client_id);
   }

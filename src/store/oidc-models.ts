@@ -249,7 +249,9 @@ export class OidcModelStore {
    * then undefined, so a disabled client can neither authorize nor redeem anything. One statement
    * (a join with clients_meta) instead of a read of each table: one round trip less per
    * /authorize, /token and /revoke on PostgreSQL (issue 11). With `hideCimd` (CIMD_ENABLED=false)
-   * a client stored from a metadata document is unknown too: turning CIMD off stops them all.
+   * a client stored from a metadata document is unknown too: turning CIMD off stops their
+   * authorizations, token requests and revocations (access tokens already issued keep working at
+   * the gateway until they expire; none can be refreshed).
    */
   async findClientUnlessDisabled(clientId: string, hideCimd = false): Promise<Payload | undefined> {
     const row = await this.sql.one<Row>(hideCimd ? CLIENT_UNLESS_DISABLED_OR_CIMD : CLIENT_UNLESS_DISABLED, [clientId]);

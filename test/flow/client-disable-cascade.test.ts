@@ -6,11 +6,11 @@
  * what is left; the database busy stops it at once, and housekeeping finishes a disabling cut
  * short (src/runtime/maintenance.ts). Found in the 2026-12-06 reviews of the client operations.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { auditEvents, rows } from '../helpers/app.js';
 import { authorizeClient, Browser, startStack, type Stack } from '../helpers/stack.js';
 import type { AuditEntry } from '../../src/audit/audit.js';
-import { maintenanceDeps } from '../../src/runtime/server.js';
+import { FINISH_DISABLED_AFTER_MS, maintenanceDeps } from '../../src/runtime/server.js';
 import { runMaintenance } from '../../src/runtime/maintenance.js';
 
 let stack: Stack;
@@ -43,6 +43,17 @@ function failRevocationOnce(grantId: string, err: Error): () => void {
     return revokeInTransaction(id, reason, now);
   };
   return () => (revocation.revokeInTransaction = revokeInTransaction);
+}
+
+/** One housekeeping run with the clock `aheadMs` ahead. */
+async function housekeepingAt(aheadMs: number) {
+  vi.useFakeTimers({ toFake: ['Date'] });
+  try {
+    vi.setSystemTime(Date.now() + aheadMs);
+    return await runMaintenance(maintenanceDeps(stack.app.runtime, stack.app.runtime.gateway));
+  } finally {
+    vi.useRealTimers();
+  }
 }
 
 const revokedRowsOf = async (clientId: string) => (await auditEvents(stack.app)).filter((e) => e.event === 'consent.revoked' && e.client_id === clientId && e.reason === 'client_disabled');
@@ -125,17 +136,48 @@ describe('disabling a client', () => {
     expect(await activeGrants(clientId)).toEqual(grants);
     expect(await disabledAt(clientId)).not.toBeNull();
 
-    const result = await runMaintenance(maintenanceDeps(stack.app.runtime, stack.app.runtime.gateway));
-    expect(result.skipped).toBe(false);
+    expect((await housekeepingAt(0)).skipped).toBe(false);
+    expect(await activeGrants(clientId), 'within a minute of the disabling, housekeeping leaves its cascade alone').toEqual(grants);
+    expect((await housekeepingAt(FINISH_DISABLED_AFTER_MS + 1000)).skipped).toBe(false);
     expect(await activeGrants(clientId), 'housekeeping revoked what the disabling left').toEqual([]);
     expect(await revokedRowsOf(clientId)).toHaveLength(3);
-    expect((await runMaintenance(maintenanceDeps(stack.app.runtime, stack.app.runtime.gateway))).skipped).toBe(false);
+    await housekeepingAt(FINISH_DISABLED_AFTER_MS + 2000);
     expect(await revokedRowsOf(clientId), 'nothing left: the next run revokes nothing').toHaveLength(3);
+  });
+
+  it('housekeeping revokes nothing of a client re-enabled meanwhile: each consent is checked in its own transaction (review: a new consent was revoked)', async () => {
+    const { clientId, grants } = await clientWithConsents(['dis-e1']);
+    const restore = failRevocationOnce(grants[0] as string, busy());
+    try {
+      await expect(stack.app.runtime.ops.disableClient(clientId, admin)).rejects.toThrow(/busy/);
+    } finally {
+      restore();
+    }
+    // Housekeeping listed the client; before it reaches its consents, an admin re-enables it and the user signs in again.
+    expect(await stack.app.runtime.ops.enableClient(clientId, admin)).toBe(true);
+    await authorizeClient(stack, new Browser('dis-e1'), { login: 'dis-e1', clientId });
+    const before = await activeGrants(clientId);
+    expect(before).toHaveLength(1); // the approval superseded the old consent: one live consent, granted after the re-enabling
+    const revoked = await stack.app.runtime.revocation.revokeClient(clientId, 'client_disabled', (grantId) => stack.app.runtime.stores.consents.dueToDisabling(grantId));
+    expect(revoked).toBe(0);
+    expect(await activeGrants(clientId)).toEqual(before);
+  });
+
+  it('a cascade finding a consent another cascade already revoked writes no second row; an operator revoking it again does', async () => {
+    const { clientId, grants } = await clientWithConsents(['dis-f1']);
+    const grantId = grants[0] as string;
+    const rowsOfGrant = async () => (await auditEvents(stack.app)).filter((e) => e.client_id === clientId && e.event === 'consent.revoked');
+    await stack.app.runtime.revocation.revokeGrant(grantId, 'client_disabled', undefined, {});
+    expect(await rowsOfGrant()).toHaveLength(1);
+    expect(await stack.app.runtime.revocation.revokeGrant(grantId, 'client_disabled', undefined, {})).toBe(false);
+    expect(await rowsOfGrant(), 'no second row from a cascade').toHaveLength(1);
+    await stack.app.runtime.revocation.revokeGrant(grantId, 'admin');
+    expect(await rowsOfGrant(), 'an explicit revocation is recorded').toHaveLength(2);
   });
 
   it('housekeeping leaves the consents of enabled clients alone', async () => {
     const { clientId, grants } = await clientWithConsents(['dis-d1']);
-    await runMaintenance(maintenanceDeps(stack.app.runtime, stack.app.runtime.gateway));
+    await housekeepingAt(FINISH_DISABLED_AFTER_MS + 1000);
     expect(await activeGrants(clientId)).toEqual(grants);
   });
 });

@@ -10,7 +10,8 @@
  * Content-Encoding) — 415; a consent revoked while the body was still arriving — 401.
  */
 import { request } from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { BODY_RECHECK_MS } from '../../src/gateway/exchange.js';
 import { auditEvents } from '../helpers/app.js';
 import { Browser, authorizeClient, startStack, type Stack } from '../helpers/stack.js';
 import { rows } from '../helpers/app.js';
@@ -134,7 +135,7 @@ describe('GW-15 tool-scope bypass', () => {
     }
   });
 
-  it('checks the token again once a body that arrived late is in: a consent revoked meanwhile is 401 and R sees nothing', async () => {
+  it(`checks the token again once a body that took over ${BODY_RECHECK_MS} ms is in: a consent revoked meanwhile is 401, R sees nothing, no tool call forwarded`, async () => {
     const late = await authorizeClient(stack, new Browser(), { scope: 'mcp:tools mcp:admin mcp:echo' });
     const token = late.tokens.body.access_token as string;
     const [{ grant_id: grantId }] = await rows(stack.app, 'SELECT grant_id FROM consents WHERE client_id = ?', late.clientId);
@@ -175,24 +176,37 @@ describe('GW-15 tool-scope bypass', () => {
           for (let i = 0; i < 200 && !(seen && seen.listenerCount('data') > 0); i++) await new Promise((r) => setTimeout(r, 10));
           expect(seen?.listenerCount('data'), 'P is reading the body').toBeGreaterThan(0);
           await stack.app.runtime.revocation.revokeGrant(grantId, 'admin');
+          vi.useFakeTimers({ toFake: ['Date'] });
+          vi.setSystemTime(Date.now() + BODY_RECHECK_MS + 1000); // the rest of the body comes late
           req.end(body.slice(10));
         })().catch(reject);
       });
       expect(await answer).toBe(401);
     } finally {
+      vi.useRealTimers();
       stack.app.server.off('request', onRequest);
     }
     expect(stack.mcp.received.length, 'R received nothing').toBe(before);
+    const forwarded = (await auditEvents(stack.app)).filter((e) => e.event === 'gateway.forwarded' && e.client_id === late.clientId);
+    expect(forwarded.length, 'the session set-up only').toBeGreaterThan(0);
+    expect(
+      forwarded.every((e) => !JSON.parse(e.details ?? '{}').tools),
+      'no tool call was forwarded',
+    ).toBe(true);
   });
 
   it('lets a browser client on an allowed origin send the 2026-07-28 headers (Mcp-Method, Mcp-Name, Mcp-Param-*)', async () => {
     const res = await fetch(mcpUrl, {
       method: 'OPTIONS',
-      headers: { origin: stack.app.url, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, mcp-method, mcp-name, mcp-param-region, Mcp-Param-Repo' },
+      headers: {
+        origin: stack.app.url,
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'authorization, mcp-method, mcp-name, mcp-param-region, Mcp-Param-Repo, mcp-param-file_path, Mcp-Param-X.Y',
+      },
     });
     expect(res.status).toBe(204);
     const allowed = (res.headers.get('access-control-allow-headers') ?? '').split(', ');
-    expect(allowed).toEqual(expect.arrayContaining(['authorization', 'mcp-method', 'mcp-name', 'mcp-param-region', 'mcp-param-repo']));
+    expect(allowed).toEqual(expect.arrayContaining(['authorization', 'mcp-method', 'mcp-name', 'mcp-param-region', 'mcp-param-repo', 'mcp-param-file_path', 'mcp-param-x.y']));
     const other = await fetch(mcpUrl, { method: 'OPTIONS', headers: { origin: stack.app.url, 'access-control-request-method': 'POST', 'access-control-request-headers': 'x-custom' } });
     expect(other.headers.get('access-control-allow-headers')).not.toContain('x-custom');
   });

@@ -26,6 +26,10 @@ it(`fetches at most ${MAX_CONCURRENT_FETCHES} documents at once; the next is bus
   const refused = await resolver.get(url(MAX_CONCURRENT_FETCHES));
   expect(refused).toMatchObject({ ok: false, reason: 'busy', fromCache: false });
   expect(started, 'the fetcher was not called').toHaveLength(MAX_CONCURRENT_FETCHES);
+  expect(
+    resolver.entries().find((e) => e.url === url(MAX_CONCURRENT_FETCHES)),
+    'busy is neither remembered nor counted as a failure of that URL',
+  ).toBeUndefined();
 
   (pending.shift() as (result: CimdFetchResult) => void)({ ok: false, url: url(0), reason: 'timeout', detail: 'silent', fetchedAt: 0 });
   await lookups[0];
