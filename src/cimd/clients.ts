@@ -70,6 +70,8 @@ export interface CimdClients {
   isCimdClientId(clientId: unknown): clientId is string;
   /** /authorize: the client as its (fresh or cached) document says, or a refusal (audited) */
   ensure(clientId: string, who: Requester): Promise<EnsureResult>;
+  /** whether P has this client stored (a CIMD client_id seen before) */
+  isStored(clientId: string): Promise<boolean>;
   /** /token, /revoke: a stored client as stored if its client_id passes the trust policy; nothing fetched */
   ensureStored(clientId: string, who: Requester): Promise<EnsureResult>;
 }
@@ -169,6 +171,7 @@ export function createCimdClients(deps: CimdClientsDeps): CimdClients {
     enabled: config.cimd.enabled,
     isCimdClientId: (clientId): clientId is string => config.cimd.enabled && typeof clientId === 'string' && /^https?:\/\//i.test(clientId),
     ensure,
+    isStored: async (clientId) => (await stores.models.find('Client', clientId)) !== undefined,
     async ensureStored(clientId, who) {
       if (!(await stores.models.find('Client', clientId))) return { ok: true }; // unknown to the provider: invalid_client
       const check = checkClientIdUrl(clientId, trust);

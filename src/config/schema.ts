@@ -392,7 +392,7 @@ export const SCHEMA = {
   }),
   RATE_LIMIT_REGISTER: key({
     group: 'Rate limits',
-    doc: 'Per client IP budget for `POST /register`.',
+    doc: 'Per client IP budget for new clients: `POST /register`, and an authorization naming a CIMD client_id P has not stored yet (checked before its document is fetched).',
     defaultText: '`30/1m`',
     fallback: '30/1m',
     parse: rate,

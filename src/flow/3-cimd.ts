@@ -22,12 +22,21 @@ import { MAX_TOKEN_BODY } from './7-token.js';
 
 const requester = (req: Request): Requester => ({ ip: req.ip, userAgent: req.get('user-agent'), requestId: req.id });
 
-/** /authorize: resolve a CIMD client_id (the query has no repeated parameter by now). */
-export function cimdAuthorizePreflight(cimd: CimdClients): RequestHandler {
-  return async (req: Request, _res: Response, next: NextFunction) => {
+/**
+ * /authorize: resolve a CIMD client_id (the query has no repeated parameter by now). A client_id P
+ * has not stored yet is a new client: it spends one unit of `newClientBudget` — the registration
+ * budget (RATE_LIMIT_REGISTER), so one address creates no more clients through CIMD than through
+ * /register (review 2026-12-06) — before anything is fetched; beyond it, 429.
+ */
+export function cimdAuthorizePreflight(cimd: CimdClients, newClientBudget: RequestHandler): RequestHandler {
+  return async (req: Request, res: Response, next: NextFunction) => {
     const q = req.url.indexOf('?');
     const clientId = new URLSearchParams(q === -1 ? '' : req.url.slice(q + 1)).get('client_id');
     if (!cimd.isCimdClientId(clientId)) return next();
+    if (!(await cimd.isStored(clientId))) {
+      const refused = await new Promise<unknown>((resolve) => newClientBudget(req, res, resolve));
+      if (refused) return next(refused);
+    }
     const result = await cimd.ensure(clientId, requester(req));
     next(result.ok ? undefined : result.reason === 'busy' ? ERRORS.cimdBusy() : ERRORS.cimdRefusedPage(result.reason));
   };

@@ -151,7 +151,7 @@ function mountOperations(r: Router, deps: AppDeps): void {
 }
 
 /** Step 2: Dynamic Client Registration (admission policy, then the provider). */
-function mountRegistration(r: Router, deps: AppDeps, toProvider: ProviderHandler): void {
+function mountRegistration(r: Router, deps: AppDeps, toProvider: ProviderHandler, registerBudget: RequestHandler): void {
   const { config, audit } = deps;
   const registrationCors = (_req: Request, res: Response, next: NextFunction) => {
     res.setHeader('Access-Control-Allow-Origin', '*');
@@ -166,7 +166,7 @@ function mountRegistration(r: Router, deps: AppDeps, toProvider: ProviderHandler
   r.post(
     PROVIDER_ROUTES.registration,
     registrationCors,
-    budget(deps, 'register', config.rateLimits.register, 'registration.rejected_aggregate'),
+    registerBudget,
     noStore,
     ...registrationGate({ redirectSchemes: config.redirectSchemes, supportedScopes: offeredScopes(config), stepUpScopes: stepUpScopes(config) }, audit),
     toProvider,
@@ -174,9 +174,9 @@ function mountRegistration(r: Router, deps: AppDeps, toProvider: ProviderHandler
 }
 
 /** Steps 3–6: the authorization request, consent, upstream redirect and callback. */
-function mountAuthorization(r: Router, deps: AppDeps, toProvider: ProviderHandler, authorizeBudget: RequestHandler): void {
+function mountAuthorization(r: Router, deps: AppDeps, toProvider: ProviderHandler, authorizeBudget: RequestHandler, registerBudget: RequestHandler): void {
   const { config, audit } = deps;
-  r.all(PROVIDER_ROUTES.authorization, authorizeBudget, authorizationPreflight(baselineScopes(config).join(' '), audit), cimdAuthorizePreflight(deps.cimd), toProvider);
+  r.all(PROVIDER_ROUTES.authorization, authorizeBudget, authorizationPreflight(baselineScopes(config).join(' '), audit), cimdAuthorizePreflight(deps.cimd, registerBudget), toProvider);
   r.get(`${PROVIDER_ROUTES.authorization}/:uid`, authorizeBudget, resumePreflight(), toProvider); // resume after the interaction
   r.get('/interaction/:uid', authorizeBudget, showConsent(deps));
   r.post('/interaction/:uid/decision', authorizeBudget, ...decideOnConsent(deps));
@@ -217,9 +217,11 @@ export function buildApp(deps: AppDeps): Express {
   mountOperations(r, deps);
   if (deps.demo) r.use('/demo-idp', deps.demo.idpRouter); // demo mode: the embedded upstream IdP
   // DESIGN §10: /register exists only when DCR_ENABLED (otherwise it is our 404).
-  if (config.dcrEnabled) mountRegistration(r, deps, toProvider);
+  // One budget for new clients, whichever way they come: /register, or a CIMD client_id first seen at /authorize.
+  const registerBudget = budget(deps, 'register', config.rateLimits.register, 'registration.rejected_aggregate');
+  if (config.dcrEnabled) mountRegistration(r, deps, toProvider, registerBudget);
   const authorizeBudget = budget(deps, 'authorize', config.rateLimits.authorize, 'authorization.rejected_aggregate');
-  mountAuthorization(r, deps, toProvider, authorizeBudget);
+  mountAuthorization(r, deps, toProvider, authorizeBudget, registerBudget);
   // Admin console and connected apps (their own guards: src/admin/guard.ts, src/account/pages.ts).
   // Their sign-in buttons start an upstream login like Approve does: the same budget, counted only
   // for a POST that carries the page's token (a forged one is a refusal: src/session/sign-in.ts).
