@@ -98,9 +98,14 @@ async function renderConsentPage(
   res.setHeader('Content-Security-Policy', pageCsp([formTarget, cspSourceOf(request.redirectUri)]));
   res.setHeader('Cache-Control', 'no-store');
   const csrf = deps.csrf.forBrowser(req, res, CSRF_PURPOSE, page.uid);
-  res
-    .type('html')
-    .send(views.render('consent', { title: 'Authorize access', action: config.urls.path(`/interaction/${page.uid}/decision`), csrf, accountUrl: config.urls.path('/account'), ...view }, req.id));
+  res.type('html').send(
+    views.render(
+      'consent',
+      // `kept`: the scopes this page shows as already allowed; only those can be carried over at the callback (AT-23).
+      { title: 'Authorize access', action: config.urls.path(`/interaction/${page.uid}/decision`), csrf, kept: page.grantedBefore.join(' '), accountUrl: config.urls.path('/account'), ...view },
+      req.id,
+    ),
+  );
 }
 
 /** GET /interaction/:uid */
@@ -140,6 +145,16 @@ export function showConsent(deps: ConsentStepDeps): RequestHandler {
   };
 }
 
+/**
+ * The scopes the page showed as already allowed (its `kept` field): at most what a consent can
+ * hold, scope tokens only. Whatever the form says, the callback carries over only scopes the same
+ * user's active consent in this browser still holds (src/consent/record.ts).
+ */
+function shownAsKept(raw: unknown): string[] {
+  if (typeof raw !== 'string' || raw.length > 2048) return [];
+  return [...new Set(raw.split(' ').filter((s) => /^[\x21\x23-\x5B\x5D-\x7E]+$/.test(s)))];
+}
+
 /** POST /interaction/:uid/decision — approve or deny. */
 export function decideOnConsent(deps: ConsentStepDeps): RequestHandler[] {
   const { provider, audit } = deps;
@@ -164,7 +179,7 @@ export function decideOnConsent(deps: ConsentStepDeps): RequestHandler[] {
         }
         if (action !== 'approve') throw ERRORS.invalidRequest('unknown decision', 'bad_action');
         await audit.record({ event: 'consent.approved', clientId: request.clientId, details: { scopes: request.scopes, redirect_uri: request.redirectUri, resource: request.resource } });
-        await startUpstreamAuthorization(deps, req, res, details.uid, request, bindBrowser(deps.cookies, req, res));
+        await startUpstreamAuthorization(deps, req, res, details.uid, request, bindBrowser(deps.cookies, req, res), shownAsKept(req.body?.kept));
       } catch (err) {
         next(err);
       }

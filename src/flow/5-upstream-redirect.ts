@@ -12,6 +12,14 @@ import { startUpstreamLogin, type UpstreamLoginDeps } from '../session/upstream-
 export type UpstreamRedirectDeps = UpstreamLoginDeps;
 
 /** `browserHash`: the approving browser, recorded with the consent at the callback (CONS-02/16). */
-export async function startUpstreamAuthorization(deps: UpstreamRedirectDeps, req: Request, res: Response, interactionUid: string, request: ConsentRequest, browserHash: string): Promise<void> {
-  await startUpstreamLogin(deps, req, res, { interactionUid, ...request, browserHash }, request.clientId);
+export async function startUpstreamAuthorization(
+  deps: UpstreamRedirectDeps,
+  req: Request,
+  res: Response,
+  interactionUid: string,
+  request: ConsentRequest,
+  browserHash: string,
+  shownAsKept: string[],
+): Promise<void> {
+  await startUpstreamLogin(deps, req, res, { interactionUid, ...request, browserHash, shownAsKept }, request.clientId);
 }

@@ -74,6 +74,9 @@ export function headerMismatch(headers: IncomingHttpHeaders, messages: readonly 
   const method = single(headers, 'mcp-method');
   const rawName = single(headers, 'mcp-name');
   const version = single(headers, 'mcp-protocol-version');
+  // A version that is no single revision date (two headers joined by a comma, found by review
+  // 2026-12-06) must not switch the checks off: R or a balancer may read its first value.
+  if (version !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(version)) return 'the MCP-Protocol-Version header is not one protocol revision';
   if (method !== undefined && !VISIBLE_ASCII.test(method)) return 'the Mcp-Method header contains invalid characters';
   const name = rawName === undefined ? undefined : decodeHeaderValue(rawName);
   if (rawName !== undefined && name === undefined) return 'the Mcp-Name header is not a valid value';

@@ -23,6 +23,8 @@ export interface AuthorizeTransaction extends TransactionSecrets {
   scopes: string[];
   /** SHA-256 of the approving browser's id (absent in transactions from before 0009) */
   browserHash?: string;
+  /** the scopes the consent page showed as already allowed: the most a step-up carries over (absent before 2026-12-06: none) */
+  shownAsKept?: string[];
 }
 
 /** An upstream login to P itself: the admin pages or the user's /account page. */

@@ -22,8 +22,7 @@ async function authorize(browser: Browser, clientId: string, scope: string) {
   return { html: result.consentPage?.html ?? '', tokens: tokens.body };
 }
 
-const liveScopes = async (clientId: string) =>
-  (await rows(stack.app, 'SELECT scopes FROM consents WHERE client_id = ? AND revoked_at IS NULL', clientId)).map((r) => r.scopes.split(' ').sort());
+const liveScopes = async (clientId: string) => (await rows(stack.app, 'SELECT scopes FROM consents WHERE client_id = ? AND revoked_at IS NULL', clientId)).map((r) => r.scopes.split(' ').sort());
 
 describe('step-up consent carry-over', () => {
   it('keeps the earlier scopes in the browser that approved them, marked as already allowed', async () => {
@@ -53,5 +52,18 @@ describe('step-up consent carry-over', () => {
     const after = await authorize(browser, clientId, 'mcp:admin');
     expect(after.html).not.toContain('Already allowed');
     expect(await liveScopes(clientId)).toEqual([['mcp:admin']]);
+  });
+
+  it("carries over only what the page showed as already allowed: after P's sign-in ended, the page shows nothing kept, and nothing is (review 2026-12-06, AT-23)", async () => {
+    const { client_id: clientId } = await registerClient(stack.app);
+    const browser = new Browser();
+    await authorize(browser, clientId, 'mcp:admin');
+    expect(await liveScopes(clientId)).toEqual([['mcp:admin']]);
+    // P's session in this browser ends (sign-out, expiry); the browser's own cookie stays.
+    await stack.app.runtime.sql.run('DELETE FROM browser_sessions');
+    const { html } = await authorize(browser, clientId, 'mcp:tools');
+    expect(html, 'the page was shown').toContain('name="action" value="approve"');
+    expect(html, 'and showed nothing as already allowed').not.toContain('Already allowed');
+    expect(await liveScopes(clientId), 'the consent holds what the page showed (was: mcp:admin carried over unseen, its lifetime restarted)').toEqual([['mcp:tools']]);
   });
 });

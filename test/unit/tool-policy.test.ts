@@ -76,6 +76,13 @@ describe('tool policy', () => {
 });
 
 describe('MCP request-metadata headers', () => {
+  it('refuses an MCP-Protocol-Version that is not one revision date (two headers joined), which would switch the 2026-07-28 checks off (review 2026-12-06)', () => {
+    const message = { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'rm' } };
+    expect(headerMismatch({ 'mcp-protocol-version': '2026-07-28, 2026-07-28' }, [message])).toBe('the MCP-Protocol-Version header is not one protocol revision');
+    expect(headerMismatch({ 'mcp-protocol-version': '2026-07-28' }, [message])).toBe('the Mcp-Method header is missing');
+    expect(headerMismatch({ 'mcp-protocol-version': '2025-06-18' }, [message])).toBeUndefined();
+  });
+
   it('decodes the Base64 sentinel and refuses invalid values', () => {
     expect(decodeHeaderValue('get_weather')).toBe('get_weather');
     expect(decodeHeaderValue('=?base64?SGVsbG8sIOS4lueVjA==?=')).toBe('Hello, 世界');
