@@ -61,12 +61,24 @@ export function coverage(consent: Consent, subject: string, request: ConsentRequ
   return request.scopes.every((s) => granted.has(s)) ? 'covered' : 'scopes_not_covered';
 }
 
-/** Step-up: the scopes of `consent` that an approval by `subject` in the browser `browserHash` of `request` keeps (see the module comment). */
-export function grantedBefore(consent: Consent | undefined, subject: string | undefined, request: Omit<ConsentRequest, 'scopes'>, browserHash: string | undefined, now: number): string[] {
+/**
+ * Step-up: the scopes of `consent` that an approval by `subject` in the browser `browserHash` of `request` keeps (see the
+ * module comment). `shown`, at the callback: only those the consent page showed as already allowed (AT-23: the page is
+ * drawn for P's session in the browser, the callback for the account U signed in; two tabs each show their own request).
+ */
+export function grantedBefore(
+  consent: Consent | undefined,
+  subject: string | undefined,
+  request: Omit<ConsentRequest, 'scopes'>,
+  browserHash: string | undefined,
+  now: number,
+  shown?: readonly string[],
+): string[] {
   if (!consent || !subject || browserHash === undefined || consent.browser_hash === null) return [];
   if (coverage(consent, subject, { ...request, scopes: [] }) !== 'covered' || consentStatus(consent, now) !== 'active') return [];
   if (!safeEqual(consent.browser_hash, browserHash)) return [];
-  return consent.scopes.split(' ').filter(Boolean);
+  const granted = consent.scopes.split(' ').filter(Boolean);
+  return shown === undefined ? granted : granted.filter((scope) => shown.includes(scope));
 }
 
 /** The interaction's parameters as a ConsentRequest (the resource defaults to the MCP resource). */

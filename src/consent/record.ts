@@ -86,12 +86,8 @@ export async function recordAuthorization(
 
   const recorded = await stores.transaction(async () => {
     const previous = await stores.consents.unrevoked(key);
-    // Step-up: what this user already granted here in this browser is kept (src/consent/decision.ts)
-    // — and only what the page showed as already allowed: the page and the consent agree (AT-23;
-    // the page is rendered for the browser's P session, this for the account U just signed in,
-    // and two tabs each show their own request).
-    const shown = new Set(tx.shownAsKept ?? []);
-    const kept = grantedBefore(previous, subject, key, tx.browserHash, now).filter((scope) => shown.has(scope));
+    // Step-up: what this user already granted here in this browser, and the page showed as already allowed, is kept (src/consent/decision.ts).
+    const kept = grantedBefore(previous, subject, key, tx.browserHash, now, tx.shownAsKept ?? []);
     const scopes = [...new Set([...kept, ...tx.scopes])];
     const grantId = await grantFor(deps, subject, { ...tx, scopes }).save();
     const supersededRevocation = previous ? await revocation.revokeInTransaction(previous.grant_id, 'superseded', now) : undefined;

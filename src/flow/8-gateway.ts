@@ -141,18 +141,17 @@ class RouteGateway {
   private authorized(x: Exchange, decision: TokenDecision, generation: number, foreignOrigin: boolean): void {
     if (foreignOrigin || !decision.ok) return this.refuse(x, decision, foreignOrigin);
     const who: Who = { subject: decision.subject, clientId: decision.clientId };
-    const forward = () =>
-      this.next(
-        x,
-        this.sessionAllowed(x, who),
-        (ok) => ok && this.next(x, this.deps.upstreamTokens.get(decision.grantId, who, false, generation), (u) => this.withUpstreamToken(x, decision.grantId, who, u)),
-      );
-    const startedAt = Date.now();
     const judged = this.toolsAllowed(x, decision.scopes, who);
-    if (!(judged instanceof Promise)) return void (judged && forward());
+    if (!(judged instanceof Promise)) return void (judged && this.onward(x, who, decision.grantId, generation));
     // GW-01: a body read for the policy that took over BODY_RECHECK_MS (a client may take up to the server's request
     // timeout) is checked again from a fresh generation read: a revocation meanwhile stops it (review, 2026-12-06).
-    this.next(x, judged, (ok) => ok && (Date.now() - startedAt > BODY_RECHECK_MS ? this.handle(x) : forward()));
+    const startedAt = Date.now();
+    this.next(x, judged, (ok) => ok && (Date.now() - startedAt > BODY_RECHECK_MS ? this.handle(x) : this.onward(x, who, decision.grantId, generation)));
+  }
+
+  /** Steps 3–5 once the token and the tool policy allow the request. */
+  private onward(x: Exchange, who: Who, grantId: string, generation: number): void {
+    this.next(x, this.sessionAllowed(x, who), (ok) => ok && this.next(x, this.deps.upstreamTokens.get(grantId, who, false, generation), (u) => this.withUpstreamToken(x, grantId, who, u)));
   }
 
   /** Step 2b, GW-15/16 (src/gateway/tool-policy.ts): a body the policy must see is read (bounded) and judged before R is asked. */
