@@ -95,6 +95,11 @@ function matches(pattern: HostPattern, host: string, port: number): boolean {
   return pattern.wildcard ? !isIpHost(host) && host.endsWith(`.${pattern.host}`) : host === pattern.host;
 }
 
+/** The trust policy the configuration sets (CIMD_ALLOWED_HOSTS, CIMD_DENIED_HOSTS; the test-only http allowance). */
+export function trustPolicyOf(config: { cimd: { allowedHosts: readonly string[]; deniedHosts: readonly string[] }; dangerouslyAllowInsecureHttp: boolean }): HostTrustPolicy {
+  return { allowedHosts: config.cimd.allowedHosts, deniedHosts: config.cimd.deniedHosts, dangerouslyAllowInsecureHttp: config.dangerouslyAllowInsecureHttp };
+}
+
 // eslint-disable-next-line no-control-regex -- the characters refused are control characters
 const CONTROL_OR_SPACE = /[\u0000-\u0020\u007f-\u009f]/;
 

@@ -44,7 +44,7 @@ import type { Stores } from '../store/index.js';
 import type { ClientIdMetadata } from './document.js';
 import type { CimdFetchOptions } from './fetch.js';
 import { createClientIdMetadataResolver } from './resolve.js';
-import { checkClientIdUrl } from './client-id.js';
+import { checkClientIdUrl, trustPolicyOf } from './client-id.js';
 
 /** Who asked (audit and provenance). */
 export interface Requester {
@@ -140,7 +140,7 @@ async function storeClient(deps: CimdClientsDeps, clientId: string, outcome: Acc
 
 export function createCimdClients(deps: CimdClientsDeps): CimdClients {
   const { config, stores } = deps;
-  const trust = { allowedHosts: config.cimd.allowedHosts, deniedHosts: config.cimd.deniedHosts, dangerouslyAllowInsecureHttp: config.dangerouslyAllowInsecureHttp };
+  const trust = trustPolicyOf(config);
   const resolver = createClientIdMetadataResolver({
     fetch: { ...trust, ...deps.fetch },
     ...(deps.fetch?.maxConcurrentFetches !== undefined ? { maxConcurrentFetches: deps.fetch.maxConcurrentFetches } : {}),

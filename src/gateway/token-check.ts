@@ -6,6 +6,10 @@
  *   nor expired, src/consent/status.ts) — checked on every request, so a revocation applies to the very next one;
  * - GW-02/GW-03, AT-14: its audience is exactly this resource, so a token for another resource
  *   of P, or any token P did not issue (an upstream token sent directly), is refused;
+ * - its client still stands: not disabled by an admin (DESIGN §3 "Actions cascade": a disabled
+ *   client's tokens stop at once, not only when the disabling's cascade reaches each consent), and,
+ *   for a Client ID Metadata Document client, CIMD on and its URL still within the trust policy
+ *   (CIMD-01, CIMD-05, src/cimd/client-id.ts — as at /token);
  * - GW-06/07: the required scope is present, else 403 `insufficient_scope` naming it (step-up);
  * - GW-05: no token ⇒ 401 with no error code; a bad one ⇒ 401 `invalid_token`.
  * Pure with respect to HTTP: it returns a decision (at once, or as a promise when a fact must be
@@ -15,6 +19,7 @@
  * so revocation stays immediate.
  */
 import type { ConsentLifetime, ConsentStore } from '../store/consents.js';
+import { checkClientIdUrl, type HostTrustPolicy } from '../cimd/client-id.js';
 import { isActive } from '../consent/status.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
 import { sha256 } from '../crypto/keys.js';
@@ -35,7 +40,7 @@ export interface TokenRefusal {
   /** RFC 6750 error code; undefined when no token was presented (GW-05) */
   error: 'invalid_token' | 'insufficient_scope' | 'invalid_request' | undefined;
   /** stable audit reason */
-  reason: 'no_token' | 'malformed' | 'query_token' | 'unknown_token' | 'expired' | 'wrong_audience' | 'consent_revoked' | 'insufficient_scope';
+  reason: 'no_token' | 'malformed' | 'query_token' | 'unknown_token' | 'expired' | 'wrong_audience' | 'consent_revoked' | 'client_disabled' | 'cimd_refused' | 'insufficient_scope';
   description: string | undefined;
 }
 
@@ -62,14 +67,24 @@ const refuse = (status: 401 | 403, reason: TokenRefusal['reason'], error: TokenR
   description,
 });
 
+/** Why the token's client no longer stands, if it does not (worked out once per load, the configuration being fixed). */
+type ClientStanding = 'ok' | 'client_disabled' | 'cimd_refused';
+
 interface TokenFacts {
   token: Record<string, unknown> | undefined;
   /** the grant's consent's revocation and expiry; undefined when it is gone */
   consent: ConsentLifetime | undefined;
+  client: ClientStanding;
+}
+
+/** How the gateway treats Client ID Metadata Document clients: the configuration /authorize and /token use. */
+export interface CimdStanding {
+  enabled: boolean;
+  trust: HostTrustPolicy;
 }
 
 /** The decision for a token whose facts are known (pure; GW-01..08). */
-function decide(input: TokenCheckInput, now: number, { token, consent }: TokenFacts): TokenDecision {
+function decide(input: TokenCheckInput, now: number, { token, consent, client }: TokenFacts): TokenDecision {
   if (!token) return refuse(401, 'unknown_token', 'invalid_token', 'the access token is not valid');
   if (typeof token.exp === 'number' && token.exp * 1000 <= now) return refuse(401, 'expired', 'invalid_token', 'the access token expired');
   const audience = token.aud;
@@ -80,6 +95,8 @@ function decide(input: TokenCheckInput, now: number, { token, consent }: TokenFa
   if (typeof grantId !== 'string' || !consent || !isActive(consent, now)) {
     return refuse(401, 'consent_revoked', 'invalid_token', 'the authorization behind this token was revoked or expired');
   }
+  if (client === 'client_disabled') return refuse(401, 'client_disabled', 'invalid_token', 'the client this token was issued to is disabled');
+  if (client === 'cimd_refused') return refuse(401, 'cimd_refused', 'invalid_token', 'the client this token was issued to is no longer accepted');
   const scopes = new Set(
     String(token.scope ?? '')
       .split(' ')
@@ -95,14 +112,29 @@ function decide(input: TokenCheckInput, now: number, { token, consent }: TokenFa
  * The token check over the stores. Its answer is immediate (no promise) when the facts are cached
  * or the engine reads synchronously (SQLite), a promise otherwise (PostgreSQL on a cache miss).
  */
-export function createTokenCheck(models: OidcModelStore, consents: ConsentStore, generation: () => Maybe<number>) {
+export function createTokenCheck(models: OidcModelStore, consents: ConsentStore, generation: () => Maybe<number>, cimd: CimdStanding) {
   // Unknown tokens are not remembered: a new token row does not move the generation.
   const cache = createGenerationCache<TokenFacts>(generation, { keep: (facts) => facts.token !== undefined });
+  /**
+   * The client's standing. Disabled: the admin's flag (it moves the generation, migration 0013 /
+   * postgres 0005). A CIMD client: refused with CIMD off, or when its URL no longer passes the
+   * trust policy (CIMD-01, CIMD-05) — the provider refuses it at /authorize and /token on the same rules
+   * (src/provider/configuration.ts `hideCimdClients`, src/cimd/clients.ts `ensureStored`).
+   */
+  const standing = (clientId: unknown, disabledAt: number | null, kind: string | null): ClientStanding => {
+    if (disabledAt !== null) return 'client_disabled';
+    if (kind === 'cimd' && (!cimd.enabled || !checkClientIdUrl(String(clientId), cimd.trust).ok)) return 'cimd_refused';
+    return 'ok';
+  };
   const facts = (hash: string): Maybe<TokenFacts> =>
     after(models.findAccessTokenByHash(hash), (token) => {
       const grantId = token?.grantId;
-      if (typeof grantId !== 'string') return { token, consent: undefined };
-      return after(consents.lifetime(grantId), (consent) => ({ token, consent }));
+      if (typeof grantId !== 'string') return { token, consent: undefined, client: 'ok' };
+      return after(consents.standing(grantId), (row) => ({
+        token,
+        consent: row,
+        client: row ? standing(token?.clientId, row.client_disabled_at, row.client_kind) : 'ok',
+      }));
     });
   return function checkToken(input: TokenCheckInput): Maybe<TokenDecision> {
     const now = input.now ?? Date.now();

@@ -34,6 +34,7 @@ import { scheduleMaintenance, type MaintenanceDeps } from './maintenance.js';
 import { createCore, openStorage, SIGNING_KEYS_SECRET, type Core } from './core.js';
 import { purgeEndedRateLimits, SqlRateLimitStore } from '../store/rate-limits.js';
 import { loadOrCreateJwks } from './jwks.js';
+import { trustPolicyOf } from '../cimd/client-id.js';
 
 export interface RuntimeOptions {
   /** a ready logger (tests capture lines); default: pino on stdout at LOG_LEVEL */
@@ -82,7 +83,7 @@ function createGatewayServices(core: Core, mcpUrl: URL | undefined): GatewayServ
     log: core.log,
   });
   return {
-    checkToken: createTokenCheck(stores.models, stores.consents, generation),
+    checkToken: createTokenCheck(stores.models, stores.consents, generation, { enabled: config.cimd.enabled, trust: trustPolicyOf(config) }),
     upstreamTokens,
     sessions: createSessionBinding(stores.mcpSessions),
     forwarders,

@@ -69,6 +69,14 @@ export interface ConsentLifetime {
   expires_at: number;
 }
 
+/** A consent's lifetime with its client's standing, as the gateway's token check reads them together. */
+export interface ConsentStanding extends ConsentLifetime {
+  /** when an admin disabled the consent's client; null when enabled (or no clients_meta row) */
+  client_disabled_at: number | null;
+  /** 'dcr' or 'cimd'; null when the client has no clients_meta row */
+  client_kind: string | null;
+}
+
 const COLUMNS = 'id, subject, client_id, redirect_uri, resource, scopes, upstream_scopes, granted_at, expires_at, revoked_at, revoked_reason, grant_id, last_used_at, browser_hash';
 const KEY = 'subject = ? AND client_id = ? AND redirect_uri = ? AND resource = ?';
 const keyParams = (key: ConsentKey) => [key.subject, key.clientId, key.redirectUri, key.resource];
@@ -138,9 +146,17 @@ export class ConsentStore {
     return (await this.sql.one<{ n: number }>(`SELECT count(*) AS n FROM consents WHERE ${LIVE_CONSENT_SQL}`, [now]))?.n ?? 0;
   }
 
-  /** The grant's consent's revocation and expiry (the gateway decides with src/consent/status.ts; synchronous on SQLite when it can be). */
-  lifetime(grantId: string): Maybe<ConsentLifetime | undefined> {
-    return this.sql.oneNow<ConsentLifetime>('SELECT revoked_at, expires_at FROM consents WHERE grant_id = ?', [grantId]);
+  /**
+   * The grant's consent's revocation and expiry, and its client's disabled flag and kind, in one
+   * read (the gateway decides with src/consent/status.ts and src/gateway/token-check.ts;
+   * synchronous on SQLite when it can be). The flag moves the gateway generation (migration 0013 /
+   * postgres 0005), so a cached answer never outlives a disabling.
+   */
+  standing(grantId: string): Maybe<ConsentStanding | undefined> {
+    return this.sql.oneNow<ConsentStanding>(
+      'SELECT c.revoked_at, c.expires_at, m.disabled_at AS client_disabled_at, m.kind AS client_kind FROM consents c LEFT JOIN clients_meta m ON m.client_id = c.client_id WHERE c.grant_id = ?',
+      [grantId],
+    );
   }
 
   /**

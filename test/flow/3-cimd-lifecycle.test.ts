@@ -4,7 +4,7 @@
  * stops the authorization (no stale fallback, CIMD-06/07) and is counted in clients_meta (the
  * admin console's failures); a client an admin disabled is not fetched at all and stays unknown;
  * /token and /revoke fetch nothing (a CIMD client_id never stored is unknown there, and a stored
- * one must still pass the trust policy); a disabled client outlives idle housekeeping. Loopback document server under the test allowance.
+ * one must still pass the trust policy, as its tokens must at the gateway); a disabled client outlives idle housekeeping. Loopback document server under the test allowance.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { maintenanceDeps } from '../../src/runtime/server.js';
@@ -14,6 +14,7 @@ import { auditEvents, rows, TEST_SECRET_KEY } from '../helpers/app.js';
 import { databaseEnv } from '../helpers/engine.js';
 import { httpServer, type Listener } from '../helpers/cimd.js';
 import { authorizeClient, Browser, buildAuthorization, CLIENT_REDIRECT, startReplica, startStack, type Stack } from '../helpers/stack.js';
+import { INITIALIZE, mcpPost } from '../helpers/mcp-http.js';
 
 let docs: Listener;
 let stack: Stack;
@@ -145,14 +146,21 @@ describe('CIMD client lifecycle', () => {
     expect(await rows(stack.app, 'SELECT client_id FROM clients_meta WHERE client_id = ?', clientId)).toEqual([]);
   });
 
-  it('CIMD turned off: a CIMD client stored while it was on is unknown at /authorize, /token and /revoke (review 2026-12-06: it kept working)', async () => {
+  it('CIMD turned off: a CIMD client stored while it was on is unknown at /authorize, /token and /revoke, and its tokens are refused at the gateway (review 2026-12-06: it kept working)', async () => {
     const path = '/switched-off/client.json';
     const clientId = idOf(path);
     served.set(path, { status: 200, name: 'Switched Off', redirect: CLIENT_REDIRECT });
-    await authorizeClient(stack, new Browser(), { clientId });
+    const { tokens } = await authorizeClient(stack, new Browser(), { clientId });
     const off = await startReplica(stack, { CIMD_ENABLED: 'false' });
     try {
       const fetchesBefore = docs.requests.length;
+      const mcpBefore = stack.mcp.received.length;
+      const call = await mcpPost(`${off.url}/mcp`, tokens.body.access_token as string, INITIALIZE);
+      expect(call.status).toBe(401);
+      expect(stack.mcp.received.length, 'R not contacted').toBe(mcpBefore);
+      off.runtime.refusals.tally.flush(); // a refusal of an unusable token is tallied (DESIGN §9)
+      await off.runtime.audit.flush();
+      expect((await auditEvents(stack.app)).filter((e) => e.event === 'gateway.rejected_aggregate').map((e) => e.reason)).toEqual(['cimd_refused']);
       const page = await fetch(buildAuthorization(off, { clientId }).url, { redirect: 'manual', headers: { accept: 'text/html' } });
       expect(page.status).toBe(400);
       expect(page.headers.get('location')).toBeNull();
@@ -169,13 +177,15 @@ describe('CIMD client lifecycle', () => {
       await off.close();
     }
     expect((await fetch(buildAuthorization(stack.app, { clientId }).url, { redirect: 'manual', headers: { accept: 'text/html' } })).status, 'still a client where CIMD is on').toBe(303);
+    expect((await mcpPost(`${stack.app.url}/mcp`, tokens.body.access_token as string, INITIALIZE)).status, 'its token works where CIMD is on').toBe(200);
   });
 
   it('/token and /revoke refuse a stored client whose client_id no longer passes the trust policy (a host denied, or no longer allowed, later)', async () => {
     const path = '/later-denied/client.json';
     const clientId = idOf(path);
     served.set(path, { status: 200, name: 'Later Denied', redirect: CLIENT_REDIRECT });
-    await authorizeClient(stack, new Browser(), { clientId });
+    const { tokens } = await authorizeClient(stack, new Browser(), { clientId });
+    const ping = (app: { url: string }) => mcpPost(`${app.url}/mcp`, tokens.body.access_token as string, INITIALIZE);
     const revoke = (app: { url: string }) =>
       fetch(`${app.url}/revoke`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token: 'abc', client_id: clientId }) });
     // Another process on the same database without the allowance for this host (a changed configuration).
@@ -188,9 +198,13 @@ describe('CIMD client lifecycle', () => {
       expect(docs.requests.length, 'nothing fetched').toBe(fetchesBefore);
       const rows = (await auditEvents(stack.app)).filter((e) => e.client_id === clientId && e.event === 'cimd.refused');
       expect(rows.map((e) => e.reason)).toEqual(['scheme']);
+      const mcpBefore = stack.mcp.received.length;
+      expect((await ping(replica)).status, 'its token at the gateway').toBe(401);
+      expect(stack.mcp.received.length, 'R not contacted').toBe(mcpBefore);
     } finally {
       await replica.close();
     }
     expect((await revoke(stack.app)).status, 'accepted where the policy allows it').toBe(200);
+    expect((await ping(stack.app)).status, 'its token works where the policy allows it').toBe(200);
   });
 });
