@@ -16,27 +16,33 @@
  *   the revision and does not compare would run a `tools/call` sent as `Mcp-Method: tools/list`.
  *   P does not delegate its decision to R (fail closed); the header–body rule below then refuses
  *   the mismatch itself.
- * - A body that was read and is not JSON is refused (400, JSON-RPC -32700) rather than forwarded:
+ * - A body that was read and is not JSON (or not UTF-8) is refused (400, JSON-RPC -32700) rather than forwarded:
  *   R might parse what P could not, and run a call P never checked (fail closed).
  * - The body P judges must be the body R reads (fail closed; found by review, 2026-12-06): JSON
  *   between systems is UTF-8 (RFC 8259 §8.1), and P reads it so. A `charset` other than UTF-8
  *   (R's body-parser decodes `utf-7` with iconv-lite: `"+AGU-cho"` to P is `"echo"` to R) or a
  *   `Content-Encoding` other than identity (R may inflate what P read as compressed bytes) is
  *   refused with 415 before the body is judged (RFC 9110 §15.5.16).
+ * - Nor may its member names leave room for another reading (RFC 8259 §4; found by review,
+ *   2026-12-06): a name twice in one object (JSON.parse keeps the last, other parsers the first),
+ *   or, in a JSON-RPC message or its params, names equal ignoring case (src/gateway/json-members.ts)
+ *   — 400, JSON-RPC -32600, before anything is judged.
  * - When the body was read, its headers must agree with it (GW-16, src/gateway/mcp-headers.ts):
  *   checked first, so a refusal never trusts a header the body contradicts.
  * - The 403's challenge names the scopes the call needs and the token's own MCP scopes (MCP_SCOPES)
  *   it holds: a client that re-authorizes with exactly that set keeps what it had.
  */
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { isUtf8 } from 'node:buffer';
 import { HEADER_MISMATCH, headerMismatch } from './mcp-headers.js';
 import { readBody } from './read-body.js';
+import { ambiguousMember } from './json-members.js';
 
 /** A refusal carries what the gateway writes (status, JSON-RPC code and message) and audits (reason, details). */
 export type ToolVerdict =
   /** `tools`: the tools the body calls (at most AUDITED_TOOLS names), for the gateway.forwarded row */
   | { ok: true; tools?: string[] }
-  | { ok: false; status: 400; reason: 'invalid_json' | 'header_mismatch'; code: number; message: string; details: Record<string, unknown> }
+  | { ok: false; status: 400; reason: 'invalid_json' | 'ambiguous_json' | 'header_mismatch'; code: number; message: string; details: Record<string, unknown> }
   | { ok: false; status: 415; reason: 'unsupported_encoding'; code: number; message: string; details: Record<string, unknown> }
   | { ok: false; status: 403; reason: 'insufficient_scope'; code: number; message: string; details: { tools: string[]; missing: string[] }; needed: string[] };
 
@@ -104,12 +110,17 @@ export function createToolPolicy(pairs: readonly { tool: string; scope: string }
       const unread = notReadAsJudged(headers);
       if (unread)
         return { ok: false, status: 415, reason: 'unsupported_encoding', code: -32600, message: `Unsupported ${unread}: the body must be UTF-8 JSON, not encoded`, details: { header: unread } };
+      // Bytes that are not UTF-8 would be judged through replacement characters, and R's decoder may differ (RFC 8259 §8.1).
+      if (!isUtf8(body)) return { ok: false, status: 400, reason: 'invalid_json', code: -32700, message: 'Parse error: the request body is not UTF-8', details: { utf8: false } };
       let parsed: unknown;
+      const text = body.toString('utf8');
       try {
-        parsed = JSON.parse(body.toString('utf8'));
+        parsed = JSON.parse(text);
       } catch {
         return { ok: false, status: 400, reason: 'invalid_json', code: -32700, message: 'Parse error: the request body is not JSON', details: {} };
       }
+      const ambiguous = ambiguousMember(text);
+      if (ambiguous) return { ok: false, status: 400, reason: 'ambiguous_json', code: -32600, message: `Invalid Request: ${ambiguous}`, details: { ambiguous } };
       const messages = Array.isArray(parsed) ? parsed : [parsed];
       const mismatch = headerMismatch(headers, messages);
       if (mismatch) return { ok: false, status: 400, reason: 'header_mismatch', code: HEADER_MISMATCH, message: `Header mismatch: ${mismatch}`, details: { mismatch } };

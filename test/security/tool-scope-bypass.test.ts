@@ -135,6 +135,36 @@ describe('GW-15 tool-scope bypass', () => {
     }
   });
 
+  it('refuses a body whose member names two parsers may read differently — "name" twice, a case variant — with 400 before judging it; R sees nothing (review 2026-12-06)', async () => {
+    const sessionId = await openSession(mcpUrl, narrow);
+    const before = stack.mcp.received.length;
+    const raw = (body: string) =>
+      fetch(mcpUrl, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${narrow}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'mcp-protocol-version': '2025-06-18',
+          'mcp-session-id': sessionId,
+        },
+        body,
+      });
+    for (const body of [
+      // JSON.parse keeps the last "name" (whoami, allowed); a parser keeping the first runs echo.
+      '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","name":"whoami","arguments":{"message":"PWNED"}}}',
+      '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami","NAME":"echo","arguments":{"message":"PWNED"}}}',
+      // P sees no method (nothing to judge); a parser matching names ignoring case sees a tools/call of echo.
+      '{"jsonrpc":"2.0","id":7,"Method":"tools/call","Params":{"Name":"echo","arguments":{"message":"PWNED"}}}',
+    ]) {
+      const res = await raw(body);
+      expect(res.status, body).toBe(400);
+      expect(((await res.json()) as { error: { code: number } }).error.code).toBe(-32600);
+    }
+    expect(stack.mcp.received.length, 'R received nothing').toBe(before);
+    expect((await auditEvents(stack.app)).filter((e) => e.event === 'gateway.rejected' && e.reason === 'ambiguous_json')).toHaveLength(3);
+  });
+
   it(`checks the token again once a body that took over ${BODY_RECHECK_MS} ms is in: a consent revoked meanwhile is 401, R sees nothing, no tool call forwarded`, async () => {
     const late = await authorizeClient(stack, new Browser(), { scope: 'mcp:tools mcp:admin mcp:echo' });
     const token = late.tokens.body.access_token as string;
