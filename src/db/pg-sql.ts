@@ -10,7 +10,13 @@
  *   hanging it. An idle connection that breaks is dropped by the pool and reported to `onError`.
  * - Statements outside a transaction go to the pool. `transaction(fn)` checks out one client,
  *   BEGIN … COMMIT, and every statement issued in fn's async context (AsyncLocalStorage) runs on
- *   that client; the client is released afterwards — destroyed instead when its connection broke
+ *   that client, pipelined (pg's pipeline mode: each statement its own Sync, answered in order —
+ *   so one that fails is answered with its error and the ones behind it with "transaction
+ *   aborted"): BEGIN leaves with the first statement, and a `runLater` write is not waited for but
+ *   leaves with the next statement that is, or with COMMIT, in one socket write — a `/token`
+ *   refresh makes 6 round trips instead of 10, a registration 3 instead of 7 (issue 11). A write
+ *   sent that way that fails dooms the transaction: the next statement reports it, and COMMIT
+ *   (which PostgreSQL answers with ROLLBACK) is refused with it; the client is released afterwards — destroyed instead when its connection broke
  *   or ROLLBACK failed (a broken connection is never handed to the next request), and its 'error'
  *   event is listened to while it is checked out (unheard, it would crash the process).
  * - `?` placeholders become `$1..$n` (src/db/sql.ts toPositional), cached per SQL text.
@@ -34,6 +40,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { PgSessionLocks } from './pg-locks.js';
+import { Tx } from './pg-transaction.js';
 import { boundSessionWaits } from './pg-lock-timeout.js';
 import { isStalePlan, parseInt8 } from './pg-values.js';
 import { BoundedCache, checkParams, exclusiveInTransaction, lockKey, lockOutsideTransaction, lookupParams, runAfterCommit, toPositional, TransactionAbortedError, type Held, type Sql } from './sql.js';
@@ -82,29 +89,6 @@ export function isPostgresUrl(url: string): boolean {
   return /^postgres(?:ql)?:\/\//i.test(url);
 }
 
-class Tx {
-  /** fn has settled: statements from its context from now on go to the pool */
-  closing = false;
-  failed: unknown = undefined;
-  /** afterCommit callbacks, run once COMMIT succeeded */
-  readonly committed: (() => void)[] = [];
-  /** committed (callbacks run) or rolled back: afterCommit from its context runs at once from now on */
-  finished = false;
-  /** the client's last statement; the next starts after it (pg 8 queues concurrent query() calls itself but deprecates that, pg 9 drops it) */
-  #tail: Promise<unknown> = Promise.resolve();
-  constructor(readonly client: pg.PoolClient) {}
-
-  /** Run `query` on the client once the statements issued before it have settled. */
-  inTurn<T>(query: () => Promise<T>): Promise<T> {
-    const result = this.#tail.then(query);
-    // A failed statement dooms the transaction (PostgreSQL refuses the rest): noted here, before the next one starts.
-    this.#tail = result.then(undefined, (err: unknown) => {
-      this.failed ??= err;
-    });
-    return result;
-  }
-}
-
 export class PgSql implements Sql {
   readonly engine = 'postgres' as const;
   /** the pool, for the migration runner's session-level advisory lock (src/db/migrate-pg.ts) */
@@ -128,6 +112,7 @@ export class PgSql implements Sql {
       connectionTimeoutMillis: connectTimeoutMs,
       application_name: 'mcp-consent-proxy',
       types,
+      pipeline: true,
       ...(options.lockTimeoutMs === undefined ? {} : { onConnect: boundSessionWaits(options.lockTimeoutMs, connectTimeoutMs) }),
     });
     this.#prepared = options.preparedStatements ?? true;
@@ -152,7 +137,7 @@ export class PgSql implements Sql {
     return config;
   }
 
-  async #query(sql: string, params: readonly unknown[], timeoutMs?: number): Promise<pg.QueryResult> {
+  async #query(sql: string, params: readonly unknown[], timeoutMs?: number, later = false): Promise<pg.QueryResult> {
     checkParams(params);
     const stmt = this.#statement(sql);
     const values = params as unknown[];
@@ -166,13 +151,14 @@ export class PgSql implements Sql {
         return await this.pool.query(this.#config(stmt, values, timeoutMs));
       }
     }
+    if (tx.failed !== undefined) throw new TransactionAbortedError(tx.failed);
+    const sent = tx.send(this.#config(stmt, values), later);
     try {
-      return await tx.inTurn(() => {
-        if (tx.failed !== undefined) throw new TransactionAbortedError(tx.failed);
-        return tx.client.query(this.#config(stmt, values));
-      });
+      return await sent;
     } catch (err) {
-      if (isStalePlan(err)) this.#epoch++; // the failure itself dooms tx (inTurn)
+      if (isStalePlan(err)) this.#epoch++; // the failure itself dooms tx (Tx.send)
+      // Refused because a statement sent before it failed: report that one.
+      if (tx.failed !== undefined && tx.failed !== err) throw new TransactionAbortedError(tx.failed);
       throw err;
     }
   }
@@ -211,6 +197,14 @@ export class PgSql implements Sql {
     return { changes: (await this.#query(sql, params)).rowCount ?? 0 };
   }
 
+  runLater(sql: string, params: readonly unknown[] = []): Promise<void> {
+    const tx = this.#context.getStore();
+    if (tx === undefined || tx.closing) return this.run(sql, params).then(() => undefined);
+    // Sent now, answered later: a failure dooms the transaction (its COMMIT is refused), and is not thrown here.
+    this.#query(sql, params, undefined, true).catch(() => undefined);
+    return Promise.resolve();
+  }
+
   runIfFree(sql: string, params: readonly unknown[] = []): Promise<{ changes: number } | undefined> {
     return this.run(sql, params);
   }
@@ -236,7 +230,6 @@ export class PgSql implements Sql {
     };
     client.on('error', onClientError);
     try {
-      await client.query('BEGIN');
       let result: T;
       try {
         result = await this.#context.run(tx, fn);
@@ -244,24 +237,27 @@ export class PgSql implements Sql {
         tx.failed ??= err;
       }
       tx.closing = true;
-      await tx.inTurn(async () => {
-        // Checked here, after every statement queued before COMMIT has settled: had one failed,
-        // PostgreSQL would answer COMMIT with ROLLBACK, and no error (found by review).
+      if (tx.failed !== undefined) throw tx.failed;
+      if (tx.begun) {
+        // Statements sent without waiting (runLater) may still be unanswered: had one failed,
+        // PostgreSQL answers COMMIT with ROLLBACK, and no error (found by review) — that failure is the error.
+        const done = await tx.send('COMMIT');
         if (tx.failed !== undefined) throw tx.failed;
-        const done = await client.query('COMMIT');
         if (done.command !== 'COMMIT') throw new Error(`COMMIT ended as ${done.command}: the transaction was rolled back`);
-      });
+      }
       tx.finished = true;
       runAfterCommit(tx.committed);
       return result!;
     } catch (err) {
       tx.closing = true;
       tx.finished = true;
-      try {
-        await tx.inTurn(() => client.query('ROLLBACK'));
-      } catch (rollbackError) {
-        broken = rollbackError as Error;
-      }
+      if (tx.begun) {
+        try {
+          await tx.send('ROLLBACK');
+        } catch (rollbackError) {
+          broken = rollbackError as Error;
+        }
+      } else tx.flush();
       throw err;
     } finally {
       client.off('error', onClientError);

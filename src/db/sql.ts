@@ -97,6 +97,15 @@ export interface Sql {
   all<T>(sql: string, params?: readonly unknown[]): Promise<T[]>;
   run(sql: string, params?: readonly unknown[]): Promise<{ changes: number }>;
   /**
+   * A write whose answer the caller does not need (no row count, no RETURNING), inside a
+   * transaction: PostgreSQL sends it at once, pipelined, and does not wait for its answer — it
+   * leaves with the next statement that is waited for, or with COMMIT, in one write and one round
+   * trip. Its failure dooms the transaction: the next statement waited for reports it, and COMMIT
+   * is refused with it (the caller's transaction() rejects). SQLite, and outside a transaction:
+   * `run`, waited for.
+   */
+  runLater(sql: string, params?: readonly unknown[]): Promise<void>;
+  /**
    * A bookkeeping write that must never hold a request up behind another writer (last-use times):
    * SQLite tries once without its busy timeout and answers undefined when another connection holds
    * the write lock (the value is written on a later use; found by test/faults/sqlite-busy.test.ts:

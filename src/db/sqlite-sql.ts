@@ -146,6 +146,10 @@ export class SqliteSql implements Sql {
     return this.#exec(sql, params, (s) => ({ changes: s.run(...params).changes }));
   }
 
+  async runLater(sql: string, params: readonly unknown[] = []): Promise<void> {
+    await this.run(sql, params);
+  }
+
   async runIfFree(sql: string, params: readonly unknown[] = []): Promise<{ changes: number } | undefined> {
     while (!this.#ready()) await this.#turn;
     if (this.#active !== null) return this.run(sql, params);

@@ -83,7 +83,7 @@ async function appendRows(sql: Sql, key: AuditKey, rows: NewAuditRow[]): Promise
       prevOfLast = prev;
       prev = mac;
     }
-    await sql.run(insertSql(chunk.length), params);
+    await sql.runLater(insertSql(chunk.length), params); // a failure fails the transaction's commit
   }
   // Only the last row is returned (record() answers with it); group commits make no copies.
   return { ...(rows[rows.length - 1] as NewAuditRow), seq, prev_hash: prevOfLast, hash: prev, key_id: key.kid };

@@ -69,7 +69,7 @@ export class ClientsMetaStore {
 
   /** The client's provenance; a client registered again under the same id starts over (last use and disabled cleared). */
   async record(meta: Pick<ClientMeta, 'client_id' | 'registered_at' | 'ip' | 'user_agent' | 'client_name' | 'redirect_hosts'>): Promise<void> {
-    await this.sql.run(
+    await this.sql.runLater(
       `INSERT INTO clients_meta (${INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)
       ON CONFLICT (client_id) DO UPDATE SET registered_at = excluded.registered_at, ip = excluded.ip, user_agent = excluded.user_agent,
         client_name = excluded.client_name, redirect_hosts = excluded.redirect_hosts, last_used_at = NULL, disabled_at = NULL`,

@@ -131,7 +131,8 @@ export class OidcModelStore {
     this.#wrote();
     const stored = JSON.stringify(atRest(this.keys, model, id, payload));
     const uid = model === 'Interaction' ? null : (payload.uid ?? null);
-    await this.sql.run(UPSERT, [model, modelKey(model, id), stored, payload.grantId ?? null, uid, expiresIn ? Date.now() + expiresIn * 1000 : null]);
+    // Inside a transaction (/token, /register, /revoke) the answer is not waited for (Sql.runLater): a failure fails the commit.
+    await this.sql.runLater(UPSERT, [model, modelKey(model, id), stored, payload.grantId ?? null, uid, expiresIn ? Date.now() + expiresIn * 1000 : null]);
   }
 
   async find(model: string, id: string): Promise<Payload | undefined> {

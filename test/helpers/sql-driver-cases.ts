@@ -226,6 +226,47 @@ export function sqlDriverCases(engine: 'sqlite' | 'postgres', open: () => Promis
       expect(await ids(sql)).toEqual(['dup']);
     });
 
+    it('runLater inside a transaction: later statements see its write, and it commits with them', async () => {
+      await sql.transaction(async () => {
+        await sql.runLater('INSERT INTO items (id, n) VALUES (?, ?)', ['later-1', 1]);
+        await sql.runLater('UPDATE items SET n = n + 1 WHERE id = ?', ['later-1']);
+        expect(await sql.one<{ n: number }>('SELECT n FROM items WHERE id = ?', ['later-1'])).toEqual({ n: 2 });
+        await sql.runLater('INSERT INTO items (id, n) VALUES (?, ?)', ['later-2', 1]);
+      });
+      expect(await ids(sql)).toEqual(['later-1', 'later-2']);
+      // Outside a transaction it is run: committed once it resolves.
+      await sql.runLater('INSERT INTO items (id) VALUES (?)', ['later-3']);
+      expect(await ids(sql)).toEqual(['later-1', 'later-2', 'later-3']);
+    });
+
+    it('runLater that fails dooms the transaction: the next statement waited for is refused with it as the cause, the transaction rejects with it, nothing commits', async () => {
+      await sql.run('INSERT INTO items (id) VALUES (?)', ['dup']);
+      let next: unknown;
+      const outcome = await sql
+        .transaction(async () => {
+          await sql.run('INSERT INTO items (id) VALUES (?)', ['a']);
+          // PostgreSQL answers it later (pipelined); SQLite at once — either way the caller may not rely on its await.
+          await sql.runLater('INSERT INTO items (id) VALUES (?)', ['dup']).catch(() => undefined);
+          next = await sql.one('SELECT id FROM items WHERE id = ?', ['a']).catch((err: unknown) => err);
+          return 'fn resolved';
+        })
+        .catch((err: unknown) => err);
+      expect(outcome).toBeInstanceOf(Error);
+      expect(outcome).not.toBeInstanceOf(TransactionAbortedError);
+      expect(next).toBeInstanceOf(TransactionAbortedError);
+      expect((next as Error).cause).toBe(outcome);
+      expect(await ids(sql)).toEqual(['dup']);
+      // The last statement of a transaction, failing unwaited: COMMIT is refused with its error.
+      const last = await sql
+        .transaction(async () => {
+          await sql.run('INSERT INTO items (id) VALUES (?)', ['b']);
+          await sql.runLater('INSERT INTO items (id) VALUES (?)', ['dup']).catch(() => undefined);
+        })
+        .catch((err: unknown) => err);
+      expect(last).toBeInstanceOf(Error);
+      expect(await ids(sql)).toEqual(['dup']);
+    });
+
     it("a statement from outside the transaction's context does not join it", async () => {
       const g = gate();
       const started = gate();

@@ -107,7 +107,7 @@ describe('PostgreSQL driver', () => {
     }
   });
 
-  it('statements issued at once inside a transaction go to its connection one after another: no pg deprecation warning, and those queued behind a failure are refused', async () => {
+  it('statements issued at once inside a transaction are pipelined on its connection: no pg deprecation warning, and those sent behind a failure are refused', async () => {
     const warnings: string[] = [];
     const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
     process.on('warning', onWarning);
@@ -115,7 +115,7 @@ describe('PostgreSQL driver', () => {
       const ids = Array.from({ length: 8 }, (_, i) => `burst-${i}`);
       await sql.transaction(() => Promise.all(ids.map((id, n) => sql.run('INSERT INTO pg_items (id, n) VALUES (?, ?)', [id, n]))));
       expect((await sql.one<{ n: number }>("SELECT count(*) AS n FROM pg_items WHERE id LIKE 'burst-%'"))!.n).toBe(8);
-      // The second insert fails (duplicate key); the third, queued behind it, never reaches PostgreSQL.
+      // The second insert fails (duplicate key); PostgreSQL refuses the third, sent behind it (the transaction is aborted).
       const outcome = sql.transaction(() =>
         Promise.allSettled([
           sql.run('INSERT INTO pg_items (id, n) VALUES (?, ?)', ['burst-new', 1]),
@@ -130,6 +130,36 @@ describe('PostgreSQL driver', () => {
       expect(warnings.filter((w) => w.includes('already executing a query'))).toEqual([]);
     } finally {
       process.off('warning', onWarning);
+    }
+  });
+
+  it('a transaction sends BEGIN with its first statement, and each runLater with the next statement waited for (or COMMIT): one socket write per round trip', async () => {
+    const writes: string[] = [];
+    const spied = new WeakSet<object>();
+    const onAcquire = (client: pg.PoolClient) => {
+      const stream = (client as unknown as { connection: { stream: { _write: Function; _writev: Function } } }).connection.stream;
+      if (spied.has(stream)) return;
+      spied.add(stream);
+      const write = stream._write.bind(stream);
+      const writev = stream._writev.bind(stream);
+      stream._write = (chunk: Buffer, encoding: string, cb: () => void) => (writes.push('write'), write(chunk, encoding, cb));
+      stream._writev = (chunks: unknown[], cb: () => void) => (writes.push(`writev×${chunks.length}`), writev(chunks, cb));
+    };
+    sql.pool.on('acquire', onAcquire);
+    try {
+      const seen = await sql.transaction(async () => {
+        await sql.runLater('INSERT INTO pg_items (id, n) VALUES (?, ?)', ['rt-1', 1]);
+        await sql.runLater('INSERT INTO pg_items (id, n) VALUES (?, ?)', ['rt-2', 2]);
+        const read = await sql.one<{ n: number }>('SELECT count(*) AS n FROM pg_items WHERE id LIKE ?', ['rt-%']);
+        await sql.runLater('INSERT INTO pg_items (id, n) VALUES (?, ?)', ['rt-3', 3]);
+        return read;
+      });
+      expect(seen).toEqual({ n: 2 });
+      // Round trip 1: BEGIN, two inserts and the read; round trip 2: the third insert and COMMIT (was six, one per statement).
+      expect(writes.length, writes.join(', ')).toBe(2);
+      expect((await sql.one<{ n: number }>("SELECT count(*) AS n FROM pg_items WHERE id LIKE 'rt-%'"))!.n).toBe(3);
+    } finally {
+      sql.pool.off('acquire', onAcquire);
     }
   });
 
