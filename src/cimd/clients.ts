@@ -57,7 +57,7 @@ export type EnsureResult = { ok: true } | { ok: false; reason: string; detail: s
 
 export interface CimdClientsDeps {
   config: Pick<Config, 'cimd' | 'dangerouslyAllowInsecureHttp' | 'redirectSchemes'>;
-  stores: Pick<Stores, 'models' | 'clientsMeta'>;
+  stores: Pick<Stores, 'models' | 'clientsMeta' | 'transaction'>;
   audit: Audit;
   /** TEST SEAM: resolver, test route, trust anchors, clock of the fetcher (production: none) */
   fetch?: Pick<CimdFetchOptions, 'lookup' | 'testOnlyRoute' | 'ca' | 'now'> & { maxConcurrentFetches?: number };
@@ -116,15 +116,19 @@ async function noteRefusal(deps: CimdClientsDeps, clientId: string, outcome: Ref
 async function storeClient(deps: CimdClientsDeps, clientId: string, outcome: Accepted, who: Requester): Promise<EnsureResult> {
   const { stores, audit } = deps;
   const metadata = outcome.value;
-  await stores.models.upsert('Client', clientId, clientPayload(metadata), undefined);
-  await stores.clientsMeta.recordCimdFetch({
-    client_id: clientId,
-    client_name: metadata.client_name,
-    redirect_hosts: redirectHosts(metadata.redirect_uris).join(' '),
-    ip: who.ip?.slice(0, 100) ?? null,
-    user_agent: who.userAgent?.slice(0, 200) ?? null,
-    fetchedAt: outcome.fetchedAt,
-    expiresAt: outcome.expiresAt,
+  // One transaction (review 2026-12-06): a Client row without its clients_meta row would be a CIMD
+  // client the disabled flag, CIMD_ENABLED=false and idle housekeeping know nothing of.
+  await stores.transaction(async () => {
+    await stores.models.upsert('Client', clientId, clientPayload(metadata), undefined);
+    await stores.clientsMeta.recordCimdFetch({
+      client_id: clientId,
+      client_name: metadata.client_name,
+      redirect_hosts: redirectHosts(metadata.redirect_uris).join(' '),
+      ip: who.ip?.slice(0, 100) ?? null,
+      user_agent: who.userAgent?.slice(0, 200) ?? null,
+      fetchedAt: outcome.fetchedAt,
+      expiresAt: outcome.expiresAt,
+    });
   });
   if (!outcome.fromCache) {
     await audit.record({

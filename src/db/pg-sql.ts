@@ -200,8 +200,11 @@ export class PgSql implements Sql {
   runLater(sql: string, params: readonly unknown[] = []): Promise<void> {
     const tx = this.#context.getStore();
     if (tx === undefined || tx.closing) return this.run(sql, params).then(() => undefined);
-    // Sent now, answered later: a failure dooms the transaction (its COMMIT is refused), and is not thrown here.
-    this.#query(sql, params, undefined, true).catch(() => undefined);
+    // Sent now, answered later: a failure dooms the transaction (its COMMIT is refused), and is not
+    // thrown here — one raised before sending (a parameter refused by checkParams) included (review 2026-12-06).
+    this.#query(sql, params, undefined, true).catch((err: unknown) => {
+      tx.failed ??= err;
+    });
     return Promise.resolve();
   }
 

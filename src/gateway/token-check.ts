@@ -123,7 +123,9 @@ export function createTokenCheck(models: OidcModelStore, consents: ConsentStore,
    */
   const standing = (clientId: unknown, disabledAt: number | null, kind: string | null): ClientStanding => {
     if (disabledAt !== null) return 'client_disabled';
-    if (kind === 'cimd' && (!cimd.enabled || !checkClientIdUrl(String(clientId), cimd.trust).ok)) return 'cimd_refused';
+    // A URL-shaped client_id without its clients_meta row (a write lost before its storage became one transaction) is a CIMD client too.
+    const isCimd = kind === 'cimd' || (kind === null && /^https?:\/\//i.test(String(clientId)));
+    if (isCimd && (!cimd.enabled || !checkClientIdUrl(String(clientId), cimd.trust).ok)) return 'cimd_refused';
     return 'ok';
   };
   const facts = (hash: string): Maybe<TokenFacts> =>

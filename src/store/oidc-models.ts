@@ -102,7 +102,8 @@ function restore(keys: KeyRing, model: string, id: string | undefined, payload: 
 /** The oidc_models table's reads and writes. */
 const CLIENT_UNLESS_DISABLED = `SELECT m.payload, m.expires_at, m.consumed_at FROM oidc_models m LEFT JOIN clients_meta c ON c.client_id = m.key
   WHERE m.model = 'Client' AND m.key = ? AND c.disabled_at IS NULL`;
-const CLIENT_UNLESS_DISABLED_OR_CIMD = `${CLIENT_UNLESS_DISABLED} AND (c.kind IS NULL OR c.kind <> 'cimd')`;
+// A URL-shaped client_id is a CIMD client even without its clients_meta row (review 2026-12-06).
+const CLIENT_UNLESS_DISABLED_OR_CIMD = `${CLIENT_UNLESS_DISABLED} AND (c.kind IS NULL OR c.kind <> 'cimd') AND lower(substr(m.key, 1, 7)) <> 'http://' AND lower(substr(m.key, 1, 8)) <> 'https://'`;
 
 export class OidcModelStore {
   /**

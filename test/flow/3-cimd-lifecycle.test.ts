@@ -180,6 +180,44 @@ describe('CIMD client lifecycle', () => {
     expect((await mcpPost(`${stack.app.url}/mcp`, tokens.body.access_token as string, INITIALIZE)).status, 'its token works where CIMD is on').toBe(200);
   });
 
+  it('a CIMD client is stored with its clients_meta row or not at all; one whose row is missing counts as a CIMD client all the same (review 2026-12-06)', async () => {
+    const path = '/meta-lost/client.json';
+    const clientId = idOf(path);
+    served.set(path, { status: 200, name: 'Meta Lost', redirect: CLIENT_REDIRECT });
+    const meta = stack.app.runtime.stores.clientsMeta;
+    const recordCimdFetch = meta.recordCimdFetch.bind(meta);
+    meta.recordCimdFetch = async () => {
+      throw Object.assign(new Error('the database is busy (test)'), { code: 'SQLITE_BUSY' });
+    };
+    try {
+      const res = await fetch(buildAuthorization(stack.app, { clientId }).url, { redirect: 'manual', headers: { accept: 'text/html' } });
+      expect(res.status).toBeGreaterThanOrEqual(500);
+      expect(res.headers.get('location')).toBeNull();
+    } finally {
+      meta.recordCimdFetch = recordCimdFetch;
+    }
+    expect(await stack.app.runtime.stores.models.find('Client', clientId), 'no Client row without its clients_meta row').toBeUndefined();
+
+    // A row lost before that was one transaction: the client_id's URL shape still makes it a CIMD client.
+    const { tokens } = await authorizeClient(stack, new Browser(), { clientId });
+    await stack.app.runtime.sql.run('DELETE FROM clients_meta WHERE client_id = ?', [clientId]);
+    const off = await startReplica(stack, { CIMD_ENABLED: 'false' });
+    try {
+      const mcpBefore = stack.mcp.received.length;
+      expect((await mcpPost(`${off.url}/mcp`, tokens.body.access_token as string, INITIALIZE)).status, 'its token at the gateway').toBe(401);
+      expect(stack.mcp.received.length, 'R not contacted').toBe(mcpBefore);
+      const refreshed = await fetch(`${off.url}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: tokens.body.refresh_token as string, client_id: clientId }),
+      });
+      expect(refreshed.status).toBe(401);
+      expect(((await refreshed.json()) as { error: string }).error).toBe('invalid_client');
+    } finally {
+      await off.close();
+    }
+  });
+
   it('/token and /revoke refuse a stored client whose client_id no longer passes the trust policy (a host denied, or no longer allowed, later)', async () => {
     const path = '/later-denied/client.json';
     const clientId = idOf(path);

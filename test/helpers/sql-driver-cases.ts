@@ -265,6 +265,15 @@ export function sqlDriverCases(engine: 'sqlite' | 'postgres', open: () => Promis
         .catch((err: unknown) => err);
       expect(last).toBeInstanceOf(Error);
       expect(await ids(sql)).toEqual(['dup']);
+      // Refused before it is sent (a parameter with U+0000): the same (review 2026-12-06: PostgreSQL committed without the row).
+      const refused = await sql
+        .transaction(async () => {
+          await sql.run('INSERT INTO items (id) VALUES (?)', ['c']);
+          await sql.runLater('INSERT INTO items (id) VALUES (?)', ['nul\u0000']).catch(() => undefined);
+        })
+        .catch((err: unknown) => err);
+      expect(refused).toBeInstanceOf(Error);
+      expect(await ids(sql)).toEqual(['dup']);
     });
 
     it("a statement from outside the transaction's context does not join it", async () => {
