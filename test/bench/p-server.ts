@@ -14,6 +14,7 @@
  * With P_DATABASE_URL this P runs on that PostgreSQL database ((e) in run.ts), else on SQLite.
  */
 import { Browser, authorizeClient, startStack } from '../helpers/stack.js';
+import { TEST_SECRET_KEY } from '../helpers/app.js';
 import { NO_SECRETS } from '../../src/gateway/redact.js';
 import { serveCpuStats } from './cpu-stats.js';
 import { tuneHeap } from '../../src/runtime/heap.js';
@@ -64,7 +65,23 @@ setInterval(() => {
   stack.app.logLines.length = 0;
 }, 1000).unref();
 const cpuPort = await serveCpuStats();
-process.stdout.write(`${JSON.stringify({ ready: true, url: stack.app.url, tokens, ablatedTokens, cpuPort })}\n`);
+// On PostgreSQL: what a second replica of this P needs (run.ts starts a real `serve` with it): the
+// same database, SECRET_KEY (a throwaway test key) and PUBLIC_URL, the same upstream and R.
+const replicaEnv = process.env.P_DATABASE_URL
+  ? {
+      DATABASE_URL: process.env.P_DATABASE_URL,
+      SECRET_KEY: TEST_SECRET_KEY,
+      PUBLIC_URL: stack.app.url,
+      UPSTREAM_PRESET: 'oidc',
+      UPSTREAM_ISSUER: stack.upstream.issuer,
+      UPSTREAM_CLIENT_ID: stack.upstream.clientId,
+      UPSTREAM_CLIENT_SECRET: stack.upstream.clientSecret,
+      UPSTREAM_SCOPES: 'openid email',
+      UPSTREAM_NAME: 'Fake Upstream',
+      MCP_UPSTREAM_URL: process.env.TARGET as string,
+    }
+  : undefined;
+process.stdout.write(`${JSON.stringify({ ready: true, url: stack.app.url, tokens, ablatedTokens, cpuPort, replicaEnv })}\n`);
 process.on('SIGTERM', async () => {
   await stack.close();
   process.exit(0);

@@ -9,6 +9,10 @@
  *       same as (c) but on PostgreSQL (a fresh database, dropped at the end) — issue 11's goals:
  *       gateway req/s e/c ≥ 0.8 at c=10 and c=100, /token and /register PostgreSQL/SQLite ≥ 0.7, and
  *       the RSS of each P at the end ≤ 150 MB.
+ *   (r) with (e): a real replica — `serve` from the compiled build on (e)'s database, SECRET_KEY and
+ *       PUBLIC_URL, started as docs/compose/replicas.yml starts one — after one run of each load;
+ *       its RSS is issue 11's "RSS per replica" (the bench's P processes also host the fake
+ *       upstream IdP and the test helpers);
  *   the anchor for the authorization server (issue 14): bare oidc-provider 9.13.3 with its in-memory
  *       adapter and P's configuration shape (bare-provider.ts); `/token` (refresh grant, rotating)
  *       and `/register` (DCR of a public client) are measured on it and on each P, servers
@@ -30,11 +34,13 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { cpus, totalmem } from 'node:os';
-import { readFileSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdirSync, existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { median, runLoad, type LoadResult } from './load.js';
 import { dcrRun, refreshRun, type Chain } from './auth-server.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
+import { createServer } from 'node:net';
 import { compileForBench } from './compile.js';
 import { join } from 'node:path';
 
@@ -294,6 +300,82 @@ if (pgRun) {
   lines.push(`| \`POST /token\` req/s | ${result.token_pg_over_sqlite.toFixed(2)} | ≥ 0.7 |`);
   lines.push(`| \`POST /register\` req/s | ${result.register_pg_over_sqlite.toFixed(2)} | ≥ 0.7 |`);
 }
+/**
+ * (r) A replica as it runs (issue 11: "RSS per replica ≤ 150 MB under the benchmark load"): a real
+ * `serve` from the compiled build — not the bench's P, whose process also hosts the fake upstream
+ * IdP and the test helpers — on (e)'s database with (e)'s SECRET_KEY and PUBLIC_URL (replicas behind
+ * one balancer share both), started as docs/compose/replicas.yml starts each replica
+ * (NODE_OPTIONS=--max-semi-space-size=4). It takes one run of each load above: the gateway at every
+ * concurrency with (e)'s tokens, (e)'s refresh chains, registrations. Its RSS is read from /proc at
+ * the end; `rss` also records its rates beside the memory table.
+ */
+/** A free loopback port (listen on 0, close). */
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+
+async function replicaRun(env: Record<string, string>): Promise<{ rss: number; rates: string[] } | undefined> {
+  if (process.platform !== 'linux') return undefined;
+  const dir = mkdtempSync(join(tmpdir(), 'bench-replica-'));
+  const port = await freePort();
+  const args = [join(build, 'src/cli/bin.js'), 'serve'];
+  const childEnv = {
+    ...process.env,
+    ...env,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    DATABASE_PATH: join(dir, 'unused.db'), // its directory is the data directory (the audit checkpoint file)
+    NODE_OPTIONS: '--max-semi-space-size=4',
+    LOG_LEVEL: 'warn',
+    RATE_LIMIT_REGISTER: '100000000/1m',
+    RATE_LIMIT_TOKEN: '100000000/1m',
+  };
+  const child = hasTaskset
+    ? spawn('taskset', ['-c', '0', process.execPath, ...args], { cwd: root, env: childEnv, stdio: ['ignore', 'ignore', 'inherit'] })
+    : spawn(process.execPath, args, { cwd: root, env: childEnv, stdio: ['ignore', 'ignore', 'inherit'] });
+  children.push(child);
+  const base = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 300; i++) {
+    if ((await fetch(`${base}/healthz`).then((r) => r.status, () => 0)) === 200) break;
+    if (i === 299) throw new Error('the replica did not answer /healthz within 30 s');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const rates: string[] = [];
+  const url = new URL('/mcp', base);
+  for (const connections of CONCURRENCY) {
+    const r = await runLoad({
+      url: url.href,
+      connections,
+      durationMs: SECONDS * 1000,
+      request: (worker, n) => ({
+        method: 'POST',
+        path: url.pathname,
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${(pgTokens[(worker + n) % pgTokens.length] as { access: string }).access}` },
+        body: body(n),
+      }),
+    });
+    rates.push(`gateway c=${connections} ${Math.round(r.rps)} req/s (${r.errors} errors)`);
+  }
+  const chains = pgRun?.chains ?? [];
+  if (chains.length) {
+    const r = await refreshRun(base, chains, SECONDS);
+    rates.push(`/token ${Math.round(r.rps)} req/s (${r.errors} errors)`);
+  }
+  const d = await dcrRun(base, SECONDS);
+  rates.push(`/register ${Math.round(d.rps)} req/s (${d.errors} errors)`);
+  const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+  const kb = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? NaN);
+  child.kill('SIGTERM');
+  return { rss: kb / 1024, rates };
+}
+const replica = pPg?.replicaEnv ? await replicaRun(pPg.replicaEnv as Record<string, string>) : undefined;
+
 // Memory: each P's resident set at the end of the run (after all the load above).
 lines.push('', '| process | RSS at the end, MB | target |', '|---|---|---|');
 for (const [label, port, key] of [
@@ -305,6 +387,10 @@ for (const [label, port, key] of [
   const rss = (await statsOf(port)).rss / 2 ** 20;
   result[key] = rss;
   lines.push(`| ${label} | ${rss.toFixed(1)} | ${label.startsWith('P') ? '≤ 150' : '—'} |`);
+}
+if (replica) {
+  result.rss_replica_postgres_mb = replica.rss;
+  lines.push(`| (r) a replica: \`serve\` on (e)'s PostgreSQL database, \`NODE_OPTIONS=--max-semi-space-size=4\` as in docs/compose/replicas.yml, after ${replica.rates.join(', ')} | ${replica.rss.toFixed(1)} | ≤ 150 |`);
 }
 
 const table = lines.join('\n');
