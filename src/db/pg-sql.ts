@@ -10,15 +10,12 @@
  *   hanging it. An idle connection that breaks is dropped by the pool and reported to `onError`.
  * - Statements outside a transaction go to the pool. `transaction(fn)` checks out one client,
  *   BEGIN … COMMIT, and every statement issued in fn's async context (AsyncLocalStorage) runs on
- *   that client, pipelined (pg's pipeline mode: each statement its own Sync, answered in order —
- *   so one that fails is answered with its error and the ones behind it with "transaction
- *   aborted"): BEGIN leaves with the first statement, and a `runLater` write is not waited for but
- *   leaves with the next statement that is, or with COMMIT, in one socket write — a `/token`
- *   refresh makes 6 round trips instead of 10, a registration 3 instead of 7 (issue 11). A write
- *   sent that way that fails dooms the transaction: the next statement reports it, and COMMIT
- *   (which PostgreSQL answers with ROLLBACK) is refused with it; the client is released afterwards — destroyed instead when its connection broke
- *   or ROLLBACK failed (a broken connection is never handed to the next request), and its 'error'
- *   event is listened to while it is checked out (unheard, it would crash the process).
+ *   that client, pipelined (src/db/pg-transaction.ts: BEGIN leaves with the first statement,
+ *   `runLater` writes and `oneLater` reads with the next statement waited for or COMMIT; a
+ *   `/token` refresh makes 5 round trips instead of 10, a registration 3 instead of 7); the
+ *   client is released afterwards — destroyed instead when its connection broke or ROLLBACK
+ *   failed (a broken connection is never handed to the next request), and its 'error' event is
+ *   listened to while it is checked out (unheard, it would crash the process).
  * - `?` placeholders become `$1..$n` (src/db/sql.ts toPositional), cached per SQL text.
  * - BIGINT (INT8) values come back as JS numbers, through a type parser set on this pool's own
  *   types (pg's global parsers are untouched); a value beyond 2^53 fails the query rather than lose
@@ -42,7 +39,7 @@ import pg from 'pg';
 import { PgSessionLocks } from './pg-locks.js';
 import { Tx } from './pg-transaction.js';
 import { boundSessionWaits } from './pg-lock-timeout.js';
-import { isStalePlan, parseInt8 } from './pg-values.js';
+import { DatabaseUrlError, isPostgresUrl, isStalePlan, parseInt8 } from './pg-values.js';
 import { BoundedCache, checkParams, exclusiveInTransaction, lockKey, lockOutsideTransaction, lookupParams, runAfterCommit, toPositional, TransactionAbortedError, type Held, type Sql } from './sql.js';
 
 const INT8_OID = 20;
@@ -77,17 +74,7 @@ interface Statement {
   hash: string;
 }
 
-export class DatabaseUrlError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'DatabaseUrlError';
-  }
-}
-
-/** Whether DATABASE_URL names PostgreSQL. Only the scheme is looked at. */
-export function isPostgresUrl(url: string): boolean {
-  return /^postgres(?:ql)?:\/\//i.test(url);
-}
+export { DatabaseUrlError, isPostgresUrl } from './pg-values.js';
 
 export class PgSql implements Sql {
   readonly engine = 'postgres' as const;
@@ -197,14 +184,25 @@ export class PgSql implements Sql {
     return { changes: (await this.#query(sql, params)).rowCount ?? 0 };
   }
 
+  /** Sent now, answered later (Tx.send): its failure — one raised before sending included (review 2026-12-06) — dooms the transaction. */
+  #later(tx: Tx, sql: string, params: readonly unknown[]): Promise<pg.QueryResult> {
+    const sent = this.#query(sql, params, undefined, true);
+    sent.catch((err: unknown) => {
+      tx.failed ??= err;
+    });
+    return sent;
+  }
+
+  oneLater<T>(sql: string, params: readonly unknown[] = []): Promise<T | undefined> {
+    const tx = this.#context.getStore();
+    if (tx === undefined || tx.closing) return this.one<T>(sql, params);
+    return this.#later(tx, sql, lookupParams(params)).then((result) => result.rows[0] as T | undefined);
+  }
+
   runLater(sql: string, params: readonly unknown[] = []): Promise<void> {
     const tx = this.#context.getStore();
     if (tx === undefined || tx.closing) return this.run(sql, params).then(() => undefined);
-    // Sent now, answered later: a failure dooms the transaction (its COMMIT is refused), and is not
-    // thrown here — one raised before sending (a parameter refused by checkParams) included (review 2026-12-06).
-    this.#query(sql, params, undefined, true).catch((err: unknown) => {
-      tx.failed ??= err;
-    });
+    void this.#later(tx, sql, params); // not thrown here: COMMIT is refused with it
     return Promise.resolve();
   }
 

@@ -1,4 +1,16 @@
-/** Small helpers of the PostgreSQL engine (src/db/pg-sql.ts): BIGINT values and stale plans. */
+/** Small helpers of the PostgreSQL engine (src/db/pg-sql.ts): DATABASE_URL's scheme, BIGINT values and stale plans. */
+
+export class DatabaseUrlError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DatabaseUrlError';
+  }
+}
+
+/** Whether DATABASE_URL names PostgreSQL. Only the scheme is looked at. */
+export function isPostgresUrl(url: string): boolean {
+  return /^postgres(?:ql)?:\/\//i.test(url);
+}
 
 /** A BIGINT (INT8) as a JS number; a value beyond 2^53 fails the query rather than lose precision. */
 export function parseInt8(value: string): number {

@@ -106,6 +106,12 @@ export interface Sql {
    */
   runLater(sql: string, params?: readonly unknown[]): Promise<void>;
   /**
+   * A read sent ahead inside a transaction (PostgreSQL: at once, pipelined, corked like `runLater`,
+   * so it leaves with the next statement that is waited for); the promise answers when it is
+   * answered. Its failure dooms the transaction. Elsewhere: `one`.
+   */
+  oneLater<T>(sql: string, params?: readonly unknown[]): Promise<T | undefined>;
+  /**
    * A bookkeeping write that must never hold a request up behind another writer (last-use times):
    * SQLite tries once without its busy timeout and answers undefined when another connection holds
    * the write lock (the value is written on a later use; found by test/faults/sqlite-busy.test.ts:

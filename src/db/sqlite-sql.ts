@@ -146,6 +146,10 @@ export class SqliteSql implements Sql {
     return this.#exec(sql, params, (s) => ({ changes: s.run(...params).changes }));
   }
 
+  oneLater<T>(sql: string, params: readonly unknown[] = []): Promise<T | undefined> {
+    return this.one<T>(sql, params);
+  }
+
   async runLater(sql: string, params: readonly unknown[] = []): Promise<void> {
     await this.run(sql, params);
   }

@@ -30,7 +30,7 @@ type Next = () => Promise<unknown>;
  * trailing slash, so `/TOKEN` and `/token/` reach the token endpoint too (found by review: they
  * ran without the transaction).
  */
-function routeOf(path: string): string {
+export function routeOf(path: string): string {
   const lower = path.toLowerCase();
   return lower.length > 1 && lower.endsWith('/') ? lower.replace(/\/+$/, '') : lower;
 }
@@ -46,14 +46,16 @@ class FailedResponse extends Error {
 /**
  * The provider middleware: `POST` to one of `atomicPaths` runs as one transaction (with the
  * writes its event listeners started, `beforeResponse`); every response waits for those writes.
+ * `onBegin` runs first inside the transaction (to send reads ahead).
  * A failed commit answers 500 — 503 with Retry-After when the database is unavailable or busy.
  */
-export function requestTransaction(atomicPaths: readonly string[], transaction: <T>(fn: () => Promise<T>) => Promise<T>) {
+export function requestTransaction(atomicPaths: readonly string[], transaction: <T>(fn: () => Promise<T>) => Promise<T>, onBegin?: (ctx: KoaContextWithOIDC) => void) {
   const atomic = new Set(atomicPaths);
   return async (ctx: KoaContextWithOIDC, next: Next): Promise<void> => {
     try {
       if (ctx.method === 'POST' && atomic.has(routeOf(ctx.path))) {
         await transaction(async () => {
+          onBegin?.(ctx); // reads sent ahead, in the transaction (OidcModelStore.readAhead)
           await nextThenCommits(next);
           if (ctx.status >= 500) throw new FailedResponse();
         });

@@ -16,6 +16,7 @@
  */
 import { after, type Maybe, type Sql } from '../db/sql.js';
 import { sha256, type KeyRing } from '../crypto/keys.js';
+import { ReadsAhead, type Row } from './oidc-read-ahead.js';
 
 /** Models whose id is not a bearer credential and is needed in clear (admin, consents). */
 const PLAIN_KEY_MODELS = new Set(['Client', 'Grant']);
@@ -23,12 +24,6 @@ const PLAIN_KEY_MODELS = new Set(['Client', 'Grant']);
 const SEALED_MODELS = new Set(['Session', 'Interaction']);
 
 type Payload = Record<string, unknown> & { jti?: string; grantId?: string; uid?: string; consumed?: number };
-
-interface Row {
-  payload: string;
-  expires_at: number | null;
-  consumed_at: number | null;
-}
 
 export function modelKey(model: string, id: string): string {
   return PLAIN_KEY_MODELS.has(model) ? id : sha256(id);
@@ -38,16 +33,6 @@ const FIND = 'SELECT payload, expires_at, consumed_at FROM oidc_models WHERE mod
 const UPSERT = `INSERT INTO oidc_models (model, key, payload, grant_id, uid, expires_at) VALUES (?, ?, ?, ?, ?, ?)
   ON CONFLICT (model, key) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id, uid = excluded.uid, expires_at = excluded.expires_at`;
 const REVOKE_GRANT = 'DELETE FROM oidc_models WHERE grant_id = ?';
-/** A code or refresh token with the Grant it names, in one statement (see findWithGrant). */
-const FIND_WITH_GRANT = `SELECT t.payload, t.expires_at, t.consumed_at, g.key AS grant_key, g.payload AS grant_payload, g.expires_at AS grant_expires_at, g.consumed_at AS grant_consumed_at
-  FROM oidc_models t LEFT JOIN oidc_models g ON g.model = 'Grant' AND g.key = t.grant_id WHERE t.model = ? AND t.key = ?`;
-
-interface RowWithGrant extends Row {
-  grant_key: string | null;
-  grant_payload: string | null;
-  grant_expires_at: number | null;
-  grant_consumed_at: number | null;
-}
 
 /**
  * What `consume` did: the one caller that set `consumed_at` gets `consumed`; a later (or
@@ -106,26 +91,19 @@ const CLIENT_UNLESS_DISABLED = `SELECT m.payload, m.expires_at, m.consumed_at FR
 const CLIENT_UNLESS_DISABLED_OR_CIMD = `${CLIENT_UNLESS_DISABLED} AND (c.kind IS NULL OR c.kind <> 'cimd') AND lower(substr(m.key, 1, 7)) <> 'http://' AND lower(substr(m.key, 1, 8)) <> 'https://'`;
 
 export class OidcModelStore {
-  /**
-   * Per transaction (the Sql's transactionScope): the Grant rows findWithGrant read with a code or
-   * refresh token, by grant id, each taken by the next find('Grant') of that id; and a count of the
-   * writes made through this store in it — any write empties the rows, and a join that was under
-   * way while one was made keeps nothing. Gone with the transaction (a WeakMap).
-   */
-  readonly #prefetched = new WeakMap<object, { grants: Map<string, Row>; writes: number }>();
+  /** Rows read ahead in the current transaction (src/store/oidc-read-ahead.ts). */
+  readonly #ahead: ReadsAhead;
 
   constructor(
     private readonly sql: Sql,
     private readonly keys: KeyRing,
-  ) {}
+  ) {
+    this.#ahead = new ReadsAhead(sql);
+  }
 
-  /** A write through this store: grants read ahead in this transaction are no longer served. */
+  /** A write through this store: rows read ahead in this transaction are no longer served. */
   #wrote(): void {
-    const scope = this.sql.transactionScope();
-    const state = scope === undefined ? undefined : this.#prefetched.get(scope);
-    if (state === undefined) return;
-    state.writes++;
-    state.grants.clear();
+    this.#ahead.wrote();
   }
 
   async upsert(model: string, id: string, payload: Payload, expiresIn: number | undefined): Promise<void> {
@@ -138,51 +116,26 @@ export class OidcModelStore {
 
   async find(model: string, id: string): Promise<Payload | undefined> {
     const key = modelKey(model, id);
-    const row = this.#takePrefetched(model, key) ?? (await this.sql.one<Row>(FIND, [model, key]));
+    const row = (model === 'Grant' ? this.#ahead.takeGrant(key) : undefined) ?? (await this.sql.one<Row>(FIND, [model, key]));
     return restore(this.keys, model, id, live(row));
   }
 
   /**
    * `find` of a code or refresh token that also reads, in the same statement, the Grant it names:
    * inside a transaction the provider's next step is `find('Grant', grantId)` (oidc-provider's
-   * refresh_token and authorization_code grants), which is then answered from this read instead
-   * of another round trip — one of the eleven of a `/token` refresh on PostgreSQL (issue 11).
-   * Outside a transaction it is `find`. For P's own provider only: Grant is the one grant model
-   * keyed by its id in clear (a prefixed provider's grants are keyed by hash, so no join matches).
-   *
-   * Staleness (PostgreSQL, READ COMMITTED): the grant is read one statement earlier than the
-   * provider would read it, in the same transaction, before anything is consumed or issued. A grant
-   * revoked in between deletes this code or token with it (revokeByGrantId, destroyGrant), so the
-   * provider's atomic consume that follows finds no row and the request fails and rolls back —
-   * the outcome of reading the grant after the revocation (test/unit/oidc-models.test.ts). One
-   * path has no consume: a replayed (already consumed) refresh token, whose grant the provider
-   * then revokes as reuse (RT-02). If the grant was revoked in that window, the provider revokes
-   * it again — deleting nothing more — and P records the reuse, where a read after the revocation
-   * would have answered "grant not found"; either way the request is refused.
+   * refresh_token and authorization_code grants), answered from this read (src/store/oidc-read-ahead.ts
+   * says when, and why it is not stale). Outside a transaction it is `find`. For P's own provider
+   * only: Grant is the one grant model keyed by its id in clear.
    */
   async findWithGrant(model: 'RefreshToken' | 'AuthorizationCode', id: string): Promise<Payload | undefined> {
-    const scope = this.sql.transactionScope();
-    if (scope === undefined) return this.find(model, id);
-    let state = this.#prefetched.get(scope);
-    if (state === undefined) this.#prefetched.set(scope, (state = { grants: new Map(), writes: 0 }));
-    const writes = state.writes;
-    const key = modelKey(model, id);
-    const row = await this.sql.one<RowWithGrant>(FIND_WITH_GRANT, [model, key]);
-    // A write made while the join was under way may have changed the grant: keep nothing then.
-    if (row?.grant_key != null && row.grant_payload !== null && state.writes === writes) {
-      state.grants.set(row.grant_key, { payload: row.grant_payload, expires_at: row.grant_expires_at, consumed_at: row.grant_consumed_at });
-    }
+    if (this.sql.transactionScope() === undefined) return this.find(model, id);
+    const row = await this.#ahead.withGrant(model, modelKey(model, id));
     return restore(this.keys, model, id, live(row));
   }
 
-  /** The Grant row findWithGrant read ahead in this transaction, once. */
-  #takePrefetched(model: string, key: string): Row | undefined {
-    if (model !== 'Grant') return undefined;
-    const scope = this.sql.transactionScope();
-    const grants = scope === undefined ? undefined : this.#prefetched.get(scope)?.grants;
-    const row = grants?.get(key);
-    if (row !== undefined) grants!.delete(key);
-    return row;
+  /** Send findWithGrant's read now, in a `/token` transaction (src/store/oidc-read-ahead.ts `readAhead`). */
+  readAhead(model: 'RefreshToken' | 'AuthorizationCode', id: string): void {
+    this.#ahead.readAhead(model, modelKey(model, id));
   }
 
   async findByUid(model: string, uid: string): Promise<Payload | undefined> {

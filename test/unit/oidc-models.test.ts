@@ -212,6 +212,31 @@ describe('store › oidc-models › a grant read with its code or refresh token 
     });
   });
 
+  it("readAhead (a /token request's token, sent with the client lookup): on PostgreSQL the token and its grant come from it with no read of their own; any write through the store in between makes the token read again; outside a transaction, and on SQLite, it does nothing", async () => {
+    const { db, store, reads } = await seeded();
+    const plain = await store.findWithGrant('RefreshToken', 'rt-1');
+    await db.transaction(async () => {
+      store.readAhead('RefreshToken', 'rt-1');
+      const before = reads();
+      expect(await store.findWithGrant('RefreshToken', 'rt-1')).toEqual(plain);
+      expect(await store.find('Grant', 'g1')).toMatchObject({ accountId: 'alice' });
+      expect(reads() - before, 'reads made after readAhead').toBe(onPostgres ? 0 : 1);
+    });
+    await db.transaction(async () => {
+      store.readAhead('RefreshToken', 'rt-1');
+      await store.consume('RefreshToken', 'rt-1'); // a write in between: what was read ahead is stale
+      const before = reads();
+      expect(await store.findWithGrant('RefreshToken', 'rt-1')).toMatchObject({ consumed: expect.any(Number) });
+      expect(reads() - before).toBe(1);
+    });
+    store.readAhead('AuthorizationCode', 'code-1'); // outside a transaction: nothing
+    const before = reads();
+    await db.transaction(async () => {
+      expect(await store.findWithGrant('AuthorizationCode', 'code-1')).toMatchObject({ grantId: 'g1' });
+    });
+    expect(reads() - before).toBe(1);
+  });
+
   it('a missing grant is read (and found missing); expiry is judged when the grant is served, not when it was joined', async () => {
     const { db, store } = await seeded();
     await store.upsert('RefreshToken', 'rt-orphan', { jti: 'rt-orphan', grantId: 'g-gone' }, 600);
