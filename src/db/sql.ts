@@ -108,7 +108,8 @@ export interface Sql {
   /**
    * A read sent ahead inside a transaction (PostgreSQL: at once, pipelined, corked like `runLater`,
    * so it leaves with the next statement that is waited for); the promise answers when it is
-   * answered. Its failure dooms the transaction. Elsewhere: `one`.
+   * answered. Its failure dooms the transaction (on PostgreSQL even when the caller handles it),
+   * and the caller must handle the promise's rejection, as it may never await it. Elsewhere: `one`.
    */
   oneLater<T>(sql: string, params?: readonly unknown[]): Promise<T | undefined>;
   /**
