@@ -95,6 +95,11 @@ function matches(pattern: HostPattern, host: string, port: number): boolean {
   return pattern.wildcard ? !isIpHost(host) && host.endsWith(`.${pattern.host}`) : host === pattern.host;
 }
 
+/** Whether a client_id is a URL, the shape of a Client ID Metadata Document client's id (DCR ids never are): the one test of it. */
+export function looksLikeClientIdUrl(clientId: unknown): clientId is string {
+  return typeof clientId === 'string' && /^https?:\/\//i.test(clientId);
+}
+
 /** The trust policy the configuration sets (CIMD_ALLOWED_HOSTS, CIMD_DENIED_HOSTS; the test-only http allowance). */
 export function trustPolicyOf(config: { cimd: { allowedHosts: readonly string[]; deniedHosts: readonly string[] }; dangerouslyAllowInsecureHttp: boolean }): HostTrustPolicy {
   return { allowedHosts: config.cimd.allowedHosts, deniedHosts: config.cimd.deniedHosts, dangerouslyAllowInsecureHttp: config.dangerouslyAllowInsecureHttp };

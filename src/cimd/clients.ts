@@ -44,7 +44,7 @@ import type { Stores } from '../store/index.js';
 import type { ClientIdMetadata } from './document.js';
 import type { CimdFetchOptions } from './fetch.js';
 import { createClientIdMetadataResolver } from './resolve.js';
-import { checkClientIdUrl, trustPolicyOf } from './client-id.js';
+import { checkClientIdUrl, looksLikeClientIdUrl, trustPolicyOf } from './client-id.js';
 
 /** Who asked (audit and provenance). */
 export interface Requester {
@@ -173,7 +173,7 @@ export function createCimdClients(deps: CimdClientsDeps): CimdClients {
 
   return {
     enabled: config.cimd.enabled,
-    isCimdClientId: (clientId): clientId is string => config.cimd.enabled && typeof clientId === 'string' && /^https?:\/\//i.test(clientId),
+    isCimdClientId: (clientId): clientId is string => config.cimd.enabled && looksLikeClientIdUrl(clientId),
     ensure,
     isStored: async (clientId) => (await stores.models.find('Client', clientId)) !== undefined,
     async ensureStored(clientId, who) {

@@ -19,7 +19,7 @@
  * so revocation stays immediate.
  */
 import type { ConsentLifetime, ConsentStore } from '../store/consents.js';
-import { checkClientIdUrl, type HostTrustPolicy } from '../cimd/client-id.js';
+import { checkClientIdUrl, looksLikeClientIdUrl, type HostTrustPolicy } from '../cimd/client-id.js';
 import { isActive } from '../consent/status.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
 import { sha256 } from '../crypto/keys.js';
@@ -124,7 +124,7 @@ export function createTokenCheck(models: OidcModelStore, consents: ConsentStore,
   const standing = (clientId: unknown, disabledAt: number | null, kind: string | null): ClientStanding => {
     if (disabledAt !== null) return 'client_disabled';
     // A URL-shaped client_id without its clients_meta row (a write lost before its storage became one transaction) is a CIMD client too.
-    const isCimd = kind === 'cimd' || (kind === null && /^https?:\/\//i.test(String(clientId)));
+    const isCimd = kind === 'cimd' || (kind === null && looksLikeClientIdUrl(clientId));
     if (isCimd && (!cimd.enabled || !checkClientIdUrl(String(clientId), cimd.trust).ok)) return 'cimd_refused';
     return 'ok';
   };

@@ -140,24 +140,25 @@ const tokenFor = (config: Config, i: number) =>
 
 type Measured = LoadResult & { cpuPerRequest: number };
 /** One load run; also the CPU time (µs) the server under test spent per request (for (b) and (c), the proxy alone). */
-async function load(config: Config, connections: number, seconds: number): Promise<Measured> {
-  const url = new URL(urls[config]);
-  const cpuBefore = await cpuOf(config);
-  const result = await runLoad({
+/** `tools/list` calls to a gateway URL, each with the token `token(i)`. */
+function gatewayLoad(href: string, connections: number, seconds: number, token: (i: number) => string): Promise<LoadResult> {
+  const url = new URL(href);
+  return runLoad({
     url: url.href,
     connections,
     durationMs: seconds * 1000,
     request: (worker, n) => ({
       method: 'POST',
       path: url.pathname,
-      headers: {
-        'content-type': 'application/json',
-        accept: 'application/json, text/event-stream',
-        authorization: `Bearer ${tokenFor(config, worker + n)}`,
-      },
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${token(worker + n)}` },
       body: body(n),
     }),
   });
+}
+
+async function load(config: Config, connections: number, seconds: number): Promise<Measured> {
+  const cpuBefore = await cpuOf(config);
+  const result = await gatewayLoad(urls[config], connections, seconds, (i) => tokenFor(config, i));
   return { ...result, cpuPerRequest: ((await cpuOf(config)) - cpuBefore) / Math.max(1, result.requests) };
 }
 
@@ -347,19 +348,8 @@ async function replicaRun(env: Record<string, string>): Promise<{ rss: number; r
     await new Promise((r) => setTimeout(r, 100));
   }
   const rates: string[] = [];
-  const url = new URL('/mcp', base);
   for (const connections of CONCURRENCY) {
-    const r = await runLoad({
-      url: url.href,
-      connections,
-      durationMs: SECONDS * 1000,
-      request: (worker, n) => ({
-        method: 'POST',
-        path: url.pathname,
-        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${(pgTokens[(worker + n) % pgTokens.length] as { access: string }).access}` },
-        body: body(n),
-      }),
-    });
+    const r = await gatewayLoad(`${base}/mcp`, connections, SECONDS, (i) => tokenFor('e', i));
     rates.push(`gateway c=${connections} ${Math.round(r.rps)} req/s (${r.errors} errors)`);
   }
   const chains = pgRun?.chains ?? [];
