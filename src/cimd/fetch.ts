@@ -8,7 +8,8 @@
  * 1. CIMD-01 and the trust policy, before any DNS lookup (src/cimd/client-id.ts): an https
  *    client_id in canonical form, allowed/denied hosts; http only under the test allowance.
  * 2. One resolution: an IP literal is used as is; a name is resolved ONCE (`lookup`, by default
- *    `dns.lookup` with `all: true`). EVERY address returned must be public
+ *    src/cimd/dns.ts: A and AAAA through c-ares, off libuv's thread pool, cancelled at the
+ *    deadline). EVERY address returned must be public
  *    (src/cimd/address-policy.ts): decision "any ⇒ refuse" — one private address among public
  *    ones is refused, not filtered out, because a name that points inside is either an attack
  *    or a misconfiguration, and P must not guess which. Under the insecure-http test allowance
@@ -37,10 +38,10 @@
  * refused address, must return an IP literal (a name is refused, so it cannot cause a lookup),
  * and cannot change what the TLS identity check compares against.
  */
-import { lookup as dnsLookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { Client, errors as undiciErrors } from 'undici';
 import { classifyAddress, isLoopbackAddress } from './address-policy.js';
+import { createDnsResolver, type ResolvedAddress, type Resolver } from './dns.js';
 import { checkClientIdUrl, type ClientIdRefusal, type HostTrustPolicy } from './client-id.js';
 import { errorCode, pinnedConnector, printable, type CheckedTarget, type ConnectOptions, type ConnectState } from './connect.js';
 import { firstHeader, header, refuseHead, type Headers } from './response.js';
@@ -78,17 +79,13 @@ export type CimdFetchReason =
   /** not UTF-8, or not JSON */
   | 'not_json';
 
-export interface ResolvedAddress {
-  address: string;
-  family?: number;
-}
-
-/** Resolves a host name to its addresses; called at most once per fetch. */
-export type Resolver = (hostname: string) => Promise<readonly ResolvedAddress[]>;
+export type { ResolvedAddress, Resolver } from './dns.js';
 
 export interface CimdFetchOptions extends HostTrustPolicy, ConnectOptions {
-  /** default: dns.lookup(host, { all: true, verbatim: true }) */
+  /** default: createDnsResolver() (src/cimd/dns.ts) */
   lookup?: Resolver;
+  /** the DNS servers the default resolver asks (`ip` or `ip:port`) instead of the system's */
+  dnsServers?: readonly string[];
   /** default FETCH_TIMEOUT_MS */
   timeoutMs?: number;
   /** default MAX_DOCUMENT_BYTES */
@@ -115,7 +112,7 @@ export type CimdFetchResult =
     }
   | { ok: false; url: string; reason: CimdFetchReason; detail: string; fetchedAt: number; address?: string };
 
-const defaultResolver: Resolver = (hostname) => dnsLookup(hostname, { all: true, verbatim: true });
+const defaultResolver: Resolver = createDnsResolver();
 
 function raceDeadline<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {
@@ -152,7 +149,8 @@ async function checkedTargets(
     resolved = [{ address: hostname }];
   } else {
     try {
-      resolved = await raceDeadline((options.lookup ?? defaultResolver)(hostname), deadline);
+      const lookup = options.lookup ?? (options.dnsServers ? createDnsResolver({ servers: options.dnsServers }) : defaultResolver);
+      resolved = await raceDeadline(lookup(hostname, deadline), deadline);
     } catch (error) {
       if (deadline.aborted) return refuse('timeout', `no answer from DNS for ${printable(hostname)} within ${timeoutMs} ms`);
       return refuse('dns_failed', `${printable(hostname)} did not resolve: ${errorCode(error)}`);
