@@ -7,8 +7,8 @@
  *      resource's RFC 9728 metadata, or 403 `insufficient_scope` naming the scope;
  *   2b. GW-15/16: per-tool scopes and the header–body rule, for the few bodies they need
  *      (src/gateway/tool-policy.ts): 403 `insufficient_scope` naming every scope, or 400;
- *   3. GW-09: an MCP session id that is unknown, or was issued to another user or client ⇒ 404,
- *      without contacting R (src/gateway/sessions.ts);
+ *   3. GW-09: a session id in the query (HTTP+SSE) ⇒ 400; an unknown one, or one issued to another
+ *      user or client ⇒ 404; R not contacted (src/gateway/sessions.ts);
  *   4. U's token for the grant, refreshed when due (src/gateway/upstream-token.ts);
  *   5. the request is streamed to R with U's token (src/gateway/forward.ts), the response
  *      streamed back with U's access and refresh tokens redacted (GW-13, src/gateway/redact.ts).
@@ -191,12 +191,11 @@ class RouteGateway {
 
   /** Step 3, GW-09, AT-15: only the user and client a session was issued to; an unknown id fails closed, R is not contacted. */
   private sessionAllowed(x: Exchange, who: Who): Maybe<boolean> {
-    const sessionId = x.req.headers['mcp-session-id'];
-    if (!this.route.mcp || typeof sessionId !== 'string') return true;
-    return after(this.deps.sessions.check(sessionId, who), (verdict) => {
-      if (verdict === 'ok') return true;
-      this.reject(x, verdict === 'unknown' ? 'unknown_session' : 'foreign_session', who);
-      jsonRpcError(x.res, 404, 'Session not found', -32001);
+    if (!this.route.mcp) return true;
+    return after(this.deps.sessions.judge(x.suffix, x.req.headers['mcp-session-id'], who), (refusal) => {
+      if (!refusal) return true;
+      this.reject(x, refusal.reason, who);
+      jsonRpcError(x.res, refusal.status, refusal.message, refusal.code);
       return false;
     });
   }

@@ -27,6 +27,35 @@ export const MAX_CACHED_SESSIONS = 10_000;
 
 export type SessionVerdict = 'ok' | 'unknown' | 'foreign';
 
+/** How a request is refused at step 3: its audit reason and the JSON-RPC error answered. */
+export interface SessionRefusal {
+  reason: 'unknown_session' | 'foreign_session' | 'legacy_session';
+  status: 400 | 404;
+  message: string;
+  code: number;
+}
+const REFUSALS: Record<'unknown' | 'foreign' | 'legacy', SessionRefusal> = {
+  unknown: { reason: 'unknown_session', status: 404, message: 'Session not found', code: -32001 },
+  foreign: { reason: 'foreign_session', status: 404, message: 'Session not found', code: -32001 },
+  legacy: { reason: 'legacy_session', status: 400, message: 'Bad Request: a session id in the query (the HTTP+SSE transport) is not supported; use Streamable HTTP', code: -32600 },
+};
+
+const LEGACY_SESSION_PARAMS = new Set(['sessionid', 'session_id']);
+
+/**
+ * GW-09, AT-15 for the HTTP+SSE transport of MCP 2024-11-05, which names its session in the
+ * query (`?sessionId=` in the TypeScript SDK, `?session_id=` in the Python SDK): an id R hands out
+ * inside its event stream, where P neither sees nor binds it. P forwards Streamable HTTP only, so
+ * a request naming a session that way (any spelling of the name's case, percent-encoded or not)
+ * is refused without contacting R: otherwise any valid token could post into another user's
+ * legacy session whose id it had learned. `query` is the request's query with its `?`, or ''.
+ */
+export function namesLegacySession(query: string): boolean {
+  if (query.length < 2) return false;
+  for (const name of new URLSearchParams(query.slice(1)).keys()) if (LEGACY_SESSION_PARAMS.has(name.toLowerCase())) return true;
+  return false;
+}
+
 const verdict = (owner: { subject: string; clientId: string }, who: SessionOwner): SessionVerdict => (owner.subject === who.subject && owner.clientId === who.clientId ? 'ok' : 'foreign');
 
 export interface SessionOwner {
@@ -55,6 +84,17 @@ export class SessionBinding {
   }
 
   /** May `who` use this session id? At once when cached (or read synchronously, SQLite), else a promise. */
+  /**
+   * The gateway's step 3 for one request to the MCP endpoint: undefined when it may go on, else
+   * how it is refused (R is not contacted either way). `query` as for namesLegacySession;
+   * `sessionId` the request's `Mcp-Session-Id` header.
+   */
+  judge(query: string, sessionId: string | string[] | undefined, who: SessionOwner): Maybe<SessionRefusal | undefined> {
+    if (namesLegacySession(query)) return REFUSALS.legacy;
+    if (typeof sessionId !== 'string') return undefined;
+    return after(this.check(sessionId, who), (verdict) => (verdict === 'ok' ? undefined : REFUSALS[verdict]));
+  }
+
   check(sessionId: string, who: SessionOwner): Maybe<SessionVerdict> {
     const key = sha256(sessionId);
     const now = this.clock();

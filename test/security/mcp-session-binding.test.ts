@@ -3,13 +3,14 @@
  * does not know used to pass to R, bindings lived in memory (lost at restart, oldest dropped past
  * 50k) and named only the user. Now they are stored (SHA-256 of the id) and bound to the user AND
  * the client; an unknown id, or one of another user or client, is answered 404 without
- * contacting R; they survive a restart; DELETE ends them; idle ones are purged.
+ * contacting R; they survive a restart; DELETE ends them; idle ones are purged. A session named in
+ * the query (the HTTP+SSE transport, which P does not bind) is refused with 400, R not contacted.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomUUID } from 'node:crypto';
 import { auditEvents, registerClient, rows } from '../helpers/app.js';
 import { Browser, authorizeClient, startStack, type Stack } from '../helpers/stack.js';
-import { callTool, openSession } from '../helpers/mcp-http.js';
+import { callTool, mcpPost, openSession } from '../helpers/mcp-http.js';
 import { MCP_SESSION_IDLE_MS } from '../../src/gateway/sessions.js';
 
 const sha = (s: string) => createHash('sha256').update(s).digest('base64url');
@@ -108,6 +109,30 @@ describe('MCP session bindings fail open', () => {
     expect(again.status).toBe(404);
     expect(again.messages[0]).toEqual(NOT_FOUND);
     expect(stack.mcp.received.length).toBe(before);
+  });
+
+  it('refuses a session named in the query (the HTTP+SSE transport: sessionId, session_id, any case, percent-encoded) with 400 on POST, GET and DELETE, without contacting R', async () => {
+    const LEGACY = { jsonrpc: '2.0', id: null, error: { code: -32600, message: 'Bad Request: a session id in the query (the HTTP+SSE transport) is not supported; use Streamable HTTP' } };
+    const victim = await openSession(mcp(), aliceA);
+    const refusedBefore = (await auditEvents(stack.app)).filter((e) => e.event === 'gateway.rejected' && e.reason === 'legacy_session').length;
+    const before = stack.mcp.received.length;
+    const queries = [`?sessionId=${victim}`, `?session_id=${victim}`, `?SESSIONID=${victim}`, `?x=1&session%5Fid=${victim}`, `?session%49d=${victim}`];
+    for (const query of queries) {
+      const headers = { authorization: `Bearer ${bobA}`, accept: 'application/json, text/event-stream', 'content-type': 'application/json' };
+      const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'whoami', arguments: {} } });
+      for (const init of [{ method: 'POST', body }, { method: 'GET' }, { method: 'DELETE' }]) {
+        const res = await fetch(`${mcp()}${query}`, { ...init, headers });
+        expect({ query, method: init.method, status: res.status, body: await res.json() }).toEqual({ query, method: init.method, status: 400, body: LEGACY });
+      }
+    }
+    expect(stack.mcp.received.length).toBe(before);
+    const audited = (await auditEvents(stack.app)).filter((e) => e.event === 'gateway.rejected' && e.reason === 'legacy_session');
+    expect(audited).toHaveLength(refusedBefore + queries.length * 3);
+    expect(audited.at(-1)).toMatchObject({ subject: 'bob' });
+    // Control: another query parameter passes, and the session's owner still uses it.
+    const other = await mcpPost(`${mcp()}?trace=1`, aliceA, { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'whoami', arguments: {} } }, { 'mcp-session-id': victim });
+    expect(other.status).toBe(200);
+    expect(stack.mcp.received.length).toBe(before + 1);
   });
 
   it('purges bindings unused for 24 hours in housekeeping; the client then gets 404 and starts a new session', async () => {
