@@ -246,9 +246,12 @@ export function createProvider(deps: ProviderDeps): Provider {
   // /register and /revoke are one transaction each, with those writes (issue 13).
   const atomic = [PROVIDER_ROUTES.token, PROVIDER_ROUTES.registration, PROVIDER_ROUTES.revocation];
   // A /token request's code or refresh token is read ahead, with the provider's client lookup (issue 11: one round trip fewer on PostgreSQL).
+  // Not for a request naming no client (no client_id, client_assertion or Authorization): the provider refuses it before any read,
+  // so it costs no round trip (nothing sent: no BEGIN, no COMMIT).
   const readAhead = (ctx: KoaContextWithOIDC) => {
     if (routeOf(ctx.path) !== PROVIDER_ROUTES.token) return;
     const body = (ctx.req as { body?: Record<string, unknown> }).body;
+    if (typeof body?.client_id !== 'string' && typeof body?.client_assertion !== 'string' && ctx.get('authorization') === '') return;
     if (body?.grant_type === 'refresh_token' && typeof body.refresh_token === 'string') deps.models.readAhead('RefreshToken', body.refresh_token);
     else if (body?.grant_type === 'authorization_code' && typeof body.code === 'string') deps.models.readAhead('AuthorizationCode', body.code);
   };

@@ -16,6 +16,8 @@ import { registerClient } from '../helpers/app.js';
 const db = pgDatabasePerFile('token_round_trips');
 let stack: Stack;
 const writes: string[] = [];
+/** the SQL of every statement sent on an acquired client while counting */
+const statements: string[] = [];
 let counting = false;
 
 beforeAll(async () => {
@@ -29,16 +31,23 @@ beforeAll(async () => {
     const writev = stream._writev.bind(stream);
     stream._write = (chunk: Buffer, encoding: string, cb: () => void) => (counting && writes.push('write'), write(chunk, encoding, cb));
     stream._writev = (chunks: unknown[], cb: () => void) => (counting && writes.push(`writev×${chunks.length}`), writev(chunks, cb));
+    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+    (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+      const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string } | undefined)?.text;
+      if (counting && text) statements.push(text);
+      return query(...args);
+    };
   });
 });
 afterAll(() => stack?.close());
 
-async function counted<T>(work: () => Promise<T>): Promise<{ value: T; writes: string[] }> {
+async function counted<T>(work: () => Promise<T>): Promise<{ value: T; writes: string[]; statements: string[] }> {
   writes.length = 0;
+  statements.length = 0;
   counting = true;
   try {
     const value = await work();
-    return { value, writes: [...writes] };
+    return { value, writes: [...writes], statements: [...statements] };
   } finally {
     counting = false;
   }
@@ -53,6 +62,32 @@ describe('round trips to PostgreSQL', () => {
     const { value, writes: seen } = await counted(() => refresh(stack.app, clientId, first.body.refresh_token));
     expect(value.status).toBe(200);
     expect(seen.length, seen.join(', ')).toBe(5);
+  });
+
+  it('a token request naming no client (no client_id, assertion or Authorization): its token is not read ahead — 3, the shared rate limit and the refusal audit record (BEGIN + the chain head; the row + COMMIT)', async () => {
+    const { clientId, tokens } = await authorizeClient(stack, new Browser('rt-2'), { login: 'rt-2' });
+    const anonymous = async () => {
+      const res = await fetch(`${stack.app.url}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: tokens.body.refresh_token }),
+      });
+      return { status: res.status, body: (await res.json()) as { error: string } };
+    };
+    await anonymous(); // warm
+    const { value, writes: seen, statements: sent } = await counted(anonymous);
+    expect(value.status).toBe(400);
+    expect(value.body.error).toMatch(/^invalid_(request|client)$/);
+    expect(seen.length, seen.join(', ')).toBe(3);
+    expect(
+      sent.filter((sql) => /oidc_models/.test(sql)),
+      sent.join('\n'),
+    ).toEqual([]);
+    // The control: the same request naming its client is read ahead (and refreshes).
+    const named = await counted(() => refresh(stack.app, clientId, tokens.body.refresh_token));
+    expect(named.value.status).toBe(200);
+    expect(named.writes.length, named.writes.join(', ')).toBe(5);
+    expect(named.statements.filter((sql) => /oidc_models/.test(sql)).length).toBeGreaterThan(0);
   });
 
   it('a registration: 3 (the shared rate limit; BEGIN + the client + its clients_meta row + the audit chain head; the audit row + COMMIT)', async () => {
