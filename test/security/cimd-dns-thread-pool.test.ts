@@ -8,8 +8,10 @@
  */
 import { pbkdf2 } from 'node:crypto';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDnsResolver } from '../../src/cimd/dns.js';
+import { Resolver as DnsResolver } from 'node:dns/promises';
+import type { NetworkInterfaceInfo } from 'node:os';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createDnsResolver, hasGlobalIpv6 } from '../../src/cimd/dns.js';
 import { fetchClientMetadata, type CimdFetchOptions } from '../../src/cimd/fetch.js';
 import { httpServer, httpsServer, recordingRoute, selfSignedCertificate, type Listener } from '../helpers/cimd.js';
 import { dnsServer, type DnsServer } from '../helpers/dns-server.js';
@@ -35,6 +37,8 @@ beforeAll(async () => {
     [HOST]: { A: [FAKE_PUBLIC_V4], AAAA: [FAKE_PUBLIC_V6] },
     'v4only.example': { A: [FAKE_PUBLIC_V4] },
     'inside.example': { A: [FAKE_PUBLIC_V4], AAAA: ['fd00::1'] },
+    // four A records and one AAAA (GitHub Pages has four of each)
+    'pages.example': { A: ['185.199.108.153', '185.199.109.153', '185.199.110.153', '185.199.111.153'], AAAA: [FAKE_PUBLIC_V6] },
   });
   silentDns = await dnsServer('silent');
 });
@@ -47,6 +51,7 @@ function options(server: DnsServer, extra: CimdFetchOptions = {}) {
   return { route, options: { dnsServers: [server.address], testOnlyRoute: route, ca: tls.cert, ...extra } satisfies CimdFetchOptions };
 }
 
+const iface = (address: string, internal = false) => ({ address, family: 'IPv6', internal, netmask: 'ffff::', mac: '00:00:00:00:00:00', cidr: null, scopeid: 0 }) as NetworkInterfaceInfo;
 const asked = (server: DnsServer, name: string) => server.questions.filter((q) => q.name === name).map((q) => q.type);
 
 describe('CIMD-05: the default resolver (c-ares, A and AAAA)', () => {
@@ -106,6 +111,61 @@ describe('CIMD-05: the default resolver (c-ares, A and AAAA)', () => {
     const result = await fetchClientMetadata(`https://docs.localhost:${internal.port}/client.json`, o);
     expect(result).toMatchObject({ ok: false, reason: 'not_public_address' });
     expect(route.seen).toEqual([]);
+  });
+});
+
+describe('CIMD-05: the order of the addresses (src/cimd/connect.ts tries four at most)', () => {
+  it('interleaves the families, IPv6 first when this machine has a global IPv6 address, IPv4 first otherwise', async () => {
+    const v4 = ['185.199.108.153', '185.199.109.153', '185.199.110.153', '185.199.111.153'];
+    const sixFirst = await createDnsResolver({ servers: [dns.address], preferIpv6: () => true })('pages.example');
+    expect(sixFirst.map((a) => a.address)).toEqual([FAKE_PUBLIC_V6, ...v4]);
+    const fourFirst = await createDnsResolver({ servers: [dns.address], preferIpv6: () => false })('pages.example');
+    expect(fourFirst.map((a) => a.address)).toEqual([v4[0], FAKE_PUBLIC_V6, v4[1], v4[2], v4[3]]);
+    expect(hasGlobalIpv6({ lo: [iface('::1', true)], eth0: [iface('fd00::2'), iface('fe80::1')] })).toBe(false);
+    expect(hasGlobalIpv6({ eth0: [iface('fe80::1'), iface('2001:db8:1::5')] })).toBe(true);
+  });
+
+  it('a host that reaches IPv6 only still gets the document of a name with four A records (review: IPv4 first never tried IPv6)', async () => {
+    // Every IPv4 target goes to a closed port (what ENETUNREACH is to the connector), IPv6 to the document server.
+    const closed = await httpServer(() => undefined);
+    await closed.close();
+    const tlsFor = selfSignedCertificate(['pages.example']);
+    const pages = await httpsServer(tlsFor, (req, res) => {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ client_id: `https://pages.example${req.url}`, client_name: 'Pages', redirect_uris: ['http://127.0.0.1/cb'] }));
+    });
+    try {
+      for (const preferIpv6 of [true, false]) {
+        const route = recordingRoute({ [FAKE_PUBLIC_V6]: pages.port }, closed.port);
+        const lookup = createDnsResolver({ servers: [dns.address], preferIpv6: () => preferIpv6 });
+        const result = await fetchClientMetadata('https://pages.example/client.json', { lookup, testOnlyRoute: route, ca: tlsFor.cert });
+        expect(result, `preferIpv6 ${preferIpv6}`).toMatchObject({ ok: true, address: FAKE_PUBLIC_V6 });
+        expect(route.seen.map((t) => t.address)).toEqual(preferIpv6 ? [FAKE_PUBLIC_V6] : ['185.199.108.153', FAKE_PUBLIC_V6]);
+      }
+    } finally {
+      await pages.close();
+    }
+  });
+});
+
+describe('CIMD-05: the production default (no lookup, no servers given)', () => {
+  it('asks through c-ares (Resolver.resolve4 and resolve6 of node:dns/promises), not getaddrinfo', async () => {
+    const resolve4 = vi.spyOn(DnsResolver.prototype, 'resolve4').mockImplementation(async () => ['10.0.0.7']);
+    const resolve6 = vi.spyOn(DnsResolver.prototype, 'resolve6').mockImplementation(async () => {
+      throw Object.assign(new Error('queryAaaa ENODATA'), { code: 'ENODATA' });
+    });
+    try {
+      const before = docs.connections + internal.connections;
+      const result = await fetchClientMetadata('https://client.example/client.json');
+      // The stub's private address was judged: the answer came from c-ares (getaddrinfo would have failed to resolve here).
+      expect(result).toMatchObject({ ok: false, reason: 'not_public_address', address: '10.0.0.7' });
+      expect(resolve4).toHaveBeenCalledWith('client.example');
+      expect(resolve6).toHaveBeenCalledWith('client.example');
+      expect(docs.connections + internal.connections).toBe(before);
+    } finally {
+      resolve4.mockRestore();
+      resolve6.mockRestore();
+    }
   });
 });
 
