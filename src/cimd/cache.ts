@@ -69,7 +69,8 @@ export interface CacheEntryInfo {
 }
 
 export interface CimdCacheOptions<T> {
-  load: (url: string) => Promise<LoadResult<T>>;
+  /** `requester`: who asked for the load that starts (passed through from `get`) */
+  load: (url: string, requester?: string) => Promise<LoadResult<T>>;
   now?: () => number;
   maxEntries?: number;
   minTtlMs?: number;
@@ -145,8 +146,8 @@ interface Entry<T> {
 }
 
 export interface CimdCache<T> {
-  /** The outcome for `url`: cached while fresh, else loaded (one load per URL at a time). */
-  get(url: string): Promise<CacheOutcome<T>>;
+  /** The outcome for `url`: cached while fresh, else loaded (one load per URL at a time; a lookup that starts one names its `requester`). */
+  get(url: string, requester?: string): Promise<CacheOutcome<T>>;
   /** Forget `url` (a load in flight still answers its callers but is not stored). */
   delete(url: string): void;
   entries(): CacheEntryInfo[];
@@ -215,7 +216,7 @@ export function createCimdCache<T>(options: CimdCacheOptions<T>): CimdCache<T> {
   const inflight = new Map<string, Promise<CacheOutcome<T>>>();
 
   return {
-    get(url) {
+    get(url, requester) {
       const entry = store.map.get(url);
       if (entry?.outcome && now() < entry.expiresAt) {
         store.touch(url, entry);
@@ -225,7 +226,7 @@ export function createCimdCache<T>(options: CimdCacheOptions<T>): CimdCache<T> {
       if (running) return running;
       // The load starts on a later tick, so `loading` is assigned before any callback reads it.
       const loading: Promise<CacheOutcome<T>> = Promise.resolve()
-        .then(() => options.load(url))
+        .then(() => options.load(url, requester))
         .then((result) =>
           inflight.get(url) === loading && (result.ok || !options.unrecordedReasons?.has(result.reason)) ? store.record(url, result) : { ...result, fromCache: false, expiresAt: result.fetchedAt },
         )

@@ -43,7 +43,7 @@ import { redirectHosts } from '../oauth/redirect-uri.js';
 import type { Stores } from '../store/index.js';
 import type { ClientIdMetadata } from './document.js';
 import type { CimdFetchOptions } from './fetch.js';
-import { createClientIdMetadataResolver } from './resolve.js';
+import { createClientIdMetadataResolver, requesterOf } from './resolve.js';
 import { checkClientIdUrl, looksLikeClientIdUrl, trustPolicyOf } from './client-id.js';
 
 /** Who asked (audit and provenance). */
@@ -60,7 +60,7 @@ export interface CimdClientsDeps {
   stores: Pick<Stores, 'models' | 'clientsMeta' | 'transaction'>;
   audit: Audit;
   /** TEST SEAM: resolver, test route, trust anchors, clock of the fetcher (production: none) */
-  fetch?: Pick<CimdFetchOptions, 'lookup' | 'testOnlyRoute' | 'ca' | 'now'> & { maxConcurrentFetches?: number };
+  fetch?: Pick<CimdFetchOptions, 'lookup' | 'testOnlyRoute' | 'ca' | 'now'> & { maxConcurrentFetches?: number; maxFetchesPerRequester?: number };
   now?: () => number;
 }
 
@@ -148,6 +148,7 @@ export function createCimdClients(deps: CimdClientsDeps): CimdClients {
   const resolver = createClientIdMetadataResolver({
     fetch: { ...trust, ...deps.fetch },
     ...(deps.fetch?.maxConcurrentFetches !== undefined ? { maxConcurrentFetches: deps.fetch.maxConcurrentFetches } : {}),
+    ...(deps.fetch?.maxFetchesPerRequester !== undefined ? { maxFetchesPerRequester: deps.fetch.maxFetchesPerRequester } : {}),
     admission: { redirectSchemes: config.redirectSchemes },
     now: deps.now ?? Date.now,
   });
@@ -155,7 +156,7 @@ export function createCimdClients(deps: CimdClientsDeps): CimdClients {
 
   async function resolve(clientId: string, who: Requester): Promise<EnsureResult> {
     if (await stores.clientsMeta.isDisabled(clientId)) return { ok: true }; // the provider refuses it as unknown
-    const outcome = await resolver.get(clientId);
+    const outcome = await resolver.get(clientId, requesterOf(who.ip));
     // P's own overload says nothing about the client's document: 503, nothing counted or audited.
     if (!outcome.ok && outcome.reason === 'busy') return { ok: false, reason: 'busy', detail: outcome.detail };
     if (!outcome.ok) return noteRefusal(deps, clientId, outcome, who);

@@ -8,6 +8,7 @@
  * - CIMD-06: only a valid document is a success; an invalid one is never cached (the cache
  *   stores failures only for the reasons it lists, none of which is a document reason).
  */
+import { ipKeyGenerator } from 'express-rate-limit';
 import type { AdmissionPolicy } from '../oauth/admission.js';
 import { createCimdCache, type CimdCache, type CimdCacheOptions, type LoadResult } from './cache.js';
 import { validateClientMetadataDocument, type ClientIdMetadata, type DocumentRefusal } from './document.js';
@@ -23,6 +24,16 @@ export type CimdRefusal = CimdFetchReason | DocumentRefusal | 'busy';
  * this bound a lookup is refused as `busy` at once, before any DNS lookup or connection.
  */
 export const MAX_CONCURRENT_FETCHES = 32;
+/**
+ * And at most this many of them started by one requester — a client address, IPv6 by its /56 as
+ * the rate limits count it (express-rate-limit `ipKeyGenerator`) — so that one address cannot take
+ * every slot with a burst of new client_ids whose host or DNS never answers (its registration
+ * budget allows 30 at once): beyond it that address's next lookup is `busy`, other addresses' are not.
+ */
+export const MAX_FETCHES_PER_REQUESTER = 4;
+
+/** Who counts as one requester for MAX_FETCHES_PER_REQUESTER: the client address, as the rate limits count it. */
+export const requesterOf = (ip: string | undefined): string | undefined => (ip ? ipKeyGenerator(ip) : undefined);
 const UNRECORDED: ReadonlySet<string> = new Set(['busy']);
 
 export interface ResolveOptions {
@@ -32,6 +43,8 @@ export interface ResolveOptions {
   fetcher?: typeof fetchClientMetadata;
   /** default MAX_CONCURRENT_FETCHES */
   maxConcurrentFetches?: number;
+  /** default MAX_FETCHES_PER_REQUESTER */
+  maxFetchesPerRequester?: number;
 }
 
 /** Fetch and validate; a LoadResult for the cache. Never rejects for remote behaviour. */
@@ -56,16 +69,25 @@ export async function loadClientIdMetadata(url: string, options: ResolveOptions)
 
 /** A cache of validated CIMD client metadata, loading through fetch + document validation. */
 export function createClientIdMetadataResolver(options: ResolveOptions & Omit<CimdCacheOptions<ClientIdMetadata>, 'load'>): CimdCache<ClientIdMetadata> {
-  const { fetch, admission, fetcher, maxConcurrentFetches = MAX_CONCURRENT_FETCHES, ...cacheOptions } = options;
+  const { fetch, admission, fetcher, maxConcurrentFetches = MAX_CONCURRENT_FETCHES, maxFetchesPerRequester = MAX_FETCHES_PER_REQUESTER, ...cacheOptions } = options;
   let fetching = 0;
-  const load = async (url: string): Promise<LoadResult<ClientIdMetadata>> => {
-    if (fetching >= maxConcurrentFetches)
-      return { ok: false, reason: 'busy', detail: `${maxConcurrentFetches} client metadata documents are being fetched already; try again in a moment`, fetchedAt: (fetch.now ?? Date.now)() };
+  const byRequester = new Map<string, number>();
+  const busy = (detail: string): LoadResult<ClientIdMetadata> => ({ ok: false, reason: 'busy', detail: `${detail}; try again in a moment`, fetchedAt: (fetch.now ?? Date.now)() });
+  const load = async (url: string, requester?: string): Promise<LoadResult<ClientIdMetadata>> => {
+    if (fetching >= maxConcurrentFetches) return busy(`${maxConcurrentFetches} client metadata documents are being fetched already`);
+    const mine = requester === undefined ? 0 : (byRequester.get(requester) ?? 0);
+    if (requester !== undefined && mine >= maxFetchesPerRequester) return busy(`${maxFetchesPerRequester} client metadata documents asked for from this address are being fetched already`);
     fetching += 1;
+    if (requester !== undefined) byRequester.set(requester, mine + 1);
     try {
       return await loadClientIdMetadata(url, { fetch, admission, ...(fetcher ? { fetcher } : {}) });
     } finally {
       fetching -= 1;
+      if (requester !== undefined) {
+        const left = (byRequester.get(requester) ?? 1) - 1;
+        if (left > 0) byRequester.set(requester, left);
+        else byRequester.delete(requester);
+      }
     }
   };
   return createCimdCache({ ...cacheOptions, load, unrecordedReasons: UNRECORDED });

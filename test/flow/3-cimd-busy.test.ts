@@ -3,7 +3,8 @@
  * taken (src/cimd/resolve.ts MAX_CONCURRENT_FETCHES, here 1 through the test seam), an
  * authorization naming another CIMD client_id is answered 503 with Retry-After — not the "cannot
  * be identified" page — with no lookup, no `cimd.refused` row, nothing counted or remembered; once
- * the slot is free the same client_id is fetched.
+ * the slot is free the same client_id is fetched. The same for one client address's share of the
+ * slots (MAX_FETCHES_PER_REQUESTER, here 1): another address still gets its fetch.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { auditEvents, rows, startTestApp, type TestApp } from '../helpers/app.js';
@@ -48,4 +49,41 @@ it('answers 503 with Retry-After while every fetch slot is taken, records nothin
   expect(lookups, 'busy was not remembered: fetched now').toEqual(['one.example', 'two.example']);
   const refused = (await auditEvents(app)).filter((e) => e.event === 'cimd.refused').map((e) => `${e.client_id}:${e.reason}`);
   expect(refused).toEqual(['https://one.example/client.json:dns_failed', 'https://two.example/client.json:dns_failed']);
+});
+
+it("answers 503 to an address whose share of the fetch slots is taken, while another address's client_id is fetched", async () => {
+  let open!: () => void;
+  const held = new Promise<void>((resolve) => (open = resolve));
+  const asked: string[] = [];
+  const lookup = async (hostname: string) => {
+    asked.push(hostname);
+    await held;
+    throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' });
+  };
+  const proxied = await startTestApp({ env: { TRUST_PROXY: 'loopback' }, cimdFetch: { lookup, maxFetchesPerRequester: 1 } });
+  try {
+    const from = (ip: string, clientId: string) => fetch(buildAuthorization(proxied, { clientId }).url, { redirect: 'manual', headers: { accept: 'text/html', 'x-forwarded-for': ip } });
+    const first = from('203.0.113.7', 'https://a1.example/client.json');
+    for (let i = 0; i < 200 && !asked.includes('a1.example'); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(asked).toEqual(['a1.example']);
+
+    const busy = await from('203.0.113.7', 'https://a2.example/client.json');
+    expect(busy.status).toBe(503);
+    expect(busy.headers.get('retry-after')).toBe('1');
+    expect(busy.headers.get('location')).toBeNull();
+    expect(asked, 'no lookup for the refused one').toEqual(['a1.example']);
+
+    const elsewhere = from('198.51.100.9', 'https://b1.example/client.json');
+    for (let i = 0; i < 200 && !asked.includes('b1.example'); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(asked, 'another address is fetched while the first one waits').toEqual(['a1.example', 'b1.example']);
+
+    open();
+    expect((await first).status).toBe(400);
+    expect((await elsewhere).status).toBe(400);
+    expect((await auditEvents(proxied)).filter((e) => e.event === 'cimd.refused').map((e) => e.client_id)).toEqual(['https://a1.example/client.json', 'https://b1.example/client.json']);
+    expect(await rows(proxied, 'SELECT client_id FROM clients_meta')).toEqual([]);
+  } finally {
+    open();
+    await proxied.close();
+  }
 });

@@ -3,10 +3,12 @@
  * (src/cimd/resolve.ts): the cache remembers failures per URL, so distinct URLs on a silent host
  * each held a connection for the whole 5 s deadline (found by review, 2026-12-06). Beyond the
  * bound a lookup is refused as `busy` at once — the fetcher is not called — and `busy` is not
- * cached: once a fetch ends, the next lookup of that URL fetches.
+ * cached: once a fetch ends, the next lookup of that URL fetches. And at most
+ * MAX_FETCHES_PER_REQUESTER of them started by one client address (IPv6 by its /56), so that one
+ * address cannot take every slot with a burst of new client_ids.
  */
 import { expect, it } from 'vitest';
-import { createClientIdMetadataResolver, MAX_CONCURRENT_FETCHES } from '../../src/cimd/resolve.js';
+import { createClientIdMetadataResolver, MAX_CONCURRENT_FETCHES, MAX_FETCHES_PER_REQUESTER, requesterOf } from '../../src/cimd/resolve.js';
 import type { CimdFetchResult, fetchClientMetadata } from '../../src/cimd/fetch.js';
 
 it(`fetches at most ${MAX_CONCURRENT_FETCHES} documents at once; the next is busy without a fetch, and busy is not remembered`, async () => {
@@ -38,4 +40,49 @@ it(`fetches at most ${MAX_CONCURRENT_FETCHES} documents at once; the next is bus
   expect(started.at(-1), 'busy was not cached: the URL is fetched now').toBe(url(MAX_CONCURRENT_FETCHES));
   for (const resolve of pending.splice(0)) resolve({ ok: false, url: '', reason: 'timeout', detail: 'silent', fetchedAt: 0 });
   await Promise.all([...lookups, retried]);
+});
+
+it(`fetches at most ${MAX_FETCHES_PER_REQUESTER} documents at once for one requester; other requesters still fetch; a slot freed is usable again`, async () => {
+  const pending: ((result: CimdFetchResult) => void)[] = [];
+  const started: string[] = [];
+  const fetcher = ((url: string) =>
+    new Promise<CimdFetchResult>((resolve) => {
+      started.push(url);
+      pending.push(resolve);
+    })) as typeof fetchClientMetadata;
+  const resolver = createClientIdMetadataResolver({ fetch: { now: () => 0 }, admission: { redirectSchemes: [] }, fetcher, now: () => 0 });
+  const url = (who: string, i: number) => `https://silent.example/${who}/${i}`;
+  const a = requesterOf('203.0.113.7');
+  const mine = Array.from({ length: MAX_FETCHES_PER_REQUESTER }, (_, i) => resolver.get(url('a', i), a));
+  await new Promise((resolve) => setImmediate(resolve));
+  expect(started).toHaveLength(MAX_FETCHES_PER_REQUESTER);
+
+  const refused = await resolver.get(url('a', 99), a);
+  expect(refused).toMatchObject({ ok: false, reason: 'busy', fromCache: false });
+  expect(refused.ok === false && refused.detail).toContain('from this address');
+  expect(started, 'the fetcher was not called').toHaveLength(MAX_FETCHES_PER_REQUESTER);
+  expect(resolver.entries().find((e) => e.url === url('a', 99))).toBeUndefined();
+
+  // Another address, and a lookup naming no requester, fetch at once.
+  const other = resolver.get(url('b', 0), requesterOf('198.51.100.9'));
+  const anonymous = resolver.get(url('c', 0));
+  await new Promise((resolve) => setImmediate(resolve));
+  expect(started.slice(-2)).toEqual([url('b', 0), url('c', 0)]);
+
+  // One of a's fetches ends: a may start one more.
+  (pending.shift() as (result: CimdFetchResult) => void)({ ok: false, url: url('a', 0), reason: 'timeout', detail: 'silent', fetchedAt: 0 });
+  await mine[0];
+  const again = resolver.get(url('a', 99), a);
+  await new Promise((resolve) => setImmediate(resolve));
+  expect(started.at(-1)).toBe(url('a', 99));
+  for (const resolve of pending.splice(0)) resolve({ ok: false, url: '', reason: 'timeout', detail: 'silent', fetchedAt: 0 });
+  await Promise.all([...mine, other, anonymous, again]);
+});
+
+it('counts a requester as the rate limits do: an IPv4 address, IPv4-mapped IPv6 as its IPv4, IPv6 by its /56', () => {
+  expect(requesterOf('203.0.113.7')).toBe('203.0.113.7');
+  expect(requesterOf('::ffff:203.0.113.7')).toBe('203.0.113.7');
+  expect(requesterOf('2001:db8:1:2a::1')).toBe(requesterOf('2001:db8:1:ff:ffff::9'));
+  expect(requesterOf('2001:db8:1:2a::1')).not.toBe(requesterOf('2001:db8:1:100::1'));
+  expect(requesterOf(undefined)).toBeUndefined();
 });
