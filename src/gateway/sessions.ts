@@ -46,14 +46,25 @@ const LEGACY_SESSION_PARAMS = new Set(['sessionid', 'session_id']);
  * GW-09, AT-15 for the HTTP+SSE transport of MCP 2024-11-05, which names its session in the
  * query (`?sessionId=` in the TypeScript SDK, `?session_id=` in the Python SDK): an id R hands out
  * inside its event stream, where P neither sees nor binds it. P forwards Streamable HTTP only, so
- * a request naming a session that way (any spelling of the name's case, percent-encoded or not)
- * is refused without contacting R: otherwise any valid token could post into another user's
- * legacy session whose id it had learned. `query` is the request's query with its `?`, or ''.
+ * a request naming a session that way is refused without contacting R: otherwise any valid token
+ * could post into another user's legacy session whose id it had learned. A name counts in any
+ * case, percent-encoded or not, and as the bracket syntax of `qs` (express's extended query
+ * parser) and PHP reads it — `sessionId[]`, `sessionId[0]`, `[sessionId]` all name `sessionId`
+ * there (found by review, 2026-12-06). `query` is the request's query with its `?`, or ''.
  */
 export function namesLegacySession(query: string): boolean {
   if (query.length < 2) return false;
-  for (const name of new URLSearchParams(query.slice(1)).keys()) if (LEGACY_SESSION_PARAMS.has(name.toLowerCase())) return true;
+  for (const name of new URLSearchParams(query.slice(1)).keys()) for (const read of namesReadFrom(name)) if (LEGACY_SESSION_PARAMS.has(read.toLowerCase())) return true;
   return false;
+}
+
+/** A decoded query key, and the name a bracket-reading parser takes from it: before its first `[`, or inside a leading `[…]`. */
+function namesReadFrom(key: string): string[] {
+  const open = key.indexOf('[');
+  if (open === -1) return [key];
+  if (open > 0) return [key, key.slice(0, open)];
+  const close = key.indexOf(']');
+  return close > 1 ? [key, key.slice(1, close)] : [key];
 }
 
 const verdict = (owner: { subject: string; clientId: string }, who: SessionOwner): SessionVerdict => (owner.subject === who.subject && owner.clientId === who.clientId ? 'ok' : 'foreign');
@@ -83,7 +94,6 @@ export class SessionBinding {
     if (this.cache.size > this.max) this.cache.delete(this.cache.keys().next().value as string);
   }
 
-  /** May `who` use this session id? At once when cached (or read synchronously, SQLite), else a promise. */
   /**
    * The gateway's step 3 for one request to the MCP endpoint: undefined when it may go on, else
    * how it is refused (R is not contacted either way). `query` as for namesLegacySession;
@@ -95,6 +105,7 @@ export class SessionBinding {
     return after(this.check(sessionId, who), (verdict) => (verdict === 'ok' ? undefined : REFUSALS[verdict]));
   }
 
+  /** May `who` use this session id? At once when cached (or read synchronously, SQLite), else a promise. */
   check(sessionId: string, who: SessionOwner): Maybe<SessionVerdict> {
     const key = sha256(sessionId);
     const now = this.clock();

@@ -246,8 +246,8 @@ export function createProvider(deps: ProviderDeps): Provider {
   // /register and /revoke are one transaction each, with those writes (issue 13).
   const atomic = [PROVIDER_ROUTES.token, PROVIDER_ROUTES.registration, PROVIDER_ROUTES.revocation];
   // A /token request's code or refresh token is read ahead, with the provider's client lookup (issue 11: one round trip fewer on PostgreSQL).
-  // Not for a request naming no client (no client_id, client_assertion or Authorization): the provider refuses it before any read,
-  // so it costs no round trip (nothing sent: no BEGIN, no COMMIT).
+  // Not for a request naming no client (no client_id, client_assertion or Authorization): the provider refuses it without
+  // reading any token (an OAuth-Client-Attestation header alone: a client lookup, then invalid_client), so its token is not read.
   const readAhead = (ctx: KoaContextWithOIDC) => {
     if (routeOf(ctx.path) !== PROVIDER_ROUTES.token) return;
     const body = (ctx.req as { body?: Record<string, unknown> }).body;

@@ -117,6 +117,8 @@ describe('MCP session bindings fail open', () => {
     const refusedBefore = (await auditEvents(stack.app)).filter((e) => e.event === 'gateway.rejected' && e.reason === 'legacy_session').length;
     const before = stack.mcp.received.length;
     const queries = [`?sessionId=${victim}`, `?session_id=${victim}`, `?SESSIONID=${victim}`, `?x=1&session%5Fid=${victim}`, `?session%49d=${victim}`];
+    // Bracket spellings express's extended query parser (qs) reads as sessionId (review 2026-12-06: they reached R).
+    queries.push(`?[sessionId]=${victim}`, `?%5Bsession_id%5D=${victim}`, `?sessionId[]=${victim}`, `?sessionId%5B%5D=${victim}`, `?sessionId[0]=${victim}`, `?[sessionId][]=${victim}`);
     for (const query of queries) {
       const headers = { authorization: `Bearer ${bobA}`, accept: 'application/json, text/event-stream', 'content-type': 'application/json' };
       const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'whoami', arguments: {} } });
@@ -129,8 +131,13 @@ describe('MCP session bindings fail open', () => {
     const audited = (await auditEvents(stack.app)).filter((e) => e.event === 'gateway.rejected' && e.reason === 'legacy_session');
     expect(audited).toHaveLength(refusedBefore + queries.length * 3);
     expect(audited.at(-1)).toMatchObject({ subject: 'bob' });
-    // Control: another query parameter passes, and the session's owner still uses it.
-    const other = await mcpPost(`${mcp()}?trace=1`, aliceA, { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'whoami', arguments: {} } }, { 'mcp-session-id': victim });
+    // Control: another query parameter (brackets included) passes, and the session's owner still uses it.
+    const other = await mcpPost(
+      `${mcp()}?trace=1&filter[session]=x&[]=y`,
+      aliceA,
+      { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'whoami', arguments: {} } },
+      { 'mcp-session-id': victim },
+    );
     expect(other.status).toBe(200);
     expect(stack.mcp.received.length).toBe(before + 1);
   });
