@@ -11,7 +11,8 @@ import { expect, it } from 'vitest';
 import { createClientIdMetadataResolver, MAX_CONCURRENT_FETCHES, MAX_FETCHES_PER_REQUESTER, requesterOf } from '../../src/cimd/resolve.js';
 import type { CimdFetchResult, fetchClientMetadata } from '../../src/cimd/fetch.js';
 
-it(`fetches at most ${MAX_CONCURRENT_FETCHES} documents at once; the next is busy without a fetch, and busy is not remembered`, async () => {
+/** A resolver whose fetches start (recorded in `started`) and end only when the test resolves them (`pending`). */
+function gatedResolver() {
   const pending: ((result: CimdFetchResult) => void)[] = [];
   const started: string[] = [];
   const fetcher = ((url: string) =>
@@ -19,7 +20,11 @@ it(`fetches at most ${MAX_CONCURRENT_FETCHES} documents at once; the next is bus
       started.push(url);
       pending.push(resolve);
     })) as typeof fetchClientMetadata;
-  const resolver = createClientIdMetadataResolver({ fetch: { now: () => 0 }, admission: { redirectSchemes: [] }, fetcher, now: () => 0 });
+  return { pending, started, resolver: createClientIdMetadataResolver({ fetch: { now: () => 0 }, admission: { redirectSchemes: [] }, fetcher, now: () => 0 }) };
+}
+
+it(`fetches at most ${MAX_CONCURRENT_FETCHES} documents at once; the next is busy without a fetch, and busy is not remembered`, async () => {
+  const { pending, started, resolver } = gatedResolver();
   const url = (i: number) => `https://silent.example/c/${i}`;
   const lookups = Array.from({ length: MAX_CONCURRENT_FETCHES }, (_, i) => resolver.get(url(i)));
   await new Promise((resolve) => setImmediate(resolve));
@@ -43,14 +48,7 @@ it(`fetches at most ${MAX_CONCURRENT_FETCHES} documents at once; the next is bus
 });
 
 it(`fetches at most ${MAX_FETCHES_PER_REQUESTER} documents at once for one requester; other requesters still fetch; a slot freed is usable again`, async () => {
-  const pending: ((result: CimdFetchResult) => void)[] = [];
-  const started: string[] = [];
-  const fetcher = ((url: string) =>
-    new Promise<CimdFetchResult>((resolve) => {
-      started.push(url);
-      pending.push(resolve);
-    })) as typeof fetchClientMetadata;
-  const resolver = createClientIdMetadataResolver({ fetch: { now: () => 0 }, admission: { redirectSchemes: [] }, fetcher, now: () => 0 });
+  const { pending, started, resolver } = gatedResolver();
   const url = (who: string, i: number) => `https://silent.example/${who}/${i}`;
   const a = requesterOf('203.0.113.7');
   const mine = Array.from({ length: MAX_FETCHES_PER_REQUESTER }, (_, i) => resolver.get(url('a', i), a));
