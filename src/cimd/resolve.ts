@@ -32,8 +32,12 @@ export const MAX_CONCURRENT_FETCHES = 32;
  */
 export const MAX_FETCHES_PER_REQUESTER = 4;
 
-/** Who counts as one requester for MAX_FETCHES_PER_REQUESTER: the client address, as the rate limits count it. */
-export const requesterOf = (ip: string | undefined): string | undefined => (ip ? ipKeyGenerator(ip) : undefined);
+/**
+ * Who counts as one requester for MAX_FETCHES_PER_REQUESTER: the client address, as the rate limits
+ * count it. A request whose address is unknown (a client that reset its connection before the
+ * address was read) shares one key, 'unknown', so that it is no way around the cap (review 2026-12-06).
+ */
+export const requesterOf = (ip: string | undefined): string => (ip ? ipKeyGenerator(ip) : 'unknown');
 const UNRECORDED: ReadonlySet<string> = new Set(['busy']);
 
 export interface ResolveOptions {

@@ -61,20 +61,36 @@ it(`fetches at most ${MAX_FETCHES_PER_REQUESTER} documents at once for one reque
   expect(started, 'the fetcher was not called').toHaveLength(MAX_FETCHES_PER_REQUESTER);
   expect(resolver.entries().find((e) => e.url === url('a', 99))).toBeUndefined();
 
-  // Another address, and a lookup naming no requester, fetch at once.
+  // Another address fetches at once, and so does a request whose address is unknown (its own key).
   const other = resolver.get(url('b', 0), requesterOf('198.51.100.9'));
-  const anonymous = resolver.get(url('c', 0));
+  const unknown = resolver.get(url('c', 0), requesterOf(undefined));
   await new Promise((resolve) => setImmediate(resolve));
   expect(started.slice(-2)).toEqual([url('b', 0), url('c', 0)]);
 
-  // One of a's fetches ends: a may start one more.
+  // One of a's fetches ends: a may start exactly one more.
   (pending.shift() as (result: CimdFetchResult) => void)({ ok: false, url: url('a', 0), reason: 'timeout', detail: 'silent', fetchedAt: 0 });
   await mine[0];
   const again = resolver.get(url('a', 99), a);
   await new Promise((resolve) => setImmediate(resolve));
   expect(started.at(-1)).toBe(url('a', 99));
+  expect(await resolver.get(url('a', 100), a), 'the freed slot is taken again').toMatchObject({ ok: false, reason: 'busy' });
   for (const resolve of pending.splice(0)) resolve({ ok: false, url: '', reason: 'timeout', detail: 'silent', fetchedAt: 0 });
-  await Promise.all([...mine, other, anonymous, again]);
+  await Promise.all([...mine, other, unknown, again]);
+});
+
+it('a fetch that fails by throwing frees its slots too', async () => {
+  const fetcher = (async () => {
+    throw new Error('fetcher broke');
+  }) as unknown as typeof fetchClientMetadata;
+  const resolver = createClientIdMetadataResolver({ fetch: { now: () => 0 }, admission: { redirectSchemes: [] }, fetcher, now: () => 0, maxConcurrentFetches: MAX_FETCHES_PER_REQUESTER });
+  const a = requesterOf('203.0.113.7');
+  for (let round = 0; round < 3; round++) {
+    const results = await Promise.allSettled(Array.from({ length: MAX_FETCHES_PER_REQUESTER }, (_, i) => resolver.get(`https://broken.example/${round}/${i}`, a)));
+    expect(
+      results.every((r) => r.status === 'rejected'),
+      `round ${round}: each load ran (none refused as busy)`,
+    ).toBe(true);
+  }
 });
 
 it('counts a requester as the rate limits do: an IPv4 address, IPv4-mapped IPv6 as its IPv4, IPv6 by its /56', () => {
@@ -82,5 +98,6 @@ it('counts a requester as the rate limits do: an IPv4 address, IPv4-mapped IPv6 
   expect(requesterOf('::ffff:203.0.113.7')).toBe('203.0.113.7');
   expect(requesterOf('2001:db8:1:2a::1')).toBe(requesterOf('2001:db8:1:ff:ffff::9'));
   expect(requesterOf('2001:db8:1:2a::1')).not.toBe(requesterOf('2001:db8:1:100::1'));
-  expect(requesterOf(undefined)).toBeUndefined();
+  // No address (the client hung up before it was read; review 2026-12-06): one shared key, not a way around the cap.
+  expect(requesterOf(undefined)).toBe('unknown');
 });
