@@ -16,9 +16,16 @@
  * The in-memory adapter is an LRU of about 1,000–2,000 entries: a `/register` run evicts the
  * chains, so the runner asks for fresh ones (`POST /bench/mint`, not timed) before each `/token`
  * run. Prints `{ready, url, cpuPort, tokens}` and serves on loopback until killed.
+ * With `BARE_STORE=sqlite` the same provider keeps its models in SQLite instead
+ * (bare-sqlite-adapter.ts, a file in a temporary directory removed at exit): the second anchor,
+ * which tells how much of P's distance from the first is keeping tokens in a database at all.
  */
 import { createServer } from 'node:http';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sqliteAdapterFactory } from './bare-sqlite-adapter.js';
 import Provider, { errors, type Configuration } from 'oidc-provider';
 import { serveCpuStats } from './cpu-stats.js';
 import { DCR_BODY } from './auth-server.js';
@@ -49,7 +56,9 @@ const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
 const resource = `${url}/mcp`;
 
 const signing = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
+const storeDir = process.env.BARE_STORE === 'sqlite' ? mkdtempSync(join(tmpdir(), 'bench-bare-sqlite-')) : undefined;
 const configuration: Configuration = {
+  ...(storeDir ? { adapter: sqliteAdapterFactory(join(storeDir, 'bare.db')) } : {}),
   jwks: { keys: [{ ...signing, kid: 'bench', use: 'sig', alg: 'RS256' }] } as Configuration['jwks'],
   cookies: { keys: [randomBytes(32).toString('base64url')] },
   routes: { authorization: '/authorize', token: '/token', registration: '/register', revocation: '/revoke', jwks: '/jwks' },
@@ -115,4 +124,7 @@ async function mint(n: number): Promise<{ clientId: string; refresh: string }[]>
 const tokens = await mint(Number(process.env.BENCH_TOKENS ?? 10));
 const cpuPort = await serveCpuStats();
 process.stdout.write(`${JSON.stringify({ ready: true, url, cpuPort, tokens })}\n`);
-process.on('SIGTERM', () => process.exit(0));
+process.on('SIGTERM', () => {
+  if (storeDir) rmSync(storeDir, { recursive: true, force: true });
+  process.exit(0);
+});

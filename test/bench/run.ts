@@ -16,12 +16,14 @@
  *   the anchor for the authorization server (issue 14): bare oidc-provider 9.13.3 with its in-memory
  *       adapter and P's configuration shape (bare-provider.ts); `/token` (refresh grant, rotating)
  *       and `/register` (DCR of a public client) are measured on it and on each P, servers
- *       alternating; targets P/bare ≥ 0.8 in req/s and ≤ 2 in p99.
+ *       alternating; targets P/bare ≥ 0.8 in req/s and ≤ 2 in p99. Beside it, not a target, the
+ *       same bare provider with the smallest durable adapter (bare-sqlite-adapter.ts): what keeping
+ *       tokens in a database costs the engine itself, and P against that.
  * Concurrency 10 and 100, ROUNDS rounds of SECONDS each; servers pinned to CPU 0 and the load
  * generator to CPU 1 when `taskset` exists. Prints medians (rates, latencies, and the CPU time the
  * server under test spent per request), ratios c/b and c/a, then the token endpoint (refresh
  * grant, rotating) and DCR rates, per P and for the anchor, and last a line `BENCH_RESULT {json}`
- * with every ratio measured (and the RSS of each server, MB). Loopback only; bounded time (~3.5 minutes, ~4.5 with (e)).
+ * with every ratio measured (and the RSS of each server, MB). Loopback only; bounded time (~4 minutes, ~5.5 with (e) and (r)).
  * BENCH_ONLY=b,c (gateway configurations) or BENCH_ONLY=auth (the authorization server) runs a part;
  * BENCH_CONC=10 (with gateway configurations) one concurrency; BENCH_ROUNDS, BENCH_SECONDS.
  *   --readme   also rewrite README.md's Performance block
@@ -112,6 +114,8 @@ const pPg = pgDatabase
 const pgTokens = (pPg?.tokens ?? []) as { access: string; refresh: string; clientId: string }[];
 // The anchor for /token and /register (issue 14): bare oidc-provider, in-memory, same configuration shape.
 const bare = await start('test/bench/bare-provider.ts', { BENCH_TOKENS: '10' }, profile ? ['--cpu-prof', `--cpu-prof-dir=${root}test/artifacts/bare`] : []);
+// A second anchor, not a target: the same bare provider keeping its models in SQLite (bare-sqlite-adapter.ts).
+const bareSqlite = await start('test/bench/bare-provider.ts', { BENCH_TOKENS: '10', BARE_STORE: 'sqlite' });
 /** Every ratio measured, printed at the end as one machine-readable line (`BENCH_RESULT {json}`). */
 const result: Record<string, number> = {};
 const printResult = () => console.log(`BENCH_RESULT ${JSON.stringify(Object.fromEntries(Object.entries(result).map(([k, v]) => [k, Math.round(v * 1000) / 1000])))}`);
@@ -239,6 +243,7 @@ type AuthRun = { label: string; url: string; bare: boolean; chains: Chain[]; ref
 const authRuns: AuthRun[] = [
   ...servers.map((server) => ({ ...server, bare: false, chains: server.seeded.map((t) => ({ clientId: t.clientId, rt: t.refresh })), refresh: [], dcr: [] })),
   { label: 'bare oidc-provider', url: bare.url as string, bare: true, chains: [], refresh: [], dcr: [] },
+  { label: 'bare oidc-provider, SQLite adapter', url: bareSqlite.url as string, bare: true, chains: [], refresh: [], dcr: [] },
 ];
 const windows: Record<string, { token: [number, number][]; register: [number, number][]; requests: { token: number; register: number } }> = {};
 const nowUs = () => Number(process.hrtime.bigint() / 1000n); // CLOCK_MONOTONIC, the time base of V8's CPU profiles
@@ -266,7 +271,8 @@ for (let round = 0; round < ROUNDS; round++) {
 if (profile) writeFileSync(`${root}test/artifacts/auth-windows.json`, JSON.stringify(windows));
 lines.push('', '| authorization server (c=10) | req/s (median) | p50 ms | p99 ms | errors |', '|---|---|---|---|---|');
 for (const run of authRuns) {
-  const on = run.bare ? ' — bare oidc-provider 9.13.3, in-memory (anchor)' : pPg ? `, P on ${run.label}` : ', P';
+  const anchor = run.url === bareSqlite.url ? 'a minimal SQLite adapter (second anchor: durable, one statement per adapter call)' : 'in-memory (anchor)';
+  const on = run.bare ? ` — bare oidc-provider 9.13.3, ${anchor}` : pPg ? `, P on ${run.label}` : ', P';
   for (const [label, runs] of [
     [`\`POST /token\` refresh grant (rotating)${on}`, run.refresh],
     [`\`POST /register\` (DCR${run.bare ? '' : ', admission policy'})${on}`, run.dcr],
@@ -280,6 +286,7 @@ const rate = (runs: LoadResult[]) => median(runs.map((r) => r.rps));
 const p99 = (runs: LoadResult[]) => median(runs.map((r) => r.p99));
 const [sqliteRun, ...others] = authRuns as [AuthRun, ...AuthRun[]];
 const bareRun = authRuns.find((r) => r.bare) as AuthRun;
+const bareSqliteRun = authRuns.find((r) => r.url === bareSqlite.url) as AuthRun;
 const pgRun = others.find((r) => !r.bare);
 lines.push('', '| authorization server, P / bare oidc-provider (medians, same run) | ratio | target |', '|---|---|---|');
 result.token_p_over_bare = rate(sqliteRun.refresh) / rate(bareRun.refresh);
@@ -290,6 +297,15 @@ lines.push(`| \`POST /token\` req/s, P (SQLite) / bare | ${result.token_p_over_b
 lines.push(`| \`POST /register\` req/s, P (SQLite) / bare | ${result.register_p_over_bare.toFixed(2)} | ≥ 0.8 |`);
 lines.push(`| \`POST /token\` p99, P (SQLite) / bare | ${result.token_p99_p_over_bare.toFixed(2)} | ≤ 2 |`);
 lines.push(`| \`POST /register\` p99, P (SQLite) / bare | ${result.register_p99_p_over_bare.toFixed(2)} | ≤ 2 |`);
+// What a database costs the engine itself: the second anchor against the first, and P against the second.
+result.token_bare_sqlite_over_bare = rate(bareSqliteRun.refresh) / rate(bareRun.refresh);
+result.register_bare_sqlite_over_bare = rate(bareSqliteRun.dcr) / rate(bareRun.dcr);
+result.token_p_over_bare_sqlite = rate(sqliteRun.refresh) / rate(bareSqliteRun.refresh);
+result.register_p_over_bare_sqlite = rate(sqliteRun.dcr) / rate(bareSqliteRun.dcr);
+lines.push(`| \`POST /token\` req/s, bare with a SQLite adapter / bare in-memory | ${result.token_bare_sqlite_over_bare.toFixed(2)} | — |`);
+lines.push(`| \`POST /register\` req/s, bare with a SQLite adapter / bare in-memory | ${result.register_bare_sqlite_over_bare.toFixed(2)} | — |`);
+lines.push(`| \`POST /token\` req/s, P (SQLite) / bare with a SQLite adapter | ${result.token_p_over_bare_sqlite.toFixed(2)} | — |`);
+lines.push(`| \`POST /register\` req/s, P (SQLite) / bare with a SQLite adapter | ${result.register_p_over_bare_sqlite.toFixed(2)} | — |`);
 if (pgRun) {
   result.token_pg_over_bare = rate(pgRun.refresh) / rate(bareRun.refresh);
   result.register_pg_over_bare = rate(pgRun.dcr) / rate(bareRun.dcr);
@@ -373,6 +389,7 @@ for (const [label, port, key] of [
   ...(pPg ? [['P on PostgreSQL ((e))', pPg.cpuPort, 'rss_p_postgres_mb']] : []),
   ['(b) Node passthrough proxy', proxy.cpuPort, 'rss_b_mb'],
   ['bare oidc-provider (anchor)', bare.cpuPort, 'rss_bare_mb'],
+  ['bare oidc-provider, SQLite adapter (second anchor)', bareSqlite.cpuPort, 'rss_bare_sqlite_mb'],
 ] as [string, number, string][]) {
   const rss = (await statsOf(port)).rss / 2 ** 20;
   result[key] = rss;
