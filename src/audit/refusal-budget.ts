@@ -24,7 +24,8 @@
  *   gateway's refusals on PostgreSQL come in bursts, after a shared database read) would both
  *   read the later count and refuse beyond the budget.
  */
-import { MemoryStore, ipKeyGenerator, type Options, type Store } from 'express-rate-limit';
+import { MemoryStore, type Options, type Store } from 'express-rate-limit';
+import { addressKey } from '../http/client-address.js';
 import type { Logger } from 'pino';
 import type { RateBudget } from '../config/duration.js';
 import type { RefusalSample, RefusalTally, TallyEvent } from '../audit/refusal-tally.js';
@@ -44,10 +45,8 @@ export interface RefusalBudgetDeps {
   store?: Store;
 }
 
-/** The address a budget and a tally count under: the client IP, IPv6 by its /56. */
-export function refusalAddress(ip: string | undefined): string {
-  return ip ? ipKeyGenerator(ip) : 'unknown';
-}
+/** The address a budget and a tally count under (src/http/client-address.ts). */
+export const refusalAddress = addressKey;
 
 export function createRefusalBudget(deps: RefusalBudgetDeps) {
   const { budget, tally, log } = deps;

@@ -8,7 +8,7 @@
  * - CIMD-06: only a valid document is a success; an invalid one is never cached (the cache
  *   stores failures only for the reasons it lists, none of which is a document reason).
  */
-import { ipKeyGenerator } from 'express-rate-limit';
+import { addressKey } from '../http/client-address.js';
 import type { AdmissionPolicy } from '../oauth/admission.js';
 import { createCimdCache, type CimdCache, type CimdCacheOptions, type LoadResult } from './cache.js';
 import { validateClientMetadataDocument, type ClientIdMetadata, type DocumentRefusal } from './document.js';
@@ -33,11 +33,11 @@ export const MAX_CONCURRENT_FETCHES = 32;
 export const MAX_FETCHES_PER_REQUESTER = 4;
 
 /**
- * Who counts as one requester for MAX_FETCHES_PER_REQUESTER: the client address, as the rate limits
- * count it. A request whose address is unknown (a client that reset its connection before the
- * address was read) shares one key, 'unknown', so that it is no way around the cap (review 2026-12-06).
+ * Who counts as one requester for MAX_FETCHES_PER_REQUESTER: the client address as every
+ * per-address budget counts it (src/http/client-address.ts) — requests whose address is unknown
+ * share one key, so that they are no way around the cap (review 2026-12-06).
  */
-export const requesterOf = (ip: string | undefined): string => (ip ? ipKeyGenerator(ip) : 'unknown');
+export const requesterOf = addressKey;
 const UNRECORDED: ReadonlySet<string> = new Set(['busy']);
 
 export interface ResolveOptions {

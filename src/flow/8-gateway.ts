@@ -189,7 +189,7 @@ class RouteGateway {
     challenge();
   }
 
-  /** Step 3, GW-09, AT-15: only the user and client a session was issued to; an unknown id fails closed, R is not contacted. */
+  /** Step 3, GW-09, AT-15: only the user and client a session was issued to; an unknown id, or one in the query (HTTP+SSE), fails closed, R not contacted. */
   private sessionAllowed(x: Exchange, who: Who): Maybe<boolean> {
     if (!this.route.mcp) return true;
     return after(this.deps.sessions.judge(x.suffix, x.req.headers['mcp-session-id'], who), (refusal) => {
