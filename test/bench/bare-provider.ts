@@ -57,8 +57,9 @@ const resource = `${url}/mcp`;
 
 const signing = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
 const storeDir = process.env.BARE_STORE === 'sqlite' ? mkdtempSync(join(tmpdir(), 'bench-bare-sqlite-')) : undefined;
+const store = storeDir ? sqliteAdapterFactory(join(storeDir, 'bare.db')) : undefined;
 const configuration: Configuration = {
-  ...(storeDir ? { adapter: sqliteAdapterFactory(join(storeDir, 'bare.db')) } : {}),
+  ...(store ? { adapter: store.factory } : {}),
   jwks: { keys: [{ ...signing, kid: 'bench', use: 'sig', alg: 'RS256' }] } as Configuration['jwks'],
   cookies: { keys: [randomBytes(32).toString('base64url')] },
   routes: { authorization: '/authorize', token: '/token', registration: '/register', revocation: '/revoke', jwks: '/jwks' },
@@ -124,7 +125,14 @@ async function mint(n: number): Promise<{ clientId: string; refresh: string }[]>
 const tokens = await mint(Number(process.env.BENCH_TOKENS ?? 10));
 const cpuPort = await serveCpuStats();
 process.stdout.write(`${JSON.stringify({ ready: true, url, cpuPort, tokens })}\n`);
-process.on('SIGTERM', () => {
-  if (storeDir) rmSync(storeDir, { recursive: true, force: true });
-  process.exit(0);
-});
+// Killed by the runner (SIGTERM) or with it (Ctrl-C: SIGINT to the process group): the temporary database goes too.
+const stop = () => {
+  void (store?.close() ?? Promise.resolve())
+    .catch(() => undefined)
+    .finally(() => {
+      if (storeDir) rmSync(storeDir, { recursive: true, force: true });
+      process.exit(0);
+    });
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
