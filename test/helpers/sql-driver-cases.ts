@@ -256,23 +256,19 @@ export function sqlDriverCases(engine: 'sqlite' | 'postgres', open: () => Promis
       expect(next).toBeInstanceOf(TransactionAbortedError);
       expect((next as Error).cause).toBe(outcome);
       expect(await ids(sql)).toEqual(['dup']);
+      /** A transaction inserting `id`, then `bad` unwaited as its last statement: what it ends with. */
+      const endingWithFailedLater = (id: string, bad: string) =>
+        sql
+          .transaction(async () => {
+            await sql.run('INSERT INTO items (id) VALUES (?)', [id]);
+            await sql.runLater('INSERT INTO items (id) VALUES (?)', [bad]).catch(() => undefined);
+          })
+          .catch((err: unknown) => err);
       // The last statement of a transaction, failing unwaited: COMMIT is refused with its error.
-      const last = await sql
-        .transaction(async () => {
-          await sql.run('INSERT INTO items (id) VALUES (?)', ['b']);
-          await sql.runLater('INSERT INTO items (id) VALUES (?)', ['dup']).catch(() => undefined);
-        })
-        .catch((err: unknown) => err);
-      expect(last).toBeInstanceOf(Error);
+      expect(await endingWithFailedLater('b', 'dup')).toBeInstanceOf(Error);
       expect(await ids(sql)).toEqual(['dup']);
       // Refused before it is sent (a parameter with U+0000): the same (review 2026-12-06: PostgreSQL committed without the row).
-      const refused = await sql
-        .transaction(async () => {
-          await sql.run('INSERT INTO items (id) VALUES (?)', ['c']);
-          await sql.runLater('INSERT INTO items (id) VALUES (?)', ['nul\u0000']).catch(() => undefined);
-        })
-        .catch((err: unknown) => err);
-      expect(refused).toBeInstanceOf(Error);
+      expect(await endingWithFailedLater('c', 'nul\u0000')).toBeInstanceOf(Error);
       expect(await ids(sql)).toEqual(['dup']);
     });
 
