@@ -18,5 +18,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     setupFiles: ['test/helpers/setup.ts'],
+    // A temporary directory per run (TMPDIR for every test process), removed at the end.
+    globalSetup: ['test/helpers/global-tmpdir.ts'],
   },
 });
