@@ -13,6 +13,7 @@
  *
  * With P_DATABASE_URL this P runs on that PostgreSQL database ((e) in run.ts), else on SQLite.
  */
+import { rmSync } from 'node:fs';
 import { Browser, authorizeClient, startStack } from '../helpers/stack.js';
 import { TEST_SECRET_KEY } from '../helpers/app.js';
 import { NO_SECRETS } from '../../src/gateway/redact.js';
@@ -84,5 +85,6 @@ const replicaEnv = process.env.P_DATABASE_URL
 process.stdout.write(`${JSON.stringify({ ready: true, url: stack.app.url, tokens, ablatedTokens, cpuPort, replicaEnv })}\n`);
 process.on('SIGTERM', async () => {
   await stack.close();
+  rmSync(stack.app.dir, { recursive: true, force: true }); // the stack keeps its data directory for tests that read it after closing
   process.exit(0);
 });

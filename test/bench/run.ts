@@ -172,8 +172,45 @@ const authOnly = process.env.BENCH_ONLY === 'auth';
 const configs: Config[] = authOnly ? [] : ((process.env.BENCH_ONLY?.split(',') as Config[] | undefined) ?? (pPg ? ['a', 'b', 'c', 'd', 'e'] : ['a', 'b', 'c', 'd']));
 for (const config of configs) await load(config, 10, 1);
 
+/**
+ * "No growth between rounds" (issue 14): the RSS of each P (and of the anchors in the
+ * authorization-server rounds) after every round of each part, MB. Growth that stops after the
+ * first round is the heap sizing itself to the load; growth that goes on is memory kept.
+ */
+const rssRounds: Record<'gateway' | 'auth', Map<string, number[]>> = { gateway: new Map(), auth: new Map() };
+async function noteRss(part: 'gateway' | 'auth', servers: [string, number][]): Promise<void> {
+  for (const [label, port] of servers) {
+    const series = rssRounds[part].get(label) ?? [];
+    series.push((await statsOf(port)).rss / 2 ** 20);
+    rssRounds[part].set(label, series);
+  }
+}
+const pServers = (): [string, number][] => [['P on SQLite', p.cpuPort as number], ...(pPg ? [['P on PostgreSQL', pPg.cpuPort as number] as [string, number]] : [])];
+const RSS_KEYS: Record<string, string> = {
+  'P on SQLite': 'p_sqlite',
+  'P on PostgreSQL': 'p_postgres',
+  'bare oidc-provider (anchor)': 'bare',
+  'bare oidc-provider, SQLite adapter (second anchor)': 'bare_sqlite',
+};
+/** The table of RSS by round; each series' last growth (last round − the one before) also goes to BENCH_RESULT as `rss_growth_<part>_<process>_mb`. */
+function rssRoundLines(): string[] {
+  const rows: string[] = [];
+  for (const [part, name] of [
+    ['gateway', 'gateway'],
+    ['auth', '`/token` and `/register`'],
+  ] as const) {
+    for (const [label, series] of rssRounds[part]) {
+      const growth = series.length > 1 ? (series.at(-1) as number) - (series.at(-2) as number) : NaN;
+      if (Number.isFinite(growth)) result[`rss_growth_${part}_${RSS_KEYS[label]}_mb`] = growth;
+      const shown = Number.isFinite(growth) ? `${growth >= 0 ? '+' : '−'}${Math.abs(growth).toFixed(1)}` : '—';
+      rows.push(`| ${label} | ${name} | ${series.map((mb) => mb.toFixed(1)).join(', ')} | ${shown} | ${label.startsWith('P') ? 'no growth' : '—'} |`);
+    }
+  }
+  return rows.length ? ['', '| process | rounds of | RSS after each round, MB | growth in the last round, MB | target |', '|---|---|---|---|---|', ...rows] : [];
+}
+
 const results = new Map<string, Measured[]>();
-for (let round = 0; round < ROUNDS; round++) {
+for (let round = 0; round < ROUNDS && configs.length; round++) {
   for (const connections of CONCURRENCY) {
     const order = configs.map((_, i) => configs[(i + round) % configs.length] as Config);
     for (const config of order) {
@@ -185,6 +222,7 @@ for (let round = 0; round < ROUNDS; round++) {
       );
     }
   }
+  await noteRss('gateway', pServers().filter(([label]) => (label.endsWith('PostgreSQL') ? configs.includes('e') : configs.includes('c') || configs.includes('d'))));
 }
 
 const lines: string[] = [];
@@ -226,6 +264,7 @@ if (configs.length) {
 }
 
 if (process.env.BENCH_ONLY && !authOnly) {
+  lines.push(...rssRoundLines());
   console.log(lines.join('\n'));
   printResult();
   stopAll();
@@ -267,6 +306,7 @@ for (let round = 0; round < ROUNDS; round++) {
       `round ${round + 1} ${run.label}: /token ${Math.round(last(run.refresh).rps)} req/s p99 ${last(run.refresh).p99.toFixed(2)} ms errors ${last(run.refresh).errors}; /register ${Math.round(last(run.dcr).rps)} req/s p99 ${last(run.dcr).p99.toFixed(2)} ms errors ${last(run.dcr).errors}\n`,
     );
   }
+  await noteRss('auth', [...pServers(), ['bare oidc-provider (anchor)', bare.cpuPort as number], ['bare oidc-provider, SQLite adapter (second anchor)', bareSqlite.cpuPort as number]]);
 }
 if (profile) writeFileSync(`${root}test/artifacts/auth-windows.json`, JSON.stringify(windows));
 lines.push('', '| authorization server (c=10) | req/s (median) | p50 ms | p99 ms | errors |', '|---|---|---|---|---|');
@@ -313,6 +353,10 @@ if (pgRun) {
   result.register_pg_over_sqlite = rate(pgRun.dcr) / rate(sqliteRun.dcr);
   lines.push(`| \`POST /token\` req/s, P (PostgreSQL) / bare | ${result.token_pg_over_bare.toFixed(2)} | — |`);
   lines.push(`| \`POST /register\` req/s, P (PostgreSQL) / bare | ${result.register_pg_over_bare.toFixed(2)} | — |`);
+  result.token_p99_pg_over_bare = p99(pgRun.refresh) / p99(bareRun.refresh);
+  result.register_p99_pg_over_bare = p99(pgRun.dcr) / p99(bareRun.dcr);
+  lines.push(`| \`POST /token\` p99, P (PostgreSQL) / bare | ${result.token_p99_pg_over_bare.toFixed(2)} | — |`);
+  lines.push(`| \`POST /register\` p99, P (PostgreSQL) / bare | ${result.register_p99_pg_over_bare.toFixed(2)} | — |`);
   lines.push('', '| authorization server, PostgreSQL / SQLite (medians, same run) | ratio | target |', '|---|---|---|');
   lines.push(`| \`POST /token\` req/s | ${result.token_pg_over_sqlite.toFixed(2)} | ≥ 0.7 |`);
   lines.push(`| \`POST /register\` req/s | ${result.register_pg_over_sqlite.toFixed(2)} | ≥ 0.7 |`);
@@ -399,6 +443,7 @@ if (replica) {
   result.rss_replica_postgres_mb = replica.rss;
   lines.push(`| (r) a replica: \`serve\` on (e)'s PostgreSQL database, \`NODE_OPTIONS=--max-semi-space-size=4\` as in docs/compose/replicas.yml, after ${replica.rates.join(', ')} | ${replica.rss.toFixed(1)} | ≤ 150 |`);
 }
+lines.push(...rssRoundLines());
 
 const table = lines.join('\n');
 console.log(`\n${table}`);
