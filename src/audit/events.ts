@@ -48,6 +48,8 @@ export const AUDIT_EVENTS = {
   /** unauthenticated refusals, one row per address, reason and minute (src/audit/refusal-tally.ts) */
   'gateway.rejected_aggregate': 'deny',
   'gateway.upstream_failed': 'error',
+  /** GW-01: a forwarded request ended while R's answer was still open, its token no longer passing (reason: the token check's) */
+  'gateway.response_cut': 'deny',
   /** GW-15: a tools/call whose token lacks the tool's scope (MCP_TOOL_SCOPES); details name the tools and the missing scopes */
   'gateway.tool_refused': 'deny',
   // GW-13: R echoed U's token and it was redacted. 'deny': what was withheld is exactly what an

@@ -5,13 +5,13 @@
  *   1. GW-10, AT-21: a browser `Origin` not in ALLOWED_ORIGINS ⇒ 403 (DNS rebinding);
  *   2. the token check (src/gateway/token-check.ts): 401 with `WWW-Authenticate` pointing at the
  *      resource's RFC 9728 metadata, or 403 `insufficient_scope` naming the scope;
- *   2b. GW-15/16: per-tool scopes and the header–body rule, for the few bodies they need
- *      (src/gateway/tool-policy.ts): 403 `insufficient_scope` naming every scope, or 400;
+ *   2b. the body, read whole (GATEWAY_MAX_BODY, 413) before R is asked and checked again when slow (GW-01),
+ *      judged for per-tool scopes and the header–body rule (GW-15/16, src/gateway/tool-policy.ts): 403, or 400;
  *   3. GW-09: a session id in the query (HTTP+SSE) ⇒ 400; an unknown one, or one issued to another
  *      user or client ⇒ 404; R not contacted (src/gateway/sessions.ts);
  *   4. U's token for the grant, refreshed when due (src/gateway/upstream-token.ts);
- *   5. the request is streamed to R with U's token (src/gateway/forward.ts), the response
- *      streamed back with U's access and refresh tokens redacted (GW-13, src/gateway/redact.ts).
+ *   5. the request is sent to R with U's token (src/gateway/forward.ts), the response streamed back with U's tokens
+ *      redacted (GW-13, src/gateway/redact.ts), and ended if its token stops passing (GW-01, src/gateway/open-responses.ts).
  * A refusal of a request without a valid token (steps 1–2: no, malformed or invalid token; a
  * foreign Origin without a valid token) is counted against the client address's
  * RATE_LIMIT_REJECTED budget — 429 beyond it — and tallied into one gateway.rejected_aggregate row
@@ -37,6 +37,7 @@ import { after, type Maybe } from '../db/sql.js';
 import { failureLevel, isDatabaseBusy } from '../errors/database-unavailable.js';
 import { createToolPolicy, type ToolPolicy } from '../gateway/tool-policy.js';
 import { BODY_RECHECK_MS, MESSAGES, type Exchange, type Who } from '../gateway/exchange.js';
+import { hasRequestBody } from '../gateway/read-body.js';
 
 export type { GatewayDeps, GatewayHandler, GatewayRoute } from '../gateway/deps.js';
 
@@ -46,7 +47,7 @@ const TOUCH_INTERVAL_MS = 60_000;
 /** One route of the gateway: the steps of the module comment, one method each. */
 class RouteGateway {
   private readonly requiredScope: string;
-  private readonly tools: ToolPolicy | undefined;
+  private readonly tools: ToolPolicy;
   private readonly touched = createTouchThrottle(TOUCH_INTERVAL_MS); // bounded (src/gateway/throttle.ts)
   private readonly messages: Record<Extract<ForwardOutcome, { kind: 'error' }>['reason'], string>;
 
@@ -55,8 +56,8 @@ class RouteGateway {
     private readonly route: GatewayRoute,
   ) {
     this.requiredScope = deps.config.mcpScopes[0] as string;
-    this.tools = route.mcp ? createToolPolicy(deps.config.toolScopes, this.requiredScope, deps.config.mcpScopes) : undefined;
-    this.messages = { ...MESSAGES, body_too_large: `Request body exceeds ${deps.config.gateway.maxBodyBytes} bytes`, client_closed: '' };
+    this.tools = createToolPolicy(route.mcp ? deps.config.toolScopes : [], this.requiredScope, deps.config.mcpScopes);
+    this.messages = { ...MESSAGES, client_closed: '' };
   }
 
   /** The request listener (src/gateway/dispatch.ts calls it with the path below the route). */
@@ -127,7 +128,7 @@ class RouteGateway {
         resource: this.route.resource,
         requiredScope: this.requiredScope,
       });
-      this.next(x, decision, (d) => this.authorized(x, d, generation, foreignOrigin));
+      this.next(x, decision, (d) => this.authorized(x, d, (x.generation = generation), foreignOrigin));
     });
   }
 
@@ -141,10 +142,11 @@ class RouteGateway {
   private authorized(x: Exchange, decision: TokenDecision, generation: number, foreignOrigin: boolean): void {
     if (foreignOrigin || !decision.ok) return this.refuse(x, decision, foreignOrigin);
     const who: Who = { subject: decision.subject, clientId: decision.clientId };
-    const judged = this.toolsAllowed(x, decision.scopes, who);
+    x.until = decision.until;
+    const judged = this.bodyAllowed(x, decision.scopes, who);
     if (!(judged instanceof Promise)) return void (judged && this.onward(x, who, decision.grantId, generation));
-    // GW-01: a body read for the policy that took over BODY_RECHECK_MS (a client may take up to the server's request
-    // timeout) is checked again from a fresh generation read: a revocation meanwhile stops it (review, 2026-12-06).
+    // GW-01: a body that took over BODY_RECHECK_MS to arrive (a client may take up to the server's request timeout) is
+    // checked again from a fresh generation read: a revocation meanwhile stops it before R is asked (reviews, 2026-12-06).
     const startedAt = Date.now();
     this.next(x, judged, (ok) => ok && (Date.now() - startedAt > BODY_RECHECK_MS ? this.handle(x) : this.onward(x, who, decision.grantId, generation)));
   }
@@ -154,9 +156,9 @@ class RouteGateway {
     this.next(x, this.sessionAllowed(x, who), (ok) => ok && this.next(x, this.deps.upstreamTokens.get(grantId, who, false, generation), (u) => this.withUpstreamToken(x, grantId, who, u)));
   }
 
-  /** Step 2b, GW-15/16 (src/gateway/tool-policy.ts): a body the policy must see is read (bounded) and judged before R is asked. */
-  private toolsAllowed(x: Exchange, scopes: ReadonlySet<string>, who: Who): Maybe<boolean> {
-    if (x.body !== undefined || !this.tools?.mustRead(x.req)) return true;
+  /** Step 2b: the body is read (bounded) before R is asked, and judged by the tool policy when it must be (GW-15/16, src/gateway/tool-policy.ts). */
+  private bodyAllowed(x: Exchange, scopes: ReadonlySet<string>, who: Who): Maybe<boolean> {
+    if (x.body !== undefined || !hasRequestBody(x.req)) return true;
     return this.tools.check(x.req, scopes, this.deps.config.gateway.maxBodyBytes).then((verdict) => {
       if (verdict.ok) return Boolean((x.body = verdict.body) && (verdict.tools ? (x.tools = verdict.tools) : true));
       if (verdict.status === 0) return false; // the client left: nothing to answer
@@ -217,10 +219,7 @@ class RouteGateway {
       this.deps.stores.consents.touch(grantId, now).catch(logged);
       this.deps.stores.clientsMeta.touch(who.clientId, now).catch(logged);
     }
-    if (req.method === 'GET') {
-      this.deps.streams.add(res);
-      res.on('close', () => this.deps.streams.delete(res));
-    }
+    this.watch(x, who);
     const done = (outcome: ForwardOutcome) => {
       try {
         return this.forwarded(x, grantId, who, outcome);
@@ -229,6 +228,13 @@ class RouteGateway {
       }
     };
     this.route.forwarder.forward(req, res, upstream, x.suffix, done, (found) => this.leakBlocked(x, who, found), x.body);
+  }
+
+  /** GW-01: until its response closes, the request is ended if its token stops passing (src/gateway/open-responses.ts); audited. */
+  private watch(x: Exchange, who: Who): void {
+    const { resource } = this.route;
+    const cut = (reason: string) => this.deps.audit.defer({ event: 'gateway.response_cut', reason, ...who, requestId: x.requestId, ip: x.ip, details: { method: x.req.method, resource } });
+    this.deps.openResponses.watch(x, resource, this.requiredScope, cut);
   }
 
   /** GW-13: R's response carried U's token; it was redacted. Its row is committed at once, in its own transaction (no group commit), as the response ends. */
@@ -263,12 +269,6 @@ class RouteGateway {
     const seconds = Number(process.hrtime.bigint() - x.started) / 1e9;
     if (outcome.kind === 'error') {
       if (outcome.reason === 'client_closed') return;
-      // A body over GATEWAY_MAX_BODY is the client's request refused (DESIGN §9), not R failing.
-      if (outcome.reason === 'body_too_large') {
-        this.reject(x, outcome.reason, who);
-        jsonRpcError(res, outcome.status, this.messages[outcome.reason]);
-        return;
-      }
       this.deps.audit.defer({ event: 'gateway.upstream_failed', reason: outcome.reason, ...who, requestId: x.requestId, ip: x.ip, details: { method: req.method, resource } });
       this.deps.onForwarded?.(resource, outcome.status, seconds);
       jsonRpcError(res, outcome.status, this.messages[outcome.reason]);

@@ -14,6 +14,7 @@ import type { UpstreamTokenSource } from './upstream-token.js';
 import type { SessionBinding } from './sessions.js';
 import type { Forwarder } from './forward.js';
 import type { Maybe } from '../db/sql.js';
+import type { OpenResponses } from './open-responses.js';
 
 export interface GatewayDeps {
   config: Readonly<Config>;
@@ -24,8 +25,8 @@ export interface GatewayDeps {
   sessions: SessionBinding;
   /** the database generation (src/gateway/cache.ts), read once per request: at once on SQLite, a shared round trip on PostgreSQL (src/gateway/generation.ts) */
   generation: () => Maybe<number>;
-  /** open server-sent streams (GET), ended at shutdown so it does not wait on them */
-  streams: Set<ServerResponse>;
+  /** every forwarded request until its response closes: ended when its token stops passing (GW-01), GET streams at shutdown (src/gateway/open-responses.ts) */
+  openResponses: OpenResponses;
   /** the budget and audit tally for refusals of requests without a valid token */
   refusals: RefusalBudget;
   /** the client address, as TRUST_PROXY says */

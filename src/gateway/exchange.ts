@@ -15,13 +15,16 @@ export interface Exchange {
   requestId: string;
   ip: string | undefined;
   started: bigint;
-  /** the body, when the tool policy read it (forwarded as is) */
+  /** the body, once read (forwarded as is) */
   body?: Buffer;
+  /** the generation the token was last checked at, and when (ms) that decision lapses (src/gateway/open-responses.ts) */
+  generation?: number;
+  until?: number;
   /** the tools that body calls, once the policy allowed it (audited with gateway.forwarded) */
   tools?: string[];
 }
 
-/** A body read for the tool policy that took longer than this is followed by a second token check (GW-01, src/flow/8-gateway.ts). */
+/** A request body that took longer than this to arrive is followed by a second token check before R is asked (GW-01, src/flow/8-gateway.ts). */
 export const BODY_RECHECK_MS = 1_000;
 
 export const MESSAGES = {

@@ -9,8 +9,9 @@
  *   upstream token goes in `Authorization: Bearer`.
  * - GW-12: the target origin and base path come from configuration only; the request path is
  *   appended below the configured base, after normalisation, and cannot climb out of it.
- * - Request bodies stream through with a size limit (413); responses stream back as they arrive,
- *   so `text/event-stream` events are flushed one by one (no buffering).
+ * - The request body is the one the gateway read whole, within GATEWAY_MAX_BODY, before R is asked
+ *   (GW-01, src/flow/8-gateway.ts); responses stream back as they arrive, so `text/event-stream`
+ *   events are flushed one by one (no buffering).
  * - Response headers: hop-by-hop headers, `Set-Cookie` and CORS headers of R are dropped.
  * - GW-13: U's tokens never reach the client. Every header value of R's response and every body
  *   chunk go through the redactor (src/gateway/redact.ts, which decides what a token looks like
@@ -26,12 +27,11 @@
  *   R's body fails, and the request to R is aborted when the client hangs up (an SSE stream left
  *   open, say) — also while it still waits for R's headers.
  */
-import { Transform, type TransformCallback } from 'node:stream';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
-import { BodyTooLargeError, ResponseHandler, type ForwardOutcome } from './response-handler.js';
+import { ResponseHandler, type ForwardOutcome } from './response-handler.js';
 
-export { BodyTooLargeError, type ForwardOutcome } from './response-handler.js';
+export type { ForwardOutcome } from './response-handler.js';
 import type { UpstreamCredential } from './upstream-token.js';
 
 const FORWARDED_REQUEST_HEADERS = [
@@ -51,21 +51,8 @@ const FORWARDED_REQUEST_HEADERS = [
 ];
 /** GW-17: the headers mirroring tool arguments (`x-mcp-header`), whatever their name. */
 const MCP_PARAM_PREFIX = 'mcp-param-';
-class ByteLimit extends Transform {
-  private seen = 0;
-  constructor(private readonly limit: number) {
-    super();
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback) {
-    this.seen += chunk.length;
-    if (this.seen > this.limit) done(new BodyTooLargeError(this.limit));
-    else done(null, chunk);
-  }
-}
-
 export interface ForwardOptions {
   timeoutMs: number;
-  maxBodyBytes: number;
 }
 
 export function jsonRpcError(res: ServerResponse, status: number, message: string, code = -32000): void {
@@ -114,8 +101,9 @@ export function createForwarder(target: URL, options: ForwardOptions) {
    * answer is held back meanwhile), or with the failure when no response could be started.
    * `leaked` is called at most once, when the response is over, if a token of `upstream` was
    * found in it (where: `header:<name>`, `header name`, `body`; never the value). `suffix` is
-   * the path below the route with its query, checked by src/gateway/dispatch.ts. `body`, when
-   * given, is the request body the gateway already read (src/gateway/read-body.ts), sent as is.
+   * the path below the route with its query, checked by src/gateway/dispatch.ts. `body` is the
+   * request body the gateway read (src/gateway/read-body.ts), sent as is; undefined when the
+   * request has none.
    */
   function forward(
     req: IncomingMessage,
@@ -127,24 +115,10 @@ export function createForwarder(target: URL, options: ForwardOptions) {
     body?: Buffer,
   ): void {
     const headers = forwardedHeaders(req, upstream);
-    const method = req.method as string;
-    const hasBody = method === 'POST' || method === 'PUT' || method === 'PATCH' || Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
-    if (!hasBody) delete headers['content-length']; // a body without a length is sent chunked by undici
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > options.maxBodyBytes) return void done({ kind: 'error', status: 413, reason: 'body_too_large' });
-
+    if (body) headers['content-length'] = String(body.length);
+    else delete headers['content-length'];
     const handler = new ResponseHandler(res, upstream.secrets, done, leaked);
-    if (body) {
-      headers['content-length'] = String(body.length);
-      return void pool.dispatch({ method: method as Dispatcher.HttpMethod, path: pathFor(suffix), headers, body }, handler);
-    }
-    // A declared length was checked above and Node's parser enforces it; only a body without
-    // one (chunked) needs counting as it streams. A body stream that errors fails the request.
-    const limiter = hasBody && req.headers['content-length'] === undefined ? req.pipe(new ByteLimit(options.maxBodyBytes)) : undefined;
-    limiter?.on('error', (err) => {
-      handler.bodyError = err;
-    });
-    pool.dispatch({ method: method as Dispatcher.HttpMethod, path: pathFor(suffix), headers, body: limiter ?? (hasBody ? req : null) }, handler);
+    pool.dispatch({ method: req.method as Dispatcher.HttpMethod, path: pathFor(suffix), headers, body: body ?? null }, handler);
   }
 
   return { forward, close: () => pool.close() };

@@ -1,10 +1,16 @@
 /**
- * A bounded read of a request body, for the few requests whose body the gateway must see before
- * forwarding (src/gateway/tool-policy.ts): at most `limit` bytes are kept — a declared
- * Content-Length above it is refused before a byte is read, a chunked body as soon as it passes it
- * (GATEWAY_MAX_BODY, 413, as the streaming forwarder does in src/gateway/forward.ts).
+ * A bounded read of a request body: the gateway reads every body whole before R is asked (GW-01,
+ * src/flow/8-gateway.ts; the tool policy judges some, src/gateway/tool-policy.ts). At most `limit`
+ * bytes are kept — a declared Content-Length above it is refused before a byte is read, a chunked
+ * body as soon as it passes it (GATEWAY_MAX_BODY, 413).
  */
 import type { IncomingMessage } from 'node:http';
+
+/** Whether a request carries a body to forward: POST, PUT and PATCH always (an empty one is sent empty), others when they declare one. */
+export function hasRequestBody(req: IncomingMessage): boolean {
+  const method = req.method;
+  return method === 'POST' || method === 'PUT' || method === 'PATCH' || Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+}
 
 export type BodyRead = { ok: true; body: Buffer } | { ok: false; reason: 'body_too_large' | 'client_closed' };
 

@@ -26,17 +26,11 @@ const DROPPED_RESPONSE_HEADERS = new Set([
   'alt-svc',
 ]);
 
-export class BodyTooLargeError extends Error {
-  constructor(readonly limit: number) {
-    super(`request body exceeds ${limit} bytes`);
-  }
-}
-
 export type ForwardOutcome =
   | { kind: 'response'; status: number; sessionId: string | undefined }
   /** R answered 401 to U's token; nothing was sent to the client yet (GW-14) */
   | { kind: 'upstream_unauthorized' }
-  | { kind: 'error'; status: 413 | 502 | 504; reason: 'body_too_large' | 'upstream_unreachable' | 'upstream_timeout' | 'upstream_encoding' | 'client_closed' };
+  | { kind: 'error'; status: 502 | 504; reason: 'upstream_unreachable' | 'upstream_timeout' | 'upstream_encoding' | 'client_closed' };
 
 /** R's body arrived in a coding other than identity (GW-13): the request to R is ended. */
 class UnscannableEncodingError extends Error {}
@@ -61,8 +55,6 @@ export class ResponseHandler implements Dispatcher.DispatchHandler {
   private headerLeaks: string[] | undefined;
   /** what R sent while its answer was held: body chunks, then its end or failure */
   private held: { chunks: Buffer[]; end: boolean; error: Error | undefined } | undefined;
-  /** the request body failed (ByteLimit) */
-  bodyError: Error | undefined;
 
   constructor(
     private readonly res: ServerResponse,
@@ -211,7 +203,6 @@ export class ResponseHandler implements Dispatcher.DispatchHandler {
       return;
     }
     if (state !== 'waiting') return; // discarding or refused: the gateway answers
-    if (this.bodyError instanceof BodyTooLargeError) return void this.done({ kind: 'error', status: 413, reason: 'body_too_large' });
     if (this.res.destroyed || err instanceof ClientClosedError) return void this.done({ kind: 'error', status: 502, reason: 'client_closed' });
     if (err instanceof undiciErrors.HeadersTimeoutError) return void this.done({ kind: 'error', status: 504, reason: 'upstream_timeout' });
     void this.done({ kind: 'error', status: 502, reason: 'upstream_unreachable' });

@@ -32,6 +32,8 @@ export interface TokenGrant {
   subject: string;
   clientId: string;
   scopes: Set<string>;
+  /** when this decision lapses with nothing changed (ms): the token's expiry or its consent's, whichever is first */
+  until: number;
 }
 
 export interface TokenRefusal {
@@ -105,7 +107,8 @@ function decide(input: TokenCheckInput, now: number, { token, consent, client }:
   if (!scopes.has(input.requiredScope)) {
     return refuse(403, 'insufficient_scope', 'insufficient_scope', `this resource requires the scope ${input.requiredScope}`);
   }
-  return { ok: true, grantId, subject: String(token.accountId), clientId: String(token.clientId), scopes };
+  const until = Math.min(consent.expires_at, typeof token.exp === 'number' ? token.exp * 1000 : Infinity);
+  return { ok: true, grantId, subject: String(token.accountId), clientId: String(token.clientId), scopes, until };
 }
 
 /**

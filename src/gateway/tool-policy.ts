@@ -8,9 +8,9 @@
  *   included — in one challenge (MCP 2026-07-28 Authz §Scope Challenge Handling: "servers SHOULD
  *   include all scopes required for the current operation in a single challenge"; RFC 6750 §3.1);
  *   R is not contacted. P defines no scope hierarchy (GW-07).
- * - Which bodies are read (issue 12: the streaming path must not pay for the policy): none while
- *   MCP_TOOL_SCOPES is empty; otherwise every POST body to the MCP endpoint, bounded by
- *   GATEWAY_MAX_BODY — whatever `Mcp-Method` says. The 2026-07-28 revision lets an intermediary
+ * - Which bodies are judged (every body is read whole before R is asked, GW-01, src/flow/8-gateway.ts):
+ *   none while MCP_TOOL_SCOPES is empty; otherwise every POST body to the MCP endpoint — whatever
+ *   `Mcp-Method` says. The 2026-07-28 revision lets an intermediary
  *   trust the mirrored header when the protocol version requires R to validate it (Transports
  *   §Server Validation), but that makes the policy only as strong as R's check: an R that claims
  *   the revision and does not compare would run a `tools/call` sent as `Mcp-Method: tools/list`.
@@ -54,11 +54,11 @@ export type ToolCheck =
   | { ok: false; status: 0 };
 
 export interface ToolPolicy {
-  /** true when this request's body must be read before it may be forwarded */
-  mustRead(req: IncomingMessage): boolean;
+  /** true when this request's body must be judged before it may be forwarded */
+  judges(req: IncomingMessage): boolean;
   /** the decision for a body that was read, with the token's scopes */
   decide(body: Buffer, headers: IncomingHttpHeaders, granted: ReadonlySet<string>): ToolVerdict;
-  /** read the body (at most `limit` bytes, src/gateway/read-body.ts) and decide */
+  /** read the body (at most `limit` bytes, src/gateway/read-body.ts) and, when `judges(req)`, decide */
   check(req: IncomingMessage, granted: ReadonlySet<string>, limit: number): Promise<ToolCheck>;
 }
 
@@ -102,7 +102,7 @@ export function createToolPolicy(pairs: readonly { tool: string; scope: string }
   const active = byTool.size > 0;
 
   const policy: ToolPolicy = {
-    mustRead(req) {
+    judges(req) {
       return active && req.method === 'POST';
     },
 
@@ -139,6 +139,7 @@ export function createToolPolicy(pairs: readonly { tool: string; scope: string }
     async check(req, granted, limit) {
       const read = await readBody(req, limit);
       if (read.ok) {
+        if (!policy.judges(req)) return { ok: true, body: read.body };
         const verdict = policy.decide(read.body, req.headers, granted);
         return verdict.ok ? { ok: true, body: read.body, ...(verdict.tools ? { tools: verdict.tools } : {}) } : verdict;
       }

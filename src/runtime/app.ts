@@ -40,7 +40,7 @@ import { adminRouter, type AdminDeps } from '../admin/router.js';
 import { accountRouter, type AccountDeps } from '../account/pages.js';
 
 /** The gateway's services (src/runtime/server.ts makes them). */
-export type GatewayServices = Pick<GatewayDeps, 'checkToken' | 'upstreamTokens' | 'sessions' | 'generation' | 'streams'> & {
+export type GatewayServices = Pick<GatewayDeps, 'checkToken' | 'upstreamTokens' | 'sessions' | 'generation' | 'openResponses'> & {
   /** forwarder per resource (MCP first, then GATEWAY_ROUTES) */
   forwarders: Map<string, Forwarder>;
   /** at shutdown: close the forwarders' connections, and save U's refreshed tokens still held */

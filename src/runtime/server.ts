@@ -15,6 +15,7 @@ import { createLogger } from '../log/logger.js';
 import { createCookieJar } from '../http/cookies.js';
 import { createCsrf } from '../http/csrf.js';
 import { createMetrics, type Metrics } from '../http/metrics.js';
+import { OpenResponses } from '../gateway/open-responses.js';
 import { createTokenCheck } from '../gateway/token-check.js';
 import { createUpstreamTokenSource } from '../gateway/upstream-token.js';
 import { createSessionBinding } from '../gateway/sessions.js';
@@ -68,7 +69,7 @@ export interface Runtime extends AppDeps {
 function createGatewayServices(core: Core, mcpUrl: URL | undefined): GatewayServices {
   const { config, stores, audit } = core;
   const forwarders = new Map<string, Forwarder>();
-  const forwardOptions = { timeoutMs: config.gateway.timeoutMs, maxBodyBytes: config.gateway.maxBodyBytes };
+  const forwardOptions = { timeoutMs: config.gateway.timeoutMs };
   if (mcpUrl) forwarders.set(config.urls.mcpResource, createForwarder(mcpUrl, forwardOptions));
   for (const route of config.gateway.routes) forwarders.set(route.resource, createForwarder(route.target, forwardOptions));
   // DESIGN §8: every request uses a generation read issued after it arrived (src/gateway/generation.ts).
@@ -82,14 +83,17 @@ function createGatewayServices(core: Core, mcpUrl: URL | undefined): GatewayServ
     exclusive: (name, waitMs, fn) => core.sql.exclusive(name, waitMs, fn),
     log: core.log,
   });
+  const checkToken = createTokenCheck(stores.models, stores.consents, generation, { enabled: config.cimd.enabled, trust: trustPolicyOf(config) });
+  const openResponses = new OpenResponses({ generation, checkToken, log: core.log, revocation: core.revocation }); // GW-01
   return {
-    checkToken: createTokenCheck(stores.models, stores.consents, generation, { enabled: config.cimd.enabled, trust: trustPolicyOf(config) }),
+    checkToken,
     upstreamTokens,
     sessions: createSessionBinding(stores.mcpSessions),
     forwarders,
     generation,
-    streams: new Set<ServerResponse>(),
+    openResponses,
     close: async () => {
+      openResponses.close();
       for (const forwarder of forwarders.values()) void forwarder.close();
       await upstreamTokens.close(); // refreshed upstream tokens not saved yet (src/gateway/upstream-token.ts)
     },

@@ -247,14 +247,14 @@ describe('gateway › R refusing U\'s token, clients hanging up', () => {
     const deadline = Date.now() + 5000;
     while (!closed.includes('/stream') && Date.now() < deadline) await new Promise((done) => setImmediate(done));
     expect(closed).toEqual(['/stream']);
-    expect(stack.app.runtime.gateway.streams.size).toBe(0);
+    expect(stack.app.runtime.gateway.openResponses.size).toBe(0);
   });
 
   it('ends the request to R when the server ends a busy stream (shutdown), and carries on', async () => {
     const res = await fetch(`${stack.app.url}/api/r/ticking`, { headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' } });
     const reader = res.body!.getReader();
     expect(new TextDecoder().decode((await reader.read()).value)).toContain('event: ping');
-    for (const stream of stack.app.runtime.gateway.streams) stream.end(); // as src/cli/commands/serve.ts does at shutdown
+    stack.app.runtime.gateway.openResponses.endStreams(); // as src/cli/commands/serve.ts does at shutdown
     // R keeps sending; the client's stream ends and the request to R is closed.
     for (let i = 0; i < 100_000; i++) if ((await reader.read()).done) break;
     const deadline = Date.now() + 5000;

@@ -35,11 +35,13 @@ describe('gateway oversized body audit', () => {
     expect((await auditRowsSince(stack.app, from)).map((r) => [r.event, r.reason, r.outcome])).toEqual([['gateway.rejected', 'body_too_large', 'deny']]);
   });
 
-  it('a chunked body over GATEWAY_MAX_BODY: 413, audited as gateway.rejected body_too_large (deny), no upstream failure', async () => {
+  it('a chunked body over GATEWAY_MAX_BODY: 413, audited as gateway.rejected body_too_large (deny), no upstream failure, R not contacted', async () => {
     const from = await auditHead(stack.app);
+    const received = stack.mcp.received.length;
     const chunk = 'a'.repeat(2000);
     const res = await rawRequest(port, `${head('Transfer-Encoding: chunked\r\n')}${chunk.length.toString(16)}\r\n${chunk}\r\n0\r\n\r\n`);
     expect(res.status).toBe(413);
+    expect(stack.mcp.received.length).toBe(received); // the body is read whole before R is asked (GW-01)
     expect((await auditRowsSince(stack.app, from)).map((r) => [r.event, r.reason, r.outcome])).toEqual([['gateway.rejected', 'body_too_large', 'deny']]);
   });
 });

@@ -49,15 +49,15 @@ const call = (name: string) => ({ jsonrpc: '2.0', id: 1, method: 'tools/call', p
 describe('tool policy', () => {
   const policy = createToolPolicy([{ tool: 'rm', scope: 'mcp:admin' }], 'mcp:tools');
 
-  it('reads no body without a policy, and every POST with one, whatever Mcp-Method says', () => {
-    expect(createToolPolicy([], 'mcp:tools').mustRead(req('POST'))).toBe(false);
-    expect(policy.mustRead(req('GET'))).toBe(false);
-    expect(policy.mustRead(req('DELETE'))).toBe(false);
-    expect(policy.mustRead(req('POST'))).toBe(true);
-    expect(policy.mustRead(req('POST', { 'mcp-method': 'tools/list', 'mcp-protocol-version': '2026-07-28' }))).toBe(true); // not delegated to R's header check (fail closed)
-    expect(policy.mustRead(req('POST', { 'mcp-method': 'tools/call', 'mcp-protocol-version': '2026-07-28' }))).toBe(true);
-    expect(policy.mustRead(req('POST', { 'mcp-method': 'tools/list', 'mcp-protocol-version': '2025-11-25' }))).toBe(true);
-    expect(policy.mustRead(req('POST', { 'mcp-method': 'tools/list' }))).toBe(true);
+  it('judges no body without a policy, and every POST with one, whatever Mcp-Method says', () => {
+    expect(createToolPolicy([], 'mcp:tools').judges(req('POST'))).toBe(false);
+    expect(policy.judges(req('GET'))).toBe(false);
+    expect(policy.judges(req('DELETE'))).toBe(false);
+    expect(policy.judges(req('POST'))).toBe(true);
+    expect(policy.judges(req('POST', { 'mcp-method': 'tools/list', 'mcp-protocol-version': '2026-07-28' }))).toBe(true); // not delegated to R's header check (fail closed)
+    expect(policy.judges(req('POST', { 'mcp-method': 'tools/call', 'mcp-protocol-version': '2026-07-28' }))).toBe(true);
+    expect(policy.judges(req('POST', { 'mcp-method': 'tools/list', 'mcp-protocol-version': '2025-11-25' }))).toBe(true);
+    expect(policy.judges(req('POST', { 'mcp-method': 'tools/list' }))).toBe(true);
   });
 
   it("challenges with every scope the call needs, the token's included; unlisted tools and other methods pass", () => {

@@ -102,7 +102,7 @@ function untilStopped(runtime: Runtime, running: RunningServer, stopWatching: ()
       stopWatching();
       // Long-lived server-sent streams would hold the shutdown for the whole grace period;
       // end them (clients reconnect) and let ordinary requests finish.
-      for (const stream of runtime.gateway.streams) stream.end();
+      runtime.gateway.openResponses.endStreams();
       await running.close();
       clearTimeout(force);
       runtime.refusals.tally.flush(); // the current minute's refusal counts, before the last row

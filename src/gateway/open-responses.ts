@@ -1,0 +1,141 @@
+/**
+ * GW-01 for answers still going out (the one module that decides when a forwarded request in
+ * flight is ended; review of 2026-12-06): a request is checked when it arrives, but R's answer can
+ * last long after — a tool's progress streamed as server-sent events, the GET stream of server
+ * messages, an R slow to answer. Without this, a consent revoked or a client disabled meanwhile
+ * kept such an answer flowing to the client for as long as R kept it open (DESIGN §8: a
+ * revocation ends the client's access on every process).
+ *
+ * Every forwarded request is registered here until its response closes (GET streams are also
+ * what shutdown ends, `endStreams`). When the database
+ * generation (src/gateway/cache.ts) has moved since a response's token was last checked — a
+ * change to a token, consent, upstream token or a client's disabled flag, made by any process —
+ * its token is checked again (src/gateway/token-check.ts, the same decision as a new request's),
+ * and so it is once the token or its consent has expired (the decision's `until`). A response
+ * whose token no longer passes — revoked (with its consent, or alone), its consent expired or
+ * revoked, its client disabled or no longer accepted, its own expiry passed — is destroyed, which
+ * aborts the request to R (src/gateway/response-handler.ts), and `cut` reports why (audited by
+ * the gateway); a client that still holds a valid token reconnects with it.
+ *
+ * The generation is read every STREAM_RECHECK_MS while any response is open (a change made by
+ * another replica or the CLI, and an expiry, show there within that bound), and at once after a
+ * revocation made in this process (`recheck`). Nothing is read while no response is open.
+ */
+import type { ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { Maybe } from '../db/sql.js';
+import type { TokenCheck, TokenRefusal } from './token-check.js';
+import type { Exchange } from './exchange.js';
+import { failureLevel } from '../errors/database-unavailable.js';
+
+/** How often the generation is read while responses are open: the bound on ending one after a change made by another process. */
+export const STREAM_RECHECK_MS = 1_000;
+
+export interface OpenResponse {
+  res: ServerResponse;
+  /** a GET: R's server-sent stream, which shutdown ends (`endStreams`) rather than wait on */
+  stream: boolean;
+  /** the request's Authorization header, its route's resource and scope: what its token was checked with */
+  authorization: string | undefined;
+  resource: string;
+  requiredScope: string;
+  /** the generation its token was last checked at, and when (ms) that check lapses with nothing changed */
+  generation: number;
+  until: number;
+  /** the response was ended: its token no longer passes, for `reason` */
+  cut: (reason: TokenRefusal['reason']) => void;
+}
+
+export interface OpenResponsesDeps {
+  /** this process's revocations: each, once committed, checks the open responses at once */
+  revocation?: { onRevoked(fn: (grantId: string) => void): void };
+  generation: () => Maybe<number>;
+  checkToken: TokenCheck;
+  log: Logger;
+  /** STREAM_RECHECK_MS unless given */
+  intervalMs?: number;
+}
+
+export class OpenResponses {
+  private readonly open = new Set<OpenResponse>();
+  private timer: NodeJS.Timeout | undefined;
+  /** a recheck is under way; `again`: another was asked for meanwhile */
+  private running = false;
+  private again = false;
+
+  constructor(private readonly deps: OpenResponsesDeps) {
+    deps.revocation?.onRevoked(() => this.recheck());
+  }
+
+  /** Register the request of `x` (its token checked at `x.generation` for `resource` and `requiredScope`) until its response closes. */
+  watch(x: Exchange, resource: string, requiredScope: string, cut: OpenResponse['cut']): void {
+    const { req, res, generation, until } = x;
+    this.add({ res, stream: req.method === 'GET', authorization: req.headers.authorization, resource, requiredScope, generation: generation as number, until: until as number, cut });
+  }
+
+  /** Register a forwarded request until its response closes. */
+  add(entry: OpenResponse): void {
+    this.open.add(entry);
+    entry.res.once('close', () => {
+      this.open.delete(entry);
+      if (!this.open.size) this.stopTimer();
+    });
+    if (!this.timer) {
+      this.timer = setInterval(() => this.recheck(), this.deps.intervalMs ?? STREAM_RECHECK_MS);
+      this.timer.unref();
+    }
+  }
+
+  /** Check every open response whose generation is behind, now (one run at a time; a call during a run runs once more after it). */
+  recheck(): void {
+    if (!this.open.size) return;
+    if (this.running) return void (this.again = true);
+    this.running = true;
+    this.checkAll()
+      .catch((err: unknown) => this.deps.log[failureLevel(err)]({ err }, 'open gateway responses could not be checked again; the next check retries'))
+      .finally(() => {
+        this.running = false;
+        if (this.again) {
+          this.again = false;
+          this.recheck();
+        }
+      });
+  }
+
+  /** how many responses are open */
+  get size(): number {
+    return this.open.size;
+  }
+
+  /** Shutdown: end the server-sent streams (GET), which would hold it for the whole grace period; clients reconnect elsewhere. */
+  endStreams(): void {
+    for (const entry of this.open) if (entry.stream) entry.res.end();
+  }
+
+  close(): void {
+    this.stopTimer();
+    this.open.clear();
+  }
+
+  private async checkAll(): Promise<void> {
+    const generation = await this.deps.generation();
+    for (const entry of this.open) {
+      if ((entry.generation === generation && Date.now() < entry.until) || entry.res.destroyed) continue;
+      const { authorization, resource, requiredScope } = entry;
+      const decision = await this.deps.checkToken({ generation, authorization, queryToken: false, resource, requiredScope });
+      if (decision.ok) {
+        entry.generation = generation;
+        entry.until = decision.until;
+        continue;
+      }
+      this.open.delete(entry);
+      entry.res.destroy();
+      entry.cut(decision.reason);
+    }
+  }
+
+  private stopTimer(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}

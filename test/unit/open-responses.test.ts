@@ -1,0 +1,210 @@
+/**
+ * src/gateway/open-responses.ts: when a forwarded request in flight is checked again and ended
+ * (GW-01). Fake timers and a fake clock; the token check and the generation are stand-ins.
+ */
+import { EventEmitter } from 'node:events';
+import type { ServerResponse } from 'node:http';
+import pino from 'pino';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { OpenResponses, STREAM_RECHECK_MS, type OpenResponse } from '../../src/gateway/open-responses.js';
+import type { TokenDecision, TokenCheckInput } from '../../src/gateway/token-check.js';
+
+class FakeResponse extends EventEmitter {
+  destroyed = false;
+  ended = false;
+  destroy() {
+    this.destroyed = true;
+    this.emit('close');
+  }
+  end() {
+    this.ended = true;
+    this.emit('close');
+  }
+}
+
+const HOUR = 3600_000;
+let generation: number;
+/** each token's decision, by Authorization header */
+let decisions: Map<string, TokenDecision>;
+let checks: TokenCheckInput[];
+let listeners: ((grantId: string) => void)[];
+const grant = (until: number): TokenDecision => ({ ok: true, grantId: 'g', subject: 's', clientId: 'c', scopes: new Set(['mcp:tools']), until });
+const refusal = (reason: 'unknown_token' | 'expired' | 'client_disabled'): TokenDecision => ({ ok: false, status: 401, reason, error: 'invalid_token', description: undefined });
+
+function registry(deps: Partial<ConstructorParameters<typeof OpenResponses>[0]> = {}) {
+  return new OpenResponses({
+    generation: () => generation,
+    checkToken: (input) => {
+      checks.push(input);
+      return decisions.get(input.authorization as string) ?? refusal('unknown_token');
+    },
+    log: pino({ level: 'silent' }),
+    revocation: { onRevoked: (fn) => listeners.push(fn) },
+    ...deps,
+  });
+}
+
+function open(responses: OpenResponses, token: string, options: { stream?: boolean; until?: number } = {}) {
+  const res = new FakeResponse();
+  const cut = vi.fn();
+  const entry: OpenResponse = {
+    res: res as unknown as ServerResponse,
+    stream: options.stream ?? false,
+    authorization: token,
+    resource: 'http://p/mcp',
+    requiredScope: 'mcp:tools',
+    generation,
+    until: options.until ?? Date.now() + HOUR,
+    cut,
+  };
+  responses.add(entry);
+  return { res, cut };
+}
+
+/** Let the recheck's promises settle. */
+const settle = async () => {
+  for (let i = 0; i < 10; i++) await Promise.resolve();
+};
+
+beforeEach(() => {
+  vi.useFakeTimers();
+  generation = 1;
+  decisions = new Map([
+    ['Bearer a', grant(Date.now() + HOUR)],
+    ['Bearer b', grant(Date.now() + HOUR)],
+  ]);
+  checks = [];
+  listeners = [];
+});
+afterEach(() => vi.useRealTimers());
+
+describe('open responses (GW-01)', () => {
+  it('checks nothing while the generation stands and no decision has lapsed', async () => {
+    const responses = registry();
+    open(responses, 'Bearer a');
+    await vi.advanceTimersByTimeAsync(STREAM_RECHECK_MS * 5);
+    expect(checks).toEqual([]);
+  });
+
+  it('ends a response whose token no longer passes once the generation moves, at the next tick; the others stay', async () => {
+    const responses = registry();
+    const a = open(responses, 'Bearer a');
+    const b = open(responses, 'Bearer b');
+    generation = 2;
+    decisions.set('Bearer a', refusal('unknown_token'));
+    await vi.advanceTimersByTimeAsync(STREAM_RECHECK_MS - 1);
+    expect(a.res.destroyed, 'not before the tick').toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(a.res.destroyed).toBe(true);
+    expect(a.cut).toHaveBeenCalledWith('unknown_token');
+    expect(b.res.destroyed).toBe(false);
+    expect(b.cut).not.toHaveBeenCalled();
+    expect(checks.map((c) => [c.authorization, c.generation])).toEqual([
+      ['Bearer a', 2],
+      ['Bearer b', 2],
+    ]);
+    expect(responses.size).toBe(1);
+    // b was checked at generation 2: the next tick asks nothing.
+    await vi.advanceTimersByTimeAsync(STREAM_RECHECK_MS);
+    expect(checks).toHaveLength(2);
+  });
+
+  it('checks at once after a revocation in this process, without waiting for the tick', async () => {
+    const responses = registry();
+    const a = open(responses, 'Bearer a');
+    generation = 2;
+    decisions.set('Bearer a', refusal('client_disabled'));
+    for (const listener of listeners) listener('g');
+    await settle();
+    expect(a.res.destroyed).toBe(true);
+    expect(a.cut).toHaveBeenCalledWith('client_disabled');
+  });
+
+  it('checks a response again once its decision lapses (the token expired), with no change to the database', async () => {
+    const responses = registry();
+    const a = open(responses, 'Bearer a', { until: Date.now() + 1500 });
+    decisions.set('Bearer a', refusal('expired'));
+    await vi.advanceTimersByTimeAsync(STREAM_RECHECK_MS);
+    expect(a.res.destroyed).toBe(false);
+    await vi.advanceTimersByTimeAsync(STREAM_RECHECK_MS);
+    expect(a.res.destroyed).toBe(true);
+    expect(a.cut).toHaveBeenCalledWith('expired');
+  });
+
+  it('a check that passes moves the response to the new generation and lapse time', async () => {
+    const responses = registry();
+    open(responses, 'Bearer a', { until: Date.now() + 500 });
+    decisions.set('Bearer a', grant(Date.now() + HOUR));
+    await vi.advanceTimersByTimeAsync(STREAM_RECHECK_MS);
+    expect(checks).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(STREAM_RECHECK_MS * 3);
+    expect(checks).toHaveLength(1);
+  });
+
+  it('runs one check at a time; a call during one runs once more after it', async () => {
+    let answer: ((n: number) => void) | undefined;
+    let reads = 0;
+    const responses = registry({
+      generation: () => {
+        reads += 1;
+        return new Promise<number>((resolve) => (answer = resolve));
+      },
+    });
+    open(responses, 'Bearer a');
+    responses.recheck();
+    responses.recheck();
+    responses.recheck();
+    expect(reads).toBe(1);
+    answer?.(1);
+    await settle();
+    expect(reads).toBe(2);
+    answer?.(1);
+    await settle();
+    expect(reads).toBe(2);
+  });
+
+  it('keeps the responses when the generation cannot be read, and retries at the next tick', async () => {
+    let failing = true;
+    const responses = registry({
+      generation: () => {
+        if (failing) throw new Error('database away');
+        return 2;
+      },
+    });
+    const a = open(responses, 'Bearer a');
+    decisions.set('Bearer a', refusal('unknown_token'));
+    await vi.advanceTimersByTimeAsync(STREAM_RECHECK_MS);
+    expect(a.res.destroyed).toBe(false);
+    failing = false;
+    await vi.advanceTimersByTimeAsync(STREAM_RECHECK_MS);
+    expect(a.res.destroyed).toBe(true);
+  });
+
+  it('reads nothing while no response is open, and stops its timer when the last one closes', async () => {
+    let reads = 0;
+    const responses = registry({
+      generation: () => {
+        reads += 1;
+        return generation;
+      },
+    });
+    await vi.advanceTimersByTimeAsync(STREAM_RECHECK_MS * 3);
+    const a = open(responses, 'Bearer a');
+    await vi.advanceTimersByTimeAsync(STREAM_RECHECK_MS * 2);
+    expect(reads).toBe(2);
+    a.res.destroy();
+    expect(vi.getTimerCount()).toBe(0);
+    await vi.advanceTimersByTimeAsync(STREAM_RECHECK_MS * 3);
+    expect(reads).toBe(2);
+  });
+
+  it('ends the GET streams at shutdown, not the other answers', () => {
+    const responses = registry();
+    const get = open(responses, 'Bearer a', { stream: true });
+    const post = open(responses, 'Bearer b');
+    responses.endStreams();
+    expect(get.res.ended).toBe(true);
+    expect(post.res.ended).toBe(false);
+    expect(responses.size).toBe(1);
+  });
+});
