@@ -490,7 +490,7 @@ export const SCHEMA = {
   }),
   GATEWAY_MAX_BODY: key({
     group: 'Gateway',
-    doc: 'Largest request body the gateway forwards; larger bodies get 413.',
+    doc: 'Largest request body the gateway forwards; larger bodies get 413. Each body is held in memory, whole, while its request is checked (at most this much per request in flight).',
     defaultText: '`4mb`',
     fallback: '4mb',
     parse: (raw) => {

@@ -36,7 +36,7 @@ import { jsonRpcError, type ForwardOutcome } from '../gateway/forward.js';
 import { after, type Maybe } from '../db/sql.js';
 import { failureLevel, isDatabaseBusy } from '../errors/database-unavailable.js';
 import { createToolPolicy, type ToolPolicy } from '../gateway/tool-policy.js';
-import { BODY_RECHECK_MS, MESSAGES, type Exchange, type Who } from '../gateway/exchange.js';
+import { CHECK_FRESH_MS, MESSAGES, type Exchange, type Who } from '../gateway/exchange.js';
 import { hasRequestBody } from '../gateway/read-body.js';
 
 export type { GatewayDeps, GatewayHandler, GatewayRoute } from '../gateway/deps.js';
@@ -120,6 +120,8 @@ class RouteGateway {
     const origin = x.req.headers.origin;
     const foreignOrigin = origin !== undefined && !this.deps.config.gateway.allowedOrigins.includes(origin);
     if (!foreignOrigin && answerPreflight(x.req, x.res, this.route.methods)) return;
+    x.epoch = this.deps.openResponses.epoch;
+    x.checkedAt = Date.now();
     this.next(x, this.deps.generation(), (generation) => {
       const decision = this.deps.checkToken({
         generation,
@@ -143,12 +145,7 @@ class RouteGateway {
     if (foreignOrigin || !decision.ok) return this.refuse(x, decision, foreignOrigin);
     const who: Who = { subject: decision.subject, clientId: decision.clientId };
     x.until = decision.until;
-    const judged = this.bodyAllowed(x, decision.scopes, who);
-    if (!(judged instanceof Promise)) return void (judged && this.onward(x, who, decision.grantId, generation));
-    // GW-01: a body that took over BODY_RECHECK_MS to arrive (a client may take up to the server's request timeout) is
-    // checked again from a fresh generation read: a revocation meanwhile stops it before R is asked (reviews, 2026-12-06).
-    const startedAt = Date.now();
-    this.next(x, judged, (ok) => ok && (Date.now() - startedAt > BODY_RECHECK_MS ? this.handle(x) : this.onward(x, who, decision.grantId, generation)));
+    this.next(x, this.bodyAllowed(x, decision.scopes, who), (ok) => ok && this.onward(x, who, decision.grantId, generation));
   }
 
   /** Steps 3–5 once the token and the tool policy allow the request. */
@@ -214,6 +211,9 @@ class RouteGateway {
       return jsonRpcError(res, upstream.failure === 'unreachable' ? 504 : 502, 'The upstream identity provider is not available');
     }
     const now = Date.now();
+    // GW-01 (reviews, 2026-12-06): a check that is stale (a slow body: a client may take up to the server's request timeout; a slow
+    // refresh) or older than a revocation made here is done again from a fresh generation read before R is asked.
+    if (now - (x.checkedAt as number) > CHECK_FRESH_MS || x.epoch !== this.deps.openResponses.epoch) return this.handle(x);
     if (this.touched.due(grantId, now)) {
       const logged = (err: unknown) => this.deps.log[failureLevel(err)]({ err, requestId: x.requestId }, 'could not note the last use of a consent or client');
       this.deps.stores.consents.touch(grantId, now).catch(logged);

@@ -17,15 +17,21 @@ export interface Exchange {
   started: bigint;
   /** the body, once read (forwarded as is) */
   body?: Buffer;
-  /** the generation the token was last checked at, and when (ms) that decision lapses (src/gateway/open-responses.ts) */
+  /** the token's last check: the generation it read, when it was made (ms), this process's revocation count then (src/gateway/open-responses.ts), and when its decision lapses */
   generation?: number;
+  checkedAt?: number;
+  epoch?: number;
   until?: number;
   /** the tools that body calls, once the policy allowed it (audited with gateway.forwarded) */
   tools?: string[];
 }
 
-/** A request body that took longer than this to arrive is followed by a second token check before R is asked (GW-01, src/flow/8-gateway.ts). */
-export const BODY_RECHECK_MS = 1_000;
+/**
+ * GW-01: R is asked only on a token check younger than this, made after this process's last
+ * revocation; otherwise the request is checked again from a fresh generation read (src/flow/8-gateway.ts).
+ * It bounds what a slowly sent body or a slow upstream refresh could carry past a revocation made elsewhere.
+ */
+export const CHECK_FRESH_MS = 1_000;
 
 export const MESSAGES = {
   upstream_unreachable: 'The MCP server is not reachable',

@@ -19,7 +19,10 @@
  *
  * The generation is read every STREAM_RECHECK_MS while any response is open (a change made by
  * another replica or the CLI, and an expiry, show there within that bound), and at once after a
- * revocation made in this process (`recheck`). Nothing is read while no response is open.
+ * revocation made in this process (`revoked`: a grant's cascade, src/consent/revocation.ts, or an
+ * access token alone at /revoke). Nothing is read while no response is open. While the database
+ * cannot be read, open responses are kept (new requests are refused meanwhile) and the next
+ * check tries again.
  */
 import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
@@ -47,8 +50,9 @@ export interface OpenResponse {
 }
 
 export interface OpenResponsesDeps {
-  /** this process's revocations: each, once committed, checks the open responses at once */
+  /** this process's revocations: each, once committed, checks the open responses at once — a grant's cascade, and an access token revoked alone (/revoke) */
   revocation?: { onRevoked(fn: (grantId: string) => void): void };
+  tokenRevoked?: (fn: () => void) => void;
   generation: () => Maybe<number>;
   checkToken: TokenCheck;
   log: Logger;
@@ -59,12 +63,21 @@ export interface OpenResponsesDeps {
 export class OpenResponses {
   private readonly open = new Set<OpenResponse>();
   private timer: NodeJS.Timeout | undefined;
+  /** this process's revocations so far: a request whose check is older than the last one is checked again before R is asked (src/flow/8-gateway.ts) */
+  epoch = 0;
   /** a recheck is under way; `again`: another was asked for meanwhile */
   private running = false;
   private again = false;
 
   constructor(private readonly deps: OpenResponsesDeps) {
-    deps.revocation?.onRevoked(() => this.recheck());
+    deps.revocation?.onRevoked(() => this.revoked());
+    deps.tokenRevoked?.(() => this.revoked());
+  }
+
+  /** A revocation in this process has committed (a grant's cascade, or a token alone at /revoke): newer checks for requests, and the open responses checked now. */
+  revoked(): void {
+    this.epoch += 1;
+    this.recheck();
   }
 
   /** Register the request of `x` (its token checked at `x.generation` for `resource` and `requiredScope`) until its response closes. */
@@ -119,19 +132,24 @@ export class OpenResponses {
 
   private async checkAll(): Promise<void> {
     const generation = await this.deps.generation();
-    for (const entry of this.open) {
-      if ((entry.generation === generation && Date.now() < entry.until) || entry.res.destroyed) continue;
-      const { authorization, resource, requiredScope } = entry;
-      const decision = await this.deps.checkToken({ generation, authorization, queryToken: false, resource, requiredScope });
-      if (decision.ok) {
-        entry.generation = generation;
-        entry.until = decision.until;
-        continue;
-      }
-      this.open.delete(entry);
-      entry.res.destroy();
-      entry.cut(decision.reason);
+    const now = Date.now();
+    const due = [...this.open].filter((entry) => !entry.res.destroyed && (entry.generation !== generation || now >= entry.until));
+    // Each on its own (on PostgreSQL a round trip or two per token not cached): one that fails is tried again at the next check.
+    const failures = (await Promise.allSettled(due.map((entry) => this.checkOne(entry, generation)))).filter((r) => r.status === 'rejected');
+    if (failures.length) throw (failures[0] as PromiseRejectedResult).reason;
+  }
+
+  private async checkOne(entry: OpenResponse, generation: number): Promise<void> {
+    const { authorization, resource, requiredScope } = entry;
+    const decision = await this.deps.checkToken({ generation, authorization, queryToken: false, resource, requiredScope });
+    if (decision.ok) {
+      entry.generation = generation;
+      entry.until = decision.until;
+      return;
     }
+    this.open.delete(entry);
+    entry.res.destroy();
+    entry.cut(decision.reason);
   }
 
   private stopTimer(): void {

@@ -66,12 +66,11 @@ export interface Runtime extends AppDeps {
 }
 
 /** Gateway services: the token check, U's tokens, MCP session bindings and a forwarder per resource. */
-function createGatewayServices(core: Core, mcpUrl: URL | undefined): GatewayServices {
+function createGatewayServices(core: Core, mcpUrl: URL | undefined, provider: Provider): GatewayServices {
   const { config, stores, audit } = core;
   const forwarders = new Map<string, Forwarder>();
-  const forwardOptions = { timeoutMs: config.gateway.timeoutMs };
-  if (mcpUrl) forwarders.set(config.urls.mcpResource, createForwarder(mcpUrl, forwardOptions));
-  for (const route of config.gateway.routes) forwarders.set(route.resource, createForwarder(route.target, forwardOptions));
+  if (mcpUrl) forwarders.set(config.urls.mcpResource, createForwarder(mcpUrl, { timeoutMs: config.gateway.timeoutMs }));
+  for (const route of config.gateway.routes) forwarders.set(route.resource, createForwarder(route.target, { timeoutMs: config.gateway.timeoutMs }));
   // DESIGN §8: every request uses a generation read issued after it arrived (src/gateway/generation.ts).
   const generation = coalescedReads(() => stores.generation.current());
   const upstreamTokens = createUpstreamTokenSource({
@@ -84,7 +83,8 @@ function createGatewayServices(core: Core, mcpUrl: URL | undefined): GatewayServ
     log: core.log,
   });
   const checkToken = createTokenCheck(stores.models, stores.consents, generation, { enabled: config.cimd.enabled, trust: trustPolicyOf(config) });
-  const openResponses = new OpenResponses({ generation, checkToken, log: core.log, revocation: core.revocation }); // GW-01
+  const tokenRevoked = (fn: () => void) => provider.on('access_token.destroyed', () => stores.afterCommit(fn)); // at /revoke, in its transaction
+  const openResponses = new OpenResponses({ generation, checkToken, log: core.log, revocation: core.revocation, tokenRevoked }); // GW-01
   return {
     checkToken,
     upstreamTokens,
@@ -180,7 +180,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
   const refusals = createRefusalBudget({ budget: config.rateLimits.rejected, tally: createRefusalTally(audit, { now: options.now }), log });
   const cookies = createCookieJar(keys, config.urls.secureContext);
   const provider = await startProvider(core, views);
-  const gateway = createGatewayServices(core, demo ? demo.mcpUrl : config.mcpUpstreamUrl);
+  const gateway = createGatewayServices(core, demo ? demo.mcpUrl : config.mcpUpstreamUrl, provider);
   let draining = false;
   const deps: AppDeps = {
     ...core,

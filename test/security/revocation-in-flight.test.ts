@@ -4,8 +4,9 @@
  * - a request body sent slowly: the token was checked when the headers arrived and the body
  *   streamed on to R as it came, so a `tools/call` finished after the revocation still ran at R
  *   (up to the server's request timeout later). Now every body is read whole before R is asked,
- *   and one that took over BODY_RECHECK_MS is followed by a second token check from a fresh
- *   generation read: 401, R receives nothing.
+ *   and R is asked only on a token check younger than CHECK_FRESH_MS and made after this
+ *   process's last revocation; otherwise it is checked again from a fresh generation read: 401,
+ *   R receives nothing.
  * - an answer still streaming (a tool's progress over SSE, the GET stream, a slow R): it kept
  *   flowing for as long as R kept it open. Now each forwarded request is checked again when the
  *   generation moves (at once after a revocation in this process, within STREAM_RECHECK_MS of one
@@ -15,7 +16,7 @@
  */
 import { request, createServer, type IncomingMessage, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { BODY_RECHECK_MS } from '../../src/gateway/exchange.js';
+import { CHECK_FRESH_MS } from '../../src/gateway/exchange.js';
 import { STREAM_RECHECK_MS } from '../../src/gateway/open-responses.js';
 import { auditEvents, listenLoopback, registerClient, rows } from '../helpers/app.js';
 import { Browser, authorizeClient, buildAuthorization, drive, redeem, startReplica, startStack, type Stack } from '../helpers/stack.js';
@@ -93,8 +94,8 @@ async function until(cond: () => boolean, ms = 5000): Promise<void> {
 const cuts = async (clientId: string) => (await auditEvents(stack.app)).filter((e) => e.event === 'gateway.response_cut' && e.client_id === clientId);
 
 describe('GW-01: a request body still arriving when the consent is revoked', () => {
-  /** POST a tools/call whose body arrives in two parts; `between` runs once P is reading it, then the rest comes late (the clock moved past BODY_RECHECK_MS). */
-  async function slowCall(token: string, sessionId: string, chunked: boolean, between: () => Promise<void>): Promise<{ status: number; text: string }> {
+  /** POST a tools/call whose body arrives in two parts; `between` runs once P is reading it, then the rest comes — late (the clock moved past CHECK_FRESH_MS) unless `late` is false. */
+  async function slowCall(token: string, sessionId: string, chunked: boolean, between: () => Promise<void>, late = true): Promise<{ status: number; text: string }> {
     const body = JSON.stringify({ jsonrpc: '2.0', id: 11, method: 'tools/call', params: { name: 'whoami', arguments: {} } });
     let reading: IncomingMessage | undefined;
     const onRequest = (req: IncomingMessage) => {
@@ -117,8 +118,10 @@ describe('GW-01: a request body still arriving when the consent is revoked', () 
           await until(() => (reading?.listenerCount('data') ?? 0) > 0); // the token was checked; P reads the body
           expect(reading?.listenerCount('data'), 'P is reading the body').toBeGreaterThan(0);
           await between();
-          vi.useFakeTimers({ toFake: ['Date'] });
-          vi.setSystemTime(Date.now() + BODY_RECHECK_MS + 1000);
+          if (late) {
+            vi.useFakeTimers({ toFake: ['Date'] });
+            vi.setSystemTime(Date.now() + CHECK_FRESH_MS + 1000);
+          }
           req.end(body.slice(10));
         })().catch(reject);
       });
@@ -141,6 +144,17 @@ describe('GW-01: a request body still arriving when the consent is revoked', () 
       expect(stack.mcp.received.length, 'R received nothing').toBe(before);
     });
   }
+
+  it('refuses a body finished at once after a revocation in this process (not only a slow one), R receiving nothing', async () => {
+    const { tokens, clientId } = await authorizeClient(stack, new Browser(), { login: 'fast-after-revoke' });
+    const token = tokens.body.access_token as string;
+    const [{ grant_id: grantId }] = await rows(stack.app, 'SELECT grant_id FROM consents WHERE client_id = ?', clientId);
+    const sessionId = await openSession(mcpUrl, token);
+    const before = stack.mcp.received.length;
+    const res = await slowCall(token, sessionId, true, () => stack.app.runtime.revocation.revokeGrant(grantId as string, 'user').then(() => undefined), false);
+    expect(res.status).toBe(401);
+    expect(stack.mcp.received.length, 'R received nothing').toBe(before);
+  });
 
   it('forwards a slow body whose token still passes the second check', async () => {
     const { tokens } = await authorizeClient(stack, new Browser(), { login: 'slow-but-fine' });
@@ -201,6 +215,23 @@ describe('GW-01: a response still streaming when its authorization ends', () => 
     expect((await cuts(victim.clientId)).map((e) => e.reason)).toEqual(['unknown_token']);
     expect(await cuts(bystander.clientId)).toEqual([]);
     await other.cancel();
+  });
+
+  it('ends an open stream at once when the client revokes its access token alone at /revoke', async () => {
+    const user = await apiToken('stream-token-revoked');
+    const stream = await openTicking(user.token, 'token-revoked');
+    const epoch = stack.app.runtime.gateway.openResponses.epoch;
+    const revoked = await fetch(`${stack.app.url}/revoke`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ token: user.token, client_id: user.clientId }),
+    });
+    expect(revoked.status).toBe(200);
+    expect(stack.app.runtime.gateway.openResponses.epoch, 'the revocation was seen in this process, not left to the next tick').toBeGreaterThan(epoch);
+    await until(() => closed.includes('/ticking/token-revoked') && stream.ended() !== undefined);
+    expect(closed).toContain('/ticking/token-revoked');
+    expect(stream.ended()).toBe('error');
+    expect((await cuts(user.clientId)).map((e) => e.reason)).toEqual(['unknown_token']);
   });
 
   it('ends an open stream once an admin disables the client', async () => {

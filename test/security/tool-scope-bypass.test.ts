@@ -11,7 +11,7 @@
  */
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { BODY_RECHECK_MS } from '../../src/gateway/exchange.js';
+import { CHECK_FRESH_MS } from '../../src/gateway/exchange.js';
 import { auditEvents } from '../helpers/app.js';
 import { Browser, authorizeClient, startStack, type Stack } from '../helpers/stack.js';
 import { rows } from '../helpers/app.js';
@@ -165,7 +165,7 @@ describe('GW-15 tool-scope bypass', () => {
     expect((await auditEvents(stack.app)).filter((e) => e.event === 'gateway.rejected' && e.reason === 'ambiguous_json')).toHaveLength(3);
   });
 
-  it(`checks the token again once a body that took over ${BODY_RECHECK_MS} ms is in: a consent revoked meanwhile is 401, R sees nothing, no tool call forwarded`, async () => {
+  it(`checks the token again once a body that took over ${CHECK_FRESH_MS} ms is in: a consent revoked meanwhile is 401, R sees nothing, no tool call forwarded`, async () => {
     const late = await authorizeClient(stack, new Browser(), { scope: 'mcp:tools mcp:admin mcp:echo' });
     const token = late.tokens.body.access_token as string;
     const [{ grant_id: grantId }] = await rows(stack.app, 'SELECT grant_id FROM consents WHERE client_id = ?', late.clientId);
@@ -207,7 +207,7 @@ describe('GW-15 tool-scope bypass', () => {
           expect(seen?.listenerCount('data'), 'P is reading the body').toBeGreaterThan(0);
           await stack.app.runtime.revocation.revokeGrant(grantId, 'admin');
           vi.useFakeTimers({ toFake: ['Date'] });
-          vi.setSystemTime(Date.now() + BODY_RECHECK_MS + 1000); // the rest of the body comes late
+          vi.setSystemTime(Date.now() + CHECK_FRESH_MS + 1000); // the rest of the body comes late
           req.end(body.slice(10));
         })().catch(reject);
       });

@@ -120,6 +120,15 @@ describe('open responses (GW-01)', () => {
     expect(a.cut).toHaveBeenCalledWith('client_disabled');
   });
 
+  it("counts this process's revocations (a grant's cascade, a token alone at /revoke) for the requests still on their way", async () => {
+    let tokenRevoked: (() => void) | undefined;
+    const responses = registry({ tokenRevoked: (fn) => (tokenRevoked = fn) });
+    expect(responses.epoch).toBe(0);
+    for (const listener of listeners) listener('g');
+    tokenRevoked?.();
+    expect(responses.epoch).toBe(2);
+  });
+
   it('checks a response again once its decision lapses (the token expired), with no change to the database', async () => {
     const responses = registry();
     const a = open(responses, 'Bearer a', { until: Date.now() + 1500 });
