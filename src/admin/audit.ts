@@ -74,7 +74,8 @@ function mountVerify(router: Router, ctx: AdminContext, state: AuditPagesState):
     try {
       const admin = adminOf(res);
       await audit.flush();
-      const result = await verifyChainInWorker(verifyTarget(config), { keys: keys.auditKeys(), checkpointFile: checkpointPath(config) });
+      const { target, env } = verifyTarget(config);
+      const result = await verifyChainInWorker(target, { keys: keys.auditKeys(), checkpointFile: checkpointPath(config) }, env);
       state.lastVerification = {
         ...result,
         at: new Date().toISOString(),

@@ -37,6 +37,8 @@ export interface Config {
   databaseUrl: string | undefined;
   /** the most PostgreSQL connections this process holds (DATABASE_POOL_MAX) */
   databasePoolMax: number;
+  /** what `pg` reads from the environment besides DATABASE_URL (databaseDriverEnv): all the audit verify worker is given */
+  databaseDriverEnv: Record<string, string>;
   secretKey: Buffer | undefined;
   secretKeyPrevious: Buffer | undefined;
   /**
@@ -119,6 +121,7 @@ function assemble(l: Loading, publicUrl: URL, demo: boolean, upstream: UpstreamC
     databaseSynchronous: v('DATABASE_SYNCHRONOUS'),
     databaseUrl: v('DATABASE_URL'),
     databasePoolMax: v('DATABASE_POOL_MAX'),
+    databaseDriverEnv: databaseDriverEnv(l.env),
     secretKey: v('SECRET_KEY'),
     secretKeyPrevious: v('SECRET_KEY_PREVIOUS'),
     demo,
@@ -155,6 +158,18 @@ function assemble(l: Loading, publicUrl: URL, demo: boolean, upstream: UpstreamC
     dangerouslyAllowInsecureHttp: insecureOk,
     warnings: l.warnings,
   };
+}
+
+/**
+ * What node-postgres reads from the environment when it connects, besides DATABASE_URL: libpq's
+ * PG* variables (PGPASSWORD, PGSSLMODE, …), USER for its default user name and HOME for
+ * ~/.pgpass. The audit verify worker gets these and nothing else (src/audit/verify-async.ts), so
+ * it connects as the server's pool does without seeing SECRET_KEY.
+ */
+function databaseDriverEnv(env: Source): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) if (value !== undefined && (/^PG[A-Z_]+$/.test(name) || name === 'USER' || name === 'HOME')) out[name] = value;
+  return out;
 }
 
 /**
