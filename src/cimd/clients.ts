@@ -38,6 +38,7 @@
  *   answers (each such request is still audited).
  */
 import type { Audit } from '../audit/audit.js';
+import { capOptional } from '../audit/limits.js';
 import type { Config } from '../config/load.js';
 import { redirectHosts } from '../oauth/redirect-uri.js';
 import type { Stores } from '../store/index.js';
@@ -124,8 +125,9 @@ async function storeClient(deps: CimdClientsDeps, clientId: string, outcome: Acc
       client_id: clientId,
       client_name: metadata.client_name,
       redirect_hosts: redirectHosts(metadata.redirect_uris).join(' '),
-      ip: who.ip?.slice(0, 100) ?? null,
-      user_agent: who.userAgent?.slice(0, 200) ?? null,
+      // Request-derived strings at rest are capped, a cut marked (DESIGN §9, src/audit/limits.ts).
+      ip: capOptional(who.ip),
+      user_agent: capOptional(who.userAgent),
       fetchedAt: outcome.fetchedAt,
       expiresAt: outcome.expiresAt,
     });

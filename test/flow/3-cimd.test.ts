@@ -30,6 +30,9 @@ beforeAll(async () => {
         // not trusted: P keeps none of these
         scope: 'admin',
         jwks_uri: 'https://evil.example/jwks',
+        policy_uri: 'https://vscode.example/policy',
+        contacts: ['ops@vscode.example'],
+        ...(req.url?.startsWith('/links/') ? { client_uri: 'https://vscode.example/', logo_uri: 'https://vscode.example/logo.png' } : {}),
       }),
     );
   });
@@ -79,6 +82,27 @@ describe('CIMD client: the whole flow through the consent page (issue 12)', () =
     expect(stored).not.toHaveProperty('jwks_uri');
     const events = (await auditEvents(stack.app)).filter((e) => e.event.startsWith('cimd.'));
     expect(events.map((e) => e.event)).toEqual(['cimd.fetched']);
+  });
+
+  it('stores only the name, redirect URIs, grant types, https client_uri and logo_uri, and what P derives; the user agent capped with a mark (DESIGN §9)', async () => {
+    const linked = `http://127.0.0.1:${docs.port}/links/client.json`;
+    const userAgent = `ua-${'u'.repeat(3000)}`;
+    const res = await fetch(buildAuthorization(stack.app, { clientId: linked }).url, { headers: { 'user-agent': userAgent }, redirect: 'manual' });
+    expect(res.status).toBeLessThan(400);
+    const stored = await stack.app.runtime.stores.models.find('Client', linked);
+    expect(stored).toEqual({
+      client_id: linked,
+      client_name: 'Visual Studio Code',
+      redirect_uris: [CLIENT_REDIRECT],
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'none',
+      application_type: 'native',
+      client_uri: 'https://vscode.example/',
+      logo_uri: 'https://vscode.example/logo.png',
+    });
+    const [meta] = await rows(stack.app, 'SELECT user_agent, ip FROM clients_meta WHERE client_id = ?', linked);
+    expect(meta).toEqual({ user_agent: `ua-${'u'.repeat(252)}…`, ip: '127.0.0.1' });
   });
 
   it('a second authorization within the cache lifetime fetches nothing and skips the remembered consent', async () => {
