@@ -1,8 +1,9 @@
 /**
  * A small in-memory cache for the gateway's per-request reads (the token's row, the consent, the
  * sealed upstream token), valid only while the gateway generation stands still: a counter that
- * database triggers move on every change to access tokens, consents and upstream tokens, made by
- * any process or replica (migrations/0008-gateway-generation.sql; read by src/store/gateway-generation.ts
+ * database triggers move when an access token is updated or deleted, a consent or upstream token
+ * changes, or a client is disabled or enabled, by any process or replica
+ * (migrations/0008-gateway-generation.sql, 0013; read by src/store/gateway-generation.ts
  * through src/gateway/generation.ts). It is read once per request, so a
  * revocation — by this server or by the CLI — fails the very next request (GW-01); what the
  * cache saves is the repeated lookups and decryption in between, and writes that cannot change
