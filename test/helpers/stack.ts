@@ -19,8 +19,11 @@ export interface Stack {
   upstream: FakeUpstream;
   /** the MCP server behind the gateway */
   mcp: FakeMcp;
-  /** stop P and start a new runtime on the same port, database file and configuration (U and R keep running) */
-  restart(): Promise<TestApp>;
+  /**
+   * stop P and start a new runtime on the same port, database file and configuration (U and R
+   * keep running); `env` changes that configuration, for this start and the next
+   */
+  restart(env?: Record<string, string | undefined>): Promise<TestApp>;
   close(): Promise<void>;
 }
 
@@ -69,8 +72,9 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     app: await startTestApp(appOptions),
     upstream,
     mcp,
-    async restart() {
+    async restart(env = {}) {
       await stack.app.close();
+      appOptions.env = { ...appOptions.env, ...env };
       // One turn of the event loop's poll phase, so this process's clients (fetch's keep-alive
       // pool) see the old server's connections end before a request could pick one of them.
       await new Promise((resolve) => setImmediate(resolve));

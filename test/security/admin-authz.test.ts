@@ -174,3 +174,29 @@ describe('admin sign-in › where it may lead', () => {
     expect((await auditEvents(stack.app)).at(-1)).toMatchObject({ event: 'upstream.callback_failed', reason: 'missing_cookie' });
   });
 });
+
+describe('admin access › ADMIN_SUBJECTS checked on every request', () => {
+  it('a subject removed from ADMIN_SUBJECTS (and P restarted) loses its live admin session: 403, audited, nothing done', async () => {
+    const own = await startStack({ env: { ADMIN_SUBJECTS: 'root another-admin' } });
+    try {
+      const { clientId } = await authorizeClient(own, new Browser('user'), { login: 'alice' });
+      const root = new Browser('root');
+      const csrf = csrfOf(await signIn(own, root, 'admin', 'root'));
+      expect((await root.navigate(`${own.app.url}/admin`)).status).toBe(200);
+
+      await own.restart({ ADMIN_SUBJECTS: 'another-admin' });
+      expect(root.cookieNames('127.0.0.1')).toContain('__Host-mcp-admin'); // the same session cookie
+      const page = await root.navigate(`${own.app.url}/admin`);
+      expect(page.status).toBe(403);
+      expect(page.html).toContain('Not an administrator');
+      const disable = await root.navigate(`${own.app.url}/admin/clients/${encodeURIComponent(clientId)}/disable`, { method: 'POST', body: new URLSearchParams({ csrf, confirm: 'yes' }), initiator: own.app.url });
+      expect(disable.status).toBe(403);
+      expect(await rows(own.app, 'SELECT disabled_at FROM clients_meta WHERE client_id = ?', clientId)).toEqual([{ disabled_at: null }]);
+      const events = await auditEvents(own.app);
+      expect(events.filter((e) => e.event === 'admin.rejected' && e.subject === 'root').map((e) => e.reason)).toEqual(['not_an_admin', 'not_an_admin']);
+      expect(events.filter((e) => e.event === 'admin.client_disabled')).toEqual([]);
+    } finally {
+      await own.close();
+    }
+  });
+});
