@@ -8,6 +8,8 @@
  * all: a browser holding its own page token could start logins without limit. They now count
  * against RATE_LIMIT_AUTHORIZE — but only a POST that carries the page's token, so forged POSTs
  * (refused, src/session/sign-in.ts) cannot use up the budget of the address's real users.
+ * Every budgeted route is in the table (a review of SECURITY.md found the interaction, its decision, the
+ * upstream callback, the resume and /revoke were not, so removing their budget failed nothing).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rows } from '../helpers/app.js';
@@ -52,6 +54,23 @@ const REQUESTS: Record<string, (from: string) => Promise<Response>> = {
       redirect: 'manual',
       headers: { 'x-forwarded-for': from },
     }),
+  // The rest of the authorization's steps share its budget (src/runtime/app.ts mountAuthorization).
+  'authorize/:uid': (from) => fetch(`${stack.app.url}/authorize/no-such-interaction`, { redirect: 'manual', headers: { 'x-forwarded-for': from } }),
+  'interaction/:uid': (from) => fetch(`${stack.app.url}/interaction/no-such-interaction`, { redirect: 'manual', headers: { 'x-forwarded-for': from } }),
+  'interaction/:uid/decision': (from) =>
+    fetch(`${stack.app.url}/interaction/no-such-interaction/decision`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { 'x-forwarded-for': from, 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin' },
+      body: new URLSearchParams({ action: 'approve', csrf: 'forged' }),
+    }),
+  'upstream/callback': (from) => fetch(`${stack.app.url}/upstream/callback?${new URLSearchParams({ state: 'forged', code: 'forged' })}`, { redirect: 'manual', headers: { 'x-forwarded-for': from } }),
+  revoke: (from) =>
+    fetch(`${stack.app.url}/revoke`, {
+      method: 'POST',
+      headers: { 'x-forwarded-for': from, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ token: 'forged', client_id: 'no-such-client' }),
+    }),
   token: (from) =>
     fetch(`${stack.app.url}/token`, {
       method: 'POST',
@@ -65,6 +84,11 @@ describe('rate-limited requests flood the audit log', () => {
     ['register', 'registration.rejected_aggregate', '198.51.100.1'],
     ['authorize', 'authorization.rejected_aggregate', '198.51.100.2'],
     ['token', 'token.rejected_aggregate', '198.51.100.3'],
+    ['authorize/:uid', 'authorization.rejected_aggregate', '198.51.100.5'],
+    ['interaction/:uid', 'authorization.rejected_aggregate', '198.51.100.6'],
+    ['interaction/:uid/decision', 'authorization.rejected_aggregate', '198.51.100.7'],
+    ['upstream/callback', 'authorization.rejected_aggregate', '198.51.100.8'],
+    ['revoke', 'token.rejected_aggregate', '198.51.100.9'],
   ])('/%s: 429 beyond the budget with no row per 429; one row with the count when the minute ends', async (name, event, from) => {
     const before = await tip();
     const statuses: number[] = [];
