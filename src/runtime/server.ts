@@ -42,7 +42,7 @@ export interface RuntimeOptions {
   log?: Logger;
   /** run housekeeping on a timer (off in tests that drive it themselves) */
   maintenance?: boolean;
-  /** the clock of time-bucketed records (the refusal tally's minutes); tests pass a fake one */
+  /** the clock of time-bucketed records (the refusal tally's minutes) and of the MCP session cache; tests pass a fake one */
   now?: () => number;
   /** TEST SEAM for the CIMD fetcher (a resolver, a test route, trust anchors); production: none */
   cimdFetch?: CimdClientsDeps['fetch'];
@@ -66,7 +66,7 @@ export interface Runtime extends AppDeps {
 }
 
 /** Gateway services: the token check, U's tokens, MCP session bindings and a forwarder per resource. */
-function createGatewayServices(core: Core, mcpUrl: URL | undefined, provider: Provider): GatewayServices {
+function createGatewayServices(core: Core, mcpUrl: URL | undefined, provider: Provider, now: (() => number) | undefined): GatewayServices {
   const { config, stores, audit } = core;
   const forwarders = new Map<string, Forwarder>();
   if (mcpUrl) forwarders.set(config.urls.mcpResource, createForwarder(mcpUrl, { timeoutMs: config.gateway.timeoutMs }));
@@ -88,7 +88,7 @@ function createGatewayServices(core: Core, mcpUrl: URL | undefined, provider: Pr
   return {
     checkToken,
     upstreamTokens,
-    sessions: createSessionBinding(stores.mcpSessions),
+    sessions: createSessionBinding(stores.mcpSessions, { now }),
     forwarders,
     generation,
     openResponses,
@@ -180,7 +180,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
   const refusals = createRefusalBudget({ budget: config.rateLimits.rejected, tally: createRefusalTally(audit, { now: options.now }), log });
   const cookies = createCookieJar(keys, config.urls.secureContext);
   const provider = await startProvider(core, views);
-  const gateway = createGatewayServices(core, demo ? demo.mcpUrl : config.mcpUpstreamUrl, provider);
+  const gateway = createGatewayServices(core, demo ? demo.mcpUrl : config.mcpUpstreamUrl, provider, options.now);
   let draining = false;
   const deps: AppDeps = {
     ...core,

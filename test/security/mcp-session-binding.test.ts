@@ -8,9 +8,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { auditEvents, registerClient, rows } from '../helpers/app.js';
 import { Browser, authorizeClient, startStack, type Stack } from '../helpers/stack.js';
-import { callTool, mcpPost, openSession } from '../helpers/mcp-http.js';
+import { callTool, INITIALIZE, mcpPost, openSession } from '../helpers/mcp-http.js';
 import { MCP_SESSION_IDLE_MS } from '../../src/gateway/sessions.js';
 
 const sha = (s: string) => createHash('sha256').update(s).digest('base64url');
@@ -153,5 +155,81 @@ describe('MCP session bindings fail open', () => {
     expect(stack.mcp.received.length).toBe(before);
     const fresh = await openSession(mcp(), aliceA);
     expect((await callTool(mcp(), aliceA, fresh, 'whoami')).status).toBe(200);
+  });
+});
+
+/**
+ * An R that hands out the session id the test chooses (`issue`) to every `initialize`, whoever
+ * sends it, and answers anything else with an empty result; it counts the requests it gets.
+ */
+async function startIssuingR() {
+  const r = { issue: '', received: 0, url: '', server: undefined as unknown as Server };
+  r.server = createServer((req: IncomingMessage, res) => {
+    r.received += 1;
+    let body = '';
+    req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    req.on('end', () => {
+      const message = body ? (JSON.parse(body) as { id?: number; method?: string }) : {};
+      if (message.method === 'initialize') res.setHeader('mcp-session-id', r.issue);
+      if (message.id === undefined) return void res.writeHead(202).end();
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: message.id, result: {} }));
+    });
+  });
+  await new Promise<void>((resolve) => r.server.listen(0, '127.0.0.1', resolve));
+  r.url = `http://127.0.0.1:${(r.server.address() as AddressInfo).port}/mcp`;
+  return r;
+}
+
+describe('MCP session bindings: owner and cache', () => {
+  let issuing: Awaited<ReturnType<typeof startIssuingR>>;
+  let own: Stack;
+  let clock = Date.now();
+  let alice: string;
+  let bob: string;
+  const url = () => `${own.app.url}/mcp`;
+  const ping = (token: string, sessionId: string) => mcpPost(url(), token, { jsonrpc: '2.0', id: 7, method: 'ping' }, { 'mcp-session-id': sessionId });
+
+  beforeAll(async () => {
+    issuing = await startIssuingR();
+    own = await startStack({ now: () => clock, env: { MCP_UPSTREAM_URL: issuing.url } });
+    const clientId = (await registerClient(own.app)).client_id as string;
+    alice = (await authorizeClient(own, new Browser('alice'), { login: 'alice', clientId })).tokens.body.access_token;
+    bob = (await authorizeClient(own, new Browser('bob'), { login: 'bob', clientId })).tokens.body.access_token;
+  });
+  afterAll(async () => {
+    await own?.close();
+    await new Promise((resolve) => issuing?.server.close(resolve));
+  });
+
+  it('a binding never changes owner: R issuing alice\'s session id to bob leaves it alice\'s; bob gets 404, R untouched', async () => {
+    issuing.issue = `shared-${randomUUID()}`;
+    expect((await mcpPost(url(), alice, INITIALIZE)).headers.get('mcp-session-id')).toBe(issuing.issue);
+    expect((await mcpPost(url(), bob, INITIALIZE)).status).toBe(200); // R's answer is passed on; the binding is not
+    expect(await rows(own.app, 'SELECT subject FROM mcp_sessions WHERE id_hash = ?', sha(issuing.issue))).toEqual([{ subject: 'alice' }]);
+
+    const before = issuing.received;
+    const refused = await ping(bob, issuing.issue);
+    expect(refused.status).toBe(404);
+    expect(refused.messages[0]).toEqual(NOT_FOUND);
+    expect(issuing.received).toBe(before);
+    expect((await auditEvents(own.app)).filter((e) => e.event === 'gateway.rejected' && e.reason === 'foreign_session' && e.subject === 'bob')).toHaveLength(1);
+    expect((await ping(alice, issuing.issue)).status).toBe(200);
+    expect(issuing.received).toBe(before + 1);
+  });
+
+  it('a cached binding is re-read after at most a minute: a binding deleted behind the process\'s back then gets 404, R untouched', async () => {
+    issuing.issue = `cached-${randomUUID()}`;
+    await mcpPost(url(), alice, INITIALIZE);
+    expect((await ping(alice, issuing.issue)).status).toBe(200);
+    // Another replica or housekeeping ends it: this process's cache does not know.
+    await own.app.runtime.stores.mcpSessions.remove(sha(issuing.issue));
+    clock += 59_000;
+    expect((await ping(alice, issuing.issue)).status).toBe(200); // still cached
+    clock += 2_000; // 61 s after the last read of the binding
+    const before = issuing.received;
+    const refused = await ping(alice, issuing.issue);
+    expect(refused.status).toBe(404);
+    expect(refused.messages[0]).toEqual(NOT_FOUND);
+    expect(issuing.received).toBe(before);
   });
 });
