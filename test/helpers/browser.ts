@@ -1,6 +1,7 @@
 /**
  * A small browser for flow tests: a cookie jar per host (ports share cookies, as in real
- * browsers), Path/Max-Age/Secure/SameSite=Lax honoured (Secure cookies are kept on loopback
+ * browsers; a cookie is its name and path, so two paths keep two cookies of one name, as
+ * oidc-provider's per-interaction `_interaction_resume` needs), Path/Max-Age/Secure/SameSite=Lax honoured (Secure cookies are kept on loopback
  * http, as Chromium does), redirects followed hop by hop, and Fetch Metadata
  * (`Sec-Fetch-Site`) computed across the redirect chain from the navigation's initiator.
  * It is what lets the security tests model a victim's and an attacker's browser side by side.
@@ -47,6 +48,8 @@ export interface NavigateOptions {
 }
 
 const site = (url: URL) => url.hostname;
+/** A cookie's identity in the jar (RFC 6265 5.3 step 11: name, domain and path). */
+const jarKey = (name: string, path: string) => `${path} ${name}`;
 
 export class Browser {
   private readonly jar = new Map<string, Map<string, StoredCookie>>();
@@ -68,17 +71,19 @@ export class Browser {
     return out.join('; ');
   }
 
+  /** the value of cookie `name` (of path `/` when there are several) */
   cookie(host: string, name: string): string | undefined {
-    return this.jar.get(host)?.get(name)?.value;
+    const named = [...(this.jar.get(host)?.values() ?? [])].filter((c) => c.name === name);
+    return (named.find((c) => c.path === '/') ?? named[0])?.value;
   }
 
   cookieNames(host: string): string[] {
-    return [...(this.jar.get(host)?.keys() ?? [])];
+    return [...new Set([...(this.jar.get(host)?.values() ?? [])].map((c) => c.name))];
   }
 
   setCookie(host: string, name: string, value: string, path = '/'): void {
     if (!this.jar.has(host)) this.jar.set(host, new Map());
-    this.jar.get(host)?.set(name, { name, value, path, expires: undefined, sameSite: 'lax' });
+    this.jar.get(host)?.set(jarKey(name, path), { name, value, path, expires: undefined, sameSite: 'lax' });
   }
 
   private store(url: URL, header: string): void {
@@ -99,8 +104,8 @@ export class Browser {
     }
     if (!this.jar.has(url.hostname)) this.jar.set(url.hostname, new Map());
     const cookies = this.jar.get(url.hostname) as Map<string, StoredCookie>;
-    if (expires !== undefined && expires <= Date.now()) cookies.delete(name);
-    else cookies.set(name, { name, value, path, expires, sameSite });
+    if (expires !== undefined && expires <= Date.now()) cookies.delete(jarKey(name, path));
+    else cookies.set(jarKey(name, path), { name, value, path, expires, sameSite });
   }
 
   /** One top-level navigation, following redirects. */

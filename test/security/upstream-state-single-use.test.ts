@@ -132,4 +132,35 @@ describe('AT-13 state replay and expiry', () => {
     expect(new URL(ok.url).searchParams.get('code')).toBeTruthy();
     expect(createHash('sha256').update('x').digest('hex')).toHaveLength(64);
   });
+
+  const atClient = (u: string) => u.startsWith('http://127.0.0.1:33418');
+  const codes = async () => (await rows(stack.app, "SELECT count(*) AS n FROM oidc_models WHERE model = 'AuthorizationCode'"))[0].n as number;
+
+  it('two tabs of one browser sign in at once: both callbacks complete, in either order, and the cookie empties', async () => {
+    const browser = new Browser('two-tabs');
+    const first = await toCallback(browser, 'two-tabs');
+    const second = await toCallback(browser, 'two-tabs');
+    for (const tab of [second, first]) {
+      const done = await browser.navigate(tab.callbackUrl, { initiator: stack.upstream.issuer, stopAt: atClient });
+      expect(done.status).toBe(0); // stopped at the client's redirect URI
+      expect(atClient(done.url) && new URL(done.url).searchParams.get('code')).toBeTruthy();
+    }
+    expect(browser.cookieNames('127.0.0.1')).not.toContain('__Host-mcp-tx');
+  });
+
+  it('keeps five: the sixth sign-in started in one browser pushes out the first, whose callback is refused (state_mismatch) with no code or consent', async () => {
+    const browser = new Browser('six-tabs');
+    const tabs = [];
+    for (let i = 0; i < 6; i++) tabs.push(await toCallback(browser, 'six-tabs'));
+    const [oldest, secondOldest] = tabs as [(typeof tabs)[0], (typeof tabs)[0]];
+    const before = await codes();
+    expectRefused(await browser.navigate(oldest.callbackUrl, { initiator: stack.upstream.issuer }));
+    expect((await auditEvents(stack.app)).at(-1)).toMatchObject({ event: 'upstream.callback_failed', reason: 'state_mismatch' });
+    expect(await codes()).toBe(before);
+    expect((await rows(stack.app, 'SELECT count(*) AS n FROM consents WHERE client_id = ?', oldest.client.client_id))[0].n).toBe(0);
+    // The second oldest is still among the five.
+    const done = await browser.navigate(secondOldest.callbackUrl, { initiator: stack.upstream.issuer, stopAt: atClient });
+    expect(done.status).toBe(0);
+    expect(atClient(done.url) && new URL(done.url).searchParams.get('code')).toBeTruthy();
+  });
 });
