@@ -4,7 +4,8 @@
  * across chunks, URL-encoded, and U's refresh token too. The client must never receive any of
  * them (raw or encoded) and gets a `[redacted]` marker in their place; each such response is
  * audited as `gateway.leak_blocked`, without the value. A compressed answer (which could not be
- * scanned) is refused with 502 and none of its body reaches the client.
+ * scanned), in a content coding or a transfer coding other than chunked, is refused with 502 and
+ * none of its body reaches the client.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
@@ -70,6 +71,17 @@ beforeAll(async () => {
     } else if (path === '/api/gzip') {
       res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
       res.end(gzipSync(JSON.stringify({ seen: auth, refresh_token: rt, secret_words: 'R body' })));
+    } else if (path === '/api/transfer-gzip') {
+      // A transfer coding P cannot scan under the chunked framing (GW-13): written on the socket
+      // as it is, so nothing in Node's server rewrites the header.
+      const body = gzipSync(JSON.stringify({ seen: auth, refresh_token: rt, secret_words: 'R body' }));
+      res.socket?.end(
+        Buffer.concat([
+          Buffer.from(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: gzip, chunked\r\nconnection: close\r\n\r\n${body.length.toString(16)}\r\n`),
+          body,
+          Buffer.from('\r\n0\r\n\r\n'),
+        ]),
+      );
     } else if (path === '/mcp') {
       // A JSON-RPC answer over SSE: a progress event, then a result carrying the access token
       // split over three chunks, then an event carrying the URL-encoded refresh token split over two.
@@ -203,6 +215,19 @@ describe('GW-13 upstream token leak: R echoing U\'s tokens never reaches the cli
     expectNoToken(text);
     expect(received.at(-1)?.url).toBe('/api/gzip');
     expect(received.at(-1)?.headers['accept-encoding']).toBe('identity');
+    const events = (await auditEvents(stack.app)).slice(before);
+    expect(events.map((e) => [e.event, e.reason])).toEqual([['gateway.upstream_failed', 'upstream_encoding']]);
+  });
+
+  it('refuses an answer in a transfer coding other than chunked (gzip, chunked) with 502; none of R\'s body reaches the client', async () => {
+    const before = (await auditEvents(stack.app)).length;
+    const res = await api('/transfer-gzip');
+    const text = await res.text();
+    expect(res.status).toBe(502);
+    expect(JSON.parse(text)).toEqual({ jsonrpc: '2.0', id: null, error: { code: -32000, message: 'The MCP server answered in an encoding the gateway cannot check' } });
+    expect(text).not.toContain('R body');
+    expectNoToken(text);
+    expect(received.at(-1)?.url).toBe('/api/transfer-gzip');
     const events = (await auditEvents(stack.app)).slice(before);
     expect(events.map((e) => [e.event, e.reason])).toEqual([['gateway.upstream_failed', 'upstream_encoding']]);
   });
