@@ -121,6 +121,20 @@ describe('registration › refused, with the RFC 7591 error, no client written, 
     expect((await auditEvents(app)).at(-1)).toMatchObject({ event: 'registration.rejected', reason: 'body_too_large' });
   });
 
+  it('the body limit is 16 KiB exactly: 16,384 bytes register, 16,385 are refused with 413 and register nothing', async () => {
+    const sized = (bytes: number) => {
+      const base = JSON.stringify({ redirect_uris: ['https://app.example.com/cb'], client_name: 'Sized', padding: '' });
+      return JSON.stringify({ redirect_uris: ['https://app.example.com/cb'], client_name: 'Sized', padding: 'x'.repeat(bytes - base.length) });
+    };
+    expect(Buffer.byteLength(sized(16 * 1024))).toBe(16_384);
+    expect((await register(sized(16 * 1024))).status).toBe(201);
+    const before = await clientCount();
+    const over = await register(sized(16 * 1024 + 1));
+    expect(over.status).toBe(413);
+    expect(await clientCount()).toBe(before);
+    expect((await auditEvents(app)).at(-1)).toMatchObject({ event: 'registration.rejected', reason: 'body_too_large' });
+  });
+
   it('malformed JSON and a non-JSON content type', async () => {
     expect((await register('{ "redirect_uris": [')).body).toEqual({ error: 'invalid_client_metadata', error_description: 'registration body is not valid JSON' });
     const form = await register('redirect_uris=https://a.example/cb', { 'content-type': 'application/x-www-form-urlencoded' });

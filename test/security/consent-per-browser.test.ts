@@ -108,6 +108,7 @@ describe('consent per browser', () => {
     expect(setCookie).toMatch(/; HttpOnly/);
     expect(setCookie).toMatch(/; Secure/);
     expect(setCookie).toMatch(/; SameSite=Lax/);
+    expect(setCookie).toMatch(/; Max-Age=34560000(;|$)/); // 400 days (SECURITY.md)
     expect(setCookie).not.toMatch(/Domain=/i);
   });
 });
