@@ -174,21 +174,22 @@ for (const config of configs) await load(config, 10, 1);
 
 /**
  * "No growth between rounds" (issue 14): the RSS of each P (and of the anchors in the
- * authorization-server rounds) after every round of each part, MB. Growth that stops after the
- * first round is the heap sizing itself to the load; growth that goes on is memory kept.
+ * authorization-server rounds) in every round of each part, MB, read right after the server's
+ * own last load of the round — not at the round's end, when it may have idled through the other
+ * servers' runs and V8's memory reducer shrunk its heap. Growth that stops after the first round
+ * is the heap sizing itself to the load; growth that goes on is memory kept.
  */
 const rssRounds: Record<'gateway' | 'auth', Map<string, number[]>> = { gateway: new Map(), auth: new Map() };
-async function noteRss(part: 'gateway' | 'auth', servers: [string, number][]): Promise<void> {
-  for (const [label, port] of servers) {
-    const series = rssRounds[part].get(label) ?? [];
-    series.push((await statsOf(port)).rss / 2 ** 20);
-    rssRounds[part].set(label, series);
-  }
+async function noteRss(part: 'gateway' | 'auth', label: string, port: number, round: number): Promise<void> {
+  const series = rssRounds[part].get(label) ?? [];
+  series[round] = (await statsOf(port)).rss / 2 ** 20;
+  rssRounds[part].set(label, series);
 }
-const pServers = (): [string, number][] => [['P on SQLite', p.cpuPort as number], ...(pPg ? [['P on PostgreSQL', pPg.cpuPort as number] as [string, number]] : [])];
+const P_SQLITE = 'P on SQLite';
+const P_POSTGRES = 'P on PostgreSQL';
 const RSS_KEYS: Record<string, string> = {
-  'P on SQLite': 'p_sqlite',
-  'P on PostgreSQL': 'p_postgres',
+  [P_SQLITE]: 'p_sqlite',
+  [P_POSTGRES]: 'p_postgres',
   'bare oidc-provider (anchor)': 'bare',
   'bare oidc-provider, SQLite adapter (second anchor)': 'bare_sqlite',
 };
@@ -206,7 +207,7 @@ function rssRoundLines(): string[] {
       rows.push(`| ${label} | ${name} | ${series.map((mb) => mb.toFixed(1)).join(', ')} | ${shown} | ${label.startsWith('P') ? 'no growth' : '—'} |`);
     }
   }
-  return rows.length ? ['', '| process | rounds of | RSS after each round, MB | growth in the last round, MB | target |', '|---|---|---|---|---|', ...rows] : [];
+  return rows.length ? ['', '| process | rounds of | RSS in each round, right after its own load, MB | growth in the last round, MB | target |', '|---|---|---|---|---|', ...rows] : [];
 }
 
 const results = new Map<string, Measured[]>();
@@ -220,9 +221,10 @@ for (let round = 0; round < ROUNDS && configs.length; round++) {
       process.stderr.write(
         `round ${round + 1} c=${connections} ${config}: ${Math.round(r.rps)} req/s p50 ${r.p50.toFixed(2)} ms p99 ${r.p99.toFixed(2)} ms errors ${r.errors} server CPU ${r.cpuPerRequest.toFixed(1)} µs/req\n`,
       );
+      if (config === 'c' || config === 'd') await noteRss('gateway', P_SQLITE, p.cpuPort as number, round);
+      if (config === 'e') await noteRss('gateway', P_POSTGRES, pPg?.cpuPort as number, round);
     }
   }
-  await noteRss('gateway', pServers().filter(([label]) => (label.endsWith('PostgreSQL') ? configs.includes('e') : configs.includes('c') || configs.includes('d'))));
 }
 
 const lines: string[] = [];
@@ -273,16 +275,28 @@ if (process.env.BENCH_ONLY && !authOnly) {
   process.exit(0);
 }
 
-const servers = [{ label: 'SQLite', url: p.url as string, seeded: tokens }, ...(pPg ? [{ label: 'PostgreSQL', url: pPg.url as string, seeded: pgTokens }] : [])];
+const servers = [
+  { label: 'SQLite', url: p.url as string, seeded: tokens, rss: [P_SQLITE, p.cpuPort as number] as [string, number] },
+  ...(pPg ? [{ label: 'PostgreSQL', url: pPg.url as string, seeded: pgTokens, rss: [P_POSTGRES, pPg.cpuPort as number] as [string, number] }] : []),
+];
 // Token endpoint (refresh grant, each worker rotating its own chain) and DCR, on each P and on the
 // bare oidc-provider anchor (bare-provider.ts), servers alternating (the order rotates each round).
 // The anchor's in-memory LRU evicts its chains during a /register run: fresh ones are minted
 // before each of its /token runs (not timed).
-type AuthRun = { label: string; url: string; bare: boolean; chains: Chain[]; refresh: LoadResult[]; dcr: LoadResult[] };
+/** `rss`: the server's label in the RSS tables and its stats port */
+type AuthRun = { label: string; url: string; bare: boolean; chains: Chain[]; refresh: LoadResult[]; dcr: LoadResult[]; rss: [string, number] };
 const authRuns: AuthRun[] = [
   ...servers.map((server) => ({ ...server, bare: false, chains: server.seeded.map((t) => ({ clientId: t.clientId, rt: t.refresh })), refresh: [], dcr: [] })),
-  { label: 'bare oidc-provider', url: bare.url as string, bare: true, chains: [], refresh: [], dcr: [] },
-  { label: 'bare oidc-provider, SQLite adapter', url: bareSqlite.url as string, bare: true, chains: [], refresh: [], dcr: [] },
+  { label: 'bare oidc-provider', url: bare.url as string, bare: true, chains: [], refresh: [], dcr: [], rss: ['bare oidc-provider (anchor)', bare.cpuPort as number] },
+  {
+    label: 'bare oidc-provider, SQLite adapter',
+    url: bareSqlite.url as string,
+    bare: true,
+    chains: [],
+    refresh: [],
+    dcr: [],
+    rss: ['bare oidc-provider, SQLite adapter (second anchor)', bareSqlite.cpuPort as number],
+  },
 ];
 const windows: Record<string, { token: [number, number][]; register: [number, number][]; requests: { token: number; register: number } }> = {};
 const nowUs = () => Number(process.hrtime.bigint() / 1000n); // CLOCK_MONOTONIC, the time base of V8's CPU profiles
@@ -301,12 +315,12 @@ for (let round = 0; round < ROUNDS; round++) {
     run.dcr.push(await dcrRun(run.url, SECONDS));
     w.register.push([t0, nowUs()]);
     w.requests.register += (run.dcr.at(-1) as LoadResult).requests;
+    await noteRss('auth', run.rss[0], run.rss[1], round);
     const last = (runs: LoadResult[]) => runs[runs.length - 1] as LoadResult;
     process.stderr.write(
       `round ${round + 1} ${run.label}: /token ${Math.round(last(run.refresh).rps)} req/s p99 ${last(run.refresh).p99.toFixed(2)} ms errors ${last(run.refresh).errors}; /register ${Math.round(last(run.dcr).rps)} req/s p99 ${last(run.dcr).p99.toFixed(2)} ms errors ${last(run.dcr).errors}\n`,
     );
   }
-  await noteRss('auth', [...pServers(), ['bare oidc-provider (anchor)', bare.cpuPort as number], ['bare oidc-provider, SQLite adapter (second anchor)', bareSqlite.cpuPort as number]]);
 }
 if (profile) writeFileSync(`${root}test/artifacts/auth-windows.json`, JSON.stringify(windows));
 lines.push('', '| authorization server (c=10) | req/s (median) | p50 ms | p99 ms | errors |', '|---|---|---|---|---|');
