@@ -212,8 +212,10 @@ class RouteGateway {
     }
     const now = Date.now();
     // GW-01 (reviews, 2026-12-06): a check that is stale (a slow body: a client may take up to the server's request timeout; a slow
-    // refresh) or older than a revocation made here is done again from a fresh generation read before R is asked.
-    if (now - (x.checkedAt as number) > CHECK_FRESH_MS || x.epoch !== this.deps.openResponses.epoch) return this.handle(x);
+    // refresh) — once: a database slower than that would never let it through — or older than a revocation made here is done
+    // again from a fresh generation read before R is asked.
+    const stale = now - (x.checkedAt as number) > CHECK_FRESH_MS && !x.rechecked;
+    if (stale || x.epoch !== this.deps.openResponses.epoch) return void ((x.rechecked = true), this.handle(x));
     if (this.touched.due(grantId, now)) {
       const logged = (err: unknown) => this.deps.log[failureLevel(err)]({ err, requestId: x.requestId }, 'could not note the last use of a consent or client');
       this.deps.stores.consents.touch(grantId, now).catch(logged);

@@ -22,14 +22,17 @@ export interface Exchange {
   checkedAt?: number;
   epoch?: number;
   until?: number;
+  /** the request was checked again before R was asked (at most once for a stale check) */
+  rechecked?: boolean;
   /** the tools that body calls, once the policy allowed it (audited with gateway.forwarded) */
   tools?: string[];
 }
 
 /**
- * GW-01: R is asked only on a token check younger than this, made after this process's last
- * revocation; otherwise the request is checked again from a fresh generation read (src/flow/8-gateway.ts).
- * It bounds what a slowly sent body or a slow upstream refresh could carry past a revocation made elsewhere.
+ * GW-01: R is asked only on a token check made after this process's last revocation and, unless
+ * it is already the request's second, younger than this; otherwise the request is checked again
+ * from a fresh generation read (src/flow/8-gateway.ts). It bounds what a slowly sent body or a
+ * slow upstream refresh could carry past a revocation made elsewhere.
  */
 export const CHECK_FRESH_MS = 1_000;
 

@@ -156,6 +156,29 @@ describe('GW-01: a request body still arriving when the consent is revoked', () 
     expect(stack.mcp.received.length, 'R received nothing').toBe(before);
   });
 
+  it('checks a stale request again once, not until a check happens to be quick: a database slower than a second still answers', async () => {
+    const { tokens } = await authorizeClient(stack, new Browser(), { login: 'slow-database' });
+    const token = tokens.body.access_token as string;
+    const sessionId = await openSession(mcpUrl, token);
+    const before = stack.mcp.received.length;
+    // Every reading of the clock is two seconds after the last: every check P makes is stale by the time R would be asked.
+    let clock = Date.now();
+    const spy = vi.spyOn(Date, 'now').mockImplementation(() => (clock += 2 * CHECK_FRESH_MS));
+    try {
+      const res = await fetch(mcpUrl, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': sessionId },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'tools/list' }),
+        signal: AbortSignal.timeout(10_000),
+      });
+      expect(res.status).toBe(200);
+      await res.body?.cancel();
+    } finally {
+      spy.mockRestore();
+    }
+    expect(stack.mcp.received.length).toBe(before + 1);
+  });
+
   it('forwards a slow body whose token still passes the second check', async () => {
     const { tokens } = await authorizeClient(stack, new Browser(), { login: 'slow-but-fine' });
     const sessionId = await openSession(mcpUrl, tokens.body.access_token as string);
