@@ -5,13 +5,12 @@
  *   1. GW-10, AT-21: a browser `Origin` not in ALLOWED_ORIGINS ⇒ 403 (DNS rebinding);
  *   2. the token check (src/gateway/token-check.ts): 401 with `WWW-Authenticate` pointing at the
  *      resource's RFC 9728 metadata, or 403 `insufficient_scope` naming the scope;
- *   2b. the body, read whole (GATEWAY_MAX_BODY, 413) before R is asked and checked again when slow (GW-01),
- *      judged for per-tool scopes and the header–body rule (GW-15/16, src/gateway/tool-policy.ts): 403, or 400;
+ *   2b. the body, read whole (GATEWAY_MAX_BODY, 413), judged for per-tool scopes and the header–body rule (GW-15/16): 403, 400;
  *   3. GW-09: a session id in the query (HTTP+SSE) ⇒ 400; an unknown one, or one issued to another
  *      user or client ⇒ 404; R not contacted (src/gateway/sessions.ts);
  *   4. U's token for the grant, refreshed when due (src/gateway/upstream-token.ts);
- *   5. the request is sent to R with U's token (src/gateway/forward.ts), the response streamed back with U's tokens
- *      redacted (GW-13, src/gateway/redact.ts), and ended if its token stops passing (GW-01, src/gateway/open-responses.ts).
+ *   5. on a token check fresh enough (GW-01, CHECK_FRESH_MS), sent to R with U's token (src/gateway/forward.ts), the answer streamed
+ *      back with U's tokens redacted (GW-13, src/gateway/redact.ts), ended if its token stops passing (src/gateway/open-responses.ts).
  * A refusal of a request without a valid token (steps 1–2: no, malformed or invalid token; a
  * foreign Origin without a valid token) is counted against the client address's
  * RATE_LIMIT_REJECTED budget — 429 beyond it — and tallied into one gateway.rejected_aggregate row
@@ -38,7 +37,6 @@ import { failureLevel, isDatabaseBusy } from '../errors/database-unavailable.js'
 import { createToolPolicy, type ToolPolicy } from '../gateway/tool-policy.js';
 import { CHECK_FRESH_MS, MESSAGES, type Exchange, type Who } from '../gateway/exchange.js';
 import { hasRequestBody } from '../gateway/read-body.js';
-
 export type { GatewayDeps, GatewayHandler, GatewayRoute } from '../gateway/deps.js';
 
 /** consents.last_used_at is written at most once a minute per grant. */
@@ -120,17 +118,17 @@ class RouteGateway {
     const origin = x.req.headers.origin;
     const foreignOrigin = origin !== undefined && !this.deps.config.gateway.allowedOrigins.includes(origin);
     if (!foreignOrigin && answerPreflight(x.req, x.res, this.route.methods)) return;
+    this.check(x, (d, generation) => this.authorized(x, d, generation, foreignOrigin));
+  }
+
+  /** Step 2 from a fresh generation read (GW-01); when and after which revocation it was made is kept for the last step. */
+  private check(x: Exchange, then: (decision: TokenDecision, generation: number) => void): void {
     x.epoch = this.deps.openResponses.epoch;
     x.checkedAt = Date.now();
     this.next(x, this.deps.generation(), (generation) => {
-      const decision = this.deps.checkToken({
-        generation,
-        authorization: x.req.headers.authorization,
-        queryToken: /[?&]access_token=/.test(x.suffix),
-        resource: this.route.resource,
-        requiredScope: this.requiredScope,
-      });
-      this.next(x, decision, (d) => this.authorized(x, d, (x.generation = generation), foreignOrigin));
+      const { authorization } = x.req.headers;
+      const decision = this.deps.checkToken({ generation, authorization, queryToken: /[?&]access_token=/.test(x.suffix), resource: this.route.resource, requiredScope: this.requiredScope });
+      this.next(x, decision, (d) => then(d, (x.generation = generation)));
     });
   }
 
@@ -211,11 +209,13 @@ class RouteGateway {
       return jsonRpcError(res, upstream.failure === 'unreachable' ? 504 : 502, 'The upstream identity provider is not available');
     }
     const now = Date.now();
-    // GW-01 (reviews, 2026-12-06): a check that is stale (a slow body: a client may take up to the server's request timeout; a slow
-    // refresh) — once: a database slower than that would never let it through — or older than a revocation made here is done
-    // again from a fresh generation read before R is asked.
+    // GW-01 (reviews, 2026-12-06): a check gone stale (a slow body or refresh; once: a slow database must still let it through) or
+    // older than a revocation made here is done again from a fresh generation read; U's token in hand is kept (not refreshed twice).
     const stale = now - (x.checkedAt as number) > CHECK_FRESH_MS && !x.rechecked;
-    if (stale || x.epoch !== this.deps.openResponses.epoch) return void ((x.rechecked = true), this.handle(x));
+    if (stale || x.epoch !== this.deps.openResponses.epoch) {
+      x.rechecked = true;
+      return this.check(x, (d) => (d.ok ? ((x.until = d.until), this.withUpstreamToken(x, grantId, who, upstream)) : this.refuse(x, d, false)));
+    }
     if (this.touched.due(grantId, now)) {
       const logged = (err: unknown) => this.deps.log[failureLevel(err)]({ err, requestId: x.requestId }, 'could not note the last use of a consent or client');
       this.deps.stores.consents.touch(grantId, now).catch(logged);
