@@ -161,14 +161,34 @@ function assemble(l: Loading, publicUrl: URL, demo: boolean, upstream: UpstreamC
 }
 
 /**
- * What node-postgres reads from the environment when it connects, besides DATABASE_URL: libpq's
- * PG* variables (PGPASSWORD, PGSSLMODE, …), USER for its default user name and HOME for
- * ~/.pgpass. The audit verify worker gets these and nothing else (src/audit/verify-async.ts), so
- * it connects as the server's pool does without seeing SECRET_KEY.
+ * What node-postgres (pg 8, pg-connection-string, pgpass) reads from the environment when it
+ * connects, besides DATABASE_URL: its PG* variables by name, USER for its default user name and
+ * HOME for ~/.pgpass — not every variable named PG… (a PGADMIN_DEFAULT_PASSWORD is not the
+ * driver's; review of 2026-12-06). The audit verify worker gets these and nothing else
+ * (src/audit/verify-async.ts), so it connects as the server's pool does without seeing SECRET_KEY.
  */
+export const DATABASE_DRIVER_ENV = [
+  'PGHOST',
+  'PGPORT',
+  'PGUSER',
+  'PGDATABASE',
+  'PGPASSWORD',
+  'PGPASSFILE',
+  'PGPASS_NO_DEESCAPE',
+  'PGSSLMODE',
+  'PGSSLNEGOTIATION',
+  'PGAPPNAME',
+  'PGCONNECT_TIMEOUT',
+  'PGOPTIONS',
+  'PGCLIENT_ENCODING',
+  'PGBINARY',
+  'PGREPLICATION',
+  'USER',
+  'HOME',
+] as const;
 function databaseDriverEnv(env: Source): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(env)) if (value !== undefined && (/^PG[A-Z_]+$/.test(name) || name === 'USER' || name === 'HOME')) out[name] = value;
+  for (const name of DATABASE_DRIVER_ENV) if (env[name] !== undefined) out[name] = env[name] as string;
   return out;
 }
 

@@ -64,7 +64,8 @@ export function startCheckpointer(db: Db, path: string, onError: (message: strin
   let worker: Worker;
   try {
     const module = createRequire(import.meta.url).resolve('better-sqlite3');
-    worker = new Worker(WORKER, { eval: true, workerData: { module, path, intervalMs } });
+    // env: not a copy of the server's environment (SECRET_KEY); the worker needs only workerData.
+    worker = new Worker(WORKER, { eval: true, workerData: { module, path, intervalMs }, env: {} });
   } catch (err) {
     // No worker here (a bundled build, Node's permission model): SQLite keeps checkpointing in its commits.
     onError((err as Error).message);

@@ -20,7 +20,7 @@ vi.mock('node:worker_threads', async (importOriginal) => {
   return { ...actual, Worker: ProbeWorker };
 });
 
-const SET = ['SECRET_KEY', 'DATABASE_URL', 'PGSSLMODE', 'PGAPPNAME'] as const;
+const SET = ['SECRET_KEY', 'DATABASE_URL', 'PGSSLMODE', 'PGAPPNAME', 'PGADMIN_DEFAULT_PASSWORD'] as const;
 const saved = Object.fromEntries(SET.map((name) => [name, process.env[name]]));
 afterEach(() => {
   for (const name of SET) {
@@ -41,9 +41,11 @@ describe('audit verify worker › environment', () => {
     process.env.DATABASE_URL = 'postgres://proxy:db-password@db.internal.example/proxy';
     process.env.PGSSLMODE = 'verify-full';
     process.env.PGAPPNAME = 'proxy';
+    process.env.PGADMIN_DEFAULT_PASSWORD = 'pgadmin-secret'; // named PG…, not the driver's
     const seen = await workerEnv();
     expect(seen.SECRET_KEY).toBeUndefined();
     expect(seen.DATABASE_URL).toBeUndefined();
+    expect(seen.PGADMIN_DEFAULT_PASSWORD).toBeUndefined();
     expect(seen).toMatchObject({ PGSSLMODE: 'verify-full', PGAPPNAME: 'proxy' });
     expect(Object.keys(seen).filter((name) => !/^PG/.test(name)).sort()).toEqual(['HOME', 'USER'].filter((name) => process.env[name] !== undefined));
   });
