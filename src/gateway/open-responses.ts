@@ -142,6 +142,7 @@ export class OpenResponses {
   private async checkOne(entry: OpenResponse, generation: number): Promise<void> {
     const { authorization, resource, requiredScope } = entry;
     const decision = await this.deps.checkToken({ generation, authorization, queryToken: false, resource, requiredScope });
+    if (!this.open.has(entry)) return; // it closed while its check was under way: nothing to end
     if (decision.ok) {
       entry.generation = generation;
       entry.until = decision.until;

@@ -207,6 +207,20 @@ describe('open responses (GW-01)', () => {
     expect(reads).toBe(2);
   });
 
+  it('neither ends nor reports a response that closed by itself while its check was under way', async () => {
+    let answer: ((d: TokenDecision) => void) | undefined;
+    const responses = registry({ checkToken: () => new Promise<TokenDecision>((resolve) => (answer = resolve)) });
+    const a = open(responses, 'Bearer a');
+    generation = 2;
+    responses.recheck();
+    await settle();
+    a.res.end(); // R's answer finished
+    answer?.(refusal('unknown_token'));
+    await settle();
+    expect(a.res.destroyed).toBe(false);
+    expect(a.cut).not.toHaveBeenCalled();
+  });
+
   it('ends the GET streams at shutdown, not the other answers', () => {
     const responses = registry();
     const get = open(responses, 'Bearer a', { stream: true });
