@@ -64,6 +64,14 @@ export function checkEngineSettings(l: Loading): void {
   }
 }
 
+/** GATEWAY_BODY_MEMORY below GATEWAY_MAX_BODY would refuse a body the limit allows, whatever else is in flight. */
+export function checkBodyMemory(l: Loading): void {
+  const memory = get<number | undefined>(l, 'GATEWAY_BODY_MEMORY');
+  const max = get<number | undefined>(l, 'GATEWAY_MAX_BODY');
+  if (memory !== undefined && max !== undefined && memory < max)
+    l.problems.push(`GATEWAY_BODY_MEMORY: must be at least GATEWAY_MAX_BODY (${max} bytes): a body the limit allows would always be refused`);
+}
+
 /** MCP_TOOL_SCOPES may only name scopes P offers for the MCP resource (MCP_SCOPES): a token could never carry another. */
 export function checkToolScopes(l: Loading): void {
   const offered = get<string[] | undefined>(l, 'MCP_SCOPES') ?? [];

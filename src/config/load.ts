@@ -13,7 +13,7 @@ import type { RateBudget } from './duration.js';
 import { CONFIG_KEYS, SCHEMA, type ConfigKey, type KeyDef, type Preset } from './schema.js';
 import { derivePublicUrls, type PublicUrls } from './urls.js';
 import { readConfigFile, type Source } from './file.js';
-import { checkEngineSettings, checkOpenMetrics, checkPlainHttp, checkSharedSecret, checkToolScopes, checkUpstream, decideDemo, get, type Loading } from './checks.js';
+import { checkBodyMemory, checkEngineSettings, checkOpenMetrics, checkPlainHttp, checkSharedSecret, checkToolScopes, checkUpstream, decideDemo, get, type Loading } from './checks.js';
 
 export interface UpstreamConfig {
   preset: Preset;
@@ -66,6 +66,8 @@ export interface Config {
   gateway: {
     timeoutMs: number;
     maxBodyBytes: number;
+    /** GATEWAY_BODY_MEMORY: the bytes of bodies held at once (src/gateway/read-body.ts) */
+    bodyMemoryBytes: number;
     routes: { prefix: string; target: URL; resource: string }[];
     allowedOrigins: string[];
   };
@@ -150,6 +152,7 @@ function assemble(l: Loading, publicUrl: URL, demo: boolean, upstream: UpstreamC
     gateway: {
       timeoutMs: v<number>('GATEWAY_TIMEOUT') * 1000,
       maxBodyBytes: v('GATEWAY_MAX_BODY'),
+      bodyMemoryBytes: v<number | undefined>('GATEWAY_BODY_MEMORY') ?? 16 * v<number>('GATEWAY_MAX_BODY'),
       routes: routes.map((r) => ({ ...r, resource: urls.url(r.prefix) })),
       allowedOrigins: v<string[] | undefined>('ALLOWED_ORIGINS') ?? [urls.origin],
     },
@@ -205,6 +208,7 @@ export function loadConfig(env: Source = process.env, options: LoadOptions = {})
   const insecureOk = checkPlainHttp(l, publicUrl);
   checkOpenMetrics(l, publicUrl);
   checkToolScopes(l);
+  checkBodyMemory(l);
   checkSharedSecret(l);
   checkEngineSettings(l);
   const choice = decideDemo(l, publicUrl);

@@ -490,12 +490,21 @@ export const SCHEMA = {
   }),
   GATEWAY_MAX_BODY: key({
     group: 'Gateway',
-    doc: 'Largest request body the gateway forwards; larger bodies get 413. Each body is held in memory, whole, while its request is checked (at most this much per request in flight).',
+    doc: 'Largest request body the gateway forwards; larger bodies get 413. Each body is held in memory, whole, while its request is checked (at most this much per request in flight; `GATEWAY_BODY_MEMORY` bounds them all together).',
     defaultText: '`4mb`',
     fallback: '4mb',
     parse: (raw) => {
       const bytes = parseByteSize(raw);
       return bytes ? ok(bytes) : bad('must be a size such as 512kb or 4mb');
+    },
+  }),
+  GATEWAY_BODY_MEMORY: key({
+    group: 'Gateway',
+    doc: 'Most bytes of request bodies the gateway holds at once, across all requests in flight (each up to `GATEWAY_MAX_BODY`); a body that would pass it gets 503 with `Retry-After`. At least `GATEWAY_MAX_BODY`.',
+    defaultText: '16 × `GATEWAY_MAX_BODY` (`64mb`)',
+    parse: (raw) => {
+      const bytes = parseByteSize(raw);
+      return bytes ? ok(bytes) : bad('must be a size such as 64mb or 1gb');
     },
   }),
   METRICS_TOKEN: key({

@@ -5,7 +5,7 @@
  *   1. GW-10, AT-21: a browser `Origin` not in ALLOWED_ORIGINS ⇒ 403 (DNS rebinding);
  *   2. the token check (src/gateway/token-check.ts): 401 with `WWW-Authenticate` pointing at the
  *      resource's RFC 9728 metadata, or 403 `insufficient_scope` naming the scope;
- *   2b. the body, read whole (GATEWAY_MAX_BODY, 413), judged for per-tool scopes and the header–body rule (GW-15/16): 403, 400;
+ *   2b. the body, read whole (GATEWAY_MAX_BODY, 413; GATEWAY_BODY_MEMORY for all at once, 503), judged for per-tool scopes and the header–body rule (GW-15/16): 403, 400;
  *   3. GW-09: a session id in the query (HTTP+SSE) ⇒ 400; an unknown one, or one issued to another
  *      user or client ⇒ 404; R not contacted (src/gateway/sessions.ts);
  *   4. U's token for the grant, refreshed when due (src/gateway/upstream-token.ts);
@@ -154,12 +154,13 @@ class RouteGateway {
   /** Step 2b: the body is read (bounded) before R is asked, and judged by the tool policy when it must be (GW-15/16, src/gateway/tool-policy.ts). */
   private bodyAllowed(x: Exchange, scopes: ReadonlySet<string>, who: Who): Maybe<boolean> {
     if (x.body !== undefined || !hasRequestBody(x.req)) return true;
-    return this.tools.check(x.req, scopes, this.deps.config.gateway.maxBodyBytes).then((verdict) => {
+    return this.tools.check(x.req, scopes, this.deps.config.gateway.maxBodyBytes, this.deps.bodies.hold(x.res)).then((verdict) => {
       if (verdict.ok) return Boolean((x.body = verdict.body) && (verdict.tools ? (x.tools = verdict.tools) : true));
       if (verdict.status === 0) return false; // the client left: nothing to answer
       const details = { method: x.req.method, resource: this.route.resource, ...verdict.details };
       this.deps.audit.defer({ event: verdict.status === 403 ? 'gateway.tool_refused' : 'gateway.rejected', reason: verdict.reason, ...who, requestId: x.requestId, ip: x.ip, details });
       if (verdict.status === 403) x.res.setHeader('WWW-Authenticate', bearerChallenge(this.deps.config, 'insufficient_scope', verdict.message, verdict.needed.join(' '), this.route.resource));
+      if (verdict.status === 503) x.res.setHeader('Retry-After', '1');
       jsonRpcError(x.res, verdict.status, verdict.message, verdict.code);
       return false;
     });
@@ -239,11 +240,10 @@ class RouteGateway {
     this.deps.openResponses.watch(x, resource, this.requiredScope, cut);
   }
 
-  /** GW-13: R's response carried U's token; it was redacted. Its row is committed at once, in its own transaction (no group commit), as the response ends. */
+  /** GW-13: R's response carried U's token; it was redacted. Its row is committed at once, in its own transaction (no group commit), as the response ends; a failure is logged (the response is already going). */
   private leakBlocked(x: Exchange, who: Who, found: string[]): void {
     this.deps.log.warn({ requestId: x.requestId, resource: this.route.resource, found }, 'the upstream server echoed the upstream token; redacted');
     const details = { method: x.req.method, resource: this.route.resource, status: x.res.statusCode, found };
-    // The response is already going: nothing to answer, but never crash the server.
     const unaudited = (err: unknown) => this.deps.log.error({ err, requestId: x.requestId, resource: this.route.resource }, 'could not audit a blocked token leak');
     this.deps.audit.record({ event: 'gateway.leak_blocked', reason: 'upstream_token_in_response', ...who, requestId: x.requestId, ip: x.ip, details }).catch(unaudited);
   }

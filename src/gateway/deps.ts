@@ -15,6 +15,7 @@ import type { SessionBinding } from './sessions.js';
 import type { Forwarder } from './forward.js';
 import type { Maybe } from '../db/sql.js';
 import type { OpenResponses } from './open-responses.js';
+import type { BodyBudget } from './read-body.js';
 
 export interface GatewayDeps {
   config: Readonly<Config>;
@@ -27,6 +28,8 @@ export interface GatewayDeps {
   generation: () => Maybe<number>;
   /** every forwarded request until its response closes: ended when its token stops passing (GW-01), GET streams at shutdown (src/gateway/open-responses.ts) */
   openResponses: OpenResponses;
+  /** the request bodies held at once, across every route (GATEWAY_BODY_MEMORY, src/gateway/read-body.ts) */
+  bodies: BodyBudget;
   /** the budget and audit tally for refusals of requests without a valid token */
   refusals: RefusalBudget;
   /** the client address, as TRUST_PROXY says */

@@ -2,9 +2,13 @@
  * A bounded read of a request body: the gateway reads every body whole before R is asked (GW-01,
  * src/flow/8-gateway.ts; the tool policy judges some, src/gateway/tool-policy.ts). At most `limit`
  * bytes are kept — a declared Content-Length above it is refused before a byte is read, a chunked
- * body as soon as it passes it (GATEWAY_MAX_BODY, 413).
+ * body as soon as it passes it (GATEWAY_MAX_BODY, 413). And at most GATEWAY_BODY_MEMORY bytes of
+ * bodies are held at once across every request in flight (`BodyBudget`): each body may be
+ * GATEWAY_MAX_BODY, but many at once — each from a client with a valid token, sent slowly — would
+ * otherwise hold as much memory as there are connections. A body that would pass the budget is
+ * refused (503, Retry-After) and what it held given back at once.
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 
 /** Whether a request carries a body to forward: POST, PUT and PATCH always (an empty one is sent empty), others when they declare one. */
 export function hasRequestBody(req: IncomingMessage): boolean {
@@ -12,23 +16,70 @@ export function hasRequestBody(req: IncomingMessage): boolean {
   return method === 'POST' || method === 'PUT' || method === 'PATCH' || Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
 }
 
-export type BodyRead = { ok: true; body: Buffer } | { ok: false; reason: 'body_too_large' | 'client_closed' };
+/** What one request's body holds of the budget: grown as its chunks arrive, given back once (at the latest when its response closes). */
+export interface BodyHold {
+  /** hold `bytes` more; false (nothing taken) when the budget cannot, or the response has closed */
+  take(bytes: number): boolean;
+  give(): void;
+}
 
-export function readBody(req: IncomingMessage, limit: number): Promise<BodyRead> {
+/** The bytes of request bodies the gateway holds at once, across all its routes (GATEWAY_BODY_MEMORY). */
+export class BodyBudget {
+  private used = 0;
+  constructor(readonly limit: number) {}
+
+  /** bytes held now */
+  get held(): number {
+    return this.used;
+  }
+
+  /** A hold for the body of the request answered by `res`: what it holds is given back when `res` closes, if not before. */
+  hold(res: ServerResponse): BodyHold {
+    let bytes = 0;
+    let closed = false;
+    const give = () => {
+      this.used -= bytes;
+      bytes = 0;
+    };
+    res.once('close', () => {
+      closed = true;
+      give();
+    });
+    return {
+      take: (n) => {
+        if (closed || this.used + n > this.limit) return false;
+        this.used += n;
+        bytes += n;
+        return true;
+      },
+      give,
+    };
+  }
+}
+
+export type BodyRead = { ok: true; body: Buffer } | { ok: false; reason: 'body_too_large' | 'body_memory_full' | 'client_closed' };
+
+/** Read `req`'s body whole, at most `limit` bytes, each chunk taken from `hold` first: a refused read gives back what it took; a read body keeps it until `hold` is given back. */
+export function readBody(req: IncomingMessage, limit: number, hold: BodyHold): Promise<BodyRead> {
   if (Number(req.headers['content-length'] ?? 0) > limit) return Promise.resolve({ ok: false, reason: 'body_too_large' });
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
     const finish = (result: BodyRead) => {
       req.off('data', onData).off('end', onEnd).off('error', onGone).off('close', onGone);
+      if (!result.ok) {
+        chunks.length = 0;
+        hold.give();
+      }
       resolve(result);
     };
     const onData = (chunk: Buffer) => {
       size += chunk.length;
-      if (size > limit) {
+      const refused = size > limit ? 'body_too_large' : !hold.take(chunk.length) ? 'body_memory_full' : undefined;
+      if (refused) {
         // Stop keeping it; what the client still sends is discarded.
         req.resume();
-        return finish({ ok: false, reason: 'body_too_large' });
+        return finish({ ok: false, reason: refused });
       }
       chunks.push(chunk);
     };

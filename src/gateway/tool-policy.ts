@@ -35,7 +35,7 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { isUtf8 } from 'node:buffer';
 import { HEADER_MISMATCH, headerMismatch } from './mcp-headers.js';
-import { readBody } from './read-body.js';
+import { readBody, type BodyHold } from './read-body.js';
 import { ambiguousMember } from './json-members.js';
 
 /** A refusal carries what the gateway writes (status, JSON-RPC code and message) and audits (reason, details). */
@@ -46,11 +46,12 @@ export type ToolVerdict =
   | { ok: false; status: 415; reason: 'unsupported_encoding'; code: number; message: string; details: Record<string, unknown> }
   | { ok: false; status: 403; reason: 'insufficient_scope'; code: number; message: string; details: { tools: string[]; missing: string[] }; needed: string[] };
 
-/** `check`'s answer: the body to forward, a refusal to write (413 for a body over the limit), or status 0 when the client left. */
+/** `check`'s answer: the body to forward, a refusal to write (413 for a body over the limit, 503 when the bodies held at once would pass GATEWAY_BODY_MEMORY), or status 0 when the client left. */
 export type ToolCheck =
   | { ok: true; body: Buffer; tools?: string[] }
   | Exclude<ToolVerdict, { ok: true }>
   | { ok: false; status: 413; reason: 'body_too_large'; code: number; message: string; details: Record<string, unknown> }
+  | { ok: false; status: 503; reason: 'body_memory_full'; code: number; message: string; details: Record<string, unknown> }
   | { ok: false; status: 0 };
 
 export interface ToolPolicy {
@@ -58,8 +59,8 @@ export interface ToolPolicy {
   judges(req: IncomingMessage): boolean;
   /** the decision for a body that was read, with the token's scopes */
   decide(body: Buffer, headers: IncomingHttpHeaders, granted: ReadonlySet<string>): ToolVerdict;
-  /** read the body (at most `limit` bytes, src/gateway/read-body.ts) and, when `judges(req)`, decide */
-  check(req: IncomingMessage, granted: ReadonlySet<string>, limit: number): Promise<ToolCheck>;
+  /** read the body (at most `limit` bytes, each taken from `hold`: src/gateway/read-body.ts) and, when `judges(req)`, decide */
+  check(req: IncomingMessage, granted: ReadonlySet<string>, limit: number, hold: BodyHold): Promise<ToolCheck>;
 }
 
 /** At most this many tool names (each cut at 100 characters) go into a gateway.forwarded row. */
@@ -136,14 +137,16 @@ export function createToolPolicy(pairs: readonly { tool: string; scope: string }
       return { ok: false, status: 403, reason: 'insufficient_scope', code: -32003, message, details: { tools: [...new Set(tools)], missing }, needed: challenge };
     },
 
-    async check(req, granted, limit) {
-      const read = await readBody(req, limit);
+    async check(req, granted, limit, hold) {
+      const read = await readBody(req, limit, hold);
       if (read.ok) {
         if (!policy.judges(req)) return { ok: true, body: read.body };
         const verdict = policy.decide(read.body, req.headers, granted);
         return verdict.ok ? { ok: true, body: read.body, ...(verdict.tools ? { tools: verdict.tools } : {}) } : verdict;
       }
       if (read.reason === 'client_closed') return { ok: false, status: 0 };
+      if (read.reason === 'body_memory_full')
+        return { ok: false, status: 503, reason: 'body_memory_full', code: -32000, message: 'The server holds too many request bodies at once; try again in a moment.', details: {} };
       return { ok: false, status: 413, reason: 'body_too_large', code: -32000, message: `Request body exceeds ${limit} bytes`, details: {} };
     },
   };

@@ -32,6 +32,7 @@ import { tokenPreflight } from '../flow/7-token.js';
 import { gateway, type GatewayDeps } from '../flow/8-gateway.js';
 import { jsonRpcError, type Forwarder } from '../gateway/forward.js';
 import { createDispatcher, type DispatchRoute } from '../gateway/dispatch.js';
+import { BodyBudget } from '../gateway/read-body.js';
 import { PROVIDER_ROUTES } from '../provider/configuration.js';
 import { baselineScopes, offeredScopes, stepUpScopes } from '../oauth/scopes.js';
 import { errorHandler, notFound } from '../errors/render.js';
@@ -251,6 +252,7 @@ export function gatewayFront(deps: AppDeps, app: Express): (req: IncomingMessage
     log,
     stores: deps.stores,
     refusals: deps.refusals,
+    bodies: new BodyBudget(config.gateway.bodyMemoryBytes),
     ...deps.gateway,
     clientIp: (req: IncomingMessage) => proxyaddr(req, trust),
     onForwarded: (resource: string, status: number, seconds: number) => deps.metrics.observeGateway(resource, status, seconds),

@@ -142,6 +142,16 @@ describe('config › loadConfig', () => {
     expect(message).not.toContain(UPSTREAM.UPSTREAM_CLIENT_SECRET);
   });
 
+  it('GATEWAY_BODY_MEMORY defaults to 16 × GATEWAY_MAX_BODY and may not be below it', () => {
+    expect(loadConfig({ ...UPSTREAM }).gateway).toMatchObject({ maxBodyBytes: 4 * 2 ** 20, bodyMemoryBytes: 64 * 2 ** 20 });
+    expect(loadConfig({ ...UPSTREAM, GATEWAY_MAX_BODY: '100mb' }).gateway.bodyMemoryBytes).toBe(1600 * 2 ** 20);
+    expect(loadConfig({ ...UPSTREAM, GATEWAY_MAX_BODY: '1mb', GATEWAY_BODY_MEMORY: '1mb' }).gateway.bodyMemoryBytes).toBe(2 ** 20);
+    expect(problemsOf({ ...UPSTREAM, GATEWAY_MAX_BODY: '1mb', GATEWAY_BODY_MEMORY: '512kb' })).toEqual([
+      'GATEWAY_BODY_MEMORY: must be at least GATEWAY_MAX_BODY (1048576 bytes): a body the limit allows would always be refused',
+    ]);
+    expect(problemsOf({ ...UPSTREAM, GATEWAY_BODY_MEMORY: 'lots' })).toEqual(['GATEWAY_BODY_MEMORY: must be a size such as 64mb or 1gb (got "lots")']);
+  });
+
   it('DATABASE_URL selects PostgreSQL (postgres://, postgresql://, ?host=/socket/dir), is checked without being echoed, and needs SECRET_KEY; DATABASE_POOL_MAX defaults to 10', () => {
     const secret = { SECRET_KEY: Buffer.alloc(32, 3).toString('base64') };
     expect(loadConfig({ ...UPSTREAM }).databaseUrl).toBeUndefined();
