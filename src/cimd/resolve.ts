@@ -14,7 +14,7 @@ import { createCimdCache, type CimdCache, type CimdCacheOptions, type LoadResult
 import { validateClientMetadataDocument, type ClientIdMetadata, type DocumentRefusal } from './document.js';
 import { fetchClientMetadata, type CimdFetchOptions, type CimdFetchReason } from './fetch.js';
 
-/** `busy`: MAX_CONCURRENT_FETCHES documents were being fetched already (not cached: the next lookup tries again). */
+/** `busy`: MAX_CONCURRENT_FETCHES documents were being fetched already — or MAX_FETCHES_PER_REQUESTER for this address, MAX_FETCHES_PER_HOST on this host (not cached: the next lookup tries again). */
 export type CimdRefusal = CimdFetchReason | DocumentRefusal | 'busy';
 
 /**
@@ -33,6 +33,15 @@ export const MAX_CONCURRENT_FETCHES = 32;
 export const MAX_FETCHES_PER_REQUESTER = 4;
 
 /**
+ * And at most this many of them on one host (its name and port as the client_id spells them), so
+ * that documents on one silent or slow host — distinct URLs, asked for from any number of
+ * addresses — hold at most this many of the slots, and P never opens more connections than this
+ * at once to a host a client_id names (review 2026-12-06). Lookups of one URL share one fetch
+ * (src/cimd/cache.ts), so many users of one client count once.
+ */
+export const MAX_FETCHES_PER_HOST = 4;
+
+/**
  * Who counts as one requester for MAX_FETCHES_PER_REQUESTER: the client address as every
  * per-address budget counts it (src/http/client-address.ts) — requests whose address is unknown
  * share one key, so that they are no way around the cap (review 2026-12-06).
@@ -49,7 +58,34 @@ export interface ResolveOptions {
   maxConcurrentFetches?: number;
   /** default MAX_FETCHES_PER_REQUESTER */
   maxFetchesPerRequester?: number;
+  /** default MAX_FETCHES_PER_HOST */
+  maxFetchesPerHost?: number;
 }
+
+/** How many fetches are under way, by key (a requester, a host). */
+class FetchesByKey {
+  private readonly counts = new Map<string, number>();
+  count(key: string): number {
+    return this.counts.get(key) ?? 0;
+  }
+  add(key: string): void {
+    this.counts.set(key, this.count(key) + 1);
+  }
+  remove(key: string): void {
+    const left = this.count(key) - 1;
+    if (left > 0) this.counts.set(key, left);
+    else this.counts.delete(key);
+  }
+}
+
+/** The host a client_id names, with its port (already checked by src/cimd/client-id.ts). */
+const hostOf = (url: string): string => {
+  try {
+    return new URL(url).host;
+  } catch {
+    return url;
+  }
+};
 
 /** Fetch and validate; a LoadResult for the cache. Never rejects for remote behaviour. */
 export async function loadClientIdMetadata(url: string, options: ResolveOptions): Promise<LoadResult<ClientIdMetadata>> {
@@ -73,25 +109,34 @@ export async function loadClientIdMetadata(url: string, options: ResolveOptions)
 
 /** A cache of validated CIMD client metadata, loading through fetch + document validation. */
 export function createClientIdMetadataResolver(options: ResolveOptions & Omit<CimdCacheOptions<ClientIdMetadata>, 'load'>): CimdCache<ClientIdMetadata> {
-  const { fetch, admission, fetcher, maxConcurrentFetches = MAX_CONCURRENT_FETCHES, maxFetchesPerRequester = MAX_FETCHES_PER_REQUESTER, ...cacheOptions } = options;
+  const {
+    fetch,
+    admission,
+    fetcher,
+    maxConcurrentFetches = MAX_CONCURRENT_FETCHES,
+    maxFetchesPerRequester = MAX_FETCHES_PER_REQUESTER,
+    maxFetchesPerHost = MAX_FETCHES_PER_HOST,
+    ...cacheOptions
+  } = options;
   let fetching = 0;
-  const byRequester = new Map<string, number>();
+  const byRequester = new FetchesByKey();
+  const byHost = new FetchesByKey();
   const busy = (detail: string): LoadResult<ClientIdMetadata> => ({ ok: false, reason: 'busy', detail: `${detail}; try again in a moment`, fetchedAt: (fetch.now ?? Date.now)() });
   const load = async (url: string, requester?: string): Promise<LoadResult<ClientIdMetadata>> => {
     if (fetching >= maxConcurrentFetches) return busy(`${maxConcurrentFetches} client metadata documents are being fetched already`);
-    const mine = requester === undefined ? 0 : (byRequester.get(requester) ?? 0);
-    if (requester !== undefined && mine >= maxFetchesPerRequester) return busy(`${maxFetchesPerRequester} client metadata documents asked for from this address are being fetched already`);
+    if (requester !== undefined && byRequester.count(requester) >= maxFetchesPerRequester)
+      return busy(`${maxFetchesPerRequester} client metadata documents asked for from this address are being fetched already`);
+    const host = hostOf(url);
+    if (byHost.count(host) >= maxFetchesPerHost) return busy(`${maxFetchesPerHost} client metadata documents on ${host} are being fetched already`);
     fetching += 1;
-    if (requester !== undefined) byRequester.set(requester, mine + 1);
+    if (requester !== undefined) byRequester.add(requester);
+    byHost.add(host);
     try {
       return await loadClientIdMetadata(url, { fetch, admission, ...(fetcher ? { fetcher } : {}) });
     } finally {
       fetching -= 1;
-      if (requester !== undefined) {
-        const left = (byRequester.get(requester) ?? 1) - 1;
-        if (left > 0) byRequester.set(requester, left);
-        else byRequester.delete(requester);
-      }
+      if (requester !== undefined) byRequester.remove(requester);
+      byHost.remove(host);
     }
   };
   return createCimdCache({ ...cacheOptions, load, unrecordedReasons: UNRECORDED });

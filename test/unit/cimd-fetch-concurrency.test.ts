@@ -5,10 +5,11 @@
  * bound a lookup is refused as `busy` at once — the fetcher is not called — and `busy` is not
  * cached: once a fetch ends, the next lookup of that URL fetches. And at most
  * MAX_FETCHES_PER_REQUESTER of them started by one client address (IPv6 by its /56), so that one
- * address cannot take every slot with a burst of new client_ids.
+ * address cannot take every slot with a burst of new client_ids; and at most MAX_FETCHES_PER_HOST
+ * on one host, whatever the addresses asking, so that one silent host cannot either.
  */
 import { expect, it } from 'vitest';
-import { createClientIdMetadataResolver, MAX_CONCURRENT_FETCHES, MAX_FETCHES_PER_REQUESTER, requesterOf } from '../../src/cimd/resolve.js';
+import { createClientIdMetadataResolver, MAX_CONCURRENT_FETCHES, MAX_FETCHES_PER_HOST, MAX_FETCHES_PER_REQUESTER, requesterOf } from '../../src/cimd/resolve.js';
 import type { CimdFetchResult, fetchClientMetadata } from '../../src/cimd/fetch.js';
 
 /** A resolver whose fetches start (recorded in `started`) and end only when the test resolves them (`pending`). */
@@ -25,7 +26,7 @@ function gatedResolver() {
 
 it(`fetches at most ${MAX_CONCURRENT_FETCHES} documents at once; the next is busy without a fetch, and busy is not remembered`, async () => {
   const { pending, started, resolver } = gatedResolver();
-  const url = (i: number) => `https://silent.example/c/${i}`;
+  const url = (i: number) => `https://silent-${i}.example/c`; // a host each: MAX_FETCHES_PER_HOST is tested below
   const lookups = Array.from({ length: MAX_CONCURRENT_FETCHES }, (_, i) => resolver.get(url(i)));
   await new Promise((resolve) => setImmediate(resolve));
   expect(started).toHaveLength(MAX_CONCURRENT_FETCHES);
@@ -49,7 +50,7 @@ it(`fetches at most ${MAX_CONCURRENT_FETCHES} documents at once; the next is bus
 
 it(`fetches at most ${MAX_FETCHES_PER_REQUESTER} documents at once for one requester; other requesters still fetch; a slot freed is usable again`, async () => {
   const { pending, started, resolver } = gatedResolver();
-  const url = (who: string, i: number) => `https://silent.example/${who}/${i}`;
+  const url = (who: string, i: number) => `https://${who}-${i}.silent.example/c`;
   const a = requesterOf('203.0.113.7');
   const mine = Array.from({ length: MAX_FETCHES_PER_REQUESTER }, (_, i) => resolver.get(url('a', i), a));
   await new Promise((resolve) => setImmediate(resolve));
@@ -76,6 +77,34 @@ it(`fetches at most ${MAX_FETCHES_PER_REQUESTER} documents at once for one reque
   expect(await resolver.get(url('a', 100), a), 'the freed slot is taken again').toMatchObject({ ok: false, reason: 'busy' });
   for (const resolve of pending.splice(0)) resolve({ ok: false, url: '', reason: 'timeout', detail: 'silent', fetchedAt: 0 });
   await Promise.all([...mine, other, unknown, again]);
+});
+
+it(`fetches at most ${MAX_FETCHES_PER_HOST} documents at once on one host, whoever asks; another host, or the same one's port, still fetches; a slot freed is usable again`, async () => {
+  const { pending, started, resolver } = gatedResolver();
+  const on = (host: string, i: number) => `https://${host}/client-${i}.json`;
+  const address = (i: number) => requesterOf(`203.0.113.${i + 1}`); // a new address each time: the requester cap never applies
+  const held = Array.from({ length: MAX_FETCHES_PER_HOST }, (_, i) => resolver.get(on('silent.example', i), address(i)));
+  await new Promise((resolve) => setImmediate(resolve));
+  expect(started).toHaveLength(MAX_FETCHES_PER_HOST);
+
+  const refused = await resolver.get(on('SILENT.example', 99), address(50)); // the URL parser lowercases the host
+  expect(refused).toMatchObject({ ok: false, reason: 'busy', fromCache: false });
+  expect(refused.ok === false && refused.detail).toContain('on silent.example are being fetched already');
+  expect(started, 'the fetcher was not called').toHaveLength(MAX_FETCHES_PER_HOST);
+  expect(resolver.entries().find((e) => e.url === on('SILENT.example', 99)), 'busy is not remembered').toBeUndefined();
+
+  const elsewhere = [resolver.get(on('other.example', 0), address(60)), resolver.get(on('silent.example:8443', 0), address(61))];
+  await new Promise((resolve) => setImmediate(resolve));
+  expect(started.slice(-2)).toEqual([on('other.example', 0), on('silent.example:8443', 0)]);
+
+  (pending.shift() as (result: CimdFetchResult) => void)({ ok: false, url: on('silent.example', 0), reason: 'timeout', detail: 'silent', fetchedAt: 0 });
+  await held[0];
+  const again = resolver.get(on('silent.example', 99), address(70));
+  await new Promise((resolve) => setImmediate(resolve));
+  expect(started.at(-1)).toBe(on('silent.example', 99));
+  expect(await resolver.get(on('silent.example', 100), address(71)), 'the freed slot is taken again').toMatchObject({ ok: false, reason: 'busy' });
+  for (const resolve of pending.splice(0)) resolve({ ok: false, url: '', reason: 'timeout', detail: 'silent', fetchedAt: 0 });
+  await Promise.all([...held, ...elsewhere, again]);
 });
 
 it('a fetch that fails by throwing frees its slots too', async () => {
