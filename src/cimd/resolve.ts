@@ -33,11 +33,12 @@ export const MAX_CONCURRENT_FETCHES = 32;
 export const MAX_FETCHES_PER_REQUESTER = 4;
 
 /**
- * And at most this many of them on one host (its name and port as the client_id spells them), so
- * that documents on one silent or slow host — distinct URLs, asked for from any number of
- * addresses — hold at most this many of the slots, and P never opens more connections than this
- * at once to a host a client_id names (review 2026-12-06). Lookups of one URL share one fetch
- * (src/cimd/cache.ts), so many users of one client count once.
+ * And at most this many of them on one host name — whatever the port, with or without a final dot
+ * — so that the documents of one silent or slow host, at distinct URLs and asked for from any
+ * number of addresses, hold at most this many of the slots (review 2026-12-06). Lookups of one URL
+ * share one fetch (src/cimd/cache.ts), so many users of one client count once. Not bounded by it:
+ * distinct names that resolve to one server (a wildcard DNS record), which would need the
+ * registrable domain (the public suffix list) or the resolved address to count by.
  */
 export const MAX_FETCHES_PER_HOST = 4;
 
@@ -78,10 +79,10 @@ class FetchesByKey {
   }
 }
 
-/** The host a client_id names, with its port (already checked by src/cimd/client-id.ts). */
+/** The host name a client_id names, without its port or a final dot (already checked by src/cimd/client-id.ts; the URL parser lowercases it). */
 const hostOf = (url: string): string => {
   try {
-    return new URL(url).host;
+    return new URL(url).hostname.replace(/\.$/, '');
   } catch {
     return url;
   }

@@ -79,30 +79,33 @@ it(`fetches at most ${MAX_FETCHES_PER_REQUESTER} documents at once for one reque
   await Promise.all([...mine, other, unknown, again]);
 });
 
-it(`fetches at most ${MAX_FETCHES_PER_HOST} documents at once on one host, whoever asks; another host, or the same one's port, still fetches; a slot freed is usable again`, async () => {
+it(`fetches at most ${MAX_FETCHES_PER_HOST} documents at once on one host name, whoever asks, whatever the port or a final dot; another name still fetches; a slot freed is usable again`, async () => {
   const { pending, started, resolver } = gatedResolver();
   const on = (host: string, i: number) => `https://${host}/client-${i}.json`;
   const address = (i: number) => requesterOf(`203.0.113.${i + 1}`); // a new address each time: the requester cap never applies
-  const held = Array.from({ length: MAX_FETCHES_PER_HOST }, (_, i) => resolver.get(on('silent.example', i), address(i)));
+  const spellings = ['silent.example', 'silent.example.', 'silent.example:8443', 'silent.example.:1'];
+  const held = Array.from({ length: MAX_FETCHES_PER_HOST }, (_, i) => resolver.get(on(spellings[i % spellings.length] as string, i), address(i)));
   await new Promise((resolve) => setImmediate(resolve));
   expect(started).toHaveLength(MAX_FETCHES_PER_HOST);
 
-  const refused = await resolver.get(on('SILENT.example', 99), address(50)); // the URL parser lowercases the host
-  expect(refused).toMatchObject({ ok: false, reason: 'busy', fromCache: false });
-  expect(refused.ok === false && refused.detail).toContain('on silent.example are being fetched already');
+  for (const [i, host] of spellings.entries()) {
+    const refused = await resolver.get(on(host, 90 + i), address(50 + i));
+    expect(refused, host).toMatchObject({ ok: false, reason: 'busy', fromCache: false });
+    expect(refused.ok === false && refused.detail).toContain('on silent.example are being fetched already');
+    expect(resolver.entries().find((e) => e.url === on(host, 90 + i)), 'busy is not remembered').toBeUndefined();
+  }
   expect(started, 'the fetcher was not called').toHaveLength(MAX_FETCHES_PER_HOST);
-  expect(resolver.entries().find((e) => e.url === on('SILENT.example', 99)), 'busy is not remembered').toBeUndefined();
 
-  const elsewhere = [resolver.get(on('other.example', 0), address(60)), resolver.get(on('silent.example:8443', 0), address(61))];
+  const elsewhere = [resolver.get(on('other.example', 0), address(60)), resolver.get(on('a.silent.example', 0), address(61))];
   await new Promise((resolve) => setImmediate(resolve));
-  expect(started.slice(-2)).toEqual([on('other.example', 0), on('silent.example:8443', 0)]);
+  expect(started.slice(-2)).toEqual([on('other.example', 0), on('a.silent.example', 0)]);
 
   (pending.shift() as (result: CimdFetchResult) => void)({ ok: false, url: on('silent.example', 0), reason: 'timeout', detail: 'silent', fetchedAt: 0 });
   await held[0];
   const again = resolver.get(on('silent.example', 99), address(70));
   await new Promise((resolve) => setImmediate(resolve));
   expect(started.at(-1)).toBe(on('silent.example', 99));
-  expect(await resolver.get(on('silent.example', 100), address(71)), 'the freed slot is taken again').toMatchObject({ ok: false, reason: 'busy' });
+  expect(await resolver.get(on('silent.example:444', 100), address(71)), 'the freed slot is taken again').toMatchObject({ ok: false, reason: 'busy' });
   for (const resolve of pending.splice(0)) resolve({ ok: false, url: '', reason: 'timeout', detail: 'silent', fetchedAt: 0 });
   await Promise.all([...held, ...elsewhere, again]);
 });
