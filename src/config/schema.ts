@@ -500,7 +500,7 @@ export const SCHEMA = {
   }),
   GATEWAY_BODY_MEMORY: key({
     group: 'Gateway',
-    doc: 'Most bytes of request bodies the gateway holds at once, across all requests in flight (each up to `GATEWAY_MAX_BODY`); a body that would pass it gets 503 with `Retry-After`. At least `GATEWAY_MAX_BODY`.',
+    doc: 'Most bytes of request bodies the gateway holds at once, across all requests in flight (each up to `GATEWAY_MAX_BODY`); one user holds at most a quarter of it (at least one `GATEWAY_MAX_BODY`). A body that would pass either gets 503 with `Retry-After`. At least `GATEWAY_MAX_BODY`.',
     defaultText: '16 × `GATEWAY_MAX_BODY` (`64mb`)',
     parse: (raw) => {
       const bytes = parseByteSize(raw);

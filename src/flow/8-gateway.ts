@@ -154,7 +154,7 @@ class RouteGateway {
   /** Step 2b: the body is read (bounded) before R is asked, and judged by the tool policy when it must be (GW-15/16, src/gateway/tool-policy.ts). */
   private bodyAllowed(x: Exchange, scopes: ReadonlySet<string>, who: Who): Maybe<boolean> {
     if (x.body !== undefined || !hasRequestBody(x.req)) return true;
-    return this.tools.check(x.req, scopes, this.deps.config.gateway.maxBodyBytes, this.deps.bodies.hold(x.res)).then((verdict) => {
+    return this.tools.check(x.req, scopes, this.deps.config.gateway.maxBodyBytes, (x.hold = this.deps.bodies.hold(x.res, who.subject))).then((verdict) => {
       if (verdict.ok) return Boolean((x.body = verdict.body) && (verdict.tools ? (x.tools = verdict.tools) : true));
       if (verdict.status === 0) return false; // the client left: nothing to answer
       const details = { method: x.req.method, resource: this.route.resource, ...verdict.details };
@@ -230,7 +230,7 @@ class RouteGateway {
         this.fail(x, err);
       }
     };
-    this.route.forwarder.forward(req, res, upstream, x.suffix, done, (found) => this.leakBlocked(x, who, found), x.body);
+    this.route.forwarder.forward(req, res, upstream, x.suffix, done, (found) => this.leakBlocked(x, who, found), x.body, x.hold?.lend());
   }
 
   /** GW-01: until its response closes, the request is ended if its token stops passing (src/gateway/open-responses.ts); audited. */

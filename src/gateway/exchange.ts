@@ -3,6 +3,7 @@
  * messages of its answers when R fails.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { BodyHold } from './read-body.js';
 
 /** Whose request it is, once the token check has passed (audit rows, refresh, session binding). */
 export type Who = { subject: string; clientId: string };
@@ -15,8 +16,9 @@ export interface Exchange {
   requestId: string;
   ip: string | undefined;
   started: bigint;
-  /** the body, once read (forwarded as is) */
+  /** the body, once read (forwarded as is), and its hold on GATEWAY_BODY_MEMORY (src/gateway/read-body.ts) */
   body?: Buffer;
+  hold?: BodyHold;
   /** the token's last check: the generation it read, when it was made (ms), this process's revocation count then (src/gateway/open-responses.ts), and when its decision lapses */
   generation?: number;
   checkedAt?: number;

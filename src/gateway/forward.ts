@@ -53,6 +53,8 @@ const FORWARDED_REQUEST_HEADERS = [
 const MCP_PARAM_PREFIX = 'mcp-param-';
 export interface ForwardOptions {
   timeoutMs: number;
+  /** connections to R at once; default 256 (TEST SEAM: a test fills the pool with fewer) */
+  connections?: number;
 }
 
 export function jsonRpcError(res: ServerResponse, status: number, message: string, code = -32000): void {
@@ -82,7 +84,7 @@ function forwardedHeaders(req: IncomingMessage, upstream: UpstreamCredential): R
 
 export function createForwarder(target: URL, options: ForwardOptions) {
   const pool = new Pool(target.origin, {
-    connections: 256,
+    connections: options.connections ?? 256,
     pipelining: 1,
     headersTimeout: options.timeoutMs,
     bodyTimeout: 0, // SSE streams may be quiet for long; the client decides when to hang up
@@ -103,7 +105,8 @@ export function createForwarder(target: URL, options: ForwardOptions) {
    * found in it (where: `header:<name>`, `header name`, `body`; never the value). `suffix` is
    * the path below the route with its query, checked by src/gateway/dispatch.ts. `body` is the
    * request body the gateway read (src/gateway/read-body.ts), sent as is; undefined when the
-   * request has none.
+   * request has none. `over` is called once, when the request to R is over (answered, failed or
+   * aborted — queued in the pool too): from then on nothing here keeps `body`.
    */
   function forward(
     req: IncomingMessage,
@@ -113,11 +116,12 @@ export function createForwarder(target: URL, options: ForwardOptions) {
     done: (outcome: ForwardOutcome) => Promise<unknown> | void,
     leaked: (found: string[]) => void,
     body?: Buffer,
+    over?: () => void,
   ): void {
     const headers = forwardedHeaders(req, upstream);
     if (body) headers['content-length'] = String(body.length);
     else delete headers['content-length'];
-    const handler = new ResponseHandler(res, upstream.secrets, done, leaked);
+    const handler = new ResponseHandler(res, upstream.secrets, done, leaked, over);
     pool.dispatch({ method: req.method as Dispatcher.HttpMethod, path: pathFor(suffix), headers, body: body ?? null }, handler);
   }
 

@@ -5,8 +5,8 @@
  * body as soon as it passes it (GATEWAY_MAX_BODY, 413). And at most GATEWAY_BODY_MEMORY bytes of
  * bodies are held at once across every request in flight (`BodyBudget`): each body may be
  * GATEWAY_MAX_BODY, but many at once — each from a client with a valid token, sent slowly — would
- * otherwise hold as much memory as there are connections. A body that would pass the budget is
- * refused (503, Retry-After) and what it held given back at once.
+ * otherwise hold as much memory as there are connections. A body that would pass the budget, or
+ * its user's share of it, is refused (503, Retry-After) and what it held given back at once.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
@@ -16,43 +16,81 @@ export function hasRequestBody(req: IncomingMessage): boolean {
   return method === 'POST' || method === 'PUT' || method === 'PATCH' || Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
 }
 
-/** What one request's body holds of the budget: grown as its chunks arrive, given back once (at the latest when its response closes). */
+/** What one request's body holds of the budget: grown as its chunks arrive, given back once. */
 export interface BodyHold {
-  /** hold `bytes` more; false (nothing taken) when the budget cannot, or the response has closed */
+  /** hold `bytes` more; false (nothing taken) when the budget or its owner's share cannot, or the response has closed */
   take(bytes: number): boolean;
+  /** give back what was taken, now (a refused read) */
   give(): void;
+  /**
+   * The body goes with a request to R (src/gateway/forward.ts), whose client (undici) keeps it —
+   * queued, while every connection to R is busy, for as long as that lasts: what it holds is then
+   * given back once the returned function has been called (R's request is over) and the response
+   * has closed, not at the first of them.
+   */
+  lend(): () => void;
 }
 
-/** The bytes of request bodies the gateway holds at once, across all its routes (GATEWAY_BODY_MEMORY). */
+/**
+ * The bytes of request bodies the gateway holds at once, across all its routes
+ * (GATEWAY_BODY_MEMORY), and what one owner — a user, the token's subject — may hold of them: a
+ * quarter, and at least one GATEWAY_MAX_BODY, so that one user's stalled bodies cannot take it all.
+ */
 export class BodyBudget {
   private used = 0;
-  constructor(readonly limit: number) {}
+  private readonly byOwner = new Map<string, number>();
+  /** what one owner may hold at once */
+  readonly share: number;
+
+  constructor(
+    readonly limit: number,
+    maxBody: number,
+  ) {
+    this.share = Math.min(limit, Math.max(Math.floor(limit / 4), maxBody));
+  }
 
   /** bytes held now */
   get held(): number {
     return this.used;
   }
 
-  /** A hold for the body of the request answered by `res`: what it holds is given back when `res` closes, if not before. */
-  hold(res: ServerResponse): BodyHold {
+  /** A hold for `owner`'s body of the request answered by `res`: what it holds is given back when `res` closes (or later: `lend`), if not before. */
+  hold(res: ServerResponse, owner: string): BodyHold {
     let bytes = 0;
     let closed = false;
+    let lent = 0;
     const give = () => {
+      if (!bytes) return;
       this.used -= bytes;
+      const left = (this.byOwner.get(owner) ?? 0) - bytes;
+      if (left > 0) this.byOwner.set(owner, left);
+      else this.byOwner.delete(owner);
       bytes = 0;
     };
     res.once('close', () => {
       closed = true;
-      give();
+      if (!lent) give();
     });
     return {
       take: (n) => {
-        if (closed || this.used + n > this.limit) return false;
+        const owned = this.byOwner.get(owner) ?? 0;
+        if (closed || this.used + n > this.limit || owned + n > this.share) return false;
         this.used += n;
+        this.byOwner.set(owner, owned + n);
         bytes += n;
         return true;
       },
       give,
+      lend: () => {
+        lent += 1;
+        let back = false;
+        return () => {
+          if (back) return;
+          back = true;
+          lent -= 1;
+          if (closed && !lent) give();
+        };
+      },
     };
   }
 }
@@ -83,7 +121,7 @@ export function readBody(req: IncomingMessage, limit: number, hold: BodyHold): P
       }
       chunks.push(chunk);
     };
-    const onEnd = () => finish({ ok: true, body: Buffer.concat(chunks, size) });
+    const onEnd = () => finish({ ok: true, body: Buffer.concat(chunks, size) }); // a right-sized copy (a chunk may share a larger buffer); for a moment the body is there twice
     const onGone = () => finish({ ok: false, reason: 'client_closed' });
     req.on('data', onData).on('end', onEnd).on('error', onGone).on('close', onGone);
   });

@@ -61,6 +61,8 @@ export class ResponseHandler implements Dispatcher.DispatchHandler {
     private readonly secrets: Secrets,
     private readonly done: (outcome: ForwardOutcome) => Promise<unknown> | void,
     private readonly leaked: (found: string[]) => void,
+    /** told once, when undici is done with the request (its end or its failure): src/gateway/forward.ts */
+    private over?: () => void,
   ) {
     res.on('close', this.onClientClose);
     // Gone already (while the gateway waited for a database read, on PostgreSQL): R is not asked.
@@ -175,7 +177,15 @@ export class ResponseHandler implements Dispatcher.DispatchHandler {
     }
   }
 
+  /** undici is done with the request (called again when a held end or failure is replayed: once only) */
+  private finished(): void {
+    const over = this.over;
+    this.over = undefined;
+    over?.();
+  }
+
   onResponseEnd(): void {
+    this.finished();
     if (this.state === 'holding') {
       if (this.held) this.held.end = true;
       return;
@@ -191,6 +201,7 @@ export class ResponseHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.finished();
     const state = this.state;
     if (state === 'holding' && this.held) {
       this.held.error = err;

@@ -33,6 +33,7 @@ import { gateway, type GatewayDeps } from '../flow/8-gateway.js';
 import { jsonRpcError, type Forwarder } from '../gateway/forward.js';
 import { createDispatcher, type DispatchRoute } from '../gateway/dispatch.js';
 import { BodyBudget } from '../gateway/read-body.js';
+import { closeWithConnection } from '../http/queued-response.js';
 import { PROVIDER_ROUTES } from '../provider/configuration.js';
 import { baselineScopes, offeredScopes, stepUpScopes } from '../oauth/scopes.js';
 import { errorHandler, notFound } from '../errors/render.js';
@@ -252,7 +253,7 @@ export function gatewayFront(deps: AppDeps, app: Express): (req: IncomingMessage
     log,
     stores: deps.stores,
     refusals: deps.refusals,
-    bodies: new BodyBudget(config.gateway.bodyMemoryBytes),
+    bodies: new BodyBudget(config.gateway.bodyMemoryBytes, config.gateway.maxBodyBytes),
     ...deps.gateway,
     clientIp: (req: IncomingMessage) => proxyaddr(req, trust),
     onForwarded: (resource: string, status: number, seconds: number) => deps.metrics.observeGateway(resource, status, seconds),
@@ -271,5 +272,9 @@ export function gatewayFront(deps: AppDeps, app: Express): (req: IncomingMessage
       handle: gateway(gatewayDeps, { resource: route.resource, forwarder, methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], mcp: false }),
     });
   }
-  return createDispatcher(routes, app);
+  const dispatch = createDispatcher(routes, app);
+  return (req, res) => {
+    closeWithConnection(req, res); // a pipelined response still queued when its connection closes (src/http/queued-response.ts)
+    dispatch(req, res);
+  };
 }

@@ -1,0 +1,69 @@
+/**
+ * src/http/queued-response.ts: a pipelined response still queued behind another when its
+ * connection closes emits 'close' once — Node 20 and 22 emit none (Node 24 one), and the gateway's
+ * body budget, its watch on answers in flight and its abort of R's request all wait for it.
+ */
+import { createServer, type ServerResponse } from 'node:http';
+import { connect } from 'node:net';
+import { expect, it } from 'vitest';
+import { closeWithConnection } from '../../src/http/queued-response.js';
+import { listenLoopback } from '../helpers/app.js';
+
+const turns = async () => {
+  for (let i = 0; i < 10; i++) await new Promise((done) => setImmediate(done));
+};
+
+it('closes a response queued behind an open one when the connection closes, once; the open one closes as before', async () => {
+  const closes: Record<string, number> = {};
+  const queued: ServerResponse[] = [];
+  const server = createServer((req, res) => {
+    closeWithConnection(req, res);
+    if (!res.socket) queued.push(res);
+    res.on('close', () => (closes[req.url as string] = (closes[req.url as string] ?? 0) + 1));
+    if (req.url === '/stream') return void res.writeHead(200, { 'content-type': 'text/event-stream' }).write('event: ping\n\n');
+    req.resume();
+    req.on('end', () => res.end('ok'));
+  });
+  const port = await listenLoopback(server);
+  try {
+    const socket = connect({ host: '127.0.0.1', port });
+    let seen = '';
+    socket.on('data', (c) => (seen += c));
+    socket.write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\nPOST /queued HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc');
+    for (let i = 0; i < 500 && !(seen.includes('ping') && queued.length === 1); i++) await new Promise((done) => setTimeout(done, 5));
+    expect(queued, 'the POST is answered while the stream holds the connection: queued, no socket').toHaveLength(1);
+    expect(closes).toEqual({});
+    socket.destroy();
+    for (let i = 0; i < 500 && Object.keys(closes).length < 2; i++) await new Promise((done) => setTimeout(done, 5));
+    await turns(); // a second 'close' would come within these turns of the event loop
+    expect(closes).toEqual({ '/stream': 1, '/queued': 1 });
+    expect(queued[0]?.destroyed).toBe(true);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+});
+
+it('leaves a response alone that gets its connection: it closes once, when it is done', async () => {
+  const closes: string[] = [];
+  const server = createServer((req, res) => {
+    closeWithConnection(req, res);
+    res.on('close', () => closes.push(req.url as string));
+    res.end('ok');
+  });
+  const port = await listenLoopback(server);
+  try {
+    const socket = connect({ host: '127.0.0.1', port });
+    let seen = '';
+    socket.on('data', (c) => (seen += c));
+    socket.write('GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n');
+    for (let i = 0; i < 500 && (seen.match(/HTTP\/1\.1 200/g) ?? []).length < 2; i++) await new Promise((done) => setTimeout(done, 5));
+    socket.destroy();
+    for (let i = 0; i < 500 && closes.length < 2; i++) await new Promise((done) => setTimeout(done, 5));
+    await turns();
+    expect(closes).toEqual(['/a', '/b']);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+});
