@@ -57,7 +57,7 @@ export class BodyBudget {
   /** A hold for `owner`'s body of the request answered by `res`: what it holds is given back when `res` closes (or later: `lend`), if not before. */
   hold(res: ServerResponse, owner: string): BodyHold {
     let bytes = 0;
-    let closed = false;
+    let closed = res.destroyed; // gone already (on PostgreSQL the token check is a round trip): nothing may be taken
     let lent = 0;
     const give = () => {
       if (!bytes) return;
@@ -100,6 +100,7 @@ export type BodyRead = { ok: true; body: Buffer } | { ok: false; reason: 'body_t
 /** Read `req`'s body whole, at most `limit` bytes, each chunk taken from `hold` first: a refused read gives back what it took; a read body keeps it until `hold` is given back. */
 export function readBody(req: IncomingMessage, limit: number, hold: BodyHold): Promise<BodyRead> {
   if (Number(req.headers['content-length'] ?? 0) > limit) return Promise.resolve({ ok: false, reason: 'body_too_large' });
+  if (req.destroyed) return Promise.resolve({ ok: false, reason: 'client_closed' }); // its 'close' has been and gone
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;

@@ -69,9 +69,9 @@ export class ResponseHandler implements Dispatcher.DispatchHandler {
     if (res.destroyed) this.clientGone = true;
   }
 
-  /** The client's connection closed before R's answer was through: stop R. */
+  /** The client's connection closed before R's answer was through: stop R — also an answer being discarded (GW-14's 401, or one the gateway answered itself), which R could keep sending for ever, holding its connection and the request's body (review 2026-12-06). */
   private readonly onClientClose = () => {
-    if (this.state !== 'waiting' && this.state !== 'holding' && this.state !== 'streaming') return;
+    if (this.state === 'ended' || this.state === 'refused') return;
     if (this.controller) this.controller.abort(new ClientClosedError('the client closed the connection'));
     else this.clientGone = true; // still queued in the pool: aborted when it gets a connection
   };

@@ -15,6 +15,7 @@ import type { IncomingMessage } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditHead, auditRowsSince } from '../helpers/db-probe.js';
 import { rawRequest } from '../helpers/raw-http.js';
+import { rows } from '../helpers/app.js';
 import { openSession } from '../helpers/mcp-http.js';
 import { authorizeClient, Browser, startStack, type Stack } from '../helpers/stack.js';
 
@@ -23,10 +24,17 @@ const MAX_BODY = 64 * 1024; // GATEWAY_MAX_BODY; GATEWAY_BODY_MEMORY 128kb: one 
 let stack: Stack;
 let port: number;
 const tokens: Record<string, string> = {};
+const clients: Record<string, string> = {};
 beforeAll(async () => {
   stack = await startStack({ env: { GATEWAY_MAX_BODY: '64kb', GATEWAY_BODY_MEMORY: '128kb' } });
   port = Number(new URL(stack.app.url).port);
-  for (const login of ['alice', 'bob', 'carol']) tokens[login] = (await authorizeClient(stack, new Browser(login), { login })).tokens.body.access_token;
+  for (const login of ['alice', 'bob', 'carol', 'dave']) {
+    const { tokens: issued, clientId } = await authorizeClient(stack, new Browser(login), { login });
+    tokens[login] = issued.body.access_token;
+    clients[login] = clientId;
+  }
+  // dave's second client: his share outlives his first one's consent
+  tokens.dave2 = (await authorizeClient(stack, new Browser('dave2'), { login: 'dave' })).tokens.body.access_token;
 });
 afterAll(() => stack.close());
 
@@ -136,6 +144,26 @@ describe('GATEWAY_BODY_MEMORY: the request bodies held at once', () => {
     await until(() => stack.app.runtime.gateway.openResponses.size === streamsBefore);
     expect(stack.app.runtime.gateway.openResponses.size, 'both responses closed, neither watched any longer').toBe(streamsBefore);
     expect((await send('alice', 60_000)).status, 'the pipelined 60 KB were given back').not.toBe(503);
+    expect(received()).toBe(before + 2);
+  });
+
+  it('gives back what a pipelined body held when its queued answer is cut by a revocation and the connection then closes', async () => {
+    const session = await openSession(`${stack.app.url}/mcp`, tokens.dave as string);
+    const streamsBefore = stack.app.runtime.gateway.openResponses.size;
+    const before = received();
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.on('error', () => undefined);
+    const stream = `GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${tokens.dave}\r\nAccept: text/event-stream\r\nMcp-Session-Id: ${session}\r\n\r\n`;
+    socket.write(stream + post('dave', 60_000, 'keep-alive', session) + body(60_000));
+    await until(() => received() === before + 1 && stack.app.runtime.gateway.openResponses.size === streamsBefore + 2);
+    expect(stack.app.runtime.gateway.openResponses.size, 'the stream and the queued answer are open').toBe(streamsBefore + 2);
+    const [{ grant_id: grantId }] = await rows(stack.app, 'SELECT grant_id FROM consents WHERE client_id = ?', clients.dave);
+    await stack.app.runtime.revocation.revokeGrant(grantId as string, 'user'); // cuts both answers: the queued one is destroyed without its connection
+    await until(() => stack.app.runtime.gateway.openResponses.size === streamsBefore);
+    expect(stack.app.runtime.gateway.openResponses.size).toBe(streamsBefore);
+    socket.destroy();
+    await until(() => socket.closed);
+    expect((await send('dave2', 60_000)).status, "the cut body's 60 KB were given back: dave's other client fits his share").not.toBe(503);
     expect(received()).toBe(before + 2);
   });
 });

@@ -87,6 +87,19 @@ describe('BodyBudget', () => {
 });
 
 describe('readBody with a budget', () => {
+  it('takes nothing for a request whose client left before its body was read (on PostgreSQL the token check is a round trip)', async () => {
+    const budget = new BodyBudget(100, 100);
+    const res = response();
+    (res as unknown as { destroyed: boolean }).destroyed = true;
+    const hold = budget.hold(res, 'alice');
+    expect(hold.take(10)).toBe(false);
+    const req = request();
+    req.destroy();
+    await turn();
+    expect(await readBody(req, 80, hold), 'answers at once: its close has been and gone').toEqual({ ok: false, reason: 'client_closed' });
+    expect(budget.held).toBe(0);
+  });
+
   it('keeps a body that was read until its response closes', async () => {
     const budget = new BodyBudget(100, 100);
     const req = request();
@@ -185,6 +198,32 @@ describe("forward's `over`: when undici is done with the body", () => {
       expect(queuedOver).toBe(1);
       expect(arrived, 'R never received the queued request').toEqual(['POST /answered', 'GET /hold']);
       expect(outcomes).toEqual(['response', 'error']);
+    } finally {
+      await forwarder.close();
+    }
+  });
+
+  it("is told once the client's response closes while R's refusal (GW-14: 401) is being discarded, R sending it for ever", async () => {
+    const r = createServer((req, res) => {
+      req.resume();
+      res.writeHead(401, { 'content-type': 'text/event-stream' });
+      res.write('data: {}\n\n'); // never ended
+    });
+    servers.push(r);
+    const forwarder = createForwarder(new URL(`http://127.0.0.1:${await listenLoopback(r)}/`), { timeoutMs: 5000 });
+    const res = response();
+    const outcomes: ForwardOutcome['kind'][] = [];
+    let overs = 0;
+    try {
+      forwarder.forward({ method: 'POST', headers: {} } as unknown as IncomingMessage, res, { accessToken: 'u', secrets: NO_SECRETS }, '/x', (o) => void outcomes.push(o.kind), () => undefined, Buffer.alloc(1000), () => (overs += 1));
+      for (let i = 0; i < 500 && outcomes.length === 0; i++) await new Promise((done) => setTimeout(done, 5));
+      expect(outcomes).toEqual(['upstream_unauthorized']);
+      await turn();
+      expect(overs, "R's answer still comes").toBe(0);
+      (res as unknown as { destroyed: boolean }).destroyed = true;
+      res.emit('close'); // the gateway answered 401 itself; its response is over
+      for (let i = 0; i < 500 && overs === 0; i++) await new Promise((done) => setTimeout(done, 5));
+      expect(overs, "R's request aborted: the body lent to it is given back").toBe(1);
     } finally {
       await forwarder.close();
     }
