@@ -47,6 +47,11 @@ function url(raw: string): Parsed<URL> {
   return ok(parsed);
 }
 
+function byteSize(raw: string): Parsed<number> {
+  const bytes = parseByteSize(raw);
+  return bytes ? ok(bytes) : bad('must be a size such as 512kb or 4mb');
+}
+
 function duration(raw: string): Parsed<number> {
   const seconds = parseDurationSeconds(raw);
   return seconds ? ok(seconds) : bad('must be a duration such as 30s, 10m, 12h or 90d');
@@ -493,19 +498,13 @@ export const SCHEMA = {
     doc: 'Largest request body the gateway forwards; larger bodies get 413. Each body is held in memory, whole, while its request is checked (at most this much per request in flight; `GATEWAY_BODY_MEMORY` bounds them all together).',
     defaultText: '`4mb`',
     fallback: '4mb',
-    parse: (raw) => {
-      const bytes = parseByteSize(raw);
-      return bytes ? ok(bytes) : bad('must be a size such as 512kb or 4mb');
-    },
+    parse: byteSize,
   }),
   GATEWAY_BODY_MEMORY: key({
     group: 'Gateway',
     doc: 'Most bytes of request bodies the gateway holds at once, across all requests in flight (each up to `GATEWAY_MAX_BODY`); one user holds at most a quarter of it (at least one `GATEWAY_MAX_BODY`). A body that would pass either gets 503 with `Retry-After`. At least `GATEWAY_MAX_BODY`.',
     defaultText: '16 × `GATEWAY_MAX_BODY` (`64mb`)',
-    parse: (raw) => {
-      const bytes = parseByteSize(raw);
-      return bytes ? ok(bytes) : bad('must be a size such as 64mb or 1gb');
-    },
+    parse: byteSize,
   }),
   METRICS_TOKEN: key({
     group: 'Operations',

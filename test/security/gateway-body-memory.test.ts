@@ -78,6 +78,21 @@ async function stalled(user: string, size: number, sent: number): Promise<{ sock
   };
 }
 
+/** `user` opens the server-sent stream of an MCP session and, on the same connection, pipelines a 60 KB POST behind it; resolves once R has answered the POST, whose answer waits behind the stream's, which never ends. */
+async function pipelinedBehindStream(user: string): Promise<{ socket: Socket; streamsBefore: number; before: number }> {
+  const session = await openSession(`${stack.app.url}/mcp`, tokens[user] as string);
+  const streamsBefore = stack.app.runtime.gateway.openResponses.size;
+  const before = received();
+  const socket = connect({ host: '127.0.0.1', port });
+  socket.on('error', () => undefined);
+  const stream = `GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${tokens[user]}\r\nAccept: text/event-stream\r\nMcp-Session-Id: ${session}\r\n\r\n`;
+  socket.write(stream + post(user, 60_000, 'keep-alive', session) + body(60_000));
+  await until(() => received() === before + 1 && stack.app.runtime.gateway.openResponses.size === streamsBefore + 2);
+  expect(received(), 'R answered the pipelined POST').toBe(before + 1);
+  expect(stack.app.runtime.gateway.openResponses.size, 'the stream and the queued answer are open').toBe(streamsBefore + 2);
+  return { socket, streamsBefore, before };
+}
+
 const send = (user: string, size: number) => rawRequest(port, post(user, size) + body(size));
 const received = () => stack.mcp.received.filter((r) => r.method === 'POST').length;
 
@@ -129,17 +144,7 @@ describe('GATEWAY_BODY_MEMORY: the request bodies held at once', () => {
   });
 
   it('gives back what a pipelined body held when its connection closes while its response waits behind an open stream', async () => {
-    const session = await openSession(`${stack.app.url}/mcp`, tokens.alice as string);
-    const streamsBefore = stack.app.runtime.gateway.openResponses.size;
-    const before = received();
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.on('error', () => undefined);
-    const stream = `GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${tokens.alice}\r\nAccept: text/event-stream\r\nMcp-Session-Id: ${session}\r\n\r\n`;
-    socket.write(stream + post('alice', 60_000, 'keep-alive', session) + body(60_000));
-    // R answered the pipelined POST; its answer waits behind the stream's, which never ends.
-    await until(() => received() === before + 1 && stack.app.runtime.gateway.openResponses.size === streamsBefore + 2);
-    expect(received()).toBe(before + 1);
-    expect(stack.app.runtime.gateway.openResponses.size, 'the stream and the queued answer are open').toBe(streamsBefore + 2);
+    const { socket, streamsBefore, before } = await pipelinedBehindStream('alice');
     socket.destroy();
     await until(() => stack.app.runtime.gateway.openResponses.size === streamsBefore);
     expect(stack.app.runtime.gateway.openResponses.size, 'both responses closed, neither watched any longer').toBe(streamsBefore);
@@ -148,15 +153,7 @@ describe('GATEWAY_BODY_MEMORY: the request bodies held at once', () => {
   });
 
   it('gives back what a pipelined body held when its queued answer is cut by a revocation and the connection then closes', async () => {
-    const session = await openSession(`${stack.app.url}/mcp`, tokens.dave as string);
-    const streamsBefore = stack.app.runtime.gateway.openResponses.size;
-    const before = received();
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.on('error', () => undefined);
-    const stream = `GET /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${tokens.dave}\r\nAccept: text/event-stream\r\nMcp-Session-Id: ${session}\r\n\r\n`;
-    socket.write(stream + post('dave', 60_000, 'keep-alive', session) + body(60_000));
-    await until(() => received() === before + 1 && stack.app.runtime.gateway.openResponses.size === streamsBefore + 2);
-    expect(stack.app.runtime.gateway.openResponses.size, 'the stream and the queued answer are open').toBe(streamsBefore + 2);
+    const { socket, streamsBefore, before } = await pipelinedBehindStream('dave');
     const [{ grant_id: grantId }] = await rows(stack.app, 'SELECT grant_id FROM consents WHERE client_id = ?', clients.dave);
     await stack.app.runtime.revocation.revokeGrant(grantId as string, 'user'); // cuts both answers: the queued one is destroyed without its connection
     await until(() => stack.app.runtime.gateway.openResponses.size === streamsBefore);

@@ -149,7 +149,7 @@ describe('config › loadConfig', () => {
     expect(problemsOf({ ...UPSTREAM, GATEWAY_MAX_BODY: '1mb', GATEWAY_BODY_MEMORY: '512kb' })).toEqual([
       'GATEWAY_BODY_MEMORY: must be at least GATEWAY_MAX_BODY (1048576 bytes): a body the limit allows would always be refused',
     ]);
-    expect(problemsOf({ ...UPSTREAM, GATEWAY_BODY_MEMORY: 'lots' })).toEqual(['GATEWAY_BODY_MEMORY: must be a size such as 64mb or 1gb (got "lots")']);
+    expect(problemsOf({ ...UPSTREAM, GATEWAY_BODY_MEMORY: 'lots' })).toEqual(['GATEWAY_BODY_MEMORY: must be a size such as 512kb or 4mb (got "lots")']);
   });
 
   it('DATABASE_URL selects PostgreSQL (postgres://, postgresql://, ?host=/socket/dir), is checked without being echoed, and needs SECRET_KEY; DATABASE_POOL_MAX defaults to 10', () => {

@@ -5,11 +5,21 @@
  * abort of R's request all wait for it. However many are queued, one listener on the connection.
  */
 import { createServer, type ServerResponse } from 'node:http';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { expect, it } from 'vitest';
 import { closeWithConnection } from '../../src/http/queued-response.js';
 import { BodyBudget } from '../../src/gateway/read-body.js';
 import { listenLoopback } from '../helpers/app.js';
+
+/** Open a connection with a server-sent stream and a POST pipelined behind it; resolves once the stream's first event is in and `queued()` holds. */
+async function queueBehindStream(port: number, queued: () => boolean): Promise<Socket> {
+  const socket = connect({ host: '127.0.0.1', port });
+  let seen = '';
+  socket.on('data', (c) => (seen += c));
+  socket.write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\nPOST /queued HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc');
+  for (let i = 0; i < 500 && !(seen.includes('ping') && queued()); i++) await new Promise((done) => setTimeout(done, 5));
+  return socket;
+}
 
 const turns = async () => {
   for (let i = 0; i < 10; i++) await new Promise((done) => setImmediate(done));
@@ -28,11 +38,7 @@ it('closes a response queued behind an open one when the connection closes, once
   });
   const port = await listenLoopback(server);
   try {
-    const socket = connect({ host: '127.0.0.1', port });
-    let seen = '';
-    socket.on('data', (c) => (seen += c));
-    socket.write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\nPOST /queued HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc');
-    for (let i = 0; i < 500 && !(seen.includes('ping') && queued.length === 1); i++) await new Promise((done) => setTimeout(done, 5));
+    const socket = await queueBehindStream(port, () => queued.length === 1);
     expect(queued, 'the POST is answered while the stream holds the connection: queued, no socket').toHaveLength(1);
     expect(closes).toEqual({});
     socket.destroy();
@@ -83,11 +89,7 @@ it('closes a queued response the server destroys (a revocation cut it, R failed 
   });
   const port = await listenLoopback(server);
   try {
-    const socket = connect({ host: '127.0.0.1', port });
-    let seen = '';
-    socket.on('data', (c) => (seen += c));
-    socket.write('GET /stream HTTP/1.1\r\nHost: x\r\n\r\nPOST /queued HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n');
-    for (let i = 0; i < 500 && !(seen.includes('ping') && queued.length === 1); i++) await new Promise((done) => setTimeout(done, 5));
+    const socket = await queueBehindStream(port, () => queued.length === 1);
     expect(queued[0]?.socket).toBeFalsy();
     expect(budget.held).toBe(100);
     queued[0]?.destroy();
