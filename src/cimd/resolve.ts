@@ -9,6 +9,7 @@
  *   stores failures only for the reasons it lists, none of which is a document reason).
  */
 import { addressKey } from '../http/client-address.js';
+import { KeyedTally } from '../http/keyed-tally.js';
 import type { AdmissionPolicy } from '../oauth/admission.js';
 import { createCimdCache, type CimdCache, type CimdCacheOptions, type LoadResult } from './cache.js';
 import { validateClientMetadataDocument, type ClientIdMetadata, type DocumentRefusal } from './document.js';
@@ -63,22 +64,6 @@ export interface ResolveOptions {
   maxFetchesPerHost?: number;
 }
 
-/** How many fetches are under way, by key (a requester, a host). */
-class FetchesByKey {
-  private readonly counts = new Map<string, number>();
-  count(key: string): number {
-    return this.counts.get(key) ?? 0;
-  }
-  add(key: string): void {
-    this.counts.set(key, this.count(key) + 1);
-  }
-  remove(key: string): void {
-    const left = this.count(key) - 1;
-    if (left > 0) this.counts.set(key, left);
-    else this.counts.delete(key);
-  }
-}
-
 /** The host name a client_id names, without its port or a final dot (already checked by src/cimd/client-id.ts; the URL parser lowercases it). */
 const hostOf = (url: string): string => {
   try {
@@ -120,15 +105,15 @@ export function createClientIdMetadataResolver(options: ResolveOptions & Omit<Ci
     ...cacheOptions
   } = options;
   let fetching = 0;
-  const byRequester = new FetchesByKey();
-  const byHost = new FetchesByKey();
+  const byRequester = new KeyedTally();
+  const byHost = new KeyedTally();
   const busy = (detail: string): LoadResult<ClientIdMetadata> => ({ ok: false, reason: 'busy', detail: `${detail}; try again in a moment`, fetchedAt: (fetch.now ?? Date.now)() });
   const load = async (url: string, requester?: string): Promise<LoadResult<ClientIdMetadata>> => {
     if (fetching >= maxConcurrentFetches) return busy(`${maxConcurrentFetches} client metadata documents are being fetched already`);
-    if (requester !== undefined && byRequester.count(requester) >= maxFetchesPerRequester)
+    if (requester !== undefined && byRequester.get(requester) >= maxFetchesPerRequester)
       return busy(`${maxFetchesPerRequester} client metadata documents asked for from this address are being fetched already`);
     const host = hostOf(url);
-    if (byHost.count(host) >= maxFetchesPerHost) return busy(`${maxFetchesPerHost} client metadata documents on ${host} are being fetched already`);
+    if (byHost.get(host) >= maxFetchesPerHost) return busy(`${maxFetchesPerHost} client metadata documents on ${host} are being fetched already`);
     fetching += 1;
     if (requester !== undefined) byRequester.add(requester);
     byHost.add(host);

@@ -9,6 +9,7 @@
  * its user's share of it, is refused (503, Retry-After) and what it held given back at once.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { KeyedTally } from '../http/keyed-tally.js';
 
 /** Whether a request carries a body to forward: POST, PUT and PATCH always (an empty one is sent empty), others when they declare one. */
 export function hasRequestBody(req: IncomingMessage): boolean {
@@ -38,7 +39,7 @@ export interface BodyHold {
  */
 export class BodyBudget {
   private used = 0;
-  private readonly byOwner = new Map<string, number>();
+  private readonly byOwner = new KeyedTally();
   /** what one owner may hold at once */
   readonly share: number;
 
@@ -62,9 +63,7 @@ export class BodyBudget {
     const give = () => {
       if (!bytes) return;
       this.used -= bytes;
-      const left = (this.byOwner.get(owner) ?? 0) - bytes;
-      if (left > 0) this.byOwner.set(owner, left);
-      else this.byOwner.delete(owner);
+      this.byOwner.remove(owner, bytes);
       bytes = 0;
     };
     res.once('close', () => {
@@ -73,10 +72,9 @@ export class BodyBudget {
     });
     return {
       take: (n) => {
-        const owned = this.byOwner.get(owner) ?? 0;
-        if (closed || this.used + n > this.limit || owned + n > this.share) return false;
+        if (closed || this.used + n > this.limit || this.byOwner.get(owner) + n > this.share) return false;
         this.used += n;
-        this.byOwner.set(owner, owned + n);
+        this.byOwner.add(owner, n);
         bytes += n;
         return true;
       },
