@@ -19,10 +19,12 @@
  *       alternating; targets P/bare ≥ 0.8 in req/s and ≤ 2 in p99. Beside it, not a target, the
  *       same bare provider with the smallest durable adapter (bare-sqlite-adapter.ts): what keeping
  *       tokens in a database costs the engine itself, and P against that.
+ * Each server first gets a short warm-up of each load, not counted (1 s per gateway configuration;
+ * 2 s of /token and of /register per authorization server).
  * Concurrency 10 and 100, ROUNDS rounds of SECONDS each; servers pinned to CPU 0 and the load
  * generator to CPU 1 when `taskset` exists. Prints medians (rates, latencies, and the CPU time the
  * server under test spent per request), ratios c/b and c/a, then the token endpoint (refresh
- * grant, rotating) and DCR rates, per P and for the anchor, and last a line `BENCH_RESULT {json}`
+ * grant, rotating) and DCR rates and CPU per request, per P and for the anchors, and last a line `BENCH_RESULT {json}`
  * with every ratio measured (and the RSS of each server, MB). Loopback only; bounded time (~4 minutes, ~5.5 with (e) and (r)).
  * BENCH_ONLY=b,c (gateway configurations) or BENCH_ONLY=auth (the authorization server) runs a part;
  * BENCH_CONC=10 (with gateway configurations) one concurrency; BENCH_ROUNDS, BENCH_SECONDS.
@@ -284,7 +286,7 @@ const servers = [
 // The anchor's in-memory LRU evicts its chains during a /register run: fresh ones are minted
 // before each of its /token runs (not timed).
 /** `rss`: the server's label in the RSS tables and its stats port */
-type AuthRun = { label: string; url: string; bare: boolean; chains: Chain[]; refresh: LoadResult[]; dcr: LoadResult[]; rss: [string, number] };
+type AuthRun = { label: string; url: string; bare: boolean; chains: Chain[]; refresh: Measured[]; dcr: Measured[]; rss: [string, number] };
 const authRuns: AuthRun[] = [
   ...servers.map((server) => ({ ...server, bare: false, chains: server.seeded.map((t) => ({ clientId: t.clientId, rt: t.refresh })), refresh: [], dcr: [] })),
   { label: 'bare oidc-provider', url: bare.url as string, bare: true, chains: [], refresh: [], dcr: [], rss: ['bare oidc-provider (anchor)', bare.cpuPort as number] },
@@ -300,30 +302,44 @@ const authRuns: AuthRun[] = [
 ];
 const windows: Record<string, { token: [number, number][]; register: [number, number][]; requests: { token: number; register: number } }> = {};
 const nowUs = () => Number(process.hrtime.bigint() / 1000n); // CLOCK_MONOTONIC, the time base of V8's CPU profiles
+async function mintChains(run: AuthRun): Promise<void> {
+  const minted = (await (await fetch(`${run.url}/bench/mint?n=10`, { method: 'POST' })).json()) as { clientId: string; refresh: string }[];
+  run.chains = minted.map((t) => ({ clientId: t.clientId, rt: t.refresh }));
+}
+// Warm-up, not counted (as for the gateway above): 2 s of each load on each server — JIT, SQLite's
+// page cache. Without it the first round of every server ran 30–50 % below its later rounds.
+for (const run of authRuns) {
+  if (run.bare) await mintChains(run);
+  await refreshRun(run.url, run.chains, 2);
+  await dcrRun(run.url, 2);
+}
 for (let round = 0; round < ROUNDS; round++) {
   for (const run of authRuns.map((_, i) => authRuns[(i + round) % authRuns.length] as AuthRun)) {
-    if (run.bare) {
-      const minted = (await (await fetch(`${run.url}/bench/mint?n=10`, { method: 'POST' })).json()) as { clientId: string; refresh: string }[];
-      run.chains = minted.map((t) => ({ clientId: t.clientId, rt: t.refresh }));
-    }
+    if (run.bare) await mintChains(run);
     const w = (windows[run.label] ??= { token: [], register: [], requests: { token: 0, register: 0 } });
+    const cpuPort = run.rss[1];
+    const withCpu = async (load: () => Promise<LoadResult>): Promise<Measured> => {
+      const before = (await statsOf(cpuPort)).cpu;
+      const result = await load();
+      return { ...result, cpuPerRequest: ((await statsOf(cpuPort)).cpu - before) / Math.max(1, result.requests) };
+    };
     let t0 = nowUs();
-    run.refresh.push(await refreshRun(run.url, run.chains, SECONDS));
+    run.refresh.push(await withCpu(() => refreshRun(run.url, run.chains, SECONDS)));
     w.token.push([t0, nowUs()]);
     w.requests.token += (run.refresh.at(-1) as LoadResult).requests;
     t0 = nowUs();
-    run.dcr.push(await dcrRun(run.url, SECONDS));
+    run.dcr.push(await withCpu(() => dcrRun(run.url, SECONDS)));
     w.register.push([t0, nowUs()]);
     w.requests.register += (run.dcr.at(-1) as LoadResult).requests;
     await noteRss('auth', run.rss[0], run.rss[1], round);
-    const last = (runs: LoadResult[]) => runs[runs.length - 1] as LoadResult;
+    const last = (runs: Measured[]) => runs[runs.length - 1] as Measured;
     process.stderr.write(
-      `round ${round + 1} ${run.label}: /token ${Math.round(last(run.refresh).rps)} req/s p99 ${last(run.refresh).p99.toFixed(2)} ms errors ${last(run.refresh).errors}; /register ${Math.round(last(run.dcr).rps)} req/s p99 ${last(run.dcr).p99.toFixed(2)} ms errors ${last(run.dcr).errors}\n`,
+      `round ${round + 1} ${run.label}: /token ${Math.round(last(run.refresh).rps)} req/s p99 ${last(run.refresh).p99.toFixed(2)} ms CPU ${Math.round(last(run.refresh).cpuPerRequest)} µs/req errors ${last(run.refresh).errors}; /register ${Math.round(last(run.dcr).rps)} req/s p99 ${last(run.dcr).p99.toFixed(2)} ms CPU ${Math.round(last(run.dcr).cpuPerRequest)} µs/req errors ${last(run.dcr).errors}\n`,
     );
   }
 }
 if (profile) writeFileSync(`${root}test/artifacts/auth-windows.json`, JSON.stringify(windows));
-lines.push('', '| authorization server (c=10) | req/s (median) | p50 ms | p99 ms | errors |', '|---|---|---|---|---|');
+lines.push('', '| authorization server (c=10) | req/s (median) | p50 ms | p99 ms | CPU µs/request | errors |', '|---|---|---|---|---|---|');
 for (const run of authRuns) {
   const anchor = run.url === bareSqlite.url ? 'a minimal SQLite adapter (second anchor: durable, one statement per adapter call)' : 'in-memory (anchor)';
   const on = run.bare ? ` — bare oidc-provider 9.13.3, ${anchor}` : pPg ? `, P on ${run.label}` : ', P';
@@ -332,7 +348,7 @@ for (const run of authRuns) {
     [`\`POST /register\` (DCR${run.bare ? '' : ', admission policy'})${on}`, run.dcr],
   ] as const) {
     lines.push(
-      `| ${label} | ${Math.round(median(runs.map((r) => r.rps)))} | ${median(runs.map((r) => r.p50)).toFixed(2)} | ${median(runs.map((r) => r.p99)).toFixed(2)} | ${runs.reduce((n, r) => n + r.errors, 0)} |`,
+      `| ${label} | ${Math.round(median(runs.map((r) => r.rps)))} | ${median(runs.map((r) => r.p50)).toFixed(2)} | ${median(runs.map((r) => r.p99)).toFixed(2)} | ${Math.round(median(runs.map((r) => r.cpuPerRequest)))} | ${runs.reduce((n, r) => n + r.errors, 0)} |`,
     );
   }
 }
