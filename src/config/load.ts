@@ -48,6 +48,8 @@ export interface Config {
   demo: boolean;
   upstream: UpstreamConfig | undefined;
   mcpUpstreamUrl: URL | undefined;
+  /** REQUEST_TIMEOUT: the time a client has to send one whole request, ms (src/http/request-deadline.ts) */
+  requestTimeoutMs: number;
   /** UPSTREAM_TIMEOUT: one call to U, ms */
   upstreamTimeoutMs: number;
   mcpScopes: string[];
@@ -129,6 +131,7 @@ function assemble(l: Loading, publicUrl: URL, demo: boolean, upstream: UpstreamC
     demo,
     upstream,
     mcpUpstreamUrl: v('MCP_UPSTREAM_URL'),
+    requestTimeoutMs: v<number>('REQUEST_TIMEOUT') * 1000,
     upstreamTimeoutMs: v<number>('UPSTREAM_TIMEOUT') * 1000,
     mcpScopes: v('MCP_SCOPES'),
     toolScopes: v('MCP_TOOL_SCOPES'),

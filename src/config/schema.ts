@@ -161,6 +161,13 @@ export const SCHEMA = {
     fallback: '127.0.0.1',
     parse: text,
   }),
+  REQUEST_TIMEOUT: key({
+    group: 'Server',
+    doc: 'How long a client may take to send a whole request, headers and body; a request still arriving after it gets 408 and its connection is closed (checked every few seconds: at most a quarter of it later). Bounds how long a stalled body holds its part of `GATEWAY_BODY_MEMORY`. Only the request is timed: a long answer, such as an MCP event stream, is not cut by it.',
+    defaultText: '`60s`',
+    fallback: '60s',
+    parse: duration,
+  }),
   TRUST_PROXY: key({
     group: 'Server',
     doc: "Express `trust proxy`: `false`, `true`, a hop count, or addresses/subnets of your reverse proxies. Decides the client IP used for rate limits and the audit log. Set it when running behind a proxy, or every client shares the proxy's budget.",

@@ -5,8 +5,8 @@
  * graceful `close()` (finish in-flight requests); `dispose()` stops timers, flushes the audit
  * queue and closes the database (SQLite's connection, or PostgreSQL's pool).
  */
-import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Express } from 'express';
 import type { Config } from '../config/load.js';
@@ -36,6 +36,7 @@ import { createCore, openStorage, SIGNING_KEYS_SECRET, type Core } from './core.
 import { purgeEndedRateLimits, SqlRateLimitStore } from '../store/rate-limits.js';
 import { loadOrCreateJwks } from './jwks.js';
 import { trustPolicyOf } from '../cimd/client-id.js';
+import { answerClientError, requestDeadlines } from '../http/server-limits.js';
 
 export interface RuntimeOptions {
   /** a ready logger (tests capture lines); default: pino on stdout at LOG_LEVEL */
@@ -239,37 +240,9 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-const CLIENT_ERROR_TEXT: Record<number, string> = {
-  400: 'The request is malformed.',
-  408: 'The request took too long to arrive.',
-  413: 'The request is too large.',
-  431: 'The request headers are too large.',
-};
-
-/**
- * Node's HTTP parser refuses a request before any handler sees it (a malformed request line,
- * header or chunk, headers or URL over 16 KiB): answer with a JSON 4xx like every other refusal
- * (DESIGN §9), instead of Node's bare 400 without a content type. Attached to every server that
- * serves `runtime.handler`.
- */
-export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
-  // A response already under way on this connection (keep-alive) cannot be replaced.
-  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
-  if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
-    socket.destroy();
-    return;
-  }
-  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW' ? 413 : 400;
-  const body = JSON.stringify({ error: 'invalid_request', error_description: CLIENT_ERROR_TEXT[status] });
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-      `Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
-  );
-}
-
 /** Listen on HOST:PORT; resolves once listening. */
 export function listen(runtime: Runtime, port = runtime.config.port, host = runtime.config.host): Promise<RunningServer> {
-  const server = createServer(runtime.handler);
+  const server = createServer(requestDeadlines(runtime.config.requestTimeoutMs), runtime.handler);
   server.on('clientError', answerClientError);
   server.keepAliveTimeout = 65_000;
   return new Promise((resolve, reject) => {

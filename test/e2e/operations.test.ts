@@ -11,7 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { CLI_ARGS } from '../helpers/cli-bin.js';
 import { freePort, TEST_SECRET_KEY } from '../helpers/app.js';
 import { databaseEnv, onPostgres, openTestSql } from '../helpers/engine.js';
@@ -114,6 +114,22 @@ describe('graceful shutdown', () => {
     // Open server-sent streams and idle keep-alive connections do not hold the shutdown.
     expect(Date.now() - t0).toBeLessThan(5000);
   }, 60_000);
+
+  it('cuts a request that arrives too slowly at REQUEST_TIMEOUT: 408, connection closed (src/http/server-limits.ts)', async () => {
+    const port = await freePort();
+    const server = await serve({ PORT: String(port), PUBLIC_URL: `http://127.0.0.1:${port}`, DATABASE_PATH: join(mkdtempSync(join(tmpdir(), 'slow-')), 'db.sqlite'), REQUEST_TIMEOUT: '1s' });
+    const socket = connect({ host: '127.0.0.1', port });
+    let answer = '';
+    socket.on('data', (c) => (answer += c));
+    const t0 = performance.now();
+    socket.write('POST /register HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"client_name":'); // the body never ends
+    const closedAt = await Promise.race([new Promise<number>((r) => socket.on('close', () => r(performance.now()))), new Promise<number>((r) => setTimeout(() => r(-1), 10_000))]);
+    expect(closedAt, 'the server closed the connection').toBeGreaterThan(0);
+    expect(closedAt - t0).toBeGreaterThanOrEqual(1000);
+    expect(answer).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+    server.child.kill('SIGTERM');
+    expect(await server.exit).toBe(0);
+  }, 30_000);
 });
 
 describe('bad input', () => {

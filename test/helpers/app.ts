@@ -13,7 +13,8 @@ import { Writable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { loadConfig, type Config } from '../../src/config/load.js';
-import { answerClientError, createRuntime, type Runtime, type RuntimeOptions } from '../../src/runtime/server.js';
+import { createRuntime, type Runtime, type RuntimeOptions } from '../../src/runtime/server.js';
+import { answerClientError, requestDeadlines } from '../../src/http/server-limits.js';
 import { REDACT_PATHS } from '../../src/log/logger.js';
 import { databaseEnv } from './engine.js';
 
@@ -68,7 +69,10 @@ export async function freePort(): Promise<number> {
 
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'mcp-proxy-test-'));
-  const server = createServer();
+  // Node checks REQUEST_TIMEOUT every connectionsCheckingInterval, read when the server starts
+  // listening, before the configuration is known: 250 ms, what `listen` (src/runtime/server.ts)
+  // takes for the shortest REQUEST_TIMEOUT a test sets (1s); the timeouts themselves follow it below.
+  const server = createServer({ connectionsCheckingInterval: requestDeadlines(1000).connectionsCheckingInterval });
   const port = await listenLoopback(server, options.port);
   const url = `http://127.0.0.1:${port}${options.basePath ?? ''}`;
   const config = loadConfig({
@@ -92,6 +96,8 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   });
   const log = pino({ level: config.logLevel, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, sink);
   const runtime = await createRuntime(config, { log, maintenance: false, now: options.now, cimdFetch: options.cimdFetch });
+  const { requestTimeout, headersTimeout } = requestDeadlines(config.requestTimeoutMs);
+  Object.assign(server, { requestTimeout, headersTimeout });
   server.on('request', runtime.handler);
   server.on('clientError', answerClientError);
   return {

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, loadConfig } from '../../src/config/load.js';
 import { renderConfigReference, SCHEMA } from '../../src/config/schema.js';
+import { requestDeadlines } from '../../src/http/server-limits.js';
 
 const UPSTREAM = {
   UPSTREAM_ISSUER: 'https://idp.example.com',
@@ -150,6 +151,17 @@ describe('config › loadConfig', () => {
       'GATEWAY_BODY_MEMORY: must be at least GATEWAY_MAX_BODY (1048576 bytes): a body the limit allows would always be refused',
     ]);
     expect(problemsOf({ ...UPSTREAM, GATEWAY_BODY_MEMORY: 'lots' })).toEqual(['GATEWAY_BODY_MEMORY: must be a size such as 512kb or 4mb (got "lots")']);
+  });
+
+  it('REQUEST_TIMEOUT defaults to 60 s; Node gets it with a headers timeout no longer than it and a check at a quarter of it, 250 ms to 5 s', () => {
+    expect(loadConfig({ ...UPSTREAM }).requestTimeoutMs).toBe(60_000);
+    expect(loadConfig({ ...UPSTREAM, REQUEST_TIMEOUT: '2m' }).requestTimeoutMs).toBe(120_000);
+    expect(problemsOf({ ...UPSTREAM, REQUEST_TIMEOUT: 'soon' })).toEqual(['REQUEST_TIMEOUT: must be a duration such as 30s, 10m, 12h or 90d (got "soon")']);
+    expect(problemsOf({ ...UPSTREAM, REQUEST_TIMEOUT: '0' })).toHaveLength(1);
+    expect(requestDeadlines(60_000)).toEqual({ requestTimeout: 60_000, headersTimeout: 60_000, connectionsCheckingInterval: 5_000 });
+    expect(requestDeadlines(120_000)).toEqual({ requestTimeout: 120_000, headersTimeout: 60_000, connectionsCheckingInterval: 5_000 });
+    expect(requestDeadlines(10_000)).toEqual({ requestTimeout: 10_000, headersTimeout: 10_000, connectionsCheckingInterval: 2_500 });
+    expect(requestDeadlines(1_000)).toEqual({ requestTimeout: 1_000, headersTimeout: 1_000, connectionsCheckingInterval: 250 });
   });
 
   it('DATABASE_URL selects PostgreSQL (postgres://, postgresql://, ?host=/socket/dir), is checked without being echoed, and needs SECRET_KEY; DATABASE_POOL_MAX defaults to 10', () => {
