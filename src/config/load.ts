@@ -48,7 +48,7 @@ export interface Config {
   demo: boolean;
   upstream: UpstreamConfig | undefined;
   mcpUpstreamUrl: URL | undefined;
-  /** REQUEST_TIMEOUT: the time a client has to send one whole request, ms (src/http/request-deadline.ts) */
+  /** REQUEST_TIMEOUT: the time a client has to send one whole request, ms (src/http/server-limits.ts) */
   requestTimeoutMs: number;
   /** UPSTREAM_TIMEOUT: one call to U, ms */
   upstreamTimeoutMs: number;

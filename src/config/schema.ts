@@ -163,10 +163,13 @@ export const SCHEMA = {
   }),
   REQUEST_TIMEOUT: key({
     group: 'Server',
-    doc: 'How long a client may take to send a whole request, headers and body; a request still arriving after it gets 408 and its connection is closed (checked every few seconds: at most a quarter of it later). Bounds how long a stalled body holds its part of `GATEWAY_BODY_MEMORY`. Only the request is timed: a long answer, such as an MCP event stream, is not cut by it.',
+    doc: 'How long a client may take to send a whole request, headers and body; a request still arriving after it gets 408 and its connection is closed (checked every few seconds: at most a quarter of it later). Bounds how long a stalled body holds its part of `GATEWAY_BODY_MEMORY`; a client must send a `GATEWAY_MAX_BODY` body within it (4 MB in 60 s: about 70 KB/s). Only the request is timed: a long answer, such as an MCP event stream, is not cut by it. At most `1d`.',
     defaultText: '`60s`',
     fallback: '60s',
-    parse: duration,
+    parse: (raw) => {
+      const parsed = duration(raw);
+      return parsed.ok && parsed.value > 86_400 ? bad('must be at most 1d') : parsed;
+    },
   }),
   TRUST_PROXY: key({
     group: 'Server',

@@ -33,22 +33,30 @@ const CLIENT_ERROR_TEXT: Record<number, string> = {
 };
 
 /**
- * Node's HTTP parser refuses a request before any handler sees it (a malformed request line,
- * header or chunk, headers or URL over 16 KiB): answer with a JSON 4xx like every other refusal
- * (DESIGN §9), instead of Node's bare 400 without a content type. Attached to every server that
- * serves `runtime.handler`.
+ * Node's HTTP server refuses a request — a malformed request line, header or chunk, headers or URL
+ * over 16 KiB, before any handler sees it; a request still arriving at REQUEST_TIMEOUT, possibly
+ * while a handler reads its body: answer with a JSON 4xx like every other refusal (DESIGN §9),
+ * instead of Node's bare 400 without a content type, then close the connection both ways. Only the
+ * request being received is answered so: when a response to an earlier request on the connection
+ * is still owed or under way, the connection is dropped instead (the 408 would be read as that
+ * response). Attached to every server that serves `runtime.handler`.
  */
 export function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
-  // A response already under way on this connection (keep-alive) cannot be replaced.
-  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
-  if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
+  const s = socket as Socket & { _httpMessage?: { headersSent?: boolean; req?: unknown }; parser?: { incoming?: unknown } | null };
+  const inFlight = s._httpMessage;
+  // Only the request being received may be answered here: a response still owed to an earlier request on this connection would be read as its answer.
+  const answerable = !inFlight || (!inFlight.headersSent && inFlight.req === s.parser?.incoming);
+  if (err.code === 'ECONNRESET' || !socket.writable || !answerable) {
     socket.destroy();
     return;
   }
   const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW' ? 413 : 400;
   const body = JSON.stringify({ error: 'invalid_request', error_description: CLIENT_ERROR_TEXT[status] });
+  // Closed both ways once written (the server's sockets are half-open: end() alone leaves the request, and what it holds, open while the client keeps its side).
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
       `Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
+    () => socket.destroy(),
   );
+  socket.setTimeout(5_000, () => socket.destroy()); // a client that reads nothing
 }

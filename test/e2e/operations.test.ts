@@ -121,6 +121,7 @@ describe('graceful shutdown', () => {
     const socket = connect({ host: '127.0.0.1', port });
     let answer = '';
     socket.on('data', (c) => (answer += c));
+    socket.on('error', () => undefined); // a reset instead of the answer fails the assertions below, not the run
     const t0 = performance.now();
     socket.write('POST /register HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"client_name":'); // the body never ends
     const closedAt = await Promise.race([new Promise<number>((r) => socket.on('close', () => r(performance.now()))), new Promise<number>((r) => setTimeout(() => r(-1), 10_000))]);

@@ -40,9 +40,9 @@ async function until(cond: () => boolean, ms = 5000): Promise<void> {
   while (!cond() && performance.now() < deadline) await new Promise((done) => setTimeout(done, 5));
 }
 
-/** A raw connection that records what P answers and when it closes. */
-function rawConnection(): { socket: Socket; answer: () => string; closedAt: Promise<number> } {
-  const socket = connect({ host: '127.0.0.1', port });
+/** A raw connection that records what P answers and when it closes; `allowHalfOpen`: it keeps its side open after P's. */
+function rawConnection(allowHalfOpen = false): { socket: Socket; answer: () => string; closedAt: Promise<number> } {
+  const socket = connect({ host: '127.0.0.1', port, allowHalfOpen });
   let answer = '';
   socket.on('data', (c) => (answer += c));
   socket.on('error', () => undefined);
@@ -75,6 +75,28 @@ describe('REQUEST_TIMEOUT: a request that arrives too slowly', () => {
     expect(received(), 'forwarded to R').toBe(before + 1);
   });
 
+  it('closes the connection of a client that keeps its side open after the 408: the memory is given back and the rest of its body never reaches R', async () => {
+    let seen: IncomingMessage | undefined;
+    const onRequest = (req: IncomingMessage) => void (req.headers.authorization === `Bearer ${tokens.alice}` && (seen = req));
+    stack.app.server.on('request', onRequest);
+    const before = received();
+    const alice = rawConnection(true);
+    const start = head('alice', 60_000);
+    const text = body(60_000);
+    alice.socket.write(start + text.slice(0, 50_000));
+    await until(() => (seen?.socket.bytesRead ?? 0) >= Buffer.byteLength(start) + 50_000);
+    stack.app.server.off('request', onRequest);
+    expect((await rawRequest(port, head('bob', 40_000) + body(40_000))).status).toBe(503);
+    await until(() => alice.answer().length > 0);
+    expect(alice.answer()).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+    alice.socket.write(text.slice(50_000)); // too late: P has closed its end both ways
+    await until(() => seen?.socket.destroyed === true);
+    expect(seen?.socket.destroyed, "P's side of the connection is gone").toBe(true);
+    expect((await rawRequest(port, head('bob', 40_000) + body(40_000))).status).not.toBe(503);
+    expect(received(), "only bob's body reached R").toBe(before + 1);
+    alice.socket.destroy();
+  });
+
   it('cuts a request whose headers stall; an event stream whose request has arrived stays open past the deadline', async () => {
     const session = await openSession(`${stack.app.url}/mcp`, tokens.bob as string);
     const stream = rawConnection();
@@ -89,6 +111,8 @@ describe('REQUEST_TIMEOUT: a request that arrives too slowly', () => {
     expect(closedAt, 'P closed the stalled connection').toBeGreaterThan(0);
     expect(closedAt - startedAt).toBeGreaterThanOrEqual(1000);
     expect(slow.answer()).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+    // One more request and its answer, so that a stream cut in the same check would have closed by now.
+    expect((await rawRequest(port, 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n')).status).toBe(200);
     // The stream began before the stalled request and has outlived its deadline: still open.
     expect(stream.socket.destroyed, 'the event stream is still open').toBe(false);
     expect(stack.app.runtime.gateway.openResponses.size).toBeGreaterThanOrEqual(1);

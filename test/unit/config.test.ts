@@ -158,6 +158,8 @@ describe('config › loadConfig', () => {
     expect(loadConfig({ ...UPSTREAM, REQUEST_TIMEOUT: '2m' }).requestTimeoutMs).toBe(120_000);
     expect(problemsOf({ ...UPSTREAM, REQUEST_TIMEOUT: 'soon' })).toEqual(['REQUEST_TIMEOUT: must be a duration such as 30s, 10m, 12h or 90d (got "soon")']);
     expect(problemsOf({ ...UPSTREAM, REQUEST_TIMEOUT: '0' })).toHaveLength(1);
+    expect(loadConfig({ ...UPSTREAM, REQUEST_TIMEOUT: '1d' }).requestTimeoutMs).toBe(86_400_000);
+    expect(problemsOf({ ...UPSTREAM, REQUEST_TIMEOUT: '2d' })).toEqual(['REQUEST_TIMEOUT: must be at most 1d (got "2d")']);
     expect(requestDeadlines(60_000)).toEqual({ requestTimeout: 60_000, headersTimeout: 60_000, connectionsCheckingInterval: 5_000 });
     expect(requestDeadlines(120_000)).toEqual({ requestTimeout: 120_000, headersTimeout: 60_000, connectionsCheckingInterval: 5_000 });
     expect(requestDeadlines(10_000)).toEqual({ requestTimeout: 10_000, headersTimeout: 10_000, connectionsCheckingInterval: 2_500 });
