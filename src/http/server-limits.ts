@@ -1,5 +1,6 @@
 /**
- * What Node's HTTP server refuses before any handler sees the request, and how it is answered.
+ * What Node's HTTP server refuses on its own — a malformed, too large or too slow request — and how
+ * it is answered.
  *
  * How long a client may take to send one whole request, headers and body (REQUEST_TIMEOUT):
  * Node enforces it (`requestTimeout`): every `connectionsCheckingInterval` it refuses each request

@@ -307,7 +307,7 @@ async function mintChains(run: AuthRun): Promise<void> {
   run.chains = minted.map((t) => ({ clientId: t.clientId, rt: t.refresh }));
 }
 // Warm-up, not counted (as for the gateway above): 2 s of each load on each server — JIT, SQLite's
-// page cache. Without it the first round of every server ran 30–50 % below its later rounds.
+// page cache. Without it P's first round often ran 30–50 % below its later rounds.
 for (const run of authRuns) {
   if (run.bare) await mintChains(run);
   await refreshRun(run.url, run.chains, 2);
