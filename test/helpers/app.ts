@@ -59,12 +59,34 @@ export async function listenLoopback(server: Server, port = 0): Promise<number> 
   return (server.address() as AddressInfo).port;
 }
 
+/**
+ * Ports `freePort` hands out: below Linux's ephemeral range (32768–60999, where `listen(0)` and
+ * every outgoing connection take theirs), in a block of 1,000 per vitest worker (VITEST_POOL_ID,
+ * 1 … workers; 0 outside vitest: the bench, the soak). A port from `listen(0)` that was closed
+ * again to be handed to a child process could meanwhile be taken by another worker's `listen(0)`
+ * or connection — two workers made that likelier, and is the likeliest reason why CI once saw a
+ * spawned server not print "listening" (2026-12-07; the report kept only the failure's first line).
+ * Within a block, only the one worker's files take ports, one file after another.
+ */
+const PORT_BLOCK = { base: 20_000, size: 1_000 };
+let nextInBlock = Math.floor(Math.random() * PORT_BLOCK.size);
+
 /** A loopback port that was free a moment ago (for processes that must be told their port). */
 export async function freePort(): Promise<number> {
-  const server = createServer();
-  const port = await listenLoopback(server);
-  await new Promise((resolve) => server.close(resolve));
-  return port;
+  const worker = Number(process.env.VITEST_POOL_ID ?? 0);
+  const first = PORT_BLOCK.base + (Number.isInteger(worker) && worker >= 0 && worker < 12 ? worker : 0) * PORT_BLOCK.size;
+  for (let tries = 0; tries < PORT_BLOCK.size; tries++) {
+    const port = first + (nextInBlock++ % PORT_BLOCK.size);
+    const server = createServer();
+    const bound = await listenLoopback(server, port).then(
+      () => true,
+      () => false, // taken (a child of an earlier file still exiting, PostgreSQL): the next one
+    );
+    if (!bound) continue;
+    await new Promise((resolve) => server.close(resolve));
+    return port;
+  }
+  throw new Error(`no free loopback port in ${first}–${first + PORT_BLOCK.size - 1}`);
 }
 
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {

@@ -4,6 +4,8 @@
  * is killed (SIGKILL, its whole process group when detached) by `killAll` in afterAll.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 
 export interface Finished {
   code: number | null;
@@ -60,12 +62,35 @@ export async function startUntil(command: string, args: string[], options: Spawn
   });
   child.stderr?.on('data', (d) => (output += d));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  let done = false;
-  void exited.then(() => (done = true));
-  const deadline = Date.now() + options.timeoutMs;
-  while (!output.includes(options.waitFor) && !done && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  if (!output.includes(options.waitFor)) throw new Error(`${command} ${args.join(' ')} did not print "${options.waitFor}" within ${options.timeoutMs} ms:\n${output}`);
+  let exitCode: number | null | undefined;
+  void exited.then((code) => (exitCode = code));
+  const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
+  let failedToSpawn: Error | undefined;
+  void spawnError.then((err) => (failedToSpawn = err));
+  const since = Date.now();
+  const deadline = since + options.timeoutMs;
+  while (!output.includes(options.waitFor) && exitCode === undefined && !failedToSpawn && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (!output.includes(options.waitFor)) {
+    // Why, on the first line: CI's summary keeps only that (.ci/run).
+    const why = failedToSpawn
+      ? `could not be started (${failedToSpawn.message})`
+      : exitCode !== undefined
+        ? `exited (code ${exitCode}) after ${Date.now() - since} ms`
+        : `was still running after ${Date.now() - since} ms (its CPU time ${cpuSeconds(child.pid)}, load ${loadavg()[0]?.toFixed(1)})`;
+    const last = output.trim().split('\n').at(-1)?.slice(0, 200) ?? '';
+    throw new Error(`${command} ${args.join(' ')} ${why} without printing "${options.waitFor}"; its last line: ${JSON.stringify(last)}\n${output}`);
+  }
   return { child, stdout: () => stdout, output: () => output, exited };
+}
+
+/** A running process's CPU time (user + system) from /proc, for a failure's message. */
+function cpuSeconds(pid: number | undefined): string {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return `${((Number(fields[11]) + Number(fields[12])) / 100).toFixed(2)} s`; // utime, stime: clock ticks (100 Hz)
+  } catch {
+    return 'unknown';
+  }
 }
 
 /** Resolves with the exit code, or rejects after `timeoutMs`. */
