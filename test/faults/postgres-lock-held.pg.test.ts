@@ -45,7 +45,7 @@ const clients = async () => Number((await holder.query("SELECT count(*) AS n FRO
 const lockTimeout = async (sql: PgSql) => (await sql.one<{ lock_timeout: string }>('SHOW lock_timeout'))?.lock_timeout;
 /** Whether some session waits for the advisory lock `name` (pg_locks: not granted). */
 const waitingFor = async (name: string) => {
-  const { rows } = await holder.query("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND ((classid::bigint << 32) | objid::bigint) = $1::bigint", [lockKey(name)]);
+  const { rows } = await holder.query("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND NOT granted AND ((classid::bigint << 32) | objid::bigint) = $1::bigint", [lockKey(name)]);
   return Number(rows[0].n) > 0;
 };
 async function untilWaiting(name: string): Promise<void> {

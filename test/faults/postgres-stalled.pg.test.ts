@@ -107,7 +107,7 @@ describe('PostgreSQL stops answering (found by review)', () => {
     const holder = new pg.Client({ connectionString: db.url });
     await holder.connect();
     const waiting = async () =>
-      Number((await holder.query("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'mcp-consent-proxy' AND wait_event_type = 'Lock'")).rows[0].n);
+      Number((await holder.query("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'mcp-consent-proxy' AND wait_event_type = 'Lock'")).rows[0].n);
     try {
       await migratePg(sql);
       await holder.query('BEGIN');

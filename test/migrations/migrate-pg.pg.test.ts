@@ -72,7 +72,7 @@ describe('PostgreSQL migrations', () => {
         for (const r of results) expect(r.current).toBe(names.length);
         expect(await replicas[0]!.one('SELECT count(*) AS n FROM schema_migrations')).toEqual({ n: names.length });
         // The lock is released: nothing is left waiting, and a later start takes it at once.
-        expect(await replicas[0]!.one("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory'")).toEqual({ n: 0 });
+        expect(await replicas[0]!.one("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).toEqual({ n: 0 });
         expect((await migratePg(replicas[1]!, dir)).applied).toEqual([]);
       } finally {
         await Promise.all(replicas.map((sql) => sql.close()));
@@ -104,7 +104,7 @@ describe('PostgreSQL migrations', () => {
         ]);
         await expect(migratePg(sql, copyPgMigrations())).rejects.toThrow(/migrated by a newer version of mcp-consent-proxy/);
         // Each failed run gave its connection back and its lock up.
-        expect(await sql.one("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory'")).toEqual({ n: 0 });
+        expect(await sql.one("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).toEqual({ n: 0 });
       } finally {
         await sql.close();
       }

@@ -47,7 +47,7 @@ describe('PostgreSQL driver', () => {
     // shows an ungranted advisory lock. Bounded poll.
     let waiting = 0;
     for (let i = 0; i < 200 && waiting === 0; i++) {
-      waiting = (await sql.one<{ n: number }>("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"))!.n;
+      waiting = (await sql.one<{ n: number }>("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND NOT granted"))!.n;
       if (waiting === 0) await new Promise((resolve) => setTimeout(resolve, 5));
     }
     expect(waiting).toBe(1);

@@ -26,7 +26,7 @@ afterAll(async () => {
 });
 
 async function waitingAdvisoryLocks(): Promise<number> {
-  return (await a.one<{ n: number }>("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"))!.n;
+  return (await a.one<{ n: number }>("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND NOT granted"))!.n;
 }
 
 describe('Sql.exclusive on PostgreSQL', () => {
