@@ -11,8 +11,8 @@ import { describe, expect, it } from 'vitest';
 import { GROUP_COMMIT_MS, GROUP_COMMIT_ROWS } from '../../src/audit/audit.js';
 import { runCrash } from './harness.js';
 
-/** How late a group-commit timer may fire on this shared machine under the suite's load. */
-const LAG_MS = 300;
+/** How late a group-commit timer may fire on this shared machine under the suite's load (two test files at once). */
+const LAG_MS = 1000;
 
 describe('crash consistency (kill -9, bounded)', () => {
   it('three cycles: what was answered survives, nothing half-done is usable, the audit chain verifies', async () => {

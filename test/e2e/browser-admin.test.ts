@@ -47,8 +47,12 @@ async function signInAt(page: Page, url: string, login: string) {
   await page.waitForSelector('input[name="login"]');
   await page.fill('input[name="login"]', login);
   await page.click('button[type="submit"]');
-  const allow = await page.waitForSelector('button[name="allow"]', { timeout: 3000 }).catch(() => null);
-  if (allow) await allow.click();
+  // U asks for consent at a browser's first sign-in: wait for its button or for the way back to
+  // `url`, whichever comes first, however long a busy machine takes (no guess of a few seconds).
+  const allow = page.locator('button[name="allow"]');
+  const asked = allow.waitFor({ timeout: 30_000 }).then(() => true, () => false);
+  const back = page.waitForURL(url, { timeout: 30_000 }).then(() => false, () => false);
+  if (await Promise.race([asked, back])) await allow.click();
 }
 
 describe('admin console in Chromium', () => {

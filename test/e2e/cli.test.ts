@@ -49,7 +49,7 @@ describe('cli › serve', () => {
     let output = '';
     child.stdout?.on('data', (d) => (output += d));
     child.stderr?.on('data', (d) => (output += d));
-    for (let i = 0; i < 200 && !output.includes('MCP Consent Proxy listening'); i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 600 && !output.includes('MCP Consent Proxy listening'); i++) await new Promise((r) => setTimeout(r, 50)); // at most 30 s
     expect(output).toContain(`MCP endpoint:  ${publicUrl}/mcp`);
 
     const metadata = await discoverAuthorizationServerMetadata(publicUrl);

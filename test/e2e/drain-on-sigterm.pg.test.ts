@@ -97,7 +97,7 @@ describe('SIGTERM drains a replica', () => {
     const before = calls();
     let finished = 0;
     const inFlight = Array.from({ length: IN_FLIGHT }, (_, i) =>
-      callTool(`${url}/mcp`, token, sessionId, 'countdown', { from: 4 }, 1000 + i).finally(() => finished++),
+      callTool(`${url}/mcp`, token, sessionId, 'countdown', { from: 10 }, 1000 + i).finally(() => finished++),
     );
     await until(() => calls() - before === IN_FLIGHT, 'R to receive every request');
     const t0 = Date.now();

@@ -6,12 +6,11 @@
  * its sockets to U and R) before and after, and what was written.
  */
 import Database from 'better-sqlite3';
-import { createServer } from 'node:http';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import { listenLoopback, freePort, startTestApp } from '../helpers/app.js';
+import { freePort, startTestApp } from '../helpers/app.js';
 import { startFakeOidcUpstream } from '../helpers/fake-upstream.js';
 import { startFakeMcp } from '../helpers/fake-mcp.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
@@ -28,14 +27,15 @@ export const UPSTREAM_TIMEOUT_MS = 1000;
 export const GATEWAY_TIMEOUT_MS = 1000;
 
 export async function startFaultStack(options: { env?: Record<string, string>; upstreamAccessTokenTtl?: number } = {}): Promise<FaultStack> {
-  const probe = createServer();
-  const port = await listenLoopback(probe);
-  await new Promise((r) => probe.close(r));
+  // P's port and the proxies' from freePort (test/helpers/app.ts): outside the ephemeral range, so
+  // no other process's listen(0) or connection takes them meanwhile — P's and R's proxy's are
+  // listened on again after a restart or a `down` fault.
+  const port = await freePort();
   const uPort = await freePort();
   const upstream = await startFakeOidcUpstream({ callbackUrl: `http://127.0.0.1:${port}/upstream/callback`, issuer: `http://localhost:${uPort}`, accessTokenTtl: options.upstreamAccessTokenTtl });
   const u = await startFaultProxy(upstream.address, uPort);
   const mcp = await startFakeMcp({ countdownDelayMs: 1 });
-  const r = await startFaultProxy(mcp.url);
+  const r = await startFaultProxy(mcp.url, await freePort());
   const appOptions = {
     port,
     dir: mkdtempSync(join(tmpdir(), 'mcp-faults-')),

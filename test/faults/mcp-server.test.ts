@@ -62,6 +62,9 @@ function rawMcp(method: 'GET' | 'POST', body = '') {
 async function waitFor(condition: () => boolean, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (!condition() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  // After a pause of this process, its timer may run before the I/O that arrived meanwhile: one
+  // turn through the event loop's poll phase before the verdict.
+  if (!condition()) await new Promise((r) => setImmediate(r));
   return condition();
 }
 

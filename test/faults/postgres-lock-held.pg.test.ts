@@ -172,7 +172,7 @@ describe('PostgreSQL: a lock another session holds', () => {
       await audit.query('LOCK TABLE audit_log IN EXCLUSIVE MODE');
       const server = await startServerProcess({ ...cast.env, DATABASE_URL: own.url });
       try {
-        for (let i = 0; i < 400 && !server.output().includes('system.started audit row could not be written'); i++) await new Promise((r) => setTimeout(r, 25));
+        for (let i = 0; i < 800 && !server.output().includes('system.started audit row could not be written'); i++) await new Promise((r) => setTimeout(r, 25)); // the lock bound (5 s) and up to 15 s more
         expect(server.output()).toContain('system.started audit row could not be written');
         expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
         expect(await server.stop()).toBe(0);

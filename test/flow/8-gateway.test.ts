@@ -61,10 +61,11 @@ describe('gateway › forwarding', () => {
     const done = Date.now() - started;
     expect((result.content as { text: string }[])[0]?.text).toBe('liftoff');
     expect(arrivals.map((a) => a.progress)).toEqual([1, 2, 3, 4, 5]);
-    // Each event is flushed when sent: they arrive spread over the call (120 ms apart at R),
-    // the first long before the result.
+    // Each event is flushed when sent: they arrive spread over the call (120 ms apart at R, 480 ms
+    // from the first to the last), the first long before the result. Buffered, they would arrive
+    // together with it. (Not each gap: a pause of this process shortens one and lengthens another.)
     expect(done - (arrivals[0]?.at ?? done)).toBeGreaterThanOrEqual(400);
-    for (let i = 1; i < arrivals.length; i++) expect((arrivals[i]?.at ?? 0) - (arrivals[i - 1]?.at ?? 0)).toBeGreaterThanOrEqual(60);
+    expect((arrivals[4]?.at ?? 0) - (arrivals[0]?.at ?? 0)).toBeGreaterThanOrEqual(300);
     await client.close();
   });
 

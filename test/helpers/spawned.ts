@@ -70,6 +70,8 @@ export async function startUntil(command: string, args: string[], options: Spawn
   const since = Date.now();
   const deadline = since + options.timeoutMs;
   while (!output.includes(options.waitFor) && exitCode === undefined && !failedToSpawn && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  // output that arrived during a pause of this process is read before the verdict (a timer may run first)
+  if (!output.includes(options.waitFor)) await new Promise((r) => setImmediate(r));
   if (!output.includes(options.waitFor)) {
     // Why, on the first line: CI's summary keeps only that (.ci/run).
     const why = failedToSpawn

@@ -3,14 +3,13 @@
  * "user" that drives a Browser through P's consent page and U's login, for flow and security
  * tests.
  */
-import { createServer } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startFakeGithub, startFakeOidcUpstream, type FakeUpstream } from './fake-upstream.js';
 import { startFakeMcp, type FakeMcp } from './fake-mcp.js';
-import { listenLoopback, registerClient, startTestApp, type TestApp, type TestAppOptions } from './app.js';
+import { freePort, registerClient, startTestApp, type TestApp, type TestAppOptions } from './app.js';
 import { authorizeUrl, pkcePair } from './pkce.js';
 import { Browser, type Page } from './browser.js';
 
@@ -41,10 +40,10 @@ export interface StackOptions {
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
-  // P's port must be known before U registers P's callback: reserve it first, and hold it while U
-  // and R start (their listen(0) could otherwise be handed this very port: CI met EADDRINUSE once).
-  const probe = createServer();
-  const port = await listenLoopback(probe);
+  // P's port must be known before U registers P's callback: from freePort (test/helpers/app.ts),
+  // outside the ephemeral range, so U's and R's listen(0) — or another worker's — never take it,
+  // neither before P starts nor while `restart` listens on it again (CI met EADDRINUSE once).
+  const port = await freePort();
   const callbackUrl = `http://127.0.0.1:${port}/upstream/callback`;
   const upstream =
     options.upstream === 'github'
@@ -67,7 +66,6 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       ...options.env,
     },
   };
-  await new Promise((r) => probe.close(r));
   const stack: Stack = {
     app: await startTestApp(appOptions),
     upstream,
