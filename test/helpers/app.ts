@@ -62,7 +62,8 @@ export async function listenLoopback(server: Server, port = 0): Promise<number> 
 /**
  * Ports `freePort` hands out: below Linux's ephemeral range (32768–60999, where `listen(0)` and
  * every outgoing connection take theirs), in a block of 1,000 per vitest worker (VITEST_POOL_ID,
- * 1 … workers; 0 outside vitest: the bench, the soak). A port from `listen(0)` that was closed
+ * 1 … workers; 0 outside vitest: the bench, the soak; only 11 workers fit below 32768, so on a
+ * machine with more the 12th and later share block 0, bind-checked). A port from `listen(0)` that was closed
  * again to be handed to a child process could meanwhile be taken by another worker's `listen(0)`
  * or connection — two workers made that likelier, and is the likeliest reason why CI once saw a
  * spawned server not print "listening" (2026-12-07; the report kept only the failure's first line).
