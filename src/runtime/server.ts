@@ -37,6 +37,7 @@ import { purgeEndedRateLimits, SqlRateLimitStore } from '../store/rate-limits.js
 import { loadOrCreateJwks } from './jwks.js';
 import { trustPolicyOf } from '../cimd/client-id.js';
 import { answerClientError, requestDeadlines } from '../http/server-limits.js';
+import { expressServerClasses, type ServerClasses } from '../http/express-classes.js';
 
 export interface RuntimeOptions {
   /** a ready logger (tests capture lines); default: pino on stdout at LOG_LEVEL */
@@ -56,6 +57,8 @@ export interface Runtime extends AppDeps {
   app: Express;
   /** the HTTP request listener: the gateway in front of the express app */
   handler: (req: IncomingMessage, res: ServerResponse) => void;
+  /** the request and response classes the server must be created with (`createServer(serverClasses, handler)`; src/http/express-classes.ts) */
+  serverClasses: ServerClasses;
   /**
    * Start draining (SIGTERM; `listen`'s close() calls it): /healthz and /readyz answer 503, and
    * every response from now on carries `Connection: close`, so keep-alive connections end after
@@ -176,9 +179,8 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
   const demo = config.demo ? await startDemo(config, storage, views) : undefined;
   const metrics = createMetrics();
   const core = createCore(config, storage, { log, upstream: demo?.upstream, observeAudit: (row) => metrics.observeAudit(row) });
-  const { audit } = core;
   const stopCheckpointLog = scheduleCheckpointLog(() => stores.auditLog.tip(), log); // the head in the logs too: a checkpoint a database writer cannot reach
-  const refusals = createRefusalBudget({ budget: config.rateLimits.rejected, tally: createRefusalTally(audit, { now: options.now }), log });
+  const refusals = createRefusalBudget({ budget: config.rateLimits.rejected, tally: createRefusalTally(core.audit, { now: options.now }), log });
   const cookies = createCookieJar(keys, config.urls.secureContext);
   const provider = await startProvider(core, views);
   const gateway = createGatewayServices(core, demo ? demo.mcpUrl : config.mcpUpstreamUrl, provider, options.now);
@@ -195,7 +197,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     gateway,
     // DESIGN §8: on PostgreSQL one budget per client IP for all replicas (src/store/rate-limits.ts).
     rateLimitStore: sql.engine === 'postgres' ? (name) => new SqlRateLimitStore(sql, name) : undefined,
-    cimd: createCimdClients({ config, stores, audit, ...(options.cimdFetch ? { fetch: options.cimdFetch } : {}) }),
+    cimd: createCimdClients({ config, stores, audit: core.audit, ...(options.cimdFetch ? { fetch: options.cimdFetch } : {}) }),
     demo: demo ? { idpRouter: demo.idpRouter, mcpUrl: demo.mcpUrl?.href } : undefined,
   };
   const app = buildApp(deps);
@@ -211,6 +213,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
     sql,
     app,
     handler,
+    serverClasses: expressServerClasses(app),
     drain: () => {
       draining = true;
     },
@@ -221,7 +224,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
         demo?.close();
         refusals.close();
         await core.revocation.settled(); // UP-08 revocations the last requests started; the process exits after this (src/cli/bin.ts)
-        await flushAuditAtExit(audit, log);
+        await flushAuditAtExit(core.audit, log);
         await stopCheckpointLog();
         await sql.close();
       })()),
@@ -242,7 +245,7 @@ export interface RunningServer {
 
 /** Listen on HOST:PORT; resolves once listening. */
 export function listen(runtime: Runtime, port = runtime.config.port, host = runtime.config.host): Promise<RunningServer> {
-  const server = createServer(requestDeadlines(runtime.config.requestTimeoutMs), runtime.handler);
+  const server = createServer({ ...requestDeadlines(runtime.config.requestTimeoutMs), ...runtime.serverClasses }, runtime.handler);
   server.on('clientError', answerClientError);
   server.keepAliveTimeout = 65_000;
   return new Promise((resolve, reject) => {

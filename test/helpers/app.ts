@@ -92,11 +92,10 @@ export async function freePort(): Promise<number> {
 
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'mcp-proxy-test-'));
-  // Node checks REQUEST_TIMEOUT every connectionsCheckingInterval, read when the server starts
-  // listening, before the configuration is known: 250 ms, what `listen` (src/runtime/server.ts)
-  // takes for the shortest REQUEST_TIMEOUT a test sets (1s); the timeouts themselves follow it below.
-  const server = createServer({ connectionsCheckingInterval: requestDeadlines(1000).connectionsCheckingInterval });
-  const port = await listenLoopback(server, options.port);
+  // The port first (PUBLIC_URL names it), the server once the runtime is built: it is created as
+  // `listen` creates it (src/runtime/server.ts), with the runtime's request and response classes
+  // (src/http/express-classes.ts) and REQUEST_TIMEOUT's deadlines.
+  const port = options.port ?? (await freePort());
   const url = `http://127.0.0.1:${port}${options.basePath ?? ''}`;
   const config = loadConfig({
     PUBLIC_URL: url,
@@ -119,10 +118,12 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   });
   const log = pino({ level: config.logLevel, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, sink);
   const runtime = await createRuntime(config, { log, maintenance: false, now: options.now, cimdFetch: options.cimdFetch });
-  const { requestTimeout, headersTimeout } = requestDeadlines(config.requestTimeoutMs);
-  Object.assign(server, { requestTimeout, headersTimeout });
-  server.on('request', runtime.handler);
+  const server = createServer({ ...requestDeadlines(config.requestTimeoutMs), ...runtime.serverClasses }, runtime.handler);
   server.on('clientError', answerClientError);
+  await listenLoopback(server, port).catch(async (err: unknown) => {
+    await runtime.dispose();
+    throw err;
+  });
   return {
     runtime,
     config,
