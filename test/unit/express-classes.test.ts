@@ -103,14 +103,17 @@ describe('the server classes of an express app', () => {
     expect('json' in ServerResponse.prototype).toBe(false);
   });
 
-  it("P's own server (`listen`, as `serve` runs it) is created with the runtime's classes", async () => {
+  it("P's own server (`listen`, as `serve` runs it) and the tests' (and bench's) app are created with the runtime's classes", async () => {
     const testApp = await startTestApp();
     const running = await listen(testApp.runtime, 0, '127.0.0.1');
     try {
       const arrived: boolean[] = [];
-      running.server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
-        arrived.push(Object.getPrototypeOf(req) === testApp.runtime.app.request && Object.getPrototypeOf(res) === testApp.runtime.app.response);
-      });
+      for (const server of [running.server, testApp.server]) {
+        server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
+          arrived.push(Object.getPrototypeOf(req) === testApp.runtime.app.request && Object.getPrototypeOf(res) === testApp.runtime.app.response);
+        });
+      }
+      expect((await fetch(`${testApp.url}/healthz`)).status).toBe(200); // test/helpers/app.ts's server
       const health = await fetch(`${running.url}/healthz`);
       expect(health.status).toBe(200);
       expect(health.headers.get('x-request-id')).toBeTruthy();
@@ -121,7 +124,7 @@ describe('the server classes of an express app', () => {
         body: 'grant_type=refresh_token&refresh_token=nope&client_id=nobody',
       });
       expect(token.status).toBe(401); // the provider's answer (invalid_client), through express's chain
-      expect(arrived).toEqual([true, true]);
+      expect(arrived).toEqual([true, true, true]);
     } finally {
       await running.close();
       await testApp.close();
