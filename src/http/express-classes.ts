@@ -3,13 +3,14 @@
  * express's request and response members (issue 14).
  *
  * Express gives every request and response it handles its own prototypes
- * (`Object.setPrototypeOf(req, app.request)` in `app.handle`). Objects whose prototype changes
- * after they were made cost V8 dearly on everything that touches them afterwards — Node's HTTP
- * code, koa and oidc-provider alike. Measured with the bench's bare oidc-provider anchor
- * (docs/performance.md, *Express's prototypes*): behind a one-line express app it spent 100–135 µs
- * more CPU per `/token` and `/register` request than alone; with only the two
- * `Object.setPrototypeOf` calls and no express at all, the same; with the classes below, within a
- * few µs of the engine alone.
+ * (`Object.setPrototypeOf(req, app.request)` in `app.handle`), and everything that touched those
+ * objects afterwards ran slower — Node's HTTP code, koa and oidc-provider alike. Measured with the
+ * bench's bare oidc-provider anchor (docs/performance.md, *Express's prototypes*): behind a
+ * one-line express app it spent 100–135 µs more CPU per `/token` and `/register` request than
+ * alone; with only the two `Object.setPrototypeOf` calls and no express at all, the same; with the
+ * classes below, within a few µs of the engine alone. (Why V8 pays it was not pinned down: objects
+ * built through `Reflect.construct` with express's prototype chain were as slow as swapped ones,
+ * objects built by a subclass's own constructor were not.)
  *
  * So the server is created with subclasses of `IncomingMessage` and `ServerResponse` that carry
  * every member of `app.request` and `app.response` (express's methods and getters, and `app`
