@@ -243,10 +243,16 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** Listen on HOST:PORT; resolves once listening. */
-export function listen(runtime: Runtime, port = runtime.config.port, host = runtime.config.host): Promise<RunningServer> {
+/** The runtime's HTTP server, not yet listening: its request and response classes, REQUEST_TIMEOUT's deadlines, malformed requests answered. */
+export function createRuntimeServer(runtime: Runtime): Server {
   const server = createServer({ ...requestDeadlines(runtime.config.requestTimeoutMs), ...runtime.serverClasses }, runtime.handler);
   server.on('clientError', answerClientError);
+  return server;
+}
+
+/** Listen on HOST:PORT; resolves once listening. */
+export function listen(runtime: Runtime, port = runtime.config.port, host = runtime.config.host): Promise<RunningServer> {
+  const server = createRuntimeServer(runtime);
   server.keepAliveTimeout = 65_000;
   return new Promise((resolve, reject) => {
     server.once('error', reject);

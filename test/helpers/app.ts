@@ -13,8 +13,7 @@ import { Writable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { loadConfig, type Config } from '../../src/config/load.js';
-import { createRuntime, type Runtime, type RuntimeOptions } from '../../src/runtime/server.js';
-import { answerClientError, requestDeadlines } from '../../src/http/server-limits.js';
+import { createRuntime, createRuntimeServer, type Runtime, type RuntimeOptions } from '../../src/runtime/server.js';
 import { REDACT_PATHS } from '../../src/log/logger.js';
 import { databaseEnv } from './engine.js';
 
@@ -92,8 +91,8 @@ export async function freePort(): Promise<number> {
 
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'mcp-proxy-test-'));
-  // The port first (PUBLIC_URL names it), the server once the runtime is built: it is created as
-  // `listen` creates it (src/runtime/server.ts), with the runtime's request and response classes
+  // The port first (PUBLIC_URL names it), the server once the runtime is built, by the function
+  // `listen` uses (src/runtime/server.ts): the runtime's request and response classes
   // (src/http/express-classes.ts) and REQUEST_TIMEOUT's deadlines.
   const port = options.port ?? (await freePort());
   const url = `http://127.0.0.1:${port}${options.basePath ?? ''}`;
@@ -118,8 +117,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   });
   const log = pino({ level: config.logLevel, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, sink);
   const runtime = await createRuntime(config, { log, maintenance: false, now: options.now, cimdFetch: options.cimdFetch });
-  const server = createServer({ ...requestDeadlines(config.requestTimeoutMs), ...runtime.serverClasses }, runtime.handler);
-  server.on('clientError', answerClientError);
+  const server = createRuntimeServer(runtime);
   await listenLoopback(server, port).catch(async (err: unknown) => {
     await runtime.dispose();
     throw err;
