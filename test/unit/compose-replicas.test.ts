@@ -10,7 +10,6 @@
  */
 import { describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import { request } from 'node:http';
 import { join, resolve } from 'node:path';
 import { parse } from 'yaml';
@@ -19,6 +18,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { run } from '../../src/cli/index.js';
 import { LOCK_POOL_MAX } from '../../src/db/pg-locks.js';
 import { startTestApp } from '../helpers/app.js';
+import { youngGenerationMb } from '../helpers/young-generation.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const DIR = join(ROOT, 'docs/compose');
@@ -107,17 +107,11 @@ describe('docs/compose/replicas.yml', () => {
 
   it('gives each replica a 4 MB young generation through NODE_OPTIONS, and node honours it there', () => {
     // README "Memory" (docs/performance.md, a replica on PostgreSQL): under load ~130 MB RSS with it, ~150 without.
-    const probe = "let k=[];for(let i=0;i<2e6;i++){k.push({i,s:'x'+i});if(k.length>2e4)k=[]}" + "process.stdout.write(String(require('v8').getHeapSpaceStatistics().find((s)=>s.space_name==='new_space').space_size))";
-    const newSpace = (nodeOptions: string | undefined) => {
-      const r = spawnSync(process.execPath, ['-e', probe], { env: { ...process.env, NODE_OPTIONS: nodeOptions ?? '' }, encoding: 'utf8' });
-      expect(r.status, r.stderr).toBe(0);
-      return Number(r.stdout) / 2 ** 20;
-    };
     for (const [name, service] of replicas) {
       expect(service.environment?.NODE_OPTIONS, name).toBe('--max-semi-space-size=4');
-      expect(newSpace(service.environment?.NODE_OPTIONS), name).toBeLessThanOrEqual(8); // two semi-spaces of 4 MB
+      expect(youngGenerationMb(service.environment?.NODE_OPTIONS), name).toBeLessThanOrEqual(8); // two semi-spaces of 4 MB
     }
-    expect(newSpace(undefined)).toBeGreaterThan(8); // node's default grows past it under the same allocation
+    expect(youngGenerationMb(undefined)).toBeGreaterThan(8); // node's default grows past it under the same allocation
   });
 
   it('builds the repository\'s Dockerfile and runs commands that exist', async () => {
