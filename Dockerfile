@@ -8,12 +8,12 @@
 # migrations/: it runs the compiled JavaScript with node, nothing is compiled at run time.
 # (test/e2e/dockerfile.test.ts checks what can be checked without building the image.)
 #
-# Node 24 LTS, with a 4 MB young generation (NODE_OPTIONS, which node accepts for this flag; a
-# command line of your own in NODE_OPTIONS replaces it). Measured 2026-12-07 on the bench's
-# machine against the Node 22 this image had: `/token` 1,377-1,429 req/s (Node 22: 1,031-1,299),
-# 691-728 us of CPU per refresh (761-960); a real `serve` under the bench's `/register` load
-# 1,518-1,567 req/s (1,391-1,393) and 181-184 MB of RSS after it (199-201). Node 24 without the
-# flag keeps a larger young generation: 285-289 MB. README "Memory", docs/performance.md.
+# Node 24 LTS, with 4 MB semi-spaces (an 8 MB new space; NODE_OPTIONS, which node accepts for
+# this flag — a NODE_OPTIONS of your own replaces it). Measured 2026-12-07 on the bench's machine
+# against the Node 22 this image had: `/token` 1,347-1,429 req/s (Node 22: 1,031-1,299), 688-728
+# us of CPU per refresh (761-960); a real `serve` under the bench's `/register` load 1,518-1,567
+# req/s in the first 8 s (1,391-1,393) and 181-184 MB of RSS after 16 s (199-201). Node 24 without
+# the flag keeps a larger young generation: 285-289 MB. README "Memory", docs/performance.md.
 
 FROM node:24-bookworm-slim AS build
 WORKDIR /app

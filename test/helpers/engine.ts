@@ -3,7 +3,7 @@
  * every test that opens a database through these helpers) on PostgreSQL — a fresh database per
  * data directory on TEST_DATABASE_URL's cluster (test/helpers/pg.ts), with DATABASE_URL set —;
  * unset (or `sqlite`) keeps SQLite in the data directory, as the embedded default runs.
- * `.ci/run` runs the whole suite once per engine.
+ * `.ci/run` runs the whole suite at least once per engine (SQLite on Node 20 and 24, PostgreSQL on 22).
  *
  * A data directory keeps its database across restarts (stack.restart(), tests that start a
  * second server on the same directory): the same directory always gets the same PostgreSQL
