@@ -198,12 +198,7 @@ describe('Dockerfile', () => {
     const env = { PATH: process.env.PATH, ...runtime.env, HOST: '127.0.0.1', PORT: String(port), DATABASE_PATH: join(dataDir, 'proxy.db'), DEMO: 'true' };
     expect(runtime.env.NODE_ENV).toBe('production');
     const [command, ...args] = runtime.cmd as [string, ...string[]];
-    const server = await startUntil(command === 'node' ? process.execPath : command, args, {
-      cwd: join(rootOf(runtime), runtime.workdir),
-      env,
-      waitFor: 'MCP Consent Proxy listening',
-      timeoutMs: 30_000,
-    });
+    const server = await startUntil(command === 'node' ? process.execPath : command, args, { cwd: join(rootOf(runtime), runtime.workdir), env, waitFor: 'MCP Consent Proxy listening', timeoutMs: 30_000 });
     const check = await runToEnd('sh', ['-c', runtime.healthcheck as string], { env, timeoutMs: 10_000 });
     expect(check.code, check.stderr).toBe(0);
     server.child.kill(runtime.stopSignal as NodeJS.Signals);
