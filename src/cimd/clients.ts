@@ -61,7 +61,7 @@ export interface CimdClientsDeps {
   stores: Pick<Stores, 'models' | 'clientsMeta' | 'transaction'>;
   audit: Audit;
   /** TEST SEAM: resolver, test route, trust anchors, clock of the fetcher (production: none) */
-  fetch?: Pick<CimdFetchOptions, 'lookup' | 'testOnlyRoute' | 'ca' | 'now'> & { maxConcurrentFetches?: number; maxFetchesPerRequester?: number };
+  fetch?: Pick<CimdFetchOptions, 'lookup' | 'testOnlyRoute' | 'ca' | 'now'> & { maxConcurrentFetches?: number; maxFetchesPerRequester?: number; maxFetchesPerDestination?: number };
   now?: () => number;
 }
 
@@ -151,6 +151,7 @@ export function createCimdClients(deps: CimdClientsDeps): CimdClients {
     fetch: { ...trust, ...deps.fetch },
     ...(deps.fetch?.maxConcurrentFetches !== undefined ? { maxConcurrentFetches: deps.fetch.maxConcurrentFetches } : {}),
     ...(deps.fetch?.maxFetchesPerRequester !== undefined ? { maxFetchesPerRequester: deps.fetch.maxFetchesPerRequester } : {}),
+    ...(deps.fetch?.maxFetchesPerDestination !== undefined ? { maxFetchesPerDestination: deps.fetch.maxFetchesPerDestination } : {}),
     admission: { redirectSchemes: config.redirectSchemes },
     now: deps.now ?? Date.now,
   });

@@ -10,6 +10,10 @@
  *   name and the identity check is pinned to it (`checkServerIdentity(host, cert)`).
  * - Checked addresses are tried in resolver order, moving on only when a TCP connection fails, at
  *   most MAX_CONNECT_ATTEMPTS; the fetch deadline ends a connection in progress.
+ * - A fetch dials an address only if the process's `DestinationGate` (src/cimd/resolve.ts,
+ *   MAX_FETCHES_PER_DESTINATION) has a place for it; otherwise the fetch ends `busy` with no
+ *   connection. The place is held while the connection is being made and while it is used, and
+ *   given back when a TCP failure moves on to the next address and when the fetch ends (fetch.ts).
  * - The test seam `testOnlyRoute` (production leaves it unset) receives a target only after the
  *   policy passed it and must return an IP literal; see src/cimd/fetch.ts.
  */
@@ -33,10 +37,27 @@ export interface ConnectOptions {
   testOnlyRoute?: (target: CheckedTarget) => { address: string; port: number };
 }
 
+/**
+ * Where the fetches of one process connect (src/cimd/resolve.ts): `enter` takes a place for a
+ * connection to `address`, or says there is none; `leave` gives it back.
+ */
+export interface DestinationGate {
+  enter(address: string): boolean;
+  leave(address: string): void;
+}
+
 export interface ConnectState {
-  failure?: { reason: 'connect_failed' | 'tls_failed'; detail: string; address?: string };
+  failure?: { reason: 'connect_failed' | 'tls_failed' | 'busy'; detail: string; address?: string };
   connectedAddress?: string;
   sockets: Set<Socket>;
+  /** the address whose place in the gate this fetch holds (given back by `leaveDestination`) */
+  holding?: string;
+}
+
+/** Gives back the place a fetch holds in the gate, if any (once). */
+export function leaveDestination(state: ConnectState, gate: DestinationGate | undefined): void {
+  if (state.holding !== undefined) gate?.leave(state.holding);
+  state.holding = undefined;
 }
 
 const noLookup: LookupFunction = (hostname, _options, callback) => {
@@ -64,6 +85,7 @@ interface Dial {
   options: ConnectOptions;
   state: ConnectState;
   deadline: AbortSignal;
+  gate: DestinationGate | undefined;
 }
 
 /** Where to open the socket for a checked target: itself, or the test route's loopback stand-in. */
@@ -97,6 +119,14 @@ function attempt(dial: Dial, index: number, callback: ConnectCallback): void {
   const { targets, secure, state, deadline } = dial;
   const checked = targets[index] as CheckedTarget;
   if (deadline.aborted) return callback(new Error('deadline passed before connecting'), null);
+  leaveDestination(state, dial.gate);
+  if (dial.gate) {
+    if (!dial.gate.enter(checked.address)) {
+      state.failure = { reason: 'busy', detail: `client metadata documents are being fetched from ${checked.address} already, as many as one address may serve at once`, address: checked.address };
+      return callback(new Error('no place for another connection to this address'), null);
+    }
+    state.holding = checked.address;
+  }
   let to: { address: string; port: number };
   try {
     to = routeOf(dial, checked);
@@ -141,7 +171,15 @@ function attempt(dial: Dial, index: number, callback: ConnectCallback): void {
  * undici `connect` function that opens the socket to the checked addresses only.
  * `hostname` is the URL's host (what TLS must verify), never dialled.
  */
-export function pinnedConnector(targets: readonly CheckedTarget[], hostname: string, secure: boolean, options: ConnectOptions, state: ConnectState, deadline: AbortSignal) {
-  const dial: Dial = { targets, identity: hostname.replace(/\.$/, ''), secure, options, state, deadline };
+export function pinnedConnector(
+  targets: readonly CheckedTarget[],
+  hostname: string,
+  secure: boolean,
+  options: ConnectOptions,
+  state: ConnectState,
+  deadline: AbortSignal,
+  gate: DestinationGate | undefined,
+) {
+  const dial: Dial = { targets, identity: hostname.replace(/\.$/, ''), secure, options, state, deadline, gate };
   return (_undiciOptions: unknown, callback: ConnectCallback): void => attempt(dial, 0, callback);
 }

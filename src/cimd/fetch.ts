@@ -21,6 +21,8 @@
  *    check is pinned to it (`checkServerIdentity(host, cert)`), so a certificate for another
  *    name fails even though the socket was opened to an IP. The Host header is the URL's host.
  *    Checked addresses are tried in resolver order, moving on only when a TCP connection fails.
+ *    An address is dialled only while the process's `destinations` gate has a place for it
+ *    (src/cimd/resolve.ts, MAX_FETCHES_PER_DESTINATION); else the fetch ends `busy`, unconnected.
  * 4. No redirects: undici's Client follows none, and any 3xx is a refusal (CIMD §4 "MUST NOT
  *    automatically follow HTTP redirects"; CIMD-05's "every redirect hop" is then moot).
  * 5. GET with `Accept: application/json` and `Accept-Encoding: identity`; the answer (src/cimd/response.ts) must be 200
@@ -43,7 +45,7 @@ import { Client, errors as undiciErrors } from 'undici';
 import { classifyAddress, isLoopbackAddress } from './address-policy.js';
 import { createDnsResolver, type ResolvedAddress, type Resolver } from './dns.js';
 import { checkClientIdUrl, type ClientIdRefusal, type HostTrustPolicy } from './client-id.js';
-import { errorCode, pinnedConnector, printable, type CheckedTarget, type ConnectOptions, type ConnectState } from './connect.js';
+import { errorCode, leaveDestination, pinnedConnector, printable, type CheckedTarget, type ConnectOptions, type ConnectState, type DestinationGate } from './connect.js';
 import { firstHeader, header, refuseHead, type Headers } from './response.js';
 
 export type { CheckedTarget } from './connect.js';
@@ -77,7 +79,9 @@ export type CimdFetchReason =
   /** malformed HTTP, oversized headers, a content coding, a connection cut mid-body */
   | 'bad_response'
   /** not UTF-8, or not JSON */
-  | 'not_json';
+  | 'not_json'
+  /** P's own bound: as many fetches as one address may serve at once were connected to that address already (`destinations`) */
+  | 'busy';
 
 export type { ResolvedAddress, Resolver } from './dns.js';
 
@@ -93,6 +97,8 @@ export interface CimdFetchOptions extends HostTrustPolicy, ConnectOptions {
   /** default Date.now */
   now?: () => number;
   userAgent?: string;
+  /** the process's bound on fetches connected to one address (src/cimd/resolve.ts); none without it */
+  destinations?: DestinationGate;
 }
 
 export type CimdFetchResult =
@@ -262,7 +268,7 @@ export async function fetchClientMetadata(clientId: string, options: CimdFetchOp
     if (!checked.ok) return checked;
     // 3–7. Connect to the checked address, one GET, within the deadline and the size limit.
     client = new Client(url.origin, {
-      connect: pinnedConnector(checked.targets, hostname, url.protocol === 'https:', options, state, deadline.signal),
+      connect: pinnedConnector(checked.targets, hostname, url.protocol === 'https:', options, state, deadline.signal, options.destinations),
       allowH2: false,
       pipelining: 1,
       maxHeaderSize: MAX_HEADER_BYTES,
@@ -283,5 +289,6 @@ export async function fetchClientMetadata(clientId: string, options: CimdFetchOp
     clearTimeout(timer);
     for (const socket of state.sockets) socket.destroy();
     if (client) await client.destroy().catch(() => undefined);
+    leaveDestination(state, options.destinations);
   }
 }

@@ -13,10 +13,11 @@ import { KeyedTally } from '../http/keyed-tally.js';
 import type { AdmissionPolicy } from '../oauth/admission.js';
 import { createCimdCache, type CimdCache, type CimdCacheOptions, type LoadResult } from './cache.js';
 import { validateClientMetadataDocument, type ClientIdMetadata, type DocumentRefusal } from './document.js';
+import type { DestinationGate } from './connect.js';
 import { fetchClientMetadata, type CimdFetchOptions, type CimdFetchReason } from './fetch.js';
 
-/** `busy`: MAX_CONCURRENT_FETCHES documents were being fetched already — or MAX_FETCHES_PER_REQUESTER for this address, MAX_FETCHES_PER_HOST on this host (not cached: the next lookup tries again). */
-export type CimdRefusal = CimdFetchReason | DocumentRefusal | 'busy';
+/** `busy`: MAX_CONCURRENT_FETCHES documents were being fetched already — or MAX_FETCHES_PER_REQUESTER for this address, MAX_FETCHES_PER_HOST on this host, MAX_FETCHES_PER_DESTINATION connected to the address the host resolved to (not cached: the next lookup tries again). */
+export type CimdRefusal = CimdFetchReason | DocumentRefusal;
 
 /**
  * At most this many documents fetched at once by one process. The cache remembers a failure per
@@ -39,9 +40,23 @@ export const MAX_FETCHES_PER_REQUESTER = 4;
  * number of addresses, hold at most this many of the slots (review 2026-12-06). Lookups of one URL
  * share one fetch (src/cimd/cache.ts), so many users of one client count once. Not bounded by it:
  * distinct names that resolve to one server (a wildcard DNS record), which would need the
- * registrable domain (the public suffix list) or the resolved address to count by.
+ * registrable domain (the public suffix list) or the resolved address to count by: the next bound.
  */
 export const MAX_FETCHES_PER_HOST = 4;
+
+/**
+ * And at most this many of them connected to one destination — the address a fetch dials, IPv6 by
+ * its /56 and IPv4-mapped as IPv4, as requesters are counted — so that distinct names resolving
+ * to one silent server (a wildcard DNS record: `a.attacker.example`, `b.attacker.example`, …)
+ * hold at most this many of the slots, whichever addresses ask. Counted when the address is
+ * dialled (src/cimd/connect.ts), after the one lookup: beyond it the fetch is `busy` with that
+ * lookup made but no connection. A quarter of the slots, more than the other bounds, because
+ * unrelated hosts share addresses (a CDN, a hosting provider's pages) and one host's fetch holds
+ * its place for a few milliseconds only when its server answers. Not bounded by it: silent
+ * servers on many addresses (as many as MAX_CONCURRENT_FETCHES / this, each a /56 or an IPv4
+ * address of the attacker's) asked for from many addresses (MAX_FETCHES_PER_REQUESTER each).
+ */
+export const MAX_FETCHES_PER_DESTINATION = 8;
 
 /**
  * Who counts as one requester for MAX_FETCHES_PER_REQUESTER: the client address as every
@@ -49,6 +64,8 @@ export const MAX_FETCHES_PER_HOST = 4;
  * share one key, so that they are no way around the cap (review 2026-12-06).
  */
 export const requesterOf = addressKey;
+/** Which destination an address counts under for MAX_FETCHES_PER_DESTINATION: the same rule, for the address dialled. */
+export const destinationOf = addressKey;
 const UNRECORDED: ReadonlySet<string> = new Set(['busy']);
 
 export interface ResolveOptions {
@@ -62,6 +79,8 @@ export interface ResolveOptions {
   maxFetchesPerRequester?: number;
   /** default MAX_FETCHES_PER_HOST */
   maxFetchesPerHost?: number;
+  /** default MAX_FETCHES_PER_DESTINATION */
+  maxFetchesPerDestination?: number;
 }
 
 /** The host name a client_id names, without its port or a final dot (already checked by src/cimd/client-id.ts; the URL parser lowercases it). */
@@ -102,11 +121,22 @@ export function createClientIdMetadataResolver(options: ResolveOptions & Omit<Ci
     maxConcurrentFetches = MAX_CONCURRENT_FETCHES,
     maxFetchesPerRequester = MAX_FETCHES_PER_REQUESTER,
     maxFetchesPerHost = MAX_FETCHES_PER_HOST,
+    maxFetchesPerDestination = MAX_FETCHES_PER_DESTINATION,
     ...cacheOptions
   } = options;
   let fetching = 0;
   const byRequester = new KeyedTally();
   const byHost = new KeyedTally();
+  const byDestination = new KeyedTally();
+  const destinations: DestinationGate = {
+    enter(address) {
+      const key = destinationOf(address);
+      if (byDestination.get(key) >= maxFetchesPerDestination) return false;
+      byDestination.add(key);
+      return true;
+    },
+    leave: (address) => byDestination.remove(destinationOf(address)),
+  };
   const busy = (detail: string): LoadResult<ClientIdMetadata> => ({ ok: false, reason: 'busy', detail: `${detail}; try again in a moment`, fetchedAt: (fetch.now ?? Date.now)() });
   const load = async (url: string, requester?: string): Promise<LoadResult<ClientIdMetadata>> => {
     if (fetching >= maxConcurrentFetches) return busy(`${maxConcurrentFetches} client metadata documents are being fetched already`);
@@ -118,7 +148,7 @@ export function createClientIdMetadataResolver(options: ResolveOptions & Omit<Ci
     if (requester !== undefined) byRequester.add(requester);
     byHost.add(host);
     try {
-      return await loadClientIdMetadata(url, { fetch, admission, ...(fetcher ? { fetcher } : {}) });
+      return await loadClientIdMetadata(url, { fetch: { ...fetch, destinations }, admission, ...(fetcher ? { fetcher } : {}) });
     } finally {
       fetching -= 1;
       if (requester !== undefined) byRequester.remove(requester);

@@ -4,11 +4,15 @@
  * authorization naming another CIMD client_id is answered 503 with Retry-After — not the "cannot
  * be identified" page — with no lookup, no `cimd.refused` row, nothing counted or remembered; once
  * the slot is free the same client_id is fetched. The same for one client address's share of the
- * slots (MAX_FETCHES_PER_REQUESTER, here 1): another address still gets its fetch.
+ * slots (MAX_FETCHES_PER_REQUESTER, here 1): another address still gets its fetch. And for the
+ * connections to one address (MAX_FETCHES_PER_DESTINATION, here 1): a second name of a wildcard
+ * record on a silent server is 503 after its lookup, with no connection, while a name on another
+ * address is fetched.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { auditEvents, rows, startTestApp, type TestApp } from '../helpers/app.js';
 import { buildAuthorization } from '../helpers/stack.js';
+import { fakeResolver, recordingRoute, silentServer } from '../helpers/cimd.js';
 
 let app: TestApp;
 let release!: () => void;
@@ -86,5 +90,45 @@ it("answers 503 to an address whose share of the fetch slots is taken, while ano
   } finally {
     open();
     await proxied.close();
+  }
+});
+
+it('answers 503 to a second name whose address already has its share of connections, and fetches a name on another address', async () => {
+  const silent = await silentServer();
+  const WILD = '93.184.216.34';
+  const OTHER = '93.184.216.35';
+  const lookup = fakeResolver((hostname) => (hostname.endsWith('.wild.example') ? [WILD] : hostname === 'other.example' ? [OTHER] : []));
+  // Anything but WILD goes to port 1 of 127.0.0.1, where nothing listens: refused at once.
+  const route = recordingRoute({ [WILD]: silent.port }, 1);
+  const gated = await startTestApp({ cimdFetch: { lookup, testOnlyRoute: route, maxFetchesPerDestination: 1 } });
+  try {
+    const page = (clientId: string) => fetch(buildAuthorization(gated, { clientId }).url, { redirect: 'manual', headers: { accept: 'text/html' } });
+    const first = page('https://a.wild.example/client.json');
+    for (let i = 0; i < 200 && silent.connections === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(silent.connections).toBe(1);
+
+    const busy = await page('https://b.wild.example/client.json');
+    expect(busy.status).toBe(503);
+    expect(busy.headers.get('retry-after')).toBe('1');
+    expect(busy.headers.get('location')).toBeNull();
+    expect(lookup.lookups, 'its lookup was made').toEqual(['a.wild.example', 'b.wild.example']);
+    expect(route.seen.map((t) => t.address), 'nothing dialled for it').toEqual([WILD]);
+    expect(silent.connections).toBe(1);
+    expect((await auditEvents(gated)).filter((e) => e.event.startsWith('cimd.'))).toEqual([]);
+    expect(await rows(gated, 'SELECT client_id FROM clients_meta')).toEqual([]);
+
+    // Another address is dialled meanwhile (nothing listens there: refused, audited as such).
+    expect((await page('https://other.example/client.json')).status).toBe(400);
+    expect(route.seen.map((t) => t.address)).toEqual([WILD, OTHER]);
+
+    await silent.close();
+    expect((await first).status).toBe(400);
+    expect((await page('https://b.wild.example/client.json')).status, 'busy was not remembered: dialled now').toBe(400);
+    expect(route.seen.map((t) => t.address)).toEqual([WILD, OTHER, WILD]);
+    const refused = (await auditEvents(gated)).filter((e) => e.event === 'cimd.refused').map((e) => e.client_id);
+    expect(refused.sort()).toEqual(['https://a.wild.example/client.json', 'https://b.wild.example/client.json', 'https://other.example/client.json']);
+  } finally {
+    await silent.close();
+    await gated.close();
   }
 });
