@@ -156,12 +156,12 @@ describe('GW-01: a request body still arriving when the consent is revoked', () 
     expect(stack.mcp.received.length, 'R received nothing').toBe(before);
   });
 
-  it('checks a stale request again once, not until a check happens to be quick: a database slower than a second still answers', async () => {
+  it('checks a stale request again once, not until a check happens to be quick: a database slower than CHECK_FRESH_MS still answers', async () => {
     const { tokens } = await authorizeClient(stack, new Browser(), { login: 'slow-database' });
     const token = tokens.body.access_token as string;
     const sessionId = await openSession(mcpUrl, token);
     const before = stack.mcp.received.length;
-    // Every reading of the clock is two seconds after the last: every check P makes is stale by the time R would be asked.
+    // Every reading of the clock is 2 × CHECK_FRESH_MS after the last: every check P makes is stale by the time R would be asked.
     let clock = Date.now();
     const spy = vi.spyOn(Date, 'now').mockImplementation(() => (clock += 2 * CHECK_FRESH_MS));
     try {
