@@ -244,6 +244,24 @@ export function classifyAddress(address: string): AddressVerdict {
   return { public: true, address, family: 6 };
 }
 
+/**
+ * Which destination an address counts under for the CIMD fetches connected at once
+ * (src/cimd/resolve.ts MAX_FETCHES_PER_DESTINATION): an IPv4 address itself; an IPv4 carried in
+ * IPv6 (mapped, NAT64 — the forms the policy lets through) as that IPv4, since that is the host
+ * reached (review 2026-12-07: keyed by their IPv6 prefix, every IPv4-only host behind a DNS64
+ * resolver shared one budget); any other IPv6 address by its /64, the smallest prefix a network
+ * is given (RFC 7421), so that neighbours in a provider's larger prefix are not counted together.
+ */
+export function destinationKey(address: string): string {
+  const v4 = parseIPv4(address);
+  if (v4 !== null) return dotted(v4);
+  const v6 = parseIPv6(address);
+  if (v6 === null) return address;
+  if (EMBEDDINGS.some((embedding) => within(v6, embedding.prefix, 128))) return dotted(Number(v6 & 0xffffffffn));
+  const groups = Array.from({ length: 4 }, (_, i) => ((v6 >> BigInt(112 - 16 * i)) & 0xffffn).toString(16));
+  return `${groups.join(':')}::/64`;
+}
+
 /** Convenience: is this address one P may connect to for a metadata document? */
 export function isPublicAddress(address: string): boolean {
   return classifyAddress(address).public;

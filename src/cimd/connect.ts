@@ -11,8 +11,8 @@
  * - Checked addresses are tried in resolver order, moving on only when a TCP connection fails, at
  *   most MAX_CONNECT_ATTEMPTS; the fetch deadline ends a connection in progress.
  * - A fetch dials an address only if the process's `DestinationGate` (src/cimd/resolve.ts,
- *   MAX_FETCHES_PER_DESTINATION) has a place for it; otherwise the fetch ends `busy` with no
- *   connection. The place is held while the connection is being made and while it is used, and
+ *   MAX_FETCHES_PER_DESTINATION) has a place for it; otherwise the next address is tried, and
+ *   when none connected and one was skipped for want of a place, the fetch ends `busy`. The place is held while the connection is being made and while it is used, and
  *   given back when a TCP failure moves on to the next address and when the fetch ends (fetch.ts).
  * - The test seam `testOnlyRoute` (production leaves it unset) receives a target only after the
  *   policy passed it and must return an IP literal; see src/cimd/fetch.ts.
@@ -52,6 +52,8 @@ export interface ConnectState {
   sockets: Set<Socket>;
   /** the address whose place in the gate this fetch holds (given back by `leaveDestination`) */
   holding?: string;
+  /** an address skipped because the gate had no place for it */
+  full?: string;
 }
 
 /** Gives back the place a fetch holds in the gate, if any (once). */
@@ -114,16 +116,27 @@ function openSocket(dial: Dial, to: { address: string; port: number }): Socket {
   });
 }
 
-/** One attempt on targets[index]; on a TCP failure the next target is tried (bounded). */
+/** The fetch's failure once no target is left: `busy` when one was skipped for want of a place (a later try may find one). */
+function fail(state: ConnectState, failure: ConnectState['failure'], error: Error, callback: ConnectCallback): void {
+  state.failure =
+    state.full !== undefined
+      ? { reason: 'busy', detail: `client metadata documents are being fetched from ${state.full} already, as many as one address may serve at once`, address: state.full }
+      : failure;
+  callback(error, null);
+}
+
+/** One attempt on targets[index]; on a TCP failure, or no place in the gate, the next target is tried (bounded). */
 function attempt(dial: Dial, index: number, callback: ConnectCallback): void {
   const { targets, secure, state, deadline } = dial;
   const checked = targets[index] as CheckedTarget;
   if (deadline.aborted) return callback(new Error('deadline passed before connecting'), null);
+  const last = index + 1 >= Math.min(targets.length, MAX_CONNECT_ATTEMPTS);
   leaveDestination(state, dial.gate);
   if (dial.gate) {
     if (!dial.gate.enter(checked.address)) {
-      state.failure = { reason: 'busy', detail: `client metadata documents are being fetched from ${checked.address} already, as many as one address may serve at once`, address: checked.address };
-      return callback(new Error('no place for another connection to this address'), null);
+      state.full = checked.address;
+      if (!last) return attempt(dial, index + 1, callback);
+      return fail(state, undefined, new Error('no place for another connection to these addresses'), callback);
     }
     state.holding = checked.address;
   }
@@ -144,12 +157,12 @@ function attempt(dial: Dial, index: number, callback: ConnectCallback): void {
     settled = true;
     deadline.removeEventListener('abort', onDeadline);
     socket.destroy();
-    if (!tcpConnected && !deadline.aborted && index + 1 < Math.min(targets.length, MAX_CONNECT_ATTEMPTS)) return attempt(dial, index + 1, callback);
-    state.failure =
-      tcpConnected && secure
-        ? { reason: 'tls_failed', detail: `TLS with ${checked.address} failed: ${errorCode(error)}`, address: checked.address }
-        : { reason: 'connect_failed', detail: `connection to ${checked.address} port ${checked.port} failed: ${errorCode(error)}`, address: checked.address };
-    callback(error, null);
+    if (!tcpConnected && !deadline.aborted && !last) return attempt(dial, index + 1, callback);
+    if (tcpConnected && secure) {
+      state.failure = { reason: 'tls_failed', detail: `TLS with ${checked.address} failed: ${errorCode(error)}`, address: checked.address };
+      return callback(error, null);
+    }
+    fail(state, { reason: 'connect_failed', detail: `connection to ${checked.address} port ${checked.port} failed: ${errorCode(error)}`, address: checked.address }, error, callback);
   };
   // undici does not give up on a connection in progress when the request is aborted: the
   // deadline ends it here. A socket closed without an error must be reported as well.

@@ -288,7 +288,7 @@ export async function fetchClientMetadata(clientId: string, options: CimdFetchOp
   } finally {
     clearTimeout(timer);
     for (const socket of state.sockets) socket.destroy();
-    if (client) await client.destroy().catch(() => undefined);
     leaveDestination(state, options.destinations);
+    if (client) await client.destroy().catch(() => undefined);
   }
 }

@@ -9,6 +9,7 @@
  *   stores failures only for the reasons it lists, none of which is a document reason).
  */
 import { addressKey } from '../http/client-address.js';
+import { destinationKey } from './address-policy.js';
 import { KeyedTally } from '../http/keyed-tally.js';
 import type { AdmissionPolicy } from '../oauth/admission.js';
 import { createCimdCache, type CimdCache, type CimdCacheOptions, type LoadResult } from './cache.js';
@@ -46,15 +47,20 @@ export const MAX_FETCHES_PER_HOST = 4;
 
 /**
  * And at most this many of them connected to one destination — the address a fetch dials, IPv6 by
- * its /56 and IPv4-mapped as IPv4, as requesters are counted — so that distinct names resolving
+ * its /64, an IPv4 carried in IPv6 (mapped, NAT64) as that IPv4 (src/cimd/address-policy.ts
+ * `destinationKey`) — so that distinct names resolving
  * to one silent server (a wildcard DNS record: `a.attacker.example`, `b.attacker.example`, …)
  * hold at most this many of the slots, whichever addresses ask. Counted when the address is
- * dialled (src/cimd/connect.ts), after the one lookup: beyond it the fetch is `busy` with that
- * lookup made but no connection. A quarter of the slots, more than the other bounds, because
+ * dialled (src/cimd/connect.ts), after the one lookup: an address without room is skipped for
+ * the next one the name resolved to, and when none has room the fetch is `busy` with that lookup
+ * made but no connection. A quarter of the slots, more than the other bounds, because
  * unrelated hosts share addresses (a CDN, a hosting provider's pages) and one host's fetch holds
  * its place for a few milliseconds only when its server answers. Not bounded by it: silent
- * servers on many addresses (as many as MAX_CONCURRENT_FETCHES / this, each a /56 or an IPv4
- * address of the attacker's) asked for from many addresses (MAX_FETCHES_PER_REQUESTER each).
+ * servers on many addresses (as many as MAX_CONCURRENT_FETCHES / this, each a /64 or an IPv4
+ * address of the attacker's) asked for from many addresses (MAX_FETCHES_PER_REQUESTER each). And
+ * it costs something: an attacker whose silent server shares a destination with a document host
+ * (a CDN terminating TLS for both, a neighbour in one /64) can keep that host's first fetches busy
+ * from two client addresses, where filling every slot takes eight.
  */
 export const MAX_FETCHES_PER_DESTINATION = 8;
 
@@ -64,8 +70,8 @@ export const MAX_FETCHES_PER_DESTINATION = 8;
  * share one key, so that they are no way around the cap (review 2026-12-06).
  */
 export const requesterOf = addressKey;
-/** Which destination an address counts under for MAX_FETCHES_PER_DESTINATION: the same rule, for the address dialled. */
-export const destinationOf = addressKey;
+/** Which destination an address counts under for MAX_FETCHES_PER_DESTINATION. */
+export const destinationOf = destinationKey;
 const UNRECORDED: ReadonlySet<string> = new Set(['busy']);
 
 export interface ResolveOptions {

@@ -93,7 +93,7 @@ export const ERRORS = {
           'The application identifies itself by a web address, but the client metadata published there could not be used, so this sign-in cannot continue. Nothing was shared with any application.',
       },
     ),
-  /** MAX_CONCURRENT_FETCHES documents were being fetched already (src/cimd/resolve.ts): P is busy, not the client's document at fault */
+  /** a bound on the CIMD fetches at once was reached (src/cimd/resolve.ts: in all, per client address, per host name, per address dialled): P is busy, not the client's document at fault */
   cimdBusy: () => new OAuthError('temporarily_unavailable', 'The service is busy; try again in a moment.', 503, 'cimd_busy', { 'Retry-After': '1' }),
   /** the same at /token and /revoke (JSON, RFC 6749 §5.2 invalid_client) */
   cimdRefused: (reason: string) => new OAuthError('invalid_client', 'the client metadata document at the client_id could not be used', 400, `cimd_${reason}`),

@@ -6,7 +6,7 @@
  */
 import { BlockList } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { classifyAddress, IPV4_RULES, IPV6_RULES, isLoopbackAddress, isPublicAddress, parseIPv4, parseIPv6 } from '../../src/cimd/address-policy.js';
+import { classifyAddress, destinationKey, IPV4_RULES, IPV6_RULES, isLoopbackAddress, isPublicAddress, parseIPv4, parseIPv6 } from '../../src/cimd/address-policy.js';
 
 describe('CIMD-05 address policy › refused IPv4 ranges, each with its reason', () => {
   it.each([
@@ -203,5 +203,24 @@ describe('CIMD-05 address policy › cross-checked against node:net', () => {
       expect(isPublicAddress(mapped), mapped).toBe(isPublicAddress(v4));
       expect(isPublicAddress(`64:ff9b::${v4}`), `64:ff9b::${v4}`).toBe(isPublicAddress(v4));
     }
+  });
+});
+
+describe('destinationKey (what the CIMD fetches connected at once are counted by, src/cimd/resolve.ts)', () => {
+  it('is an IPv4 address itself, and the IPv4 a mapped or NAT64 address carries', () => {
+    expect(destinationKey('93.184.216.34')).toBe('93.184.216.34');
+    expect(destinationKey('::ffff:93.184.216.34')).toBe('93.184.216.34');
+    expect(destinationKey('::ffff:5db8:d822')).toBe('93.184.216.34');
+    expect(destinationKey('64:ff9b::5db8:d822')).toBe('93.184.216.34');
+    expect(destinationKey('64:ff9b::93.184.216.34')).toBe('93.184.216.34');
+    expect(destinationKey('64:ff9b::808:808')).toBe('8.8.8.8');
+  });
+
+  it('is the /64 of any other IPv6 address, however it is written', () => {
+    expect(destinationKey('2606:2800:220:1:248:1893:25c8:1946')).toBe('2606:2800:220:1::/64');
+    expect(destinationKey('2606:2800:0220:0001::1')).toBe('2606:2800:220:1::/64');
+    expect(destinationKey('2606:2800:220:1::')).toBe('2606:2800:220:1::/64');
+    expect(destinationKey('2606:2800:220:2::1')).toBe('2606:2800:220:2::/64');
+    expect(destinationKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
   });
 });
