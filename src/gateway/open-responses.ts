@@ -22,7 +22,9 @@
  * revocation made in this process (`revoked`: a grant's cascade, src/consent/revocation.ts, or an
  * access token alone at /revoke). Nothing is read while no response is open. While the database
  * cannot be read, open responses are kept (new requests are refused meanwhile) and the next
- * check tries again.
+ * check tries again — for UNVERIFIED_MAX_MS at most: a response whose token has not been seen to
+ * pass for that long is cut (`unverified`), since a revocation committed elsewhere meanwhile (this
+ * replica cut off from a database the others still reach) would otherwise never end it.
  */
 import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
@@ -33,6 +35,18 @@ import { failureLevel } from '../errors/database-unavailable.js';
 
 /** How often the generation is read while responses are open: the bound on ending one after a change made by another process. */
 export const STREAM_RECHECK_MS = 1_000;
+
+/**
+ * How long an open response outlives the last time its token was seen to pass — a generation
+ * read that found nothing changed, or a check that passed — while the database cannot be read:
+ * then it is cut (reason `unverified`; review 2026-12-07: such answers were kept for as long as
+ * the database stayed away). Long enough for a database restart or a short failover to go
+ * unnoticed by the clients; a client cut reconnects and is answered 503 until the database is back.
+ */
+export const UNVERIFIED_MAX_MS = 30_000;
+
+/** Why a response was ended: its token's refusal, or no check possible for UNVERIFIED_MAX_MS. */
+export type CutReason = TokenRefusal['reason'] | 'unverified';
 
 export interface OpenResponse {
   res: ServerResponse;
@@ -45,8 +59,10 @@ export interface OpenResponse {
   /** the generation its token was last checked at, and when (ms) that check lapses with nothing changed */
   generation: number;
   until: number;
-  /** the response was ended: its token no longer passes, for `reason` */
-  cut: (reason: TokenRefusal['reason']) => void;
+  /** when (ms) its token was last seen to pass; set when it is added (its request's check) */
+  verifiedAt?: number;
+  /** the response was ended: its token no longer passes, or could not be checked for UNVERIFIED_MAX_MS, for `reason` */
+  cut: (reason: CutReason) => void;
 }
 
 export interface OpenResponsesDeps {
@@ -88,6 +104,7 @@ export class OpenResponses {
 
   /** Register a forwarded request until its response closes. */
   add(entry: OpenResponse): void {
+    entry.verifiedAt ??= Date.now();
     this.open.add(entry);
     entry.res.once('close', () => {
       this.open.delete(entry);
@@ -101,6 +118,7 @@ export class OpenResponses {
 
   /** Check every open response whose generation is behind, now (one run at a time; a call during a run runs once more after it). */
   recheck(): void {
+    this.cutUnverified(Date.now());
     if (!this.open.size) return;
     if (this.running) return void (this.again = true);
     this.running = true;
@@ -130,22 +148,35 @@ export class OpenResponses {
     this.open.clear();
   }
 
+  /** End the responses whose token has not been seen to pass for UNVERIFIED_MAX_MS (the database unreadable all that time). */
+  private cutUnverified(now: number): void {
+    for (const entry of this.open) {
+      if (now - (entry.verifiedAt as number) <= UNVERIFIED_MAX_MS) continue;
+      this.open.delete(entry);
+      entry.res.destroy();
+      entry.cut('unverified');
+    }
+  }
+
   private async checkAll(): Promise<void> {
+    const issued = Date.now(); // what a read answers is true as of when it was sent, not when it came back
     const generation = await this.deps.generation();
     const now = Date.now();
-    const due = [...this.open].filter((entry) => !entry.res.destroyed && (entry.generation !== generation || now >= entry.until));
+    const due = new Set([...this.open].filter((entry) => !entry.res.destroyed && (entry.generation !== generation || now >= entry.until)));
+    for (const entry of this.open) if (!due.has(entry)) entry.verifiedAt = issued; // nothing changed for it: its token still passes
     // Each on its own (on PostgreSQL a round trip or two per token not cached): one that fails is tried again at the next check.
-    const failures = (await Promise.allSettled(due.map((entry) => this.checkOne(entry, generation)))).filter((r) => r.status === 'rejected');
+    const failures = (await Promise.allSettled([...due].map((entry) => this.checkOne(entry, generation, issued)))).filter((r) => r.status === 'rejected');
     if (failures.length) throw (failures[0] as PromiseRejectedResult).reason;
   }
 
-  private async checkOne(entry: OpenResponse, generation: number): Promise<void> {
+  private async checkOne(entry: OpenResponse, generation: number, issued: number): Promise<void> {
     const { authorization, resource, requiredScope } = entry;
     const decision = await this.deps.checkToken({ generation, authorization, queryToken: false, resource, requiredScope });
     if (!this.open.has(entry)) return; // it closed while its check was under way: nothing to end
     if (decision.ok) {
       entry.generation = generation;
       entry.until = decision.until;
+      entry.verifiedAt = issued;
       return;
     }
     this.open.delete(entry);

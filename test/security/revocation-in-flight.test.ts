@@ -17,7 +17,7 @@
 import { request, createServer, type IncomingMessage, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CHECK_FRESH_MS } from '../../src/gateway/exchange.js';
-import { STREAM_RECHECK_MS } from '../../src/gateway/open-responses.js';
+import { STREAM_RECHECK_MS, UNVERIFIED_MAX_MS } from '../../src/gateway/open-responses.js';
 import { auditEvents, listenLoopback, registerClient, rows } from '../helpers/app.js';
 import { Browser, authorizeClient, buildAuthorization, drive, redeem, startReplica, startStack, type Stack } from '../helpers/stack.js';
 import { openSession } from '../helpers/mcp-http.js';
@@ -299,6 +299,33 @@ describe('GW-01: a response still streaming when its authorization ends', () => 
       expect((await cuts(user.clientId)).map((e) => e.reason)).toHaveLength(1);
     } finally {
       vi.useRealTimers();
+    }
+  });
+
+  it(`ends an open stream whose token could not be checked for ${UNVERIFIED_MAX_MS} ms (the generation unreadable), as unverified`, async () => {
+    const user = await apiToken('stream-unverified');
+    const stream = await openTicking(user.token, 'unverified');
+    // The open answers' generation reads fail from now on (a replica cut off from its database).
+    const deps = (stack.app.runtime.gateway.openResponses as unknown as { deps: { generation: () => unknown } }).deps;
+    const read = deps.generation;
+    let failed = 0;
+    deps.generation = () => {
+      failed += 1;
+      throw Object.assign(new Error('Connection terminated unexpectedly'), { code: 'ECONNRESET' });
+    };
+    try {
+      await until(() => failed >= 2, STREAM_RECHECK_MS * 5); // two failed checks: kept
+      expect(stream.ended()).toBeUndefined();
+      expect(closed).not.toContain('/ticking/unverified');
+      vi.useFakeTimers({ toFake: ['Date'] });
+      vi.setSystemTime(Date.now() + UNVERIFIED_MAX_MS);
+      await until(() => closed.includes('/ticking/unverified') && stream.ended() !== undefined, STREAM_RECHECK_MS * 5);
+      expect(closed, 'the request to R was aborted').toContain('/ticking/unverified');
+      expect(stream.ended()).toBe('error');
+      expect((await cuts(user.clientId)).map((e) => e.reason)).toEqual(['unverified']);
+    } finally {
+      vi.useRealTimers();
+      deps.generation = read;
     }
   });
 });

@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { OpenResponses, STREAM_RECHECK_MS, type OpenResponse } from '../../src/gateway/open-responses.js';
+import { OpenResponses, STREAM_RECHECK_MS, UNVERIFIED_MAX_MS, type OpenResponse } from '../../src/gateway/open-responses.js';
 import type { TokenDecision, TokenCheckInput } from '../../src/gateway/token-check.js';
 
 class FakeResponse extends EventEmitter {
@@ -187,6 +187,89 @@ describe('open responses (GW-01)', () => {
     failing = false;
     await vi.advanceTimersByTimeAsync(STREAM_RECHECK_MS);
     expect(a.res.destroyed).toBe(true);
+  });
+
+  it(`cuts a response whose token could not be checked for ${UNVERIFIED_MAX_MS} ms (the database unreadable), as unverified; one added later stays until its own time`, async () => {
+    const responses = registry({
+      generation: () => {
+        throw new Error('database away');
+      },
+    });
+    const a = open(responses, 'Bearer a');
+    await vi.advanceTimersByTimeAsync(UNVERIFIED_MAX_MS / 2);
+    const b = open(responses, 'Bearer b');
+    await vi.advanceTimersByTimeAsync(UNVERIFIED_MAX_MS / 2);
+    expect(a.res.destroyed, 'kept for as long as the bound').toBe(false);
+    await vi.advanceTimersByTimeAsync(STREAM_RECHECK_MS);
+    expect(a.res.destroyed).toBe(true);
+    expect(a.cut).toHaveBeenCalledWith('unverified');
+    expect(b.res.destroyed).toBe(false);
+    await vi.advanceTimersByTimeAsync(UNVERIFIED_MAX_MS / 2);
+    expect(b.cut).toHaveBeenCalledWith('unverified');
+    expect(responses.size).toBe(0);
+    expect(vi.getTimerCount(), 'no timer left').toBe(0);
+  });
+
+  it('counts from the last read that found nothing changed: kept while reads answer, cut the bound after the last one was sent', async () => {
+    let failing = false;
+    let reads = 0;
+    const responses = registry({
+      generation: () => {
+        reads += 1;
+        if (failing) throw new Error('database away');
+        return generation;
+      },
+    });
+    const a = open(responses, 'Bearer a');
+    await vi.advanceTimersByTimeAsync(2 * UNVERIFIED_MAX_MS);
+    expect(a.res.destroyed, 'every read found nothing changed').toBe(false);
+    expect(reads).toBe((2 * UNVERIFIED_MAX_MS) / STREAM_RECHECK_MS);
+    failing = true;
+    await vi.advanceTimersByTimeAsync(UNVERIFIED_MAX_MS);
+    expect(a.res.destroyed).toBe(false);
+    await vi.advanceTimersByTimeAsync(STREAM_RECHECK_MS);
+    expect(a.cut).toHaveBeenCalledWith('unverified');
+  });
+
+  it('cuts at the bound while a read still hangs, and when the generation is read but the token check keeps failing', async () => {
+    const hanging = registry({ generation: () => new Promise<number>(() => undefined) });
+    const a = open(hanging, 'Bearer a');
+    await vi.advanceTimersByTimeAsync(UNVERIFIED_MAX_MS + STREAM_RECHECK_MS);
+    expect(a.cut).toHaveBeenCalledWith('unverified');
+
+    const failingCheck = registry({
+      checkToken: () => {
+        throw new Error('database away');
+      },
+    });
+    const b = open(failingCheck, 'Bearer b');
+    generation = 2; // something changed: b's token must be checked, and that check fails every time
+    await vi.advanceTimersByTimeAsync(UNVERIFIED_MAX_MS);
+    expect(b.res.destroyed).toBe(false);
+    await vi.advanceTimersByTimeAsync(STREAM_RECHECK_MS);
+    expect(b.cut).toHaveBeenCalledWith('unverified');
+  });
+
+  it('a check that passes renews the bound (every read finds a change, so only the checks count)', async () => {
+    let fail = false;
+    let counter = 1;
+    const responses = registry({
+      generation: () => (counter += 1),
+      checkToken: (input) => {
+        checks.push(input);
+        if (fail) throw new Error('database away');
+        return decisions.get(input.authorization as string) ?? refusal('unknown_token');
+      },
+    });
+    const a = open(responses, 'Bearer a');
+    await vi.advanceTimersByTimeAsync(UNVERIFIED_MAX_MS + 10 * STREAM_RECHECK_MS);
+    expect(checks.length, 'checked at every tick').toBe(UNVERIFIED_MAX_MS / STREAM_RECHECK_MS + 10);
+    expect(a.res.destroyed, 'each check that passed renewed it').toBe(false);
+    fail = true;
+    await vi.advanceTimersByTimeAsync(UNVERIFIED_MAX_MS);
+    expect(a.res.destroyed, 'counted from the last check that passed').toBe(false);
+    await vi.advanceTimersByTimeAsync(STREAM_RECHECK_MS);
+    expect(a.cut).toHaveBeenCalledWith('unverified');
   });
 
   it('reads nothing while no response is open, and stops its timer when the last one closes', async () => {
