@@ -59,7 +59,7 @@ export interface OpenResponse {
   /** the generation its token was last checked at, and when (ms) that check lapses with nothing changed */
   generation: number;
   until: number;
-  /** when (ms) its token was last seen to pass; set when it is added (its request's check) */
+  /** when (ms) its token was last seen to pass: its request's check (`watch`), else when it is added */
   verifiedAt?: number;
   /** the response was ended: its token no longer passes, or could not be checked for UNVERIFIED_MAX_MS, for `reason` */
   cut: (reason: CutReason) => void;
@@ -98,12 +98,24 @@ export class OpenResponses {
 
   /** Register the request of `x` (its token checked at `x.generation` for `resource` and `requiredScope`) until its response closes. */
   watch(x: Exchange, resource: string, requiredScope: string, cut: OpenResponse['cut']): void {
-    const { req, res, generation, until } = x;
-    this.add({ res, stream: req.method === 'GET', authorization: req.headers.authorization, resource, requiredScope, generation: generation as number, until: until as number, cut });
+    const { req, res, generation, until, checkedAt } = x;
+    this.add({
+      res,
+      stream: req.method === 'GET',
+      authorization: req.headers.authorization,
+      resource,
+      requiredScope,
+      generation: generation as number,
+      until: until as number,
+      verifiedAt: checkedAt,
+      cut,
+    });
   }
 
   /** Register a forwarded request until its response closes. */
   add(entry: OpenResponse): void {
+    // A client that left while its request waited (a refresh at U, a database round trip): its 'close' is past, so it would never leave the set (review 2026-12-07).
+    if (entry.res.destroyed) return;
     entry.verifiedAt ??= Date.now();
     this.open.add(entry);
     entry.res.once('close', () => {
@@ -151,7 +163,7 @@ export class OpenResponses {
   /** End the responses whose token has not been seen to pass for UNVERIFIED_MAX_MS (the database unreadable all that time). */
   private cutUnverified(now: number): void {
     for (const entry of this.open) {
-      if (now - (entry.verifiedAt as number) <= UNVERIFIED_MAX_MS) continue;
+      if (now - (entry.verifiedAt as number) <= UNVERIFIED_MAX_MS || entry.res.destroyed) continue;
       this.open.delete(entry);
       entry.res.destroy();
       entry.cut('unverified');
@@ -163,7 +175,8 @@ export class OpenResponses {
     const generation = await this.deps.generation();
     const now = Date.now();
     const due = new Set([...this.open].filter((entry) => !entry.res.destroyed && (entry.generation !== generation || now >= entry.until)));
-    for (const entry of this.open) if (!due.has(entry)) entry.verifiedAt = issued; // nothing changed for it: its token still passes
+    // Nothing changed for these: their tokens still pass (an entry added while the read was under way keeps its own, later, time).
+    for (const entry of this.open) if (!due.has(entry)) entry.verifiedAt = Math.max(entry.verifiedAt as number, issued);
     // Each on its own (on PostgreSQL a round trip or two per token not cached): one that fails is tried again at the next check.
     const failures = (await Promise.allSettled([...due].map((entry) => this.checkOne(entry, generation, issued)))).filter((r) => r.status === 'rejected');
     if (failures.length) throw (failures[0] as PromiseRejectedResult).reason;
@@ -176,7 +189,7 @@ export class OpenResponses {
     if (decision.ok) {
       entry.generation = generation;
       entry.until = decision.until;
-      entry.verifiedAt = issued;
+      entry.verifiedAt = Math.max(entry.verifiedAt as number, issued);
       return;
     }
     this.open.delete(entry);

@@ -6,7 +6,7 @@
  * always due (a lifetime under the refresh skew) each pass refreshed again and the request never
  * reached R.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Browser, authorizeClient, startStack, type Stack } from '../helpers/stack.js';
 import { INITIALIZE } from '../helpers/mcp-http.js';
 import { CHECK_FRESH_MS } from '../../src/gateway/exchange.js';
@@ -38,5 +38,25 @@ describe('a refresh at U slower than the freshness bound', () => {
     expect(res.status).toBe(200);
     expect(refreshes() - refreshesBefore).toBe(1);
     expect(stack.mcp.received.length - receivedBefore).toBe(1);
+  });
+
+  it('leaves nothing registered among the open answers when the client leaves while the refresh is under way (review 2026-12-07)', async () => {
+    stack.upstream.setTokenEndpointFault({ delayMs: 400 });
+    const { openResponses } = stack.app.runtime.gateway;
+    const add = vi.spyOn(openResponses, 'add');
+    try {
+      const left = fetch(`${stack.app.url}/mcp`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18' },
+        body: JSON.stringify(INITIALIZE),
+        signal: AbortSignal.timeout(150), // gone before U answers
+      });
+      await expect(left).rejects.toThrow();
+      for (let i = 0; i < 500 && add.mock.calls.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(add, 'the request went its way once U answered').toHaveBeenCalledTimes(1);
+      expect(openResponses.size, 'its closed response is not watched (it was, for ever: its close had passed)').toBe(0);
+    } finally {
+      add.mockRestore();
+    }
   });
 });

@@ -272,6 +272,49 @@ describe('open responses (GW-01)', () => {
     expect(a.cut).toHaveBeenCalledWith('unverified');
   });
 
+  it('times a read that found nothing changed from when it was sent, not from its late answer', async () => {
+    let call = 0;
+    const responses = registry({
+      generation: () => {
+        call += 1;
+        if (call === 1) return new Promise<number>((resolve) => setTimeout(() => resolve(generation), 10 * STREAM_RECHECK_MS)); // sent at 1 s, answered at 11 s
+        throw new Error('database away');
+      },
+    });
+    const a = open(responses, 'Bearer a');
+    await vi.advanceTimersByTimeAsync(STREAM_RECHECK_MS + UNVERIFIED_MAX_MS);
+    expect(a.res.destroyed, '30 s after the read was sent: still within the bound').toBe(false);
+    await vi.advanceTimersByTimeAsync(STREAM_RECHECK_MS);
+    expect(a.cut).toHaveBeenCalledWith('unverified');
+  });
+
+  it('keeps the later time of a response added while a read was under way', async () => {
+    let call = 0;
+    const responses = registry({
+      generation: () => {
+        call += 1;
+        if (call === 1) return new Promise<number>((resolve) => setTimeout(() => resolve(generation), 5 * STREAM_RECHECK_MS)); // sent at 1 s, answered at 6 s
+        throw new Error('database away');
+      },
+    });
+    open(responses, 'Bearer a');
+    await vi.advanceTimersByTimeAsync(3 * STREAM_RECHECK_MS);
+    const b = open(responses, 'Bearer b'); // its own check: at 3 s
+    await vi.advanceTimersByTimeAsync(UNVERIFIED_MAX_MS);
+    expect(b.res.destroyed, 'counted from 3 s, not from the read sent at 1 s').toBe(false);
+    await vi.advanceTimersByTimeAsync(STREAM_RECHECK_MS);
+    expect(b.cut).toHaveBeenCalledWith('unverified');
+  });
+
+  it('does not register a response whose client has already left (its close is past)', () => {
+    const responses = registry();
+    const res = new FakeResponse();
+    res.destroy();
+    responses.add({ res: res as unknown as ServerResponse, stream: false, authorization: 'Bearer a', resource: 'http://p/mcp', requiredScope: 'mcp:tools', generation, until: Date.now() + HOUR, cut: vi.fn() });
+    expect(responses.size).toBe(0);
+    expect(vi.getTimerCount(), 'no timer started for it').toBe(0);
+  });
+
   it('reads nothing while no response is open, and stops its timer when the last one closes', async () => {
     let reads = 0;
     const responses = registry({
