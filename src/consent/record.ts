@@ -90,7 +90,11 @@ export async function recordAuthorization(
     const kept = grantedBefore(previous, subject, key, tx.browserHash, now, tx.shownAsKept ?? []);
     const scopes = [...new Set([...kept, ...tx.scopes])];
     const grantId = await grantFor(deps, subject, { ...tx, scopes }).save();
-    const supersededRevocation = previous ? await revocation.revokeInTransaction(previous.grant_id, 'superseded', now) : undefined;
+    if (previous) {
+      // The superseded grant's upstream token is revoked at U too, once this commits (or, its
+      // COMMIT's answer lost, once a read finds it committed), like every other cascade (src/consent/revocation.ts).
+      revocation.revokeAtUpstreamAfterCommit(previous.grant_id, await revocation.revokeInTransaction(previous.grant_id, 'superseded', now));
+    }
     const consent = await stores.consents.insert({
       ...key,
       scopes,
@@ -104,10 +108,7 @@ export async function recordAuthorization(
     const sessionId = await sessionFor(deps, currentSessionId, identity, now);
     interaction.result = { login: { accountId: subject }, consent: { grantId } };
     await interaction.save(Math.max(1, interaction.exp - Math.floor(now / 1000)));
-    return { grantId, consent, sessionId, superseded: previous?.grant_id, supersededRevocation };
+    return { grantId, consent, sessionId, superseded: previous?.grant_id };
   });
-  // The superseded grant's upstream token is revoked at U too, after the commit, like every
-  // other cascade (src/consent/revocation.ts).
-  if (recorded.superseded && recorded.supersededRevocation) revocation.revokeAtUpstreamAfterCommit(recorded.superseded, recorded.supersededRevocation);
   return { returnTo: interaction.returnTo, grantId: recorded.grantId, consent: recorded.consent, sessionId: recorded.sessionId, superseded: recorded.superseded };
 }

@@ -30,8 +30,8 @@ export type RevocationReason =
 export interface RevocationDeps {
   /** one transaction around the cascade's writes (src/store/index.ts) */
   transaction: <T>(work: () => Promise<T>) => Promise<T>;
-  /** `fn` once the caller's transaction has committed, or at once outside one (src/store/index.ts) */
-  afterCommit: (fn: () => void) => void;
+  /** `fn` once the caller's transaction has committed, or at once outside one; `ifUnknown` when its COMMIT's answer was lost (src/store/index.ts) */
+  afterCommit: (fn: () => void, ifUnknown?: () => void) => void;
   consents: ConsentStore;
   models: OidcModelStore;
   upstreamTokens: UpstreamTokenStore;
@@ -46,6 +46,9 @@ export interface RevokedInTransaction {
   consent: Consent | undefined;
   wasActive: boolean;
   tokens: Awaited<ReturnType<UpstreamTokenStore['get']>>;
+  /** the revocation's time and reason as written: what tells, after a lost COMMIT answer, whether it committed */
+  at: number;
+  reason: RevocationReason;
 }
 
 /** The revocation cascade over the stores, and U's revocation endpoint after the commit. */
@@ -71,7 +74,7 @@ export class Revocation {
     }
     await upstreamTokens.remove(grantId);
     await models.destroyGrant(grantId);
-    return { consent, wasActive, tokens };
+    return { consent, wasActive, tokens, at: now, reason };
   }
 
   /**
@@ -82,12 +85,33 @@ export class Revocation {
    */
   revokeAtUpstreamAfterCommit(grantId: string, result: RevokedInTransaction): void {
     const { tokens } = result;
-    // Called inside an outer transaction (the token endpoint's, src/provider/configuration.ts),
-    // the revocation is not committed yet: U is asked only once it is, never when it rolls back.
-    this.deps.afterCommit(() => {
+    const committed = () => {
       for (const listener of this.listeners) listener(grantId);
       if (tokens) this.revokeUnkept(grantId, tokens, result.consent?.client_id, result.consent?.subject);
-    });
+    };
+    // Called inside an outer transaction (the token endpoint's, src/provider/configuration.ts; the
+    // superseding approval's, src/consent/record.ts), the revocation is not committed yet: U is
+    // asked only once it is, never when it rolls back. When that COMMIT's answer was lost, a fresh
+    // read decides as for a cascade of its own (`outcome`; review 2026-12-07: U was never asked).
+    this.deps.afterCommit(committed, () => this.track(this.outcome(result, grantId).then((outcome) => void (outcome !== 'rolled back' && committed()))));
+  }
+
+  /**
+   * Whether a revocation whose COMMIT's answer was lost committed: a read that waits for any
+   * transaction still changing the consent's row (ConsentStore.settledRevocation) finds it revoked
+   * with this revocation's time and reason — or not; `unknown` when that read fails too.
+   */
+  private outcome(cascade: RevokedInTransaction, grantId: string): Promise<'committed' | 'rolled back' | 'unknown'> {
+    return this.deps.consents.settledRevocation(grantId).then(
+      (consent) => (consent?.revoked_at === cascade.at && consent.revoked_reason === cascade.reason ? 'committed' : 'rolled back'),
+      () => 'unknown',
+    );
+  }
+
+  /** Keep `work` among the upstream revocations `settled()` waits for. */
+  private track(work: Promise<void>): void {
+    this.pending.add(work);
+    void work.finally(() => this.pending.delete(work));
   }
 
   /**
@@ -106,9 +130,7 @@ export class Revocation {
    */
   revokeUnkept(grantId: string, tokens: UpstreamTokenSet, clientId?: string, subject?: string): void {
     const { refreshToken, accessToken } = tokens;
-    const call = this.revokeAtUpstream(grantId, refreshToken ?? accessToken, refreshToken ? 'refresh_token' : 'access_token', clientId, subject);
-    this.pending.add(call);
-    void call.finally(() => this.pending.delete(call));
+    this.track(this.revokeAtUpstream(grantId, refreshToken ?? accessToken, refreshToken ? 'refresh_token' : 'access_token', clientId, subject));
   }
 
   /**
@@ -155,8 +177,9 @@ export class Revocation {
    * - The read failing too → unknown: U is asked all the same (what was asked for is a
    *   revocation; a grant that did survive fails at its next refresh and is revoked as AT-22),
    *   and the error stands. If the cascade did commit, its audit row is missing.
-   * Only where this method owns the transaction: a cascade joined to an outer one (the /token
-   * request's: refresh-token reuse, code replay) commits with it (SECURITY.md says so).
+   * A cascade joined to an outer transaction (the /token request's: refresh-token reuse, code
+   * replay) commits with it; that COMMIT's answer lost, revokeAtUpstreamAfterCommit decides the
+   * same way.
    */
   private async committedCascade(grantId: string, reason: RevocationReason, onlyIf?: () => Promise<boolean>): Promise<RevokedInTransaction | undefined> {
     const now = Date.now();
@@ -167,19 +190,16 @@ export class Revocation {
       if (!ran) throw err;
       const cascade = ran;
       if (!cascade.wasActive && !cascade.tokens) return cascade;
-      const after = await this.deps.consents.settledRevocation(grantId).then(
-        (consent) => (consent?.revoked_at === now && consent.revoked_reason === reason ? 'committed' : 'rolled back'),
-        () => 'unknown',
-      );
+      const after = await this.outcome(cascade, grantId);
       if (after === 'committed') return cascade;
       if (after === 'unknown') this.revokeAtUpstreamAfterCommit(grantId, cascade);
       throw err;
     }
   }
 
-  /** Resolves when every upstream revocation started so far has finished (the CLI waits). */
+  /** Resolves when every upstream revocation started so far has finished, with those they started (a lost COMMIT's read, then U) (the CLI waits). */
   async settled(): Promise<void> {
-    await Promise.allSettled([...this.pending]);
+    while (this.pending.size) await Promise.allSettled([...this.pending]);
   }
 
   /**

@@ -169,11 +169,13 @@ export class PgSql implements Sql {
     return tx !== undefined && !tx.closing && tx.failed === undefined ? tx : undefined;
   }
 
-  afterCommit(fn: () => void): void {
+  afterCommit(fn: () => void, ifUnknown?: () => void): void {
     // Also while COMMIT is under way (closing): the callback waits for its outcome.
     const tx = this.#context.getStore();
-    if (tx !== undefined && !tx.finished) tx.committed.push(fn);
-    else fn();
+    if (tx !== undefined && !tx.finished) {
+      tx.committed.push(fn);
+      if (ifUnknown) tx.unknown.push(ifUnknown);
+    } else fn();
   }
 
   async all<T>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
@@ -239,19 +241,15 @@ export class PgSql implements Sql {
       }
       tx.closing = true;
       if (tx.failed !== undefined) throw tx.failed;
-      if (tx.begun) {
-        // Statements sent without waiting (runLater) may still be unanswered: had one failed,
-        // PostgreSQL answers COMMIT with ROLLBACK, and no error (found by review) — that failure is the error.
-        const done = await tx.send('COMMIT');
-        if (tx.failed !== undefined) throw tx.failed;
-        if (done.command !== 'COMMIT') throw new Error(`COMMIT ended as ${done.command}: the transaction was rolled back`);
-      }
+      if (tx.begun) await tx.commit();
       tx.finished = true;
       runAfterCommit(tx.committed);
       return result!;
     } catch (err) {
       tx.closing = true;
       tx.finished = true;
+      // COMMIT sent, no answer: PostgreSQL may have committed (UP-08). Its ROLLBACK below fails on the lost connection or finds nothing to undo.
+      if (tx.commitUnanswered) runAfterCommit(tx.unknown);
       if (tx.begun) {
         try {
           await tx.send('ROLLBACK');

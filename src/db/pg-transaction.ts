@@ -15,6 +15,8 @@ export class Tx {
   failed: unknown = undefined;
   /** afterCommit callbacks, run once COMMIT succeeded */
   readonly committed: (() => void)[] = [];
+  /** afterCommit's `ifUnknown` callbacks, run when COMMIT was sent and its answer never came */
+  readonly unknown: (() => void)[] = [];
   /** committed (callbacks run) or rolled back: afterCommit from its context runs at once from now on */
   finished = false;
   /** BEGIN was sent (with the transaction's first statement) */
@@ -45,6 +47,23 @@ export class Tx {
     const result = this.#note(this.client.query(config as pg.QueryConfig));
     if (!later) this.flush();
     return result;
+  }
+
+  /** COMMIT was sent and its answer never came: whether it committed is not known */
+  get commitUnanswered(): boolean {
+    return this.#commit === 'sent';
+  }
+  #commit: 'sent' | 'answered' | undefined;
+
+  /** COMMIT; throws when the transaction did not commit (or its answer was lost: `commitUnanswered`). */
+  async commit(): Promise<void> {
+    this.#commit = 'sent';
+    const done = await this.send('COMMIT');
+    this.#commit = 'answered';
+    // Statements sent without waiting (runLater) may still be unanswered: had one failed,
+    // PostgreSQL answers COMMIT with ROLLBACK, and no error (found by review) — that failure is the error.
+    if (this.failed !== undefined) throw this.failed;
+    if (done.command !== 'COMMIT') throw new Error(`COMMIT ended as ${done.command}: the transaction was rolled back`);
   }
 
   /** Send what is corked. */

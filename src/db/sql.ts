@@ -144,8 +144,12 @@ export interface Sql {
    * After a commit fn runs in a later microtask, outside the transaction's context; it should not
    * throw (a throw is reported as a process warning). Registered from the transaction's context
    * after its fn returned but before COMMIT finished, it still waits for the commit.
+   * `ifUnknown` instead of `fn` when COMMIT was sent and its answer never came (PostgreSQL: the
+   * connection lost meanwhile), so whether it committed is not known: the caller reads the
+   * database to decide (UP-08, src/consent/revocation.ts). Never on SQLite, whose COMMIT is a
+   * call on this process's own connection: it succeeds or fails, nothing in between.
    */
-  afterCommit(fn: () => void): void;
+  afterCommit(fn: () => void, ifUnknown?: () => void): void;
   /**
    * Inside a transaction: serialize with every other holder of `name` until commit (PostgreSQL
    * pg_advisory_xact_lock on a stable 64-bit hash of name; SQLite: a no-op, as BEGIN IMMEDIATE

@@ -130,7 +130,8 @@ export class SqliteSql implements Sql {
     return this.inTransaction() && this.#active!.failed === undefined ? this.#active! : undefined;
   }
 
-  afterCommit(fn: () => void): void {
+  afterCommit(fn: () => void, _ifUnknown?: () => void): void {
+    // A COMMIT here is synchronous on this process's connection: committed or not, never unknown.
     if (this.inTransaction()) this.#active!.committed.push(fn);
     else fn();
   }

@@ -48,9 +48,9 @@ export function createStores(sql: Sql, keys: KeyRing, options: { auditKey?: Audi
     transaction<T>(work: () => Promise<T>): Promise<T> {
       return sql.transaction(work);
     },
-    /** `fn` once the caller's transaction has committed (never on rollback), or at once outside one (src/db/sql.ts). */
-    afterCommit(fn: () => void): void {
-      sql.afterCommit(fn);
+    /** `fn` once the caller's transaction has committed (never on rollback), or at once outside one; `ifUnknown` when its COMMIT's answer was lost (src/db/sql.ts). */
+    afterCommit(fn: () => void, ifUnknown?: () => void): void {
+      sql.afterCommit(fn, ifUnknown);
     },
   };
 }

@@ -10,6 +10,12 @@
  * - PostgreSQL still committing when the answer is lost → the read waits for it (FOR SHARE).
  * The lost answer is simulated around the real transaction (both engines): the work runs and
  * commits (or rolls back), then the caller sees the connection's error.
+ *
+ * A cascade inside an outer transaction — the /token request's (refresh-token reuse, code replay)
+ * — commits with it; when that COMMIT's answer is lost the SQL layer calls afterCommit's
+ * `ifUnknown` instead (PostgreSQL only: test/unit/sql-driver.pg.test.ts), and the same read decides
+ * (review 2026-12-07: U was never asked). Simulated here by running those callbacks after the
+ * outer transaction settled, committed or rolled back.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditEvents, rows } from '../helpers/app.js';
@@ -163,3 +169,56 @@ describe('a revocation whose commit answer was lost', () => {
     expect(await state(grantId)).toBe('admin');
   });
 });
+
+describe('a cascade inside an outer transaction whose COMMIT answer was lost', () => {
+  /** Revoke `grantId` as the /token request does (revokeGrant joined to an outer transaction), that transaction committing or rolling back, then its COMMIT's answer "lost": afterCommit's `ifUnknown` callbacks run instead of its callbacks. */
+  async function outerWithLostAnswer(grantId: string, mode: 'committed' | 'rolled back', readFails = false): Promise<void> {
+    const deps = depsOf(stack.app.runtime.revocation);
+    const { sql } = stack.app.runtime;
+    const { afterCommit } = sql;
+    const settledRevocation = deps.consents.settledRevocation.bind(deps.consents);
+    const unknown: (() => void)[] = [];
+    // What the SQL layer does when COMMIT's answer is lost: the callbacks dropped, the `ifUnknown` ones run (through the stores, as the runtime wires them).
+    sql.afterCommit = (_fn, ifUnknown) => void (ifUnknown && unknown.push(ifUnknown));
+    if (readFails) deps.consents.settledRevocation = () => Promise.reject(lost());
+    try {
+      await stack.app.runtime.stores
+        .transaction(async () => {
+          await stack.app.runtime.revocation.revokeGrant(grantId, 'grant_revoked');
+          if (mode === 'rolled back') throw lost();
+        })
+        .catch(() => undefined);
+      expect(unknown, 'the cascade registered for an unknown outcome').toHaveLength(1);
+      for (const fn of unknown) fn();
+      await stack.app.runtime.revocation.settled();
+    } finally {
+      sql.afterCommit = afterCommit;
+      deps.consents.settledRevocation = settledRevocation;
+    }
+  }
+
+  it('committed: U asked (the read finds the revocation)', async () => {
+    const { grantId } = await grantWithUpstreamToken('outer-1');
+    const askedU = stack.upstream.revocations.length;
+    await outerWithLostAnswer(grantId, 'committed');
+    expect(await state(grantId)).toBe('grant_revoked');
+    expect(stack.upstream.revocations, 'U asked once').toHaveLength(askedU + 1);
+  });
+
+  it('rolled back: U not asked, the consent and its upstream token kept', async () => {
+    const { grantId } = await grantWithUpstreamToken('outer-2');
+    const askedU = stack.upstream.revocations.length;
+    await outerWithLostAnswer(grantId, 'rolled back');
+    expect(await state(grantId)).toBeNull();
+    expect(await rows(stack.app, 'SELECT grant_id FROM upstream_tokens WHERE grant_id = ?', grantId)).toHaveLength(1);
+    expect(stack.upstream.revocations, 'U not asked').toHaveLength(askedU);
+  });
+
+  it('unknown (the read fails too): U asked all the same', async () => {
+    const { grantId } = await grantWithUpstreamToken('outer-3');
+    const askedU = stack.upstream.revocations.length;
+    await outerWithLostAnswer(grantId, 'committed', true);
+    expect(stack.upstream.revocations).toHaveLength(askedU + 1);
+  });
+});
+

@@ -107,6 +107,64 @@ describe('PostgreSQL driver', () => {
     }
   });
 
+  it("afterCommit's ifUnknown runs, not fn, when COMMIT was sent and its answer was lost — committed or not; never when COMMIT answered (UP-08)", async () => {
+    const lossy = new PgSql({ url: db.url, poolMax: 1 });
+    /** each client's COMMIT: `after` sends it and loses the answer; `before` loses the connection before sending it */
+    let lose: 'after' | 'before' | undefined;
+    const connect = lossy.pool.connect.bind(lossy.pool);
+    (lossy.pool as unknown as { connect: () => Promise<pg.PoolClient> }).connect = async () => {
+      const client = await connect();
+      const query = client.query.bind(client) as (config: unknown) => Promise<unknown>;
+      (client as unknown as { query: (config: unknown) => Promise<unknown> }).query = async (config: unknown) => {
+        if (config !== 'COMMIT' || lose === undefined) return query(config);
+        if (lose === 'after') await query(config);
+        throw new Error('Connection terminated unexpectedly');
+      };
+      return client;
+    };
+    const run = async (id: string) => {
+      const seen: string[] = [];
+      const outcome = await lossy
+        .transaction(async () => {
+          await lossy.run('INSERT INTO pg_items (id, n) VALUES (?, ?)', [id, 1]);
+          lossy.afterCommit(
+            () => seen.push('committed'),
+            () => seen.push('unknown'),
+          );
+        })
+        .then(
+          () => 'resolved',
+          (err: Error) => err.message,
+        );
+      await new Promise((resolve) => setImmediate(resolve));
+      const stored = (await sql.one<{ n: number }>('SELECT count(*)::int AS n FROM pg_items WHERE id = ?', [id]))?.n;
+      return { outcome, seen, stored };
+    };
+    try {
+      lose = 'after';
+      expect(await run('lost-after-commit')).toEqual({ outcome: 'Connection terminated unexpectedly', seen: ['unknown'], stored: 1 });
+      lose = 'before';
+      expect(await run('lost-before-commit')).toEqual({ outcome: 'Connection terminated unexpectedly', seen: ['unknown'], stored: 0 });
+      lose = undefined;
+      expect(await run('answered')).toEqual({ outcome: 'resolved', seen: ['committed'], stored: 1 });
+      // COMMIT answered ROLLBACK (a statement failed): certain, so neither.
+      const seen: string[] = [];
+      await expect(
+        lossy.transaction(async () => {
+          lossy.afterCommit(
+            () => seen.push('committed'),
+            () => seen.push('unknown'),
+          );
+          await lossy.runLater('INSERT INTO no_such_table VALUES (1)');
+        }),
+      ).rejects.toThrow();
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(seen).toEqual([]);
+    } finally {
+      await lossy.close();
+    }
+  });
+
   it('statements issued at once inside a transaction are pipelined on its connection: no pg deprecation warning, and those sent behind a failure are refused', async () => {
     const warnings: string[] = [];
     const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
