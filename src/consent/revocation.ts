@@ -108,10 +108,10 @@ export class Revocation {
     );
   }
 
-  /** Keep `work` among the upstream revocations `settled()` waits for. */
+  /** Keep `work` among the upstream revocations `settled()` waits for; a throw in it is reported as a process warning, as an afterCommit callback's is (src/db/sql.ts). */
   private track(work: Promise<void>): void {
     this.pending.add(work);
-    void work.finally(() => this.pending.delete(work));
+    void work.catch((err: unknown) => process.emitWarning(`an upstream revocation's follow-up threw: ${err instanceof Error ? err.message : String(err)}`)).finally(() => this.pending.delete(work));
   }
 
   /**

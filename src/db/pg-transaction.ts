@@ -49,7 +49,7 @@ export class Tx {
     return result;
   }
 
-  /** COMMIT was sent and its answer never came: whether it committed is not known */
+  /** COMMIT was tried and no answer came back (sent or not, the connection lost, or an error in its place): whether it committed is not known */
   get commitUnanswered(): boolean {
     return this.#commit === 'sent';
   }

@@ -144,10 +144,11 @@ export interface Sql {
    * After a commit fn runs in a later microtask, outside the transaction's context; it should not
    * throw (a throw is reported as a process warning). Registered from the transaction's context
    * after its fn returned but before COMMIT finished, it still waits for the commit.
-   * `ifUnknown` instead of `fn` when COMMIT was sent and its answer never came (PostgreSQL: the
-   * connection lost meanwhile), so whether it committed is not known: the caller reads the
-   * database to decide (UP-08, src/consent/revocation.ts). Never on SQLite, whose COMMIT is a
-   * call on this process's own connection: it succeeds or fails, nothing in between.
+   * `ifUnknown` instead of `fn` when COMMIT was tried and no answer came back (PostgreSQL: the
+   * connection lost before or after it was sent, or an error in place of its answer), so whether
+   * it committed is not known: the caller reads the database to decide (UP-08,
+   * src/consent/revocation.ts). Never when COMMIT was answered (committed, or ROLLBACK), and never
+   * on SQLite, whose COMMIT is a call on this process's own connection: done or not.
    */
   afterCommit(fn: () => void, ifUnknown?: () => void): void;
   /**

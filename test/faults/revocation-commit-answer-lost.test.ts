@@ -19,8 +19,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditEvents, rows } from '../helpers/app.js';
-import { authorizeClient, Browser, startStack, type Stack } from '../helpers/stack.js';
+import { authorizeClient, Browser, buildAuthorization, drive, refresh, startStack, type Stack } from '../helpers/stack.js';
 import type { Revocation, RevocationDeps } from '../../src/consent/revocation.js';
+import type pg from 'pg';
 import type { PgSql } from '../../src/db/pg-sql.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
 
@@ -220,5 +221,112 @@ describe('a cascade inside an outer transaction whose COMMIT answer was lost', (
     await outerWithLostAnswer(grantId, 'committed', true);
     expect(stack.upstream.revocations).toHaveLength(askedU + 1);
   });
+});
+
+/**
+ * PostgreSQL, end to end: the answer to the COMMIT of the next transaction that revokes a consent
+ * is lost — performed, then the caller sees the connection's error (`after`), or never sent
+ * (`before`: the transaction then rolls back). Every client the app's pool hands out meanwhile is
+ * watched; other transactions pass untouched.
+ */
+function loseNextRevokingCommit(mode: 'after' | 'before'): () => void {
+  const { pool } = stack.app.runtime.sql as PgSql;
+  let armed = true;
+  const watched = new WeakSet<object>();
+  const onAcquire = (client: pg.PoolClient) => {
+    if (watched.has(client)) return;
+    watched.add(client);
+    const query = client.query.bind(client) as (config: unknown, ...rest: unknown[]) => Promise<unknown>;
+    let revoking = false;
+    (client as unknown as { query: typeof query }).query = (config, ...rest) => {
+      const text = typeof config === 'string' ? config : ((config as { text?: string } | null)?.text ?? '');
+      if (/^UPDATE consents SET revoked_at/.test(text)) revoking = true;
+      if (text === 'COMMIT' && revoking && armed && rest.length === 0) {
+        armed = false;
+        revoking = false;
+        return mode === 'after' ? query(config).then(() => Promise.reject(lost())) : Promise.reject(lost());
+      }
+      if (text === 'COMMIT' || text === 'ROLLBACK') revoking = false;
+      return query(config, ...rest);
+    };
+  };
+  pool.on('acquire', onAcquire);
+  return () => pool.off('acquire', onAcquire);
+}
+
+describe.runIf(TEST_ENGINE === 'postgres')('PostgreSQL, end to end: the outer COMMIT answer lost', () => {
+  it('a refresh token used twice at /token: the grant revoked with the request, the answer lost — U asked for its token once', async () => {
+    const { clientId, tokens } = await authorizeClient(stack, new Browser('e2e-reuse'), { login: 'e2e-reuse' });
+    const [{ grant_id: grantId }] = await rows(stack.app, 'SELECT grant_id FROM consents WHERE client_id = ?', clientId);
+    const upstream = await stack.app.runtime.stores.upstreamTokens.get(grantId as string);
+    const rt = tokens.body.refresh_token as string;
+    expect((await refresh(stack.app, clientId, rt)).status).toBe(200);
+    const before = stack.upstream.revokedTokens.length;
+    const restore = loseNextRevokingCommit('after');
+    try {
+      expect((await refresh(stack.app, clientId, rt)).status, 'the reuse: its COMMIT answer lost').toBeGreaterThanOrEqual(500);
+    } finally {
+      restore();
+    }
+    await stack.app.runtime.revocation.settled();
+    expect(await state(grantId as string)).toBe('grant_revoked');
+    expect(stack.upstream.revokedTokens.slice(before)).toEqual([upstream?.refreshToken]);
+  });
+
+  it('a second approval superseding the first, the answer lost: U asked for the superseded token once; never sent: U not asked', async () => {
+    for (const mode of ['after', 'before'] as const) {
+      const browser = new Browser(`e2e-supersede-${mode}`);
+      const { clientId } = await authorizeClient(stack, browser, { login: `e2e-supersede-${mode}` });
+      const [{ grant_id: first }] = await rows(stack.app, 'SELECT grant_id FROM consents WHERE client_id = ?', clientId);
+      const upstream = await stack.app.runtime.stores.upstreamTokens.get(first as string);
+      const before = stack.upstream.revokedTokens.length;
+      const restore = loseNextRevokingCommit(mode);
+      try {
+        const again = buildAuthorization(stack.app, { clientId, prompt: 'consent' });
+        await drive(browser, again.url, again.redirectUri, { login: `e2e-supersede-${mode}` }).catch(() => undefined); // the approval fails: its COMMIT's answer was lost
+      } finally {
+        restore();
+      }
+      await stack.app.runtime.revocation.settled();
+      if (mode === 'after') {
+        expect(await state(first as string)).toBe('superseded');
+        expect(stack.upstream.revokedTokens.slice(before), 'committed: U asked').toEqual([upstream?.refreshToken]);
+      } else {
+        expect(await state(first as string)).toBeNull();
+        expect(stack.upstream.revokedTokens.slice(before), 'rolled back: U not asked').toEqual([]);
+      }
+    }
+  });
+});
+
+it("a listener that throws on the path of a lost COMMIT answer is reported as a warning, not an unhandled rejection", async () => {
+  const { grantId } = await grantWithUpstreamToken('listener-throws');
+  const revocation = stack.app.runtime.revocation;
+  const { sql } = stack.app.runtime;
+  const { afterCommit } = sql;
+  const listeners = (revocation as unknown as { listeners: ((grantId: string) => void)[] }).listeners;
+  const boom = () => {
+    throw new Error('listener boom');
+  };
+  listeners.push(boom);
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.message);
+  const unhandled: unknown[] = [];
+  const onUnhandled = (err: unknown) => unhandled.push(err);
+  process.on('warning', onWarning);
+  process.on('unhandledRejection', onUnhandled);
+  sql.afterCommit = (_fn, ifUnknown) => ifUnknown?.();
+  try {
+    await revocation.revokeGrant(grantId, 'admin');
+    await revocation.settled();
+    await new Promise((resolve) => setImmediate(resolve));
+  } finally {
+    sql.afterCommit = afterCommit;
+    listeners.splice(listeners.indexOf(boom), 1);
+    process.off('warning', onWarning);
+    process.off('unhandledRejection', onUnhandled);
+  }
+  expect(unhandled).toEqual([]);
+  expect(warnings.some((w) => w.includes('listener boom'))).toBe(true);
 });
 
