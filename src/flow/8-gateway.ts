@@ -20,9 +20,8 @@
  * gateway.leak_blocked (committed at once: rare, and an admin wants it durable), with where it
  * was found and never the value. Requests with a valid token never touch the budget.
  *
- * This is the hot path, so it runs on Node's raw request and response, in front of express (src/runtime/app.ts): no
- * router, no per-request middleware stack, no async context; the few headers a JSON or SSE answer needs are set here.
- */
+ * This is the hot path, so it runs on Node's raw request and response, in front of express (src/runtime/app.ts): no router,
+ * no per-request middleware stack, no async context; the few headers a JSON or SSE answer needs are set here. */
 import { newRequestId } from '../http/request-id.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { bearerChallenge } from './1-discover.js';
@@ -125,6 +124,7 @@ class RouteGateway {
   private check(x: Exchange, then: (decision: TokenDecision, generation: number) => void): void {
     x.epoch = this.deps.openResponses.epoch;
     x.checkedAt = Date.now();
+    x.checkedTick = performance.now();
     this.next(x, this.deps.generation(), (generation) => {
       const { authorization } = x.req.headers;
       const decision = this.deps.checkToken({ generation, authorization, queryToken: /[?&]access_token=/.test(x.suffix), resource: this.route.resource, requiredScope: this.requiredScope });

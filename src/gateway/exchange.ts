@@ -22,6 +22,8 @@ export interface Exchange {
   /** the token's last check: the generation it read, when it was made (ms), this process's revocation count then (src/gateway/open-responses.ts), and when its decision lapses */
   generation?: number;
   checkedAt?: number;
+  /** the same moment on the monotonic clock (`performance.now()`): how long an open answer has gone unverified is not moved by the wall clock's steps (src/gateway/open-responses.ts) */
+  checkedTick?: number;
   epoch?: number;
   until?: number;
   /** the request was checked again before R was asked (at most once for a stale check) */

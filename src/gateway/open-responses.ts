@@ -59,7 +59,7 @@ export interface OpenResponse {
   /** the generation its token was last checked at, and when (ms) that check lapses with nothing changed */
   generation: number;
   until: number;
-  /** when (ms) its token was last seen to pass: its request's check (`watch`), else when it is added */
+  /** when its token was last seen to pass, on the deps' `tick` clock (ms): its request's check (`watch`), else when it is added */
   verifiedAt?: number;
   /** the response was ended: its token no longer passes, or could not be checked for UNVERIFIED_MAX_MS, for `reason` */
   cut: (reason: CutReason) => void;
@@ -74,10 +74,13 @@ export interface OpenResponsesDeps {
   log: Logger;
   /** STREAM_RECHECK_MS unless given */
   intervalMs?: number;
+  /** the monotonic clock UNVERIFIED_MAX_MS is counted on (ms); `performance.now` unless given — a wall clock stepped forward (NTP, a VM resumed) must not cut every answer */
+  tick?: () => number;
 }
 
 export class OpenResponses {
   private readonly open = new Set<OpenResponse>();
+  private readonly tick: () => number;
   private timer: NodeJS.Timeout | undefined;
   /** this process's revocations so far: a request whose check is older than the last one is checked again before R is asked (src/flow/8-gateway.ts) */
   epoch = 0;
@@ -86,6 +89,7 @@ export class OpenResponses {
   private again = false;
 
   constructor(private readonly deps: OpenResponsesDeps) {
+    this.tick = deps.tick ?? (() => performance.now());
     deps.revocation?.onRevoked(() => this.revoked());
     deps.tokenRevoked?.(() => this.revoked());
   }
@@ -98,7 +102,7 @@ export class OpenResponses {
 
   /** Register the request of `x` (its token checked at `x.generation` for `resource` and `requiredScope`) until its response closes. */
   watch(x: Exchange, resource: string, requiredScope: string, cut: OpenResponse['cut']): void {
-    const { req, res, generation, until, checkedAt } = x;
+    const { req, res, generation, until, checkedTick } = x;
     this.add({
       res,
       stream: req.method === 'GET',
@@ -107,7 +111,7 @@ export class OpenResponses {
       requiredScope,
       generation: generation as number,
       until: until as number,
-      verifiedAt: checkedAt,
+      verifiedAt: checkedTick,
       cut,
     });
   }
@@ -116,7 +120,7 @@ export class OpenResponses {
   add(entry: OpenResponse): void {
     // A client that left while its request waited (a refresh at U, a database round trip): its 'close' is past, so it would never leave the set (review 2026-12-07).
     if (entry.res.destroyed) return;
-    entry.verifiedAt ??= Date.now();
+    entry.verifiedAt ??= this.tick();
     this.open.add(entry);
     entry.res.once('close', () => {
       this.open.delete(entry);
@@ -130,7 +134,7 @@ export class OpenResponses {
 
   /** Check every open response whose generation is behind, now (one run at a time; a call during a run runs once more after it). */
   recheck(): void {
-    this.cutUnverified(Date.now());
+    this.cutUnverified(this.tick());
     if (!this.open.size) return;
     if (this.running) return void (this.again = true);
     this.running = true;
@@ -171,7 +175,7 @@ export class OpenResponses {
   }
 
   private async checkAll(): Promise<void> {
-    const issued = Date.now(); // what a read answers is true as of when it was sent, not when it came back
+    const issued = this.tick(); // what a read answers is true as of when it was sent, not when it came back
     const generation = await this.deps.generation();
     const now = Date.now();
     const due = new Set([...this.open].filter((entry) => !entry.res.destroyed && (entry.generation !== generation || now >= entry.until)));

@@ -40,6 +40,7 @@ function registry(deps: Partial<ConstructorParameters<typeof OpenResponses>[0]> 
     },
     log: pino({ level: 'silent' }),
     revocation: { onRevoked: (fn) => listeners.push(fn) },
+    tick: () => Date.now(), // the fake clock stands in for the monotonic one
     ...deps,
   });
 }
@@ -313,6 +314,20 @@ describe('open responses (GW-01)', () => {
     responses.add({ res: res as unknown as ServerResponse, stream: false, authorization: 'Bearer a', resource: 'http://p/mcp', requiredScope: 'mcp:tools', generation, until: Date.now() + HOUR, cut: vi.fn() });
     expect(responses.size).toBe(0);
     expect(vi.getTimerCount(), 'no timer started for it').toBe(0);
+  });
+
+  it('counts on the monotonic clock: a wall clock stepped forward cuts nothing, even while the database is away', async () => {
+    const responses = registry({
+      generation: () => {
+        throw new Error('database away');
+      },
+      tick: () => performance.now(), // not faked: barely moves during this test
+    });
+    const a = open(responses, 'Bearer a', { until: Date.now() + 100 * HOUR });
+    vi.setSystemTime(Date.now() + HOUR); // NTP steps the clock, a VM resumes
+    await vi.advanceTimersByTimeAsync(3 * STREAM_RECHECK_MS);
+    expect(a.res.destroyed).toBe(false);
+    expect(a.cut).not.toHaveBeenCalled();
   });
 
   it('reads nothing while no response is open, and stops its timer when the last one closes', async () => {
