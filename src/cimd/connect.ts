@@ -12,8 +12,9 @@
  *   most MAX_CONNECT_ATTEMPTS; the fetch deadline ends a connection in progress.
  * - A fetch dials an address only if the process's `DestinationGate` (src/cimd/resolve.ts,
  *   MAX_FETCHES_PER_DESTINATION) has a place for it; otherwise the next address is tried, and
- *   when none connected and one was skipped for want of a place, the fetch ends `busy`. The place is held while the connection is being made and while it is used, and
- *   given back when a TCP failure moves on to the next address and when the fetch ends (fetch.ts).
+ *   when none connected and one was skipped for want of a place, the fetch ends `busy`. The
+ *   place is held while the connection is being made and while it is used, and given back when
+ *   a TCP failure moves on to the next address and when the fetch ends (fetch.ts).
  * - The test seam `testOnlyRoute` (production leaves it unset) receives a target only after the
  *   policy passed it and must return an IP literal; see src/cimd/fetch.ts.
  */

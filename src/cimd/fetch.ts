@@ -22,7 +22,8 @@
  *    name fails even though the socket was opened to an IP. The Host header is the URL's host.
  *    Checked addresses are tried in resolver order, moving on only when a TCP connection fails.
  *    An address is dialled only while the process's `destinations` gate has a place for it
- *    (src/cimd/resolve.ts, MAX_FETCHES_PER_DESTINATION); else the fetch ends `busy`, unconnected.
+ *    (src/cimd/resolve.ts, MAX_FETCHES_PER_DESTINATION); else the next one is tried, and when
+ *    none had room the fetch ends `busy`, unconnected.
  * 4. No redirects: undici's Client follows none, and any 3xx is a refusal (CIMD §4 "MUST NOT
  *    automatically follow HTTP redirects"; CIMD-05's "every redirect hop" is then moot).
  * 5. GET with `Accept: application/json` and `Accept-Encoding: identity`; the answer (src/cimd/response.ts) must be 200

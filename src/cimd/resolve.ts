@@ -48,9 +48,9 @@ export const MAX_FETCHES_PER_HOST = 4;
 /**
  * And at most this many of them connected to one destination — the address a fetch dials, IPv6 by
  * its /64, an IPv4 carried in IPv6 (mapped, NAT64) as that IPv4 (src/cimd/address-policy.ts
- * `destinationKey`) — so that distinct names resolving
- * to one silent server (a wildcard DNS record: `a.attacker.example`, `b.attacker.example`, …)
- * hold at most this many of the slots, whichever addresses ask. Counted when the address is
+ * `destinationKey`) — so that distinct names resolving to one silent server (a wildcard DNS
+ * record: `a.attacker.example`, `b.attacker.example`, …) hold at most this many of the slots,
+ * whichever addresses ask. Counted when the address is
  * dialled (src/cimd/connect.ts), after the one lookup: an address without room is skipped for
  * the next one the name resolved to, and when none has room the fetch is `busy` with that lookup
  * made but no connection. A quarter of the slots, more than the other bounds, because

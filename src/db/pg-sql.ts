@@ -248,7 +248,7 @@ export class PgSql implements Sql {
     } catch (err) {
       tx.closing = true;
       tx.finished = true;
-      // COMMIT sent, no answer: PostgreSQL may have committed (UP-08). Its ROLLBACK below fails on the lost connection or finds nothing to undo.
+      // COMMIT tried, no answer: PostgreSQL may have committed (UP-08). Its ROLLBACK below fails on the lost connection or finds nothing to undo.
       if (tx.commitUnanswered) runAfterCommit(tx.unknown);
       if (tx.begun) {
         try {

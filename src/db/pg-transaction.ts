@@ -15,7 +15,7 @@ export class Tx {
   failed: unknown = undefined;
   /** afterCommit callbacks, run once COMMIT succeeded */
   readonly committed: (() => void)[] = [];
-  /** afterCommit's `ifUnknown` callbacks, run when COMMIT was sent and its answer never came */
+  /** afterCommit's `ifUnknown` callbacks, run when COMMIT was tried and no answer came back (`commitUnanswered`) */
   readonly unknown: (() => void)[] = [];
   /** committed (callbacks run) or rolled back: afterCommit from its context runs at once from now on */
   finished = false;

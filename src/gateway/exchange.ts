@@ -38,7 +38,7 @@ export interface Exchange {
  * from a fresh generation read (src/flow/8-gateway.ts). It bounds what a slowly sent body or a
  * slow upstream refresh could carry past a revocation made elsewhere. 100 ms, not a second (as
  * until 2026-12-07): a request's steps before R take well under it (the gateway bench's p99 at
- * c=100 is ~75 ms), so the second check is rare, and it is made once at most.
+ * c=100 is ~75 ms), so the second check is rare, and this rule asks for it once at most.
  */
 export const CHECK_FRESH_MS = 100;
 
