@@ -12,11 +12,6 @@
  * until the open transaction has ended, then runs on its own. The transaction's context is an
  * AsyncLocalStorage marker; with no transaction open the check is one null comparison.
  *
- * Group commit (issue 14; src/db/sqlite-group-commit.ts): a transaction() runs in a SAVEPOINT of
- * a SQLite transaction shared with those that start before its COMMIT, due at the event loop's
- * next check phase; it resolves once that COMMIT succeeded. While such a batch is open, statements
- * from outside a transaction wait for its COMMIT too.
- *
  * `oneSync` (and `oneNow` built on it) answers a read synchronously — the gateway's hot path makes
  * no promise on SQLite — except while a transaction of another async context holds the connection:
  * then it returns NOT_NOW (oneNow falls back to the waiting `one`).
@@ -29,8 +24,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type Database from 'better-sqlite3';
 import { openDatabase, type Db, type OpenOptions } from './open.js';
 import { startCheckpointer, type Checkpointer } from './checkpointer.js';
-import { GroupCommit, settled, type Batch } from './sqlite-group-commit.js';
-import { BoundedCache, checkParams, exclusiveInTransaction, lockOutsideTransaction, lookupParams, TransactionAbortedError, type Held, type Maybe, type Sql } from './sql.js';
+import { BoundedCache, checkParams, exclusiveInTransaction, lockOutsideTransaction, lookupParams, runAfterCommit, TransactionAbortedError, type Held, type Maybe, type Sql } from './sql.js';
 
 /** oneSync's answer while another context's transaction holds the connection. */
 export const NOT_NOW: unique symbol = Symbol('not now');
@@ -58,29 +52,13 @@ export class SqliteSql implements Sql {
   readonly #context = new AsyncLocalStorage<Tx>();
   #active: Tx | null = null;
   /** BEGIN IMMEDIATE / COMMIT / ROLLBACK, prepared once (an exec() parses them every time: ~10 µs a transaction) */
-  readonly #control: {
-    begin: Database.Statement;
-    commit: Database.Statement;
-    rollback: Database.Statement;
-    savepoint: Database.Statement;
-    release: Database.Statement;
-    rollbackTo: Database.Statement;
-  };
-  readonly #group: GroupCommit;
+  readonly #control: { begin: Database.Statement; commit: Database.Statement; rollback: Database.Statement };
 
   #checkpointer: Checkpointer | undefined;
 
   /** `db` is owned from now on: close() closes it. */
   constructor(readonly db: Db) {
-    this.#control = {
-      begin: db.prepare('BEGIN IMMEDIATE'),
-      commit: db.prepare('COMMIT'),
-      rollback: db.prepare('ROLLBACK'),
-      savepoint: db.prepare('SAVEPOINT tx'),
-      release: db.prepare('RELEASE tx'),
-      rollbackTo: db.prepare('ROLLBACK TO tx'),
-    };
-    this.#group = new GroupCommit(db, this.#control, () => this.#active?.done);
+    this.#control = { begin: db.prepare('BEGIN IMMEDIATE'), commit: db.prepare('COMMIT'), rollback: db.prepare('ROLLBACK') };
   }
 
   #prepare(sql: string): Database.Statement {
@@ -99,15 +77,15 @@ export class SqliteSql implements Sql {
    */
   #ready(): boolean {
     const tx = this.#active;
-    if (tx === null) return this.#group.current === null;
+    if (tx === null) return true;
     if (this.#context.getStore() !== tx) return false;
     if (tx.failed !== undefined) throw new TransactionAbortedError(tx.failed);
     return true;
   }
 
-  /** The open transaction's end, or the open batch's COMMIT (only called when #ready() said no). */
+  /** The open transaction's end (only called when #ready() said no). */
   get #turn(): Promise<void> {
-    return this.#active !== null ? this.#active.done : settled(this.#group.current!);
+    return this.#active!.done;
   }
 
   /** Run one statement; a failure inside a transaction dooms it (as PostgreSQL does). */
@@ -203,24 +181,12 @@ export class SqliteSql implements Sql {
         throw err;
       }
     }
-    // Not inside the open transaction (if any): wait for it, or for a batch whose COMMIT is due; claim the connection synchronously.
-    for (;;) {
-      if (this.#active !== null) await this.#active.done;
-      else if (this.#group.current?.closing) await settled(this.#group.current);
-      else break;
-    }
+    // Not inside the open transaction (if any): wait for it; claim the connection synchronously.
+    while (this.#active !== null) await this.#active.done;
     const tx = new Tx();
     this.#active = tx;
-    let batch: Batch;
     try {
-      batch = this.#group.join();
-      this.#control.savepoint.run();
-    } catch (err) {
-      this.#active = null;
-      tx.end();
-      throw err;
-    }
-    try {
+      this.#control.begin.run();
       let result: T;
       try {
         result = await this.#context.run(tx, fn);
@@ -228,23 +194,15 @@ export class SqliteSql implements Sql {
         tx.failed ??= err;
       }
       if (tx.failed !== undefined) throw tx.failed;
-      this.#control.release.run();
-      batch.callbacks.push(tx.committed);
-      this.#active = null;
-      tx.end();
-      await batch.committed;
+      this.#control.commit.run();
+      runAfterCommit(tx.committed);
       return result!;
     } catch (err) {
-      if (this.#active === tx) {
-        // Its own work only: back to its savepoint; the batch goes on.
-        if (this.db.inTransaction) {
-          this.#control.rollbackTo.run();
-          this.#control.release.run();
-        }
-        this.#active = null;
-        tx.end();
-      }
+      if (this.db.inTransaction) this.#control.rollback.run();
       throw err;
+    } finally {
+      this.#active = null;
+      tx.end();
     }
   }
 
@@ -276,7 +234,7 @@ export class SqliteSql implements Sql {
   }
 
   async close(): Promise<void> {
-    while (this.#active !== null || this.#group.current !== null) await this.#turn;
+    while (this.#active !== null) await this.#active.done;
     await this.#checkpointer?.stop();
     if (this.db.open) this.db.close();
   }
