@@ -116,17 +116,23 @@ describe('PostgreSQL over TLS', () => {
     const sql = new PgSql({ url });
     try {
       expect(await sql.one<{ n: number }>('SELECT count(*) AS n FROM oidc_models')).toEqual({ n: 0 });
-      expect(await tlsOf('mcp-consent-proxy')).toEqual([true]);
+      // Every connection by that name is TLS (the migrate run's may not have left pg_stat_activity yet: TLS as well).
+      const pool = await tlsOf('mcp-consent-proxy');
+      expect(pool.length).toBeGreaterThan(0);
+      expect(pool.every(Boolean), JSON.stringify(pool)).toBe(true);
       const locks = await sql.exclusive('tls-test', 5_000, () => tlsOf('mcp-consent-proxy-locks'));
-      expect(locks).toEqual([true]);
+      expect(locks.length).toBeGreaterThan(0);
+      expect(locks.every(Boolean), JSON.stringify(locks)).toBe(true);
+      expect(await sql.one('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')).toEqual({ ssl: true });
     } finally {
       await sql.close();
     }
-    // Without sslmode the same server is reached in plain TCP: TLS is the URL's choice.
+    // Without sslmode the same server is reached in plain TCP: TLS is the URL's choice. Asked of
+    // its own connection: the TLS pool's, just closed, may still be listed for a moment (CI,
+    // 2026-12-07: [true, false]).
     const plain = new PgSql({ url: db.url });
     try {
-      await plain.one('SELECT 1 AS one');
-      expect(await tlsOf('mcp-consent-proxy')).toEqual([false]);
+      expect(await plain.one('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')).toEqual({ ssl: false });
     } finally {
       await plain.close();
     }
