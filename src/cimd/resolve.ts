@@ -70,8 +70,6 @@ export const MAX_FETCHES_PER_DESTINATION = 8;
  * share one key, so that they are no way around the cap (review 2026-12-06).
  */
 export const requesterOf = addressKey;
-/** Which destination an address counts under for MAX_FETCHES_PER_DESTINATION. */
-export const destinationOf = destinationKey;
 const UNRECORDED: ReadonlySet<string> = new Set(['busy']);
 
 export interface ResolveOptions {
@@ -136,12 +134,12 @@ export function createClientIdMetadataResolver(options: ResolveOptions & Omit<Ci
   const byDestination = new KeyedTally();
   const destinations: DestinationGate = {
     enter(address) {
-      const key = destinationOf(address);
+      const key = destinationKey(address);
       if (byDestination.get(key) >= maxFetchesPerDestination) return false;
       byDestination.add(key);
       return true;
     },
-    leave: (address) => byDestination.remove(destinationOf(address)),
+    leave: (address) => byDestination.remove(destinationKey(address)),
   };
   const busy = (detail: string): LoadResult<ClientIdMetadata> => ({ ok: false, reason: 'busy', detail: `${detail}; try again in a moment`, fetchedAt: (fetch.now ?? Date.now)() });
   const load = async (url: string, requester?: string): Promise<LoadResult<ClientIdMetadata>> => {
