@@ -34,7 +34,7 @@ import { jsonRpcError, type ForwardOutcome } from '../gateway/forward.js';
 import { after, type Maybe } from '../db/sql.js';
 import { failureLevel, isDatabaseBusy } from '../errors/database-unavailable.js';
 import { createToolPolicy, type ToolPolicy } from '../gateway/tool-policy.js';
-import { CHECK_FRESH_MS, MESSAGES, type Exchange, type Who } from '../gateway/exchange.js';
+import { AFTER_UPSTREAM_REFUSAL, CHECK_FRESH_MS, MESSAGES, type Exchange, type Who } from '../gateway/exchange.js';
 import { hasRequestBody } from '../gateway/read-body.js';
 export type { GatewayDeps, GatewayHandler, GatewayRoute } from '../gateway/deps.js';
 
@@ -203,11 +203,9 @@ class RouteGateway {
     const { req, res } = x;
     if (!upstream.ok) {
       this.reject(x, `upstream_token_${upstream.failure}`, who);
-      if (upstream.failure === 'revoked') {
-        res.setHeader('WWW-Authenticate', bearerChallenge(this.deps.config, 'invalid_token', 'the upstream authorization ended; authorize again', undefined, this.route.resource));
-        return jsonRpcError(res, 401, 'Unauthorized', -32001);
-      }
-      return jsonRpcError(res, upstream.failure === 'unreachable' ? 504 : 502, 'The upstream identity provider is not available');
+      if (upstream.failure !== 'revoked') return jsonRpcError(res, upstream.failure === 'unreachable' ? 504 : 502, 'The upstream identity provider is not available');
+      res.setHeader('WWW-Authenticate', bearerChallenge(this.deps.config, 'invalid_token', AFTER_UPSTREAM_REFUSAL.revoked, undefined, this.route.resource));
+      return jsonRpcError(res, 401, 'Unauthorized', -32001);
     }
     const now = Date.now();
     // GW-01 (reviews, 2026-12-06): a check gone stale (a slow body or refresh; once: a slow database must still let it through) or
@@ -250,10 +248,11 @@ class RouteGateway {
 
   /** GW-14: R refused U's token. Refresh it (or end the grant when U refuses too); the client retries after refreshing its own token. */
   private upstreamRefused(x: Exchange, grantId: string, who: Who): void {
+    this.deps.openResponses.release(x.res);
     this.reject(x, 'upstream_rejected_token', who);
     Promise.resolve(this.deps.upstreamTokens.get(grantId, who, true))
       .then((refreshed) => {
-        const description = refreshed.ok ? 'the upstream credential was renewed; retry' : 'the upstream authorization ended; authorize again';
+        const description = AFTER_UPSTREAM_REFUSAL[refreshed.ok ? 'renewed' : refreshed.failure];
         x.res.setHeader('WWW-Authenticate', bearerChallenge(this.deps.config, 'invalid_token', description, undefined, this.route.resource));
         jsonRpcError(x.res, 401, 'Unauthorized', -32001);
       })

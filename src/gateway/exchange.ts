@@ -47,3 +47,11 @@ export const MESSAGES = {
   upstream_timeout: 'The MCP server did not answer in time',
   upstream_encoding: 'The MCP server answered in an encoding the gateway cannot check',
 } as const;
+
+/** GW-14: the 401's description once R refused U's token, by what became of that token (src/gateway/upstream-token.ts). */
+export const AFTER_UPSTREAM_REFUSAL = {
+  renewed: 'the upstream credential was renewed; retry',
+  revoked: 'the upstream authorization ended; authorize again',
+  unreachable: 'the upstream service refused the credential and it could not be renewed',
+  failed: 'the upstream service refused the credential and it could not be renewed',
+} as const;

@@ -149,6 +149,20 @@ export class OpenResponses {
       });
   }
 
+  /**
+   * R's answer is not passed on: P answers in its place (GW-14, R refused U's token) and may revoke
+   * the grant while it does — which would otherwise cut P's own 401 before it is written (review
+   * 2026-12-07: the client saw the connection closed instead).
+   */
+  release(res: ServerResponse): void {
+    for (const entry of this.open) {
+      if (entry.res !== res) continue;
+      this.open.delete(entry);
+      if (!this.open.size) this.stopTimer();
+      return;
+    }
+  }
+
   /** how many responses are open */
   get size(): number {
     return this.open.size;

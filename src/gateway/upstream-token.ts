@@ -8,8 +8,9 @@
  *   to U). A replica that waited re-reads the row and uses another's refresh of the token it found
  *   due. The wait is bounded (REFRESH_LOCK_WAIT_MS): beyond it a still-valid stored token is used,
  *   else the request fails as U unreachable (504);
- * - U answering `invalid_grant`: P's grant is revoked with the whole cascade (401, authorize again);
- *   U unreachable or failing: 502/504, a still-valid token used meanwhile;
+ * - U answering `invalid_grant` (GitHub: `bad_refresh_token`): P's grant is revoked with the whole
+ *   cascade (401, authorize again), as when R refuses a token with no refresh token and U's own API
+ *   does too (`refusedByR`); U unreachable or failing: 502/504, a still-valid token used meanwhile;
  * - the result is saved only over the row it replaces (UpstreamTokenStore.replace): for a grant
  *   revoked meanwhile nothing is re-created, U is asked to revoke the new token, `revoked`. When the
  *   database cannot take it, it is not lost (U spent the old refresh token): used, held by this
@@ -29,6 +30,7 @@ import { after, LockTimeoutError, type Maybe } from '../db/sql.js';
 import { UpstreamError, type UpstreamClient } from '../upstream/presets.js';
 import { createGenerationCache } from './cache.js';
 import { Backoff } from './backoff.js';
+import { PerGrant } from './per-grant.js';
 import { compileSecrets, type Secrets } from './redact.js';
 
 /** Refresh U's token when it has less than this left. */
@@ -68,9 +70,7 @@ const usable = (tokens: UpstreamTokenSet): UpstreamTokenResult & { ok: true } =>
 
 /** U's tokens per grant, cached by generation, refreshed single-flight per process. */
 class UpstreamTokenSource {
-  private readonly inflight = new Map<string, Promise<UpstreamTokenResult>>();
-  /** per grant, the refresh or background save running now: one at a time in this process */
-  private readonly turns = new Map<string, Promise<unknown>>();
+  private readonly grants = new PerGrant<UpstreamTokenResult>();
   private readonly unsaved = new Map<string, Unsaved>();
   private readonly cache: ReturnType<typeof createGenerationCache<Loaded>>;
   private readonly retry = new Backoff(() => this.saveHeld(), SAVE_RETRY_FIRST_MS, SAVE_RETRY_MAX_MS);
@@ -106,7 +106,7 @@ class UpstreamTokenSource {
   async saveHeld(stopAtFailure = false): Promise<number> {
     for (const [grantId, held] of [...this.unsaved]) {
       try {
-        await this.inTurn(grantId, () => this.deps.exclusive(lockName(grantId), REFRESH_LOCK_WAIT_MS, () => this.saveLate(grantId, held)));
+        await this.grants.inTurn(grantId, () => this.deps.exclusive(lockName(grantId), REFRESH_LOCK_WAIT_MS, () => this.saveLate(grantId, held)));
       } catch (err) {
         this.deps.log.warn({ err: (err as Error).message, grantId }, 'saving a refreshed upstream token failed; it stays held and is retried');
         if (stopAtFailure) break;
@@ -122,7 +122,7 @@ class UpstreamTokenSource {
   async close(): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise((resolve) => (timer = setTimeout(resolve, SAVE_RETRY_MAX_MS)));
-    await Promise.race([Promise.allSettled([...this.turns.values()]), deadline]);
+    await Promise.race([Promise.allSettled(this.grants.running()), deadline]);
     clearTimeout(timer);
     const left = this.unsaved.size > 0 ? await this.saveHeld(true) : 0;
     this.retry.close();
@@ -150,18 +150,11 @@ class UpstreamTokenSource {
       if (access.expiresAt !== undefined && access.expiresAt <= Date.now()) {
         return this.deps.revocation.revokeGrant(grantId, 'upstream_invalid_grant').then(() => ({ ok: false, failure: 'revoked' }) as const);
       }
+      // R refused a token nothing can renew: handed back, it said "renewed; retry" (review 2026-12-07).
+      if (forceRefresh) return this.grants.shared(grantId, () => this.refusedByR(grantId, access.accessToken));
       return { ok: true, accessToken: access.accessToken, secrets: access.secrets };
     }
     return this.refreshOnce(grantId, who, access.accessToken);
-  }
-
-  /** `fn` after whatever this process runs for the grant already (a refresh, a background save). */
-  private inTurn<T>(grantId: string, fn: () => Promise<T>): Promise<T> {
-    const run = (this.turns.get(grantId) ?? Promise.resolve()).then(fn);
-    const done = run.catch(() => undefined);
-    this.turns.set(grantId, done);
-    void done.then(() => this.turns.get(grantId) === done && this.turns.delete(grantId));
-    return run;
   }
 
   /**
@@ -169,14 +162,22 @@ class UpstreamTokenSource {
    * replicas (the lock): `due` is the access token found due, which a refresh replaces.
    */
   private refreshOnce(grantId: string, who: Who, due: string): Promise<UpstreamTokenResult> {
-    let pending = this.inflight.get(grantId);
-    if (!pending) {
-      pending = this.inTurn(grantId, () => this.deps.exclusive(lockName(grantId), REFRESH_LOCK_WAIT_MS, () => this.refresh(grantId, who, due)))
-        .catch((err: unknown) => (err instanceof LockTimeoutError ? this.stored(grantId) : Promise.reject(err)))
-        .finally(() => this.inflight.delete(grantId));
-      this.inflight.set(grantId, pending);
-    }
-    return pending;
+    return this.grants.shared(grantId, () =>
+      this.grants
+        .inTurn(grantId, () => this.deps.exclusive(lockName(grantId), REFRESH_LOCK_WAIT_MS, () => this.refresh(grantId, who, due)))
+        .catch((err: unknown) => (err instanceof LockTimeoutError ? this.stored(grantId) : Promise.reject(err))),
+    );
+  }
+
+  /**
+   * R refused U's access token and there is no refresh token (GW-14). U refusing it too: U's grant
+   * is gone and P's ends with it (UP-08, AT-22). Otherwise (U accepted it, has no such API, did not
+   * answer) nothing is revoked on R's word alone.
+   */
+  private async refusedByR(grantId: string, accessToken: string): Promise<UpstreamTokenResult> {
+    if (!(await this.deps.upstream().refusesAccessToken(accessToken))) return { ok: false, failure: 'failed' };
+    await this.deps.revocation.revokeGrant(grantId, 'upstream_invalid_grant');
+    return { ok: false, failure: 'revoked' };
   }
 
   /**

@@ -23,6 +23,14 @@ export class UpstreamError extends Error {
 
 const safeCode = (value: unknown) => (typeof value === 'string' ? value.replace(/[^\w.-]/g, '').slice(0, 64) : undefined);
 
+/**
+ * U's token endpoint codes that say the grant itself is gone (UP-08: P's grant ends with it):
+ * RFC 6749 §5.2's `invalid_grant`, and GitHub's `bad_refresh_token` (a refresh token revoked with
+ * the app's authorization, expired or already used; GitHub's refusals arrive as 200s,
+ * src/upstream/presets.ts `githubTokenRefusals`).
+ */
+const GRANT_GONE = new Set(['invalid_grant', 'bad_refresh_token']);
+
 /** oauth4webapi's code for a refused response, which openid-client passes on (ClientError.code). */
 const INVALID_RESPONSE = 'OAUTH_INVALID_RESPONSE';
 
@@ -61,7 +69,8 @@ export function classify(err: unknown, during: 'exchange' | 'refresh', response?
   }
   if (err instanceof client.ResponseBodyError) {
     const code = safeCode(err.error);
-    return new UpstreamError(code === 'invalid_grant' ? 'invalid_grant' : during === 'exchange' ? 'exchange_failed' : 'upstream_error', `the upstream token endpoint answered ${code}`, code);
+    const grantGone = code !== undefined && GRANT_GONE.has(code);
+    return new UpstreamError(grantGone ? 'invalid_grant' : during === 'exchange' ? 'exchange_failed' : 'upstream_error', `the upstream token endpoint answered ${code}`, code);
   }
   const e = err as { code?: unknown; name?: string; message?: string; cause?: { code?: unknown; message?: string } };
   if (e.code === INVALID_RESPONSE && issuerProblem(response?.callbackUrl, response?.metadata)) {

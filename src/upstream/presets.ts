@@ -15,6 +15,7 @@ import * as client from 'openid-client';
 import type { UpstreamConfig } from '../config/load.js';
 import { isLoopbackHost } from '../config/urls.js';
 import { classify, UpstreamError } from './failures.js';
+import { githubIdentity, githubTokenRefusals } from './github.js';
 
 export { UpstreamError, type UpstreamFailure } from './failures.js';
 
@@ -63,11 +64,20 @@ export interface UpstreamClient {
   /** Redeem the code on the callback URL; returns who logged in and their tokens. */
   exchange(callbackUrl: URL, checks: AuthorizationChecks): Promise<UpstreamExchange>;
   refresh(refreshToken: string): Promise<UpstreamTokens>;
+  /**
+   * Does U itself refuse this access token (GW-14, UP-08)? Asked of U's own API when R refused a
+   * token nothing can renew: true only when U answers 401 (GitHub's user API; an OpenID provider's
+   * userinfo endpoint), false when U accepts it, has no such endpoint, or gives any other answer.
+   */
+  refusesAccessToken(accessToken: string): Promise<boolean>;
   /** RFC 7009 revocation where U has an endpoint; false when it has none. */
   revoke(token: string, hint: 'access_token' | 'refresh_token'): Promise<boolean>;
 }
 
-function timedFetch(timeoutMs: number) {
+/** fetch, as P calls U */
+export type UpstreamFetch = (url: string, init?: RequestInit) => Promise<Response>;
+
+function timedFetch(timeoutMs: number): UpstreamFetch {
   return (url: string, init?: RequestInit): Promise<Response> => fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
 }
 
@@ -124,7 +134,7 @@ interface UpstreamContext {
   githubApi: string;
   configuration: ReturnType<typeof lazyConfiguration>;
   /** fetch with UPSTREAM_TIMEOUT */
-  fetch: (url: string, init?: RequestInit) => Promise<Response>;
+  fetch: UpstreamFetch;
 }
 
 function upstreamContext(upstream: UpstreamConfig, callbackUrl: string, options: UpstreamClientOptions): UpstreamContext {
@@ -136,15 +146,12 @@ function upstreamContext(upstream: UpstreamConfig, callbackUrl: string, options:
   const base = upstream.issuer.href.replace(/\/$/, '');
   const githubApi = upstream.issuer.hostname === 'github.com' ? 'https://api.github.com' : `${base}/api/v3`;
 
+  const githubTokenEndpoint = `${base}/login/oauth/access_token`;
+
   const configuration = lazyConfiguration(async () => {
     let config: client.Configuration;
     if (isGithub) {
-      config = new client.Configuration(
-        { issuer: base, authorization_endpoint: `${base}/login/oauth/authorize`, token_endpoint: `${base}/login/oauth/access_token` },
-        upstream.clientId,
-        undefined,
-        auth,
-      );
+      config = new client.Configuration({ issuer: base, authorization_endpoint: `${base}/login/oauth/authorize`, token_endpoint: githubTokenEndpoint }, upstream.clientId, undefined, auth);
     } else {
       config = await client.discovery(upstream.issuer, upstream.clientId, undefined, auth, {
         execute: insecure ? [client.allowInsecureRequests] : [],
@@ -152,28 +159,11 @@ function upstreamContext(upstream: UpstreamConfig, callbackUrl: string, options:
       });
     }
     if (insecure) client.allowInsecureRequests(config);
-    config[client.customFetch] = fetchU;
+    config[client.customFetch] = isGithub ? githubTokenRefusals(fetchU, githubTokenEndpoint) : fetchU;
     config.timeout = timeoutMs / 1000;
     return config;
   });
   return { upstream, callbackUrl, isGithub, githubApi, configuration, fetch: fetchU };
-}
-
-/** GitHub: the user API names who logged in; the numeric id is the subject. */
-async function githubIdentity(ctx: UpstreamContext, accessToken: string): Promise<UpstreamIdentity> {
-  let res: Response;
-  try {
-    res = await ctx.fetch(`${ctx.githubApi}/user`, {
-      headers: { authorization: `Bearer ${accessToken}`, accept: 'application/vnd.github+json', 'user-agent': 'mcp-consent-proxy' },
-    });
-  } catch {
-    throw new UpstreamError('unreachable', 'the GitHub user API did not answer');
-  }
-  const body = (await res.json().catch(() => undefined)) as { id?: unknown; login?: unknown } | undefined;
-  if (!res.ok || (typeof body?.id !== 'number' && typeof body?.id !== 'string')) {
-    throw new UpstreamError('identity_failed', `the GitHub user API answered ${res.status}`);
-  }
-  return { subject: String(body.id), displayName: typeof body.login === 'string' ? body.login : undefined };
 }
 
 /** OpenID Connect: the subject from the ID token, else from the userinfo endpoint. */
@@ -220,7 +210,7 @@ async function exchange(ctx: UpstreamContext, currentUrl: URL, checks: Authoriza
     throw classify(err, 'exchange', { callbackUrl: currentUrl, metadata: config.serverMetadata() });
   }
   const tokens = tokensOf(response);
-  const identity = ctx.isGithub ? await githubIdentity(ctx, tokens.accessToken) : await oidcIdentity(config, response, tokens.accessToken);
+  const identity = ctx.isGithub ? await githubIdentity(ctx.fetch, ctx.githubApi, tokens.accessToken) : await oidcIdentity(config, response, tokens.accessToken);
   return { identity, tokens };
 }
 
@@ -231,6 +221,24 @@ async function refresh(ctx: UpstreamContext, refreshToken: string): Promise<Upst
   } catch (err) {
     forgetUnlessOAuthAnswer(ctx, err);
     throw classify(err, 'refresh');
+  }
+}
+
+/**
+ * U's own word on an access token R refused and nothing can renew (GW-14): GitHub's user API, or
+ * the OpenID provider's userinfo endpoint, asked with it. Only a 401 counts as a refusal; a network
+ * failure, a timeout or any other status says nothing about the token.
+ */
+async function refusesAccessToken(ctx: UpstreamContext, accessToken: string): Promise<boolean> {
+  const url = ctx.isGithub ? `${ctx.githubApi}/user` : (await ctx.configuration()).serverMetadata().userinfo_endpoint;
+  if (!url) return false;
+  try {
+    const accept = ctx.isGithub ? 'application/vnd.github+json' : 'application/json';
+    const res = await ctx.fetch(url, { headers: { authorization: `Bearer ${accessToken}`, accept, 'user-agent': 'mcp-consent-proxy' } });
+    await res.body?.cancel();
+    return res.status === 401;
+  } catch {
+    return false;
   }
 }
 
@@ -256,6 +264,7 @@ export function createUpstreamClient(upstream: UpstreamConfig, callbackUrl: stri
     authorizationUrl: (checks) => authorizationUrl(ctx, checks),
     exchange: (currentUrl, checks) => exchange(ctx, currentUrl, checks),
     refresh: (refreshToken) => refresh(ctx, refreshToken),
+    refusesAccessToken: (accessToken) => refusesAccessToken(ctx, accessToken),
     revoke: (token, hint) => revoke(ctx, token, hint),
   };
 }

@@ -135,6 +135,9 @@ describe('upstream callback › GitHub preset against a GitHub-shaped server', (
     const result = await browser.navigate(callback.href, { initiator: stack.upstream.issuer });
     expect(result.status).toBe(502);
     expect(result.html).toContain('could not be completed');
-    expect((await auditEvents(stack.app)).at(-1)).toMatchObject({ event: 'upstream.callback_failed', reason: 'exchange_failed' });
+    const failed = (await auditEvents(stack.app)).at(-1);
+    expect(failed).toMatchObject({ event: 'upstream.callback_failed', reason: 'exchange_failed' });
+    // GitHub's own code, from its 200 answer (src/upstream/presets.ts githubTokenRefusals), not "malformed response".
+    expect(JSON.parse(failed?.details as string)).toMatchObject({ upstream_error: 'bad_verification_code' });
   });
 });

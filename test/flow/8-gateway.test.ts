@@ -9,7 +9,7 @@ import { openTestSql } from '../helpers/engine.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { auditEvents, listenLoopback, registerClient, rows } from '../helpers/app.js';
-import { Browser, authorizeClient, buildAuthorization, drive, redeem, startStack, type Stack } from '../helpers/stack.js';
+import { Browser, authorizeClient, buildAuthorization, drive, redeem, refresh, startStack, type Stack } from '../helpers/stack.js';
 import { callTool, mcpPost, openSession, INITIALIZE } from '../helpers/mcp-http.js';
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -234,6 +234,22 @@ describe('gateway › R refusing U\'s token, clients hanging up', () => {
     expect(seen).toContain('GET /refuse');
     expect(stack.upstream.tokenRequests.filter((t) => t.grant_type.startsWith('refresh_token')).length).toBe(refreshesBefore + 1);
     expect((await auditEvents(stack.app)).filter((e) => e.event === 'gateway.rejected').map((e) => e.reason)).toContain('upstream_rejected_token');
+  });
+
+  // Review 2026-12-07: the grant's revocation rechecked the open responses, this request among
+  // them, and cut P's own 401 before it was written — the client saw the connection closed.
+  it("answers 401 authorize again when R refuses U's token and U refuses its refresh too: the grant ends (GW-14, UP-08)", async () => {
+    const client = await registerClient(stack.app);
+    const resource = `${stack.app.url}/api/r`;
+    const auth = buildAuthorization(stack.app, { clientId: client.client_id, resource });
+    const { callback } = await drive(new Browser(), auth.url, auth.redirectUri, { login: 'r-refuses' });
+    const own = (await redeem(stack.app, client.client_id, callback.searchParams.get('code') as string, auth.verifier, auth.redirectUri, { resource })).body;
+    await stack.upstream.revokeUser('r-refuses');
+    const res = await fetch(`${stack.app.url}/api/r/refuse`, { headers: { authorization: `Bearer ${own.access_token}` } });
+    expect(res.status).toBe(401);
+    expect(res.headers.get('www-authenticate')).toContain('authorize again');
+    expect(await refresh(stack.app, client.client_id, own.refresh_token)).toMatchObject({ status: 400, body: { error: 'invalid_grant' } });
+    expect((await auditEvents(stack.app)).filter((e) => e.event === 'gateway.response_cut' && e.client_id === client.client_id)).toEqual([]);
   });
 
   it('ends the request to R when the client hangs up on a server-sent stream', async () => {

@@ -62,6 +62,12 @@ const page = (title: string, body: string) =>
 export interface FakeUpstreamOptions {
   /** P's callback URL, registered for P's static client */
   callbackUrl: string;
+  /**
+   * GitHub only: a GitHub App's expiring user tokens (8 h access tokens with a rotating refresh
+   * token), instead of an OAuth App's tokens that never expire and cannot be refreshed. A refresh
+   * token GitHub no longer honours is answered 200 `{"error":"bad_refresh_token"}`, as GitHub does.
+   */
+  githubExpiringTokens?: boolean;
   /** access-token lifetime at U, seconds */
   accessTokenTtl?: number;
   /** U's issuer when it is reached through another address (a fault proxy, test/helpers/fault-proxy.ts) */
@@ -258,6 +264,16 @@ export async function startFakeGithub(options: FakeUpstreamOptions): Promise<Fak
     return users.get(login) as number;
   };
   const cookieOf = (req: express.Request) => /(?:^|;\s*)gh_session=([^;]+)/.exec(req.headers.cookie ?? '')?.[1];
+  const refreshTokens = new Map<string, string>(); // refresh token → login (githubExpiringTokens)
+  const issue = (login: string, scope: string) => {
+    const token = `gho_${randomBytes(18).toString('hex')}`;
+    tokens.set(token, login);
+    issued.push({ token, sub: String(idOf(login)) });
+    if (!options.githubExpiringTokens) return { access_token: token, token_type: 'bearer', scope };
+    const refreshToken = `ghr_${randomBytes(30).toString('hex')}`;
+    refreshTokens.set(refreshToken, login);
+    return { access_token: token, token_type: 'bearer', scope, expires_in: 28_800, refresh_token: refreshToken, refresh_token_expires_in: 15_897_600 };
+  };
 
   app.get('/login/oauth/authorize', (req, res) => {
     const q = req.query as Record<string, string>;
@@ -302,6 +318,16 @@ export async function startFakeGithub(options: FakeUpstreamOptions): Promise<Fak
       res.json({ error: 'incorrect_client_credentials', error_description: 'The client_id and/or client_secret passed are incorrect.' });
       return;
     }
+    if (body.grant_type === 'refresh_token') {
+      const login = refreshTokens.get(body.refresh_token ?? '');
+      refreshTokens.delete(body.refresh_token ?? ''); // rotated: each one works once
+      if (!options.githubExpiringTokens || !login) {
+        res.json({ error: 'bad_refresh_token', error_description: 'The refresh token passed is incorrect or expired.' });
+        return;
+      }
+      res.json(issue(login, 'read:user'));
+      return;
+    }
     const code = codes.get(body.code ?? '');
     codes.delete(body.code ?? '');
     const verifierOk = code && createHash('sha256').update(body.code_verifier ?? '').digest('base64url') === code.challenge;
@@ -310,10 +336,7 @@ export async function startFakeGithub(options: FakeUpstreamOptions): Promise<Fak
       res.json({ error: 'bad_verification_code', error_description: 'The code passed is incorrect or expired.' });
       return;
     }
-    const token = `gho_${randomBytes(18).toString('hex')}`;
-    tokens.set(token, code.login);
-    issued.push({ token, sub: String(idOf(code.login)) });
-    res.json({ access_token: token, token_type: 'bearer', scope: code.scope });
+    res.json(issue(code.login, code.scope));
   });
   app.get('/api/v3/user', (req, res) => {
     const token = (req.headers.authorization ?? '').replace(/^Bearer /i, '');
@@ -343,6 +366,7 @@ export async function startFakeGithub(options: FakeUpstreamOptions): Promise<Fak
     signIdToken: () => Promise.reject(new Error('GitHub issues no ID tokens')),
     async revokeUser(sub: string) {
       for (const [token, login] of tokens) if (String(idOf(login)) === sub) tokens.delete(token);
+      for (const [token, login] of refreshTokens) if (String(idOf(login)) === sub) refreshTokens.delete(token);
     },
     close: () =>
       new Promise<void>((r) => {

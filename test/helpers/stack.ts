@@ -30,6 +30,10 @@ export interface StackOptions {
   upstream?: 'oidc' | 'github';
   env?: Record<string, string | undefined>;
   upstreamAccessTokenTtl?: number;
+  /** GitHub only: a GitHub App's expiring user tokens, refreshable (FakeUpstreamOptions.githubExpiringTokens) */
+  githubExpiringTokens?: boolean;
+  /** GitHub only: a gateway route (GATEWAY_ROUTES) with this prefix to the fake GitHub's own REST API (`/api/v3`), as R */
+  githubApiRoute?: string;
   /** U revokes the user's grants when a refresh token is presented twice (FakeUpstreamOptions) */
   upstreamRevokesOnRefreshReuse?: boolean;
   countdownDelayMs?: number;
@@ -47,7 +51,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const callbackUrl = `http://127.0.0.1:${port}/upstream/callback`;
   const upstream =
     options.upstream === 'github'
-      ? await startFakeGithub({ callbackUrl })
+      ? await startFakeGithub({ callbackUrl, githubExpiringTokens: options.githubExpiringTokens })
       : await startFakeOidcUpstream({ callbackUrl, accessTokenTtl: options.upstreamAccessTokenTtl, revokeOnRefreshReuse: options.upstreamRevokesOnRefreshReuse });
   const mcp = await startFakeMcp({ countdownDelayMs: options.countdownDelayMs });
   const appOptions = {
@@ -63,6 +67,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       UPSTREAM_SCOPES: options.upstream === 'github' ? 'read:user' : 'openid email',
       UPSTREAM_NAME: options.upstream === 'github' ? 'GitHub' : 'Fake Upstream',
       MCP_UPSTREAM_URL: mcp.url,
+      ...(options.githubApiRoute ? { GATEWAY_ROUTES: `${options.githubApiRoute}=${upstream.address}/api/v3` } : {}),
       ...options.env,
     },
   };
