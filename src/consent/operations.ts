@@ -53,6 +53,35 @@ const clientEntry = (event: AuditEvent, clientId: string, who: ActorInfo, detail
   details: { ...details, actor: who.actor },
 });
 
+/** How many times a deletion revokes approvals that committed during its cascade before it gives up (the caller may retry). */
+const DELETE_ROUNDS = 3;
+const LATE_APPROVAL = new Error('approvals of this client keep being recorded while it is deleted; try again');
+
+/**
+ * Delete a client with every consent of it revoked. An approval committed after the cascade listed
+ * the consents (its user was at U meanwhile; review 2026-12-07) would outlive the client: the
+ * deletion's transaction removes the client's row first — from then on no approval can be recorded
+ * (src/consent/record.ts waits for the row, then finds none) — and, finding such a consent, rolls
+ * back for another cascade. Resolves with how many consents were revoked.
+ */
+async function deleteClient(deps: AdminOpsDeps, clientId: string, who: ActorInfo): Promise<number> {
+  const { stores, revocation, audit } = deps;
+  let revokedConsents = 0;
+  for (let round = 1; ; round += 1) {
+    revokedConsents += await revocation.revokeClient(clientId, 'client_deleted');
+    const deleted = await stores
+      .transaction(async () => {
+        await stores.clientsMeta.remove(clientId);
+        if ((await stores.consents.unrevokedForClient(clientId)).length) throw LATE_APPROVAL;
+        await stores.models.deleteClient(clientId);
+        await audit.record(clientEntry(EVENTS[who.actor].deleted, clientId, who, { revoked_consents: revokedConsents }));
+        return true;
+      })
+      .catch((err: unknown) => (err === LATE_APPROVAL && round < DELETE_ROUNDS ? false : Promise.reject(err)));
+    if (deleted) return revokedConsents;
+  }
+}
+
 export function createAdminOps(deps: AdminOpsDeps) {
   const { stores, revocation, audit } = deps;
 
@@ -93,13 +122,7 @@ export function createAdminOps(deps: AdminOpsDeps) {
 
     async deleteClient(clientId: string, who: ActorInfo): Promise<{ revokedConsents: number } | undefined> {
       if (!(await client(clientId))) return undefined;
-      const revokedConsents = await revocation.revokeClient(clientId, 'client_deleted');
-      await stores.transaction(async () => {
-        await stores.models.deleteClient(clientId);
-        await stores.clientsMeta.remove(clientId);
-        await audit.record(clientEntry(EVENTS[who.actor].deleted, clientId, who, { revoked_consents: revokedConsents }));
-      });
-      return { revokedConsents };
+      return { revokedConsents: await deleteClient(deps, clientId, who) };
     },
 
     /** Revoke one consent; `owner` restricts it to that subject's consents (/account). */

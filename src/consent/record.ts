@@ -29,8 +29,13 @@ import { grantedBefore } from './decision.js';
 export interface RecordDeps {
   config: Readonly<Config>;
   provider: Provider;
-  stores: Pick<Stores, 'consents' | 'upstreamTokens' | 'browserSessions' | 'transaction'>;
-  revocation: Pick<Revocation, 'revokeInTransaction' | 'revokeAtUpstreamAfterCommit'>;
+  stores: Pick<Stores, 'consents' | 'upstreamTokens' | 'browserSessions' | 'clientsMeta' | 'models' | 'transaction'>;
+  revocation: Pick<Revocation, 'revokeInTransaction' | 'revokeAtUpstreamAfterCommit' | 'revokeUnkept'>;
+}
+
+/** Nothing was recorded: the client was disabled or deleted while the user signed in at U. */
+export interface RefusedAuthorization {
+  refused: 'client_disabled' | 'client_gone';
 }
 
 export interface RecordedAuthorization {
@@ -69,6 +74,21 @@ async function sessionFor(deps: RecordDeps, currentSessionId: string | undefined
   return browserSessions.open(identity.subject, identity.displayName, deps.config.ttl.session, now);
 }
 
+/**
+ * May an approval for the client still be recorded? Not once an admin disabled or deleted it
+ * (review 2026-12-07): those cascades revoke the consents that exist when they run, so one
+ * recorded while the user was at U outlived both — active, skipped without asking once the client
+ * was enabled again, its upstream token never revoked at U (UP-08). The client's row is locked for
+ * the transaction (`lockedStanding`): a disabling or deletion committed first is seen here; one
+ * that comes later waits for this approval, and its cascade then finds its consent. A client with
+ * no clients_meta row at all is judged by its registration (rows older than clients_meta).
+ */
+async function clientStanding(stores: RecordDeps['stores'], clientId: string): Promise<'ok' | RefusedAuthorization['refused']> {
+  const meta = await stores.clientsMeta.lockedStanding(clientId);
+  if (meta) return meta.disabled_at === null ? 'ok' : 'client_disabled';
+  return (await stores.models.getClient(clientId)) ? 'ok' : 'client_gone';
+}
+
 /** Record everything and return where the browser goes next (the resume URL); undefined when the interaction is gone. */
 export async function recordAuthorization(
   deps: RecordDeps,
@@ -76,7 +96,7 @@ export async function recordAuthorization(
   tx: AuthorizeTransaction,
   identity: UpstreamIdentity,
   tokens: UpstreamTokens,
-): Promise<RecordedAuthorization | undefined> {
+): Promise<RecordedAuthorization | RefusedAuthorization | undefined> {
   const { stores, config, revocation } = deps;
   const interaction = await deps.provider.Interaction.find(tx.interactionUid);
   if (!interaction) return undefined;
@@ -85,6 +105,8 @@ export async function recordAuthorization(
   const key = { subject, clientId: tx.clientId, redirectUri: tx.redirectUri, resource: tx.resource };
 
   const recorded = await stores.transaction(async () => {
+    const standing = await clientStanding(stores, tx.clientId);
+    if (standing !== 'ok') return { refused: standing } as const;
     const previous = await stores.consents.unrevoked(key);
     // Step-up: what this user already granted here in this browser, and the page showed as already allowed, is kept (src/consent/decision.ts).
     const kept = grantedBefore(previous, subject, key, tx.browserHash, now, tx.shownAsKept ?? []);
@@ -110,5 +132,6 @@ export async function recordAuthorization(
     await interaction.save(Math.max(1, interaction.exp - Math.floor(now / 1000)));
     return { grantId, consent, sessionId, superseded: previous?.grant_id };
   });
+  if (recorded.refused) return { refused: recorded.refused };
   return { returnTo: interaction.returnTo, grantId: recorded.grantId, consent: recorded.consent, sessionId: recorded.sessionId, superseded: recorded.superseded };
 }

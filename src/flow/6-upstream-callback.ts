@@ -97,7 +97,13 @@ async function exchange(deps: CallbackDeps, req: Request, tx: UpstreamTransactio
 async function completeAuthorization(deps: CallbackDeps, req: Request, res: Response, tx: AuthorizeTransaction, result: UpstreamExchange) {
   const { audit, config } = deps;
   const recorded = await recordAuthorization(deps, deps.cookies.read(req, 'session'), tx, result.identity, result.tokens);
-  if (!recorded) throw ERRORS.invalidRequest('this sign-in has expired; start again from your application', 'interaction_expired');
+  if (!recorded || 'refused' in recorded) {
+    // Nothing was recorded: U's fresh token is kept nowhere, so U is asked to revoke it (UP-08).
+    deps.revocation.revokeUnkept(undefined, result.tokens, tx.clientId, result.identity.subject);
+    if (!recorded) throw ERRORS.invalidRequest('this sign-in has expired; start again from your application', 'interaction_expired');
+    await audit.record({ event: 'consent.rejected', reason: recorded.refused, subject: result.identity.subject, clientId: tx.clientId, details: { redirect_uri: tx.redirectUri } });
+    throw ERRORS.accessDenied('an administrator disabled or removed this application while you were signing in; nothing was granted to it', recorded.refused);
+  }
   if (recorded.sessionId) deps.cookies.write(res, 'session', recorded.sessionId, config.ttl.session);
   const who = { subject: result.identity.subject, clientId: tx.clientId };
   await audit.record({ event: 'upstream.callback_succeeded', ...who, details: { upstream_scopes: result.tokens.scope ?? tx.upstreamScopes.join(' ') } });

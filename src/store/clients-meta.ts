@@ -154,6 +154,16 @@ export class ClientsMetaStore {
     return (await this.sql.one<{ total: number; disabled: number }>('SELECT count(*) AS total, count(disabled_at) AS disabled FROM clients_meta')) ?? { total: 0, disabled: 0 };
   }
 
+  /**
+   * Inside a transaction: the client's row (undefined when it has none), locked until the
+   * transaction ends against a disabling or a deletion (PostgreSQL `FOR SHARE`; SQLite's write
+   * transaction already excludes them) — src/consent/record.ts.
+   */
+  lockedStanding(clientId: string): Promise<{ disabled_at: number | null } | undefined> {
+    const lock = this.sql.engine === 'postgres' ? ' FOR SHARE' : '';
+    return this.sql.one<{ disabled_at: number | null }>(`SELECT disabled_at FROM clients_meta WHERE client_id = ?${lock}`, [clientId]);
+  }
+
   async isDisabled(clientId: string): Promise<boolean> {
     const row = await this.sql.one<{ disabled_at: number | null }>('SELECT disabled_at FROM clients_meta WHERE client_id = ?', [clientId]);
     return typeof row?.disabled_at === 'number';
