@@ -107,6 +107,20 @@ describe('an approval in flight while the client is disabled or deleted', () => 
     expect(deleted.map((e) => JSON.parse(e.details as string).revoked_consents)).toEqual([1]);
   });
 
+  it("the interaction gone by the time the user is back from U: 400, nothing recorded, U's fresh token revoked at U (UP-08)", async () => {
+    const { client_id: clientId } = await registerClient(stack.app);
+    const browser = new Browser('interaction-gone');
+    const { callback } = await approveAndStopAtU(browser, clientId, 'dirk');
+    await stack.app.runtime.sql.run("DELETE FROM oidc_models WHERE model = 'Interaction'");
+    const revocationsAtU = stack.upstream.revocations.length;
+    const page = await browser.navigate(callback, { initiator: stack.upstream.issuer, stopAt: (u) => u.startsWith(CLIENT_REDIRECT) });
+    expect(page.status).toBe(400);
+    expect(page.html).toContain('sign-in has expired');
+    expect(await consentsOf(clientId)).toEqual([]);
+    await stack.app.runtime.revocation.settled();
+    expect(stack.upstream.revocations.length).toBe(revocationsAtU + 1);
+  });
+
   // On PostgreSQL the approval's transaction and the disabling's run on two connections: the
   // client's row, read FOR SHARE by the approval, makes the disabling wait for it, so the cascade
   // that follows finds the new consent. (SQLite runs one write transaction at a time.)
