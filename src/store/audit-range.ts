@@ -34,9 +34,18 @@ const TS_REORDER_MARGIN_MS = 5000;
  */
 const TS_NO_INDEX = "(ts || '')";
 
-function shiftIso(iso: string, ms: number): string {
-  const t = Date.parse(iso);
-  return Number.isNaN(t) ? iso : new Date(t + ms).toISOString();
+/** Four-digit years only: the stored `ts` and the bounds are compared as text. */
+const MIN_TS = Date.parse('0000-01-01T00:00:00.000Z');
+const MAX_TS = Date.parse('9999-12-31T23:59:59.999Z');
+
+/**
+ * `iso` moved by `ms`, or undefined when the result leaves the years 0000–9999 (no row is there;
+ * at the edge of the Date range `toISOString` would throw, DESIGN §9). rangeBounds reads
+ * undefined as "no such row", which only widens the outer bounds and narrows the inner ones.
+ */
+function shiftIso(iso: string, ms: number): string | undefined {
+  const t = Date.parse(iso) + ms;
+  return Number.isNaN(t) || t < MIN_TS || t > MAX_TS ? undefined : new Date(t).toISOString();
 }
 
 export interface Where {
@@ -71,8 +80,8 @@ export function where(filter: AuditFilter, tsNoIndex = false): Where {
 const FIRST_AT_OR_AFTER = 'SELECT seq FROM audit_log WHERE ts >= ? ORDER BY ts ASC LIMIT 1';
 const LAST_BEFORE = 'SELECT seq FROM audit_log WHERE ts < ? ORDER BY ts DESC LIMIT 1';
 
-async function seek(sql: Sql, text: string, iso: string): Promise<number | undefined> {
-  return (await sql.one<{ seq: number }>(text, [iso]))?.seq;
+async function seek(sql: Sql, text: string, iso: string | undefined): Promise<number | undefined> {
+  return iso === undefined ? undefined : (await sql.one<{ seq: number }>(text, [iso]))?.seq;
 }
 
 export interface Bounds {

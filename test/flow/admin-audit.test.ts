@@ -83,6 +83,25 @@ describe('admin audit view at 100k rows', () => {
     expect(csvLine(['=cmd()', 'a,b', 'say "hi"', null])).toBe(`'=cmd(),"a,b","say ""hi""",`);
   });
 
+  it('refuses a time outside the years 0000–9999 with a 400 page, not a 500, and exports nothing (DESIGN §9)', async () => {
+    // Dates at the edge of JavaScript's range parsed, then the ±5 s reorder margin (src/store/audit-range.ts) threw a RangeError.
+    const { auditLog } = stack.app.runtime.stores;
+    await stack.app.runtime.audit.flush();
+    const exported = await auditLog.count({ event: 'admin.audit_exported' });
+    for (const query of ['from=%2B275760-09-13T00:00:00Z', 'to=-271821-04-20T00:00:00Z', 'from=%2B010000-01-01T00:00:00Z', 'to=-000001-12-31T00:00:00Z']) {
+      for (const path of ['/admin/audit', '/admin/audit/export']) {
+        const page = await admin.navigate(`${stack.app.url}${path}?${query}`);
+        expect(page.status, `${path}?${query}`).toBe(400);
+        expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
+        expect(page.html).toContain('between the years 0000 and 9999');
+      }
+    }
+    await stack.app.runtime.audit.flush();
+    expect(await auditLog.count({ event: 'admin.audit_exported' })).toBe(exported);
+    // The edges themselves are accepted.
+    expect((await admin.navigate(`${stack.app.url}/admin/audit?from=0000-01-01T00:00:00Z&to=9999-12-31T23:59:59.999Z`)).status).toBe(200);
+  });
+
   it('verifies the chain on demand and names a tampered row', async () => {
     let page = await admin.navigate(`${stack.app.url}/admin/audit`);
     page = await admin.navigate(`${stack.app.url}/admin/audit/verify`, { method: 'POST', body: new URLSearchParams({ csrf: csrfOf(page) }), initiator: stack.app.url });

@@ -101,4 +101,13 @@ describe('audit log time ranges', () => {
     expect(await empty.count({ from: new Date(T0).toISOString(), event: 'token.issued' })).toBe(0);
     expect(await empty.page({ from: new Date(T0).toISOString() }, 10)).toEqual([]);
   });
+
+  it('counts and pages ranges whose ±5 s margin leaves the years 0000–9999 (DESIGN §9: no RangeError)', async () => {
+    const { log, all } = await setup(10, 50);
+    for (const f of [{ from: '0000-01-01T00:00:00.000Z' }, { to: '9999-12-31T23:59:59.999Z' }, { from: '0000-01-01T00:00:02.000Z', to: '9999-12-31T23:59:58.000Z' }, { from: '9999-12-31T23:59:59.999Z' }, { to: '0000-01-01T00:00:00.000Z' }]) {
+      const want = brute(all, f);
+      expect(await log.count(f), JSON.stringify(f)).toBe(want.length);
+      expect((await log.page(f, 100)).map((r) => r.seq), JSON.stringify(f)).toEqual(want.map((r) => r.seq).reverse());
+    }
+  });
 });
