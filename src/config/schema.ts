@@ -57,6 +57,16 @@ function duration(raw: string): Parsed<number> {
   return seconds ? ok(seconds) : bad('must be a duration such as 30s, 10m, 12h or 90d');
 }
 
+/**
+ * A duration that becomes a timer (setTimeout, AbortSignal.timeout, Node's server deadlines) is
+ * capped at 1d: Node's timers take at most 2^31−1 ms (about 24.8 days) and fire after 1 ms
+ * beyond it (TimeoutOverflowWarning), so a larger value would abort every call at once.
+ */
+function timerDuration(raw: string): Parsed<number> {
+  const parsed = duration(raw);
+  return parsed.ok && parsed.value > 86_400 ? bad('must be at most 1d') : parsed;
+}
+
 function rate(raw: string): Parsed<RateBudget> {
   const budget = parseRateBudget(raw);
   return budget ? ok(budget) : bad('must be a budget such as 30/1m (30 requests per minute)');
@@ -166,10 +176,7 @@ export const SCHEMA = {
     doc: 'How long a client may take to send a whole request, headers and body; a request still arriving after it gets 408 and its connection is closed (checked every few seconds: at most a quarter of it later). Bounds how long a stalled body holds its part of `GATEWAY_BODY_MEMORY`; a client must send a `GATEWAY_MAX_BODY` body within it (4 MB in 60 s: about 70 KB/s). Only the request is timed: a long answer, such as an MCP event stream, is not cut by it. At most `1d`.',
     defaultText: '`60s`',
     fallback: '60s',
-    parse: (raw) => {
-      const parsed = duration(raw);
-      return parsed.ok && parsed.value > 86_400 ? bad('must be at most 1d') : parsed;
-    },
+    parse: timerDuration,
   }),
   TRUST_PROXY: key({
     group: 'Server',
@@ -288,10 +295,10 @@ export const SCHEMA = {
   }),
   UPSTREAM_TIMEOUT: key({
     group: 'Upstream (U)',
-    doc: 'How long one call to the upstream (discovery, the code exchange, the user API, a refresh, a revocation) may take before it is abandoned: the sign-in then ends on P\'s "could not be completed" page (502) and the gateway answers 504 when a refresh is due.',
+    doc: 'How long one call to the upstream (discovery, the code exchange, the user API, a refresh, a revocation) may take before it is abandoned: the sign-in then ends on P\'s "could not be completed" page (502) and the gateway answers 504 when a refresh is due. At most `1d`.',
     defaultText: '`10s`',
     fallback: '10s',
-    parse: duration,
+    parse: timerDuration,
   }),
   MCP_UPSTREAM_URL: key({
     group: 'Gateway',

@@ -166,6 +166,14 @@ describe('config › loadConfig', () => {
     expect(requestDeadlines(1_000)).toEqual({ requestTimeout: 1_000, headersTimeout: 1_000, connectionsCheckingInterval: 250 });
   });
 
+  it('UPSTREAM_TIMEOUT defaults to 10 s and is at most 1d, as REQUEST_TIMEOUT: beyond 2^31−1 ms Node\'s timer fires at once and AbortSignal.timeout aborted every call to U', () => {
+    expect(loadConfig({ ...UPSTREAM }).upstreamTimeoutMs).toBe(10_000);
+    expect(loadConfig({ ...UPSTREAM, UPSTREAM_TIMEOUT: '1d' }).upstreamTimeoutMs).toBe(86_400_000);
+    expect(problemsOf({ ...UPSTREAM, UPSTREAM_TIMEOUT: '2d' })).toEqual(['UPSTREAM_TIMEOUT: must be at most 1d (got "2d")']);
+    expect(problemsOf({ ...UPSTREAM, UPSTREAM_TIMEOUT: '25d' })).toEqual(['UPSTREAM_TIMEOUT: must be at most 1d (got "25d")']);
+    expect(problemsOf({ ...UPSTREAM, UPSTREAM_TIMEOUT: '9999999999' })).toEqual(['UPSTREAM_TIMEOUT: must be at most 1d (got "9999999999")']);
+  });
+
   it('DATABASE_URL selects PostgreSQL (postgres://, postgresql://, ?host=/socket/dir), is checked without being echoed, and needs SECRET_KEY; DATABASE_POOL_MAX defaults to 10', () => {
     const secret = { SECRET_KEY: Buffer.alloc(32, 3).toString('base64') };
     expect(loadConfig({ ...UPSTREAM }).databaseUrl).toBeUndefined();
