@@ -47,6 +47,24 @@ function url(raw: string): Parsed<URL> {
   return ok(parsed);
 }
 
+/**
+ * PUBLIC_URL: a URL whose base path is safe as an express route pattern (src/runtime/app.ts
+ * mounts everything under it, and the RFC 8414 aliases after /.well-known/…): non-empty segments
+ * of unreserved characters (RFC 3986 §2.3) only. path-to-regexp reads `:` as a parameter, `*` as
+ * a wildcard, `( ) { } ?` and others as syntax (`(` fails the start), so P would answer under any
+ * first path segment or not start. Percent-escapes (and so non-ASCII, which URL percent-encodes)
+ * are refused too: the route would match the raw escape, while the issuer must match byte for
+ * byte (DESIGN §1).
+ */
+function publicUrl(raw: string): Parsed<URL> {
+  const parsed = url(raw);
+  if (!parsed.ok) return parsed;
+  const basePath = parsed.value.pathname.replace(/\/+$/, '');
+  if (basePath.includes('//')) return bad('must not contain an empty path segment ("//")');
+  const odd = /[^A-Za-z0-9._~/-]/.exec(basePath)?.[0];
+  return odd ? bad(`must not contain "${odd}" in its path: only letters, digits, - . _ ~ and / between segments (the base path becomes a route pattern)`) : parsed;
+}
+
 function byteSize(raw: string): Parsed<number> {
   const bytes = parseByteSize(raw);
   return bytes ? ok(bytes) : bad('must be a size such as 512kb or 4mb');
@@ -150,9 +168,9 @@ export const FORBIDDEN_SCHEMES: ReadonlySet<string> = new Set(['http', 'https', 
 export const SCHEMA = {
   PUBLIC_URL: key({
     group: 'Server',
-    doc: 'The URL clients use to reach this proxy: an origin, optionally with a base path. Issuer, MCP resource (`PUBLIC_URL/mcp`), metadata and callback URLs all derive from it. Plain http only for loopback hosts.',
+    doc: 'The URL clients use to reach this proxy: an origin, optionally with a base path. Issuer, MCP resource (`PUBLIC_URL/mcp`), metadata and callback URLs all derive from it. Plain http only for loopback hosts. The base path may hold only letters, digits, `-` `.` `_` `~` and `/` between segments (no percent-escapes): it is mounted as an express route.',
     defaultText: '`http://localhost:$PORT`',
-    parse: url,
+    parse: publicUrl,
   }),
   PORT: key({
     group: 'Server',

@@ -46,6 +46,13 @@ describe('config › loadConfig', () => {
     expect(config.urls.upstreamCallback).toBe('https://proxy.example.com/mcp-auth/upstream/callback');
   });
 
+  it('accepts a base path of unreserved characters, / between segments, and a trailing slash', () => {
+    for (const publicUrl of ['https://x/mcp-proxy', 'https://x/mcp-proxy/', 'https://x/A.b_c~d/e-f/0', 'https://x', 'https://x/']) {
+      expect(problemsOf({ ...UPSTREAM, PUBLIC_URL: publicUrl }), publicUrl).toEqual([]);
+    }
+    expect(loadConfig({ ...UPSTREAM, PUBLIC_URL: 'https://x/mcp-proxy' }).urls.basePath).toBe('/mcp-proxy');
+  });
+
   it('runs in demo mode when no upstream issuer is configured', () => {
     const config = loadConfig({});
     expect(config.demo).toBe(true);
@@ -87,6 +94,13 @@ describe('config › loadConfig', () => {
     ['PUBLIC_URL', 'ftp://example.com', 'PUBLIC_URL: must use https (or http on a loopback host) (got "ftp://example.com")'],
     ['PUBLIC_URL', 'https://user:pw@example.com', 'PUBLIC_URL: must not contain a user name or password (got "https://user:pw@example.com")'],
     ['PUBLIC_URL', 'https://example.com/?x=1', 'PUBLIC_URL: must not contain a query or fragment (got "https://example.com/?x=1")'],
+    // The base path becomes an express route pattern (src/runtime/app.ts): "(" crashed the start, ":" and "*" mounted a parameter or a wildcard.
+    ['PUBLIC_URL', 'https://x/a(b)', 'PUBLIC_URL: must not contain "(" in its path: only letters, digits, - . _ ~ and / between segments (the base path becomes a route pattern) (got "https://x/a(b)")'],
+    ['PUBLIC_URL', 'https://x/t:tenant', 'PUBLIC_URL: must not contain ":" in its path: only letters, digits, - . _ ~ and / between segments (the base path becomes a route pattern) (got "https://x/t:tenant")'],
+    ['PUBLIC_URL', 'https://x/x*y', 'PUBLIC_URL: must not contain "*" in its path: only letters, digits, - . _ ~ and / between segments (the base path becomes a route pattern) (got "https://x/x*y")'],
+    ['PUBLIC_URL', 'https://x/caf%C3%A9', 'PUBLIC_URL: must not contain "%" in its path: only letters, digits, - . _ ~ and / between segments (the base path becomes a route pattern) (got "https://x/caf%C3%A9")'],
+    ['PUBLIC_URL', 'https://x/café', 'PUBLIC_URL: must not contain "%" in its path: only letters, digits, - . _ ~ and / between segments (the base path becomes a route pattern) (got "https://x/café")'],
+    ['PUBLIC_URL', 'https://x/a//b', 'PUBLIC_URL: must not contain an empty path segment ("//") (got "https://x/a//b")'],
     ['MCP_SCOPES', 'mcp:tools bad"scope', 'MCP_SCOPES: has invalid scope tokens: bad"scope (got "mcp:tools bad\\"scope")'],
     ['UPSTREAM_SCOPES', ' ', 'UPSTREAM_SCOPES: must name at least one scope (got " ")'],
   ])('rejects %s=%j', (name, value, message) => {
