@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { CONFIG_KEYS } from './schema.js';
+import { describeJsonError, describeYamlError } from './syntax-error.js';
 
 export type Source = Record<string, string | undefined>;
 
@@ -17,11 +18,14 @@ export function readConfigFile(path: string, problems: string[]): Source {
     problems.push(`CONFIG_FILE: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
     return {};
   }
+  const yaml = ['.yaml', '.yml'].includes(extname(path).toLowerCase());
   let data: unknown;
   try {
-    data = ['.yaml', '.yml'].includes(extname(path).toLowerCase()) ? parseYaml(raw) : JSON.parse(raw);
+    // logLevel 'error': yaml's warnings (an unknown tag…) go to stderr with a frame of the file's text.
+    data = yaml ? parseYaml(raw, { logLevel: 'error' }) : JSON.parse(raw);
   } catch (err) {
-    problems.push(`CONFIG_FILE: ${path} is not valid ${extname(path).toLowerCase() === '.json' ? 'JSON' : 'YAML'}: ${(err as Error).message.split('\n')[0]}`);
+    // Never the parser's message: it quotes the file, secrets included (src/config/syntax-error.ts).
+    problems.push(`CONFIG_FILE: ${path} is not valid ${yaml ? `YAML: ${describeYamlError(err)}` : `JSON: ${describeJsonError(raw)}`}`);
     return {};
   }
   if (!data || typeof data !== 'object' || Array.isArray(data)) {

@@ -233,6 +233,28 @@ describe('config › loadConfig', () => {
     expect(problemsOf({ CONFIG_FILE: join(dir, 'missing.json'), ...UPSTREAM })[0]).toMatch(/^CONFIG_FILE: cannot read .*missing.json \(ENOENT\)/);
   });
 
+  it('a CONFIG_FILE that does not parse is reported by position and a generic reason, never by its text (it holds secrets)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+    const secret = 'gho_S3cr3tV4lue';
+    const cases: [string, string, string][] = [
+      // V8's message quoted ~10 characters around the error: `Unexpected token 'g', ..."_SECRET": gho_S3cr3t"...`
+      ['unquoted.json', `{\n  "UPSTREAM_ISSUER": "https://idp.example.com",\n  "UPSTREAM_CLIENT_SECRET": ${secret}\n}\n`, 'is not valid JSON: unexpected character at line 3, column 29'],
+      ['truncated.json', `{ "UPSTREAM_CLIENT_SECRET": "${secret}`, 'is not valid JSON: unexpected end of file at line 1, column 45'],
+      ['control.json', `{ "UPSTREAM_CLIENT_SECRET": "${secret}\n" }`, 'is not valid JSON: unexpected character at line 1, column 45'],
+      ['escape.json', `{ "UPSTREAM_CLIENT_SECRET": "${secret}\\q" }`, 'is not valid JSON: unexpected character at line 1, column 46'],
+      ['comma.json', `{ "UPSTREAM_CLIENT_SECRET": "${secret}", }`, 'is not valid JSON: unexpected character at line 1, column 48'],
+      ['escape.yaml', `UPSTREAM_CLIENT_SECRET: "${secret}\\q"\n`, 'is not valid YAML: BAD_DQ_ESCAPE at line 1, column 41'],
+      ['alias.yaml', `UPSTREAM_CLIENT_SECRET: *${secret}\n`, 'is not valid YAML: syntax error'],
+      ['keys.yaml', `UPSTREAM_ISSUER: https://idp.example.com\nUPSTREAM_CLIENT_SECRET ${secret}\nPORT: 1\n`, 'is not valid YAML: MULTILINE_IMPLICIT_KEY at line 2, column 1'],
+    ];
+    for (const [name, content, problem] of cases) {
+      writeFileSync(join(dir, name), content);
+      const problems = problemsOf({ CONFIG_FILE: join(dir, name), ...UPSTREAM });
+      expect(problems, name).toEqual([`CONFIG_FILE: ${join(dir, name)} ${problem}`]);
+      for (let k = 0; k + 3 <= secret.length; k++) expect(problems.join('\n').replaceAll(dir, ''), name).not.toContain(secret.slice(k, k + 3));
+    }
+  });
+
   it('documents every key with a default in the reference table', () => {
     const table = renderConfigReference();
     for (const name of Object.keys(SCHEMA)) expect(table).toContain(`| \`${name}\` |`);
