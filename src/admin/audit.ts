@@ -5,7 +5,7 @@
  * keyed MACs and the checkpoint file), in a worker thread that gets the derived audit keys only,
  * never SECRET_KEY.
  */
-import type { Request, Router } from 'express';
+import type { Request, Response, Router } from 'express';
 import { AUDIT_EVENTS } from '../audit/events.js';
 import type { AuditRow } from '../store/audit-chain.js';
 import { verifyChainInWorker, verifyTarget } from '../audit/verify-async.js';
@@ -38,6 +38,26 @@ function withParam(query: URLSearchParams, name: string, value: string): string 
   copy.delete('after');
   copy.set(name, value);
   return copy.toString();
+}
+
+/**
+ * Writes one chunk of the export; when the socket's buffer is full, waits for 'drain' before the
+ * next row is read (the log may hold millions of rows: never buffer it whole in memory). False once
+ * the client has gone.
+ */
+async function send(res: Response, chunk: string): Promise<boolean> {
+  if (res.destroyed || res.closed) return false;
+  if (res.write(chunk)) return true;
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+  return !res.destroyed && !res.closed;
 }
 
 /** The state both pages show: the last chain verification made from the console. */
@@ -116,7 +136,7 @@ export function mountAudit(router: Router, ctx: AdminContext): void {
     });
   });
 
-  router.get('/audit/export', async (req: Request, res) => {
+  router.get('/audit/export', ctx.notCrossSite, async (req: Request, res) => {
     const { filter } = auditFilterFromQuery(req.query as AuditQuery);
     delete filter.beforeSeq;
     delete filter.afterSeq;
@@ -128,7 +148,8 @@ export function mountAudit(router: Router, ctx: AdminContext): void {
     res.setHeader('Content-Disposition', `attachment; filename="audit-${stamp}.${csv ? 'csv' : 'ndjson'}"`);
     if (csv) res.write(`${csvLine(EXPORT_COLUMNS)}\n`);
     for await (const row of stores.auditLog.iterate(filter)) {
-      res.write(csv ? `${csvLine(EXPORT_COLUMNS.map((c) => row[c]))}\n` : `${JSON.stringify({ ...row, details: row.details ? JSON.parse(row.details) : null })}\n`);
+      const line = csv ? `${csvLine(EXPORT_COLUMNS.map((c) => row[c]))}\n` : `${JSON.stringify({ ...row, details: row.details ? JSON.parse(row.details) : null })}\n`;
+      if (!(await send(res, line))) return; // the client went away: stop reading the log
     }
     res.end();
   });

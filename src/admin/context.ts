@@ -7,7 +7,7 @@ import type { Views } from '../views/render.js';
 import type { Stores } from '../store/index.js';
 import type { AdminOps } from '../consent/operations.js';
 import type { KeyRing } from '../crypto/keys.js';
-import { adminOf, checkCsrf, type AdminGuardDeps } from './guard.js';
+import { adminOf, checkCsrf, refuseCrossSite, type AdminGuardDeps } from './guard.js';
 
 export interface AdminDeps extends AdminGuardDeps {
   views: Views;
@@ -26,6 +26,8 @@ export interface AdminContext {
   form: RequestHandler;
   /** CSRF check of admin POSTs (src/admin/guard.ts) */
   csrf: RequestHandler;
+  /** refusal of another site's navigation, for a GET that acts (src/admin/guard.ts) */
+  notCrossSite: RequestHandler;
   render(req: Request, res: Response, template: string, title: string, data: Record<string, unknown>): void;
 }
 
@@ -36,6 +38,7 @@ export function adminContext(deps: AdminDeps): AdminContext {
     base,
     form: express.urlencoded({ extended: false, limit: 4096, parameterLimit: 20 }),
     csrf: checkCsrf(deps),
+    notCrossSite: refuseCrossSite(deps),
     render(req, res, template, title, data) {
       const admin = adminOf(res);
       res.setHeader('Cache-Control', 'no-store');

@@ -8,7 +8,9 @@
  *   address (RATE_LIMIT_REJECTED: 429 beyond it) and counted per address, reason and minute
  *   (admin.rejected_aggregate; src/audit/refusal-budget.ts).
  * Every admin page gets the page CSP (no script, `form-action 'self'`, src/http/csp.ts). Every
- * POST must carry this session's CSRF token (`checkCsrf`), checked before anything runs.
+ * POST must carry this session's CSRF token (`checkCsrf`), checked before anything runs. A GET
+ * that acts (the audit export, itself an audit row) refuses another site's navigation
+ * (`refuseCrossSite`): the admin cookie is SameSite=Lax, so a link on another site carries it.
  */
 import type { NextFunction, Request, Response } from 'express';
 import type { Config } from '../config/load.js';
@@ -16,6 +18,7 @@ import type { Audit } from '../audit/audit.js';
 import type { RefusalBudget } from '../audit/refusal-budget.js';
 import type { Csrf } from '../http/csrf.js';
 import { pageCsp } from '../http/csp.js';
+import { startedHere } from '../http/fetch-metadata.js';
 import type { Stores } from '../store/index.js';
 import { ERRORS, OAuthError } from '../errors/oauth-error.js';
 import { currentSession } from '../session/browser.js';
@@ -88,6 +91,22 @@ export function checkCsrf(deps: Pick<AdminGuardDeps, 'audit' | 'csrf'>) {
     if (!deps.csrf.checkSession(CSRF_PURPOSE, admin.sessionId, req.body?.csrf)) {
       await deps.audit.record({ event: 'admin.rejected', reason: 'csrf', subject: admin.subject, details: { path: req.path } });
       return next(ERRORS.accessDenied('The form could not be verified as coming from this admin session. Reload the page and try again.', 'csrf'));
+    }
+    next();
+  };
+}
+
+/**
+ * For a GET that acts: 403 when `Sec-Fetch-Site` is present and neither `same-origin` nor `none`
+ * (src/http/fetch-metadata.ts), audited as admin.rejected; nothing else runs. Absent (a client
+ * without Fetch Metadata, such as curl) is allowed: a browser always sends it on navigations.
+ */
+export function refuseCrossSite(deps: Pick<AdminGuardDeps, 'audit'>) {
+  return async (req: Request, res: Response, next: NextFunction) => {
+    const site = req.get('sec-fetch-site');
+    if (site !== undefined && !startedHere(site)) {
+      await deps.audit.record({ event: 'admin.rejected', reason: 'cross_site', subject: adminOf(res).subject, details: { method: req.method, path: req.path, sec_fetch_site: site } });
+      return next(ERRORS.accessDenied("This link was not opened from this server's admin pages. Open the audit log here and use its export links.", 'cross_site'));
     }
     next();
   };

@@ -25,6 +25,7 @@
  * user, revoked or expired, carries nothing over.
  */
 import { safeEqual } from '../crypto/keys.js';
+import { startedHere } from '../http/fetch-metadata.js';
 import type { Consent } from '../store/consents.js';
 import { consentStatus } from './status.js';
 
@@ -123,6 +124,6 @@ export function decideConsent(input: {
   if (latest.browser_hash === null) return { skip: false, reason: 'browser_unbound' };
   if (input.browserHash === undefined || !safeEqual(latest.browser_hash, input.browserHash)) return { skip: false, reason: 'other_browser' };
   if (input.secFetchSite === undefined) return { skip: false, reason: 'fetch_metadata_absent' };
-  if (input.secFetchSite !== 'none' && input.secFetchSite !== 'same-origin') return { skip: false, reason: 'cross_site' };
+  if (!startedHere(input.secFetchSite)) return { skip: false, reason: 'cross_site' };
   return { skip: true, consent: latest };
 }

@@ -5,6 +5,7 @@
  * rows are measured by `test/bench/audit-pages.ts`, not here.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect } from 'node:net';
 import { Browser, startStack, type Stack } from '../helpers/stack.js';
 import { csrfOf, signIn } from '../helpers/admin.js';
 import { auditFilterFromQuery, csvLine } from '../../src/admin/audit-query.js';
@@ -81,6 +82,47 @@ describe('admin audit view at 100k rows', () => {
     expect(text[0]).toBe('seq,ts,event,outcome,reason,subject,client_id,ip,request_id,details,prev_hash,hash,key_id');
     expect(text.length - 1).toBe(5); // seconds 5, 18, 31, 44, 57
     expect(csvLine(['=cmd()', 'a,b', 'say "hi"', null])).toBe(`'=cmd(),"a,b","say ""hi""",`);
+  });
+
+  it('streams the export with backpressure: a client that does not read holds the rows back, and one that leaves stops the export', async () => {
+    const store = stack.app.runtime.stores.auditLog;
+    const iterate = store.iterate.bind(store);
+    let read = 0;
+    let closed = false;
+    store.iterate = async function* (...args: Parameters<typeof iterate>) {
+      try {
+        for await (const row of iterate(...args)) {
+          read++;
+          yield row;
+        }
+      } finally {
+        closed = true;
+      }
+    };
+    try {
+      const { port } = new URL(stack.app.url);
+      const socket = connect(Number(port), '127.0.0.1');
+      socket.pause(); // never reads: the socket's buffers fill up
+      socket.write(`GET /admin/audit/export?format=ndjson HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: __Host-mcp-admin=${admin.cookie('127.0.0.1', '__Host-mcp-admin')}\r\n\r\n`);
+      const settled = async () => {
+        let last = -1;
+        while (last !== read) {
+          last = read;
+          await new Promise((r) => setTimeout(r, 300));
+        }
+      };
+      await settled();
+      // ~330 bytes a row: 100k rows are ~33 MB; the kernel's and Node's buffers hold far fewer.
+      expect(read).toBeGreaterThan(0);
+      expect(read).toBeLessThan(ROWS / 2);
+      expect(closed).toBe(false);
+      socket.destroy();
+      await settled();
+      expect(read).toBeLessThan(ROWS / 2);
+      expect(closed).toBe(true); // the export stopped reading the log (not left waiting for a 'drain' that never comes)
+    } finally {
+      store.iterate = iterate;
+    }
   });
 
   it('refuses a time outside the years 0000–9999 with a 400 page, not a 500, and exports nothing (DESIGN §9)', async () => {

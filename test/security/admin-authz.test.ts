@@ -84,6 +84,38 @@ describe('admin routes › CSRF', () => {
   });
 });
 
+describe('admin routes › cross-site GET', () => {
+  it("refuses the audit export to a cross-site navigation (an attacker's link: the Lax cookie is sent): 403, no export, no admin.audit_exported row", async () => {
+    const exportUrl = `${stack.app.url}/admin/audit/export?format=csv`;
+    const exported = async () => (await auditEvents(stack.app)).filter((e) => e.event === 'admin.audit_exported').length;
+    const before = await exported();
+    // A real navigation from another site: the browser sends the admin cookie (SameSite=Lax) and Sec-Fetch-Site: cross-site.
+    const page = await admin.navigate(exportUrl, { initiator: 'https://evil.example' });
+    expect(page.hops.map((h) => h.secFetchSite)).toEqual(['cross-site']);
+    expect(page.status).toBe(403);
+    expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(page.headers.get('content-disposition')).toBeNull();
+    expect(page.html).not.toContain('seq,ts,event');
+    const cookie = admin.cookiesFor(new URL(exportUrl), true, false);
+    const get = (site?: string) => fetch(exportUrl, { headers: { cookie, ...(site === undefined ? {} : { 'sec-fetch-site': site }) } });
+    for (const site of ['same-site', 'cross-site', 'CROSS-SITE', 'junk']) {
+      const res = await get(site);
+      expect(res.status, site).toBe(403);
+      expect(await res.text(), site).not.toContain('seq,ts,event');
+    }
+    expect(await exported()).toBe(before);
+    expect((await auditEvents(stack.app)).filter((e) => e.event === 'admin.rejected' && e.reason === 'cross_site')).toHaveLength(5);
+    // From P's own page (same-origin), typed or bookmarked (none), or a client without Fetch Metadata (absent): exported as before.
+    for (const site of ['same-origin', 'none', undefined]) {
+      const res = await get(site);
+      expect(res.status, String(site)).toBe(200);
+      expect(res.headers.get('content-disposition'), String(site)).toMatch(/^attachment; filename="audit-.*\.csv"$/);
+      expect((await res.text()).split('\n')[0], String(site)).toBe('seq,ts,event,outcome,reason,subject,client_id,ip,request_id,details,prev_hash,hash,key_id');
+    }
+    expect(await exported()).toBe(before + 3);
+  });
+});
+
 describe('admin actions › cascade', () => {
   it('revoking a consent ends the gateway token, the refresh token and the upstream token (revocation endpoint called)', async () => {
     const revocationsBefore = stack.upstream.revocations.length;
