@@ -2,8 +2,12 @@
  * The front door of the HTTP server: requests for the gateway's paths go to the gateway (the hot
  * path, without express); everything else goes to the express app.
  * GW-12: for API routes the path below the prefix is appended to the configured target, so it
- * must not climb out of it: dot segments, encoded slashes, backslashes and encoded dots are
- * refused (400) before anything is forwarded. `/mcp` matches exactly (its query is kept).
+ * must not climb out of it, as R or anything in front of it may read the path: dot segments (also
+ * `..;x` and `.;x`: Tomcat, Jetty and Spring drop a segment's `;` parameters before resolving it),
+ * encoded slashes, backslashes, encoded dots and empty segments are refused (400) before anything
+ * is forwarded — and so is a path that shows any of them once decoded again (`%252e%252e`,
+ * `%25%32%65`, `..%3b`: an R that decodes twice), up to MAX_DECODES rounds. `/mcp` matches
+ * exactly (its query is kept).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { jsonRpcError } from './forward.js';
@@ -16,7 +20,21 @@ export interface DispatchRoute {
   handle(req: IncomingMessage, res: ServerResponse, suffix: string): void;
 }
 
-const UNSAFE_PATH = /%2f|%5c|%2e|\\|\/\.\.?(?:\/|$)|\/\//i;
+const UNSAFE_PATH = /%2f|%5c|%2e|\\|\/\.\.?(?:[/;]|$)|\/\//i;
+/** Decodings of a path that must all be safe; a path still encoded after them is refused. */
+const MAX_DECODES = 4;
+
+/** GW-12: whether R could resolve `path` outside the route's base (see the module comment). */
+function unsafePath(path: string): boolean {
+  let p = path;
+  for (let round = 0; round < MAX_DECODES; round++) {
+    if (UNSAFE_PATH.test(p)) return true;
+    const decoded = p.replace(/%([0-9a-f]{2})/gi, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+    if (decoded === p) return false;
+    p = decoded;
+  }
+  return true;
+}
 
 export function createDispatcher(routes: DispatchRoute[], fallback: (req: IncomingMessage, res: ServerResponse) => void) {
   return (req: IncomingMessage, res: ServerResponse): void => {
@@ -30,7 +48,7 @@ export function createDispatcher(routes: DispatchRoute[], fallback: (req: Incomi
         continue;
       }
       if (path === route.path || path.startsWith(`${route.path}/`)) {
-        if (UNSAFE_PATH.test(path)) return jsonRpcError(res, 400, 'Invalid path');
+        if (unsafePath(path)) return jsonRpcError(res, 400, 'Invalid path');
         return route.handle(req, res, path.slice(route.path.length) + query);
       }
     }

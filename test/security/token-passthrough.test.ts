@@ -1,6 +1,7 @@
 /**
  * AT-14 token passthrough and audience confusion (GW-02/03/04/11/13, UP-07): only P's tokens for
- * this resource are accepted; R sees U's token and nothing of the client's credentials.
+ * this resource are accepted; R sees U's token and nothing of the client's credentials. GW-12: a
+ * path below an API route never reaches R when R could resolve it outside the route's base.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
@@ -9,13 +10,16 @@ import { Browser, authorizeClient, buildAuthorization, drive, redeem, startStack
 import { callTool, mcpPost, openSession, INITIALIZE } from '../helpers/mcp-http.js';
 import { registerClient } from '../helpers/app.js';
 import { sha256 } from '../../src/crypto/keys.js';
+import { rawRequest } from '../helpers/raw-http.js';
 
 let stack: Stack;
 let api: Server;
 const apiSeen: Record<string, string | string[] | undefined>[] = [];
+const apiPaths: string[] = [];
 beforeAll(async () => {
   api = createServer((req, res) => {
     apiSeen.push(req.headers);
+    apiPaths.push(req.url as string);
     res.setHeader('content-type', 'application/json');
     res.end('{"ok":true}');
   });
@@ -92,5 +96,29 @@ describe('AT-14 token passthrough', () => {
     // UP-07: and P never hands U's token to the client.
     expect(JSON.stringify(tokens.body)).not.toContain(upstreamToken);
     expect(res.text).not.toContain(upstreamToken);
+  });
+
+  it('refuses a path R could resolve outside the route\'s base (GW-12): `..;` segments, twice-encoded dots and slashes; R sees nothing', async () => {
+    const client = await registerClient(stack.app);
+    const resource = `${stack.app.url}/api/things`;
+    const auth = buildAuthorization(stack.app, { clientId: client.client_id, resource });
+    const { callback } = await drive(new Browser(), auth.url, auth.redirectUri, { login: 'alice' });
+    const apiToken = (await redeem(stack.app, client.client_id, callback.searchParams.get('code') as string, auth.verifier, auth.redirectUri, { resource })).body.access_token;
+    const port = Number(new URL(stack.app.url).port);
+    const get = (path: string) => rawRequest(port, `GET /api/things${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${apiToken}\r\nConnection: close\r\n\r\n`);
+    const seen = apiPaths.length;
+    // Tomcat, Jetty and Spring read `..;` as `..` (path parameters); an R that decodes twice reads %252e as `.`.
+    for (const path of ['/..;/admin', '/.;/..;/admin', '/x/..;', '/..;jsessionid=1/admin', '/.;x', '/%2e%2e;/admin', '/%252e%252e/x', '/%252E%252e/x', '/a%252fadmin', '/a%252F..', '/a%255cadmin', '/%25%32%65%25%32%65/x', '/..%3b/admin', '/%25252e%25252e/x']) {
+      const res = await get(path);
+      expect(res.status, path).toBe(400);
+      expect(JSON.parse(res.body), path).toMatchObject({ error: { message: 'Invalid path' } });
+    }
+    expect(apiPaths.slice(seen)).toEqual([]);
+    // What stays below the base is forwarded as sent: path parameters, dots inside a name, a literal %.
+    for (const path of ['/items;v=1', '/a..b/..c/...', '/50%2541', '/.well/x']) {
+      const res = await get(path);
+      expect(res.status, path).toBe(200);
+      expect(apiPaths.at(-1), path).toBe(`/v1${path}`);
+    }
   });
 });
