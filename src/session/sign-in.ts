@@ -47,14 +47,22 @@ export interface SignInDeps extends UpstreamLoginDeps {
   stores: Pick<Stores, 'transactions' | 'adminSessions' | 'browserSessions'>;
 }
 
-/** Only P's own admin and account pages are return targets (no open redirect). */
+/**
+ * Only P's own admin and account pages are return targets (no open redirect). The check is made on
+ * what the browser will follow, not on the text: the path is resolved as a browser resolves it
+ * (WHATWG URL: `%2e` and `%2E` are dots, so `/admin/%2e%2e/authorize` is `/authorize`), must keep
+ * P's origin and stay under the page's prefix, and the resolved path and query are returned.
+ */
 export function safeReturnTo(config: Readonly<Config>, purpose: SignInPurpose, requested: unknown): string {
   const base = config.urls.basePath;
   const home = `${base}/${purpose}`;
   if (typeof requested !== 'string') return home;
   if (!requested.startsWith(`${home}/`) && requested !== home) return home;
   if (/[\\\s]|\/\/|%2f|%5c|\.\./i.test(requested.slice(base.length))) return home;
-  return requested.split('#')[0] as string;
+  const origin = config.urls.origin;
+  const resolved = new URL(requested.split('#')[0] as string, origin);
+  if (resolved.origin !== origin || (resolved.pathname !== home && !resolved.pathname.startsWith(`${home}/`))) return home;
+  return resolved.pathname + resolved.search;
 }
 
 /** The CSRF purpose of a sign-in button (AT-12). */

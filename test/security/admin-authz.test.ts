@@ -176,6 +176,12 @@ describe('admin sign-in › where it may lead', () => {
       ['/admin//evil.example', '/admin'],
       ['/admin/%2F%2Fevil.example', '/admin'],
       ['/admin/../account', '/admin'],
+      // Browsers resolve %2e as a dot (WHATWG URL): these land on /authorize?client_id=x, not on an admin page.
+      ['/admin/%2e%2e/authorize?client_id=x', '/admin'],
+      ['/admin/%2E%2E/authorize?client_id=x', '/admin'],
+      ['/admin/.%2e/authorize?client_id=x', '/admin'],
+      ['/admin/x/%2e%2e/%2e%2e/account', '/admin'],
+      ['/admin/%2e%2e/admin/audit', '/admin/audit'],
       ['/admin\\evil.example', '/admin'],
       ['/adminx', '/admin'],
     ];
