@@ -25,6 +25,7 @@ import type { UpstreamIdentity, UpstreamTokens } from '../upstream/presets.js';
 import { offeredScopes } from '../oauth/scopes.js';
 import type { Revocation } from './revocation.js';
 import { grantedBefore } from './decision.js';
+import { saveInteractionResult } from '../provider/interaction-result.js';
 
 export interface RecordDeps {
   config: Readonly<Config>;
@@ -128,8 +129,7 @@ export async function recordAuthorization(
     });
     await stores.upstreamTokens.save(grantId, subject, { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, expiresAt: tokens.expiresAt, scopes: tokens.scope });
     const sessionId = await sessionFor(deps, currentSessionId, identity, now);
-    interaction.result = { login: { accountId: subject }, consent: { grantId } };
-    await interaction.save(Math.max(1, interaction.exp - Math.floor(now / 1000)));
+    await saveInteractionResult(interaction, { login: { accountId: subject }, consent: { grantId } });
     return { grantId, consent, sessionId, superseded: previous?.grant_id };
   });
   if (recorded.refused) return { refused: recorded.refused };

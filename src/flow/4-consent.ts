@@ -30,6 +30,7 @@ import { decideConsent, grantedBefore, promptRequested, requestOf, type ConsentR
 import { consentPageView } from '../consent/present.js';
 import { bindBrowser, browserHashOf, currentSession } from '../session/browser.js';
 import { startUpstreamAuthorization, type UpstreamRedirectDeps } from './5-upstream-redirect.js';
+import { finishInteraction } from '../provider/interaction-result.js';
 
 export interface ConsentStepDeps extends UpstreamRedirectDeps {
   config: Readonly<Config>;
@@ -54,7 +55,7 @@ async function loadInteraction(provider: Provider, req: Request, res: Response) 
 /** Skip path: the remembered consent's grant serves this authorization too. */
 async function finishWithExistingGrant(deps: ConsentStepDeps, req: Request, res: Response, consent: Consent): Promise<void> {
   await deps.stores.consents.touch(consent.grant_id);
-  await deps.provider.interactionFinished(req, res, { login: { accountId: consent.subject }, consent: { grantId: consent.grant_id } }, { mergeWithLastSubmission: false });
+  await finishInteraction(deps.provider, req, res, { login: { accountId: consent.subject }, consent: { grantId: consent.grant_id } });
 }
 
 /** U's authorization origin, for the page's form-action (or the page explains U is down). */
@@ -174,7 +175,7 @@ export function decideOnConsent(deps: ConsentStepDeps): RequestHandler[] {
         if (action === 'deny') {
           // CONS-15: access_denied to the client (with state and iss, added by the provider); U is never contacted.
           await audit.record({ event: 'consent.denied', clientId: request.clientId, details: { scopes: request.scopes } });
-          await provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'The user denied the request.' }, { mergeWithLastSubmission: false });
+          await finishInteraction(provider, req, res, { error: 'access_denied', error_description: 'The user denied the request.' });
           return;
         }
         if (action !== 'approve') throw ERRORS.invalidRequest('unknown decision', 'bad_action');

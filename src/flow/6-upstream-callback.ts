@@ -25,6 +25,7 @@ import type { Audit } from '../audit/audit.js';
 import { ERRORS } from '../errors/oauth-error.js';
 import { UpstreamError, type UpstreamClient, type UpstreamExchange } from '../upstream/presets.js';
 import { recordAuthorization, type RecordDeps } from '../consent/record.js';
+import { saveInteractionResult } from '../provider/interaction-result.js';
 import { completeSignIn, type SignInCompletionDeps } from '../session/sign-in.js';
 import { takeUpstreamLogin, type TakeRefusal, type UpstreamLoginDeps } from '../session/upstream-login.js';
 import type { AuthorizeTransaction, UpstreamTransaction } from '../store/upstream-transactions.js';
@@ -50,10 +51,7 @@ const REFUSAL_TEXT: Record<TakeRefusal, string> = {
 /** Store an error as the interaction's result, so resuming sends it to the client (UP-09). */
 async function failInteraction(provider: Provider, interactionUid: string, error: 'access_denied' | 'server_error', description: string): Promise<string | undefined> {
   const interaction = await provider.Interaction.find(interactionUid);
-  if (!interaction) return undefined;
-  interaction.result = { error, error_description: description };
-  await interaction.save(Math.max(1, interaction.exp - Math.floor(Date.now() / 1000)));
-  return interaction.returnTo;
+  return interaction && saveInteractionResult(interaction, { error, error_description: description });
 }
 
 const isSignIn = (tx: UpstreamTransaction) => tx.purpose === 'admin' || tx.purpose === 'account';
