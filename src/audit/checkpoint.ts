@@ -18,57 +18,23 @@
  *   the log was cut or rewritten behind the writer's back (or a backup restored), appending to
  *   what is left would otherwise put the shortened head in the file at the next commit — after a
  *   restart at once — and erase the one trace of the cut. Instead the file is kept as it is, an
- *   error is logged, and `audit verify` goes on naming the problem until the operator moves the
- *   file aside.
+ *   error is logged, and `audit verify` goes on naming the problem until the operator starts a
+ *   new file (`audit checkpoint-reset`, src/cli/commands/storage.ts). On SQLite (`keyedRows`) a
+ *   file missing at start while the log has keyed rows is not started anew either.
  * - `audit.checkpoint` log lines (info: seq, mac, key_id, ts) at start, at least every
  *   CHECKPOINT_LOG_INTERVAL_MS while serving and at stop: shipped with the logs, they are a
  *   checkpoint a database writer cannot reach, checked with `audit verify --checkpoint <seq>:<mac>`
  *   (src/audit/checkpoint-log.ts).
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { AuditKey } from '../store/audit-chain.js';
 import type { Maybe } from '../db/sql.js';
 import { failureLevel } from '../errors/database-unavailable.js';
 import { newWriterTag, removeStaleTemps, tempPath } from './checkpoint-temp.js';
+import { readCheckpointFile, renderCheckpoint, type Head } from './checkpoint-file.js';
 
-export const CHECKPOINT_FILE = 'audit-checkpoint.json';
-
-const HEX64 = /^[0-9a-f]{64}$/;
-
-/** The head as recorded: row `seq` had MAC `mac` under key `key_id`; written at `ts`. */
-export interface Checkpoint {
-  seq: number;
-  mac: string;
-  key_id: string;
-  ts: string;
-}
-
-/** A checkpoint kept elsewhere: `--checkpoint <seq>:<mac>` (from a shipped log line). */
-export type GivenCheckpoint = Pick<Checkpoint, 'seq' | 'mac'>;
-
-export type CheckpointFileRead = { status: 'missing' } | { status: 'invalid'; problem: string } | { status: 'ok'; checkpoint: Checkpoint };
-
-/** Where the checkpoint file lives; undefined for an in-memory database. */
-export function checkpointPath(config: { databasePath: string; dataDir: string }): string | undefined {
-  return config.databasePath === ':memory:' ? undefined : join(config.dataDir, CHECKPOINT_FILE);
-}
-
-function checkpointMac(key: Buffer, cp: Checkpoint): string {
-  return createHmac('sha256', key)
-    .update(`mcp-consent-proxy/audit-checkpoint/v1\n${JSON.stringify([cp.seq, cp.mac, cp.key_id, cp.ts])}`)
-    .digest('hex');
-}
-
-/** A committed head to record. */
-export interface Head {
-  seq: number;
-  hash: string;
-  key_id: string | null;
-}
+export * from './checkpoint-file.js';
 
 /** What a writer checks before it replaces the file: the chain the file recorded still stands. */
 export interface CheckpointAnchor {
@@ -76,6 +42,11 @@ export interface CheckpointAnchor {
   keys: AuditKey[];
   /** does the database hold row `seq` with MAC `mac`? (one indexed read; synchronous on SQLite when it can be) */
   holds(seq: number, mac: string): Maybe<boolean>;
+  /**
+   * Does the log hold keyed rows already? Given where the file and the database share one data
+   * directory (SQLite): a file missing then is not started anew (`checkMissing`).
+   */
+  keyedRows?: () => Maybe<boolean>;
 }
 
 export interface CheckpointWriter {
@@ -106,13 +77,6 @@ export function createCheckpointWriter(path: string, key: AuditKey, log: Logger,
   return new CheckpointFileWriter(path, key, log, guard);
 }
 
-/** The file's content for `head`: the checkpoint and its MAC under the current audit key. */
-function renderCheckpoint(key: AuditKey, head: Head): string {
-  if (head.key_id !== key.kid) throw new Error(`audit row ${head.seq} was not made with audit key ${key.kid}: not checkpointed`);
-  const cp: Checkpoint = { seq: head.seq, mac: head.hash, key_id: key.kid, ts: new Date().toISOString() };
-  return `${JSON.stringify({ v: 1, ...cp, checkpoint_mac: checkpointMac(key.key, cp) })}\n`;
-}
-
 /** The writer createCheckpointWriter returns: one per checkpoint file and process. */
 class CheckpointFileWriter implements CheckpointWriter {
   private latest: Head | undefined; // the newest committed head noted
@@ -126,7 +90,7 @@ class CheckpointFileWriter implements CheckpointWriter {
   // replaced only while the database still holds it with the same MAC (see the module comment).
   private anchor: { seq: number; mac: string } | undefined;
   private divergence: string | undefined;
-  private readonly ready: Promise<void>; // the start-up check of the file's row against the database; writes wait for it
+  private ready: Promise<void>; // the start-up check of the file's row against the database; writes wait for it
 
   constructor(
     readonly path: string,
@@ -141,6 +105,7 @@ class CheckpointFileWriter implements CheckpointWriter {
     const read = readCheckpointFile(path, guard.keys);
     if (read.status === 'ok') this.anchor = { seq: read.checkpoint.seq, mac: read.checkpoint.mac };
     else if (read.status === 'invalid') this.diverge(read.problem);
+    else if (guard.keyedRows) this.checkMissing(guard.keyedRows);
     const anchor = this.anchor;
     if (!anchor) return;
     // A failed read says nothing about the log (an outage, a lock past its bound): the row stays unchecked, and each write checks it first (extendsAnchor).
@@ -149,6 +114,25 @@ class CheckpointFileWriter implements CheckpointWriter {
     this.ready = Promise.resolve()
       .then(() => guard.holds(anchor.seq, anchor.mac))
       .then((holds) => (holds ? undefined : this.diverge(`the audit log does not hold row ${anchor.seq} as the checkpoint file recorded it`)), unchecked);
+  }
+
+  /**
+   * The file is missing. With keyed rows in the log it was deleted or lost: started anew at the next
+   * commit, it would vouch for whatever tail is left — a cut tail and a deleted file went unnoticed
+   * after any restart (review 2026-12-07). So it is not written, an error is logged, `audit verify`
+   * keeps failing, and `audit checkpoint-reset` starts a new one deliberately. Asked at start,
+   * before this process appends a row (synchronously on SQLite: its own first row must not count).
+   */
+  private checkMissing(keyedRows: () => Maybe<boolean>): void {
+    const missing = () =>
+      this.diverge(`the checkpoint file ${this.path} is missing although the audit log already has keyed rows: deleting it is how a cut tail would be hidden, so no new one is started`);
+    const found = keyedRows();
+    if (found === true) missing();
+    else if (found instanceof Promise)
+      this.ready = found.then(
+        (has) => void (has && missing()),
+        (err: unknown) => this.log[failureLevel(err)]({ err, file: this.path }, 'audit log could not be read at start'),
+      );
   }
 
   get diverged(): string | undefined {
@@ -195,7 +179,7 @@ class CheckpointFileWriter implements CheckpointWriter {
     this.latest = undefined;
     this.log.error(
       { file: this.path, problem },
-      'audit checkpoint file kept as it is: the audit log was cut or rewritten (or a backup restored) — run `mcp-consent-proxy audit verify`; after a deliberate restore, move the file aside',
+      'audit checkpoint file kept as it is: the audit log was cut or rewritten (or a backup restored), or the file deleted — run `mcp-consent-proxy audit verify`; after a deliberate restore, start a new file with `mcp-consent-proxy audit checkpoint-reset`',
     );
   }
 
@@ -245,56 +229,4 @@ class CheckpointFileWriter implements CheckpointWriter {
       }
     }
   }
-}
-
-/** Read and authenticate the checkpoint file with the audit keys (current and previous). */
-export function readCheckpointFile(path: string, keys: AuditKey[]): CheckpointFileRead {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { status: 'missing' };
-    return { status: 'invalid', problem: `the checkpoint file ${path} cannot be read (${(err as Error).message})` };
-  }
-  let parsed: Record<string, unknown>;
-  try {
-    parsed = JSON.parse(text) as Record<string, unknown>;
-  } catch {
-    return { status: 'invalid', problem: `the checkpoint file ${path} is not valid JSON` };
-  }
-  const { v, seq, mac, key_id: kid, ts, checkpoint_mac: given } = parsed ?? {};
-  if (
-    v !== 1 ||
-    !Number.isSafeInteger(seq) ||
-    (seq as number) < 1 ||
-    typeof mac !== 'string' ||
-    !HEX64.test(mac) ||
-    typeof kid !== 'string' ||
-    typeof ts !== 'string' ||
-    typeof given !== 'string' ||
-    !HEX64.test(given)
-  ) {
-    return { status: 'invalid', problem: `the checkpoint file ${path} does not have the fields of a checkpoint (v, seq, mac, key_id, ts, checkpoint_mac)` };
-  }
-  const key = keys.find((k) => k.kid === kid);
-  if (!key) return { status: 'invalid', problem: `the checkpoint file ${path} was made with audit key ${kid}, ${unknownKey(keys)}` };
-  const checkpoint: Checkpoint = { seq: seq as number, mac, key_id: kid, ts };
-  if (!timingSafeEqual(Buffer.from(checkpointMac(key.key, checkpoint), 'hex'), Buffer.from(given, 'hex'))) {
-    return { status: 'invalid', problem: `the checkpoint file ${path} was altered (its MAC does not match its content)` };
-  }
-  return { status: 'ok', checkpoint };
-}
-
-/** The end of a sentence about a key id that none of `keys` has. */
-export function unknownKey(keys: AuditKey[]): string {
-  if (!keys.length) return "and no SECRET_KEY is available to check it: run with the server's SECRET_KEY";
-  return `which is neither SECRET_KEY's (${keys[0]?.kid}) nor SECRET_KEY_PREVIOUS's (${keys[1]?.kid ?? 'not set'}): after a rotation, set SECRET_KEY_PREVIOUS to the key in use before it`;
-}
-
-/** `<seq>:<mac>` → a checkpoint, or undefined when malformed. */
-export function parseCheckpointArg(text: string): GivenCheckpoint | undefined {
-  const match = /^(\d{1,15}):([0-9a-fA-F]{64})$/.exec(text.trim());
-  if (!match) return undefined;
-  const seq = Number(match[1]);
-  return seq >= 1 ? { seq, mac: (match[2] as string).toLowerCase() } : undefined;
 }

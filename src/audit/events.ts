@@ -78,6 +78,8 @@ export const AUDIT_EVENTS = {
   'cli.client_enabled': 'info',
   'cli.client_deleted': 'info',
   'cli.consent_revoked': 'info',
+  /** `audit checkpoint-reset`: a new checkpoint file started at this row; details name the file replaced (kept) or `missing` */
+  'cli.audit_checkpoint_reset': 'info',
 } as const satisfies Record<string, Outcome>;
 
 export type Outcome = 'allow' | 'deny' | 'error' | 'info';

@@ -10,6 +10,8 @@ import { loadConfig, type Config } from '../config/load.js';
 import type { Sql } from '../db/sql.js';
 import type { Stores } from '../store/index.js';
 import type { AdminOps } from '../consent/operations.js';
+import type { Audit } from '../audit/audit.js';
+import type { AuditKey } from '../store/audit-chain.js';
 import { createCore, openStorage } from '../runtime/core.js';
 
 export { MissingSecretError } from '../runtime/core.js';
@@ -18,7 +20,10 @@ export interface CliContext {
   config: Readonly<Config>;
   sql: Sql;
   ops: AdminOps;
-  stores: Pick<Stores, 'clientsMeta' | 'consents'>;
+  stores: Pick<Stores, 'clientsMeta' | 'consents' | 'auditLog'>;
+  audit: Audit;
+  /** the audit keys, current first (SECRET_KEY, SECRET_KEY_PREVIOUS) */
+  auditKeys: AuditKey[];
   /** flush the audit log, wait for upstream revocations, close the database */
   close(): Promise<void>;
 }
@@ -26,12 +31,15 @@ export interface CliContext {
 export async function openCliContext(env: Record<string, string | undefined>): Promise<CliContext> {
   const config = loadConfig(env, { requireUpstream: false });
   const log = pino({ level: 'warn' }, pino.destination(2));
-  const core = createCore(config, await openStorage(config, { log, mustExist: true }), { log });
+  const storage = await openStorage(config, { log, mustExist: true });
+  const core = createCore(config, storage, { log });
   return {
     config,
     sql: core.sql,
     ops: core.ops,
     stores: core.stores,
+    audit: core.audit,
+    auditKeys: storage.keys.auditKeys(),
     async close() {
       await core.revocation.settled();
       await core.audit.flush();

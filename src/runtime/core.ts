@@ -186,7 +186,12 @@ export function createCore(config: Readonly<Config>, storage: Storage, options: 
     observe: options.observeAudit,
     // The file moves only forward along the chain it recorded (a cut log never overwrites it).
     checkpoint: checkpoint
-      ? createCheckpointWriter(checkpoint, keys.auditKey, log, { keys: keys.auditKeys(), holds: (seq, mac) => after(stores.auditLog.hashAt(seq), (hash) => hash === mac) })
+      ? createCheckpointWriter(checkpoint, keys.auditKey, log, {
+          keys: keys.auditKeys(),
+          holds: (seq, mac) => after(stores.auditLog.hashAt(seq), (hash) => hash === mac),
+          // SQLite keeps the file beside the database: a missing one is not started anew (src/audit/checkpoint.ts). A replica's file on PostgreSQL is its own, new with the replica.
+          keyedRows: storage.sql.engine === 'sqlite' ? () => stores.auditLog.hasKeyedRows() : undefined,
+        })
       : undefined,
   });
   const upstreamConfig = config.upstream ?? options.upstream;

@@ -13,7 +13,7 @@
  *   pages (`seq > ? ORDER BY seq LIMIT ?`, `iterate`).
  * A store opened without the audit key can read, not append (verify, export).
  */
-import { lockKey, lockOutsideTransaction, type Maybe, type Sql } from '../db/sql.js';
+import { after, lockKey, lockOutsideTransaction, type Maybe, type Sql } from '../db/sql.js';
 import { GENESIS_HASH, rowMac, type AuditKey, type AuditRow } from './audit-chain.js';
 import { countRange, rangeBounds, where, type AuditFilter } from './audit-range.js';
 
@@ -175,6 +175,11 @@ export class AuditLogStore {
       return (await this.sql.one<{ n: number }>(`SELECT count(*) AS n FROM audit_log ${w.sql}`, w.params))?.n ?? 0;
     }
     return countRange(this.sql, filter);
+  }
+
+  /** Is any row keyed (made with an audit key)? Synchronous on SQLite when it can be. */
+  hasKeyedRows(): Maybe<boolean> {
+    return after(this.sql.oneNow<{ one: number }>('SELECT 1 AS one FROM audit_log WHERE key_id IS NOT NULL LIMIT 1'), (row) => row !== undefined);
   }
 
   tip(): Promise<AuditHead | undefined> {

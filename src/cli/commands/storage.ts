@@ -7,10 +7,11 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { createAuditLogStore } from '../../store/audit-log.js';
 import { describeVerification, verifyChain } from '../../audit/verify.js';
-import { checkpointPath, parseCheckpointArg } from '../../audit/checkpoint.js';
+import { checkpointPath, parseCheckpointArg, readCheckpointFile, replaceCheckpointFile } from '../../audit/checkpoint.js';
 import { KeyRing } from '../../crypto/keys.js';
+import type { AuditKey } from '../../store/audit-chain.js';
 import { resolveSecretKey } from '../../crypto/secret-file.js';
-import { EXIT_FAILURE, EXIT_OK, storageDb, UsageError, type Command } from '../command.js';
+import { EXIT_FAILURE, EXIT_OK, storageDb, UsageError, withContext, type Command } from '../command.js';
 
 export const STORAGE_COMMANDS: Record<string, Command> = {
   migrate: {
@@ -55,6 +56,31 @@ export const STORAGE_COMMANDS: Record<string, Command> = {
         await db.sql.close();
       }
     },
+  },
+  'audit checkpoint-reset': {
+    summary: 'start a new audit checkpoint file at the head of a chain that verifies, after a restore or a lost file (the old file is kept)',
+    usage: 'mcp-consent-proxy audit checkpoint-reset',
+    options: {},
+    run: (_args, io) =>
+      withContext(io, async (ctx) => {
+        const path = checkpointPath(ctx.config);
+        if (!path) throw new UsageError('an in-memory database (DATABASE_PATH=:memory:) keeps no checkpoint file');
+        // The new file vouches for the chain as it stands: only one that verifies row by row gets it (DESIGN §9).
+        const chain = await verifyChain(ctx.stores.auditLog, { keys: ctx.auditKeys });
+        if (!chain.ok) {
+          io.err(`audit log BROKEN${chain.firstBadSeq === null ? '' : ` at row ${chain.firstBadSeq}`}: ${chain.problem} — no new checkpoint file was started`);
+          return EXIT_FAILURE;
+        }
+        // The reset is itself a row of the chain, and the new file records it: a reset never goes unrecorded.
+        const previous = readCheckpointFile(path, ctx.auditKeys).status;
+        await ctx.audit.record({ event: 'cli.audit_checkpoint_reset', details: { previous_file: previous, chain_rows: chain.rows } });
+        const head = await ctx.stores.auditLog.tip();
+        if (!head) throw new Error('the audit log is empty after its own row was written');
+        const kept = await replaceCheckpointFile(path, ctx.auditKeys[0] as AuditKey, head);
+        io.out(`audit checkpoint file ${path} now records row ${head.seq}${kept ? `; the file it replaces is kept as ${kept}` : ''}`);
+        io.out('restart a server running on this database: until then it leaves the file as it found it');
+        return EXIT_OK;
+      }),
   },
   'audit export': {
     summary: 'write the audit log as NDJSON (one row per line, hashes included)',
