@@ -88,14 +88,17 @@ export const STORAGE_COMMANDS: Record<string, Command> = {
     options: { since: { type: 'string' }, output: { type: 'string', short: 'o' } },
     async run({ values }, io) {
       const since = values.since as string | undefined;
-      if (since !== undefined && Number.isNaN(Date.parse(since))) throw new UsageError(`--since must be an ISO 8601 time such as 2026-11-01T00:00:00Z (got "${since}")`);
+      // A year outside 0000–9999 (+275760-…) would compare as text with the stored ts and select every row.
+      const sinceIso = since === undefined || Number.isNaN(Date.parse(since)) ? undefined : new Date(since).toISOString();
+      if (since !== undefined && !/^\d{4}-/.test(sinceIso ?? ''))
+        throw new UsageError(`--since must be an ISO 8601 time between the years 0000 and 9999, such as 2026-11-01T00:00:00Z (got "${since}")`);
       const { db } = await storageDb(io, true);
       let file: WriteStream | undefined;
       try {
         const store = createAuditLogStore(db.sql);
         const write = values.output ? ((file = createWriteStream(values.output as string)), (line: string) => file?.write(`${line}\n`)) : (line: string) => io.out(line);
         let n = 0;
-        for await (const row of store.iterate(since ? { from: new Date(since).toISOString() } : {})) {
+        for await (const row of store.iterate(sinceIso ? { from: sinceIso } : {})) {
           write(JSON.stringify({ ...row, details: row.details ? JSON.parse(row.details) : null }));
           n += 1;
         }
