@@ -13,6 +13,7 @@ import type { ClientsMetaStore } from '../store/clients-meta.js';
 import type { Consent, ConsentStore } from '../store/consents.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
 import type { Revocation } from './revocation.js';
+import { ERRORS } from '../errors/oauth-error.js';
 
 export type Actor = 'admin' | 'cli' | 'account';
 
@@ -55,7 +56,7 @@ const clientEntry = (event: AuditEvent, clientId: string, who: ActorInfo, detail
 
 /** How many times a deletion revokes approvals that committed during its cascade before it gives up (the caller may retry). */
 const DELETE_ROUNDS = 3;
-const LATE_APPROVAL = new Error('approvals of this client keep being recorded while it is deleted; try again');
+const LATE_APPROVAL = new Error('an approval of this client was recorded during its deletion');
 
 /**
  * Delete a client with every consent of it revoked. An approval committed after the cascade listed
@@ -77,7 +78,12 @@ async function deleteClient(deps: AdminOpsDeps, clientId: string, who: ActorInfo
         await audit.record(clientEntry(EVENTS[who.actor].deleted, clientId, who, { revoked_consents: revokedConsents }));
         return true;
       })
-      .catch((err: unknown) => (err === LATE_APPROVAL && round < DELETE_ROUNDS ? false : Promise.reject(err)));
+      .catch((err: unknown) => {
+        if (err !== LATE_APPROVAL) throw err;
+        // Approvals kept landing between cascade and removal: the operator tries again (503, not a 500: DESIGN §9).
+        if (round >= DELETE_ROUNDS) throw ERRORS.temporarilyUnavailable('approvals of this client kept being recorded while it was deleted; try again', 'client_busy');
+        return false;
+      });
     if (deleted) return revokedConsents;
   }
 }

@@ -39,6 +39,8 @@ export interface MaintenanceDeps {
   finishDisabled?: () => Promise<number>;
   /** called for each expired client before it is deleted (cascade) */
   onClientExpired?: (clientId: string) => Promise<unknown>;
+  /** how many consents of the client are unrevoked (read inside its deletion's transaction) */
+  unrevokedConsents?: (clientId: string) => Promise<number>;
   /** one transaction around an expired client's deletion and its audit row (Stores.transaction) */
   transaction: <T>(work: () => Promise<T>) => Promise<T>;
   /** run the job unless another replica's run holds the lock (Sql.tryExclusive); absent: always run */
@@ -51,6 +53,8 @@ export interface MaintenanceResult {
   /** another replica's run held the lock: this one did nothing */
   skipped: boolean;
 }
+
+const LATE_APPROVAL = new Error('an approval was recorded while the client expired');
 
 export async function runMaintenance(deps: MaintenanceDeps, now = Date.now()): Promise<MaintenanceResult> {
   if (!deps.exclusive) return { ...(await housekeeping(deps, now)), skipped: false };
@@ -68,15 +72,28 @@ async function housekeeping(deps: MaintenanceDeps, now: number): Promise<{ expir
     deps.log[failureLevel(err)]({ err }, 'housekeeping could not finish the revocations of disabled clients; the next run tries again');
     return 0;
   });
-  const expiredClients = await deps.clientsMeta.idleSince(now - deps.clientIdleSeconds * 1000);
-  for (const clientId of expiredClients) {
+  const expiredClients: string[] = [];
+  for (const clientId of await deps.clientsMeta.idleSince(now - deps.clientIdleSeconds * 1000)) {
     await deps.onClientExpired?.(clientId);
-    // The deletion and its audit row commit together: a refused row leaves the client for the next run.
-    await deps.transaction(async () => {
-      await deps.models.deleteClient(clientId);
-      await deps.clientsMeta.remove(clientId);
-      await deps.audit.record({ event: 'client.expired', clientId, reason: 'idle', details: { idle_seconds: deps.clientIdleSeconds } });
-    });
+    // The deletion and its audit row commit together: a refused row leaves the client for the next
+    // run. The client's row goes first: an approval recorded after the cascade (its user was at U;
+    // review 2026-12-07, as src/consent/operations.ts deleteClient) is found, and the client is
+    // kept — in use after all; none can be recorded once the row is gone.
+    const deleted = await deps
+      .transaction(async () => {
+        await deps.clientsMeta.remove(clientId);
+        if ((await deps.unrevokedConsents?.(clientId)) ?? 0) throw LATE_APPROVAL;
+        await deps.models.deleteClient(clientId);
+        await deps.audit.record({ event: 'client.expired', clientId, reason: 'idle', details: { idle_seconds: deps.clientIdleSeconds } });
+        return true;
+      })
+      .catch((err: unknown) => (err === LATE_APPROVAL ? false : Promise.reject(err)));
+    if (deleted) expiredClients.push(clientId);
+    else {
+      // Approved just now: in use after all, so no longer idle (its new consent stands).
+      await deps.clientsMeta.touch(clientId, now);
+      deps.log.info({ clientId }, 'an idle client was approved while it expired: kept');
+    }
   }
   if (expiredRows || expiredClients.length || finishedConsents) deps.log.info({ expiredRows, expiredClients: expiredClients.length, finishedConsents }, 'housekeeping');
   return { expiredRows, expiredClients };

@@ -145,6 +145,7 @@ export function maintenanceDeps(core: Pick<Core, 'stores' | 'config' | 'audit' |
       return revoked;
     },
     onClientExpired: (clientId) => revocation.revokeClient(clientId, 'client_deleted'),
+    unrevokedConsents: async (clientId) => (await stores.consents.unrevokedForClient(clientId)).length,
     transaction: (work) => stores.transaction(work),
     exclusive: (name, fn) => core.sql.tryExclusive(name, fn),
   };

@@ -60,6 +60,14 @@ const M_COLUMNS = COLUMNS.split(', ')
   .map((c) => `m.${c}`)
   .join(', ');
 
+/**
+ * PostgreSQL: a use is noted unless the client's row is locked — then it is skipped, not waited
+ * for. An approval in flight holds the row (FOR SHARE, src/consent/record.ts) and may go on to
+ * delete the refresh token a /token transaction holds while noting its use: waiting here closed a
+ * deadlock (review 2026-12-07). A use noted at the next request is as good.
+ */
+const TOUCH_UNLESS_LOCKED = 'UPDATE clients_meta SET last_used_at = ? WHERE client_id = (SELECT client_id FROM clients_meta WHERE client_id = ? FOR NO KEY UPDATE SKIP LOCKED)';
+
 /** The clients_meta table's reads and writes. */
 export class ClientsMetaStore {
   /** when this process last wrote each client's last_used_at */
@@ -106,7 +114,7 @@ export class ClientsMetaStore {
     const previous = this.lastWrite.get(clientId);
     if (previous !== undefined && now - previous < USE_WRITE_INTERVAL_MS) return;
     this.lastWrite.set(clientId, now);
-    await this.sql.runIfFree('UPDATE clients_meta SET last_used_at = ? WHERE client_id = ?', [now, clientId]);
+    await this.sql.runIfFree(this.sql.engine === 'postgres' ? TOUCH_UNLESS_LOCKED : 'UPDATE clients_meta SET last_used_at = ? WHERE client_id = ?', [now, clientId]);
   }
 
   get(clientId: string): Promise<ClientMeta | undefined> {

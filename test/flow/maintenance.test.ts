@@ -68,4 +68,34 @@ describe('maintenance', () => {
     expect(await rows(app, 'SELECT client_id FROM clients_meta WHERE client_id = ?', idle)).toEqual([]);
     expect((await auditEvents(app)).filter((e) => e.event === 'client.expired' && e.client_id === idle)).toHaveLength(1);
   });
+
+  // Review 2026-12-07: an approval recorded after the expiry's cascade (its user was at U) left an
+  // active consent for a deleted client. The deletion now finds it and keeps the client, in use.
+  it('an idle client approved while it expires is kept, its new consent active, and no longer idle', async () => {
+    const idle = (await registerClient(app, { client_name: 'idle, approved meanwhile' })).client_id;
+    const { runtime } = app;
+    const deps = {
+      ...housekeepingDeps(),
+      unrevokedConsents: async (clientId: string) => (await runtime.stores.consents.unrevokedForClient(clientId)).length,
+      onClientExpired: async (clientId: string) => {
+        // the cascade has run (nothing to revoke); the user comes back from U now
+        await runtime.stores.consents.insert({
+          subject: 'late-user', clientId, redirectUri: 'http://127.0.0.1:33418/callback', resource: app.config.urls.mcpResource,
+          scopes: ['mcp:tools'], upstreamScopes: [], grantedAt: Date.now(), expiresAt: Date.now() + 86_400_000, grantId: 'late-grant', browserHash: null,
+        });
+      },
+    };
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(Date.now() + 31 * 86_400_000);
+      const result = await runMaintenance(deps);
+      expect(result.expiredClients).not.toContain(idle);
+      expect(await rows(app, 'SELECT client_id FROM clients_meta WHERE client_id = ?', idle)).toEqual([{ client_id: idle }]);
+      expect(await rows(app, 'SELECT revoked_at FROM consents WHERE client_id = ?', idle)).toEqual([{ revoked_at: null }]);
+      expect((await runMaintenance({ ...deps, onClientExpired: async () => undefined })).expiredClients, 'no longer idle').not.toContain(idle);
+    } finally {
+      vi.useRealTimers();
+    }
+    expect((await auditEvents(app)).filter((e) => e.event === 'client.expired' && e.client_id === idle)).toEqual([]);
+  });
 });

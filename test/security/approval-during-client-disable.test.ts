@@ -121,6 +121,26 @@ describe('an approval in flight while the client is disabled or deleted', () => 
     expect(stack.upstream.revocations.length).toBe(revocationsAtU + 1);
   });
 
+  it("the approval's transaction failing (the database busy): an error page, nothing recorded, U's fresh token revoked at U", async () => {
+    const { client_id: clientId } = await registerClient(stack.app);
+    const browser = new Browser('approval-fails');
+    const { callback } = await approveAndStopAtU(browser, clientId, 'dale');
+    const consents = stack.app.runtime.stores.consents;
+    const insert = consents.insert.bind(consents);
+    consents.insert = () => Promise.reject(Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' }));
+    const revocationsAtU = stack.upstream.revocations.length;
+    try {
+      const page = await browser.navigate(callback, { initiator: stack.upstream.issuer, stopAt: (u) => u.startsWith(CLIENT_REDIRECT) });
+      expect(page.status).toBeGreaterThanOrEqual(500);
+      expect(page.hops.filter((h) => h.location)).toEqual([]);
+    } finally {
+      consents.insert = insert;
+    }
+    expect(await consentsOf(clientId)).toEqual([]);
+    await stack.app.runtime.revocation.settled();
+    expect(stack.upstream.revocations.length).toBe(revocationsAtU + 1);
+  });
+
   // On PostgreSQL the approval's transaction and the disabling's run on two connections: the
   // client's row, read FOR SHARE by the approval, makes the disabling wait for it, so the cascade
   // that follows finds the new consent. (SQLite runs one write transaction at a time.)
