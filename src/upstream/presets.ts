@@ -230,9 +230,10 @@ async function refresh(ctx: UpstreamContext, refreshToken: string): Promise<Upst
  * failure, a timeout or any other status says nothing about the token.
  */
 async function refusesAccessToken(ctx: UpstreamContext, accessToken: string): Promise<boolean> {
-  const url = ctx.isGithub ? `${ctx.githubApi}/user` : (await ctx.configuration()).serverMetadata().userinfo_endpoint;
-  if (!url) return false;
   try {
+    // U's discovery failing is U not answering too (review 2026-12-07: it threw, and R's 401 became a 500).
+    const url = ctx.isGithub ? `${ctx.githubApi}/user` : (await ctx.configuration()).serverMetadata().userinfo_endpoint;
+    if (!url) return false;
     const accept = ctx.isGithub ? 'application/vnd.github+json' : 'application/json';
     const res = await ctx.fetch(url, { headers: { authorization: `Bearer ${accessToken}`, accept, 'user-agent': 'mcp-consent-proxy' } });
     await res.body?.cancel();
