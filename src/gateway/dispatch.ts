@@ -6,7 +6,7 @@
  * `..;x` and `.;x`: Tomcat, Jetty and Spring drop a segment's `;` parameters before resolving it),
  * encoded slashes, backslashes, encoded dots and empty segments are refused (400) before anything
  * is forwarded — and so is a path that shows any of them once decoded again (`%252e%252e`,
- * `%25%32%65`, `..%3b`: an R that decodes twice), up to MAX_DECODES rounds. `/mcp` matches
+ * `%25%32%65`, `..%3b`, `..%3f`, `..%23`, `..%00`: an R that decodes twice), up to MAX_DECODES rounds. `/mcp` matches
  * exactly (its query is kept).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -20,7 +20,9 @@ export interface DispatchRoute {
   handle(req: IncomingMessage, res: ServerResponse, suffix: string): void;
 }
 
-const UNSAFE_PATH = /%2f|%5c|%2e|\\|\/\.\.?(?:[/;]|$)|\/\//i;
+// A dot segment ends at `/`, at `;` (its parameters), and — in a path decoded once more by R — at
+// what ends a path there: `?`, `#`, NUL, or trailing whitespace some servers trim (review 2026-12-07).
+const UNSAFE_PATH = /%2f|%5c|%2e|\\|\/\.\.?(?:[/;?#\0\s]|$)|\/\//i;
 /** Decodings of a path that must all be safe; a path still encoded after them is refused. */
 const MAX_DECODES = 4;
 
