@@ -77,7 +77,10 @@ export function adminGuard(deps: AdminGuardDeps) {
             }),
           );
         }
-        const returnTo = req.method === 'GET' ? `${base}/admin${req.path === '/' ? '' : req.path}` : `${base}/admin`;
+        // The export (a GET that acts) returns to its page instead: the redirect after sign-in comes
+        // back through U, cross-site, and the export would refuse it (review 2026-12-07).
+        const path = req.path === '/audit/export' ? '/audit' : req.path;
+        const returnTo = req.method === 'GET' ? `${base}/admin${path === '/' ? '' : path}` : `${base}/admin`;
         await showSignIn(deps, req, res, 'admin', returnTo, 401);
       })
       .catch(next);

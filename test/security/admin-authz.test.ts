@@ -42,6 +42,9 @@ describe('admin routes › who may enter', () => {
       expect(page.status, p).toBe(401);
       expect(page.html, p).toContain('/admin/login?return=');
     }
+    // The export returns to the audit page after sign-in, not to itself (the redirect through U is cross-site: it would refuse it).
+    const exportPage = await anonymous.navigate(`${stack.app.url}/admin/audit/export?format=csv`);
+    expect(exportPage.html).toContain(`/admin/login?return=${encodeURIComponent('/admin/audit')}"`);
     for (const p of POSTS) expect((await post(anonymous, p, { csrf: adminCsrf, confirm: 'yes' })).status, p).toBe(401);
     expect(await rows(stack.app, 'SELECT disabled_at FROM clients_meta WHERE client_id = ?', target.clientId)).toEqual([{ disabled_at: null }]);
     expect(await rows(stack.app, 'SELECT revoked_at FROM consents WHERE id = ?', target.consentId)).toEqual([{ revoked_at: null }]);
