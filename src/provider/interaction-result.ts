@@ -10,9 +10,11 @@
  * session in, finds no grant, and opens a new interaction for it — the user approved again, signed
  * in at U again, and ended on "this sign-in has expired" with a consent recorded for nothing
  * (review 2026-12-07). So the uid is dropped with the result, as the provider itself does when the
- * account changes. What binds an interaction to its browser stays P's: the interaction cookie
- * checked against the URL (src/flow/4-consent.ts) and the upstream transaction's cookie
- * (STATE-04, src/session/upstream-login.ts).
+ * account changes. What binds an interaction to its browser is unchanged: at the resume,
+ * oidc-provider's own signed `_interaction_resume` cookie, which must name the interaction in the
+ * URL; on P's pages, the interaction cookie checked against the URL (src/flow/4-consent.ts); at U's
+ * callback, the upstream transaction's cookie (STATE-04, src/session/upstream-login.ts); and the
+ * code itself is bound to the client's PKCE verifier.
  */
 import type Provider from 'oidc-provider';
 import type { InteractionResults } from 'oidc-provider';
