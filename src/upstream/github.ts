@@ -4,7 +4,9 @@
  * comes from its user API.
  */
 import { UpstreamError } from './failures.js';
-import type { UpstreamFetch, UpstreamIdentity } from './presets.js';
+
+/** fetch, as P calls U (with UPSTREAM_TIMEOUT: src/upstream/presets.ts) */
+export type UpstreamFetch = (url: string, init?: RequestInit) => Promise<Response>;
 
 /**
  * GitHub answers its token endpoint's refusals with 200 and an error body
@@ -30,7 +32,7 @@ export function githubTokenRefusals(fetchU: UpstreamFetch, tokenEndpoint: string
 }
 
 /** GitHub: the user API names who logged in; the numeric id is the subject. */
-export async function githubIdentity(fetchU: UpstreamFetch, api: string, accessToken: string): Promise<UpstreamIdentity> {
+export async function githubIdentity(fetchU: UpstreamFetch, api: string, accessToken: string): Promise<{ subject: string; displayName: string | undefined }> {
   let res: Response;
   try {
     res = await fetchU(`${api}/user`, {

@@ -15,7 +15,7 @@ import * as client from 'openid-client';
 import type { UpstreamConfig } from '../config/load.js';
 import { isLoopbackHost } from '../config/urls.js';
 import { classify, UpstreamError } from './failures.js';
-import { githubIdentity, githubTokenRefusals } from './github.js';
+import { githubIdentity, githubTokenRefusals, type UpstreamFetch } from './github.js';
 
 export { UpstreamError, type UpstreamFailure } from './failures.js';
 
@@ -73,9 +73,6 @@ export interface UpstreamClient {
   /** RFC 7009 revocation where U has an endpoint; false when it has none. */
   revoke(token: string, hint: 'access_token' | 'refresh_token'): Promise<boolean>;
 }
-
-/** fetch, as P calls U */
-export type UpstreamFetch = (url: string, init?: RequestInit) => Promise<Response>;
 
 function timedFetch(timeoutMs: number): UpstreamFetch {
   return (url: string, init?: RequestInit): Promise<Response> => fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
