@@ -59,8 +59,8 @@ export function table(rows: Record<string, unknown>[], columns: string[]): strin
 
 export const iso = (ms: number | null | undefined) => (ms ? new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z') : null);
 
-export async function withContext<T>(io: Io, work: (ctx: CliContext) => Promise<T> | T): Promise<T> {
-  const ctx = await openCliContext(io.env);
+export async function withContext<T>(io: Io, work: (ctx: CliContext) => Promise<T> | T, options?: { checkpoint?: boolean }): Promise<T> {
+  const ctx = await openCliContext(io.env, options);
   try {
     return await work(ctx);
   } finally {

@@ -28,11 +28,11 @@ export interface CliContext {
   close(): Promise<void>;
 }
 
-export async function openCliContext(env: Record<string, string | undefined>): Promise<CliContext> {
+export async function openCliContext(env: Record<string, string | undefined>, options: { checkpoint?: boolean } = {}): Promise<CliContext> {
   const config = loadConfig(env, { requireUpstream: false });
   const log = pino({ level: 'warn' }, pino.destination(2));
   const storage = await openStorage(config, { log, mustExist: true });
-  const core = createCore(config, storage, { log });
+  const core = createCore(config, storage, { log, checkpoint: options.checkpoint });
   return {
     config,
     sql: core.sql,

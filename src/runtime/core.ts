@@ -165,6 +165,8 @@ export interface CoreOptions {
   observeAudit?: (row: NewAuditRow) => void;
   /** the upstream to use when the configuration names none (demo mode's embedded IdP) */
   upstream?: UpstreamConfig;
+  /** false: no checkpoint writer (`audit checkpoint-reset` writes the file itself) */
+  checkpoint?: boolean;
 }
 
 export interface Core extends Storage {
@@ -181,7 +183,7 @@ export interface Core extends Storage {
 export function createCore(config: Readonly<Config>, storage: Storage, options: CoreOptions): Core {
   const { log } = options;
   const { keys, stores } = storage;
-  const checkpoint = checkpointPath(config);
+  const checkpoint = options.checkpoint === false ? undefined : checkpointPath(config);
   const audit = new Audit(stores.auditLog, log, {
     observe: options.observeAudit,
     // The file moves only forward along the chain it recorded (a cut log never overwrites it).

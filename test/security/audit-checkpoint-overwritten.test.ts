@@ -111,16 +111,22 @@ describe('a cut audit log overwrites its own checkpoint', () => {
     await serverRecords(dir, entries(100, 1));
     expect((await verify(dir)).code).toBe(1);
 
+    const replacedMac = JSON.parse(readFileSync(join(dir, 'audit-checkpoint.json'), 'utf8')).mac as string;
     const reset = await cli(dir, ['audit', 'checkpoint-reset']);
     expect(reset.code, reset.err).toBe(0);
     expect(reset.out).toMatch(/now records row 5; the file it replaces is kept as .*audit-checkpoint\.json\.replaced-/);
+    expect(reset.err).toContain("the replaced file recorded row 6, beyond the chain's last row, 4: recorded in the reset's row 5");
+    expect(reset.err, 'the reset process wrote no file of its own (no writer finding it missing)').not.toContain('kept as it is');
     expect(checkpointSeq(dir)).toBe(5);
     const kept = readdirSync(dir).filter((f) => f.startsWith('audit-checkpoint.json.replaced-'));
     expect(kept).toHaveLength(1);
     expect(JSON.parse(readFileSync(join(dir, kept[0] as string), 'utf8')).seq, 'the replaced file, kept as it was').toBe(6);
     const row = (await readOne(dir, 'SELECT event, details FROM audit_log WHERE seq = 5')) as { event: string; details: string };
     expect(row.event).toBe('cli.audit_checkpoint_reset');
-    expect(JSON.parse(row.details)).toEqual({ previous_file: 'ok', chain_rows: 4 });
+    // What the replaced file recorded stays in the chain (MAC'd), whatever becomes of the kept file.
+    const details = JSON.parse(row.details);
+    expect(details.replaced_file).toMatchObject({ status: 'beyond_chain', seq: 6, mac: replacedMac });
+    expect(details.chain_before).toMatchObject({ rows: 4, seq: 4 });
     expect((await verify(dir)).code).toBe(0);
 
     await serverRecords(dir, entries(200, 1));
@@ -148,6 +154,8 @@ describe('a cut audit log overwrites its own checkpoint', () => {
 
     expect((await cli(dir, ['audit', 'checkpoint-reset'])).code).toBe(0);
     expect((await verify(dir)).code).toBe(0);
+    const row = (await readOne(dir, "SELECT details FROM audit_log WHERE event = 'cli.audit_checkpoint_reset'")) as { details: string };
+    expect(JSON.parse(row.details)).toMatchObject({ replaced_file: { status: 'missing' }, chain_before: { rows: 6, seq: 6 } });
   }, 30_000);
 
   it('a new database starts its checkpoint file with its first row', async () => {

@@ -7,7 +7,7 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { createAuditLogStore } from '../../store/audit-log.js';
 import { describeVerification, verifyChain } from '../../audit/verify.js';
-import { checkpointPath, parseCheckpointArg, readCheckpointFile, replaceCheckpointFile } from '../../audit/checkpoint.js';
+import { checkpointPath, parseCheckpointArg, replaceCheckpointFile } from '../../audit/checkpoint.js';
 import { KeyRing } from '../../crypto/keys.js';
 import type { AuditKey } from '../../store/audit-chain.js';
 import { resolveSecretKey } from '../../crypto/secret-file.js';
@@ -62,25 +62,38 @@ export const STORAGE_COMMANDS: Record<string, Command> = {
     usage: 'mcp-consent-proxy audit checkpoint-reset',
     options: {},
     run: (_args, io) =>
-      withContext(io, async (ctx) => {
-        const path = checkpointPath(ctx.config);
-        if (!path) throw new UsageError('an in-memory database (DATABASE_PATH=:memory:) keeps no checkpoint file');
-        // The new file vouches for the chain as it stands: only one that verifies row by row gets it (DESIGN §9).
-        const chain = await verifyChain(ctx.stores.auditLog, { keys: ctx.auditKeys });
-        if (!chain.ok) {
-          io.err(`audit log BROKEN${chain.firstBadSeq === null ? '' : ` at row ${chain.firstBadSeq}`}: ${chain.problem} — no new checkpoint file was started`);
-          return EXIT_FAILURE;
-        }
-        // The reset is itself a row of the chain, and the new file records it: a reset never goes unrecorded.
-        const previous = readCheckpointFile(path, ctx.auditKeys).status;
-        await ctx.audit.record({ event: 'cli.audit_checkpoint_reset', details: { previous_file: previous, chain_rows: chain.rows } });
-        const head = await ctx.stores.auditLog.tip();
-        if (!head) throw new Error('the audit log is empty after its own row was written');
-        const kept = await replaceCheckpointFile(path, ctx.auditKeys[0] as AuditKey, head);
-        io.out(`audit checkpoint file ${path} now records row ${head.seq}${kept ? `; the file it replaces is kept as ${kept}` : ''}`);
-        io.out('restart a server running on this database: until then it leaves the file as it found it');
-        return EXIT_OK;
-      }),
+      withContext(
+        io,
+        async (ctx) => {
+          const path = checkpointPath(ctx.config);
+          if (!path) throw new UsageError('an in-memory database (DATABASE_PATH=:memory:) keeps no checkpoint file');
+          // The new file vouches for the chain as it stands: only one that verifies row by row gets it (DESIGN §9).
+          const chain = await verifyChain(ctx.stores.auditLog, { keys: ctx.auditKeys });
+          if (!chain.ok) {
+            io.err(`audit log BROKEN${chain.firstBadSeq === null ? '' : ` at row ${chain.firstBadSeq}`}: ${chain.problem} — no new checkpoint file was started`);
+            return EXIT_FAILURE;
+          }
+          // The reset is itself a row of the chain, which the new file records; the row holds what the
+          // replaced file recorded, checked against the chain (rows it names that the chain lacks, a MAC
+          // that differs) and the chain's head before it: MAC'd, so what a reset left behind stays on
+          // record (review of 122688c: the row said only "ok" or "missing").
+          const replaced = (await verifyChain(ctx.stores.auditLog, { keys: ctx.auditKeys, checkpointFile: path })).checkpointFile;
+          const { status, seq, mac, key_id, ts } = replaced ?? { status: 'missing' };
+          const before = { rows: chain.rows, seq: chain.tipSeq, hash: chain.tipHash };
+          await ctx.audit.record({ event: 'cli.audit_checkpoint_reset', details: { replaced_file: { status, seq, mac, key_id, ts }, chain_before: before } });
+          const head = await ctx.stores.auditLog.tip();
+          if (!head) throw new Error('the audit log is empty after its own row was written');
+          const kept = await replaceCheckpointFile(path, ctx.auditKeys[0] as AuditKey, head);
+          if (status === 'beyond_chain' || status === 'differs')
+            io.err(
+              `the replaced file recorded row ${seq}, ${status === 'beyond_chain' ? `beyond the chain's last row, ${chain.tipSeq}` : 'which the chain holds with another MAC'}: recorded in the reset's row ${head.seq}`,
+            );
+          io.out(`audit checkpoint file ${path} now records row ${head.seq}${kept ? `; the file it replaces is kept as ${kept}` : ''}`);
+          io.out('restart a server running on this database: until then it leaves the file as it found it');
+          return EXIT_OK;
+        },
+        { checkpoint: false }, // the file is written here, not by a writer that would find it missing
+      ),
   },
   'audit export': {
     summary: 'write the audit log as NDJSON (one row per line, hashes included)',
