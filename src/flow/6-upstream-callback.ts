@@ -94,17 +94,9 @@ async function exchange(deps: CallbackDeps, req: Request, tx: UpstreamTransactio
 /** A new authorization: record it, then on to the resume URL (303). */
 async function completeAuthorization(deps: CallbackDeps, req: Request, res: Response, tx: AuthorizeTransaction, result: UpstreamExchange) {
   const { audit, config } = deps;
-  // Nothing recorded (refused, the interaction gone, or the transaction failed: the database busy,
-  // a deadlock): U's fresh token is kept nowhere, so U is asked to revoke it (UP-08). (A COMMIT
-  // whose answer was lost but which committed leaves a consent whose upstream token U no longer
-  // honours: its next refresh ends it, AT-22; the user, shown an error, approves again.)
-  const unkept = () => deps.revocation.revokeUnkept(undefined, result.tokens, tx.clientId, result.identity.subject);
-  const recorded = await recordAuthorization(deps, deps.cookies.read(req, 'session'), tx, result.identity, result.tokens).catch((err: unknown) => {
-    unkept();
-    throw err;
-  });
+  // Nothing recorded: src/consent/record.ts has asked U to revoke its fresh token (UP-08).
+  const recorded = await recordAuthorization(deps, deps.cookies.read(req, 'session'), tx, result.identity, result.tokens);
   if (!recorded || 'refused' in recorded) {
-    unkept();
     if (!recorded) throw ERRORS.invalidRequest('this sign-in has expired; start again from your application', 'interaction_expired');
     await audit.record({ event: 'consent.rejected', reason: recorded.refused, subject: result.identity.subject, clientId: tx.clientId, details: { redirect_uri: tx.redirectUri } });
     throw ERRORS.accessDenied('an administrator disabled or removed this application while you were signing in; nothing was granted to it', recorded.refused);

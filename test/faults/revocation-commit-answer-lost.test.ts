@@ -24,6 +24,7 @@ import type { Revocation, RevocationDeps } from '../../src/consent/revocation.js
 import type pg from 'pg';
 import type { PgSql } from '../../src/db/pg-sql.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
+import { lockWaitSeen } from '../helpers/pg.js';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -150,13 +151,7 @@ describe('a revocation whose commit answer was lost', () => {
       });
     try {
       const revoking = stack.app.runtime.ops.revokeConsent(consentId, admin);
-      const pool = (stack.app.runtime.sql as PgSql).pool;
-      let waiting = false;
-      for (let i = 0; i < 100 && !waiting; i++) {
-        const { rows: found } = await pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
-        waiting = found[0].n > 0;
-        if (!waiting) await new Promise((r) => setTimeout(r, 20));
-      }
+      const waiting = await lockWaitSeen((stack.app.runtime.sql as PgSql).pool);
       openGate();
       expect(waiting, 'the read waits for the committing transaction').toBe(true);
       expect((await revoking)?.revoked_reason).toBe('admin');

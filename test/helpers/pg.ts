@@ -89,3 +89,16 @@ export async function clusterSocket(): Promise<{ dir: string; port: number }> {
     return { dir, port };
   });
 }
+
+/**
+ * Whether a connection to this pool's database waits for a lock (`pg_stat_activity`), asked every
+ * 20 ms for up to 2 s: the tests that prove one transaction waits for another's row lock.
+ */
+export async function lockWaitSeen(pool: pg.Pool): Promise<boolean> {
+  for (let i = 0; i < 100; i++) {
+    const { rows } = await pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
+    if ((rows[0] as { n: number }).n > 0) return true;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return false;
+}

@@ -14,6 +14,7 @@ import { Browser, buildAuthorization, CLIENT_REDIRECT, drive, startStack, type S
 import type { Page } from '../helpers/browser.js';
 import type { PgSql } from '../../src/db/pg-sql.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
+import { lockWaitSeen } from '../helpers/pg.js';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -164,13 +165,7 @@ describe('an approval in flight while the client is disabled or deleted', () => 
       const landing = browser.navigate(callback, { initiator: stack.upstream.issuer, stopAt: (u) => u.startsWith(CLIENT_REDIRECT) });
       await reached;
       const disabling = stack.app.runtime.ops.disableClient(clientId, admin);
-      const pool = (stack.app.runtime.sql as PgSql).pool;
-      let waiting = false;
-      for (let i = 0; i < 100 && !waiting; i++) {
-        const { rows: found } = await pool.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
-        waiting = found[0].n > 0;
-        if (!waiting) await new Promise((r) => setTimeout(r, 20));
-      }
+      const waiting = await lockWaitSeen((stack.app.runtime.sql as PgSql).pool);
       openGate();
       expect(waiting, 'the disabling waits for the approval').toBe(true);
       await landing;
