@@ -30,8 +30,8 @@ import { saveInteractionResult } from '../provider/interaction-result.js';
 export interface RecordDeps {
   config: Readonly<Config>;
   provider: Provider;
-  stores: Pick<Stores, 'consents' | 'upstreamTokens' | 'browserSessions' | 'clientsMeta' | 'models' | 'transaction' | 'afterCommit'>;
-  revocation: Pick<Revocation, 'revokeInTransaction' | 'revokeAtUpstreamAfterCommit' | 'revokeUnkept'>;
+  stores: Pick<Stores, 'consents' | 'upstreamTokens' | 'browserSessions' | 'clientsMeta' | 'models' | 'transaction'>;
+  revocation: Pick<Revocation, 'revokeInTransaction' | 'revokeAtUpstreamAfterCommit'>;
 }
 
 /** Nothing was recorded: the client was disabled or deleted while the user signed in at U. */
@@ -100,53 +100,42 @@ export async function recordAuthorization(
 ): Promise<RecordedAuthorization | RefusedAuthorization | undefined> {
   const { stores, config, revocation } = deps;
   const subject = identity.subject;
-  // Nothing recorded (the interaction gone, the client refused, the transaction failed: busy, a
-  // deadlock): U's fresh token is kept nowhere, so U is asked to revoke it (UP-08). Not when the
-  // COMMIT's answer was lost (PostgreSQL): the approval may have committed, its token kept.
-  const unkept = () => revocation.revokeUnkept(undefined, tokens, tx.clientId, subject);
+  // Nothing recorded (the interaction gone, the client refused, the transaction failed): U's fresh
+  // token is dropped, not revoked — at an upstream whose revocation ends the whole upstream grant
+  // (RFC 7009 §2.1; oidc-provider, Google) that would end the user's other connections through P
+  // (SECURITY.md "Decisions worth knowing").
   const interaction = await deps.provider.Interaction.find(tx.interactionUid);
-  if (!interaction) return void unkept();
+  if (!interaction) return undefined;
   const now = Date.now();
   const key = { subject, clientId: tx.clientId, redirectUri: tx.redirectUri, resource: tx.resource };
 
-  let commitUnknown = false;
-  const ifUnknown = () => void (commitUnknown = true);
-  const recorded = await stores
-    .transaction(async () => {
-      stores.afterCommit(() => undefined, ifUnknown);
-      const standing = await clientStanding(stores, tx.clientId);
-      if (standing !== 'ok') return { refused: standing } as const;
-      const previous = await stores.consents.unrevoked(key);
-      // Step-up: what this user already granted here in this browser, and the page showed as already allowed, is kept (src/consent/decision.ts).
-      const kept = grantedBefore(previous, subject, key, tx.browserHash, now, tx.shownAsKept ?? []);
-      const scopes = [...new Set([...kept, ...tx.scopes])];
-      const grantId = await grantFor(deps, subject, { ...tx, scopes }).save();
-      if (previous) {
-        // The superseded grant's upstream token is revoked at U too, once this commits (or, its
-        // COMMIT's answer lost, once a read finds it committed), like every other cascade (src/consent/revocation.ts).
-        revocation.revokeAtUpstreamAfterCommit(previous.grant_id, await revocation.revokeInTransaction(previous.grant_id, 'superseded', now));
-      }
-      const consent = await stores.consents.insert({
-        ...key,
-        scopes,
-        upstreamScopes: tx.upstreamScopes,
-        grantedAt: now,
-        expiresAt: now + config.ttl.consent * 1000,
-        grantId,
-        browserHash: tx.browserHash ?? null,
-      });
-      await stores.upstreamTokens.save(grantId, subject, { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, expiresAt: tokens.expiresAt, scopes: tokens.scope });
-      const sessionId = await sessionFor(deps, currentSessionId, identity, now);
-      await saveInteractionResult(interaction, { login: { accountId: subject }, consent: { grantId } });
-      return { grantId, consent, sessionId, superseded: previous?.grant_id };
-    })
-    .catch((err: unknown) => {
-      if (!commitUnknown) unkept();
-      throw err;
+  const recorded = await stores.transaction(async () => {
+    const standing = await clientStanding(stores, tx.clientId);
+    if (standing !== 'ok') return { refused: standing } as const;
+    const previous = await stores.consents.unrevoked(key);
+    // Step-up: what this user already granted here in this browser, and the page showed as already allowed, is kept (src/consent/decision.ts).
+    const kept = grantedBefore(previous, subject, key, tx.browserHash, now, tx.shownAsKept ?? []);
+    const scopes = [...new Set([...kept, ...tx.scopes])];
+    const grantId = await grantFor(deps, subject, { ...tx, scopes }).save();
+    if (previous) {
+      // The superseded grant's upstream token is revoked at U too, once this commits (or, its
+      // COMMIT's answer lost, once a read finds it committed), like every other cascade (src/consent/revocation.ts).
+      revocation.revokeAtUpstreamAfterCommit(previous.grant_id, await revocation.revokeInTransaction(previous.grant_id, 'superseded', now));
+    }
+    const consent = await stores.consents.insert({
+      ...key,
+      scopes,
+      upstreamScopes: tx.upstreamScopes,
+      grantedAt: now,
+      expiresAt: now + config.ttl.consent * 1000,
+      grantId,
+      browserHash: tx.browserHash ?? null,
     });
-  if (recorded.refused) {
-    unkept();
-    return { refused: recorded.refused };
-  }
+    await stores.upstreamTokens.save(grantId, subject, { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, expiresAt: tokens.expiresAt, scopes: tokens.scope });
+    const sessionId = await sessionFor(deps, currentSessionId, identity, now);
+    await saveInteractionResult(interaction, { login: { accountId: subject }, consent: { grantId } });
+    return { grantId, consent, sessionId, superseded: previous?.grant_id };
+  });
+  if (recorded.refused) return { refused: recorded.refused };
   return { returnTo: interaction.returnTo, grantId: recorded.grantId, consent: recorded.consent, sessionId: recorded.sessionId, superseded: recorded.superseded };
 }

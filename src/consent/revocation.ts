@@ -128,7 +128,7 @@ export class Revocation {
    * refresh's result that arrived for a grant revoked meanwhile (src/gateway/upstream-token.ts).
    * The refresh token when there is one (RFC 7009 §2.1: revoking it ends its access tokens too).
    */
-  revokeUnkept(grantId: string | undefined, tokens: Pick<UpstreamTokenSet, 'accessToken' | 'refreshToken'>, clientId?: string, subject?: string): void {
+  revokeUnkept(grantId: string, tokens: UpstreamTokenSet, clientId?: string, subject?: string): void {
     const { refreshToken, accessToken } = tokens;
     this.track(this.revokeAtUpstream(grantId, refreshToken ?? accessToken, refreshToken ? 'refresh_token' : 'access_token', clientId, subject));
   }
@@ -226,7 +226,7 @@ export class Revocation {
     return n;
   }
 
-  private async revokeAtUpstream(grantId: string | undefined, token: string, hint: 'access_token' | 'refresh_token', clientId?: string, subject?: string): Promise<void> {
+  private async revokeAtUpstream(grantId: string, token: string, hint: 'access_token' | 'refresh_token', clientId?: string, subject?: string): Promise<void> {
     const upstream = this.deps.upstream?.();
     if (!upstream) return;
     try {

@@ -94,7 +94,6 @@ async function exchange(deps: CallbackDeps, req: Request, tx: UpstreamTransactio
 /** A new authorization: record it, then on to the resume URL (303). */
 async function completeAuthorization(deps: CallbackDeps, req: Request, res: Response, tx: AuthorizeTransaction, result: UpstreamExchange) {
   const { audit, config } = deps;
-  // Nothing recorded: src/consent/record.ts has asked U to revoke its fresh token (UP-08).
   const recorded = await recordAuthorization(deps, deps.cookies.read(req, 'session'), tx, result.identity, result.tokens);
   if (!recorded || 'refused' in recorded) {
     if (!recorded) throw ERRORS.invalidRequest('this sign-in has expired; start again from your application', 'interaction_expired');
