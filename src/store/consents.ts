@@ -177,14 +177,17 @@ export class ConsentStore {
 
   /**
    * Inside the revoking transaction: is this consent still due to the disabling of its client —
-   * unrevoked, its client still disabled, and granted no later than that? On PostgreSQL the client's
-   * row is locked (FOR SHARE) until the transaction ends, so an admin re-enabling the client waits,
-   * or is waited for; SQLite's write transaction already excludes it.
+   * unrevoked, its client still disabled? On PostgreSQL the client's row is locked (FOR SHARE) until
+   * the transaction ends, so an admin re-enabling the client waits, or is waited for; SQLite's
+   * write transaction already excludes it. (It also asked that the consent be granted no later than
+   * the disabling; but no approval of a disabled client is recorded (src/consent/record.ts), and one
+   * the disabling waited for can carry a later time from another clock: its consent escaped
+   * housekeeping when the disabling's own cascade was cut short — review 2026-12-07.)
    */
   async dueToDisabling(grantId: string): Promise<boolean> {
     const lock = this.sql.engine === 'postgres' ? ' FOR SHARE OF m' : '';
     const sql = `SELECT c.id FROM consents c JOIN clients_meta m ON m.client_id = c.client_id
-      WHERE c.grant_id = ? AND c.revoked_at IS NULL AND m.disabled_at IS NOT NULL AND c.granted_at <= m.disabled_at${lock}`;
+      WHERE c.grant_id = ? AND c.revoked_at IS NULL AND m.disabled_at IS NOT NULL${lock}`;
     return (await this.sql.one(sql, [grantId])) !== undefined;
   }
 

@@ -145,6 +145,23 @@ describe('disabling a client', () => {
     expect(await revokedRowsOf(clientId), 'nothing left: the next run revokes nothing').toHaveLength(3);
   });
 
+  // Review 2026-12-07: an approval the disabling waited for (its row lock) can carry a granted_at
+  // later than disabled_at (each stamped by its own clock before the wait); housekeeping's finish
+  // skipped such a consent when the disabling's cascade was cut short.
+  it('housekeeping finishes a consent granted after the disabled_at the disabling stamped (an approval it waited for)', async () => {
+    const { clientId, grants } = await clientWithConsents(['dis-g1']);
+    const restore = failRevocationOnce(grants[0] as string, busy());
+    try {
+      await expect(stack.app.runtime.ops.disableClient(clientId, admin)).rejects.toThrow(/busy/);
+    } finally {
+      restore();
+    }
+    const disabled = (await disabledAt(clientId)) as number;
+    await stack.app.runtime.sql.run('UPDATE consents SET granted_at = ? WHERE grant_id = ?', [disabled + 500, grants[0]]);
+    expect((await housekeepingAt(FINISH_DISABLED_AFTER_MS + 1000)).skipped).toBe(false);
+    expect(await activeGrants(clientId)).toEqual([]);
+  });
+
   it('housekeeping revokes nothing of a client re-enabled meanwhile: each consent is checked in its own transaction (review: a new consent was revoked)', async () => {
     const { clientId, grants } = await clientWithConsents(['dis-e1']);
     const restore = failRevocationOnce(grants[0] as string, busy());
