@@ -78,7 +78,7 @@ export const AUDIT_EVENTS = {
   'cli.client_enabled': 'info',
   'cli.client_deleted': 'info',
   'cli.consent_revoked': 'info',
-  /** `audit checkpoint-reset`: a new checkpoint file started at this row; details name the file replaced (kept) or `missing` */
+  /** `audit checkpoint-reset`: a new checkpoint file started at this row; details: what the replaced file recorded (status, seq, mac, key_id, ts) and the chain's head before */
   'cli.audit_checkpoint_reset': 'info',
 } as const satisfies Record<string, Outcome>;
 

@@ -103,7 +103,7 @@ export async function recordAuthorization(
   // Nothing recorded (the interaction gone, the client refused, the transaction failed): U's fresh
   // token is dropped, not revoked — at an upstream whose revocation ends the whole upstream grant
   // (RFC 7009 §2.1; oidc-provider, Google) that would end the user's other connections through P
-  // (SECURITY.md "Decisions worth knowing").
+  // (SECURITY.md, "Actions cascade and are audited").
   const interaction = await deps.provider.Interaction.find(tx.interactionUid);
   if (!interaction) return undefined;
   const now = Date.now();

@@ -95,8 +95,8 @@ async function exchange(deps: CallbackDeps, req: Request, tx: UpstreamTransactio
 async function completeAuthorization(deps: CallbackDeps, req: Request, res: Response, tx: AuthorizeTransaction, result: UpstreamExchange) {
   const { audit, config } = deps;
   const recorded = await recordAuthorization(deps, deps.cookies.read(req, 'session'), tx, result.identity, result.tokens);
-  if (!recorded || 'refused' in recorded) {
-    if (!recorded) throw ERRORS.invalidRequest('this sign-in has expired; start again from your application', 'interaction_expired');
+  if (!recorded) throw ERRORS.invalidRequest('this sign-in has expired; start again from your application', 'interaction_expired');
+  if ('refused' in recorded) {
     await audit.record({ event: 'consent.rejected', reason: recorded.refused, subject: result.identity.subject, clientId: tx.clientId, details: { redirect_uri: tx.redirectUri } });
     throw ERRORS.accessDenied('an administrator disabled or removed this application while you were signing in; nothing was granted to it', recorded.refused);
   }

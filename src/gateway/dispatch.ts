@@ -6,8 +6,8 @@
  * `..;x` and `.;x`: Tomcat, Jetty and Spring drop a segment's `;` parameters before resolving it),
  * encoded slashes, backslashes, encoded dots and empty segments are refused (400) before anything
  * is forwarded — and so is a path that shows any of them once decoded again (`%252e%252e`,
- * `%25%32%65`, `..%3b`, `..%3f`, `..%23`, `..%00`: an R that decodes twice), up to MAX_DECODES rounds. `/mcp` matches
- * exactly (its query is kept).
+ * `%25%32%65`, `..%3b`, `..%3f`, `..%23`, `..%00`: an R that decodes twice), up to MAX_DECODES
+ * rounds. `/mcp` matches exactly (its query is kept).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { jsonRpcError } from './forward.js';

@@ -27,7 +27,7 @@ const safeCode = (value: unknown) => (typeof value === 'string' ? value.replace(
  * U's token endpoint codes that say the grant itself is gone (UP-08: P's grant ends with it):
  * RFC 6749 §5.2's `invalid_grant`, and GitHub's `bad_refresh_token` (a refresh token revoked with
  * the app's authorization, expired or already used; GitHub's refusals arrive as 200s,
- * src/upstream/presets.ts `githubTokenRefusals`).
+ * src/upstream/github.ts `githubTokenRefusals`).
  */
 const GRANT_GONE = new Set(['invalid_grant', 'bad_refresh_token']);
 
