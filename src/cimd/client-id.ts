@@ -29,7 +29,9 @@
  *   port. The fetcher then accepts loopback addresses — and only loopback addresses — for it.
  */
 
-import { isIP } from 'node:net';
+import { matchesHostPattern, parseHostPattern } from '../config/host-patterns.js';
+
+export { parseHostPattern } from '../config/host-patterns.js';
 
 /** Longest client_id URL P fetches; the consent page has to show it. */
 export const MAX_CLIENT_ID_LENGTH = 2000;
@@ -57,43 +59,6 @@ export type ClientIdCheck =
       insecureHttp: boolean;
     }
   | { ok: false; reason: ClientIdRefusal; detail: string };
-
-interface HostPattern {
-  host: string;
-  wildcard: boolean;
-  port: number | undefined;
-}
-
-/** `example.com` → `example.com`; `Example.COM.` → `example.com`; `[::FFFF:7f00:1]` → `[::ffff:7f00:1]`. */
-function canonicalHost(host: string): string | null {
-  try {
-    return new URL(`https://${host}/`).hostname.replace(/\.$/, '');
-  } catch {
-    return null;
-  }
-}
-
-/** Parse one allow/deny entry; throws on a malformed entry (a configuration error, not remote input). */
-export function parseHostPattern(entry: string): HostPattern {
-  const match = /^(\*\.)?(\[[^\]]+\]|[^:/[\]*]+)(?::(\d{1,5}))?$/.exec(entry.trim());
-  const host = match ? canonicalHost(match[2] as string) : null;
-  const port = match?.[3] === undefined ? undefined : Number(match[3]);
-  const wildcard = match?.[1] !== undefined;
-  if (!match || !host || (port !== undefined && (port < 1 || port > 65535)) || (wildcard && isIpHost(host))) {
-    throw new TypeError(`not a host, host:port or *.domain: ${JSON.stringify(entry)}`);
-  }
-  return { host, wildcard, port };
-}
-
-/** An IP literal in WHATWG form (`[…]` for IPv6). */
-function isIpHost(host: string): boolean {
-  return host.startsWith('[') || isIP(host) !== 0;
-}
-
-function matches(pattern: HostPattern, host: string, port: number): boolean {
-  if (pattern.port !== undefined && pattern.port !== port) return false;
-  return pattern.wildcard ? !isIpHost(host) && host.endsWith(`.${pattern.host}`) : host === pattern.host;
-}
 
 /** Whether a client_id is a URL, the shape of a Client ID Metadata Document client's id (DCR ids never are): the one test of it. */
 export function looksLikeClientIdUrl(clientId: unknown): clientId is string {
@@ -143,8 +108,8 @@ export function checkClientIdUrl(raw: string, policy: HostTrustPolicy = {}): Cli
   const port = url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
   const denied = (policy.deniedHosts ?? []).map(parseHostPattern);
   const allowed = (policy.allowedHosts ?? []).map(parseHostPattern);
-  if (denied.some((p) => matches(p, host, port))) return no('host_denied', `host ${url.host} is on the denied list`);
-  if (allowed.length > 0 && !allowed.some((p) => matches(p, host, port))) return no('host_not_allowed', `host ${url.host} is not on the allowed list`);
+  if (denied.some((p) => matchesHostPattern(p, host, port))) return no('host_denied', `host ${url.host} is on the denied list`);
+  if (allowed.length > 0 && !allowed.some((p) => matchesHostPattern(p, host, port))) return no('host_not_allowed', `host ${url.host} is not on the allowed list`);
 
   let insecureHttp = false;
   if (url.protocol === 'http:') {

@@ -6,6 +6,7 @@
 import { isIP } from 'node:net';
 import { NEVER_REDIRECT_SCHEMES } from './urls.js';
 import { parseByteSize, parseDurationSeconds, parseRateBudget, type RateBudget } from './duration.js';
+import { parseHostPattern } from './host-patterns.js';
 
 export type Preset = 'oidc' | 'github' | 'google';
 
@@ -117,21 +118,24 @@ function secretKey(raw: string): Parsed<Buffer> {
 }
 
 /**
- * CIMD_ALLOWED_HOSTS / CIMD_DENIED_HOSTS: the syntax only (`host`, `host:port`, `*.domain`);
- * src/cimd/client-id.ts (parseHostPattern) canonicalises and matches them.
+ * CIMD_ALLOWED_HOSTS / CIMD_DENIED_HOSTS (`host`, `host:port`, `*.domain`): each entry must be one
+ * that parseHostPattern (src/config/host-patterns.ts) — the one rule, which canonicalises and
+ * matches them at every check — takes. The schema had a looser syntax of its own: `*.10.0.0.1` or `*.[::1]` (a
+ * wildcard over an IP) passed here, then made every CIMD check throw, a 500 for every https
+ * client_id (review 2026-12-07).
  */
 function hostPatterns(raw: string): Parsed<string[]> {
   const entries = list(raw);
   const invalid = entries.filter((entry) => {
-    const match = /^(\*\.)?(\[[0-9a-fA-F:.]+\]|[^:/[\]*@?#]+)(?::(\d{1,5}))?$/.exec(entry);
-    if (!match || (match[3] !== undefined && (Number(match[3]) < 1 || Number(match[3]) > 65535))) return true;
+    if (/[@?#/]/.test(entry)) return true;
     try {
-      return !new URL(`https://${match[2]}/`).hostname;
+      parseHostPattern(entry);
+      return false;
     } catch {
       return true;
     }
   });
-  return invalid.length ? bad(`has entries that are not host, host:port or *.domain: ${invalid.join(', ')}`) : ok(entries);
+  return invalid.length ? bad(`has entries that are not host, host:port or *.domain (a wildcard never covers an IP address): ${invalid.join(', ')}`) : ok(entries);
 }
 
 /** A whole number written in decimal digits, else undefined (Number() would also take `1e2`, `0x10`, `0b11` or `2.0`). */
@@ -418,7 +422,7 @@ export const SCHEMA = {
   }),
   CIMD_ALLOWED_HOSTS: key({
     group: 'Client registration',
-    doc: 'Hosts whose CIMD client_ids are accepted: `host`, `host:port` or `*.domain`, comma- or space-separated. Empty: any host whose addresses are public. A `host:port` listed here may serve its document over plain http from a loopback address only when `DANGEROUSLY_ALLOW_INSECURE_HTTP=true` too (local tests).',
+    doc: 'Hosts whose CIMD client_ids are accepted: `host`, `host:port` or `*.domain` (a wildcard covers names, never an IP address), comma- or space-separated. Empty: any host whose addresses are public. A `host:port` listed here may serve its document over plain http from a loopback address only when `DANGEROUSLY_ALLOW_INSECURE_HTTP=true` too (local tests).',
     defaultText: '— (any public host)',
     fallback: '',
     parse: hostPatterns,

@@ -180,6 +180,17 @@ describe('config › loadConfig', () => {
     expect(requestDeadlines(1_000)).toEqual({ requestTimeout: 1_000, headersTimeout: 1_000, connectionsCheckingInterval: 250 });
   });
 
+  // Review 2026-12-07: the schema's own looser syntax let `*.10.0.0.1` through, and every CIMD check then threw (a 500 for every https client_id).
+  it('CIMD_ALLOWED_HOSTS / CIMD_DENIED_HOSTS take exactly the patterns the trust policy parses: a wildcard over an IP address is refused at start', () => {
+    expect(loadConfig({ ...UPSTREAM, CIMD_DENIED_HOSTS: 'evil.example, *.example.org, mcp.example:8443, 10.0.0.1, [::1]' }).cimd.deniedHosts).toEqual(['evil.example', '*.example.org', 'mcp.example:8443', '10.0.0.1', '[::1]']);
+    for (const bad of ['*.10.0.0.1', '*.[::1]', '*.1.2.3.4', 'a@b.example', 'x.example/path', 'x.example:0', '*']) {
+      const problems = problemsOf({ ...UPSTREAM, CIMD_DENIED_HOSTS: `ok.example, ${bad}` });
+      expect(problems, bad).toHaveLength(1);
+      expect(problems[0], bad).toMatch(/^CIMD_DENIED_HOSTS: has entries that are not host, host:port or \*\.domain/);
+      expect(problemsOf({ ...UPSTREAM, CIMD_ALLOWED_HOSTS: bad }), bad).toHaveLength(1);
+    }
+  });
+
   it('UPSTREAM_TIMEOUT defaults to 10 s and is at most 1d, as REQUEST_TIMEOUT: beyond 2^31−1 ms Node\'s timer fires at once and AbortSignal.timeout aborted every call to U', () => {
     expect(loadConfig({ ...UPSTREAM }).upstreamTimeoutMs).toBe(10_000);
     expect(loadConfig({ ...UPSTREAM, UPSTREAM_TIMEOUT: '1d' }).upstreamTimeoutMs).toBe(86_400_000);
