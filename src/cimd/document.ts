@@ -37,6 +37,7 @@
 import { MAX_CLIENT_NAME, MAX_REDIRECT_URIS, type AdmissionPolicy } from '../oauth/admission.js';
 import { checkDisplayText } from '../oauth/display-text.js';
 import { checkRedirectUri, MAX_URI_LENGTH } from '../oauth/redirect-uri.js';
+import { LOOPBACK_REDIRECT_HOSTS } from '../config/urls.js';
 
 const SUPPORTED_GRANTS = ['authorization_code', 'refresh_token'] as const;
 type SupportedGrant = (typeof SUPPORTED_GRANTS)[number];
@@ -127,6 +128,16 @@ function checkRedirects(uris: unknown, policy: Pick<AdmissionPolicy, 'redirectSc
     if (!check.ok) return refuse('redirect_uri', `${check.description}: ${shown(uri, 200)}`, check.reason);
     if (check.kind !== 'https') native = true;
   }
+  // A native client's https redirect URIs are claimed URIs, never a loopback host (RFC 8252 §7.2,
+  // §8.4): oidc-provider refuses such a client when it loads it, so a document P stored with one was
+  // a client no authorization could use (review 2026-12-07). Refused here, like at /register.
+  const loopback = native && (uris as string[]).find((uri) => uri.startsWith('https:') && LOOPBACK_REDIRECT_HOSTS.has(new URL(uri).hostname));
+  if (loopback)
+    return refuse(
+      'redirect_uri',
+      `a client with loopback or private-use redirect URIs is native, and its https redirect URIs must not use a loopback host: ${shown(loopback, 200)}`,
+      'https_loopback_native',
+    );
   return { ok: true, value: { uris: [...new Set(uris as string[])], native } };
 }
 

@@ -144,6 +144,10 @@ describe('CIMD-02 document › refused', () => {
     [{ redirect_uris: ['https://APP.example.com/cb'] }, 'redirect_uri', 'not_canonical'],
     [{ redirect_uris: ['myapp:/cb'] }, 'redirect_uri', 'scheme_not_allowed'],
     [{ redirect_uris: ['https://app.example.com/cb', 'http://127.0.0.1:1/../x'] }, 'redirect_uri', 'dot_segments'],
+    // A native client (loopback or private-use redirect) with an https loopback redirect: oidc-provider never loads it (review 2026-12-07).
+    [{ redirect_uris: ['http://127.0.0.1:3000/cb', 'https://localhost/cb'] }, 'redirect_uri', 'https_loopback_native'],
+    [{ redirect_uris: ['https://127.0.0.1/cb', 'cursor://cb'] }, 'redirect_uri', 'https_loopback_native'],
+    [{ redirect_uris: ['https://[::1]/cb', 'http://localhost:1/cb'] }, 'redirect_uri', 'https_loopback_native'],
   ])('the DCR admission policy: %j → %s (%s)', (patch, reason, rule) => {
     const result = validate(withDoc(patch));
     expect(result).toMatchObject({ ok: false, reason });
