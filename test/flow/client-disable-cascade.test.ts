@@ -46,6 +46,16 @@ function failRevocationOnce(grantId: string, err: Error): () => void {
 }
 
 /** One housekeeping run with the clock `aheadMs` ahead. */
+/** Disable the client with the revocation of `grantId` failing (the database busy): the cascade cut short. */
+async function disableCutShort(clientId: string, grantId: string): Promise<void> {
+  const restore = failRevocationOnce(grantId, busy());
+  try {
+    await expect(stack.app.runtime.ops.disableClient(clientId, admin)).rejects.toThrow(/busy/);
+  } finally {
+    restore();
+  }
+}
+
 async function housekeepingAt(aheadMs: number) {
   vi.useFakeTimers({ toFake: ['Date'] });
   try {
@@ -150,12 +160,7 @@ describe('disabling a client', () => {
   // skipped such a consent when the disabling's cascade was cut short.
   it('housekeeping finishes a consent granted after the disabled_at the disabling stamped (an approval it waited for)', async () => {
     const { clientId, grants } = await clientWithConsents(['dis-g1']);
-    const restore = failRevocationOnce(grants[0] as string, busy());
-    try {
-      await expect(stack.app.runtime.ops.disableClient(clientId, admin)).rejects.toThrow(/busy/);
-    } finally {
-      restore();
-    }
+    await disableCutShort(clientId, grants[0] as string);
     const disabled = (await disabledAt(clientId)) as number;
     await stack.app.runtime.sql.run('UPDATE consents SET granted_at = ? WHERE grant_id = ?', [disabled + 500, grants[0]]);
     expect((await housekeepingAt(FINISH_DISABLED_AFTER_MS + 1000)).skipped).toBe(false);
@@ -164,12 +169,7 @@ describe('disabling a client', () => {
 
   it('housekeeping revokes nothing of a client re-enabled meanwhile: each consent is checked in its own transaction (review: a new consent was revoked)', async () => {
     const { clientId, grants } = await clientWithConsents(['dis-e1']);
-    const restore = failRevocationOnce(grants[0] as string, busy());
-    try {
-      await expect(stack.app.runtime.ops.disableClient(clientId, admin)).rejects.toThrow(/busy/);
-    } finally {
-      restore();
-    }
+    await disableCutShort(clientId, grants[0] as string);
     // Housekeeping listed the client; before it reaches its consents, an admin re-enables it and the user signs in again.
     expect(await stack.app.runtime.ops.enableClient(clientId, admin)).toBe(true);
     await authorizeClient(stack, new Browser('dis-e1'), { login: 'dis-e1', clientId });
