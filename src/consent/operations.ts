@@ -7,7 +7,7 @@
  * - delete a client: the same revocations, then the registration itself;
  * - revoke a consent: grant, P's tokens, the stored upstream token (and U's revocation endpoint).
  */
-import type { Audit } from '../audit/audit.js';
+import type { Audit, AuditEntry } from '../audit/audit.js';
 import type { AuditEvent } from '../audit/events.js';
 import type { ClientsMetaStore } from '../store/clients-meta.js';
 import type { Consent, ConsentStore } from '../store/consents.js';
@@ -58,33 +58,45 @@ const clientEntry = (event: AuditEvent, clientId: string, who: ActorInfo, detail
 const DELETE_ROUNDS = 3;
 const LATE_APPROVAL = new Error('an approval of this client was recorded during its deletion');
 
+/** What removing a client's rows needs (the admin's deletion here, housekeeping's idle expiry in src/runtime/maintenance.ts). */
+export interface ClientRemoval {
+  transaction: <T>(work: () => Promise<T>) => Promise<T>;
+  clientsMeta: Pick<ClientsMetaStore, 'remove'>;
+  models: Pick<OidcModelStore, 'deleteClient'>;
+  audit: Pick<Audit, 'record'>;
+  /** how many consents of the client are unrevoked (read inside the removal's transaction) */
+  unrevokedConsents: (clientId: string) => Promise<number>;
+}
+
 /**
- * Delete a client with every consent of it revoked. An approval committed after the cascade listed
- * the consents (its user was at U meanwhile; review 2026-12-07) would outlive the client: the
- * deletion's transaction removes the client's row first — from then on no approval can be recorded
- * (src/consent/record.ts waits for the row, then finds none) — and, finding such a consent, rolls
- * back for another cascade. Resolves with how many consents were revoked.
+ * A client's rows removed with `entry`, its audit row, in one transaction — after its consents'
+ * cascade. An approval committed after that cascade listed them (its user was at U; review
+ * 2026-12-07) would outlive the client: the client's row goes first — from then on no approval can
+ * be recorded (src/consent/record.ts waits for the row, then finds none) — and finding such a
+ * consent rolls everything back: false, nothing removed, for the caller to decide.
  */
+export async function removeClientRows(deps: ClientRemoval, clientId: string, entry: AuditEntry): Promise<boolean> {
+  return deps
+    .transaction(async () => {
+      await deps.clientsMeta.remove(clientId);
+      if (await deps.unrevokedConsents(clientId)) throw LATE_APPROVAL;
+      await deps.models.deleteClient(clientId);
+      await deps.audit.record(entry);
+      return true;
+    })
+    .catch((err: unknown) => (err === LATE_APPROVAL ? false : Promise.reject(err)));
+}
+
+/** Delete a client with every consent of it revoked, cascading again for approvals that land meanwhile; resolves with how many were revoked. */
 async function deleteClient(deps: AdminOpsDeps, clientId: string, who: ActorInfo): Promise<number> {
   const { stores, revocation, audit } = deps;
+  const removal: ClientRemoval = { ...stores, audit, unrevokedConsents: async (id) => (await stores.consents.unrevokedForClient(id)).length };
   let revokedConsents = 0;
   for (let round = 1; ; round += 1) {
     revokedConsents += await revocation.revokeClient(clientId, 'client_deleted');
-    const deleted = await stores
-      .transaction(async () => {
-        await stores.clientsMeta.remove(clientId);
-        if ((await stores.consents.unrevokedForClient(clientId)).length) throw LATE_APPROVAL;
-        await stores.models.deleteClient(clientId);
-        await audit.record(clientEntry(EVENTS[who.actor].deleted, clientId, who, { revoked_consents: revokedConsents }));
-        return true;
-      })
-      .catch((err: unknown) => {
-        if (err !== LATE_APPROVAL) throw err;
-        // Approvals kept landing between cascade and removal: the operator tries again (503, not a 500: DESIGN §9).
-        if (round >= DELETE_ROUNDS) throw ERRORS.temporarilyUnavailable('approvals of this client kept being recorded while it was deleted; try again', 'client_busy');
-        return false;
-      });
-    if (deleted) return revokedConsents;
+    if (await removeClientRows(removal, clientId, clientEntry(EVENTS[who.actor].deleted, clientId, who, { revoked_consents: revokedConsents }))) return revokedConsents;
+    // Approvals kept landing between cascade and removal: the operator tries again (503, not a 500: DESIGN §9).
+    if (round >= DELETE_ROUNDS) throw ERRORS.temporarilyUnavailable('approvals of this client kept being recorded while it was deleted; try again', 'client_busy');
   }
 }
 

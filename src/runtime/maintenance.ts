@@ -23,6 +23,7 @@ import type { Audit } from '../audit/audit.js';
 import type { ClientsMetaStore } from '../store/clients-meta.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
 import { failureLevel } from '../errors/database-unavailable.js';
+import { removeClientRows } from '../consent/operations.js';
 
 /** How often housekeeping runs. */
 export const MAINTENANCE_INTERVAL_MS = 10 * 60_000;
@@ -54,8 +55,6 @@ export interface MaintenanceResult {
   skipped: boolean;
 }
 
-const LATE_APPROVAL = new Error('an approval was recorded while the client expired');
-
 export async function runMaintenance(deps: MaintenanceDeps, now = Date.now()): Promise<MaintenanceResult> {
   if (!deps.exclusive) return { ...(await housekeeping(deps, now)), skipped: false };
   const held = await deps.exclusive('maintenance', () => housekeeping(deps, now));
@@ -75,19 +74,10 @@ async function housekeeping(deps: MaintenanceDeps, now: number): Promise<{ expir
   const expiredClients: string[] = [];
   for (const clientId of await deps.clientsMeta.idleSince(now - deps.clientIdleSeconds * 1000)) {
     await deps.onClientExpired?.(clientId);
-    // The deletion and its audit row commit together: a refused row leaves the client for the next
-    // run. The client's row goes first: an approval recorded after the cascade (its user was at U;
-    // review 2026-12-07, as src/consent/operations.ts deleteClient) is found, and the client is
-    // kept — in use after all; none can be recorded once the row is gone.
-    const deleted = await deps
-      .transaction(async () => {
-        await deps.clientsMeta.remove(clientId);
-        if ((await deps.unrevokedConsents?.(clientId)) ?? 0) throw LATE_APPROVAL;
-        await deps.models.deleteClient(clientId);
-        await deps.audit.record({ event: 'client.expired', clientId, reason: 'idle', details: { idle_seconds: deps.clientIdleSeconds } });
-        return true;
-      })
-      .catch((err: unknown) => (err === LATE_APPROVAL ? false : Promise.reject(err)));
+    // The deletion and its audit row commit together (a refused row leaves the client for the next
+    // run), and not over an approval recorded after the cascade (src/consent/operations.ts).
+    const entry = { event: 'client.expired', clientId, reason: 'idle', details: { idle_seconds: deps.clientIdleSeconds } } as const;
+    const deleted = await removeClientRows({ ...deps, unrevokedConsents: deps.unrevokedConsents ?? (async () => 0) }, clientId, entry);
     if (deleted) expiredClients.push(clientId);
     else {
       // Approved just now: in use after all, so no longer idle (its new consent stands).

@@ -31,13 +31,16 @@ export function githubTokenRefusals(fetchU: UpstreamFetch, tokenEndpoint: string
   };
 }
 
+/** GitHub's user API asked with `accessToken`: who signed in (githubIdentity), and U's own word on that token (src/upstream/presets.ts refusesAccessToken). */
+export function githubUser(fetchU: UpstreamFetch, api: string, accessToken: string): Promise<Response> {
+  return fetchU(`${api}/user`, { headers: { authorization: `Bearer ${accessToken}`, accept: 'application/vnd.github+json', 'user-agent': 'mcp-consent-proxy' } });
+}
+
 /** GitHub: the user API names who logged in; the numeric id is the subject. */
 export async function githubIdentity(fetchU: UpstreamFetch, api: string, accessToken: string): Promise<{ subject: string; displayName: string | undefined }> {
   let res: Response;
   try {
-    res = await fetchU(`${api}/user`, {
-      headers: { authorization: `Bearer ${accessToken}`, accept: 'application/vnd.github+json', 'user-agent': 'mcp-consent-proxy' },
-    });
+    res = await githubUser(fetchU, api, accessToken);
   } catch {
     throw new UpstreamError('unreachable', 'the GitHub user API did not answer');
   }

@@ -15,7 +15,7 @@ import * as client from 'openid-client';
 import type { UpstreamConfig } from '../config/load.js';
 import { isLoopbackHost } from '../config/urls.js';
 import { classify, UpstreamError } from './failures.js';
-import { githubIdentity, githubTokenRefusals, type UpstreamFetch } from './github.js';
+import { githubIdentity, githubTokenRefusals, githubUser, type UpstreamFetch } from './github.js';
 
 export { UpstreamError, type UpstreamFailure } from './failures.js';
 
@@ -229,10 +229,11 @@ async function refresh(ctx: UpstreamContext, refreshToken: string): Promise<Upst
 async function refusesAccessToken(ctx: UpstreamContext, accessToken: string): Promise<boolean> {
   try {
     // U's discovery failing is U not answering too (review 2026-12-07: it threw, and R's 401 became a 500).
-    const url = ctx.isGithub ? `${ctx.githubApi}/user` : (await ctx.configuration()).serverMetadata().userinfo_endpoint;
-    if (!url) return false;
-    const accept = ctx.isGithub ? 'application/vnd.github+json' : 'application/json';
-    const res = await ctx.fetch(url, { headers: { authorization: `Bearer ${accessToken}`, accept, 'user-agent': 'mcp-consent-proxy' } });
+    const userinfo = ctx.isGithub ? undefined : (await ctx.configuration()).serverMetadata().userinfo_endpoint;
+    if (!ctx.isGithub && !userinfo) return false;
+    const res = ctx.isGithub
+      ? await githubUser(ctx.fetch, ctx.githubApi, accessToken)
+      : await ctx.fetch(userinfo as string, { headers: { authorization: `Bearer ${accessToken}`, accept: 'application/json', 'user-agent': 'mcp-consent-proxy' } });
     await res.body?.cancel();
     return res.status === 401;
   } catch {
