@@ -20,9 +20,14 @@ function canonicalHost(host: string): string | null {
   }
 }
 
-/** Parse one allow/deny entry; throws on a malformed entry (a configuration error, not remote input). */
+/**
+ * Parse one allow/deny entry; throws on a malformed entry (a configuration error, not remote input).
+ * A name holds none of `@ ? # \ %` or spaces: the URL parser would otherwise read `user@b.example`,
+ * `b.example?x`, `b.example\x` as `b.example` and `%`-decode a name, so an entry would mean a host
+ * other than the one written.
+ */
 export function parseHostPattern(entry: string): HostPattern {
-  const match = /^(\*\.)?(\[[^\]]+\]|[^:/[\]*]+)(?::(\d{1,5}))?$/.exec(entry.trim());
+  const match = /^(\*\.)?(\[[^\]]+\]|[^:/\\[\]*@?#%\s]+)(?::(\d{1,5}))?$/.exec(entry.trim());
   const host = match ? canonicalHost(match[2] as string) : null;
   const port = match?.[3] === undefined ? undefined : Number(match[3]);
   const wildcard = match?.[1] !== undefined;

@@ -127,7 +127,6 @@ function secretKey(raw: string): Parsed<Buffer> {
 function hostPatterns(raw: string): Parsed<string[]> {
   const entries = list(raw);
   const invalid = entries.filter((entry) => {
-    if (/[@?#/]/.test(entry)) return true;
     try {
       parseHostPattern(entry);
       return false;

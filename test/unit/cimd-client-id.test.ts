@@ -98,7 +98,7 @@ describe('CIMD §6.8 trust policy', () => {
   });
 
   it('malformed entries are configuration errors', () => {
-    for (const entry of ['', 'https://a.example', 'a.example/path', 'a.example:0', 'a.example:70000', '*.', '*', 'a.*.example', '**.example', 'a b', 'a.example:x']) {
+    for (const entry of ['', 'https://a.example', 'a.example/path', 'a.example:0', 'a.example:70000', '*.', '*', 'a.*.example', '**.example', 'a b', 'a.example:x', 'user@a.example', 'a.example?x', 'a.example#x', 'a.example\\x', 'a%2eexample', '*.a.example@b.example']) {
       expect(() => parseHostPattern(entry), entry).toThrow(TypeError);
     }
     expect(parseHostPattern('[::1]:8080')).toEqual({ host: '[::1]', wildcard: false, port: 8080 });
