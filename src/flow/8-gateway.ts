@@ -25,7 +25,7 @@
 import { newRequestId } from '../http/request-id.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { bearerChallenge } from './1-discover.js';
-import type { TokenDecision } from '../gateway/token-check.js';
+import { challengeScopes, type TokenDecision } from '../gateway/token-check.js';
 import type { UpstreamTokenResult } from '../gateway/upstream-token.js';
 import type { GatewayDeps, GatewayHandler, GatewayRoute } from '../gateway/deps.js';
 import { createTouchThrottle } from '../gateway/throttle.js';
@@ -179,7 +179,8 @@ class RouteGateway {
     }
     if (decision.ok) return;
     const challenge = () => {
-      res.setHeader('WWW-Authenticate', bearerChallenge(this.deps.config, decision.error, decision.description, decision.status === 403 ? this.requiredScope : undefined, this.route.resource));
+      const scope = decision.status === 403 ? challengeScopes([this.requiredScope], this.deps.config.mcpScopes, decision.granted ?? new Set()).join(' ') : undefined;
+      res.setHeader('WWW-Authenticate', bearerChallenge(this.deps.config, decision.error, decision.description, scope, this.route.resource));
       jsonRpcError(res, decision.status, decision.status === 403 ? 'Forbidden: insufficient scope' : 'Unauthorized', decision.status === 403 ? -32003 : -32001);
     };
     if (!authenticated) return this.refuseAnonymous(x, decision.reason, challenge);

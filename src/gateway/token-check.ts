@@ -44,6 +44,19 @@ export interface TokenRefusal {
   /** stable audit reason */
   reason: 'no_token' | 'malformed' | 'query_token' | 'unknown_token' | 'expired' | 'wrong_audience' | 'consent_revoked' | 'client_disabled' | 'cimd_refused' | 'insufficient_scope';
   description: string | undefined;
+  /** with 403 `insufficient_scope`: the scopes the token holds, which the challenge keeps (challengeScopes) */
+  granted?: ReadonlySet<string>;
+}
+
+/**
+ * The `scope` of a 403 `insufficient_scope` challenge: every scope the request needs and the
+ * token's own MCP scopes (MCP_SCOPES) — one challenge naming everything the operation needs (MCP
+ * 2026-07-28 Authz §Scope Challenge Handling; RFC 6750 §3.1), so a client that re-authorizes with
+ * exactly that set keeps what it had. P defines no scope hierarchy (GW-07). The route scope's 403
+ * named that scope alone, and a client that followed it lost its other scopes (review 2026-12-07).
+ */
+export function challengeScopes(needed: readonly string[], mcpScopes: readonly string[], granted: ReadonlySet<string>): string[] {
+  return [...new Set([...needed, ...mcpScopes.filter((scope) => granted.has(scope))])];
 }
 
 export type TokenDecision = TokenGrant | TokenRefusal;
@@ -105,7 +118,7 @@ function decide(input: TokenCheckInput, now: number, { token, consent, client }:
       .filter(Boolean),
   );
   if (!scopes.has(input.requiredScope)) {
-    return refuse(403, 'insufficient_scope', 'insufficient_scope', `this resource requires the scope ${input.requiredScope}`);
+    return { ...refuse(403, 'insufficient_scope', 'insufficient_scope', `this resource requires the scope ${input.requiredScope}`), granted: scopes };
   }
   const until = Math.min(consent.expires_at, typeof token.exp === 'number' ? token.exp * 1000 : Infinity);
   return { ok: true, grantId, subject: String(token.accountId), clientId: String(token.clientId), scopes, until };

@@ -9,8 +9,10 @@
  *   include all scopes required for the current operation in a single challenge"; RFC 6750 §3.1);
  *   R is not contacted. P defines no scope hierarchy (GW-07).
  * - Which bodies are judged (every body is read whole before R is asked, GW-01, src/flow/8-gateway.ts):
- *   none while MCP_TOOL_SCOPES is empty; otherwise every POST body to the MCP endpoint — whatever
- *   `Mcp-Method` says. The 2026-07-28 revision lets an intermediary
+ *   none while MCP_TOOL_SCOPES is empty; otherwise every body sent to the MCP endpoint — whatever
+ *   `Mcp-Method` says, and whatever the HTTP method: the transport sends JSON-RPC in POSTs only,
+ *   but an R that dispatches JSON-RPC whatever the method would run a `tools/call` sent as the
+ *   body of a GET or DELETE (review 2026-12-07: such bodies were forwarded unjudged). The 2026-07-28 revision lets an intermediary
  *   trust the mirrored header when the protocol version requires R to validate it (Transports
  *   §Server Validation), but that makes the policy only as strong as R's check: an R that claims
  *   the revision and does not compare would run a `tools/call` sent as `Mcp-Method: tools/list`.
@@ -30,19 +32,21 @@
  * - When the body was read, its headers must agree with it (GW-16, src/gateway/mcp-headers.ts):
  *   checked first, so a refusal never trusts a header the body contradicts.
  * - The 403's challenge names the scopes the call needs and the token's own MCP scopes (MCP_SCOPES)
- *   it holds: a client that re-authorizes with exactly that set keeps what it had.
+ *   it holds (challengeScopes, src/gateway/token-check.ts): a client that re-authorizes with
+ *   exactly that set keeps what it had.
  */
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { isUtf8 } from 'node:buffer';
 import { HEADER_MISMATCH, headerMismatch } from './mcp-headers.js';
-import { readBody, type BodyHold } from './read-body.js';
+import { hasRequestBody, readBody, type BodyHold } from './read-body.js';
 import { ambiguousMember } from './json-members.js';
+import { challengeScopes } from './token-check.js';
 
 /** A refusal carries what the gateway writes (status, JSON-RPC code and message) and audits (reason, details). */
 export type ToolVerdict =
   /** `tools`: the tools the body calls (at most AUDITED_TOOLS names), for the gateway.forwarded row */
   | { ok: true; tools?: string[] }
-  | { ok: false; status: 400; reason: 'invalid_json' | 'ambiguous_json' | 'header_mismatch'; code: number; message: string; details: Record<string, unknown> }
+  | { ok: false; status: 400; reason: 'invalid_json' | 'invalid_request' | 'ambiguous_json' | 'header_mismatch'; code: number; message: string; details: Record<string, unknown> }
   | { ok: false; status: 415; reason: 'unsupported_encoding'; code: number; message: string; details: Record<string, unknown> }
   | { ok: false; status: 403; reason: 'insufficient_scope'; code: number; message: string; details: { tools: string[]; missing: string[] }; needed: string[] };
 
@@ -66,14 +70,29 @@ export interface ToolPolicy {
 /** At most this many tool names (each cut at 100 characters) go into a gateway.forwarded row. */
 export const AUDITED_TOOLS = 20;
 
-/** The names of the tools called in a parsed body (one message or a batch). */
+const isObject = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === 'object' && !Array.isArray(value);
+
+/**
+ * Why a parsed body holds a message P cannot judge (undefined when it holds none): every message,
+ * alone or in a batch, is an object (JSON-RPC 2.0 §4, §6), and a `tools/call` names its tool as a
+ * string in an object `params` (MCP `CallToolRequest`). Anything else was forwarded as "calls no
+ * tool" (review 2026-12-07) — `params: ["delete_repo", {}]`, `"name": ["delete_repo"]`, a batch
+ * inside a batch — while an R on a generic JSON-RPC library (positional params), one that looks
+ * the tool up by `tools[params.name]` (`["delete_repo"]` is `"delete_repo"` there) or one that
+ * flattens batches would run the call P never checked (fail closed).
+ */
+function unjudgeable(messages: readonly unknown[]): string | undefined {
+  for (const m of messages) {
+    if (!isObject(m)) return 'a JSON-RPC message must be an object';
+    if (m.method === 'tools/call' && !(isObject(m.params) && typeof m.params.name === 'string')) return 'a tools/call must name its tool as a string in an object params';
+  }
+  return undefined;
+}
+
+/** The names of the tools called in a parsed body (one message or a batch) that `unjudgeable` let through. */
 function calledTools(messages: readonly unknown[]): string[] {
   const tools: string[] = [];
-  for (const m of messages) {
-    if (m === null || typeof m !== 'object') continue;
-    const { method, params } = m as { method?: unknown; params?: { name?: unknown } | null };
-    if (method === 'tools/call' && params !== null && typeof params === 'object' && typeof params.name === 'string') tools.push(params.name);
-  }
+  for (const m of messages as { method?: unknown; params: { name: string } }[]) if (m.method === 'tools/call') tools.push(m.params.name);
   return tools;
 }
 
@@ -104,7 +123,7 @@ export function createToolPolicy(pairs: readonly { tool: string; scope: string }
 
   const policy: ToolPolicy = {
     judges(req) {
-      return active && req.method === 'POST';
+      return active && hasRequestBody(req);
     },
 
     decide(body, headers, granted) {
@@ -123,6 +142,8 @@ export function createToolPolicy(pairs: readonly { tool: string; scope: string }
       const ambiguous = ambiguousMember(text);
       if (ambiguous) return { ok: false, status: 400, reason: 'ambiguous_json', code: -32600, message: `Invalid Request: ${ambiguous}`, details: { ambiguous } };
       const messages = Array.isArray(parsed) ? parsed : [parsed];
+      const shape = unjudgeable(messages);
+      if (shape) return { ok: false, status: 400, reason: 'invalid_request', code: -32600, message: `Invalid Request: ${shape}`, details: { shape } };
       const mismatch = headerMismatch(headers, messages);
       if (mismatch) return { ok: false, status: 400, reason: 'header_mismatch', code: HEADER_MISMATCH, message: `Header mismatch: ${mismatch}`, details: { mismatch } };
       const called = calledTools(messages);
@@ -133,14 +154,14 @@ export function createToolPolicy(pairs: readonly { tool: string; scope: string }
       const missing = needed.filter((s) => !granted.has(s));
       if (!missing.length) return allowed;
       const message = `this tool call requires the scopes ${needed.join(' ')}`;
-      const challenge = [...new Set([...needed, ...mcpScopes.filter((scope) => granted.has(scope))])];
-      return { ok: false, status: 403, reason: 'insufficient_scope', code: -32003, message, details: { tools: [...new Set(tools)], missing }, needed: challenge };
+      return { ok: false, status: 403, reason: 'insufficient_scope', code: -32003, message, details: { tools: [...new Set(tools)], missing }, needed: challengeScopes(needed, mcpScopes, granted) };
     },
 
     async check(req, granted, limit, hold) {
       const read = await readBody(req, limit, hold);
       if (read.ok) {
-        if (!policy.judges(req)) return { ok: true, body: read.body };
+        // A GET or DELETE that declared a body and sent none carries nothing to judge.
+        if (!policy.judges(req) || (req.method !== 'POST' && read.body.length === 0)) return { ok: true, body: read.body };
         const verdict = policy.decide(read.body, req.headers, granted);
         return verdict.ok ? { ok: true, body: read.body, ...(verdict.tools ? { tools: verdict.tools } : {}) } : verdict;
       }

@@ -81,16 +81,23 @@ describe('gateway › forwarding', () => {
     expect(stack.mcp.received.length).toBe(before);
   });
 
-  it('answers 403 insufficient_scope naming the scope, for step-up (GW-06)', async () => {
-    const restricted = await startStack({ env: { MCP_SCOPES: 'mcp:tools mcp:read' } });
+  it('answers 403 insufficient_scope naming the scope and the token\'s own, for step-up (GW-06/07): re-authorizing with exactly that set keeps what it had', async () => {
+    const restricted = await startStack({ env: { MCP_SCOPES: 'mcp:tools mcp:read mcp:write' } });
     try {
-      const { tokens } = await authorizeClient(restricted, new Browser(), { scope: 'mcp:read' });
+      const browser = new Browser();
+      const { tokens, clientId } = await authorizeClient(restricted, browser, { scope: 'mcp:read mcp:write' });
       const res = await mcpPost(`${restricted.app.url}/mcp`, tokens.body.access_token, INITIALIZE);
       expect(res.status).toBe(403);
+      // Review 2026-12-07: the challenge named mcp:tools alone; a client that followed it lost mcp:read and mcp:write.
       expect(res.headers.get('www-authenticate')).toBe(
-        `Bearer resource_metadata="${restricted.app.url}/.well-known/oauth-protected-resource/mcp", scope="mcp:tools", error="insufficient_scope", error_description="this resource requires the scope mcp:tools"`,
+        `Bearer resource_metadata="${restricted.app.url}/.well-known/oauth-protected-resource/mcp", scope="mcp:tools mcp:read mcp:write", error="insufficient_scope", error_description="this resource requires the scope mcp:tools"`,
       );
       expect(restricted.mcp.received).toHaveLength(0);
+      const scope = /scope="([^"]+)"/.exec(res.headers.get('www-authenticate') ?? '')?.[1];
+      const stepped = await authorizeClient(restricted, browser, { clientId, scope });
+      expect(stepped.tokens.body.scope.split(' ').sort()).toEqual(['mcp:read', 'mcp:tools', 'mcp:write']);
+      expect((await mcpPost(`${restricted.app.url}/mcp`, stepped.tokens.body.access_token, INITIALIZE)).status).toBe(200);
+      expect(restricted.mcp.received.length).toBeGreaterThan(0);
     } finally {
       await restricted.close();
     }

@@ -240,4 +240,69 @@ describe('GW-15 tool-scope bypass', () => {
     const other = await fetch(mcpUrl, { method: 'OPTIONS', headers: { origin: stack.app.url, 'access-control-request-method': 'POST', 'access-control-request-headers': 'x-custom' } });
     expect(other.headers.get('access-control-allow-headers')).not.toContain('x-custom');
   });
+
+  /** A request by node:http (fetch sends no body with GET): status, headers and the JSON-RPC error code. */
+  const rawSend = (method: string, body: string, token = narrow) =>
+    new Promise<{ status: number; headers: Headers; code?: number }>((resolve, reject) => {
+      const url = new URL(mcpUrl);
+      const req = request(
+        {
+          host: url.hostname,
+          port: url.port,
+          path: url.pathname,
+          method,
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'content-length': Buffer.byteLength(body), 'mcp-protocol-version': '2025-06-18' },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            let code: number | undefined;
+            try {
+              code = JSON.parse(Buffer.concat(chunks).toString()).error?.code;
+            } catch {}
+            resolve({ status: res.statusCode ?? 0, headers: new Headers(res.headers as Record<string, string>), code });
+          });
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+
+  it('refuses a tools/call P cannot read the tool of — positional params, a name that is not a string, no params, a batch in a batch, a message that is not an object — with 400 before R (review 2026-12-07: forwarded as "no tool")', async () => {
+    const before = stack.mcp.received.length;
+    const rejectedBefore = (await auditEvents(stack.app)).filter((e) => e.event === 'gateway.rejected' && e.reason === 'invalid_request').length;
+    const bodies = [
+      '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":["whoami",{}]}',
+      '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":["whoami"],"arguments":{}}}',
+      '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":{"toString":"whoami"}}}',
+      '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":null}}',
+      '{"jsonrpc":"2.0","id":7,"method":"tools/call"}',
+      '[[{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami"}}]]',
+      '[{"jsonrpc":"2.0","id":1,"method":"tools/list"},"tools/call"]',
+      '"tools/call"',
+    ];
+    for (const body of bodies) {
+      const res = await rawSend('POST', body);
+      expect(res.status, body).toBe(400);
+      expect(res.code, body).toBe(-32600);
+    }
+    expect(stack.mcp.received.length, 'R received nothing').toBe(before);
+    const rejected = (await auditEvents(stack.app)).filter((e) => e.event === 'gateway.rejected' && e.reason === 'invalid_request');
+    expect(rejected).toHaveLength(rejectedBefore + bodies.length);
+    // What the transport sends is judged as before: a well-formed message still reaches R.
+    await rawSend('POST', JSON.stringify({ jsonrpc: '2.0', id: 8, method: 'tools/list' }));
+    expect(stack.mcp.received.length).toBe(before + 1);
+  });
+
+  it('judges a body sent with GET or DELETE too (review 2026-12-07: forwarded unjudged; an R that dispatches JSON-RPC whatever the method would run it)', async () => {
+    const before = stack.mcp.received.length;
+    for (const method of ['GET', 'DELETE']) {
+      await expectRefused(() => rawSend(method, JSON.stringify(call('whoami'))), 'mcp:tools mcp:admin mcp:echo');
+      const garbage = await rawSend(method, 'not json');
+      expect(garbage.status, method).toBe(400);
+      expect(garbage.code, method).toBe(-32700);
+    }
+    expect(stack.mcp.received.length, 'R received nothing').toBe(before);
+  });
 });
