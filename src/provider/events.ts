@@ -16,7 +16,7 @@
 import type Provider from 'oidc-provider';
 import type { Client, KoaContextWithOIDC } from 'oidc-provider';
 import type { Logger } from 'pino';
-import type { Audit } from '../audit/audit.js';
+import type { Audit, AuditEntry } from '../audit/audit.js';
 import { beforeResponse, inOrder, requestContext } from '../http/request-context.js';
 import { ReplayedGrantSource } from './configuration.js';
 import type { ClientsMetaStore } from '../store/clients-meta.js';
@@ -114,9 +114,9 @@ function tokenIssued(deps: EventDeps, ctx: KoaContextWithOIDC): void {
 
 /** grant.error → token.rejected; a concurrent replay (ReplayedGrantSource) then revokes its grant, as a replay does. */
 function tokenRejected(deps: EventDeps, ctx: KoaContextWithOIDC, err: OidcError): void {
-  const entry = { event: 'token.rejected', reason: err.error ?? 'provider_error', clientId: clientIdOf(ctx), details: { grant_type: ctx.oidc?.params?.grant_type, ...errorDetails(err) } } as const;
+  const entry: AuditEntry = { event: 'token.rejected', reason: err.error ?? 'provider_error', clientId: clientIdOf(ctx), details: { grant_type: ctx.oidc?.params?.grant_type, ...errorDetails(err) } };
+  if (err instanceof ReplayedGrantSource && err.grantId) return grantRevoked(deps, ctx, err.grantId, entry);
   commit(deps, 'grant.error', () => deps.audit.record(entry));
-  if (err instanceof ReplayedGrantSource && err.grantId) grantRevoked(deps, ctx, err.grantId);
 }
 
 /** revocation.error → token.rejected (endpoint: revocation) */
@@ -125,13 +125,22 @@ function revocationRejected(deps: EventDeps, ctx: KoaContextWithOIDC, err: OidcE
   commit(deps, 'revocation.error', () => deps.audit.record(entry));
 }
 
-/** grant.revoked → grant.revoked, then the revocation cascade (onGrantRevoked). */
-function grantRevoked(deps: EventDeps, ctx: KoaContextWithOIDC | undefined, grantId: string): void {
+/**
+ * grant.revoked → the revocation cascade (onGrantRevoked), then `rejected` (the replay's
+ * token.rejected, when a replay caught by P revoked the grant) and grant.revoked. In that order
+ * because on PostgreSQL every transaction takes the gateway generation row (the cascade's changes
+ * bump it) before the audit chain's lock (its audit rows), as a disabling or a revocation does: a
+ * replay at /token that audited first and then bumped, and a disabling on another replica that
+ * bumped first and then audited, each waited for the other's lock — a deadlock that PostgreSQL
+ * ended by aborting one, possibly the replay's revocation (review 2026-12-07).
+ */
+function grantRevoked(deps: EventDeps, ctx: KoaContextWithOIDC | undefined, grantId: string, rejected?: AuditEntry): void {
   const route = ctx?.oidc?.route ?? 'internal';
   const reason = route === 'token' ? 'token_reuse_or_refresh_failure' : route;
   commit(deps, 'grant.revoked', async () => {
-    await deps.audit.record({ event: 'grant.revoked', reason, clientId: ctx ? clientIdOf(ctx) : undefined, details: { grant_id: grantId } });
     await deps.onGrantRevoked?.(grantId, reason);
+    if (rejected) await deps.audit.record(rejected);
+    await deps.audit.record({ event: 'grant.revoked', reason, clientId: ctx ? clientIdOf(ctx) : undefined, details: { grant_id: grantId } });
   });
 }
 
