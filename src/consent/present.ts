@@ -54,16 +54,18 @@ export interface ConsentPageFacts {
   signedInAs: string | undefined;
   /** step-up: what this user already granted this client here, in this browser (`grantedBefore`, src/consent/decision.ts) */
   grantedBefore?: readonly string[];
+  /** MCP_TOOL_SCOPES: a scope it lists is described with the tools it is needed for */
+  toolScopes?: readonly { tool: string; scope: string }[];
 }
 
 /**
  * The scopes the page lists. On a step-up (something already granted), the union the approval
  * records, each marked `new` or `granted` (already allowed), the already allowed first.
  */
-function scopeList(requested: readonly string[], before: readonly string[]) {
-  if (!before.length) return requested.map((s) => ({ name: s, description: describeScope(s), status: undefined }));
+function scopeList(requested: readonly string[], before: readonly string[], toolScopes: ConsentPageFacts['toolScopes']) {
+  if (!before.length) return requested.map((s) => ({ name: s, description: describeScope(s, toolScopes), status: undefined }));
   const union = [...new Set([...before, ...requested])];
-  return union.map((s) => ({ name: s, description: describeScope(s), status: before.includes(s) ? ('granted' as const) : ('new' as const) }));
+  return union.map((s) => ({ name: s, description: describeScope(s, toolScopes), status: before.includes(s) ? ('granted' as const) : ('new' as const) }));
 }
 
 /** The host of a CIMD client_id (the site that published the client's metadata), or undefined. */
@@ -94,7 +96,7 @@ export function consentPageView(facts: ConsentPageFacts) {
       loopback: redirect.protocol === 'http:' && isLoopbackHost(redirect.hostname),
       privateScheme: redirect.protocol !== 'http:' && redirect.protocol !== 'https:',
     },
-    scopes: scopeList(request.scopes, facts.grantedBefore ?? []),
+    scopes: scopeList(request.scopes, facts.grantedBefore ?? [], facts.toolScopes),
     stepUp: (facts.grantedBefore ?? []).length > 0,
     resource: request.resource,
     connection: connectionTerms(client.refreshable, facts.ttl),

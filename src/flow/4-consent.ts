@@ -94,6 +94,7 @@ async function renderConsentPage(
     ttl: config.ttl,
     signedInAs: session?.display_name ?? undefined,
     grantedBefore: page.grantedBefore,
+    toolScopes: config.toolScopes,
   });
   await audit.record({ event: 'consent.shown', reason: page.reason, subject: session?.subject, clientId: request.clientId, details: { scopes: request.scopes, redirect_uri: request.redirectUri } });
   res.setHeader('Content-Security-Policy', pageCsp([formTarget, cspSourceOf(request.redirectUri)]));

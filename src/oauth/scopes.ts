@@ -43,6 +43,19 @@ export const SCOPE_DESCRIPTIONS: Readonly<Record<string, string>> = {
   'mcp:tools': 'Use the tools of the MCP server on your behalf',
 };
 
-export function describeScope(scope: string): string {
-  return SCOPE_DESCRIPTIONS[scope] ?? `Access granted under the scope “${scope}”`;
+/** At most this many tool names in one scope's description; the rest are counted. */
+const DESCRIBED_TOOLS = 10;
+
+/**
+ * A scope in plain words; a scope MCP_TOOL_SCOPES lists (`toolScopes`) also names the tools it is
+ * needed for, so a step-up says what it unlocks ("…: delete_repo"), not only the scope's name
+ * (CONS-06; review 2026-12-07).
+ */
+export function describeScope(scope: string, toolScopes: readonly { tool: string; scope: string }[] = []): string {
+  const words = SCOPE_DESCRIPTIONS[scope] ?? `Access granted under the scope “${scope}”`;
+  const tools = [...new Set(toolScopes.filter((p) => p.scope === scope).map((p) => p.tool))];
+  if (!tools.length) return words;
+  const named = tools.slice(0, DESCRIBED_TOOLS).join(', ');
+  const more = tools.length > DESCRIBED_TOOLS ? ` and ${tools.length - DESCRIBED_TOOLS} more` : '';
+  return `${words}. Needed to call these tools on your behalf: ${named}${more}`;
 }

@@ -31,6 +31,8 @@ describe('step-up consent carry-over', () => {
     await authorize(browser, clientId, 'mcp:tools');
     const up = await authorize(browser, clientId, 'mcp:admin');
     expect(up.html).toMatch(/<code>mcp:tools<\/code> <span class="badge">Already allowed<\/span>/);
+    // What the new scope unlocks, in plain words (CONS-06; review 2026-12-07: only its name was shown).
+    expect(up.html).toContain('Needed to call these tools on your behalf: echo');
     expect(await liveScopes(clientId)).toEqual([['mcp:admin', 'mcp:tools']]);
     expect(up.tokens.scope).toBe('mcp:admin');
   });

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config/load.js';
 import { createToolPolicy } from '../../src/gateway/tool-policy.js';
 import { decodeHeaderValue, headerMismatch } from '../../src/gateway/mcp-headers.js';
-import { baselineScopes, stepUpScopes } from '../../src/oauth/scopes.js';
+import { baselineScopes, describeScope, stepUpScopes } from '../../src/oauth/scopes.js';
 import { admitRegistration } from '../../src/oauth/admission.js';
 
 const UPSTREAM = { UPSTREAM_ISSUER: 'https://idp.example.com', UPSTREAM_CLIENT_ID: 'proxy', UPSTREAM_CLIENT_SECRET: 's', MCP_UPSTREAM_URL: 'https://mcp.internal.example.com/mcp' };
@@ -120,5 +120,19 @@ describe('the minimal set and step-up scopes (DISC-04, GW-15)', () => {
     const policy = { redirectSchemes: [], supportedScopes: ['openid', 'offline_access', ...config.mcpScopes], stepUpScopes: stepUpScopes(config) };
     const admitted = admitRegistration({ redirect_uris: ['http://127.0.0.1:9/cb'], scope: 'mcp:tools offline_access' }, policy);
     expect(admitted.ok && admitted.metadata.scope).toBe('mcp:tools offline_access mcp:admin');
+  });
+});
+
+describe('a tool scope on the consent page (CONS-06)', () => {
+  it('names the tools a scope is needed for, each once, at most ten and the rest counted; other scopes as before', () => {
+    const pairs = [
+      { tool: 'delete_repo', scope: 'mcp:admin' },
+      { tool: 'delete_repo', scope: 'mcp:admin' },
+      { tool: 'echo', scope: 'mcp:write' },
+    ];
+    expect(describeScope('mcp:admin', pairs)).toBe('Access granted under the scope “mcp:admin”. Needed to call these tools on your behalf: delete_repo');
+    expect(describeScope('mcp:tools', pairs)).toBe('Use the tools of the MCP server on your behalf');
+    const many = Array.from({ length: 12 }, (_, i) => ({ tool: `t${i}`, scope: 'mcp:admin' }));
+    expect(describeScope('mcp:admin', many)).toBe('Access granted under the scope “mcp:admin”. Needed to call these tools on your behalf: t0, t1, t2, t3, t4, t5, t6, t7, t8, t9 and 2 more');
   });
 });
