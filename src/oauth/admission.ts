@@ -14,7 +14,8 @@
  * - client_uri, logo_uri, tos_uri, policy_uri — https (or loopback http) URLs only;
  * - application_type, token_endpoint_auth_method, grant_types, response_types, scope — REG-02/09:
  *   narrowed to what P supports; requested scopes narrowed to P's, plus the step-up scopes
- *   (GW-15: a registered scope is a ceiling at /authorize); interop F10 / deps gotcha 12: a
+ *   (GW-15: a registered scope is a ceiling at /authorize; `withStepUpScopes`, applied to stored
+ *   clients as they are loaded too, `widenStoredClient`); interop F10 / deps gotcha 12: a
  *   client that omits token_endpoint_auth_method is public (`none`), so no unused secret is issued
  *   (PKCE is required for every client anyway).
  * Unknown members are dropped (REG-02) and empty-string members ignored (interop F7, real clients
@@ -138,14 +139,38 @@ function scope(a: Admission): Refusal | undefined {
   const value = a.input.scope;
   if (value === undefined) return undefined;
   if (typeof value !== 'string') return reject('invalid_client_metadata', 'scope', 'scope must be a string');
-  const kept = value.split(' ').filter((s) => a.policy.supportedScopes.includes(s));
-  // A registered scope is a ceiling at /authorize (oidc-provider: "requested scope is not
-  // allowed"). Clients register the minimal set they were shown (MCP 2026-07-28 Authz §Scope
-  // Selection Strategy), so the step-up scopes are added or step-up could never succeed (GW-15).
-  if (kept.length) kept.push(...(a.policy.stepUpScopes ?? []));
-  if (kept.length) a.metadata.scope = [...new Set(kept)].join(' ');
+  const kept = withStepUpScopes(
+    value.split(' ').filter((s) => a.policy.supportedScopes.includes(s)),
+    a.policy.stepUpScopes,
+  );
+  if (kept.length) a.metadata.scope = kept.join(' ');
   else delete a.metadata.scope;
   return undefined;
+}
+
+/**
+ * GW-15, the one rule for a client's scope ceiling and the step-up scopes. A registered scope is a
+ * ceiling at /authorize (oidc-provider: "requested scope is not allowed"). Clients register the
+ * minimal set they were shown (MCP 2026-07-28 Authz §Scope Selection Strategy), so a client with a
+ * ceiling (any scope at all) gets every step-up scope added, or step-up could never succeed; a
+ * client without one is left without (it may already ask for any scope P offers). Applied at
+ * registration (`scope` above) and to every stored client as the provider loads it
+ * (`widenStoredClient`), so a tool scope configured after a client registered is within its reach too.
+ */
+export function withStepUpScopes(scopes: readonly string[], stepUpScopes: readonly string[] = []): string[] {
+  return scopes.length ? [...new Set([...scopes, ...stepUpScopes])] : [];
+}
+
+/**
+ * A stored client's metadata as the provider loads it (src/provider/configuration.ts): its `scope`
+ * widened by `withStepUpScopes` under today's MCP_TOOL_SCOPES; nothing else changes, nothing is
+ * written back. Not a consent: the consent page still asks the user for any scope not yet allowed.
+ */
+export function widenStoredClient<T extends Record<string, unknown>>(metadata: T, stepUpScopes: readonly string[]): T {
+  if (typeof metadata.scope !== 'string') return metadata;
+  const stored = metadata.scope.split(' ').filter(Boolean);
+  const added = withStepUpScopes(stored, stepUpScopes).filter((s) => !stored.includes(s));
+  return added.length ? { ...metadata, scope: `${metadata.scope} ${added.join(' ')}` } : metadata;
 }
 
 /** One check per member, in order (application_type needs what redirect_uris learnt). */

@@ -7,7 +7,8 @@ import type { Config } from '../config/load.js';
 import type { KeyRing } from '../crypto/keys.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
 import { createInteractionPolicy } from './policy.js';
-import { offeredScopes } from '../oauth/scopes.js';
+import { offeredScopes, stepUpScopes } from '../oauth/scopes.js';
+import { widenStoredClient } from '../oauth/admission.js';
 import { providerErrorBodies } from '../errors/render.js';
 import { ProviderWithSafeErrorRedirects } from './error-redirect.js';
 import { requestTransaction, routeOf } from './request-transaction.js';
@@ -55,15 +56,32 @@ export class ReplayedGrantSource extends errors.InvalidGrant {
   }
 }
 
+/** How the adapter presents stored clients to the provider (see adapterClass). */
+export interface AdapterOptions {
+  prefix?: string;
+  hideDisabledClients?: boolean;
+  hideCimdClients?: boolean;
+  /** today's step-up scopes (MCP_TOOL_SCOPES, src/oauth/scopes.ts), added to a loaded client's scope ceiling */
+  stepUpScopes?: readonly string[];
+}
+
 /**
  * oidc-provider's Adapter over the oidc_models store. `prefix` keeps another provider's models
  * apart (the demo IdP); `hideDisabledClients` makes a client disabled by an admin unknown to the
  * provider, so it can neither authorize nor redeem anything; `hideCimdClients` (CIMD_ENABLED=false)
- * does the same for every client stored from a metadata document. Every write joins the transaction
- * the caller runs in, if any (src/consent/record.ts), on both engines.
+ * does the same for every client stored from a metadata document. A client is loaded with its
+ * `scope` ceiling widened by `stepUpScopes` under the rule registration applies (GW-15,
+ * src/oauth/admission.ts `widenStoredClient`): a client registered before a tool scope was
+ * configured can step up to it. Every write joins the transaction the caller runs in, if any
+ * (src/consent/record.ts), on both engines.
  */
-export function adapterClass(models: OidcModelStore, options: { prefix?: string; hideDisabledClients?: boolean; hideCimdClients?: boolean } = {}) {
+export function adapterClass(models: OidcModelStore, options: AdapterOptions = {}) {
   const prefix = options.prefix ?? '';
+  /** A stored client as the provider sees it: unknown when hidden, its scope ceiling widened. */
+  const loadClient = async (name: string, id: string) => {
+    const found = name === 'Client' && options.hideDisabledClients ? await models.findClientUnlessDisabled(id, options.hideCimdClients) : await models.find(name, id);
+    return found && widenStoredClient(found, options.stepUpScopes ?? []);
+  };
   return class StoreAdapter implements Adapter {
     private readonly name: string;
     /** P's own code or refresh token: its grant is the provider's next read (OidcModelStore.findWithGrant) */
@@ -76,7 +94,7 @@ export function adapterClass(models: OidcModelStore, options: { prefix?: string;
       await models.upsert(this.name, id, payload as Record<string, unknown>, expiresIn);
     }
     async find(id: string): Promise<AdapterPayload | undefined> {
-      if (this.name === 'Client' && options.hideDisabledClients) return (await models.findClientUnlessDisabled(id, options.hideCimdClients)) as AdapterPayload | undefined;
+      if (this.name === `${prefix}Client`) return (await loadClient(this.name, id)) as AdapterPayload | undefined;
       if (this.namesGrant) return (await models.findWithGrant(this.namesGrant, id)) as AdapterPayload | undefined;
       return (await models.find(this.name, id)) as AdapterPayload | undefined;
     }
@@ -204,7 +222,7 @@ function providerConfiguration(deps: ProviderDeps): Configuration {
   const { config, keys, models } = deps;
   const scopes = offeredScopes(config);
   return {
-    adapter: adapterClass(models, { hideDisabledClients: true, hideCimdClients: !config.cimd.enabled }),
+    adapter: adapterClass(models, { hideDisabledClients: true, hideCimdClients: !config.cimd.enabled, stepUpScopes: stepUpScopes(config) }),
     jwks: deps.jwks as Configuration['jwks'],
     cookies: cookies(keys),
     routes: PROVIDER_ROUTES,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { admitRegistration, MAX_REDIRECT_URIS } from '../../src/oauth/admission.js';
+import { admitRegistration, MAX_REDIRECT_URIS, widenStoredClient } from '../../src/oauth/admission.js';
 import { checkRedirectUri, redirectHosts } from '../../src/oauth/redirect-uri.js';
 
 const policy = { redirectSchemes: ['cursor', 'com.example.app'], supportedScopes: ['openid', 'offline_access', 'mcp:tools'] };
@@ -122,5 +122,31 @@ describe('admission policy › admitRegistration', () => {
 
   it('lists redirect hosts for provenance', () => {
     expect(redirectHosts(['https://a.example/cb', 'https://a.example/other', 'http://127.0.0.1:3000/cb', 'cursor://x/cb'])).toEqual(['a.example', '127.0.0.1:3000', 'x']);
+  });
+});
+
+describe('admission policy › the step-up scopes of a scope ceiling (GW-15)', () => {
+  const stepUp = { ...policy, supportedScopes: [...policy.supportedScopes, 'mcp:admin'], stepUpScopes: ['mcp:admin'] };
+
+  it('gives a stored client what registration would: the step-up scopes join any ceiling, none is made', () => {
+    const registered = (scope?: string) => admitRegistration({ ...base, ...(scope === undefined ? {} : { scope }) }, stepUp);
+    for (const scope of ['mcp:tools', 'openid', 'mcp:tools offline_access']) {
+      const atRegistration = registered(scope);
+      expect(atRegistration.ok && atRegistration.metadata.scope).toBe(`${scope} mcp:admin`);
+      expect(widenStoredClient({ client_id: 'c', scope }, ['mcp:admin'])).toEqual({ client_id: 'c', scope: `${scope} mcp:admin` });
+    }
+    const scopeless = registered(undefined);
+    expect(scopeless.ok).toBe(true);
+    expect(scopeless.ok && scopeless.metadata).not.toHaveProperty('scope');
+    expect(widenStoredClient({ client_id: 'c' }, ['mcp:admin'])).toEqual({ client_id: 'c' });
+  });
+
+  it('changes nothing else, and nothing at all when the ceiling already holds the step-up scopes', () => {
+    const stored = { client_id: 'c', client_name: 'N', redirect_uris: ['https://a.example/cb'], scope: 'mcp:admin  mcp:tools' };
+    expect(widenStoredClient(stored, ['mcp:admin'])).toBe(stored);
+    expect(widenStoredClient(stored, [])).toBe(stored);
+    const widened = widenStoredClient(stored, ['mcp:admin', 'mcp:write']);
+    expect(widened).toEqual({ ...stored, scope: 'mcp:admin  mcp:tools mcp:write' });
+    expect(stored.scope).toBe('mcp:admin  mcp:tools'); // not mutated
   });
 });
