@@ -10,7 +10,10 @@
  * - `error`: one of the codes below (anything else becomes `server_error`);
  * - `error_description`: our own fixed wording for that code — never the provider's text, the
  *   policy's (src/provider/policy.ts names the unknown scope), an interaction result's, or anything
- *   taken from the request;
+ *   taken from the request. One code has two wordings: `invalid_scope` for a scope P does not offer
+ *   (P's policy) and for an offered scope outside the client's registered `scope` (oidc-provider's
+ *   own check, which it describes exactly as PROVIDER_SCOPE_NOT_ALLOWED); the provider's text only
+ *   chooses between the two;
  * - `state`: the client's own value, unchanged (AUTHZ-08);
  * - `iss`: P's issuer (AUTHZ-09).
  * Nothing else: no `scope`, no `error_uri`. The full error stays in the `authorization.rejected`
@@ -42,10 +45,17 @@ export const CLIENT_ERROR_DESCRIPTIONS: Readonly<Record<string, string>> = Objec
   registration_not_supported: 'This server does not support the registration parameter.',
 });
 
+/** oidc-provider's description of an offered scope the client's registered `scope` does not include (its checkScope, validateClientScope). */
+const PROVIDER_SCOPE_NOT_ALLOWED = 'requested scope is not allowed';
+
+/** Our wording for that `invalid_scope`: the scope is offered, the client's registration does not allow it. */
+export const SCOPE_NOT_ALLOWED_FOR_CLIENT = "A requested scope is offered by this server, but this client's registration does not allow it.";
+
 /** The error payload a client receives: error, our description, its state, our issuer. */
 export function clientErrorPayload(payload: Readonly<Record<string, unknown>>, issuer: string): Record<string, string> {
   const code = typeof payload.error === 'string' && Object.hasOwn(CLIENT_ERROR_DESCRIPTIONS, payload.error) ? payload.error : 'server_error';
-  const out: Record<string, string> = { error: code, error_description: CLIENT_ERROR_DESCRIPTIONS[code] as string };
+  const notAllowed = code === 'invalid_scope' && payload.error_description === PROVIDER_SCOPE_NOT_ALLOWED;
+  const out: Record<string, string> = { error: code, error_description: notAllowed ? SCOPE_NOT_ALLOWED_FOR_CLIENT : (CLIENT_ERROR_DESCRIPTIONS[code] as string) };
   if (typeof payload.state === 'string') out.state = payload.state;
   out.iss = issuer;
   return out;

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditEvents, registerClient, rows, startTestApp, type TestApp } from '../helpers/app.js';
 import { authorizeUrl, pkcePair } from '../helpers/pkce.js';
-import { CLIENT_ERROR_DESCRIPTIONS } from '../../src/provider/error-redirect.js';
+import { CLIENT_ERROR_DESCRIPTIONS, SCOPE_NOT_ALLOWED_FOR_CLIENT } from '../../src/provider/error-redirect.js';
 
 let app: TestApp;
 let clientId: string;
@@ -48,6 +48,19 @@ describe('authorization request', () => {
       state: 'xyz',
       iss: app.url,
     });
+  });
+
+  it("tells a scope P offers but the client's registration does not allow from one P does not offer (review 2026-12-08)", async () => {
+    const narrow = (await registerClient(app, { scope: 'mcp:tools' })).client_id as string;
+    expect(errorRedirect(await authorize({ client_id: narrow, scope: 'mcp:tools openid' }))).toEqual({
+      error: 'invalid_scope',
+      error_description: SCOPE_NOT_ALLOWED_FOR_CLIENT, // was: "not offered by this server", though openid is offered
+      state: 'xyz',
+      iss: app.url,
+    });
+    expect(SCOPE_NOT_ALLOWED_FOR_CLIENT).not.toBe(CLIENT_ERROR_DESCRIPTIONS.invalid_scope);
+    // A scope not offered at all keeps its own wording, for this client too.
+    expect(errorRedirect(await authorize({ client_id: narrow, scope: 'mcp:tools admin:*' })).error_description).toBe(CLIENT_ERROR_DESCRIPTIONS.invalid_scope);
   });
 
   it('refuses a resource other than the MCP resource with invalid_target (AUTHZ-05)', async () => {
