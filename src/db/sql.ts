@@ -164,13 +164,15 @@ export interface Sql {
    * Outside any transaction: run fn while holding `name` against every other process on the
    * database (PostgreSQL: a session-level pg_advisory_lock on a connection of a small pool of its
    * own, so fn's statements — on the main pool — never wait for a connection a lock holder keeps;
-   * waiting at most waitMs, then LockTimeoutError; SQLite, one process: fn runs at once — callers
+   * waiting at most waitMs, the wait for a free lock connection included, then LockTimeoutError;
+   * SQLite, one process: fn runs at once — callers
    * keep their in-process single-flight). No transaction stays open while fn runs.
    */
   exclusive<T>(name: string, waitMs: number, fn: () => Promise<T>): Promise<T>;
   /**
    * `exclusive` without waiting: fn runs only when `name` is free at once (PostgreSQL
-   * pg_try_advisory_lock; SQLite: always), else resolves `{ acquired: false }` without running it.
+   * pg_try_advisory_lock, and a lock connection free at once; SQLite: always), else resolves
+   * `{ acquired: false }` without running it.
    * For jobs one process at a time is enough for (housekeeping).
    */
   tryExclusive<T>(name: string, fn: () => Promise<T>): Promise<Held<T>>;
@@ -196,10 +198,10 @@ export class SqlParameterError extends Error {
 /** What tryExclusive() did: ran fn (with its value), or found the lock held and did not. */
 export type Held<T> = { acquired: true; value: T } | { acquired: false };
 
-/** exclusive() waited its bound for a lock another process holds. */
+/** exclusive() waited its bound for a lock another process holds (or, `why`, for a connection to take it on). */
 export class LockTimeoutError extends Error {
-  constructor(name: string, waitMs: number) {
-    super(`waited ${waitMs} ms for the lock "${name}" that another process holds`);
+  constructor(name: string, waitMs: number, why = 'that another process holds') {
+    super(`waited ${waitMs} ms for the lock "${name}" ${why}`);
     this.name = 'LockTimeoutError';
   }
 }

@@ -4,10 +4,10 @@
  *   process (a shared promise) and across replicas (DESIGN §8): U may rotate refresh tokens and
  *   treat a reused one as theft, revoking the whole grant (RFC 9700 §4.14.2; GitHub does). The
  *   refresh runs under `exclusive('upstream-refresh:<grant>')` (src/db/sql.ts; on PostgreSQL a
- *   session-level advisory lock on a connection of its own, no transaction open during the call
+ *   session-level advisory lock on one of 4 lock connections, no transaction open during the call
  *   to U). A replica that waited re-reads the row and uses another's refresh of the token it found
- *   due. The wait is bounded (REFRESH_LOCK_WAIT_MS): beyond it a still-valid stored token is used,
- *   else the request fails as U unreachable (504);
+ *   due. The wait, that for a free lock connection included, is bounded (REFRESH_LOCK_WAIT_MS):
+ *   beyond it a still-valid stored token is used, else the request fails as U unreachable (504);
  * - U answering `invalid_grant` (GitHub: `bad_refresh_token`): P's grant is revoked with the whole
  *   cascade (401, authorize again), as when R refuses a token with no refresh token and U's own API
  *   does too (`refusedByR`); U unreachable or failing: 502/504, a still-valid token used meanwhile;
@@ -202,7 +202,7 @@ class UpstreamTokenSource {
     return row;
   }
 
-  /** Another replica's refresh outlasted the wait: the stored token if it is usable, else U counts as unreachable. */
+  /** The lock was not had within the wait (another replica's refresh, or every lock connection busy): the stored token if it is usable, else U counts as unreachable. */
   private async stored(grantId: string): Promise<UpstreamTokenResult> {
     const current = await this.current(grantId);
     if (!current) return { ok: false, failure: 'revoked' };

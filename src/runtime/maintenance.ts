@@ -16,6 +16,8 @@
  * must not happen inside an open transaction: src/db/sql.ts). A replica whose timer fires while
  * another one's run holds it skips its run (`skipped`), so two runs never both see — and both
  * delete and audit — the same expired client; the next run of either replica does what is left.
+ * It skips too when every lock connection of its own process is in use (upstream refreshes under
+ * way: src/db/pg-locks.ts).
  */
 import type { Logger } from 'pino';
 import type { Held } from '../db/sql.js';
@@ -51,7 +53,7 @@ export interface MaintenanceDeps {
 export interface MaintenanceResult {
   expiredRows: number;
   expiredClients: string[];
-  /** another replica's run held the lock: this one did nothing */
+  /** another replica's run held the lock (or this process had no lock connection free): this one did nothing */
   skipped: boolean;
 }
 
@@ -59,7 +61,7 @@ export async function runMaintenance(deps: MaintenanceDeps, now = Date.now()): P
   if (!deps.exclusive) return { ...(await housekeeping(deps, now)), skipped: false };
   const held = await deps.exclusive('maintenance', () => housekeeping(deps, now));
   if (held.acquired) return { ...held.value, skipped: false };
-  deps.log.debug('housekeeping skipped: another replica is running it');
+  deps.log.debug('housekeeping skipped: another replica is running it, or every lock connection of this process is in use');
   return { expiredRows: 0, expiredClients: [], skipped: true };
 }
 

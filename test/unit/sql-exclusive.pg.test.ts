@@ -4,9 +4,14 @@
  * replicas) on one database take turns; tryExclusive skips while another holds the lock (the
  * housekeeping of src/runtime/maintenance.ts); the wait is bounded (LockTimeoutError, fn not run); the
  * lock connections come from a pool of their own, so holders whose fn needs the main pool never
- * starve it; a failing fn releases the lock.
+ * starve it; a failing fn releases the lock. With every lock connection of a process in use
+ * (LOCK_POOL_MAX locks held), a further exclusive waits for one within its own bound and ends in
+ * LockTimeoutError (it used to end in pg-pool's "timeout exceeded when trying to connect" after
+ * the connect timeout, which callers did not read as a lock timeout), and tryExclusive answers
+ * `{ acquired: false }` at once.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LOCK_POOL_MAX } from '../../src/db/pg-locks.js';
 import { PgSql } from '../../src/db/pg-sql.js';
 import { LockTimeoutError } from '../../src/db/sql.js';
 import { pgDatabasePerFile } from '../helpers/pg.js';
@@ -127,5 +132,44 @@ describe('Sql.exclusive on PostgreSQL', () => {
       }),
     ).rejects.toThrow('U failed');
     expect(await b.exclusive('refresh:g7', 50, async () => 'got it')).toBe('got it');
+  });
+
+  it('every lock connection in use: exclusive waits for one within waitMs, then LockTimeoutError; tryExclusive: { acquired: false } at once; a freed one goes to the next waiter', async () => {
+    // The connect timeout below the wait, as in the server (10 s against the refresh's 15 s).
+    const full = new PgSql({ url: db.url, poolMax: 1, connectTimeoutMs: 150 });
+    const release = gate();
+    try {
+      let inside = 0;
+      const all = gate();
+      const holders = Array.from({ length: LOCK_POOL_MAX }, (_, i) =>
+        full.exclusive(`refresh:h${i}`, 5000, async () => {
+          if (++inside === LOCK_POOL_MAX) all.open();
+          await release.wait;
+        }),
+      );
+      await all.wait;
+      let ran = false;
+      const started = performance.now();
+      await expect(
+        full.exclusive('refresh:other', 400, async () => {
+          ran = true;
+        }),
+      ).rejects.toBeInstanceOf(LockTimeoutError);
+      expect(performance.now() - started).toBeGreaterThanOrEqual(390);
+      expect(
+        await full.tryExclusive('job', async () => {
+          ran = true;
+        }),
+      ).toEqual({ acquired: false });
+      expect(ran).toBe(false);
+      const waiter = full.exclusive('refresh:next', 5000, async () => 'ran after a holder');
+      release.open();
+      expect(await waiter).toBe('ran after a holder');
+      await Promise.all(holders);
+      expect(await full.tryExclusive('job', async () => 'free again')).toEqual({ acquired: true, value: 'free again' });
+    } finally {
+      release.open();
+      await full.close();
+    }
   });
 });
