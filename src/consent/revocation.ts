@@ -16,6 +16,10 @@ import type { OidcModelStore } from '../store/oidc-models.js';
 import type { UpstreamTokenSet, UpstreamTokenStore } from '../store/upstream-tokens.js';
 import type { UpstreamClient } from '../upstream/presets.js';
 import { failureLevel, isDatabaseBusy } from '../errors/database-unavailable.js';
+import { UnknownSealingKeyError } from '../crypto/keys.js';
+
+const UNOPENABLE =
+  'revoked a grant whose upstream token is sealed under a SECRET_KEY this process does not have: P\'s revocation is complete and the token deleted, but U was not asked to revoke it — revoke it at U (README "Rotating SECRET_KEY")';
 
 export type RevocationReason =
   | 'user' // the user, on /account
@@ -49,6 +53,8 @@ export interface RevokedInTransaction {
   /** the revocation's time and reason as written: what tells, after a lost COMMIT answer, whether it committed */
   at: number;
   reason: RevocationReason;
+  /** the key id of the SECRET_KEY the deleted upstream token was sealed under, when this process does not have it (U cannot be asked) */
+  unopenable?: string;
 }
 
 /** The revocation cascade over the stores, and U's revocation endpoint after the commit. */
@@ -65,16 +71,19 @@ export class Revocation {
     const consent = await consents.byGrant(grantId);
     const wasActive = await consents.revoke(grantId, reason, now);
     let tokens: RevokedInTransaction['tokens'];
+    let unopenable: string | undefined;
     try {
       tokens = await upstreamTokens.get(grantId);
-    } catch {
-      // Sealed under a key this process does not have: delete, cannot revoke at U. (Had the read
-      // itself failed, the transaction is doomed anyway and rolls back: src/db/sql.ts.)
+    } catch (err) {
+      // Sealed under a key this process does not have: P's revocation goes on and deletes the row;
+      // U cannot be asked (logged as an error after the commit). Had the read itself failed, the
+      // transaction is doomed anyway and rolls back: src/db/sql.ts.
+      if (err instanceof UnknownSealingKeyError) unopenable = err.keyId;
       tokens = undefined;
     }
     await upstreamTokens.remove(grantId);
     await models.destroyGrant(grantId);
-    return { consent, wasActive, tokens, at: now, reason };
+    return { consent, wasActive, tokens, at: now, reason, ...(unopenable === undefined ? {} : { unopenable }) };
   }
 
   /**
@@ -88,6 +97,7 @@ export class Revocation {
     const committed = () => {
       for (const listener of this.listeners) listener(grantId);
       if (tokens) this.revokeUnkept(grantId, tokens, result.consent?.client_id, result.consent?.subject);
+      if (result.unopenable !== undefined) this.deps.log.error({ grantId, keyId: result.unopenable }, UNOPENABLE);
     };
     // Called inside an outer transaction (the token endpoint's, src/provider/configuration.ts; the
     // superseding approval's, src/consent/record.ts), the revocation is not committed yet: U is

@@ -27,6 +27,18 @@ function generation(master: Buffer): KeyGeneration {
 
 const b64u = (buf: Buffer) => buf.toString('base64url');
 
+/** unseal() of a value sealed under a SECRET_KEY this process has neither as SECRET_KEY nor as SECRET_KEY_PREVIOUS. */
+export class UnknownSealingKeyError extends Error {
+  constructor(
+    message: string,
+    /** the key id the value names (not secret: a hash of the derived sealing key) */
+    readonly keyId: string,
+  ) {
+    super(message);
+    this.name = 'UnknownSealingKeyError';
+  }
+}
+
 export class KeyRing {
   readonly current: KeyGeneration;
   readonly previous: KeyGeneration | undefined;
@@ -78,10 +90,11 @@ export class KeyRing {
     // The key id names the SECRET_KEY that sealed it: say so, it is the operator's usual mistake
     // (a replica, a restored backup or a new container started with another SECRET_KEY).
     if (!gen)
-      throw new Error(
+      throw new UnknownSealingKeyError(
         `sealed value was sealed under another SECRET_KEY (key id ${kid}, this process has ${this.generations()
           .map((g) => g.kid)
           .join(' and ')}): start it with the SECRET_KEY that sealed it, or set that one as SECRET_KEY_PREVIOUS during a rotation`,
+        kid,
       );
     const data = Buffer.from(body, 'base64url');
     const decipher = createDecipheriv('aes-256-gcm', gen.keys.seal, Buffer.from(iv, 'base64url'));

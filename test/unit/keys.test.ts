@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { KeyRing, randomToken, safeEqual, sha256 } from '../../src/crypto/keys.js';
+import { KeyRing, randomToken, safeEqual, sha256, UnknownSealingKeyError } from '../../src/crypto/keys.js';
 
 const k1 = randomBytes(32);
 const k2 = randomBytes(32);
@@ -26,6 +26,9 @@ describe('crypto › KeyRing', () => {
     expect(rotated.isStale(rotated.seal('v', 'ctx'))).toBe(false);
     expect(() => new KeyRing(k2).unseal(sealed, 'ctx')).toThrow(/sealed under another SECRET_KEY \(key id [0-9a-f]{12}, this process has [0-9a-f]{12}\): start it with the SECRET_KEY that sealed it/);
     expect(() => new KeyRing(k2).unseal('v2.x.y.z', 'ctx')).toThrow(/unknown format/);
+    // Its own class, with the key id (what a revocation logs when it cannot ask U: src/consent/revocation.ts).
+    expect(() => new KeyRing(k2).unseal(sealed, 'ctx')).toThrow(expect.objectContaining({ name: 'UnknownSealingKeyError', keyId: old.auditKey.kid }));
+    expect(() => new KeyRing(k2).unseal(sealed, 'ctx')).toThrow(UnknownSealingKeyError);
   });
 
   it('signs cookie values and verifies them under the current or previous key', () => {
