@@ -6,7 +6,7 @@
  * AT-12).
  * - admin: the upstream subject must be listed in ADMIN_SUBJECTS; the admin session gets its own
  *   `__Host-` cookie with idle and absolute timeouts. Anyone else is refused (403) and audited.
- * - account: P's browser session is opened (or renewed) for the subject.
+ * - account: P's browser session is opened for the subject, ending the one the browser carried.
  * The return path is always one of P's own pages, never a URL from the request.
  *
  * Started only by a click on P's own page (AT-12 login CSRF; CONS-02/16: another site must not
@@ -156,11 +156,14 @@ export async function completeSignIn(deps: SignInCompletionDeps, req: Request, r
     res.redirect(303, tx.returnTo);
     return;
   }
+  // A completed sign-in gets a new session, for SESSION_TTL from now, and ends the one this browser
+  // carried (review 2026-12-07): another user's stayed valid for the rest of its SESSION_TTL to
+  // whoever held its cookie, and the same user's kept its id — one that had leaked outlived the
+  // re-authentication — and its old expiry.
   const current = await currentSession(deps, req);
-  if (!current || current.session.subject !== identity.subject) {
-    const id = await deps.stores.browserSessions.open(identity.subject, identity.displayName, config.ttl.session);
-    deps.cookies.write(res, 'session', id, config.ttl.session);
-  }
+  if (current) await deps.stores.browserSessions.close(current.id);
+  const id = await deps.stores.browserSessions.open(identity.subject, identity.displayName, config.ttl.session);
+  deps.cookies.write(res, 'session', id, config.ttl.session);
   await audit.record({ event: 'account.signed_in', subject: identity.subject });
   res.redirect(303, tx.returnTo);
 }

@@ -63,4 +63,31 @@ describe('/account', () => {
     const out = await browser.navigate(`${stack.app.url}/account/logout`, { method: 'POST', body: new URLSearchParams({ csrf: csrfOf(page) }), initiator: stack.app.url });
     expect(out.status).toBe(401);
   });
+
+  it('a completed sign-in gets a new session and ends the one the browser carried — another user\'s, or the same user\'s (review 2026-12-07)', async () => {
+    const host = new URL(stack.app.url).hostname;
+    const upstreamHost = new URL(stack.upstream.issuer).hostname;
+    const signOutOfU = (browser: Browser) => ['u_session', 'u_session.sig'].forEach((name) => browser.setCookie(upstreamHost, name, ''));
+    const replayed = async (cookie: string) => {
+      const other = new Browser('replay');
+      other.setCookie(host, '__Host-mcp-session', cookie);
+      return (await other.navigate(`${stack.app.url}/account`)).status;
+    };
+    const browser = new Browser('shared');
+    await signIn(stack, browser, 'account', 'carol');
+    const carols = browser.cookie(host, '__Host-mcp-session') as string;
+    expect(await replayed(carols), 'the cookie works from another browser (a bearer cookie)').toBe(200);
+    // The same user signs in again at U: a new id; the old one is over.
+    signOutOfU(browser);
+    await signIn(stack, browser, 'account', 'carol');
+    const again = browser.cookie(host, '__Host-mcp-session') as string;
+    expect(again).not.toBe(carols);
+    expect(await replayed(carols), "the same user's earlier session ended").toBe(401);
+    // Another user signs in in this browser: carol's session is over.
+    signOutOfU(browser);
+    const page = await signIn(stack, browser, 'account', 'dan');
+    expect(page.html).toContain('dan');
+    expect(await replayed(again), "the previous user's session ended").toBe(401);
+    expect(await rows(stack.app, "SELECT subject FROM browser_sessions WHERE subject IN ('carol', 'dan')")).toEqual([{ subject: 'dan' }]);
+  });
 });
