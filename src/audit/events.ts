@@ -28,6 +28,8 @@ export const AUDIT_EVENTS = {
   'consent.recorded': 'allow',
   'consent.rejected': 'deny',
   'consent.revoked': 'info',
+  /** housekeeping ended a consent that expired unrevoked: its grant's tokens and its upstream token (U asked to revoke it) */
+  'consent.expired': 'info',
 
   'upstream.redirected': 'info',
   'upstream.callback_succeeded': 'allow',

@@ -29,7 +29,8 @@ export type RevocationReason =
   | 'client_disabled'
   | 'client_deleted'
   | 'grant_revoked' // oidc-provider revoked the grant (refresh-token reuse, code replay)
-  | 'upstream_invalid_grant'; // U no longer honours the upstream grant (AT-22)
+  | 'upstream_invalid_grant' // U no longer honours the upstream grant (AT-22)
+  | 'expired'; // housekeeping: the consent expired unrevoked (endExpired; the consent stays, expired)
 
 export interface RevocationDeps {
   /** one transaction around the cascade's writes (src/store/index.ts) */
@@ -67,9 +68,15 @@ export class Revocation {
 
   /** The database part; call inside a transaction. Resolves with the upstream token to revoke at U. */
   async revokeInTransaction(grantId: string, reason: RevocationReason, now = Date.now()): Promise<RevokedInTransaction> {
-    const { consents, models, upstreamTokens } = this.deps;
+    const { consents } = this.deps;
     const consent = await consents.byGrant(grantId);
     const wasActive = await consents.revoke(grantId, reason, now);
+    return { consent, wasActive, ...(await this.endGrantRows(grantId)), at: now, reason };
+  }
+
+  /** The grant's rows at P go: its upstream token (read first, for U's revocation) and its tokens. */
+  private async endGrantRows(grantId: string): Promise<Pick<RevokedInTransaction, 'tokens' | 'unopenable'>> {
+    const { models, upstreamTokens } = this.deps;
     let tokens: RevokedInTransaction['tokens'];
     let unopenable: string | undefined;
     try {
@@ -83,7 +90,33 @@ export class Revocation {
     }
     await upstreamTokens.remove(grantId);
     await models.destroyGrant(grantId);
-    return { consent, wasActive, tokens, at: now, reason, ...(unopenable === undefined ? {} : { unopenable }) };
+    return { tokens, ...(unopenable === undefined ? {} : { unopenable }) };
+  }
+
+  /**
+   * A consent that expired unrevoked (CONS-13: a consent expires; UP-08), ended by housekeeping:
+   * the grant's tokens at P and the upstream token P kept for it go, with a `consent.expired` row,
+   * and U is asked to revoke that token after the commit, as after every cascade (review
+   * 2026-12-07: they stayed, U's token live and kept at P for ever, and an expired consent is no
+   * longer on /account to be revoked). The consent itself stays, expired (history). Resolves with
+   * whether it ended anything: not for a consent revoked meanwhile (its cascade did it).
+   */
+  async endExpired(grantId: string, now = Date.now()): Promise<boolean> {
+    const ended = await this.deps.transaction(async () => {
+      const consent = await this.deps.consents.byGrant(grantId);
+      if (!consent || consent.revoked_at !== null || consent.expires_at > now) return undefined;
+      const rows = await this.endGrantRows(grantId);
+      await this.deps.audit.record({
+        event: 'consent.expired',
+        subject: consent.subject,
+        clientId: consent.client_id,
+        details: { grant_id: grantId, consent_id: consent.id, expired_at: consent.expires_at },
+      });
+      return { consent, wasActive: false, ...rows, at: now, reason: 'expired' } satisfies RevokedInTransaction;
+    });
+    if (!ended) return false;
+    this.revokeAtUpstreamAfterCommit(grantId, ended);
+    return true;
   }
 
   /**

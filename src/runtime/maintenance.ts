@@ -5,6 +5,8 @@
  *   client.expired;
  * - a disabled client's consents left unrevoked (its disabling's cascade cut short by a failure
  *   or a crash: src/consent/operations.ts) are revoked, each audited as consent.revoked;
+ * - a consent that expired unrevoked is ended: its grant's tokens and the upstream token P kept
+ *   for it deleted, U asked to revoke that one, audited as consent.expired (Revocation.endExpired);
  * - the purges other modules contribute (`extraPurges`, wired in src/runtime/server.ts): expired upstream
  *   transactions, browser and admin sessions, and MCP session bindings unused for 24 hours
  *   (src/gateway/sessions.ts, MCP_SESSION_IDLE_MS).
@@ -40,6 +42,8 @@ export interface MaintenanceDeps {
   extraPurges?: Array<() => Promise<number>>;
   /** revokes the consents a disabling left unrevoked (its cascade cut short by a failure or a crash); resolves with how many */
   finishDisabled?: () => Promise<number>;
+  /** ends the consents that expired unrevoked: their grants' tokens and upstream tokens (U asked to revoke them); resolves with how many */
+  endExpired?: () => Promise<number>;
   /** called for each expired client before it is deleted (cascade) */
   onClientExpired?: (clientId: string) => Promise<unknown>;
   /** how many consents of the client are unrevoked (read inside its deletion's transaction) */
@@ -73,6 +77,10 @@ async function housekeeping(deps: MaintenanceDeps, now: number): Promise<{ expir
     deps.log[failureLevel(err)]({ err }, 'housekeeping could not finish the revocations of disabled clients; the next run tries again');
     return 0;
   });
+  const endedConsents = await (deps.endExpired?.() ?? Promise.resolve(0)).catch((err: unknown) => {
+    deps.log[failureLevel(err)]({ err }, 'housekeeping could not end every expired consent; the next run tries again');
+    return 0;
+  });
   const expiredClients: string[] = [];
   for (const clientId of await deps.clientsMeta.idleSince(now - deps.clientIdleSeconds * 1000)) {
     await deps.onClientExpired?.(clientId);
@@ -87,7 +95,7 @@ async function housekeeping(deps: MaintenanceDeps, now: number): Promise<{ expir
       deps.log.info({ clientId }, 'an idle client was approved while it expired: kept');
     }
   }
-  if (expiredRows || expiredClients.length || finishedConsents) deps.log.info({ expiredRows, expiredClients: expiredClients.length, finishedConsents }, 'housekeeping');
+  if (expiredRows || expiredClients.length || finishedConsents || endedConsents) deps.log.info({ expiredRows, expiredClients: expiredClients.length, finishedConsents, endedConsents }, 'housekeeping');
   return { expiredRows, expiredClients };
 }
 

@@ -200,6 +200,15 @@ export class ConsentStore {
     return rows.map((r) => r.client_id);
   }
 
+  /** Grants of consents expired unrevoked whose upstream token P still keeps, oldest first (housekeeping ends them: Revocation.endExpired). */
+  async expiredKeepingUpstreamToken(now: number, limit: number): Promise<string[]> {
+    const rows = await this.sql.all<{ grant_id: string }>(
+      'SELECT c.grant_id FROM consents c WHERE c.revoked_at IS NULL AND c.expires_at <= ? AND EXISTS (SELECT 1 FROM upstream_tokens u WHERE u.grant_id = c.grant_id) ORDER BY c.expires_at, c.id LIMIT ?',
+      [now, limit],
+    );
+    return rows.map((r) => r.grant_id);
+  }
+
   async touch(grantId: string, now = Date.now()): Promise<void> {
     await this.sql.runIfFree('UPDATE consents SET last_used_at = ? WHERE grant_id = ?', [now, grantId]);
   }
