@@ -46,7 +46,7 @@ function signedInWithToken(deps: AccountDeps) {
       return;
     }
     if (!deps.csrf.checkSession(CSRF_PURPOSE, current.id, req.body?.csrf)) {
-      await audit.record({ event: 'consent.rejected', reason: 'account_csrf', subject: current.session.subject });
+      await audit.record({ event: 'account.rejected', reason: 'csrf', subject: current.session.subject, details: { method: req.method, path: req.path } });
       return next(denied());
     }
     res.locals.account = current;
@@ -95,13 +95,18 @@ export function accountRouter(deps: AccountDeps): Router {
   router.post('/consents/:id/revoke', form, checked, async (req, res, next) => {
     const { session } = res.locals.account as NonNullable<Awaited<ReturnType<typeof currentSession>>>;
     const consent = await deps.ops.revokeConsent(Number(req.params.id), { actor: 'account', subject: session.subject, requestId: req.id, ip: req.ip }, session.subject);
-    if (!consent) return next(ERRORS.notFound());
+    if (!consent) {
+      // Not this user's, or no such consent: the same 404 either way; the attempt is on record (review 2026-12-07).
+      await deps.audit.record({ event: 'account.rejected', reason: 'not_found', subject: session.subject, details: { consent_id: String(req.params.id).slice(0, 40) } });
+      return next(ERRORS.notFound());
+    }
     res.redirect(303, `${base}/account?revoked=${consent.id}`);
   });
 
   router.post('/logout', form, checked, async (_req, res) => {
-    const { id } = res.locals.account as NonNullable<Awaited<ReturnType<typeof currentSession>>>;
+    const { id, session } = res.locals.account as NonNullable<Awaited<ReturnType<typeof currentSession>>>;
     await stores.browserSessions.close(id);
+    await deps.audit.record({ event: 'account.signed_out', subject: session.subject });
     deps.cookies.clear(res, 'session');
     res.redirect(303, `${base}/account`);
   });

@@ -75,6 +75,9 @@ export const AUDIT_EVENTS = {
   /** refusals without a session at /account and its sign-in button, per address, reason and minute */
   'account.rejected_aggregate': 'deny',
   'account.consent_revoked': 'info',
+  /** a signed-in user's request refused on /account (reason csrf, not_found) */
+  'account.rejected': 'deny',
+  'account.signed_out': 'info',
 
   'cli.client_disabled': 'info',
   'cli.client_enabled': 'info',

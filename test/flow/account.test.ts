@@ -50,6 +50,10 @@ describe('/account', () => {
     const noToken = await attacker.navigate(`${stack.app.url}/account/consents/${consent.id}/revoke`, { method: 'POST', body: new URLSearchParams({}), initiator: stack.app.url });
     expect(noToken.status).toBe(403);
     expect(await rows(stack.app, 'SELECT revoked_at FROM consents WHERE id = ?', consent.id)).toEqual([{ revoked_at: null }]);
+    // Both attempts are on record, under the signed-in user (review 2026-12-07: the first left no row).
+    const refused = (await auditEvents(stack.app)).filter((e) => e.event === 'account.rejected' && e.subject === 'eve');
+    expect(refused.map((e) => e.reason)).toEqual(['not_found', 'csrf']);
+    expect(JSON.parse(refused[0]!.details as string)).toEqual({ consent_id: String(consent.id) });
   });
 
   it('asks an anonymous visitor to sign in, and signs them in through the upstream', async () => {
@@ -62,6 +66,7 @@ describe('/account', () => {
     expect(page.html).toContain('You have not approved any application');
     const out = await browser.navigate(`${stack.app.url}/account/logout`, { method: 'POST', body: new URLSearchParams({ csrf: csrfOf(page) }), initiator: stack.app.url });
     expect(out.status).toBe(401);
+    expect((await auditEvents(stack.app)).filter((e) => e.subject === 'newbie').map((e) => e.event)).toEqual(['account.signed_in', 'account.signed_out']);
   });
 
   it('a completed sign-in gets a new session and ends the one the browser carried — another user\'s, or the same user\'s (review 2026-12-07)', async () => {
