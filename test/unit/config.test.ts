@@ -272,3 +272,13 @@ describe('config › loadConfig', () => {
     for (const line of table.split('\n').slice(2)) expect(line.split(' | ').length).toBeGreaterThanOrEqual(3);
   });
 });
+
+describe('the reference table shows the defaults the code applies', () => {
+  it("every key's shown default is its fallback (an empty fallback: none, shown as —)", () => {
+    for (const [name, def] of Object.entries(SCHEMA) as [string, { defaultText: string; fallback?: string }][]) {
+      if (def.fallback === undefined) continue; // computed or unset: checked by the tests of each key
+      if (def.fallback === '') expect(def.defaultText, name).toMatch(/^— /);
+      else expect(def.defaultText, name).toBe(`\`${def.fallback}\``);
+    }
+  });
+});
