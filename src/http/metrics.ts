@@ -22,6 +22,26 @@ export function metricsAuthorized(authorization: string | undefined, token: stri
   return timingSafeEqual(given, expected);
 }
 
+/** The grant types P issues tokens for: the only values of a rejection's `grant_type` label besides `other` and `""`. */
+const GRANT_TYPE_LABELS = new Set(['authorization_code', 'refresh_token']);
+
+/**
+ * The `grant_type` label of a refused token request: the grant type its token.rejected row
+ * records (the request's), `other` for one P does not support — a request-chosen string must not
+ * make a series of its own — and `""` when it names none (a refused revocation).
+ */
+function rejectedGrantType(details: string | null | undefined): string {
+  if (!details) return '';
+  let grantType: unknown;
+  try {
+    grantType = (JSON.parse(details) as { grant_type?: unknown }).grant_type;
+  } catch {
+    return '';
+  }
+  if (grantType === undefined || grantType === null) return '';
+  return typeof grantType === 'string' && GRANT_TYPE_LABELS.has(grantType) ? grantType : 'other';
+}
+
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'mcp_proxy_' });
@@ -51,12 +71,12 @@ export function createMetrics() {
     observeGateway(resource: string, status: number, seconds: number): void {
       gateway.observe({ resource: new URL(resource).pathname, status: String(status) }, seconds);
     },
-    observeAudit(row: { event: string; reason: string | null }): void {
+    observeAudit(row: { event: string; reason: string | null; details?: string | null }): void {
       audit.inc({ event: row.event });
       const [area, outcome] = row.event.split('.') as [string, string];
       if (area === 'consent' && outcome !== 'recorded' && outcome !== 'revoked') consent.inc({ decision: outcome, reason: row.reason ?? '' });
       else if (row.event === 'token.issued') tokens.inc({ outcome: 'issued', grant_type: row.reason ?? 'unknown' });
-      else if (row.event === 'token.rejected') tokens.inc({ outcome: 'rejected', grant_type: '' });
+      else if (row.event === 'token.rejected') tokens.inc({ outcome: 'rejected', grant_type: rejectedGrantType(row.details) });
       else if (row.event === 'upstream.token_refreshed') refreshes.inc({ outcome: 'refreshed' });
       else if (row.event === 'upstream.refresh_failed') refreshes.inc({ outcome: row.reason ?? 'failed' });
     },
