@@ -16,8 +16,9 @@ export const UPSTREAM_RETRY_MAX_MS = 30_000;
 /**
  * At start, load the upstream's metadata; while it fails, say so in one clear line and retry
  * with backoff (`/readyz` stays false meanwhile). Returns a function that stops retrying.
+ * Exported for its test (test/unit/upstream-start-backoff.test.ts).
  */
-function watchUpstream(runtime: Runtime, io: Io): () => void {
+export function watchUpstream(runtime: Pick<Runtime, 'upstream'>, io: Pick<Io, 'err'>): () => void {
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   const upstream = runtime.upstream();
