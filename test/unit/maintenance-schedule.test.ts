@@ -1,0 +1,104 @@
+/**
+ * README "Operations" → Retention: expired codes, tokens, sessions, interactions, upstream
+ * transactions and idle MCP session bindings "are purged every 10 minutes"
+ * (src/runtime/maintenance.ts MAINTENANCE_INTERVAL_MS). test/flow/maintenance.test.ts runs
+ * housekeeping by hand; no test checked the schedule (audit of the documentation's claims). Here,
+ * on a fake clock: `scheduleMaintenance` runs housekeeping — every purge — at once and then every
+ * 10 minutes, not sooner, and no more after it is stopped; and a runtime started with maintenance
+ * on (as `serve` starts it) purges the provider's expired rows on that schedule.
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { MAINTENANCE_INTERVAL_MS, scheduleMaintenance, type MaintenanceDeps } from '../../src/runtime/maintenance.js';
+import { createRuntime } from '../../src/runtime/server.js';
+import { loadConfig } from '../../src/config/load.js';
+import { OidcModelStore } from '../../src/store/oidc-models.js';
+import { databaseEnv } from '../helpers/engine.js';
+import { TEST_SECRET_KEY } from '../helpers/app.js';
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+const TEN_MINUTES = 10 * 60_000;
+
+/** A few turns of the event loop (setImmediate is not faked): the database's own work finishes. */
+async function settle(turns = 20): Promise<void> {
+  for (let i = 0; i < turns; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Bounded wait, on the real event loop, for a condition. */
+async function until(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !condition(); i++) await new Promise((resolve) => setImmediate(resolve));
+  expect(condition()).toBe(true);
+}
+
+describe('housekeeping schedule', () => {
+  it('runs every purge at once, then every 10 minutes — not sooner — until stopped', async () => {
+    vi.useFakeTimers();
+    expect(MAINTENANCE_INTERVAL_MS).toBe(TEN_MINUTES);
+    const purgeModels = vi.fn(async () => 0);
+    const purgeOther = vi.fn(async () => 0);
+    const idleSince = vi.fn(async () => [] as string[]);
+    const deps = {
+      models: { purgeExpired: purgeModels },
+      clientsMeta: { idleSince },
+      extraPurges: [purgeOther],
+      audit: {},
+      log: pino({ level: 'silent' }),
+      clientIdleSeconds: 30 * 86_400,
+      transaction: <T>(work: () => Promise<T>) => work(),
+    } as unknown as MaintenanceDeps;
+    const stop = scheduleMaintenance(deps);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(purgeModels).toHaveBeenCalledTimes(1);
+
+    await vi.advanceTimersByTimeAsync(TEN_MINUTES - 1);
+    expect(purgeModels).toHaveBeenCalledTimes(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(purgeModels).toHaveBeenCalledTimes(2);
+    await vi.advanceTimersByTimeAsync(2 * TEN_MINUTES);
+    expect(purgeModels).toHaveBeenCalledTimes(4);
+    // Every run does every purge and looks for idle clients.
+    expect(purgeOther).toHaveBeenCalledTimes(4);
+    expect(idleSince).toHaveBeenCalledTimes(4);
+
+    await stop();
+    await vi.advanceTimersByTimeAsync(3 * TEN_MINUTES);
+    expect(purgeModels).toHaveBeenCalledTimes(4);
+  });
+
+  it('a runtime started with maintenance on (as serve starts it) purges expired rows every 10 minutes', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    const dir = mkdtempSync(join(tmpdir(), 'maintenance-schedule-'));
+    const config = loadConfig({
+      PUBLIC_URL: 'http://127.0.0.1:9',
+      ...(await databaseEnv(dir)),
+      SECRET_KEY: TEST_SECRET_KEY,
+      UPSTREAM_ISSUER: 'http://127.0.0.1:1/unused',
+      UPSTREAM_CLIENT_ID: 'proxy-client',
+      UPSTREAM_CLIENT_SECRET: 'proxy-secret',
+      MCP_UPSTREAM_URL: 'http://127.0.0.1:1/mcp',
+    });
+    // Spied on before the runtime starts: the run at start counts too.
+    const purge = vi.spyOn(OidcModelStore.prototype, 'purgeExpired');
+    const runtime = await createRuntime(config, { log: pino({ level: 'silent' }) });
+    try {
+      await until(() => purge.mock.calls.length === 1); // the run at start
+      await vi.advanceTimersByTimeAsync(TEN_MINUTES - 1);
+      await settle();
+      expect(purge).toHaveBeenCalledTimes(1);
+      await vi.advanceTimersByTimeAsync(1);
+      await until(() => purge.mock.calls.length === 2);
+      await vi.advanceTimersByTimeAsync(TEN_MINUTES);
+      await until(() => purge.mock.calls.length === 3);
+    } finally {
+      purge.mockRestore();
+      await runtime.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
