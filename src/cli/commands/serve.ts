@@ -89,29 +89,38 @@ async function listenOrExplain(runtime: Runtime, io: Io): Promise<RunningServer 
   }
 }
 
-/** On SIGTERM/SIGINT: stop accepting, end server-sent streams, finish in-flight requests, flush, close. */
-function untilStopped(runtime: Runtime, running: RunningServer, stopWatching: () => void): Promise<number> {
+/**
+ * The drain (SIGTERM/SIGINT): stop accepting, end server-sent streams, let in-flight requests
+ * finish — those still open after SHUTDOWN_GRACE_MS are cut — flush, close. Exported for its test
+ * (test/e2e/drain-on-sigterm.test.ts).
+ */
+export async function shutdown(runtime: Runtime, running: RunningServer, signal: string, stopWatching: () => void = () => undefined): Promise<void> {
   const { log } = runtime;
+  log.info({ signal }, 'shutting down');
+  const force = setTimeout(() => running.server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+  force.unref();
+  stopWatching();
+  // Long-lived server-sent streams would hold the shutdown for the whole grace period;
+  // end them (clients reconnect) and let ordinary requests finish.
+  runtime.gateway.openResponses.endStreams();
+  await running.close();
+  clearTimeout(force);
+  runtime.refusals.tally.flush(); // the current minute's refusal counts, before the last row
+  // A database that refuses the row (away, a lock held past lock_timeout) must not skip the
+  // rest of the shutdown: held upstream tokens, U's revocations, the queued audit records.
+  await runtime.audit.record({ event: 'system.stopped', reason: signal }).catch((err: unknown) => log[failureLevel(err)]({ err }, 'the system.stopped audit row could not be written'));
+  await runtime.dispose();
+  log.info('stopped');
+}
+
+/** On SIGTERM/SIGINT: `shutdown`, once; resolves with the exit code. */
+function untilStopped(runtime: Runtime, running: RunningServer, stopWatching: () => void): Promise<number> {
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = async (signal: string) => {
       if (stopping) return;
       stopping = true;
-      log.info({ signal }, 'shutting down');
-      const force = setTimeout(() => running.server.closeAllConnections(), SHUTDOWN_GRACE_MS);
-      force.unref();
-      stopWatching();
-      // Long-lived server-sent streams would hold the shutdown for the whole grace period;
-      // end them (clients reconnect) and let ordinary requests finish.
-      runtime.gateway.openResponses.endStreams();
-      await running.close();
-      clearTimeout(force);
-      runtime.refusals.tally.flush(); // the current minute's refusal counts, before the last row
-      // A database that refuses the row (away, a lock held past lock_timeout) must not skip the
-      // rest of the shutdown: held upstream tokens, U's revocations, the queued audit records.
-      await runtime.audit.record({ event: 'system.stopped', reason: signal }).catch((err: unknown) => log[failureLevel(err)]({ err }, 'the system.stopped audit row could not be written'));
-      await runtime.dispose();
-      log.info('stopped');
+      await shutdown(runtime, running, signal, stopWatching);
       resolve(0);
     };
     process.once('SIGTERM', () => void stop('SIGTERM'));
