@@ -103,7 +103,9 @@ export class Revocation {
    */
   async endExpired(grantId: string, now = Date.now()): Promise<boolean> {
     const ended = await this.deps.transaction(async () => {
-      const consent = await this.deps.consents.byGrant(grantId);
+      // The consent's row first (FOR UPDATE on PostgreSQL), as a cascade takes it first: one lock
+      // order, and a cascade running meanwhile is waited for and then found (review of this change).
+      const consent = await this.deps.consents.lockedByGrant(grantId);
       if (!consent || consent.revoked_at !== null || consent.expires_at > now) return undefined;
       const rows = await this.endGrantRows(grantId);
       await this.deps.audit.record({

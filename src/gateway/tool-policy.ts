@@ -84,6 +84,8 @@ const isObject = (value: unknown): value is Record<string, unknown> => value !==
 function unjudgeable(messages: readonly unknown[]): string | undefined {
   for (const m of messages) {
     if (!isObject(m)) return 'a JSON-RPC message must be an object';
+    // A method that is not a string (`["tools/call"]`) is read as "tools/call" by an R that looks it up in a table (review 2026-12-07).
+    if ('method' in m && typeof m.method !== 'string') return 'a JSON-RPC method must be a string';
     if (m.method === 'tools/call' && !(isObject(m.params) && typeof m.params.name === 'string')) return 'a tools/call must name its tool as a string in an object params';
   }
   return undefined;

@@ -74,7 +74,7 @@ export function createMetrics() {
     observeAudit(row: { event: string; reason: string | null; details?: string | null }): void {
       audit.inc({ event: row.event });
       const [area, outcome] = row.event.split('.') as [string, string];
-      if (area === 'consent' && outcome !== 'recorded' && outcome !== 'revoked') consent.inc({ decision: outcome, reason: row.reason ?? '' });
+      if (area === 'consent' && outcome !== 'recorded' && outcome !== 'revoked' && outcome !== 'expired') consent.inc({ decision: outcome, reason: row.reason ?? '' });
       else if (row.event === 'token.issued') tokens.inc({ outcome: 'issued', grant_type: row.reason ?? 'unknown' });
       else if (row.event === 'token.rejected') tokens.inc({ outcome: 'rejected', grant_type: rejectedGrantType(row.details) });
       else if (row.event === 'upstream.token_refreshed') refreshes.inc({ outcome: 'refreshed' });

@@ -118,8 +118,8 @@ function startMaintenance(core: Core, gateway: GatewayServices): () => Promise<v
 /** What housekeeping works on, one replica at a time (tests run it through this too). */
 /** Housekeeping leaves a disabling this long to finish its own cascade before it revokes what is left. */
 export const FINISH_DISABLED_AFTER_MS = 60_000;
-/** At most this many expired consents are ended per housekeeping run (each asks U); the next run goes on. */
-export const END_EXPIRED_PER_RUN = 500;
+/** At most this many expired consents are ended per housekeeping run (each asks U, one at a time); the next run goes on. */
+export const END_EXPIRED_PER_RUN = 100;
 
 export function maintenanceDeps(core: Pick<Core, 'stores' | 'config' | 'audit' | 'log' | 'revocation' | 'sql'>, gateway: Pick<GatewayServices, 'sessions'>): MaintenanceDeps {
   const { stores, config, audit, log, revocation } = core;
@@ -148,7 +148,11 @@ export function maintenanceDeps(core: Pick<Core, 'stores' | 'config' | 'audit' |
     },
     endExpired: async () => {
       let ended = 0;
-      for (const grantId of await stores.consents.expiredKeepingUpstreamToken(Date.now(), END_EXPIRED_PER_RUN)) if (await revocation.endExpired(grantId)) ended += 1;
+      // One at a time, each U revocation awaited (a backlog must not become a burst at U).
+      for (const grantId of await stores.consents.expiredKeepingUpstreamToken(Date.now(), END_EXPIRED_PER_RUN)) {
+        if (await revocation.endExpired(grantId)) ended += 1;
+        await revocation.settled();
+      }
       return ended;
     },
     onClientExpired: (clientId) => revocation.revokeClient(clientId, 'client_deleted'),

@@ -150,6 +150,9 @@ export async function completeSignIn(deps: SignInCompletionDeps, req: Request, r
       const who = `${identity.displayName ?? identity.subject} (subject ${identity.subject})`;
       throw ERRORS.forbiddenPage('Not an administrator', `You signed in as ${who}, which is not listed in ADMIN_SUBJECTS on this server.`, 'not_an_admin');
     }
+    // As for P's browser session below: the admin session this browser carried ends (review 2026-12-07).
+    const previous = deps.cookies.read(req, 'admin');
+    if (previous) await deps.stores.adminSessions.close(previous);
     const id = await deps.stores.adminSessions.open(identity.subject, identity.displayName, config.ttl.adminSession);
     deps.cookies.write(res, 'admin', id, config.ttl.adminSession);
     await audit.record({ event: 'admin.login', subject: identity.subject, details: { display_name: identity.displayName } });

@@ -108,6 +108,11 @@ export class ConsentStore {
     return this.sql.one<Consent>(`SELECT ${COLUMNS} FROM consents WHERE grant_id = ?`, [grantId]);
   }
 
+  /** byGrant, its row locked until the transaction ends (PostgreSQL; SQLite's write transaction already excludes every other writer). */
+  lockedByGrant(grantId: string): Promise<Consent | undefined> {
+    return this.sql.one<Consent>(`SELECT ${COLUMNS} FROM consents WHERE grant_id = ?${this.sql.engine === 'postgres' ? ' FOR UPDATE' : ''}`, [grantId]);
+  }
+
   byId(id: number): Promise<Consent | undefined> {
     return this.sql.one<Consent>(`SELECT ${COLUMNS} FROM consents WHERE id = ?`, [id]);
   }

@@ -146,6 +146,20 @@ describe('admin actions › cascade', () => {
 });
 
 describe('admin sessions › timeouts', () => {
+  it('a new sign-in ends the admin session the browser carried (review 2026-12-07: a leaked cookie outlived the re-authentication)', async () => {
+    const host = new URL(stack.app.url).hostname;
+    const browser = new Browser('admin-again');
+    await signIn(stack, browser, 'admin', 'root');
+    const first = browser.cookie(host, '__Host-mcp-admin') as string;
+    expect(first).toBeTruthy();
+    for (const name of ['u_session', 'u_session.sig']) browser.setCookie(new URL(stack.upstream.issuer).hostname, name, '');
+    await signIn(stack, browser, 'admin', 'root');
+    expect(browser.cookie(host, '__Host-mcp-admin')).not.toBe(first);
+    const replay = new Browser('admin-replay');
+    replay.setCookie(host, '__Host-mcp-admin', first);
+    expect((await replay.navigate(`${stack.app.url}/admin`)).status).toBe(401);
+  });
+
   it('ends after ADMIN_IDLE_TTL without requests, and after ADMIN_SESSION_TTL however active (fake clock)', async () => {
     const idle = new Browser('idle-admin');
     await signIn(stack, idle, 'admin', 'root');

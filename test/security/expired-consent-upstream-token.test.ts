@@ -12,6 +12,9 @@ import { Browser, authorizeClient, startStack, type Stack } from '../helpers/sta
 import { runMaintenance } from '../../src/runtime/maintenance.js';
 import { maintenanceDeps } from '../../src/runtime/server.js';
 import { consentStatus } from '../../src/consent/status.js';
+import type { PgSql } from '../../src/db/pg-sql.js';
+import { TEST_ENGINE } from '../helpers/engine.js';
+import { lockWaitSeen } from '../helpers/pg.js';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -44,6 +47,8 @@ describe('an expired consent at housekeeping', () => {
       expect(await upstreamRows(consent.grant_id)).toBe(0);
       expect(await grantTokens(consent.grant_id)).toBe(0);
       expect(stack.upstream.revokedTokens.length).toBe(revokedBefore + 1);
+      // Not a decision of the consent page (mcp_proxy_consent_decisions_total's decisions).
+      expect(await (await fetch(`${stack.app.url}/metrics`)).text()).not.toContain('decision="expired"');
       const after = await consentOf(expiring.clientId);
       expect(consentStatus(after, Date.now()), 'the consent stays, expired (history)').toBe('expired');
       const row = (await auditEvents(stack.app)).filter((e) => e.event === 'consent.expired');
@@ -69,5 +74,24 @@ describe('an expired consent at housekeeping', () => {
     expect(await upstreamRows(consent.grant_id)).toBe(1);
     await stack.app.runtime.revocation.revokeGrant(consent.grant_id, 'user');
     expect(await stack.app.runtime.revocation.endExpired(consent.grant_id, consent.expires_at + 1000)).toBe(false);
+  });
+
+  it.skipIf(TEST_ENGINE !== 'postgres')('PostgreSQL: a cascade holding the consent row is waited for, and its revocation found then (one lock order: the consent row first)', async () => {
+    const { clientId } = await authorizeClient(stack, new Browser('lock'), { login: 'lena' });
+    const consent = await consentOf(clientId);
+    const sql = stack.app.runtime.sql as PgSql;
+    const holder = await sql.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      // A cascade's first step (ConsentStore.revoke): the consent row, then (its trigger) the generation row.
+      await holder.query('UPDATE consents SET revoked_at = $1, revoked_reason = $2 WHERE grant_id = $3', [Date.now(), 'user', consent.grant_id]);
+      const ending = stack.app.runtime.revocation.endExpired(consent.grant_id, consent.expires_at + 1000);
+      expect(await lockWaitSeen(sql.pool)).toBe(true);
+      await holder.query('COMMIT');
+      expect(await ending, 'found revoked: nothing ended twice').toBe(false);
+    } finally {
+      holder.release();
+    }
+    expect(await upstreamRows(consent.grant_id), 'left to the cascade').toBe(1);
   });
 });

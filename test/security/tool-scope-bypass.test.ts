@@ -281,6 +281,8 @@ describe('GW-15 tool-scope bypass', () => {
       '[[{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami"}}]]',
       '[{"jsonrpc":"2.0","id":1,"method":"tools/list"},"tools/call"]',
       '"tools/call"',
+      // A method that is not a string: a lookup table reads ["tools/call"] as "tools/call" (review 2026-12-07).
+      '{"jsonrpc":"2.0","id":7,"method":["tools/call"],"params":{"name":"whoami"}}',
     ];
     for (const body of bodies) {
       const res = await rawSend('POST', body);
