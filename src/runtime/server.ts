@@ -120,6 +120,7 @@ function startMaintenance(core: Core, gateway: GatewayServices): () => Promise<v
 export const FINISH_DISABLED_AFTER_MS = 60_000;
 /** At most this many expired consents are ended per housekeeping run (each asks U, one at a time); the next run goes on. */
 export const END_EXPIRED_PER_RUN = 100;
+export const END_EXPIRED_FOR_MS = 60_000;
 
 export function maintenanceDeps(core: Pick<Core, 'stores' | 'config' | 'audit' | 'log' | 'revocation' | 'sql'>, gateway: Pick<GatewayServices, 'sessions'>): MaintenanceDeps {
   const { stores, config, audit, log, revocation } = core;
@@ -148,10 +149,13 @@ export function maintenanceDeps(core: Pick<Core, 'stores' | 'config' | 'audit' |
     },
     endExpired: async () => {
       let ended = 0;
-      // One at a time, each U revocation awaited (a backlog must not become a burst at U).
+      // One at a time, each U revocation awaited (a backlog must not become a burst at U), for at
+      // most END_EXPIRED_FOR_MS a run (a slow or unreachable U must not hold housekeeping's lock).
+      const until = Date.now() + END_EXPIRED_FOR_MS;
       for (const grantId of await stores.consents.expiredKeepingUpstreamToken(Date.now(), END_EXPIRED_PER_RUN)) {
         if (await revocation.endExpired(grantId)) ended += 1;
         await revocation.settled();
+        if (Date.now() > until) break;
       }
       return ended;
     },
