@@ -28,6 +28,33 @@ import type { ClientsMetaStore } from '../store/clients-meta.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
 import { failureLevel } from '../errors/database-unavailable.js';
 import { removeClientRows } from '../consent/operations.js';
+import type { ConsentStore } from '../store/consents.js';
+import type { Revocation } from '../consent/revocation.js';
+
+/** At most this many expired consents are ended per housekeeping run, for at most this long (each asks U, one at a time); the next run goes on. */
+export const END_EXPIRED_PER_RUN = 100;
+export const END_EXPIRED_FOR_MS = 60_000;
+
+/**
+ * End the consents that expired unrevoked (Revocation.endExpired), one at a time with each U
+ * revocation awaited — a backlog must not become a burst at U — and for at most
+ * END_EXPIRED_FOR_MS a run: a slow or unreachable U must not hold housekeeping's lock for a
+ * hundred timeouts. Resolves with how many were ended.
+ */
+export async function endExpiredConsents(
+  consents: Pick<ConsentStore, 'expiredKeepingUpstreamToken'>,
+  revocation: Pick<Revocation, 'endExpired' | 'settled'>,
+  clock: () => number = Date.now,
+): Promise<number> {
+  let ended = 0;
+  const until = clock() + END_EXPIRED_FOR_MS;
+  for (const grantId of await consents.expiredKeepingUpstreamToken(clock(), END_EXPIRED_PER_RUN)) {
+    if (await revocation.endExpired(grantId)) ended += 1;
+    await revocation.settled();
+    if (clock() > until) break;
+  }
+  return ended;
+}
 
 /** How often housekeeping runs. */
 export const MAINTENANCE_INTERVAL_MS = 10 * 60_000;

@@ -31,7 +31,7 @@ import type Provider from 'oidc-provider';
 import { providerErrorRenderer } from '../errors/render.js';
 import { createCimdClients, type CimdClientsDeps } from '../cimd/clients.js';
 import { buildApp, gatewayFront, type AppDeps, type GatewayServices } from './app.js';
-import { scheduleMaintenance, type MaintenanceDeps } from './maintenance.js';
+import { endExpiredConsents, scheduleMaintenance, type MaintenanceDeps } from './maintenance.js';
 import { createCore, openStorage, SIGNING_KEYS_SECRET, type Core } from './core.js';
 import { purgeEndedRateLimits, SqlRateLimitStore } from '../store/rate-limits.js';
 import { loadOrCreateJwks } from './jwks.js';
@@ -118,9 +118,6 @@ function startMaintenance(core: Core, gateway: GatewayServices): () => Promise<v
 /** What housekeeping works on, one replica at a time (tests run it through this too). */
 /** Housekeeping leaves a disabling this long to finish its own cascade before it revokes what is left. */
 export const FINISH_DISABLED_AFTER_MS = 60_000;
-/** At most this many expired consents are ended per housekeeping run (each asks U, one at a time); the next run goes on. */
-export const END_EXPIRED_PER_RUN = 100;
-export const END_EXPIRED_FOR_MS = 60_000;
 
 export function maintenanceDeps(core: Pick<Core, 'stores' | 'config' | 'audit' | 'log' | 'revocation' | 'sql'>, gateway: Pick<GatewayServices, 'sessions'>): MaintenanceDeps {
   const { stores, config, audit, log, revocation } = core;
@@ -147,18 +144,7 @@ export function maintenanceDeps(core: Pick<Core, 'stores' | 'config' | 'audit' |
       }
       return revoked;
     },
-    endExpired: async () => {
-      let ended = 0;
-      // One at a time, each U revocation awaited (a backlog must not become a burst at U), for at
-      // most END_EXPIRED_FOR_MS a run (a slow or unreachable U must not hold housekeeping's lock).
-      const until = Date.now() + END_EXPIRED_FOR_MS;
-      for (const grantId of await stores.consents.expiredKeepingUpstreamToken(Date.now(), END_EXPIRED_PER_RUN)) {
-        if (await revocation.endExpired(grantId)) ended += 1;
-        await revocation.settled();
-        if (Date.now() > until) break;
-      }
-      return ended;
-    },
+    endExpired: () => endExpiredConsents(stores.consents, revocation),
     onClientExpired: (clientId) => revocation.revokeClient(clientId, 'client_deleted'),
     unrevokedConsents: async (clientId) => (await stores.consents.unrevokedForClient(clientId)).length,
     transaction: (work) => stores.transaction(work),

@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { MAINTENANCE_INTERVAL_MS, scheduleMaintenance, type MaintenanceDeps } from '../../src/runtime/maintenance.js';
+import { END_EXPIRED_FOR_MS, END_EXPIRED_PER_RUN, endExpiredConsents, MAINTENANCE_INTERVAL_MS, scheduleMaintenance, type MaintenanceDeps } from '../../src/runtime/maintenance.js';
 import { createRuntime } from '../../src/runtime/server.js';
 import { loadConfig } from '../../src/config/load.js';
 import { OidcModelStore } from '../../src/store/oidc-models.js';
@@ -100,5 +100,31 @@ describe('housekeeping schedule', () => {
       await runtime.dispose();
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('ending expired consents (endExpiredConsents)', () => {
+  it('one at a time, each U revocation awaited, at most END_EXPIRED_PER_RUN, and for at most END_EXPIRED_FOR_MS a run', async () => {
+    let now = 1_000_000;
+    const calls: string[] = [];
+    const grants = Array.from({ length: END_EXPIRED_PER_RUN + 5 }, (_, i) => `g${i}`);
+    const consents = { expiredKeepingUpstreamToken: async (_at: number, limit: number) => grants.slice(0, limit) };
+    const revocation = {
+      endExpired: async (grantId: string) => (calls.push(`end ${grantId}`), true),
+      settled: async () => {
+        calls.push('settled');
+        now += 1_000; // U takes a second to answer each
+      },
+    };
+    // A fast U: the whole batch, each revocation awaited before the next consent.
+    let fastNow = 0;
+    const fast = await endExpiredConsents(consents, { ...revocation, settled: async () => void calls.push('settled') }, () => fastNow++);
+    expect(fast).toBe(END_EXPIRED_PER_RUN);
+    expect(calls.slice(0, 4)).toEqual(['end g0', 'settled', 'end g1', 'settled']);
+    // A slow U: the run stops once END_EXPIRED_FOR_MS has passed.
+    calls.length = 0;
+    const slow = await endExpiredConsents(consents, revocation, () => now);
+    expect(slow).toBe(END_EXPIRED_FOR_MS / 1_000 + 1);
+    expect(calls.filter((c) => c.startsWith('end'))).toHaveLength(END_EXPIRED_FOR_MS / 1_000 + 1);
   });
 });
