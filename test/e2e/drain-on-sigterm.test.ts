@@ -2,8 +2,9 @@
  * README "Operations" → Shutdown: on SIGTERM the server drains — new connections refused,
  * `/healthz` and `/readyz` answer 503, in-flight requests finish (up to 10 s) with
  * `Connection: close` on every response, the audit log flushed, exit 0. Only
- * test/e2e/drain-on-sigterm.pg.test.ts tested it, and that file is left out without PostgreSQL
- * (audit of the documentation's claims). The same on SQLite:
+ * a PostgreSQL-only test covered it, left out without PostgreSQL (audit of the documentation's
+ * claims); this one runs on the suite's engine (TEST_ENGINE: SQLite, or PostgreSQL — a replica
+ * drained while the balancer sends new connections elsewhere, issue 11, DESIGN §8):
  * - a `serve` process with requests in flight through the gateway to a slow R when SIGTERM
  *   arrives: every one completes 200, a new connection is refused while they run, the process
  *   exits 0 within the grace period and system.stopped is the last audit row;
@@ -24,7 +25,7 @@ import { startFakeOidcUpstream, type FakeUpstream } from '../helpers/fake-upstre
 import { startFakeMcp, type FakeMcp } from '../helpers/fake-mcp.js';
 import { Browser, buildAuthorization, drive, redeem } from '../helpers/stack.js';
 import { callTool, openSession } from '../helpers/mcp-http.js';
-import { openDatabase } from '../../src/db/open.js';
+import { databaseEnv, openTestSql, TEST_ENGINE } from '../helpers/engine.js';
 import { listen } from '../../src/runtime/server.js';
 import { SHUTDOWN_GRACE_MS, shutdown } from '../../src/cli/commands/serve.js';
 import { CLI_ARGS } from '../helpers/cli-bin.js';
@@ -75,18 +76,18 @@ function refused(port: number): Promise<boolean> {
   });
 }
 
-describe('SIGTERM drains the server (SQLite)', () => {
+describe(`SIGTERM drains the server (${TEST_ENGINE})`, () => {
   it('requests in flight when SIGTERM arrives all complete 200, new connections are refused meanwhile, the audit log is flushed, exit 0', async () => {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
-    const dir = mkdtempSync(join(tmpdir(), 'drain-sqlite-'));
+    const dir = mkdtempSync(join(tmpdir(), 'drain-'));
     upstream = await startFakeOidcUpstream({ callbackUrl: `${url}/upstream/callback` });
     child = spawn(process.execPath, [...CLI_ARGS, 'serve'], {
       env: {
         PATH: process.env.PATH,
         PORT: String(port),
         PUBLIC_URL: url,
-        DATABASE_PATH: join(dir, 'db.sqlite'),
+        ...(await databaseEnv(dir)),
         SECRET_KEY: TEST_SECRET_KEY,
         UPSTREAM_ISSUER: upstream.issuer,
         UPSTREAM_CLIENT_ID: upstream.clientId,
@@ -131,12 +132,12 @@ describe('SIGTERM drains the server (SQLite)', () => {
     for (const r of results) expect(r.messages.at(-1)?.result?.content?.[0]?.text).toBe('liftoff');
     expect(await exit).toBe(0);
     expect(Date.now() - t0).toBeLessThan(SHUTDOWN_GRACE_MS);
-    const db = openDatabase(join(dir, 'db.sqlite'));
+    const db = await openTestSql(dir);
     try {
-      const last = db.prepare('SELECT event, reason FROM audit_log ORDER BY seq DESC LIMIT 1').get();
+      const last = await db.one<{ event: string; reason: string }>('SELECT event, reason FROM audit_log ORDER BY seq DESC LIMIT 1');
       expect(last).toEqual({ event: 'system.stopped', reason: 'SIGTERM' });
     } finally {
-      db.close();
+      await db.close();
     }
   }, 60_000);
 

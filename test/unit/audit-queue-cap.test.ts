@@ -19,19 +19,25 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
+/** A store that refuses every commit (SQLITE_BUSY) until `accept()`; `appended`: the client ids committed, in order. */
+function refusingStore() {
+  const appended: string[] = [];
+  let refusing = true;
+  const store = {
+    inTransaction: () => false,
+    append: (rows: NewAuditRow[]) => {
+      if (refusing) return Promise.reject(Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' }));
+      appended.push(...rows.map((r) => r.client_id as string));
+      return Promise.resolve({ seq: appended.length, hash: 'h', key_id: 'k' });
+    },
+  } as unknown as AuditLogStore;
+  return { store, appended, accept: () => void (refusing = false) };
+}
+
 describe('gateway records queued while the database refuses commits', () => {
   it('past MAX_QUEUED_ROWS (5,000) the oldest are dropped, an error is logged, and at most 5,000 are kept and later committed in order', async () => {
     expect(MAX_QUEUED_ROWS).toBe(5_000); // the number README states
-    const appended: string[] = [];
-    let refusing = true;
-    const store = {
-      inTransaction: () => false,
-      append: (rows: NewAuditRow[]) => {
-        if (refusing) return Promise.reject(Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' }));
-        appended.push(...rows.map((r) => r.client_id as string));
-        return Promise.resolve({ seq: appended.length, hash: 'h', key_id: 'k' });
-      },
-    } as unknown as AuditLogStore;
+    const { store, appended, accept } = refusingStore();
     const lines: { level: number; msg: string; dropped?: number }[] = [];
     const sink = new Writable({
       write(chunk, _enc, done) {
@@ -57,23 +63,14 @@ describe('gateway records queued while the database refuses commits', () => {
     expect(errors.every((l) => l.msg === 'audit queue full while the database refuses commits: the oldest records were dropped')).toBe(true);
     expect(errors.reduce((sum, l) => sum + (l.dropped ?? 0), 0)).toBe(total - MAX_QUEUED_ROWS);
 
-    refusing = false;
+    accept();
     await audit.flush();
     expect(audit.queued).toBe(0);
     expect(appended).toEqual(made.slice(total - MAX_QUEUED_ROWS));
   });
 
   it('below the cap nothing is dropped and no error is logged', async () => {
-    let refusing = true;
-    const appended: string[] = [];
-    const store = {
-      inTransaction: () => false,
-      append: (rows: NewAuditRow[]) => {
-        if (refusing) return Promise.reject(Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' }));
-        appended.push(...rows.map((r) => r.client_id as string));
-        return Promise.resolve({ seq: appended.length, hash: 'h', key_id: 'k' });
-      },
-    } as unknown as AuditLogStore;
+    const { store, appended, accept } = refusingStore();
     const log = pino({ level: 'silent' });
     const error = vi.spyOn(log, 'error');
     const audit = new Audit(store, log);
@@ -81,7 +78,7 @@ describe('gateway records queued while the database refuses commits', () => {
     await vi.advanceTimersByTimeAsync(3 * GROUP_COMMIT_MS);
     expect(audit.queued).toBe(MAX_QUEUED_ROWS);
     expect(error).not.toHaveBeenCalled();
-    refusing = false;
+    accept();
     await audit.flush();
     expect(appended).toHaveLength(MAX_QUEUED_ROWS);
   });
