@@ -21,7 +21,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, registerClient, startTestApp, TEST_SECRET_KEY, type TestApp } from '../helpers/app.js';
-import { startFakeOidcUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
+import { fakeUpstreamEnv, startFakeOidcUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
 import { startFakeMcp, type FakeMcp } from '../helpers/fake-mcp.js';
 import { Browser, buildAuthorization, drive, redeem } from '../helpers/stack.js';
 import { callTool, openSession } from '../helpers/mcp-http.js';
@@ -89,10 +89,7 @@ describe(`SIGTERM drains the server (${TEST_ENGINE})`, () => {
         PUBLIC_URL: url,
         ...(await databaseEnv(dir)),
         SECRET_KEY: TEST_SECRET_KEY,
-        UPSTREAM_ISSUER: upstream.issuer,
-        UPSTREAM_CLIENT_ID: upstream.clientId,
-        UPSTREAM_CLIENT_SECRET: upstream.clientSecret,
-        UPSTREAM_SCOPES: 'openid email',
+        ...fakeUpstreamEnv(upstream),
         MCP_UPSTREAM_URL: mcp.url,
       },
       stdio: ['ignore', 'pipe', 'pipe'],

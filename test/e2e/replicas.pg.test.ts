@@ -28,7 +28,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { freePort, mcpClientMetadata, registerClient, TEST_SECRET_KEY, type TestApp } from '../helpers/app.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
-import { startFakeOidcUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
+import { fakeUpstreamEnv, startFakeOidcUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
 import { startFakeMcp, type FakeMcp } from '../helpers/fake-mcp.js';
 import { startBalancer, type Balancer } from '../helpers/balancer.js';
 import { Browser, buildAuthorization, drive, redeem, type Stack } from '../helpers/stack.js';
@@ -66,11 +66,7 @@ function replicaEnv(port: number, dir: string): Record<string, string> {
     DATABASE_PATH: join(dir, 'proxy.db'), // the data directory: this replica's audit checkpoint file
     DATABASE_POOL_MAX: '4',
     SECRET_KEY: TEST_SECRET_KEY,
-    UPSTREAM_ISSUER: upstream.issuer,
-    UPSTREAM_CLIENT_ID: upstream.clientId,
-    UPSTREAM_CLIENT_SECRET: upstream.clientSecret,
-    UPSTREAM_SCOPES: 'openid email',
-    UPSTREAM_NAME: 'Fake Upstream',
+    ...fakeUpstreamEnv(upstream),
     MCP_UPSTREAM_URL: mcp.url,
     // The balancer appends the client's address to X-Forwarded-For (test/helpers/balancer.ts).
     TRUST_PROXY: 'loopback',

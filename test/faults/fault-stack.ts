@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import { freePort, startTestApp } from '../helpers/app.js';
-import { startFakeOidcUpstream } from '../helpers/fake-upstream.js';
+import { fakeUpstreamEnv, startFakeOidcUpstream } from '../helpers/fake-upstream.js';
 import { startFakeMcp } from '../helpers/fake-mcp.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { Browser, buildAuthorization, type Stack } from '../helpers/stack.js';
@@ -40,12 +40,7 @@ export async function startFaultStack(options: { env?: Record<string, string>; u
     port,
     dir: mkdtempSync(join(tmpdir(), 'mcp-faults-')),
     env: {
-      UPSTREAM_PRESET: 'oidc',
-      UPSTREAM_ISSUER: upstream.issuer,
-      UPSTREAM_CLIENT_ID: upstream.clientId,
-      UPSTREAM_CLIENT_SECRET: upstream.clientSecret,
-      UPSTREAM_SCOPES: 'openid email',
-      UPSTREAM_NAME: 'Fake Upstream',
+      ...fakeUpstreamEnv(upstream),
       UPSTREAM_TIMEOUT: `${UPSTREAM_TIMEOUT_MS / 1000}s`,
       MCP_UPSTREAM_URL: `${r.url}/mcp`,
       GATEWAY_TIMEOUT: `${GATEWAY_TIMEOUT_MS / 1000}s`,

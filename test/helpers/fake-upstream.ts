@@ -59,6 +59,18 @@ async function listen(app: express.Express): Promise<{ server: Server; port: num
 const page = (title: string, body: string) =>
   `<!doctype html><html><head><meta charset="utf-8"><title>${title}</title></head><body><h1>${title}</h1>${body}</body></html>`;
 
+/** P's configuration for this fake upstream (an OpenID provider named "Fake Upstream"). */
+export function fakeUpstreamEnv(upstream: { issuer: string; clientId: string; clientSecret: string }): Record<string, string> {
+  return {
+    UPSTREAM_PRESET: 'oidc',
+    UPSTREAM_ISSUER: upstream.issuer,
+    UPSTREAM_CLIENT_ID: upstream.clientId,
+    UPSTREAM_CLIENT_SECRET: upstream.clientSecret,
+    UPSTREAM_SCOPES: 'openid email',
+    UPSTREAM_NAME: 'Fake Upstream',
+  };
+}
+
 export interface FakeUpstreamOptions {
   /** P's callback URL, registered for P's static client */
   callbackUrl: string;

@@ -11,6 +11,7 @@
  */
 import { onPostgres } from './engine.js';
 import { CLI_ARGS } from './cli-bin.js';
+import { fakeUpstreamEnv } from './fake-upstream.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,12 +43,7 @@ export function serverEnv(o: ServerEnvOptions): Record<string, string> {
     // The data directory (checkpoint file) is DATABASE_PATH's, for both engines.
     DATABASE_PATH: join(o.dir, 'proxy.db'),
     SECRET_KEY: o.secretKey,
-    UPSTREAM_PRESET: 'oidc',
-    UPSTREAM_ISSUER: o.upstream.issuer,
-    UPSTREAM_CLIENT_ID: o.upstream.clientId,
-    UPSTREAM_CLIENT_SECRET: o.upstream.clientSecret,
-    UPSTREAM_SCOPES: 'openid email',
-    UPSTREAM_NAME: 'Fake Upstream',
+    ...fakeUpstreamEnv(o.upstream),
     MCP_UPSTREAM_URL: o.mcpUrl,
     // Load from one loopback address: the per-IP budgets would measure themselves, not P.
     RATE_LIMIT_REGISTER: unlimited,

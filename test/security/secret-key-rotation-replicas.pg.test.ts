@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startTestApp, TEST_SECRET_KEY, type TestApp } from '../helpers/app.js';
 import { startBalancer, type Balancer } from '../helpers/balancer.js';
-import { startFakeOidcUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
+import { fakeUpstreamEnv, startFakeOidcUpstream, type FakeUpstream } from '../helpers/fake-upstream.js';
 import { startFakeMcp, type FakeMcp } from '../helpers/fake-mcp.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg.js';
 import { Browser, authorizeClient, type Stack } from '../helpers/stack.js';
@@ -53,12 +53,7 @@ function start(i: number, keys: { SECRET_KEY: string; SECRET_KEY_PREVIOUS?: stri
     env: {
       DATABASE_URL: db.url,
       PUBLIC_URL: balancer.url,
-      UPSTREAM_PRESET: 'oidc',
-      UPSTREAM_ISSUER: upstream.issuer,
-      UPSTREAM_CLIENT_ID: upstream.clientId,
-      UPSTREAM_CLIENT_SECRET: upstream.clientSecret,
-      UPSTREAM_SCOPES: 'openid email',
-      UPSTREAM_NAME: 'Fake Upstream',
+      ...fakeUpstreamEnv(upstream),
       MCP_UPSTREAM_URL: mcp.url,
       TRUST_PROXY: 'loopback',
       ...keys,
