@@ -104,7 +104,39 @@ export class AuditLogStore {
     const writer = this.writer;
     if (!writer) throw new Error('this audit log store was opened without the audit key: it can read, not append');
     if (!rows.length) return undefined;
-    return this.sql.transaction(() => appendRows(this.sql, writer.key, rows));
+    if (this.sql.inTransaction()) return this.sql.transaction(() => appendRows(this.sql, writer.key, rows)); // joined: committed with the caller's
+    let last: AuditRow | undefined;
+    let unanswered = false;
+    try {
+      return await this.sql.transaction(async () => {
+        this.sql.afterCommit(
+          () => undefined,
+          () => (unanswered = true),
+        );
+        return (last = await appendRows(this.sql, writer.key, rows));
+      });
+    } catch (err) {
+      // COMMIT sent and its answer lost (PostgreSQL): the rows may be in. Appended again by the
+      // caller's retry (a group commit puts them back in its queue), they would be there twice
+      // (found by review, 2026-12-07) — so a committed append is answered as one.
+      if (unanswered && last && (await this.holds(last))) return last;
+      throw err;
+    }
+  }
+
+  /**
+   * Whether the chain holds `row` (its seq with its MAC), read under the chain's lock, so after any
+   * append still committing has ended. A failed read is "no": the caller retries, as before.
+   */
+  private async holds(row: AuditRow): Promise<boolean> {
+    try {
+      return await this.sql.transaction(async () => {
+        await lockedHead(this.sql);
+        return (await this.sql.one<{ hash: string }>('SELECT hash FROM audit_log WHERE seq = ?', [row.seq]))?.hash === row.hash;
+      });
+    } catch {
+      return false;
+    }
   }
 
   /** Whether the caller runs inside an outer transaction (then nothing appended is committed yet). */
