@@ -102,3 +102,24 @@ export async function lockWaitSeen(pool: pg.Pool): Promise<boolean> {
   }
   return false;
 }
+
+/**
+ * Make the COMMITs of `pool`'s connections lose their answer as `mode()` (asked at each COMMIT)
+ * says: `after` sends COMMIT and loses the answer (it committed), `before` loses the connection
+ * before sending it (it did not), undefined answers normally — the "Connection terminated" a
+ * dropped connection gives (the tests of afterCommit's ifUnknown and of what relies on it).
+ */
+export function loseCommitAnswers(pool: pg.Pool, mode: () => 'after' | 'before' | undefined): void {
+  const connect = pool.connect.bind(pool) as () => Promise<pg.PoolClient>;
+  (pool as unknown as { connect: () => Promise<pg.PoolClient> }).connect = async () => {
+    const client = await connect();
+    const query = client.query.bind(client) as (config: unknown) => Promise<unknown>;
+    (client as unknown as { query: (config: unknown) => Promise<unknown> }).query = async (config: unknown) => {
+      const lose = config === 'COMMIT' ? mode() : undefined;
+      if (lose === undefined) return query(config);
+      if (lose === 'after') await query(config);
+      throw new Error('Connection terminated unexpectedly');
+    };
+    return client;
+  };
+}

@@ -7,14 +7,13 @@
  * committed, nothing put back; not committed → the records wait for the next commit, as before.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type pg from 'pg';
 import { pino } from 'pino';
 import { PgSql } from '../../src/db/pg-sql.js';
 import { migratePg } from '../../src/db/migrate-pg.js';
 import { KeyRing } from '../../src/crypto/keys.js';
 import { createAuditLogStore } from '../../src/store/audit-log.js';
 import { Audit } from '../../src/audit/audit.js';
-import { pgDatabasePerFile } from '../helpers/pg.js';
+import { loseCommitAnswers, pgDatabasePerFile } from '../helpers/pg.js';
 
 const db = pgDatabasePerFile('audit_commit_lost');
 let sql: PgSql;
@@ -26,19 +25,12 @@ beforeAll(async () => {
   sql = new PgSql({ url: db.url, poolMax: 2 });
   await migratePg(sql);
   lossy = new PgSql({ url: db.url, poolMax: 2 });
-  const connect = lossy.pool.connect.bind(lossy.pool);
-  (lossy.pool as unknown as { connect: () => Promise<pg.PoolClient> }).connect = async () => {
-    const client = await connect();
-    const query = client.query.bind(client) as (config: unknown) => Promise<unknown>;
-    (client as unknown as { query: (config: unknown) => Promise<unknown> }).query = async (config: unknown) => {
-      if (config !== 'COMMIT' || lose === undefined) return query(config);
-      const mode = lose;
-      lose = undefined; // once
-      if (mode === 'after') await query(config);
-      throw new Error('Connection terminated unexpectedly');
-    };
-    return client;
-  };
+  // Once: the COMMIT after `lose` is set.
+  loseCommitAnswers(lossy.pool, () => {
+    const mode = lose;
+    lose = undefined;
+    return mode;
+  });
 });
 afterAll(async () => {
   await lossy?.close();

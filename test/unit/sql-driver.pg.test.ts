@@ -7,7 +7,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DatabaseUrlError, isPostgresUrl, PgSql } from '../../src/db/pg-sql.js';
-import { clusterSocket, pgDatabasePerFile, withDatabase } from '../helpers/pg.js';
+import { clusterSocket, loseCommitAnswers, pgDatabasePerFile, withDatabase } from '../helpers/pg.js';
 import { gate, sqlDriverCases } from '../helpers/sql-driver-cases.js';
 
 const db = pgDatabasePerFile('sql_driver');
@@ -111,17 +111,7 @@ describe('PostgreSQL driver', () => {
     const lossy = new PgSql({ url: db.url, poolMax: 1 });
     /** each client's COMMIT: `after` sends it and loses the answer; `before` loses the connection before sending it */
     let lose: 'after' | 'before' | undefined;
-    const connect = lossy.pool.connect.bind(lossy.pool);
-    (lossy.pool as unknown as { connect: () => Promise<pg.PoolClient> }).connect = async () => {
-      const client = await connect();
-      const query = client.query.bind(client) as (config: unknown) => Promise<unknown>;
-      (client as unknown as { query: (config: unknown) => Promise<unknown> }).query = async (config: unknown) => {
-        if (config !== 'COMMIT' || lose === undefined) return query(config);
-        if (lose === 'after') await query(config);
-        throw new Error('Connection terminated unexpectedly');
-      };
-      return client;
-    };
+    loseCommitAnswers(lossy.pool, () => lose);
     const run = async (id: string) => {
       const seen: string[] = [];
       const outcome = await lossy
