@@ -37,6 +37,8 @@ export const AUDIT_EVENTS = {
   'upstream.token_refreshed': 'info',
   'upstream.refresh_failed': 'error',
   'upstream.token_revoked': 'info',
+  /** U did not revoke an upstream token P let go of within a week of attempts (src/consent/upstream-revocations.ts): revoke it at U by hand */
+  'upstream.revocation_abandoned': 'error',
 
   'token.issued': 'allow',
   'token.rejected': 'deny',

@@ -5,21 +5,20 @@
  * transaction:
  *   the consent row → its grant and every code and token issued under it → the stored upstream
  *   token;
- * then asks U to revoke the upstream token where U has a revocation endpoint (best effort, after
- * the commit, audited). The gateway checks the consent on every request, so the very next call
- * with any token of that grant is refused.
+ * the upstream token moving, still sealed, to upstream_revocations in the same transaction; after
+ * the commit U is asked to revoke it, and asked again until it answers
+ * (src/consent/upstream-revocations.ts). The gateway checks the consent on every request, so the
+ * very next call with any token of that grant is refused.
  */
 import type { Logger } from 'pino';
 import type { Audit } from '../audit/audit.js';
 import type { Consent, ConsentStore } from '../store/consents.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
-import type { UpstreamTokenSet, UpstreamTokenStore } from '../store/upstream-tokens.js';
+import type { UpstreamTokenSet } from '../store/upstream-tokens.js';
+import type { UpstreamRevocationStore } from '../store/upstream-revocations.js';
 import type { UpstreamClient } from '../upstream/presets.js';
 import { failureLevel, isDatabaseBusy } from '../errors/database-unavailable.js';
-import { UnknownSealingKeyError } from '../crypto/keys.js';
-
-const UNOPENABLE =
-  'revoked a grant whose upstream token is sealed under a SECRET_KEY this process does not have: P\'s revocation is complete and the token deleted, but U was not asked to revoke it — revoke it at U (README "Rotating SECRET_KEY")';
+import { UpstreamRevocations } from './upstream-revocations.js';
 
 export type RevocationReason =
   | 'user' // the user, on /account
@@ -39,58 +38,71 @@ export interface RevocationDeps {
   afterCommit: (fn: () => void, ifUnknown?: () => void) => void;
   consents: ConsentStore;
   models: OidcModelStore;
-  upstreamTokens: UpstreamTokenStore;
+  upstreamRevocations: UpstreamRevocationStore;
   audit: Audit;
   log: Logger;
   /** U, when one is configured; its revocation endpoint is called where it exists */
   upstream?: () => UpstreamClient | undefined;
+  /** the clock of the requests to U (retries, giving up); Date.now by default */
+  clock?: () => number;
+  /** how long a claim on a pending revocation at U holds (src/consent/upstream-revocations.ts CLAIM_MS; at least twice UPSTREAM_TIMEOUT) */
+  claimMs?: number;
 }
 
-/** What revokeInTransaction revoked: the consent, whether it was active, the upstream token to revoke at U. */
+/** What revokeInTransaction revoked: the consent, whether it was active, whether an upstream token is now to be revoked at U. */
 export interface RevokedInTransaction {
   consent: Consent | undefined;
   wasActive: boolean;
-  tokens: Awaited<ReturnType<UpstreamTokenStore['get']>>;
+  /** the grant's upstream token moved to upstream_revocations (U to be asked after the commit) */
+  upstreamToken: boolean;
   /** the revocation's time and reason as written: what tells, after a lost COMMIT answer, whether it committed */
   at: number;
   reason: RevocationReason;
-  /** the key id of the SECRET_KEY the deleted upstream token was sealed under, when this process does not have it (U cannot be asked) */
-  unopenable?: string;
 }
 
 /** The revocation cascade over the stores, and U's revocation endpoint after the commit. */
 export class Revocation {
-  /** upstream revocations started and not finished yet */
+  /** lost COMMIT answers' reads started and not finished yet */
   private readonly pending = new Set<Promise<void>>();
   private readonly listeners: ((grantId: string) => void)[] = [];
+  /** the requests to U, now and retried (housekeeping: `atUpstream.sendDue`) */
+  readonly atUpstream: UpstreamRevocations;
 
-  constructor(private readonly deps: RevocationDeps) {}
-
-  /** The database part; call inside a transaction. Resolves with the upstream token to revoke at U. */
-  async revokeInTransaction(grantId: string, reason: RevocationReason, now = Date.now()): Promise<RevokedInTransaction> {
-    const { consents } = this.deps;
-    const consent = await consents.byGrant(grantId);
-    const wasActive = await consents.revoke(grantId, reason, now);
-    return { consent, wasActive, ...(await this.endGrantRows(grantId)), at: now, reason };
+  constructor(private readonly deps: RevocationDeps) {
+    this.atUpstream = new UpstreamRevocations({
+      store: deps.upstreamRevocations,
+      audit: deps.audit,
+      log: deps.log,
+      ...(deps.upstream ? { upstream: deps.upstream } : {}),
+      ...(deps.clock ? { clock: deps.clock } : {}),
+      ...(deps.claimMs ? { claimMs: deps.claimMs } : {}),
+    });
   }
 
-  /** The grant's rows at P go: its upstream token (read first, for U's revocation) and its tokens. */
-  private async endGrantRows(grantId: string): Promise<Pick<RevokedInTransaction, 'tokens' | 'unopenable'>> {
-    const { models, upstreamTokens } = this.deps;
-    let tokens: RevokedInTransaction['tokens'];
-    let unopenable: string | undefined;
-    try {
-      tokens = await upstreamTokens.get(grantId);
-    } catch (err) {
-      // Sealed under a key this process does not have: P's revocation goes on and deletes the row;
-      // U cannot be asked (logged as an error after the commit). Had the read itself failed, the
-      // transaction is doomed anyway and rolls back: src/db/sql.ts.
-      if (err instanceof UnknownSealingKeyError) unopenable = err.keyId;
-      tokens = undefined;
-    }
-    await upstreamTokens.remove(grantId);
-    await models.destroyGrant(grantId);
-    return { tokens, ...(unopenable === undefined ? {} : { unopenable }) };
+  /**
+   * The database part; call inside a transaction. Resolves with what it revoked, and whether an
+   * upstream token now waits to be revoked at U (after the commit).
+   * Lock order (PostgreSQL): the consent's row, then the upstream token's, then — the first
+   * change — the gateway generation's row, as a save of a refreshed upstream token takes the
+   * token's row and then the generation's (review 2026-12-08: the cascade moved the generation
+   * with the consent first and then waited for the token's row while such a save, holding it,
+   * waited for the generation: 40P01). endExpired takes them in the same order.
+   */
+  async revokeInTransaction(grantId: string, reason: RevocationReason, now = Date.now()): Promise<RevokedInTransaction> {
+    const { consents } = this.deps;
+    const consent = await consents.lockedByGrant(grantId);
+    const upstreamToken = await this.endUpstreamToken(grantId, consent?.client_id, now);
+    const wasActive = await consents.revoke(grantId, reason, now);
+    await this.deps.models.destroyGrant(grantId);
+    return { consent, wasActive, upstreamToken, at: now, reason };
+  }
+
+  /**
+   * The grant's upstream token moves, sealed as it is, to upstream_revocations (U asked after the
+   * commit, and again until it answers; whatever key sealed it). Resolves with whether there was one.
+   */
+  private endUpstreamToken(grantId: string, clientId: string | undefined, now: number): Promise<boolean> {
+    return this.deps.upstreamRevocations.moveFromTokens(grantId, clientId, now);
   }
 
   /**
@@ -107,14 +119,15 @@ export class Revocation {
       // order, and a cascade running meanwhile is waited for and then found (review of this change).
       const consent = await this.deps.consents.lockedByGrant(grantId);
       if (!consent || consent.revoked_at !== null || consent.expires_at > now) return undefined;
-      const rows = await this.endGrantRows(grantId);
+      const upstreamToken = await this.endUpstreamToken(grantId, consent.client_id, now);
+      await this.deps.models.destroyGrant(grantId);
       await this.deps.audit.record({
         event: 'consent.expired',
         subject: consent.subject,
         clientId: consent.client_id,
         details: { grant_id: grantId, consent_id: consent.id, expired_at: consent.expires_at },
       });
-      return { consent, wasActive: false, ...rows, at: now, reason: 'expired' } satisfies RevokedInTransaction;
+      return { consent, wasActive: false, upstreamToken, at: now, reason: 'expired' } satisfies RevokedInTransaction;
     });
     if (!ended) return false;
     this.revokeAtUpstreamAfterCommit(grantId, ended);
@@ -123,16 +136,16 @@ export class Revocation {
 
   /**
    * After the commit of a transaction that called revokeInTransaction: ask U to revoke the
-   * upstream token it returned (UP-08; best effort, audited, awaited by `settled()`). Every
+   * upstream token it moved to upstream_revocations (UP-08; audited, awaited by `settled()`, asked
+   * again by housekeeping until U answers: src/consent/upstream-revocations.ts). Every
    * cascade goes through here — revokeGrant below and the superseding approval
    * (src/consent/record.ts) — so none leaves a live upstream token behind at U.
    */
   revokeAtUpstreamAfterCommit(grantId: string, result: RevokedInTransaction): void {
-    const { tokens } = result;
     const committed = () => {
       for (const listener of this.listeners) listener(grantId);
-      if (tokens) this.revokeUnkept(grantId, tokens, result.consent?.client_id, result.consent?.subject);
-      if (result.unopenable !== undefined) this.deps.log.error({ grantId, keyId: result.unopenable }, UNOPENABLE);
+      // The row upstream_revocations holds exactly when the cascade committed: none, nothing asked.
+      if (result.upstreamToken) this.atUpstream.sendFor(grantId);
     };
     // Called inside an outer transaction (the token endpoint's, src/provider/configuration.ts; the
     // superseding approval's, src/consent/record.ts), the revocation is not committed yet: U is
@@ -169,13 +182,12 @@ export class Revocation {
   }
 
   /**
-   * Ask U now to revoke tokens P does not keep (UP-08): a cascade's, after its commit, and a
-   * refresh's result that arrived for a grant revoked meanwhile (src/gateway/upstream-token.ts).
-   * The refresh token when there is one (RFC 7009 §2.1: revoking it ends its access tokens too).
+   * Ask U now to revoke a token P never stored (UP-08): a refresh's result that arrived for a grant
+   * revoked meanwhile (src/gateway/upstream-token.ts); kept for a retry if U fails. The refresh
+   * token when there is one (RFC 7009 §2.1: revoking it ends its access tokens too).
    */
-  revokeUnkept(grantId: string, tokens: UpstreamTokenSet, clientId?: string, subject?: string): void {
-    const { refreshToken, accessToken } = tokens;
-    this.track(this.revokeAtUpstream(grantId, refreshToken ?? accessToken, refreshToken ? 'refresh_token' : 'access_token', clientId, subject));
+  revokeUnkept(grantId: string, tokens: UpstreamTokenSet, clientId: string | undefined, subject: string): void {
+    this.atUpstream.sendUnkept(grantId, tokens, { subject, clientId });
   }
 
   /**
@@ -219,9 +231,11 @@ export class Revocation {
    *   any commit (audit row, U asked: UP-08). Likewise a consent the cascade found already revoked
    *   with no upstream token left: committed or not, nothing depends on it.
    * - Otherwise → it rolled back: the error stands (a retry revokes, and asks U).
-   * - The read failing too → unknown: U is asked all the same (what was asked for is a
-   *   revocation; a grant that did survive fails at its next refresh and is revoked as AT-22),
-   *   and the error stands. If the cascade did commit, its audit row is missing.
+   * - The read failing too → unknown, and the error stands: U is asked if the cascade's pending
+   *   revocation is in upstream_revocations (written in its transaction: there exactly when it
+   *   committed; else housekeeping asks once it can read it). The listeners run all the same (a
+   *   refreshed token held unsaved for the grant is revoked at U: a grant that survived fails at
+   *   its next refresh and is revoked as AT-22). If the cascade did commit, its audit row is missing.
    * A cascade joined to an outer transaction (the /token request's: refresh-token reuse, code
    * replay) commits with it; that COMMIT's answer lost, revokeAtUpstreamAfterCommit decides the
    * same way.
@@ -234,7 +248,7 @@ export class Revocation {
     } catch (err) {
       if (!ran) throw err;
       const cascade = ran;
-      if (!cascade.wasActive && !cascade.tokens) return cascade;
+      if (!cascade.wasActive && !cascade.upstreamToken) return cascade;
       const after = await this.outcome(cascade, grantId);
       if (after === 'committed') return cascade;
       if (after === 'unknown') this.revokeAtUpstreamAfterCommit(grantId, cascade);
@@ -245,6 +259,7 @@ export class Revocation {
   /** Resolves when every upstream revocation started so far has finished, with those they started (a lost COMMIT's read, then U) (the CLI waits). */
   async settled(): Promise<void> {
     while (this.pending.size) await Promise.allSettled([...this.pending]);
+    await this.atUpstream.settled();
   }
 
   /**
@@ -269,17 +284,6 @@ export class Revocation {
     }
     if (first !== undefined) throw first;
     return n;
-  }
-
-  private async revokeAtUpstream(grantId: string, token: string, hint: 'access_token' | 'refresh_token', clientId?: string, subject?: string): Promise<void> {
-    const upstream = this.deps.upstream?.();
-    if (!upstream) return;
-    try {
-      const done = await upstream.revoke(token, hint);
-      if (done) await this.deps.audit.record({ event: 'upstream.token_revoked', clientId, subject, details: { grant_id: grantId, token_type_hint: hint } });
-    } catch (err) {
-      this.deps.log.warn({ err: (err as Error).message, grantId }, 'upstream token revocation failed');
-    }
   }
 }
 

@@ -37,6 +37,8 @@ export const TABLE_PRIVILEGES: readonly (readonly [table: string, privileges: re
   ['browser_sessions', READ_WRITE],
   ['upstream_transactions', READ_WRITE],
   ['upstream_tokens', READ_WRITE],
+  // Moved here by a revocation cascade, claimed (UPDATE) and deleted once U answered.
+  ['upstream_revocations', READ_WRITE],
   ['admin_sessions', READ_WRITE],
   // Moved by the triggers on oidc_models, consents and upstream_tokens, which run as the writer.
   ['gateway_generation', ['SELECT', 'UPDATE']],

@@ -1,12 +1,13 @@
 /**
  * Prometheus metrics (prom-client) at `/metrics`: requests by route and status, consent
  * decisions, token issuance, the gateway's latency, upstream refreshes — the last three fed from
- * the audit log's events, so a metric never disagrees with the record — plus Node's defaults.
+ * the audit log's events, so a metric never disagrees with the record — the upstream revocations
+ * still pending (read from the database at each scrape), plus Node's defaults.
  * Guarded by METRICS_TOKEN when set, compared in constant time (`metricsAuthorized`); open
  * otherwise, with a warning at start when PUBLIC_URL is not loopback (src/config/load.ts).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
  * Does this Authorization header carry METRICS_TOKEN? Compared in constant time: both sides are
@@ -42,9 +43,29 @@ function rejectedGrantType(details: string | null | undefined): string {
   return typeof grantType === 'string' && GRANT_TYPE_LABELS.has(grantType) ? grantType : 'other';
 }
 
-export function createMetrics() {
+export interface MetricsSources {
+  /** how many upstream tokens P let go of wait for U to revoke them (upstream_revocations; the whole database's, the same on every replica) */
+  pendingUpstreamRevocations?: () => Promise<number>;
+}
+
+export function createMetrics(sources: MetricsSources = {}) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'mcp_proxy_' });
+  const { pendingUpstreamRevocations } = sources;
+  if (pendingUpstreamRevocations) {
+    new Gauge({
+      name: 'mcp_proxy_upstream_revocations_pending',
+      help: 'Upstream tokens P let go of that U has not yet confirmed revoking (retried by housekeeping; SECURITY.md "Revocation at U")',
+      registers: [registry],
+      async collect() {
+        // The database unreachable: the last value read stays, and the rest of /metrics answers.
+        await pendingUpstreamRevocations().then(
+          (n) => this.set(n),
+          () => undefined,
+        );
+      },
+    });
+  }
   const httpRequests = new Counter({ name: 'mcp_proxy_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['route', 'method', 'status'] as const, registers: [registry] });
   const consent = new Counter({
     name: 'mcp_proxy_consent_decisions_total',

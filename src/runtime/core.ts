@@ -22,6 +22,7 @@ import type { NewAuditRow } from '../store/audit-log.js';
 import { Audit } from '../audit/audit.js';
 import { checkpointPath, createCheckpointWriter } from '../audit/checkpoint.js';
 import { createUpstreamClient, UpstreamError, type UpstreamClient } from '../upstream/presets.js';
+import { CLAIM_MS } from '../consent/upstream-revocations.js';
 import { createRevocation, type Revocation } from '../consent/revocation.js';
 import { createAdminOps, type AdminOps } from '../consent/operations.js';
 import { failureLevel } from '../errors/database-unavailable.js';
@@ -209,10 +210,12 @@ export function createCore(config: Readonly<Config>, storage: Storage, options: 
     afterCommit: stores.afterCommit,
     consents: stores.consents,
     models: stores.models,
-    upstreamTokens: stores.upstreamTokens,
+    upstreamRevocations: stores.upstreamRevocations,
     audit,
     log,
     upstream: () => upstreamClient,
+    // A claim outlasts the request to U it covers (src/consent/upstream-revocations.ts).
+    claimMs: Math.max(CLAIM_MS, 2 * config.upstreamTimeoutMs),
   });
   return { ...storage, config, log, audit, upstream, revocation, ops: createAdminOps({ stores, revocation, audit }) };
 }

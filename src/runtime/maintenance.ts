@@ -7,6 +7,8 @@
  *   or a crash: src/consent/operations.ts) are revoked, each audited as consent.revoked;
  * - a consent that expired unrevoked is ended: its grant's tokens and the upstream token P kept
  *   for it deleted, U asked to revoke that one, audited as consent.expired (Revocation.endExpired);
+ * - U is asked again to revoke the upstream tokens P let go of that it has not yet revoked
+ *   (upstream_revocations: src/consent/upstream-revocations.ts);
  * - the purges other modules contribute (`extraPurges`, wired in src/runtime/server.ts): expired upstream
  *   transactions, browser and admin sessions, and MCP session bindings unused for 24 hours
  *   (src/gateway/sessions.ts, MCP_SESSION_IDLE_MS).
@@ -71,6 +73,8 @@ export interface MaintenanceDeps {
   finishDisabled?: () => Promise<number>;
   /** ends the consents that expired unrevoked: their grants' tokens and upstream tokens (U asked to revoke them); resolves with how many */
   endExpired?: () => Promise<number>;
+  /** asks U again for the upstream revocations due (UpstreamRevocations.sendDue); resolves with how many U revoked */
+  sendUpstreamRevocations?: () => Promise<number>;
   /** called for each expired client before it is deleted (cascade) */
   onClientExpired?: (clientId: string) => Promise<unknown>;
   /** how many consents of the client are unrevoked (read inside its deletion's transaction) */
@@ -108,6 +112,10 @@ async function housekeeping(deps: MaintenanceDeps, now: number): Promise<{ expir
     deps.log[failureLevel(err)]({ err }, 'housekeeping could not end every expired consent; the next run tries again');
     return 0;
   });
+  const upstreamRevoked = await (deps.sendUpstreamRevocations?.() ?? Promise.resolve(0)).catch((err: unknown) => {
+    deps.log[failureLevel(err)]({ err }, 'housekeeping could not ask U for every pending upstream revocation; the next run asks again');
+    return 0;
+  });
   const expiredClients: string[] = [];
   for (const clientId of await deps.clientsMeta.idleSince(now - deps.clientIdleSeconds * 1000)) {
     await deps.onClientExpired?.(clientId);
@@ -122,7 +130,9 @@ async function housekeeping(deps: MaintenanceDeps, now: number): Promise<{ expir
       deps.log.info({ clientId }, 'an idle client was approved while it expired: kept');
     }
   }
-  if (expiredRows || expiredClients.length || finishedConsents || endedConsents) deps.log.info({ expiredRows, expiredClients: expiredClients.length, finishedConsents, endedConsents }, 'housekeeping');
+  if (expiredRows || expiredClients.length || finishedConsents || endedConsents || upstreamRevoked) {
+    deps.log.info({ expiredRows, expiredClients: expiredClients.length, finishedConsents, endedConsents, upstreamRevoked }, 'housekeeping');
+  }
   return { expiredRows, expiredClients };
 }
 

@@ -112,7 +112,11 @@ function longestWindowMs(config: Readonly<Config>): number {
 
 /** Housekeeping on a timer (src/runtime/maintenance.ts); returns the function that stops it. */
 function startMaintenance(core: Core, gateway: GatewayServices): () => Promise<void> {
-  return scheduleMaintenance(maintenanceDeps(core, gateway));
+  const stop = scheduleMaintenance(maintenanceDeps(core, gateway));
+  return () => {
+    core.revocation.atUpstream.stop(); // a run under way asks U for no further pending revocation (they stay pending)
+    return stop();
+  };
 }
 
 /** What housekeeping works on, one replica at a time (tests run it through this too). */
@@ -145,6 +149,7 @@ export function maintenanceDeps(core: Pick<Core, 'stores' | 'config' | 'audit' |
       return revoked;
     },
     endExpired: () => endExpiredConsents(stores.consents, revocation),
+    sendUpstreamRevocations: () => revocation.atUpstream.sendDue(),
     onClientExpired: (clientId) => revocation.revokeClient(clientId, 'client_deleted'),
     unrevokedConsents: async (clientId) => (await stores.consents.unrevokedForClient(clientId)).length,
     transaction: (work) => stores.transaction(work),
@@ -179,7 +184,7 @@ export async function createRuntime(config: Readonly<Config>, options: RuntimeOp
   const { stores, keys, sql } = storage;
   const views = createViews({ base: config.urls.basePath, demo: config.demo });
   const demo = config.demo ? await startDemo(config, storage, views) : undefined;
-  const metrics = createMetrics();
+  const metrics = createMetrics({ pendingUpstreamRevocations: () => stores.upstreamRevocations.count() });
   const core = createCore(config, storage, { log, upstream: demo?.upstream, observeAudit: (row) => metrics.observeAudit(row) });
   const stopCheckpointLog = scheduleCheckpointLog(() => stores.auditLog.tip(), log); // the head in the logs too: a checkpoint a database writer cannot reach
   const refusals = createRefusalBudget({ budget: config.rateLimits.rejected, tally: createRefusalTally(core.audit, { now: options.now }), log });

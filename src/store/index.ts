@@ -13,6 +13,7 @@ import { createConsentStore } from './consents.js';
 import { createBrowserSessionStore } from './browser-sessions.js';
 import { createUpstreamTransactionStore } from './upstream-transactions.js';
 import { createUpstreamTokenStore } from './upstream-tokens.js';
+import { createUpstreamRevocationStore } from './upstream-revocations.js';
 import { createAdminSessionStore } from './admin-sessions.js';
 import { createMcpSessionStore } from './mcp-sessions.js';
 import { createSealedSecretStore } from './sealed-secrets.js';
@@ -27,6 +28,7 @@ export function createStores(sql: Sql, keys: KeyRing, options: { auditKey?: Audi
     browserSessions: createBrowserSessionStore(sql),
     transactions: createUpstreamTransactionStore(sql, keys),
     upstreamTokens: createUpstreamTokenStore(sql, keys),
+    upstreamRevocations: createUpstreamRevocationStore(sql, keys),
     adminSessions: createAdminSessionStore(sql),
     mcpSessions: createMcpSessionStore(sql),
     sealed: createSealedSecretStore(sql, keys),

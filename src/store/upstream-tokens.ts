@@ -29,8 +29,11 @@ export type UpstreamAccess = { accessToken: string; refreshToken: string | undef
 /** A stored token set as read, with the version `replace` compares against. */
 export type StoredUpstreamTokens = UpstreamTokenSet & { subject: string; version: string };
 
+/** The additional data an upstream token of `grantId` is sealed with: a sealed token opens only as that grant's (also once moved to upstream_revocations). */
+export const upstreamTokenContext = (grantId: string, kind: 'access' | 'refresh') => `upstream_token:${kind}:${grantId}`;
+
 export function createUpstreamTokenStore(sql: Sql, keys: KeyRing) {
-  const ctx = (grantId: string, kind: string) => `upstream_token:${kind}:${grantId}`;
+  const ctx = upstreamTokenContext;
   const open = (grantId: string, row: Row): UpstreamAccess => ({
     accessToken: keys.unseal(row.sealed_access, ctx(grantId, 'access')),
     refreshToken: row.sealed_refresh ? keys.unseal(row.sealed_refresh, ctx(grantId, 'refresh')) : undefined,

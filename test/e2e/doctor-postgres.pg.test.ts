@@ -100,7 +100,7 @@ describe('doctor › database on PostgreSQL', () => {
     const lacking =
       'UPDATE, DELETE on oidc_models; INSERT, UPDATE, DELETE on clients_meta; INSERT, UPDATE on sealed_secrets; UPDATE on consents; ' +
       'INSERT, UPDATE, DELETE on browser_sessions; INSERT, UPDATE, DELETE on upstream_transactions; INSERT, UPDATE, DELETE on upstream_tokens; ' +
-      'INSERT, UPDATE, DELETE on admin_sessions; UPDATE on gateway_generation; INSERT, UPDATE, DELETE on mcp_sessions; INSERT, UPDATE, DELETE on rate_limits';
+      'INSERT, UPDATE, DELETE on upstream_revocations; INSERT, UPDATE, DELETE on admin_sessions; UPDATE on gateway_generation; INSERT, UPDATE, DELETE on mcp_sessions; INSERT, UPDATE, DELETE on rate_limits';
     const result = await checkDatabase(config(urlAs(partial)), OPTIONS);
     expect(result).toMatchObject({ status: 'fail', detail: `the PostgreSQL database (DATABASE_URL): the role in DATABASE_URL lacks ${lacking}` });
     expect(result.fix).toContain(`grant this role ${lacking}: apply docs/compose/grants.sql`);

@@ -5,7 +5,9 @@
  * asked to revoke its token (UP-08) and no audit row was written. Now a fresh read decides:
  * - committed → the revocation goes on as after any commit: its audit row, U asked, success;
  * - rolled back → the error stands, U is not asked (the retry asks it);
- * - the read failing too → unknown: U is asked all the same, and the error stands;
+ * - the read failing too → unknown, and the error stands: U is asked when the cascade's pending
+ *   upstream revocation is there (upstream_revocations: written in the cascade's transaction, so
+ *   there exactly when it committed; 2026-12-08 — U was asked even when it had rolled back);
  * - a consent already revoked → success (nothing depends on the outcome);
  * - PostgreSQL still committing when the answer is lost → the read waits for it (FOR SHARE).
  * The lost answer is simulated around the real transaction (both engines): the work runs and
@@ -105,7 +107,7 @@ describe('a revocation whose commit answer was lost', () => {
     expect(await revokedRows(clientId)).toHaveLength(1);
   });
 
-  it('unknown (the read fails too): U is asked all the same, and the error stands', async () => {
+  it('unknown (the read fails too), committed: U is asked (its pending revocation is there), and the error stands', async () => {
     const { clientId, consentId, grantId } = await grantWithUpstreamToken('lost-3');
     const askedU = stack.upstream.revocations.length;
     await expect(withLostAnswer('committed', true, () => stack.app.runtime.ops.revokeConsent(consentId, admin))).rejects.toThrow(/terminated/);
@@ -113,6 +115,20 @@ describe('a revocation whose commit answer was lost', () => {
     expect(stack.upstream.revocations).toHaveLength(askedU + 1);
     expect(await state(grantId)).toBe('admin');
     expect(await revokedRows(clientId), 'no audit row: the outcome was not known (SECURITY.md says so)').toEqual([]);
+  });
+
+  it('unknown (the read fails too), rolled back: U is not asked, the upstream token kept; the retry revokes and asks', async () => {
+    const { consentId, grantId } = await grantWithUpstreamToken('lost-3b');
+    const askedU = stack.upstream.revocations.length;
+    await expect(withLostAnswer('rolled back', true, () => stack.app.runtime.ops.revokeConsent(consentId, admin))).rejects.toThrow(/terminated/);
+    await stack.app.runtime.revocation.settled();
+    expect(stack.upstream.revocations, 'U not asked').toHaveLength(askedU);
+    expect(await state(grantId)).toBeNull();
+    expect(await rows(stack.app, 'SELECT grant_id FROM upstream_tokens WHERE grant_id = ?', grantId)).toHaveLength(1);
+    expect(await rows(stack.app, 'SELECT grant_id FROM upstream_revocations WHERE grant_id = ?', grantId)).toEqual([]);
+    await stack.app.runtime.ops.revokeConsent(consentId, admin);
+    await stack.app.runtime.revocation.settled();
+    expect(stack.upstream.revocations).toHaveLength(askedU + 1);
   });
 
   it('a consent already revoked: committed or not, nothing depends on it — success, U not asked again', async () => {
@@ -210,11 +226,19 @@ describe('a cascade inside an outer transaction whose COMMIT answer was lost', (
     expect(stack.upstream.revocations, 'U not asked').toHaveLength(askedU);
   });
 
-  it('unknown (the read fails too): U asked all the same', async () => {
+  it('unknown (the read fails too), committed: U asked (its pending revocation is there)', async () => {
     const { grantId } = await grantWithUpstreamToken('outer-3');
     const askedU = stack.upstream.revocations.length;
     await outerWithLostAnswer(grantId, 'committed', true);
     expect(stack.upstream.revocations).toHaveLength(askedU + 1);
+  });
+
+  it('unknown (the read fails too), rolled back: U not asked (nothing pending), the upstream token kept', async () => {
+    const { grantId } = await grantWithUpstreamToken('outer-4');
+    const askedU = stack.upstream.revocations.length;
+    await outerWithLostAnswer(grantId, 'rolled back', true);
+    expect(stack.upstream.revocations, 'U not asked').toHaveLength(askedU);
+    expect(await rows(stack.app, 'SELECT grant_id FROM upstream_tokens WHERE grant_id = ?', grantId)).toHaveLength(1);
   });
 });
 

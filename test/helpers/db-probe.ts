@@ -11,7 +11,7 @@ import type { TestApp } from './app.js';
 export type RowCounts = Record<string, number>;
 
 /** P's own tables whose rows a request can create (the audit log is checked apart). */
-const TABLES = ['consents', 'clients_meta', 'upstream_transactions', 'upstream_tokens', 'browser_sessions', 'admin_sessions', 'mcp_sessions'] as const;
+const TABLES = ['consents', 'clients_meta', 'upstream_transactions', 'upstream_tokens', 'upstream_revocations', 'browser_sessions', 'admin_sessions', 'mcp_sessions'] as const;
 
 /** The oidc-provider models whose creation a refusal must never cause. */
 export const CREDENTIAL_MODELS = ['Client', 'Grant', 'AuthorizationCode', 'AccessToken', 'RefreshToken'] as const;

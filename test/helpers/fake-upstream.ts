@@ -43,6 +43,10 @@ export interface FakeUpstream {
   refreshReuses: string[];
   /** make the token endpoint fail (5xx) or hang (ms) */
   setTokenEndpointFault(fault: { status?: number; delayMs?: number } | undefined): void;
+  /** make the revocation endpoint answer `status` (each request still recorded, the token not revoked); undefined: works again. OIDC only */
+  setRevocationFault(status: number | undefined): void;
+  /** whether U still honours one of its refresh tokens (read from U's store: no request, nothing rotated). OIDC only */
+  refreshTokenLive(token: string): Promise<boolean>;
   /** sign `claims` as an ID token with U's own key (fault tests forge expired ones); OIDC only */
   signIdToken(claims: Record<string, unknown>): Promise<string>;
   /** revoke everything U issued to a user (U's grant gone: refresh answers invalid_grant) */
@@ -223,10 +227,12 @@ export async function startFakeOidcUpstream(options: FakeUpstreamOptions): Promi
     if (body?.refresh_token && at?.accountId) refreshOwner.set(body.refresh_token, at.accountId);
   });
   provider.on('grant.error', (ctx) => tokenRequests.push({ grant_type: `${String(ctx.oidc.params?.grant_type)}:error`, at: Date.now() }));
-  app.use('/token/revocation', express.urlencoded({ extended: false }), (req, _res, next) => {
+  let revocationFault: number | undefined;
+  app.use('/token/revocation', express.urlencoded({ extended: false }), (req, res, next) => {
     revocations.push(req.method);
     if (typeof req.body?.token === 'string') revokedTokens.push(req.body.token);
-    next();
+    if (revocationFault === undefined) next();
+    else res.status(revocationFault).json({ error: 'temporarily_unavailable' });
   });
   app.use(provider.callback());
 
@@ -244,6 +250,13 @@ export async function startFakeOidcUpstream(options: FakeUpstreamOptions): Promi
     refreshReuses,
     setTokenEndpointFault(f) {
       fault = f;
+    },
+    setRevocationFault(status) {
+      revocationFault = status;
+    },
+    async refreshTokenLive(token) {
+      const found = await provider.RefreshToken.find(token);
+      return found !== undefined && !found.isExpired && !found.consumed;
     },
     signIdToken: (claims) => new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: 'fake-u' }).sign(privateKey),
     revokeUser,
@@ -375,6 +388,10 @@ export async function startFakeGithub(options: FakeUpstreamOptions): Promise<Fak
     setTokenEndpointFault(f) {
       fault = f;
     },
+    setRevocationFault() {
+      throw new Error('the fake GitHub has no revocation endpoint');
+    },
+    refreshTokenLive: () => Promise.reject(new Error('the fake GitHub issues no refresh tokens here')),
     signIdToken: () => Promise.reject(new Error('GitHub issues no ID tokens')),
     async revokeUser(sub: string) {
       for (const [token, login] of tokens) if (String(idOf(login)) === sub) tokens.delete(token);
