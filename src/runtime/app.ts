@@ -110,8 +110,14 @@ function mountDiscovery(app: Express, deps: AppDeps, oidc: ReturnType<AppDeps['p
  * server drains (SIGTERM, src/runtime/server.ts) both probes answer 503, so a balancer still
  * probing this replica sends new requests elsewhere (DESIGN §8).
  */
-function mountOperations(r: Router, deps: AppDeps): void {
-  const { config } = deps;
+/**
+ * /healthz and /readyz. Under PUBLIC_URL's base path, and with a base path at the root too: the
+ * container's HEALTHCHECK and a balancer's probe ask P's own port for /healthz whatever the public
+ * path (review 2026-12-08: with a base path they got 404, the container was unhealthy and Caddy
+ * took every replica out).
+ */
+function probes(deps: AppDeps): Router {
+  const r = express.Router();
   r.get(['/healthz', '/readyz'], (_req, res, next) => {
     res.setHeader('Cache-Control', 'no-store');
     if (deps.draining()) res.status(503).json({ status: 'draining' });
@@ -136,6 +142,12 @@ function mountOperations(r: Router, deps: AppDeps): void {
     const ready = database && upstream;
     res.status(ready ? 200 : 503).json({ ready, checks: { database, upstream } });
   });
+  return r;
+}
+
+function mountOperations(r: Router, deps: AppDeps): void {
+  const { config } = deps;
+  r.use(probes(deps));
   r.get('/metrics', async (req, res, next) => {
     if (!metricsAuthorized(req.headers.authorization, config.metricsToken)) {
       return next(ERRORS.invalidToken('metrics need the METRICS_TOKEN bearer token'));
@@ -212,6 +224,7 @@ export function buildApp(deps: AppDeps): Express {
   app.use(requestContextMiddleware(log, (req, res) => deps.metrics.observeRequest(routeLabel(req), req.method, res.statusCode)));
   app.use(securityHeaders(urls.origin.startsWith('https:')));
   mountDiscovery(app, deps, oidc);
+  if (urls.basePath) app.use(probes(deps));
 
   // Everything else lives under PUBLIC_URL's base path.
   const r = express.Router();

@@ -2,6 +2,8 @@
  * Discovery (DISC-01..15): both metadata documents, protected-resource metadata and the 401
  * challenge, checked by oauth4webapi's strict processing (interop §5).
  */
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as oauth from 'oauth4webapi';
 import { startTestApp, type TestApp } from '../helpers/app.js';
@@ -35,6 +37,23 @@ describe.each([
       expect(as.token_endpoint).toBe(`${app.url}/token`);
       expect(as.scopes_supported).toEqual(['openid', 'offline_access', 'mcp:tools']);
     }
+  });
+
+  it("answers the probes under the issuer's path and at the root of P's port (the container's HEALTHCHECK, a balancer's probe)", async () => {
+    for (const base of basePath ? [app.url, origin] : [app.url]) {
+      const health = await fetch(`${base}/healthz`);
+      expect(health.status, `${base}/healthz`).toBe(200);
+      expect(await health.json()).toEqual({ status: 'ok' });
+      expect((await fetch(`${base}/readyz`)).status, `${base}/readyz answers`).not.toBe(404);
+    }
+    // The Dockerfile's own HEALTHCHECK command, run against this server's port.
+    const healthcheck = /HEALTHCHECK [^\n]* CMD node -e "([^\n]*)"/.exec(readFileSync(new URL('../../Dockerfile', import.meta.url), 'utf8'))?.[1];
+    expect(healthcheck).toBeDefined();
+    const exit = await new Promise<number | null>((resolve) => {
+      const child = execFile(process.execPath, ['-e', healthcheck as string], { env: { ...process.env, PORT: new URL(origin).port }, timeout: 10_000 });
+      child.on('exit', (code) => resolve(code));
+    });
+    expect(exit, 'the HEALTHCHECK command exits 0').toBe(0);
   });
 
   it('answers every metadata URL a client tries with the same document, with no-store caching off the issuer', async () => {
