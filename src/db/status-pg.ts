@@ -10,7 +10,7 @@ import { explainPgConnectionFailure } from './pg-errors.js';
 import { PgSql } from './pg-sql.js';
 import { readMigrations } from './migrate.js';
 import { PG_MIGRATIONS_DIR } from './migrate-pg.js';
-import { stateOf, type DatabaseStatus, type MissingPrivileges } from './status.js';
+import { describeMissing, stateOf, type DatabaseStatus, type MissingPrivileges } from './status.js';
 
 type TablePrivilege = 'SELECT' | 'INSERT' | 'UPDATE' | 'DELETE';
 
@@ -74,6 +74,21 @@ async function missingPrivileges(sql: PgSql): Promise<{ missing: MissingPrivileg
     else if (!ok) missing.push({ object: `function ${signature}`, privileges: ['EXECUTE'] });
   }
   return { missing, absent: [...absent] };
+}
+
+/**
+ * At `serve`'s start on PostgreSQL, once migrated: refuse to start when this role lacks a
+ * privilege the proxy uses (review 2026-12-08: a replica whose role had not been granted a table an
+ * upgrade added started and answered /readyz 200, and every revocation then rolled back with
+ * "permission denied"). One query for the tables, one per function.
+ */
+export async function assertPrivileges(sql: PgSql): Promise<void> {
+  const { missing } = await missingPrivileges(sql);
+  if (!missing.length) return;
+  const lacking = describeMissing(missing);
+  throw new Error(
+    `the role in DATABASE_URL lacks ${lacking}: as the database owner (the role that ran mcp-consent-proxy migrate), grant them — apply docs/compose/grants.sql, this role in place of mcp_app, after every migrate (README "Running several replicas"); mcp-consent-proxy doctor lists the same`,
+  );
 }
 
 /**

@@ -16,6 +16,11 @@ export interface MissingPrivileges {
   privileges: string[];
 }
 
+/** "INSERT, UPDATE on x; EXECUTE on function y": what doctor and `serve` name as lacking. */
+export function describeMissing(missing: MissingPrivileges[]): string {
+  return missing.map((m) => `${m.privileges.join(', ')} on ${m.object}`).join('; ');
+}
+
 export type DatabaseStatus =
   | { state: 'missing' }
   | { state: 'unusable'; problem: string }

@@ -139,7 +139,9 @@ export async function openConfiguredDatabase(config: Readonly<Config>, options: 
       hotReadTimeoutMs: options.serving ? LOCK_TIMEOUT_MS + 1_000 : undefined,
     });
     try {
-      return { sql, ...(await migratePg(sql, undefined, { mustExist: options.mustExist ?? false })), where: 'PostgreSQL (DATABASE_URL)' };
+      const migrated = await migratePg(sql, undefined, { mustExist: options.mustExist ?? false });
+      if (options.serving) await (await import('../db/status-pg.js')).assertPrivileges(sql);
+      return { sql, ...migrated, where: 'PostgreSQL (DATABASE_URL)' };
     } catch (err) {
       await sql.close();
       throw explainPgConnectionFailure(err);

@@ -10,12 +10,15 @@
  *   are dropping or disabling its triggers (it does not own the table) — where the owner could;
  *   no row changed;
  * - `audit verify` as that role passes.
+ * - a role lacking a privilege P uses (review 2026-12-08: an upgrade added a table and grants.sql
+ *   was not applied again) is refused at `serve`'s start with what it lacks; before, P started,
+ *   answered /readyz 200 and every revocation rolled back.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
-import { TEST_SECRET_KEY } from '../helpers/app.js';
+import { startTestApp, TEST_SECRET_KEY } from '../helpers/app.js';
 import { testDatabaseUrl, withDatabase } from '../helpers/pg.js';
 import { Browser, authorizeClient, startStack, type Stack } from '../helpers/stack.js';
 import { callTool, openSession } from '../helpers/mcp-http.js';
@@ -133,6 +136,19 @@ describe('the application role is insert-only on audit_log (README GRANTs)', () 
     } finally {
       await owner.end();
     }
+  });
+
+  it("a role lacking a privilege P uses (grants.sql not applied after an upgrade's migrate): serve refuses to start, naming it; granted, it starts", async () => {
+    const owner = await connect(urlAs(OWNER));
+    try {
+      await owner.query(`REVOKE INSERT ON upstream_revocations FROM ${APP}`);
+      await expect(startTestApp({ env: { DATABASE_URL: urlAs(APP) } })).rejects.toThrow(/the role in DATABASE_URL lacks INSERT on upstream_revocations: .*grants\.sql/);
+      await owner.query(GRANTS.replaceAll('mcp_app', APP));
+    } finally {
+      await owner.end();
+    }
+    const again = await startTestApp({ env: { DATABASE_URL: urlAs(APP) } });
+    await again.close();
   });
 
   it('audit verify as the role passes', async () => {

@@ -4,7 +4,7 @@
  * (src/db/status-pg.ts). The URL is never printed (it may carry a password).
  */
 import type { Config } from '../../config/load.js';
-import { sqliteStatus, type DatabaseStatus } from '../../db/status.js';
+import { describeMissing, sqliteStatus, type DatabaseStatus } from '../../db/status.js';
 import { fail, pass, type CheckResult, type DoctorOptions } from './check.js';
 
 const TITLE = 'database writable and migrated';
@@ -54,7 +54,7 @@ export async function checkDatabase(config: Readonly<Config>, options: DoctorOpt
         'Let the user running the proxy write the database file and its directory (WAL files, secret.key and the audit checkpoint live there), and stop any other process holding its write lock.',
       );
     case 'lacks-privileges': {
-      const lacking = status.missing.map((m) => `${m.privileges.join(', ')} on ${m.object}`).join('; ');
+      const lacking = describeMissing(status.missing);
       return fail(
         'database',
         TITLE,
