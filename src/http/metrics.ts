@@ -58,10 +58,11 @@ export function createMetrics(sources: MetricsSources = {}) {
       help: 'Upstream tokens P let go of that U has not yet confirmed revoking (retried by housekeeping; SECURITY.md "Revocation at U")',
       registers: [registry],
       async collect() {
-        // The database unreachable: the last value read stays, and the rest of /metrics answers.
+        // The database cannot be read: NaN (unknown), never a count that could read as "none
+        // pending" (review 2026-12-08: it kept 0); the rest of /metrics answers.
         await pendingUpstreamRevocations().then(
           (n) => this.set(n),
-          () => undefined,
+          () => this.set(Number.NaN),
         );
       },
     });

@@ -220,6 +220,20 @@ describe('revocation at U, asked until U answers', () => {
     });
   }
 
+  it('the pending gauge says NaN, not a count, while the table cannot be read; /metrics still answers', async () => {
+    const store = runtime().stores.upstreamRevocations;
+    const count = store.count;
+    store.count = () => Promise.reject(new Error('permission denied for table upstream_revocations'));
+    try {
+      const text = await (await fetch(`${stack.app.url}/metrics`)).text();
+      expect(text).toMatch(/^mcp_proxy_upstream_revocations_pending NaN$/im); // prom-client prints "Nan"; Prometheus reads NaN in any case
+      expect(text).toContain('mcp_proxy_http_requests_total');
+    } finally {
+      store.count = count;
+    }
+    expect(await pendingMetric()).toBe(0);
+  });
+
   it('an expired access token with no refresh token is dead at U already: dropped without asking', async () => {
     const asked = stack.upstream.revokedTokens.length;
     const now = Date.now();
