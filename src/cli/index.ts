@@ -33,7 +33,8 @@ const COMMANDS: Record<string, Command> = {
 
 function topHelp(): string {
   const lines = ['usage: mcp-consent-proxy <command> [options]', '       mcp-consent-proxy --version', '', 'commands:'];
-  for (const [name, cmd] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(18)} ${cmd.summary}`);
+  const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length)) + 2;
+  for (const [name, cmd] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(width)} ${cmd.summary}`);
   lines.push('', 'Configuration comes from the environment (see README "Configuration").', "Run 'mcp-consent-proxy <command> --help' for a command's options.");
   return lines.join('\n');
 }
@@ -91,6 +92,11 @@ export async function run(argv: string[], io: Io = defaultIo): Promise<number> {
     return EXIT_OK;
   }
   const found = findCommand(argv);
+  const group = Object.keys(COMMANDS).filter((name) => name.startsWith(`${argv[0]} `));
+  if (!found && group.length) {
+    io.err(`"${argv[0]}" needs a subcommand: ${group.join(', ')}; run 'mcp-consent-proxy <command> --help' for its options`);
+    return EXIT_USAGE;
+  }
   if (!found) {
     io.err(
       `unknown command "${argv

@@ -144,6 +144,9 @@ describe(`cli › migrate and audit (${TEST_ENGINE})`, () => {
     const unknown = capture(env);
     expect(await run(['frobnicate'], unknown)).toBe(2);
     expect(unknown.stderr[0]).toMatch(/unknown command "frobnicate"/);
+    const group = capture(env);
+    expect(await run(['audit'], group)).toBe(2);
+    expect(group.stderr[0]).toBe(`"audit" needs a subcommand: audit verify, audit checkpoint-reset, audit export; run 'mcp-consent-proxy <command> --help' for its options`);
     const flag = capture(env);
     expect(await run(['audit', 'verify', '--colour'], flag)).toBe(2);
     expect(flag.stderr[0]).toMatch(/Unknown option '--colour'/);
@@ -157,6 +160,9 @@ describe(`cli › migrate and audit (${TEST_ENGINE})`, () => {
     const help = capture(env);
     expect(await run(['--help'], help)).toBe(0);
     expect(help.stdout[0]).toContain('audit verify');
+    // Every summary starts in one column (the longest name, audit checkpoint-reset, pushed its own out).
+    const columns = new Set(help.stdout[0]!.split('\n').filter((l) => /^  [a-z]/.test(l)).map((l) => /^  \S+(?: \S+)? +/.exec(l)![0].length));
+    expect(columns.size).toBe(1);
   });
 });
 

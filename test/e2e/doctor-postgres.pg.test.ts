@@ -59,7 +59,7 @@ afterAll(async () => {
 describe('doctor › database on PostgreSQL', () => {
   it('not migrated: fails with migrate as the fix, and does not print the URL', async () => {
     const result = await checkDatabase(config(db.url), OPTIONS);
-    expect(result).toMatchObject({ status: 'fail', detail: 'the PostgreSQL database (DATABASE_URL) has no schema yet', fix: expect.stringContaining('mcp-consent-proxy migrate') });
+    expect(result).toMatchObject({ status: 'fail', detail: 'the PostgreSQL database (DATABASE_URL) has no schema yet', fix: expect.stringMatching(/^As the database owner .*mcp-consent-proxy migrate, then apply docs\/compose\/grants\.sql/) });
     expect(printed(result)).not.toContain(db.name);
   });
 

@@ -167,6 +167,18 @@ describe('docs/compose/replicas.yml', () => {
     }
   });
 
+  it('both compose files: every proxy that serves gets 30 s to stop (the 10 s drain, then the audit flush); its secrets are required, no sample admin id', () => {
+    const single = parse(readFileSync(join(DIR, 'docker-compose.yml'), 'utf8')) as typeof compose & { services: Record<string, { stop_grace_period?: string }> };
+    const serving = [...replicas, ...Object.entries(single.services).filter(([, s]) => s.image === 'mcp-consent-proxy')] as [string, { stop_grace_period?: string; environment?: Record<string, string> }][];
+    expect(serving.length).toBe(3);
+    for (const [name, service] of serving) {
+      expect(service.stop_grace_period, name).toBe('30s');
+      expect(String(service.environment?.SECRET_KEY), name).toMatch(/^\$\{PROXY_SECRET_KEY:\?[^}]+\}$/);
+    }
+    // (review 2026-12-08: a literal id, a real GitHub account's, copied as is would open /admin to it)
+    expect(String(single.services['mcp-consent-proxy']?.environment?.ADMIN_SUBJECTS)).toMatch(/^\$\{ADMIN_SUBJECTS:\?[^}]+\}$/);
+  });
+
   it('Caddy answers /metrics itself (404) on every path a replica serves it on, and forwards the proxy\'s other paths', async () => {
     const caddyfile = readFileSync(join(DIR, 'Caddyfile'), 'utf8');
     const directives = caddyDirectives(caddyfile);

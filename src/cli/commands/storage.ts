@@ -46,7 +46,7 @@ export const STORAGE_COMMANDS: Record<string, Command> = {
         if (values.json) {
           io.out(JSON.stringify(result));
         } else {
-          if (result.ok) io.out(`audit log intact: ${result.rows} rows, chain verified up to row ${result.tipSeq} (hash ${result.tipHash})`);
+          if (result.ok) io.out(`audit log intact: ${result.rows} ${result.rows === 1 ? 'row' : 'rows'}, chain verified up to row ${result.tipSeq} (hash ${result.tipHash})`);
           else io.err(`audit log BROKEN${result.firstBadSeq === null ? '' : ` at row ${result.firstBadSeq}`}: ${result.problem}`);
           for (const line of describeVerification(result)) io.out(`  ${line}`);
           for (const warning of result.warnings) io.err(`warning: ${warning}`);

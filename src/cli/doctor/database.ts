@@ -18,7 +18,9 @@ export async function probeDatabase(config: Readonly<Config>, options: DoctorOpt
 export async function checkDatabase(config: Readonly<Config>, options: DoctorOptions): Promise<CheckResult> {
   const path = config.databaseUrl ? 'the PostgreSQL database (DATABASE_URL)' : config.databasePath;
   const status = await probeDatabase(config, options);
-  const migrateFix = 'Run mcp-consent-proxy migrate with this configuration (the server also migrates at start).';
+  const migrateFix = config.databaseUrl
+    ? 'As the database owner (DATABASE_URL with the owner role), run mcp-consent-proxy migrate, then apply docs/compose/grants.sql for the role the proxy runs as (README "Running several replicas"); serve migrates at start only as a role that may.'
+    : 'Run mcp-consent-proxy migrate with this configuration (the server also migrates at start).';
   switch (status.state) {
     case 'ready':
       return pass('database', TITLE, `${path}: writable, all ${status.applied} migrations applied`);

@@ -39,7 +39,9 @@ async function githubEndpoints(upstream: UpstreamConfig, options: DoctorOptions)
 }
 
 const unreachableFix = (upstream: UpstreamConfig) =>
-  `Check UPSTREAM_ISSUER (${upstream.issuer.href}: the issuer itself, without /.well-known/…), DNS, and that this host may reach it (a container needs outbound HTTPS).`;
+  upstream.preset === 'github'
+    ? `Check DNS and that this host may reach ${upstream.issuer.href} (a container needs outbound HTTPS).`
+    : `Check UPSTREAM_ISSUER (${upstream.issuer.href}: the issuer itself, without /.well-known/…), DNS, and that this host may reach it (a container needs outbound HTTPS).`;
 
 /** OpenID Connect discovery as openid-client does it: `<issuer>/.well-known/openid-configuration`. */
 export async function checkDiscovery(upstream: UpstreamConfig, options: DoctorOptions): Promise<{ result: CheckResult; seen?: UpstreamSeen }> {
