@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { renderConfigReference } from '../../src/config/schema.js';
 import { readmeConfigBlock } from '../helpers/config-docs.js';
@@ -19,5 +19,17 @@ describe('README', () => {
       }
     }
     expect(missing).toEqual([]);
+  });
+
+  it("docs/CHANGELOG.md's newest entry is the package's version and names the newest migration of each engine", () => {
+    const changelog = readFileSync('docs/CHANGELOG.md', 'utf8');
+    const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+    const newest = changelog.split('\n').find((line) => line.startsWith('## '));
+    expect(newest).toMatch(new RegExp(`^## ${version.replaceAll('.', '\\.')}( |$)`));
+    const entry = changelog.slice(changelog.indexOf(newest as string)).split('\n## ')[0] as string;
+    for (const dir of ['migrations', 'migrations/postgres']) {
+      const last = readdirSync(dir).filter((f) => /^\d{4}-.*\.sql$/.test(f)).sort().at(-1) as string;
+      expect(entry, dir).toContain(`\`${last}\``);
+    }
   });
 });
