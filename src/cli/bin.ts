@@ -10,9 +10,8 @@
  * DATABASE_URL), which kept a failed `migrate` or `serve` alive until the server's authentication
  * timeout, so a container that should have restarted did not (README "Exit codes": 0 ok, 1 failure).
  */
+import { EXIT_GRACE_MS } from './exit.js';
 import { run } from './index.js';
-
-const EXIT_GRACE_MS = 3_000;
 
 const code = await run(process.argv.slice(2));
 process.exitCode = code;
