@@ -92,7 +92,7 @@ export function errorHandler(views: Views, log: Logger) {
   return (err: unknown, req: Request, res: Response, _next: NextFunction) => {
     let error = refusalOf(err);
     if (error) {
-      log.info({ requestId: req.id, code: error.code, reason: error.reason, status: error.status, path: req.path }, 'request refused');
+      log.info({ requestId: req.id, error: error.code, reason: error.reason, status: error.status, path: req.path }, 'request refused');
     } else if (isDatabaseBusy(err)) {
       error = ERRORS.databaseBusy();
       log.warn({ requestId: req.id, path: req.path }, 'database busy: request answered 503');

@@ -2,6 +2,10 @@
  * One pino logger (style C9). Credentials are redacted by path; request logs carry the path
  * without its query string (codes and states travel in queries). oidc-provider's own console
  * notices are routed into the same JSON stream.
+ * An error under `err` is logged by `serializeError`: its type, message, stack, library code (as
+ * `errorCode`: `code` is an authorization code's name, redacted) and numeric HTTP status, and its
+ * Error causes the same way — nothing else it carries (U's error body in oauth4webapi's `cause`,
+ * `error_description`, a body-parser error's raw `body`, a Response, headers).
  */
 import { pino, type Logger, type DestinationStream } from 'pino';
 
@@ -30,6 +34,46 @@ export const REDACT_PATHS = [
   'token',
 ];
 
+/** How many Error causes (and AggregateError members) deep `serializeError` goes. */
+export const MAX_ERROR_DEPTH = 4;
+
+export interface SerializedError {
+  type: string;
+  message: string;
+  stack?: string;
+  /** the library's or system's code (ECONNREFUSED, 40P01, SQLITE_BUSY, OAUTH_RESPONSE_BODY_ERROR) */
+  errorCode?: string | number;
+  /** an HTTP status the error carries (U's answer) */
+  status?: number;
+  cause?: SerializedError;
+  errors?: SerializedError[];
+}
+
+const isErrorLike = (value: unknown): value is Error => typeof value === 'object' && value !== null && typeof (value as { message?: unknown }).message === 'string';
+
+/**
+ * An error as it is logged (see the header): an allow-list, so a member a library adds is never
+ * logged by accident. A value that is not error-like (a message string) is logged as it is.
+ */
+export function serializeError(err: unknown, depth = 0): unknown {
+  if (!isErrorLike(err)) return err;
+  const e = err as Error & { code?: unknown; status?: unknown; errors?: unknown };
+  const out: SerializedError = { type: typeof e.constructor === 'function' && e.constructor.name ? e.constructor.name : String(e.name), message: e.message };
+  if (typeof e.stack === 'string') out.stack = e.stack;
+  if (typeof e.code === 'string' || typeof e.code === 'number') out.errorCode = e.code;
+  if (typeof e.status === 'number') out.status = e.status;
+  if (depth < MAX_ERROR_DEPTH) {
+    // An Error only: oauth4webapi's ResponseBodyError has U's JSON body as its `cause`.
+    if (e.cause instanceof Error) out.cause = serializeError(e.cause, depth + 1) as SerializedError;
+    if (Array.isArray(e.errors))
+      out.errors = e.errors
+        .filter((inner): inner is Error => inner instanceof Error)
+        .slice(0, 5)
+        .map((inner) => serializeError(inner, depth + 1) as SerializedError);
+  }
+  return out;
+}
+
 /** JSON lines; in an interactive terminal, pretty-printed (pino-pretty). */
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const target =
@@ -39,6 +83,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       level,
       base: { service: 'mcp-consent-proxy' },
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      serializers: { err: serializeError },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
     target,

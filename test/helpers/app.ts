@@ -11,10 +11,9 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import type { AddressInfo } from 'node:net';
-import { pino } from 'pino';
 import { loadConfig, type Config } from '../../src/config/load.js';
 import { createRuntime, createRuntimeServer, type Runtime, type RuntimeOptions } from '../../src/runtime/server.js';
-import { REDACT_PATHS } from '../../src/log/logger.js';
+import { createLogger } from '../../src/log/logger.js';
 import { databaseEnv } from './engine.js';
 
 export interface TestApp {
@@ -115,7 +114,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       done();
     },
   });
-  const log = pino({ level: config.logLevel, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, sink);
+  const log = createLogger(config.logLevel, sink); // production's logger: its redaction and its err serializer
   const runtime = await createRuntime(config, { log, maintenance: false, now: options.now, cimdFetch: options.cimdFetch });
   const server = createRuntimeServer(runtime);
   await listenLoopback(server, port).catch(async (err: unknown) => {
