@@ -4,9 +4,8 @@
  */
 import type { ParseArgsConfig } from 'node:util';
 import { loadConfig } from '../config/load.js';
-import { pino } from 'pino';
 import { openConfiguredDatabase } from '../runtime/core.js';
-import { openCliContext, type CliContext } from './context.js';
+import { cliLogger, openCliContext, type CliContext } from './context.js';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -40,8 +39,7 @@ export const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const;
 /** The configured database (SQLite, or PostgreSQL with DATABASE_URL), migrated, for the storage commands. */
 export async function storageDb(io: Io, mustExist: boolean) {
   const config = loadConfig(io.env, { requireUpstream: false });
-  const log = pino({ level: 'warn' }, pino.destination(2));
-  return { config, db: await openConfiguredDatabase(config, { log, mustExist }) };
+  return { config, db: await openConfiguredDatabase(config, { log: cliLogger(), mustExist }) };
 }
 
 /** Plain-text table for list output. */
