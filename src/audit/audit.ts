@@ -43,7 +43,15 @@ export interface AuditEntry {
   details?: Record<string, unknown> | undefined;
 }
 
-const SECRET_KEY = /token|secret|password|passwd|verifier|cookie|authorization|assertion|^code$|^state$|nonce|^jti$/i;
+/** Keys whose values can carry a credential, at any depth and in any case… */
+const SECRET_KEY = /token|secret|passw(?:or)?d|verifier|cookie|authorization|assertion|credential|api[-_]?key|private[-_]?key|session[-_]?id|^code$|^state$|nonce|^jti$/i;
+/**
+ * …except these, which name a kind of token or say whether one was issued and never hold one
+ * (rows written before 2026-12-08 have them "[masked]").
+ */
+const NOT_SECRET_KEYS: ReadonlySet<string> = new Set(['token_type_hint', 'refresh_token_issued', 'token_endpoint_auth_method']);
+
+const isSecretKey = (key: string) => SECRET_KEY.test(key) && !NOT_SECRET_KEYS.has(key);
 
 /**
  * Canonical JSON (object keys sorted at every level) with values under credential-like keys
@@ -59,7 +67,7 @@ export function maskedCanonicalJson(value: unknown): string {
   const parts: string[] = [];
   for (const key of Object.keys(record).sort()) {
     if (record[key] === undefined) continue;
-    parts.push(`${JSON.stringify(key)}:${SECRET_KEY.test(key) ? '"[masked]"' : maskedCanonicalJson(record[key])}`);
+    parts.push(`${JSON.stringify(key)}:${isSecretKey(key) ? '"[masked]"' : maskedCanonicalJson(record[key])}`);
   }
   return `{${parts.join(',')}}`;
 }

@@ -1,7 +1,7 @@
 /**
  * The masking production uses (src/audit/audit.ts `maskedCanonicalJson`, applied to every row's
- * details): canonical JSON (keys sorted at every depth), credential-like keys masked at any depth,
- * long strings cut (DESIGN §3 "Nothing secret is ever in a row", §9 the 256-character cap).
+ * details): canonical JSON (keys sorted at every depth), credential-like keys masked at any depth
+ * (but for a few that only name a kind of token), long strings cut (DESIGN §3 "Nothing secret is ever in a row", §9 the 256-character cap).
  */
 import { describe, expect, it } from 'vitest';
 import { maskedCanonicalJson } from '../../src/audit/audit.js';
@@ -23,6 +23,21 @@ describe('audit details masking (maskedCanonicalJson)', () => {
     expect(text).not.toContain(secret);
     expect(text.match(/"\[masked\]"/g)).toHaveLength(12);
     expect(text).toContain('"keep":"visible"');
+  });
+
+  it('masks other credential-like keys too: API and private keys, credentials, session ids (review 2026-12-08)', () => {
+    const secret = 'raw-secret-value-0123456789';
+    const keys = ['api_key', 'apikey', 'apiKey', 'X-Api-Key', 'private_key', 'privateKey', 'credential', 'credentials', 'client_credentials', 'session_id', 'sessionId', 'mcp_session_id', 'passwd', 'db_password'];
+    const text = maskedCanonicalJson({ nested: Object.fromEntries(keys.map((k) => [k, secret])) });
+    expect(text).not.toContain(secret);
+    expect(text.match(/"\[masked\]"/g)).toHaveLength(keys.length);
+  });
+
+  it('lets through the keys that only name a kind of token or say whether one was issued', () => {
+    const details = { grant_id: 'g', token_type_hint: 'refresh_token', refresh_token_issued: true, token_endpoint_auth_method: 'none', nested: { token_type_hint: 'access_token' } };
+    expect(JSON.parse(maskedCanonicalJson(details))).toEqual(details);
+    // Any other key that says "token" still is masked, whatever it holds.
+    expect(JSON.parse(maskedCanonicalJson({ token_type: 'x', token_hint: 'y', refresh_token_issued_value: 'z' }))).toEqual({ token_type: '[masked]', token_hint: '[masked]', refresh_token_issued_value: '[masked]' });
   });
 
   it('cuts over-long strings to the stored cap, marked with an ellipsis', () => {
