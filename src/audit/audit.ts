@@ -8,8 +8,10 @@
  *   database refuses a commit (locked past its busy timeout), the records are kept and retried,
  *   not dropped (at most MAX_QUEUED_ROWS).
  * Details are masked at this boundary: no key that can carry a credential reaches a row.
- * Every string column and every string inside details is cut to MAX_STORED_STRING (256)
- * characters, marked with a trailing `…` (DESIGN §9, src/audit/limits.ts).
+ * Every string column and every string inside details has the userinfo of any URL in it replaced
+ * (`https://***@host`: a refused redirect URI or client_id may carry a password; `withoutUserinfo`)
+ * and is cut to MAX_STORED_STRING (256) characters, marked with a trailing `…` (DESIGN §9,
+ * src/audit/limits.ts).
  * After every commit the head goes to the checkpoint file (DESIGN §9, src/audit/checkpoint.ts):
  * at most one small atomic file write per commit, never per row, off the event loop; `flush()`
  * writes it before it resolves.
@@ -19,7 +21,7 @@ import { AUDIT_EVENTS, isAuditEvent, type AuditEvent } from './events.js';
 import type { AuditRow } from '../store/audit-chain.js';
 import type { CheckpointWriter } from './checkpoint.js';
 import type { AuditLogStore, NewAuditRow } from '../store/audit-log.js';
-import { capOptional, capString, MAX_STORED_STRING } from './limits.js';
+import { capOptional, capString, MAX_STORED_STRING, withoutUserinfo } from './limits.js';
 import { requestContext } from '../http/request-context.js';
 import { failureLevel } from '../errors/database-unavailable.js';
 
@@ -55,13 +57,15 @@ const isSecretKey = (key: string) => SECRET_KEY.test(key) && !NOT_SECRET_KEYS.ha
 
 /**
  * Canonical JSON (object keys sorted at every level) with values under credential-like keys
- * masked and over-long strings cut — one pass, as it runs for every gateway request.
+ * masked, URL userinfo replaced and over-long strings cut — one pass, as it runs for every
+ * gateway request.
  */
 export function maskedCanonicalJson(value: unknown): string {
-  if (value === null || typeof value !== 'object') {
-    if (typeof value === 'string' && value.length > MAX_STORED_STRING) return JSON.stringify(capString(value));
-    return JSON.stringify(value) ?? 'null';
+  if (typeof value === 'string') {
+    const text = withoutUserinfo(value);
+    return JSON.stringify(text.length > MAX_STORED_STRING ? capString(text) : text);
   }
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
   if (Array.isArray(value)) return `[${value.map(maskedCanonicalJson).join(',')}]`;
   const record = value as Record<string, unknown>;
   const parts: string[] = [];
@@ -71,6 +75,9 @@ export function maskedCanonicalJson(value: unknown): string {
   }
   return `{${parts.join(',')}}`;
 }
+
+/** A string column as stored: URL userinfo replaced, then capped (the order matters: a cut could leave a password without its `@`). */
+const column = (value: string | undefined): string | null => capOptional(value === undefined ? value : withoutUserinfo(value));
 
 export interface AuditOptions {
   /** sees every record as it is made (metrics) */
@@ -111,11 +118,11 @@ export class Audit {
       ts: new Date().toISOString(),
       event: entry.event,
       outcome: AUDIT_EVENTS[entry.event],
-      reason: capOptional(entry.reason),
-      subject: capOptional(entry.subject),
-      client_id: capOptional(entry.clientId),
-      ip: capOptional(entry.ip ?? ctx?.ip),
-      request_id: capOptional(entry.requestId ?? ctx?.requestId),
+      reason: column(entry.reason),
+      subject: column(entry.subject),
+      client_id: column(entry.clientId),
+      ip: column(entry.ip ?? ctx?.ip),
+      request_id: column(entry.requestId ?? ctx?.requestId),
       details,
     };
   }

@@ -1,7 +1,9 @@
 /**
  * Hostile input at rest (DESIGN §9): every stored string that a request can put there — audit
  * row columns, every string inside an audit row's details, a client's user agent — is cut to
- * MAX_STORED_STRING characters. A cut string ends in `…` (and is then exactly that long).
+ * MAX_STORED_STRING characters. In audit rows, the userinfo of any URL is replaced first
+ * (`withoutUserinfo`): a refused redirect URI or client_id may carry a password, and the audit
+ * log keeps what it is given for ever. A cut string ends in `…` (and is then exactly that long).
  * U+0000, which PostgreSQL TEXT cannot hold (src/db/sql.ts refuses it on both engines), and lone
  * surrogates, which UTF-8 cannot hold, are stored as U+FFFD: the row hashed is the row stored, on
  * either engine (found by the fuzz suite: `client_id=%00` at /authorize answered 500).
@@ -37,3 +39,16 @@ function storable(value: string): string {
 const LONE_OR_NUL = '\\u0000|[\\uD800-\\uDBFF](?![\\uDC00-\\uDFFF])|(?<![\\uD800-\\uDBFF])[\\uDC00-\\uDFFF]';
 const UNSTORABLE = new RegExp(LONE_OR_NUL);
 const UNSTORABLE_ALL = new RegExp(LONE_OR_NUL, 'g');
+
+/**
+ * `text` with the userinfo of every URL in it replaced: `https://alice:hunter2@app.example/cb` →
+ * `https://***@app.example/cb`. Only a string with an `@` is searched (this runs for every string
+ * of every audit row, gateway requests included). An authority is what follows a scheme and `//`
+ * — or, for http(s), ws(s) and ftp, any number of slashes or backslashes, even none, as the WHATWG
+ * parser reads them — up to its last `@` before a `/`, `?` or `#`. It errs towards hiding more:
+ * whitespace, quotes and backslashes do not end it (the parser percent-encodes them into userinfo).
+ */
+export function withoutUserinfo(text: string): string {
+  return text.includes('@') ? text.replace(USERINFO, '$1***@') : text;
+}
+const USERINFO = /(?<![a-z0-9+.-])((?:https?|wss?|ftp):[/\\]*|[a-z][a-z0-9+.-]*:[/\\]{2,})[^/?#]*@/gi;

@@ -38,6 +38,7 @@ import { MAX_CLIENT_NAME, MAX_REDIRECT_URIS, type AdmissionPolicy } from '../oau
 import { checkDisplayText } from '../oauth/display-text.js';
 import { checkRedirectUri, MAX_URI_LENGTH } from '../oauth/redirect-uri.js';
 import { LOOPBACK_REDIRECT_HOSTS } from '../config/urls.js';
+import { withoutUserinfo } from '../audit/limits.js';
 
 const SUPPORTED_GRANTS = ['authorization_code', 'refresh_token'] as const;
 type SupportedGrant = (typeof SUPPORTED_GRANTS)[number];
@@ -125,7 +126,7 @@ function checkRedirects(uris: unknown, policy: Pick<AdmissionPolicy, 'redirectSc
   for (const uri of uris) {
     if (typeof uri !== 'string') return refuse('redirect_uris', 'redirect_uris must contain strings');
     const check = checkRedirectUri(uri, policy);
-    if (!check.ok) return refuse('redirect_uri', `${check.description}: ${shown(uri, 200)}`, check.reason);
+    if (!check.ok) return refuse('redirect_uri', `${check.description}: ${shown(withoutUserinfo(uri), 200)}`, check.reason);
     if (check.kind !== 'https') native = true;
   }
   // A native client's https redirect URIs are claimed URIs, never a loopback host (RFC 8252 §7.2,

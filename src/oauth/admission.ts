@@ -23,6 +23,7 @@
  */
 import { checkDisplayText } from './display-text.js';
 import { checkRedirectUri, isWebUrl } from './redirect-uri.js';
+import { withoutUserinfo } from '../audit/limits.js';
 
 /** Enough for every client seen (VS Code registers 6); more is abuse (AT-17). */
 export const MAX_REDIRECT_URIS = 10;
@@ -71,7 +72,8 @@ function redirectUris(a: Admission): Refusal | undefined {
   for (const uri of uris) {
     if (typeof uri !== 'string') return reject('invalid_redirect_uri', 'not_a_string', 'redirect_uris must contain strings');
     const check = checkRedirectUri(uri, a.policy);
-    if (!check.ok) return reject('invalid_redirect_uri', check.reason, `${check.description}: ${JSON.stringify(uri.slice(0, 200))}`);
+    // The URI echoed without its userinfo: a password in it is neither sent back nor audited.
+    if (!check.ok) return reject('invalid_redirect_uri', check.reason, `${check.description}: ${JSON.stringify(withoutUserinfo(uri).slice(0, 200))}`);
     if (check.kind !== 'https') a.native = true;
   }
   a.metadata.redirect_uris = [...new Set(uris as string[])];

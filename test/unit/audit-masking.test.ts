@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { maskedCanonicalJson } from '../../src/audit/audit.js';
-import { MAX_STORED_STRING } from '../../src/audit/limits.js';
+import { MAX_STORED_STRING, withoutUserinfo } from '../../src/audit/limits.js';
 
 describe('audit details masking (maskedCanonicalJson)', () => {
   it('sorts keys at every depth, so the same details always give the same text', () => {
@@ -38,6 +38,27 @@ describe('audit details masking (maskedCanonicalJson)', () => {
     expect(JSON.parse(maskedCanonicalJson(details))).toEqual(details);
     // Any other key that says "token" still is masked, whatever it holds.
     expect(JSON.parse(maskedCanonicalJson({ token_type: 'x', token_hint: 'y', refresh_token_issued_value: 'z' }))).toEqual({ token_type: '[masked]', token_hint: '[masked]', refresh_token_issued_value: '[masked]' });
+  });
+
+  it('replaces the userinfo of any URL in any string at any depth, before cutting it (review 2026-12-08)', () => {
+    const text = maskedCanonicalJson({
+      error_description: 'redirect URI must not contain user information (user@host): "https://alice:hunter2@app.example/cb"',
+      list: [{ uri: 'com.example.app://u:hunter2@host/cb' }, 'HTTPS:\\\\alice:hunter2@x.example/'],
+      // the password's `@` beyond the cap: replaced first, so the cut cannot leave the password bare
+      long: `${'x'.repeat(MAX_STORED_STRING - 30)} https://alice:hunter2hunter2hunter2@app.example/cb`,
+      email: 'alice@example.com',
+    });
+    expect(text).not.toContain('hunter2');
+    expect(text).toContain('https://***@app.example/cb');
+    expect(text).toContain('com.example.app://***@host/cb');
+    expect(text).toContain('"email":"alice@example.com"');
+  });
+
+  it('withoutUserinfo: every URL in a text, up to the last `@` of its authority; paths, e-mail addresses and mailto: kept', () => {
+    expect(withoutUserinfo('https://a@b:pw@host/x and https://c:d@h2/')).toBe('https://***@host/x and https://***@h2/');
+    expect(withoutUserinfo('https:alice:pw@host/cb')).toBe('https:***@host/cb'); // a special scheme without slashes: still an authority (WHATWG)
+    expect(withoutUserinfo('https://alice:pw with space@host/')).toBe('https://***@host/');
+    for (const kept of ['https://host/path@x', 'alice@example.com', 'mailto:bob@example.com', 'urn:x:alice@example.com', 'no at sign https://host/']) expect(withoutUserinfo(kept)).toBe(kept);
   });
 
   it('cuts over-long strings to the stored cap, marked with an ellipsis', () => {
