@@ -230,9 +230,22 @@ export class UpstreamRevocations {
   }
 }
 
-/** What last_error and the log keep of a failure: its message and, for U's answer, its HTTP status (never a token: U's error bodies and our own messages carry none). */
+/** An OAuth error code as U may send it (RFC 6749 §5.2 codes, and vendors' own): shown only when it is one. */
+const OAUTH_ERROR_CODE = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/**
+ * What last_error and the log keep of a failure: its message and, for U's answer, its HTTP status
+ * and OAuth error code — never U's error_description or the rest of its body, which may echo the
+ * token. oauth4webapi's ResponseBodyError and WWWAuthenticateChallengeError carry U's status as
+ * their own `status` (their `cause` is U's JSON body, or the challenges: a `status` there is U's
+ * text), ResponseBodyError U's code as `error`; openid-client's error for an answer that is no
+ * OAuth error has U's Response as its `cause`.
+ */
 function messageOf(err: unknown): string {
-  const cause = err instanceof Error ? (err.cause as { status?: unknown } | undefined) : undefined;
-  const status = typeof cause?.status === 'number' ? ` (HTTP ${cause.status})` : '';
-  return `${err instanceof Error ? err.message : String(err)}${status}`.slice(0, 500);
+  if (!(err instanceof Error)) return String(err).slice(0, 500);
+  const e = err as Error & { status?: unknown; error?: unknown };
+  const status = typeof e.status === 'number' ? e.status : e.cause instanceof Response ? e.cause.status : undefined;
+  const code = typeof e.error === 'string' && OAUTH_ERROR_CODE.test(e.error) ? e.error : undefined;
+  const answer = [status === undefined ? undefined : `HTTP ${status}`, code].filter(Boolean).join(' ');
+  return `${err.message}${answer ? ` (${answer})` : ''}`.slice(0, 500);
 }

@@ -9,7 +9,10 @@
  *   and abandoned a week after P let it go (review: such rows stayed for ever, warned about each
  *   run); a row whose sealed value cannot be opened at all is abandoned at once (it was retried
  *   for ever and stopped each run);
- * - delays double from 10 minutes to 6 hours; `stop()` ends a run between rows.
+ * - delays double from 10 minutes to 6 hours; `stop()` ends a run between rows;
+ * - U's error answers (the errors openid-client really throws) are kept as their message, U's HTTP
+ *   status and OAuth error code — never U's error_description or body, which may echo the token
+ *   (review 2026-12-08: the status was read from `cause`, U's body for a ResponseBodyError).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
@@ -24,6 +27,7 @@ import type { UpstreamClient } from '../../src/upstream/presets.js';
 import { createUpstreamRevocationStore } from '../../src/store/upstream-revocations.js';
 import { GIVE_UP_MS, RETRY_FIRST_MS, RETRY_MAX_MS, UpstreamRevocations, retryDelay } from '../../src/consent/upstream-revocations.js';
 import { openTestSql } from '../helpers/engine.js';
+import { jsonAnswer, revocationError } from '../helpers/upstream-errors.js';
 
 const opened: Sql[] = [];
 afterAll(async () => {
@@ -37,7 +41,7 @@ async function store(keys = new KeyRing(randomBytes(32))) {
 }
 
 /** A sender over `s` with a fake U, audit and log, at the clock `now.t`. */
-function sender(s: ReturnType<typeof createUpstreamRevocationStore>, options: { upstream?: boolean; fail?: boolean } = {}) {
+function sender(s: ReturnType<typeof createUpstreamRevocationStore>, options: { upstream?: boolean; fail?: boolean; failWith?: (token: string) => Promise<Error> } = {}) {
   const now = { t: 1_000_000 };
   const asked: string[] = [];
   const audited: { event: string; details?: unknown }[] = [];
@@ -45,6 +49,7 @@ function sender(s: ReturnType<typeof createUpstreamRevocationStore>, options: { 
   const upstream = {
     revoke: async (token: string) => {
       asked.push(token);
+      if (options.failWith) throw await options.failWith(token);
       if (options.fail) throw new Error('U unreachable');
       return true;
     },
@@ -153,6 +158,28 @@ describe('the sender', () => {
     revocations.stop();
     await revocations.sendDue();
     expect(asked, 'stopped: nothing more asked').toEqual(['r1', 'r2']);
+  });
+
+  it("U's error answer: last_error and the log keep U's HTTP status and OAuth error code, never its error_description or body (which echo the token)", async () => {
+    const { sql, store: s } = await store();
+    const answers: [(token: string) => () => Response, string][] = [
+      [(t) => jsonAnswer(400, { error: 'invalid_request', error_description: `token ${t} is not valid`, token: t, status: 200 }), 'server responded with an error in the response body (HTTP 400 invalid_request)'],
+      [(t) => jsonAnswer(400, { error: `unknown token ${t}` }), 'server responded with an error in the response body (HTTP 400)'],
+      [(t) => jsonAnswer(401, { error: 'invalid_client' }, { 'www-authenticate': `Bearer error="invalid_token", error_description="${t}"` }), 'server responded with a challenge in the WWW-Authenticate HTTP Header (HTTP 401)'],
+      [(t) => () => new Response(`<p>${t}</p>`, { status: 503, headers: { 'content-type': 'text/html' } }), 'unexpected HTTP response status code (HTTP 503)'],
+    ];
+    const expected: Record<string, string> = {};
+    for (const [i, [answer, message]] of answers.entries()) {
+      const grant = `e${i}`;
+      const { revocations, now, logged } = sender(s, { failWith: (token) => revocationError(answer(token), token) });
+      await s.add(grant, { subject: 'hal' }, { accessToken: `at-${grant}-0123456789abcdef`, refreshToken: `rt-${grant}-0123456789abcdef` }, now.t, now.t, 'first');
+      expect(await revocations.sendDue()).toBe(0);
+      expect(logged.filter((l) => l.level === 'warn').map((l) => l.obj.err)).toEqual([message]);
+      expected[grant] = message;
+    }
+    const stored = await sql.all<{ grant_id: string; last_error: string }>('SELECT * FROM upstream_revocations');
+    expect(Object.fromEntries(stored.map((r) => [r.grant_id, r.last_error]))).toEqual(expected);
+    expect(JSON.stringify(stored)).not.toMatch(/[ar]t-e\d-0123456789abcdef/);
   });
 
   it('retry delays double from RETRY_FIRST_MS to RETRY_MAX_MS', () => {
