@@ -174,7 +174,12 @@ async function oidcIdentity(config: client.Configuration, response: Awaited<Retu
     const info = await client.fetchUserInfo(config, accessToken, client.skipSubjectCheck);
     return { subject: info.sub, displayName: (info.preferred_username ?? info.email) as string | undefined };
   } catch (err) {
-    throw new UpstreamError('identity_failed', `could not learn the upstream subject: ${(err as Error).message}`);
+    // Never the library's message: undici's for an access token that is no valid header value (U
+    // chose its characters) quotes the whole `Bearer <token>`. Its type, code and U's status only.
+    const e = err as { name?: unknown; code?: unknown; status?: unknown; cause?: unknown };
+    const status = typeof e.status === 'number' ? e.status : e.cause instanceof Response ? e.cause.status : undefined;
+    const what = [e.name, e.code, status === undefined ? undefined : `HTTP ${status}`].filter((v): v is string => typeof v === 'string' && /^[\w .-]{1,64}$/.test(v));
+    throw new UpstreamError('identity_failed', `could not learn the upstream subject from its userinfo endpoint${what.length ? ` (${what.join(', ')})` : ''}`);
   }
 }
 
