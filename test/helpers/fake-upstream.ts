@@ -43,8 +43,12 @@ export interface FakeUpstream {
   refreshReuses: string[];
   /** make the token endpoint fail (5xx) or hang (ms) */
   setTokenEndpointFault(fault: { status?: number; delayMs?: number } | undefined): void;
-  /** make the revocation endpoint answer `status` (each request still recorded, the token not revoked); undefined: works again. OIDC only */
-  setRevocationFault(status: number | undefined): void;
+  /**
+   * make the revocation endpoint answer `status` (each request still recorded, the token not
+   * revoked); undefined: works again. `echoToken`: the answer is an OAuth error whose
+   * error_description (and a `token` member) repeat the token asked about. OIDC only
+   */
+  setRevocationFault(status: number | undefined, options?: { echoToken?: boolean }): void;
   /** whether U still honours one of its refresh tokens (read from U's store: no request, nothing rotated). OIDC only */
   refreshTokenLive(token: string): Promise<boolean>;
   /** sign `claims` as an ID token with U's own key (fault tests forge expired ones); OIDC only */
@@ -227,12 +231,14 @@ export async function startFakeOidcUpstream(options: FakeUpstreamOptions): Promi
     if (body?.refresh_token && at?.accountId) refreshOwner.set(body.refresh_token, at.accountId);
   });
   provider.on('grant.error', (ctx) => tokenRequests.push({ grant_type: `${String(ctx.oidc.params?.grant_type)}:error`, at: Date.now() }));
-  let revocationFault: number | undefined;
+  let revocationFault: { status: number; echoToken?: boolean | undefined } | undefined;
   app.use('/token/revocation', express.urlencoded({ extended: false }), (req, res, next) => {
     revocations.push(req.method);
-    if (typeof req.body?.token === 'string') revokedTokens.push(req.body.token);
+    const token = typeof req.body?.token === 'string' ? (req.body.token as string) : undefined;
+    if (token !== undefined) revokedTokens.push(token);
     if (revocationFault === undefined) next();
-    else res.status(revocationFault).json({ error: 'temporarily_unavailable' });
+    else if (revocationFault.echoToken) res.status(revocationFault.status).json({ error: 'invalid_request', error_description: `the token ${token} cannot be revoked now`, token });
+    else res.status(revocationFault.status).json({ error: 'temporarily_unavailable' });
   });
   app.use(provider.callback());
 
@@ -251,8 +257,8 @@ export async function startFakeOidcUpstream(options: FakeUpstreamOptions): Promi
     setTokenEndpointFault(f) {
       fault = f;
     },
-    setRevocationFault(status) {
-      revocationFault = status;
+    setRevocationFault(status, options) {
+      revocationFault = status === undefined ? undefined : { status, echoToken: options?.echoToken };
     },
     async refreshTokenLive(token) {
       const found = await provider.RefreshToken.find(token);
