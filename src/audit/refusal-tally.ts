@@ -20,7 +20,7 @@
  */
 import type { Audit } from './audit.js';
 import { requestContext } from '../http/request-context.js';
-import { capString } from './limits.js';
+import { capString, withoutUserinfo } from './limits.js';
 
 export const TALLY_MINUTE_MS = 60_000;
 /** Buckets (event × address × reason) per minute before further addresses share one. */
@@ -57,7 +57,7 @@ interface Bucket {
 const cutSample = (sample: RefusalSample): RefusalSample => {
   const out: RefusalSample = {};
   for (const [key, value] of Object.entries(sample) as [keyof RefusalSample, string | undefined][]) {
-    if (typeof value === 'string') out[key] = capString(value);
+    if (typeof value === 'string') out[key] = capString(withoutUserinfo(value)); // masked before the cut (src/audit/limits.ts)
   }
   return out;
 };

@@ -38,7 +38,7 @@
  *   answers (each such request is still audited).
  */
 import type { Audit } from '../audit/audit.js';
-import { capOptional } from '../audit/limits.js';
+import { capOptional, withoutUserinfo } from '../audit/limits.js';
 import type { Config } from '../config/load.js';
 import { redirectHosts } from '../oauth/redirect-uri.js';
 import type { Stores } from '../store/index.js';
@@ -97,7 +97,8 @@ export function clientPayload(metadata: ClientIdMetadata): Record<string, unknow
 type Accepted = { value: ClientIdMetadata; fetchedAt: number; expiresAt: number; fromCache: boolean };
 type Refused = { reason: string; detail: string; fetchedAt: number; fromCache: boolean };
 
-const audited = (clientId: string) => clientId.slice(0, MAX_AUDITED_CLIENT_ID);
+/** Cut for its audit row — its userinfo masked first: cut, a password's `@` could fall beyond the cut and leave it bare (review 2026-12-08). */
+const audited = (clientId: string) => withoutUserinfo(clientId).slice(0, MAX_AUDITED_CLIENT_ID);
 
 /** A refusal: counted for a known client, audited (`cimd.refused`). */
 async function noteRefusal(deps: CimdClientsDeps, clientId: string, outcome: Refused, who: Requester): Promise<EnsureResult> {

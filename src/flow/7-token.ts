@@ -15,6 +15,7 @@
  */
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { Audit } from '../audit/audit.js';
+import { withoutUserinfo } from '../audit/limits.js';
 import { ERRORS } from '../errors/oauth-error.js';
 import type { OidcModelStore } from '../store/oidc-models.js';
 
@@ -42,8 +43,9 @@ export function tokenPreflight(allowedResources: readonly string[], audit: Audit
         await audit.record({
           event: 'token.rejected',
           reason: 'invalid_target',
-          clientId: typeof body.client_id === 'string' ? body.client_id.slice(0, 200) : undefined,
-          details: { grant_type: body.grant_type, check: reason, resource: values.map(String).join(' ').slice(0, 500) },
+          // Userinfo masked before the cut (src/audit/limits.ts): cut first, a password could lose its `@`.
+          clientId: typeof body.client_id === 'string' ? withoutUserinfo(body.client_id).slice(0, 200) : undefined,
+          details: { grant_type: body.grant_type, check: reason, resource: withoutUserinfo(values.map(String).join(' ')).slice(0, 500) },
         });
         next(ERRORS.invalidTarget(description));
       };

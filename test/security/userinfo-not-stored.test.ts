@@ -69,6 +69,15 @@ describe('no URL password in the audit log', () => {
     expect(await stored()).not.toContain('hunter4');
   });
 
+  it('a CIMD client_id whose password runs past the audit cut (its `@` beyond 200 characters): masked before the cut, not stored bare', async () => {
+    const password = `hunter6${'p'.repeat(240)}`;
+    const refused = await authorize(`https://dave:${password}@client.example/client.json`);
+    expect(refused.status).toBe(400);
+    const events = (await auditEvents(app)).filter((e) => e.event === 'cimd.refused' && e.reason === 'userinfo');
+    expect(events.at(-1)?.client_id).toBe('https://***@client.example/client.json');
+    expect(await stored()).not.toContain('hunter6');
+  });
+
   it("a CIMD document's redirect URI with a password: refused, its detail audited without it", async () => {
     const refused = await authorize(`http://127.0.0.1:${docs.port}/client.json`);
     expect(refused.status).toBe(400);

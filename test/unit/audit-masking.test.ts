@@ -61,6 +61,14 @@ describe('audit details masking (maskedCanonicalJson)', () => {
     for (const kept of ['https://host/path@x', 'alice@example.com', 'mailto:bob@example.com', 'urn:x:alice@example.com', 'no at sign https://host/']) expect(withoutUserinfo(kept)).toBe(kept);
   });
 
+  it('withoutUserinfo: scheme starts nested inside one authority (the input that made the regex quadratic, review 2026-12-08) give what the rule says', () => {
+    const many = 'http:'.repeat(5_000);
+    expect(withoutUserinfo(`@${many}`)).toBe(`@${many}`); // no @ after any scheme start
+    expect(withoutUserinfo(`${many}u:p@h/x`)).toBe('http:***@h/x'); // the first start's authority runs to the last @
+    expect(withoutUserinfo(`a x:/ y://u:p@h`)).toBe('a x:/ y://***@h');
+    expect(withoutUserinfo('http:aaa x://b@c')).toBe('http:aaa x://***@c'); // http:'s authority ends at the first /, with no @ in it
+  });
+
   it('cuts over-long strings to the stored cap, marked with an ellipsis', () => {
     const parsed = JSON.parse(maskedCanonicalJson({ origin: 'x'.repeat(5000), deep: [{ path: 'y'.repeat(300) }] })) as { origin: string; deep: { path: string }[] };
     expect(parsed.origin.length).toBeLessThanOrEqual(MAX_STORED_STRING);
