@@ -39,6 +39,20 @@ function topHelp(): string {
   return lines.join('\n');
 }
 
+/** `audit`, `clients`, `consents` without a known subcommand: their list (with --help, exit 0), else a usage error naming them; undefined for any other word. */
+function groupAnswer(argv: string[], io: Io): number | undefined {
+  const group = Object.keys(COMMANDS).filter((name) => name.startsWith(`${argv[0]} `));
+  if (!group.length) return undefined;
+  const sub = argv[1];
+  if (sub === '--help' || sub === '-h') {
+    io.out(`${argv[0]} commands:\n${group.map((name) => `  ${name}  ${(COMMANDS[name] as Command).summary}`).join('\n')}`);
+    return EXIT_OK;
+  }
+  const which = sub === undefined || sub.startsWith('-') ? `"${argv[0]}" needs a subcommand` : `unknown subcommand "${argv[0]} ${sub}"`;
+  io.err(`${which}: ${group.join(', ')}; run 'mcp-consent-proxy <command> --help' for its options`);
+  return EXIT_USAGE;
+}
+
 function findCommand(argv: string[]): { name: string; rest: string[] } | undefined {
   for (const words of [2, 1]) {
     const name = argv.slice(0, words).join(' ');
@@ -92,10 +106,9 @@ export async function run(argv: string[], io: Io = defaultIo): Promise<number> {
     return EXIT_OK;
   }
   const found = findCommand(argv);
-  const group = Object.keys(COMMANDS).filter((name) => name.startsWith(`${argv[0]} `));
-  if (!found && group.length) {
-    io.err(`"${argv[0]}" needs a subcommand: ${group.join(', ')}; run 'mcp-consent-proxy <command> --help' for its options`);
-    return EXIT_USAGE;
+  if (!found) {
+    const grouped = groupAnswer(argv, io);
+    if (grouped !== undefined) return grouped;
   }
   if (!found) {
     io.err(

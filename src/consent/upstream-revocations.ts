@@ -148,6 +148,11 @@ export class UpstreamRevocations {
     this.stopping = true;
   }
 
+  /** Whether `stop()` was called: housekeeping's other loops that ask U stop too (endExpiredConsents). */
+  get stopped(): boolean {
+    return this.stopping;
+  }
+
   /** Resolves when every request to U started so far has finished. */
   async settled(): Promise<void> {
     while (this.pending.size) await Promise.allSettled([...this.pending]);
@@ -220,7 +225,8 @@ export class UpstreamRevocations {
   /** `keyIds`: the keys of the tokens this process cannot open (none: no U configured here). */
   private notAskedWarning(grantIds: string[], keyIds: string[]): void {
     const why = keyIds.length ? 'sealed under a SECRET_KEY this process does not have' : 'no upstream is configured in this process';
-    this.deps.log.warn({ grantIds, ...(keyIds.length ? { keyIds } : {}) }, `upstream token revocations not sent: ${why}; left for a process that can (README "Rotating SECRET_KEY")`);
+    const see = keyIds.length ? ' (README "Rotating SECRET_KEY")' : '';
+    this.deps.log.warn({ grantIds, ...(keyIds.length ? { keyIds } : {}) }, `upstream token revocations not sent: ${why}; left for a process that can${see}`);
   }
 
   private track(work: Promise<unknown>): void {

@@ -65,7 +65,8 @@ export function serializeError(err: unknown, depth = 0): unknown {
   if (depth < MAX_ERROR_DEPTH) {
     // An Error only: oauth4webapi's ResponseBodyError has U's JSON body as its `cause`.
     if (e.cause instanceof Error) out.cause = serializeError(e.cause, depth + 1) as SerializedError;
-    if (Array.isArray(e.errors))
+    // An AggregateError's members at the top only: 5 members, each with its causes (not 5^depth stacks).
+    if (Array.isArray(e.errors) && depth === 0)
       out.errors = e.errors
         .filter((inner): inner is Error => inner instanceof Error)
         .slice(0, 5)

@@ -106,15 +106,12 @@ function mountDiscovery(app: Express, deps: AppDeps, oidc: ReturnType<AppDeps['p
 }
 
 /**
- * /healthz, /readyz (database and U's metadata), /metrics (METRICS_TOKEN), /assets. While the
- * server drains (SIGTERM, src/runtime/server.ts) both probes answer 503, so a balancer still
- * probing this replica sends new requests elsewhere (DESIGN §8).
- */
-/**
- * /healthz and /readyz. Under PUBLIC_URL's base path, and with a base path at the root too: the
- * container's HEALTHCHECK and a balancer's probe ask P's own port for /healthz whatever the public
- * path (review 2026-12-08: with a base path they got 404, the container was unhealthy and Caddy
- * took every replica out).
+ * /healthz and /readyz (database and U's metadata). Under PUBLIC_URL's base path, and with a base
+ * path at the root too: the container's HEALTHCHECK and a balancer's probe ask P's own port for
+ * /healthz whatever the public path (review 2026-12-08: with a base path they got 404, the
+ * container was unhealthy and Caddy took every replica out). While the server drains (SIGTERM,
+ * src/runtime/server.ts) both answer 503, so a balancer still probing this replica sends new
+ * requests elsewhere (DESIGN §8).
  */
 function probes(deps: AppDeps): Router {
   const r = express.Router();
@@ -145,6 +142,7 @@ function probes(deps: AppDeps): Router {
   return r;
 }
 
+/** The probes, /metrics (METRICS_TOKEN), /assets. */
 function mountOperations(r: Router, deps: AppDeps): void {
   const { config } = deps;
   r.use(probes(deps));

@@ -47,10 +47,12 @@ export async function endExpiredConsents(
   consents: Pick<ConsentStore, 'expiredKeepingUpstreamToken'>,
   revocation: Pick<Revocation, 'endExpired' | 'settled'>,
   clock: () => number = Date.now,
+  stopped: () => boolean = () => false,
 ): Promise<number> {
   let ended = 0;
   const until = clock() + END_EXPIRED_FOR_MS;
   for (const grantId of await consents.expiredKeepingUpstreamToken(clock(), END_EXPIRED_PER_RUN)) {
+    if (stopped()) break; // shutting down (review 2026-12-08: a run of a minute outlasted a 30 s stop timeout)
     if (await revocation.endExpired(grantId)) ended += 1;
     await revocation.settled();
     if (clock() > until) break;

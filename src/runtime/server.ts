@@ -148,7 +148,7 @@ export function maintenanceDeps(core: Pick<Core, 'stores' | 'config' | 'audit' |
       }
       return revoked;
     },
-    endExpired: () => endExpiredConsents(stores.consents, revocation),
+    endExpired: () => endExpiredConsents(stores.consents, revocation, Date.now, () => revocation.atUpstream.stopped),
     sendUpstreamRevocations: () => revocation.atUpstream.sendDue(),
     onClientExpired: (clientId) => revocation.revokeClient(clientId, 'client_deleted'),
     unrevokedConsents: async (clientId) => (await stores.consents.unrevokedForClient(clientId)).length,

@@ -147,6 +147,12 @@ describe(`cli › migrate and audit (${TEST_ENGINE})`, () => {
     const group = capture(env);
     expect(await run(['audit'], group)).toBe(2);
     expect(group.stderr[0]).toBe(`"audit" needs a subcommand: audit verify, audit checkpoint-reset, audit export; run 'mcp-consent-proxy <command> --help' for its options`);
+    const typo = capture(env);
+    expect(await run(['audit', 'verfy'], typo)).toBe(2);
+    expect(typo.stderr[0]).toMatch(/^unknown subcommand "audit verfy": audit verify, /);
+    const groupHelp = capture(env);
+    expect(await run(['consents', '--help'], groupHelp)).toBe(0);
+    expect(groupHelp.stdout[0]).toMatch(/^consents commands:\n  consents list  .+\n  consents revoke  /);
     const flag = capture(env);
     expect(await run(['audit', 'verify', '--colour'], flag)).toBe(2);
     expect(flag.stderr[0]).toMatch(/Unknown option '--colour'/);

@@ -142,5 +142,11 @@ describe('ending expired consents (endExpiredConsents)', () => {
     const slow = await endExpiredConsents(consents, revocation, () => now);
     expect(slow).toBe(END_EXPIRED_FOR_MS / 1_000 + 1);
     expect(calls.filter((c) => c.startsWith('end'))).toHaveLength(END_EXPIRED_FOR_MS / 1_000 + 1);
+    // Shutting down: the run ends before the next consent (review 2026-12-08: a minute's run outlasted a 30 s stop timeout).
+    calls.length = 0;
+    let stopping = false;
+    const stopped = await endExpiredConsents(consents, { ...revocation, settled: async () => void (stopping = calls.push('settled') >= 4) }, () => 0, () => stopping);
+    expect(stopped).toBe(2);
+    expect(calls).toEqual(['end g0', 'settled', 'end g1', 'settled']);
   });
 });

@@ -68,6 +68,7 @@ describe('upstream_revocations: claims', () => {
     const [asB] = await s.due(2_000, 10);
     expect(await s.claim(asA!, 2_000, 9_000)).toEqual({ id: asA!.id, until: 9_000 });
     expect(await s.claim(asB!, 2_000, 9_000), 'read before the claim').toBeUndefined();
+    expect(await s.claim(asB!, 9_500, 20_000), 'read before the claim, tried once that claim has run out: the row is not as it read it').toBeUndefined();
     expect(await s.forGrant('g1', 2_000), 'claimed: not due').toEqual([]);
     const [asC] = await sql.all<typeof asA & object>('SELECT * FROM upstream_revocations WHERE grant_id = ?', ['g1']);
     expect(await s.claim(asC!, 2_000, 9_000), 'read after the claim, not due').toBeUndefined();
@@ -154,10 +155,14 @@ describe('the sender', () => {
       { grant_id: 'f1', attempts: 2, next_at: now.t + 2 * RETRY_FIRST_MS },
       { grant_id: 'f2', attempts: 2, next_at: now.t + 2 * RETRY_FIRST_MS },
     ]);
+    // Stopped while the run asks U for the first row: the second is not asked.
     now.t += 2 * RETRY_FIRST_MS;
-    revocations.stop();
-    await revocations.sendDue();
-    expect(asked, 'stopped: nothing more asked').toEqual(['r1', 'r2']);
+    const stopping = sender(s, { failWith: async () => (revocations.stop(), stopping.revocations.stop(), new Error('U unreachable')) });
+    const { revocations: run, asked: askedInRun } = stopping;
+    stopping.now.t = now.t;
+    await run.sendDue();
+    expect(askedInRun, 'stopped between rows: the second row not asked').toEqual(['r1']);
+    expect(revocations.stopped && run.stopped).toBe(true);
   });
 
   it("U's error answer: last_error and the log keep U's HTTP status and OAuth error code, never its error_description or body (which echo the token)", async () => {
