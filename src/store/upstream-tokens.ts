@@ -78,9 +78,6 @@ export function createUpstreamTokenStore(sql: Sql, keys: KeyRing) {
       if (done === undefined) return undefined;
       return done.changes === 1 ? access : null;
     },
-    async remove(grantId: string): Promise<void> {
-      await sql.run('DELETE FROM upstream_tokens WHERE grant_id = ?', [grantId]);
-    },
   };
 }
 

@@ -40,6 +40,19 @@ const pending = (grantId: string) =>
 const pendingMetric = async () => Number(/^mcp_proxy_upstream_revocations_pending (\d+)$/m.exec(await (await fetch(`${stack.app.url}/metrics`)).text())?.[1]);
 const revokedAudit = async (grantId: string) => (await auditEvents(stack.app)).filter((e) => e.event === 'upstream.token_revoked' && String(e.details).includes(grantId));
 
+/** `body(start)` with U's revocation endpoint answering `status` and the Date clock faked from `start`; both put back after. */
+async function withRevocationFault(status: number, body: (start: number) => Promise<void>): Promise<void> {
+  stack.upstream.setRevocationFault(status);
+  const start = Date.now();
+  vi.useFakeTimers({ toFake: ['Date'], now: start });
+  try {
+    await body(start);
+  } finally {
+    vi.useRealTimers();
+    stack.upstream.setRevocationFault(undefined);
+  }
+}
+
 async function authorized(login: string) {
   const { clientId } = await authorizeClient(stack, new Browser(login), { login });
   const [consent] = (await rows(stack.app, 'SELECT grant_id FROM consents WHERE client_id = ?', clientId)) as { grant_id: string }[];
@@ -53,10 +66,7 @@ describe('revocation at U, asked until U answers', () => {
   it('U failing at the revocation: the token stays pending (sealed), is asked for again at housekeeping once due, and is revoked at U then', async () => {
     const { grantId, tokens } = await authorized('ulla');
     const asked = stack.upstream.revokedTokens.length;
-    stack.upstream.setRevocationFault(503);
-    const start = Date.now();
-    vi.useFakeTimers({ toFake: ['Date'], now: start });
-    try {
+    await withRevocationFault(503, async (start) => {
       await runtime().revocation.revokeGrant(grantId, 'user');
       await runtime().revocation.settled();
       // U was asked once, refused; its token is live; P keeps it sealed, nothing audited as revoked.
@@ -93,19 +103,13 @@ describe('revocation at U, asked until U answers', () => {
       vi.setSystemTime(start + 10 * RETRY_FIRST_MS);
       await housekeeping();
       expect(stack.upstream.revokedTokens.length).toBe(asked + 2);
-    } finally {
-      vi.useRealTimers();
-      stack.upstream.setRevocationFault(undefined);
-    }
+    });
   });
 
   it('U failing for a week: each retry waits twice as long; then the row goes with `upstream.revocation_abandoned` and an error logged', async () => {
     const { grantId, tokens } = await authorized('ursula');
     const asked = stack.upstream.revokedTokens.length;
-    stack.upstream.setRevocationFault(500);
-    const start = Date.now();
-    vi.useFakeTimers({ toFake: ['Date'], now: start });
-    try {
+    await withRevocationFault(500, async (start) => {
       await runtime().revocation.revokeGrant(grantId, 'admin');
       await runtime().revocation.settled();
       vi.setSystemTime(start + RETRY_FIRST_MS);
@@ -126,10 +130,7 @@ describe('revocation at U, asked until U answers', () => {
       expect(errors[0]).toContain(grantId);
       expect(errors[0]).not.toContain(tokens.refreshToken);
       expect(await revokedAudit(grantId)).toEqual([]);
-    } finally {
-      vi.useRealTimers();
-      stack.upstream.setRevocationFault(undefined);
-    }
+    });
   });
 
   it('a cascade committed whose process never asked U (it died after the commit): housekeeping asks', async () => {
@@ -164,10 +165,7 @@ describe('revocation at U, asked until U answers', () => {
 
   it('a refreshed token P never stored (its grant revoked meanwhile): asked at once; U failing, kept sealed and asked again once due', async () => {
     const asked = stack.upstream.revokedTokens.length;
-    stack.upstream.setRevocationFault(502);
-    const start = Date.now();
-    vi.useFakeTimers({ toFake: ['Date'], now: start });
-    try {
+    await withRevocationFault(502, async (start) => {
       runtime().revocation.revokeUnkept('grant-unkept', { accessToken: 'held-at', refreshToken: 'held-rt', expiresAt: start + 3_600_000 }, 'client-x', 'hal');
       await runtime().revocation.settled();
       expect(stack.upstream.revokedTokens.slice(asked)).toEqual(['held-rt']);
@@ -178,10 +176,7 @@ describe('revocation at U, asked until U answers', () => {
       await housekeeping();
       expect(stack.upstream.revokedTokens.slice(asked)).toEqual(['held-rt', 'held-rt']);
       expect(await pending('grant-unkept')).toEqual([]);
-    } finally {
-      vi.useRealTimers();
-      stack.upstream.setRevocationFault(undefined);
-    }
+    });
   });
 
   /**
