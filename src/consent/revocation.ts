@@ -97,6 +97,12 @@ export class Revocation {
     return { consent, wasActive, upstreamToken, at: now, reason };
   }
 
+  /** The cascade's rows in its order (PostgreSQL), before oidc-provider deletes the grant's tokens, which moves the generation (a replay deadlocked: SECURITY.md). */
+  async lockForCascade(grantId: string): Promise<void> {
+    await this.deps.consents.lockedByGrant(grantId);
+    await this.deps.upstreamRevocations.lockTokenRow(grantId);
+  }
+
   /**
    * The grant's upstream token moves, sealed as it is, to upstream_revocations (U asked after the
    * commit, and again until it answers; whatever key sealed it). Resolves with whether there was one.

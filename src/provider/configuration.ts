@@ -38,6 +38,8 @@ export interface ProviderDeps {
   transaction: <T>(fn: () => Promise<T>) => Promise<T>;
   /** writes P's error page for oidc-provider's rendered errors */
   renderError(ctx: KoaContextWithOIDC, out: ErrorOut, error: Error): void;
+  /** the revocation cascade's row locks, taken before the provider deletes a grant's tokens (AdapterOptions) */
+  beforeRevokeByGrantId?: (grantId: string) => Promise<void>;
 }
 
 /**
@@ -63,6 +65,8 @@ export interface AdapterOptions {
   hideCimdClients?: boolean;
   /** today's step-up scopes (MCP_TOOL_SCOPES, src/oauth/scopes.ts), added to a loaded client's scope ceiling */
   stepUpScopes?: readonly string[];
+  /** before the provider deletes a grant's codes and tokens (a replay, a revoked refresh token): the revocation cascade's row locks (Revocation.lockForCascade) */
+  beforeRevokeByGrantId?: (grantId: string) => Promise<void>;
 }
 
 /**
@@ -115,6 +119,7 @@ export function adapterClass(models: OidcModelStore, options: AdapterOptions = {
       await models.destroy(this.name, id);
     }
     async revokeByGrantId(grantId: string): Promise<void> {
+      await options.beforeRevokeByGrantId?.(grantId);
       await models.revokeByGrantId(grantId);
     }
   };
@@ -222,7 +227,12 @@ function providerConfiguration(deps: ProviderDeps): Configuration {
   const { config, keys, models } = deps;
   const scopes = offeredScopes(config);
   return {
-    adapter: adapterClass(models, { hideDisabledClients: true, hideCimdClients: !config.cimd.enabled, stepUpScopes: stepUpScopes(config) }),
+    adapter: adapterClass(models, {
+      hideDisabledClients: true,
+      hideCimdClients: !config.cimd.enabled,
+      stepUpScopes: stepUpScopes(config),
+      ...(deps.beforeRevokeByGrantId ? { beforeRevokeByGrantId: deps.beforeRevokeByGrantId } : {}),
+    }),
     jwks: deps.jwks as Configuration['jwks'],
     cookies: cookies(keys),
     routes: PROVIDER_ROUTES,

@@ -40,15 +40,16 @@ export interface Claim {
 
 export function createUpstreamRevocationStore(sql: Sql, keys: KeyRing) {
   return {
-    /**
-     * Inside a cascade's transaction: the grant's upstream_tokens row moves here (deleted there),
-     * due at once. Resolves with whether there was one.
-     */
+    /** Inside a cascade's transaction: the grant's upstream_tokens row moves here (deleted there), due at once; whether there was one. */
     async moveFromTokens(grantId: string, clientId: string | undefined, now: number): Promise<boolean> {
       if (sql.engine === 'postgres') return (await sql.run(MOVE_PG, [grantId, clientId ?? null, now, now])).changes > 0;
       const moved = await sql.run(COPY_SQLITE, [clientId ?? null, now, now, grantId]);
       await sql.run('DELETE FROM upstream_tokens WHERE grant_id = ?', [grantId]);
       return moved.changes > 0;
+    },
+    /** PostgreSQL: the grant's upstream_tokens row locked until the transaction ends, before `moveFromTokens` (the cascade's lock order: src/consent/revocation.ts). */
+    async lockTokenRow(grantId: string): Promise<void> {
+      if (sql.engine === 'postgres') await sql.one('SELECT grant_id FROM upstream_tokens WHERE grant_id = ? FOR UPDATE', [grantId]);
     },
     /** A token P never stored (a refresh's result for a grant revoked meanwhile) whose revocation at U failed: kept, sealed as upstream_tokens seals it, due at `nextAt`. */
     async add(grantId: string, who: { subject: string; clientId?: string | undefined }, tokens: UpstreamTokenSet, now: number, nextAt: number, error: string): Promise<void> {
