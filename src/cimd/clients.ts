@@ -120,8 +120,9 @@ async function storeClient(deps: CimdClientsDeps, clientId: string, outcome: Acc
   const metadata = outcome.value;
   // One transaction (review 2026-12-06): a Client row without its clients_meta row would be a CIMD
   // client the disabled flag, CIMD_ENABLED=false and idle housekeeping know nothing of.
+  // clients_meta first, as a client's removal takes it first (src/consent/operations.ts removeClientRows):
+  // one lock order on PostgreSQL (review 2026-12-08: a re-fetch during a removal deadlocked).
   await stores.transaction(async () => {
-    await stores.models.upsert('Client', clientId, clientPayload(metadata), undefined);
     await stores.clientsMeta.recordCimdFetch({
       client_id: clientId,
       client_name: metadata.client_name,
@@ -132,6 +133,7 @@ async function storeClient(deps: CimdClientsDeps, clientId: string, outcome: Acc
       fetchedAt: outcome.fetchedAt,
       expiresAt: outcome.expiresAt,
     });
+    await stores.models.upsert('Client', clientId, clientPayload(metadata), undefined);
   });
   if (!outcome.fromCache) {
     await audit.record({

@@ -58,6 +58,9 @@ export class ReplayedGrantSource extends errors.InvalidGrant {
   }
 }
 
+/** What oidc-provider deletes of a grant one by one (`destroy`): after the revocation cascade's rows (AdapterOptions.beforeRevokeByGrantId). */
+const GRANT_MODELS = new Set(['Grant', 'AccessToken', 'RefreshToken']);
+
 /** How the adapter presents stored clients to the provider (see adapterClass). */
 export interface AdapterOptions {
   prefix?: string;
@@ -65,7 +68,7 @@ export interface AdapterOptions {
   hideCimdClients?: boolean;
   /** today's step-up scopes (MCP_TOOL_SCOPES, src/oauth/scopes.ts), added to a loaded client's scope ceiling */
   stepUpScopes?: readonly string[];
-  /** before the provider deletes a grant's codes and tokens (a replay, a revoked refresh token): the revocation cascade's row locks (Revocation.lockForCascade) */
+  /** PostgreSQL: before the provider deletes a grant, its codes or tokens (a replay, /revoke): the revocation cascade's row locks (Revocation.lockForCascade) */
   beforeRevokeByGrantId?: (grantId: string) => Promise<void>;
 }
 
@@ -116,6 +119,11 @@ export function adapterClass(models: OidcModelStore, options: AdapterOptions = {
       throw new errors.InvalidGrant('grant source not found');
     }
     async destroy(id: string): Promise<void> {
+      // The cascade's rows before the grant's own (a grant, its access or refresh token: /revoke, a replay): one lock order (review 2026-12-08).
+      if (options.beforeRevokeByGrantId && prefix === '' && GRANT_MODELS.has(this.name)) {
+        const grantId = this.name === 'Grant' ? id : await models.grantOf(this.name, id);
+        if (grantId) await options.beforeRevokeByGrantId(grantId);
+      }
       await models.destroy(this.name, id);
     }
     async revokeByGrantId(grantId: string): Promise<void> {

@@ -167,7 +167,7 @@ async function startProvider(core: Core, views: Views): Promise<Provider> {
     jwks: await loadOrCreateJwks(core.sql, stores.sealed, SIGNING_KEYS_SECRET),
     transaction: stores.transaction,
     renderError: providerErrorRenderer(views),
-    beforeRevokeByGrantId: (grantId) => revocation.lockForCascade(grantId),
+    ...(core.sql.engine === 'postgres' ? { beforeRevokeByGrantId: (grantId: string) => revocation.lockForCascade(grantId) } : {}), // SQLite: one writer, no row locks
   });
   bridgeProviderEvents(provider, { audit, clientsMeta: stores.clientsMeta, log, onGrantRevoked: (grantId) => revocation.revokeGrant(grantId, 'grant_revoked') });
   return provider;

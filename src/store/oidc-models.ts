@@ -33,6 +33,9 @@ const FIND = 'SELECT payload, expires_at, consumed_at FROM oidc_models WHERE mod
 const UPSERT = `INSERT INTO oidc_models (model, key, payload, grant_id, uid, expires_at) VALUES (?, ?, ?, ?, ?, ?)
   ON CONFLICT (model, key) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id, uid = excluded.uid, expires_at = excluded.expires_at`;
 const REVOKE_GRANT = 'DELETE FROM oidc_models WHERE grant_id = ?';
+const EXPIRED = "expires_at IS NOT NULL AND expires_at < ? AND model <> 'Client'";
+/** PostgreSQL: this transaction's changes leave the gateway generation where it is (its trigger's once-per-transaction mark set by hand: migrations/postgres/0004-…). */
+const GENERATION_NOT_MOVED = "SELECT set_config('mcp_consent_proxy.generation_bumped', CAST(txid_current() AS TEXT), true) AS mark";
 
 /**
  * What `consume` did: the one caller that set `consumed_at` gets `consumed`; a later (or
@@ -156,6 +159,11 @@ export class OidcModelStore {
     return row ? { consumed: false, replayed: true, grantId: row.grant_id ?? undefined } : { consumed: false, replayed: false };
   }
 
+  /** The grant a code or token names (its row as stored, expired or not); undefined without one. */
+  async grantOf(model: string, id: string): Promise<string | undefined> {
+    return (await this.sql.one<{ grant_id: string | null }>('SELECT grant_id FROM oidc_models WHERE model = ? AND key = ?', [model, modelKey(model, id)]))?.grant_id ?? undefined;
+  }
+
   async destroy(model: string, id: string): Promise<void> {
     this.#wrote();
     await this.sql.run('DELETE FROM oidc_models WHERE model = ? AND key = ?', [model, modelKey(model, id)]);
@@ -222,10 +230,21 @@ export class OidcModelStore {
     await this.sql.run("DELETE FROM oidc_models WHERE model = 'Client' AND key = ?", [clientId]);
   }
 
-  /** Remove expired rows (codes, tokens, sessions, interactions). */
+  /**
+   * Remove expired rows (codes, tokens, sessions, interactions). On PostgreSQL it waits for no lock
+   * (review 2026-12-08: it locked the expired rows and then, its trigger, the gateway generation,
+   * while a revocation cascade held the generation and went on to delete one of those rows — 40P01,
+   * PostgreSQL aborting the cascade or housekeeping's whole run): rows another transaction holds are
+   * skipped (the next run takes them), and the purge does not move the generation — an expired
+   * access token is refused by its own `exp` whatever the gateway's cache holds (src/gateway/token-check.ts).
+   */
   async purgeExpired(now = Date.now()): Promise<number> {
     this.#wrote();
-    return (await this.sql.run("DELETE FROM oidc_models WHERE expires_at IS NOT NULL AND expires_at < ? AND model <> 'Client'", [now])).changes;
+    if (this.sql.engine !== 'postgres') return (await this.sql.run(`DELETE FROM oidc_models WHERE ${EXPIRED}`, [now])).changes;
+    return this.sql.transaction(async () => {
+      await this.sql.one(GENERATION_NOT_MOVED);
+      return (await this.sql.run(`DELETE FROM oidc_models WHERE (model, key) IN (SELECT model, key FROM oidc_models WHERE ${EXPIRED} FOR UPDATE SKIP LOCKED)`, [now])).changes;
+    });
   }
 }
 
