@@ -110,6 +110,8 @@ export async function recordAuthorization(
   const key = { subject, clientId: tx.clientId, redirectUri: tx.redirectUri, resource: tx.resource };
 
   const recorded = await stores.transaction(async () => {
+    // First: another approval of this key waits here until this one commits, then supersedes it (ConsentStore.lockKey).
+    await stores.consents.lockKey(key);
     const standing = await clientStanding(stores, tx.clientId);
     if (standing !== 'ok') return { refused: standing } as const;
     const previous = await stores.consents.unrevoked(key);

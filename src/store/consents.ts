@@ -95,6 +95,20 @@ export class ConsentStore {
     return this.sql.one<Consent>(`SELECT ${COLUMNS} FROM consents WHERE ${KEY} AND revoked_at IS NULL`, keyParams(key));
   }
 
+  /**
+   * Inside the approval's transaction, as its FIRST lock: serialize with every other approval of
+   * the same key until the transaction ends (PostgreSQL: a transaction-scoped advisory lock on a
+   * hash of the key, `Sql.lock`; SQLite: a no-op, BEGIN IMMEDIATE already serializes writers).
+   * Without it two approvals of one key at once (two tabs, two browsers) both read the same
+   * `unrevoked` consent (or none) under READ COMMITTED, and the second insert failed on the unique
+   * index `consents_active_key` (23505: an error page); now the second waits, then finds the
+   * first's consent and supersedes it, as on SQLite. Taken before every row lock (clients_meta's,
+   * the cascade's), and no other transaction takes it: it adds no lock cycle.
+   */
+  async lockKey(key: ConsentKey): Promise<void> {
+    await this.sql.lock(`consent-key:${JSON.stringify(keyParams(key))}`);
+  }
+
   async insert(consent: NewConsent): Promise<Consent> {
     const row = await this.sql.one<Consent>(
       `INSERT INTO consents (subject, client_id, redirect_uri, resource, scopes, upstream_scopes, granted_at, expires_at, grant_id, browser_hash)
