@@ -97,7 +97,7 @@ export class Revocation {
     return { consent, wasActive, upstreamToken, at: now, reason };
   }
 
-  /** The cascade's rows in its order (PostgreSQL), before oidc-provider deletes the grant's tokens, which moves the generation (a replay deadlocked: SECURITY.md). */
+  /** The cascade's first rows (consent, upstream token; PostgreSQL), before oidc-provider deletes the grant's tokens or moves the generation (a replay deadlocked: SECURITY.md). */
   async lockForCascade(grantId: string): Promise<void> {
     await this.deps.consents.lockedByGrant(grantId);
     await this.deps.upstreamRevocations.lockTokenRow(grantId);

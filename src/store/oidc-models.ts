@@ -241,6 +241,8 @@ export class OidcModelStore {
   async purgeExpired(now = Date.now()): Promise<number> {
     this.#wrote();
     if (this.sql.engine !== 'postgres') return (await this.sql.run(`DELETE FROM oidc_models WHERE ${EXPIRED}`, [now])).changes;
+    // Its own transaction only: joined to another, its mark would keep that one's changes from moving the generation.
+    if (this.sql.inTransaction()) throw new Error('purgeExpired runs in a transaction of its own');
     return this.sql.transaction(async () => {
       await this.sql.one(GENERATION_NOT_MOVED);
       return (await this.sql.run(`DELETE FROM oidc_models WHERE (model, key) IN (SELECT model, key FROM oidc_models WHERE ${EXPIRED} FOR UPDATE SKIP LOCKED)`, [now])).changes;

@@ -16,7 +16,7 @@ import { httpServer, type Listener } from '../helpers/cimd.js';
 import { authorizeClient, Browser, buildAuthorization, CLIENT_REDIRECT, startReplica, startStack, type Stack } from '../helpers/stack.js';
 import { INITIALIZE, mcpPost } from '../helpers/mcp-http.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
-import { lockWaitSeen } from '../helpers/pg.js';
+import { holding, lockWaitSeen } from '../helpers/pg.js';
 import type { PgSql } from '../../src/db/pg-sql.js';
 
 let docs: Listener;
@@ -260,18 +260,14 @@ describe('CIMD client lifecycle', () => {
     served.set(path, { status: 200, name: 'Removed', redirect: CLIENT_REDIRECT });
     expect((await authorizePage(clientId)).status).toBe(303); // on to the consent page
     const sql = stack.app.runtime.sql as PgSql;
-    const holder = await sql.pool.connect();
     let page!: Promise<Response>;
-    try {
-      await holder.query('BEGIN');
+    const removal = await holding(sql.pool, async (holder) => {
       await holder.query('DELETE FROM clients_meta WHERE client_id = $1', [clientId]); // the removal's first step
       page = authorizePage(clientId);
       expect(await lockWaitSeen(sql.pool), 'the re-fetch waits for the clients_meta row').toBe(true);
       await holder.query("DELETE FROM oidc_models WHERE model = 'Client' AND key = $1", [clientId]);
-      await holder.query('COMMIT');
-    } finally {
-      holder.release();
-    }
+    });
+    expect(removal, 'the removal commits').toEqual({});
     expect((await page).status).toBe(303);
     expect(await rows(stack.app, "SELECT key FROM oidc_models WHERE model = 'Client' AND key = ?", clientId)).toEqual([{ key: clientId }]);
     expect(await rows(stack.app, 'SELECT client_name FROM clients_meta WHERE client_id = ?', clientId)).toEqual([{ client_name: 'Removed' }]);

@@ -46,7 +46,10 @@ export interface TestDatabase {
 
 /** A new, empty database on the test cluster. */
 export async function createTestDatabase(label = 'test'): Promise<TestDatabase> {
-  const name = `t_${label.toLowerCase().replace(/[^a-z0-9]+/g, '_').slice(0, 30)}_${process.pid}_${randomBytes(4).toString('hex')}`;
+  const name = `t_${label
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '_')
+    .slice(0, 30)}_${process.pid}_${randomBytes(4).toString('hex')}`;
   await admin((c) => c.query(`CREATE DATABASE ${pg.escapeIdentifier(name)} TEMPLATE template0 ENCODING 'UTF8'`));
   return {
     name,
@@ -102,6 +105,27 @@ export async function lockWaitSeen(pool: pg.Pool): Promise<boolean> {
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   return false;
+}
+
+/**
+ * `work(holder)` on a connection of its own from `pool`, in a transaction it commits — the tests
+ * that hold one side's lock while the other side runs. A failing statement or assertion in `work`
+ * rolls the transaction back before the connection goes back to the pool (never returned inside
+ * an open transaction) and is returned as `error` (its code and message); `{}` when it committed.
+ */
+export async function holding(pool: pg.Pool, work: (holder: pg.PoolClient) => Promise<void>): Promise<{ error?: string }> {
+  const holder = await pool.connect();
+  try {
+    await holder.query('BEGIN');
+    await work(holder);
+    await holder.query('COMMIT');
+    return {};
+  } catch (err) {
+    await holder.query('ROLLBACK').catch(() => undefined);
+    return { error: `${(err as { code?: string }).code ?? ''} ${(err as Error).message}` };
+  } finally {
+    holder.release();
+  }
 }
 
 /**

@@ -9,7 +9,7 @@ import { Browser, authorizeClient, refresh, startStack, type Stack } from '../he
 import { sha256 } from '../../src/crypto/keys.js';
 import type { PgSql } from '../../src/db/pg-sql.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
-import { lockWaitSeen } from '../helpers/pg.js';
+import { holding, lockWaitSeen } from '../helpers/pg.js';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -103,18 +103,14 @@ describe('AT-16 refresh-token reuse', () => {
     const rotated = await refresh(stack.app, clientId, rt1);
     expect(rotated.status).toBe(200);
     const sql = stack.app.runtime.sql as PgSql;
-    const holder = await sql.pool.connect();
-    let revoking: Promise<{ status: number }>;
-    try {
-      await holder.query('BEGIN');
+    let revoking!: Promise<{ status: number }>;
+    const save = await holding(sql.pool, async (holder) => {
       await holder.query('SELECT grant_id FROM upstream_tokens WHERE grant_id = $1 FOR UPDATE', [grantId]);
       revoking = how === 'replay' ? refresh(stack.app, clientId, rt1) : revokeAtP(clientId, rotated.body.refresh_token as string);
       expect(await lockWaitSeen(sql.pool), 'it waits for the token row').toBe(true);
       await holder.query('UPDATE upstream_tokens SET updated_at = updated_at + 1 WHERE grant_id = $1', [grantId]);
-      await holder.query('COMMIT');
-    } finally {
-      holder.release();
-    }
+    });
+    expect(save, 'the save commits').toEqual({});
     if (how === 'replay') expect(await revoking).toMatchObject({ status: 400, body: { error: 'invalid_grant' } });
     else expect(await revoking).toEqual({ status: 200, body: '' });
     await expectGrantRevoked(grantId);

@@ -1,8 +1,10 @@
 /**
  * A revocation lost to a deadlock (PostgreSQL; review 2026-12-08, after d838982). Every
- * transaction that touches a grant takes its rows in one order — the consent's, the upstream
- * token's, the grant's codes and tokens, the gateway generation's (src/consent/revocation.ts
- * `lockForCascade`) — and housekeeping's purge waits for no lock. Before: `/revoke` of an access
+ * transaction that changes a grant takes its consent's row first, then its upstream token's, and
+ * only then deletes its codes and tokens or moves the gateway generation (src/consent/revocation.ts
+ * `lockForCascade`; the cascade itself moves the generation before it deletes the grant's rows,
+ * safe because nothing holds those rows without the consent's first) — and housekeeping's purge
+ * waits for no lock and moves no generation. Before: `/revoke` of an access
  * token deleted it (moving the generation) before taking the consent's row, so it deadlocked with a
  * save of U's refreshed token; the access and refresh token revoked at once (a client signing out)
  * could leave the refresh token's request answered 503 and the grant never revoked (its tokens
@@ -14,12 +16,11 @@
  * SQLite has one writer at a time (BEGIN IMMEDIATE): none of this can happen there.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type pg from 'pg';
 import { rows } from '../helpers/app.js';
 import { Browser, authorizeClient, refresh, startStack, type Stack } from '../helpers/stack.js';
 import type { PgSql } from '../../src/db/pg-sql.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
-import { lockWaitSeen } from '../helpers/pg.js';
+import { holding as holdingOn, lockWaitSeen } from '../helpers/pg.js';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -28,6 +29,7 @@ beforeAll(async () => {
 afterAll(() => stack.close());
 
 const pool = () => (stack.app.runtime.sql as PgSql).pool;
+const holding = (work: Parameters<typeof holdingOn>[1]) => holdingOn(pool(), work);
 
 async function session() {
   const { clientId, tokens } = await authorizeClient(stack, new Browser(), { login: `user-${Math.random().toString(36).slice(2)}` });
@@ -54,22 +56,6 @@ async function lockWaiters(n: number): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   throw new Error(`${n} lock waiters never seen`);
-}
-
-/** `work(holder)` on a connection of its own, in a transaction it commits; rolled back (and the error kept) when a statement fails. */
-async function holding(work: (holder: pg.PoolClient) => Promise<void>): Promise<{ error?: string }> {
-  const holder = await pool().connect();
-  try {
-    await holder.query('BEGIN');
-    await work(holder);
-    await holder.query('COMMIT');
-    return {};
-  } catch (err) {
-    await holder.query('ROLLBACK').catch(() => undefined);
-    return { error: `${(err as { code?: string }).code ?? ''} ${(err as Error).message}` };
-  } finally {
-    holder.release();
-  }
 }
 
 async function expectRevoked(grantId: string, upstreamRefresh: string) {

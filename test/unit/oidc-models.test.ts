@@ -83,6 +83,22 @@ describe('store › oidc-models', () => {
       vi.useRealTimers();
     }
   });
+
+  it.skipIf(!onPostgres)(
+    "PostgreSQL: the purge of expired rows runs in a transaction of its own, never joined to a caller's (its mark would keep that transaction's changes from moving the gateway generation)",
+    async () => {
+      const { db, store } = await setup();
+      await store.upsert('AccessToken', 'gone', { jti: 'gone', grantId: 'g9' }, 1);
+      const before = Number((await db.one<{ n: number }>('SELECT n FROM gateway_generation'))?.n);
+      await expect(db.transaction(() => store.purgeExpired(Date.now() + 5000))).rejects.toThrow(/a transaction of its own/);
+      expect(await store.purgeExpired(Date.now() + 5000)).toBe(1);
+      // Its own transaction moved nothing the gateway caches: the token had expired.
+      expect(Number((await db.one<{ n: number }>('SELECT n FROM gateway_generation'))?.n)).toBe(before);
+      await store.upsert('AccessToken', 'live', { jti: 'live', grantId: 'g9' }, 60);
+      await store.revokeByGrantId('g9'); // any other delete of an access token still moves it
+      expect(Number((await db.one<{ n: number }>('SELECT n FROM gateway_generation'))?.n)).toBe(before + 1);
+    },
+  );
 });
 
 describe('store › oidc-models › consume (single use across requests and replicas)', () => {
@@ -193,7 +209,8 @@ describe('store › oidc-models › a grant read with its code or refresh token 
       ['revokeByGrantId', () => store.revokeByGrantId('g-other')],
       ['destroyGrant', () => store.destroyGrant('g-other')],
       ['deleteClient', () => store.deleteClient('c-none')],
-      ['purgeExpired', () => store.purgeExpired()],
+      // PostgreSQL: the purge runs in a transaction of its own, never inside another (the case below)
+      ...(onPostgres ? [] : [['purgeExpired', () => store.purgeExpired()] as [string, () => Promise<unknown>]]),
     ];
     for (const [name, write] of writes) {
       await db.transaction(async () => {
