@@ -8,6 +8,9 @@ import { registerClient, rows } from '../helpers/app.js';
 import { pkcePair } from '../helpers/pkce.js';
 import { Browser, buildAuthorization, drive, redeem, startStack, type Stack } from '../helpers/stack.js';
 import { sha256 } from '../../src/crypto/keys.js';
+import type { PgSql } from '../../src/db/pg-sql.js';
+import { TEST_ENGINE } from '../helpers/engine.js';
+import { holding, lockWaitSeen } from '../helpers/pg.js';
 
 let stack: Stack;
 let browser: Browser;
@@ -71,5 +74,35 @@ describe('AT-10 stolen authorization code', () => {
     expect(second).toMatchObject({ status: 400, body: { error: 'invalid_grant' } });
     expect(await stack.app.runtime.stores.models.findAccessTokenByHash(sha256(first.body.access_token))).toBeUndefined();
     expect(await accessTokenRows()).toBeLessThan(before);
+  });
+
+  /**
+   * PostgreSQL: a replayed code revokes its grant while a save of U's refreshed token for that
+   * grant holds the token's row (held here between the save's two steps: the row, then — its
+   * trigger — the gateway generation). oidc-provider deletes the grant's tokens before P's cascade
+   * runs; they now wait for the cascade's rows first (src/consent/revocation.ts lockForCascade).
+   * Before 0.2.1 the replay held the generation and waited for the row: 40P01, 503, grant kept.
+   */
+  it.skipIf(TEST_ENGINE !== 'postgres')("PostgreSQL: a replay while a save of U's refreshed token holds its row: no deadlock, the grant revoked", async () => {
+    const { clientId, code, verifier } = await freshCode();
+    expect((await redeem(stack.app, clientId, code, verifier)).status).toBe(200);
+    const [consent] = (await rows(stack.app, 'SELECT grant_id FROM consents WHERE client_id = ?', clientId)) as { grant_id: string }[];
+    const grantId = consent!.grant_id;
+    const upstreamRefresh = (await stack.app.runtime.stores.upstreamTokens.get(grantId))!.refreshToken as string;
+    const pool = (stack.app.runtime.sql as PgSql).pool;
+    let replay!: ReturnType<typeof redeem>;
+    const save = await holding(pool, async (holder) => {
+      await holder.query('SELECT grant_id FROM upstream_tokens WHERE grant_id = $1 FOR UPDATE', [grantId]);
+      replay = redeem(stack.app, clientId, code, verifier);
+      expect(await lockWaitSeen(pool), 'the replay waits for the token row').toBe(true);
+      await holder.query('UPDATE upstream_tokens SET updated_at = updated_at + 1 WHERE grant_id = $1', [grantId]);
+    });
+    expect(save, 'the save commits').toEqual({});
+    expect(await replay).toMatchObject({ status: 400, body: { error: 'invalid_grant' } });
+    expect(await rows(stack.app, 'SELECT revoked_reason FROM consents WHERE grant_id = ?', grantId)).toEqual([{ revoked_reason: 'grant_revoked' }]);
+    expect(await rows(stack.app, 'SELECT grant_id FROM upstream_tokens WHERE grant_id = ?', grantId)).toEqual([]);
+    expect(await rows(stack.app, 'SELECT model FROM oidc_models WHERE grant_id = ?', grantId)).toEqual([]);
+    await stack.app.runtime.revocation.settled();
+    expect(await stack.upstream.refreshTokenLive(upstreamRefresh), 'U was asked to revoke the upstream token').toBe(false);
   });
 });
