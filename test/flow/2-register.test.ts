@@ -72,7 +72,13 @@ describe('registration › accepted', () => {
     const metadata = await discoverAuthorizationServerMetadata(app.url);
     const info = await sdkRegisterClient(app.url, {
       metadata,
-      clientMetadata: { client_name: 'sdk', redirect_uris: ['http://localhost:9876/callback'], grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], token_endpoint_auth_method: 'none' },
+      clientMetadata: {
+        client_name: 'sdk',
+        redirect_uris: ['http://localhost:9876/callback'],
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code'],
+        token_endpoint_auth_method: 'none',
+      },
     });
     expect(info.client_id).toBeTruthy();
     expect(info.redirect_uris).toEqual(['http://localhost:9876/callback']);
@@ -98,7 +104,12 @@ describe('registration › refused, with the RFC 7591 error, no client written, 
     ['no redirect URIs', { client_name: 'x' }, 'invalid_redirect_uri', 'invalid_redirect_uri:missing'],
     ['control characters in client_name', { redirect_uris: ['https://app.example.com/cb'], client_name: 'Claude\u0007\u202E' }, 'invalid_client_metadata', 'invalid_client_metadata:client_name'],
     ['an over-long client_name', { redirect_uris: ['https://app.example.com/cb'], client_name: 'A'.repeat(10_000) }, 'invalid_client_metadata', 'invalid_client_metadata:client_name'],
-    ['private_key_jwt', { redirect_uris: ['https://app.example.com/cb'], token_endpoint_auth_method: 'private_key_jwt' }, 'invalid_client_metadata', 'invalid_client_metadata:token_endpoint_auth_method'],
+    [
+      'private_key_jwt',
+      { redirect_uris: ['https://app.example.com/cb'], token_endpoint_auth_method: 'private_key_jwt' },
+      'invalid_client_metadata',
+      'invalid_client_metadata:token_endpoint_auth_method',
+    ],
   ];
 
   it.each(cases)('%s', async (_label, body, error, reason) => {
@@ -144,17 +155,19 @@ describe('registration › refused, with the RFC 7591 error, no client written, 
 });
 
 describe('registration › rate limit (REG-11, SEC-01)', () => {
-  it('answers 429 with Retry-After once the per-IP budget is spent, and audits it (tallied per address and minute)', async () => {
+  it('answers 429 with Retry-After once the per-IP budget is spent (every answer with the draft RateLimit headers), and audits it (tallied per address and minute)', async () => {
     const limited = await startTestApp({ env: { RATE_LIMIT_REGISTER: '3/1m' } });
     try {
-      const statuses: number[] = [];
-      let last: Response | undefined;
+      const answers: Response[] = [];
       for (let i = 0; i < 5; i++) {
-        last = await fetch(`${limited.url}/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(mcpClientMetadata()) });
-        statuses.push(last.status);
+        answers.push(await fetch(`${limited.url}/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(mcpClientMetadata()) }));
       }
-      expect(statuses).toEqual([201, 201, 201, 429, 429]);
+      expect(answers.map((a) => a.status)).toEqual([201, 201, 201, 429, 429]);
+      const last = answers.at(-1);
       expect(Number(last?.headers.get('retry-after'))).toBeGreaterThan(0);
+      // draft-ietf-httpapi-ratelimit-headers (express-rate-limit's draft-8): what is left, and the policy
+      expect(answers.map((a) => /; r=(\d+); t=\d+$/.exec(a.headers.get('ratelimit') ?? '')?.[1])).toEqual(['2', '1', '0', '0', '0']);
+      expect(last?.headers.get('ratelimit-policy')).toMatch(/; q=3; w=60; pk=:[A-Za-z0-9+/=]+:$/);
       expect(await last?.json()).toMatchObject({ error: 'too_many_requests' });
       expect((await rows(limited, "SELECT count(*) AS n FROM oidc_models WHERE model = 'Client'"))[0].n).toBe(3);
       // Requests beyond the budget: one row per address and minute with the count (DESIGN §9).
