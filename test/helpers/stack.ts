@@ -215,4 +215,20 @@ export async function refresh(app: TestApp, clientId: string, refreshToken: stri
   return { status: res.status, body: (await res.json()) as Record<string, any> };
 }
 
+/**
+ * Approve at P and sign in at U, stopping before the browser is sent back to P: U's redirect to
+ * P's callback, for a test to send it when it chooses (an approval recorded while something else
+ * happens); with the PKCE verifier the code will need.
+ */
+export async function approveAndStopAtU(app: TestApp, browser: Browser, clientId: string, login: string): Promise<{ callback: string; verifier: string }> {
+  const isCallback = (u: string) => u.includes('/upstream/callback');
+  const auth = buildAuthorization(app, { clientId });
+  let page: Page = await browser.navigate(auth.url, { stopAt: isCallback });
+  page = await browser.submit(page, { action: 'approve' }, { stopAt: isCallback });
+  if (page.status !== 0) page = await browser.submit(page, { login }, { stopAt: isCallback });
+  if (page.status !== 0) page = await browser.submit(page, { allow: 'yes' }, { stopAt: isCallback });
+  if (!page.url.includes('/upstream/callback')) throw new Error(`the flow did not reach P's callback: ${page.url}`);
+  return { callback: page.url, verifier: auth.verifier };
+}
+
 export { Browser };

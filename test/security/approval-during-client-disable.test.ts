@@ -10,7 +10,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditEvents, registerClient, rows } from '../helpers/app.js';
-import { Browser, buildAuthorization, CLIENT_REDIRECT, drive, startStack, type Stack } from '../helpers/stack.js';
+import { Browser, buildAuthorization, CLIENT_REDIRECT, drive, startStack, type Stack, approveAndStopAtU as approveAtU } from '../helpers/stack.js';
 import type { Page } from '../helpers/browser.js';
 import type { PgSql } from '../../src/db/pg-sql.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
@@ -23,23 +23,13 @@ beforeAll(async () => {
 afterAll(() => stack.close());
 
 const admin = { actor: 'admin' as const, subject: 'admin-1' };
-const isCallback = (u: string) => u.includes('/upstream/callback');
 
-/** Approve at P and sign in at U, stopping before the browser is sent back to P: the callback URL. */
-async function approveAndStopAtU(browser: Browser, clientId: string, login: string): Promise<{ callback: string; verifier: string }> {
-  const auth = buildAuthorization(stack.app, { clientId });
-  let page: Page = await browser.navigate(auth.url, { stopAt: isCallback });
-  page = await browser.submit(page, { action: 'approve' }, { stopAt: isCallback });
-  if (page.status !== 0) page = await browser.submit(page, { login }, { stopAt: isCallback });
-  if (page.status !== 0) page = await browser.submit(page, { allow: 'yes' }, { stopAt: isCallback });
-  expect(page.url).toContain('/upstream/callback');
-  return { callback: page.url, verifier: auth.verifier };
-}
+const approveAndStopAtU = (browser: Browser, clientId: string, login: string) => approveAtU(stack.app, browser, clientId, login);
 
 const consentsOf = (clientId: string) => rows(stack.app, 'SELECT revoked_reason FROM consents WHERE client_id = ?', clientId);
 
 describe('an approval in flight while the client is disabled or deleted', () => {
-  it('disabled: nothing recorded, 403, no code, U\'s fresh token dropped; re-enabled, the next authorization asks again', async () => {
+  it("disabled: nothing recorded, 403, no code, U's fresh token dropped; re-enabled, the next authorization asks again", async () => {
     const { client_id: clientId } = await registerClient(stack.app);
     const browser = new Browser('disable-race');
     const { callback } = await approveAndStopAtU(browser, clientId, 'dana');

@@ -11,7 +11,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditEvents, registerClient, rows } from '../helpers/app.js';
-import { Browser, buildAuthorization, CLIENT_REDIRECT, isConsentPage, redeem, startStack, type Stack } from '../helpers/stack.js';
+import { Browser, CLIENT_REDIRECT, isConsentPage, redeem, startStack, type Stack, approveAndStopAtU as approveAtU } from '../helpers/stack.js';
 import type { Page } from '../helpers/browser.js';
 import type { PgSql } from '../../src/db/pg-sql.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
@@ -22,18 +22,7 @@ beforeAll(async () => {
 });
 afterAll(() => stack.close());
 
-const isCallback = (u: string) => u.includes('/upstream/callback');
-
-/** Approve at P and sign in at U, stopping before the browser is sent back to P: the callback URL. */
-async function approveAndStopAtU(browser: Browser, clientId: string, login: string): Promise<{ callback: string; verifier: string }> {
-  const auth = buildAuthorization(stack.app, { clientId });
-  let page: Page = await browser.navigate(auth.url, { stopAt: isCallback });
-  page = await browser.submit(page, { action: 'approve' }, { stopAt: isCallback });
-  if (page.status !== 0) page = await browser.submit(page, { login }, { stopAt: isCallback });
-  if (page.status !== 0) page = await browser.submit(page, { allow: 'yes' }, { stopAt: isCallback });
-  expect(page.url).toContain('/upstream/callback');
-  return { callback: page.url, verifier: auth.verifier };
-}
+const approveAndStopAtU = (browser: Browser, clientId: string, login: string) => approveAtU(stack.app, browser, clientId, login);
 
 /** Whether a connection to the app's database waits for a lock now. */
 async function lockWaiting(): Promise<boolean> {
